@@ -1,0 +1,3 @@
+from wfbatch.cli.main import main
+
+main()

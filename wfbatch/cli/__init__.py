@@ -1,0 +1,1 @@
+"""The `wfbatch` command line."""

@@ -1,0 +1,1 @@
+"""Pure domain code: models, states, hashing and prompt-file parsing. Imports nothing of wfbatch."""

@@ -1,0 +1,82 @@
+"""The shapes a prompt takes on its way to a provider.
+
+`PromptEntry` is the user-facing, validated form of one line of a prompt file (pydantic, at the edge).
+`JobSpec` is the resolved, immutable description of one image to generate: what the cache key and the
+provider see. One entry with `variants: N` becomes N job specs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_SIZE = 1024
+MAX_VARIANTS = 100
+
+
+class ImageFormat(StrEnum):
+    PNG = "png"
+    WEBP = "webp"
+    JPEG = "jpeg"
+
+
+class PromptEntry(BaseModel):
+    """One prompt as written in a prompt file; unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    prompt: str = Field(min_length=1, max_length=32_000)
+    negative_prompt: str | None = Field(default=None, max_length=32_000)
+    model: str | None = None
+    width: int | None = Field(default=None, ge=16, le=8192)
+    height: int | None = Field(default=None, ge=16, le=8192)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    format: ImageFormat | None = None
+    quality: int | None = Field(default=None, ge=1, le=100)
+    variants: int = Field(default=1, ge=1, le=MAX_VARIANTS)
+    priority: int = 0
+    provider: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    id: str | None = Field(default=None, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything that determines one image, after defaults are applied."""
+
+    provider: str
+    prompt: str
+    negative_prompt: str | None
+    model: str | None
+    width: int
+    height: int
+    seed: int
+    variant: int
+    params: dict[str, Any] = field(default_factory=dict)
+    # Output-only settings: not part of the cache key (conversion is local).
+    format: ImageFormat = ImageFormat.PNG
+    quality: int | None = None
+
+
+@dataclass(frozen=True)
+class ParsedEntry:
+    """A validated entry and where it came from (1-based line in the file)."""
+
+    line: int
+    entry: PromptEntry
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A prompt file that validated completely: ready to become one batch."""
+
+    name: str
+    source_name: str
+    provider: str | None
+    cache: bool
+    budget: float | None
+    entries: list[ParsedEntry]

@@ -1,0 +1,72 @@
+"""Job and review states, and the transitions allowed between them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    """Waiting for a slot under the provider's limits."""
+    SUBMITTING = "submitting"
+    """The start request is (or may be) on the wire; re-sent with the same key after a crash."""
+    RUNNING = "running"
+    """The provider accepted the job; we poll its remote id (or download its finished result)."""
+    RETRYING = "retrying"
+    """Waiting for `next_attempt_at` after a retryable error, then back to queued."""
+    DONE = "done"
+    """Images written to the batch folder."""
+    FAILED = "failed"
+    """Attempts used up, or a permanent error. Can be retried by hand."""
+    CANCELED = "canceled"
+    """Stopped by the user. Can be retried by hand."""
+
+
+TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELED})
+IN_FLIGHT_STATES = frozenset({JobState.SUBMITTING, JobState.RUNNING})
+
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset(
+        {JobState.SUBMITTING, JobState.DONE, JobState.FAILED, JobState.CANCELED, JobState.RETRYING}
+    ),
+    JobState.SUBMITTING: frozenset(
+        {JobState.RUNNING, JobState.DONE, JobState.RETRYING, JobState.FAILED, JobState.CANCELED,
+         JobState.QUEUED}
+    ),
+    JobState.RUNNING: frozenset(
+        {JobState.DONE, JobState.RETRYING, JobState.FAILED, JobState.CANCELED, JobState.QUEUED}
+    ),
+    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.FAILED, JobState.CANCELED}),
+    JobState.DONE: frozenset(),
+    JobState.FAILED: frozenset({JobState.QUEUED}),
+    JobState.CANCELED: frozenset({JobState.QUEUED}),
+}
+
+
+class IllegalTransition(ValueError):
+    """A job was asked to move between two states the state machine does not connect."""
+
+
+def check_transition(current: JobState, target: JobState) -> None:
+    if target not in ALLOWED_TRANSITIONS[current]:
+        raise IllegalTransition(f"a job cannot go from {current} to {target}")
+
+
+class ReviewStatus(StrEnum):
+    PENDING = "pending"
+    """New image, in pending-review/."""
+    APPROVED = "approved"
+    """Moved to approved/."""
+    REJECTED = "rejected"
+    """Moved to rejected/."""
+
+
+class ErrorClass(StrEnum):
+    RATE_LIMITED = "rate_limited"
+    """429: slow the whole provider; costs the job no attempt."""
+    OUT_OF_CREDITS = "out_of_credits"
+    """402 (or a quota 429): pause the provider, keep jobs queued."""
+    TRANSIENT = "transient"
+    """5xx, timeouts, resets, malformed bodies: retry with backoff."""
+    PERMANENT = "permanent"
+    """400/401/403/404/422, content policy, a FAILED execution: fail at once."""

@@ -1,0 +1,1 @@
+"""Image providers: one module each, all behind the protocol in `base`."""

@@ -1,0 +1,123 @@
+"""The provider interface: one small async protocol that fits synchronous APIs (the call returns the
+image) and queue APIs (submit, then poll).
+
+A provider never decides *when* to send: before every HTTP request it awaits `gate.acquire(kind)`,
+which the engine's limiter implements, and it reports every response's status and headers with
+`gate.observe(...)` so server-side rate-limit headers can correct the local estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from wfbatch.core.models import JobSpec
+
+
+class RequestKind(StrEnum):
+    START = "start"
+    """A request that starts a (paid) execution."""
+    POLL = "poll"
+    """A status request for a started execution."""
+    OTHER = "other"
+    """Anything else sent to the provider's API (workflow graph, balance, estimates)."""
+
+
+class RequestGate(Protocol):
+    async def acquire(self, kind: RequestKind, priority: float = 0.0) -> None:
+        """Wait until a request of this kind may be sent under the provider's limits."""
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Feed the response's status and rate-limit headers back to the limiter."""
+
+
+class UnlimitedGate:
+    """A gate that never waits: for one-off calls outside the engine (e.g. a CLI probe)."""
+
+    async def acquire(self, kind: RequestKind, priority: float = 0.0) -> None:
+        return None
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Image:
+    """One generated image as received: raw bytes, their media type, and what the provider said."""
+
+    data: bytes
+    media_type: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The provider accepted the job and will finish it later: poll `remote_id`."""
+
+    remote_id: str
+    http_status: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A poll found the execution still running."""
+
+    remote_id: str
+    status: str
+    http_status: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The execution finished with images: either their URLs (download them promptly) or the bytes
+    themselves (synchronous APIs and the local renderer)."""
+
+    remote_id: str | None
+    urls: tuple[str, ...] = ()
+    images: tuple[Image, ...] = ()
+    credits_used: float | None = None
+    http_status: int | None = None
+    request_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """What is stored in SQLite so a crash between finish and download re-downloads, never
+        re-executes. Inline bytes are not stored: a provider that returns bytes is re-asked."""
+        return {
+            "remote_id": self.remote_id,
+            "urls": list(self.urls),
+            "credits_used": self.credits_used,
+            "request_id": self.request_id,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Finished:
+        return cls(
+            remote_id=data.get("remote_id"),
+            urls=tuple(data.get("urls") or ()),
+            credits_used=data.get("credits_used"),
+            request_id=data.get("request_id"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+class Provider(Protocol):
+    name: str
+    """The config name: `local`, `wireflow`, ..."""
+    label: str
+    """What a person should read next to results: says plainly what produced them."""
+    starts_count_as_requests: bool
+    """Whether a START request also counts against requests_per_minute (Wireflow's docs: no)."""
+
+    async def submit(self, spec: JobSpec, idempotency_key: str) -> Submitted | Finished: ...
+
+    async def poll(self, remote_id: str) -> Pending | Finished: ...
+
+    async def download(self, finished: Finished) -> list[Image]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,171 @@
+"""Configuration: defaults < wfbatch.toml < WFBATCH_* environment (nested with `__`) < flags.
+
+API keys are `SecretStr`: they print as `**********` and are only unwrapped at the moment a request
+header is built.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_NAME = "wfbatch.toml"
+
+# The TOML file lives in HOME, and HOME itself may come from a flag: the flag's value is handed to
+# the settings sources through this variable while `load_settings` builds the object.
+_home_override: contextvars.ContextVar[Path | None] = contextvars.ContextVar("home_override", default=None)
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir("wfbatch", appauthor=False))
+
+
+def resolve_home(explicit: Path | None = None) -> Path:
+    if explicit is not None:
+        return explicit.expanduser()
+    env = os.environ.get("WFBATCH_HOME")
+    return Path(env).expanduser() if env else default_home()
+
+
+class ProviderLimits(BaseModel):
+    """Limits and retry policy shared by every provider. `None` means unknown: the limiter adapts."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    executions_per_minute: int | None = Field(default=None, ge=1)
+    max_in_flight: int = Field(default=4, ge=1, le=1000)
+    daily_executions: int | None = Field(default=None, ge=1)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    backoff_initial: float = Field(default=2.0, gt=0, description="seconds before the first retry")
+    backoff_max: float = Field(default=300.0, gt=0)
+    poll_initial: float = Field(default=1.0, gt=0)
+    poll_factor: float = Field(default=1.5, ge=1.0)
+    poll_max: float = Field(default=10.0, gt=0)
+    request_timeout: float = Field(default=60.0, gt=0)
+    costs: dict[str, float] = Field(
+        default_factory=dict, description="credits per image by model name; key 'default' for any model"
+    )
+    daily_credit_cap: float | None = Field(default=None, ge=0)
+    rate_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="length of the per-minute windows: 60 for a real provider; shorter only to rehearse "
+        "against a simulator started with the same --window",
+    )
+
+
+class LocalSettings(ProviderLimits):
+    """The built-in offline renderer: no network, no key, deterministic pictures."""
+
+    max_in_flight: int = Field(default=2, ge=1, le=1000)
+    latency_min: float = Field(default=0.0, ge=0)
+    latency_max: float = Field(default=0.0, ge=0)
+    fail_rate: float = Field(default=0.0, ge=0, le=1, description="share of renders that fail transiently")
+    permanent_fail_marker: str | None = Field(
+        default=None, description="prompts containing this text fail permanently (rehearsing failures)"
+    )
+
+
+class WireflowPlan(StrEnum):
+    FREE = "free"
+    STARTER = "starter"
+    PRO = "pro"
+    ENTERPRISE = "enterprise"
+
+
+# From Wireflow's rate-limit docs: (requests/min, executions/min, executions/day; None = unlimited).
+WIREFLOW_PLAN_LIMITS: dict[WireflowPlan, tuple[int, int, int | None]] = {
+    WireflowPlan.FREE: (10, 10, 50),
+    WireflowPlan.STARTER: (20, 10, 200),
+    WireflowPlan.PRO: (60, 10, 1000),
+    WireflowPlan.ENTERPRISE: (200, 10, None),
+}
+
+
+class WireflowSettings(ProviderLimits):
+    api_key: SecretStr | None = None
+    base_url: str = "https://www.wireflow.ai/api/v1"
+    workflow_id: str | None = None
+    prompt_node_id: str | None = None
+    seed_node_id: str | None = None
+    webhook_id: str | None = None
+    plan: WireflowPlan = WireflowPlan.FREE
+    mode: Literal["execute", "run", "webhook"] = "execute"
+
+    @model_validator(mode="after")
+    def _plan_defaults(self) -> WireflowSettings:
+        """The plan fills in limits the user did not set explicitly."""
+        rpm, epm, daily = WIREFLOW_PLAN_LIMITS[self.plan]
+        if "requests_per_minute" not in self.model_fields_set:
+            self.requests_per_minute = rpm
+        if "executions_per_minute" not in self.model_fields_set:
+            self.executions_per_minute = epm
+        if "daily_executions" not in self.model_fields_set:
+            self.daily_executions = daily
+        return self
+
+
+class InboxSettings(BaseModel):
+    stable_seconds: float = Field(default=0.5, gt=0, description="size and mtime must hold this long")
+    skip_duplicate_files: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WFBATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=default_home)
+    provider: str = "local"
+    socket_path: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    local: LocalSettings = Field(default_factory=LocalSettings)
+    wireflow: WireflowSettings = Field(default_factory=WireflowSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = resolve_home(_home_override.get()) / CONFIG_FILE_NAME
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    def provider_limits(self, name: str) -> ProviderLimits:
+        limits = getattr(self, name, None)
+        if not isinstance(limits, ProviderLimits):
+            raise KeyError(name)
+        return limits
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as JSON-ready data, secrets shown as `**********`."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(home: Path | None = None, **overrides: Any) -> Settings:
+    """Build the effective settings; `home` and `overrides` come from command-line flags."""
+    token = _home_override.set(home)
+    try:
+        if home is not None:
+            overrides["home"] = home
+        return Settings(**overrides)
+    finally:
+        _home_override.reset(token)
