@@ -1,0 +1,57 @@
+"""Shared fixtures: a temporary HOME, settings built from it, and a real SQLite store in it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wfbatch.home import HomeLayout
+from wfbatch.settings import Settings, load_settings
+from wfbatch.store import Store
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test sees the developer's WFBATCH_* variables or writes to their data folder."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("WFBATCH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("WFBATCH_HOME", str(tmp_path / "default-home"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    yield
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def layout(home: Path) -> HomeLayout:
+    layout = HomeLayout(home)
+    layout.ensure()
+    return layout
+
+
+@pytest.fixture
+def make_settings(home: Path) -> Any:
+    def make(**overrides: Any) -> Settings:
+        return load_settings(home, **overrides)
+
+    return make
+
+
+@pytest.fixture
+async def store(layout: HomeLayout) -> AsyncIterator[Store]:
+    opened = await Store.open(layout.db)
+    try:
+        yield opened
+    finally:
+        await opened.close()

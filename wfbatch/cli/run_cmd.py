@@ -1,0 +1,231 @@
+"""`wfbatch run FILE...`: run prompt files to completion in this process, no daemon needed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from wfbatch.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    fail,
+    home_option,
+    print_json,
+    settings_from_flags,
+)
+from wfbatch.core.models import ParsedBatch
+from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
+from wfbatch.core.states import JobState
+from wfbatch.engine.ingest import Ingested, UnknownProviderInFile, ingest
+from wfbatch.engine.scheduler import Engine, StopReason
+from wfbatch.home import HomeLayout, HomeLock, HomeLocked
+from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
+from wfbatch.providers.base import UnlimitedGate
+from wfbatch.providers.registry import UnknownProvider, build_provider
+from wfbatch.settings import Settings
+from wfbatch.store import Store
+
+MAX_FAILURES_LISTED = 1000
+
+
+@dataclass(frozen=True)
+class _PromptFile:
+    path: Path
+    raw: bytes
+    parsed: ParsedBatch
+
+
+def _read_and_parse(paths: tuple[Path, ...]) -> list[_PromptFile]:
+    """Validate every file before anything is enqueued: one bad file enqueues nothing at all."""
+    files: list[_PromptFile] = []
+    reports: list[str] = []
+    for path in paths:
+        try:
+            raw = path.read_bytes()
+        except OSError as error:
+            reports.append(f"{path}: cannot read: {error.strerror or error}")
+            continue
+        try:
+            files.append(_PromptFile(path, raw, parse_prompt_bytes(raw, path.name)))
+        except PromptFileError as error:
+            reports.append(error.report())
+    if reports:
+        fail("nothing was enqueued; fix these and run again:\n" + "\n".join(reports))
+    return files
+
+
+async def _check_providers(settings: Settings, names: set[str]) -> None:
+    """Build each provider once, offline, so a missing key or workflow id stops us before enqueuing."""
+    for name in sorted(names):
+        try:
+            provider = build_provider(name, settings, UnlimitedGate())
+        except (UnknownProvider, ValueError) as error:
+            fail(f"provider {name!r}: {error}")
+        await provider.aclose()
+
+
+@click.command("run")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--provider", default=None, help="Provider for entries that name none (default: config).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout.")
+@home_option
+def run_command(files: tuple[Path, ...], provider: str | None, as_json: bool, home: Path | None) -> None:
+    """Run FILES' batches to completion in this process, then exit.
+
+    Exit codes: 0 all done; 1 some failed; 2 bad input or configuration (nothing enqueued);
+    3 stopped with jobs still queued (e.g. out of credits), with the reason."""
+    settings = settings_from_flags(home, provider=provider)
+    prompt_files = _read_and_parse(files)
+    summary = asyncio.run(_run(settings, prompt_files, show_progress=not as_json))
+    if as_json:
+        print_json(summary)
+    else:
+        _print_summary(summary)
+    sys.exit(summary["exit_code"])
+
+
+async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_progress: bool) -> dict[str, Any]:
+    used = {f.parsed.provider or settings.provider for f in prompt_files}
+    used |= {e.entry.provider for f in prompt_files for e in f.parsed.entries if e.entry.provider}
+    await _check_providers(settings, used)
+    layout = HomeLayout(settings.home)
+    layout.ensure()
+    lock = HomeLock(layout)
+    try:
+        lock.acquire("wfbatch run")
+    except HomeLocked as error:
+        fail(f"{error}. Hand the files to it with `wfbatch submit FILE...`, or stop it first.")
+    store = await Store.open(layout.db)
+    try:
+        ingested: list[Ingested] = []
+        for prompt_file in prompt_files:
+            try:
+                ingested.append(await ingest(store, layout, prompt_file.parsed, prompt_file.raw, settings.provider))
+            except UnknownProviderInFile as error:
+                fail(f"nothing more was enqueued:\n{error}")
+        batch_ids = [i.batch.id for i in ingested]
+        engine = Engine(store, settings, layout, batch_ids=batch_ids)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, engine.request_stop)
+        progress_task = asyncio.create_task(_show_progress(store, batch_ids)) if show_progress else None
+        try:
+            reason = await engine.run_until_idle()
+        finally:
+            if progress_task is not None:
+                progress_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await progress_task
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        return await _summary(store, engine, ingested, reason)
+    finally:
+        await store.close()
+        lock.release()
+
+
+async def _show_progress(store: Store, batch_ids: list[str]) -> None:
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("images", total=None, detail="")
+        while True:
+            counts = await store.counts(batch_ids)
+            finished = counts["done"] + counts["failed"] + counts["canceled"]
+            active = counts["submitting"] + counts["running"]
+            detail = f"{active} running, {counts['retrying']} retrying, {counts['failed']} failed"
+            progress.update(task, total=sum(counts.values()), completed=finished, detail=detail)
+            await asyncio.sleep(0.25)
+
+
+async def _summary(
+    store: Store, engine: Engine, ingested: list[Ingested], reason: StopReason
+) -> dict[str, Any]:
+    batch_ids = [i.batch.id for i in ingested]
+    counts = await store.counts(batch_ids)
+    failures: list[dict[str, Any]] = []
+    for batch_id in batch_ids:
+        for job in await store.list_jobs(
+            states=[JobState.FAILED], batch_id=batch_id, limit=MAX_FAILURES_LISTED - len(failures)
+        ):
+            failures.append(
+                {
+                    "job_id": job.id,
+                    "batch_id": job.batch_id,
+                    "line": job.line,
+                    "prompt": job.spec.prompt,
+                    "state": job.state.value,
+                    "http_status": job.error_status,
+                    "message": job.error_message,
+                    "request_id": job.error_request_id,
+                }
+            )
+    left = counts["queued"] + counts["retrying"] + counts["submitting"] + counts["running"]
+    if left:
+        exit_code = EXIT_STOPPED
+    elif counts["failed"]:
+        exit_code = EXIT_FAILED
+    else:
+        exit_code = EXIT_OK
+    output_dirs = [i.batch.output_dir for i in ingested]
+    return {
+        "batch_ids": batch_ids,
+        "resumed": [i.batch.id for i in ingested if i.resumed],
+        "total": sum(counts.values()),
+        "done": counts["done"],
+        "failed": counts["failed"],
+        "canceled": counts["canceled"],
+        "queued": left,
+        "cache_hits": await store.cache_hits(batch_ids),
+        "provider_requests": engine.requests_sent(),
+        "output_dirs": output_dirs,
+        "manifests": [str(Path(d) / MANIFEST_FILE_NAME) for d in output_dirs],
+        "contact_sheets": [str(Path(d) / CONTACT_SHEET_FILE_NAME) for d in output_dirs],
+        "failures": failures,
+        "stop_reason": {"code": reason.code, "message": reason.message, **_jsonable(reason.details)},
+        "exit_code": exit_code,
+    }
+
+
+def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in details.items() if k != "counts"}
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    echo = click.echo
+    echo(
+        f"{summary['done']} done, {summary['failed']} failed, {summary['queued']} left"
+        f" of {summary['total']} ({summary['cache_hits']} from cache,"
+        f" {summary['provider_requests']} provider requests)"
+    )
+    for output_dir, manifest, sheet in zip(
+        summary["output_dirs"], summary["manifests"], summary["contact_sheets"], strict=True
+    ):
+        echo(f"  images:        {output_dir}/pending-review/")
+        echo(f"  manifest:      {manifest}")
+        echo(f"  contact sheet: {sheet}")
+    for failure in summary["failures"][:20]:
+        status = failure["http_status"] if failure["http_status"] is not None else "-"
+        echo(
+            f"  failed job {failure['job_id']} (line {failure['line']}): HTTP {status}: {failure['message']}"
+            f" [request id {failure['request_id'] or '-'}]"
+        )
+    if summary["exit_code"] == EXIT_STOPPED:
+        echo(f"stopped with work left: {summary['stop_reason']['message']}", err=True)

@@ -1,0 +1,199 @@
+"""`DaemonClient`: typed calls to the daemon's `/v1` API over its Unix socket."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from httpx_sse import aconnect_sse
+from pydantic import BaseModel
+
+from wfbatch.core.api import (
+    API_VERSION,
+    BatchSummary,
+    CancelRequest,
+    CommandResult,
+    EditRequest,
+    Health,
+    JobDetail,
+    JobSummary,
+    Page,
+    PauseRequest,
+    RetryRequest,
+    ReviewRequest,
+    Status,
+    SubmitRequest,
+    SubmitResult,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+# The host part is ignored over a Unix socket, but HTTP needs one.
+BASE_URL = "http://wfbatch"
+
+
+class DaemonUnavailable(Exception):
+    """Nothing answers on the socket: the daemon is not running (or runs with another HOME)."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        super().__init__(
+            f"no wfbatch daemon answers on {socket_path}; start one with `wfbatch daemon` "
+            "(same WFBATCH_HOME), or run files directly with `wfbatch run FILE`"
+        )
+
+
+class VersionMismatch(Exception):
+    """The daemon speaks another version of the API than this client."""
+
+
+class ApiError(Exception):
+    """The daemon answered with an error status; `detail` carries its explanation."""
+
+    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+        self.status = status
+        self.error = error
+        self.detail = detail
+        super().__init__(f"{error} (HTTP {status})")
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One event from `/v1/events`: its kind (`job`, `batch`, `provider`, `engine`) and data."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+class DaemonClient:
+    def __init__(self, socket_path: Path, *, timeout: float = 10.0) -> None:
+        self.socket_path = socket_path
+        self._http = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=str(socket_path)),
+            base_url=BASE_URL,
+            timeout=timeout,
+        )
+
+    async def __aenter__(self) -> DaemonClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as error:
+            raise DaemonUnavailable(self.socket_path) from error
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                raise ApiError(response.status_code, str(body.get("error", response.reason_phrase)), body.get("detail"))
+            except (json.JSONDecodeError, AttributeError):
+                raise ApiError(response.status_code, response.text or response.reason_phrase) from None
+        return response
+
+    async def _get(self, path: str, model: type[M], params: dict[str, Any] | None = None) -> M:
+        response = await self._request("GET", path, params={k: v for k, v in (params or {}).items() if v is not None})
+        return model.model_validate(response.json())
+
+    async def _post(self, path: str, body: BaseModel | None, model: type[M]) -> M:
+        payload = body.model_dump(mode="json") if body is not None else {}
+        response = await self._request("POST", path, json=payload)
+        return model.model_validate(response.json())
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        health = await self._get("/v1/health", Health)
+        if health.api_version != API_VERSION:
+            raise VersionMismatch(
+                f"the daemon speaks API v{health.api_version} (wfbatch {health.version}); this client "
+                f"speaks v{API_VERSION}: restart the daemon with this wfbatch"
+            )
+        return health
+
+    async def status(self) -> Status:
+        return await self._get("/v1/status", Status)
+
+    async def batches(self, *, limit: int = 50, cursor: str | None = None) -> Page[BatchSummary]:
+        return await self._get("/v1/batches", Page[BatchSummary], {"limit": limit, "cursor": cursor})
+
+    async def batch(self, batch_id: str) -> BatchSummary:
+        return await self._get(f"/v1/batches/{batch_id}", BatchSummary)
+
+    async def jobs(
+        self,
+        *,
+        states: Sequence[str] = (),
+        batch_id: str | None = None,
+        text: str | None = None,
+        review: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[JobSummary]:
+        params = {
+            "state": ",".join(states) or None,
+            "batch": batch_id,
+            "q": text or None,
+            "review": review,
+            "cursor": cursor,
+            "limit": limit,
+        }
+        return await self._get("/v1/jobs", Page[JobSummary], params)
+
+    async def job(self, job_id: int) -> JobDetail:
+        return await self._get(f"/v1/jobs/{job_id}", JobDetail)
+
+    async def retry(self, request: RetryRequest) -> CommandResult:
+        return await self._post("/v1/jobs/retry", request, CommandResult)
+
+    async def cancel(self, request: CancelRequest) -> CommandResult:
+        return await self._post("/v1/jobs/cancel", request, CommandResult)
+
+    async def edit(self, job_id: int, prompt: str) -> CommandResult:
+        return await self._post(f"/v1/jobs/{job_id}/edit", EditRequest(prompt=prompt), CommandResult)
+
+    async def pause(self, request: PauseRequest) -> CommandResult:
+        return await self._post("/v1/pause", request, CommandResult)
+
+    async def resume(self, request: PauseRequest) -> CommandResult:
+        return await self._post("/v1/resume", request, CommandResult)
+
+    async def review(self, request: ReviewRequest) -> CommandResult:
+        return await self._post("/v1/review", request, CommandResult)
+
+    async def submit(self, request: SubmitRequest) -> SubmitResult:
+        """Submit prompts; validation errors come back in `SubmitResult.errors` (HTTP 422)."""
+        try:
+            return await self._post("/v1/submit", request, SubmitResult)
+        except ApiError as error:
+            if error.status == 422 and isinstance(error.detail, dict):
+                return SubmitResult.model_validate(error.detail)
+            raise
+
+    async def metrics(self) -> str:
+        return (await self._request("GET", "/v1/metrics")).text
+
+    async def events(self) -> AsyncIterator[ServerEvent]:
+        """Server-sent events until the connection ends (the caller reconnects if it wants)."""
+        try:
+            async with aconnect_sse(self._http, "GET", "/v1/events", timeout=None) as source:
+                async for sse in source.aiter_sse():
+                    if not sse.data:
+                        continue
+                    yield ServerEvent(kind=sse.event or "message", data=json.loads(sse.data))
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as error:
+            raise DaemonUnavailable(self.socket_path) from error

@@ -1,0 +1,205 @@
+"""The daemon's HTTP API contract (`/v1`), shared by the daemon and its clients (CLI, TUI).
+
+Both sides import these models, so a change here is a change of the protocol: add fields with
+defaults; bump `API_VERSION` on anything incompatible (the client checks it at connect).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_VERSION = 1
+MAX_PAGE = 500
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ErrorInfo(_Model):
+    """The last error of a job, as the provider gave it."""
+
+    http_status: int | None = None
+    message: str
+    request_id: str | None = None
+    error_class: str | None = None
+
+
+class Health(_Model):
+    ok: bool
+    version: str
+    api_version: int
+    pid: int
+    started_at: float
+    home: str
+
+
+class ProviderStatus(_Model):
+    name: str
+    label: str
+    requests_in_window: int = 0
+    requests_per_minute: int | None = None
+    executions_in_window: int = 0
+    executions_per_minute: int | None = None
+    in_flight: int = 0
+    max_in_flight: int = 0
+    daily_executions: int = 0
+    daily_cap: int | None = None
+    blocked_for: float = 0.0
+    block_reason: str | None = None
+    paused: str | None = None
+    """Why nothing is started, e.g. "out of credits: 10 required, 3 available"; None when running."""
+    pause_details: dict[str, Any] = Field(default_factory=dict)
+    """Figures behind a pause, e.g. {"kind": "credits", "required": 10, "available": 3}."""
+    requests_sent: int = 0
+    rate_limited: int = 0
+    balance: float | None = None
+    jobs: dict[str, int] = Field(default_factory=dict)
+
+
+class BatchSummary(_Model):
+    id: str
+    name: str
+    source_name: str
+    provider: str
+    created_at: float
+    output_dir: str
+    paused: bool
+    counts: dict[str, int]
+    total: int
+    eta_seconds: float | None = None
+    budget: float | None = None
+
+
+class Status(_Model):
+    version: str
+    jobs: dict[str, int]
+    """Jobs by state: queued, submitting, running, retrying, done, failed, canceled."""
+    paused: bool
+    pause_reason: str | None = None
+    providers: dict[str, ProviderStatus]
+    batches: list[BatchSummary]
+    """The most recent batches (at most 50)."""
+
+
+class JobSummary(_Model):
+    id: int
+    batch_id: str
+    index: int
+    line: int
+    state: str
+    review: str
+    prompt: str
+    provider: str
+    attempts: int
+    error: ErrorInfo | None = None
+    file: str | None = None
+    """Path relative to the batch's output folder."""
+    cache_hit: bool = False
+    credits: float | None = None
+    remote_id: str | None = None
+    updated_at: float
+
+
+class Attempt(_Model):
+    at: float
+    kind: str
+    outcome: str
+    http_status: int | None = None
+    message: str | None = None
+    request_id: str | None = None
+    remote_id: str | None = None
+
+
+class JobDetail(JobSummary):
+    negative_prompt: str | None = None
+    model: str | None = None
+    seed: int
+    width: int
+    height: int
+    variant: int
+    format: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    output_dir: str
+    file_path: str | None = None
+    """Absolute path of the image, when there is one."""
+    next_attempt_at: float | None = None
+    attempts_history: list[Attempt] = Field(default_factory=list)
+
+
+T = TypeVar("T")
+
+
+class Page(_Model, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+    """Pass back as `cursor` for the next page; None on the last page."""
+
+
+class RetryRequest(_Model):
+    job_ids: list[int] = Field(default_factory=list)
+    failed_of_batch: str | None = None
+    all_failed: bool = False
+
+
+class CancelRequest(_Model):
+    job_ids: list[int] = Field(default_factory=list)
+    batch_id: str | None = None
+
+
+class EditRequest(_Model):
+    prompt: str = Field(min_length=1, max_length=32_000)
+
+
+class PauseRequest(_Model):
+    scope: Literal["global", "batch", "provider"]
+    id: str | None = None
+    """Batch id or provider name; None for global."""
+    reason: str | None = None
+
+
+class ReviewRequest(_Model):
+    job_ids: list[int]
+    decision: Literal["approve", "reject", "pending"]
+
+
+class SubmitRequest(_Model):
+    name: str
+    """A file name: its suffix (.txt .jsonl .csv .json) says the format unless `format` is set."""
+    content: str
+    format: Literal["txt", "jsonl", "csv", "json"] | None = None
+    provider: str | None = None
+    budget: float | None = None
+
+
+class SubmitError(_Model):
+    line: int
+    column: int | None = None
+    message: str
+
+
+class SubmitResult(_Model):
+    batch_id: str | None = None
+    jobs: int = 0
+    resumed: bool = False
+    duplicate_of: str | None = None
+    """Set when the content equals a batch already accepted and duplicates are skipped."""
+    errors: list[SubmitError] = Field(default_factory=list)
+    report: str | None = None
+
+
+class CommandResult(_Model):
+    """What a command changed: the ids it touched, and a sentence for people."""
+
+    job_ids: list[int] = Field(default_factory=list)
+    message: str = ""
+
+
+class Problem(_Model):
+    """Every non-2xx answer of the API has this body."""
+
+    error: str
+    detail: Any = None

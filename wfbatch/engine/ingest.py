@@ -1,0 +1,92 @@
+"""A validated prompt file becomes one batch and its jobs, in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from wfbatch.core.expand import expand_batch
+from wfbatch.core.hashing import cache_key, content_hash
+from wfbatch.core.models import ParsedBatch
+from wfbatch.home import HomeLayout
+from wfbatch.outputs import claim_batch_dir
+from wfbatch.providers.registry import KNOWN_PROVIDERS
+from wfbatch.store import BatchRow, NewJob, Store
+
+
+class UnknownProviderInFile(ValueError):
+    """Entries of a prompt file name a provider wfbatch does not have."""
+
+    def __init__(self, source_name: str, problems: list[tuple[int, str]]) -> None:
+        self.source_name = source_name
+        self.problems = problems
+        lines = "\n".join(f"{source_name}:{line}: unknown provider {name!r}" for line, name in problems[:50])
+        super().__init__(f"{lines}\n(known providers: {', '.join(KNOWN_PROVIDERS)})")
+
+
+@dataclass(frozen=True)
+class Ingested:
+    batch: BatchRow
+    jobs: int
+    resumed: bool
+
+
+def new_batch_id() -> str:
+    """Time-ordered and unique: `b` + unix seconds in hex + random."""
+    return f"b{int(time.time()):x}{secrets.token_hex(3)}"
+
+
+async def ingest(
+    store: Store,
+    layout: HomeLayout,
+    parsed: ParsedBatch,
+    raw: bytes,
+    default_provider: str,
+    *,
+    resume_unfinished: bool = True,
+) -> Ingested:
+    """Enqueue `parsed` (the content of `raw`). With `resume_unfinished`, a batch of exactly this
+    content that is not finished is returned instead of a new one: nothing is enqueued twice."""
+    digest = content_hash(raw)
+    if resume_unfinished:
+        existing = await store.find_unfinished_batch(digest)
+        if existing is not None:
+            counts = await store.counts([existing.id])
+            return Ingested(batch=existing, jobs=sum(counts.values()), resumed=True)
+    expanded = expand_batch(parsed, default_provider)
+    unknown = [(job.source.line, job.spec.provider) for job in expanded if job.spec.provider not in KNOWN_PROVIDERS]
+    if unknown:
+        raise UnknownProviderInFile(parsed.source_name, unknown)
+    batch_id = new_batch_id()
+    created = dt.datetime.now(dt.UTC)
+    output_dir = claim_batch_dir(layout.output, created, parsed.name, batch_id)
+    batch = BatchRow(
+        id=batch_id,
+        name=parsed.name,
+        source_name=parsed.source_name,
+        content_hash=digest,
+        provider=parsed.provider or default_provider,
+        cache_enabled=parsed.cache,
+        budget=parsed.budget,
+        output_dir=str(output_dir),
+        paused=False,
+        created_at=created.timestamp(),
+    )
+    jobs = [
+        NewJob(
+            uid=uuid.uuid4().hex,
+            idx=index,
+            line=job.source.line,
+            user_id=job.source.entry.id,
+            spec=job.spec,
+            tags=list(job.source.entry.tags),
+            cache_key=cache_key(job.spec),
+            priority=job.source.entry.priority,
+        )
+        for index, job in enumerate(expanded, start=1)
+    ]
+    await store.insert_batch(batch, jobs)
+    return Ingested(batch=batch, jobs=len(jobs), resumed=False)

@@ -1,0 +1,312 @@
+"""Per-provider limits: sliding windows, in-flight count, daily cap, 429 blocks and pauses.
+
+`ProviderLimiter` is the `RequestGate` a provider awaits before every HTTP request. Two fair queues
+(requests, execution starts) hand out permission highest-priority-first: when the request budget is
+the bottleneck, polls of the executions most likely to be finished go first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wfbatch.engine.clock import Clock
+from wfbatch.providers.base import RequestKind
+from wfbatch.settings import ProviderLimits
+
+# Requests are sent slightly further apart than the window: a server counting by arrival time
+# must never see N+1 in its window because one request travelled faster than the one before it.
+WINDOW_MARGIN = 0.02
+# A sleeping waiter wakes at least this often to notice blocks and pauses set meanwhile.
+MAX_NAP = 0.5
+
+
+class ProviderPaused(Exception):
+    """The provider is paused (out of credits, daily cap, by the user): do not start anything."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SlidingWindow:
+    """At most `limit` events in any span of `window` seconds; `limit=None` means no limit."""
+
+    def __init__(self, limit: int | None, window: float) -> None:
+        self.limit = limit
+        self.window = window * (1 + WINDOW_MARGIN)
+        self._times: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+
+    def used(self, now: float) -> int:
+        self._trim(now)
+        return len(self._times)
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until one more event fits (0 when it fits now)."""
+        if self.limit is None:
+            return 0.0
+        self._trim(now)
+        if len(self._times) < self.limit:
+            return 0.0
+        return self._times[len(self._times) - self.limit] + self.window - now
+
+    def record(self, now: float) -> None:
+        self._times.append(now)
+
+
+class _FairQueue:
+    """Waiters take turns by (priority desc, arrival): only the head may proceed; the others sleep
+    until the head leaves (or a short nap passes, so no wake-up can be missed for long)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, asyncio.Event]] = []
+        self._seq = itertools.count()
+
+    async def take(self, priority: float, wait_time: Callable[[], float]) -> None:
+        entry = (-priority, next(self._seq), asyncio.Event())
+        heapq.heappush(self._heap, entry)
+        try:
+            while True:
+                if self._heap[0] is entry:
+                    delay = wait_time()
+                    if delay <= 0:
+                        return
+                    await self._clock.sleep(min(delay, MAX_NAP))
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(entry[2].wait(), MAX_NAP)
+                    entry[2].clear()
+        finally:
+            self._heap.remove(entry)
+            heapq.heapify(self._heap)
+            if self._heap:
+                self._heap[0][2].set()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+@dataclass
+class LimiterSnapshot:
+    """What status pages show about one provider's limits right now."""
+
+    requests_in_window: int
+    requests_per_minute: int | None
+    executions_in_window: int
+    executions_per_minute: int | None
+    in_flight: int
+    max_in_flight: int
+    daily_executions: int
+    daily_cap: int | None
+    blocked_for: float
+    block_reason: str | None
+    paused: str | None
+    requests_sent: int
+    rate_limited: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ProviderLimiter:
+    def __init__(
+        self,
+        name: str,
+        limits: ProviderLimits,
+        clock: Clock,
+        *,
+        starts_count_as_requests: bool = True,
+        daily_starts: int = 0,
+    ) -> None:
+        self.name = name
+        self.limits = limits
+        self._clock = clock
+        self.starts_count_as_requests = starts_count_as_requests
+        window = limits.rate_window_seconds
+        self.requests = SlidingWindow(limits.requests_per_minute, window)
+        self.executions = SlidingWindow(limits.executions_per_minute, window)
+        self._request_queue = _FairQueue(clock)
+        self._start_queue = _FairQueue(clock)
+        self._blocked_until = 0.0
+        self._requests_blocked_until = 0.0
+        self.block_reason: str | None = None
+        self.paused: str | None = None
+        self.pause_details: dict[str, Any] = {}
+        self.in_flight = 0
+        self._day = self._today()
+        self.daily_starts = daily_starts
+        self.requests_sent = 0
+        self.sent_by_kind: dict[str, int] = {k.value: 0 for k in RequestKind}
+        self.rate_limited = 0
+        self._learned_limit = limits.requests_per_minute is None
+        self._last_increase = clock.monotonic()
+
+    # -- RequestGate --------------------------------------------------------------------------
+
+    async def acquire(self, kind: RequestKind, priority: float = 0.0) -> None:
+        if kind is RequestKind.START:
+            self._check_startable()
+            await self._start_queue.take(priority, self._start_wait)
+            self._check_startable()
+            now = self._clock.monotonic()
+            self.executions.record(now)
+            self._roll_day()
+            self.daily_starts += 1
+            if not self.starts_count_as_requests:
+                self._count(kind)
+                return
+        await self._request_queue.take(priority, self._request_wait)
+        self.requests.record(self._clock.monotonic())
+        self._count(kind)
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Server headers override the local estimate: no requests left means wait for the reset;
+        an advertised limit replaces an unknown one."""
+        limit = _header_int(headers, "x-ratelimit-limit")
+        if limit is not None and self.limits.requests_per_minute is None and self._learned_limit:
+            self.requests.limit = limit
+            self._learned_limit = False
+        remaining = _header_int(headers, "x-ratelimit-remaining")
+        reset = _header_float(headers, "x-ratelimit-reset")
+        if remaining is not None and remaining <= 0 and reset is not None:
+            wait = reset - self._clock.wall()
+            if 0 < wait <= 3600:
+                self._requests_blocked_until = max(self._requests_blocked_until, self._clock.monotonic() + wait)
+        if status < 400 and self._learned_limit and self.requests.limit is not None:
+            # Additive increase: one more request a window for every quiet window.
+            now = self._clock.monotonic()
+            if now - self._last_increase >= self.requests.window:
+                self.requests.limit += 1
+                self._last_increase = now
+
+    # -- signals from the engine --------------------------------------------------------------
+
+    def on_rate_limited(self, retry_after: float | None, message: str) -> float:
+        """A 429: the whole provider waits (not just the job). Returns the wait applied."""
+        self.rate_limited += 1
+        wait = retry_after if retry_after is not None and retry_after > 0 else self.limits.backoff_initial * 5
+        wait = min(wait, 3600.0)
+        self._blocked_until = max(self._blocked_until, self._clock.monotonic() + wait)
+        self.block_reason = f"rate limited by the provider: {message}"
+        if self._learned_limit:
+            # Multiplicative decrease of a limit we had to guess.
+            used = self.requests.used(self._clock.monotonic())
+            self.requests.limit = max(1, used // 2) if used else max(1, (self.requests.limit or 2) // 2)
+            self._last_increase = self._clock.monotonic()
+        return wait
+
+    def pause(self, reason: str, details: dict[str, Any] | None = None) -> None:
+        self.paused = reason
+        self.pause_details = details or {}
+
+    def resume(self) -> None:
+        self.paused = None
+        self.pause_details = {}
+
+    def has_capacity(self) -> bool:
+        self._roll_day()
+        return (
+            self.paused is None
+            and self.in_flight < self.limits.max_in_flight
+            and not self._daily_cap_reached()
+        )
+
+    def blocked_for(self) -> float:
+        return max(0.0, self._blocked_until - self._clock.monotonic())
+
+    def snapshot(self) -> LimiterSnapshot:
+        now = self._clock.monotonic()
+        self._roll_day()
+        return LimiterSnapshot(
+            requests_in_window=self.requests.used(now),
+            requests_per_minute=self.requests.limit,
+            executions_in_window=self.executions.used(now),
+            executions_per_minute=self.executions.limit,
+            in_flight=self.in_flight,
+            max_in_flight=self.limits.max_in_flight,
+            daily_executions=self.daily_starts,
+            daily_cap=self.limits.daily_executions,
+            blocked_for=round(self.blocked_for(), 3),
+            block_reason=self.block_reason if self.blocked_for() > 0 else None,
+            paused=self.paused or (self._daily_cap_message() if self._daily_cap_reached() else None),
+            requests_sent=self.requests_sent,
+            rate_limited=self.rate_limited,
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _count(self, kind: RequestKind) -> None:
+        self.requests_sent += 1
+        self.sent_by_kind[kind.value] += 1
+
+    def _check_startable(self) -> None:
+        if self.paused is not None:
+            raise ProviderPaused(self.paused)
+        if self._daily_cap_reached():
+            raise ProviderPaused(self._daily_cap_message())
+
+    def _start_wait(self) -> float:
+        now = self._clock.monotonic()
+        return max(self._blocked_until - now, self.executions.wait_time(now))
+
+    def _request_wait(self) -> float:
+        now = self._clock.monotonic()
+        return max(self._blocked_until - now, self._requests_blocked_until - now, self.requests.wait_time(now))
+
+    def _daily_cap_reached(self) -> bool:
+        cap = self.limits.daily_executions
+        return cap is not None and self.daily_starts >= cap
+
+    def _daily_cap_message(self) -> str:
+        return f"daily execution cap reached ({self.daily_starts}/{self.limits.daily_executions}); resets at midnight"
+
+    def _today(self) -> dt.date:
+        return dt.datetime.fromtimestamp(self._clock.wall()).date()
+
+    def _roll_day(self) -> None:
+        today = self._today()
+        if today != self._day:
+            self._day = today
+            self.daily_starts = 0
+
+
+def start_of_today(now: float) -> float:
+    day = dt.datetime.fromtimestamp(now).date()
+    return dt.datetime.combine(day, dt.time()).timestamp()
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    value = _header(headers, name)
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _header_float(headers: Mapping[str, str], name: str) -> float | None:
+    value = _header(headers, name)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        for key, candidate in headers.items():
+            if key.lower() == name:
+                return candidate
+    return value

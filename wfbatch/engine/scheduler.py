@@ -1,0 +1,525 @@
+"""The scheduler: picks ready jobs (priority, then age) and drives each one through
+cache lookup → submit → poll → download → output, under each provider's limits.
+
+Every state change is committed before the network call that depends on it, so a crash at any point
+leaves a job that the next start can finish: `submitting` jobs are re-sent with the same
+idempotency key, `running` jobs resume polling (or downloading) their stored remote execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import random
+import statistics
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from wfbatch.core.hashing import idempotency_key
+from wfbatch.core.states import ErrorClass, JobState
+from wfbatch.engine.backoff import retry_delay
+from wfbatch.engine.cache import ImageCache
+from wfbatch.engine.clock import Clock, SystemClock
+from wfbatch.engine.events import Event, EventSink, discard
+from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused, start_of_today
+from wfbatch.engine.writer import OutputWriter
+from wfbatch.home import HomeLayout
+from wfbatch.outputs import ImageDecodeError
+from wfbatch.providers.base import Finished, Image, Provider, RequestKind, Submitted
+from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
+from wfbatch.providers.registry import build_provider, provider_label, starts_count_as_requests
+from wfbatch.settings import Settings
+from wfbatch.store import BatchRow, JobRow, Store
+
+log = logging.getLogger("wfbatch.engine")
+
+# Polls of executions that have run longest are the likeliest to find a finished image: when the
+# request budget is the bottleneck, they go first. The job's task sets this before each poll.
+poll_priority: contextvars.ContextVar[float] = contextvars.ContextVar("poll_priority", default=0.0)
+
+GLOBAL_SCOPE = "global"
+IDLE_WAKE = 1.0
+
+
+@dataclass(frozen=True)
+class StopReason:
+    """Why `run_until_idle` returned."""
+
+    code: str
+    """`done` (nothing left to do), `paused` (work left that cannot proceed), `stopped` (asked to)."""
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class _PriorityGate:
+    """The limiter as seen by one provider: polls carry the calling job's priority."""
+
+    def __init__(self, limiter: ProviderLimiter) -> None:
+        self._limiter = limiter
+
+    async def acquire(self, kind: RequestKind, priority: float = 0.0) -> None:
+        if kind is RequestKind.POLL:
+            priority = max(priority, poll_priority.get())
+        await self._limiter.acquire(kind, priority)
+
+    def observe(self, status: int, headers: Any) -> None:
+        self._limiter.observe(status, headers)
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        layout: HomeLayout,
+        *,
+        clock: Clock | None = None,
+        events: EventSink = discard,
+        batch_ids: Sequence[str] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.layout = layout
+        self.clock = clock or SystemClock()
+        self._emit = events
+        self.batch_ids = list(batch_ids) if batch_ids is not None else None
+        self._rng = rng or random.Random()
+        self.limiters: dict[str, ProviderLimiter] = {}
+        self._providers: dict[str, Provider] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._keys_in_flight: set[str] = set()
+        self._batches: dict[str, BatchRow] = {}
+        self._latencies: dict[str, deque[float]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.global_paused: str | None = None
+        self.cache = ImageCache(layout.cache, store)
+        self.writer = OutputWriter(store, self.provider_label)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load pauses and resume what a previous process left in flight."""
+        pauses = await self.store.pauses()
+        self.global_paused = pauses.get(GLOBAL_SCOPE)
+        for scope, reason in pauses.items():
+            if scope.startswith("provider:"):
+                self.limiter(scope.removeprefix("provider:")).pause(reason, {"by": "user"})
+        for job in await self.store.in_flight_jobs():
+            if self.batch_ids is not None and job.batch_id not in self.batch_ids:
+                continue
+            log.info("resuming job %s (%s, remote id %s)", job.id, job.state, job.remote_id)
+            self._spawn(job)
+
+    async def run_until_idle(self) -> StopReason:
+        """Run until nothing is left to do for this engine's batches, or what is left cannot proceed."""
+        await self.start()
+        try:
+            return await self._loop(burst=True)
+        finally:
+            await self.shutdown()
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        await self.start()
+        stopper = asyncio.create_task(self._stop_when(stop))
+        try:
+            await self._loop(burst=False)
+        finally:
+            stopper.cancel()
+
+    async def _stop_when(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._stopping = True
+        self.wake()
+
+    async def shutdown(self) -> None:
+        """Stop dispatching; in-flight jobs keep their state and resume on the next start."""
+        self._stopping = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.writer.flush(force=True)
+        for provider in self._providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        self._providers.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        """Stop dispatching soon (signal handlers call this); in-flight jobs resume on the next start."""
+        self._stopping = True
+        self.wake()
+
+    # -- providers ----------------------------------------------------------------------------
+
+    def provider_label(self, name: str) -> str:
+        return provider_label(name, self.settings)
+
+    def limiter(self, name: str) -> ProviderLimiter:
+        limiter = self.limiters.get(name)
+        if limiter is None:
+            limiter = ProviderLimiter(
+                name,
+                self.settings.provider_limits(name),
+                self.clock,
+                starts_count_as_requests=starts_count_as_requests(name),
+            )
+            self.limiters[name] = limiter
+        return limiter
+
+    async def _provider(self, name: str) -> Provider | None:
+        provider = self._providers.get(name)
+        if provider is not None:
+            return provider
+        limiter = self.limiter(name)
+        limiter.daily_starts = await self.store.starts_since(name, start_of_today(self.clock.wall()))
+        try:
+            provider = build_provider(name, self.settings, _PriorityGate(limiter))
+        except ValueError as error:
+            self._pause_provider(name, f"configuration error: {error}", {"kind": "config"})
+            return None
+        self._providers[name] = provider
+        return provider
+
+    def _pause_provider(self, name: str, reason: str, details: dict[str, Any]) -> None:
+        self.limiter(name).pause(reason, details)
+        self._emit(Event("provider", {"provider": name, "paused": reason, **details}))
+
+    def requests_sent(self) -> int:
+        return sum(limiter.requests_sent for limiter in self.limiters.values())
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _loop(self, *, burst: bool) -> StopReason:
+        flusher = asyncio.create_task(self._flush_periodically())
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                await self._dispatch_round()
+                if burst:
+                    reason = await self._idle_reason()
+                    if reason is not None:
+                        return reason
+                delay = IDLE_WAKE
+                next_retry = await self.store.next_retry_at(self.batch_ids)
+                if next_retry is not None:
+                    delay = max(0.01, min(delay, next_retry - self.clock.wall()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+            return StopReason("stopped", "stopped before the work was finished")
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(MIN_FLUSH_PERIOD)
+            try:
+                await self.writer.flush()
+            except Exception:
+                log.exception("could not refresh a manifest")
+
+    async def _dispatch_round(self) -> None:
+        await self.store.promote_due_retries(self.clock.wall())
+        if self.global_paused is not None:
+            return
+        for name in sorted(await self.store.queued_providers(self.batch_ids)):
+            if await self._provider(name) is None:
+                continue
+            limiter = self.limiter(name)
+            if not limiter.has_capacity() or limiter.blocked_for() > 0:
+                continue
+            free = limiter.limits.max_in_flight - limiter.in_flight
+            candidates = await self.store.ready_jobs(name, free + len(self._keys_in_flight), self.batch_ids)
+            for job in candidates:
+                if free <= 0:
+                    break
+                if job.id in self._tasks:
+                    continue
+                batch = await self._batch(job.batch_id)
+                if batch.cache_enabled and job.cache_key in self._keys_in_flight:
+                    continue  # the same image is being made: wait, then take it from the cache
+                self._spawn(job)
+                free -= 1
+
+    async def _idle_reason(self) -> StopReason | None:
+        if self._tasks:
+            return None
+        counts = await self.store.counts(self.batch_ids)
+        if not any(counts[s] for s in ("queued", "retrying", "submitting", "running")):
+            return StopReason("done", "all jobs finished", {"counts": counts})
+        if counts["retrying"] or counts["submitting"] or counts["running"]:
+            return None
+        if self.global_paused is not None:
+            return StopReason("paused", f"paused: {self.global_paused}", {"counts": counts})
+        reasons: list[str] = []
+        details: dict[str, Any] = {"counts": counts}
+        for name in sorted(await self.store.queued_providers(self.batch_ids)):
+            limiter = self.limiter(name)
+            if limiter.blocked_for() > 0:
+                return None  # a 429 wait: it ends by itself
+            snapshot = limiter.snapshot()
+            if snapshot.paused:
+                reasons.append(f"{name}: {snapshot.paused}")
+                details.setdefault("providers", {})[name] = {"paused": snapshot.paused, **limiter.pause_details}
+        paused_batches = await self.store.paused_batch_ids()
+        scope = set(self.batch_ids) if self.batch_ids is not None else paused_batches
+        stuck_batches = sorted(paused_batches & scope)
+        if stuck_batches:
+            reasons.append("paused batches: " + ", ".join(stuck_batches))
+        if reasons:
+            return StopReason("paused", "; ".join(reasons), details)
+        return None
+
+    async def _batch(self, batch_id: str) -> BatchRow:
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            found = await self.store.get_batch(batch_id)
+            if found is None:
+                raise LookupError(f"job refers to unknown batch {batch_id}")
+            batch = self._batches[batch_id] = found
+        return batch
+
+    def _spawn(self, job: JobRow) -> None:
+        limiter = self.limiter(job.provider)
+        limiter.in_flight += 1  # reserved now, so one dispatch round cannot overfill the provider
+        self._keys_in_flight.add(job.cache_key)
+        task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+        self._tasks[job.id] = task
+
+    # -- one job ------------------------------------------------------------------------------
+
+    async def _run_job(self, job: JobRow) -> None:
+        limiter = self.limiter(job.provider)
+        try:
+            await self._drive(job, limiter)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug must not kill the engine or lose the job: record it and retry later.
+            log.exception("job %s: unexpected error", job.id)
+            await self._retry_or_fail(job, limiter, Transient("internal error in wfbatch (see the log)"))
+        finally:
+            limiter.in_flight -= 1
+            self._keys_in_flight.discard(job.cache_key)
+            self._tasks.pop(job.id, None)
+            self.wake()
+
+    async def _drive(self, job: JobRow, limiter: ProviderLimiter) -> None:
+        batch = await self._batch(job.batch_id)
+        provider = await self._provider(job.provider)
+        if provider is None:
+            return
+        if job.state is JobState.QUEUED:
+            if batch.cache_enabled and await self._serve_from_cache(job, batch):
+                return
+            started = self.clock.wall()
+            if not await self.store.transition(
+                job.id, [JobState.QUEUED], JobState.SUBMITTING, attempts=job.attempts + 1,
+                started_at=job.started_at or started,
+            ):
+                return  # canceled or changed meanwhile
+            job = replace(job, state=JobState.SUBMITTING, attempts=job.attempts + 1)
+            self._emit_job(job)
+        try:
+            finished = await self._execute(job, provider, limiter)
+            if finished is None:
+                return  # canceled while the start was on the wire; the cancel already recorded it
+            if finished.urls and not finished.images:
+                # Kept so that a crash before the download re-downloads instead of re-executing.
+                await self.store.update_job(job.id, result=finished.to_json())
+            images = await provider.download(finished)
+            if not images:
+                raise Transient("the provider finished without an image", request_id=finished.request_id)
+            await self._complete(job, batch, images[0], finished=finished, cache_hit=False)
+        except ProviderPaused as paused:
+            await self._requeue(job, f"provider paused: {paused.reason}")
+        except RateLimited as error:
+            wait = limiter.on_rate_limited(error.retry_after, error.message)
+            self._emit(Event("provider", {"provider": job.provider, "blocked_for": wait, "reason": error.message}))
+            await self._record_error(job, "start", error)
+            await self._requeue(job, f"rate limited; provider waits {wait:.0f} s")
+        except OutOfCredits as error:
+            figures = {"required": error.required, "available": error.available, "breakdown": error.breakdown}
+            reason = _credits_reason(error)
+            self._pause_provider(job.provider, reason, {"kind": "credits", **figures})
+            await self._record_error(job, "start", error)
+            await self._requeue(job, reason)
+        except Permanent as error:
+            await self._record_error(job, "job", error)
+            await self._fail(job, error)
+        except (Transient, ImageDecodeError, OSError) as error:
+            transient = error if isinstance(error, Transient) else Transient(f"{type(error).__name__}: {error}")
+            await self._record_error(job, "job", transient)
+            await self._retry_or_fail(job, limiter, transient)
+
+    async def _execute(self, job: JobRow, provider: Provider, limiter: ProviderLimiter) -> Finished | None:
+        """Submit (or resume) the job's remote execution until it has finished; None if the job was
+        canceled meanwhile."""
+        if job.result:
+            return Finished.from_json(job.result)
+        if job.remote_id is None:
+            key = idempotency_key(job.uid, job.generation)
+            outcome = await provider.submit(job.spec, key)
+            # Shielded: a shutdown arriving now must not lose the remote id the provider just gave.
+            moved = await asyncio.shield(self._record_start(job, outcome))
+            if isinstance(outcome, Finished):
+                return outcome
+            if not moved:
+                return None
+            job = replace(job, state=JobState.RUNNING, remote_id=outcome.remote_id)
+            self._emit_job(job)
+        elif job.state is not JobState.RUNNING:
+            await self.store.transition(job.id, [job.state], JobState.RUNNING)
+            job = replace(job, state=JobState.RUNNING)
+        assert job.remote_id is not None
+        return await self._poll_until_finished(job, provider, limiter)
+
+    async def _record_start(self, job: JobRow, outcome: Submitted | Finished) -> bool:
+        await self.store.add_attempt(
+            job.id, kind="start", outcome="accepted", http_status=outcome.http_status,
+            request_id=outcome.request_id, remote_id=outcome.remote_id,
+        )
+        if isinstance(outcome, Finished):
+            return True
+        return await self.store.transition(
+            job.id, [JobState.SUBMITTING], JobState.RUNNING, remote_id=outcome.remote_id
+        )
+
+    async def _poll_until_finished(self, job: JobRow, provider: Provider, limiter: ProviderLimiter) -> Finished:
+        limits = limiter.limits
+        remote_id = job.remote_id
+        assert remote_id is not None
+        started = self.clock.monotonic()
+        delay = max(limits.poll_initial, self._expected_latency(job.provider) * 0.75)
+        failures = 0
+        while True:
+            await self.clock.sleep(delay)
+            poll_priority.set(self.clock.monotonic() - started)
+            try:
+                result = await provider.poll(remote_id)
+            except RateLimited as error:
+                wait = limiter.on_rate_limited(error.retry_after, error.message)
+                await self._record_error(job, "poll", error)
+                delay = min(wait, limits.poll_max)
+                continue
+            except Transient as error:
+                failures += 1
+                await self._record_error(job, "poll", error)
+                if failures >= limits.max_attempts:
+                    raise
+                delay = min(limits.poll_max, delay * limits.poll_factor)
+                continue
+            if isinstance(result, Finished):
+                self._latencies.setdefault(job.provider, deque(maxlen=50)).append(
+                    self.clock.monotonic() - started
+                )
+                await self.store.add_attempt(
+                    job.id, kind="poll", outcome="finished", http_status=result.http_status,
+                    request_id=result.request_id, remote_id=remote_id,
+                )
+                return result
+            delay = min(limits.poll_max, delay * limits.poll_factor)
+
+    def _expected_latency(self, provider: str) -> float:
+        """Median time to finish of recent executions: no point polling much before it."""
+        samples = self._latencies.get(provider)
+        if not samples or len(samples) < 3:
+            return 0.0
+        return statistics.median(samples)
+
+    async def _serve_from_cache(self, job: JobRow, batch: BatchRow) -> bool:
+        image = await self.cache.get(job.cache_key)
+        if image is None:
+            return False
+        self.limiter(job.provider).in_flight -= 1  # a cache hit is no remote execution
+        try:
+            await self._complete(job, batch, image, finished=None, cache_hit=True)
+        finally:
+            self.limiter(job.provider).in_flight += 1
+        return True
+
+    async def _complete(
+        self, job: JobRow, batch: BatchRow, image: Image, *, finished: Finished | None, cache_hit: bool
+    ) -> None:
+        relative = await self.writer.write_image(batch, job, image)
+        if not cache_hit:
+            await self.cache.put(job.cache_key, image)
+        done = await self.store.transition(
+            job.id,
+            [JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING],
+            JobState.DONE,
+            file=relative,
+            cache_hit=cache_hit,
+            credits=(finished.credits_used if finished else 0.0),
+            result=finished.to_json() if finished else None,
+            finished_at=self.clock.wall(),
+            error_class=None, error_status=None, error_message=None, error_request_id=None,
+        )
+        if done:
+            self._emit_job(replace(job, state=JobState.DONE, file=relative, cache_hit=cache_hit))
+        self.writer.mark_dirty(batch.id)
+
+    async def _record_error(self, job: JobRow, kind: str, error: ProviderError) -> None:
+        await self.store.add_attempt(
+            job.id, kind=kind, outcome=error.error_class.value, http_status=error.status,
+            message=error.message, request_id=error.request_id,
+        )
+        await self.store.update_job(
+            job.id, error_class=error.error_class, error_status=error.status,
+            error_message=error.message, error_request_id=error.request_id,
+        )
+
+    async def _requeue(self, job: JobRow, why: str) -> None:
+        """Back to queued without using up an attempt (429, 402, paused provider)."""
+        source = [JobState.SUBMITTING, JobState.RUNNING, JobState.QUEUED]
+        if await self.store.transition(job.id, source, JobState.QUEUED, attempts=max(0, job.attempts - 1)):
+            log.info("job %s back in the queue: %s", job.id, why)
+            self._emit_job(replace(job, state=JobState.QUEUED))
+            self.writer.mark_dirty(job.batch_id)
+
+    async def _retry_or_fail(self, job: JobRow, limiter: ProviderLimiter, error: ProviderError) -> None:
+        if job.attempts >= limiter.limits.max_attempts:
+            await self._fail(job, error, note=f"gave up after {job.attempts} attempts")
+            return
+        delay = retry_delay(job.attempts, limiter.limits.backoff_initial, limiter.limits.backoff_max, self._rng)
+        source = [JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING]
+        if await self.store.transition(
+            job.id, source, JobState.RETRYING, next_attempt_at=self.clock.wall() + delay,
+            error_class=ErrorClass.TRANSIENT, error_status=error.status, error_message=error.message,
+            error_request_id=error.request_id,
+        ):
+            self._emit_job(replace(job, state=JobState.RETRYING))
+            self.writer.mark_dirty(job.batch_id)
+
+    async def _fail(self, job: JobRow, error: ProviderError, note: str | None = None) -> None:
+        message = f"{error.message} ({note})" if note else error.message
+        source = [JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING]
+        if await self.store.transition(
+            job.id, source, JobState.FAILED, finished_at=self.clock.wall(), error_class=error.error_class,
+            error_status=error.status, error_message=message, error_request_id=error.request_id,
+        ):
+            self._emit_job(replace(job, state=JobState.FAILED, error_message=message))
+            self.writer.mark_dirty(job.batch_id)
+
+    def _emit_job(self, job: JobRow) -> None:
+        self._emit(Event("job", {"id": job.id, "batch_id": job.batch_id, "state": job.state.value}))
+
+
+MIN_FLUSH_PERIOD = 1.0
+
+
+def _credits_reason(error: OutOfCredits) -> str:
+    if error.required is not None and error.available is not None:
+        return f"out of credits: {error.required:g} required, {error.available:g} available"
+    return f"out of credits: {error.message}"

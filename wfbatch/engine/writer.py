@@ -1,0 +1,155 @@
+"""The engine's side of the output folder: write each finished image, and keep each batch's
+`manifest.json` and `contact-sheet.png` in step with the database without rewriting them per job."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from wfbatch.core.states import TERMINAL_STATES, ReviewStatus
+from wfbatch.outputs import (
+    REVIEW_FOLDERS,
+    Manifest,
+    ManifestEntry,
+    ManifestError,
+    atomic_write_bytes,
+    encode_image,
+    image_file_name,
+    write_contact_sheet,
+    write_manifest,
+)
+from wfbatch.providers.base import Image
+from wfbatch.store import BatchRow, JobRow, Store
+
+# A manifest is rewritten at most this often per batch, and never more often than 20× the time the
+# last rewrite took: a 100k-job manifest must not eat the engine.
+MIN_MANIFEST_INTERVAL = 1.0
+CONTACT_SHEET_INTERVAL = 30.0
+
+
+def _utc(timestamp: float | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC) if timestamp is not None else None
+
+
+class OutputWriter:
+    def __init__(self, store: Store, provider_label: Callable[[str], str]) -> None:
+        self._store = store
+        self._label = provider_label
+        self._dirty: set[str] = set()
+        self._last_manifest: dict[str, float] = {}
+        self._interval: dict[str, float] = {}
+        self._last_sheet: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+
+    async def write_image(self, batch: BatchRow, job: JobRow, image: Image) -> str:
+        """Convert, embed metadata, write atomically into pending-review/; returns the path relative
+        to the batch folder."""
+        spec = job.spec
+        metadata = {
+            "prompt": spec.prompt,
+            "negative_prompt": spec.negative_prompt or "",
+            "seed": str(spec.seed),
+            "model": spec.model or "",
+            "provider": self._label(spec.provider),
+            "cache_key": job.cache_key,
+            "job_id": str(job.id),
+            "batch_id": job.batch_id,
+        }
+        encoded = await asyncio.to_thread(encode_image, image.data, spec.format, spec.quality, metadata)
+        relative = f"{REVIEW_FOLDERS[ReviewStatus.PENDING]}/{image_file_name(job.idx, spec.prompt, spec.format)}"
+        await asyncio.to_thread(atomic_write_bytes, Path(batch.output_dir) / relative, encoded)
+        self.mark_dirty(batch.id)
+        return relative
+
+    def mark_dirty(self, batch_id: str) -> None:
+        self._dirty.add(batch_id)
+
+    async def flush(self, *, force: bool = False) -> None:
+        """Rewrite the manifests (and, less often, contact sheets) of batches that changed."""
+        async with self._lock:
+            now = time.monotonic()
+            for batch_id in sorted(self._dirty):
+                due = self._last_manifest.get(batch_id, 0.0) + self._interval.get(batch_id, MIN_MANIFEST_INTERVAL)
+                if not force and now < due:
+                    continue
+                self._dirty.discard(batch_id)
+                await self.write_batch_files(batch_id, force_sheet=force)
+
+    async def write_batch_files(self, batch_id: str, *, force_sheet: bool = True) -> None:
+        batch = await self._store.get_batch(batch_id)
+        if batch is None:
+            return
+        started = time.monotonic()
+        jobs = await self._store.jobs_for_batch(batch_id)
+        manifest = self._manifest(batch, jobs)
+        batch_dir = Path(batch.output_dir)
+        await asyncio.to_thread(write_manifest, batch_dir, manifest)
+        finished = all(job.state in TERMINAL_STATES for job in jobs)
+        sheet_due = self._last_sheet.get(batch_id, 0.0) + CONTACT_SHEET_INTERVAL <= time.monotonic()
+        if force_sheet or finished or sheet_due:
+            items = [(f"{job.idx:05d}", batch_dir / job.file) for job in jobs if job.file]
+            await asyncio.to_thread(write_contact_sheet, batch_dir, items)
+            self._last_sheet[batch_id] = time.monotonic()
+        elapsed = time.monotonic() - started
+        self._last_manifest[batch_id] = time.monotonic()
+        self._interval[batch_id] = max(MIN_MANIFEST_INTERVAL, 20 * elapsed)
+
+    def _manifest(self, batch: BatchRow, jobs: list[JobRow]) -> Manifest:
+        counts: dict[str, int] = {}
+        entries = []
+        for job in jobs:
+            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+            spec = job.spec
+            error = (
+                ManifestError(
+                    http_status=job.error_status, message=job.error_message, request_id=job.error_request_id
+                )
+                if job.error_message
+                else None
+            )
+            created = _utc(job.created_at)
+            assert created is not None
+            entries.append(
+                ManifestEntry(
+                    job_id=str(job.id),
+                    index=job.idx,
+                    user_id=job.user_id,
+                    prompt=spec.prompt,
+                    negative_prompt=spec.negative_prompt,
+                    provider=spec.provider,
+                    provider_label=self._label(spec.provider),
+                    model=spec.model,
+                    seed=spec.seed,
+                    width=spec.width,
+                    height=spec.height,
+                    variant=spec.variant,
+                    params=spec.params,
+                    tags=job.tags,
+                    format=spec.format.value,
+                    file=job.file,
+                    status=job.state.value,
+                    review=job.review.value,
+                    cache_hit=job.cache_hit,
+                    cache_key=job.cache_key,
+                    attempts=job.attempts,
+                    credits=job.credits,
+                    remote_id=job.remote_id,
+                    request_id=job.error_request_id or (job.result or {}).get("request_id"),
+                    error=error,
+                    created_at=created,
+                    finished_at=_utc(job.finished_at),
+                )
+            )
+        created_at = _utc(batch.created_at)
+        assert created_at is not None
+        return Manifest(
+            batch_id=batch.id,
+            name=batch.name,
+            created_at=created_at,
+            updated_at=dt.datetime.now(dt.UTC),
+            counts=counts,
+            entries=entries,
+        )

@@ -1,0 +1,186 @@
+"""Typed rows read from and written to the store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from wfbatch.core.models import ImageFormat, JobSpec
+from wfbatch.core.states import ErrorClass, JobState, ReviewStatus
+
+
+def spec_to_json(spec: JobSpec) -> str:
+    return json.dumps(
+        {
+            "provider": spec.provider,
+            "prompt": spec.prompt,
+            "negative_prompt": spec.negative_prompt,
+            "model": spec.model,
+            "width": spec.width,
+            "height": spec.height,
+            "seed": spec.seed,
+            "variant": spec.variant,
+            "params": spec.params,
+            "format": spec.format.value,
+            "quality": spec.quality,
+        },
+        ensure_ascii=False,
+    )
+
+
+def spec_from_json(text: str) -> JobSpec:
+    data = json.loads(text)
+    return JobSpec(
+        provider=data["provider"],
+        prompt=data["prompt"],
+        negative_prompt=data["negative_prompt"],
+        model=data["model"],
+        width=data["width"],
+        height=data["height"],
+        seed=data["seed"],
+        variant=data["variant"],
+        params=data["params"],
+        format=ImageFormat(data["format"]),
+        quality=data["quality"],
+    )
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job about to be inserted with its batch."""
+
+    uid: str
+    idx: int
+    line: int
+    user_id: str | None
+    spec: JobSpec
+    tags: list[str]
+    cache_key: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    id: str
+    name: str
+    source_name: str
+    content_hash: str
+    provider: str
+    cache_enabled: bool
+    budget: float | None
+    output_dir: str
+    paused: bool
+    created_at: float
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> BatchRow:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            source_name=row["source_name"],
+            content_hash=row["content_hash"],
+            provider=row["provider"],
+            cache_enabled=bool(row["cache_enabled"]),
+            budget=row["budget"],
+            output_dir=row["output_dir"],
+            paused=bool(row["paused"]),
+            created_at=row["created_at"],
+        )
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    uid: str
+    batch_id: str
+    idx: int
+    line: int
+    user_id: str | None
+    provider: str
+    spec: JobSpec
+    tags: list[str]
+    cache_key: str
+    priority: int
+    state: JobState
+    review: ReviewStatus
+    attempts: int
+    generation: int
+    next_attempt_at: float | None
+    remote_id: str | None
+    result: dict[str, Any] | None
+    file: str | None
+    cache_hit: bool
+    credits: float | None
+    error_class: ErrorClass | None
+    error_status: int | None
+    error_message: str | None
+    error_request_id: str | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> JobRow:
+        return cls(
+            id=row["id"],
+            uid=row["uid"],
+            batch_id=row["batch_id"],
+            idx=row["idx"],
+            line=row["line"],
+            user_id=row["user_id"],
+            provider=row["provider"],
+            spec=spec_from_json(row["spec"]),
+            tags=json.loads(row["tags"]),
+            cache_key=row["cache_key"],
+            priority=row["priority"],
+            state=JobState(row["state"]),
+            review=ReviewStatus(row["review"]),
+            attempts=row["attempts"],
+            generation=row["generation"],
+            next_attempt_at=row["next_attempt_at"],
+            remote_id=row["remote_id"],
+            result=json.loads(row["result"]) if row["result"] else None,
+            file=row["file"],
+            cache_hit=bool(row["cache_hit"]),
+            credits=row["credits"],
+            error_class=ErrorClass(row["error_class"]) if row["error_class"] else None,
+            error_status=row["error_status"],
+            error_message=row["error_message"],
+            error_request_id=row["error_request_id"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+        )
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One provider request outcome of a job: when, what, and what the provider said."""
+
+    id: int
+    job_id: int
+    at: float
+    kind: str
+    outcome: str
+    http_status: int | None
+    message: str | None
+    request_id: str | None
+    remote_id: str | None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> AttemptRow:
+        return cls(
+            id=row["id"],
+            job_id=row["job_id"],
+            at=row["at"],
+            kind=row["kind"],
+            outcome=row["outcome"],
+            http_status=row["http_status"],
+            message=row["message"],
+            request_id=row["request_id"],
+            remote_id=row["remote_id"],
+        )

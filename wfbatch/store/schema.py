@@ -1,0 +1,85 @@
+"""The schema and its migrations. `MIGRATIONS[i]` brings a database from version i to i + 1."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE batches (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        source_name   TEXT NOT NULL,
+        content_hash  TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        cache_enabled INTEGER NOT NULL,
+        budget        REAL,
+        output_dir    TEXT NOT NULL,
+        paused        INTEGER NOT NULL DEFAULT 0,
+        created_at    REAL NOT NULL
+    );
+    CREATE INDEX batches_content ON batches(content_hash);
+
+    CREATE TABLE jobs (
+        id               INTEGER PRIMARY KEY,
+        uid              TEXT NOT NULL UNIQUE,
+        batch_id         TEXT NOT NULL REFERENCES batches(id),
+        idx              INTEGER NOT NULL,
+        line             INTEGER NOT NULL,
+        user_id          TEXT,
+        provider         TEXT NOT NULL,
+        spec             TEXT NOT NULL,
+        prompt           TEXT NOT NULL,
+        tags             TEXT NOT NULL DEFAULT '[]',
+        cache_key        TEXT NOT NULL,
+        priority         INTEGER NOT NULL DEFAULT 0,
+        state            TEXT NOT NULL,
+        review           TEXT NOT NULL DEFAULT 'pending',
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        generation       INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  REAL,
+        remote_id        TEXT,
+        result           TEXT,
+        file             TEXT,
+        cache_hit        INTEGER NOT NULL DEFAULT 0,
+        credits          REAL,
+        error_class      TEXT,
+        error_status     INTEGER,
+        error_message    TEXT,
+        error_request_id TEXT,
+        created_at       REAL NOT NULL,
+        updated_at       REAL NOT NULL,
+        started_at       REAL,
+        finished_at      REAL
+    );
+    CREATE INDEX jobs_ready ON jobs(state, provider, priority DESC, id);
+    CREATE INDEX jobs_batch ON jobs(batch_id, state);
+
+    CREATE TABLE attempts (
+        id          INTEGER PRIMARY KEY,
+        job_id      INTEGER NOT NULL REFERENCES jobs(id),
+        at          REAL NOT NULL,
+        kind        TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        http_status INTEGER,
+        message     TEXT,
+        request_id  TEXT,
+        remote_id   TEXT
+    );
+    CREATE INDEX attempts_job ON attempts(job_id);
+    CREATE INDEX attempts_kind_at ON attempts(kind, at);
+
+    CREATE TABLE cache_entries (
+        key         TEXT PRIMARY KEY,
+        sha256      TEXT NOT NULL,
+        media_type  TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+
+    CREATE TABLE pauses (
+        scope       TEXT PRIMARY KEY,
+        reason      TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,432 @@
+"""The async SQLite store.
+
+One connection in autocommit mode; every multi-statement write runs inside `BEGIN IMMEDIATE` under
+one asyncio lock, so concurrent coroutines never interleave their transactions. WAL with
+`synchronous=NORMAL`: a killed process loses nothing that was committed (only a power cut can drop
+the last transactions, never corrupt the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from wfbatch.core.states import ErrorClass, JobState, ReviewStatus, check_transition
+from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob, spec_to_json
+from wfbatch.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+# Columns a caller may set through `transition`/`update_job`; anything else is a programming error.
+_UPDATABLE = frozenset(
+    {
+        "attempts", "generation", "next_attempt_at", "remote_id", "result", "file", "cache_hit", "credits",
+        "error_class", "error_status", "error_message", "error_request_id", "started_at", "finished_at",
+        "review", "spec", "prompt", "cache_key",
+    }
+)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer wfbatch than this one."""
+
+
+class Store:
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=10000")
+        store = cls(conn, path)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def _migrate(self) -> None:
+        async with self._conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} has schema version {version}; this wfbatch knows up to {SCHEMA_VERSION}. "
+                "Upgrade wfbatch."
+            )
+        for target in range(version, SCHEMA_VERSION):
+            async with self.transaction():
+                for statement in _split_sql(MIGRATIONS[target]):
+                    await self._conn.execute(statement)
+                await self._conn.execute(f"PRAGMA user_version={target + 1}")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self._conn.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One autocommitted statement; returns the number of rows changed."""
+        async with self._write_lock, self._conn.execute(sql, params) as cursor:
+            return cursor.rowcount
+
+    # -- batches ------------------------------------------------------------------------------
+
+    async def insert_batch(self, batch: BatchRow, jobs: Sequence[NewJob]) -> None:
+        """The batch and all its jobs in ONE transaction: a file is enqueued whole or not at all."""
+        now = time.time()
+        rows = [
+            (
+                job.uid, batch.id, job.idx, job.line, job.user_id, job.spec.provider, spec_to_json(job.spec),
+                job.spec.prompt, _json_list(job.tags), job.cache_key, job.priority, JobState.QUEUED.value,
+                now, now,
+            )
+            for job in jobs
+        ]
+        async with self.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO batches (id, name, source_name, content_hash, provider, cache_enabled, budget,"
+                " output_dir, paused, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    batch.id, batch.name, batch.source_name, batch.content_hash, batch.provider,
+                    int(batch.cache_enabled), batch.budget, batch.output_dir, int(batch.paused),
+                    batch.created_at,
+                ),
+            )
+            await conn.executemany(
+                "INSERT INTO jobs (uid, batch_id, idx, line, user_id, provider, spec, prompt, tags,"
+                " cache_key, priority, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+
+    async def get_batch(self, batch_id: str) -> BatchRow | None:
+        row = await self._fetchone("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        return BatchRow.from_sql(row) if row else None
+
+    async def list_batches(self, limit: int = 100) -> list[BatchRow]:
+        rows = await self._fetchall("SELECT * FROM batches ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [BatchRow.from_sql(r) for r in rows]
+
+    async def find_unfinished_batch(self, content_hash: str) -> BatchRow | None:
+        """The newest batch of this exact file content that still has jobs not done."""
+        row = await self._fetchone(
+            "SELECT b.* FROM batches b WHERE b.content_hash = ? AND EXISTS ("
+            " SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state NOT IN ('done'))"
+            " ORDER BY b.created_at DESC LIMIT 1",
+            (content_hash,),
+        )
+        return BatchRow.from_sql(row) if row else None
+
+    async def batch_with_content_exists(self, content_hash: str) -> BatchRow | None:
+        row = await self._fetchone(
+            "SELECT * FROM batches WHERE content_hash = ? ORDER BY created_at DESC LIMIT 1", (content_hash,)
+        )
+        return BatchRow.from_sql(row) if row else None
+
+    async def output_dir_taken(self, output_dir: str) -> bool:
+        return await self._fetchone("SELECT 1 FROM batches WHERE output_dir = ?", (output_dir,)) is not None
+
+    async def set_batch_paused(self, batch_id: str, paused: bool) -> bool:
+        return await self._write("UPDATE batches SET paused = ? WHERE id = ?", (int(paused), batch_id)) > 0
+
+    async def paused_batch_ids(self) -> set[str]:
+        rows = await self._fetchall("SELECT id FROM batches WHERE paused = 1")
+        return {r["id"] for r in rows}
+
+    # -- counts -------------------------------------------------------------------------------
+
+    async def counts(self, batch_ids: Iterable[str] | None = None) -> dict[str, int]:
+        """Jobs by state, every state present (zero where none)."""
+        counts = {state.value: 0 for state in JobState}
+        if batch_ids is None:
+            rows = await self._fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        else:
+            ids = list(batch_ids)
+            marks = ",".join("?" * len(ids))
+            rows = await self._fetchall(
+                f"SELECT state, COUNT(*) AS n FROM jobs WHERE batch_id IN ({marks}) GROUP BY state", ids
+            )
+        for row in rows:
+            counts[row["state"]] = row["n"]
+        return counts
+
+    async def counts_by(self, column: str) -> dict[str, dict[str, int]]:
+        """Jobs by state for each batch (`batch_id`) or provider (`provider`)."""
+        if column not in {"batch_id", "provider"}:
+            raise ValueError(column)
+        rows = await self._fetchall(f"SELECT {column} AS k, state, COUNT(*) AS n FROM jobs GROUP BY k, state")
+        result: dict[str, dict[str, int]] = {}
+        for row in rows:
+            result.setdefault(row["k"], {s.value: 0 for s in JobState})[row["state"]] = row["n"]
+        return result
+
+    async def cache_hits(self, batch_ids: Sequence[str]) -> int:
+        marks = ",".join("?" * len(batch_ids))
+        row = await self._fetchone(
+            f"SELECT COUNT(*) AS n FROM jobs WHERE cache_hit = 1 AND batch_id IN ({marks})", list(batch_ids)
+        )
+        return int(row["n"]) if row else 0
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> JobRow | None:
+        row = await self._fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return JobRow.from_sql(row) if row else None
+
+    async def jobs_for_batch(self, batch_id: str) -> list[JobRow]:
+        rows = await self._fetchall("SELECT * FROM jobs WHERE batch_id = ? ORDER BY idx", (batch_id,))
+        return [JobRow.from_sql(r) for r in rows]
+
+    async def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] = (),
+        batch_id: str | None = None,
+        text: str | None = None,
+        review: ReviewStatus | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[JobRow]:
+        """One page of jobs ordered by id; the caller passes the last id it saw as `after_id`."""
+        where = ["id > ?"]
+        params: list[Any] = [after_id]
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            params.extend(s.value for s in states)
+        if batch_id:
+            where.append("batch_id = ?")
+            params.append(batch_id)
+        if text:
+            where.append("prompt LIKE ? ESCAPE '\\'")
+            params.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if review:
+            where.append("review = ?")
+            params.append(review.value)
+        params.append(limit)
+        rows = await self._fetchall(
+            f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id LIMIT ?", params
+        )
+        return [JobRow.from_sql(r) for r in rows]
+
+    async def ready_jobs(
+        self, provider: str, limit: int, batch_ids: Sequence[str] | None = None
+    ) -> list[JobRow]:
+        """Queued jobs of a provider in unpaused batches, highest priority first, then oldest."""
+        params: list[Any] = [provider]
+        scope = ""
+        if batch_ids is not None:
+            scope = f" AND j.batch_id IN ({','.join('?' * len(batch_ids))})"
+            params.extend(batch_ids)
+        params.append(limit)
+        rows = await self._fetchall(
+            "SELECT j.* FROM jobs j JOIN batches b ON b.id = j.batch_id"
+            f" WHERE j.state = 'queued' AND j.provider = ? AND b.paused = 0{scope}"
+            " ORDER BY j.priority DESC, j.id LIMIT ?",
+            params,
+        )
+        return [JobRow.from_sql(r) for r in rows]
+
+    async def queued_providers(self, batch_ids: Sequence[str] | None = None) -> set[str]:
+        params: list[Any] = []
+        scope = ""
+        if batch_ids is not None:
+            scope = f" AND batch_id IN ({','.join('?' * len(batch_ids))})"
+            params.extend(batch_ids)
+        rows = await self._fetchall(
+            f"SELECT DISTINCT provider FROM jobs WHERE state = 'queued'{scope}", params
+        )
+        return {r["provider"] for r in rows}
+
+    async def promote_due_retries(self, now: float) -> int:
+        return await self._write(
+            "UPDATE jobs SET state = 'queued', updated_at = ? WHERE state = 'retrying' AND next_attempt_at <= ?",
+            (now, now),
+        )
+
+    async def next_retry_at(self, batch_ids: Sequence[str] | None = None) -> float | None:
+        params: list[Any] = []
+        scope = ""
+        if batch_ids is not None:
+            scope = f" AND batch_id IN ({','.join('?' * len(batch_ids))})"
+            params.extend(batch_ids)
+        row = await self._fetchone(
+            f"SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'retrying'{scope}", params
+        )
+        return row["t"] if row and row["t"] is not None else None
+
+    async def in_flight_jobs(self) -> list[JobRow]:
+        rows = await self._fetchall("SELECT * FROM jobs WHERE state IN ('submitting', 'running') ORDER BY id")
+        return [JobRow.from_sql(r) for r in rows]
+
+    async def transition(
+        self, job_id: int, from_states: Iterable[JobState], to_state: JobState, **fields: Any
+    ) -> bool:
+        """Move a job to `to_state` if it is still in one of `from_states`; False if it was not
+        (someone else — a cancel, a retry — moved it first)."""
+        sources = list(from_states)
+        for source in sources:
+            check_transition(source, to_state)
+        return await self._update(job_id, sources, {"state": to_state.value, **fields})
+
+    async def update_job(self, job_id: int, **fields: Any) -> bool:
+        return await self._update(job_id, None, fields)
+
+    async def _update(self, job_id: int, sources: list[JobState] | None, fields: dict[str, Any]) -> bool:
+        unknown = set(fields) - _UPDATABLE - {"state"}
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        values = {k: _sql_value(v) for k, v in fields.items()}
+        values["updated_at"] = time.time()
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        params: list[Any] = [*values.values(), job_id]
+        where = "id = ?"
+        if sources is not None:
+            where += f" AND state IN ({','.join('?' * len(sources))})"
+            params.extend(s.value for s in sources)
+        return await self._write(f"UPDATE jobs SET {assignments} WHERE {where}", params) > 0
+
+    async def requeue_for_retry(self, job_ids: Sequence[int]) -> list[int]:
+        """Failed or canceled jobs back to queued by hand: attempts reset, and a new generation so
+        the provider sees a new idempotency key (the user asked for a new execution)."""
+        retried: list[int] = []
+        async with self.transaction() as conn:
+            for job_id in job_ids:
+                async with conn.execute(
+                    "UPDATE jobs SET state = 'queued', attempts = 0, generation = generation + 1,"
+                    " next_attempt_at = NULL, remote_id = NULL, result = NULL, error_class = NULL,"
+                    " error_status = NULL, error_message = NULL, error_request_id = NULL, finished_at = NULL,"
+                    " updated_at = ? WHERE id = ? AND state IN ('failed', 'canceled')",
+                    (time.time(), job_id),
+                ) as cursor:
+                    if cursor.rowcount:
+                        retried.append(job_id)
+        return retried
+
+    async def job_ids(
+        self, *, states: Sequence[JobState], batch_id: str | None = None, limit: int = 1_000_000
+    ) -> list[int]:
+        params: list[Any] = [s.value for s in states]
+        scope = ""
+        if batch_id:
+            scope = " AND batch_id = ?"
+            params.append(batch_id)
+        params.append(limit)
+        rows = await self._fetchall(
+            f"SELECT id FROM jobs WHERE state IN ({','.join('?' * len(states))}){scope} ORDER BY id LIMIT ?",
+            params,
+        )
+        return [r["id"] for r in rows]
+
+    # -- attempts -----------------------------------------------------------------------------
+
+    async def add_attempt(
+        self,
+        job_id: int,
+        *,
+        kind: str,
+        outcome: str,
+        http_status: int | None = None,
+        message: str | None = None,
+        request_id: str | None = None,
+        remote_id: str | None = None,
+    ) -> None:
+        await self._write(
+            "INSERT INTO attempts (job_id, at, kind, outcome, http_status, message, request_id, remote_id)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (job_id, time.time(), kind, outcome, http_status, message, request_id, remote_id),
+        )
+
+    async def attempts_for(self, job_id: int) -> list[AttemptRow]:
+        rows = await self._fetchall("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
+        return [AttemptRow.from_sql(r) for r in rows]
+
+    async def starts_since(self, provider: str, since: float) -> int:
+        """Execution starts the provider accepted since `since` (for the daily cap after a restart)."""
+        row = await self._fetchone(
+            "SELECT COUNT(*) AS n FROM attempts a JOIN jobs j ON j.id = a.job_id"
+            " WHERE j.provider = ? AND a.kind = 'start' AND a.outcome = 'accepted' AND a.at >= ?",
+            (provider, since),
+        )
+        return int(row["n"]) if row else 0
+
+    # -- cache --------------------------------------------------------------------------------
+
+    async def cache_get(self, key: str) -> tuple[str, str] | None:
+        row = await self._fetchone("SELECT sha256, media_type FROM cache_entries WHERE key = ?", (key,))
+        return (row["sha256"], row["media_type"]) if row else None
+
+    async def cache_put(self, key: str, sha256: str, media_type: str) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO cache_entries (key, sha256, media_type, created_at) VALUES (?,?,?,?)",
+            (key, sha256, media_type, time.time()),
+        )
+
+    async def cached_keys(self, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = await self._fetchall(
+                f"SELECT key FROM cache_entries WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
+            found.update(r["key"] for r in rows)
+        return found
+
+    # -- pauses -------------------------------------------------------------------------------
+
+    async def pauses(self) -> dict[str, str]:
+        rows = await self._fetchall("SELECT scope, reason FROM pauses")
+        return {r["scope"]: r["reason"] for r in rows}
+
+    async def set_pause(self, scope: str, reason: str) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO pauses (scope, reason, created_at) VALUES (?,?,?)",
+            (scope, reason, time.time()),
+        )
+
+    async def clear_pause(self, scope: str) -> bool:
+        return await self._write("DELETE FROM pauses WHERE scope = ?", (scope,)) > 0
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _json_list(items: list[str]) -> str:
+    return json.dumps(items, ensure_ascii=False)
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, JobState | ReviewStatus | ErrorClass):
+        return value.value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
