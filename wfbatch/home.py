@@ -95,7 +95,9 @@ class HomeLock:
             raise HomeLocked(holder) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "what": what, "socket": str(socket) if socket else None}))
+        handle.write(
+            json.dumps({"pid": os.getpid(), "what": what, "socket": str(socket) if socket else None})
+        )
         handle.flush()
         self._handle = handle
 

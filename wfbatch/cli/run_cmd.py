@@ -110,7 +110,9 @@ async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_prog
         ingested: list[Ingested] = []
         for prompt_file in prompt_files:
             try:
-                ingested.append(await ingest(store, layout, prompt_file.parsed, prompt_file.raw, settings.provider))
+                ingested.append(
+                    await ingest(store, layout, prompt_file.parsed, prompt_file.raw, settings.provider)
+                )
             except UnknownProviderInFile as error:
                 fail(f"nothing more was enqueued:\n{error}")
         batch_ids = [i.batch.id for i in ingested]

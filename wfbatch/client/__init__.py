@@ -4,4 +4,11 @@ through this package; it never imports the daemon, the engine or the store."""
 from wfbatch.client.client import ApiError, DaemonClient, DaemonUnavailable, ServerEvent, VersionMismatch
 from wfbatch.client.locate import socket_path_for
 
-__all__ = ["ApiError", "DaemonClient", "DaemonUnavailable", "ServerEvent", "VersionMismatch", "socket_path_for"]
+__all__ = [
+    "ApiError",
+    "DaemonClient",
+    "DaemonUnavailable",
+    "ServerEvent",
+    "VersionMismatch",
+    "socket_path_for",
+]

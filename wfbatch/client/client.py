@@ -100,13 +100,17 @@ class DaemonClient:
         if response.status_code >= 400:
             try:
                 body = response.json()
-                raise ApiError(response.status_code, str(body.get("error", response.reason_phrase)), body.get("detail"))
+                raise ApiError(
+                    response.status_code, str(body.get("error", response.reason_phrase)), body.get("detail")
+                )
             except (json.JSONDecodeError, AttributeError):
                 raise ApiError(response.status_code, response.text or response.reason_phrase) from None
         return response
 
     async def _get(self, path: str, model: type[M], params: dict[str, Any] | None = None) -> M:
-        response = await self._request("GET", path, params={k: v for k, v in (params or {}).items() if v is not None})
+        response = await self._request(
+            "GET", path, params={k: v for k, v in (params or {}).items() if v is not None}
+        )
         return model.model_validate(response.json())
 
     async def _post(self, path: str, body: BaseModel | None, model: type[M]) -> M:

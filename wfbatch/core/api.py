@@ -57,6 +57,8 @@ class ProviderStatus(_Model):
     rate_limited: int = 0
     balance: float | None = None
     jobs: dict[str, int] = Field(default_factory=dict)
+    credits_used: float = 0.0
+    """Credits charged for this provider's finished jobs (all batches)."""
 
 
 class BatchSummary(_Model):
@@ -71,6 +73,7 @@ class BatchSummary(_Model):
     total: int
     eta_seconds: float | None = None
     budget: float | None = None
+    credits_used: float = 0.0
 
 
 class Status(_Model):
@@ -173,6 +176,8 @@ class SubmitRequest(_Model):
     format: Literal["txt", "jsonl", "csv", "json"] | None = None
     provider: str | None = None
     budget: float | None = None
+    dry_run: bool = False
+    """Validate only: answer as a real submit would, enqueue nothing."""
 
 
 class SubmitError(_Model):

@@ -30,8 +30,14 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
         {JobState.SUBMITTING, JobState.DONE, JobState.FAILED, JobState.CANCELED, JobState.RETRYING}
     ),
     JobState.SUBMITTING: frozenset(
-        {JobState.RUNNING, JobState.DONE, JobState.RETRYING, JobState.FAILED, JobState.CANCELED,
-         JobState.QUEUED}
+        {
+            JobState.RUNNING,
+            JobState.DONE,
+            JobState.RETRYING,
+            JobState.FAILED,
+            JobState.CANCELED,
+            JobState.QUEUED,
+        }
     ),
     JobState.RUNNING: frozenset(
         {JobState.DONE, JobState.RETRYING, JobState.FAILED, JobState.CANCELED, JobState.QUEUED}

@@ -57,7 +57,9 @@ async def ingest(
             counts = await store.counts([existing.id])
             return Ingested(batch=existing, jobs=sum(counts.values()), resumed=True)
     expanded = expand_batch(parsed, default_provider)
-    unknown = [(job.source.line, job.spec.provider) for job in expanded if job.spec.provider not in KNOWN_PROVIDERS]
+    unknown = [
+        (job.source.line, job.spec.provider) for job in expanded if job.spec.provider not in KNOWN_PROVIDERS
+    ]
     if unknown:
         raise UnknownProviderInFile(parsed.source_name, unknown)
     batch_id = new_batch_id()

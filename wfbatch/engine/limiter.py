@@ -183,7 +183,9 @@ class ProviderLimiter:
         if remaining is not None and remaining <= 0 and reset is not None:
             wait = reset - self._clock.wall()
             if 0 < wait <= 3600:
-                self._requests_blocked_until = max(self._requests_blocked_until, self._clock.monotonic() + wait)
+                self._requests_blocked_until = max(
+                    self._requests_blocked_until, self._clock.monotonic() + wait
+                )
         if status < 400 and self._learned_limit and self.requests.limit is not None:
             # Additive increase: one more request a window for every quiet window.
             now = self._clock.monotonic()
@@ -263,14 +265,17 @@ class ProviderLimiter:
 
     def _request_wait(self) -> float:
         now = self._clock.monotonic()
-        return max(self._blocked_until - now, self._requests_blocked_until - now, self.requests.wait_time(now))
+        return max(
+            self._blocked_until - now, self._requests_blocked_until - now, self.requests.wait_time(now)
+        )
 
     def _daily_cap_reached(self) -> bool:
         cap = self.limits.daily_executions
         return cap is not None and self.daily_starts >= cap
 
     def _daily_cap_message(self) -> str:
-        return f"daily execution cap reached ({self.daily_starts}/{self.limits.daily_executions}); resets at midnight"
+        cap = self.limits.daily_executions
+        return f"daily execution cap reached ({self.daily_starts}/{cap}); resets at midnight"
 
     def _today(self) -> dt.date:
         return dt.datetime.fromtimestamp(self._clock.wall()).date()

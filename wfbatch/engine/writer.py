@@ -59,7 +59,9 @@ class OutputWriter:
             "batch_id": job.batch_id,
         }
         encoded = await asyncio.to_thread(encode_image, image.data, spec.format, spec.quality, metadata)
-        relative = f"{REVIEW_FOLDERS[ReviewStatus.PENDING]}/{image_file_name(job.idx, spec.prompt, spec.format)}"
+        relative = (
+            f"{REVIEW_FOLDERS[ReviewStatus.PENDING]}/{image_file_name(job.idx, spec.prompt, spec.format)}"
+        )
         await asyncio.to_thread(atomic_write_bytes, Path(batch.output_dir) / relative, encoded)
         self.mark_dirty(batch.id)
         return relative
@@ -72,7 +74,9 @@ class OutputWriter:
         async with self._lock:
             now = time.monotonic()
             for batch_id in sorted(self._dirty):
-                due = self._last_manifest.get(batch_id, 0.0) + self._interval.get(batch_id, MIN_MANIFEST_INTERVAL)
+                due = self._last_manifest.get(batch_id, 0.0) + self._interval.get(
+                    batch_id, MIN_MANIFEST_INTERVAL
+                )
                 if not force and now < due:
                     continue
                 self._dirty.discard(batch_id)

@@ -29,7 +29,9 @@ class LocalProvider:
     label = LABEL
     starts_count_as_requests = True
 
-    def __init__(self, settings: LocalSettings, gate: RequestGate, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, settings: LocalSettings, gate: RequestGate, *, rng: random.Random | None = None
+    ) -> None:
         self._settings = settings
         self._gate = gate
         self._rng = rng or random.Random()
@@ -99,7 +101,9 @@ def render_placeholder(spec: JobSpec) -> bytes:
     margin = font_size
     draw.multiline_text((margin, margin), text, fill="white", font=font, stroke_width=2, stroke_fill="black")
     footer = f"local placeholder · seed {spec.seed}"
-    draw.text((margin, height - 2 * font_size), footer, fill="white", font=font, stroke_width=2, stroke_fill="black")
+    draw.text(
+        (margin, height - 2 * font_size), footer, fill="white", font=font, stroke_width=2, stroke_fill="black"
+    )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()

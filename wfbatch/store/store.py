@@ -25,9 +25,24 @@ from wfbatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 # Columns a caller may set through `transition`/`update_job`; anything else is a programming error.
 _UPDATABLE = frozenset(
     {
-        "attempts", "generation", "next_attempt_at", "remote_id", "result", "file", "cache_hit", "credits",
-        "error_class", "error_status", "error_message", "error_request_id", "started_at", "finished_at",
-        "review", "spec", "prompt", "cache_key",
+        "attempts",
+        "generation",
+        "next_attempt_at",
+        "remote_id",
+        "result",
+        "file",
+        "cache_hit",
+        "credits",
+        "error_class",
+        "error_status",
+        "error_message",
+        "error_request_id",
+        "started_at",
+        "finished_at",
+        "review",
+        "spec",
+        "prompt",
+        "cache_key",
     }
 )
 
@@ -52,7 +67,11 @@ class Store:
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA busy_timeout=10000")
         store = cls(conn, path)
-        await store._migrate()
+        try:
+            await store._migrate()
+        except BaseException:
+            await conn.close()
+            raise
         return store
 
     async def close(self) -> None:
@@ -104,9 +123,20 @@ class Store:
         now = time.time()
         rows = [
             (
-                job.uid, batch.id, job.idx, job.line, job.user_id, job.spec.provider, spec_to_json(job.spec),
-                job.spec.prompt, _json_list(job.tags), job.cache_key, job.priority, JobState.QUEUED.value,
-                now, now,
+                job.uid,
+                batch.id,
+                job.idx,
+                job.line,
+                job.user_id,
+                job.spec.provider,
+                spec_to_json(job.spec),
+                job.spec.prompt,
+                _json_list(job.tags),
+                job.cache_key,
+                job.priority,
+                JobState.QUEUED.value,
+                now,
+                now,
             )
             for job in jobs
         ]
@@ -115,8 +145,15 @@ class Store:
                 "INSERT INTO batches (id, name, source_name, content_hash, provider, cache_enabled, budget,"
                 " output_dir, paused, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
-                    batch.id, batch.name, batch.source_name, batch.content_hash, batch.provider,
-                    int(batch.cache_enabled), batch.budget, batch.output_dir, int(batch.paused),
+                    batch.id,
+                    batch.name,
+                    batch.source_name,
+                    batch.content_hash,
+                    batch.provider,
+                    int(batch.cache_enabled),
+                    batch.budget,
+                    batch.output_dir,
+                    int(batch.paused),
                     batch.created_at,
                 ),
             )
@@ -132,6 +169,21 @@ class Store:
 
     async def list_batches(self, limit: int = 100) -> list[BatchRow]:
         rows = await self._fetchall("SELECT * FROM batches ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [BatchRow.from_sql(r) for r in rows]
+
+    async def list_batches_page(self, limit: int, before_id: str | None = None) -> list[BatchRow]:
+        """Newest first; `before_id` is the last batch of the previous page (a cursor)."""
+        if before_id is None:
+            rows = await self._fetchall(
+                "SELECT * FROM batches ORDER BY created_at DESC, id DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = await self._fetchall(
+                "SELECT b.* FROM batches b, batches c WHERE c.id = ?"
+                " AND (b.created_at < c.created_at OR (b.created_at = c.created_at AND b.id < c.id))"
+                " ORDER BY b.created_at DESC, b.id DESC LIMIT ?",
+                (before_id, limit),
+            )
         return [BatchRow.from_sql(r) for r in rows]
 
     async def find_unfinished_batch(self, content_hash: str) -> BatchRow | None:
@@ -186,6 +238,30 @@ class Store:
         for row in rows:
             result.setdefault(row["k"], {s.value: 0 for s in JobState})[row["state"]] = row["n"]
         return result
+
+    async def credits_used_by(self, column: str) -> dict[str, float]:
+        """Credits charged so far, summed by `batch_id` or `provider`."""
+        if column not in {"batch_id", "provider"}:
+            raise ValueError(column)
+        rows = await self._fetchall(
+            f"SELECT {column} AS k, SUM(credits) AS c FROM jobs WHERE credits IS NOT NULL GROUP BY k"
+        )
+        return {r["k"]: float(r["c"] or 0.0) for r in rows}
+
+    async def queue_waits(self, recent: int = 1000) -> tuple[int, float, list[float]]:
+        """Seconds from enqueue to first start: (count, sum) over every started job, and the
+        waits of the `recent` most recently started ones."""
+        row = await self._fetchone(
+            "SELECT COUNT(*) AS n, SUM(started_at - created_at) AS s FROM jobs WHERE started_at IS NOT NULL"
+        )
+        rows = await self._fetchall(
+            "SELECT started_at - created_at AS w FROM jobs WHERE started_at IS NOT NULL"
+            " ORDER BY started_at DESC LIMIT ?",
+            (recent,),
+        )
+        count = int(row["n"]) if row else 0
+        total = float(row["s"] or 0.0) if row else 0.0
+        return count, total, [max(0.0, float(r["w"])) for r in rows]
 
     async def cache_hits(self, batch_ids: Sequence[str]) -> int:
         marks = ",".join("?" * len(batch_ids))
@@ -266,7 +342,8 @@ class Store:
 
     async def promote_due_retries(self, now: float) -> int:
         return await self._write(
-            "UPDATE jobs SET state = 'queued', updated_at = ? WHERE state = 'retrying' AND next_attempt_at <= ?",
+            "UPDATE jobs SET state = 'queued', updated_at = ?"
+            " WHERE state = 'retrying' AND next_attempt_at <= ?",
             (now, now),
         )
 
@@ -328,6 +405,22 @@ class Store:
                     if cursor.rowcount:
                         retried.append(job_id)
         return retried
+
+    async def cancel_jobs(self, job_ids: Sequence[int]) -> list[int]:
+        """Jobs not yet finished → canceled, in one transaction; returns the ids that moved."""
+        canceled: list[int] = []
+        now = time.time()
+        async with self.transaction() as conn:
+            for job_id in job_ids:
+                async with conn.execute(
+                    "UPDATE jobs SET state = 'canceled', next_attempt_at = NULL, finished_at = ?,"
+                    " updated_at = ? WHERE id = ?"
+                    " AND state IN ('queued', 'retrying', 'submitting', 'running')",
+                    (now, now, job_id),
+                ) as cursor:
+                    if cursor.rowcount:
+                        canceled.append(job_id)
+        return canceled
 
     async def job_ids(
         self, *, states: Sequence[JobState], batch_id: str | None = None, limit: int = 1_000_000

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wfbatch.engine.clock import ManualClock, SystemClock
+from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused, SlidingWindow
+from wfbatch.providers.base import RequestKind
+from wfbatch.settings import ProviderLimits
+
+
+def test_sliding_window_never_allows_more_than_limit_in_any_span() -> None:
+    clock = ManualClock()
+    window = SlidingWindow(limit=10, window=60.0)
+    sent: list[float] = []
+    for _ in range(35):
+        wait = window.wait_time(clock.monotonic())
+        clock.advance(wait)
+        window.record(clock.monotonic())
+        sent.append(clock.monotonic())
+        clock.advance(0.5)
+    for i, start in enumerate(sent):
+        in_span = [t for t in sent[i:] if t < start + 60.0]
+        assert len(in_span) <= 10
+    # And it is not needlessly slow: 35 requests at 10 a minute take a bit over 3 windows.
+    assert sent[-1] - sent[0] < 3 * 60 * 1.05
+
+
+def test_unlimited_window_never_waits() -> None:
+    window = SlidingWindow(limit=None, window=60.0)
+    for t in range(100):
+        window.record(float(t) / 1000)
+    assert window.wait_time(0.1) == 0.0
+
+
+async def test_limiter_counts_requests_and_honours_blocks() -> None:
+    clock = ManualClock()
+    limiter = ProviderLimiter("p", ProviderLimits(requests_per_minute=2), clock)
+    await limiter.acquire(RequestKind.POLL)
+    await limiter.acquire(RequestKind.POLL)
+    before = clock.monotonic()
+    await limiter.acquire(RequestKind.POLL)  # the manual clock "sleeps" until the window frees up
+    assert clock.monotonic() - before >= 60.0
+    assert limiter.requests_sent == 3
+    limiter.on_rate_limited(30.0, "slow down")
+    before = clock.monotonic()
+    await limiter.acquire(RequestKind.OTHER)
+    assert clock.monotonic() - before >= 30.0
+    assert limiter.rate_limited == 1
+
+
+async def test_starts_can_be_counted_apart_from_requests() -> None:
+    clock = ManualClock()
+    limits = ProviderLimits(requests_per_minute=1, executions_per_minute=5)
+    limiter = ProviderLimiter("wf", limits, clock, starts_count_as_requests=False)
+    start = clock.monotonic()
+    for _ in range(5):
+        await limiter.acquire(RequestKind.START)
+    assert clock.monotonic() == start  # five starts fit; the 1 req/min budget was not touched
+    await limiter.acquire(RequestKind.POLL)
+    assert clock.monotonic() == start
+
+
+async def test_daily_cap_and_pause_refuse_starts() -> None:
+    limiter = ProviderLimiter("p", ProviderLimits(daily_executions=1), ManualClock())
+    await limiter.acquire(RequestKind.START)
+    with pytest.raises(ProviderPaused, match="daily execution cap"):
+        await limiter.acquire(RequestKind.START)
+    assert not limiter.has_capacity()
+    other = ProviderLimiter("q", ProviderLimits(), ManualClock())
+    other.pause("out of credits: 10 required, 3 available")
+    with pytest.raises(ProviderPaused, match="10 required"):
+        await other.acquire(RequestKind.START)
+
+
+async def test_server_headers_override_the_local_estimate() -> None:
+    clock = ManualClock()
+    limiter = ProviderLimiter("p", ProviderLimits(), clock)  # limits unknown
+    limiter.observe(200, {"X-RateLimit-Limit": "7", "X-RateLimit-Remaining": "3"})
+    assert limiter.requests.limit == 7
+    limiter.observe(200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(clock.wall() + 20)})
+    before = clock.monotonic()
+    await limiter.acquire(RequestKind.POLL)
+    assert clock.monotonic() - before >= 20
+
+
+async def test_higher_priority_waiters_go_first() -> None:
+    limiter = ProviderLimiter(
+        "p", ProviderLimits(requests_per_minute=1, rate_window_seconds=0.3), SystemClock()
+    )
+    await limiter.acquire(RequestKind.POLL)  # uses the only slot of this window
+    order: list[str] = []
+
+    async def take(name: str, priority: float) -> None:
+        await limiter.acquire(RequestKind.POLL, priority)
+        order.append(name)
+
+    low = asyncio.create_task(take("low", 1.0))
+    await asyncio.sleep(0.01)
+    high = asyncio.create_task(take("high", 50.0))
+    await asyncio.wait_for(asyncio.gather(low, high), timeout=5)
+    assert order == ["high", "low"]

@@ -1,0 +1,108 @@
+"""`wfbatch run` end to end, as a user runs it: a subprocess with its own HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from wfbatch.outputs import read_manifest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def wfbatch(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "WFBATCH_HOME": str(home), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "wfbatch", *args], capture_output=True, text=True, env=full_env, timeout=120
+    )
+
+
+def run_json(home: Path, *files: str | Path, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    result = wfbatch(home, "run", *map(str, files), "--json", env=env)
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_second_run_is_served_entirely_from_the_cache(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    code, first = run_json(home, EXAMPLES / "training-data.csv")
+    assert code == 0
+    assert first["done"] == first["total"] == 3
+    assert first["provider_requests"] == 3
+    code, second = run_json(home, EXAMPLES / "training-data.csv")
+    assert code == 0
+    assert second["batch_ids"] != first["batch_ids"]  # finished before: a new batch
+    assert second["cache_hits"] == second["total"] == 3
+    assert second["provider_requests"] == 0
+    manifest = read_manifest(Path(second["output_dirs"][0]))
+    assert all(e.cache_hit for e in manifest.entries)
+    for entry in manifest.entries:
+        assert entry.file is not None
+        with Image.open(Path(second["output_dirs"][0]) / entry.file) as image:
+            image.verify()
+
+
+def test_a_bad_line_rejects_the_whole_file_and_names_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    bad = tmp_path / "mixed.jsonl"
+    bad.write_text('{"prompt": "good one"}\n{"prompt": "bad", "widht": 5}\n{"prompt": "good two"}\n')
+    result = wfbatch(home, "run", str(bad), "--json")
+    assert result.returncode == 2
+    assert "mixed.jsonl:2" in result.stderr
+    assert "did you mean 'width'" in result.stderr
+    assert result.stdout == ""
+    db = home / "wfbatch.db"
+    if db.exists():
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+        finally:
+            conn.close()
+
+
+def test_failures_are_listed_with_status_message_and_request_id(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        '{"prompt": "ok", "width": 64, "height": 64}\n{"prompt": "FAILME", "width": 64, "height": 64}\n'
+    )
+    code, out = run_json(tmp_path / "home", prompts, env={"WFBATCH_LOCAL__PERMANENT_FAIL_MARKER": "FAILME"})
+    assert code == 1
+    assert out["done"] == 1 and out["failed"] == 1
+    failure = out["failures"][0]
+    assert failure["http_status"] == 422
+    assert "FAILME" in failure["message"]
+    assert failure["request_id"]
+    assert failure["prompt"] == "FAILME"
+
+
+def test_stopped_with_work_left_exits_3_with_the_reason(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "waits", "width": 64, "height": 64}\n')
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "wfbatch.toml").write_text("[local]\ndaily_executions = 1\n")
+    code, _ = run_json(home, prompts)
+    assert code == 0
+    other = tmp_path / "q.jsonl"
+    other.write_text('{"prompt": "over the cap", "width": 64, "height": 64}\n')
+    code, out = run_json(home, other)
+    assert code == 3
+    assert out["queued"] == 1
+    assert "daily execution cap" in out["stop_reason"]["message"]
+    # The unfinished batch is resumed, not duplicated, when the same file runs again.
+    code, again = run_json(home, other)
+    assert again["resumed"] == out["batch_ids"] and again["total"] == 1
+
+
+def test_config_masks_secrets(tmp_path: Path) -> None:
+    result = wfbatch(tmp_path / "home", "config", env={"WFBATCH_WIREFLOW__API_KEY": "sk-very-secret-123"})
+    assert result.returncode == 0
+    assert "sk-very-secret-123" not in result.stdout + result.stderr
+    assert json.loads(result.stdout)["wireflow"]["api_key"] == "**********"

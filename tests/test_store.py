@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from wfbatch.core.models import JobSpec
+from wfbatch.core.states import IllegalTransition, JobState
+from wfbatch.store import BatchRow, NewJob, Store
+from wfbatch.store.schema import SCHEMA_VERSION
+
+
+def make_batch(batch_id: str = "b1", content_hash: str = "h1") -> BatchRow:
+    return BatchRow(
+        id=batch_id,
+        name="n",
+        source_name="n.txt",
+        content_hash=content_hash,
+        provider="local",
+        cache_enabled=True,
+        budget=None,
+        output_dir="/tmp/out",
+        paused=False,
+        created_at=time.time(),
+    )
+
+
+def make_jobs(count: int, prefix: str = "u") -> list[NewJob]:
+    return [
+        NewJob(
+            uid=f"{prefix}{i}",
+            idx=i + 1,
+            line=i + 1,
+            user_id=None,
+            spec=JobSpec("local", f"prompt {i}", None, None, 64, 64, i, 0),
+            tags=["t"],
+            cache_key=f"k{i}",
+            priority=0,
+        )
+        for i in range(count)
+    ]
+
+
+async def test_schema_version_and_wal(store: Store) -> None:
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+async def test_batch_and_jobs_in_one_transaction(store: Store) -> None:
+    await store.insert_batch(make_batch(), make_jobs(3))
+    assert (await store.counts())["queued"] == 3
+    # A duplicate uid makes the whole insert fail: no batch row, no partial jobs.
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.insert_batch(make_batch("b2", "h2"), [*make_jobs(2, "v"), *make_jobs(1, "v")])
+    assert await store.get_batch("b2") is None
+    assert sum((await store.counts()).values()) == 3
+
+
+async def test_transitions_follow_the_state_machine(store: Store) -> None:
+    await store.insert_batch(make_batch(), make_jobs(1))
+    job = (await store.list_jobs())[0]
+    assert await store.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
+    # Conditional: a second identical move finds the job no longer queued.
+    assert not await store.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
+    with pytest.raises(IllegalTransition):
+        await store.transition(job.id, [JobState.DONE], JobState.RUNNING)
+    assert await store.transition(job.id, [JobState.SUBMITTING], JobState.FAILED, error_message="boom")
+    retried = await store.requeue_for_retry([job.id])
+    assert retried == [job.id]
+    again = await store.get_job(job.id)
+    assert again is not None
+    assert again.state is JobState.QUEUED
+    assert again.generation == 1  # a new idempotency key for a retry by hand
+    assert again.error_message is None
+
+
+async def test_list_jobs_pages_by_cursor_and_filters(store: Store) -> None:
+    await store.insert_batch(make_batch(), make_jobs(25))
+    seen: list[int] = []
+    after = 0
+    for _ in range(10):
+        page = await store.list_jobs(after_id=after, limit=10)
+        if not page:
+            break
+        seen.extend(j.id for j in page)
+        after = page[-1].id
+    assert len(seen) == 25 == len(set(seen))
+    assert [j.spec.prompt for j in await store.list_jobs(text="prompt 1")][:2] == ["prompt 1", "prompt 10"]
+    assert await store.list_jobs(text="100%") == []
+
+
+async def test_schema_from_the_future_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RuntimeError, match="Upgrade wfbatch"):
+        await Store.open(path)

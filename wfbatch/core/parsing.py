@@ -1,0 +1,109 @@
+"""Prompt files → a validated `ParsedBatch`, or a `PromptFileError` naming every bad line.
+
+A file is taken whole or not at all: every problem is collected (up to MAX_ERRORS, then counted) before
+anything is raised, and nothing partial is ever returned. The formats live in `parse_lines` (.txt,
+.jsonl), `parse_csv` and `parse_spec` (.json); bytes → text checks in `parse_decode`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+
+from wfbatch.core.models import ParsedBatch
+from wfbatch.core.parse_csv import parse_csv
+from wfbatch.core.parse_decode import decode_text
+from wfbatch.core.parse_entries import MAX_ENTRIES, EntryCollector
+from wfbatch.core.parse_errors import MAX_ERRORS, ErrorSink, LineError, PromptFileError
+from wfbatch.core.parse_lines import parse_jsonl, parse_txt
+from wfbatch.core.parse_spec import SpecSettings, parse_json_spec
+
+__all__ = [
+    "MAX_ENTRIES",
+    "MAX_ERRORS",
+    "MAX_FILE_BYTES",
+    "SUPPORTED_SUFFIXES",
+    "LineError",
+    "PromptFileError",
+    "parse_prompt_bytes",
+    "parse_prompt_file",
+]
+
+SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".csv", ".json")
+MAX_FILE_BYTES = 200 * 1024 * 1024
+_FORMATS = tuple(suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES)
+
+
+def parse_prompt_file(path: Path) -> ParsedBatch:
+    """Read and parse one prompt file; the format comes from its suffix.
+
+    Raises PromptFileError for anything wrong with the file's content, OSError if it cannot be read.
+    """
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)  # one byte over the cap is enough to refuse it
+    return parse_prompt_bytes(data, path.name)
+
+
+def parse_prompt_bytes(data: bytes, source_name: str, fmt: str | None = None) -> ParsedBatch:
+    """Parse a prompt file's content. `fmt` is one of "txt", "jsonl", "csv", "json"; None = from the
+    suffix of `source_name` (the name errors are reported under)."""
+    errors = ErrorSink(MAX_ERRORS)
+    batch = _parse(data, source_name, fmt, errors)
+    errors.raise_if_any(source_name)
+    if batch is None:  # pragma: no cover - every path that yields no batch reports an error
+        raise PromptFileError(source_name, [LineError(0, None, "could not be parsed")])
+    return batch
+
+
+def _parse(data: bytes, source_name: str, fmt: str | None, errors: ErrorSink) -> ParsedBatch | None:
+    file_format = _format_of(source_name, fmt, errors)
+    if file_format is None:
+        return None
+    if len(data) > MAX_FILE_BYTES:
+        errors.add(0, None, f"file is too large: over {MAX_FILE_BYTES // (1024 * 1024)} MB (the limit)")
+        return None
+    text = decode_text(data, errors)
+    if text is None:
+        return None
+    if not text.strip():
+        errors.add(0, None, "empty file: no prompts")
+        return None
+    entries = EntryCollector(errors, MAX_ENTRIES)
+    settings = SpecSettings()
+    if file_format == "txt":
+        parse_txt(text, errors, entries)
+    elif file_format == "jsonl":
+        parse_jsonl(text, errors, entries)
+    elif file_format == "csv":
+        parse_csv(text, errors, entries)
+    else:
+        settings = parse_json_spec(text, errors, entries)
+    if entries.attempted == 0 and not errors:
+        errors.add(0, None, "empty file: no prompts")
+    if errors:
+        return None
+    return ParsedBatch(
+        name=settings.name or _stem(source_name),
+        source_name=source_name,
+        provider=settings.provider,
+        cache=settings.cache,
+        budget=settings.budget,
+        entries=entries.entries,
+    )
+
+
+def _format_of(source_name: str, fmt: str | None, errors: ErrorSink) -> str | None:
+    if fmt is not None:
+        if fmt.lower().lstrip(".") in _FORMATS:
+            return fmt.lower().lstrip(".")
+        errors.add(0, None, f"unknown prompt file format {fmt!r} (expected one of {', '.join(_FORMATS)})")
+        return None
+    suffix = PurePath(source_name).suffix.lower()
+    if suffix in SUPPORTED_SUFFIXES:
+        return suffix.lstrip(".")
+    shown = repr(suffix) if suffix else "no suffix"
+    errors.add(0, None, f"unsupported file type ({shown}): use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    return None
+
+
+def _stem(source_name: str) -> str:
+    return PurePath(source_name).stem or "batch"
