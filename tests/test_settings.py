@@ -14,7 +14,8 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "wfbatch.example.t
 def test_precedence_defaults_file_env_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "h"
     home.mkdir()
-    (home / "wfbatch.toml").write_text('provider = "wireflow"\n[local]\nmax_in_flight = 3\nmax_attempts = 7\n')
+    config = 'provider = "wireflow"\n[local]\nmax_in_flight = 3\nmax_attempts = 7\n'
+    (home / "wfbatch.toml").write_text(config)
     settings = load_settings(home)
     assert settings.provider == "wireflow"
     assert settings.local.max_in_flight == 3

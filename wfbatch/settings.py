@@ -57,6 +57,9 @@ class ProviderLimits(BaseModel):
         default_factory=dict, description="credits per image by model name; key 'default' for any model"
     )
     daily_credit_cap: float | None = Field(default=None, ge=0)
+    expected_latency: float | None = Field(
+        default=None, ge=0, description="seconds an execution takes, for `wfbatch plan` before any history"
+    )
     rate_window_seconds: float = Field(
         default=60.0,
         gt=0,
@@ -67,6 +70,8 @@ class ProviderLimits(BaseModel):
 
 class LocalSettings(ProviderLimits):
     """The built-in offline renderer: no network, no key, deterministic pictures."""
+
+    costs: dict[str, float] = Field(default_factory=lambda: {"default": 0.0}, description="it is free")
 
     max_in_flight: int = Field(default=2, ge=1, le=1000)
     latency_min: float = Field(default=0.0, ge=0)

@@ -8,7 +8,19 @@ import click
 
 from wfbatch import __version__
 from wfbatch.cli.config_cmd import config_command
+from wfbatch.cli.daemon_cmd import daemon_command
+from wfbatch.cli.remote_actions import (
+    cancel_command,
+    edit_command,
+    pause_command,
+    resume_command,
+    retry_command,
+    review_command,
+)
+from wfbatch.cli.remote_cmd import jobs_command, show_command, status_command
+from wfbatch.cli.remote_submit import submit_command
 from wfbatch.cli.run_cmd import run_command
+from wfbatch.cli.tui_cmd import tui_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,3 +36,15 @@ def main(verbose: bool) -> None:
 
 main.add_command(run_command)
 main.add_command(config_command)
+main.add_command(tui_command)
+main.add_command(daemon_command)
+main.add_command(status_command)
+main.add_command(jobs_command)
+main.add_command(show_command)
+main.add_command(retry_command)
+main.add_command(cancel_command)
+main.add_command(edit_command)
+main.add_command(pause_command)
+main.add_command(resume_command)
+main.add_command(review_command)
+main.add_command(submit_command)

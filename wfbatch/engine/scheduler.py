@@ -25,14 +25,14 @@ from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.clock import Clock, SystemClock
 from wfbatch.engine.events import Event, EventSink, discard
-from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused, start_of_today
+from wfbatch.engine.limiter import WINDOW_MARGIN, ProviderLimiter, ProviderPaused, start_of_today
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import ImageDecodeError
 from wfbatch.providers.base import Finished, Image, Provider, RequestKind, Submitted
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
 from wfbatch.providers.registry import build_provider, provider_label, starts_count_as_requests
-from wfbatch.settings import Settings
+from wfbatch.settings import ProviderLimits, Settings
 from wfbatch.store import BatchRow, JobRow, Store
 
 log = logging.getLogger("wfbatch.engine")
@@ -159,6 +159,39 @@ class Engine:
         self._stopping = True
         self.wake()
 
+    def cancel_task(self, job_id: int) -> bool:
+        """Stop working on a job at once (its cancellation is already recorded in the store)."""
+        task = self._tasks.get(job_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    def reload_limits(self, settings: Settings) -> dict[str, dict[str, tuple[Any, Any]]]:
+        """Adopt new settings: each provider's limiter takes its new limits and windows now.
+
+        Returns what changed, {provider: {field: (old, new)}}; limits only, never secrets. A limit
+        left unset (None) keeps the limiter's current estimate."""
+        self.settings = settings
+        changes: dict[str, dict[str, tuple[Any, Any]]] = {}
+        for name, limiter in self.limiters.items():
+            old, new = limiter.limits, settings.provider_limits(name)
+            diff = {
+                key: (getattr(old, key), getattr(new, key))
+                for key in ProviderLimits.model_fields
+                if getattr(old, key) != getattr(new, key)
+            }
+            limiter.limits = new
+            window = new.rate_window_seconds * (1 + WINDOW_MARGIN)
+            limiter.requests.window = limiter.executions.window = window
+            if new.requests_per_minute is not None:
+                limiter.requests.limit = new.requests_per_minute
+            limiter.executions.limit = new.executions_per_minute
+            if diff:
+                changes[name] = diff
+        self.wake()
+        return changes
+
     # -- providers ----------------------------------------------------------------------------
 
     def provider_label(self, name: str) -> str:
@@ -271,7 +304,10 @@ class Engine:
             snapshot = limiter.snapshot()
             if snapshot.paused:
                 reasons.append(f"{name}: {snapshot.paused}")
-                details.setdefault("providers", {})[name] = {"paused": snapshot.paused, **limiter.pause_details}
+                details.setdefault("providers", {})[name] = {
+                    "paused": snapshot.paused,
+                    **limiter.pause_details,
+                }
         paused_batches = await self.store.paused_batch_ids()
         scope = set(self.batch_ids) if self.batch_ids is not None else paused_batches
         stuck_batches = sorted(paused_batches & scope)
@@ -325,7 +361,10 @@ class Engine:
                 return
             started = self.clock.wall()
             if not await self.store.transition(
-                job.id, [JobState.QUEUED], JobState.SUBMITTING, attempts=job.attempts + 1,
+                job.id,
+                [JobState.QUEUED],
+                JobState.SUBMITTING,
+                attempts=job.attempts + 1,
                 started_at=job.started_at or started,
             ):
                 return  # canceled or changed meanwhile
@@ -346,7 +385,9 @@ class Engine:
             await self._requeue(job, f"provider paused: {paused.reason}")
         except RateLimited as error:
             wait = limiter.on_rate_limited(error.retry_after, error.message)
-            self._emit(Event("provider", {"provider": job.provider, "blocked_for": wait, "reason": error.message}))
+            self._emit(
+                Event("provider", {"provider": job.provider, "blocked_for": wait, "reason": error.message})
+            )
             await self._record_error(job, "start", error)
             await self._requeue(job, f"rate limited; provider waits {wait:.0f} s")
         except OutOfCredits as error:
@@ -359,7 +400,9 @@ class Engine:
             await self._record_error(job, "job", error)
             await self._fail(job, error)
         except (Transient, ImageDecodeError, OSError) as error:
-            transient = error if isinstance(error, Transient) else Transient(f"{type(error).__name__}: {error}")
+            transient = (
+                error if isinstance(error, Transient) else Transient(f"{type(error).__name__}: {error}")
+            )
             await self._record_error(job, "job", transient)
             await self._retry_or_fail(job, limiter, transient)
 
@@ -387,8 +430,12 @@ class Engine:
 
     async def _record_start(self, job: JobRow, outcome: Submitted | Finished) -> bool:
         await self.store.add_attempt(
-            job.id, kind="start", outcome="accepted", http_status=outcome.http_status,
-            request_id=outcome.request_id, remote_id=outcome.remote_id,
+            job.id,
+            kind="start",
+            outcome="accepted",
+            http_status=outcome.http_status,
+            request_id=outcome.request_id,
+            remote_id=outcome.remote_id,
         )
         if isinstance(outcome, Finished):
             return True
@@ -396,7 +443,9 @@ class Engine:
             job.id, [JobState.SUBMITTING], JobState.RUNNING, remote_id=outcome.remote_id
         )
 
-    async def _poll_until_finished(self, job: JobRow, provider: Provider, limiter: ProviderLimiter) -> Finished:
+    async def _poll_until_finished(
+        self, job: JobRow, provider: Provider, limiter: ProviderLimiter
+    ) -> Finished:
         limits = limiter.limits
         remote_id = job.remote_id
         assert remote_id is not None
@@ -425,8 +474,12 @@ class Engine:
                     self.clock.monotonic() - started
                 )
                 await self.store.add_attempt(
-                    job.id, kind="poll", outcome="finished", http_status=result.http_status,
-                    request_id=result.request_id, remote_id=remote_id,
+                    job.id,
+                    kind="poll",
+                    outcome="finished",
+                    http_status=result.http_status,
+                    request_id=result.request_id,
+                    remote_id=remote_id,
                 )
                 return result
             delay = min(limits.poll_max, delay * limits.poll_factor)
@@ -464,7 +517,10 @@ class Engine:
             credits=(finished.credits_used if finished else 0.0),
             result=finished.to_json() if finished else None,
             finished_at=self.clock.wall(),
-            error_class=None, error_status=None, error_message=None, error_request_id=None,
+            error_class=None,
+            error_status=None,
+            error_message=None,
+            error_request_id=None,
         )
         if done:
             self._emit_job(replace(job, state=JobState.DONE, file=relative, cache_hit=cache_hit))
@@ -472,12 +528,19 @@ class Engine:
 
     async def _record_error(self, job: JobRow, kind: str, error: ProviderError) -> None:
         await self.store.add_attempt(
-            job.id, kind=kind, outcome=error.error_class.value, http_status=error.status,
-            message=error.message, request_id=error.request_id,
+            job.id,
+            kind=kind,
+            outcome=error.error_class.value,
+            http_status=error.status,
+            message=error.message,
+            request_id=error.request_id,
         )
         await self.store.update_job(
-            job.id, error_class=error.error_class, error_status=error.status,
-            error_message=error.message, error_request_id=error.request_id,
+            job.id,
+            error_class=error.error_class,
+            error_status=error.status,
+            error_message=error.message,
+            error_request_id=error.request_id,
         )
 
     async def _requeue(self, job: JobRow, why: str) -> None:
@@ -492,11 +555,18 @@ class Engine:
         if job.attempts >= limiter.limits.max_attempts:
             await self._fail(job, error, note=f"gave up after {job.attempts} attempts")
             return
-        delay = retry_delay(job.attempts, limiter.limits.backoff_initial, limiter.limits.backoff_max, self._rng)
+        delay = retry_delay(
+            job.attempts, limiter.limits.backoff_initial, limiter.limits.backoff_max, self._rng
+        )
         source = [JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING]
         if await self.store.transition(
-            job.id, source, JobState.RETRYING, next_attempt_at=self.clock.wall() + delay,
-            error_class=ErrorClass.TRANSIENT, error_status=error.status, error_message=error.message,
+            job.id,
+            source,
+            JobState.RETRYING,
+            next_attempt_at=self.clock.wall() + delay,
+            error_class=ErrorClass.TRANSIENT,
+            error_status=error.status,
+            error_message=error.message,
             error_request_id=error.request_id,
         ):
             self._emit_job(replace(job, state=JobState.RETRYING))
@@ -506,8 +576,14 @@ class Engine:
         message = f"{error.message} ({note})" if note else error.message
         source = [JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING]
         if await self.store.transition(
-            job.id, source, JobState.FAILED, finished_at=self.clock.wall(), error_class=error.error_class,
-            error_status=error.status, error_message=message, error_request_id=error.request_id,
+            job.id,
+            source,
+            JobState.FAILED,
+            finished_at=self.clock.wall(),
+            error_class=error.error_class,
+            error_status=error.status,
+            error_message=message,
+            error_request_id=error.request_id,
         ):
             self._emit_job(replace(job, state=JobState.FAILED, error_message=message))
             self.writer.mark_dirty(job.batch_id)

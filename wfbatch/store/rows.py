@@ -121,6 +121,8 @@ class JobRow:
     updated_at: float
     started_at: float | None
     finished_at: float | None
+    reserved: float | None = None
+    """Credits reserved in the ledger for this job's execution and not yet settled."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> JobRow:
@@ -154,6 +156,7 @@ class JobRow:
             updated_at=row["updated_at"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            reserved=row["reserved"],
         )
 
 

@@ -80,6 +80,23 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
+    # 2: the credit ledger. Every reservation, release and charge is a row; a job's outstanding
+    # reservation is also kept on the job so settling it never needs a scan.
+    """
+    CREATE TABLE ledger (
+        id        INTEGER PRIMARY KEY,
+        job_id    INTEGER NOT NULL REFERENCES jobs(id),
+        batch_id  TEXT NOT NULL,
+        provider  TEXT NOT NULL,
+        day       TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        credits   REAL NOT NULL,
+        at        REAL NOT NULL
+    );
+    CREATE INDEX ledger_batch ON ledger(batch_id);
+    CREATE INDEX ledger_provider_day ON ledger(provider, day);
+    ALTER TABLE jobs ADD COLUMN reserved REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

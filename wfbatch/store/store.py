@@ -103,11 +103,11 @@ class Store:
                 raise
             await self._conn.execute("COMMIT")
 
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         async with self._conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         async with self._conn.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
@@ -164,21 +164,21 @@ class Store:
             )
 
     async def get_batch(self, batch_id: str) -> BatchRow | None:
-        row = await self._fetchone("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        row = await self.fetchone("SELECT * FROM batches WHERE id = ?", (batch_id,))
         return BatchRow.from_sql(row) if row else None
 
     async def list_batches(self, limit: int = 100) -> list[BatchRow]:
-        rows = await self._fetchall("SELECT * FROM batches ORDER BY created_at DESC LIMIT ?", (limit,))
+        rows = await self.fetchall("SELECT * FROM batches ORDER BY created_at DESC LIMIT ?", (limit,))
         return [BatchRow.from_sql(r) for r in rows]
 
     async def list_batches_page(self, limit: int, before_id: str | None = None) -> list[BatchRow]:
         """Newest first; `before_id` is the last batch of the previous page (a cursor)."""
         if before_id is None:
-            rows = await self._fetchall(
+            rows = await self.fetchall(
                 "SELECT * FROM batches ORDER BY created_at DESC, id DESC LIMIT ?", (limit,)
             )
         else:
-            rows = await self._fetchall(
+            rows = await self.fetchall(
                 "SELECT b.* FROM batches b, batches c WHERE c.id = ?"
                 " AND (b.created_at < c.created_at OR (b.created_at = c.created_at AND b.id < c.id))"
                 " ORDER BY b.created_at DESC, b.id DESC LIMIT ?",
@@ -188,7 +188,7 @@ class Store:
 
     async def find_unfinished_batch(self, content_hash: str) -> BatchRow | None:
         """The newest batch of this exact file content that still has jobs not done."""
-        row = await self._fetchone(
+        row = await self.fetchone(
             "SELECT b.* FROM batches b WHERE b.content_hash = ? AND EXISTS ("
             " SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state NOT IN ('done'))"
             " ORDER BY b.created_at DESC LIMIT 1",
@@ -197,19 +197,22 @@ class Store:
         return BatchRow.from_sql(row) if row else None
 
     async def batch_with_content_exists(self, content_hash: str) -> BatchRow | None:
-        row = await self._fetchone(
+        row = await self.fetchone(
             "SELECT * FROM batches WHERE content_hash = ? ORDER BY created_at DESC LIMIT 1", (content_hash,)
         )
         return BatchRow.from_sql(row) if row else None
 
     async def output_dir_taken(self, output_dir: str) -> bool:
-        return await self._fetchone("SELECT 1 FROM batches WHERE output_dir = ?", (output_dir,)) is not None
+        return await self.fetchone("SELECT 1 FROM batches WHERE output_dir = ?", (output_dir,)) is not None
+
+    async def set_batch_budget(self, batch_id: str, budget: float | None) -> bool:
+        return await self._write("UPDATE batches SET budget = ? WHERE id = ?", (budget, batch_id)) > 0
 
     async def set_batch_paused(self, batch_id: str, paused: bool) -> bool:
         return await self._write("UPDATE batches SET paused = ? WHERE id = ?", (int(paused), batch_id)) > 0
 
     async def paused_batch_ids(self) -> set[str]:
-        rows = await self._fetchall("SELECT id FROM batches WHERE paused = 1")
+        rows = await self.fetchall("SELECT id FROM batches WHERE paused = 1")
         return {r["id"] for r in rows}
 
     # -- counts -------------------------------------------------------------------------------
@@ -218,11 +221,11 @@ class Store:
         """Jobs by state, every state present (zero where none)."""
         counts = {state.value: 0 for state in JobState}
         if batch_ids is None:
-            rows = await self._fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            rows = await self.fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         else:
             ids = list(batch_ids)
             marks = ",".join("?" * len(ids))
-            rows = await self._fetchall(
+            rows = await self.fetchall(
                 f"SELECT state, COUNT(*) AS n FROM jobs WHERE batch_id IN ({marks}) GROUP BY state", ids
             )
         for row in rows:
@@ -233,7 +236,7 @@ class Store:
         """Jobs by state for each batch (`batch_id`) or provider (`provider`)."""
         if column not in {"batch_id", "provider"}:
             raise ValueError(column)
-        rows = await self._fetchall(f"SELECT {column} AS k, state, COUNT(*) AS n FROM jobs GROUP BY k, state")
+        rows = await self.fetchall(f"SELECT {column} AS k, state, COUNT(*) AS n FROM jobs GROUP BY k, state")
         result: dict[str, dict[str, int]] = {}
         for row in rows:
             result.setdefault(row["k"], {s.value: 0 for s in JobState})[row["state"]] = row["n"]
@@ -243,7 +246,7 @@ class Store:
         """Credits charged so far, summed by `batch_id` or `provider`."""
         if column not in {"batch_id", "provider"}:
             raise ValueError(column)
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT {column} AS k, SUM(credits) AS c FROM jobs WHERE credits IS NOT NULL GROUP BY k"
         )
         return {r["k"]: float(r["c"] or 0.0) for r in rows}
@@ -251,10 +254,10 @@ class Store:
     async def queue_waits(self, recent: int = 1000) -> tuple[int, float, list[float]]:
         """Seconds from enqueue to first start: (count, sum) over every started job, and the
         waits of the `recent` most recently started ones."""
-        row = await self._fetchone(
+        row = await self.fetchone(
             "SELECT COUNT(*) AS n, SUM(started_at - created_at) AS s FROM jobs WHERE started_at IS NOT NULL"
         )
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             "SELECT started_at - created_at AS w FROM jobs WHERE started_at IS NOT NULL"
             " ORDER BY started_at DESC LIMIT ?",
             (recent,),
@@ -265,7 +268,7 @@ class Store:
 
     async def cache_hits(self, batch_ids: Sequence[str]) -> int:
         marks = ",".join("?" * len(batch_ids))
-        row = await self._fetchone(
+        row = await self.fetchone(
             f"SELECT COUNT(*) AS n FROM jobs WHERE cache_hit = 1 AND batch_id IN ({marks})", list(batch_ids)
         )
         return int(row["n"]) if row else 0
@@ -273,11 +276,11 @@ class Store:
     # -- jobs ---------------------------------------------------------------------------------
 
     async def get_job(self, job_id: int) -> JobRow | None:
-        row = await self._fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = await self.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return JobRow.from_sql(row) if row else None
 
     async def jobs_for_batch(self, batch_id: str) -> list[JobRow]:
-        rows = await self._fetchall("SELECT * FROM jobs WHERE batch_id = ? ORDER BY idx", (batch_id,))
+        rows = await self.fetchall("SELECT * FROM jobs WHERE batch_id = ? ORDER BY idx", (batch_id,))
         return [JobRow.from_sql(r) for r in rows]
 
     async def list_jobs(
@@ -306,7 +309,7 @@ class Store:
             where.append("review = ?")
             params.append(review.value)
         params.append(limit)
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id LIMIT ?", params
         )
         return [JobRow.from_sql(r) for r in rows]
@@ -321,7 +324,7 @@ class Store:
             scope = f" AND j.batch_id IN ({','.join('?' * len(batch_ids))})"
             params.extend(batch_ids)
         params.append(limit)
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             "SELECT j.* FROM jobs j JOIN batches b ON b.id = j.batch_id"
             f" WHERE j.state = 'queued' AND j.provider = ? AND b.paused = 0{scope}"
             " ORDER BY j.priority DESC, j.id LIMIT ?",
@@ -335,7 +338,7 @@ class Store:
         if batch_ids is not None:
             scope = f" AND batch_id IN ({','.join('?' * len(batch_ids))})"
             params.extend(batch_ids)
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT DISTINCT provider FROM jobs WHERE state = 'queued'{scope}", params
         )
         return {r["provider"] for r in rows}
@@ -353,13 +356,13 @@ class Store:
         if batch_ids is not None:
             scope = f" AND batch_id IN ({','.join('?' * len(batch_ids))})"
             params.extend(batch_ids)
-        row = await self._fetchone(
+        row = await self.fetchone(
             f"SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'retrying'{scope}", params
         )
         return row["t"] if row and row["t"] is not None else None
 
     async def in_flight_jobs(self) -> list[JobRow]:
-        rows = await self._fetchall("SELECT * FROM jobs WHERE state IN ('submitting', 'running') ORDER BY id")
+        rows = await self.fetchall("SELECT * FROM jobs WHERE state IN ('submitting', 'running') ORDER BY id")
         return [JobRow.from_sql(r) for r in rows]
 
     async def transition(
@@ -431,7 +434,7 @@ class Store:
             scope = " AND batch_id = ?"
             params.append(batch_id)
         params.append(limit)
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             f"SELECT id FROM jobs WHERE state IN ({','.join('?' * len(states))}){scope} ORDER BY id LIMIT ?",
             params,
         )
@@ -457,12 +460,12 @@ class Store:
         )
 
     async def attempts_for(self, job_id: int) -> list[AttemptRow]:
-        rows = await self._fetchall("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
+        rows = await self.fetchall("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
         return [AttemptRow.from_sql(r) for r in rows]
 
     async def starts_since(self, provider: str, since: float) -> int:
         """Execution starts the provider accepted since `since` (for the daily cap after a restart)."""
-        row = await self._fetchone(
+        row = await self.fetchone(
             "SELECT COUNT(*) AS n FROM attempts a JOIN jobs j ON j.id = a.job_id"
             " WHERE j.provider = ? AND a.kind = 'start' AND a.outcome = 'accepted' AND a.at >= ?",
             (provider, since),
@@ -472,7 +475,7 @@ class Store:
     # -- cache --------------------------------------------------------------------------------
 
     async def cache_get(self, key: str) -> tuple[str, str] | None:
-        row = await self._fetchone("SELECT sha256, media_type FROM cache_entries WHERE key = ?", (key,))
+        row = await self.fetchone("SELECT sha256, media_type FROM cache_entries WHERE key = ?", (key,))
         return (row["sha256"], row["media_type"]) if row else None
 
     async def cache_put(self, key: str, sha256: str, media_type: str) -> None:
@@ -485,7 +488,7 @@ class Store:
         found: set[str] = set()
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            rows = await self._fetchall(
+            rows = await self.fetchall(
                 f"SELECT key FROM cache_entries WHERE key IN ({','.join('?' * len(chunk))})", chunk
             )
             found.update(r["key"] for r in rows)
@@ -494,7 +497,7 @@ class Store:
     # -- pauses -------------------------------------------------------------------------------
 
     async def pauses(self) -> dict[str, str]:
-        rows = await self._fetchall("SELECT scope, reason FROM pauses")
+        rows = await self.fetchall("SELECT scope, reason FROM pauses")
         return {r["scope"]: r["reason"] for r in rows}
 
     async def set_pause(self, scope: str, reason: str) -> None:

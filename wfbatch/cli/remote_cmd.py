@@ -1,0 +1,75 @@
+"""Read the daemon's state: `wfbatch status`, `jobs`, `show`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from wfbatch.cli.common import print_json
+from wfbatch.cli.remote_common import call_daemon, remote_options
+from wfbatch.cli.remote_render import render_job, render_jobs, render_status
+from wfbatch.core.api import MAX_PAGE, JobDetail, JobSummary, Page, Status
+
+
+@click.command("status")
+@remote_options
+def status_command(home: Path | None, socket_path: Path | None, as_json: bool) -> None:
+    """Jobs by state, each provider's limits and pauses, recent batches with their ETA."""
+    status: Status = call_daemon(home, socket_path, lambda client: client.status())
+    if as_json:
+        print_json(status.model_dump(mode="json"))
+    else:
+        render_status(status)
+
+
+def _states(values: tuple[str, ...]) -> list[str]:
+    return [s.strip() for value in values for s in value.split(",") if s.strip()]
+
+
+@click.command("jobs")
+@click.option("--state", "states", multiple=True, help="Only jobs in this state (repeat, or a,b).")
+@click.option("--batch", "batch_id", default=None, help="Only jobs of this batch.")
+@click.option("--text", default=None, help="Only jobs whose prompt contains this text.")
+@click.option("--review", type=click.Choice(["pending", "approved", "rejected"]), default=None)
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
+@click.option("--cursor", default=None, help="Continue after this cursor (printed when there are more).")
+@remote_options
+def jobs_command(
+    states: tuple[str, ...],
+    batch_id: str | None,
+    text: str | None,
+    review: str | None,
+    limit: int,
+    cursor: str | None,
+    home: Path | None,
+    socket_path: Path | None,
+    as_json: bool,
+) -> None:
+    """One page of jobs, oldest first. With --json: a JSON list of jobs; the next page's cursor
+    goes to stderr."""
+    page: Page[JobSummary] = call_daemon(
+        home,
+        socket_path,
+        lambda client: client.jobs(
+            states=_states(states), batch_id=batch_id, text=text, review=review, cursor=cursor, limit=limit
+        ),
+    )
+    if as_json:
+        print_json([job.model_dump(mode="json") for job in page.items])
+    else:
+        render_jobs(page.items)
+    if page.next_cursor is not None:
+        click.echo(f"more: --cursor {page.next_cursor}", err=True)
+
+
+@click.command("show")
+@click.argument("job_id", type=int)
+@remote_options
+def show_command(job_id: int, home: Path | None, socket_path: Path | None, as_json: bool) -> None:
+    """One job in full, with every attempt (status, message, request id)."""
+    job: JobDetail = call_daemon(home, socket_path, lambda client: client.job(job_id))
+    if as_json:
+        print_json(job.model_dump(mode="json"))
+    else:
+        render_job(job)

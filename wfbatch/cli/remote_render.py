@@ -1,0 +1,146 @@
+"""Compact human output for the remote commands (rich tables on stdout)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from wfbatch.core.api import BatchSummary, JobDetail, JobSummary, ProviderStatus, Status
+
+STATE_ORDER = ("queued", "submitting", "running", "retrying", "done", "failed", "canceled")
+PROMPT_WIDTH = 48
+
+
+def console() -> Console:
+    # No markup: prompts and error messages are user text, printed as they are.
+    return Console(highlight=False, soft_wrap=False, markup=False)
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="ellipsis", no_wrap=True)
+    return table
+
+
+def _short(text: str, width: int = PROMPT_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    return ", ".join(f"{counts.get(s, 0)} {s}" for s in STATE_ORDER if counts.get(s, 0)) or "no jobs"
+
+
+def _provider_state(p: ProviderStatus) -> str:
+    if p.paused:
+        return f"paused: {p.paused}"
+    if p.blocked_for > 0:
+        return f"waiting {duration(p.blocked_for)}: {p.block_reason or 'rate limited'}"
+    return "running" if p.in_flight else "idle"
+
+
+def _window(used: int, limit: int | None) -> str:
+    return f"{used}/{limit}" if limit is not None else f"{used}/-"
+
+
+def render_status(status: Status) -> None:
+    out = console()
+    head = Text(f"wfbatch {status.version}: {counts_line(status.jobs)}")
+    if status.paused:
+        head.append("  PAUSED", style="bold yellow")
+        head.append(f" ({status.pause_reason})")
+    out.print(head)
+    if status.providers:
+        table = _table("provider", "in flight", "req/min", "starts/min", "today", "credits", "state")
+        for p in status.providers.values():
+            today = f"{p.daily_executions}/{p.daily_cap}" if p.daily_cap else str(p.daily_executions)
+            table.add_row(
+                p.name,
+                f"{p.in_flight}/{p.max_in_flight}",
+                _window(p.requests_in_window, p.requests_per_minute),
+                _window(p.executions_in_window, p.executions_per_minute), today, f"{p.credits_used:g}",
+                _provider_state(p),
+            )
+        out.print(table)
+    if status.batches:
+        render_batches(status.batches, out)
+
+
+def render_batches(batches: list[BatchSummary], out: Console | None = None) -> None:
+    out = out or console()
+    table = _table("batch", "name", "done", "failed", "left", "eta", "state")
+    for b in batches:
+        left = sum(b.counts.get(s, 0) for s in ("queued", "submitting", "running", "retrying"))
+        state = "paused" if b.paused else ("finished" if not left else "working")
+        table.add_row(
+            b.id, _short(b.name, 28), f"{b.counts.get('done', 0)}/{b.total}", str(b.counts.get("failed", 0)),
+            str(left), duration(b.eta_seconds) if left else "-", state,
+        )
+    out.print(table)
+
+
+def render_jobs(jobs: list[JobSummary]) -> None:
+    out = console()
+    if not jobs:
+        out.print("no jobs match")
+        return
+    table = _table("id", "batch", "state", "review", "tries", "prompt", "error")
+    for j in jobs:
+        error = ""
+        if j.error is not None:
+            status = j.error.http_status if j.error.http_status is not None else "-"
+            error = _short(f"HTTP {status}: {j.error.message}", 50)
+        table.add_row(str(j.id), j.batch_id, j.state, j.review, str(j.attempts), _short(j.prompt), error)
+    out.print(table)
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+
+
+def render_job(job: JobDetail) -> None:
+    out = console()
+    rows = [
+        ("job", f"{job.id} (batch {job.batch_id}, entry {job.index}, line {job.line})"),
+        ("state", f"{job.state}, review {job.review}, {job.attempts} attempt(s)"),
+        ("prompt", job.prompt),
+        ("negative", job.negative_prompt or "-"),
+        ("provider", f"{job.provider}" + (f", model {job.model}" if job.model else "")),
+        ("image", f"{job.width}x{job.height} {job.format}, seed {job.seed}, variant {job.variant}"),
+        ("file", job.file_path or "-"),
+        ("remote id", job.remote_id or "-"),
+        ("cache hit", "yes" if job.cache_hit else "no"),
+    ]
+    if job.error is not None:
+        e = job.error
+        rows.append(("error", f"HTTP {e.http_status or '-'}: {e.message} [request id {e.request_id or '-'}]"))
+    if job.next_attempt_at:
+        rows.append(("next try", _when(job.next_attempt_at)))
+    for key, value in rows:
+        out.print(Text.assemble((f"{key:>10}", "bold"), "  ", value), soft_wrap=True)
+    if job.attempts_history:
+        table = _table("at", "kind", "outcome", "http", "request id", "message")
+        for a in job.attempts_history:
+            table.add_row(
+                _when(a.at), a.kind, a.outcome, str(a.http_status or "-"), a.request_id or "-",
+                _short(a.message or "", 60),
+            )
+        out.print(table)

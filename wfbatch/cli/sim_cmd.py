@@ -1,0 +1,208 @@
+"""`wfbatch sim`: run the local Wireflow simulator in the foreground."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from wfbatch.settings import WireflowPlan
+from wfbatch.sim import FAULT_GROUPS, SimOptions, SimState, is_loopback, serve
+
+
+def _latency(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
+    try:
+        parts = [float(p) for p in value.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or parts[0] < 0 or parts[1] < parts[0]:
+        raise click.BadParameter("expected MIN,MAX seconds with 0 <= MIN <= MAX, e.g. 2,8")
+    return parts[0], parts[1]
+
+
+def _faults(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(FAULT_GROUPS))
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(FAULT_GROUPS)}")
+    return kinds
+
+
+def _describe(options: SimOptions) -> str:
+    daily = options.executions_per_day
+    credits = "unlimited" if options.credits is None else f"{options.credits:g}"
+    lo, hi = options.latency
+    parts = [
+        f"plan {options.plan.value}: {options.requests_per_window} req + "
+        f"{options.executions_per_window} executions per {options.window:g}s, "
+        f"{'no daily cap' if daily is None else f'{daily}/day'}",
+        f"credits {credits} at {options.cost:g}/execution",
+        f"latency {lo:g}-{hi:g}s",
+    ]
+    if options.fail_rate:
+        parts.append(f"fail-rate {options.fail_rate:g}")
+    if options.error_rate:
+        parts.append(f"error-rate {options.error_rate:g} ({','.join(options.faults)})")
+    return "; ".join(parts)
+
+
+@click.command("sim")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8787, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port."
+)
+@click.option(
+    "--allow-remote", is_flag=True, help="Allow a non-loopback --host (the simulator has no real security)."
+)
+@click.option(
+    "--plan",
+    type=click.Choice([p.value for p in WireflowPlan]),
+    default=WireflowPlan.FREE.value,
+    show_default=True,
+    help="Wireflow plan whose rate limits to apply.",
+)
+@click.option(
+    "--latency",
+    default="1,5",
+    show_default=True,
+    metavar="MIN,MAX",
+    callback=_latency,
+    help="Execution run time in seconds, uniform.",
+)
+@click.option(
+    "--fail-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of executions that end FAILED.",
+)
+@click.option("--fail-marker", default=None, help="Prompts containing this text always fail.")
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of API requests answered with an injected fault.",
+)
+@click.option(
+    "--faults",
+    default=",".join(FAULT_GROUPS),
+    show_default=True,
+    callback=_faults,
+    help="Which faults --error-rate may inject.",
+)
+@click.option(
+    "--slow-seconds",
+    type=click.FloatRange(min=0),
+    default=90.0,
+    show_default=True,
+    help="How long a 'slow' fault stalls.",
+)
+@click.option(
+    "--cdn-error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of image downloads that fail.",
+)
+@click.option(
+    "--error-style",
+    type=click.Choice(["string", "object"]),
+    default="string",
+    show_default=True,
+    help='{"error": "msg"} or {"error": {"type", "code", "message"}}.',
+)
+@click.option(
+    "--credits", type=click.FloatRange(min=0), default=None, help="Starting balance [default: unlimited]."
+)
+@click.option(
+    "--cost",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Credits per successful execution.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for latencies, failures and faults."
+)
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds in a rate-limit 'minute' (a 'day' is 1440 of them).",
+)
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Override requests per window.")
+@click.option("--epm", type=click.IntRange(min=1), default=None, help="Override executions per window.")
+@click.option("--daily", type=click.IntRange(min=1), default=None, help="Override executions per day.")
+@click.option("--api-key", default=None, help="Accept only this key [default: any sk-… or wf_… key].")
+def sim_command(
+    host: str,
+    port: int,
+    allow_remote: bool,
+    plan: str,
+    latency: tuple[float, float],
+    fail_rate: float,
+    fail_marker: str | None,
+    error_rate: float,
+    faults: tuple[str, ...],
+    slow_seconds: float,
+    cdn_error_rate: float,
+    error_style: str,
+    credits: float | None,
+    cost: float,
+    seed: int,
+    window: float,
+    rpm: int | None,
+    epm: int | None,
+    daily: int | None,
+    api_key: str | None,
+) -> None:
+    """Run a local Wireflow simulator: rehearse a batch before spending credits."""
+    if not is_loopback(host) and not allow_remote:
+        raise click.UsageError(
+            f"refusing to listen on {host}, which is not a loopback address; pass --allow-remote"
+        )
+    try:
+        options = SimOptions(
+            host=host,
+            port=port,
+            plan=WireflowPlan(plan),
+            latency=latency,
+            fail_rate=fail_rate,
+            fail_marker=fail_marker,
+            error_rate=error_rate,
+            faults=faults,
+            slow_seconds=slow_seconds,
+            cdn_error_rate=cdn_error_rate,
+            error_style="object" if error_style == "object" else "string",
+            credits=credits,
+            cost=cost,
+            seed=seed,
+            window=window,
+            rpm=rpm,
+            epm=epm,
+            daily=daily,
+            api_key=api_key,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    state = SimState(options)
+
+    def ready(base_url: str) -> None:
+        click.echo(f"Wireflow simulator at {base_url} ({_describe(options)}); Ctrl-C to stop")
+        sys.stdout.flush()
+
+    try:
+        serve(options, state=state, on_ready=ready)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+    stats = state.stats()
+    click.echo(
+        f"stopped: {stats['requests']['total']} requests, {stats['executions_created']} executions, "
+        f"{stats['rate_limited']} rate-limited"
+    )

@@ -1,0 +1,104 @@
+"""Command routes: retry, cancel, edit, pause/resume, review, submit. The rules live in
+`wfbatch.engine.control`; these handlers only translate between HTTP and it."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from wfbatch.core.api import (
+    CancelRequest,
+    EditRequest,
+    PauseRequest,
+    RetryRequest,
+    ReviewRequest,
+    SubmitError,
+    SubmitRequest,
+    SubmitResult,
+)
+from wfbatch.core.states import ReviewStatus
+from wfbatch.daemon.context import context_of
+from wfbatch.daemon.responses import ApiProblem, model_response, problem_response, read_body
+from wfbatch.engine.control import Accepted, Duplicate, Refused
+
+DECISIONS = {
+    "approve": ReviewStatus.APPROVED,
+    "reject": ReviewStatus.REJECTED,
+    "pending": ReviewStatus.PENDING,
+}
+
+
+async def retry(request: Request) -> JSONResponse:
+    body = await read_body(request, RetryRequest)
+    result = await context_of(request).control.retry(
+        body.job_ids, failed_of_batch=body.failed_of_batch, all_failed=body.all_failed
+    )
+    return model_response(result)
+
+
+async def cancel(request: Request) -> JSONResponse:
+    body = await read_body(request, CancelRequest)
+    return model_response(await context_of(request).control.cancel(body.job_ids, batch_id=body.batch_id))
+
+
+async def edit(request: Request) -> JSONResponse:
+    raw = request.path_params["job_id"]
+    try:
+        job_id = int(raw)
+    except ValueError:
+        raise ApiProblem(400, f"a job id is a number, not {raw!r}") from None
+    body = await read_body(request, EditRequest)
+    return model_response(await context_of(request).control.edit(job_id, body.prompt))
+
+
+async def pause(request: Request) -> JSONResponse:
+    body = await read_body(request, PauseRequest)
+    return model_response(await context_of(request).control.pause(body.scope, body.id, body.reason))
+
+
+async def resume(request: Request) -> JSONResponse:
+    body = await read_body(request, PauseRequest)
+    return model_response(await context_of(request).control.resume(body.scope, body.id))
+
+
+async def review(request: Request) -> JSONResponse:
+    body = await read_body(request, ReviewRequest)
+    return model_response(await context_of(request).control.review(body.job_ids, DECISIONS[body.decision]))
+
+
+async def submit(request: Request) -> JSONResponse:
+    body = await read_body(request, SubmitRequest)
+    outcome = await context_of(request).control.accept(
+        body.content.encode("utf-8"),
+        body.name,
+        fmt=body.format,
+        provider=body.provider,
+        budget=body.budget,
+        dry_run=body.dry_run,
+    )
+    if isinstance(outcome, Refused):
+        result = SubmitResult(
+            errors=[SubmitError(line=e.line, column=e.column, message=e.message) for e in outcome.errors],
+            report=outcome.report,
+        )
+        error = f"{body.name}: refused, nothing was enqueued"
+        return problem_response(422, error, result.model_dump(mode="json"))
+    if isinstance(outcome, Duplicate):
+        return model_response(SubmitResult(batch_id=outcome.of.id, duplicate_of=outcome.of.id))
+    assert isinstance(outcome, Accepted)
+    return model_response(
+        SubmitResult(batch_id=outcome.batch.id if outcome.batch else None, jobs=outcome.jobs),
+        status=200 if body.dry_run else 201,
+    )
+
+
+ROUTES = [
+    Route("/v1/jobs/retry", retry, methods=["POST"]),
+    Route("/v1/jobs/cancel", cancel, methods=["POST"]),
+    Route("/v1/jobs/{job_id}/edit", edit, methods=["POST"]),
+    Route("/v1/pause", pause, methods=["POST"]),
+    Route("/v1/resume", resume, methods=["POST"]),
+    Route("/v1/review", review, methods=["POST"]),
+    Route("/v1/submit", submit, methods=["POST"]),
+]

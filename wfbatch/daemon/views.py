@@ -1,0 +1,160 @@
+"""Rows of the store and the engine's live state → the API's models (`wfbatch.core.api`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wfbatch import __version__
+from wfbatch.core.api import (
+    Attempt,
+    BatchSummary,
+    ErrorInfo,
+    JobDetail,
+    JobSummary,
+    ProviderStatus,
+    Status,
+)
+from wfbatch.core.states import JobState
+from wfbatch.daemon.context import DaemonContext
+from wfbatch.providers.registry import KNOWN_PROVIDERS
+from wfbatch.store import AttemptRow, BatchRow, JobRow
+
+RECENT_BATCHES = 50
+UNFINISHED = ("queued", "retrying", "submitting", "running")
+
+
+def _zero_counts() -> dict[str, int]:
+    return {state.value: 0 for state in JobState}
+
+
+def job_summary(job: JobRow) -> JobSummary:
+    return JobSummary(**_summary_fields(job))
+
+
+def _summary_fields(job: JobRow) -> dict[str, Any]:
+    error = (
+        ErrorInfo(
+            http_status=job.error_status,
+            message=job.error_message,
+            request_id=job.error_request_id,
+            error_class=job.error_class.value if job.error_class else None,
+        )
+        if job.error_message
+        else None
+    )
+    return {
+        "id": job.id,
+        "batch_id": job.batch_id,
+        "index": job.idx,
+        "line": job.line,
+        "state": job.state.value,
+        "review": job.review.value,
+        "prompt": job.spec.prompt,
+        "provider": job.provider,
+        "attempts": job.attempts,
+        "error": error,
+        "file": job.file,
+        "cache_hit": job.cache_hit,
+        "credits": job.credits,
+        "remote_id": job.remote_id,
+        "updated_at": job.updated_at,
+    }
+
+
+def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) -> JobDetail:
+    spec = job.spec
+    output_dir = batch.output_dir if batch else ""
+    return JobDetail(
+        **_summary_fields(job),
+        negative_prompt=spec.negative_prompt,
+        model=spec.model,
+        seed=spec.seed,
+        width=spec.width,
+        height=spec.height,
+        variant=spec.variant,
+        format=spec.format.value,
+        params=spec.params,
+        tags=job.tags,
+        output_dir=output_dir,
+        file_path=str(Path(output_dir) / job.file) if job.file and output_dir else None,
+        next_attempt_at=job.next_attempt_at,
+        attempts_history=[
+            Attempt(
+                at=a.at, kind=a.kind, outcome=a.outcome, http_status=a.http_status, message=a.message,
+                request_id=a.request_id, remote_id=a.remote_id,
+            )
+            for a in attempts
+        ],
+    )
+
+
+def batch_summary(
+    ctx: DaemonContext, batch: BatchRow, counts: dict[str, int], credits: float = 0.0
+) -> BatchSummary:
+    remaining = sum(counts.get(state, 0) for state in UNFINISHED)
+    stalled = batch.paused or ctx.engine.global_paused is not None
+    return BatchSummary(
+        id=batch.id,
+        name=batch.name,
+        source_name=batch.source_name,
+        provider=batch.provider,
+        created_at=batch.created_at,
+        output_dir=batch.output_dir,
+        paused=batch.paused,
+        counts=counts,
+        total=sum(counts.values()),
+        eta_seconds=None if stalled else ctx.tracker.eta(batch.id, remaining),
+        budget=batch.budget,
+        credits_used=credits,
+    )
+
+
+async def batch_summaries(ctx: DaemonContext, batches: list[BatchRow]) -> list[BatchSummary]:
+    credits = await ctx.store.credits_used_by("batch_id") if batches else {}
+    result = []
+    for batch in batches:
+        counts = await ctx.store.counts([batch.id])
+        result.append(batch_summary(ctx, batch, counts, credits.get(batch.id, 0.0)))
+    return result
+
+
+async def provider_names(ctx: DaemonContext, by_provider: dict[str, dict[str, int]]) -> list[str]:
+    names = set(ctx.engine.limiters) | set(by_provider) | {ctx.settings.provider}
+    return sorted(name for name in names if name in KNOWN_PROVIDERS)
+
+
+async def provider_statuses(ctx: DaemonContext) -> dict[str, ProviderStatus]:
+    by_provider = await ctx.store.counts_by("provider")
+    credits = await ctx.store.credits_used_by("provider")
+    statuses: dict[str, ProviderStatus] = {}
+    for name in await provider_names(ctx, by_provider):
+        limiter = ctx.engine.limiter(name)
+        snapshot = limiter.snapshot().to_json()
+        statuses[name] = ProviderStatus(
+            name=name,
+            label=ctx.engine.provider_label(name),
+            **snapshot,
+            pause_details=dict(limiter.pause_details),
+            jobs=by_provider.get(name, _zero_counts()),
+            credits_used=credits.get(name, 0.0),
+        )
+    return statuses
+
+
+async def status(ctx: DaemonContext) -> Status:
+    batches = await ctx.store.list_batches(RECENT_BATCHES)
+    by_batch = await ctx.store.counts_by("batch_id")
+    credits = await ctx.store.credits_used_by("batch_id")
+    summaries = [
+        batch_summary(ctx, batch, by_batch.get(batch.id, _zero_counts()), credits.get(batch.id, 0.0))
+        for batch in batches
+    ]
+    return Status(
+        version=__version__,
+        jobs=await ctx.store.counts(),
+        paused=ctx.engine.global_paused is not None,
+        pause_reason=ctx.engine.global_paused,
+        providers=await provider_statuses(ctx),
+        batches=summaries,
+    )

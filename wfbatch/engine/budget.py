@@ -1,0 +1,130 @@
+"""Credit caps: each job's cost is estimated and reserved before its request is sent, reconciled with
+the provider's charge when it finishes, released when it fails. A job that would cross a cap is not
+started: its batch (budget) or provider (daily credit cap) pauses with the figures, jobs stay queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from wfbatch.core.models import JobSpec
+from wfbatch.engine.clock import Clock
+from wfbatch.providers.base import Provider
+from wfbatch.providers.errors import ProviderError
+from wfbatch.settings import Settings
+from wfbatch.store import BatchRow, JobRow, Ledger, Store
+from wfbatch.store.ledger import ledger_day
+
+log = logging.getLogger("wfbatch.budget")
+
+
+class _Estimating(Protocol):
+    async def estimate(self, spec: JobSpec) -> float | None: ...
+
+
+def configured_cost(settings: Settings, provider: str, model: str | None) -> float | None:
+    """Credits per image from the config's `costs` (by model, else `default`); None when unknown."""
+    costs = settings.provider_limits(provider).costs
+    if model is not None and model in costs:
+        return costs[model]
+    return costs.get("default")
+
+
+def _fmt(credits: float) -> str:
+    return f"{credits:g}"
+
+
+class Budget:
+    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+        self.ledger = Ledger(store)
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._estimates: dict[tuple[str, str | None], float | None] = {}
+        self.paused_batches: dict[str, str] = {}
+        """Batches held back by their budget: id → reason with the figures."""
+        self._provider_blocks: dict[str, tuple[str, str]] = {}
+
+    async def estimate(self, spec: JobSpec, provider: Provider | None) -> float | None:
+        """The provider's own estimate when it has one (asked once per model), else the config's."""
+        key = (spec.provider, spec.model)
+        if key not in self._estimates:
+            estimate: float | None = None
+            if provider is not None and hasattr(provider, "estimate"):
+                estimating: _Estimating = provider  # type: ignore[assignment]
+                try:
+                    estimate = await estimating.estimate(spec)
+                except ProviderError as error:
+                    log.warning("%s: no cost estimate (%s); using the configured costs", spec.provider, error)
+            if estimate is None:
+                estimate = configured_cost(self._settings, spec.provider, spec.model)
+            self._estimates[key] = estimate
+        return self._estimates[key]
+
+    def provider_block(self, provider: str) -> str | None:
+        block = self._provider_blocks.get(provider)
+        if block is None:
+            return None
+        reason, day = block
+        if day != ledger_day(self._clock.wall()):
+            del self._provider_blocks[provider]  # a new day: the daily cap starts afresh
+            return None
+        return reason
+
+    async def admit(self, job: JobRow, batch: BatchRow, provider: Provider) -> str | None:
+        """Reserve the job's estimated cost if every cap allows it; otherwise the reason it waits."""
+        if job.reserved is not None:
+            return None  # reserved before (its execution exists): nothing new to spend
+        estimate = await self.estimate(job.spec, provider)
+        async with self._lock:  # check and reserve as one step: parallel jobs cannot both slip under
+            cost = estimate or 0.0
+            if batch.budget is not None:
+                exposure = await self.ledger.batch_exposure(batch.id)
+                if exposure + cost > batch.budget + 1e-9:
+                    reason = (
+                        f"budget reached: {_fmt(exposure)} of {_fmt(batch.budget)} credits spent or reserved;"
+                        f" the next job needs {_fmt(cost)}"
+                    )
+                    self.paused_batches[batch.id] = reason
+                    return reason
+            cap = self._settings.provider_limits(job.provider).daily_credit_cap
+            if cap is not None:
+                day = ledger_day(self._clock.wall())
+                exposure = await self.ledger.provider_exposure(job.provider, day)
+                if exposure + cost > cap + 1e-9:
+                    reason = (
+                        f"daily credit cap reached: {_fmt(exposure)} of {_fmt(cap)} credits today;"
+                        f" the next job needs {_fmt(cost)}"
+                    )
+                    self._provider_blocks[job.provider] = (reason, day)
+                    return reason
+            if estimate is not None:
+                await self.ledger.reserve(job.id, job.batch_id, job.provider, estimate)
+        return None
+
+    async def settle(self, job: JobRow, charged: float | None) -> None:
+        """Reconcile: release the reservation, record the charge (the estimate when the provider
+        does not say what it charged)."""
+        if charged is None:
+            charged = job.reserved if job.reserved is not None else await self._reserved(job.id)
+        await self.ledger.settle(job.id, charged)
+
+    async def release(self, job_id: int) -> None:
+        await self.ledger.release(job_id)
+
+    async def release_leaked(self) -> int:
+        leaked = await self.ledger.leaked_reservations()
+        for job_id in leaked:
+            await self.ledger.release(job_id)
+        return len(leaked)
+
+    def set_budget(self, batch_id: str) -> None:
+        """The batch's budget changed: let it try again."""
+        self.paused_batches.pop(batch_id, None)
+
+    async def _reserved(self, job_id: int) -> float | None:
+        job = await self._store.get_job(job_id)
+        return job.reserved if job else None

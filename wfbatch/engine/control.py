@@ -1,0 +1,353 @@
+"""What users can ask of a running engine: accept prompts, retry, cancel, edit, pause/resume, review.
+
+The daemon's routes and its inbox watcher are thin shells around `Control`: every rule (which
+states a command may touch, what is persisted, what the engine is told) lives here, next to the
+engine it steers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from wfbatch.core.api import CommandResult
+from wfbatch.core.expand import expand_batch
+from wfbatch.core.hashing import cache_key, content_hash
+from wfbatch.core.models import ParsedBatch
+from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
+from wfbatch.core.states import JobState, ReviewStatus
+from wfbatch.engine.events import Event, EventSink, discard
+from wfbatch.engine.ingest import UnknownProviderInFile, ingest
+from wfbatch.engine.scheduler import GLOBAL_SCOPE, Engine
+from wfbatch.outputs import UnsafePathError, move_for_review
+from wfbatch.providers.base import UnlimitedGate
+from wfbatch.providers.registry import KNOWN_PROVIDERS, UnknownProvider, build_provider
+from wfbatch.store import BatchRow
+from wfbatch.store.rows import spec_to_json
+
+log = logging.getLogger("wfbatch.control")
+
+USER_PAUSE_REASON = "paused by the user"
+ACTIVE_STATES = (JobState.QUEUED, JobState.RETRYING, JobState.SUBMITTING, JobState.RUNNING)
+MAX_IDS_LISTED = 20
+
+
+class CommandError(Exception):
+    """A command cannot be carried out as asked (a job in the wrong state, a missing option)."""
+
+
+class NotFound(CommandError):
+    """A command names a job, batch or provider that does not exist."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The prompts became a batch (`batch` is None for a dry run: they would have)."""
+
+    batch: BatchRow | None
+    jobs: int
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """The exact content of an already accepted batch: nothing was enqueued."""
+
+    of: BatchRow
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The prompts failed validation: nothing was enqueued. `report` names every bad line."""
+
+    errors: list[LineError]
+    report: str
+
+
+Acceptance = Accepted | Duplicate | Refused
+
+
+def _ids(ids: Sequence[int]) -> str:
+    shown = ", ".join(str(i) for i in ids[:MAX_IDS_LISTED])
+    return shown + (f" and {len(ids) - MAX_IDS_LISTED} more" if len(ids) > MAX_IDS_LISTED else "")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+class Control:
+    def __init__(self, engine: Engine, *, events: EventSink = discard) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self._emit = events
+
+    # -- prompts in ---------------------------------------------------------------------------
+
+    async def accept(
+        self,
+        raw: bytes,
+        source_name: str,
+        *,
+        fmt: str | None = None,
+        provider: str | None = None,
+        budget: float | None = None,
+        dry_run: bool = False,
+        skip_duplicates: bool | None = None,
+    ) -> Acceptance:
+        """Validate prompts exactly as a dropped file is validated, then enqueue them as one batch."""
+        settings = self.engine.settings
+        try:
+            parsed = await asyncio.to_thread(parse_prompt_bytes, raw, source_name, fmt)
+        except PromptFileError as error:
+            return Refused(error.errors, error.report())
+        if budget is not None:
+            parsed = replace(parsed, budget=budget)
+        default_provider = provider or settings.provider
+        problems = await self._provider_problems(parsed, default_provider)
+        if problems:
+            return Refused(problems, PromptFileError(source_name, problems).report())
+        if skip_duplicates is None:
+            skip_duplicates = settings.inbox.skip_duplicate_files
+        if skip_duplicates:
+            existing = await self.store.batch_with_content_exists(content_hash(raw))
+            if existing is not None:
+                data = {"event": "duplicate", "source_name": source_name, "of": existing.id}
+                self._emit(Event("batch", data))
+                return Duplicate(existing)
+        if dry_run:
+            return Accepted(None, len(expand_batch(parsed, default_provider)))
+        try:
+            ingested = await ingest(
+                self.store, self.engine.layout, parsed, raw, default_provider, resume_unfinished=False
+            )
+        except UnknownProviderInFile as error:  # checked above; kept for safety
+            errors = [LineError(line, None, f"unknown provider {name!r}") for line, name in error.problems]
+            return Refused(errors, str(error))
+        batch = ingested.batch
+        jobs = _plural(ingested.jobs, "job")
+        log.info("batch %s (%s): %s from %s", batch.id, batch.name, jobs, source_name)
+        self._emit(
+            Event(
+                "batch",
+                {"event": "created", "batch_id": batch.id, "name": batch.name, "source_name": source_name,
+                 "jobs": ingested.jobs},
+            )
+        )
+        self.engine.wake()
+        return Accepted(batch, ingested.jobs)
+
+    async def _provider_problems(self, parsed: ParsedBatch, default_provider: str) -> list[LineError]:
+        """Unknown providers (by line), and providers whose configuration cannot work."""
+        wanted: dict[str, int] = {parsed.provider or default_provider: 0}
+        for entry in parsed.entries:
+            if entry.entry.provider:
+                wanted.setdefault(entry.entry.provider, entry.line)
+        problems: list[LineError] = []
+        for name, line in sorted(wanted.items(), key=lambda item: item[1]):
+            if name not in KNOWN_PROVIDERS:
+                problems.append(
+                    LineError(line, None, f"unknown provider {name!r} (known: {', '.join(KNOWN_PROVIDERS)})")
+                )
+                continue
+            try:
+                built = build_provider(name, self.engine.settings, UnlimitedGate())
+            except (UnknownProvider, ValueError) as error:
+                problems.append(LineError(line, None, f"provider {name!r} cannot be used: {error}"))
+                continue
+            await built.aclose()
+        return problems
+
+    # -- retry, cancel, edit ------------------------------------------------------------------
+
+    async def retry(
+        self, job_ids: Sequence[int] = (), *, failed_of_batch: str | None = None, all_failed: bool = False
+    ) -> CommandResult:
+        """Failed or canceled jobs back to the queue, attempts reset (a new execution is wanted)."""
+        if job_ids:
+            await self._require_jobs(job_ids)
+            wanted = list(job_ids)
+        elif failed_of_batch is not None:
+            await self._require_batch(failed_of_batch)
+            wanted = await self.store.job_ids(states=[JobState.FAILED], batch_id=failed_of_batch)
+        elif all_failed:
+            wanted = await self.store.job_ids(states=[JobState.FAILED])
+        else:
+            raise CommandError("say which jobs to retry: job ids, failed_of_batch, or all_failed")
+        retried = await self.store.requeue_for_retry(wanted)
+        await self._announce(retried, JobState.QUEUED)
+        self.engine.wake()
+        skipped = sorted(set(wanted) - set(retried))
+        message = f"{_plural(len(retried), 'job')} queued again"
+        if skipped:
+            message += f"; not failed or canceled, left alone: {_ids(skipped)}"
+        return CommandResult(job_ids=retried, message=message)
+
+    async def cancel(self, job_ids: Sequence[int] = (), *, batch_id: str | None = None) -> CommandResult:
+        """Jobs not finished yet → canceled; one being executed is stopped at once (a remote
+        execution already started is not charged back: that is up to the provider)."""
+        if job_ids:
+            await self._require_jobs(job_ids)
+            wanted = list(job_ids)
+        elif batch_id is not None:
+            await self._require_batch(batch_id)
+            wanted = await self.store.job_ids(states=ACTIVE_STATES, batch_id=batch_id)
+        else:
+            raise CommandError("say which jobs to cancel: job ids or a batch id")
+        canceled = await self.store.cancel_jobs(wanted)
+        stopped = [job_id for job_id in canceled if self.engine.cancel_task(job_id)]
+        await self._announce(canceled, JobState.CANCELED)
+        skipped = sorted(set(wanted) - set(canceled))
+        message = f"{_plural(len(canceled), 'job')} canceled"
+        if stopped:
+            message += f" ({len(stopped)} stopped while in flight)"
+        if skipped:
+            message += f"; already finished, left alone: {_ids(skipped)}"
+        return CommandResult(job_ids=canceled, message=message)
+
+    async def edit(self, job_id: int, prompt: str) -> CommandResult:
+        """Give a failed (or canceled) job a new prompt and queue it again; a new prompt is a new
+        image, so it gets a new cache key and a new idempotency key."""
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        if job.state not in (JobState.FAILED, JobState.CANCELED):
+            raise CommandError(
+                f"job {job_id} is {job.state.value}: only a failed or canceled job can be edited"
+            )
+        text = prompt.strip()
+        if not text:
+            raise CommandError("the new prompt is empty")
+        spec = replace(job.spec, prompt=text)
+        moved = await self.store.transition(
+            job_id, [JobState.FAILED, JobState.CANCELED], JobState.QUEUED,
+            spec=spec_to_json(spec), prompt=text, cache_key=cache_key(spec), attempts=0,
+            generation=job.generation + 1, next_attempt_at=None, remote_id=None, result=None,
+            error_class=None, error_status=None, error_message=None, error_request_id=None, finished_at=None,
+        )
+        if not moved:
+            raise CommandError(f"job {job_id} changed meanwhile; look again")
+        await self._announce([job_id], JobState.QUEUED)
+        self.engine.wake()
+        return CommandResult(job_ids=[job_id], message=f"job {job_id}: prompt changed, queued again")
+
+    # -- pause, resume ------------------------------------------------------------------------
+
+    async def pause(self, scope: str, target: str | None = None, reason: str | None = None) -> CommandResult:
+        why = reason or USER_PAUSE_REASON
+        if scope == "global":
+            await self.store.set_pause(GLOBAL_SCOPE, why)
+            self.engine.global_paused = why
+            self._emit(Event("engine", {"event": "paused", "reason": why}))
+            return CommandResult(message=f"paused: nothing new starts ({why})")
+        if scope == "provider":
+            name = self._require_provider(target)
+            await self.store.set_pause(f"provider:{name}", why)
+            self.engine.limiter(name).pause(why, {"by": "user"})
+            self._emit(Event("provider", {"provider": name, "paused": why, "by": "user"}))
+            return CommandResult(message=f"provider {name} paused ({why})")
+        if scope == "batch":
+            batch_id = await self._require_batch(target)
+            await self.store.set_batch_paused(batch_id, True)
+            self._emit(Event("batch", {"event": "paused", "batch_id": batch_id}))
+            return CommandResult(message=f"batch {batch_id} paused")
+        raise CommandError(f"unknown pause scope {scope!r}")
+
+    async def resume(self, scope: str, target: str | None = None) -> CommandResult:
+        if scope == "global":
+            await self.store.clear_pause(GLOBAL_SCOPE)
+            self.engine.global_paused = None
+            self._emit(Event("engine", {"event": "resumed"}))
+            message = "resumed"
+        elif scope == "provider":
+            name = self._require_provider(target)
+            await self.store.clear_pause(f"provider:{name}")
+            limiter = self.engine.limiter(name)
+            was = limiter.paused
+            limiter.resume()  # an out-of-credits pause too: the next start finds out whether it was topped up
+            self._emit(Event("provider", {"provider": name, "paused": None}))
+            message = f"provider {name} resumed" + (f" (was: {was})" if was else "")
+        elif scope == "batch":
+            batch_id = await self._require_batch(target)
+            await self.store.set_batch_paused(batch_id, False)
+            self._emit(Event("batch", {"event": "resumed", "batch_id": batch_id}))
+            message = f"batch {batch_id} resumed"
+        else:
+            raise CommandError(f"unknown pause scope {scope!r}")
+        self.engine.wake()
+        return CommandResult(message=message)
+
+    # -- review -------------------------------------------------------------------------------
+
+    async def review(self, job_ids: Sequence[int], decision: ReviewStatus) -> CommandResult:
+        """Move each job's image to the review folder of `decision` and record it."""
+        if not job_ids:
+            raise CommandError("say which jobs to review")
+        await self._require_jobs(job_ids)
+        moved: list[int] = []
+        problems: list[str] = []
+        for job_id in job_ids:
+            job = await self.store.get_job(job_id)
+            if job is None:
+                continue
+            if job.file is None:
+                problems.append(f"job {job_id} has no image ({job.state.value})")
+                continue
+            batch = await self.store.get_batch(job.batch_id)
+            if batch is None:
+                continue
+            try:
+                relative = await asyncio.to_thread(
+                    move_for_review, Path(batch.output_dir), job.file, decision
+                )
+            except (OSError, UnsafePathError) as error:
+                problems.append(f"job {job_id}: {error}")
+                continue
+            await self.store.update_job(job_id, review=decision, file=relative)
+            self.engine.writer.mark_dirty(batch.id)
+            moved.append(job_id)
+            self._emit(
+                Event("job", {"id": job_id, "batch_id": job.batch_id, "state": job.state.value,
+                              "review": decision.value, "file": relative})
+            )
+        if problems and not moved:
+            raise CommandError("; ".join(problems))
+        message = f"{_plural(len(moved), 'image')} marked {decision.value}"
+        if problems:
+            message += "; " + "; ".join(problems[:MAX_IDS_LISTED])
+        return CommandResult(job_ids=moved, message=message)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _require_jobs(self, job_ids: Sequence[int]) -> None:
+        missing = [job_id for job_id in job_ids if await self.store.get_job(job_id) is None]
+        if missing:
+            raise NotFound(f"no such job: {_ids(missing)}")
+
+    async def _require_batch(self, batch_id: str | None) -> str:
+        if not batch_id:
+            raise CommandError("a batch id is needed")
+        if await self.store.get_batch(batch_id) is None:
+            raise NotFound(f"no batch {batch_id}")
+        return batch_id
+
+    @staticmethod
+    def _require_provider(name: str | None) -> str:
+        if not name:
+            raise CommandError("a provider name is needed")
+        if name not in KNOWN_PROVIDERS:
+            raise NotFound(f"no provider {name!r} (known: {', '.join(KNOWN_PROVIDERS)})")
+        return name
+
+    async def _announce(self, job_ids: Sequence[int], state: JobState) -> None:
+        batches: set[str] = set()
+        for job_id in job_ids:
+            job = await self.store.get_job(job_id)
+            if job is None:
+                continue
+            batches.add(job.batch_id)
+            self._emit(Event("job", {"id": job_id, "batch_id": job.batch_id, "state": state.value}))
+        for batch_id in batches:
+            self.engine.writer.mark_dirty(batch_id)

@@ -1,0 +1,63 @@
+"""Sliding-window counters: at most `limit` hits in any span of `span` seconds."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    allowed: bool
+    limit: int | None
+    remaining: int | None
+    reset_at: float
+    """Absolute time at which one more slot frees up (now, if one is free)."""
+    retry_after: float
+    """Seconds until a request would be allowed (0 when allowed)."""
+
+    def headers(self) -> dict[str, str]:
+        """Wireflow's rate-limit headers; `X-RateLimit-Reset` is absolute Unix seconds (rounded up)."""
+        if self.limit is None:
+            return {}
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
+        }
+
+
+class SlidingWindow:
+    """Remembers the time of each admitted hit; `limit=None` means unlimited."""
+
+    def __init__(self, limit: int | None, span: float) -> None:
+        self.limit = limit
+        self.span = span
+        self._hits: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        while self._hits and self._hits[0] <= now - self.span:
+            self._hits.popleft()
+
+    def peek(self, now: float) -> WindowVerdict:
+        """What a hit at `now` would get, without recording it."""
+        self._trim(now)
+        if self.limit is None:
+            return WindowVerdict(True, None, None, now, 0.0)
+        count = len(self._hits)
+        if count < self.limit:
+            reset_at = self._hits[0] + self.span if self._hits else now
+            return WindowVerdict(True, self.limit, self.limit - count, reset_at, 0.0)
+        # The hit that must expire before one more fits in the window.
+        frees_at = self._hits[count - self.limit] + self.span
+        return WindowVerdict(False, self.limit, 0, frees_at, max(0.0, frees_at - now))
+
+    def hit(self, now: float) -> WindowVerdict:
+        """Record a hit at `now` (the caller checked `peek` first); returns the state after it."""
+        self._trim(now)
+        self._hits.append(now)
+        if self.limit is None:
+            return WindowVerdict(True, None, None, now, 0.0)
+        remaining = max(0, self.limit - len(self._hits))
+        return WindowVerdict(True, self.limit, remaining, self._hits[0] + self.span, 0.0)

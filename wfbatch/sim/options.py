@@ -1,0 +1,103 @@
+"""The simulator's knobs, shared by `wfbatch sim` and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from wfbatch.settings import WIREFLOW_PLAN_LIMITS, WireflowPlan
+
+FAULT_GROUPS: tuple[str, ...] = ("5xx", "slow", "reset", "malformed", "lost")
+"""Fault families drawn at `error_rate`. `lost` applies to execution starts only: the execution is
+created, then the answer is replaced by a 5xx or a dropped connection."""
+
+FAULT_KINDS: tuple[str, ...] = (
+    "500",
+    "502",
+    "503",
+    "slow",
+    "reset",
+    "malformed",
+    "lost_5xx",
+    "lost_reset",
+)
+"""Concrete faults, as counted in `/_sim/stats` and accepted by `/_sim/faults`."""
+
+ErrorStyle = Literal["string", "object"]
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """Everything that shapes one simulator run. Times are in seconds."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    plan: WireflowPlan = WireflowPlan.FREE
+    latency: tuple[float, float] = (1.0, 5.0)
+    """Execution run time, drawn uniformly from [min, max] with the seeded RNG."""
+    fail_rate: float = 0.0
+    """Share of executions that end FAILED (a moderation-style node error)."""
+    fail_marker: str | None = None
+    """Prompts containing this text always fail: a deterministic FAILED for rehearsals and tests."""
+    error_rate: float = 0.0
+    """Share of API requests answered with an injected fault (see FAULT_GROUPS)."""
+    faults: tuple[str, ...] = FAULT_GROUPS
+    slow_seconds: float = 90.0
+    """How long a `slow` fault stalls before answering: longer than a typical client timeout."""
+    cdn_error_rate: float = 0.0
+    """Share of image downloads answered with a 503, an empty body or an HTML page."""
+    error_style: ErrorStyle = "string"
+    """`{"error": "msg"}` or the newer `{"error": {"type", "code", "message"}}` envelope."""
+    credits: float | None = None
+    """Starting balance; None = unlimited."""
+    cost: float = 1.0
+    """Credits per execution (charged on success only)."""
+    seed: int = 0
+    window: float = 60.0
+    """Length of the per-minute windows; the daily window scales with it (window × 1440)."""
+    rpm: int | None = None
+    epm: int | None = None
+    daily: int | None = None
+    api_key: str | None = None
+    """If set, the only key accepted; otherwise any key starting with `sk-` or `wf_`."""
+    workflow_ids: tuple[str, ...] = field(default=("wf_demo",))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", WireflowPlan(self.plan))
+        lo, hi = self.latency
+        if lo < 0 or hi < lo:
+            raise ValueError(f"latency must be 0 <= MIN <= MAX, got {lo},{hi}")
+        for name in ("fail_rate", "error_rate", "cdn_error_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.window <= 0:
+            raise ValueError("window must be > 0")
+        if self.cost < 0 or (self.credits is not None and self.credits < 0):
+            raise ValueError("credits and cost must be >= 0")
+        for name in ("rpm", "epm", "daily"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1")
+        unknown = set(self.faults) - set(FAULT_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_GROUPS)}")
+        if self.error_style not in ("string", "object"):
+            raise ValueError("error_style must be 'string' or 'object'")
+
+    @property
+    def requests_per_window(self) -> int:
+        return self.rpm if self.rpm is not None else WIREFLOW_PLAN_LIMITS[self.plan][0]
+
+    @property
+    def executions_per_window(self) -> int:
+        return self.epm if self.epm is not None else WIREFLOW_PLAN_LIMITS[self.plan][1]
+
+    @property
+    def executions_per_day(self) -> int | None:
+        return self.daily if self.daily is not None else WIREFLOW_PLAN_LIMITS[self.plan][2]
+
+    @property
+    def day_seconds(self) -> float:
+        """A "day" in simulator time: 1440 windows, so a scaled-down window scales the day too."""
+        return self.window * 1440

@@ -1,0 +1,8 @@
+"""The terminal UI: attaches to the daemon over its socket and shows only what the API gives."""
+
+from __future__ import annotations
+
+from wfbatch.tui.app import WfbatchApp
+from wfbatch.tui.daemon_api import DaemonApi
+
+__all__ = ["DaemonApi", "WfbatchApp"]

@@ -1,0 +1,60 @@
+"""What changed since the screen was last refreshed, gathered from daemon events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wfbatch.client.client import ServerEvent
+
+
+@dataclass
+class ChangeSet:
+    job_states: dict[int, str] = field(default_factory=dict)
+    """Latest known state of each job an event named (id → state)."""
+    states: set[str] = field(default_factory=set)
+    """States jobs entered; the tabs listing them need a reload."""
+    status: bool = False
+    """Counts, batches, providers or pauses changed: reload `/v1/status`."""
+    everything: bool = False
+    """Reload all (after a reconnect, or an event this screen does not understand)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.job_states or self.states or self.status or self.everything)
+
+    def merge(self, other: ChangeSet) -> None:
+        self.job_states.update(other.job_states)
+        self.states |= other.states
+        self.status = self.status or other.status
+        self.everything = self.everything or other.everything
+
+    def take(self) -> ChangeSet:
+        """Hand over everything gathered so far and start empty again."""
+        taken = ChangeSet(dict(self.job_states), set(self.states), self.status, self.everything)
+        self.job_states.clear()
+        self.states.clear()
+        self.status = self.everything = False
+        return taken
+
+    @classmethod
+    def from_event(cls, event: ServerEvent) -> ChangeSet:
+        if event.kind == "job":
+            changes = cls(status=True)
+            state = event.data.get("state")
+            job_id = event.data.get("id")
+            if isinstance(state, str):
+                changes.states.add(state)
+                if isinstance(job_id, int):
+                    changes.job_states[job_id] = state
+            else:
+                changes.everything = True
+            # A job leaves some tab too; the tabs with its previous state are reloaded by the
+            # caller when the row is on screen (it knows the old state), else by counts drifting.
+            return changes
+        if event.kind in {"batch", "provider", "engine"}:
+            return cls(status=True, everything=event.kind == "engine")
+        # Heartbeats and kinds this client does not know change nothing it shows.
+        return cls()
+
+    @classmethod
+    def all(cls) -> ChangeSet:
+        return cls(status=True, everything=True)

@@ -1,0 +1,77 @@
+"""Small pure helpers that turn API values into short strings and rich Text for the screen."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+
+from wfbatch.core.api import ErrorInfo, ProviderStatus
+
+
+def duration(seconds: float | None) -> str:
+    """`42s`, `3m05s`, `2h07m`, `3d04h`; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def clock(timestamp: float | None) -> str:
+    """Local wall-clock time of a timestamp, `YYYY-MM-DD HH:MM:SS`."""
+    if timestamp is None:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def progress_bar(done: int, failed: int, total: int, width: int = 24) -> Text:
+    """A stacked bar: done in green, failed in red, the rest dim."""
+    bar = Text()
+    if total <= 0:
+        return bar.append("─" * width, style="dim")
+    done_cells = round(width * done / total)
+    failed_cells = min(width - done_cells, round(width * failed / total))
+    if failed and not failed_cells and done_cells < width:
+        failed_cells = 1  # one failure in a million still deserves a red cell
+    rest = width - done_cells - failed_cells
+    bar.append("█" * done_cells, style="green")
+    bar.append("█" * failed_cells, style="red")
+    bar.append("░" * rest, style="grey50")
+    return bar
+
+
+def of_limit(used: int, limit: int | None) -> str:
+    return f"{used}/{limit if limit is not None else '∞'}"
+
+
+def provider_pause_text(provider: ProviderStatus) -> str | None:
+    """Why the provider starts nothing, in words; None when it runs."""
+    details = provider.pause_details
+    if details.get("kind") == "credits" and "required" in details:
+        return f"out of credits: {details['required']} required, {details.get('available', '?')} available"
+    return provider.paused
+
+
+def error_text(error: ErrorInfo | None) -> tuple[str, str, str]:
+    """(HTTP status, request id, message) of a job's last error, for table cells."""
+    if error is None:
+        return ("", "", "")
+    return (
+        str(error.http_status) if error.http_status is not None else "—",
+        error.request_id or "—",
+        error.message,
+    )
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

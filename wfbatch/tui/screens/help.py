@@ -1,0 +1,53 @@
+"""The `?` screen: every key, what it does, and where it applies."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: list[tuple[str, str]] = [
+    ("1 2 3 4 5", "tabs: Queued, Running, Failed (and canceled), Done, Review"),
+    ("↑ ↓ PgUp PgDn", "move; the next page loads as you near the end"),
+    ("tab", "switch between the batches panel and the jobs table"),
+    ("enter", "details of the job: prompt, params, attempts, image"),
+    ("escape", "close the details / clear the selection / clear the filter"),
+    ("space", "select several jobs (r, c, a, x then act on all of them)"),
+    ("r", "retry the selected job(s)"),
+    ("R", "retry every failed job of the selected batch (all batches when none is)"),
+    ("c", "cancel the selected job(s)"),
+    ("e", "edit a failed job's prompt and requeue it"),
+    ("a / x", "approve / reject in the Review tab (files move, manifest updates)"),
+    ("p", "pause / resume the selected batch (or the highlighted job's batch)"),
+    ("P", "pause / resume everything"),
+    ("/", "filter jobs by prompt text"),
+    ("?", "this help"),
+    ("q", "quit (the daemon keeps running)"),
+]
+
+
+def keys_table() -> Table:
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    for key, what in KEYS:
+        table.add_row(key, what)
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close", show=False),
+        Binding("q", "dismiss", "Close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box"):
+            yield Static(keys_table())
+            yield Static("The selected batch is the highlighted row of the batches panel.", classes="dim")

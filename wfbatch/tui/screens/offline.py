@@ -1,0 +1,61 @@
+"""Shown while no daemon answers: which socket was tried, and how to start one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Center, Middle
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from wfbatch.tui.messages import Disconnected
+
+
+def offline_text(
+    socket_path: Path, home: Path | None, reason: str, attempts: int, was_connected: bool
+) -> Text:
+    text = Text()
+    if was_connected:
+        text.append("Lost the wfbatch daemon — reconnecting…\n\n", style="bold yellow")
+    else:
+        text.append("No wfbatch daemon is running here.\n\n", style="bold yellow")
+    text.append("Tried the socket  ", style="dim")
+    text.append(f"{socket_path}\n", style="bold")
+    text.append("Answer            ", style="dim")
+    text.append(f"{reason}\n\n")
+    text.append("Start one in another terminal (with the same WFBATCH_HOME):\n\n", style="dim")
+    home_flag = f" --home {home}" if home is not None else ""
+    text.append(f"    wfbatch daemon{home_flag}\n\n", style="bold cyan")
+    text.append("This screen connects by itself as soon as the daemon answers", style="dim")
+    if attempts:
+        text.append(f" (tried {attempts}×, once a second).", style="dim")
+    else:
+        text.append(".", style="dim")
+    text.append("\nPress q to quit.", style="dim")
+    return text
+
+
+class OfflineScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "app.quit", "Quit")]
+
+    def __init__(self, socket_path: Path, home: Path | None) -> None:
+        super().__init__()
+        self.socket_path = socket_path
+        self.home = home
+        self.text = offline_text(socket_path, home, "connecting…", 0, False)
+
+    def compose(self) -> ComposeResult:
+        with Middle(), Center():
+            yield Static(self.text, id="offline-message")
+        yield Footer()
+
+    def show(self, message: Disconnected) -> None:
+        self.text = offline_text(
+            message.socket_path, self.home, message.reason, message.attempts, message.was_connected
+        )
+        if self.is_mounted:
+            self.query_one("#offline-message", Static).update(self.text)
