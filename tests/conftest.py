@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
     monkeypatch.setenv("WFBATCH_HOME", str(tmp_path / "default-home"))
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """An unclosed socket or connection warns when it is collected: collect now, so the warning
+    (an error under filterwarnings=error) fails the test that leaked it, not a later bystander."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

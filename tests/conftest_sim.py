@@ -38,7 +38,7 @@ class CountingGate:
     async def acquire(self, kind: RequestKind, priority: float = 0.0) -> None:
         self.acquired[kind] += 1
 
-    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+    def observe(self, kind: RequestKind, status: int, headers: Mapping[str, str]) -> None:
         self.observed.append((status, dict(headers)))
 
 

@@ -77,12 +77,26 @@ async def test_daily_cap_and_pause_refuse_starts() -> None:
 async def test_server_headers_override_the_local_estimate() -> None:
     clock = ManualClock()
     limiter = ProviderLimiter("p", ProviderLimits(), clock)  # limits unknown
-    limiter.observe(200, {"X-RateLimit-Limit": "7", "X-RateLimit-Remaining": "3"})
+    limiter.observe(RequestKind.POLL, 200, {"X-RateLimit-Limit": "7", "X-RateLimit-Remaining": "3"})
     assert limiter.requests.limit == 7
-    limiter.observe(200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(clock.wall() + 20)})
+    exhausted = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(clock.wall() + 20)}
+    limiter.observe(RequestKind.POLL, 200, exhausted)
     before = clock.monotonic()
     await limiter.acquire(RequestKind.POLL)
     assert clock.monotonic() - before >= 20
+
+
+async def test_an_exhausted_execution_window_does_not_hold_back_polls() -> None:
+    clock = ManualClock()
+    limiter = ProviderLimiter("wf", ProviderLimits(), clock, starts_count_as_requests=False)
+    limiter.observe(
+        RequestKind.START, 201, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(clock.wall() + 30)}
+    )
+    before = clock.monotonic()
+    await limiter.acquire(RequestKind.POLL)
+    assert clock.monotonic() == before  # polls go on
+    await limiter.acquire(RequestKind.START)
+    assert clock.monotonic() - before >= 30  # the next start waits for the reset
 
 
 async def test_higher_priority_waiters_go_first() -> None:

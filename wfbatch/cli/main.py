@@ -9,6 +9,7 @@ import click
 from wfbatch import __version__
 from wfbatch.cli.config_cmd import config_command
 from wfbatch.cli.daemon_cmd import daemon_command
+from wfbatch.cli.plan_cmd import plan_command
 from wfbatch.cli.remote_actions import (
     cancel_command,
     edit_command,
@@ -20,6 +21,7 @@ from wfbatch.cli.remote_actions import (
 from wfbatch.cli.remote_cmd import jobs_command, show_command, status_command
 from wfbatch.cli.remote_submit import submit_command
 from wfbatch.cli.run_cmd import run_command
+from wfbatch.cli.sim_cmd import sim_command
 from wfbatch.cli.tui_cmd import tui_command
 
 
@@ -35,6 +37,8 @@ def main(verbose: bool) -> None:
 
 
 main.add_command(run_command)
+main.add_command(plan_command)
+main.add_command(sim_command)
 main.add_command(config_command)
 main.add_command(tui_command)
 main.add_command(daemon_command)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,9 @@ class _PromptFile:
     parsed: ParsedBatch
 
 
-def _read_and_parse(paths: tuple[Path, ...]) -> list[_PromptFile]:
-    """Validate every file before anything is enqueued: one bad file enqueues nothing at all."""
+def read_and_parse(paths: tuple[Path, ...], *, budget: float | None = None) -> list[_PromptFile]:
+    """Validate every file before anything is enqueued: one bad file enqueues nothing at all.
+    `budget` (from --budget) replaces the files' own budgets."""
     files: list[_PromptFile] = []
     reports: list[str] = []
     for path in paths:
@@ -56,7 +57,10 @@ def _read_and_parse(paths: tuple[Path, ...]) -> list[_PromptFile]:
             reports.append(f"{path}: cannot read: {error.strerror or error}")
             continue
         try:
-            files.append(_PromptFile(path, raw, parse_prompt_bytes(raw, path.name)))
+            parsed = parse_prompt_bytes(raw, path.name)
+            if budget is not None:
+                parsed = replace(parsed, budget=budget)
+            files.append(_PromptFile(path, raw, parsed))
         except PromptFileError as error:
             reports.append(error.report())
     if reports:
@@ -77,15 +81,22 @@ async def _check_providers(settings: Settings, names: set[str]) -> None:
 @click.command("run")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--provider", default=None, help="Provider for entries that name none (default: config).")
+@click.option(
+    "--budget", type=float, default=None, help="Credits each batch may spend (overrides the file's)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout.")
 @home_option
-def run_command(files: tuple[Path, ...], provider: str | None, as_json: bool, home: Path | None) -> None:
+def run_command(
+    files: tuple[Path, ...], provider: str | None, budget: float | None, as_json: bool, home: Path | None
+) -> None:
     """Run FILES' batches to completion in this process, then exit.
 
     Exit codes: 0 all done; 1 some failed; 2 bad input or configuration (nothing enqueued);
     3 stopped with jobs still queued (e.g. out of credits), with the reason."""
     settings = settings_from_flags(home, provider=provider)
-    prompt_files = _read_and_parse(files)
+    if budget is not None and budget <= 0:
+        fail("--budget must be more than 0 credits")
+    prompt_files = read_and_parse(files, budget=budget)
     summary = asyncio.run(_run(settings, prompt_files, show_progress=not as_json))
     if as_json:
         print_json(summary)
@@ -110,9 +121,11 @@ async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_prog
         ingested: list[Ingested] = []
         for prompt_file in prompt_files:
             try:
-                ingested.append(
-                    await ingest(store, layout, prompt_file.parsed, prompt_file.raw, settings.provider)
-                )
+                done = await ingest(store, layout, prompt_file.parsed, prompt_file.raw, settings.provider)
+                if done.resumed and prompt_file.parsed.budget != done.batch.budget:
+                    await store.set_batch_budget(done.batch.id, prompt_file.parsed.budget)
+                    done = replace(done, batch=replace(done.batch, budget=prompt_file.parsed.budget))
+                ingested.append(done)
             except UnknownProviderInFile as error:
                 fail(f"nothing more was enqueued:\n{error}")
         batch_ids = [i.batch.id for i in ingested]
@@ -196,6 +209,10 @@ async def _summary(
         "canceled": counts["canceled"],
         "queued": left,
         "cache_hits": await store.cache_hits(batch_ids),
+        "credits": {
+            "charged": sum([await engine.budget.ledger.charged(batch_id=b) for b in batch_ids]),
+            "budgets": {i.batch.id: i.batch.budget for i in ingested if i.batch.budget is not None},
+        },
         "provider_requests": engine.requests_sent(),
         "output_dirs": output_dirs,
         "manifests": [str(Path(d) / MANIFEST_FILE_NAME) for d in output_dirs],

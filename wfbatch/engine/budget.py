@@ -105,12 +105,13 @@ class Budget:
                 await self.ledger.reserve(job.id, job.batch_id, job.provider, estimate)
         return None
 
-    async def settle(self, job: JobRow, charged: float | None) -> None:
+    async def settle(self, job: JobRow, charged: float | None) -> float:
         """Reconcile: release the reservation, record the charge (the estimate when the provider
-        does not say what it charged)."""
+        does not say what it charged). Returns the credits recorded as charged."""
         if charged is None:
             charged = job.reserved if job.reserved is not None else await self._reserved(job.id)
         await self.ledger.settle(job.id, charged)
+        return charged or 0.0
 
     async def release(self, job_id: int) -> None:
         await self.ledger.release(job_id)

@@ -141,6 +141,7 @@ class ProviderLimiter:
         self._start_queue = _FairQueue(clock)
         self._blocked_until = 0.0
         self._requests_blocked_until = 0.0
+        self._starts_blocked_until = 0.0
         self.block_reason: str | None = None
         self.paused: str | None = None
         self.pause_details: dict[str, Any] = {}
@@ -171,21 +172,32 @@ class ProviderLimiter:
         self.requests.record(self._clock.monotonic())
         self._count(kind)
 
-    def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Server headers override the local estimate: no requests left means wait for the reset;
-        an advertised limit replaces an unknown one."""
+    def observe(self, kind: RequestKind, status: int, headers: Mapping[str, str]) -> None:
+        """Server headers override the local estimate: none left means wait for the reset; an
+        advertised limit replaces an unknown one. On a start's answer (where starts have a limit of
+        their own) the headers describe the execution window, so only starts wait."""
+        counts_starts = kind is RequestKind.START and not self.starts_count_as_requests
+        window = self.executions if counts_starts else self.requests
+        configured = self.limits.executions_per_minute if counts_starts else self.limits.requests_per_minute
         limit = _header_int(headers, "x-ratelimit-limit")
-        if limit is not None and self.limits.requests_per_minute is None and self._learned_limit:
-            self.requests.limit = limit
-            self._learned_limit = False
+        if limit is not None and configured is None and (counts_starts or self._learned_limit):
+            window.limit = limit
+            if not counts_starts:
+                self._learned_limit = False
         remaining = _header_int(headers, "x-ratelimit-remaining")
         reset = _header_float(headers, "x-ratelimit-reset")
-        if remaining is not None and remaining <= 0 and reset is not None:
+        now = self._clock.monotonic()
+        if remaining is not None and remaining <= 0 and reset is not None and window.wait_time(now) <= 0:
+            # The server says none left while our own window thinks there is room (someone else
+            # shares the account, or the limit is unknown): wait for its reset. When our window is
+            # full anyway it is the more precise of the two (Reset has one-second resolution).
             wait = reset - self._clock.wall()
             if 0 < wait <= 3600:
-                self._requests_blocked_until = max(
-                    self._requests_blocked_until, self._clock.monotonic() + wait
-                )
+                until = now + wait
+                if counts_starts:
+                    self._starts_blocked_until = max(self._starts_blocked_until, until)
+                else:
+                    self._requests_blocked_until = max(self._requests_blocked_until, until)
         if status < 400 and self._learned_limit and self.requests.limit is not None:
             # Additive increase: one more request a window for every quiet window.
             now = self._clock.monotonic()
@@ -261,7 +273,9 @@ class ProviderLimiter:
 
     def _start_wait(self) -> float:
         now = self._clock.monotonic()
-        return max(self._blocked_until - now, self.executions.wait_time(now))
+        return max(
+            self._blocked_until - now, self._starts_blocked_until - now, self.executions.wait_time(now)
+        )
 
     def _request_wait(self) -> float:
         now = self._clock.monotonic()

@@ -22,6 +22,7 @@ from typing import Any
 from wfbatch.core.hashing import idempotency_key
 from wfbatch.core.states import ErrorClass, JobState
 from wfbatch.engine.backoff import retry_delay
+from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.clock import Clock, SystemClock
 from wfbatch.engine.events import Event, EventSink, discard
@@ -66,8 +67,8 @@ class _PriorityGate:
             priority = max(priority, poll_priority.get())
         await self._limiter.acquire(kind, priority)
 
-    def observe(self, status: int, headers: Any) -> None:
-        self._limiter.observe(status, headers)
+    def observe(self, kind: RequestKind, status: int, headers: Any) -> None:
+        self._limiter.observe(kind, status, headers)
 
 
 class Engine:
@@ -100,6 +101,7 @@ class Engine:
         self.global_paused: str | None = None
         self.cache = ImageCache(layout.cache, store)
         self.writer = OutputWriter(store, self.provider_label)
+        self.budget = Budget(store, settings, self.clock)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -110,6 +112,9 @@ class Engine:
         for scope, reason in pauses.items():
             if scope.startswith("provider:"):
                 self.limiter(scope.removeprefix("provider:")).pause(reason, {"by": "user"})
+        released = await self.budget.release_leaked()
+        if released:
+            log.info("released %d credit reservations left behind by a crash", released)
         for job in await self.store.in_flight_jobs():
             if self.batch_ids is not None and job.batch_id not in self.batch_ids:
                 continue
@@ -214,7 +219,12 @@ class Engine:
         if provider is not None:
             return provider
         limiter = self.limiter(name)
-        limiter.daily_starts = await self.store.starts_since(name, start_of_today(self.clock.wall()))
+        # Read before anything is built: no await between the check above and storing the provider,
+        # so two jobs resumed at once cannot each build one (and leak the other's connections).
+        starts_today = await self.store.starts_since(name, start_of_today(self.clock.wall()))
+        if name in self._providers:
+            return self._providers[name]
+        limiter.daily_starts = starts_today
         try:
             provider = build_provider(name, self.settings, _PriorityGate(limiter))
         except ValueError as error:
@@ -270,10 +280,15 @@ class Engine:
             if await self._provider(name) is None:
                 continue
             limiter = self.limiter(name)
-            if not limiter.has_capacity() or limiter.blocked_for() > 0:
+            if not limiter.has_capacity() or limiter.blocked_for() > 0 or self.budget.provider_block(name):
                 continue
             free = limiter.limits.max_in_flight - limiter.in_flight
-            candidates = await self.store.ready_jobs(name, free + len(self._keys_in_flight), self.batch_ids)
+            candidates = await self.store.ready_jobs(
+                name,
+                free + len(self._keys_in_flight),
+                self.batch_ids,
+                exclude_batch_ids=list(self.budget.paused_batches),
+            )
             for job in candidates:
                 if free <= 0:
                     break
@@ -302,6 +317,9 @@ class Engine:
             if limiter.blocked_for() > 0:
                 return None  # a 429 wait: it ends by itself
             snapshot = limiter.snapshot()
+            block = self.budget.provider_block(name)
+            if block:
+                reasons.append(f"{name}: {block}")
             if snapshot.paused:
                 reasons.append(f"{name}: {snapshot.paused}")
                 details.setdefault("providers", {})[name] = {
@@ -313,6 +331,9 @@ class Engine:
         stuck_batches = sorted(paused_batches & scope)
         if stuck_batches:
             reasons.append("paused batches: " + ", ".join(stuck_batches))
+        for batch_id, why in sorted(self.budget.paused_batches.items()):
+            if self.batch_ids is None or batch_id in self.batch_ids:
+                reasons.append(f"batch {batch_id}: {why}")
         if reasons:
             return StopReason("paused", "; ".join(reasons), details)
         return None
@@ -359,6 +380,10 @@ class Engine:
         if job.state is JobState.QUEUED:
             if batch.cache_enabled and await self._serve_from_cache(job, batch):
                 return
+            refusal = await self.budget.admit(job, batch, provider)
+            if refusal is not None:
+                self._emit(Event("batch", {"id": batch.id, "paused": refusal, "provider": job.provider}))
+                return  # stays queued until the cap is raised (or a new day for daily caps)
             started = self.clock.wall()
             if not await self.store.transition(
                 job.id,
@@ -367,6 +392,7 @@ class Engine:
                 attempts=job.attempts + 1,
                 started_at=job.started_at or started,
             ):
+                await self.budget.release(job.id)
                 return  # canceled or changed meanwhile
             job = replace(job, state=JobState.SUBMITTING, attempts=job.attempts + 1)
             self._emit_job(job)
@@ -506,15 +532,17 @@ class Engine:
         self, job: JobRow, batch: BatchRow, image: Image, *, finished: Finished | None, cache_hit: bool
     ) -> None:
         relative = await self.writer.write_image(batch, job, image)
+        charged = 0.0
         if not cache_hit:
             await self.cache.put(job.cache_key, image)
+            charged = await self.budget.settle(job, finished.credits_used if finished else None)
         done = await self.store.transition(
             job.id,
             [JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING],
             JobState.DONE,
             file=relative,
             cache_hit=cache_hit,
-            credits=(finished.credits_used if finished else 0.0),
+            credits=charged,
             result=finished.to_json() if finished else None,
             finished_at=self.clock.wall(),
             error_class=None,
@@ -546,12 +574,18 @@ class Engine:
     async def _requeue(self, job: JobRow, why: str) -> None:
         """Back to queued without using up an attempt (429, 402, paused provider)."""
         source = [JobState.SUBMITTING, JobState.RUNNING, JobState.QUEUED]
+        await self.budget.release(job.id)
         if await self.store.transition(job.id, source, JobState.QUEUED, attempts=max(0, job.attempts - 1)):
             log.info("job %s back in the queue: %s", job.id, why)
             self._emit_job(replace(job, state=JobState.QUEUED))
             self.writer.mark_dirty(job.batch_id)
 
     async def _retry_or_fail(self, job: JobRow, limiter: ProviderLimiter, error: ProviderError) -> None:
+        current = await self.store.get_job(job.id)
+        if current is not None and current.remote_id is None:
+            # No execution exists, so none can charge: free the reservation. One that exists (a
+            # poll or download to retry) keeps it: that execution may well be charged.
+            await self.budget.release(job.id)
         if job.attempts >= limiter.limits.max_attempts:
             await self._fail(job, error, note=f"gave up after {job.attempts} attempts")
             return
@@ -574,6 +608,7 @@ class Engine:
 
     async def _fail(self, job: JobRow, error: ProviderError, note: str | None = None) -> None:
         message = f"{error.message} ({note})" if note else error.message
+        await self.budget.release(job.id)  # a failed execution is not charged (Wireflow's rule)
         source = [JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING]
         if await self.store.transition(
             job.id,

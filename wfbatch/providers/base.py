@@ -29,8 +29,9 @@ class RequestGate(Protocol):
     async def acquire(self, kind: RequestKind, priority: float = 0.0) -> None:
         """Wait until a request of this kind may be sent under the provider's limits."""
 
-    def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Feed the response's status and rate-limit headers back to the limiter."""
+    def observe(self, kind: RequestKind, status: int, headers: Mapping[str, str]) -> None:
+        """Feed the response's status and rate-limit headers back to the limiter. The kind says which
+        limit the headers describe (a start's answer may count the execution window)."""
 
 
 class UnlimitedGate:
@@ -39,7 +40,7 @@ class UnlimitedGate:
     async def acquire(self, kind: RequestKind, priority: float = 0.0) -> None:
         return None
 
-    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+    def observe(self, kind: RequestKind, status: int, headers: Mapping[str, str]) -> None:
         return None
 
 

@@ -260,7 +260,7 @@ class WireflowProvider:
             ) from exc
         except httpx.RequestError as exc:
             raise Transient(self._scrub(f"{method} {path}: {type(exc).__name__}: {exc}")) from exc
-        self._gate.observe(response.status_code, response.headers)
+        self._gate.observe(kind, response.status_code, response.headers)
         request_id = response.headers.get("x-request-id")
         if not 200 <= response.status_code < 300:
             raise self._error(response, request_id)

@@ -315,7 +315,12 @@ class Store:
         return [JobRow.from_sql(r) for r in rows]
 
     async def ready_jobs(
-        self, provider: str, limit: int, batch_ids: Sequence[str] | None = None
+        self,
+        provider: str,
+        limit: int,
+        batch_ids: Sequence[str] | None = None,
+        *,
+        exclude_batch_ids: Sequence[str] = (),
     ) -> list[JobRow]:
         """Queued jobs of a provider in unpaused batches, highest priority first, then oldest."""
         params: list[Any] = [provider]
@@ -323,6 +328,9 @@ class Store:
         if batch_ids is not None:
             scope = f" AND j.batch_id IN ({','.join('?' * len(batch_ids))})"
             params.extend(batch_ids)
+        if exclude_batch_ids:
+            scope += f" AND j.batch_id NOT IN ({','.join('?' * len(exclude_batch_ids))})"
+            params.extend(exclude_batch_ids)
         params.append(limit)
         rows = await self.fetchall(
             "SELECT j.* FROM jobs j JOIN batches b ON b.id = j.batch_id"
@@ -439,6 +447,16 @@ class Store:
             params,
         )
         return [r["id"] for r in rows]
+
+    async def recent_durations(self, provider: str, limit: int = 200) -> list[float]:
+        """Seconds from start to image of the provider's latest generated (not cached) jobs."""
+        rows = await self.fetchall(
+            "SELECT finished_at - started_at AS d FROM jobs WHERE provider = ? AND state = 'done'"
+            " AND cache_hit = 0 AND started_at IS NOT NULL AND finished_at IS NOT NULL"
+            " ORDER BY finished_at DESC LIMIT ?",
+            (provider, limit),
+        )
+        return [float(r["d"]) for r in rows if r["d"] is not None and r["d"] >= 0]
 
     # -- attempts -----------------------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""`wfbatch plan FILE...`: entries, dedup, cache hits, credits and duration before spending anything."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from wfbatch.cli.common import home_option, print_json, settings_from_flags
+from wfbatch.cli.run_cmd import read_and_parse
+from wfbatch.core.models import ParsedBatch
+from wfbatch.engine.plan import Plan, make_plan
+from wfbatch.home import HomeLayout
+from wfbatch.settings import Settings
+from wfbatch.store import Store
+
+
+@click.command("plan")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--provider", default=None, help="Provider for entries that name none (default: config).")
+@click.option(
+    "--budget", type=float, default=None, help="Credits the batch may spend (overrides the file's)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the forecast as one JSON object.")
+@home_option
+def plan_command(
+    files: tuple[Path, ...], provider: str | None, budget: float | None, as_json: bool, home: Path | None
+) -> None:
+    """Forecast FILES without sending a paid request: unique jobs, cache hits, estimated credits
+    (and how many jobs have an unknown cost), estimated duration under the configured limits, and
+    whether a budget, a daily cap or the balance would stop the run, and where."""
+    settings = settings_from_flags(home, provider=provider)
+    parsed = [f.parsed for f in read_and_parse(files, budget=budget)]
+    plan = asyncio.run(_plan(settings, parsed))
+    if as_json:
+        print_json(plan.to_json())
+        return
+    _print_plan(plan)
+
+
+async def _plan(settings: Settings, parsed: list[ParsedBatch]) -> Plan:
+    layout = HomeLayout(settings.home)
+    layout.ensure()
+    store = await Store.open(layout.db)
+    try:
+        return await make_plan(store, settings, parsed)
+    finally:
+        await store.close()
+
+
+def _print_plan(plan: Plan) -> None:
+    echo = click.echo
+    echo(
+        f"{plan.entries} entries → {plan.jobs} jobs, {plan.unique_jobs} unique;"
+        f" {plan.cache_hits} from the cache, {plan.jobs_left} to generate"
+    )
+    credits = "unknown" if plan.estimated_credits is None else f"{plan.estimated_credits:g}"
+    unknown = f" ({plan.unknown_cost_jobs} jobs of unknown cost)" if plan.unknown_cost_jobs else ""
+    echo(f"estimated credits: {credits}{unknown}")
+    echo(f"estimated duration: {_duration(plan.estimated_seconds)}")
+    for name, provider in plan.providers.items():
+        cost = "unknown" if provider.cost_per_image is None else f"{provider.cost_per_image:g}"
+        balance = "" if provider.balance is None else f", balance {provider.balance:g}"
+        echo(
+            f"  {name}: {provider.jobs_left} jobs, {cost} credits each, latency {provider.latency:.1f} s"
+            f" ({provider.latency_source}){balance}"
+        )
+    if plan.stops_at:
+        echo(f"would stop after {plan.stops_at['after_jobs']} jobs: {plan.stops_at['reason']}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "never (a limit is zero)"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,225 @@
+"""`wfbatch plan`: what a set of prompt files would cost and take, without a paid request.
+
+Dedup and cache hits come from the store; costs from the provider's free estimate endpoint where it
+has one, else the config; duration from `forecast.estimate_seconds` with the latency seen in past
+runs (else the configured `expected_latency`, else a default); stops from budgets, daily caps and
+the known balance.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from wfbatch.core.expand import expand_batch
+from wfbatch.core.hashing import cache_key
+from wfbatch.core.models import JobSpec, ParsedBatch
+from wfbatch.engine.budget import configured_cost
+from wfbatch.engine.forecast import ScheduleModel, estimate_seconds
+from wfbatch.engine.limiter import start_of_today
+from wfbatch.providers.base import Provider, UnlimitedGate
+from wfbatch.providers.errors import ProviderError
+from wfbatch.providers.registry import build_provider, starts_count_as_requests
+from wfbatch.settings import Settings
+from wfbatch.store import Ledger, Store
+from wfbatch.store.ledger import ledger_day
+
+log = logging.getLogger("wfbatch.plan")
+
+# Latency assumed when there is no history and no `expected_latency`: the local renderer is
+# near-instant; a remote image model typically needs tens of seconds.
+DEFAULT_LATENCY = {"local": 0.05}
+DEFAULT_REMOTE_LATENCY = 20.0
+
+
+class _Asking(Protocol):
+    async def estimate(self, spec: JobSpec) -> float | None: ...
+
+    async def balance(self) -> float | None: ...
+
+
+@dataclass
+class ProviderPlan:
+    jobs_left: int = 0
+    cost_per_image: float | None = None
+    latency: float = 0.0
+    latency_source: str = "default"
+    estimated_seconds: float = 0.0
+    daily_remaining: int | None = None
+    balance: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Plan:
+    entries: int = 0
+    jobs: int = 0
+    unique_jobs: int = 0
+    cache_hits: int = 0
+    jobs_left: int = 0
+    estimated_credits: float | None = None
+    unknown_cost_jobs: int = 0
+    estimated_seconds: float = 0.0
+    stops_at: dict[str, Any] | None = None
+    providers: dict[str, ProviderPlan] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["providers"] = {name: p.to_json() for name, p in self.providers.items()}
+        return data
+
+
+async def make_plan(store: Store, settings: Settings, batches: list[ParsedBatch]) -> Plan:
+    plan = Plan()
+    left_by_batch: list[tuple[ParsedBatch, list[JobSpec]]] = []
+    seen: set[str] = set()
+    for parsed in batches:
+        plan.entries += len(parsed.entries)
+        specs = [job.spec for job in expand_batch(parsed, settings.provider)]
+        plan.jobs += len(specs)
+        keys = [cache_key(spec) for spec in specs]
+        cached = await store.cached_keys(keys) if parsed.cache else set()
+        batch_left: list[JobSpec] = []
+        for spec, key in zip(specs, keys, strict=True):
+            if parsed.cache and key in seen:
+                continue  # a duplicate: generated once, then served from the cache
+            seen.add(key)
+            plan.unique_jobs += 1
+            if key in cached:
+                plan.cache_hits += 1
+            else:
+                batch_left.append(spec)
+        left_by_batch.append((parsed, batch_left))
+    all_left = [spec for _, specs in left_by_batch for spec in specs]
+    plan.jobs_left = len(all_left)
+
+    costs: dict[tuple[str, str | None], float | None] = {}
+    for name in sorted({spec.provider for spec in all_left}):
+        specs = [spec for spec in all_left if spec.provider == name]
+        provider_plan, model_costs = await _plan_provider(store, settings, name, specs)
+        plan.providers[name] = provider_plan
+        costs.update({(name, model): cost for model, cost in model_costs.items()})
+        plan.estimated_seconds = max(plan.estimated_seconds, provider_plan.estimated_seconds)
+
+    def cost_of(spec: JobSpec) -> float | None:
+        return costs[(spec.provider, spec.model)]
+
+    known = [c for c in map(cost_of, all_left) if c is not None]
+    plan.unknown_cost_jobs = len(all_left) - len(known)
+    plan.estimated_credits = round(sum(known), 6) if known or not all_left else None
+
+    stops: list[tuple[int, str]] = []
+    for name, provider_plan in plan.providers.items():
+        provider_costs = [cost_of(spec) for spec in all_left if spec.provider == name]
+        spent = await Ledger(store).provider_exposure(name, ledger_day(time.time()))
+        stops.extend(_provider_stops(settings, name, provider_plan, provider_costs, spent))
+    for parsed, batch_left in left_by_batch:
+        if parsed.budget is not None:
+            after = _jobs_affordable([cost_of(spec) for spec in batch_left], parsed.budget)
+            if after < len(batch_left):
+                stops.append((after, f"budget of {parsed.budget:g} credits of batch {parsed.name!r}"))
+    if stops:
+        after, reason = min(stops)
+        plan.stops_at = {"reason": reason, "after_jobs": after}
+    return plan
+
+
+async def _plan_provider(
+    store: Store, settings: Settings, name: str, specs: list[JobSpec]
+) -> tuple[ProviderPlan, dict[str | None, float | None]]:
+    limits = settings.provider_limits(name)
+    result = ProviderPlan(jobs_left=len(specs))
+    provider: Provider | None = None
+    try:
+        provider = build_provider(name, settings, UnlimitedGate())
+    except ValueError as error:
+        log.warning("%s: %s", name, error)
+    model_costs: dict[str | None, float | None] = {}
+    try:
+        for spec in specs:
+            if spec.model not in model_costs:
+                model_costs[spec.model] = await _estimate(provider, settings, spec)
+        if provider is not None and hasattr(provider, "balance"):
+            asking: _Asking = provider  # type: ignore[assignment]
+            try:
+                result.balance = await asking.balance()
+            except ProviderError as error:
+                log.warning("%s: balance unknown (%s)", name, error)
+    finally:
+        if provider is not None:
+            await provider.aclose()
+    known = [cost for cost in model_costs.values() if cost is not None]
+    result.cost_per_image = statistics.fmean(known) if known else None
+    history = await store.recent_durations(name)
+    if len(history) >= 3:
+        result.latency = statistics.median(history)
+        result.latency_source = f"median of {len(history)} past jobs"
+    elif limits.expected_latency is not None:
+        result.latency, result.latency_source = limits.expected_latency, "expected_latency setting"
+    else:
+        result.latency = DEFAULT_LATENCY.get(name, DEFAULT_REMOTE_LATENCY)
+        result.latency_source = "default"
+    if limits.daily_executions is not None:
+        used = await store.starts_since(name, start_of_today(time.time()))
+        result.daily_remaining = max(0, limits.daily_executions - used)
+    model = ScheduleModel(
+        requests_per_minute=limits.requests_per_minute,
+        executions_per_minute=limits.executions_per_minute,
+        max_in_flight=limits.max_in_flight,
+        window=limits.rate_window_seconds,
+        latency=result.latency,
+        synchronous=name == "local",
+        starts_count_as_requests=starts_count_as_requests(name),
+        poll_initial=limits.poll_initial,
+        poll_factor=limits.poll_factor,
+        poll_max=limits.poll_max,
+    )
+    runnable = len(specs) if result.daily_remaining is None else min(len(specs), result.daily_remaining)
+    result.estimated_seconds = round(estimate_seconds(runnable, model), 3)
+    return result, model_costs
+
+
+async def _estimate(provider: Provider | None, settings: Settings, spec: JobSpec) -> float | None:
+    if provider is not None and hasattr(provider, "estimate"):
+        asking: _Asking = provider  # type: ignore[assignment]
+        try:
+            estimate = await asking.estimate(spec)
+        except ProviderError as error:
+            log.warning("%s: no estimate from the provider (%s)", spec.provider, error)
+        else:
+            if estimate is not None:
+                return estimate
+    return configured_cost(settings, spec.provider, spec.model)
+
+
+def _provider_stops(
+    settings: Settings, name: str, plan: ProviderPlan, costs: list[float | None], spent_today: float
+) -> list[tuple[int, str]]:
+    stops: list[tuple[int, str]] = []
+    if plan.daily_remaining is not None and plan.daily_remaining < plan.jobs_left:
+        left_today = plan.daily_remaining
+        stops.append((left_today, f"{name}: daily execution cap ({left_today} starts left today)"))
+    cap = settings.provider_limits(name).daily_credit_cap
+    if cap is not None:
+        after = _jobs_affordable(costs, cap - spent_today)
+        if after < len(costs):
+            stops.append((after, f"{name}: daily credit cap {cap:g} ({spent_today:g} spent today)"))
+    if plan.balance is not None:
+        after = _jobs_affordable(costs, plan.balance)
+        if after < len(costs):
+            stops.append((after, f"{name}: balance of {plan.balance:g} credits"))
+    return stops
+
+
+def _jobs_affordable(costs: list[float | None], credits: float) -> int:
+    total = 0.0
+    for index, cost in enumerate(costs):
+        total += cost or 0.0
+        if total > credits + 1e-9:
+            return index
+    return len(costs)
