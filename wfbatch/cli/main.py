@@ -11,6 +11,7 @@ from wfbatch.cli.config_cmd import config_command
 from wfbatch.cli.daemon_cmd import daemon_command
 from wfbatch.cli.plan_cmd import plan_command
 from wfbatch.cli.remote_actions import (
+    budget_command,
     cancel_command,
     edit_command,
     pause_command,
@@ -51,4 +52,5 @@ main.add_command(edit_command)
 main.add_command(pause_command)
 main.add_command(resume_command)
 main.add_command(review_command)
+main.add_command(budget_command)
 main.add_command(submit_command)

@@ -24,8 +24,12 @@ def _report(result: CommandResult, as_json: bool) -> None:
 @click.option("--batch", "batch_id", default=None, help="With --failed: only this batch's failed jobs.")
 @remote_options
 def retry_command(
-    job_ids: tuple[int, ...], all_failed: bool, batch_id: str | None,
-    home: Path | None, socket_path: Path | None, as_json: bool,
+    job_ids: tuple[int, ...],
+    all_failed: bool,
+    batch_id: str | None,
+    home: Path | None,
+    socket_path: Path | None,
+    as_json: bool,
 ) -> None:
     """Queue failed or canceled jobs again, attempts reset: JOB... or --failed [--batch B]."""
     if job_ids and (all_failed or batch_id):
@@ -82,8 +86,12 @@ def _scope(batch_id: str | None, provider: str | None) -> PauseRequest:
 @click.option("--reason", default=None, help="Shown in status while paused.")
 @remote_options
 def pause_command(
-    batch_id: str | None, provider: str | None, reason: str | None,
-    home: Path | None, socket_path: Path | None, as_json: bool,
+    batch_id: str | None,
+    provider: str | None,
+    reason: str | None,
+    home: Path | None,
+    socket_path: Path | None,
+    as_json: bool,
 ) -> None:
     """Start nothing new (everything, one batch, or one provider); jobs in flight finish.
     Pauses survive a daemon restart."""
@@ -117,3 +125,21 @@ def review_command(
         fail("say --approve or --reject")
     request = ReviewRequest(job_ids=list(job_ids), decision=decision)  # type: ignore[arg-type]
     _report(call_daemon(home, socket_path, lambda client: client.review(request)), as_json)
+
+
+@click.command("budget")
+@click.argument("batch_id")
+@click.argument("credits")
+@remote_options
+def budget_command(
+    batch_id: str, credits: str, home: Path | None, socket_path: Path | None, as_json: bool
+) -> None:
+    """Set BATCH's credit budget to CREDITS (or `none`); a batch held back by its budget tries again."""
+    if credits.lower() == "none":
+        budget: float | None = None
+    else:
+        try:
+            budget = float(credits)
+        except ValueError:
+            fail(f"CREDITS is a number or `none`, not {credits!r}")
+    _report(call_daemon(home, socket_path, lambda client: client.set_budget(batch_id, budget)), as_json)

@@ -85,5 +85,8 @@ def submit_command(
                 click.echo(f"{path}: same content as batch {result.duplicate_of}: skipped")
             else:
                 click.echo(f"{path}: batch {result.batch_id}, {result.jobs} jobs queued")
+        for result in results:
+            for warning in result.warnings:
+                click.echo(f"warning: {warning}", err=True)
     if refused:
         sys.exit(EXIT_BAD_INPUT)

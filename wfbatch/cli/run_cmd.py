@@ -23,7 +23,9 @@ from wfbatch.cli.common import (
     print_json,
     settings_from_flags,
 )
-from wfbatch.core.models import ParsedBatch
+from wfbatch.core.expand import expand_batch
+from wfbatch.core.hashing import cache_key
+from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
 from wfbatch.core.states import JobState
 from wfbatch.engine.ingest import Ingested, UnknownProviderInFile, ingest
@@ -133,6 +135,9 @@ async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_prog
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, engine.request_stop)
+        warnings = await _balance_warnings(engine, store, prompt_files)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
         progress_task = asyncio.create_task(_show_progress(store, batch_ids)) if show_progress else None
         try:
             reason = await engine.run_until_idle()
@@ -143,10 +148,33 @@ async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_prog
                     await progress_task
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-        return await _summary(store, engine, ingested, reason)
+        summary = await _summary(store, engine, ingested, reason)
+        summary["warnings"] = warnings
+        return summary
     finally:
         await store.close()
         lock.release()
+
+
+async def _balance_warnings(engine: Engine, store: Store, prompt_files: list[_PromptFile]) -> list[str]:
+    """Warn (and go on) when what is left to generate is estimated above a provider's balance."""
+    todo: dict[str, list[JobSpec]] = {}
+    for prompt_file in prompt_files:
+        for job in expand_batch(prompt_file.parsed, engine.settings.provider):
+            todo.setdefault(job.spec.provider, []).append(job.spec)
+    warnings: list[str] = []
+    for name, specs in sorted(todo.items()):
+        balance = await engine.refresh_balance(name)
+        if balance is None:
+            continue  # the provider has no balance to ask (or did not answer)
+        cached = await store.cached_keys([cache_key(spec) for spec in specs])
+        estimate = await engine.estimate_credits([s for s in specs if cache_key(s) not in cached])
+        if estimate > balance:
+            warnings.append(
+                f"{name}: the work left is estimated at {estimate:g} credits, more than the balance of"
+                f" {balance:g}; the run will pause when the credits run out"
+            )
+    return warnings
 
 
 async def _show_progress(store: Store, batch_ids: list[str]) -> None:

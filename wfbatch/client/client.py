@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from wfbatch.core.api import (
     API_VERSION,
     BatchSummary,
+    BudgetRequest,
     CancelRequest,
     CommandResult,
     EditRequest,
@@ -175,6 +176,9 @@ class DaemonClient:
 
     async def resume(self, request: PauseRequest) -> CommandResult:
         return await self._post("/v1/resume", request, CommandResult)
+
+    async def set_budget(self, batch_id: str, budget: float | None) -> CommandResult:
+        return await self._post(f"/v1/batches/{batch_id}/budget", BudgetRequest(budget=budget), CommandResult)
 
     async def review(self, request: ReviewRequest) -> CommandResult:
         return await self._post("/v1/review", request, CommandResult)

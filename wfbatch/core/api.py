@@ -73,6 +73,8 @@ class BatchSummary(_Model):
     total: int
     eta_seconds: float | None = None
     budget: float | None = None
+    pause_reason: str | None = None
+    """Why the batch is held back besides a pause by hand, e.g. `budget reached: 10 of 10 credits`."""
     credits_used: float = 0.0
 
 
@@ -164,6 +166,11 @@ class PauseRequest(_Model):
     reason: str | None = None
 
 
+class BudgetRequest(_Model):
+    budget: float | None
+    """Credits the batch may spend; None removes the budget."""
+
+
 class ReviewRequest(_Model):
     job_ids: list[int]
     decision: Literal["approve", "reject", "pending"]
@@ -194,6 +201,8 @@ class SubmitResult(_Model):
     """Set when the content equals a batch already accepted and duplicates are skipped."""
     errors: list[SubmitError] = Field(default_factory=list)
     report: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    """Accepted, but worth knowing: e.g. the estimate exceeds the provider's balance."""
 
 
 class CommandResult(_Model):

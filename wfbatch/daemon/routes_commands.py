@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from wfbatch.core.api import (
+    BudgetRequest,
     CancelRequest,
     EditRequest,
     PauseRequest,
@@ -52,6 +53,12 @@ async def edit(request: Request) -> JSONResponse:
     return model_response(await context_of(request).control.edit(job_id, body.prompt))
 
 
+async def set_budget(request: Request) -> JSONResponse:
+    body = await read_body(request, BudgetRequest)
+    batch_id = request.path_params["batch_id"]
+    return model_response(await context_of(request).control.set_budget(batch_id, body.budget))
+
+
 async def pause(request: Request) -> JSONResponse:
     body = await read_body(request, PauseRequest)
     return model_response(await context_of(request).control.pause(body.scope, body.id, body.reason))
@@ -88,7 +95,11 @@ async def submit(request: Request) -> JSONResponse:
         return model_response(SubmitResult(batch_id=outcome.of.id, duplicate_of=outcome.of.id))
     assert isinstance(outcome, Accepted)
     return model_response(
-        SubmitResult(batch_id=outcome.batch.id if outcome.batch else None, jobs=outcome.jobs),
+        SubmitResult(
+            batch_id=outcome.batch.id if outcome.batch else None,
+            jobs=outcome.jobs,
+            warnings=list(outcome.warnings),
+        ),
         status=200 if body.dry_run else 201,
     )
 
@@ -97,6 +108,7 @@ ROUTES = [
     Route("/v1/jobs/retry", retry, methods=["POST"]),
     Route("/v1/jobs/cancel", cancel, methods=["POST"]),
     Route("/v1/jobs/{job_id}/edit", edit, methods=["POST"]),
+    Route("/v1/batches/{batch_id}/budget", set_budget, methods=["POST"]),
     Route("/v1/pause", pause, methods=["POST"]),
     Route("/v1/resume", resume, methods=["POST"]),
     Route("/v1/review", review, methods=["POST"]),

@@ -93,7 +93,9 @@ def batch_summary(
     ctx: DaemonContext, batch: BatchRow, counts: dict[str, int], credits: float = 0.0
 ) -> BatchSummary:
     remaining = sum(counts.get(state, 0) for state in UNFINISHED)
-    stalled = batch.paused or ctx.engine.global_paused is not None
+    stalled = (
+        batch.paused or ctx.engine.global_paused is not None or batch.id in ctx.engine.budget.paused_batches
+    )
     return BatchSummary(
         id=batch.id,
         name=batch.name,
@@ -106,6 +108,7 @@ def batch_summary(
         total=sum(counts.values()),
         eta_seconds=None if stalled else ctx.tracker.eta(batch.id, remaining),
         budget=batch.budget,
+        pause_reason=ctx.engine.budget.paused_batches.get(batch.id),
         credits_used=credits,
     )
 
@@ -131,6 +134,7 @@ async def provider_statuses(ctx: DaemonContext) -> dict[str, ProviderStatus]:
     for name in await provider_names(ctx, by_provider):
         limiter = ctx.engine.limiter(name)
         snapshot = limiter.snapshot().to_json()
+        snapshot["paused"] = snapshot["paused"] or ctx.engine.budget.provider_block(name)
         statuses[name] = ProviderStatus(
             name=name,
             label=ctx.engine.provider_label(name),
@@ -138,6 +142,7 @@ async def provider_statuses(ctx: DaemonContext) -> dict[str, ProviderStatus]:
             pause_details=dict(limiter.pause_details),
             jobs=by_provider.get(name, _zero_counts()),
             credits_used=credits.get(name, 0.0),
+            balance=ctx.engine.balances.get(name),
         )
     return statuses
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from wfbatch.core.api import CommandResult
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key, content_hash
-from wfbatch.core.models import ParsedBatch
+from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
 from wfbatch.core.states import JobState, ReviewStatus
 from wfbatch.engine.events import Event, EventSink, discard
@@ -49,6 +49,7 @@ class Accepted:
 
     batch: BatchRow | None
     jobs: int
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,9 @@ class Control:
                 data = {"event": "duplicate", "source_name": source_name, "of": existing.id}
                 self._emit(Event("batch", data))
                 return Duplicate(existing)
+        warnings = await self._balance_warnings(parsed, default_provider)
         if dry_run:
-            return Accepted(None, len(expand_batch(parsed, default_provider)))
+            return Accepted(None, len(expand_batch(parsed, default_provider)), warnings)
         try:
             ingested = await ingest(
                 self.store, self.engine.layout, parsed, raw, default_provider, resume_unfinished=False
@@ -132,12 +134,38 @@ class Control:
         self._emit(
             Event(
                 "batch",
-                {"event": "created", "batch_id": batch.id, "name": batch.name, "source_name": source_name,
-                 "jobs": ingested.jobs},
+                {
+                    "event": "created",
+                    "batch_id": batch.id,
+                    "name": batch.name,
+                    "source_name": source_name,
+                    "jobs": ingested.jobs,
+                },
             )
         )
         self.engine.wake()
-        return Accepted(batch, ingested.jobs)
+        return Accepted(batch, ingested.jobs, warnings)
+
+    async def _balance_warnings(self, parsed: ParsedBatch, default_provider: str) -> tuple[str, ...]:
+        """A batch estimated to cost more than a provider's known balance is accepted, with a warning:
+        the balance may be topped up before it runs out (and the 402 pause handles it if not)."""
+        by_provider: dict[str, list[JobSpec]] = {}
+        for job in expand_batch(parsed, default_provider):
+            by_provider.setdefault(job.spec.provider, []).append(job.spec)
+        warnings: list[str] = []
+        for name, specs in sorted(by_provider.items()):
+            balance = self.engine.balances.get(name)
+            if balance is None:
+                balance = await self.engine.refresh_balance(name)
+            if balance is None:
+                continue
+            estimate = await self.engine.estimate_credits(specs)
+            if estimate > balance:
+                warnings.append(
+                    f"{name}: this batch is estimated at {estimate:g} credits, more than the balance of"
+                    f" {balance:g}; it will pause when the credits run out"
+                )
+        return tuple(warnings)
 
     async def _provider_problems(self, parsed: ParsedBatch, default_provider: str) -> list[LineError]:
         """Unknown providers (by line), and providers whose configuration cannot work."""
@@ -222,10 +250,22 @@ class Control:
             raise CommandError("the new prompt is empty")
         spec = replace(job.spec, prompt=text)
         moved = await self.store.transition(
-            job_id, [JobState.FAILED, JobState.CANCELED], JobState.QUEUED,
-            spec=spec_to_json(spec), prompt=text, cache_key=cache_key(spec), attempts=0,
-            generation=job.generation + 1, next_attempt_at=None, remote_id=None, result=None,
-            error_class=None, error_status=None, error_message=None, error_request_id=None, finished_at=None,
+            job_id,
+            [JobState.FAILED, JobState.CANCELED],
+            JobState.QUEUED,
+            spec=spec_to_json(spec),
+            prompt=text,
+            cache_key=cache_key(spec),
+            attempts=0,
+            generation=job.generation + 1,
+            next_attempt_at=None,
+            remote_id=None,
+            result=None,
+            error_class=None,
+            error_status=None,
+            error_message=None,
+            error_request_id=None,
+            finished_at=None,
         )
         if not moved:
             raise CommandError(f"job {job_id} changed meanwhile; look again")
@@ -272,12 +312,27 @@ class Control:
         elif scope == "batch":
             batch_id = await self._require_batch(target)
             await self.store.set_batch_paused(batch_id, False)
+            budget_pause = self.engine.budget.paused_batches.get(batch_id)
+            self.engine.batch_changed(batch_id)  # a budget pause is retried too: it re-checks the cap
             self._emit(Event("batch", {"event": "resumed", "batch_id": batch_id}))
-            message = f"batch {batch_id} resumed"
+            message = f"batch {batch_id} resumed" + (f" (was: {budget_pause})" if budget_pause else "")
         else:
             raise CommandError(f"unknown pause scope {scope!r}")
         self.engine.wake()
         return CommandResult(message=message)
+
+    # -- budgets ------------------------------------------------------------------------------
+
+    async def set_budget(self, batch_id: str, budget: float | None) -> CommandResult:
+        """Raise, lower or remove (None) a batch's credit budget; a batch paused by it tries again."""
+        batch_id = await self._require_batch(batch_id)
+        if budget is not None and budget <= 0:
+            raise CommandError("a budget is more than 0 credits (or none)")
+        await self.store.set_batch_budget(batch_id, budget)
+        self.engine.batch_changed(batch_id)
+        self._emit(Event("batch", {"event": "budget", "batch_id": batch_id, "budget": budget}))
+        shown = "no budget" if budget is None else f"a budget of {budget:g} credits"
+        return CommandResult(message=f"batch {batch_id} now has {shown}")
 
     # -- review -------------------------------------------------------------------------------
 
@@ -309,8 +364,16 @@ class Control:
             self.engine.writer.mark_dirty(batch.id)
             moved.append(job_id)
             self._emit(
-                Event("job", {"id": job_id, "batch_id": job.batch_id, "state": job.state.value,
-                              "review": decision.value, "file": relative})
+                Event(
+                    "job",
+                    {
+                        "id": job_id,
+                        "batch_id": job.batch_id,
+                        "state": job.state.value,
+                        "review": decision.value,
+                        "file": relative,
+                    },
+                )
             )
         if problems and not moved:
             raise CommandError("; ".join(problems))

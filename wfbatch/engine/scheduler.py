@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 import random
 import statistics
 from collections import deque
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wfbatch.core.hashing import idempotency_key
+from wfbatch.core.models import JobSpec
 from wfbatch.core.states import ErrorClass, JobState
 from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.budget import Budget
@@ -102,6 +104,8 @@ class Engine:
         self.cache = ImageCache(layout.cache, store)
         self.writer = OutputWriter(store, self.provider_label)
         self.budget = Budget(store, settings, self.clock)
+        self.balances: dict[str, float] = {}
+        """Credit balances the providers reported (refreshed by the daemon's loop)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -132,10 +136,66 @@ class Engine:
     async def run_forever(self, stop: asyncio.Event) -> None:
         await self.start()
         stopper = asyncio.create_task(self._stop_when(stop))
+        balances = asyncio.create_task(self._watch_balances())
         try:
             await self._loop(burst=False)
         finally:
             stopper.cancel()
+            balances.cancel()
+
+    async def _watch_balances(self) -> None:
+        """Keep the providers' balances fresh; an out-of-credits pause lifts by itself once the
+        balance covers what the refused start required (checked more often while paused)."""
+        looked: dict[str, float] = {}
+        while True:
+            now = self.clock.monotonic()
+            for name, provider in list(self._providers.items()):
+                if not hasattr(provider, "balance"):
+                    continue
+                paused = self.limiter(name).pause_details.get("kind") == "credits"
+                # Every look is a request against the provider's limits: rarely, unless paused.
+                due = looked.get(name, -math.inf) + (BALANCE_REFRESH_PAUSED if paused else BALANCE_REFRESH)
+                if now >= due:
+                    looked[name] = now
+                    await self.refresh_balance(name)
+            await asyncio.sleep(BALANCE_TICK)
+
+    async def refresh_balance(self, name: str) -> float | None:
+        """Ask the provider for its balance (None if it has none to tell)."""
+        provider = await self._provider(name)
+        if provider is None or not hasattr(provider, "balance"):
+            return None
+        try:
+            balance: float | None = await provider.balance()
+        except ProviderError as error:
+            log.warning("%s: could not read the balance: %s", name, error)
+            return None
+        if balance is None:
+            return None
+        self.balances[name] = balance
+        limiter = self.limiter(name)
+        required = limiter.pause_details.get("required")
+        if limiter.pause_details.get("kind") == "credits" and balance >= (required or 0) and balance > 0:
+            log.info("%s: balance %g covers the %s credits required: resuming", name, balance, required)
+            limiter.resume()
+            self._emit(Event("provider", {"provider": name, "paused": None, "balance": balance}))
+            self.wake()
+        return balance
+
+    async def estimate_credits(self, specs: Sequence[JobSpec]) -> float:
+        """Known credits of making these images (jobs of unknown cost count 0)."""
+        total = 0.0
+        for spec in specs:
+            provider = await self._provider(spec.provider)
+            total += await self.budget.estimate(spec, provider) or 0.0
+        return total
+
+    def batch_changed(self, batch_id: str) -> None:
+        """A batch's settings (budget, pause) changed in the store: forget the cached copy and let
+        a budget-paused batch try again."""
+        self._batches.pop(batch_id, None)
+        self.budget.set_budget(batch_id)
+        self.wake()
 
     async def _stop_when(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -628,6 +688,9 @@ class Engine:
 
 
 MIN_FLUSH_PERIOD = 1.0
+BALANCE_REFRESH = 600.0
+BALANCE_REFRESH_PAUSED = 15.0
+BALANCE_TICK = 2.0
 
 
 def _credits_reason(error: OutOfCredits) -> str:
