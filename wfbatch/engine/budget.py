@@ -40,7 +40,7 @@ class Budget:
     def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
         self.ledger = Ledger(store)
         self._store = store
-        self._settings = settings
+        self.settings = settings
         self._clock = clock
         self._lock = asyncio.Lock()
         self._estimates: dict[tuple[str, str | None], float | None] = {}
@@ -60,7 +60,7 @@ class Budget:
                 except ProviderError as error:
                     log.warning("%s: no cost estimate (%s); using the configured costs", spec.provider, error)
             if estimate is None:
-                estimate = configured_cost(self._settings, spec.provider, spec.model)
+                estimate = configured_cost(self.settings, spec.provider, spec.model)
             self._estimates[key] = estimate
         return self._estimates[key]
 
@@ -90,7 +90,7 @@ class Budget:
                     )
                     self.paused_batches[batch.id] = reason
                     return reason
-            cap = self._settings.provider_limits(job.provider).daily_credit_cap
+            cap = self.settings.provider_limits(job.provider).daily_credit_cap
             if cap is not None:
                 day = ledger_day(self._clock.wall())
                 exposure = await self.ledger.provider_exposure(job.provider, day)

@@ -205,6 +205,24 @@ class ProviderLimiter:
                 self.requests.limit += 1
                 self._last_increase = now
 
+    def reconfigure(self, limits: ProviderLimits) -> dict[str, tuple[Any, Any]]:
+        """Take new limits now (SIGHUP); returns what changed, {field: (old, new)}. A request limit
+        set to None keeps the current (learned) estimate."""
+        old = self.limits
+        changes = {
+            key: (getattr(old, key), getattr(limits, key))
+            for key in ProviderLimits.model_fields
+            if getattr(old, key) != getattr(limits, key)
+        }
+        self.limits = limits
+        window = limits.rate_window_seconds * (1 + WINDOW_MARGIN)
+        self.requests.window = self.executions.window = window
+        if limits.requests_per_minute is not None:
+            self.requests.limit = limits.requests_per_minute
+            self._learned_limit = False
+        self.executions.limit = limits.executions_per_minute
+        return changes
+
     # -- signals from the engine --------------------------------------------------------------
 
     def on_rate_limited(self, retry_after: float | None, message: str) -> float:

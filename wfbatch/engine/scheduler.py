@@ -28,14 +28,14 @@ from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.clock import Clock, SystemClock
 from wfbatch.engine.events import Event, EventSink, discard
-from wfbatch.engine.limiter import WINDOW_MARGIN, ProviderLimiter, ProviderPaused, start_of_today
+from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused, start_of_today
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import ImageDecodeError
 from wfbatch.providers.base import Finished, Image, Provider, RequestKind, Submitted
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
 from wfbatch.providers.registry import build_provider, provider_label, starts_count_as_requests
-from wfbatch.settings import ProviderLimits, Settings
+from wfbatch.settings import Settings
 from wfbatch.store import BatchRow, JobRow, Store
 
 log = logging.getLogger("wfbatch.engine")
@@ -238,20 +238,10 @@ class Engine:
         Returns what changed, {provider: {field: (old, new)}}; limits only, never secrets. A limit
         left unset (None) keeps the limiter's current estimate."""
         self.settings = settings
+        self.budget.settings = settings  # costs and credit caps are reloaded too
         changes: dict[str, dict[str, tuple[Any, Any]]] = {}
         for name, limiter in self.limiters.items():
-            old, new = limiter.limits, settings.provider_limits(name)
-            diff = {
-                key: (getattr(old, key), getattr(new, key))
-                for key in ProviderLimits.model_fields
-                if getattr(old, key) != getattr(new, key)
-            }
-            limiter.limits = new
-            window = new.rate_window_seconds * (1 + WINDOW_MARGIN)
-            limiter.requests.window = limiter.executions.window = window
-            if new.requests_per_minute is not None:
-                limiter.requests.limit = new.requests_per_minute
-            limiter.executions.limit = new.executions_per_minute
+            diff = limiter.reconfigure(settings.provider_limits(name))
             if diff:
                 changes[name] = diff
         self.wake()
