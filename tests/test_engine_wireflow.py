@@ -88,6 +88,11 @@ async def test_out_of_credits_pauses_then_a_top_up_finishes_without_repeats(
     assert (await store.counts([batch.id]))["done"] == 6
     assert stats["executions_created"] == 6
     assert set(stats["executions_by_key"].values()) == {1}
+    # The 402s sent jobs back to the queue cleanly: no attempt used, no internal error recorded.
+    for job in await store.jobs_for_batch(batch.id):
+        assert job.attempts == 1
+        outcomes = {a.outcome for a in await store.attempts_for(job.id)}
+        assert "transient" not in outcomes
 
 
 async def test_a_lost_answer_is_resent_with_the_same_key(

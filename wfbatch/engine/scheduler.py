@@ -623,7 +623,7 @@ class Engine:
 
     async def _requeue(self, job: JobRow, why: str) -> None:
         """Back to queued without using up an attempt (429, 402, paused provider)."""
-        source = [JobState.SUBMITTING, JobState.RUNNING, JobState.QUEUED]
+        source = [JobState.SUBMITTING, JobState.RUNNING]
         await self.budget.release(job.id)
         if await self.store.transition(job.id, source, JobState.QUEUED, attempts=max(0, job.attempts - 1)):
             log.info("job %s back in the queue: %s", job.id, why)

@@ -1,0 +1,163 @@
+"""Benchmark 4 — scale: a million jobs in the database. Daemon start-up and RSS (psutil), the
+latency of `status` and `jobs --limit 100` through the socket (median of several), and the TUI's
+time to first paint (main screen with status and the first page of jobs shown).
+
+The database is built fast for setup: 10,000 real jobs are ingested by wfbatch, then copied with
+`executemany` straight into the schema to make 100 batches of 10,000 (all finished: done, with 2 %
+failed and 1 % canceled, so the daemon has no work that would disturb the measurements)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.common import append_row, clean_env, median, report, scratch
+from bench.ingest import COLUMNS
+from tests.daemon_harness import DaemonProcess
+from wfbatch.client.client import DaemonClient
+from wfbatch.core.parsing import parse_prompt_bytes
+from wfbatch.engine.ingest import ingest
+from wfbatch.home import HomeLayout
+from wfbatch.store import Store
+
+BATCHES = 100
+PER_BATCH = 10_000
+REPEATS = 7
+
+
+async def _seed(home: Path) -> None:
+    layout = HomeLayout(home)
+    layout.ensure()
+    raw = "".join(
+        json.dumps(
+            {"prompt": f"Product photo of item {i} on a marble surface", "width": 1024, "height": 1024}
+        )
+        + "\n"
+        for i in range(PER_BATCH)
+    ).encode()
+    store = await Store.open(layout.db)
+    try:
+        await ingest(
+            store, layout, parse_prompt_bytes(raw, "seed.jsonl"), raw, "local", resume_unfinished=False
+        )
+    finally:
+        await store.close()
+
+
+def build_db(home: Path) -> float:
+    started = time.perf_counter()
+    asyncio.run(_seed(home))
+    db = sqlite3.connect(home / "wfbatch.db", isolation_level=None)
+    try:
+        batch = db.execute("SELECT * FROM batches").fetchone()
+        template = db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs ORDER BY id").fetchall()
+        db.execute("BEGIN")
+        for b in range(1, BATCHES):
+            batch_id = f"{batch[0]}x{b:03d}"
+            db.execute(
+                f"INSERT INTO batches VALUES ({', '.join('?' * len(batch))})",
+                (batch_id, f"{batch[1]}-{b}", *batch[2:]),
+            )
+            db.executemany(
+                f"INSERT INTO jobs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                ((f"{row[0][:24]}{b:08x}", batch_id, *row[2:]) for row in template),
+            )
+        db.execute(
+            "UPDATE jobs SET state = CASE WHEN id % 50 = 0 THEN 'failed' WHEN id % 100 = 1 THEN 'canceled'"
+            " ELSE 'done' END, attempts = 1, finished_at = created_at + 30,"
+            " error_message = CASE WHEN id % 50 = 0 THEN 'Content moderation' END"
+        )
+        db.execute("COMMIT")
+        total = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    finally:
+        db.close()
+    assert total == BATCHES * PER_BATCH, total
+    return time.perf_counter() - started
+
+
+def timed_get(daemon: DaemonProcess, path: str, **params: Any) -> float:
+    with daemon.http(timeout=30) as http:
+        started = time.perf_counter()
+        response = http.get(path, params=params)
+        elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return elapsed
+
+
+def cli_seconds(daemon: DaemonProcess, *args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "wfbatch", *args, "--socket", str(daemon.socket)],
+        env=clean_env({"WFBATCH_HOME": str(daemon.home)}),
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return time.perf_counter() - started
+
+
+async def tui_first_paint(socket: Path) -> float:
+    from wfbatch.tui import WfbatchApp
+
+    app = WfbatchApp(DaemonClient(socket), close_client=True, graphics=False)
+    started = time.perf_counter()
+    async with app.run_test(size=(120, 40)) as pilot:
+        deadline = started + 60
+        while not (
+            app.current_mode == "main" and app.main_screen.status is not None and app.main_screen.jobs.loaded
+        ):
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the TUI did not show the main screen within 60 s")
+            await asyncio.sleep(0.005)
+        await pilot.pause()
+        return time.perf_counter() - started
+
+
+def main() -> dict[str, Any]:
+    with scratch("scale") as root:
+        home = root / "home"
+        build_seconds = build_db(home)
+        daemon = DaemonProcess(home=home, socket=root / "d.sock", env={"WFBATCH_PROVIDER": "local"})
+        started = time.perf_counter()
+        daemon.start(timeout=120)
+        startup = time.perf_counter() - started
+        try:
+            proc = psutil.Process(daemon.pid)
+            rss_idle = proc.memory_info().rss
+            status = [timed_get(daemon, "/v1/status") for _ in range(REPEATS)]
+            jobs = [timed_get(daemon, "/v1/jobs", limit=100) for _ in range(REPEATS)]
+            jobs_failed = [timed_get(daemon, "/v1/jobs", limit=100, state="failed") for _ in range(REPEATS)]
+            cli_status = [cli_seconds(daemon, "status", "--json") for _ in range(3)]
+            cli_jobs = [cli_seconds(daemon, "jobs", "--limit", "100", "--json") for _ in range(3)]
+            paint = [asyncio.run(tui_first_paint(daemon.socket)) for _ in range(3)]
+            rss_after = proc.memory_info().rss
+        finally:
+            daemon.stop()
+    shown: dict[str, Any] = {
+        "jobs in db": BATCHES * PER_BATCH,
+        "db build s (setup)": build_seconds,
+        "daemon start s (until /v1/health)": startup,
+        "daemon RSS MB idle": rss_idle / 2**20,
+        "daemon RSS MB after queries": rss_after / 2**20,
+        "status ms (socket, median)": median(status) * 1000,
+        "jobs --limit 100 ms (socket, median)": median(jobs) * 1000,
+        "jobs state=failed limit 100 ms (median)": median(jobs_failed) * 1000,
+        "wfbatch status --json ms (CLI process)": median(cli_status) * 1000,
+        "wfbatch jobs --limit 100 ms (CLI process)": median(cli_jobs) * 1000,
+        "TUI first paint ms (median of 3)": median(paint) * 1000,
+    }
+    report("scale: a million jobs", shown)
+    append_row("scale", shown)
+    return shown
+
+
+if __name__ == "__main__":
+    main()
