@@ -124,6 +124,21 @@ async def test_a_failed_execution_fails_the_job_with_message_and_request_id(
     assert failed[0].attempts == 1  # permanent: no retry
 
 
+async def test_an_execution_that_never_finishes_does_not_hold_its_slot_forever(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with RunningSimulator(fast_options(latency=(30.0, 30.0))) as sim:
+        batch = (await enqueue(store, layout, prompts(1))).batch
+        settings = wireflow_engine_settings(home, sim, max_run_seconds=0.5, max_attempts=2)
+        reason, _ = await run_engine(store, settings, layout, [batch.id])
+        stats = sim.state.stats()
+    assert reason.code == "done"
+    job = (await store.jobs_for_batch(batch.id))[0]
+    assert job.state is JobState.FAILED
+    assert job.error_message is not None and "still not finished" in job.error_message
+    assert stats["executions_created"] == 1  # the retry polled the same execution, it did not pay again
+
+
 async def test_malformed_bodies_and_5xx_are_retried(store: Store, layout: HomeLayout, home: Path) -> None:
     with RunningSimulator(fast_options()) as sim:
         sim.state.queue_fault("malformed", route="poll", count=2)

@@ -53,6 +53,9 @@ class ProviderLimits(BaseModel):
     poll_factor: float = Field(default=1.5, ge=1.0)
     poll_max: float = Field(default=10.0, gt=0)
     request_timeout: float = Field(default=60.0, gt=0)
+    max_run_seconds: float = Field(
+        default=3600.0, gt=0, description="an execution still running after this long counts as a failed try"
+    )
     costs: dict[str, float] = Field(
         default_factory=dict, description="credits per image by model name; key 'default' for any model"
     )

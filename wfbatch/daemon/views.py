@@ -81,8 +81,13 @@ def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) 
         next_attempt_at=job.next_attempt_at,
         attempts_history=[
             Attempt(
-                at=a.at, kind=a.kind, outcome=a.outcome, http_status=a.http_status, message=a.message,
-                request_id=a.request_id, remote_id=a.remote_id,
+                at=a.at,
+                kind=a.kind,
+                outcome=a.outcome,
+                http_status=a.http_status,
+                message=a.message,
+                request_id=a.request_id,
+                remote_id=a.remote_id,
             )
             for a in attempts
         ],
@@ -114,12 +119,10 @@ def batch_summary(
 
 
 async def batch_summaries(ctx: DaemonContext, batches: list[BatchRow]) -> list[BatchSummary]:
-    credits = await ctx.store.credits_used_by("batch_id") if batches else {}
-    result = []
-    for batch in batches:
-        counts = await ctx.store.counts([batch.id])
-        result.append(batch_summary(ctx, batch, counts, credits.get(batch.id, 0.0)))
-    return result
+    ids = [batch.id for batch in batches]
+    counts = await ctx.store.counts_for_batches(ids)
+    credits = await ctx.store.credits_used_by("batch_id", ids)
+    return [batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0)) for batch in batches]
 
 
 async def provider_names(ctx: DaemonContext, by_provider: dict[str, dict[str, int]]) -> list[str]:
@@ -127,8 +130,11 @@ async def provider_names(ctx: DaemonContext, by_provider: dict[str, dict[str, in
     return sorted(name for name in names if name in KNOWN_PROVIDERS)
 
 
-async def provider_statuses(ctx: DaemonContext) -> dict[str, ProviderStatus]:
-    by_provider = await ctx.store.counts_by("provider")
+async def provider_statuses(
+    ctx: DaemonContext, by_provider: dict[str, dict[str, int]] | None = None
+) -> dict[str, ProviderStatus]:
+    if by_provider is None:
+        by_provider = await ctx.store.counts_by("provider")
     credits = await ctx.store.credits_used_by("provider")
     statuses: dict[str, ProviderStatus] = {}
     for name in await provider_names(ctx, by_provider):
@@ -148,18 +154,19 @@ async def provider_statuses(ctx: DaemonContext) -> dict[str, ProviderStatus]:
 
 
 async def status(ctx: DaemonContext) -> Status:
+    """Whole-table counting is the cost at a million jobs: one pass by (provider, state) gives both
+    the totals and the per-provider counts; batches are counted only for the recent ones shown."""
+    by_provider = await ctx.store.counts_by("provider")
+    totals = _zero_counts()
+    for counts in by_provider.values():
+        for state, n in counts.items():
+            totals[state] += n
     batches = await ctx.store.list_batches(RECENT_BATCHES)
-    by_batch = await ctx.store.counts_by("batch_id")
-    credits = await ctx.store.credits_used_by("batch_id")
-    summaries = [
-        batch_summary(ctx, batch, by_batch.get(batch.id, _zero_counts()), credits.get(batch.id, 0.0))
-        for batch in batches
-    ]
     return Status(
         version=__version__,
-        jobs=await ctx.store.counts(),
+        jobs=totals,
         paused=ctx.engine.global_paused is not None,
         pause_reason=ctx.engine.global_paused,
-        providers=await provider_statuses(ctx),
-        batches=summaries,
+        providers=await provider_statuses(ctx, by_provider),
+        batches=await batch_summaries(ctx, batches),
     )

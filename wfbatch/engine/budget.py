@@ -32,6 +32,21 @@ def configured_cost(settings: Settings, provider: str, model: str | None) -> flo
     return costs.get("default")
 
 
+async def ask_estimate(provider: Provider | None, settings: Settings, spec: JobSpec) -> float | None:
+    """Credits for one image: the provider's own estimate where it gives one (a free request), else
+    the configured `costs`, else None (unknown)."""
+    if provider is not None and hasattr(provider, "estimate"):
+        estimating: _Estimating = provider  # type: ignore[assignment]
+        try:
+            estimate = await estimating.estimate(spec)
+        except ProviderError as error:
+            log.warning("%s: no cost estimate (%s); using the configured costs", spec.provider, error)
+        else:
+            if estimate is not None:
+                return estimate
+    return configured_cost(settings, spec.provider, spec.model)
+
+
 def _fmt(credits: float) -> str:
     return f"{credits:g}"
 
@@ -44,25 +59,29 @@ class Budget:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._estimates: dict[tuple[str, str | None], float | None] = {}
+        self._estimate_locks: dict[tuple[str, str | None], asyncio.Lock] = {}
         self.paused_batches: dict[str, str] = {}
         """Batches held back by their budget: id → reason with the figures."""
         self._provider_blocks: dict[str, tuple[str, str]] = {}
 
     async def estimate(self, spec: JobSpec, provider: Provider | None) -> float | None:
-        """The provider's own estimate when it has one (asked once per model), else the config's."""
+        """The provider's own estimate when it has one, else the config's, else what this kind of
+        image was last charged. Asked once per (provider, model): concurrent callers wait for the
+        one request in flight instead of each sending their own."""
         key = (spec.provider, spec.model)
-        if key not in self._estimates:
-            estimate: float | None = None
-            if provider is not None and hasattr(provider, "estimate"):
-                estimating: _Estimating = provider  # type: ignore[assignment]
-                try:
-                    estimate = await estimating.estimate(spec)
-                except ProviderError as error:
-                    log.warning("%s: no cost estimate (%s); using the configured costs", spec.provider, error)
-            if estimate is None:
-                estimate = configured_cost(self.settings, spec.provider, spec.model)
-            self._estimates[key] = estimate
+        if key in self._estimates:
+            return self._estimates[key]
+        lock = self._estimate_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key not in self._estimates:
+                self._estimates[key] = await ask_estimate(provider, self.settings, spec)
         return self._estimates[key]
+
+    def learn_charge(self, spec: JobSpec, charged: float) -> None:
+        """An unknown cost becomes known from the first actual charge: later caps can count it."""
+        key = (spec.provider, spec.model)
+        if self._estimates.get(key) is None:
+            self._estimates[key] = charged
 
     def provider_block(self, provider: str) -> str | None:
         block = self._provider_blocks.get(provider)
@@ -101,16 +120,20 @@ class Budget:
                     )
                     self._provider_blocks[job.provider] = (reason, day)
                     return reason
-            if estimate is not None:
+            if estimate:  # free images (the local renderer) leave no ledger rows
                 await self.ledger.reserve(job.id, job.batch_id, job.provider, estimate)
         return None
 
     async def settle(self, job: JobRow, charged: float | None) -> float:
         """Reconcile: release the reservation, record the charge (the estimate when the provider
         does not say what it charged). Returns the credits recorded as charged."""
+        reserved = job.reserved if job.reserved is not None else await self._reserved(job.id)
         if charged is None:
-            charged = job.reserved if job.reserved is not None else await self._reserved(job.id)
-        await self.ledger.settle(job.id, charged)
+            charged = reserved
+        else:
+            self.learn_charge(job.spec, charged)
+        if charged or reserved is not None:
+            await self.ledger.settle(job.id, charged)
         return charged or 0.0
 
     async def release(self, job_id: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec, ParsedBatch
-from wfbatch.engine.budget import configured_cost
+from wfbatch.engine.budget import ask_estimate
 from wfbatch.engine.forecast import ScheduleModel, estimate_seconds
 from wfbatch.engine.limiter import start_of_today
 from wfbatch.providers.base import Provider, UnlimitedGate
@@ -35,9 +35,7 @@ DEFAULT_LATENCY = {"local": 0.05}
 DEFAULT_REMOTE_LATENCY = 20.0
 
 
-class _Asking(Protocol):
-    async def estimate(self, spec: JobSpec) -> float | None: ...
-
+class _HasBalance(Protocol):
     async def balance(self) -> float | None: ...
 
 
@@ -143,9 +141,9 @@ async def _plan_provider(
     try:
         for spec in specs:
             if spec.model not in model_costs:
-                model_costs[spec.model] = await _estimate(provider, settings, spec)
+                model_costs[spec.model] = await ask_estimate(provider, settings, spec)
         if provider is not None and hasattr(provider, "balance"):
-            asking: _Asking = provider  # type: ignore[assignment]
+            asking: _HasBalance = provider  # type: ignore[assignment]
             try:
                 result.balance = await asking.balance()
             except ProviderError as error:
@@ -182,19 +180,6 @@ async def _plan_provider(
     runnable = len(specs) if result.daily_remaining is None else min(len(specs), result.daily_remaining)
     result.estimated_seconds = round(estimate_seconds(runnable, model), 3)
     return result, model_costs
-
-
-async def _estimate(provider: Provider | None, settings: Settings, spec: JobSpec) -> float | None:
-    if provider is not None and hasattr(provider, "estimate"):
-        asking: _Asking = provider  # type: ignore[assignment]
-        try:
-            estimate = await asking.estimate(spec)
-        except ProviderError as error:
-            log.warning("%s: no estimate from the provider (%s)", spec.provider, error)
-        else:
-            if estimate is not None:
-                return estimate
-    return configured_cost(settings, spec.provider, spec.model)
 
 
 def _provider_stops(

@@ -530,7 +530,15 @@ class Engine:
         failures = 0
         while True:
             await self.clock.sleep(delay)
-            poll_priority.set(self.clock.monotonic() - started)
+            running_for = self.clock.monotonic() - started
+            if running_for > limits.max_run_seconds:
+                # A slot held forever by an execution that never ends would stall the batch. The try
+                # fails; the remote id is kept, so a retry polls the same (maybe paid) execution again.
+                raise Transient(
+                    f"execution {remote_id} still not finished after {running_for:.0f} s"
+                    f" (max_run_seconds = {limits.max_run_seconds:g})"
+                )
+            poll_priority.set(running_for)
             try:
                 result = await provider.poll(remote_id)
             except RateLimited as error:

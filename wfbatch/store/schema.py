@@ -97,6 +97,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX ledger_provider_day ON ledger(provider, day);
     ALTER TABLE jobs ADD COLUMN reserved REAL;
     """,
+    # 3: what `status` sums at a million jobs, answered from indexes alone.
+    """
+    CREATE INDEX ledger_charges ON ledger(kind, batch_id, provider, credits);
+    CREATE INDEX jobs_provider_state ON jobs(provider, state);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -242,14 +242,37 @@ class Store:
             result.setdefault(row["k"], {s.value: 0 for s in JobState})[row["state"]] = row["n"]
         return result
 
-    async def credits_used_by(self, column: str) -> dict[str, float]:
-        """Credits charged so far, summed by `batch_id` or `provider`."""
+    async def credits_used_by(self, column: str, keys: Sequence[str] | None = None) -> dict[str, float]:
+        """Credits charged so far, summed by `batch_id` or `provider` (optionally only `keys`).
+        Read from the ledger, which holds a row per paid job only: the jobs table may hold millions."""
         if column not in {"batch_id", "provider"}:
             raise ValueError(column)
+        scope, params = "", []
+        if keys is not None:
+            if not keys:
+                return {}
+            scope = f" AND {column} IN ({','.join('?' * len(keys))})"
+            params = list(keys)
         rows = await self.fetchall(
-            f"SELECT {column} AS k, SUM(credits) AS c FROM jobs WHERE credits IS NOT NULL GROUP BY k"
+            f"SELECT {column} AS k, SUM(credits) AS c FROM ledger WHERE kind = 'charge'{scope} GROUP BY k",
+            params,
         )
         return {r["k"]: float(r["c"] or 0.0) for r in rows}
+
+    async def counts_for_batches(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Jobs by state for just these batches (the index on (batch_id, state) answers it)."""
+        result = {batch_id: {s.value: 0 for s in JobState} for batch_id in batch_ids}
+        if not batch_ids:
+            return result
+        marks = ",".join("?" * len(batch_ids))
+        rows = await self.fetchall(
+            f"SELECT batch_id, state, COUNT(*) AS n FROM jobs WHERE batch_id IN ({marks})"
+            " GROUP BY batch_id, state",
+            list(batch_ids),
+        )
+        for row in rows:
+            result[row["batch_id"]][row["state"]] = row["n"]
+        return result
 
     async def queue_waits(self, recent: int = 1000) -> tuple[int, float, list[float]]:
         """Seconds from enqueue to first start: (count, sum) over every started job, and the
@@ -323,14 +346,10 @@ class Store:
         exclude_batch_ids: Sequence[str] = (),
     ) -> list[JobRow]:
         """Queued jobs of a provider in unpaused batches, highest priority first, then oldest."""
-        params: list[Any] = [provider]
-        scope = ""
-        if batch_ids is not None:
-            scope = f" AND j.batch_id IN ({','.join('?' * len(batch_ids))})"
-            params.extend(batch_ids)
-        if exclude_batch_ids:
-            scope += f" AND j.batch_id NOT IN ({','.join('?' * len(exclude_batch_ids))})"
-            params.extend(exclude_batch_ids)
+        scope, scope_params = _within("j.batch_id", batch_ids)
+        excluded, excluded_params = _within("j.batch_id", exclude_batch_ids or None, negate=True)
+        scope += excluded
+        params: list[Any] = [provider, *scope_params, *excluded_params]
         params.append(limit)
         rows = await self.fetchall(
             "SELECT j.* FROM jobs j JOIN batches b ON b.id = j.batch_id"
@@ -341,11 +360,7 @@ class Store:
         return [JobRow.from_sql(r) for r in rows]
 
     async def queued_providers(self, batch_ids: Sequence[str] | None = None) -> set[str]:
-        params: list[Any] = []
-        scope = ""
-        if batch_ids is not None:
-            scope = f" AND batch_id IN ({','.join('?' * len(batch_ids))})"
-            params.extend(batch_ids)
+        scope, params = _within("batch_id", batch_ids)
         rows = await self.fetchall(
             f"SELECT DISTINCT provider FROM jobs WHERE state = 'queued'{scope}", params
         )
@@ -359,11 +374,7 @@ class Store:
         )
 
     async def next_retry_at(self, batch_ids: Sequence[str] | None = None) -> float | None:
-        params: list[Any] = []
-        scope = ""
-        if batch_ids is not None:
-            scope = f" AND batch_id IN ({','.join('?' * len(batch_ids))})"
-            params.extend(batch_ids)
+        scope, params = _within("batch_id", batch_ids)
         row = await self.fetchone(
             f"SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'retrying'{scope}", params
         )
@@ -526,6 +537,14 @@ class Store:
 
     async def clear_pause(self, scope: str) -> bool:
         return await self._write("DELETE FROM pauses WHERE scope = ?", (scope,)) > 0
+
+
+def _within(column: str, values: Sequence[str] | None, *, negate: bool = False) -> tuple[str, list[Any]]:
+    """` AND column [NOT] IN (?, ...)` and its parameters; nothing when `values` is None."""
+    if values is None:
+        return "", []
+    marks = ",".join("?" * len(values))
+    return f" AND {column} {'NOT ' if negate else ''}IN ({marks})", list(values)
 
 
 def _split_sql(script: str) -> list[str]:
