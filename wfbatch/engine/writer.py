@@ -30,8 +30,8 @@ MIN_MANIFEST_INTERVAL = 1.0
 CONTACT_SHEET_INTERVAL = 30.0
 
 
-def _utc(timestamp: float | None) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC) if timestamp is not None else None
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
 
 
 class OutputWriter:
@@ -114,8 +114,6 @@ class OutputWriter:
                 if job.error_message
                 else None
             )
-            created = _utc(job.created_at)
-            assert created is not None
             entries.append(
                 ManifestEntry(
                     job_id=str(job.id),
@@ -143,16 +141,14 @@ class OutputWriter:
                     remote_id=job.remote_id,
                     request_id=job.error_request_id or (job.result or {}).get("request_id"),
                     error=error,
-                    created_at=created,
-                    finished_at=_utc(job.finished_at),
+                    created_at=_utc(job.created_at),
+                    finished_at=_utc(job.finished_at) if job.finished_at is not None else None,
                 )
             )
-        created_at = _utc(batch.created_at)
-        assert created_at is not None
         return Manifest(
             batch_id=batch.id,
             name=batch.name,
-            created_at=created_at,
+            created_at=_utc(batch.created_at),
             updated_at=dt.datetime.now(dt.UTC),
             counts=counts,
             entries=entries,
