@@ -25,6 +25,20 @@ home_option = click.option(
 )
 
 
+prompt_files_argument = click.argument(
+    "files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+provider_option = click.option(
+    "--provider", default=None, help="Provider for entries that name none (default: config)."
+)
+budget_option = click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Credits each batch may spend (overrides the file's).",
+)
+
+
 def settings_from_flags(home: Path | None, **overrides: Any) -> Settings:
     """Build the settings, turning a configuration mistake into one clear line and exit code 2."""
     try:

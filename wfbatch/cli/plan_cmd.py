@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from wfbatch.cli.common import home_option, print_json, settings_from_flags
+from wfbatch.cli.common import (
+    budget_option,
+    home_option,
+    print_json,
+    prompt_files_argument,
+    provider_option,
+    settings_from_flags,
+)
 from wfbatch.cli.run_cmd import read_and_parse
 from wfbatch.core.models import ParsedBatch
 from wfbatch.engine.plan import Plan, make_plan
@@ -17,11 +24,9 @@ from wfbatch.store import Store
 
 
 @click.command("plan")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--provider", default=None, help="Provider for entries that name none (default: config).")
-@click.option(
-    "--budget", type=float, default=None, help="Credits the batch may spend (overrides the file's)."
-)
+@prompt_files_argument
+@provider_option
+@budget_option
 @click.option("--json", "as_json", is_flag=True, help="Print the forecast as one JSON object.")
 @home_option
 def plan_command(

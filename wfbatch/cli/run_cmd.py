@@ -18,9 +18,12 @@ from wfbatch.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_STOPPED,
+    budget_option,
     fail,
     home_option,
     print_json,
+    prompt_files_argument,
+    provider_option,
     settings_from_flags,
 )
 from wfbatch.core.expand import expand_batch
@@ -81,11 +84,9 @@ async def _check_providers(settings: Settings, names: set[str]) -> None:
 
 
 @click.command("run")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--provider", default=None, help="Provider for entries that name none (default: config).")
-@click.option(
-    "--budget", type=float, default=None, help="Credits each batch may spend (overrides the file's)."
-)
+@prompt_files_argument
+@provider_option
+@budget_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout.")
 @home_option
 def run_command(
@@ -96,8 +97,6 @@ def run_command(
     Exit codes: 0 all done; 1 some failed; 2 bad input or configuration (nothing enqueued);
     3 stopped with jobs still queued (e.g. out of credits), with the reason."""
     settings = settings_from_flags(home, provider=provider)
-    if budget is not None and budget <= 0:
-        fail("--budget must be more than 0 credits")
     prompt_files = read_and_parse(files, budget=budget)
     summary = asyncio.run(_run(settings, prompt_files, show_progress=not as_json))
     if as_json:
