@@ -22,6 +22,11 @@ class JobState(StrEnum):
     """Stopped by the user. Can be retried by hand."""
 
 
+def empty_counts() -> dict[str, int]:
+    """Jobs by state with every state present, all zero: the shape every count starts from."""
+    return {state.value: 0 for state in JobState}
+
+
 TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELED})
 IN_FLIGHT_STATES = frozenset({JobState.SUBMITTING, JobState.RUNNING})
 

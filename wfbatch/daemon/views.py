@@ -15,17 +15,13 @@ from wfbatch.core.api import (
     ProviderStatus,
     Status,
 )
-from wfbatch.core.states import JobState
+from wfbatch.core.states import empty_counts
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.store import AttemptRow, BatchRow, JobRow
 
 RECENT_BATCHES = 50
 UNFINISHED = ("queued", "retrying", "submitting", "running")
-
-
-def _zero_counts() -> dict[str, int]:
-    return {state.value: 0 for state in JobState}
 
 
 def job_summary(job: JobRow) -> JobSummary:
@@ -146,7 +142,7 @@ async def provider_statuses(
             label=ctx.engine.provider_label(name),
             **snapshot,
             pause_details=dict(limiter.pause_details),
-            jobs=by_provider.get(name, _zero_counts()),
+            jobs=by_provider.get(name, empty_counts()),
             credits_used=credits.get(name, 0.0),
             balance=ctx.engine.balances.get(name),
         )
@@ -157,7 +153,7 @@ async def status(ctx: DaemonContext) -> Status:
     """Whole-table counting is the cost at a million jobs: one pass by (provider, state) gives both
     the totals and the per-provider counts; batches are counted only for the recent ones shown."""
     by_provider = await ctx.store.counts_by("provider")
-    totals = _zero_counts()
+    totals = empty_counts()
     for counts in by_provider.values():
         for state, n in counts.items():
             totals[state] += n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -12,39 +13,13 @@ from wfbatch.core.states import ErrorClass, JobState, ReviewStatus
 
 
 def spec_to_json(spec: JobSpec) -> str:
-    return json.dumps(
-        {
-            "provider": spec.provider,
-            "prompt": spec.prompt,
-            "negative_prompt": spec.negative_prompt,
-            "model": spec.model,
-            "width": spec.width,
-            "height": spec.height,
-            "seed": spec.seed,
-            "variant": spec.variant,
-            "params": spec.params,
-            "format": spec.format.value,
-            "quality": spec.quality,
-        },
-        ensure_ascii=False,
-    )
+    # ImageFormat is a str enum: it serialises as its value.
+    return json.dumps(dataclasses.asdict(spec), ensure_ascii=False)
 
 
 def spec_from_json(text: str) -> JobSpec:
     data = json.loads(text)
-    return JobSpec(
-        provider=data["provider"],
-        prompt=data["prompt"],
-        negative_prompt=data["negative_prompt"],
-        model=data["model"],
-        width=data["width"],
-        height=data["height"],
-        seed=data["seed"],
-        variant=data["variant"],
-        params=data["params"],
-        format=ImageFormat(data["format"]),
-        quality=data["quality"],
-    )
+    return JobSpec(**{**data, "format": ImageFormat(data["format"])})
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-from wfbatch.core.states import ErrorClass, JobState, ReviewStatus, check_transition
+from wfbatch.core.states import ErrorClass, JobState, ReviewStatus, check_transition, empty_counts
 from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob, spec_to_json
 from wfbatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -219,15 +219,11 @@ class Store:
 
     async def counts(self, batch_ids: Iterable[str] | None = None) -> dict[str, int]:
         """Jobs by state, every state present (zero where none)."""
-        counts = {state.value: 0 for state in JobState}
-        if batch_ids is None:
-            rows = await self.fetchall("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-        else:
-            ids = list(batch_ids)
-            marks = ",".join("?" * len(ids))
-            rows = await self.fetchall(
-                f"SELECT state, COUNT(*) AS n FROM jobs WHERE batch_id IN ({marks}) GROUP BY state", ids
-            )
+        counts = empty_counts()
+        scope, params = _within("batch_id", list(batch_ids) if batch_ids is not None else None)
+        rows = await self.fetchall(
+            f"SELECT state, COUNT(*) AS n FROM jobs WHERE 1{scope} GROUP BY state", params
+        )
         for row in rows:
             counts[row["state"]] = row["n"]
         return counts
@@ -239,7 +235,7 @@ class Store:
         rows = await self.fetchall(f"SELECT {column} AS k, state, COUNT(*) AS n FROM jobs GROUP BY k, state")
         result: dict[str, dict[str, int]] = {}
         for row in rows:
-            result.setdefault(row["k"], {s.value: 0 for s in JobState})[row["state"]] = row["n"]
+            result.setdefault(row["k"], empty_counts())[row["state"]] = row["n"]
         return result
 
     async def credits_used_by(self, column: str, keys: Sequence[str] | None = None) -> dict[str, float]:
@@ -247,12 +243,9 @@ class Store:
         Read from the ledger, which holds a row per paid job only: the jobs table may hold millions."""
         if column not in {"batch_id", "provider"}:
             raise ValueError(column)
-        scope, params = "", []
-        if keys is not None:
-            if not keys:
-                return {}
-            scope = f" AND {column} IN ({','.join('?' * len(keys))})"
-            params = list(keys)
+        if keys is not None and not keys:
+            return {}
+        scope, params = _within(column, keys)
         rows = await self.fetchall(
             f"SELECT {column} AS k, SUM(credits) AS c FROM ledger WHERE kind = 'charge'{scope} GROUP BY k",
             params,
@@ -261,14 +254,12 @@ class Store:
 
     async def counts_for_batches(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Jobs by state for just these batches (the index on (batch_id, state) answers it)."""
-        result = {batch_id: {s.value: 0 for s in JobState} for batch_id in batch_ids}
+        result = {batch_id: empty_counts() for batch_id in batch_ids}
         if not batch_ids:
             return result
-        marks = ",".join("?" * len(batch_ids))
+        scope, params = _within("batch_id", batch_ids)
         rows = await self.fetchall(
-            f"SELECT batch_id, state, COUNT(*) AS n FROM jobs WHERE batch_id IN ({marks})"
-            " GROUP BY batch_id, state",
-            list(batch_ids),
+            f"SELECT batch_id, state, COUNT(*) AS n FROM jobs WHERE 1{scope} GROUP BY batch_id, state", params
         )
         for row in rows:
             result[row["batch_id"]][row["state"]] = row["n"]
@@ -290,10 +281,8 @@ class Store:
         return count, total, [max(0.0, float(r["w"])) for r in rows]
 
     async def cache_hits(self, batch_ids: Sequence[str]) -> int:
-        marks = ",".join("?" * len(batch_ids))
-        row = await self.fetchone(
-            f"SELECT COUNT(*) AS n FROM jobs WHERE cache_hit = 1 AND batch_id IN ({marks})", list(batch_ids)
-        )
+        scope, params = _within("batch_id", batch_ids)
+        row = await self.fetchone(f"SELECT COUNT(*) AS n FROM jobs WHERE cache_hit = 1{scope}", params)
         return int(row["n"]) if row else 0
 
     # -- jobs ---------------------------------------------------------------------------------
