@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 from wfbatch.core.models import JobSpec
@@ -47,6 +48,14 @@ async def ask_estimate(provider: Provider | None, settings: Settings, spec: JobS
     return configured_cost(settings, spec.provider, spec.model)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """May the job start? `refusal` says why not; `reserved` is what it holds in the ledger."""
+
+    refusal: str | None = None
+    reserved: float | None = None
+
+
 def _fmt(credits: float) -> str:
     return f"{credits:g}"
 
@@ -54,7 +63,6 @@ def _fmt(credits: float) -> str:
 class Budget:
     def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
         self.ledger = Ledger(store)
-        self._store = store
         self.settings = settings
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -93,10 +101,10 @@ class Budget:
             return None
         return reason
 
-    async def admit(self, job: JobRow, batch: BatchRow, provider: Provider) -> str | None:
+    async def admit(self, job: JobRow, batch: BatchRow, provider: Provider) -> Admission:
         """Reserve the job's estimated cost if every cap allows it; otherwise the reason it waits."""
         if job.reserved is not None:
-            return None  # reserved before (its execution exists): nothing new to spend
+            return Admission(reserved=job.reserved)  # its execution exists: nothing new to spend
         estimate = await self.estimate(job.spec, provider)
         async with self._lock:  # check and reserve as one step: parallel jobs cannot both slip under
             cost = estimate or 0.0
@@ -108,7 +116,7 @@ class Budget:
                         f" the next job needs {_fmt(cost)}"
                     )
                     self.paused_batches[batch.id] = reason
-                    return reason
+                    return Admission(refusal=reason)
             cap = self.settings.provider_limits(job.provider).daily_credit_cap
             if cap is not None:
                 day = ledger_day(self._clock.wall())
@@ -119,20 +127,21 @@ class Budget:
                         f" the next job needs {_fmt(cost)}"
                     )
                     self._provider_blocks[job.provider] = (reason, day)
-                    return reason
-            if estimate:  # free images (the local renderer) leave no ledger rows
-                await self.ledger.reserve(job.id, job.batch_id, job.provider, estimate)
-        return None
+                    return Admission(refusal=reason)
+            if not estimate:
+                return Admission()  # free (the local renderer) or unknown: no ledger rows
+            await self.ledger.reserve(job.id, job.batch_id, job.provider, estimate)
+        return Admission(reserved=estimate)
 
     async def settle(self, job: JobRow, charged: float | None) -> float:
         """Reconcile: release the reservation, record the charge (the estimate when the provider
-        does not say what it charged). Returns the credits recorded as charged."""
-        reserved = job.reserved if job.reserved is not None else await self._reserved(job.id)
+        does not say what it charged). `job.reserved` must be current (the engine carries what
+        `admit` reserved). Returns the credits recorded as charged."""
         if charged is None:
-            charged = reserved
+            charged = job.reserved
         else:
             self.learn_charge(job.spec, charged)
-        if charged or reserved is not None:
+        if charged or job.reserved is not None:
             await self.ledger.settle(job.id, charged)
         return charged or 0.0
 
@@ -148,7 +157,3 @@ class Budget:
     def set_budget(self, batch_id: str) -> None:
         """The batch's budget changed: let it try again."""
         self.paused_batches.pop(batch_id, None)
-
-    async def _reserved(self, job_id: int) -> float | None:
-        job = await self._store.get_job(job_id)
-        return job.reserved if job else None

@@ -430,9 +430,11 @@ class Engine:
         if job.state is JobState.QUEUED:
             if batch.cache_enabled and await self._serve_from_cache(job, batch):
                 return
-            refusal = await self.budget.admit(job, batch, provider)
-            if refusal is not None:
-                self._emit(Event("batch", {"id": batch.id, "paused": refusal, "provider": job.provider}))
+            admission = await self.budget.admit(job, batch, provider)
+            if admission.refusal is not None:
+                self._emit(
+                    Event("batch", {"id": batch.id, "paused": admission.refusal, "provider": job.provider})
+                )
                 return  # stays queued until the cap is raised (or a new day for daily caps)
             started = self.clock.wall()
             if not await self.store.transition(
@@ -444,7 +446,9 @@ class Engine:
             ):
                 await self.budget.release(job.id)
                 return  # canceled or changed meanwhile
-            job = replace(job, state=JobState.SUBMITTING, attempts=job.attempts + 1)
+            job = replace(
+                job, state=JobState.SUBMITTING, attempts=job.attempts + 1, reserved=admission.reserved
+            )
             self._emit_job(job)
         try:
             finished = await self._execute(job, provider, limiter)
