@@ -104,12 +104,15 @@ class Store:
             await self._conn.execute("COMMIT")
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # Executed and read in ONE call on the connection's thread. As two calls (execute, then
+        # fetch), other coroutines' statements — a COMMIT among them — ran while this one was half
+        # read, and a GROUP BY then returned a row of NULLs (seen under kill -9 restarts).
+        return list(await self._conn.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self._conn.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        """The first row (for queries that return one: aggregates, lookups by key, LIMIT 1)."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One autocommitted statement; returns the number of rows changed."""
