@@ -14,7 +14,7 @@ from bench.common import append_row, report, scratch
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.engine.ingest import ingest
 from wfbatch.home import HomeLayout
-from wfbatch.store import Store
+from wfbatch.store import Reuse, Store
 from wfbatch.store.schema import MIGRATIONS
 
 LINES = 100_000
@@ -62,7 +62,7 @@ async def wfbatch_ingest(home: Path, raw: bytes) -> tuple[dict[str, float], Path
         t0 = time.perf_counter()
         parsed = parse_prompt_bytes(raw, "big.jsonl")
         t1 = time.perf_counter()
-        done = await ingest(store, layout, parsed, raw, "local", resume_unfinished=False)
+        done = await ingest(store, layout, parsed, raw, "local", reuse=Reuse.NEVER)
         t2 = time.perf_counter()
     finally:
         await store.close()

@@ -26,7 +26,7 @@ from wfbatch.client.client import DaemonClient
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.engine.ingest import ingest
 from wfbatch.home import HomeLayout
-from wfbatch.store import Store
+from wfbatch.store import Reuse, Store
 
 BATCHES = 100
 PER_BATCH = 10_000
@@ -46,7 +46,7 @@ async def _seed(home: Path) -> None:
     store = await Store.open(layout.db)
     try:
         await ingest(
-            store, layout, parse_prompt_bytes(raw, "seed.jsonl"), raw, "local", resume_unfinished=False
+            store, layout, parse_prompt_bytes(raw, "seed.jsonl"), raw, "local", reuse=Reuse.NEVER
         )
     finally:
         await store.close()

@@ -11,7 +11,7 @@ from wfbatch.engine.scheduler import Engine, StopReason
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator
-from wfbatch.store import Store
+from wfbatch.store import Reuse, Store
 
 TEST_KEY = "sk-test-engine-key-never-shown"
 
@@ -45,7 +45,7 @@ def prompts(count: int, prefix: str = "prompt", **fields: Any) -> bytes:
 
 async def enqueue(store: Store, layout: HomeLayout, raw: bytes, name: str = "batch.jsonl") -> Ingested:
     return await ingest(
-        store, layout, parse_prompt_bytes(raw, name), raw, "wireflow", resume_unfinished=False
+        store, layout, parse_prompt_bytes(raw, name), raw, "wireflow", reuse=Reuse.NEVER
     )
 
 

@@ -15,7 +15,7 @@ from wfbatch.engine.scheduler import Engine, StopReason
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_embedded_metadata, read_manifest
 from wfbatch.settings import Settings
-from wfbatch.store import Store
+from wfbatch.store import Reuse, Store
 
 
 def jsonl(*entries: dict[str, Any]) -> bytes:
@@ -23,7 +23,7 @@ def jsonl(*entries: dict[str, Any]) -> bytes:
 
 
 async def enqueue(store: Store, layout: HomeLayout, raw: bytes, name: str = "batch.jsonl") -> Ingested:
-    return await ingest(store, layout, parse_prompt_bytes(raw, name), raw, "local", resume_unfinished=False)
+    return await ingest(store, layout, parse_prompt_bytes(raw, name), raw, "local", reuse=Reuse.NEVER)
 
 
 async def run(
@@ -87,7 +87,7 @@ async def test_a_batch_can_opt_out_of_the_cache(store: Store, layout: HomeLayout
     raw = json.dumps(spec).encode()
     await enqueue(store, layout, raw, "fresh.json")
     again = await ingest(
-        store, layout, parse_prompt_bytes(raw, "fresh.json"), raw, "local", resume_unfinished=False
+        store, layout, parse_prompt_bytes(raw, "fresh.json"), raw, "local", reuse=Reuse.NEVER
     )
     _, engine = await run(store, make_settings(), layout, [again.batch.id])
     assert engine.requests_sent() == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from wfbatch.core.models import JobSpec
-from wfbatch.core.states import IllegalTransition, JobState
+from wfbatch.core.states import Execution, IllegalTransition, JobState
 from wfbatch.store import BatchRow, NewJob, Store
 from wfbatch.store.schema import SCHEMA_VERSION
 
@@ -70,14 +70,34 @@ async def test_transitions_follow_the_state_machine(store: Store) -> None:
     assert not await store.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
     with pytest.raises(IllegalTransition):
         await store.transition(job.id, [JobState.DONE], JobState.RUNNING)
-    assert await store.transition(job.id, [JobState.SUBMITTING], JobState.FAILED, error_message="boom")
+    assert await store.transition(
+        job.id, [JobState.SUBMITTING], JobState.FAILED, error_message="boom", execution=Execution.ENDED
+    )
     retried = await store.requeue_for_retry([job.id])
     assert retried == [job.id]
     again = await store.get_job(job.id)
     assert again is not None
     assert again.state is JobState.QUEUED
-    assert again.generation == 1  # a new idempotency key for a retry by hand
+    assert again.generation == 1  # the execution ended without an image: a new key for a retry by hand
+    assert again.execution is Execution.NONE
     assert again.error_message is None
+
+
+async def test_a_retry_by_hand_resumes_an_execution_that_may_still_run(store: Store) -> None:
+    """A failed job whose execution may exist (a lost answer, max_run_seconds) keeps its key and
+    remote id on retry: the engine polls it first instead of paying for a second one."""
+    await store.insert_batch(make_batch(), make_jobs(2))
+    lost, outlived = await store.list_jobs()
+    for job, remote_id in ((lost, None), (outlived, "exec-7")):
+        sent = Execution.MAYBE
+        assert await store.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING, execution=sent)
+        assert await store.transition(job.id, [JobState.SUBMITTING], JobState.FAILED, remote_id=remote_id)
+    assert await store.requeue_for_retry([lost.id, outlived.id]) == [lost.id, outlived.id]
+    for job, remote_id in ((lost, None), (outlived, "exec-7")):
+        again = await store.get_job(job.id)
+        assert again is not None
+        assert (again.state, again.generation, again.remote_id) == (JobState.QUEUED, 0, remote_id)
+        assert again.execution is Execution.MAYBE
 
 
 async def test_list_jobs_pages_by_cursor_and_filters(store: Store) -> None:

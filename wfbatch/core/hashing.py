@@ -70,3 +70,9 @@ def idempotency_key(job_uid: str, generation: int) -> str:
 
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def batch_identity(data: bytes, file_format: str, default_provider: str) -> str:
+    """What makes two accepted prompt files the same batch: the bytes, how they are read (the same
+    bytes as .txt and as .csv are different prompts) and the provider entries without one go to."""
+    return sha256_hex(f"batch-identity-v1\x00{file_format}\x00{default_provider}\x00{content_hash(data)}")

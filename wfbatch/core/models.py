@@ -80,3 +80,6 @@ class ParsedBatch:
     cache: bool
     budget: float | None
     entries: list[ParsedEntry]
+    file_format: str = "txt"
+    """How the content was read (txt, jsonl, csv, json): the same bytes read another way are
+    different jobs, so it is part of the content's identity."""

@@ -88,6 +88,7 @@ def _parse(data: bytes, source_name: str, fmt: str | None, errors: ErrorSink) ->
         cache=settings.cache,
         budget=settings.budget,
         entries=entries.entries,
+        file_format=file_format,
     )
 
 

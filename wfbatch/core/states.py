@@ -63,6 +63,27 @@ def check_transition(current: JobState, target: JobState) -> None:
         raise IllegalTransition(f"a job cannot go from {current} to {target}")
 
 
+class Execution(StrEnum):
+    """What is known about the remote execution of a job's current generation (its idempotency key).
+
+    It decides what money may still be spent: a job whose execution may exist is never sent a new
+    key by a hand retry, never held back by a budget, and keeps its credit reservation until the
+    provider says the execution ended."""
+
+    NONE = "none"
+    """No start of this generation reached the provider (or it refused it: 429, 402)."""
+    MAYBE = "maybe"
+    """A start was sent: the execution exists, or may (a lost answer), and may still charge."""
+    ENDED = "ended"
+    """Known to have ended without an image (a FAILED execution, a refused start): no charge."""
+    FINISHED = "finished"
+    """Finished with an image that was paid for (its charge is recorded)."""
+
+
+LIVE_EXECUTIONS = frozenset({Execution.MAYBE, Execution.FINISHED})
+"""Executions that are (or may be) paid for: a retry re-uses them instead of paying again."""
+
+
 class ReviewStatus(StrEnum):
     PENDING = "pending"
     """New image, in pending-review/."""

@@ -95,7 +95,7 @@ def batch_summary(
 ) -> BatchSummary:
     remaining = sum(counts.get(state, 0) for state in UNFINISHED)
     stalled = (
-        batch.paused or ctx.engine.global_paused is not None or batch.id in ctx.engine.budget.paused_batches
+        batch.paused or ctx.engine.hold_reason is not None or batch.id in ctx.engine.budget.paused_batches
     )
     return BatchSummary(
         id=batch.id,
@@ -161,8 +161,8 @@ async def status(ctx: DaemonContext) -> Status:
     return Status(
         version=__version__,
         jobs=totals,
-        paused=ctx.engine.global_paused is not None,
-        pause_reason=ctx.engine.global_paused,
+        paused=ctx.engine.hold_reason is not None,
+        pause_reason=ctx.engine.hold_reason,
         providers=await provider_statuses(ctx, by_provider),
         batches=await batch_summaries(ctx, batches),
     )

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from wfbatch.core.models import JobSpec
+from wfbatch.core.states import LIVE_EXECUTIONS
 from wfbatch.engine.clock import Clock
 from wfbatch.providers.base import Provider
 from wfbatch.providers.errors import ProviderError
@@ -102,9 +104,15 @@ class Budget:
         return reason
 
     async def admit(self, job: JobRow, batch: BatchRow, provider: Provider) -> Admission:
-        """Reserve the job's estimated cost if every cap allows it; otherwise the reason it waits."""
+        """Reserve the job's estimated cost if every cap allows it; otherwise the reason it waits.
+
+        A job whose execution exists (or may) is resumed, not started: it spends nothing new, so no
+        cap holds it (it finishes or fails with a reason), and its reservation stays as it is. Every
+        start of a new execution is checked against every cap."""
+        if job.execution in LIVE_EXECUTIONS:
+            return Admission(reserved=job.reserved)
         if job.reserved is not None:
-            return Admission(reserved=job.reserved)  # its execution exists: nothing new to spend
+            await self.ledger.release(job.id)  # left by a start that never went out: not an exposure
         estimate = await self.estimate(job.spec, provider)
         async with self._lock:  # check and reserve as one step: parallel jobs cannot both slip under
             cost = estimate or 0.0
@@ -133,17 +141,22 @@ class Budget:
             await self.ledger.reserve(job.id, job.batch_id, job.provider, estimate)
         return Admission(reserved=estimate)
 
-    async def settle(self, job: JobRow, charged: float | None) -> float:
-        """Reconcile: release the reservation, record the charge (the estimate when the provider
-        does not say what it charged). `job.reserved` must be current (the engine carries what
-        `admit` reserved). Returns the credits recorded as charged."""
-        if charged is None:
-            charged = job.reserved
-        else:
+    async def settle_finished(
+        self, job: JobRow, charged: float | None, result: dict[str, Any] | None
+    ) -> float:
+        """The execution finished with an image: release the reservation and record the charge (the
+        estimate when the provider does not say, or says something no charge can be) with the
+        result, in one transaction. Returns the credits recorded for the job."""
+        if charged is not None and not (math.isfinite(charged) and charged >= 0):
+            log.warning(
+                "%s: job %s reported a charge of %r, which no charge can be; counting the estimate",
+                job.provider, job.id, charged,
+            )
+            charged = None
+        if charged is not None:
             self.learn_charge(job.spec, charged)
-        if charged or job.reserved is not None:
-            await self.ledger.settle(job.id, charged)
-        return charged or 0.0
+        recorded = await self.ledger.settle_finished(job.id, charged, result)
+        return (job.credits or 0.0) if recorded is None else recorded
 
     async def release(self, job_id: int) -> None:
         await self.ledger.release(job_id)

@@ -15,17 +15,17 @@ from pathlib import Path
 
 from wfbatch.core.api import CommandResult
 from wfbatch.core.expand import expand_batch
-from wfbatch.core.hashing import cache_key, content_hash
+from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
-from wfbatch.core.states import JobState, ReviewStatus
+from wfbatch.core.states import Execution, JobState, ReviewStatus
 from wfbatch.engine.events import Event, EventSink, discard
 from wfbatch.engine.ingest import UnknownProviderInFile, ingest
 from wfbatch.engine.scheduler import GLOBAL_SCOPE, Engine
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.providers.base import UnlimitedGate
 from wfbatch.providers.registry import KNOWN_PROVIDERS, UnknownProvider, build_provider
-from wfbatch.store import BatchRow
+from wfbatch.store import BatchRow, Reuse
 from wfbatch.store.rows import spec_to_json
 
 log = logging.getLogger("wfbatch.control")
@@ -112,22 +112,25 @@ class Control:
             return Refused(problems, PromptFileError(source_name, problems).report())
         if skip_duplicates is None:
             skip_duplicates = settings.inbox.skip_duplicate_files
-        if skip_duplicates:
-            existing = await self.store.batch_with_content_exists(content_hash(raw))
-            if existing is not None:
-                data = {"event": "duplicate", "source_name": source_name, "of": existing.id}
-                self._emit(Event("batch", data))
-                return Duplicate(existing)
         warnings = await self._balance_warnings(parsed, default_provider)
         if dry_run:
             return Accepted(None, len(expand_batch(parsed, default_provider)), warnings)
         try:
             ingested = await ingest(
-                self.store, self.engine.layout, parsed, raw, default_provider, resume_unfinished=False
+                self.store,
+                self.engine.layout,
+                parsed,
+                raw,
+                default_provider,
+                reuse=Reuse.ANY if skip_duplicates else Reuse.NEVER,
             )
         except UnknownProviderInFile as error:  # checked above; kept for safety
             errors = [LineError(line, None, f"unknown provider {name!r}") for line, name in error.problems]
             return Refused(errors, str(error))
+        if ingested.resumed:
+            existing = ingested.batch
+            self._emit(Event("batch", {"event": "duplicate", "source_name": source_name, "of": existing.id}))
+            return Duplicate(existing)
         batch = ingested.batch
         jobs = _plural(ingested.jobs, "job")
         log.info("batch %s (%s): %s from %s", batch.id, batch.name, jobs, source_name)
@@ -214,8 +217,9 @@ class Control:
         return CommandResult(job_ids=retried, message=message)
 
     async def cancel(self, job_ids: Sequence[int] = (), *, batch_id: str | None = None) -> CommandResult:
-        """Jobs not finished yet → canceled; one being executed is stopped at once (a remote
-        execution already started is not charged back: that is up to the provider)."""
+        """Jobs not finished yet → canceled; one being executed is stopped at once. A remote execution
+        already started may still charge: it keeps its credit reservation until the provider says
+        it ended, and a retry of the job resumes it instead of paying for another."""
         if job_ids:
             await self._require_jobs(job_ids)
             wanted = list(job_ids)
@@ -225,7 +229,7 @@ class Control:
         else:
             raise CommandError("say which jobs to cancel: job ids or a batch id")
         canceled = await self.store.cancel_jobs(wanted)
-        stopped = [job_id for job_id in canceled if self.engine.cancel_task(job_id)]
+        stopped = await self.engine.stop_canceled(canceled)
         await self._announce(canceled, JobState.CANCELED)
         skipped = sorted(set(wanted) - set(canceled))
         message = f"{_plural(len(canceled), 'job')} canceled"
@@ -249,6 +253,9 @@ class Control:
         if not text:
             raise CommandError("the new prompt is empty")
         spec = replace(job.spec, prompt=text)
+        if job.execution is Execution.MAYBE:
+            # The old execution is abandoned but may still charge: count it, never forget it.
+            await self.engine.budget.ledger.assume_charged(job_id)
         moved = await self.store.transition(
             job_id,
             [JobState.FAILED, JobState.CANCELED],
@@ -261,6 +268,7 @@ class Control:
             next_attempt_at=None,
             remote_id=None,
             result=None,
+            execution=Execution.NONE,
             error_class=None,
             error_status=None,
             error_message=None,

@@ -9,12 +9,12 @@ import uuid
 from dataclasses import dataclass
 
 from wfbatch.core.expand import expand_batch
-from wfbatch.core.hashing import cache_key, content_hash
+from wfbatch.core.hashing import batch_identity, cache_key
 from wfbatch.core.models import ParsedBatch
 from wfbatch.home import HomeLayout
-from wfbatch.outputs import claim_batch_dir
+from wfbatch.outputs import claim_batch_dir, release_batch_dir
 from wfbatch.providers.registry import KNOWN_PROVIDERS
-from wfbatch.store import BatchRow, NewJob, Store
+from wfbatch.store import BatchRow, NewJob, Reuse, Store
 
 
 class UnknownProviderInFile(ValueError):
@@ -32,6 +32,7 @@ class Ingested:
     batch: BatchRow
     jobs: int
     resumed: bool
+    """`batch` is an earlier batch of the same content (see `reuse`): nothing new was enqueued."""
 
 
 def new_batch_id() -> str:
@@ -46,16 +47,12 @@ async def ingest(
     raw: bytes,
     default_provider: str,
     *,
-    resume_unfinished: bool = True,
+    reuse: Reuse = Reuse.UNFINISHED,
 ) -> Ingested:
-    """Enqueue `parsed` (the content of `raw`). With `resume_unfinished`, a batch of exactly this
-    content that is not finished is returned instead of a new one: nothing is enqueued twice."""
-    digest = content_hash(raw)
-    if resume_unfinished:
-        existing = await store.find_unfinished_batch(digest)
-        if existing is not None:
-            counts = await store.counts([existing.id])
-            return Ingested(batch=existing, jobs=sum(counts.values()), resumed=True)
+    """Enqueue `parsed` (the content of `raw`) as one batch, or return the earlier batch of the same
+    content identity that `reuse` allows (`resumed`): the look-up and the insert are one
+    transaction, so identical files sent at once are enqueued once."""
+    identity = batch_identity(raw, parsed.file_format, default_provider)
     expanded = expand_batch(parsed, default_provider)
     unknown = [
         (job.source.line, job.spec.provider) for job in expanded if job.spec.provider not in KNOWN_PROVIDERS
@@ -69,7 +66,7 @@ async def ingest(
         id=batch_id,
         name=parsed.name,
         source_name=parsed.source_name,
-        content_hash=digest,
+        content_hash=identity,
         provider=parsed.provider or default_provider,
         cache_enabled=parsed.cache,
         budget=parsed.budget,
@@ -90,5 +87,13 @@ async def ingest(
         )
         for index, job in enumerate(expanded, start=1)
     ]
-    await store.insert_batch(batch, jobs)
+    try:
+        existing = await store.insert_batch(batch, jobs, reuse=reuse)
+    except BaseException:
+        release_batch_dir(output_dir, batch_id)  # nothing was enqueued: leave no empty folder behind
+        raise
+    if existing is not None:
+        release_batch_dir(output_dir, batch_id)
+        counts = await store.counts([existing.id])
+        return Ingested(batch=existing, jobs=sum(counts.values()), resumed=True)
     return Ingested(batch=batch, jobs=len(jobs), resumed=False)

@@ -18,20 +18,22 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from wfbatch.core.hashing import idempotency_key
 from wfbatch.core.models import JobSpec
-from wfbatch.core.states import ErrorClass, JobState
+from wfbatch.core.states import ErrorClass, Execution, JobState
 from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.clock import Clock, SystemClock
 from wfbatch.engine.events import Event, EventSink, discard
 from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused, start_of_today
+from wfbatch.engine.storage import is_disk_full, probe_free_space
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.home import HomeLayout
-from wfbatch.outputs import ImageDecodeError
+from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME, ImageDecodeError
 from wfbatch.providers.base import Finished, Image, Provider, RequestKind, Submitted
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
 from wfbatch.providers.registry import build_provider, provider_label, starts_count_as_requests
@@ -106,6 +108,14 @@ class Engine:
         self.budget = Budget(store, settings, self.clock)
         self.balances: dict[str, float] = {}
         """Credit balances the providers reported (refreshed by the daemon's loop)."""
+        self.storage_problem: str | None = None
+        """Set while writes fail for lack of space: nothing runs until a probe write succeeds."""
+        self._storage_backoff = STORAGE_BACKOFF_MIN
+
+    @property
+    def hold_reason(self) -> str | None:
+        """Why nothing at all runs now (a full disk, or a pause by the user), or None."""
+        return self.storage_problem or self.global_paused
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -119,11 +129,34 @@ class Engine:
         released = await self.budget.release_leaked()
         if released:
             log.info("released %d credit reservations left behind by a crash", released)
+        await self._reconcile_batch_files()
+        await self._adopt_in_flight()
+
+    async def _adopt_in_flight(self) -> None:
+        """Resume jobs left in flight with no task driving them: after a crash, or writes that
+        failed while the disk was full."""
         for job in await self.store.in_flight_jobs():
-            if self.batch_ids is not None and job.batch_id not in self.batch_ids:
+            if job.id in self._tasks or (self.batch_ids is not None and job.batch_id not in self.batch_ids):
                 continue
             log.info("resuming job %s (%s, remote id %s)", job.id, job.state, job.remote_id)
             self._spawn(job)
+
+    async def _reconcile_batch_files(self) -> None:
+        """A kill -9 can come between a job's last change and its batch's manifest refresh: every
+        batch changed lately whose manifest is older than its latest change is rewritten."""
+        changed = await self.store.recently_changed_batches(self.clock.wall() - RECONCILE_WINDOW)
+        for batch_id, latest in changed.items():
+            batch = await self.store.get_batch(batch_id)
+            if batch is None:
+                continue
+            manifest = Path(batch.output_dir) / MANIFEST_FILE_NAME
+            sheet = Path(batch.output_dir) / CONTACT_SHEET_FILE_NAME
+            try:
+                stale = manifest.stat().st_mtime < latest or not sheet.exists()
+            except OSError:
+                stale = True
+            if stale:
+                self.writer.mark_dirty(batch_id)
 
     async def run_until_idle(self) -> StopReason:
         """Run until nothing is left to do for this engine's batches, or what is left cannot proceed."""
@@ -137,11 +170,12 @@ class Engine:
         await self.start()
         stopper = asyncio.create_task(self._stop_when(stop))
         balances = asyncio.create_task(self._watch_balances())
+        reaper = asyncio.create_task(self._watch_canceled_executions())
         try:
             await self._loop(burst=False)
         finally:
-            stopper.cancel()
-            balances.cancel()
+            for task in (stopper, balances, reaper):
+                task.cancel()
 
     async def _watch_balances(self) -> None:
         """Keep the providers' balances fresh; an out-of-credits pause lifts by itself once the
@@ -224,13 +258,61 @@ class Engine:
         self._stopping = True
         self.wake()
 
-    def cancel_task(self, job_id: int) -> bool:
-        """Stop working on a job at once (its cancellation is already recorded in the store)."""
-        task = self._tasks.get(job_id)
-        if task is None or task.done():
-            return False
-        task.cancel()
-        return True
+    async def stop_canceled(self, job_ids: Sequence[int]) -> list[int]:
+        """Jobs just recorded as canceled: stop their tasks at once, then give back what a start
+        that never went out had reserved. An execution that exists (or may) keeps its reservation:
+        `_watch_canceled_executions` asks the provider until it says the execution ended. Returns
+        the ids of the jobs that were stopped in flight."""
+        running = {job_id: self._tasks.get(job_id) for job_id in job_ids}
+        stopping = {job_id: task for job_id, task in running.items() if task is not None and not task.done()}
+        for task in stopping.values():
+            task.cancel()
+        if stopping:
+            await asyncio.gather(*stopping.values(), return_exceptions=True)
+        for job_id in job_ids:
+            job = await self.store.get_job(job_id)
+            if job is not None and job.reserved is not None and job.execution is not Execution.MAYBE:
+                await self.budget.release(job_id)
+        self.wake()
+        return sorted(stopping)
+
+    async def _watch_canceled_executions(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_PERIOD)
+            try:
+                await self.settle_canceled_executions()
+            except Exception as error:
+                if not is_disk_full(error):
+                    log.exception("could not look at canceled executions")
+
+    async def settle_canceled_executions(self) -> int:
+        """Canceled jobs whose execution may still run and charge: ask the provider (a poll, at the
+        lowest priority) whether it ended. Finished → its charge is recorded and its result kept,
+        so a retry downloads it without paying again; failed → the reservation goes back. Returns
+        how many were settled."""
+        settled = 0
+        for job in await self.store.canceled_live_executions(REAP_BATCH):
+            provider = await self._provider(job.provider)
+            if provider is None or job.remote_id is None or job.id in self._tasks:
+                continue
+            try:
+                outcome = await provider.poll(job.remote_id)
+            except Permanent:
+                if await self.store.mark_execution_ended(job.id):
+                    await self.budget.release(job.id)
+                    settled += 1
+                continue
+            except (ProviderError, ProviderPaused) as error:
+                log.info("canceled job %s: no word on execution %s: %s", job.id, job.remote_id, error)
+                await self.store.touch_job(job.id)
+                continue
+            if isinstance(outcome, Finished):
+                result = outcome.to_json() if outcome.urls and not outcome.images else None
+                await self.budget.settle_finished(job, outcome.credits_used, result)
+                settled += 1
+            else:
+                await self.store.touch_job(job.id)
+        return settled
 
     def reload_limits(self, settings: Settings) -> dict[str, dict[str, tuple[Any, Any]]]:
         """Adopt new settings: each provider's limiter takes its new limits and windows now.
@@ -297,7 +379,18 @@ class Engine:
         try:
             while not self._stopping:
                 self._wake.clear()
-                await self._dispatch_round()
+                if self.storage_problem is not None:
+                    if burst:
+                        return StopReason("paused", self.storage_problem)
+                    await self._probe_storage()
+                    continue
+                try:
+                    await self._dispatch_round()
+                except Exception as error:
+                    if not is_disk_full(error):
+                        raise
+                    self._storage_failed(error)
+                    continue
                 if burst:
                     reason = await self._idle_reason()
                     if reason is not None:
@@ -317,10 +410,41 @@ class Engine:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(MIN_FLUSH_PERIOD)
+            if self.storage_problem is not None:
+                continue
             try:
                 await self.writer.flush()
-            except Exception:
-                log.exception("could not refresh a manifest")
+            except Exception as error:
+                if is_disk_full(error):
+                    self._storage_failed(error)
+                else:
+                    log.exception("could not refresh a manifest")
+
+    def _storage_failed(self, error: BaseException) -> None:
+        """Writes fail for lack of space: hold everything (said once), probe with backoff."""
+        if self.storage_problem is not None:
+            return
+        self.storage_problem = (
+            f"disk full: {error}; nothing runs until space is freed under {self.layout.root},"
+            " then work resumes by itself"
+        )
+        log.error("%s", self.storage_problem)
+        self._emit(Event("engine", {"event": "paused", "reason": self.storage_problem}))
+
+    async def _probe_storage(self) -> None:
+        await self.clock.sleep(self._storage_backoff)
+        self._storage_backoff = min(STORAGE_BACKOFF_MAX, self._storage_backoff * 2)
+        try:
+            await self.store.probe_write()
+            await asyncio.to_thread(probe_free_space, self.layout.root)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            return
+        log.info("disk space is back: resuming")
+        self.storage_problem = None
+        self._emit(Event("engine", {"event": "resumed"}))
+        await self._adopt_in_flight()
 
     async def _dispatch_round(self) -> None:
         await self.store.promote_due_retries(self.clock.wall())
@@ -410,12 +534,24 @@ class Engine:
         limiter = self.limiter(job.provider)
         try:
             await self._drive(job, limiter)
+            self._storage_backoff = STORAGE_BACKOFF_MIN
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as error:
+            if is_disk_full(error):
+                # Nothing can be recorded now: the job stays as the store has it, and is resumed
+                # when a probe write succeeds. Retrying it at once would only spin.
+                self._storage_failed(error)
+                return
             # A bug must not kill the engine or lose the job: record it and retry later.
             log.exception("job %s: unexpected error", job.id)
-            await self._retry_or_fail(job, limiter, Transient("internal error in wfbatch (see the log)"))
+            try:
+                await self._retry_or_fail(job, limiter, Transient("internal error in wfbatch (see the log)"))
+            except Exception as recording:
+                if is_disk_full(recording):
+                    self._storage_failed(recording)
+                else:
+                    log.exception("job %s: could not record the error", job.id)
         finally:
             limiter.in_flight -= 1
             self._keys_in_flight.discard(job.cache_key)
@@ -427,8 +563,11 @@ class Engine:
         provider = await self._provider(job.provider)
         if provider is None:
             return
+        # Only a job that starts a new execution can have had its start refused outright (429,
+        # 402, a paused provider): one resumed or re-sent may have an execution that charges.
+        fresh = job.state is JobState.QUEUED and job.execution is Execution.NONE
         if job.state is JobState.QUEUED:
-            if batch.cache_enabled and await self._serve_from_cache(job, batch):
+            if fresh and batch.cache_enabled and await self._serve_from_cache(job, batch):
                 return
             admission = await self.budget.admit(job, batch, provider)
             if admission.refusal is not None:
@@ -437,49 +576,62 @@ class Engine:
                 )
                 return  # stays queued until the cap is raised (or a new day for daily caps)
             started = self.clock.wall()
+            execution = Execution.MAYBE if fresh else job.execution
             if not await self.store.transition(
                 job.id,
                 [JobState.QUEUED],
                 JobState.SUBMITTING,
                 attempts=job.attempts + 1,
                 started_at=job.started_at or started,
+                execution=execution,
             ):
-                await self.budget.release(job.id)
+                if fresh:
+                    await self.budget.release(job.id)
                 return  # canceled or changed meanwhile
             job = replace(
-                job, state=JobState.SUBMITTING, attempts=job.attempts + 1, reserved=admission.reserved
+                job,
+                state=JobState.SUBMITTING,
+                attempts=job.attempts + 1,
+                reserved=admission.reserved,
+                execution=execution,
             )
             self._emit_job(job)
         try:
             finished = await self._execute(job, provider, limiter)
             if finished is None:
                 return  # canceled while the start was on the wire; the cancel already recorded it
-            if finished.urls and not finished.images:
-                # Kept so that a crash before the download re-downloads instead of re-executing.
-                await self.store.update_job(job.id, result=finished.to_json())
+            if job.execution is not Execution.FINISHED:
+                # Paid for now: the charge, and the result (so a crash before the download
+                # re-downloads instead of re-executing), are recorded in one transaction first.
+                result = finished.to_json() if finished.urls and not finished.images else None
+                settling = self.budget.settle_finished(job, finished.credits_used, result)
+                credits = await asyncio.shield(settling)
+                job = replace(job, execution=Execution.FINISHED, credits=credits, reserved=None)
             images = await provider.download(finished)
             if not images:
                 raise Transient("the provider finished without an image", request_id=finished.request_id)
             await self._complete(job, batch, images[0], finished=finished, cache_hit=False)
         except ProviderPaused as paused:
-            await self._requeue(job, f"provider paused: {paused.reason}")
+            await self._requeue(job, f"provider paused: {paused.reason}", refused=fresh)
         except RateLimited as error:
             wait = limiter.on_rate_limited(error.retry_after, error.message)
             self._emit(
                 Event("provider", {"provider": job.provider, "blocked_for": wait, "reason": error.message})
             )
             await self._record_error(job, "start", error)
-            await self._requeue(job, f"rate limited; provider waits {wait:.0f} s")
+            await self._requeue(job, f"rate limited; provider waits {wait:.0f} s", refused=fresh)
         except OutOfCredits as error:
             figures = {"required": error.required, "available": error.available, "breakdown": error.breakdown}
             reason = _credits_reason(error)
             self._pause_provider(job.provider, reason, {"kind": "credits", **figures})
             await self._record_error(job, "start", error)
-            await self._requeue(job, reason)
+            await self._requeue(job, reason, refused=fresh)
         except Permanent as error:
             await self._record_error(job, "job", error)
-            await self._fail(job, error)
+            await self._fail(job, error, ended=True)
         except (Transient, ImageDecodeError, OSError) as error:
+            if is_disk_full(error):
+                raise  # not the job's fault: the engine holds everything until there is room
             transient = (
                 error if isinstance(error, Transient) else Transient(f"{type(error).__name__}: {error}")
             )
@@ -519,9 +671,14 @@ class Engine:
         )
         if isinstance(outcome, Finished):
             return True
-        return await self.store.transition(
+        if await self.store.transition(
             job.id, [JobState.SUBMITTING], JobState.RUNNING, remote_id=outcome.remote_id
-        )
+        ):
+            return True
+        # Canceled while the start was on the wire: the execution exists all the same, and its id
+        # is what lets its charge be settled (and a retry resume it instead of paying again).
+        await self.store.update_job(job.id, remote_id=outcome.remote_id)
+        return False
 
     async def _poll_until_finished(
         self, job: JobRow, provider: Provider, limiter: ProviderLimiter
@@ -594,17 +751,15 @@ class Engine:
         self, job: JobRow, batch: BatchRow, image: Image, *, finished: Finished | None, cache_hit: bool
     ) -> None:
         relative = await self.writer.write_image(batch, job, image)
-        charged = 0.0
         if not cache_hit:
             await self.cache.put(job.cache_key, image)
-            charged = await self.budget.settle(job, finished.credits_used if finished else None)
         done = await self.store.transition(
             job.id,
             [JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING],
             JobState.DONE,
             file=relative,
             cache_hit=cache_hit,
-            credits=charged,
+            credits=0.0 if cache_hit else job.credits,
             result=finished.to_json() if finished else None,
             finished_at=self.clock.wall(),
             error_class=None,
@@ -633,20 +788,27 @@ class Engine:
             error_request_id=error.request_id,
         )
 
-    async def _requeue(self, job: JobRow, why: str) -> None:
-        """Back to queued without using up an attempt (429, 402, paused provider)."""
+    async def _requeue(self, job: JobRow, why: str, *, refused: bool) -> None:
+        """Back to queued without using up an attempt (429, 402, paused provider). A `refused` new
+        start created nothing: its reservation goes back. Anything else keeps its execution and
+        reservation: a job resumed or re-sent may have an execution that charges."""
         source = [JobState.SUBMITTING, JobState.RUNNING]
-        await self.budget.release(job.id)
-        if await self.store.transition(job.id, source, JobState.QUEUED, attempts=max(0, job.attempts - 1)):
+        fields: dict[str, Any] = {}
+        current = await self.store.get_job(job.id)
+        if refused and current is not None and current.remote_id is None and current.result is None:
+            await self.budget.release(job.id)
+            fields["execution"] = Execution.NONE
+        attempts = max(0, job.attempts - 1)
+        if await self.store.transition(job.id, source, JobState.QUEUED, attempts=attempts, **fields):
             log.info("job %s back in the queue: %s", job.id, why)
             self._emit_job(replace(job, state=JobState.QUEUED))
             self.writer.mark_dirty(job.batch_id)
 
     async def _retry_or_fail(self, job: JobRow, limiter: ProviderLimiter, error: ProviderError) -> None:
         current = await self.store.get_job(job.id)
-        if current is not None and current.remote_id is None:
-            # No execution exists, so none can charge: free the reservation. One that exists (a
-            # poll or download to retry) keeps it: that execution may well be charged.
+        if current is not None and current.execution in (Execution.NONE, Execution.ENDED):
+            # No execution exists, so none can charge: free the reservation. One that exists or may
+            # (a lost answer to the start, a poll or download to retry) keeps it: it may charge.
             await self.budget.release(job.id)
         if job.attempts >= limiter.limits.max_attempts:
             await self._fail(job, error, note=f"gave up after {job.attempts} attempts")
@@ -668,14 +830,27 @@ class Engine:
             self._emit_job(replace(job, state=JobState.RETRYING))
             self.writer.mark_dirty(job.batch_id)
 
-    async def _fail(self, job: JobRow, error: ProviderError, note: str | None = None) -> None:
+    async def _fail(
+        self, job: JobRow, error: ProviderError, note: str | None = None, *, ended: bool = False
+    ) -> None:
+        """Fail the job. `ended`: the provider said its execution ended without an image (a FAILED
+        execution, a refused start) — not charged (Wireflow's rule), so its reservation goes back
+        and a hand retry may use a new key. Otherwise (attempts used up on an execution that may
+        exist) the reservation stays until the provider says more, and a retry resumes it."""
         message = f"{error.message} ({note})" if note else error.message
-        await self.budget.release(job.id)  # a failed execution is not charged (Wireflow's rule)
+        fields: dict[str, Any] = {}
+        current = await self.store.get_job(job.id)
+        if current is not None and (
+            current.execution is Execution.NONE or (ended and current.execution is Execution.MAYBE)
+        ):
+            await self.budget.release(job.id)
+            fields["execution"] = Execution.ENDED if ended else Execution.NONE
         source = [JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING]
         if await self.store.transition(
             job.id,
             source,
             JobState.FAILED,
+            **fields,
             finished_at=self.clock.wall(),
             error_class=error.error_class,
             error_status=error.status,
@@ -690,6 +865,11 @@ class Engine:
 
 
 MIN_FLUSH_PERIOD = 1.0
+RECONCILE_WINDOW = 7 * 24 * 3600.0
+REAP_PERIOD = 30.0
+REAP_BATCH = 20
+STORAGE_BACKOFF_MIN = 1.0
+STORAGE_BACKOFF_MAX = 30.0
 BALANCE_REFRESH = 600.0
 BALANCE_REFRESH_PAUSED = 15.0
 BALANCE_TICK = 2.0

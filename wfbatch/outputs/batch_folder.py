@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from wfbatch.outputs.layout import batch_dir_name
-from wfbatch.outputs.manifest import Manifest, read_manifest, write_manifest
+from wfbatch.outputs.manifest import MANIFEST_FILE_NAME, Manifest, read_manifest, write_manifest
 
 _MAX_SUFFIX = 10_000
 
@@ -41,6 +41,21 @@ def claim_batch_dir(output_root: Path, created: datetime, batch_name: str, batch
         write_manifest(candidate, empty)
         return candidate
     raise FileExistsError(f"no free folder name for batch {batch_name!r} under {output_root}")
+
+
+def release_batch_dir(folder: Path, batch_id: str) -> None:
+    """Give back a folder `claim_batch_dir` made for a batch that was not enqueued after all (a
+    duplicate, a failed insert). Only an untouched claim is removed: its empty manifest, then the
+    folder if nothing else is in it."""
+    if not _belongs_to(folder, batch_id):
+        return
+    try:
+        if read_manifest(folder).entries:
+            return
+        (folder / MANIFEST_FILE_NAME).unlink()
+        folder.rmdir()
+    except (OSError, ValueError):
+        pass  # something else is in it, or it went: either way nothing of ours to remove
 
 
 def _belongs_to(folder: Path, batch_id: str) -> bool:

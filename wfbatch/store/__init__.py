@@ -2,6 +2,6 @@
 
 from wfbatch.store.ledger import Ledger
 from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob
-from wfbatch.store.store import Store
+from wfbatch.store.store import Reuse, Store
 
-__all__ = ["AttemptRow", "BatchRow", "JobRow", "Ledger", "NewJob", "Store"]
+__all__ = ["AttemptRow", "BatchRow", "JobRow", "Ledger", "NewJob", "Reuse", "Store"]

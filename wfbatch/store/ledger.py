@@ -8,8 +8,14 @@ say). The sum of a scope's rows is its exposure: credits charged plus credits st
 from __future__ import annotations
 
 import datetime as dt
+import json
+import sqlite3
 import time
+from typing import Any
 
+import aiosqlite
+
+from wfbatch.core.states import Execution
 from wfbatch.store.store import Store
 
 
@@ -32,35 +38,77 @@ class Ledger:
             )
             await conn.execute("UPDATE jobs SET reserved = ? WHERE id = ?", (credits, job_id))
 
-    async def settle(self, job_id: int, charged: float | None) -> None:
-        """Release the job's reservation and record the charge (None: the provider charged nothing
-        we know of, e.g. a failed execution)."""
+    async def settle_finished(
+        self, job_id: int, charged: float | None, result: dict[str, Any] | None
+    ) -> float | None:
+        """The job's execution finished with an image: in ONE transaction release its reservation,
+        record the charge (None: the reservation, i.e. the estimate), keep `result` (so a crash
+        before the download re-downloads instead of re-executing) and mark the execution finished.
+        Returns the credits recorded, or None if it was recorded before (a resumed job): a charge
+        is never recorded twice."""
+        now = time.time()
+        async with self._store.transaction() as conn:
+            async with conn.execute(
+                "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?", (job_id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None or row["execution"] == Execution.FINISHED.value:
+                return None
+            reserved = row["reserved"]
+            credits = reserved if charged is None else charged
+            await self._release_and_charge(conn, job_id, row, credits or 0.0, now)
+            await conn.execute(
+                "UPDATE jobs SET reserved = NULL, credits = ?, execution = ?,"
+                " result = COALESCE(?, result), updated_at = ? WHERE id = ?",
+                (credits, Execution.FINISHED.value, json.dumps(result) if result else None, now, job_id),
+            )
+        return credits or 0.0
+
+    async def release(self, job_id: int) -> None:
+        """Give back the job's reservation: its execution is known not to charge (or never began)."""
         now = time.time()
         async with self._store.transaction() as conn:
             async with conn.execute(
                 "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?", (job_id,)
             ) as cur:
                 row = await cur.fetchone()
-            if row is None:
+            if row is None or row["reserved"] is None:
                 return
-            batch_id, provider, reserved = row["batch_id"], row["provider"], row["reserved"]
-            day = ledger_day(now)
-            if reserved is not None:
-                await conn.execute(
-                    "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
-                    " VALUES (?,?,?,?,'release',?,?)",
-                    (job_id, batch_id, provider, day, -reserved, now),
-                )
-            if charged:
-                await conn.execute(
-                    "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
-                    " VALUES (?,?,?,?,'charge',?,?)",
-                    (job_id, batch_id, provider, day, charged, now),
-                )
+            await self._release_and_charge(conn, job_id, row, 0.0, now)
             await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))
 
-    async def release(self, job_id: int) -> None:
-        await self.settle(job_id, None)
+    async def assume_charged(self, job_id: int) -> None:
+        """An execution that may still charge is abandoned (its job got a new prompt): its
+        reservation becomes a charge, so a budget never counts on money that may be spent."""
+        now = time.time()
+        async with self._store.transaction() as conn:
+            async with conn.execute(
+                "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?", (job_id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None or row["reserved"] is None:
+                return
+            await self._release_and_charge(conn, job_id, row, float(row["reserved"]), now)
+            await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))
+
+    @staticmethod
+    async def _release_and_charge(
+        conn: aiosqlite.Connection, job_id: int, row: sqlite3.Row, charged: float, now: float
+    ) -> None:
+        batch_id, provider, reserved = row["batch_id"], row["provider"], row["reserved"]
+        day = ledger_day(now)
+        if reserved is not None:
+            await conn.execute(
+                "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
+                " VALUES (?,?,?,?,'release',?,?)",
+                (job_id, batch_id, provider, day, -reserved, now),
+            )
+        if charged:
+            await conn.execute(
+                "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
+                " VALUES (?,?,?,?,'charge',?,?)",
+                (job_id, batch_id, provider, day, charged, now),
+            )
 
     async def batch_exposure(self, batch_id: str) -> float:
         row = await self._store.fetchone(
@@ -93,11 +141,12 @@ class Ledger:
         return float(row["c"]) if row else 0.0
 
     async def leaked_reservations(self) -> list[int]:
-        """Jobs holding a reservation although no execution of theirs exists (a crash between the
-        reservation and its release): the engine releases them at start. A job waiting to retry the
-        download or poll of an existing execution keeps its reservation: that execution may charge."""
+        """Jobs holding a reservation although no execution of theirs may exist (a crash between the
+        reservation and the start): the engine releases them at start. A job whose execution may
+        exist keeps its reservation whatever its state — canceled and failed ones included — until
+        the provider says it ended: that execution may still charge."""
         rows = await self._store.fetchall(
-            "SELECT id FROM jobs WHERE reserved IS NOT NULL AND state NOT IN ('submitting', 'running')"
-            " AND NOT (state IN ('retrying', 'queued') AND remote_id IS NOT NULL)"
+            "SELECT id FROM jobs WHERE reserved IS NOT NULL AND execution <> 'maybe'"
+            " AND state NOT IN ('submitting', 'running')"
         )
         return [int(r["id"]) for r in rows]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wfbatch.core.models import ImageFormat, JobSpec
-from wfbatch.core.states import ErrorClass, JobState, ReviewStatus
+from wfbatch.core.states import ErrorClass, Execution, JobState, ReviewStatus
 
 
 def spec_to_json(spec: JobSpec) -> str:
@@ -98,6 +98,8 @@ class JobRow:
     finished_at: float | None
     reserved: float | None = None
     """Credits reserved in the ledger for this job's execution and not yet settled."""
+    execution: Execution = Execution.NONE
+    """What is known of the remote execution of the current generation."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> JobRow:
@@ -132,6 +134,7 @@ class JobRow:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             reserved=row["reserved"],
+            execution=Execution(row["execution"]),
         )
 
 

@@ -102,6 +102,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX ledger_charges ON ledger(kind, batch_id, provider, credits);
     CREATE INDEX jobs_provider_state ON jobs(provider, state);
     """,
+    # 4: acceptance is atomic (one canonical batch per content identity, enforced by a UNIQUE
+    # index, so two identical submits at once cannot both enqueue), and each job says what is known
+    # of its remote execution (see core.states.Execution): what retries, cancels and budgets go by.
+    """
+    ALTER TABLE batches ADD COLUMN canonical INTEGER NOT NULL DEFAULT 0;
+    UPDATE batches SET canonical = 1 WHERE rowid IN (SELECT MIN(rowid) FROM batches GROUP BY content_hash);
+    CREATE UNIQUE INDEX batches_identity ON batches(content_hash) WHERE canonical = 1;
+    ALTER TABLE jobs ADD COLUMN execution TEXT NOT NULL DEFAULT 'none';
+    UPDATE jobs SET execution = 'maybe' WHERE state IN ('submitting', 'running')
+        OR (state <> 'done' AND (remote_id IS NOT NULL OR result IS NOT NULL));
+    UPDATE jobs SET execution = 'finished' WHERE state = 'done' AND cache_hit = 0;
+    CREATE TABLE space_probe (id INTEGER PRIMARY KEY, data BLOB);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

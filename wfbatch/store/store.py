@@ -9,10 +9,13 @@ the last transactions, never corrupt the file).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +46,20 @@ _UPDATABLE = frozenset(
         "spec",
         "prompt",
         "cache_key",
+        "execution",
     }
 )
+
+
+class Reuse(Enum):
+    """Which earlier batch of the same content identity `insert_batch` returns instead of inserting."""
+
+    NEVER = "never"
+    """Always a new batch (duplicates wanted)."""
+    UNFINISHED = "unfinished"
+    """An unfinished one, resumed (`wfbatch run` of the same file again)."""
+    ANY = "any"
+    """Any: the content was accepted before, nothing is enqueued (the inbox, `submit`)."""
 
 
 class SchemaTooNew(RuntimeError):
@@ -99,7 +114,11 @@ class Store:
             try:
                 yield self._conn
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (SQLITE_FULL among them): a second
+                # ROLLBACK would fail and hide the error that matters.
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._conn.execute("ROLLBACK")
                 raise
             await self._conn.execute("COMMIT")
 
@@ -121,8 +140,16 @@ class Store:
 
     # -- batches ------------------------------------------------------------------------------
 
-    async def insert_batch(self, batch: BatchRow, jobs: Sequence[NewJob]) -> None:
-        """The batch and all its jobs in ONE transaction: a file is enqueued whole or not at all."""
+    async def insert_batch(
+        self, batch: BatchRow, jobs: Sequence[NewJob], *, reuse: Reuse = Reuse.NEVER
+    ) -> BatchRow | None:
+        """The batch and all its jobs in ONE transaction: a file is enqueued whole or not at all.
+
+        `batch.content_hash` is the content's identity. The look-up of an earlier batch of the same
+        identity (as `reuse` allows) and the insert are one transaction: of two identical submits
+        at once, one inserts and the other gets the first's batch back. The first batch of an
+        identity is its canonical one, backed by a UNIQUE index. Returns the batch found instead of
+        inserting, or None when `batch` was inserted."""
         now = time.time()
         rows = [
             (
@@ -144,9 +171,16 @@ class Store:
             for job in jobs
         ]
         async with self.transaction() as conn:
+            existing = await self._reusable_batch(conn, batch.content_hash, reuse)
+            if existing is not None:
+                return existing
+            async with conn.execute(
+                "SELECT 1 FROM batches WHERE content_hash = ? AND canonical = 1", (batch.content_hash,)
+            ) as cursor:
+                canonical = await cursor.fetchone() is None
             await conn.execute(
                 "INSERT INTO batches (id, name, source_name, content_hash, provider, cache_enabled, budget,"
-                " output_dir, paused, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " output_dir, paused, created_at, canonical) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     batch.id,
                     batch.name,
@@ -158,6 +192,7 @@ class Store:
                     batch.output_dir,
                     int(batch.paused),
                     batch.created_at,
+                    int(canonical),
                 ),
             )
             await conn.executemany(
@@ -165,6 +200,23 @@ class Store:
                 " cache_key, priority, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
+        return None
+
+    @staticmethod
+    async def _reusable_batch(conn: aiosqlite.Connection, identity: str, reuse: Reuse) -> BatchRow | None:
+        if reuse is Reuse.NEVER:
+            return None
+        if reuse is Reuse.ANY:
+            sql = "SELECT * FROM batches WHERE content_hash = ? ORDER BY canonical DESC, created_at LIMIT 1"
+        else:
+            sql = (
+                "SELECT b.* FROM batches b WHERE b.content_hash = ? AND EXISTS ("
+                " SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state <> 'done')"
+                " ORDER BY b.created_at DESC LIMIT 1"
+            )
+        async with conn.execute(sql, (identity,)) as cursor:
+            row = await cursor.fetchone()
+        return BatchRow.from_sql(row) if row else None
 
     async def get_batch(self, batch_id: str) -> BatchRow | None:
         row = await self.fetchone("SELECT * FROM batches WHERE id = ?", (batch_id,))
@@ -188,16 +240,6 @@ class Store:
                 (before_id, limit),
             )
         return [BatchRow.from_sql(r) for r in rows]
-
-    async def find_unfinished_batch(self, content_hash: str) -> BatchRow | None:
-        """The newest batch of this exact file content that still has jobs not done."""
-        row = await self.fetchone(
-            "SELECT b.* FROM batches b WHERE b.content_hash = ? AND EXISTS ("
-            " SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state NOT IN ('done'))"
-            " ORDER BY b.created_at DESC LIMIT 1",
-            (content_hash,),
-        )
-        return BatchRow.from_sql(row) if row else None
 
     async def batch_with_content_exists(self, content_hash: str) -> BatchRow | None:
         row = await self.fetchone(
@@ -337,10 +379,15 @@ class Store:
         *,
         exclude_batch_ids: Sequence[str] = (),
     ) -> list[JobRow]:
-        """Queued jobs of a provider in unpaused batches, highest priority first, then oldest."""
+        """Queued jobs of a provider in unpaused batches, highest priority first, then oldest.
+        `exclude_batch_ids` (batches held by their budget) holds back only jobs that would start a
+        new execution: one whose execution exists (or may) spends nothing new and is never held."""
         scope, scope_params = _within("j.batch_id", batch_ids)
-        excluded, excluded_params = _within("j.batch_id", exclude_batch_ids or None, negate=True)
-        scope += excluded
+        excluded_params: list[Any] = []
+        if exclude_batch_ids:
+            marks = ",".join("?" * len(exclude_batch_ids))
+            scope += f" AND NOT (j.execution = 'none' AND j.batch_id IN ({marks}))"
+            excluded_params = list(exclude_batch_ids)
         params: list[Any] = [provider, *scope_params, *excluded_params]
         params.append(limit)
         rows = await self.fetchall(
@@ -404,15 +451,21 @@ class Store:
         return await self._write(f"UPDATE jobs SET {assignments} WHERE {where}", params) > 0
 
     async def requeue_for_retry(self, job_ids: Sequence[int]) -> list[int]:
-        """Failed or canceled jobs back to queued by hand: attempts reset, and a new generation so
-        the provider sees a new idempotency key (the user asked for a new execution)."""
+        """Failed or canceled jobs back to queued by hand, attempts reset. An execution that exists
+        or may (a lost answer to the start, one that outlived max_run_seconds, one canceled while
+        running, one finished but not downloaded) is resumed: same key, same remote id, polled or
+        downloaded first, never paid again. Only an execution known to have ended without an image
+        moves the generation on, so the provider sees a new idempotency key."""
         retried: list[int] = []
         async with self.transaction() as conn:
             for job_id in job_ids:
                 async with conn.execute(
-                    "UPDATE jobs SET state = 'queued', attempts = 0, generation = generation + 1,"
-                    " next_attempt_at = NULL, remote_id = NULL, result = NULL, error_class = NULL,"
-                    " error_status = NULL, error_message = NULL, error_request_id = NULL, finished_at = NULL,"
+                    "UPDATE jobs SET state = 'queued', attempts = 0,"
+                    " generation = generation + (execution = 'ended'),"
+                    " remote_id = CASE WHEN execution IN ('maybe', 'finished') THEN remote_id END,"
+                    " result = CASE WHEN execution IN ('maybe', 'finished') THEN result END,"
+                    " execution = CASE WHEN execution = 'ended' THEN 'none' ELSE execution END,"
+                    f" next_attempt_at = NULL, {_CLEAR_ERROR}, finished_at = NULL,"
                     " updated_at = ? WHERE id = ? AND state IN ('failed', 'canceled')",
                     (time.time(), job_id),
                 ) as cursor:
@@ -460,6 +513,39 @@ class Store:
             (provider, limit),
         )
         return [float(r["d"]) for r in rows if r["d"] is not None and r["d"] >= 0]
+
+    async def mark_execution_ended(self, job_id: int) -> bool:
+        """The provider said the (possibly live) execution of this job ended without an image."""
+        return await self._write(
+            "UPDATE jobs SET execution = 'ended', updated_at = ? WHERE id = ? AND execution = 'maybe'",
+            (time.time(), job_id),
+        ) > 0
+
+    async def canceled_live_executions(self, limit: int) -> list[JobRow]:
+        """Canceled jobs whose remote execution may still run and charge, least recently looked at first."""
+        rows = await self.fetchall(
+            "SELECT * FROM jobs WHERE state = 'canceled' AND execution = 'maybe' AND remote_id IS NOT NULL"
+            " ORDER BY updated_at LIMIT ?",
+            (limit,),
+        )
+        return [JobRow.from_sql(r) for r in rows]
+
+    async def touch_job(self, job_id: int) -> None:
+        await self._write("UPDATE jobs SET updated_at = ? WHERE id = ?", (time.time(), job_id))
+
+    async def recently_changed_batches(self, since: float) -> dict[str, float]:
+        """Batches with jobs changed since `since`, and when their latest change was."""
+        rows = await self.fetchall(
+            "SELECT batch_id, MAX(updated_at) AS t FROM jobs WHERE updated_at >= ? GROUP BY batch_id",
+            (since,),
+        )
+        return {r["batch_id"]: float(r["t"]) for r in rows}
+
+    async def probe_write(self) -> None:
+        """Commit a write that needs fresh pages: raises SQLITE_FULL while the disk is full."""
+        async with self.transaction() as conn:
+            await conn.execute("INSERT INTO space_probe (data) VALUES (zeroblob(65536))")
+            await conn.execute("DELETE FROM space_probe")
 
     # -- attempts -----------------------------------------------------------------------------
 
@@ -529,6 +615,9 @@ class Store:
 
     async def clear_pause(self, scope: str) -> bool:
         return await self._write("DELETE FROM pauses WHERE scope = ?", (scope,)) > 0
+
+
+_CLEAR_ERROR = "error_class = NULL, error_status = NULL, error_message = NULL, error_request_id = NULL"
 
 
 def _within(column: str, values: Sequence[str] | None, *, negate: bool = False) -> tuple[str, list[Any]]:
