@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import batch_identity, cache_key
 from wfbatch.core.models import ParsedBatch
+from wfbatch.core.parse_errors import LineError, PromptFileError
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import claim_batch_dir, release_batch_dir
 from wfbatch.providers.registry import KNOWN_PROVIDERS
+from wfbatch.providers.validation import spec_problems
 from wfbatch.store import BatchRow, NewJob, Reuse, Store
 
 
@@ -25,6 +27,20 @@ class UnknownProviderInFile(ValueError):
         self.problems = problems
         lines = "\n".join(f"{source_name}:{line}: unknown provider {name!r}" for line, name in problems[:50])
         super().__init__(f"{lines}\n(known providers: {', '.join(KNOWN_PROVIDERS)})")
+
+
+def entry_problems(parsed: ParsedBatch, default_provider: str) -> list[LineError]:
+    """What each line's provider would refuse (size, format, params for its model), one error per
+    line and problem: variants of a line share them."""
+    seen: set[tuple[int, str]] = set()
+    errors: list[LineError] = []
+    for job in expand_batch(parsed, default_provider):
+        for message in spec_problems(job.spec):
+            key = (job.source.line, message)
+            if key not in seen:
+                seen.add(key)
+                errors.append(LineError(job.source.line, None, f"{job.spec.provider}: {message}"))
+    return errors
 
 
 @dataclass(frozen=True)
@@ -51,8 +67,13 @@ async def ingest(
 ) -> Ingested:
     """Enqueue `parsed` (the content of `raw`) as one batch, or return the earlier batch of the same
     content identity that `reuse` allows (`resumed`): the look-up and the insert are one
-    transaction, so identical files sent at once are enqueued once."""
+    transaction, so identical files sent at once are enqueued once. Raises `PromptFileError` for
+    lines their provider would refuse, `UnknownProviderInFile` for providers wfbatch does not have;
+    nothing is enqueued then."""
     identity = batch_identity(raw, parsed.file_format, default_provider)
+    problems = entry_problems(parsed, default_provider)
+    if problems:
+        raise PromptFileError(parsed.source_name, problems)
     expanded = expand_batch(parsed, default_provider)
     unknown = [
         (job.source.line, job.spec.provider) for job in expanded if job.spec.provider not in KNOWN_PROVIDERS
