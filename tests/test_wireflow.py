@@ -16,10 +16,9 @@ from PIL import Image as PILImage
 from pydantic import SecretStr
 
 from tests.conftest_sim import TEST_KEY, CountingGate, fast_options, job_spec, wireflow_settings
-from wfbatch.providers import wireflow_parse as parse
 from wfbatch.providers.base import Finished, Pending, RequestKind, Submitted
-from wfbatch.providers.errors import OutOfCredits, Permanent, RateLimited, Transient
-from wfbatch.providers.wireflow import WireflowConfigError, WireflowProvider
+from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, Permanent, RateLimited, Transient
+from wfbatch.providers.wireflow import WireflowConfigError, WireflowProvider, parse
 from wfbatch.settings import WireflowSettings
 from wfbatch.sim import RunningSimulator
 
@@ -275,10 +274,13 @@ async def test_error_bodies_in_both_styles(sim_factory: Any, provider_factory: A
 async def test_bad_key_and_secrecy(sim_factory: Any, provider_factory: Any) -> None:
     sim = sim_factory(api_key="sk-the-right-one")
     provider, _ = provider_factory(sim)
-    with pytest.raises(Permanent) as caught:
+    with pytest.raises(AuthenticationFailed) as caught:
         await provider.balance()
     error = caught.value
-    assert (error.message, error.status) == ("Invalid API key", 401)
+    assert error.status == 401
+    assert error.message == (
+        "wireflow: authentication failed (401): check WFBATCH_WIREFLOW__API_KEY (Invalid API key)"
+    )
     assert error.request_id
     assert TEST_KEY not in str(error) and TEST_KEY not in repr(error) and TEST_KEY not in repr(provider)
 

@@ -52,7 +52,20 @@ class ProviderLimits(BaseModel):
     poll_initial: float = Field(default=1.0, gt=0)
     poll_factor: float = Field(default=1.5, ge=1.0)
     poll_max: float = Field(default=10.0, gt=0)
-    request_timeout: float = Field(default=60.0, gt=0)
+    request_timeout: float = Field(default=60.0, gt=0, description="seconds per connect / read / write")
+    request_deadline: float = Field(
+        default=120.0,
+        gt=0,
+        description="seconds for a whole request, body included: a trickling answer ends here",
+    )
+    max_response_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="largest answer (image or JSON) read before aborting"
+    )
+    unreachable_after: int = Field(
+        default=3,
+        ge=1,
+        description="consecutive connection failures before the provider counts as unreachable",
+    )
     max_run_seconds: float = Field(
         default=3600.0, gt=0, description="an execution still running after this long counts as a failed try"
     )

@@ -22,10 +22,11 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wfbatch.sim import faults as hostile
 from wfbatch.sim import views
 from wfbatch.sim.faults import drop_connection, truncate
 from wfbatch.sim.limits import WindowVerdict
@@ -84,7 +85,9 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append("X-Request-Id", request_id)
+                headers = MutableHeaders(scope=message)
+                if "x-request-id" not in headers:  # an `echo_key` fault sets its own
+                    headers.append("X-Request-Id", request_id)
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -96,6 +99,27 @@ def _canonical(body: bytes) -> bytes:
         return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
     except ValueError:
         return body
+
+
+_HOSTILE = ("endless", "trickle", "echo_key", "credits_negative", "credits_nan")
+
+
+def _hostile(fault: str, reply: Response, request: Request, state: SimState) -> Response:
+    """A hostile server's version of `reply` (see FAULT_KINDS)."""
+    headers = {k: v for k, v in reply.headers.items() if k.lower() != "content-length"}
+    body = bytes(reply.body)
+    if fault == "endless":
+        return StreamingResponse(hostile.endless(body), status_code=reply.status_code, headers=headers)
+    if fault == "trickle":
+        stream = hostile.trickle(body, state.options.trickle_seconds)
+        return StreamingResponse(stream, status_code=reply.status_code, headers=headers)
+    if fault == "echo_key":
+        key = hostile.presented_key(request.headers.get("authorization"))
+        headers["X-Request-Id"] = f"req_{key}"
+        body = hostile.echo_key(body, key)
+    else:
+        body = hostile.bad_charge(body, "-50" if fault == "credits_negative" else "NaN")
+    return Response(body, status_code=reply.status_code, headers=headers)
 
 
 def _with_limits(reply: Response, verdict: WindowVerdict) -> Response:
@@ -156,6 +180,9 @@ class _Api:
                 if fault == "lost_reset" and await drop_connection(request.scope):
                     return Response(status_code=502)
                 return _with_limits(self._server_error(502), peek(st.clock()))
+            if fault is not None and fault in _HOSTILE:
+                st.record_fault(fault)
+                return _hostile(fault, reply, request, st)
             return reply
 
         return endpoint
@@ -418,6 +445,14 @@ async def _cdn(request: Request) -> Response:
 def _files(state: SimState) -> Callable[[Request], Awaitable[Response]]:
     async def files(request: Request) -> Response:
         name = str(request.path_params["name"])
+        queued = state.take_queued_fault("files")
+        if queued in ("endless", "trickle"):
+            state.record_fault(queued)
+            first = state.image(name.removesuffix(".png")) or b""
+            if queued == "endless":
+                return StreamingResponse(hostile.endless(first), media_type="image/png")
+            slowly = hostile.trickle(first, state.options.trickle_seconds)
+            return StreamingResponse(slowly, media_type="image/png")
         fault = state.draw_cdn_fault()
         if fault == "cdn_503":
             return Response("Service Unavailable", status_code=503, media_type="text/plain")
