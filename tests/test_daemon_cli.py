@@ -191,6 +191,17 @@ def test_submit_refuses_a_bad_file_and_enqueues_nothing(daemon: DaemonProcess) -
     assert response.json()["detail"]["errors"][0]["line"] == 1
 
 
+def test_submit_refuses_a_size_the_model_does_not_take(daemon: DaemonProcess) -> None:
+    path = daemon.socket.parent / "sizes.jsonl"
+    odd = {"prompt": "odd", "provider": "openai", "width": 1000, "height": 1000}
+    path.write_text(jsonl("fine") + json.dumps(odd) + "\n")
+    before = sum(_json(daemon, "status")["jobs"].values())
+    result = daemon.cli("submit", str(path))
+    assert result.exit_code == 2
+    assert "sizes.jsonl:2: openai: size 1000x1000 is not one of 1024x1024" in result.stderr
+    assert sum(_json(daemon, "status")["jobs"].values()) == before
+
+
 def test_pages_are_bounded_and_chained_by_cursor(daemon: DaemonProcess) -> None:
     _submit(daemon, "page-1.jsonl", jsonl("page one"))
     _submit(daemon, "page-2.jsonl", jsonl("page two"))

@@ -106,3 +106,26 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "sk-very-secret-123" not in result.stdout + result.stderr
     assert json.loads(result.stdout)["wireflow"]["api_key"] == "**********"
+
+
+def test_a_size_the_model_does_not_take_is_refused_at_parse_time(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    lines = tmp_path / "file.jsonl"
+    lines.write_text(
+        '{"prompt": "fine", "provider": "openai"}\n'
+        '{"prompt": "odd size", "provider": "openai", "width": 1000, "height": 1000, "variants": 2}\n'
+    )
+    result = wfbatch(home, "run", str(lines))
+    assert result.returncode == 2, result.stderr
+    expected = (
+        "file.jsonl:2: openai: size 1000x1000 is not one of 1024x1024, 1536x1024, 1024x1536 for gpt-image-1"
+    )
+    assert expected in result.stderr
+    assert result.stderr.count("file.jsonl:2:") == 1  # once per line, not per variant
+    assert "file.jsonl:1" not in result.stderr
+    db = home / "wfbatch.db"
+    if db.exists():
+        with sqlite3.connect(db) as connection:
+            assert connection.execute("SELECT COUNT(*) FROM jobs").fetchone() == (0,)
+    result = wfbatch(home, "plan", str(lines))
+    assert result.returncode == 2 and expected in result.stderr

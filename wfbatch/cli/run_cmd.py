@@ -31,7 +31,7 @@ from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
 from wfbatch.core.states import JobState
-from wfbatch.engine.ingest import Ingested, UnknownProviderInFile, ingest
+from wfbatch.engine.ingest import Ingested, UnknownProviderInFile, entry_problems, ingest
 from wfbatch.engine.scheduler import Engine, StopReason
 from wfbatch.home import HomeLayout, HomeLock, HomeLocked
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
@@ -106,7 +106,20 @@ def run_command(
     sys.exit(summary["exit_code"])
 
 
+def check_entries(settings: Settings, prompt_files: list[_PromptFile]) -> None:
+    """Lines their provider would refuse (a size, format or parameter the model does not take)
+    stop the run before anything is enqueued or any provider is built."""
+    reports = []
+    for prompt_file in prompt_files:
+        problems = entry_problems(prompt_file.parsed, settings.provider)
+        if problems:
+            reports.append(PromptFileError(prompt_file.parsed.source_name, problems).report())
+    if reports:
+        fail("nothing was enqueued; fix these and run again:\n" + "\n".join(reports))
+
+
 async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_progress: bool) -> dict[str, Any]:
+    check_entries(settings, prompt_files)
     used = {f.parsed.provider or settings.provider for f in prompt_files}
     used |= {e.entry.provider for f in prompt_files for e in f.parsed.entries if e.entry.provider}
     await _check_providers(settings, used)
@@ -129,6 +142,8 @@ async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_prog
                 ingested.append(done)
             except UnknownProviderInFile as error:
                 fail(f"nothing more was enqueued:\n{error}")
+            except PromptFileError as error:  # checked by _check_entries; kept for safety
+                fail(f"nothing more was enqueued:\n{error.report()}")
         batch_ids = [i.batch.id for i in ingested]
         engine = Engine(store, settings, layout, batch_ids=batch_ids)
         loop = asyncio.get_running_loop()

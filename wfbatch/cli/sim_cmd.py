@@ -1,4 +1,4 @@
-"""`wfbatch sim`: run the local Wireflow simulator in the foreground."""
+"""`wfbatch sim`: run the local provider simulator (Wireflow or OpenAI Images) in the foreground."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import click
 
 from wfbatch.settings import WireflowPlan
-from wfbatch.sim import FAULT_GROUPS, SimOptions, SimState, is_loopback, serve
+from wfbatch.sim import FAULT_GROUPS, SIM_PROVIDERS, SimOptions, SimState, is_loopback, serve
 
 
 def _latency(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
@@ -30,7 +30,25 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
     return kinds
 
 
+def _describe_openai(options: SimOptions) -> str:
+    def per_window(value: int | None, what: str) -> str:
+        return f"{'unlimited' if value is None else value} {what}/{options.window:g}s"
+
+    quota = "unlimited" if options.quota is None else f"{options.quota:g} images"
+    lo, hi = options.latency
+    parts = [
+        f"{per_window(options.rpm, 'requests')}, {per_window(options.images_per_minute, 'images')}",
+        f"quota {quota}",
+        f"latency {lo:g}-{hi:g}s",
+    ]
+    if options.error_rate:
+        parts.append(f"error-rate {options.error_rate:g} ({','.join(options.faults)})")
+    return "; ".join(parts)
+
+
 def _describe(options: SimOptions) -> str:
+    if options.provider == "openai":
+        return _describe_openai(options)
     daily = options.executions_per_day
     credits = "unlimited" if options.credits is None else f"{options.credits:g}"
     lo, hi = options.latency
@@ -49,6 +67,13 @@ def _describe(options: SimOptions) -> str:
 
 
 @click.command("sim")
+@click.option(
+    "--provider",
+    type=click.Choice(list(SIM_PROVIDERS)),
+    default="wireflow",
+    show_default=True,
+    help="Which provider's API to speak.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", default=8787, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port."
@@ -138,6 +163,37 @@ def _describe(options: SimOptions) -> str:
 @click.option("--epm", type=click.IntRange(min=1), default=None, help="Override executions per window.")
 @click.option("--daily", type=click.IntRange(min=1), default=None, help="Override executions per day.")
 @click.option("--api-key", default=None, help="Accept only this key [default: any sk-… or wf_… key].")
+@click.option(
+    "--images-per-minute",
+    type=click.IntRange(min=1),
+    default=None,
+    help="OpenAI: images per window [default: unlimited]; --rpm is its requests per window.",
+)
+@click.option(
+    "--quota",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="OpenAI: images the account may generate [default: unlimited]; POST /_sim/topup raises it.",
+)
+@click.option(
+    "--quota-error",
+    type=click.Choice(["insufficient_quota", "billing_hard_limit"]),
+    default="insufficient_quota",
+    show_default=True,
+    help="OpenAI: how a spent quota answers (429 insufficient_quota or 400 billing_hard_limit_reached).",
+)
+@click.option(
+    "--moderation-marker",
+    default=None,
+    help="OpenAI: prompts containing this text are refused by the safety system (so are --fail-marker ones).",
+)
+@click.option(
+    "--no-retry-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="OpenAI: share of injected 5xx answers that carry x-should-retry: false.",
+)
 def sim_command(
     host: str,
     port: int,
@@ -159,8 +215,14 @@ def sim_command(
     epm: int | None,
     daily: int | None,
     api_key: str | None,
+    provider: str,
+    images_per_minute: int | None,
+    quota: float | None,
+    quota_error: str,
+    moderation_marker: str | None,
+    no_retry_share: float,
 ) -> None:
-    """Run a local Wireflow simulator: rehearse a batch before spending credits."""
+    """Run a local provider simulator: rehearse a batch before spending credits."""
     if not is_loopback(host) and not allow_remote:
         raise click.UsageError(
             f"refusing to listen on {host}, which is not a loopback address; pass --allow-remote"
@@ -186,13 +248,20 @@ def sim_command(
             epm=epm,
             daily=daily,
             api_key=api_key,
+            provider=provider,
+            images_per_minute=images_per_minute,
+            quota=quota,
+            quota_error="billing_hard_limit" if quota_error == "billing_hard_limit" else "insufficient_quota",
+            moderation_marker=moderation_marker,
+            no_retry_share=no_retry_share,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     state = SimState(options)
 
     def ready(base_url: str) -> None:
-        click.echo(f"Wireflow simulator at {base_url} ({_describe(options)}); Ctrl-C to stop")
+        title = SIM_PROVIDERS[options.provider].title
+        click.echo(f"{title} simulator at {base_url} ({_describe(options)}); Ctrl-C to stop")
         sys.stdout.flush()
 
     try:
@@ -202,7 +271,10 @@ def sim_command(
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
     stats = state.stats()
-    click.echo(
-        f"stopped: {stats['requests']['total']} requests, {stats['executions_created']} executions, "
-        f"{stats['rate_limited']} rate-limited"
+    made = (
+        f"{stats['openai']['generations']} images"
+        if options.provider == "openai"
+        else f"{stats['executions_created']} executions"
     )
+    total, limited = stats["requests"]["total"], stats["rate_limited"]
+    click.echo(f"stopped: {total} requests, {made}, {limited} rate-limited")

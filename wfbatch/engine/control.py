@@ -20,11 +20,12 @@ from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
 from wfbatch.core.states import JobState, ReviewStatus
 from wfbatch.engine.events import Event, EventSink, discard
-from wfbatch.engine.ingest import UnknownProviderInFile, ingest
+from wfbatch.engine.ingest import UnknownProviderInFile, entry_problems, ingest
 from wfbatch.engine.scheduler import GLOBAL_SCOPE, Engine
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.providers.base import UnlimitedGate
 from wfbatch.providers.registry import KNOWN_PROVIDERS, UnknownProvider, build_provider
+from wfbatch.providers.validation import spec_problems
 from wfbatch.store import BatchRow
 from wfbatch.store.rows import spec_to_json
 
@@ -107,7 +108,9 @@ class Control:
         if budget is not None:
             parsed = replace(parsed, budget=budget)
         default_provider = provider or settings.provider
-        problems = await self._provider_problems(parsed, default_provider)
+        problems = entry_problems(parsed, default_provider)
+        problems += await self._provider_problems(parsed, default_provider)
+        problems.sort(key=lambda error: error.line)
         if problems:
             return Refused(problems, PromptFileError(source_name, problems).report())
         if skip_duplicates is None:
@@ -128,6 +131,8 @@ class Control:
         except UnknownProviderInFile as error:  # checked above; kept for safety
             errors = [LineError(line, None, f"unknown provider {name!r}") for line, name in error.problems]
             return Refused(errors, str(error))
+        except PromptFileError as error:  # checked above; kept for safety
+            return Refused(error.errors, error.report())
         batch = ingested.batch
         jobs = _plural(ingested.jobs, "job")
         log.info("batch %s (%s): %s from %s", batch.id, batch.name, jobs, source_name)
@@ -249,6 +254,9 @@ class Control:
         if not text:
             raise CommandError("the new prompt is empty")
         spec = replace(job.spec, prompt=text)
+        refused = spec_problems(spec)
+        if refused:
+            raise CommandError(f"job {job_id}: {spec.provider}: {'; '.join(refused)}")
         moved = await self.store.transition(
             job_id,
             [JobState.FAILED, JobState.CANCELED],

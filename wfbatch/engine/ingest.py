@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key, content_hash
 from wfbatch.core.models import ParsedBatch
+from wfbatch.core.parse_errors import LineError, PromptFileError
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import claim_batch_dir
 from wfbatch.providers.registry import KNOWN_PROVIDERS
+from wfbatch.providers.validation import spec_problems
 from wfbatch.store import BatchRow, NewJob, Store
 
 
@@ -25,6 +27,20 @@ class UnknownProviderInFile(ValueError):
         self.problems = problems
         lines = "\n".join(f"{source_name}:{line}: unknown provider {name!r}" for line, name in problems[:50])
         super().__init__(f"{lines}\n(known providers: {', '.join(KNOWN_PROVIDERS)})")
+
+
+def entry_problems(parsed: ParsedBatch, default_provider: str) -> list[LineError]:
+    """What each line's provider would refuse (size, format, params for its model), one error per
+    line and problem: variants of a line share them."""
+    seen: set[tuple[int, str]] = set()
+    errors: list[LineError] = []
+    for job in expand_batch(parsed, default_provider):
+        for message in spec_problems(job.spec):
+            key = (job.source.line, message)
+            if key not in seen:
+                seen.add(key)
+                errors.append(LineError(job.source.line, None, f"{job.spec.provider}: {message}"))
+    return errors
 
 
 @dataclass(frozen=True)
@@ -49,13 +65,18 @@ async def ingest(
     resume_unfinished: bool = True,
 ) -> Ingested:
     """Enqueue `parsed` (the content of `raw`). With `resume_unfinished`, a batch of exactly this
-    content that is not finished is returned instead of a new one: nothing is enqueued twice."""
+    content that is not finished is returned instead of a new one: nothing is enqueued twice.
+    Raises `PromptFileError` for lines their provider would refuse, `UnknownProviderInFile` for
+    providers wfbatch does not have; nothing is enqueued then."""
     digest = content_hash(raw)
     if resume_unfinished:
         existing = await store.find_unfinished_batch(digest)
         if existing is not None:
             counts = await store.counts([existing.id])
             return Ingested(batch=existing, jobs=sum(counts.values()), resumed=True)
+    problems = entry_problems(parsed, default_provider)
+    if problems:
+        raise PromptFileError(parsed.source_name, problems)
     expanded = expand_batch(parsed, default_provider)
     unknown = [
         (job.source.line, job.spec.provider) for job in expanded if job.spec.provider not in KNOWN_PROVIDERS

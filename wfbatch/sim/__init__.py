@@ -1,20 +1,26 @@
-"""A local Wireflow look-alike (providers.md §1) for tests and rehearsals: same routes, bodies,
-status codes and headers, plus seeded latency, failures, faults, credits and per-plan rate limits.
+"""A local look-alike of the providers' APIs for tests and rehearsals: Wireflow (providers.md §1)
+or OpenAI Images (§5), one route set each (`SIM_PROVIDERS`), with the same routes, bodies, status
+codes and headers as the real services, plus seeded latency, failures, faults, credits or quota and
+rate limits.
 
-It is deliberately independent of `wfbatch.providers`: the client is checked against it.
+It is deliberately independent of `wfbatch.providers`: the clients are checked against it.
 """
 
 from wfbatch.sim.app import build_app
-from wfbatch.sim.options import FAULT_GROUPS, FAULT_KINDS, SimOptions
+from wfbatch.sim.options import FAULT_GROUPS, FAULT_KINDS, PROVIDERS, SimOptions
+from wfbatch.sim.registry import SIM_PROVIDERS, SimProvider
 from wfbatch.sim.server import AsyncRunningSimulator, RunningSimulator, is_loopback, serve
 from wfbatch.sim.state import SimState
 
 __all__ = [
     "FAULT_GROUPS",
     "FAULT_KINDS",
+    "PROVIDERS",
+    "SIM_PROVIDERS",
     "AsyncRunningSimulator",
     "RunningSimulator",
     "SimOptions",
+    "SimProvider",
     "SimState",
     "build_app",
     "is_loopback",

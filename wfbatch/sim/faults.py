@@ -16,6 +16,8 @@ import struct
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
+from starlette.responses import Response, StreamingResponse
+
 TRANSPORT_SCOPE_KEY = "wfbatch.sim.transport"
 
 
@@ -93,3 +95,32 @@ def bad_charge(body: bytes, value: str) -> bytes:
     if isinstance(data, dict) and "creditsUsed" in data:
         data["creditsUsed"] = value
     return json.dumps(data).encode()
+
+
+HOSTILE = ("endless", "trickle", "echo_key", "credits_negative", "credits_nan")
+"""Faults that rewrite a finished answer the way a hostile or broken server would."""
+
+
+def hostile_reply(fault: str, reply: Response, authorization: str | None, trickle_seconds: float) -> Response:
+    """`reply` as a hostile server would send it (see options.FAULT_KINDS)."""
+    headers = {k: v for k, v in reply.headers.items() if k.lower() != "content-length"}
+    body = bytes(reply.body)
+    if fault == "endless":
+        return StreamingResponse(endless(body), status_code=reply.status_code, headers=headers)
+    if fault == "trickle":
+        return StreamingResponse(
+            trickle(body, trickle_seconds), status_code=reply.status_code, headers=headers
+        )
+    if fault == "echo_key":
+        key = presented_key(authorization)
+        headers["X-Request-Id"] = f"req_{key}"
+        body = echo_key(body, key)
+    else:
+        body = bad_charge(body, "-50" if fault == "credits_negative" else "NaN")
+    return Response(body, status_code=reply.status_code, headers=headers)
+
+
+def hostile_file(fault: str, data: bytes, media_type: str, trickle_seconds: float) -> Response:
+    """An image download that never ends, or arrives a byte at a time."""
+    stream = endless(data) if fault == "endless" else trickle(data, trickle_seconds)
+    return StreamingResponse(stream, media_type=media_type)

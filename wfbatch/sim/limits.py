@@ -40,23 +40,33 @@ class SlidingWindow:
         while self._hits and self._hits[0] <= now - self.span:
             self._hits.popleft()
 
-    def peek(self, now: float) -> WindowVerdict:
-        """What a hit at `now` would get, without recording it."""
+    def peek(self, now: float, need: int = 1) -> WindowVerdict:
+        """What `need` hits at `now` would get, without recording them. More than `limit` never fits:
+        the verdict is refused with retry_after = inf."""
         self._trim(now)
         if self.limit is None:
             return WindowVerdict(True, None, None, now, 0.0)
         count = len(self._hits)
-        if count < self.limit:
+        if count + need <= self.limit:
             reset_at = self._hits[0] + self.span if self._hits else now
             return WindowVerdict(True, self.limit, self.limit - count, reset_at, 0.0)
-        # The hit that must expire before one more fits in the window.
-        frees_at = self._hits[count - self.limit] + self.span
-        return WindowVerdict(False, self.limit, 0, frees_at, max(0.0, frees_at - now))
+        if need > self.limit:
+            return WindowVerdict(False, self.limit, max(0, self.limit - count), math.inf, math.inf)
+        # The newest of the hits that must expire before `need` more fit in the window.
+        frees_at = self._hits[count + need - 1 - self.limit] + self.span
+        return WindowVerdict(
+            False, self.limit, max(0, self.limit - count), frees_at, max(0.0, frees_at - now)
+        )
 
-    def hit(self, now: float) -> WindowVerdict:
-        """Record a hit at `now` (the caller checked `peek` first); returns the state after it."""
+    def clear_at(self, now: float) -> float:
+        """When the window is back to its initial state (every hit expired)."""
         self._trim(now)
-        self._hits.append(now)
+        return self._hits[-1] + self.span if self._hits else now
+
+    def hit(self, now: float, count: int = 1) -> WindowVerdict:
+        """Record `count` hits at `now` (the caller checked `peek` first); returns the state after."""
+        self._trim(now)
+        self._hits.extend([now] * count)
         if self.limit is None:
             return WindowVerdict(True, None, None, now, 0.0)
         remaining = max(0, self.limit - len(self._hits))

@@ -33,12 +33,17 @@ caller's API key in the request id, ids and URLs, `credits_*` report a charge of
 `endless` and `trickle` also apply to `/files/*` (route "files")."""
 
 ErrorStyle = Literal["string", "object"]
+QuotaError = Literal["insufficient_quota", "billing_hard_limit"]
+
+PROVIDERS: tuple[str, ...] = ("wireflow", "openai")
+"""Contracts the simulator can speak (one route set each, see `wfbatch.sim.registry`)."""
 
 
 @dataclass(frozen=True)
 class SimOptions:
     """Everything that shapes one simulator run. Times are in seconds."""
 
+    provider: str = "wireflow"
     host: str = "127.0.0.1"
     port: int = 0
     plan: WireflowPlan = WireflowPlan.FREE
@@ -72,13 +77,27 @@ class SimOptions:
     api_key: str | None = None
     """If set, the only key accepted; otherwise any key starting with `sk-` or `wf_`."""
     workflow_ids: tuple[str, ...] = field(default=("wf_demo",))
+    # -- OpenAI Images only (providers.md §5); `rpm` is its requests/min there, None = unlimited.
+    images_per_minute: int | None = None
+    quota: float | None = None
+    """Images the account may still generate; None = unlimited. `/_sim/credits` raises it."""
+    quota_error: QuotaError = "insufficient_quota"
+    """How a spent quota answers: 429 `insufficient_quota` or 400 `billing_hard_limit_reached`."""
+    moderation_marker: str | None = None
+    """Prompts containing this text are refused by the "safety system" (as is `fail_marker`)."""
+    no_retry_share: float = 0.0
+    """Share of injected 5xx answers that carry `x-should-retry: false`."""
+    url_ttl: float = 3600.0
+    """How long a dall-e `url` answer stays downloadable (the docs say 60 minutes)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", WireflowPlan(self.plan))
+        if self.provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {self.provider!r}; known: {', '.join(PROVIDERS)}")
         lo, hi = self.latency
         if lo < 0 or hi < lo:
             raise ValueError(f"latency must be 0 <= MIN <= MAX, got {lo},{hi}")
-        for name in ("fail_rate", "error_rate", "cdn_error_rate"):
+        for name in ("fail_rate", "error_rate", "cdn_error_rate", "no_retry_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -86,7 +105,11 @@ class SimOptions:
             raise ValueError("window must be > 0")
         if self.cost < 0 or (self.credits is not None and self.credits < 0):
             raise ValueError("credits and cost must be >= 0")
-        for name in ("rpm", "epm", "daily"):
+        if self.quota is not None and self.quota < 0:
+            raise ValueError("quota must be >= 0")
+        if self.quota_error not in ("insufficient_quota", "billing_hard_limit"):
+            raise ValueError("quota_error must be 'insufficient_quota' or 'billing_hard_limit'")
+        for name in ("rpm", "epm", "daily", "images_per_minute"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1")

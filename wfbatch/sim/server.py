@@ -21,6 +21,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from wfbatch.sim.app import build_app
 from wfbatch.sim.faults import TRANSPORT_SCOPE_KEY
 from wfbatch.sim.options import SimOptions
+from wfbatch.sim.registry import SIM_PROVIDERS
 from wfbatch.sim.state import Clock, SimState
 
 STARTUP_TIMEOUT = 10.0
@@ -100,8 +101,8 @@ class _Urls:
 
     @property
     def base_url(self) -> str:
-        """What a Wireflow client uses as its base URL."""
-        return f"{self.root_url}/api/v1"
+        """What the simulated provider's client uses as its base URL (`…/api/v1`, `…/v1`)."""
+        return f"{self.root_url}{SIM_PROVIDERS[self.options.provider].api_prefix}"
 
 
 class RunningSimulator(_Urls):
@@ -220,7 +221,8 @@ def serve(
     try:
         host = f"[{options.host}]" if ":" in options.host else options.host
         if on_ready is not None:
-            on_ready(f"http://{host}:{sock.getsockname()[1]}/api/v1")
+            prefix = SIM_PROVIDERS[options.provider].api_prefix
+            on_ready(f"http://{host}:{sock.getsockname()[1]}{prefix}")
         _server(state or SimState(options), quiet=True).run(sockets=[sock])
     finally:
         sock.close()

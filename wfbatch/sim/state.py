@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from wfbatch.sim.images import render_png
 from wfbatch.sim.limits import SlidingWindow, WindowVerdict
+from wfbatch.sim.openai_book import OpenAIBook
 from wfbatch.sim.options import FAULT_KINDS, SimOptions
 from wfbatch.sim.workflows import WorkflowCatalog
 
@@ -111,6 +112,8 @@ class SimState:
         self.faults_injected: Counter[str] = Counter()
         self.replays = 0
         self.conflicts = 0
+        self.openai = OpenAIBook(o)
+        """The OpenAI route set's books (idle when the simulator speaks Wireflow)."""
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -281,6 +284,9 @@ class SimState:
             return self.executions.get(exec_id)
 
     def top_up(self, amount: float) -> float | None:
+        """Raise the balance (Wireflow credits, or OpenAI's quota in images); None = unlimited."""
+        if self.options.provider == "openai":
+            return self.openai.top_up(amount)
         with self._lock:
             if self.balance is not None:
                 self.balance += amount
@@ -355,6 +361,8 @@ class SimState:
     # -- report ------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
+        if self.options.provider == "openai":
+            return self._openai_stats()
         self.settle()
         with self._lock:
             by_status = Counter(e.status for e in self.executions.values())
@@ -374,4 +382,16 @@ class SimState:
                 "faults_injected": dict(self.faults_injected),
                 "replays": self.replays,
                 "conflicts": self.conflicts,
+                "provider": "wireflow",
+            }
+
+    def _openai_stats(self) -> dict[str, Any]:
+        with self._lock:
+            images = self.openai.stats()
+            return {
+                "provider": "openai",
+                "requests": {"total": self.requests_total, "by_route": dict(self.requests_by_route)},
+                "rate_limited": images["rate_limited"],
+                "faults_injected": dict(self.faults_injected),
+                "openai": images,
             }

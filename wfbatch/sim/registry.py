@@ -1,0 +1,35 @@
+"""The contracts the simulator speaks: one route set per provider, all on the shared state
+(faults, limits, credits/quota, latency, `/_sim/*`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.routing import Route
+
+from wfbatch.sim.openai import API as OPENAI_API
+from wfbatch.sim.openai import openai_routes
+from wfbatch.sim.options import PROVIDERS
+from wfbatch.sim.state import SimState
+from wfbatch.sim.wireflow import API as WIREFLOW_API
+from wfbatch.sim.wireflow import wireflow_routes
+
+
+@dataclass(frozen=True)
+class SimProvider:
+    name: str
+    title: str
+    api_prefix: str
+    """Appended to the simulator's root URL, this is what the provider's client uses as base URL."""
+    routes: Callable[[SimState], list[Route]]
+
+
+SIM_PROVIDERS: dict[str, SimProvider] = {
+    p.name: p
+    for p in (
+        SimProvider("wireflow", "Wireflow", WIREFLOW_API, wireflow_routes),
+        SimProvider("openai", "OpenAI Images", OPENAI_API, openai_routes),
+    )
+}
+assert tuple(SIM_PROVIDERS) == PROVIDERS, "options.PROVIDERS and the route sets disagree"
