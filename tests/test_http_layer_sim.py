@@ -65,7 +65,7 @@ async def finish(provider: WireflowProvider, submitted: Submitted | Finished) ->
     if isinstance(submitted, Finished):
         return submitted
     for _ in range(200):
-        outcome = await provider.poll(submitted.remote_id)
+        outcome = await provider.poll(submitted.handle)
         if isinstance(outcome, Finished):
             return outcome
         assert isinstance(outcome, Pending)
@@ -93,7 +93,7 @@ async def test_endless_poll_answer_fails_too_large(sim_factory: Any, make_provid
     assert isinstance(submitted, Submitted)
     sim.state.queue_fault("endless", route="poll")
     with pytest.raises(Permanent, match="too large"):
-        await provider.poll(submitted.remote_id)
+        await provider.poll(submitted.handle)
 
 
 async def test_trickling_answer_ends_at_the_deadline(sim_factory: Any, make_provider: Any) -> None:
@@ -106,7 +106,7 @@ async def test_trickling_answer_ends_at_the_deadline(sim_factory: Any, make_prov
     sim.state.queue_fault("trickle", route="poll")
     started = time.monotonic()
     with pytest.raises(Transient, match=r"no complete answer within 1 s"):
-        await provider.poll(submitted.remote_id)
+        await provider.poll(submitted.handle)
     assert time.monotonic() - started < 5.0
 
 

@@ -137,6 +137,24 @@ class WireflowSettings(ProviderLimits):
         return self
 
 
+class OpenAISettings(ProviderLimits):
+    """OpenAI Images (providers.md §5). Costs are in US dollars: a built-in price table by model,
+    quality and size (providers/openai/prices.py) unless `costs` names the model (or `default`)."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.openai.com/v1"
+    model: str = Field(default="gpt-image-1", description="used when an entry names no model")
+    costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="US dollars per image by model name ('default' for any): overrides the price table",
+    )
+    max_in_flight: int = Field(default=2, ge=1, le=1000)
+    request_deadline: float = Field(
+        default=300.0, gt=0, description="a high-quality image can take a minute or two to generate"
+    )
+    request_timeout: float = Field(default=180.0, gt=0)
+
+
 class InboxSettings(BaseModel):
     stable_seconds: float = Field(default=0.5, gt=0, description="size and mtime must hold this long")
     skip_duplicate_files: bool = True
@@ -156,6 +174,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     local: LocalSettings = Field(default_factory=LocalSettings)
     wireflow: WireflowSettings = Field(default_factory=WireflowSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
 
     @classmethod

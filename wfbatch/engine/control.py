@@ -268,6 +268,7 @@ class Control:
             generation=job.generation + 1,
             next_attempt_at=None,
             remote_id=None,
+            handle=None,
             result=None,
             error_class=None,
             error_status=None,

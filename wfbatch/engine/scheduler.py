@@ -34,7 +34,7 @@ from wfbatch.home import HomeLayout
 from wfbatch.outputs import ImageDecodeError
 from wfbatch.providers.base import Finished, Image, Provider, RequestKind, Submitted
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
-from wfbatch.providers.registry import build_provider, provider_label, starts_count_as_requests
+from wfbatch.providers.registry import build_provider, provider_label, traits
 from wfbatch.settings import Settings
 from wfbatch.store import BatchRow, JobRow, Store
 
@@ -149,8 +149,8 @@ class Engine:
         looked: dict[str, float] = {}
         while True:
             now = self.clock.monotonic()
-            for name, provider in list(self._providers.items()):
-                if not hasattr(provider, "balance"):
+            for name in list(self._providers):
+                if not traits(name).reports_balance:
                     continue
                 paused = self.limiter(name).pause_details.get("kind") == "credits"
                 # Every look is a request against the provider's limits: rarely, unless paused.
@@ -162,8 +162,10 @@ class Engine:
 
     async def refresh_balance(self, name: str) -> float | None:
         """Ask the provider for its balance (None if it has none to tell)."""
+        if not traits(name).reports_balance:
+            return None
         provider = await self._provider(name)
-        if provider is None or not hasattr(provider, "balance"):
+        if provider is None:
             return None
         try:
             balance: float | None = await provider.balance()
@@ -259,7 +261,8 @@ class Engine:
                 name,
                 self.settings.provider_limits(name),
                 self.clock,
-                starts_count_as_requests=starts_count_as_requests(name),
+                starts_count_as_requests=traits(name).starts_count_as_requests,
+                dialect=traits(name).rate_limit_dialect,
             )
             self.limiters[name] = limiter
         return limiter
@@ -500,7 +503,7 @@ class Engine:
                 return outcome
             if not moved:
                 return None
-            job = replace(job, state=JobState.RUNNING, remote_id=outcome.remote_id)
+            job = replace(job, state=JobState.RUNNING, remote_id=outcome.remote_id, handle=outcome.handle)
             self._emit_job(job)
         elif job.state is not JobState.RUNNING:
             await self.store.transition(job.id, [job.state], JobState.RUNNING)
@@ -520,15 +523,20 @@ class Engine:
         if isinstance(outcome, Finished):
             return True
         return await self.store.transition(
-            job.id, [JobState.SUBMITTING], JobState.RUNNING, remote_id=outcome.remote_id
+            job.id,
+            [JobState.SUBMITTING],
+            JobState.RUNNING,
+            remote_id=outcome.remote_id,
+            handle=outcome.handle,
         )
 
     async def _poll_until_finished(
         self, job: JobRow, provider: Provider, limiter: ProviderLimiter
     ) -> Finished:
         limits = limiter.limits
-        remote_id = job.remote_id
-        assert remote_id is not None
+        remote_id, handle = job.remote_id, job.handle
+        if remote_id is None or handle is None:
+            raise Permanent(f"job {job.id} has no stored poll handle for its execution {remote_id}")
         started = self.clock.monotonic()
         delay = max(limits.poll_initial, self._expected_latency(job.provider) * 0.75)
         failures = 0
@@ -544,7 +552,7 @@ class Engine:
                 )
             poll_priority.set(running_for)
             try:
-                result = await provider.poll(remote_id)
+                result = await provider.poll(handle)
             except RateLimited as error:
                 wait = limiter.on_rate_limited(error.retry_after, error.message)
                 await self._record_error(job, "poll", error)

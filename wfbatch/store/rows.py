@@ -98,6 +98,8 @@ class JobRow:
     finished_at: float | None
     reserved: float | None = None
     """Credits reserved in the ledger for this job's execution and not yet settled."""
+    handle: dict[str, Any] | None = None
+    """What the provider's submit returned to poll the execution with (set with `remote_id`)."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> JobRow:
@@ -132,6 +134,7 @@ class JobRow:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             reserved=row["reserved"],
+            handle=json.loads(row["handle"]) if row["handle"] else None,
         )
 
 

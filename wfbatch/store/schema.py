@@ -102,6 +102,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX ledger_charges ON ledger(kind, batch_id, provider, credits);
     CREATE INDEX jobs_provider_state ON jobs(provider, state);
     """,
+    # 4: the poll handle a provider's submit returned (JSON), handed back to poll/cancel unchanged.
+    # Until now only Wireflow had remote executions, and its handle is its execution id.
+    """
+    ALTER TABLE jobs ADD COLUMN handle TEXT;
+    UPDATE jobs SET handle = json_object('execution_id', remote_id) WHERE remote_id IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -29,6 +29,7 @@ _UPDATABLE = frozenset(
         "generation",
         "next_attempt_at",
         "remote_id",
+        "handle",
         "result",
         "file",
         "cache_hit",
@@ -411,8 +412,9 @@ class Store:
             for job_id in job_ids:
                 async with conn.execute(
                     "UPDATE jobs SET state = 'queued', attempts = 0, generation = generation + 1,"
-                    " next_attempt_at = NULL, remote_id = NULL, result = NULL, error_class = NULL,"
-                    " error_status = NULL, error_message = NULL, error_request_id = NULL, finished_at = NULL,"
+                    " next_attempt_at = NULL, remote_id = NULL, handle = NULL, result = NULL,"
+                    " error_class = NULL, error_status = NULL, error_message = NULL, error_request_id = NULL,"
+                    " finished_at = NULL,"
                     " updated_at = ? WHERE id = ? AND state IN ('failed', 'canceled')",
                     (time.time(), job_id),
                 ) as cursor:

@@ -24,7 +24,16 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 
 from wfbatch.core.models import JobSpec
-from wfbatch.providers.base import Finished, Image, Pending, RequestGate, RequestKind, Submitted
+from wfbatch.providers.base import (
+    Finished,
+    Image,
+    Pending,
+    ProviderDefaults,
+    RemoteHandle,
+    RequestGate,
+    RequestKind,
+    Submitted,
+)
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
 from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
 from wfbatch.providers.http.headers import wireflow_dialect
@@ -71,9 +80,10 @@ def classify(answer: HttpAnswer) -> ProviderError | None:
     return None
 
 
-class WireflowProvider:
+class WireflowProvider(ProviderDefaults):
+    """No remote cancel: Wireflow documents none (`cancel` stays False)."""
+
     name = "wireflow"
-    starts_count_as_requests = False  # docs: executions/min covers starts, requests/min the rest
 
     def __init__(
         self,
@@ -166,9 +176,17 @@ class WireflowProvider:
         outcome = self._outcome(remote_id, reply, require_status=False)
         if isinstance(outcome, Finished):
             return outcome
-        return Submitted(remote_id=remote_id, http_status=reply.status, request_id=reply.request_id)
+        return Submitted(
+            remote_id=remote_id,
+            handle={"execution_id": remote_id},
+            http_status=reply.status,
+            request_id=reply.request_id,
+        )
 
-    async def poll(self, remote_id: str) -> Pending | Finished:
+    async def poll(self, handle: RemoteHandle) -> Pending | Finished:
+        remote_id = handle.get("execution_id")
+        if not isinstance(remote_id, str) or not remote_id:
+            raise Permanent(f"not a Wireflow poll handle: {sorted(handle)}")
         path = f"/workflows/executions/{quote(remote_id, safe='')}/poll"
         reply = await self._send(RequestKind.POLL, "GET", path)
         return self._outcome(remote_id, reply, require_status=True)
