@@ -16,10 +16,10 @@ from PIL import Image as PILImage
 from pydantic import SecretStr
 
 from tests.conftest_sim import TEST_KEY, CountingGate, fast_options, job_spec, wireflow_settings
-from wfbatch.providers import wireflow_parse as parse
 from wfbatch.providers.base import Finished, Pending, RequestKind, Submitted
-from wfbatch.providers.errors import OutOfCredits, Permanent, RateLimited, Transient
-from wfbatch.providers.wireflow import WireflowConfigError, WireflowProvider
+from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, Permanent, RateLimited, Transient
+from wfbatch.providers.registry import traits
+from wfbatch.providers.wireflow import WireflowConfigError, WireflowProvider, parse
 from wfbatch.settings import WireflowSettings
 from wfbatch.sim import RunningSimulator
 
@@ -82,7 +82,7 @@ async def finish(
         return submitted
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        outcome = await provider.poll(submitted.remote_id)
+        outcome = await provider.poll(submitted.handle)
         if isinstance(outcome, Finished):
             return outcome
         assert isinstance(outcome, Pending) and outcome.status == "RUNNING"
@@ -101,7 +101,7 @@ async def test_execute_mode(sim: RunningSimulator, provider_factory: Any) -> Non
     transport = RecordingTransport()
     provider, gate = provider_factory(sim, transport=transport)
     assert provider.label.startswith("wireflow (workflow wf_demo at 127.0.0.1:")
-    assert provider.starts_count_as_requests is False
+    assert traits("wireflow").starts_count_as_requests is False
 
     spec = job_spec("a lighthouse in fog", negative_prompt="boats", seed=99, params={"steps": 4})
     submitted = await provider.submit(spec, "job-1")
@@ -247,7 +247,7 @@ async def test_faults_are_transient(sim: RunningSimulator, provider_factory: Any
     assert isinstance(submitted, Submitted)
     sim.state.queue_fault(kind, route="poll")
     with pytest.raises(Transient) as caught:
-        await provider.poll(submitted.remote_id)
+        await provider.poll(submitted.handle)
     if kind == "502":
         assert caught.value.message == "502 Bad Gateway"
     if kind != "reset":
@@ -275,10 +275,13 @@ async def test_error_bodies_in_both_styles(sim_factory: Any, provider_factory: A
 async def test_bad_key_and_secrecy(sim_factory: Any, provider_factory: Any) -> None:
     sim = sim_factory(api_key="sk-the-right-one")
     provider, _ = provider_factory(sim)
-    with pytest.raises(Permanent) as caught:
+    with pytest.raises(AuthenticationFailed) as caught:
         await provider.balance()
     error = caught.value
-    assert (error.message, error.status) == ("Invalid API key", 401)
+    assert error.status == 401
+    assert error.message == (
+        "wireflow: authentication failed (401): check WFBATCH_WIREFLOW__API_KEY (Invalid API key)"
+    )
     assert error.request_id
     assert TEST_KEY not in str(error) and TEST_KEY not in repr(error) and TEST_KEY not in repr(provider)
 
@@ -419,12 +422,14 @@ async def test_documented_bodies_through_mock_transport() -> None:
     try:
         submitted = await provider.submit(job_spec("a lighthouse at dusk"), "key-1")
         # The run is RUNNING even though one node already finished: not done yet.
-        assert submitted == Submitted(remote_id="exec_1", http_status=201, request_id="r-exec")
+        assert submitted == Submitted(
+            remote_id="exec_1", handle={"execution_id": "exec_1"}, http_status=201, request_id="r-exec"
+        )
         body = json.loads(sent[0].content)
         assert body["nodes"][0]["data"]["prompt"] == "a lighthouse at dusk"  # `data.prompt` node style
         assert sent[0].headers["Idempotency-Key"] == "key-1"
 
-        finished = await provider.poll("exec_1")
+        finished = await provider.poll({"execution_id": "exec_1"})
         assert isinstance(finished, Finished)
         assert finished.urls == (CDN,)  # found in three places, kept once
         assert finished.request_id == "r-poll" and finished.credits_used is None
@@ -452,7 +457,7 @@ async def test_poll_shapes(body: dict[str, Any], expected: Any) -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
     provider = WireflowProvider(doc_settings(), CountingGate(), transport=transport)
     try:
-        outcome = await provider.poll("exec_1")
+        outcome = await provider.poll({"execution_id": "exec_1"})
     finally:
         await provider.aclose()
     if isinstance(expected, str):
@@ -567,7 +572,7 @@ async def test_error_mapping(
     provider = WireflowProvider(doc_settings(), CountingGate(), transport=httpx.MockTransport(handler))
     try:
         with pytest.raises((RateLimited, OutOfCredits, Permanent, Transient)) as caught:
-            await provider.poll("exec_1")
+            await provider.poll({"execution_id": "exec_1"})
     finally:
         await provider.aclose()
     assert check(caught.value), caught.value

@@ -52,7 +52,20 @@ class ProviderLimits(BaseModel):
     poll_initial: float = Field(default=1.0, gt=0)
     poll_factor: float = Field(default=1.5, ge=1.0)
     poll_max: float = Field(default=10.0, gt=0)
-    request_timeout: float = Field(default=60.0, gt=0)
+    request_timeout: float = Field(default=60.0, gt=0, description="seconds per connect / read / write")
+    request_deadline: float = Field(
+        default=120.0,
+        gt=0,
+        description="seconds for a whole request, body included: a trickling answer ends here",
+    )
+    max_response_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="largest answer (image or JSON) read before aborting"
+    )
+    unreachable_after: int = Field(
+        default=3,
+        ge=1,
+        description="consecutive connection failures before the provider counts as unreachable",
+    )
     max_run_seconds: float = Field(
         default=3600.0, gt=0, description="an execution still running after this long counts as a failed try"
     )
@@ -124,6 +137,24 @@ class WireflowSettings(ProviderLimits):
         return self
 
 
+class OpenAISettings(ProviderLimits):
+    """OpenAI Images (providers.md §5). Costs are in US dollars: a built-in price table by model,
+    quality and size (providers/openai/prices.py) unless `costs` names the model (or `default`)."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.openai.com/v1"
+    model: str = Field(default="gpt-image-1", description="used when an entry names no model")
+    costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="US dollars per image by model name ('default' for any): overrides the price table",
+    )
+    max_in_flight: int = Field(default=2, ge=1, le=1000)
+    request_deadline: float = Field(
+        default=300.0, gt=0, description="a high-quality image can take a minute or two to generate"
+    )
+    request_timeout: float = Field(default=180.0, gt=0)
+
+
 class InboxSettings(BaseModel):
     stable_seconds: float = Field(default=0.5, gt=0, description="size and mtime must hold this long")
     skip_duplicate_files: bool = True
@@ -143,6 +174,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     local: LocalSettings = Field(default_factory=LocalSettings)
     wireflow: WireflowSettings = Field(default_factory=WireflowSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
 
     @classmethod

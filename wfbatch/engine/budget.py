@@ -9,22 +9,19 @@ import asyncio
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from wfbatch.core.models import JobSpec
 from wfbatch.core.states import LIVE_EXECUTIONS
 from wfbatch.engine.clock import Clock
 from wfbatch.providers.base import Provider
 from wfbatch.providers.errors import ProviderError
+from wfbatch.providers.registry import traits
 from wfbatch.settings import Settings
 from wfbatch.store import BatchRow, JobRow, Ledger, Store
 from wfbatch.store.ledger import ledger_day
 
 log = logging.getLogger("wfbatch.budget")
-
-
-class _Estimating(Protocol):
-    async def estimate(self, spec: JobSpec) -> float | None: ...
 
 
 def configured_cost(settings: Settings, provider: str, model: str | None) -> float | None:
@@ -38,10 +35,9 @@ def configured_cost(settings: Settings, provider: str, model: str | None) -> flo
 async def ask_estimate(provider: Provider | None, settings: Settings, spec: JobSpec) -> float | None:
     """Credits for one image: the provider's own estimate where it gives one (a free request), else
     the configured `costs`, else None (unknown)."""
-    if provider is not None and hasattr(provider, "estimate"):
-        estimating: _Estimating = provider  # type: ignore[assignment]
+    if provider is not None and traits(spec.provider).estimates_cost:
         try:
-            estimate = await estimating.estimate(spec)
+            estimate = await provider.estimate(spec)
         except ProviderError as error:
             log.warning("%s: no cost estimate (%s); using the configured costs", spec.provider, error)
         else:

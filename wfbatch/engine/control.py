@@ -275,6 +275,7 @@ class Control:
             generation=job.generation + 1,
             next_attempt_at=None,
             remote_id=None,
+            handle=None,
             result=None,
             execution=Execution.NONE,
             error_class=None,

@@ -19,6 +19,7 @@ from typing import Any
 
 from wfbatch.engine.clock import Clock
 from wfbatch.providers.base import RequestKind
+from wfbatch.providers.http.headers import RateLimitDialect, wireflow_dialect
 from wfbatch.settings import ProviderLimits
 
 # Requests are sent slightly further apart than the window: a server counting by arrival time
@@ -129,8 +130,11 @@ class ProviderLimiter:
         *,
         starts_count_as_requests: bool = True,
         daily_starts: int = 0,
+        dialect: RateLimitDialect = wireflow_dialect,
     ) -> None:
         self.name = name
+        self.dialect = dialect
+        """How this provider's answers spell their rate-limit headers."""
         self.limits = limits
         self._clock = clock
         self.starts_count_as_requests = starts_count_as_requests
@@ -179,13 +183,13 @@ class ProviderLimiter:
         counts_starts = kind is RequestKind.START and not self.starts_count_as_requests
         window = self.executions if counts_starts else self.requests
         configured = self.limits.executions_per_minute if counts_starts else self.limits.requests_per_minute
-        limit = _header_int(headers, "x-ratelimit-limit")
+        snapshot = self.dialect(headers, self._clock.wall())
+        limit = snapshot.limit
         if limit is not None and configured is None and (counts_starts or self._learned_limit):
             window.limit = limit
             if not counts_starts:
                 self._learned_limit = False
-        remaining = _header_int(headers, "x-ratelimit-remaining")
-        reset = _header_float(headers, "x-ratelimit-reset")
+        remaining, reset = snapshot.remaining, snapshot.reset_at
         now = self._clock.monotonic()
         if remaining is not None and remaining <= 0 and reset is not None and window.wait_time(now) <= 0:
             # The server says none left while our own window thinks there is room (someone else
@@ -322,28 +326,3 @@ class ProviderLimiter:
 def start_of_today(now: float) -> float:
     day = dt.datetime.fromtimestamp(now).date()
     return dt.datetime.combine(day, dt.time()).timestamp()
-
-
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    value = _header(headers, name)
-    try:
-        return int(float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _header_float(headers: Mapping[str, str], name: str) -> float | None:
-    value = _header(headers, name)
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        for key, candidate in headers.items():
-            if key.lower() == name:
-                return candidate
-    return value

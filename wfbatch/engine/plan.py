@@ -12,7 +12,7 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key
@@ -22,7 +22,7 @@ from wfbatch.engine.forecast import ScheduleModel, estimate_seconds
 from wfbatch.engine.limiter import start_of_today
 from wfbatch.providers.base import Provider, UnlimitedGate
 from wfbatch.providers.errors import ProviderError
-from wfbatch.providers.registry import build_provider, starts_count_as_requests
+from wfbatch.providers.registry import build_provider, traits
 from wfbatch.settings import Settings
 from wfbatch.store import Ledger, Store
 from wfbatch.store.ledger import ledger_day
@@ -31,12 +31,7 @@ log = logging.getLogger("wfbatch.plan")
 
 # Latency assumed when there is no history and no `expected_latency`: the local renderer is
 # near-instant; a remote image model typically needs tens of seconds.
-DEFAULT_LATENCY = {"local": 0.05}
 DEFAULT_REMOTE_LATENCY = 20.0
-
-
-class _HasBalance(Protocol):
-    async def balance(self) -> float | None: ...
 
 
 @dataclass
@@ -142,10 +137,9 @@ async def _plan_provider(
         for spec in specs:
             if spec.model not in model_costs:
                 model_costs[spec.model] = await ask_estimate(provider, settings, spec)
-        if provider is not None and hasattr(provider, "balance"):
-            asking: _HasBalance = provider  # type: ignore[assignment]
+        if provider is not None and traits(name).reports_balance:
             try:
-                result.balance = await asking.balance()
+                result.balance = await provider.balance()
             except ProviderError as error:
                 log.warning("%s: balance unknown (%s)", name, error)
     finally:
@@ -160,7 +154,7 @@ async def _plan_provider(
     elif limits.expected_latency is not None:
         result.latency, result.latency_source = limits.expected_latency, "expected_latency setting"
     else:
-        result.latency = DEFAULT_LATENCY.get(name, DEFAULT_REMOTE_LATENCY)
+        result.latency = traits(name).expected_latency or DEFAULT_REMOTE_LATENCY
         result.latency_source = "default"
     if limits.daily_executions is not None:
         used = await store.starts_since(name, start_of_today(time.time()))
@@ -171,8 +165,8 @@ async def _plan_provider(
         max_in_flight=limits.max_in_flight,
         window=limits.rate_window_seconds,
         latency=result.latency,
-        synchronous=name == "local",
-        starts_count_as_requests=starts_count_as_requests(name),
+        synchronous=traits(name).synchronous,
+        starts_count_as_requests=traits(name).starts_count_as_requests,
         poll_initial=limits.poll_initial,
         poll_factor=limits.poll_factor,
         poll_max=limits.poll_max,

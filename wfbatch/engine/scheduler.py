@@ -36,7 +36,7 @@ from wfbatch.home import HomeLayout
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME, ImageDecodeError
 from wfbatch.providers.base import Finished, Image, Provider, RequestKind, Submitted
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
-from wfbatch.providers.registry import build_provider, provider_label, starts_count_as_requests
+from wfbatch.providers.registry import build_provider, provider_label, traits
 from wfbatch.settings import Settings
 from wfbatch.store import BatchRow, JobRow, Store
 
@@ -183,8 +183,8 @@ class Engine:
         looked: dict[str, float] = {}
         while True:
             now = self.clock.monotonic()
-            for name, provider in list(self._providers.items()):
-                if not hasattr(provider, "balance"):
+            for name in list(self._providers):
+                if not traits(name).reports_balance:
                     continue
                 paused = self.limiter(name).pause_details.get("kind") == "credits"
                 # Every look is a request against the provider's limits: rarely, unless paused.
@@ -196,8 +196,10 @@ class Engine:
 
     async def refresh_balance(self, name: str) -> float | None:
         """Ask the provider for its balance (None if it has none to tell)."""
+        if not traits(name).reports_balance:
+            return None
         provider = await self._provider(name)
-        if provider is None or not hasattr(provider, "balance"):
+        if provider is None:
             return None
         try:
             balance: float | None = await provider.balance()
@@ -271,10 +273,31 @@ class Engine:
             await asyncio.gather(*stopping.values(), return_exceptions=True)
         for job_id in job_ids:
             job = await self.store.get_job(job_id)
-            if job is not None and job.reserved is not None and job.execution is not Execution.MAYBE:
+            if job is None:
+                continue
+            if job.reserved is not None and job.execution is not Execution.MAYBE:
                 await self.budget.release(job_id)
+            elif job.execution is Execution.MAYBE and job.handle is not None:
+                await self._cancel_remotely(job)
         self.wake()
         return sorted(stopping)
+
+    async def _cancel_remotely(self, job: JobRow) -> None:
+        """Stop the paid work itself where the provider's API can; the reservation stays until the
+        provider says the execution ended (a cancel does not promise no charge)."""
+        if job.handle is None or not traits(job.provider).remote_cancel:
+            return
+        provider = await self._provider(job.provider)
+        if provider is None:
+            return
+        try:
+            asked = await provider.cancel(job.handle)
+        except (ProviderError, ProviderPaused) as error:
+            log.warning("job %s: could not cancel execution %s: %s", job.id, job.remote_id, error)
+            return
+        await self.store.add_attempt(
+            job.id, kind="cancel", outcome="requested" if asked else "refused", remote_id=job.remote_id
+        )
 
     async def _watch_canceled_executions(self) -> None:
         while True:
@@ -293,10 +316,10 @@ class Engine:
         settled = 0
         for job in await self.store.canceled_live_executions(REAP_BATCH):
             provider = await self._provider(job.provider)
-            if provider is None or job.remote_id is None or job.id in self._tasks:
+            if provider is None or job.handle is None or job.id in self._tasks:
                 continue
             try:
-                outcome = await provider.poll(job.remote_id)
+                outcome = await provider.poll(job.handle)
             except Permanent:
                 if await self.store.mark_execution_ended(job.id):
                     await self.budget.release(job.id)
@@ -341,7 +364,8 @@ class Engine:
                 name,
                 self.settings.provider_limits(name),
                 self.clock,
-                starts_count_as_requests=starts_count_as_requests(name),
+                starts_count_as_requests=traits(name).starts_count_as_requests,
+                dialect=traits(name).rate_limit_dialect,
             )
             self.limiters[name] = limiter
         return limiter
@@ -652,7 +676,7 @@ class Engine:
                 return outcome
             if not moved:
                 return None
-            job = replace(job, state=JobState.RUNNING, remote_id=outcome.remote_id)
+            job = replace(job, state=JobState.RUNNING, remote_id=outcome.remote_id, handle=outcome.handle)
             self._emit_job(job)
         elif job.state is not JobState.RUNNING:
             await self.store.transition(job.id, [job.state], JobState.RUNNING)
@@ -671,21 +695,21 @@ class Engine:
         )
         if isinstance(outcome, Finished):
             return True
-        if await self.store.transition(
-            job.id, [JobState.SUBMITTING], JobState.RUNNING, remote_id=outcome.remote_id
-        ):
+        ids = {"remote_id": outcome.remote_id, "handle": outcome.handle}
+        if await self.store.transition(job.id, [JobState.SUBMITTING], JobState.RUNNING, **ids):
             return True
         # Canceled while the start was on the wire: the execution exists all the same, and its id
         # is what lets its charge be settled (and a retry resume it instead of paying again).
-        await self.store.update_job(job.id, remote_id=outcome.remote_id)
+        await self.store.update_job(job.id, **ids)
         return False
 
     async def _poll_until_finished(
         self, job: JobRow, provider: Provider, limiter: ProviderLimiter
     ) -> Finished:
         limits = limiter.limits
-        remote_id = job.remote_id
-        assert remote_id is not None
+        remote_id, handle = job.remote_id, job.handle
+        if remote_id is None or handle is None:
+            raise Permanent(f"job {job.id} has no stored poll handle for its execution {remote_id}")
         started = self.clock.monotonic()
         delay = max(limits.poll_initial, self._expected_latency(job.provider) * 0.75)
         failures = 0
@@ -701,7 +725,7 @@ class Engine:
                 )
             poll_priority.set(running_for)
             try:
-                result = await provider.poll(remote_id)
+                result = await provider.poll(handle)
             except RateLimited as error:
                 wait = limiter.on_rate_limited(error.retry_after, error.message)
                 await self._record_error(job, "poll", error)

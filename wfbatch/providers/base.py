@@ -53,11 +53,19 @@ class Image:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+RemoteHandle = dict[str, Any]
+"""What a provider needs to find a submitted job again (Wireflow: `{"execution_id": …}`; a queue
+API may need its status and result URLs). JSON-able: the engine stores it as given and hands it back
+to `poll` and `cancel` unchanged, after a restart too."""
+
+
 @dataclass(frozen=True)
 class Submitted:
-    """The provider accepted the job and will finish it later: poll `remote_id`."""
+    """The provider accepted the job and will finish it later: poll `handle`. `remote_id` is the id
+    people see (and the one an attempt is recorded under)."""
 
     remote_id: str
+    handle: RemoteHandle
     http_status: int | None = None
     request_id: str | None = None
 
@@ -108,17 +116,46 @@ class Finished:
 
 
 class Provider(Protocol):
+    """What the engine drives. Traits that do not need an instance (synchronous or queued, cost
+    unit, rate-limit header dialect, ...) live in the registry entry, not here."""
+
     name: str
     """The config name: `local`, `wireflow`, ..."""
     label: str
     """What a person should read next to results: says plainly what produced them."""
-    starts_count_as_requests: bool
-    """Whether a START request also counts against requests_per_minute (Wireflow's docs: no)."""
 
     async def submit(self, spec: JobSpec, idempotency_key: str) -> Submitted | Finished: ...
 
-    async def poll(self, remote_id: str) -> Pending | Finished: ...
+    async def poll(self, handle: RemoteHandle) -> Pending | Finished: ...
 
     async def download(self, finished: Finished) -> list[Image]: ...
 
+    async def cancel(self, handle: RemoteHandle) -> bool:
+        """Ask the provider to stop a submitted job; False where its API cannot."""
+        ...
+
+    async def balance(self) -> float | None:
+        """The account's remaining credit / money; None where the API cannot tell."""
+        ...
+
+    async def estimate(self, spec: JobSpec) -> float | None:
+        """What one image of `spec` will cost, in the provider's cost unit; None if unknown."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+class ProviderDefaults:
+    """Honest defaults for the optional members: a provider overrides what its API supports."""
+
+    async def cancel(self, handle: RemoteHandle) -> bool:
+        return False
+
+    async def balance(self) -> float | None:
+        return None
+
+    async def estimate(self, spec: JobSpec) -> float | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

@@ -1,5 +1,11 @@
 """The few typed errors a provider raises. Each carries what a user needs to act on a failure:
-the HTTP status, the provider's message and the provider's request id."""
+the HTTP status, the provider's message and the provider's request id.
+
+Account-level errors (`OutOfCredits`, `AuthenticationFailed`, `Unreachable`) concern every job of the
+provider, not the one that met them: the engine pauses the provider and keeps the jobs queued.
+`AuthenticationFailed` subclasses `Permanent` and `Unreachable` subclasses `Transient` so an engine
+that does not handle them yet still does the conservative thing (fail / retry); handle them before
+their base classes."""
 
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ class ProviderError(Exception):
         self.message = message
         self.status = status
         self.request_id = request_id
+        self.connection_failed = False
+        """True when no HTTP answer arrived at all (refused, reset, DNS, TLS): what `Unreachable` counts."""
 
 
 class RateLimited(ProviderError):
@@ -68,3 +76,15 @@ class Permanent(ProviderError):
     """400, 401, 403, 404, 422, content policy, a failed execution: fail the job at once."""
 
     error_class = ErrorClass.PERMANENT
+
+
+class AuthenticationFailed(Permanent):
+    """401, or a 403 that names the key: no job can succeed until the key is fixed."""
+
+    error_class = ErrorClass.AUTHENTICATION
+
+
+class Unreachable(Transient):
+    """Several consecutive connection failures: the provider is down or unreachable from here."""
+
+    error_class = ErrorClass.UNREACHABLE

@@ -17,17 +17,25 @@ from PIL import ImageDraw, ImageFont
 
 from wfbatch.core.hashing import normalize_prompt
 from wfbatch.core.models import JobSpec
-from wfbatch.providers.base import Finished, Image, Pending, RequestGate, RequestKind, Submitted
+from wfbatch.providers.base import (
+    Finished,
+    Image,
+    Pending,
+    ProviderDefaults,
+    RemoteHandle,
+    RequestGate,
+    RequestKind,
+    Submitted,
+)
 from wfbatch.providers.errors import Permanent, Transient
 from wfbatch.settings import LocalSettings
 
 LABEL = "local (offline renderer: placeholder pictures, not a real model)"
 
 
-class LocalProvider:
+class LocalProvider(ProviderDefaults):
     name = "local"
     label = LABEL
-    starts_count_as_requests = True
 
     def __init__(
         self, settings: LocalSettings, gate: RequestGate, *, rng: random.Random | None = None
@@ -59,16 +67,13 @@ class LocalProvider:
             request_id=request_id,
         )
 
-    async def poll(self, remote_id: str) -> Pending | Finished:
+    async def poll(self, handle: RemoteHandle) -> Pending | Finished:
         raise Permanent("the local provider is synchronous: there is nothing to poll")
 
     async def download(self, finished: Finished) -> list[Image]:
         if not finished.images:
             raise Transient("the local render was not kept: render again")
         return list(finished.images)
-
-    async def aclose(self) -> None:
-        return None
 
 
 def render_placeholder(spec: JobSpec) -> bytes:

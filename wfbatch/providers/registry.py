@@ -1,39 +1,142 @@
-"""Build a provider by its config name."""
+"""Every provider wfbatch has, in one table: its settings, how to build it, how to label its results
+and its traits. Nothing outside this module compares provider names: it asks the entry.
+
+Provider modules are imported only when a provider is built (a CLI that never talks to Wireflow
+never imports its client)."""
 
 from __future__ import annotations
 
-from wfbatch.providers.base import Provider, RequestGate
-from wfbatch.providers.local import LocalProvider
-from wfbatch.settings import Settings
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
 
-KNOWN_PROVIDERS = ("local", "wireflow")
+from wfbatch.providers.base import Provider, RequestGate
+from wfbatch.providers.http.headers import (
+    RateLimitDialect,
+    no_dialect,
+    wireflow_dialect,
+)
+from wfbatch.providers.local import LABEL as LOCAL_LABEL
+from wfbatch.settings import LocalSettings, ProviderLimits, Settings, WireflowSettings
+
+
+@dataclass(frozen=True)
+class ProviderTraits:
+    starts_count_as_requests: bool
+    """A start also counts against requests_per_minute (Wireflow's docs: starts have their own)."""
+    idempotent_submit: bool
+    """A resent submit (same idempotency key) cannot start a second paid job."""
+    synchronous: bool
+    """The submit's answer carries the image; there is nothing to poll."""
+    reports_balance: bool
+    """`balance()` can say how much is left."""
+    estimates_cost: bool
+    """`estimate()` asks the provider (or its price table) rather than answering None."""
+    remote_cancel: bool
+    """`cancel()` can stop a submitted job."""
+    cost_unit: Literal["credits", "USD"]
+    rate_limit_dialect: RateLimitDialect
+    """How its answers spell rate-limit headers (see providers/http/headers.py)."""
+    remote: bool
+    """Talks to a service over HTTP (and so has a simulator route set and a fidelity test)."""
+    expected_latency: float | None = None
+    """Seconds one image takes, for `wfbatch plan` before any history; None = the generic default."""
+
+
+@dataclass(frozen=True)
+class ProviderEntry:
+    name: str
+    settings_class: type[ProviderLimits]
+    """Its section in Settings is named after the provider (`[wireflow]`, WFBATCH_WIREFLOW__*)."""
+    factory: str
+    """`module:Class` of the provider, built as Class(settings_section, gate)."""
+    label: Callable[[Settings], str]
+    traits: ProviderTraits
 
 
 class UnknownProvider(ValueError):
     """A prompt file or the configuration named a provider wfbatch does not have."""
 
 
+def _host(base_url: str) -> str:
+    return urlsplit(base_url).netloc or base_url
+
+
+def _wireflow_label(settings: Settings) -> str:
+    wireflow = settings.wireflow
+    return f"wireflow (workflow {wireflow.workflow_id or '?'} at {_host(wireflow.base_url)})"
+
+
+def _openai_label(settings: Settings) -> str:
+    return f"openai ({settings.openai.model} at {_host(settings.openai.base_url)})"
+
+
+REGISTRY: dict[str, ProviderEntry] = {
+    entry.name: entry
+    for entry in (
+        ProviderEntry(
+            "local",
+            LocalSettings,
+            "wfbatch.providers.local:LocalProvider",
+            lambda settings: LOCAL_LABEL,
+            ProviderTraits(
+                starts_count_as_requests=True,
+                idempotent_submit=True,  # rendering twice costs nothing and gives the same picture
+                synchronous=True,
+                reports_balance=False,
+                estimates_cost=False,
+                remote_cancel=False,
+                cost_unit="credits",
+                rate_limit_dialect=no_dialect,
+                remote=False,
+                expected_latency=0.05,
+            ),
+        ),
+        ProviderEntry(
+            "wireflow",
+            WireflowSettings,
+            "wfbatch.providers.wireflow:WireflowProvider",
+            _wireflow_label,
+            ProviderTraits(
+                starts_count_as_requests=False,
+                idempotent_submit=True,  # Idempotency-Key (providers.md §1.11: contract assumed)
+                synchronous=False,
+                reports_balance=True,
+                estimates_cost=True,
+                remote_cancel=False,
+                cost_unit="credits",
+                rate_limit_dialect=wireflow_dialect,
+                remote=True,
+            ),
+        ),
+    )
+}
+
+KNOWN_PROVIDERS: tuple[str, ...] = tuple(REGISTRY)
+
+
+def entry(name: str) -> ProviderEntry:
+    found = REGISTRY.get(name)
+    if found is None:
+        raise UnknownProvider(f"unknown provider {name!r}; known: {', '.join(KNOWN_PROVIDERS)}")
+    return found
+
+
+def traits(name: str) -> ProviderTraits:
+    return entry(name).traits
+
+
 def build_provider(name: str, settings: Settings, gate: RequestGate) -> Provider:
-    if name == "local":
-        return LocalProvider(settings.local, gate)
-    if name == "wireflow":
-        from wfbatch.providers.wireflow import WireflowProvider
-
-        return WireflowProvider(settings.wireflow, gate)
-    raise UnknownProvider(f"unknown provider {name!r}; known: {', '.join(KNOWN_PROVIDERS)}")
-
-
-def starts_count_as_requests(name: str) -> bool:
-    """Wireflow's docs count execution starts separately from the per-minute request limit."""
-    return name != "wireflow"
+    found = entry(name)
+    module_name, class_name = found.factory.split(":")
+    provider_class = getattr(importlib.import_module(module_name), class_name)
+    provider: Provider = provider_class(settings.provider_limits(name), gate)
+    return provider
 
 
 def provider_label(name: str, settings: Settings) -> str:
     """How results of a provider are labelled for people, without building the provider."""
-    if name == "local":
-        return LocalProvider.label
-    if name == "wireflow":
-        wireflow = settings.wireflow
-        host = wireflow.base_url.split("//", 1)[-1].split("/", 1)[0]
-        return f"wireflow (workflow {wireflow.workflow_id or '?'} at {host})"
-    return name
+    found = REGISTRY.get(name)
+    return found.label(settings) if found is not None else name

@@ -34,7 +34,9 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append("X-Request-Id", request_id)
+                headers = MutableHeaders(scope=message)
+                if "x-request-id" not in headers:  # an `echo_key` fault sets its own
+                    headers.append("X-Request-Id", request_id)
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wfbatch.sim.faults import drop_connection, truncate
+from wfbatch.sim.faults import HOSTILE, drop_connection, hostile_reply, truncate
 from wfbatch.sim.images import render_image
 from wfbatch.sim.limits import WindowVerdict
 from wfbatch.sim.openai_models import output_tokens
@@ -136,6 +136,11 @@ class _Images:
             if fault == "lost_reset" and await drop_connection(request.scope):
                 return Response(status_code=502)
             return self._server_error(502)
+        if fault in HOSTILE:
+            st.record_fault(fault)
+            return hostile_reply(
+                fault, reply, request.headers.get("authorization"), st.options.trickle_seconds
+            )
         return reply
 
     # -- answers -----------------------------------------------------------------------------

@@ -20,8 +20,17 @@ FAULT_KINDS: tuple[str, ...] = (
     "malformed",
     "lost_5xx",
     "lost_reset",
+    "endless",
+    "trickle",
+    "echo_key",
+    "credits_negative",
+    "credits_nan",
 )
-"""Concrete faults, as counted in `/_sim/stats` and accepted by `/_sim/faults`."""
+"""Concrete faults, as counted in `/_sim/stats` and accepted by `/_sim/faults`. The last five are
+hostile-server faults, only ever queued (never drawn at `error_rate`): `endless` streams a body that
+never ends, `trickle` sends the answer one byte every `trickle_seconds`, `echo_key` echoes the
+caller's API key in the request id, ids and URLs, `credits_*` report a charge of "-50" / "NaN".
+`endless` and `trickle` also apply to `/files/*` (route "files")."""
 
 ErrorStyle = Literal["string", "object"]
 QuotaError = Literal["insufficient_quota", "billing_hard_limit"]
@@ -49,6 +58,8 @@ class SimOptions:
     faults: tuple[str, ...] = FAULT_GROUPS
     slow_seconds: float = 90.0
     """How long a `slow` fault stalls before answering: longer than a typical client timeout."""
+    trickle_seconds: float = 2.0
+    """Pause between the bytes of a `trickle` fault's answer."""
     cdn_error_rate: float = 0.0
     """Share of image downloads answered with a 503, an empty body or an HTML page."""
     error_style: ErrorStyle = "string"

@@ -316,15 +316,10 @@ class SimState:
 
     def draw_fault(self, route: str, is_start: bool) -> str | None:
         """The fault for this API request, if any: queued ones first, then the seeded draw."""
+        queued = self.take_queued_fault(route, is_start)
+        if queued is not None:
+            return queued
         with self._lock:
-            for queued in self._queued_faults:
-                if queued.route is None or queued.route == route:
-                    if queued.kind.startswith("lost") and not is_start:
-                        continue
-                    queued.count -= 1
-                    if queued.count <= 0:
-                        self._queued_faults.remove(queued)
-                    return queued.kind
             o = self.options
             if o.error_rate <= 0 or self._fault_rng.random() >= o.error_rate:
                 return None
@@ -337,6 +332,19 @@ class SimState:
             if group == "lost":
                 return self._fault_rng.choice(("lost_5xx", "lost_reset"))
             return group
+
+    def take_queued_fault(self, route: str, is_start: bool = False) -> str | None:
+        """The next queued fault for this route, if any (no random draw)."""
+        with self._lock:
+            for queued in self._queued_faults:
+                if queued.route is None or queued.route == route:
+                    if queued.kind.startswith("lost") and not is_start:
+                        continue
+                    queued.count -= 1
+                    if queued.count <= 0:
+                        self._queued_faults.remove(queued)
+                    return queued.kind
+        return None
 
     def draw_cdn_fault(self) -> str | None:
         with self._lock:

@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from wfbatch.sim import views
-from wfbatch.sim.faults import drop_connection, truncate
+from wfbatch.sim.faults import HOSTILE, drop_connection, hostile_file, hostile_reply, truncate
 from wfbatch.sim.limits import WindowVerdict
 from wfbatch.sim.replies import error_reply, json_reply, number
 from wfbatch.sim.state import CreditShortfall, Execution, SimState, StartRoute, StoredReply, fingerprint
@@ -129,6 +129,11 @@ class _Api:
                 if fault == "lost_reset" and await drop_connection(request.scope):
                     return Response(status_code=502)
                 return _with_limits(self._server_error(502), peek(st.clock()))
+            if fault in HOSTILE:
+                st.record_fault(fault)
+                return hostile_reply(
+                    fault, reply, request.headers.get("authorization"), st.options.trickle_seconds
+                )
             return reply
 
         return endpoint
@@ -391,6 +396,11 @@ async def _cdn(request: Request) -> Response:
 def _files(state: SimState) -> Callable[[Request], Awaitable[Response]]:
     async def files(request: Request) -> Response:
         name = str(request.path_params["name"])
+        queued = state.take_queued_fault("files")
+        if queued in ("endless", "trickle"):
+            state.record_fault(queued)
+            first = state.image(name.removesuffix(".png")) or b""
+            return hostile_file(queued, first, "image/png", state.options.trickle_seconds)
         fault = state.draw_cdn_fault()
         if fault == "cdn_503":
             return Response("Service Unavailable", status_code=503, media_type="text/plain")

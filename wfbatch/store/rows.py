@@ -100,6 +100,8 @@ class JobRow:
     """Credits reserved in the ledger for this job's execution and not yet settled."""
     execution: Execution = Execution.NONE
     """What is known of the remote execution of the current generation."""
+    handle: dict[str, Any] | None = None
+    """What the provider's submit returned to poll the execution with (set with `remote_id`)."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> JobRow:
@@ -135,6 +137,7 @@ class JobRow:
             finished_at=row["finished_at"],
             reserved=row["reserved"],
             execution=Execution(row["execution"]),
+            handle=json.loads(row["handle"]) if row["handle"] else None,
         )
 
 

@@ -115,6 +115,12 @@ MIGRATIONS: list[str] = [
     UPDATE jobs SET execution = 'finished' WHERE state = 'done' AND cache_hit = 0;
     CREATE TABLE space_probe (id INTEGER PRIMARY KEY, data BLOB);
     """,
+    # 5: the poll handle a provider's submit returned (JSON), handed back to poll/cancel unchanged.
+    # Until now only Wireflow had remote executions, and its handle is its execution id.
+    """
+    ALTER TABLE jobs ADD COLUMN handle TEXT;
+    UPDATE jobs SET handle = json_object('execution_id', remote_id) WHERE remote_id IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

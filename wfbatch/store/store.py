@@ -32,6 +32,7 @@ _UPDATABLE = frozenset(
         "generation",
         "next_attempt_at",
         "remote_id",
+        "handle",
         "result",
         "file",
         "cache_hit",
@@ -463,6 +464,7 @@ class Store:
                     "UPDATE jobs SET state = 'queued', attempts = 0,"
                     " generation = generation + (execution = 'ended'),"
                     " remote_id = CASE WHEN execution IN ('maybe', 'finished') THEN remote_id END,"
+                    " handle = CASE WHEN execution IN ('maybe', 'finished') THEN handle END,"
                     " result = CASE WHEN execution IN ('maybe', 'finished') THEN result END,"
                     " execution = CASE WHEN execution = 'ended' THEN 'none' ELSE execution END,"
                     f" next_attempt_at = NULL, {_CLEAR_ERROR}, finished_at = NULL,"

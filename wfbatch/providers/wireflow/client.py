@@ -6,44 +6,45 @@ Three ways to start, by `settings.mode`:
 - `run`: `POST /workflows/{id}/run` with `{"inputs": {...}}` for the published inputs;
 - `webhook`: `POST /workflow/{webhookId}/trigger` (no API key), results polled with the key.
 
-Every API request first awaits the engine's gate and reports its answer back to it; image
-downloads go to a CDN and bypass the gate. The API key is a `SecretStr` unwrapped only while a
-request's headers are built, and scrubbed from any text that could end up in an error.
+Every request goes through the shared HTTP layer (`providers/http`): API requests await the
+engine's gate and report their answer back to it; image downloads go to a CDN and bypass the gate.
+The layer caps bodies, bounds each request's wall-clock time and scrubs the key from everything the
+server sends back; this module only knows Wireflow's shapes. The API key is a `SecretStr` unwrapped
+only while a request's headers are built.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
 from wfbatch.core.models import JobSpec
-from wfbatch.providers import wireflow_bodies as bodies
-from wfbatch.providers import wireflow_parse as parse
-from wfbatch.providers.base import Finished, Image, Pending, RequestGate, RequestKind, Submitted
+from wfbatch.providers.base import (
+    Finished,
+    Image,
+    Pending,
+    ProviderDefaults,
+    RemoteHandle,
+    RequestGate,
+    RequestKind,
+    Submitted,
+)
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
+from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
+from wfbatch.providers.http.headers import wireflow_dialect
+from wfbatch.providers.wireflow import bodies, parse
 from wfbatch.settings import WireflowSettings
 
-USER_AGENT = "wfbatch/0.1 (+https://github.com/wfbatch)"
-_TAGS = re.compile(r"<[^>]+>")
-_SPACES = re.compile(r"\s+")
+KEY_SETTING = "WFBATCH_WIREFLOW__API_KEY"
 
 
 class WireflowConfigError(ValueError):
     """The Wireflow settings cannot work: a missing API key, workflow id or input node id."""
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    body: dict[str, Any]
-    request_id: str | None
 
 
 def _is_loopback(host: str) -> bool:
@@ -55,15 +56,34 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _snippet(text: str, limit: int = 200) -> str:
-    """Readable text from a non-JSON error body (a proxy's HTML page, say)."""
-    text = _SPACES.sub(" ", _TAGS.sub(" ", text)).strip()
-    return text[:limit]
+def classify(answer: HttpAnswer) -> ProviderError | None:
+    """Wireflow's error bodies: a 402 (or an insufficient-credits envelope) with its figures, a 429
+    whose delay may be in the body, and its 409s (`stale_write`, an Idempotency-Key reused with
+    another body), which the same request sent again cannot fix — unlike the generic 409."""
+    body = answer.body
+    message = parse.error_message(body) or f"HTTP {answer.status}"
+    if answer.status == 402 or parse.is_out_of_credits(body):
+        required, available, breakdown = parse.credit_figures(body, message)
+        return OutOfCredits(
+            message,
+            required=required,
+            available=available,
+            breakdown=breakdown,
+            status=answer.status,
+            request_id=answer.request_id,
+        )
+    if answer.status == 429:
+        delay = parse.retry_after(answer.headers, body, time.time())
+        return RateLimited(message, retry_after=delay, status=answer.status, request_id=answer.request_id)
+    if answer.status == 409:
+        return Permanent(message, status=answer.status, request_id=answer.request_id)
+    return None
 
 
-class WireflowProvider:
+class WireflowProvider(ProviderDefaults):
+    """No remote cancel: Wireflow documents none (`cancel` stays False)."""
+
     name = "wireflow"
-    starts_count_as_requests = False  # docs: executions/min covers starts, requests/min the rest
 
     def __init__(
         self,
@@ -87,15 +107,19 @@ class WireflowProvider:
                 "WFBATCH_WIREFLOW__PROMPT_NODE_ID (GET /workflows/{id}/run lists the inputs)"
             )
         self._settings = settings
-        self._gate = gate
         self._base = settings.base_url.rstrip("/")
         self._workflow_id = settings.workflow_id
         self._hook_id = settings.webhook_id or settings.workflow_id  # docs: the workflow id works too
-        self._client = httpx.AsyncClient(
+        self._http = HttpLayer(
+            self.name,
+            gate,
+            HttpLimits.of(settings),
+            secrets=[settings.api_key.get_secret_value()],
+            key_setting=KEY_SETTING,
+            classify=classify,
+            dialect=wireflow_dialect,
             transport=transport,
             follow_redirects=True,  # wireflow.ai 308s to www.; POST bodies survive a 308
-            timeout=httpx.Timeout(settings.request_timeout),
-            headers={"User-Agent": USER_AGENT},
         )
         self._graph: dict[str, Any] | None = None
         self._graph_lock = asyncio.Lock()
@@ -152,9 +176,17 @@ class WireflowProvider:
         outcome = self._outcome(remote_id, reply, require_status=False)
         if isinstance(outcome, Finished):
             return outcome
-        return Submitted(remote_id=remote_id, http_status=reply.status, request_id=reply.request_id)
+        return Submitted(
+            remote_id=remote_id,
+            handle={"execution_id": remote_id},
+            http_status=reply.status,
+            request_id=reply.request_id,
+        )
 
-    async def poll(self, remote_id: str) -> Pending | Finished:
+    async def poll(self, handle: RemoteHandle) -> Pending | Finished:
+        remote_id = handle.get("execution_id")
+        if not isinstance(remote_id, str) or not remote_id:
+            raise Permanent(f"not a Wireflow poll handle: {sorted(handle)}")
         path = f"/workflows/executions/{quote(remote_id, safe='')}/poll"
         reply = await self._send(RequestKind.POLL, "GET", path)
         return self._outcome(remote_id, reply, require_status=True)
@@ -165,7 +197,7 @@ class WireflowProvider:
         return [await self._download(url) for url in finished.urls]
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
     # -- credits -----------------------------------------------------------------------------
 
@@ -182,7 +214,7 @@ class WireflowProvider:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _outcome(self, remote_id: str, reply: _Reply, *, require_status: bool) -> Pending | Finished:
+    def _outcome(self, remote_id: str, reply: HttpAnswer, *, require_status: bool) -> Pending | Finished:
         """Read an execution's state from a poll (or a start) answer."""
         state = parse.status(reply.body)
         if state is None:
@@ -207,9 +239,7 @@ class WireflowProvider:
             )
         if state == "FAILED":
             raise Permanent(
-                self._scrub(parse.failure_message(reply.body)),
-                status=reply.status,
-                request_id=reply.request_id,
+                parse.failure_message(reply.body), status=reply.status, request_id=reply.request_id
             )
         if state in ("CANCELLED", "CANCELED"):
             raise Permanent("execution was cancelled", status=reply.status, request_id=reply.request_id)
@@ -243,100 +273,45 @@ class WireflowProvider:
         json: Any = None,
         headers: dict[str, str] | None = None,
         auth: bool = True,
-    ) -> _Reply:
-        """One API request through the gate; a 2xx JSON object back, or a typed error."""
+    ) -> HttpAnswer:
+        """One API request through the layer; a 2xx JSON object back, or a typed error."""
         request_headers = {"Accept": "application/json", **(headers or {})}
         if auth and self._settings.api_key is not None:
             request_headers["Authorization"] = f"Bearer {self._settings.api_key.get_secret_value()}"
-        await self._gate.acquire(kind)
-        try:
-            response = await self._client.request(
-                method, self._base + path, json=json, headers=request_headers
-            )
-        except httpx.TimeoutException as exc:
-            raise Transient(
-                f"{method} {path}: no answer within {self._settings.request_timeout:g}s "
-                f"({type(exc).__name__})"
-            ) from exc
-        except httpx.RequestError as exc:
-            raise Transient(self._scrub(f"{method} {path}: {type(exc).__name__}: {exc}")) from exc
-        self._gate.observe(kind, response.status_code, response.headers)
-        request_id = response.headers.get("x-request-id")
-        if not 200 <= response.status_code < 300:
-            raise self._error(response, request_id)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise Transient(
-                f"{method} {path}: malformed or unexpected body in a {response.status_code} answer",
-                status=response.status_code,
-                request_id=request_id,
-            )
-        return _Reply(response.status_code, body, request_id)
-
-    def _error(self, response: httpx.Response, request_id: str | None) -> ProviderError:
-        status = response.status_code
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = None
-        message = (
-            parse.error_message(body) or _snippet(response.text) or f"HTTP {status} {response.reason_phrase}"
-        )
-        message = self._scrub(message)
-        if status == 402 or parse.is_out_of_credits(body):
-            required, available, breakdown = parse.credit_figures(body, message)
-            return OutOfCredits(
-                message,
-                required=required,
-                available=available,
-                breakdown=breakdown,
-                status=status,
-                request_id=request_id,
-            )
-        if status == 429:
-            delay = parse.retry_after(response.headers, body, time.time())
-            return RateLimited(message, retry_after=delay, status=status, request_id=request_id)
-        if status in (408, 425) or status >= 500:
-            return Transient(message, status=status, request_id=request_id)
-        if 400 <= status < 500:
-            return Permanent(message, status=status, request_id=request_id)
-        return Transient(f"unexpected HTTP {status}: {message}", status=status, request_id=request_id)
+        answer = await self._http.send(kind, method, self._base + path, json=json, headers=request_headers)
+        answer.json_object()
+        return answer
 
     async def _download(self, url: str) -> Image:
         """GET one image (no API key: it is a CDN URL). The CDN refuses some clients (403); the docs
         offer an unauthenticated proxy, tried once in that case."""
-        response = await self._fetch(url)
-        if response.status_code == 403:
+        answer = await self._fetch(url)
+        if answer.status == 403:
             origin = urlsplit(self._base)
             proxy = f"{origin.scheme}://{origin.netloc}/api/download?{urlencode({'url': url})}"
-            response = await self._fetch(proxy)
-        request_id = response.headers.get("x-request-id")
-        if response.status_code != 200:
+            answer = await self._fetch(proxy)
+        if answer.status != 200:
             raise Transient(
-                f"image download answered HTTP {response.status_code}: {url}",
-                status=response.status_code,
-                request_id=request_id,
+                f"image download answered HTTP {answer.status}: {url}",
+                status=answer.status,
+                request_id=answer.request_id,
             )
-        data = response.content
-        declared = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        data = answer.content
+        declared = answer.headers.get("content-type", "").split(";")[0].strip().lower()
         media_type = parse.sniff_image(data) or (declared if declared.startswith("image/") else None)
         if not data or media_type is None:
             what = "an empty body" if not data else f"{declared or 'untyped'} content, not an image"
-            raise Transient(f"image download returned {what}: {url}", status=200, request_id=request_id)
+            raise Transient(
+                f"image download returned {what}: {url}", status=200, request_id=answer.request_id
+            )
         return Image(data=data, media_type=media_type, metadata={"url": url})
 
-    async def _fetch(self, url: str) -> httpx.Response:
+    async def _fetch(self, url: str) -> HttpAnswer:
         try:
-            return await self._client.get(url, headers={"Accept": "image/*"})
-        except httpx.TimeoutException as exc:
-            raise Transient(f"image download timed out: {url}") from exc
-        except httpx.RequestError as exc:
-            raise Transient(f"image download failed ({type(exc).__name__}: {exc}): {url}") from exc
-
-    def _scrub(self, text: str) -> str:
-        """Never let the key into a message, even if a server echoes it back."""
-        key = self._settings.api_key.get_secret_value() if self._settings.api_key else ""
-        return text.replace(key, "**********") if key else text
+            return await self._http.send(
+                None, "GET", url, headers={"Accept": "image/*"}, check=False, decode=False
+            )
+        except Transient as error:
+            error.message = f"image download failed ({error.message}): {url}"
+            error.args = (error.message,)
+            raise

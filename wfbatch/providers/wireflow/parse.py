@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from wfbatch.providers.http.charges import parse_charge
+
 _EPOCH_THRESHOLD = 1_000_000_000  # numbers above this are Unix timestamps, not durations
 _WRAPPERS = ("data", "workflow", "graph", "definition")
 
@@ -112,11 +114,11 @@ def image_urls(body: Any) -> list[str]:
 
 
 def credits_used(body: Any) -> float | None:
+    """The charge the answer reports, if it is a usable one (see `parse_charge`)."""
     for layer in layers(body):
         for key in ("creditsUsed", "credits_used", "creditsCharged"):
-            value = number(layer.get(key))
-            if value is not None:
-                return value
+            if layer.get(key) is not None:
+                return parse_charge(layer.get(key), "wireflow")
     return None
 
 
