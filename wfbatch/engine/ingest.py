@@ -12,7 +12,7 @@ from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key, content_hash
 from wfbatch.core.models import ParsedBatch
 from wfbatch.home import HomeLayout
-from wfbatch.outputs import claim_batch_dir
+from wfbatch.outputs import claim_batch_dir, release_batch_dir
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.store import BatchRow, NewJob, Store
 
@@ -90,5 +90,10 @@ async def ingest(
         )
         for index, job in enumerate(expanded, start=1)
     ]
-    await store.insert_batch(batch, jobs)
+    try:
+        await store.insert_batch(batch, jobs)
+    except Exception:  # not a cancellation: the insert may still commit in the store's thread
+        # Not committed: the folder must not outlive it (a poison file retried would leave one each time).
+        release_batch_dir(output_dir, batch_id)
+        raise
     return Ingested(batch=batch, jobs=len(jobs), resumed=False)

@@ -6,7 +6,7 @@ the providers or the scheduler.
 """
 
 from wfbatch.outputs.atomic import atomic_write_bytes, atomic_write_text
-from wfbatch.outputs.batch_folder import claim_batch_dir
+from wfbatch.outputs.batch_folder import claim_batch_dir, release_batch_dir
 from wfbatch.outputs.contact_sheet import CONTACT_SHEET_FILE_NAME, render_contact_sheet, write_contact_sheet
 from wfbatch.outputs.images import (
     METADATA_KEYS,
@@ -56,6 +56,7 @@ __all__ = [
     "move_for_review",
     "read_embedded_metadata",
     "read_manifest",
+    "release_batch_dir",
     "render_contact_sheet",
     "review_path",
     "write_contact_sheet",

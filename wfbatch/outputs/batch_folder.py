@@ -7,11 +7,12 @@ the same prompt file twice would mix both batches' images (same file names, one 
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 
 from wfbatch.outputs.layout import batch_dir_name
-from wfbatch.outputs.manifest import Manifest, read_manifest, write_manifest
+from wfbatch.outputs.manifest import MANIFEST_FILE_NAME, Manifest, read_manifest, write_manifest
 
 _MAX_SUFFIX = 10_000
 
@@ -41,6 +42,17 @@ def claim_batch_dir(output_root: Path, created: datetime, batch_name: str, batch
         write_manifest(candidate, empty)
         return candidate
     raise FileExistsError(f"no free folder name for batch {batch_name!r} under {output_root}")
+
+
+def release_batch_dir(folder: Path, batch_id: str) -> None:
+    """Undo `claim_batch_dir` for a batch that was never committed: remove its folder if it is
+    still nothing but this batch's empty manifest (anything else in it is left alone)."""
+    if not _belongs_to(folder, batch_id):
+        return
+    with contextlib.suppress(OSError):
+        if {entry.name for entry in folder.iterdir()} == {MANIFEST_FILE_NAME}:
+            (folder / MANIFEST_FILE_NAME).unlink()
+            folder.rmdir()
 
 
 def _belongs_to(folder: Path, batch_id: str) -> bool:
