@@ -20,8 +20,10 @@ import pytest
 
 from tests.daemon_harness import jsonl
 from wfbatch.core.hashing import content_hash
+from wfbatch.core.models import ParsedBatch, ParsedEntry, PromptEntry
 from wfbatch.daemon.inbox import TAKING_FOLDER, Inbox
 from wfbatch.engine.control import Accepted, Control
+from wfbatch.engine.ingest import ingest
 from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings, load_settings
@@ -169,3 +171,12 @@ def test_a_read_stuck_for_ever_does_not_keep_the_process_from_exiting(tmp_path: 
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         raise
     assert done.returncode == 0 and done.stdout.strip() == "exited", done.stderr
+
+
+async def test_a_batch_whose_insert_fails_leaves_no_output_folder(layout: HomeLayout, store: Store) -> None:
+    # A value the parser would refuse, built past it: the insert itself fails (as any store error would).
+    entry = PromptEntry.model_construct(prompt="a fox", width=64, height=64, priority=10**30)
+    parsed = ParsedBatch("poison", "poison.jsonl", None, True, None, [ParsedEntry(1, entry)])
+    with pytest.raises(OverflowError):
+        await ingest(store, layout, parsed, b"poison", "local", resume_unfinished=False)
+    assert list(layout.output.iterdir()) == [] and await _batches(store) == []
