@@ -199,9 +199,12 @@ def test_names_at_the_255_byte_limit_are_archived_and_rejected_with_their_suffix
 def test_names_with_newlines_and_escapes_cannot_forge_log_lines(daemon: DaemonProcess) -> None:
     forged = "INFO wfbatch.inbox accepted everything"
     name = f"evil\n{forged}\x1b[2J.jsonl"
+    accepted = f"fine\n{forged}\x1b[31m.jsonl"
     daemon.drop(name, "{not json\n")
+    daemon.drop(accepted, jsonl("a harmless prompt in a hostile name"))
     report = daemon.wait_until(lambda: _rejected(daemon, name), 5, "the refusal")[1]
     assert report.splitlines()[0].startswith(repr(name))
+    daemon.wait_until(lambda: f"accepted {accepted!r}" in daemon.log(), 5, "the acceptance logged")
     log = daemon.log()
     assert "\x1b" not in log and not any(line.startswith(forged) for line in log.splitlines())
     assert repr(name) in log
@@ -225,3 +228,18 @@ def test_a_fifo_in_the_inbox_neither_blocks_it_nor_the_stop() -> None:
         daemon.drop("after.jsonl", jsonl("behind the pipe"))
         daemon.wait_until(lambda: _batch_from(daemon, "after.jsonl"), 5, "the file dropped after the FIFO")
         assert daemon.stop() < 10 and daemon.returncode == 0
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_and_does_not_stop_the_inbox(daemon: DaemonProcess) -> None:
+    # watchfiles cannot decode such a path and its watcher died with it, taking the daemon down.
+    name = os.fsdecode(b"latin1-\xe9t\xe9.jsonl")  # the bytes as Python's os functions hand them over
+    staged = daemon.home / "staged-latin1"
+    staged.write_text(jsonl("a prompt"))
+    staged.rename(daemon.inbox / name)
+    rejected = daemon.home / "rejected"
+    error_file = rejected / f"{name}{ERROR_SUFFIX}"
+    daemon.wait_until(error_file.exists, 10, "the refusal")
+    assert b"not valid UTF-8" in error_file.read_bytes() and (rejected / name).exists()
+    daemon.drop("after-latin1.jsonl", jsonl("still watching"))
+    daemon.wait_until(lambda: _batch_from(daemon, "after-latin1.jsonl"), 10, "a later drop")
+    assert daemon.returncode is None

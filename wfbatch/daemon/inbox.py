@@ -57,11 +57,20 @@ IGNORED_SUFFIXES = (".part", ".tmp", "~")
 ERROR_SUFFIX = ".error.txt"
 TAKING_FOLDER = ".taking"
 RESCAN_SECONDS = 5.0
+WATCHER_RESTART_SECONDS = 1.0
 MAX_CHECK_INTERVAL = 0.1
 
 
 def is_ignored_name(name: str) -> bool:
     return name.startswith(".") or name.endswith(IGNORED_SUFFIXES)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # undecodable bytes arrive as lone surrogates, which do not encode
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Inbox:
@@ -95,18 +104,28 @@ class Inbox:
         self.scan()
         rescanner = asyncio.create_task(self._rescan_periodically(stop))
         try:
-            async for changes in awatch(
-                self.layout.inbox, stop_event=stop, watch_filter=None, debounce=50, step=50, recursive=False
-            ):
-                for change, raw_path in changes:
-                    if change is not Change.deleted:
-                        self.consider(Path(raw_path))
+            while not stop.is_set():
+                try:
+                    await self._watch(stop)
+                except Exception as error:  # e.g. a file name that is not UTF-8: watchfiles gives up
+                    log.warning("the inbox watcher failed (%s); restarting it, and rescanning", error)
+                    with contextlib.suppress(TimeoutError):  # no busy loop if it fails again at once
+                        await asyncio.wait_for(stop.wait(), WATCHER_RESTART_SECONDS)
+                    self.scan()
         finally:
             rescanner.cancel()
             pending = [*self._pending.values(), rescanner]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        async for changes in awatch(
+            self.layout.inbox, stop_event=stop, watch_filter=None, debounce=50, step=50, recursive=False
+        ):
+            for change, raw_path in changes:
+                if change is not Change.deleted:
+                    self.consider(Path(raw_path))
 
     async def _rescan_periodically(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -227,6 +246,9 @@ class Inbox:
             return
         except OSError as error:
             await self._reject(claimed, f"{name}: cannot be read: {error.strerror or error}\n", 1)
+            return
+        if not _is_utf8(name):  # it could not be stored, shown or reported faithfully
+            await self._reject(claimed, f"{name}: the file name is not valid UTF-8: rename it\n", 1)
             return
         started = time.monotonic()
         digest = content_hash(raw)

@@ -17,6 +17,7 @@ from wfbatch.core.api import CommandResult
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key, content_hash
 from wfbatch.core.models import JobSpec, ParsedBatch
+from wfbatch.core.names import quote_name
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
 from wfbatch.core.states import JobState, ReviewStatus
 from wfbatch.engine.events import Event, EventSink, discard
@@ -130,7 +131,7 @@ class Control:
             return Refused(errors, str(error))
         batch = ingested.batch
         jobs = _plural(ingested.jobs, "job")
-        log.info("batch %s (%s): %s from %s", batch.id, batch.name, jobs, source_name)
+        log.info("batch %s (%s): %s from %s", batch.id, quote_name(batch.name), jobs, quote_name(source_name))
         self._emit(
             Event(
                 "batch",
