@@ -721,3 +721,14 @@ def test_wellformed_csv_round_trips(texts: list[str]) -> None:
 def test_wellformed_txt_round_trips(texts: list[str]) -> None:
     batch = parse_prompt_bytes("\n".join(texts).encode(), "round.txt")
     assert prompts(batch) == [text.strip() for text in texts]
+
+
+@pytest.mark.parametrize("priority", [10**30, -(10**30), 1_000_001])
+def test_a_priority_beyond_a_million_is_an_error_naming_its_line(tmp_path: Path, priority: int) -> None:
+    # Unbounded, 10**30 passed validation and failed at the SQLite insert (OverflowError), every rescan.
+    too_urgent = json.dumps({"prompt": "too urgent", "priority": priority})
+    content = '{"prompt": "fine", "priority": 5}\n' + too_urgent
+    error = only_error(tmp_path, "urgent.jsonl", content)
+    assert error.line == 2 and "priority" in str(error), error
+    lowest = parse(tmp_path, "ok.jsonl", '{"prompt": "x", "priority": -1000000}')
+    assert lowest.entries[0].entry.priority == -(10**6)

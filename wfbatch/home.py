@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -61,6 +62,11 @@ class HomeLayout:
         return self.root / "run" / "wfbatch.sock"
 
 
+class UnsafeLockFile(RuntimeError):
+    """HOME/wfbatch.lock is a symlink or not a regular file: writing it could overwrite whatever it
+    points at (any file, for a daemon run as root)."""
+
+
 class HomeLocked(RuntimeError):
     """Another wfbatch engine (a daemon or a `wfbatch run`) already works on this HOME."""
 
@@ -82,7 +88,7 @@ class HomeLock:
 
     def acquire(self, what: str, socket: Path | None = None) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self._path.open("a+", encoding="utf-8")
+        handle = os.fdopen(self._open_regular(), "a+", encoding="utf-8")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -100,6 +106,21 @@ class HomeLock:
         )
         handle.flush()
         self._handle = handle
+
+    def _open_regular(self) -> int:
+        # O_NOFOLLOW: a symlink planted as the lock must not make us truncate its target;
+        # O_NONBLOCK: a FIFO planted there must not hang the start-up (fstat then refuses it).
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self._path, flags, 0o644)
+        except OSError as error:
+            problem = "is a symlink" if self._path.is_symlink() else f"cannot be opened ({error.strerror})"
+            raise UnsafeLockFile(f"{self._path} {problem}: remove it (wfbatch makes its own)") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafeLockFile(f"{self._path} is not a regular file: remove it (wfbatch makes its own)")
+        os.set_blocking(fd, True)
+        return fd
 
     def release(self) -> None:
         if self._handle is not None:

@@ -13,7 +13,7 @@ from wfbatch.client import socket_path_for
 from wfbatch.daemon import SocketPathError, check_socket_path, run_daemon
 from wfbatch.daemon.logs import configure_logging
 from wfbatch.daemon.runner import settings_reloader
-from wfbatch.home import HomeLayout, HomeLocked
+from wfbatch.home import HomeLayout, HomeLocked, UnsafeLockFile
 
 
 @click.command("daemon")
@@ -59,6 +59,8 @@ def daemon_command(home: Path | None, socket_path: Path | None, log_format: str)
         )
     except HomeLocked as error:
         fail(f"{error}; stop it first, or give this daemon another HOME", EXIT_BAD_INPUT)
+    except UnsafeLockFile as error:
+        fail(str(error), EXIT_BAD_INPUT)
     except SocketPathError as error:
         fail(str(error))
     sys.exit(code)

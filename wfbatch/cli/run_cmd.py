@@ -33,7 +33,7 @@ from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
 from wfbatch.core.states import JobState
 from wfbatch.engine.ingest import Ingested, UnknownProviderInFile, entry_problems, ingest
 from wfbatch.engine.scheduler import Engine, StopReason
-from wfbatch.home import HomeLayout, HomeLock, HomeLocked
+from wfbatch.home import HomeLayout, HomeLock, HomeLocked, UnsafeLockFile
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
 from wfbatch.providers.base import UnlimitedGate
 from wfbatch.providers.registry import UnknownProvider, build_provider
@@ -130,6 +130,8 @@ async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_prog
         lock.acquire("wfbatch run")
     except HomeLocked as error:
         fail(f"{error}. Hand the files to it with `wfbatch submit FILE...`, or stop it first.")
+    except UnsafeLockFile as error:
+        fail(str(error))
     store = await Store.open(layout.db)
     try:
         ingested: list[Ingested] = []

@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_SIZE = 1024
 MAX_VARIANTS = 100
+# Priorities only order jobs; the bound keeps them inside SQLite's 64-bit INTEGER, so a huge one is
+# a parse error naming its line instead of an OverflowError at insert.
+MAX_PRIORITY = 1_000_000
 
 
 class ImageFormat(StrEnum):
@@ -37,7 +40,7 @@ class PromptEntry(BaseModel):
     format: ImageFormat | None = None
     quality: int | None = Field(default=None, ge=1, le=100)
     variants: int = Field(default=1, ge=1, le=MAX_VARIANTS)
-    priority: int = 0
+    priority: int = Field(default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     provider: str | None = None
     tags: list[str] = Field(default_factory=list)
     id: str | None = Field(default=None, max_length=200)

@@ -24,6 +24,7 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "LineError",
     "PromptFileError",
+    "format_of_name",
     "parse_prompt_bytes",
     "parse_prompt_file",
 ]
@@ -100,10 +101,15 @@ def _format_of(source_name: str, fmt: str | None, errors: ErrorSink) -> str | No
         return None
     suffix = PurePath(source_name).suffix.lower()
     if suffix in SUPPORTED_SUFFIXES:
-        return suffix.lstrip(".")
+        return format_of_name(source_name)
     shown = repr(suffix) if suffix else "no suffix"
     errors.add(0, None, f"unsupported file type ({shown}): use one of {', '.join(SUPPORTED_SUFFIXES)}")
     return None
+
+
+def format_of_name(source_name: str) -> str:
+    """The format a file of this name is read as (its suffix, lower case, without the dot)."""
+    return PurePath(source_name).suffix.lower().lstrip(".")
 
 
 def _stem(source_name: str) -> str:

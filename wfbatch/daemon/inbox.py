@@ -3,12 +3,19 @@
 A file is taken only once it is complete: its size and mtime must hold still for
 `inbox.stable_seconds` (a file renamed into the inbox — the recommended way to drop — is
 usually taken at once, since its mtime is already older than that). Dotfiles, `*.part`, `*.tmp`,
-`*~`, folders and symlinks leading out of the inbox are ignored. Files present at start-up are
-picked up; a periodic rescan catches anything the filesystem watcher missed.
+`*~`, folders, FIFOs, sockets, devices and all symlinks are ignored (a symlink is ignored even when
+it stays inside the inbox: one rule, and no file outside the inbox can ever become prompts). Files
+present at start-up are picked up; a periodic rescan catches anything the watcher missed.
+
+Taking a file: it is first moved into `inbox/.taking/` beside a small journal, then read through a
+descriptor that must be a regular file, then accepted, then moved out. After a crash the journal
+says exactly whether that take's batch was committed (a batch of its content and name that did not
+exist before): if so the file goes to the archive, otherwise back into the inbox.
 
 Outcomes: accepted → `archive/<batch-id>-<name>`; same content as an accepted batch →
-`archive/duplicate-<name>` (nothing enqueued); invalid → `rejected/<name>` beside
-`rejected/<name>.error.txt`, which names every bad line.
+`archive/duplicate-<name>` (nothing enqueued); invalid, unreadable, or a take that failed
+unexpectedly → `rejected/<name>` beside `rejected/<name>.error.txt`, which names every bad line.
+Nothing is overwritten (`-2`, `-3`... are added) and names are cut to fit the 255-byte limit.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -25,19 +31,32 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from wfbatch.core.hashing import content_hash
+from wfbatch.core.names import quote_name
 from wfbatch.core.parsing import MAX_FILE_BYTES
+from wfbatch.daemon.inbox_files import (
+    Claim,
+    Identity,
+    NotRegularFile,
+    claim,
+    identity,
+    kind_of,
+    move_no_replace,
+    off_loop,
+    read_regular,
+)
 from wfbatch.engine.control import Accepted, Control, Duplicate, Refused
 from wfbatch.engine.events import Event, EventSink, discard
 from wfbatch.home import HomeLayout
-from wfbatch.outputs import atomic_write_text
+from wfbatch.outputs import atomic_write_bytes
 from wfbatch.settings import Settings
 
 log = logging.getLogger("wfbatch.inbox")
 
 IGNORED_SUFFIXES = (".part", ".tmp", "~")
 ERROR_SUFFIX = ".error.txt"
+TAKING_FOLDER = ".taking"
 RESCAN_SECONDS = 5.0
+WATCHER_RESTART_SECONDS = 1.0
 MAX_CHECK_INTERVAL = 0.1
 
 
@@ -45,23 +64,12 @@ def is_ignored_name(name: str) -> bool:
     return name.startswith(".") or name.endswith(IGNORED_SUFFIXES)
 
 
-def _unique(path: Path) -> Path:
-    """`path`, or `stem-2.suffix`, `stem-3.suffix`... whichever does not exist yet."""
-    if not path.exists():
-        return path
-    for n in range(2, 100_000):
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise FileExistsError(path)
-
-
-def _move(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _is_utf8(name: str) -> bool:
     try:
-        source.replace(target)
-    except OSError:
-        shutil.move(str(source), str(target))  # another filesystem (an inbox symlinked elsewhere)
+        name.encode("utf-8")  # undecodable bytes arrive as lone surrogates, which do not encode
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Inbox:
@@ -80,28 +88,43 @@ class Inbox:
         self._emit = events
         self._on_outcome = on_outcome or (lambda outcome: None)
         self._root = layout.inbox.resolve()
+        self._taking = layout.inbox / TAKING_FOLDER
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._take_lock = asyncio.Lock()
-        self._warned: set[str] = set()
+        self._warned: set[tuple[str, str]] = set()
+        # Files that could be neither taken nor moved out (say rejected/ is not writable): left
+        # alone until they change, so one broken file is one error line, not one every rescan.
+        self._given_up: dict[str, Identity] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until `stop` is set."""
         self.layout.inbox.mkdir(parents=True, exist_ok=True)
+        await self.recover()
         self.scan()
         rescanner = asyncio.create_task(self._rescan_periodically(stop))
         try:
-            async for changes in awatch(
-                self.layout.inbox, stop_event=stop, watch_filter=None, debounce=50, step=50, recursive=False
-            ):
-                for change, raw_path in changes:
-                    if change is not Change.deleted:
-                        self.consider(Path(raw_path))
+            while not stop.is_set():
+                try:
+                    await self._watch(stop)
+                except Exception as error:  # e.g. a file name that is not UTF-8: watchfiles gives up
+                    log.warning("the inbox watcher failed (%s); restarting it, and rescanning", error)
+                    with contextlib.suppress(TimeoutError):  # no busy loop if it fails again at once
+                        await asyncio.wait_for(stop.wait(), WATCHER_RESTART_SECONDS)
+                    self.scan()
         finally:
             rescanner.cancel()
             pending = [*self._pending.values(), rescanner]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        async for changes in awatch(
+            self.layout.inbox, stop_event=stop, watch_filter=None, debounce=50, step=50, recursive=False
+        ):
+            for change, raw_path in changes:
+                if change is not Change.deleted:
+                    self.consider(Path(raw_path))
 
     async def _rescan_periodically(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -126,36 +149,39 @@ class Inbox:
         key = path.name
         if key in self._pending:
             return
-        self._pending[key] = asyncio.create_task(self._settle_then_take(path), name=f"inbox-{key}")
+        self._pending[key] = asyncio.create_task(self._settle_then_take(path), name="inbox-file")
 
     async def _settle_then_take(self, path: Path) -> None:
         try:
             if await self._wait_until_complete(path):
                 async with self._take_lock:
-                    await self._take(path)
+                    await self.take(path)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("could not take %s from the inbox; it stays there", path.name)
+            log.exception("could not take %s from the inbox", quote_name(path.name))
         finally:
             self._pending.pop(path.name, None)
 
+    def _warn_once(self, name: str, problem: str) -> None:
+        if (name, problem) not in self._warned:
+            self._warned.add((name, problem))
+            log.warning("ignoring %s: %s", quote_name(name), problem)
+
     def _stat(self, path: Path) -> os.stat_result | None:
-        """The file's stat if it is a regular file we may take (directly or by a symlink that stays
-        inside the inbox); None otherwise."""
+        """The file's stat if it is a regular file we may take; None otherwise. Only a first
+        filter: what is read is checked again on the open descriptor."""
         try:
-            link = path.lstat()
-            if stat.S_ISLNK(link.st_mode):
-                target = path.resolve()
-                if not target.is_relative_to(self._root):
-                    if path.name not in self._warned:
-                        self._warned.add(path.name)
-                        log.warning("ignoring %s: a symlink to %s, outside the inbox", path.name, target)
-                    return None
-            info = path.stat()
+            info = path.lstat()
         except OSError:
             return None
-        return info if stat.S_ISREG(info.st_mode) else None
+        if not stat.S_ISREG(info.st_mode):
+            if not stat.S_ISDIR(info.st_mode):
+                self._warn_once(path.name, f"{kind_of(info.st_mode)}, not a file (drop the file itself)")
+            return None
+        if self._given_up.get(path.name) == identity(info):
+            return None
+        return info
 
     async def _wait_until_complete(self, path: Path) -> bool:
         """True once size and mtime have held still for `stable_seconds` (False if the file went)."""
@@ -182,61 +208,157 @@ class Inbox:
             if held >= stable or (untouched and held >= interval):
                 return True
 
-    async def _take(self, path: Path) -> None:
-        name = path.name
+    async def take(self, path: Path) -> None:
+        """Take `path` now (the watcher calls this once the file is complete). Whatever `path` is by
+        then — swapped for a symlink, a FIFO, a folder — nothing outside the inbox is read and
+        nothing blocks."""
         try:
-            raw = await asyncio.to_thread(_read_capped, path)
+            claimed = await off_loop(claim, path, self._taking)
+        except (OSError, TimeoutError) as error:
+            log.error("cannot take %s out of the inbox: %s", quote_name(path.name), error)
+            self._give_up(path)
+            return
+        if claimed is None:
+            return
+        try:
+            await self._take_claimed(claimed)
+        except Exception as error:
+            log.exception("internal error while taking %s", quote_name(claimed.name))
+            batch_id = await self._committed_batch(claimed)
+            if batch_id is not None:  # the batch is in: the file belongs in the archive, not rejected/
+                await self._archive_recovered(claimed, batch_id)
+            else:
+                await self._refuse_after_internal_error(claimed, error)
+
+    async def _take_claimed(self, claimed: Claim) -> None:
+        """Read, accept and move out one claimed file."""
+        name = claimed.name
+        try:
+            raw = await off_loop(read_regular, claimed.path, MAX_FILE_BYTES + 1)  # 1 byte over: too large
+        except NotRegularFile as error:  # swapped after it was checked: put back, ignored from now on
+            await off_loop(move_no_replace, claimed.path, self.layout.inbox, name)
+            claimed.forget()
+            self._warn_once(name, f"{error.kind}, not a file (it was replaced after it was checked)")
+            return
         except FileNotFoundError:
+            claimed.forget()
             return
         except OSError as error:
-            await self._reject_unreadable(path, error)
+            await self._reject(claimed, f"{name}: cannot be read: {error.strerror or error}\n", 1)
+            return
+        if not _is_utf8(name):  # it could not be stored, shown or reported faithfully
+            await self._reject(claimed, f"{name}: the file name is not valid UTF-8: rename it\n", 1)
             return
         started = time.monotonic()
-        existing = await self.control.store.batch_with_content_exists(content_hash(raw))
-        if existing is not None and existing.source_name == name:
-            archived = self.layout.archive / f"{existing.id}-{name}"
-            if not archived.exists():
-                # Accepted before a crash that came between the commit and the move: finish the move.
-                await asyncio.to_thread(_move, path, archived)
-                log.info("%s was already accepted as batch %s; moved to %s", name, existing.id, archived)
-                return
+        digest = self.control.identity(raw, name)
+        known = await self.control.store.batch_ids_with_content(digest, name)
+        await off_loop(claimed.record, content_hash=digest, known=sorted(known))
         outcome = await self.control.accept(raw, name)
         if isinstance(outcome, Accepted) and outcome.batch is not None:
-            target = _unique(self.layout.archive / f"{outcome.batch.id}-{name}")
-            await asyncio.to_thread(_move, path, target)
+            target = await self._move_out(claimed, self.layout.archive, prefix=f"{outcome.batch.id}-")
             log.info(
-                "accepted %s: batch %s, %d jobs, queued in %.0f ms", name, outcome.batch.id, outcome.jobs,
-                (time.monotonic() - started) * 1000,
+                "accepted %s: batch %s, %d jobs, queued in %.0f ms; moved to %s", quote_name(name),
+                outcome.batch.id, outcome.jobs, (time.monotonic() - started) * 1000, quote_name(str(target)),
             )
             self._on_outcome("accepted")
         elif isinstance(outcome, Duplicate):
-            target = _unique(self.layout.archive / f"duplicate-{name}")
-            await asyncio.to_thread(_move, path, target)
+            target = await self._move_out(claimed, self.layout.archive, prefix="duplicate-")
             log.warning(
                 "%s has the same content as batch %s (%s): not enqueued again, moved to %s "
                 "(set inbox.skip_duplicate_files = false to enqueue duplicates)",
-                name, outcome.of.id, outcome.of.source_name, target,
+                quote_name(name), outcome.of.id, quote_name(outcome.of.source_name), quote_name(str(target)),
             )
             self._on_outcome("duplicate")
         elif isinstance(outcome, Refused):
-            await self._reject(path, outcome.report, len(outcome.errors))
+            await self._reject(claimed, outcome.report, len(outcome.errors))
 
-    async def _reject(self, path: Path, report: str, errors: int) -> None:
-        name = path.name
-        rejected = self.layout.rejected
-        header = f"{name} was refused: nothing was enqueued. Fix the lines below and drop it again.\n\n"
-        await asyncio.to_thread(atomic_write_text, rejected / f"{name}{ERROR_SUFFIX}", header + report)
-        await asyncio.to_thread(_move, path, rejected / name)
-        first = report.splitlines()[0] if report else ""
-        log.warning("rejected %s (%d problems; first: %s); see %s%s", name, errors, first,
-                    rejected / name, ERROR_SUFFIX)
-        self._emit(Event("inbox", {"event": "rejected", "file": name, "errors": errors, "first": first}))
+    async def _move_out(self, claimed: Claim, folder: Path, *, prefix: str) -> Path:
+        target = await off_loop(move_no_replace, claimed.path, folder, claimed.name, prefix=prefix)
+        claimed.forget()
+        return target
+
+    async def _reject(self, claimed: Claim, report: str, errors: int) -> None:
+        name = claimed.name
+        header = f"{quote_name(name)} was refused: nothing was enqueued. Fix the lines below, drop it again."
+        # surrogateescape: a name that is not UTF-8 is written back as the bytes it was.
+        text = f"{header}\n\n{report}".encode("utf-8", "surrogateescape")
+
+        def write_error_file(target: Path) -> None:
+            atomic_write_bytes(target.with_name(target.name + ERROR_SUFFIX), text)
+
+        target = await off_loop(
+            move_no_replace, claimed.path, self.layout.rejected, name,
+            companion=ERROR_SUFFIX, write_companion=write_error_file,
+        )
+        claimed.forget()
+        first = quote_name(report.splitlines()[0]) if report else ""
+        log.warning("rejected %s (%d problems; first: %s); see %s%s", quote_name(name), errors, first,
+                    quote_name(str(target)), ERROR_SUFFIX)
+        self._emit(Event("inbox", {"event": "rejected", "file": quote_name(name), "errors": errors,
+                                   "first": first}))
         self._on_outcome("rejected")
 
-    async def _reject_unreadable(self, path: Path, error: OSError) -> None:
-        await self._reject(path, f"{path.name}: cannot be read: {error.strerror or error}\n", 1)
+    async def _refuse_after_internal_error(self, claimed: Claim, error: Exception) -> None:
+        """A file whose take failed unexpectedly is refused, not retried for ever; if even that
+        fails, it goes back into the inbox and is left alone until it changes."""
+        why = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        try:
+            await self._reject(claimed, f"{claimed.name}: internal error: {why}\n", 1)
+            return
+        except Exception as reject_error:
+            log.error("cannot move %s to %s either (%s); it goes back into the inbox, left alone "
+                      "until it changes", quote_name(claimed.name), self.layout.rejected, reject_error)
+        try:
+            back = await off_loop(move_no_replace, claimed.path, self.layout.inbox, claimed.name)
+        except Exception as back_error:
+            log.error("cannot move %s back into the inbox (%s); it stays in %s until the next start",
+                      quote_name(claimed.name), back_error, self._taking)
+            return
+        claimed.forget()
+        self._give_up(back)
 
+    def _give_up(self, path: Path) -> None:
+        with contextlib.suppress(OSError):
+            self._given_up[path.name] = identity(path.lstat())
 
-def _read_capped(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(MAX_FILE_BYTES + 1)  # one byte over the cap is enough to refuse it
+    async def recover(self) -> None:
+        """Finish the takes a crash interrupted: exact, from each claim's journal."""
+        try:
+            journals = sorted(self._taking.glob("*.json"))
+        except OSError:
+            return
+        for journal in journals:
+            try:
+                await self._recover(journal)
+            except Exception:
+                log.exception("cannot recover the interrupted take %s; it stays there", journal)
+
+    async def _recover(self, journal: Path) -> None:
+        claimed, _ = await off_loop(Claim.of_journal, journal)
+        if not await off_loop(os.path.lexists, claimed.path):
+            claimed.forget()
+            return
+        batch_id = await self._committed_batch(claimed)
+        if batch_id is not None:
+            await self._archive_recovered(claimed, batch_id)
+            return
+        back = await off_loop(move_no_replace, claimed.path, self.layout.inbox, claimed.name)
+        claimed.forget()
+        log.info("%s was being taken when the daemon stopped (nothing was enqueued); back in the inbox as %s",
+                 quote_name(claimed.name), quote_name(back.name))
+
+    async def _committed_batch(self, claimed: Claim) -> str | None:
+        """The batch this take committed, if it did: one of its content and name that was not there
+        before the acceptance (the journal lists those that were)."""
+        _, facts = await off_loop(Claim.of_journal, claimed.journal)
+        digest = facts.get("content_hash")
+        if not isinstance(digest, str):
+            return None  # the journal is written before the acceptance: it never started
+        made = await self.control.store.batch_ids_with_content(digest, claimed.name)
+        new = sorted(made - set(facts.get("known", [])))
+        return new[0] if new else None
+
+    async def _archive_recovered(self, claimed: Claim, batch_id: str) -> None:
+        target = await self._move_out(claimed, self.layout.archive, prefix=f"{batch_id}-")
+        log.info("%s had been accepted as batch %s; moved to %s", quote_name(claimed.name), batch_id,
+                 quote_name(str(target)))

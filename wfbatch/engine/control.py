@@ -15,9 +15,10 @@ from pathlib import Path
 
 from wfbatch.core.api import CommandResult
 from wfbatch.core.expand import expand_batch
-from wfbatch.core.hashing import cache_key
+from wfbatch.core.hashing import batch_identity, cache_key
 from wfbatch.core.models import JobSpec, ParsedBatch
-from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
+from wfbatch.core.names import quote_name
+from wfbatch.core.parsing import LineError, PromptFileError, format_of_name, parse_prompt_bytes
 from wfbatch.core.states import Execution, JobState, ReviewStatus
 from wfbatch.engine.events import Event, EventSink, discard
 from wfbatch.engine.ingest import UnknownProviderInFile, entry_problems, ingest
@@ -88,6 +89,10 @@ class Control:
 
     # -- prompts in ---------------------------------------------------------------------------
 
+    def identity(self, raw: bytes, source_name: str) -> str:
+        """The content identity `accept(raw, source_name)` gives its batch (see `batch_identity`)."""
+        return batch_identity(raw, format_of_name(source_name), self.engine.settings.provider)
+
     async def accept(
         self,
         raw: bytes,
@@ -138,7 +143,7 @@ class Control:
             return Duplicate(existing)
         batch = ingested.batch
         jobs = _plural(ingested.jobs, "job")
-        log.info("batch %s (%s): %s from %s", batch.id, batch.name, jobs, source_name)
+        log.info("batch %s (%s): %s from %s", batch.id, quote_name(batch.name), jobs, quote_name(source_name))
         self._emit(
             Event(
                 "batch",

@@ -110,8 +110,9 @@ async def ingest(
     ]
     try:
         existing = await store.insert_batch(batch, jobs, reuse=reuse)
-    except BaseException:
-        release_batch_dir(output_dir, batch_id)  # nothing was enqueued: leave no empty folder behind
+    except Exception:  # not a cancellation: the insert may still commit in the store's thread
+        # Not committed: the folder must not outlive it (a poison file retried would leave one each time).
+        release_batch_dir(output_dir, batch_id)
         raise
     if existing is not None:
         release_batch_dir(output_dir, batch_id)

@@ -13,6 +13,10 @@ import os
 import secrets
 from pathlib import Path
 
+from wfbatch.core.names import NAME_MAX, fit_name
+
+_TEMP_EXTRA_BYTES = len(".") + len(".123456789abc.tmp")
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically, creating missing parent folders.
@@ -22,7 +26,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     `open(path, "wb")` would give it (the process umask applies).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # Cut so that a name already near NAME_MAX still has a temporary sibling that can exist.
+    short = fit_name(path.name, max_bytes=NAME_MAX - _TEMP_EXTRA_BYTES)
+    temp_path = path.with_name(f".{short}.{secrets.token_hex(6)}.tmp")
     # os.open with 0o666 lets the umask decide the mode; tempfile.mkstemp would force 0600.
     fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:

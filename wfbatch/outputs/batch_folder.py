@@ -7,6 +7,7 @@ the same prompt file twice would mix both batches' images (same file names, one 
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 
@@ -44,18 +45,14 @@ def claim_batch_dir(output_root: Path, created: datetime, batch_name: str, batch
 
 
 def release_batch_dir(folder: Path, batch_id: str) -> None:
-    """Give back a folder `claim_batch_dir` made for a batch that was not enqueued after all (a
-    duplicate, a failed insert). Only an untouched claim is removed: its empty manifest, then the
-    folder if nothing else is in it."""
+    """Undo `claim_batch_dir` for a batch that was never committed: remove its folder if it is
+    still nothing but this batch's empty manifest (anything else in it is left alone)."""
     if not _belongs_to(folder, batch_id):
         return
-    try:
-        if read_manifest(folder).entries:
-            return
-        (folder / MANIFEST_FILE_NAME).unlink()
-        folder.rmdir()
-    except (OSError, ValueError):
-        pass  # something else is in it, or it went: either way nothing of ours to remove
+    with contextlib.suppress(OSError):
+        if {entry.name for entry in folder.iterdir()} == {MANIFEST_FILE_NAME}:
+            (folder / MANIFEST_FILE_NAME).unlink()
+            folder.rmdir()
 
 
 def _belongs_to(folder: Path, batch_id: str) -> bool:

@@ -248,6 +248,14 @@ class Store:
         )
         return BatchRow.from_sql(row) if row else None
 
+    async def batch_ids_with_content(self, content_hash: str, source_name: str) -> set[str]:
+        """Every batch made from this exact content under this file name (the inbox's crash
+        recovery compares the set before and after an acceptance)."""
+        rows = await self.fetchall(
+            "SELECT id FROM batches WHERE content_hash = ? AND source_name = ?", (content_hash, source_name)
+        )
+        return {row["id"] for row in rows}
+
     async def output_dir_taken(self, output_dir: str) -> bool:
         return await self.fetchone("SELECT 1 FROM batches WHERE output_dir = ?", (output_dir,)) is not None
 
