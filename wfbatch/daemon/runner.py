@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from pydantic import ValidationError
 
 from wfbatch import __version__
 from wfbatch.daemon.app import build_app
@@ -32,7 +31,7 @@ from wfbatch.engine.control import Control
 from wfbatch.engine.events import Event
 from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout, HomeLock
-from wfbatch.settings import Settings, load_settings
+from wfbatch.settings import Settings, SettingsError, load_settings
 from wfbatch.store import Store
 
 log = logging.getLogger("wfbatch.daemon")
@@ -135,9 +134,8 @@ async def _serve(
             return
         try:
             new = reload_settings()
-        except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-            log.error("SIGHUP: configuration not reloaded, it has errors: %s", problems)
+        except SettingsError as error:
+            log.error("SIGHUP: configuration not reloaded (the previous settings stay): %s", error)
             return
         changes = engine.reload_limits(new)
         if changes:
