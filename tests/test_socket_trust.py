@@ -150,7 +150,7 @@ def test_the_client_still_talks_to_its_own_daemon() -> None:
         assert asyncio.run(health()) == daemon.pid
 
 
-@pytest.mark.parametrize("kind", ["file", "folder", "under-a-file"])
+@pytest.mark.parametrize("kind", ["file", "folder", "under-a-file", "too-long"])
 def test_the_cli_against_something_that_is_not_a_socket(kind: str) -> None:
     root = short_tmpdir("wft-")
     path = root / "d.sock"
@@ -158,6 +158,8 @@ def test_the_cli_against_something_that_is_not_a_socket(kind: str) -> None:
         path.write_text("")
     elif kind == "folder":
         path.mkdir()
+    elif kind == "too-long":
+        path = root / ("x" * 120)
     else:
         (root / "f").write_text("")
         path = root / "f" / "d.sock"
@@ -169,7 +171,8 @@ def test_the_cli_against_something_that_is_not_a_socket(kind: str) -> None:
         assert out.returncode == 2 and "is a directory" in out.stderr and "Traceback" not in out.stderr
         return
     _assert_one_line_refusal(out, "no wfbatch daemon answers")
-    assert "(it is not a socket)" in out.stderr or "is not a folder)" in out.stderr
+    hints = ("(it is not a socket)", "is not a folder)", "a Unix socket path has at most 107")
+    assert any(hint in out.stderr for hint in hints), out.stderr
 
 
 def test_a_symlinked_socket_path_is_refused_by_the_daemon(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from wfbatch.core.api import (
     SubmitRequest,
     SubmitResult,
 )
+from wfbatch.home import MAX_SOCKET_PATH_BYTES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,7 +55,10 @@ class DaemonUnavailable(Exception):
 
 
 def _why_not_a_socket(path: Path) -> str:
-    """A hint when the path cannot be a socket at all (a plain file, a folder, a file for a folder)."""
+    """A hint when the path cannot be a socket at all (too long, a plain file, a file for a folder)."""
+    length = len(os.fsencode(path))
+    if length > MAX_SOCKET_PATH_BYTES:
+        return f" (the path is {length} bytes; a Unix socket path has at most {MAX_SOCKET_PATH_BYTES})"
     try:
         mode = path.stat().st_mode
     except NotADirectoryError:
