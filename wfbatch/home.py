@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,14 @@ from typing import IO, Any
 
 # A Unix socket path is limited by sockaddr_un.sun_path (108 bytes on Linux, including the NUL).
 MAX_SOCKET_PATH_BYTES = 107
+
+
+def user_name(uid: int) -> str:
+    """`uid 1000 (alice)`, for messages about who owns something."""
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
+import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -200,12 +202,72 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message is one line naming where the mistake is
+    (the file with line:column, or the field and its source) and never a value given."""
+
+
 def load_settings(home: Path | None = None, **overrides: Any) -> Settings:
-    """Build the effective settings; `home` and `overrides` come from command-line flags."""
+    """Build the effective settings; `home` and `overrides` come from command-line flags.
+    Raises `SettingsError` for a broken wfbatch.toml or an invalid value from any source."""
     token = _home_override.set(home)
+    config_file = resolve_home(home) / CONFIG_FILE_NAME
     try:
         if home is not None:
             overrides["home"] = home
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(_toml_problem(config_file, error)) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
+        raise SettingsError(f"{config_file}: cannot be read: {reason}") from None
+    except ValidationError as error:
+        raise SettingsError(_validation_problems(config_file, error)) from None
     finally:
         _home_override.reset(token)
+
+
+_TOML_POSITION = re.compile(r"^(?P<message>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+
+
+def _toml_problem(config_file: Path, error: tomllib.TOMLDecodeError) -> str:
+    # Python 3.11's tomllib puts the position only in the message: "... (at line 12, column 5)".
+    text = str(error)
+    match = _TOML_POSITION.match(text)
+    if match is None:
+        return f"{config_file}: {text}"
+    return f"{config_file}:{match['line']}:{match['column']}: {match['message']}"
+
+
+def _validation_problems(config_file: Path, error: ValidationError) -> str:
+    """One line for every invalid field, saying where its value came from. Only pydantic's `msg`
+    is used: the error's `input` (and its str()) would echo values, API keys among them."""
+    file_data = _read_toml_quietly(config_file)
+    problems = []
+    for item in error.errors():
+        loc = tuple(str(part) for part in item["loc"])
+        field = ".".join(loc) or "settings"
+        env_name = "WFBATCH_" + "__".join(loc).upper()
+        if _has_path(file_data, loc):
+            problems.append(f"{config_file}: {field}: {item['msg']}")
+        elif loc and env_name in os.environ:
+            problems.append(f"{env_name}: {item['msg']}")
+        else:
+            problems.append(f"{field}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def _read_toml_quietly(config_file: Path) -> dict[str, Any]:
+    try:
+        with config_file.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _has_path(data: Any, loc: tuple[str, ...]) -> bool:
+    for key in loc:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return bool(loc)

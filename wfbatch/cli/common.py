@@ -3,19 +3,47 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from pydantic import ValidationError
 
-from wfbatch.settings import Settings, load_settings
+from wfbatch.core.api import MAX_ID
+from wfbatch.settings import Settings, SettingsError, load_settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange lets `nan` through (it compares false with any bound) and `inf` past a
+    minimum; a number of credits must be finite."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def parse_credits(text: str) -> float | None:
+    """CREDITS as typed on the command line: a finite number >= 0, or `none` (no cap)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        credits = float(text)
+    except ValueError:
+        credits = math.nan
+    if not math.isfinite(credits) or credits < 0:
+        fail(f"CREDITS is a finite number of at least 0, or `none`; not {text[:40]!r}")
+    return credits
+
+
+JOB_ID = click.IntRange(1, MAX_ID)
+"""A job id on the command line: what the store can hold (a signed 64-bit rowid)."""
 
 home_option = click.option(
     "--home",
@@ -33,7 +61,7 @@ provider_option = click.option(
 )
 budget_option = click.option(
     "--budget",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=None,
     help="Credits each batch may spend (overrides the file's).",
 )
@@ -43,11 +71,8 @@ def settings_from_flags(home: Path | None, **overrides: Any) -> Settings:
     """Build the settings, turning a configuration mistake into one clear line and exit code 2."""
     try:
         return load_settings(home, **{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors()
-        )
-        fail(f"configuration error: {problems}")
+    except SettingsError as error:
+        fail(f"configuration error: {error}")
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from wfbatch.cli.common import fail, print_json
+from wfbatch.cli.common import JOB_ID, fail, parse_credits, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options
 from wfbatch.core.api import CancelRequest, CommandResult, PauseRequest, RetryRequest, ReviewRequest
 
@@ -19,7 +19,7 @@ def _report(result: CommandResult, as_json: bool) -> None:
 
 
 @click.command("retry")
-@click.argument("job_ids", nargs=-1, type=int)
+@click.argument("job_ids", nargs=-1, type=JOB_ID)
 @click.option("--failed", "all_failed", is_flag=True, help="Every failed job (of --batch, if given).")
 @click.option("--batch", "batch_id", default=None, help="With --failed: only this batch's failed jobs.")
 @remote_options
@@ -46,7 +46,7 @@ def retry_command(
 
 
 @click.command("cancel")
-@click.argument("job_ids", nargs=-1, type=int)
+@click.argument("job_ids", nargs=-1, type=JOB_ID)
 @click.option("--batch", "batch_id", default=None, help="Every unfinished job of this batch.")
 @remote_options
 def cancel_command(
@@ -60,7 +60,7 @@ def cancel_command(
 
 
 @click.command("edit")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option("--prompt", required=True, help="The new prompt.")
 @remote_options
 def edit_command(
@@ -112,7 +112,7 @@ def resume_command(
 
 
 @click.command("review")
-@click.argument("job_ids", nargs=-1, type=int, required=True)
+@click.argument("job_ids", nargs=-1, type=JOB_ID, required=True)
 @click.option("--approve", "decision", flag_value="approve", help="Move the images to approved/.")
 @click.option("--reject", "decision", flag_value="reject", help="Move the images to rejected/.")
 @click.option("--pending", "decision", flag_value="pending", help="Back to pending-review/.")
@@ -127,7 +127,7 @@ def review_command(
     _report(call_daemon(home, socket_path, lambda client: client.review(request)), as_json)
 
 
-@click.command("budget")
+@click.command("budget", context_settings={"ignore_unknown_options": True})  # `-3` reaches CREDITS
 @click.argument("batch_id")
 @click.argument("credits")
 @remote_options
@@ -135,11 +135,5 @@ def budget_command(
     batch_id: str, credits: str, home: Path | None, socket_path: Path | None, as_json: bool
 ) -> None:
     """Set BATCH's credit budget to CREDITS (or `none`); a batch held back by its budget tries again."""
-    if credits.lower() == "none":
-        budget: float | None = None
-    else:
-        try:
-            budget = float(credits)
-        except ValueError:
-            fail(f"CREDITS is a number or `none`, not {credits!r}")
+    budget = parse_credits(credits)
     _report(call_daemon(home, socket_path, lambda client: client.set_budget(batch_id, budget)), as_json)

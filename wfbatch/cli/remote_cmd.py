@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from wfbatch.cli.common import print_json
+from wfbatch.cli.common import JOB_ID, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options
 from wfbatch.cli.remote_render import render_job, render_jobs, render_status
 from wfbatch.core.api import MAX_PAGE, JobDetail, JobSummary, Page, Status
@@ -64,7 +64,7 @@ def jobs_command(
 
 
 @click.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @remote_options
 def show_command(job_id: int, home: Path | None, socket_path: Path | None, as_json: bool) -> None:
     """One job in full, with every attempt (status, message, request id)."""

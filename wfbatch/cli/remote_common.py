@@ -9,9 +9,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import httpx
 
 from wfbatch.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, fail, home_option, settings_from_flags
-from wfbatch.client import ApiError, DaemonClient, DaemonUnavailable, VersionMismatch, socket_path_for
+from wfbatch.client import (
+    ApiError,
+    DaemonClient,
+    DaemonUnavailable,
+    UntrustedDaemon,
+    VersionMismatch,
+    socket_path_for,
+)
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,7 +69,10 @@ def call_daemon(
         return asyncio.run(run())
     except DaemonUnavailable as error:
         fail(str(error))
-    except VersionMismatch as error:
+    except (VersionMismatch, UntrustedDaemon) as error:
         fail(str(error))
+    except httpx.HTTPError as error:
+        # Something answered on the socket but not like the daemon (or not in time).
+        fail(f"the daemon on {path} did not answer properly: {type(error).__name__}: {error}", EXIT_FAILED)
     except ApiError as error:
         fail(describe_api_error(error), EXIT_BAD_INPUT if 400 <= error.status < 500 else EXIT_FAILED)

@@ -3,12 +3,14 @@ through this package; it never imports the daemon, the engine or the store."""
 
 from wfbatch.client.client import ApiError, DaemonClient, DaemonUnavailable, ServerEvent, VersionMismatch
 from wfbatch.client.locate import socket_path_for
+from wfbatch.client.peer import UntrustedDaemon
 
 __all__ = [
     "ApiError",
     "DaemonClient",
     "DaemonUnavailable",
     "ServerEvent",
+    "UntrustedDaemon",
     "VersionMismatch",
     "socket_path_for",
 ]

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import httpcore
 import httpx
 from httpx_sse import aconnect_sse
 from pydantic import BaseModel
 
+from wfbatch.client.peer import PeerCheckingBackend
 from wfbatch.core.api import (
     API_VERSION,
     BatchSummary,
@@ -31,6 +35,7 @@ from wfbatch.core.api import (
     SubmitRequest,
     SubmitResult,
 )
+from wfbatch.home import MAX_SOCKET_PATH_BYTES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,9 +49,38 @@ class DaemonUnavailable(Exception):
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
         super().__init__(
-            f"no wfbatch daemon answers on {socket_path}; start one with `wfbatch daemon` "
-            "(same WFBATCH_HOME), or run files directly with `wfbatch run FILE`"
+            f"no wfbatch daemon answers on {socket_path}{_why_not_a_socket(socket_path)}; start one "
+            "with `wfbatch daemon` (same WFBATCH_HOME), or run files directly with `wfbatch run FILE`"
         )
+
+
+def _why_not_a_socket(path: Path) -> str:
+    """A hint when the path cannot be a socket at all (too long, a plain file, a file for a folder)."""
+    length = len(os.fsencode(path))
+    if length > MAX_SOCKET_PATH_BYTES:
+        return f" (the path is {length} bytes; a Unix socket path has at most {MAX_SOCKET_PATH_BYTES})"
+    try:
+        mode = path.stat().st_mode
+    except NotADirectoryError:
+        return f" ({path.parent} is not a folder)"
+    except OSError:
+        return ""
+    return "" if stat.S_ISSOCK(mode) else " (it is not a socket)"
+
+
+def _transport(socket_path: Path) -> httpx.AsyncHTTPTransport:
+    """httpx's transport over the socket, its pool built with a backend that checks who listens
+    (`wfbatch.client.peer`) on every connection. httpx has no public way to hand a backend down,
+    so its pool is replaced with an equivalent one (httpx's default limits)."""
+    transport = httpx.AsyncHTTPTransport(uds=str(socket_path))
+    transport._pool = httpcore.AsyncConnectionPool(
+        uds=str(socket_path),
+        max_connections=100,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        network_backend=PeerCheckingBackend(),
+    )
+    return transport
 
 
 class VersionMismatch(Exception):
@@ -75,7 +109,7 @@ class DaemonClient:
     def __init__(self, socket_path: Path, *, timeout: float = 10.0) -> None:
         self.socket_path = socket_path
         self._http = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=str(socket_path)),
+            transport=_transport(socket_path),
             base_url=BASE_URL,
             timeout=timeout,
         )
@@ -96,7 +130,7 @@ class DaemonClient:
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as error:
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as error:
             raise DaemonUnavailable(self.socket_path) from error
         if response.status_code >= 400:
             try:
@@ -203,5 +237,5 @@ class DaemonClient:
                     if not sse.data:
                         continue
                     yield ServerEvent(kind=sse.event or "message", data=json.loads(sse.data))
-        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as error:
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as error:
             raise DaemonUnavailable(self.socket_path) from error

@@ -6,16 +6,28 @@ defaults; bump `API_VERSION` on anything incompatible (the client checks it at c
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 API_VERSION = 1
 MAX_PAGE = 500
+MAX_ID = 2**63 - 1
+"""Job ids are SQLite rowids (signed 64-bit): no larger id can exist."""
+
+JobId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Credits = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A budget in credits: finite and not negative (NaN would compare as "no cap")."""
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+class _Request(_Model):
+    """A body a client sends: numbers from outside are checked, NaN/Infinity refused everywhere."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class ErrorInfo(_Model):
@@ -144,45 +156,45 @@ class Page(_Model, Generic[T]):
     """Pass back as `cursor` for the next page; None on the last page."""
 
 
-class RetryRequest(_Model):
-    job_ids: list[int] = Field(default_factory=list)
+class RetryRequest(_Request):
+    job_ids: list[JobId] = Field(default_factory=list)
     failed_of_batch: str | None = None
     all_failed: bool = False
 
 
-class CancelRequest(_Model):
-    job_ids: list[int] = Field(default_factory=list)
+class CancelRequest(_Request):
+    job_ids: list[JobId] = Field(default_factory=list)
     batch_id: str | None = None
 
 
-class EditRequest(_Model):
+class EditRequest(_Request):
     prompt: str = Field(min_length=1, max_length=32_000)
 
 
-class PauseRequest(_Model):
+class PauseRequest(_Request):
     scope: Literal["global", "batch", "provider"]
-    id: str | None = None
+    id: str | None = Field(default=None, max_length=200)
     """Batch id or provider name; None for global."""
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=2000)
 
 
-class BudgetRequest(_Model):
-    budget: float | None
+class BudgetRequest(_Request):
+    budget: Credits | None
     """Credits the batch may spend; None removes the budget."""
 
 
-class ReviewRequest(_Model):
-    job_ids: list[int]
+class ReviewRequest(_Request):
+    job_ids: list[JobId]
     decision: Literal["approve", "reject", "pending"]
 
 
-class SubmitRequest(_Model):
-    name: str
+class SubmitRequest(_Request):
+    name: str = Field(min_length=1, max_length=255)
     """A file name: its suffix (.txt .jsonl .csv .json) says the format unless `format` is set."""
     content: str
     format: Literal["txt", "jsonl", "csv", "json"] | None = None
-    provider: str | None = None
-    budget: float | None = None
+    provider: str | None = Field(default=None, max_length=200)
+    budget: Credits | None = None
     dry_run: bool = False
     """Validate only: answer as a real submit would, enqueue nothing."""
 

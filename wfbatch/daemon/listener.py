@@ -1,7 +1,9 @@
 """The daemon's Unix socket, created by wfbatch itself: 0600 in a 0700 folder.
 
 A stock ASGI server would create it 0666 (anyone on the machine could drive the daemon), so the
-socket is bound here under a restrictive umask and handed to uvicorn already listening.
+socket is bound here under a restrictive umask and handed to uvicorn already listening. The folder
+must be this user's and writable by no one else: whoever can write to it can swap the socket for
+their own and receive every prompt a client submits.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import socket
 import stat
 from pathlib import Path
 
-from wfbatch.home import MAX_SOCKET_PATH_BYTES
+from wfbatch.home import MAX_SOCKET_PATH_BYTES, user_name
 
 log = logging.getLogger("wfbatch.daemon")
 
@@ -29,7 +31,7 @@ def check_socket_path(path: Path) -> None:
     if length > MAX_SOCKET_PATH_BYTES:
         raise SocketPathError(
             f"the socket path {path} is {length} bytes long, but a Unix socket path can have at most "
-            f"{MAX_SOCKET_PATH_BYTES}: pass a shorter one with --socket (e.g. /tmp/wfbatch-$USER.sock), "
+            f"{MAX_SOCKET_PATH_BYTES}: pass a shorter one with --socket (e.g. /tmp/wfbatch-$USER/d.sock), "
             "set socket_path in wfbatch.toml, or use a shorter WFBATCH_HOME"
         )
 
@@ -46,19 +48,49 @@ def _answers(path: Path) -> bool:
     return True
 
 
+def check_socket_folder(folder: Path, *, private_folder: bool) -> None:
+    """Refuse a folder another user owns or can write to (see the module's doc). `private_folder`:
+    the folder is wfbatch's own, so group/other bits are taken away rather than refused."""
+    try:
+        info = folder.stat()
+    except OSError as error:
+        raise SocketPathError(f"cannot use the socket folder {folder}: {error.strerror or error}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise SocketPathError(f"{folder} should be the socket's folder but is not a folder: "
+                              "remove it or choose another --socket")
+    me = os.geteuid()
+    if info.st_uid != me:
+        raise SocketPathError(
+            f"the socket folder {folder} belongs to {user_name(info.st_uid)}, not to you "
+            f"({user_name(me)}): that user could replace the socket; choose a folder of your own "
+            "with --socket"
+        )
+    if info.st_mode & 0o022:
+        if not private_folder:
+            raise SocketPathError(
+                f"the socket folder {folder} is writable by group or others (mode "
+                f"{stat.S_IMODE(info.st_mode):o}), so they could replace the socket: use a folder "
+                "only you can write to (e.g. /tmp/wfbatch-$USER/d.sock, created 0700)"
+            )
+        folder.chmod(0o700)
+    elif private_folder and info.st_mode & 0o077:
+        folder.chmod(0o700)
+
+
 def bind_unix_socket(path: Path, *, private_folder: bool) -> socket.socket:
     """Bind and listen on `path`. Call only while holding the HOME lock: a socket file left by a
     dead daemon is removed here. `private_folder`: the folder is wfbatch's own, so it is made 0700
-    even if it exists (a folder the user chose is left as it is, unless it has to be created)."""
+    even if it exists (a folder the user chose must already be private, unless it is created)."""
     check_socket_path(path)
     folder = path.parent
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700)
+    if not os.path.lexists(folder):
+        try:
+            folder.mkdir(parents=True, mode=0o700)
+        except OSError as error:
+            reason = error.strerror or error
+            raise SocketPathError(f"cannot create the socket folder {folder}: {reason}") from None
         folder.chmod(0o700)
-    elif private_folder:
-        folder.chmod(0o700)
-    elif folder.stat().st_mode & 0o022:
-        log.warning("the socket's folder %s is writable by others; the socket itself is 0600", folder)
+    check_socket_folder(folder, private_folder=private_folder)
     try:
         existing = path.lstat()
     except FileNotFoundError:

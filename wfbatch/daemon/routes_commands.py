@@ -20,7 +20,7 @@ from wfbatch.core.api import (
 )
 from wfbatch.core.states import ReviewStatus
 from wfbatch.daemon.context import context_of
-from wfbatch.daemon.responses import ApiProblem, model_response, problem_response, read_body
+from wfbatch.daemon.responses import model_response, path_job_id, problem_response, read_body
 from wfbatch.engine.control import Accepted, Duplicate, Refused
 
 DECISIONS = {
@@ -44,11 +44,7 @@ async def cancel(request: Request) -> JSONResponse:
 
 
 async def edit(request: Request) -> JSONResponse:
-    raw = request.path_params["job_id"]
-    try:
-        job_id = int(raw)
-    except ValueError:
-        raise ApiProblem(400, f"a job id is a number, not {raw!r}") from None
+    job_id = path_job_id(request)
     body = await read_body(request, EditRequest)
     return model_response(await context_of(request).control.edit(job_id, body.prompt))
 

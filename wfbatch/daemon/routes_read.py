@@ -14,7 +14,7 @@ from wfbatch.core.states import JobState, ReviewStatus
 from wfbatch.daemon import views
 from wfbatch.daemon.context import context_of
 from wfbatch.daemon.metrics import CONTENT_TYPE, render_metrics
-from wfbatch.daemon.responses import ApiProblem, model_response, query_int
+from wfbatch.daemon.responses import ApiProblem, model_response, path_job_id, query_int
 
 DEFAULT_JOBS_PAGE = 100
 DEFAULT_BATCHES_PAGE = 50
@@ -101,11 +101,7 @@ async def jobs(request: Request) -> JSONResponse:
 
 async def job(request: Request) -> JSONResponse:
     ctx = context_of(request)
-    raw = request.path_params["job_id"]
-    try:
-        job_id = int(raw)
-    except ValueError:
-        raise ApiProblem(400, f"a job id is a number, not {raw!r}") from None
+    job_id = path_job_id(request)
     row = await ctx.store.get_job(job_id)
     if row is None:
         raise ApiProblem(404, f"no job {job_id}")

@@ -19,20 +19,26 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from pydantic import ValidationError
 
 from wfbatch import __version__
 from wfbatch.daemon.app import build_app
+from wfbatch.daemon.connections import (
+    ConnectionGuard,
+    connection_limit,
+    guarded_protocol,
+    on_loop_exception,
+    raise_fd_limit,
+)
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.daemon.hub import EventHub
 from wfbatch.daemon.inbox import Inbox
-from wfbatch.daemon.listener import bind_unix_socket, remove_socket
+from wfbatch.daemon.listener import BACKLOG, bind_unix_socket, remove_socket
 from wfbatch.daemon.progress import CompletionTracker
 from wfbatch.engine.control import Control
 from wfbatch.engine.events import Event
 from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout, HomeLock
-from wfbatch.settings import Settings, load_settings
+from wfbatch.settings import Settings, SettingsError, load_settings
 from wfbatch.store import Store
 
 log = logging.getLogger("wfbatch.daemon")
@@ -108,20 +114,26 @@ async def _serve(
         layout, control, lambda: engine.settings, events=sink,
         on_outcome=lambda outcome: ctx.inbox_outcomes.update([outcome]),
     )
+    guard = ConnectionGuard(max_connections=connection_limit(raise_fd_limit()))
     server = _Server(
         uvicorn.Config(
             build_app(ctx),
+            http=guarded_protocol(guard),
             lifespan="off",
             ws="none",
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=int(SERVER_STOP_TIMEOUT),
             timeout_keep_alive=30,
+            # asyncio accepts up to `backlog` connections in one go before any protocol runs:
+            # keep that burst as small as the listen queue.
+            backlog=BACKLOG,
         )
     )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(on_loop_exception(guard))
 
     def on_stop_signal(signum: int) -> None:
         if stop.is_set():
@@ -135,9 +147,8 @@ async def _serve(
             return
         try:
             new = reload_settings()
-        except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-            log.error("SIGHUP: configuration not reloaded, it has errors: %s", problems)
+        except SettingsError as error:
+            log.error("SIGHUP: configuration not reloaded (the previous settings stay): %s", error)
             return
         changes = engine.reload_limits(new)
         if changes:
