@@ -261,3 +261,36 @@ async def fill_the_database(store: Store) -> None:
                 await conn.execute("INSERT INTO filler VALUES (zeroblob(?))", (size,))
             except sqlite3.OperationalError:
                 break
+
+
+async def test_a_wrong_key_pauses_the_provider_and_keeps_every_job_queued(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with RunningSimulator(fast_options(api_key="sk-the-right-one")) as sim:
+        batch = (await enqueue(store, layout, prompts(20))).batch
+        reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
+        requests = sim.state.stats()["requests"]["total"]
+    assert reason.code == "paused" and "authentication failed" in reason.message, reason
+    assert "WFBATCH_WIREFLOW__API_KEY" in reason.message
+    assert (await store.counts([batch.id]))["queued"] == 20
+    assert requests <= 3, requests
+
+
+async def test_a_dead_endpoint_pauses_in_seconds_and_keeps_every_job_queued(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with RunningSimulator(fast_options()) as sim:
+        dead = sim.base_url
+    batch = (await enqueue(store, layout, prompts(5))).batch
+    settings = wireflow_engine_settings(home, RunningSimulatorAddress(dead), max_attempts=10)
+    reason, _ = await asyncio.wait_for(run_engine(store, settings, layout, [batch.id]), 30)
+    assert reason.code == "paused" and "unreachable" in reason.message.lower(), reason
+    counts = await store.counts([batch.id])
+    assert counts["queued"] == 5 and counts["failed"] == 0, counts
+
+
+class RunningSimulatorAddress:
+    """Where a simulator listened: enough for the settings of a client pointed at a dead port."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url

@@ -134,6 +134,8 @@ def render_job(job: JobDetail) -> None:
         rows.append(("error", f"HTTP {e.http_status or '-'}: {e.message} [request id {e.request_id or '-'}]"))
     if job.next_attempt_at:
         rows.append(("next try", _when(job.next_attempt_at)))
+    if job.possible_duplicate_charge:
+        rows.append(("charged?", f"possibly twice: {job.possible_duplicate_charge_why}"))
     for key, value in rows:
         out.print(Text.assemble((f"{key:>10}", "bold"), "  ", value), soft_wrap=True)
     if job.attempts_history:

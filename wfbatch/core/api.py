@@ -144,6 +144,9 @@ class JobDetail(JobSummary):
     file_path: str | None = None
     """Absolute path of the image, when there is one."""
     next_attempt_at: float | None = None
+    possible_duplicate_charge: bool = False
+    possible_duplicate_charge_why: str | None = None
+    """Why this image may have been paid for twice (a start re-sent after a lost answer)."""
     attempts_history: list[Attempt] = Field(default_factory=list)
 
 

@@ -75,6 +75,8 @@ def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) 
         output_dir=output_dir,
         file_path=str(Path(output_dir) / job.file) if job.file and output_dir else None,
         next_attempt_at=job.next_attempt_at,
+        possible_duplicate_charge=job.possible_duplicate_charge is not None,
+        possible_duplicate_charge_why=job.possible_duplicate_charge,
         attempts_history=[
             Attempt(
                 at=a.at,

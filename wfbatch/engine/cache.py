@@ -27,6 +27,10 @@ class ImageCache:
         if found is None:
             return None
         sha256, media_type = found
+        return await self.read(sha256, media_type)
+
+    async def read(self, sha256: str, media_type: str) -> Image | None:
+        """The original of this digest, if it is on disk and intact."""
         path = self._path(sha256, media_type)
         try:
             data = await asyncio.to_thread(path.read_bytes)

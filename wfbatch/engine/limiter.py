@@ -150,6 +150,8 @@ class ProviderLimiter:
         self.paused: str | None = None
         self.pause_details: dict[str, Any] = {}
         self.in_flight = 0
+        self.answered = False
+        """Whether the provider has answered a request with a 2xx yet (a working key and endpoint)."""
         self._day = self._today()
         self.daily_starts = daily_starts
         self.requests_sent = 0
@@ -180,6 +182,8 @@ class ProviderLimiter:
         """Server headers override the local estimate: none left means wait for the reset; an
         advertised limit replaces an unknown one. On a start's answer (where starts have a limit of
         their own) the headers describe the execution window, so only starts wait."""
+        if 200 <= status < 300:
+            self.answered = True
         counts_starts = kind is RequestKind.START and not self.starts_count_as_requests
         window = self.executions if counts_starts else self.requests
         configured = self.limits.executions_per_minute if counts_starts else self.limits.requests_per_minute

@@ -35,7 +35,15 @@ from wfbatch.engine.writer import OutputWriter
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME, ImageDecodeError
 from wfbatch.providers.base import Finished, Image, Provider, RequestKind, Submitted
-from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
+from wfbatch.providers.errors import (
+    AuthenticationFailed,
+    OutOfCredits,
+    Permanent,
+    ProviderError,
+    RateLimited,
+    Transient,
+    Unreachable,
+)
 from wfbatch.providers.registry import build_provider, provider_label, traits
 from wfbatch.settings import Settings
 from wfbatch.store import BatchRow, JobRow, Store
@@ -111,6 +119,7 @@ class Engine:
         self.storage_problem: str | None = None
         """Set while writes fail for lack of space: nothing runs until a probe write succeeds."""
         self._storage_backoff = STORAGE_BACKOFF_MIN
+        self._unreachable_backoff: dict[str, float] = {}
 
     @property
     def hold_reason(self) -> str | None:
@@ -177,11 +186,29 @@ class Engine:
             for task in (stopper, balances, reaper):
                 task.cancel()
 
+    def _probe_unreachable(self) -> None:
+        """An unreachable provider is tried again after a backoff (5 s, doubling, at most 5 min): the
+        pause lifts and the next start is the probe; if it fails the same way the pause returns."""
+        now = self.clock.monotonic()
+        for name, limiter in self.limiters.items():
+            details = limiter.pause_details
+            if details.get("kind") != "unreachable":
+                continue
+            backoff = float(details.get("backoff", UNREACHABLE_BACKOFF_MIN))
+            if now - float(details.get("since", now)) >= backoff:
+                log.info("%s: trying again after %.0f s (%s)", name, backoff, limiter.paused)
+                limiter.resume()
+                self._unreachable_backoff[name] = min(UNREACHABLE_BACKOFF_MAX, backoff * 2)
+                self._emit(Event("provider", {"provider": name, "paused": None}))
+                self.wake()
+
     async def _watch_balances(self) -> None:
         """Keep the providers' balances fresh; an out-of-credits pause lifts by itself once the
-        balance covers what the refused start required (checked more often while paused)."""
+        balance covers what the refused start required (checked more often while paused). An
+        unreachable provider is probed again with backoff."""
         looked: dict[str, float] = {}
         while True:
+            self._probe_unreachable()
             now = self.clock.monotonic()
             for name in list(self._providers):
                 if not traits(name).reports_balance:
@@ -203,6 +230,9 @@ class Engine:
             return None
         try:
             balance: float | None = await provider.balance()
+        except (AuthenticationFailed, Unreachable) as error:
+            self._pause_for_account(name, error)
+            return None
         except ProviderError as error:
             log.warning("%s: could not read the balance: %s", name, error)
             return None
@@ -393,6 +423,16 @@ class Engine:
         self.limiter(name).pause(reason, details)
         self._emit(Event("provider", {"provider": name, "paused": reason, **details}))
 
+    def _pause_for_account(self, name: str, error: AuthenticationFailed | Unreachable) -> None:
+        """A bad key or an unreachable endpoint holds the whole provider, never one job at a time."""
+        if isinstance(error, AuthenticationFailed):
+            details: dict[str, Any] = {"kind": "authentication"}
+        else:
+            backoff = self._unreachable_backoff.get(name, UNREACHABLE_BACKOFF_MIN)
+            details = {"kind": "unreachable", "since": self.clock.monotonic(), "backoff": backoff}
+        log.warning("%s: paused: %s", name, error.message)
+        self._pause_provider(name, error.message, details)
+
     def requests_sent(self) -> int:
         return sum(limiter.requests_sent for limiter in self.limiters.values())
 
@@ -481,6 +521,10 @@ class Engine:
             if not limiter.has_capacity() or limiter.blocked_for() > 0 or self.budget.provider_block(name):
                 continue
             free = limiter.limits.max_in_flight - limiter.in_flight
+            if not limiter.answered:
+                # Until the provider has answered once, one job at a time: a wrong key or a dead
+                # endpoint then costs one request, not one per slot.
+                free = min(free, 1 - limiter.in_flight)
             candidates = await self.store.ready_jobs(
                 name,
                 free + len(self._keys_in_flight),
@@ -620,14 +664,16 @@ class Engine:
                 execution=execution,
             )
             self._emit_job(job)
+        if not fresh and job.execution is Execution.MAYBE and job.remote_id is None and not job.result:
+            await self._mark_resend(job)
         try:
             finished = await self._execute(job, provider, limiter)
             if finished is None:
                 return  # canceled while the start was on the wire; the cancel already recorded it
             if job.execution is not Execution.FINISHED:
-                # Paid for now: the charge, and the result (so a crash before the download
-                # re-downloads instead of re-executing), are recorded in one transaction first.
-                result = finished.to_json() if finished.urls and not finished.images else None
+                # Paid for now: the charge, and what a crash before the image is written must find
+                # again (the URLs, or the paid bytes themselves), are recorded first.
+                result = await self._result_to_keep(job, finished)
                 settling = self.budget.settle_finished(job, finished.credits_used, result)
                 credits = await asyncio.shield(settling)
                 job = replace(job, execution=Execution.FINISHED, credits=credits, reserved=None)
@@ -644,6 +690,12 @@ class Engine:
             )
             await self._record_error(job, "start", error)
             await self._requeue(job, f"rate limited; provider waits {wait:.0f} s", refused=fresh)
+        except (AuthenticationFailed, Unreachable) as error:
+            # About the account, not the prompt: every job stays queued, the provider pauses with the
+            # reason (an unreachable one is probed again with backoff in the daemon).
+            self._pause_for_account(job.provider, error)
+            await self._record_error(job, "start", error)
+            await self._requeue(job, error.message, refused=fresh)
         except OutOfCredits as error:
             figures = {"required": error.required, "available": error.available, "breakdown": error.breakdown}
             reason = _credits_reason(error)
@@ -662,11 +714,40 @@ class Engine:
             await self._record_error(job, "job", transient)
             await self._retry_or_fail(job, limiter, transient)
 
+    async def _result_to_keep(self, job: JobRow, finished: Finished) -> dict[str, Any] | None:
+        """What must survive a crash before the image is written: the URLs to download again, or —
+        from a synchronous provider, whose bytes exist only in its answer — the bytes themselves,
+        written to cache/ before anything else, so a crash never pays for them twice."""
+        if finished.images:
+            image = finished.images[0]
+            sha256 = await self.cache.put(job.cache_key, image)
+            return {**finished.to_json(), "paid_image": {"sha256": sha256, "media_type": image.media_type}}
+        return finished.to_json() if finished.urls else None
+
+    async def _finished_from_result(self, result: dict[str, Any]) -> Finished:
+        finished = Finished.from_json(result)
+        paid = result.get("paid_image")
+        if isinstance(paid, dict):
+            image = await self.cache.read(str(paid.get("sha256")), str(paid.get("media_type")))
+            if image is not None:
+                finished = replace(finished, images=(image,))
+        return finished
+
+    async def _mark_resend(self, job: JobRow) -> None:
+        """A start is about to be re-sent although an earlier one may have gone through (a crash or
+        a lost answer). Where the provider recognises re-sends (an idempotency key) that is free;
+        elsewhere it may be charged twice, and the job says so."""
+        if traits(job.provider).idempotent_submit or job.possible_duplicate_charge:
+            return
+        last = job.error_message or "the process stopped while the request was on the wire"
+        why = f"a start was sent again after its outcome was lost ({last}); {job.provider} has no idempotency"
+        await self.store.update_job(job.id, possible_duplicate_charge=why)
+
     async def _execute(self, job: JobRow, provider: Provider, limiter: ProviderLimiter) -> Finished | None:
         """Submit (or resume) the job's remote execution until it has finished; None if the job was
         canceled meanwhile."""
         if job.result:
-            return Finished.from_json(job.result)
+            return await self._finished_from_result(job.result)
         if job.remote_id is None:
             key = idempotency_key(job.uid, job.generation)
             outcome = await provider.submit(job.spec, key)
@@ -892,6 +973,8 @@ MIN_FLUSH_PERIOD = 1.0
 RECONCILE_WINDOW = 7 * 24 * 3600.0
 REAP_PERIOD = 30.0
 REAP_BATCH = 20
+UNREACHABLE_BACKOFF_MIN = 5.0
+UNREACHABLE_BACKOFF_MAX = 300.0
 STORAGE_BACKOFF_MIN = 1.0
 STORAGE_BACKOFF_MAX = 30.0
 BALANCE_REFRESH = 600.0

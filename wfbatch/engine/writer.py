@@ -141,6 +141,8 @@ class OutputWriter:
                     remote_id=job.remote_id,
                     request_id=job.error_request_id or (job.result or {}).get("request_id"),
                     error=error,
+                    possible_duplicate_charge=job.possible_duplicate_charge is not None,
+                    possible_duplicate_charge_why=job.possible_duplicate_charge,
                     created_at=_utc(job.created_at),
                     finished_at=_utc(job.finished_at) if job.finished_at is not None else None,
                 )

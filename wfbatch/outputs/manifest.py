@@ -105,6 +105,10 @@ class ManifestEntry(_ManifestModel):
     """The provider's request id of the last response."""
     error: ManifestError | None
     """The last error, for failed (and retrying) jobs."""
+    possible_duplicate_charge: bool = False
+    """True when a start was re-sent after its answer was lost, to a provider that cannot tell a
+    re-send from a new request: this image may have been paid for twice."""
+    possible_duplicate_charge_why: str | None = None
     created_at: AwareDatetime
     finished_at: AwareDatetime | None
 

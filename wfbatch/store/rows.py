@@ -100,6 +100,8 @@ class JobRow:
     """Credits reserved in the ledger for this job's execution and not yet settled."""
     execution: Execution = Execution.NONE
     """What is known of the remote execution of the current generation."""
+    possible_duplicate_charge: str | None = None
+    """Why this job may have been paid for twice (None: it was not)."""
     handle: dict[str, Any] | None = None
     """What the provider's submit returned to poll the execution with (set with `remote_id`)."""
 
@@ -138,6 +140,7 @@ class JobRow:
             reserved=row["reserved"],
             execution=Execution(row["execution"]),
             handle=json.loads(row["handle"]) if row["handle"] else None,
+            possible_duplicate_charge=row["possible_duplicate_charge"],
         )
 
 

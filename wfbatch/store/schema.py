@@ -121,6 +121,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN handle TEXT;
     UPDATE jobs SET handle = json_object('execution_id', remote_id) WHERE remote_id IS NOT NULL;
     """,
+    # 6: why a job may have been charged twice (a start re-sent after its answer was lost, to a
+    # provider that cannot recognise a re-send): shown in `show` and the manifest.
+    """
+    ALTER TABLE jobs ADD COLUMN possible_duplicate_charge TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

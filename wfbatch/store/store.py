@@ -48,6 +48,7 @@ _UPDATABLE = frozenset(
         "prompt",
         "cache_key",
         "execution",
+        "possible_duplicate_charge",
     }
 )
 
