@@ -283,3 +283,16 @@ def test_parse_charge(value: Any, expected: float | None, caplog: pytest.LogCapt
         assert parse_charge(value, "testprov") == expected
     if expected is None and value is not None:
         assert "testprov" in caplog.text and "invalid charge" in caplog.text
+
+
+async def test_a_huge_request_id_is_cut_to_an_id() -> None:
+    http, _ = layer(lambda r: httpx.Response(200, json={}, headers={"x-request-id": "r" * 50_000}))
+    answer = await http.send(RequestKind.POLL, "GET", "https://api.example/v1/x")
+    assert answer.request_id is not None and len(answer.request_id) == 200
+    await http.aclose()
+
+
+def test_a_zero_or_negative_limit_is_no_limit() -> None:
+    for value in ("0", "-5", "nan"):
+        assert hdr.wireflow_dialect({"x-ratelimit-limit": value}, NOW).limit is None
+        assert hdr.openai_dialect({"x-ratelimit-limit-requests": value}, NOW).limit is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -78,9 +79,15 @@ async def test_endless_image_body_fails_too_large(sim_factory: Any, make_provide
     provider = make_provider(sim, max_response_bytes=MiB)
     finished = await finish(provider, await provider.submit(job_spec(), "k1"))
     sim.state.queue_fault("endless", route="files")
-    with pytest.raises(Permanent, match="too large") as caught:
-        await provider.download(finished)
+    tracemalloc.start()
+    try:
+        with pytest.raises(Permanent, match="too large") as caught:
+            await provider.download(finished)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert f"{MiB} bytes" in caught.value.message
+    assert peak < 16 * MiB  # flat: the body is dropped at the cap, never held whole
     # The next download is whole again: nothing of the aborted one lingers.
     images = await provider.download(finished)
     assert images[0].media_type == "image/png"

@@ -115,3 +115,13 @@ async def test_higher_priority_waiters_go_first() -> None:
     high = asyncio.create_task(take("high", 50.0))
     await asyncio.wait_for(asyncio.gather(low, high), timeout=5)
     assert order == ["high", "low"]
+
+
+async def test_a_hostile_zero_limit_header_is_ignored() -> None:
+    # `X-RateLimit-Limit: 0` once made the learned window hold nothing, and the next acquire indexed
+    # an empty deque (IndexError) instead of waiting.
+    clock = ManualClock()
+    limiter = ProviderLimiter("wf", ProviderLimits(), clock, starts_count_as_requests=False)
+    limiter.observe(RequestKind.START, 201, {"X-RateLimit-Limit": "0", "X-RateLimit-Remaining": "5"})
+    await limiter.acquire(RequestKind.START)
+    assert limiter.executions.limit is None

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from wfbatch.settings import InboxSettings, LocalSettings, Settings, WireflowSettings, load_settings
+from wfbatch.settings import (
+    InboxSettings,
+    LocalSettings,
+    OpenAISettings,
+    Settings,
+    WireflowSettings,
+    load_settings,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "wfbatch.example.toml"
 
@@ -45,7 +52,13 @@ def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 def test_the_example_config_is_valid_and_documents_every_setting() -> None:
     text = EXAMPLE.read_text()
     Settings(**tomllib.loads(text))
-    sections = {"": Settings, "inbox": InboxSettings, "local": LocalSettings, "wireflow": WireflowSettings}
+    sections = {
+        "": Settings,
+        "inbox": InboxSettings,
+        "local": LocalSettings,
+        "wireflow": WireflowSettings,
+        "openai": OpenAISettings,
+    }
     for section, model in sections.items():
         for name in model.model_fields:
             if model is Settings and name in sections:

@@ -16,10 +16,11 @@ from wfbatch.providers.base import Provider, RequestGate
 from wfbatch.providers.http.headers import (
     RateLimitDialect,
     no_dialect,
+    openai_dialect,
     wireflow_dialect,
 )
 from wfbatch.providers.local import LABEL as LOCAL_LABEL
-from wfbatch.settings import LocalSettings, ProviderLimits, Settings, WireflowSettings
+from wfbatch.settings import LocalSettings, OpenAISettings, ProviderLimits, Settings, WireflowSettings
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,23 @@ REGISTRY: dict[str, ProviderEntry] = {
                 remote_cancel=False,
                 cost_unit="credits",
                 rate_limit_dialect=wireflow_dialect,
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
+            "openai",
+            OpenAISettings,
+            "wfbatch.providers.openai:OpenAIProvider",
+            _openai_label,
+            ProviderTraits(
+                starts_count_as_requests=True,
+                idempotent_submit=False,  # providers.md §10: no idempotency header
+                synchronous=True,
+                reports_balance=False,  # only with an admin key (organization costs): not here
+                estimates_cost=True,  # from the price table
+                remote_cancel=False,
+                cost_unit="USD",
+                rate_limit_dialect=openai_dialect,
                 remote=True,
             ),
         ),

@@ -109,11 +109,17 @@ def _int(headers: Mapping[str, str], name: str) -> int | None:
     return None if value is None else max(0, int(value))
 
 
+def _limit(headers: Mapping[str, str], name: str) -> int | None:
+    """A window size: at least 1. A hostile `0` (or negative) would make a window that never opens."""
+    value = _int(headers, name)
+    return value if value is not None and value >= 1 else None
+
+
 def wireflow_dialect(headers: Mapping[str, str], now: float) -> RateLimitSnapshot:
     """`X-RateLimit-{Limit,Remaining}` and `X-RateLimit-Reset` as absolute Unix seconds."""
     reset = _finite(header(headers, "x-ratelimit-reset"))
     return RateLimitSnapshot(
-        _int(headers, "x-ratelimit-limit"), _int(headers, "x-ratelimit-remaining"), reset
+        _limit(headers, "x-ratelimit-limit"), _int(headers, "x-ratelimit-remaining"), reset
     )
 
 
@@ -121,7 +127,7 @@ def openai_dialect(headers: Mapping[str, str], now: float) -> RateLimitSnapshot:
     """`x-ratelimit-{limit,remaining,reset}-requests`; the reset is a Go duration (`6m0s`)."""
     delay = go_duration(header(headers, "x-ratelimit-reset-requests"))
     return RateLimitSnapshot(
-        _int(headers, "x-ratelimit-limit-requests"),
+        _limit(headers, "x-ratelimit-limit-requests"),
         _int(headers, "x-ratelimit-remaining-requests"),
         None if delay is None else now + delay,
     )
@@ -131,7 +137,7 @@ def replicate_dialect(headers: Mapping[str, str], now: float) -> RateLimitSnapsh
     """`ratelimit-remaining` and `ratelimit-reset` (seconds from now)."""
     delay = _finite(header(headers, "ratelimit-reset"))
     return RateLimitSnapshot(
-        _int(headers, "ratelimit-limit"),
+        _limit(headers, "ratelimit-limit"),
         _int(headers, "ratelimit-remaining"),
         None if delay is None or delay < 0 else now + delay,
     )

@@ -14,6 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from wfbatch.providers.http.charges import parse_charge
+from wfbatch.providers.media import sniff_image
+
+__all__ = ["sniff_image"]  # re-exported: the client reads images through this module
 
 _EPOCH_THRESHOLD = 1_000_000_000  # numbers above this are Unix timestamps, not durations
 _WRAPPERS = ("data", "workflow", "graph", "definition")
@@ -287,22 +290,4 @@ def _item_credits(item: Any) -> float | None:
         value = number(item.get(key))
         if value is not None:
             return value
-    return None
-
-
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The media type the bytes themselves announce, for the common formats."""
-    for magic, media_type in _MAGIC:
-        if data.startswith(magic):
-            return media_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
     return None
