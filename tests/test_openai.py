@@ -35,7 +35,7 @@ from wfbatch.providers.openai import OpenAIConfigError, OpenAIProvider
 from wfbatch.providers.openai.prices import table_price
 from wfbatch.settings import OpenAISettings, load_settings
 from wfbatch.sim import RunningSimulator, SimOptions
-from wfbatch.store import Store
+from wfbatch.store import Reuse, Store
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
 REFUSE = "FORBIDDEN-SUBJECT"
@@ -361,7 +361,7 @@ async def test_twelve_prompts_one_refused_over_loopback(store: Store, layout: Ho
             },
         )
         ingested = await ingest(
-            store, layout, parse_prompt_bytes(raw, "shots.jsonl"), raw, "openai", resume_unfinished=False
+            store, layout, parse_prompt_bytes(raw, "shots.jsonl"), raw, "openai", reuse=Reuse.NEVER
         )
         engine = Engine(store, config, layout, batch_ids=[ingested.batch.id])
         await engine.run_until_idle()

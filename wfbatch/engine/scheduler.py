@@ -753,6 +753,7 @@ class Engine:
             outcome = await provider.submit(job.spec, key)
             # Shielded: a shutdown arriving now must not lose the remote id the provider just gave.
             moved = await asyncio.shield(self._record_start(job, outcome))
+            self.wake()  # the provider answered: slots held back until it had may be filled now
             if isinstance(outcome, Finished):
                 return outcome
             if not moved:
