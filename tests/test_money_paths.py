@@ -197,10 +197,10 @@ async def test_a_full_disk_holds_the_engine_once_and_it_recovers_by_itself(
     running = asyncio.create_task(engine.run_forever(stop))
 
     async def held() -> bool:
-        return engine.storage_problem is not None
+        return engine.storage.problem is not None
 
     await _until(held, "the disk-full hold")
-    assert engine.hold_reason is not None and "disk full" in engine.hold_reason
+    assert engine.holds.everything() is not None and "disk full" in engine.holds.everything()
     await asyncio.sleep(1.0)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, [r.getMessage() for r in errors]  # said once, no traceback storm
@@ -210,7 +210,7 @@ async def test_a_full_disk_holds_the_engine_once_and_it_recovers_by_itself(
         return (await store.counts([batch.id]))["done"] == JOBS_ON_A_FULL_DISK
 
     await _until(all_done, "every job done after space came back", within=40)
-    assert engine.storage_problem is None
+    assert engine.storage.problem is None
     stop.set()
     await running
     await engine.shutdown()

@@ -115,7 +115,8 @@ def test_a_size_the_model_does_not_take_is_refused_at_parse_time(tmp_path: Path)
         '{"prompt": "fine", "provider": "openai"}\n'
         '{"prompt": "odd size", "provider": "openai", "width": 1000, "height": 1000, "variants": 2}\n'
     )
-    result = wfbatch(home, "run", str(lines))
+    key = {"WFBATCH_OPENAI__API_KEY": "sk-test-never-sent"}
+    result = wfbatch(home, "run", str(lines), env=key)
     assert result.returncode == 2, result.stderr
     expected = (
         "file.jsonl:2: openai: size 1000x1000 is not one of 1024x1024, 1536x1024, 1024x1536 for gpt-image-1"
@@ -127,5 +128,5 @@ def test_a_size_the_model_does_not_take_is_refused_at_parse_time(tmp_path: Path)
     if db.exists():
         with sqlite3.connect(db) as connection:
             assert connection.execute("SELECT COUNT(*) FROM jobs").fetchone() == (0,)
-    result = wfbatch(home, "plan", str(lines))
+    result = wfbatch(home, "plan", str(lines), env=key)
     assert result.returncode == 2 and expected in result.stderr

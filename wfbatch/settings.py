@@ -47,6 +47,11 @@ class ProviderLimits(BaseModel):
     requests_per_minute: int | None = Field(default=None, ge=1)
     executions_per_minute: int | None = Field(default=None, ge=1)
     max_in_flight: int = Field(default=4, ge=1, le=1000)
+
+    def configuration_problems(self) -> list[str]:
+        """What keeps this provider from working as configured (a missing key, ...), said so a
+        person can fix it; checked when prompts are accepted, without building a client."""
+        return []
     daily_executions: int | None = Field(default=None, ge=1)
     max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_initial: float = Field(default=2.0, gt=0, description="seconds before the first retry")
@@ -126,6 +131,22 @@ class WireflowSettings(ProviderLimits):
     plan: WireflowPlan = WireflowPlan.FREE
     mode: Literal["execute", "run", "webhook"] = "execute"
 
+    def configuration_problems(self) -> list[str]:
+        problems = []
+        if self.api_key is None or not self.api_key.get_secret_value().strip():
+            problems.append(
+                "Wireflow needs an API key: set WFBATCH_WIREFLOW__API_KEY (or api_key under [wireflow]"
+                " in wfbatch.toml)"
+            )
+        if not self.workflow_id:
+            problems.append("Wireflow needs the id of the workflow to run: set WFBATCH_WIREFLOW__WORKFLOW_ID")
+        if self.mode == "run" and not self.prompt_node_id:
+            problems.append(
+                "Wireflow mode 'run' needs the node id of the prompt input: set "
+                "WFBATCH_WIREFLOW__PROMPT_NODE_ID (GET /workflows/{id}/run lists the inputs)"
+            )
+        return problems
+
     @model_validator(mode="after")
     def _plan_defaults(self) -> WireflowSettings:
         """The plan fills in limits the user did not set explicitly."""
@@ -155,6 +176,14 @@ class OpenAISettings(ProviderLimits):
         default=300.0, gt=0, description="a high-quality image can take a minute or two to generate"
     )
     request_timeout: float = Field(default=180.0, gt=0)
+
+    def configuration_problems(self) -> list[str]:
+        if self.api_key is None or not self.api_key.get_secret_value().strip():
+            return [
+                "OpenAI needs an API key: set WFBATCH_OPENAI__API_KEY"
+                " (or api_key under [openai] in wfbatch.toml)"
+            ]
+        return []
 
 
 class InboxSettings(BaseModel):

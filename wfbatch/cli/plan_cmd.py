@@ -15,7 +15,7 @@ from wfbatch.cli.common import (
     provider_option,
     settings_from_flags,
 )
-from wfbatch.cli.run_cmd import check_entries, read_and_parse
+from wfbatch.cli.run_cmd import read_and_parse
 from wfbatch.core.models import ParsedBatch
 from wfbatch.engine.plan import Plan, make_plan
 from wfbatch.home import HomeLayout
@@ -36,8 +36,7 @@ def plan_command(
     (and how many jobs have an unknown cost), estimated duration under the configured limits, and
     whether a budget, a daily cap or the balance would stop the run, and where."""
     settings = settings_from_flags(home, provider=provider)
-    prompt_files = read_and_parse(files, budget=budget)
-    check_entries(settings, prompt_files)
+    prompt_files = read_and_parse(files, settings, budget=budget)
     parsed = [f.parsed for f in prompt_files]
     plan = asyncio.run(_plan(settings, parsed))
     if as_json:

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,32 +29,26 @@ from wfbatch.cli.common import (
 )
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key
-from wfbatch.core.models import JobSpec, ParsedBatch
-from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
+from wfbatch.core.models import JobSpec
+from wfbatch.core.parsing import PromptFileError
 from wfbatch.core.states import JobState
-from wfbatch.engine.ingest import Ingested, UnknownProviderInFile, entry_problems, ingest
+from wfbatch.engine.acceptance import CheckedPrompts, balance_warnings, check_prompts
+from wfbatch.engine.ingest import Ingested, ingest
 from wfbatch.engine.scheduler import Engine, StopReason
 from wfbatch.home import HomeLayout, HomeLock, HomeLocked, UnsafeLockFile
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
-from wfbatch.providers.base import UnlimitedGate
-from wfbatch.providers.registry import UnknownProvider, build_provider
 from wfbatch.settings import Settings
 from wfbatch.store import Store
 
 MAX_FAILURES_LISTED = 1000
 
 
-@dataclass(frozen=True)
-class _PromptFile:
-    path: Path
-    raw: bytes
-    parsed: ParsedBatch
-
-
-def read_and_parse(paths: tuple[Path, ...], *, budget: float | None = None) -> list[_PromptFile]:
-    """Validate every file before anything is enqueued: one bad file enqueues nothing at all.
-    `budget` (from --budget) replaces the files' own budgets."""
-    files: list[_PromptFile] = []
+def read_and_parse(
+    paths: tuple[Path, ...], settings: Settings, *, budget: float | None = None
+) -> list[CheckedPrompts]:
+    """Read and check every file before anything is enqueued (the same checks as a dropped file):
+    one bad file enqueues nothing at all. `budget` (from --budget) replaces the files' own."""
+    files: list[CheckedPrompts] = []
     reports: list[str] = []
     for path in paths:
         try:
@@ -62,25 +57,12 @@ def read_and_parse(paths: tuple[Path, ...], *, budget: float | None = None) -> l
             reports.append(f"{path}: cannot read: {error.strerror or error}")
             continue
         try:
-            parsed = parse_prompt_bytes(raw, path.name)
-            if budget is not None:
-                parsed = replace(parsed, budget=budget)
-            files.append(_PromptFile(path, raw, parsed))
+            files.append(check_prompts(raw, path.name, settings, budget=budget))
         except PromptFileError as error:
             reports.append(error.report())
     if reports:
         fail("nothing was enqueued; fix these and run again:\n" + "\n".join(reports))
     return files
-
-
-async def _check_providers(settings: Settings, names: set[str]) -> None:
-    """Build each provider once, offline, so a missing key or workflow id stops us before enqueuing."""
-    for name in sorted(names):
-        try:
-            provider = build_provider(name, settings, UnlimitedGate())
-        except (UnknownProvider, ValueError) as error:
-            fail(f"provider {name!r}: {error}")
-        await provider.aclose()
 
 
 @click.command("run")
@@ -97,7 +79,7 @@ def run_command(
     Exit codes: 0 all done; 1 some failed; 2 bad input or configuration (nothing enqueued);
     3 stopped with jobs still queued (e.g. out of credits), with the reason."""
     settings = settings_from_flags(home, provider=provider)
-    prompt_files = read_and_parse(files, budget=budget)
+    prompt_files = read_and_parse(files, settings, budget=budget)
     summary = asyncio.run(_run(settings, prompt_files, show_progress=not as_json))
     if as_json:
         print_json(summary)
@@ -106,23 +88,9 @@ def run_command(
     sys.exit(summary["exit_code"])
 
 
-def check_entries(settings: Settings, prompt_files: list[_PromptFile]) -> None:
-    """Lines their provider would refuse (a size, format or parameter the model does not take)
-    stop the run before anything is enqueued or any provider is built."""
-    reports = []
-    for prompt_file in prompt_files:
-        problems = entry_problems(prompt_file.parsed, settings.provider)
-        if problems:
-            reports.append(PromptFileError(prompt_file.parsed.source_name, problems).report())
-    if reports:
-        fail("nothing was enqueued; fix these and run again:\n" + "\n".join(reports))
-
-
-async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_progress: bool) -> dict[str, Any]:
-    check_entries(settings, prompt_files)
-    used = {f.parsed.provider or settings.provider for f in prompt_files}
-    used |= {e.entry.provider for f in prompt_files for e in f.parsed.entries if e.entry.provider}
-    await _check_providers(settings, used)
+async def _run(
+    settings: Settings, prompt_files: list[CheckedPrompts], *, show_progress: bool
+) -> dict[str, Any]:
     layout = HomeLayout(settings.home)
     layout.ensure()
     lock = HomeLock(layout)
@@ -137,14 +105,14 @@ async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_prog
         ingested: list[Ingested] = []
         for prompt_file in prompt_files:
             try:
-                done = await ingest(store, layout, prompt_file.parsed, prompt_file.raw, settings.provider)
+                done = await ingest(
+                    store, layout, prompt_file.parsed, prompt_file.raw, prompt_file.default_provider
+                )
                 if done.resumed and prompt_file.parsed.budget != done.batch.budget:
                     await store.set_batch_budget(done.batch.id, prompt_file.parsed.budget)
                     done = replace(done, batch=replace(done.batch, budget=prompt_file.parsed.budget))
                 ingested.append(done)
-            except UnknownProviderInFile as error:
-                fail(f"nothing more was enqueued:\n{error}")
-            except PromptFileError as error:  # checked by _check_entries; kept for safety
+            except PromptFileError as error:  # checked by read_and_parse; kept for safety
                 fail(f"nothing more was enqueued:\n{error.report()}")
         batch_ids = [i.batch.id for i in ingested]
         engine = Engine(store, settings, layout, batch_ids=batch_ids)
@@ -172,25 +140,18 @@ async def _run(settings: Settings, prompt_files: list[_PromptFile], *, show_prog
         lock.release()
 
 
-async def _balance_warnings(engine: Engine, store: Store, prompt_files: list[_PromptFile]) -> list[str]:
-    """Warn (and go on) when what is left to generate is estimated above a provider's balance."""
-    todo: dict[str, list[JobSpec]] = {}
-    for prompt_file in prompt_files:
-        for job in expand_batch(prompt_file.parsed, engine.settings.provider):
-            todo.setdefault(job.spec.provider, []).append(job.spec)
-    warnings: list[str] = []
-    for name, specs in sorted(todo.items()):
-        balance = await engine.refresh_balance(name)
-        if balance is None:
-            continue  # the provider has no balance to ask (or did not answer)
+async def _balance_warnings(engine: Engine, store: Store, prompt_files: list[CheckedPrompts]) -> list[str]:
+    """Warn (and go on) when what is left to generate is estimated above a provider's balance: the
+    balances are asked for first (this is a run, not the accept path), then the shared rule."""
+    jobs = [job for f in prompt_files for job in expand_batch(f.parsed, f.default_provider)]
+    for name in sorted({job.spec.provider for job in jobs}):
+        await engine.refresh_balance(name)
+
+    async def left_to_generate(specs: Sequence[JobSpec]) -> float:
         cached = await store.cached_keys([cache_key(spec) for spec in specs])
-        estimate = await engine.estimate_credits([s for s in specs if cache_key(s) not in cached])
-        if estimate > balance:
-            warnings.append(
-                f"{name}: the work left is estimated at {estimate:g} credits, more than the balance of"
-                f" {balance:g}; the run will pause when the credits run out"
-            )
-    return warnings
+        return await engine.estimate_credits([spec for spec in specs if cache_key(spec) not in cached])
+
+    return list(await balance_warnings(prompt_files, engine.balances, left_to_generate))
 
 
 async def _show_progress(store: Store, batch_ids: list[str]) -> None:

@@ -29,6 +29,10 @@ def empty_counts() -> dict[str, int]:
 
 TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELED})
 IN_FLIGHT_STATES = frozenset({JobState.SUBMITTING, JobState.RUNNING})
+UNFINISHED_STATES = frozenset({JobState.QUEUED, JobState.RETRYING, JobState.SUBMITTING, JobState.RUNNING})
+"""Work left: what `run` waits for, what a batch's progress counts down, what cancel can stop."""
+WORKING_STATES = (JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING)
+"""The states the engine moves a job out of when one run of it ends."""
 
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset(
@@ -63,6 +67,17 @@ def check_transition(current: JobState, target: JobState) -> None:
         raise IllegalTransition(f"a job cannot go from {current} to {target}")
 
 
+def sources_of(target: JobState, among: frozenset[JobState] | tuple[JobState, ...]) -> list[JobState]:
+    """The states among `among` that may move to `target`, per the transition table: every
+    conditional move in the store takes its `WHERE state IN (...)` from here."""
+    return [state for state in JobState if state in among and target in ALLOWED_TRANSITIONS[state]]
+
+
+def state_list(states: frozenset[JobState] | tuple[JobState, ...] | list[JobState]) -> str:
+    """`'queued','running'` for SQL built from enum members (never from user input)."""
+    return ",".join(f"'{state.value}'" for state in JobState if state in states)
+
+
 class Execution(StrEnum):
     """What is known about the remote execution of a job's current generation (its idempotency key).
 
@@ -82,6 +97,25 @@ class Execution(StrEnum):
 
 LIVE_EXECUTIONS = frozenset({Execution.MAYBE, Execution.FINISHED})
 """Executions that are (or may be) paid for: a retry re-uses them instead of paying again."""
+
+
+def execution_after(
+    current: Execution, *, start_refused: bool, ended: bool, has_remote: bool, has_result: bool
+) -> Execution:
+    """What is known of an execution after one run of its job ended. `start_refused`: the provider
+    refused a new start outright (429, 402, a bad key, a paused provider), so nothing was created —
+    unless an id or result shows otherwise. `ended`: it said the execution ended without an image."""
+    if current is Execution.MAYBE and start_refused and not has_remote and not has_result:
+        return Execution.NONE
+    if current is Execution.MAYBE and ended:
+        return Execution.ENDED
+    return current
+
+
+def may_charge(execution: Execution) -> bool:
+    """Whether a reservation must be kept for an execution in this state: exactly while it may
+    still charge (a finished one's charge is recorded, not reserved)."""
+    return execution is Execution.MAYBE
 
 
 class ReviewStatus(StrEnum):

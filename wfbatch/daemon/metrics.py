@@ -70,7 +70,7 @@ async def render_metrics(ctx: DaemonContext) -> str:
     for name, limiter in limiters.items():
         out.sample("wfbatch_provider_paused", 1 if limiter.snapshot().paused else 0, provider=name)
     out.family("wfbatch_paused", "gauge", "1 when the whole daemon is paused.")
-    out.sample("wfbatch_paused", 1 if ctx.engine.hold_reason is not None else 0)
+    out.sample("wfbatch_paused", 1 if ctx.engine.holds.everything() is not None else 0)
 
     count, total, recent = await ctx.store.queue_waits()
     out.family("wfbatch_queue_wait_seconds", "summary", "Seconds from enqueue to a job's first start.")

@@ -97,7 +97,7 @@ def batch_summary(
 ) -> BatchSummary:
     remaining = sum(counts.get(state, 0) for state in UNFINISHED)
     stalled = (
-        batch.paused or ctx.engine.hold_reason is not None or batch.id in ctx.engine.budget.paused_batches
+        ctx.engine.holds.everything() is not None or ctx.engine.holds.batch(batch) is not None
     )
     return BatchSummary(
         id=batch.id,
@@ -111,7 +111,7 @@ def batch_summary(
         total=sum(counts.values()),
         eta_seconds=None if stalled else ctx.tracker.eta(batch.id, remaining),
         budget=batch.budget,
-        pause_reason=ctx.engine.budget.paused_batches.get(batch.id),
+        pause_reason=ctx.engine.holds.batch(batch),
         credits_used=credits,
     )
 
@@ -138,7 +138,7 @@ async def provider_statuses(
     for name in await provider_names(ctx, by_provider):
         limiter = ctx.engine.limiter(name)
         snapshot = limiter.snapshot().to_json()
-        snapshot["paused"] = snapshot["paused"] or ctx.engine.budget.provider_block(name)
+        snapshot["paused"] = ctx.engine.holds.provider(name)
         statuses[name] = ProviderStatus(
             name=name,
             label=ctx.engine.provider_label(name),
@@ -163,8 +163,8 @@ async def status(ctx: DaemonContext) -> Status:
     return Status(
         version=__version__,
         jobs=totals,
-        paused=ctx.engine.hold_reason is not None,
-        pause_reason=ctx.engine.hold_reason,
+        paused=ctx.engine.holds.everything() is not None,
+        pause_reason=ctx.engine.holds.everything(),
         providers=await provider_statuses(ctx, by_provider),
         batches=await batch_summaries(ctx, batches),
     )

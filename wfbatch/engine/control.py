@@ -16,16 +16,15 @@ from pathlib import Path
 from wfbatch.core.api import CommandResult
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import batch_identity, cache_key
-from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.names import quote_name
-from wfbatch.core.parsing import LineError, PromptFileError, format_of_name, parse_prompt_bytes
-from wfbatch.core.states import Execution, JobState, ReviewStatus
+from wfbatch.core.parsing import LineError, PromptFileError, format_of_name
+from wfbatch.core.states import UNFINISHED_STATES, Execution, JobState, ReviewStatus
+from wfbatch.engine.acceptance import balance_warnings, check_prompts
 from wfbatch.engine.events import Event, EventSink, discard
-from wfbatch.engine.ingest import UnknownProviderInFile, entry_problems, ingest
-from wfbatch.engine.scheduler import GLOBAL_SCOPE, Engine
+from wfbatch.engine.ingest import ingest
+from wfbatch.engine.scheduler import Engine
 from wfbatch.outputs import UnsafePathError, move_for_review
-from wfbatch.providers.base import UnlimitedGate
-from wfbatch.providers.registry import KNOWN_PROVIDERS, UnknownProvider, build_provider
+from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.providers.validation import spec_problems
 from wfbatch.store import BatchRow, Reuse
 from wfbatch.store.rows import spec_to_json
@@ -33,7 +32,6 @@ from wfbatch.store.rows import spec_to_json
 log = logging.getLogger("wfbatch.control")
 
 USER_PAUSE_REASON = "paused by the user"
-ACTIVE_STATES = (JobState.QUEUED, JobState.RETRYING, JobState.SUBMITTING, JobState.RUNNING)
 MAX_IDS_LISTED = 20
 
 
@@ -107,36 +105,20 @@ class Control:
         """Validate prompts exactly as a dropped file is validated, then enqueue them as one batch."""
         settings = self.engine.settings
         try:
-            parsed = await asyncio.to_thread(parse_prompt_bytes, raw, source_name, fmt)
+            checked = await asyncio.to_thread(
+                check_prompts, raw, source_name, settings, fmt=fmt, provider=provider, budget=budget
+            )
         except PromptFileError as error:
             return Refused(error.errors, error.report())
-        if budget is not None:
-            parsed = replace(parsed, budget=budget)
-        default_provider = provider or settings.provider
-        problems = entry_problems(parsed, default_provider)
-        problems += await self._provider_problems(parsed, default_provider)
-        problems.sort(key=lambda error: error.line)
-        if problems:
-            return Refused(problems, PromptFileError(source_name, problems).report())
         if skip_duplicates is None:
             skip_duplicates = settings.inbox.skip_duplicate_files
-        warnings = await self._balance_warnings(parsed, default_provider)
+        warnings = await balance_warnings([checked], self.engine.balances, self.engine.estimate_credits)
         if dry_run:
-            return Accepted(None, len(expand_batch(parsed, default_provider)), warnings)
-        try:
-            ingested = await ingest(
-                self.store,
-                self.engine.layout,
-                parsed,
-                raw,
-                default_provider,
-                reuse=Reuse.ANY if skip_duplicates else Reuse.NEVER,
-            )
-        except UnknownProviderInFile as error:  # checked above; kept for safety
-            errors = [LineError(line, None, f"unknown provider {name!r}") for line, name in error.problems]
-            return Refused(errors, str(error))
-        except PromptFileError as error:  # checked above; kept for safety
-            return Refused(error.errors, error.report())
+            return Accepted(None, len(expand_batch(checked.parsed, checked.default_provider)), warnings)
+        reuse = Reuse.ANY if skip_duplicates else Reuse.NEVER
+        ingested = await ingest(
+            self.store, self.engine.layout, checked.parsed, raw, checked.default_provider, reuse=reuse
+        )
         if ingested.resumed:
             existing = ingested.batch
             self._emit(Event("batch", {"event": "duplicate", "source_name": source_name, "of": existing.id}))
@@ -158,48 +140,6 @@ class Control:
         )
         self.engine.wake()
         return Accepted(batch, ingested.jobs, warnings)
-
-    async def _balance_warnings(self, parsed: ParsedBatch, default_provider: str) -> tuple[str, ...]:
-        """A batch estimated to cost more than a provider's known balance is accepted, with a warning:
-        the balance may be topped up before it runs out (and the 402 pause handles it if not)."""
-        by_provider: dict[str, list[JobSpec]] = {}
-        for job in expand_batch(parsed, default_provider):
-            by_provider.setdefault(job.spec.provider, []).append(job.spec)
-        warnings: list[str] = []
-        for name, specs in sorted(by_provider.items()):
-            balance = self.engine.balances.get(name)
-            if balance is None:
-                balance = await self.engine.refresh_balance(name)
-            if balance is None:
-                continue
-            estimate = await self.engine.estimate_credits(specs)
-            if estimate > balance:
-                warnings.append(
-                    f"{name}: this batch is estimated at {estimate:g} credits, more than the balance of"
-                    f" {balance:g}; it will pause when the credits run out"
-                )
-        return tuple(warnings)
-
-    async def _provider_problems(self, parsed: ParsedBatch, default_provider: str) -> list[LineError]:
-        """Unknown providers (by line), and providers whose configuration cannot work."""
-        wanted: dict[str, int] = {parsed.provider or default_provider: 0}
-        for entry in parsed.entries:
-            if entry.entry.provider:
-                wanted.setdefault(entry.entry.provider, entry.line)
-        problems: list[LineError] = []
-        for name, line in sorted(wanted.items(), key=lambda item: item[1]):
-            if name not in KNOWN_PROVIDERS:
-                problems.append(
-                    LineError(line, None, f"unknown provider {name!r} (known: {', '.join(KNOWN_PROVIDERS)})")
-                )
-                continue
-            try:
-                built = build_provider(name, self.engine.settings, UnlimitedGate())
-            except (UnknownProvider, ValueError) as error:
-                problems.append(LineError(line, None, f"provider {name!r} cannot be used: {error}"))
-                continue
-            await built.aclose()
-        return problems
 
     # -- retry, cancel, edit ------------------------------------------------------------------
 
@@ -235,7 +175,7 @@ class Control:
             wanted = list(job_ids)
         elif batch_id is not None:
             await self._require_batch(batch_id)
-            wanted = await self.store.job_ids(states=ACTIVE_STATES, batch_id=batch_id)
+            wanted = await self.store.job_ids(states=sorted(UNFINISHED_STATES), batch_id=batch_id)
         else:
             raise CommandError("say which jobs to cancel: job ids or a batch id")
         canceled = await self.store.cancel_jobs(wanted)
@@ -299,43 +239,39 @@ class Control:
 
     async def pause(self, scope: str, target: str | None = None, reason: str | None = None) -> CommandResult:
         why = reason or USER_PAUSE_REASON
+        holds = self.engine.holds
         if scope == "global":
-            await self.store.set_pause(GLOBAL_SCOPE, why)
-            self.engine.global_paused = why
+            await holds.pause_everything(why)
             self._emit(Event("engine", {"event": "paused", "reason": why}))
             return CommandResult(message=f"paused: nothing new starts ({why})")
         if scope == "provider":
             name = self._require_provider(target)
-            await self.store.set_pause(f"provider:{name}", why)
-            self.engine.limiter(name).pause(why, {"by": "user"})
+            await holds.pause_provider(name, why)
             self._emit(Event("provider", {"provider": name, "paused": why, "by": "user"}))
             return CommandResult(message=f"provider {name} paused ({why})")
         if scope == "batch":
             batch_id = await self._require_batch(target)
-            await self.store.set_batch_paused(batch_id, True)
+            await holds.set_batch_paused(batch_id, True)
+            self.engine.batch_changed(batch_id)
             self._emit(Event("batch", {"event": "paused", "batch_id": batch_id}))
             return CommandResult(message=f"batch {batch_id} paused")
         raise CommandError(f"unknown pause scope {scope!r}")
 
     async def resume(self, scope: str, target: str | None = None) -> CommandResult:
+        holds = self.engine.holds
         if scope == "global":
-            await self.store.clear_pause(GLOBAL_SCOPE)
-            self.engine.global_paused = None
+            await holds.resume_everything()
             self._emit(Event("engine", {"event": "resumed"}))
             message = "resumed"
         elif scope == "provider":
             name = self._require_provider(target)
-            await self.store.clear_pause(f"provider:{name}")
-            limiter = self.engine.limiter(name)
-            was = limiter.paused
-            limiter.resume()  # an out-of-credits pause too: the next start finds out whether it was topped up
+            was = await holds.resume_provider(name)
             self._emit(Event("provider", {"provider": name, "paused": None}))
             message = f"provider {name} resumed" + (f" (was: {was})" if was else "")
         elif scope == "batch":
             batch_id = await self._require_batch(target)
-            await self.store.set_batch_paused(batch_id, False)
-            budget_pause = self.engine.budget.paused_batches.get(batch_id)
-            self.engine.batch_changed(batch_id)  # a budget pause is retried too: it re-checks the cap
+            budget_pause = await holds.set_batch_paused(batch_id, False)  # a budget hold re-checks too
+            self.engine.batch_changed(batch_id)
             self._emit(Event("batch", {"event": "resumed", "batch_id": batch_id}))
             message = f"batch {batch_id} resumed" + (f" (was: {budget_pause})" if budget_pause else "")
         else:

@@ -266,6 +266,11 @@ class ProviderLimiter:
     def blocked_for(self) -> float:
         return max(0.0, self._blocked_until - self._clock.monotonic())
 
+    def hold(self) -> str | None:
+        """Why nothing new starts here: a pause (by the user, or for the account), or the daily
+        execution cap reached."""
+        return self.paused or (self._daily_cap_message() if self._daily_cap_reached() else None)
+
     def snapshot(self) -> LimiterSnapshot:
         now = self._clock.monotonic()
         self._roll_day()
@@ -280,7 +285,7 @@ class ProviderLimiter:
             daily_cap=self.limits.daily_executions,
             blocked_for=round(self.blocked_for(), 3),
             block_reason=self.block_reason if self.blocked_for() > 0 else None,
-            paused=self.paused or (self._daily_cap_message() if self._daily_cap_reached() else None),
+            paused=self.hold(),
             requests_sent=self.requests_sent,
             rate_limited=self.rate_limited,
         )
@@ -292,10 +297,9 @@ class ProviderLimiter:
         self.sent_by_kind[kind.value] += 1
 
     def _check_startable(self) -> None:
-        if self.paused is not None:
-            raise ProviderPaused(self.paused)
-        if self._daily_cap_reached():
-            raise ProviderPaused(self._daily_cap_message())
+        hold = self.hold()
+        if hold is not None:
+            raise ProviderPaused(hold)
 
     def _start_wait(self) -> float:
         now = self._clock.monotonic()

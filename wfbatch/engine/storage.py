@@ -3,12 +3,22 @@ probes now and then, instead of re-spawning jobs that fail at once (and burning 
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import logging
 import os
 import sqlite3
 from pathlib import Path
 
+from wfbatch.engine.clock import Clock
+from wfbatch.engine.events import Event, EventSink
+from wfbatch.store import Store
+
+log = logging.getLogger("wfbatch.engine")
+
 PROBE_BYTES = 256 * 1024
+BACKOFF_MIN = 1.0
+BACKOFF_MAX = 30.0
 
 
 def is_disk_full(error: BaseException) -> bool:
@@ -31,3 +41,46 @@ def probe_free_space(folder: Path) -> None:
             os.fsync(handle.fileno())
     finally:
         probe.unlink(missing_ok=True)
+
+
+class StorageHealth:
+    """Whether writes fail for lack of space: said once, then probed with backoff until a real
+    write (a SQLite commit that needs fresh pages, and a file as large as a small image) succeeds."""
+
+    def __init__(self, store: Store, folder: Path, clock: Clock, events: EventSink) -> None:
+        self._store = store
+        self._folder = folder
+        self._clock = clock
+        self._emit = events
+        self.problem: str | None = None
+        self._backoff = BACKOFF_MIN
+
+    def failed(self, error: BaseException) -> None:
+        if self.problem is not None:
+            return
+        self.problem = (
+            f"disk full: {error}; nothing runs until space is freed under {self._folder},"
+            " then work resumes by itself"
+        )
+        log.error("%s", self.problem)
+        self._emit(Event("engine", {"event": "paused", "reason": self.problem}))
+
+    def worked(self) -> None:
+        """A job ran through: the next full disk starts probing from the shortest wait again."""
+        self._backoff = BACKOFF_MIN
+
+    async def probe(self) -> bool:
+        """Wait, then try a real write; True once there is room again."""
+        await self._clock.sleep(self._backoff)
+        self._backoff = min(BACKOFF_MAX, self._backoff * 2)
+        try:
+            await self._store.probe_write()
+            await asyncio.to_thread(probe_free_space, self._folder)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            return False
+        log.info("disk space is back: resuming")
+        self.problem = None
+        self._emit(Event("engine", {"event": "resumed"}))
+        return True

@@ -67,7 +67,7 @@ class LocalProvider(ProviderDefaults):
             request_id=request_id,
         )
 
-    async def poll(self, handle: RemoteHandle) -> Pending | Finished:
+    async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
         raise Permanent("the local provider is synchronous: there is nothing to poll")
 
     async def download(self, finished: Finished) -> list[Image]:

@@ -146,6 +146,11 @@ def traits(name: str) -> ProviderTraits:
     return entry(name).traits
 
 
+def configuration_problems(name: str, settings: Settings) -> list[str]:
+    """What keeps a known provider from working as configured, without building it."""
+    return settings.provider_limits(name).configuration_problems()
+
+
 def build_provider(name: str, settings: Settings, gate: RequestGate) -> Provider:
     found = entry(name)
     module_name, class_name = found.factory.split(":")

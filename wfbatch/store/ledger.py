@@ -11,17 +11,40 @@ import datetime as dt
 import json
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from wfbatch.core.states import Execution
-from wfbatch.store.store import Store
+
+if TYPE_CHECKING:
+    from wfbatch.store.store import Store
 
 
 def ledger_day(timestamp: float) -> str:
     """Days are local calendar days, like the providers' daily caps."""
     return dt.datetime.fromtimestamp(timestamp).date().isoformat()
+
+
+async def write_release_and_charge(
+    conn: aiosqlite.Connection, job_id: int, row: sqlite3.Row, charged: float, now: float
+) -> None:
+    """Inside the caller's transaction: a `release` row for the job's reservation (`row` has its
+    batch_id, provider and reserved) and a `charge` row for what it was charged, if anything."""
+    batch_id, provider, reserved = row["batch_id"], row["provider"], row["reserved"]
+    day = ledger_day(now)
+    if reserved is not None:
+        await conn.execute(
+            "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
+            " VALUES (?,?,?,?,'release',?,?)",
+            (job_id, batch_id, provider, day, -reserved, now),
+        )
+    if charged:
+        await conn.execute(
+            "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
+            " VALUES (?,?,?,?,'charge',?,?)",
+            (job_id, batch_id, provider, day, charged, now),
+        )
 
 
 class Ledger:
@@ -56,7 +79,7 @@ class Ledger:
                 return None
             reserved = row["reserved"]
             credits = reserved if charged is None else charged
-            await self._release_and_charge(conn, job_id, row, credits or 0.0, now)
+            await write_release_and_charge(conn, job_id, row, credits or 0.0, now)
             await conn.execute(
                 "UPDATE jobs SET reserved = NULL, credits = ?, execution = ?,"
                 " result = COALESCE(?, result), updated_at = ? WHERE id = ?",
@@ -74,7 +97,7 @@ class Ledger:
                 row = await cur.fetchone()
             if row is None or row["reserved"] is None:
                 return
-            await self._release_and_charge(conn, job_id, row, 0.0, now)
+            await write_release_and_charge(conn, job_id, row, 0.0, now)
             await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))
 
     async def assume_charged(self, job_id: int) -> None:
@@ -88,27 +111,8 @@ class Ledger:
                 row = await cur.fetchone()
             if row is None or row["reserved"] is None:
                 return
-            await self._release_and_charge(conn, job_id, row, float(row["reserved"]), now)
+            await write_release_and_charge(conn, job_id, row, float(row["reserved"]), now)
             await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))
-
-    @staticmethod
-    async def _release_and_charge(
-        conn: aiosqlite.Connection, job_id: int, row: sqlite3.Row, charged: float, now: float
-    ) -> None:
-        batch_id, provider, reserved = row["batch_id"], row["provider"], row["reserved"]
-        day = ledger_day(now)
-        if reserved is not None:
-            await conn.execute(
-                "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
-                " VALUES (?,?,?,?,'release',?,?)",
-                (job_id, batch_id, provider, day, -reserved, now),
-            )
-        if charged:
-            await conn.execute(
-                "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
-                " VALUES (?,?,?,?,'charge',?,?)",
-                (job_id, batch_id, provider, day, charged, now),
-            )
 
     async def batch_exposure(self, batch_id: str) -> float:
         row = await self._store.fetchone(

@@ -145,6 +145,37 @@ class JobRow:
 
 
 @dataclass(frozen=True)
+class AttemptRecord:
+    """One provider request's outcome, to be written with the job's outcome."""
+
+    kind: str
+    outcome: str
+    http_status: int | None = None
+    message: str | None = None
+    request_id: str | None = None
+    remote_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """How one run of a job ended (or one step of it), written in ONE transaction by
+    `Store.record_outcome`: the attempt row, the move, the facts about the execution, and the
+    credit reservation given back when no execution can charge any more."""
+
+    target: JobState | None = None
+    """The state to move to (from whichever working state allows it), or None to stay."""
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Columns set with the move (and only if it happens: a cancel may have come first)."""
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Columns set whatever the job's state: facts about its execution (remote id, handle)."""
+    attempt: AttemptRecord | None = None
+    start_refused: bool = False
+    """The provider refused a new start outright: nothing was created (see `execution_after`)."""
+    ended: bool = False
+    """The provider said the execution ended without an image."""
+
+
+@dataclass(frozen=True)
 class AttemptRow:
     """One provider request outcome of a job: when, what, and what the provider said."""
 

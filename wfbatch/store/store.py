@@ -21,8 +21,22 @@ from typing import Any
 
 import aiosqlite
 
-from wfbatch.core.states import ErrorClass, JobState, ReviewStatus, check_transition, empty_counts
-from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob, spec_to_json
+from wfbatch.core.states import (
+    IN_FLIGHT_STATES,
+    UNFINISHED_STATES,
+    WORKING_STATES,
+    ErrorClass,
+    Execution,
+    JobState,
+    ReviewStatus,
+    check_transition,
+    empty_counts,
+    execution_after,
+    sources_of,
+    state_list,
+)
+from wfbatch.store.ledger import write_release_and_charge
+from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob, OutcomeRecord, spec_to_json
 from wfbatch.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 # Columns a caller may set through `transition`/`update_job`; anything else is a programming error.
@@ -213,7 +227,7 @@ class Store:
         else:
             sql = (
                 "SELECT b.* FROM batches b WHERE b.content_hash = ? AND EXISTS ("
-                " SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state <> 'done')"
+                f" SELECT 1 FROM jobs j WHERE j.batch_id = b.id AND j.state <> '{JobState.DONE.value}')"
                 " ORDER BY b.created_at DESC LIMIT 1"
             )
         async with conn.execute(sql, (identity,)) as cursor:
@@ -402,7 +416,7 @@ class Store:
         params.append(limit)
         rows = await self.fetchall(
             "SELECT j.* FROM jobs j JOIN batches b ON b.id = j.batch_id"
-            f" WHERE j.state = 'queued' AND j.provider = ? AND b.paused = 0{scope}"
+            f" WHERE j.state = '{JobState.QUEUED.value}' AND j.provider = ? AND b.paused = 0{scope}"
             " ORDER BY j.priority DESC, j.id LIMIT ?",
             params,
         )
@@ -411,26 +425,29 @@ class Store:
     async def queued_providers(self, batch_ids: Sequence[str] | None = None) -> set[str]:
         scope, params = _within("batch_id", batch_ids)
         rows = await self.fetchall(
-            f"SELECT DISTINCT provider FROM jobs WHERE state = 'queued'{scope}", params
+            f"SELECT DISTINCT provider FROM jobs WHERE state = '{JobState.QUEUED.value}'{scope}", params
         )
         return {r["provider"] for r in rows}
 
     async def promote_due_retries(self, now: float) -> int:
+        sources = state_list(sources_of(JobState.QUEUED, (JobState.RETRYING,)))
         return await self._write(
-            "UPDATE jobs SET state = 'queued', updated_at = ?"
-            " WHERE state = 'retrying' AND next_attempt_at <= ?",
+            f"UPDATE jobs SET state = '{JobState.QUEUED.value}', updated_at = ?"
+            f" WHERE state IN ({sources}) AND next_attempt_at <= ?",
             (now, now),
         )
 
     async def next_retry_at(self, batch_ids: Sequence[str] | None = None) -> float | None:
         scope, params = _within("batch_id", batch_ids)
         row = await self.fetchone(
-            f"SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'retrying'{scope}", params
+            f"SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = '{JobState.RETRYING.value}'{scope}",
+            params,
         )
         return row["t"] if row and row["t"] is not None else None
 
     async def in_flight_jobs(self) -> list[JobRow]:
-        rows = await self.fetchall("SELECT * FROM jobs WHERE state IN ('submitting', 'running') ORDER BY id")
+        in_flight = state_list(IN_FLIGHT_STATES)
+        rows = await self.fetchall(f"SELECT * FROM jobs WHERE state IN ({in_flight}) ORDER BY id")
         return [JobRow.from_sql(r) for r in rows]
 
     async def transition(
@@ -447,18 +464,72 @@ class Store:
         return await self._update(job_id, None, fields)
 
     async def _update(self, job_id: int, sources: list[JobState] | None, fields: dict[str, Any]) -> bool:
+        async with self._write_lock:
+            return await self._set(self._conn, job_id, sources, fields, time.time())
+
+    async def record_outcome(self, job_id: int, record: OutcomeRecord) -> bool:
+        """Write one outcome in ONE transaction (see `OutcomeRecord`); True if the job moved to
+        `record.target` (False: it was moved elsewhere first, e.g. canceled; the attempt, the facts
+        and what is known of the execution are written all the same)."""
+        now = time.time()
+        async with self.transaction() as conn:
+            async with conn.execute(
+                "SELECT batch_id, provider, reserved, execution, remote_id, result FROM jobs WHERE id = ?",
+                (job_id,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return False
+            if record.attempt is not None:
+                a = record.attempt
+                await conn.execute(
+                    "INSERT INTO attempts (job_id, at, kind, outcome, http_status, message, request_id,"
+                    " remote_id) VALUES (?,?,?,?,?,?,?,?)",
+                    (job_id, now, a.kind, a.outcome, a.http_status, a.message, a.request_id, a.remote_id),
+                )
+            execution = execution_after(
+                Execution(row["execution"]),
+                start_refused=record.start_refused,
+                ended=record.ended,
+                has_remote=row["remote_id"] is not None or record.facts.get("remote_id") is not None,
+                has_result=row["result"] is not None,
+            )
+            facts = {**record.facts, "execution": execution}
+            await self._set(conn, job_id, None, facts, now)
+            moved = True
+            if record.target is not None:
+                sources = sources_of(record.target, WORKING_STATES)
+                moved = await self._set(conn, job_id, sources, {"state": record.target, **record.fields}, now)
+            elif record.fields:
+                await self._set(conn, job_id, None, record.fields, now)
+            if row["reserved"] is not None and execution in (Execution.NONE, Execution.ENDED):
+                await write_release_and_charge(conn, job_id, row, 0.0, now)
+                await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))
+        return moved
+
+    @staticmethod
+    async def _set(
+        conn: aiosqlite.Connection,
+        job_id: int,
+        sources: Sequence[JobState] | None,
+        fields: dict[str, Any],
+        now: float,
+    ) -> bool:
+        """Inside a transaction: the conditional (or unconditional) update `_update` does."""
         unknown = set(fields) - _UPDATABLE - {"state"}
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         values = {k: _sql_value(v) for k, v in fields.items()}
-        values["updated_at"] = time.time()
-        assignments = ", ".join(f"{k} = ?" for k in values)
+        values["updated_at"] = now
         params: list[Any] = [*values.values(), job_id]
         where = "id = ?"
         if sources is not None:
             where += f" AND state IN ({','.join('?' * len(sources))})"
             params.extend(s.value for s in sources)
-        return await self._write(f"UPDATE jobs SET {assignments} WHERE {where}", params) > 0
+        async with conn.execute(
+            f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE {where}", params
+        ) as cursor:
+            return cursor.rowcount > 0
 
     async def requeue_for_retry(self, job_ids: Sequence[int]) -> list[int]:
         """Failed or canceled jobs back to queued by hand, attempts reset. An execution that exists
@@ -470,14 +541,14 @@ class Store:
         async with self.transaction() as conn:
             for job_id in job_ids:
                 async with conn.execute(
-                    "UPDATE jobs SET state = 'queued', attempts = 0,"
+                    f"UPDATE jobs SET state = '{JobState.QUEUED.value}', attempts = 0,"
                     " generation = generation + (execution = 'ended'),"
                     " remote_id = CASE WHEN execution IN ('maybe', 'finished') THEN remote_id END,"
                     " handle = CASE WHEN execution IN ('maybe', 'finished') THEN handle END,"
                     " result = CASE WHEN execution IN ('maybe', 'finished') THEN result END,"
                     " execution = CASE WHEN execution = 'ended' THEN 'none' ELSE execution END,"
                     f" next_attempt_at = NULL, {_CLEAR_ERROR}, finished_at = NULL,"
-                    " updated_at = ? WHERE id = ? AND state IN ('failed', 'canceled')",
+                    f" updated_at = ? WHERE id = ? AND state IN ({_RETRYABLE_BY_HAND})",
                     (time.time(), job_id),
                 ) as cursor:
                     if cursor.rowcount:
@@ -488,12 +559,12 @@ class Store:
         """Jobs not yet finished → canceled, in one transaction; returns the ids that moved."""
         canceled: list[int] = []
         now = time.time()
+        sources = state_list(sources_of(JobState.CANCELED, UNFINISHED_STATES))
         async with self.transaction() as conn:
             for job_id in job_ids:
                 async with conn.execute(
-                    "UPDATE jobs SET state = 'canceled', next_attempt_at = NULL, finished_at = ?,"
-                    " updated_at = ? WHERE id = ?"
-                    " AND state IN ('queued', 'retrying', 'submitting', 'running')",
+                    f"UPDATE jobs SET state = '{JobState.CANCELED.value}', next_attempt_at = NULL,"
+                    f" finished_at = ?, updated_at = ? WHERE id = ? AND state IN ({sources})",
                     (now, now, job_id),
                 ) as cursor:
                     if cursor.rowcount:
@@ -518,7 +589,8 @@ class Store:
     async def recent_durations(self, provider: str, limit: int = 200) -> list[float]:
         """Seconds from start to image of the provider's latest generated (not cached) jobs."""
         rows = await self.fetchall(
-            "SELECT finished_at - started_at AS d FROM jobs WHERE provider = ? AND state = 'done'"
+            "SELECT finished_at - started_at AS d FROM jobs WHERE provider = ?"
+            f" AND state = '{JobState.DONE.value}'"
             " AND cache_hit = 0 AND started_at IS NOT NULL AND finished_at IS NOT NULL"
             " ORDER BY finished_at DESC LIMIT ?",
             (provider, limit),
@@ -535,7 +607,8 @@ class Store:
     async def canceled_live_executions(self, limit: int) -> list[JobRow]:
         """Canceled jobs whose remote execution may still run and charge, least recently looked at first."""
         rows = await self.fetchall(
-            "SELECT * FROM jobs WHERE state = 'canceled' AND execution = 'maybe' AND remote_id IS NOT NULL"
+            f"SELECT * FROM jobs WHERE state = '{JobState.CANCELED.value}'"
+            f" AND execution = '{Execution.MAYBE.value}' AND remote_id IS NOT NULL"
             " ORDER BY updated_at LIMIT ?",
             (limit,),
         )
@@ -629,6 +702,7 @@ class Store:
 
 
 _CLEAR_ERROR = "error_class = NULL, error_status = NULL, error_message = NULL, error_request_id = NULL"
+_RETRYABLE_BY_HAND = state_list(sources_of(JobState.QUEUED, (JobState.FAILED, JobState.CANCELED)))
 
 
 def _within(column: str, values: Sequence[str] | None, *, negate: bool = False) -> tuple[str, list[Any]]:

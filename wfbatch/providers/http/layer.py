@@ -145,12 +145,14 @@ class HttpLayer:
         headers: Mapping[str, str] | None = None,
         check: bool = True,
         decode: bool = True,
+        priority: float = 0.0,
     ) -> HttpAnswer:
         """One request. `kind=None` bypasses the gate (CDN downloads are not API requests). With
-        `check`, a non-2xx answer raises its typed error; `decode` parses the body as JSON."""
+        `check`, a non-2xx answer raises its typed error; `decode` parses the body as JSON.
+        `priority` orders requests waiting at the gate (polls: how long the execution has run)."""
         what = self.scrub(f"{method} {urlsplit(url).path or url}")
         if kind is not None:
-            await self._gate.acquire(kind)
+            await self._gate.acquire(kind, priority)
         response, content = await self._exchange(method, url, what, json=json, headers=headers)
         self.connection_failures = 0
         if kind is not None:

@@ -79,10 +79,9 @@ class OpenAIProvider(ProviderDefaults):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if settings.api_key is None or not settings.api_key.get_secret_value().strip():
-            raise OpenAIConfigError(
-                f"OpenAI needs an API key: set {KEY_SETTING} (or api_key under [openai] in wfbatch.toml)"
-            )
+        problems = settings.configuration_problems()
+        if problems or settings.api_key is None:
+            raise OpenAIConfigError(problems[0] if problems else "OpenAI is not configured")
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
         self._authorization = f"Bearer {settings.api_key.get_secret_value()}"
@@ -115,7 +114,7 @@ class OpenAIProvider(ProviderDefaults):
         )
         return self._finished(spec, model, answer)
 
-    async def poll(self, handle: RemoteHandle) -> Pending | Finished:
+    async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
         raise Permanent("openai images are synchronous: there is nothing to poll")
 
     async def download(self, finished: Finished) -> list[Image]:

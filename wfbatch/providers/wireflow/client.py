@@ -92,20 +92,9 @@ class WireflowProvider(ProviderDefaults):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if settings.api_key is None or not settings.api_key.get_secret_value().strip():
-            raise WireflowConfigError(
-                "Wireflow needs an API key: set WFBATCH_WIREFLOW__API_KEY (or api_key under "
-                "[wireflow] in wfbatch.toml)"
-            )
-        if not settings.workflow_id:
-            raise WireflowConfigError(
-                "Wireflow needs the id of the workflow to run: set WFBATCH_WIREFLOW__WORKFLOW_ID"
-            )
-        if settings.mode == "run" and not settings.prompt_node_id:
-            raise WireflowConfigError(
-                "Wireflow mode 'run' needs the node id of the prompt input: set "
-                "WFBATCH_WIREFLOW__PROMPT_NODE_ID (GET /workflows/{id}/run lists the inputs)"
-            )
+        problems = settings.configuration_problems()
+        if problems or settings.api_key is None or settings.workflow_id is None:
+            raise WireflowConfigError(problems[0] if problems else "Wireflow is not configured")
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
         self._workflow_id = settings.workflow_id
@@ -183,12 +172,12 @@ class WireflowProvider(ProviderDefaults):
             request_id=reply.request_id,
         )
 
-    async def poll(self, handle: RemoteHandle) -> Pending | Finished:
+    async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
         remote_id = handle.get("execution_id")
         if not isinstance(remote_id, str) or not remote_id:
             raise Permanent(f"not a Wireflow poll handle: {sorted(handle)}")
         path = f"/workflows/executions/{quote(remote_id, safe='')}/poll"
-        reply = await self._send(RequestKind.POLL, "GET", path)
+        reply = await self._send(RequestKind.POLL, "GET", path, priority=priority)
         return self._outcome(remote_id, reply, require_status=True)
 
     async def download(self, finished: Finished) -> list[Image]:
@@ -273,12 +262,15 @@ class WireflowProvider(ProviderDefaults):
         json: Any = None,
         headers: dict[str, str] | None = None,
         auth: bool = True,
+        priority: float = 0.0,
     ) -> HttpAnswer:
         """One API request through the layer; a 2xx JSON object back, or a typed error."""
         request_headers = {"Accept": "application/json", **(headers or {})}
         if auth and self._settings.api_key is not None:
             request_headers["Authorization"] = f"Bearer {self._settings.api_key.get_secret_value()}"
-        answer = await self._http.send(kind, method, self._base + path, json=json, headers=request_headers)
+        answer = await self._http.send(
+            kind, method, self._base + path, json=json, headers=request_headers, priority=priority
+        )
         answer.json_object()
         return answer
 

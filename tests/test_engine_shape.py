@@ -1,0 +1,144 @@
+"""What the engine's shape promises, pinned so that breaking it turns a test red: an outcome is
+recorded whole whatever cancels the job meanwhile, a start the provider accepted is never lost to a
+shutdown, and polls carry their job's priority to the provider's gate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest_sim import fast_options
+from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
+from wfbatch.core.states import Execution, JobState
+from wfbatch.engine.scheduler import Engine
+from wfbatch.home import HomeLayout
+from wfbatch.providers.base import RequestKind
+from wfbatch.sim import RunningSimulator
+from wfbatch.store import Ledger, OutcomeRecord, Store
+
+
+def cancel_job_task_during(
+    store: Store, engine: Engine, wanted: Callable[[OutcomeRecord], bool], at_statement: int
+) -> list[int]:
+    """Make `store.record_outcome` cancel the calling job's task (as a shutdown or a hand cancel
+    would) at its `at_statement`-th SQL statement, for outcomes `wanted` picks. Returns the list
+    the interrupted job ids are appended to."""
+    original_record = store.record_outcome
+    original_execute = store._conn.execute
+    interrupted: list[int] = []
+    state: dict[str, Any] = {"job": None, "count": 0}
+
+    def execute(sql: str, params: Any = None) -> Any:
+        job_id = state["job"]
+        if job_id is not None:
+            state["count"] += 1
+            if state["count"] == at_statement and job_id in engine._tasks:
+                engine._tasks[job_id].cancel()
+                interrupted.append(job_id)
+        return original_execute(sql, params)
+
+    async def record(job_id: int, record: OutcomeRecord) -> bool:
+        if not wanted(record) or interrupted:
+            return await original_record(job_id, record)
+        state.update(job=job_id, count=0)
+        try:
+            return await original_record(job_id, record)
+        finally:
+            state["job"] = None
+
+    store._conn.execute = execute  # type: ignore[method-assign]
+    store.record_outcome = record  # type: ignore[method-assign]
+    return interrupted
+
+
+async def run_until(engine: Engine, done: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run_forever(stop))
+    deadline = asyncio.get_running_loop().time() + within
+    try:
+        while not await done():
+            assert asyncio.get_running_loop().time() < deadline, "timed out"
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await running
+        await engine.shutdown()
+
+
+@pytest.mark.parametrize("at_statement", [1, 2, 3, 4, 5, 6])
+async def test_a_failure_is_recorded_whole_whatever_cancels_the_job_meanwhile(
+    store: Store, layout: HomeLayout, home: Path, at_statement: int
+) -> None:
+    """The job fails (its execution FAILED at the provider): the attempt, the state, the error and
+    the ledger's release are one transaction, shielded, so a cancel at any of its statements
+    leaves the job and the ledger consistent."""
+    with RunningSimulator(fast_options(cost=1, fail_marker="BAD")) as sim:
+        batch = (await enqueue(store, layout, b'{"prompt": "BAD one", "width": 64, "height": 64}')).batch
+        engine = Engine(store, wireflow_engine_settings(home, sim), layout)
+        interrupted = cancel_job_task_during(
+            store, engine, lambda record: record.target is JobState.FAILED, at_statement
+        )
+
+        async def settled() -> bool:
+            (job,) = await store.jobs_for_batch(batch.id)
+            return job.state is JobState.FAILED
+
+        await run_until(engine, settled)
+    assert interrupted, "the cancel never reached the recording"
+    (job,) = await store.jobs_for_batch(batch.id)
+    assert job.state is JobState.FAILED and job.error_message is not None
+    assert job.execution is Execution.ENDED and job.reserved is None
+    ledger = Ledger(store)
+    assert await ledger.batch_exposure(batch.id) == 0  # reserved, then released: nothing charged
+    attempts = await store.attempts_for(job.id)
+    assert [a.kind for a in attempts].count("job") == 1
+
+
+async def test_a_start_the_provider_accepted_survives_a_shutdown_at_that_moment(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with RunningSimulator(fast_options(cost=1, latency=(0.3, 0.4))) as sim:
+        batch = (await enqueue(store, layout, prompts(1))).batch
+        engine = Engine(store, wireflow_engine_settings(home, sim), layout)
+        interrupted = cancel_job_task_during(
+            store, engine, lambda record: record.attempt is not None and record.attempt.kind == "start", 2
+        )
+
+        async def recorded() -> bool:
+            return bool(interrupted) and (await store.jobs_for_batch(batch.id))[0].remote_id is not None
+
+        await run_until(engine, recorded)
+        (job,) = await store.jobs_for_batch(batch.id)
+        assert job.state is JobState.RUNNING and job.handle is not None
+        # The next start resumes the same execution: one execution, one charge.
+        reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
+        stats = sim.state.stats()
+    assert reason.code == "done"
+    assert stats["executions_created"] == 1
+
+
+async def test_polls_carry_their_jobs_priority_to_the_gate(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """When requests are scarce the polls of the longest-running executions go first: that needs
+    each poll's priority (how long its execution has run) to reach the limiter."""
+    with RunningSimulator(fast_options(latency=(0.4, 0.5))) as sim:
+        batch = (await enqueue(store, layout, prompts(3))).batch
+        engine = Engine(store, wireflow_engine_settings(home, sim), layout, batch_ids=[batch.id])
+        limiter = engine.limiter("wireflow")
+        seen: list[float] = []
+        acquire = limiter.acquire
+
+        async def spy(kind: RequestKind, priority: float = 0.0) -> None:
+            if kind is RequestKind.POLL:
+                seen.append(priority)
+            await acquire(kind, priority)
+
+        limiter.acquire = spy  # type: ignore[method-assign]
+        reason = await engine.run_until_idle()
+    assert reason.code == "done"
+    assert seen and min(seen) > 0.0, seen

@@ -1,0 +1,79 @@
+"""Canceled jobs whose remote execution may still run and charge.
+
+A cancel stops our work at once, but an execution the provider already started goes on (and may be
+charged) unless the provider can stop it. Such a job keeps its credit reservation, so a budget never
+counts on money that may be spent, until the provider says the execution ended: asked here, now and
+then, at the lowest priority.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from wfbatch.engine.budget import Budget
+from wfbatch.engine.limiter import ProviderPaused
+from wfbatch.engine.pool import ProviderPool
+from wfbatch.providers.base import Finished
+from wfbatch.providers.errors import Permanent, ProviderError
+from wfbatch.providers.registry import traits
+from wfbatch.store import AttemptRecord, JobRow, OutcomeRecord, Store
+
+log = logging.getLogger("wfbatch.engine")
+
+SETTLE_BATCH = 20
+
+
+class CanceledExecutions:
+    def __init__(self, store: Store, budget: Budget, pool: ProviderPool) -> None:
+        self._store = store
+        self._budget = budget
+        self._pool = pool
+
+    async def stop_remotely(self, job: JobRow) -> None:
+        """Stop the paid work itself where the provider's API can (a cancel does not promise that
+        nothing is charged: the reservation stays until the provider says the execution ended)."""
+        if job.handle is None or not traits(job.provider).remote_cancel:
+            return
+        provider = await self._pool.get(job.provider)
+        if provider is None:
+            return
+        try:
+            asked = await provider.cancel(job.handle)
+        except (ProviderError, ProviderPaused) as error:
+            log.warning("job %s: could not cancel execution %s: %s", job.id, job.remote_id, error)
+            return
+        attempt = AttemptRecord(
+            kind="cancel", outcome="requested" if asked else "refused", remote_id=job.remote_id
+        )
+        await self._store.record_outcome(job.id, OutcomeRecord(attempt=attempt))
+
+    async def settle(self, busy: set[int]) -> int:
+        """Ask about each canceled execution that may still charge (skipping jobs in `busy`, which a
+        retry is already driving). Finished → its charge is recorded and its result kept, so a
+        retry downloads it without paying again; ended → the reservation goes back. Returns how
+        many were settled."""
+        settled = 0
+        for job in await self._store.canceled_live_executions(SETTLE_BATCH):
+            provider = await self._pool.get(job.provider)
+            if provider is None or job.handle is None or job.id in busy:
+                continue
+            try:
+                outcome = await provider.poll(job.handle)
+            except Permanent as error:
+                attempt = AttemptRecord(
+                    kind="poll", outcome="ended", message=error.message, request_id=error.request_id
+                )
+                await self._store.record_outcome(job.id, OutcomeRecord(attempt=attempt, ended=True))
+                settled += 1
+                continue
+            except (ProviderError, ProviderPaused) as error:
+                log.info("canceled job %s: no word on execution %s: %s", job.id, job.remote_id, error)
+                await self._store.touch_job(job.id)
+                continue
+            if isinstance(outcome, Finished):
+                result = outcome.to_json() if outcome.urls and not outcome.images else None
+                await self._budget.settle_finished(job, outcome.credits_used, result)
+                settled += 1
+            else:
+                await self._store.touch_job(job.id)
+        return settled

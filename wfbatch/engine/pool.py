@@ -1,0 +1,195 @@
+"""The providers an engine talks to: each built on first use behind its own limiter, paused for
+account trouble (a bad key, no credit, an unreachable endpoint), and asked for its balance."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wfbatch.engine.clock import Clock
+from wfbatch.engine.events import Event, EventSink
+from wfbatch.engine.limiter import ProviderLimiter, start_of_today
+from wfbatch.providers.base import Provider, RequestKind
+from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, ProviderError, Unreachable
+from wfbatch.providers.registry import build_provider, provider_label, traits
+from wfbatch.settings import Settings
+from wfbatch.store import Store
+
+log = logging.getLogger("wfbatch.engine")
+
+UNREACHABLE_BACKOFF_MIN = 5.0
+UNREACHABLE_BACKOFF_MAX = 300.0
+BALANCE_REFRESH = 600.0
+BALANCE_REFRESH_PAUSED = 15.0
+
+
+class _Gate:
+    """The limiter as a provider sees it: every request waits here for its turn."""
+
+    def __init__(self, limiter: ProviderLimiter) -> None:
+        self._limiter = limiter
+
+    async def acquire(self, kind: RequestKind, priority: float = 0.0) -> None:
+        await self._limiter.acquire(kind, priority)
+
+    def observe(self, kind: RequestKind, status: int, headers: Mapping[str, str]) -> None:
+        self._limiter.observe(kind, status, headers)
+
+
+class ProviderPool:
+    def __init__(
+        self, store: Store, settings: Settings, clock: Clock, events: EventSink, wake: Callable[[], None]
+    ) -> None:
+        self._store = store
+        self.settings = settings
+        self._clock = clock
+        self._emit = events
+        self._wake = wake
+        self.limiters: dict[str, ProviderLimiter] = {}
+        self._providers: dict[str, Provider] = {}
+        self.balances: dict[str, float] = {}
+        """Credit balances the providers reported (refreshed by the daemon's loop)."""
+        self._unreachable_backoff: dict[str, float] = {}
+        self._balance_looked: dict[str, float] = {}
+
+    def label(self, name: str) -> str:
+        return provider_label(name, self.settings)
+
+    def limiter(self, name: str) -> ProviderLimiter:
+        limiter = self.limiters.get(name)
+        if limiter is None:
+            limiter = ProviderLimiter(
+                name,
+                self.settings.provider_limits(name),
+                self._clock,
+                starts_count_as_requests=traits(name).starts_count_as_requests,
+                dialect=traits(name).rate_limit_dialect,
+            )
+            self.limiters[name] = limiter
+        return limiter
+
+    async def get(self, name: str) -> Provider | None:
+        """The provider (built on first use), or None while its configuration cannot work."""
+        provider = self._providers.get(name)
+        if provider is not None:
+            return provider
+        limiter = self.limiter(name)
+        # Read before anything is built: no await between the check below and storing the provider,
+        # so two jobs resumed at once cannot each build one (and leak the other's connections).
+        starts_today = await self._store.starts_since(name, start_of_today(self._clock.wall()))
+        if name in self._providers:
+            return self._providers[name]
+        limiter.daily_starts = starts_today
+        try:
+            provider = build_provider(name, self.settings, _Gate(limiter))
+        except ValueError as error:
+            self.pause(name, f"configuration error: {error}", {"kind": "config"})
+            return None
+        self._providers[name] = provider
+        return provider
+
+    def pause(self, name: str, reason: str, details: dict[str, Any]) -> None:
+        self.limiter(name).pause(reason, details)
+        self._emit(Event("provider", {"provider": name, "paused": reason, **details}))
+
+    def pause_for_account(self, name: str, error: AuthenticationFailed | Unreachable | OutOfCredits) -> str:
+        """A bad key, no credit or an unreachable endpoint holds the whole provider, never one job
+        at a time. Returns the reason shown to people."""
+        if isinstance(error, OutOfCredits):
+            reason = credits_reason(error)
+            figures = {"required": error.required, "available": error.available, "breakdown": error.breakdown}
+            self.pause(name, reason, {"kind": "credits", **figures})
+            return reason
+        if isinstance(error, AuthenticationFailed):
+            details: dict[str, Any] = {"kind": "authentication"}
+        else:
+            backoff = self._unreachable_backoff.get(name, UNREACHABLE_BACKOFF_MIN)
+            details = {"kind": "unreachable", "since": self._clock.monotonic(), "backoff": backoff}
+        log.warning("%s: paused: %s", name, error.message)
+        self.pause(name, error.message, details)
+        return error.message
+
+    def probe_unreachable(self) -> None:
+        """An unreachable provider is tried again after a backoff (5 s, doubling, at most 5 min): the
+        pause lifts and the next start is the probe; if it fails the same way the pause returns."""
+        now = self._clock.monotonic()
+        for name, limiter in self.limiters.items():
+            details = limiter.pause_details
+            if details.get("kind") != "unreachable":
+                continue
+            backoff = float(details.get("backoff", UNREACHABLE_BACKOFF_MIN))
+            if now - float(details.get("since", now)) >= backoff:
+                log.info("%s: trying again after %.0f s (%s)", name, backoff, limiter.paused)
+                limiter.resume()
+                self._unreachable_backoff[name] = min(UNREACHABLE_BACKOFF_MAX, backoff * 2)
+                self._emit(Event("provider", {"provider": name, "paused": None}))
+                self._wake()
+
+    async def refresh_due_balances(self) -> None:
+        """Every look at a balance is a request against the provider's limits: rarely, unless an
+        out-of-credits pause waits for a top-up."""
+        now = self._clock.monotonic()
+        for name in list(self._providers):
+            if not traits(name).reports_balance:
+                continue
+            paused = self.limiter(name).pause_details.get("kind") == "credits"
+            period = BALANCE_REFRESH_PAUSED if paused else BALANCE_REFRESH
+            if now >= self._balance_looked.get(name, -math.inf) + period:
+                self._balance_looked[name] = now
+                await self.refresh_balance(name)
+
+    async def refresh_balance(self, name: str) -> float | None:
+        """Ask the provider for its balance (None if it has none to tell). An out-of-credits pause
+        lifts by itself once the balance covers what the refused start required."""
+        if not traits(name).reports_balance:
+            return None
+        provider = await self.get(name)
+        if provider is None:
+            return None
+        try:
+            balance = await provider.balance()
+        except (AuthenticationFailed, Unreachable) as error:
+            self.pause_for_account(name, error)
+            return None
+        except ProviderError as error:
+            log.warning("%s: could not read the balance: %s", name, error)
+            return None
+        if balance is None:
+            return None
+        self.balances[name] = balance
+        limiter = self.limiter(name)
+        required = limiter.pause_details.get("required")
+        if limiter.pause_details.get("kind") == "credits" and balance >= (required or 0) and balance > 0:
+            log.info("%s: balance %g covers the %s credits required: resuming", name, balance, required)
+            limiter.resume()
+            self._emit(Event("provider", {"provider": name, "paused": None, "balance": balance}))
+            self._wake()
+        return balance
+
+    def reload(self, settings: Settings) -> dict[str, dict[str, tuple[Any, Any]]]:
+        """Each limiter takes its new limits now; returns what changed (limits only, never secrets)."""
+        self.settings = settings
+        changes: dict[str, dict[str, tuple[Any, Any]]] = {}
+        for name, limiter in self.limiters.items():
+            diff = limiter.reconfigure(settings.provider_limits(name))
+            if diff:
+                changes[name] = diff
+        return changes
+
+    def requests_sent(self) -> int:
+        return sum(limiter.requests_sent for limiter in self.limiters.values())
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        self._providers.clear()
+
+
+def credits_reason(error: OutOfCredits) -> str:
+    if error.required is not None and error.available is not None:
+        return f"out of credits: {error.required:g} required, {error.available:g} available"
+    return f"out of credits: {error.message}"

@@ -1,0 +1,377 @@
+"""One job's run: cache → admit → submit → poll → download → write, computed as an outcome.
+
+`JobRunner.run` drives a job until this run of it ends and returns what that came to as an
+`OutcomeRecord` (done, back to the queue, retry later, failed); the engine records it in one
+transaction. Facts that must survive a crash mid-run — the start the provider accepted, the charge
+of a finished execution, the paid bytes — are recorded as they happen, shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import statistics
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from wfbatch.core.hashing import idempotency_key
+from wfbatch.core.states import ErrorClass, Execution, JobState
+from wfbatch.engine.backoff import retry_delay
+from wfbatch.engine.budget import Budget
+from wfbatch.engine.cache import ImageCache
+from wfbatch.engine.clock import Clock
+from wfbatch.engine.events import Event, EventSink
+from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused
+from wfbatch.engine.pool import ProviderPool
+from wfbatch.engine.storage import is_disk_full
+from wfbatch.engine.writer import OutputWriter
+from wfbatch.outputs import ImageDecodeError
+from wfbatch.providers.base import Finished, Image, Provider, Submitted
+from wfbatch.providers.errors import (
+    AuthenticationFailed,
+    OutOfCredits,
+    Permanent,
+    ProviderError,
+    RateLimited,
+    Transient,
+    Unreachable,
+)
+from wfbatch.providers.registry import traits
+from wfbatch.store import AttemptRecord, BatchRow, JobRow, OutcomeRecord, Store
+
+log = logging.getLogger("wfbatch.engine")
+
+CLEARED_ERROR: dict[str, Any] = {
+    "error_class": None,
+    "error_status": None,
+    "error_message": None,
+    "error_request_id": None,
+}
+
+
+def error_fields(error: ProviderError, message: str | None = None) -> dict[str, Any]:
+    return {
+        "error_class": error.error_class,
+        "error_status": error.status,
+        "error_message": message or error.message,
+        "error_request_id": error.request_id,
+    }
+
+
+def error_attempt(kind: str, error: ProviderError) -> AttemptRecord:
+    return AttemptRecord(
+        kind=kind,
+        outcome=error.error_class.value,
+        http_status=error.status,
+        message=error.message,
+        request_id=error.request_id,
+    )
+
+
+@dataclass
+class JobServices:
+    """What a job's run needs from its engine."""
+
+    store: Store
+    budget: Budget
+    cache: ImageCache
+    writer: OutputWriter
+    pool: ProviderPool
+    clock: Clock
+    rng: random.Random
+    emit: EventSink
+    wake: Callable[[], None]
+    batch: Callable[[str], Awaitable[BatchRow]]
+    latencies: dict[str, deque[float]] = field(default_factory=dict)
+
+    def expected_latency(self, provider: str) -> float:
+        """Median time to finish of recent executions: no point polling much before it."""
+        samples = self.latencies.get(provider)
+        if not samples or len(samples) < 3:
+            return 0.0
+        return statistics.median(samples)
+
+
+class JobRunner:
+    def __init__(self, services: JobServices) -> None:
+        self.s = services
+
+    def emit_job(self, job: JobRow, state: JobState | None = None) -> None:
+        self.s.emit(
+            Event("job", {"id": job.id, "batch_id": job.batch_id, "state": (state or job.state).value})
+        )
+
+    async def run(self, job: JobRow) -> OutcomeRecord | None:
+        """Drive `job` until this run of it ends; the outcome to record (None: nothing to record —
+        held back by a cap, canceled meanwhile, or its provider cannot be built)."""
+        s = self.s
+        batch = await s.batch(job.batch_id)
+        provider = await s.pool.get(job.provider)
+        if provider is None:
+            return None
+        limiter = s.pool.limiter(job.provider)
+        # Only a job that starts a new execution can have had its start refused outright (429,
+        # 402, a paused provider): one resumed or re-sent may have an execution that charges.
+        fresh = job.state is JobState.QUEUED and job.execution is Execution.NONE
+        try:
+            if job.state is JobState.QUEUED:
+                if fresh and batch.cache_enabled:
+                    image = await s.cache.get(job.cache_key)
+                    if image is not None:
+                        return await self._done(job, batch, image, None)
+                started = await self._start(job, batch, provider, fresh=fresh)
+                if started is None:
+                    return None
+                job = started
+            if not fresh and job.execution is Execution.MAYBE and job.remote_id is None and not job.result:
+                await self._mark_resend(job)
+            finished = await self._execute(job, provider, limiter)
+            if finished is None:
+                return None  # canceled while the start was on the wire; the cancel recorded it
+            if job.execution is not Execution.FINISHED:
+                # Paid for now: the charge, and what a crash before the image is written must find
+                # again (the URLs, or the paid bytes themselves), are recorded first.
+                result = await self._result_to_keep(job, finished)
+                credits = await asyncio.shield(s.budget.settle_finished(job, finished.credits_used, result))
+                job = replace(job, execution=Execution.FINISHED, credits=credits, reserved=None)
+            images = await provider.download(finished)
+            if not images:
+                raise Transient("the provider finished without an image", request_id=finished.request_id)
+            return await self._done(job, batch, images[0], finished)
+        except ProviderPaused as paused:
+            return _requeue(job, f"provider paused: {paused.reason}", refused=fresh)
+        except RateLimited as error:
+            wait = limiter.on_rate_limited(error.retry_after, error.message)
+            s.emit(
+                Event("provider", {"provider": job.provider, "blocked_for": wait, "reason": error.message})
+            )
+            return _requeue(job, f"rate limited; provider waits {wait:.0f} s", refused=fresh, error=error)
+        except (AuthenticationFailed, Unreachable, OutOfCredits) as error:
+            # About the account, not the prompt: the provider pauses with the reason and every job
+            # stays queued (an unreachable one is probed again with backoff).
+            reason = s.pool.pause_for_account(job.provider, error)
+            return _requeue(job, reason, refused=fresh, error=error)
+        except Permanent as error:
+            return _fail(job, error, s.clock.wall(), ended=True)
+        except (Transient, ImageDecodeError, OSError) as error:
+            if is_disk_full(error):
+                raise  # not the job's fault: the engine holds everything until there is room
+            transient = (
+                error if isinstance(error, Transient) else Transient(f"{type(error).__name__}: {error}")
+            )
+            return self.retry_or_fail(job, limiter, transient)
+
+    def retry_or_fail(self, job: JobRow, limiter: ProviderLimiter, error: ProviderError) -> OutcomeRecord:
+        """Retry later with backoff, or fail once the attempts are used up. An execution that may
+        exist keeps its reservation either way (it may charge); see `execution_after`."""
+        limits = limiter.limits
+        if job.attempts >= limits.max_attempts:
+            return _fail(job, error, self.s.clock.wall(), note=f"gave up after {job.attempts} attempts")
+        delay = retry_delay(job.attempts, limits.backoff_initial, limits.backoff_max, self.s.rng)
+        fields = {
+            **error_fields(error),
+            "error_class": ErrorClass.TRANSIENT,
+            "next_attempt_at": self.s.clock.wall() + delay,
+        }
+        return OutcomeRecord(target=JobState.RETRYING, fields=fields, attempt=error_attempt("job", error))
+
+    async def _start(self, job: JobRow, batch: BatchRow, provider: Provider, *, fresh: bool) -> JobRow | None:
+        """Admit the job under every cap and mark it submitting; None if it must wait."""
+        s = self.s
+        admission = await s.budget.admit(job, batch, provider)
+        if admission.refusal is not None:
+            s.emit(
+                Event("batch", {"batch_id": batch.id, "paused": admission.refusal, "provider": job.provider})
+            )
+            return None  # stays queued until the cap is raised (or a new day for daily caps)
+        execution = Execution.MAYBE if fresh else job.execution
+        if not await s.store.transition(
+            job.id,
+            [JobState.QUEUED],
+            JobState.SUBMITTING,
+            attempts=job.attempts + 1,
+            started_at=job.started_at or s.clock.wall(),
+            execution=execution,
+        ):
+            if fresh:
+                await s.budget.release(job.id)
+            return None  # canceled or changed meanwhile
+        started = replace(
+            job,
+            state=JobState.SUBMITTING,
+            attempts=job.attempts + 1,
+            reserved=admission.reserved,
+            execution=execution,
+        )
+        self.emit_job(started)
+        return started
+
+    async def _execute(self, job: JobRow, provider: Provider, limiter: ProviderLimiter) -> Finished | None:
+        """Submit (or resume) the job's remote execution until it has finished; None if the job was
+        canceled meanwhile."""
+        s = self.s
+        if job.result:
+            return await self._finished_from_result(job.result)
+        if job.remote_id is None:
+            outcome = await provider.submit(job.spec, idempotency_key(job.uid, job.generation))
+            # Shielded: a shutdown arriving now must not lose the remote id the provider just gave.
+            moved = await asyncio.shield(self._record_start(job, outcome))
+            s.wake()  # the provider answered: slots held back until it had may be filled now
+            if isinstance(outcome, Finished):
+                return outcome
+            if not moved:
+                return None
+            job = replace(job, state=JobState.RUNNING, remote_id=outcome.remote_id, handle=outcome.handle)
+            self.emit_job(job)
+        elif job.state is not JobState.RUNNING:
+            await s.store.transition(job.id, [job.state], JobState.RUNNING)
+            job = replace(job, state=JobState.RUNNING)
+        return await self._poll_until_finished(job, provider, limiter)
+
+    async def _record_start(self, job: JobRow, outcome: Submitted | Finished) -> bool:
+        """The provider accepted the start: the attempt, and the execution's ids (facts kept even if
+        the job was canceled meanwhile — they let its charge be settled and a retry resume it)."""
+        attempt = AttemptRecord(
+            kind="start",
+            outcome="accepted",
+            http_status=outcome.http_status,
+            request_id=outcome.request_id,
+            remote_id=outcome.remote_id,
+        )
+        if isinstance(outcome, Finished):
+            await self.s.store.record_outcome(job.id, OutcomeRecord(attempt=attempt))
+            return True
+        facts = {"remote_id": outcome.remote_id, "handle": outcome.handle}
+        record = OutcomeRecord(target=JobState.RUNNING, facts=facts, attempt=attempt)
+        return await self.s.store.record_outcome(job.id, record)
+
+    async def _poll_until_finished(
+        self, job: JobRow, provider: Provider, limiter: ProviderLimiter
+    ) -> Finished:
+        s, limits = self.s, limiter.limits
+        remote_id, handle = job.remote_id, job.handle
+        if handle is None:
+            raise Permanent(f"job {job.id} has no stored poll handle for its execution {remote_id}")
+        started = s.clock.monotonic()
+        delay = max(limits.poll_initial, s.expected_latency(job.provider) * 0.75)
+        failures = 0
+        while True:
+            await s.clock.sleep(delay)
+            running_for = s.clock.monotonic() - started
+            if running_for > limits.max_run_seconds:
+                # A slot held forever by an execution that never ends would stall the batch. The try
+                # fails; the remote id is kept, so a retry polls the same (maybe paid) execution again.
+                raise Transient(
+                    f"execution {remote_id} still not finished after {running_for:.0f} s"
+                    f" (max_run_seconds = {limits.max_run_seconds:g})"
+                )
+            try:
+                # The longest-running executions are the likeliest to be finished: when requests
+                # are scarce, their polls go first.
+                result = await provider.poll(handle, priority=running_for)
+            except RateLimited as error:
+                wait = limiter.on_rate_limited(error.retry_after, error.message)
+                await self._record_poll_error(job, error)
+                delay = min(wait, limits.poll_max)
+                continue
+            except Transient as error:
+                failures += 1
+                await self._record_poll_error(job, error)
+                if failures >= limits.max_attempts:
+                    raise
+                delay = min(limits.poll_max, delay * limits.poll_factor)
+                continue
+            if isinstance(result, Finished):
+                s.latencies.setdefault(job.provider, deque(maxlen=50)).append(s.clock.monotonic() - started)
+                attempt = AttemptRecord(
+                    kind="poll",
+                    outcome="finished",
+                    http_status=result.http_status,
+                    request_id=result.request_id,
+                    remote_id=remote_id,
+                )
+                await s.store.record_outcome(job.id, OutcomeRecord(attempt=attempt))
+                return result
+            delay = min(limits.poll_max, delay * limits.poll_factor)
+
+    async def _record_poll_error(self, job: JobRow, error: ProviderError) -> None:
+        record = OutcomeRecord(fields=error_fields(error), attempt=error_attempt("poll", error))
+        await self.s.store.record_outcome(job.id, record)
+
+    async def _result_to_keep(self, job: JobRow, finished: Finished) -> dict[str, Any] | None:
+        """What must survive a crash before the image is written: the URLs to download again, or —
+        from a synchronous provider, whose bytes exist only in its answer — the bytes themselves,
+        written to cache/ before anything else, so a crash never pays for them twice."""
+        if finished.images:
+            image = finished.images[0]
+            sha256 = await self.s.cache.put(job.cache_key, image)
+            return {**finished.to_json(), "paid_image": {"sha256": sha256, "media_type": image.media_type}}
+        return finished.to_json() if finished.urls else None
+
+    async def _finished_from_result(self, result: dict[str, Any]) -> Finished:
+        finished = Finished.from_json(result)
+        paid = result.get("paid_image")
+        if isinstance(paid, dict):
+            image = await self.s.cache.read(str(paid.get("sha256")), str(paid.get("media_type")))
+            if image is not None:
+                finished = replace(finished, images=(image,))
+        return finished
+
+    async def _mark_resend(self, job: JobRow) -> None:
+        """A start is about to be re-sent although an earlier one may have gone through (a crash or
+        a lost answer). Where the provider recognises re-sends (an idempotency key) that is free;
+        elsewhere it may be charged twice, and the job says so."""
+        if traits(job.provider).idempotent_submit or job.possible_duplicate_charge:
+            return
+        last = job.error_message or "the process stopped while the request was on the wire"
+        why = f"a start was sent again after its outcome was lost ({last}); {job.provider} has no idempotency"
+        await self.s.store.update_job(job.id, possible_duplicate_charge=why)
+
+    async def _done(
+        self, job: JobRow, batch: BatchRow, image: Image, finished: Finished | None
+    ) -> OutcomeRecord:
+        cache_hit = finished is None
+        relative = await self.s.writer.write_image(batch, job, image)
+        if not cache_hit:
+            await self.s.cache.put(job.cache_key, image)
+        fields = {
+            "file": relative,
+            "cache_hit": cache_hit,
+            "credits": 0.0 if cache_hit else job.credits,
+            "result": finished.to_json() if finished else None,
+            "finished_at": self.s.clock.wall(),
+            **CLEARED_ERROR,
+        }
+        return OutcomeRecord(target=JobState.DONE, fields=fields)
+
+
+def _requeue(job: JobRow, why: str, *, refused: bool, error: ProviderError | None = None) -> OutcomeRecord:
+    """Back to queued without using up an attempt (429, 402, a bad key, a paused provider)."""
+    log.info("job %s back in the queue: %s", job.id, why)
+    fields: dict[str, Any] = {"attempts": max(0, job.attempts - 1)}
+    if error is not None:
+        fields |= error_fields(error)
+    return OutcomeRecord(
+        target=JobState.QUEUED,
+        fields=fields,
+        attempt=error_attempt("start", error) if error is not None else None,
+        start_refused=refused,
+    )
+
+
+def _fail(
+    job: JobRow, error: ProviderError, now: float, note: str | None = None, *, ended: bool = False
+) -> OutcomeRecord:
+    """Fail the job. `ended`: the provider said its execution ended without an image (a FAILED
+    execution, a refused start): not charged, so its reservation goes back and a hand retry may use
+    a new key. Otherwise the reservation stays until the provider says more, and a retry resumes it."""
+    message = f"{error.message} ({note})" if note else error.message
+    return OutcomeRecord(
+        target=JobState.FAILED,
+        fields={"finished_at": now, **error_fields(error, message)},
+        attempt=error_attempt("job", error),
+        ended=ended,
+    )
