@@ -44,7 +44,8 @@ def check_prompts(
     if budget is not None:
         parsed = replace(parsed, budget=budget)
     default_provider = provider or settings.provider
-    problems = provider_problems(parsed, default_provider, settings) + entry_problems(parsed, default_provider)
+    problems = provider_problems(parsed, default_provider, settings)
+    problems += entry_problems(parsed, default_provider)
     if problems:
         raise PromptFileError(source_name, sorted(problems, key=lambda error: error.line))
     return CheckedPrompts(raw, parsed, default_provider)
