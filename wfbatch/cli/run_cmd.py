@@ -31,7 +31,7 @@ from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec
 from wfbatch.core.parsing import PromptFileError
-from wfbatch.core.states import JobState
+from wfbatch.core.states import UNFINISHED_STATES, JobState
 from wfbatch.engine.acceptance import CheckedPrompts, balance_warnings, check_prompts
 from wfbatch.engine.ingest import Ingested, ingest
 from wfbatch.engine.scheduler import Engine, StopReason
@@ -197,7 +197,7 @@ async def _summary(
                     "request_id": job.error_request_id,
                 }
             )
-    left = counts["queued"] + counts["retrying"] + counts["submitting"] + counts["running"]
+    left = sum(counts[state] for state in UNFINISHED_STATES)
     if left:
         exit_code = EXIT_STOPPED
     elif counts["failed"]:

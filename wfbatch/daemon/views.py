@@ -15,13 +15,12 @@ from wfbatch.core.api import (
     ProviderStatus,
     Status,
 )
-from wfbatch.core.states import empty_counts
+from wfbatch.core.states import UNFINISHED_STATES, empty_counts
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.store import AttemptRow, BatchRow, JobRow
 
 RECENT_BATCHES = 50
-UNFINISHED = ("queued", "retrying", "submitting", "running")
 
 
 def job_summary(job: JobRow) -> JobSummary:
@@ -95,7 +94,7 @@ def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) 
 def batch_summary(
     ctx: DaemonContext, batch: BatchRow, counts: dict[str, int], credits: float = 0.0
 ) -> BatchSummary:
-    remaining = sum(counts.get(state, 0) for state in UNFINISHED)
+    remaining = sum(counts.get(state, 0) for state in UNFINISHED_STATES)
     stalled = (
         ctx.engine.holds.everything() is not None or ctx.engine.holds.batch(batch) is not None
     )

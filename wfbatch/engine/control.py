@@ -22,6 +22,7 @@ from wfbatch.core.states import UNFINISHED_STATES, Execution, JobState, ReviewSt
 from wfbatch.engine.acceptance import balance_warnings, check_prompts
 from wfbatch.engine.events import Event, EventSink, discard
 from wfbatch.engine.ingest import ingest
+from wfbatch.engine.runner import CLEARED_ERROR
 from wfbatch.engine.scheduler import Engine
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.providers.registry import KNOWN_PROVIDERS
@@ -223,11 +224,8 @@ class Control:
             handle=None,
             result=None,
             execution=Execution.NONE,
-            error_class=None,
-            error_status=None,
-            error_message=None,
-            error_request_id=None,
             finished_at=None,
+            **CLEARED_ERROR,
         )
         if not moved:
             raise CommandError(f"job {job_id} changed meanwhile; look again")

@@ -597,13 +597,6 @@ class Store:
         )
         return [float(r["d"]) for r in rows if r["d"] is not None and r["d"] >= 0]
 
-    async def mark_execution_ended(self, job_id: int) -> bool:
-        """The provider said the (possibly live) execution of this job ended without an image."""
-        return await self._write(
-            "UPDATE jobs SET execution = 'ended', updated_at = ? WHERE id = ? AND execution = 'maybe'",
-            (time.time(), job_id),
-        ) > 0
-
     async def canceled_live_executions(self, limit: int) -> list[JobRow]:
         """Canceled jobs whose remote execution may still run and charge, least recently looked at first."""
         rows = await self.fetchall(
