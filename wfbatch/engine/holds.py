@@ -58,7 +58,11 @@ class Holds:
 
     def reasons(self, providers: Iterable[str], paused_batch_ids: Iterable[str]) -> list[str]:
         """Every hold on this work, said plainly: the idle check's (and `run`'s exit 3) answer."""
-        reasons = [f"{name}: {why}" for name in sorted(providers) if (why := self.provider(name))]
+        reasons = []
+        for name in sorted(providers):
+            why = self.provider(name)
+            if why:  # provider errors often start with the provider's name already
+                reasons.append(f"{name}: {why.removeprefix(f'{name}: ')}")
         paused = sorted(paused_batch_ids)
         if paused:
             reasons.append("paused batches: " + ", ".join(paused))
