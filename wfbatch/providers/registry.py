@@ -20,7 +20,14 @@ from wfbatch.providers.http.headers import (
     wireflow_dialect,
 )
 from wfbatch.providers.local import LABEL as LOCAL_LABEL
-from wfbatch.settings import LocalSettings, OpenAISettings, ProviderLimits, Settings, WireflowSettings
+from wfbatch.settings import (
+    FalSettings,
+    LocalSettings,
+    OpenAISettings,
+    ProviderLimits,
+    Settings,
+    WireflowSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,10 @@ def _wireflow_label(settings: Settings) -> str:
 
 def _openai_label(settings: Settings) -> str:
     return f"openai ({settings.openai.model} at {_host(settings.openai.base_url)})"
+
+
+def _fal_label(settings: Settings) -> str:
+    return f"fal ({settings.fal.model} at {_host(settings.fal.base_url)})"
 
 
 REGISTRY: dict[str, ProviderEntry] = {
@@ -126,6 +137,23 @@ REGISTRY: dict[str, ProviderEntry] = {
                 remote_cancel=False,
                 cost_unit="USD",
                 rate_limit_dialect=openai_dialect,
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
+            "fal",
+            FalSettings,
+            "wfbatch.providers.fal:FalProvider",
+            _fal_label,
+            ProviderTraits(
+                starts_count_as_requests=True,
+                idempotent_submit=False,  # providers.md §10: no key, no list call to reconcile with
+                synchronous=False,
+                reports_balance=False,  # the billing API needs a key with billing:usage:read
+                estimates_cost=True,  # from the price table or `costs`
+                remote_cancel=True,  # PUT cancel_url
+                cost_unit="USD",
+                rate_limit_dialect=no_dialect,  # no rate-limit headers; a 429's Retry-After is still read
                 remote=True,
             ),
         ),
