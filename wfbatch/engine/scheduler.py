@@ -664,10 +664,9 @@ class Engine:
                 execution=execution,
             )
             self._emit_job(job)
-        if not fresh and job.execution is Execution.MAYBE and job.remote_id is None and not job.result:
-            await self._mark_resend(job)
+        resend = not fresh and job.execution is Execution.MAYBE and job.remote_id is None and not job.result
         try:
-            finished = await self._execute(job, provider, limiter)
+            finished = await self._execute(job, provider, limiter, resend=resend)
             if finished is None:
                 return  # canceled while the start was on the wire; the cancel already recorded it
             if job.execution is not Execution.FINISHED:
@@ -743,14 +742,20 @@ class Engine:
         why = f"a start was sent again after its outcome was lost ({last}); {job.provider} has no idempotency"
         await self.store.update_job(job.id, possible_duplicate_charge=why)
 
-    async def _execute(self, job: JobRow, provider: Provider, limiter: ProviderLimiter) -> Finished | None:
+    async def _execute(
+        self, job: JobRow, provider: Provider, limiter: ProviderLimiter, *, resend: bool = False
+    ) -> Finished | None:
         """Submit (or resume) the job's remote execution until it has finished; None if the job was
-        canceled meanwhile."""
+        canceled meanwhile. `resend`: an earlier start may have gone through (its answer was lost):
+        the provider may find and adopt it first; otherwise the re-send is recorded."""
         if job.result:
             return await self._finished_from_result(job.result)
         if job.remote_id is None:
             key = idempotency_key(job.uid, job.generation)
-            outcome = await provider.submit(job.spec, key)
+            adopted = await provider.reconcile(job.spec, key, job.started_at) if resend else None
+            if resend and adopted is None:
+                await self._mark_resend(job)
+            outcome = adopted or await provider.submit(job.spec, key)
             # Shielded: a shutdown arriving now must not lose the remote id the provider just gave.
             moved = await asyncio.shield(self._record_start(job, outcome))
             self.wake()  # the provider answered: slots held back until it had may be filled now

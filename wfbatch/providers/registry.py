@@ -17,6 +17,7 @@ from wfbatch.providers.http.headers import (
     RateLimitDialect,
     no_dialect,
     openai_dialect,
+    replicate_dialect,
     wireflow_dialect,
 )
 from wfbatch.providers.local import LABEL as LOCAL_LABEL
@@ -25,6 +26,7 @@ from wfbatch.settings import (
     LocalSettings,
     OpenAISettings,
     ProviderLimits,
+    ReplicateSettings,
     Settings,
     WireflowSettings,
 )
@@ -83,6 +85,10 @@ def _openai_label(settings: Settings) -> str:
 
 def _fal_label(settings: Settings) -> str:
     return f"fal ({settings.fal.model} at {_host(settings.fal.base_url)})"
+
+
+def _replicate_label(settings: Settings) -> str:
+    return f"replicate ({settings.replicate.model} at {_host(settings.replicate.base_url)})"
 
 
 REGISTRY: dict[str, ProviderEntry] = {
@@ -154,6 +160,25 @@ REGISTRY: dict[str, ProviderEntry] = {
                 remote_cancel=True,  # PUT cancel_url
                 cost_unit="USD",
                 rate_limit_dialect=no_dialect,  # no rate-limit headers; a 429's Retry-After is still read
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
+            "replicate",
+            ReplicateSettings,
+            "wfbatch.providers.replicate:ReplicateProvider",
+            _replicate_label,
+            ProviderTraits(
+                starts_count_as_requests=True,
+                # No key (providers.md §10); a lost create is reconciled from the list before any
+                # re-send, and a re-send that still happens is recorded as a possible duplicate.
+                idempotent_submit=False,
+                synchronous=False,
+                reports_balance=False,
+                estimates_cost=True,  # from the price table or `costs`
+                remote_cancel=True,  # POST urls.cancel
+                cost_unit="USD",
+                rate_limit_dialect=replicate_dialect,
                 remote=True,
             ),
         ),

@@ -35,7 +35,7 @@ caller's API key in the request id, ids and URLs, `credits_*` report a charge of
 ErrorStyle = Literal["string", "object"]
 QuotaError = Literal["insufficient_quota", "billing_hard_limit"]
 
-PROVIDERS: tuple[str, ...] = ("wireflow", "openai", "fal")
+PROVIDERS: tuple[str, ...] = ("wireflow", "openai", "fal", "replicate")
 """Contracts the simulator can speak (one route set each, see `wfbatch.sim.registry`)."""
 
 

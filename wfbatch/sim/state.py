@@ -19,6 +19,7 @@ from wfbatch.sim.images import render_png
 from wfbatch.sim.limits import SlidingWindow, WindowVerdict
 from wfbatch.sim.openai_book import OpenAIBook
 from wfbatch.sim.options import FAULT_KINDS, SimOptions
+from wfbatch.sim.replicate_book import ReplicateBook
 from wfbatch.sim.workflows import WorkflowCatalog
 
 Clock = Callable[[], float]
@@ -117,6 +118,8 @@ class SimState:
         """The OpenAI route set's books (idle when the simulator speaks Wireflow)."""
         self.fal = FalBook(o)
         """fal's queue, concurrency and credit (idle unless the simulator speaks fal)."""
+        self.replicate = ReplicateBook(o)
+        """Replicate's predictions, retention and credit (idle unless it speaks Replicate)."""
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -292,6 +295,8 @@ class SimState:
             return self.openai.top_up(amount)
         if self.options.provider == "fal":
             return self.fal.top_up(amount)
+        if self.options.provider == "replicate":
+            return self.replicate.top_up(amount)
         with self._lock:
             if self.balance is not None:
                 self.balance += amount
@@ -370,6 +375,8 @@ class SimState:
             return self._openai_stats()
         if self.options.provider == "fal":
             return self._book_stats("fal", self.fal.stats(self.clock()))
+        if self.options.provider == "replicate":
+            return self._book_stats("replicate", self.replicate.stats(self.clock()))
         self.settle()
         with self._lock:
             by_status = Counter(e.status for e in self.executions.values())
