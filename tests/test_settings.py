@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from wfbatch.settings import (
+    FalSettings,
     InboxSettings,
     LocalSettings,
     OpenAISettings,
+    ReplicateSettings,
     Settings,
     WireflowSettings,
     load_settings,
@@ -58,6 +60,8 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
         "local": LocalSettings,
         "wireflow": WireflowSettings,
         "openai": OpenAISettings,
+        "fal": FalSettings,
+        "replicate": ReplicateSettings,
     }
     for section, model in sections.items():
         for name in model.model_fields:

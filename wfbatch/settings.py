@@ -186,6 +186,48 @@ class OpenAISettings(ProviderLimits):
         return []
 
 
+class FalSettings(ProviderLimits):
+    """fal.ai's queue API (providers.md §2). Costs are in US dollars: a default price table for the
+    default endpoints (providers/fal/prices.py) unless `costs` names the endpoint (or `default`)."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://queue.fal.run"
+    model: str = Field(default="fal-ai/flux/schnell", description="endpoint id used when an entry names none")
+    costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="US dollars per image by endpoint id ('default' for any): overrides the price table",
+    )
+    max_in_flight: int = Field(
+        default=2, ge=1, le=1000, description="fal runs 2 requests at once on a new account (up to 40)"
+    )
+
+
+class ReplicateSettings(ProviderLimits):
+    """Replicate's predictions API (providers.md §3). Costs are in US dollars, as for fal."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.replicate.com/v1"
+    model: str = Field(
+        default="black-forest-labs/flux-schnell",
+        description="owner/name (official model) or owner/name:version, used when an entry names none",
+    )
+    costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="US dollars per image by model ('default' for any): overrides the price table",
+    )
+    wait: int | None = Field(
+        default=None, ge=1, le=60, description="send `Prefer: wait=N` (seconds) on create; None = off"
+    )
+    size_mode: Literal["auto", "aspect_ratio", "width_height"] = Field(
+        default="auto",
+        description="how width x height is sent: flux models take aspect_ratio (+ megapixels), others "
+        "width/height; auto picks by model name",
+    )
+    reconcile_pages: int = Field(
+        default=5, ge=1, le=100, description="pages of GET /predictions read to find a lost create"
+    )
+
+
 class InboxSettings(BaseModel):
     stable_seconds: float = Field(default=0.5, gt=0, description="size and mtime must hold this long")
     skip_duplicate_files: bool = True
@@ -206,6 +248,8 @@ class Settings(BaseSettings):
     local: LocalSettings = Field(default_factory=LocalSettings)
     wireflow: WireflowSettings = Field(default_factory=WireflowSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    fal: FalSettings = Field(default_factory=FalSettings)
+    replicate: ReplicateSettings = Field(default_factory=ReplicateSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
 
     @classmethod

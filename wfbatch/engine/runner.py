@@ -126,9 +126,10 @@ class JobRunner:
                 if started is None:
                     return None
                 job = started
-            if not fresh and job.execution is Execution.MAYBE and job.remote_id is None and not job.result:
-                await self._mark_resend(job)
-            finished = await self._execute(job, provider, limiter)
+            resend = (
+                not fresh and job.execution is Execution.MAYBE and job.remote_id is None and not job.result
+            )
+            finished = await self._execute(job, provider, limiter, resend=resend)
             if finished is None:
                 return None  # canceled while the start was on the wire; the cancel recorded it
             if job.execution is not Execution.FINISHED:
@@ -209,14 +210,21 @@ class JobRunner:
         self.emit_job(started)
         return started
 
-    async def _execute(self, job: JobRow, provider: Provider, limiter: ProviderLimiter) -> Finished | None:
+    async def _execute(
+        self, job: JobRow, provider: Provider, limiter: ProviderLimiter, *, resend: bool
+    ) -> Finished | None:
         """Submit (or resume) the job's remote execution until it has finished; None if the job was
-        canceled meanwhile."""
+        canceled meanwhile. `resend`: an earlier start of this key may have gone through (a crash, a
+        lost answer): the provider is asked to find it first, and only if it cannot is it sent again."""
         s = self.s
         if job.result:
             return await self._finished_from_result(job.result)
         if job.remote_id is None:
-            outcome = await provider.submit(job.spec, idempotency_key(job.uid, job.generation))
+            key = idempotency_key(job.uid, job.generation)
+            adopted = await provider.reconcile(job.spec, key, job.started_at) if resend else None
+            if resend and adopted is None:
+                await self._mark_resend(job)
+            outcome = adopted or await provider.submit(job.spec, key)
             # Shielded: a shutdown arriving now must not lose the remote id the provider just gave.
             moved = await asyncio.shield(self._record_start(job, outcome))
             s.wake()  # the provider answered: slots held back until it had may be filled now

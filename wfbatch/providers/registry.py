@@ -17,10 +17,19 @@ from wfbatch.providers.http.headers import (
     RateLimitDialect,
     no_dialect,
     openai_dialect,
+    replicate_dialect,
     wireflow_dialect,
 )
 from wfbatch.providers.local import LABEL as LOCAL_LABEL
-from wfbatch.settings import LocalSettings, OpenAISettings, ProviderLimits, Settings, WireflowSettings
+from wfbatch.settings import (
+    FalSettings,
+    LocalSettings,
+    OpenAISettings,
+    ProviderLimits,
+    ReplicateSettings,
+    Settings,
+    WireflowSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,14 @@ def _wireflow_label(settings: Settings) -> str:
 
 def _openai_label(settings: Settings) -> str:
     return f"openai ({settings.openai.model} at {_host(settings.openai.base_url)})"
+
+
+def _fal_label(settings: Settings) -> str:
+    return f"fal ({settings.fal.model} at {_host(settings.fal.base_url)})"
+
+
+def _replicate_label(settings: Settings) -> str:
+    return f"replicate ({settings.replicate.model} at {_host(settings.replicate.base_url)})"
 
 
 REGISTRY: dict[str, ProviderEntry] = {
@@ -126,6 +143,42 @@ REGISTRY: dict[str, ProviderEntry] = {
                 remote_cancel=False,
                 cost_unit="USD",
                 rate_limit_dialect=openai_dialect,
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
+            "fal",
+            FalSettings,
+            "wfbatch.providers.fal:FalProvider",
+            _fal_label,
+            ProviderTraits(
+                starts_count_as_requests=True,
+                idempotent_submit=False,  # providers.md §10: no key, no list call to reconcile with
+                synchronous=False,
+                reports_balance=False,  # the billing API needs a key with billing:usage:read
+                estimates_cost=True,  # from the price table or `costs`
+                remote_cancel=True,  # PUT cancel_url
+                cost_unit="USD",
+                rate_limit_dialect=no_dialect,  # no rate-limit headers; a 429's Retry-After is still read
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
+            "replicate",
+            ReplicateSettings,
+            "wfbatch.providers.replicate:ReplicateProvider",
+            _replicate_label,
+            ProviderTraits(
+                starts_count_as_requests=True,
+                # No key (providers.md §10); a lost create is reconciled from the list before any
+                # re-send, and a re-send that still happens is recorded as a possible duplicate.
+                idempotent_submit=False,
+                synchronous=False,
+                reports_balance=False,
+                estimates_cost=True,  # from the price table or `costs`
+                remote_cancel=True,  # POST urls.cancel
+                cost_unit="USD",
+                rate_limit_dialect=replicate_dialect,
                 remote=True,
             ),
         ),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from wfbatch.core.models import JobSpec
 from wfbatch.providers.openai_rules import prompt_problem, validate_openai_entry
+from wfbatch.providers.replicate_rules import validate_replicate_entry
 
 SpecValidator = Callable[[JobSpec], list[str]]
 
@@ -17,7 +18,11 @@ def _openai(spec: JobSpec) -> list[str]:
     return problems + ([too_long] if too_long else [])
 
 
-SPEC_VALIDATORS: dict[str, SpecValidator] = {"openai": _openai}
+def _replicate(spec: JobSpec) -> list[str]:
+    return validate_replicate_entry(spec.model, spec.width, spec.height, spec.params)
+
+
+SPEC_VALIDATORS: dict[str, SpecValidator] = {"openai": _openai, "replicate": _replicate}
 """Provider name -> its checks. A provider without an entry accepts any size and params."""
 
 

@@ -35,7 +35,7 @@ caller's API key in the request id, ids and URLs, `credits_*` report a charge of
 ErrorStyle = Literal["string", "object"]
 QuotaError = Literal["insufficient_quota", "billing_hard_limit"]
 
-PROVIDERS: tuple[str, ...] = ("wireflow", "openai")
+PROVIDERS: tuple[str, ...] = ("wireflow", "openai", "fal", "replicate")
 """Contracts the simulator can speak (one route set each, see `wfbatch.sim.registry`)."""
 
 
@@ -89,6 +89,15 @@ class SimOptions:
     """Share of injected 5xx answers that carry `x-should-retry: false`."""
     url_ttl: float = 3600.0
     """How long a dall-e `url` answer stays downloadable (the docs say 60 minutes)."""
+    # -- fal and Replicate: `quota` is the images the account can still pay for (None = unlimited),
+    # `moderation_marker` / `fail_marker` refuse prompts, `rpm` limits submits / creates.
+    concurrency: int = 2
+    """fal: requests IN_PROGRESS at once; more wait IN_QUEUE (a new account's 2, up to 40)."""
+    retention: float = 3600.0
+    """Replicate: seconds after a prediction ends before its input and outputs are removed
+    (`data_removed`); an hour at Replicate, shorter to rehearse an output that expired."""
+    page_size: int = 100
+    """Replicate: predictions per page of `GET /predictions`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", WireflowPlan(self.plan))
@@ -109,6 +118,10 @@ class SimOptions:
             raise ValueError("quota must be >= 0")
         if self.quota_error not in ("insufficient_quota", "billing_hard_limit"):
             raise ValueError("quota_error must be 'insufficient_quota' or 'billing_hard_limit'")
+        if self.concurrency < 1 or self.page_size < 1:
+            raise ValueError("concurrency and page_size must be >= 1")
+        if self.retention <= 0:
+            raise ValueError("retention must be > 0")
         for name in ("rpm", "epm", "daily", "images_per_minute"):
             value = getattr(self, name)
             if value is not None and value < 1:
