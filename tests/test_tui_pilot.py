@@ -17,7 +17,7 @@ from textual.widgets import Input
 
 from tests.test_tui_support import DaemonProcess, daemon_process, short_socket_dir, wait_until
 from wfbatch.client.client import DaemonClient
-from wfbatch.core.api import JobDetail, SubmitRequest
+from wfbatch.protocol import JobDetail, SubmitRequest
 from wfbatch.tui import WfbatchApp
 from wfbatch.tui.screens.edit import EditPromptScreen
 from wfbatch.tui.screens.main import MainScreen

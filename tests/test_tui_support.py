@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wfbatch.client.client import DaemonClient, DaemonUnavailable, ServerEvent
-from wfbatch.core.api import (
+from wfbatch.protocol import (
     Attempt,
     BatchSummary,
     CancelRequest,

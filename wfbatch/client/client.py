@@ -17,7 +17,8 @@ from httpx_sse import aconnect_sse
 from pydantic import BaseModel
 
 from wfbatch.client.peer import PeerCheckingBackend
-from wfbatch.core.api import (
+from wfbatch.home import MAX_SOCKET_PATH_BYTES
+from wfbatch.protocol import (
     API_VERSION,
     BatchSummary,
     BudgetRequest,
@@ -34,8 +35,8 @@ from wfbatch.core.api import (
     Status,
     SubmitRequest,
     SubmitResult,
+    routes,
 )
-from wfbatch.home import MAX_SOCKET_PATH_BYTES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -156,7 +157,7 @@ class DaemonClient:
     # -- calls --------------------------------------------------------------------------------
 
     async def health(self) -> Health:
-        health = await self._get("/v1/health", Health)
+        health = await self._get(routes.HEALTH, Health)
         if health.api_version != API_VERSION:
             raise VersionMismatch(
                 f"the daemon speaks API v{health.api_version} (wfbatch {health.version}); this client "
@@ -165,13 +166,13 @@ class DaemonClient:
         return health
 
     async def status(self) -> Status:
-        return await self._get("/v1/status", Status)
+        return await self._get(routes.STATUS, Status)
 
     async def batches(self, *, limit: int = 50, cursor: str | None = None) -> Page[BatchSummary]:
-        return await self._get("/v1/batches", Page[BatchSummary], {"limit": limit, "cursor": cursor})
+        return await self._get(routes.BATCHES, Page[BatchSummary], {"limit": limit, "cursor": cursor})
 
     async def batch(self, batch_id: str) -> BatchSummary:
-        return await self._get(f"/v1/batches/{batch_id}", BatchSummary)
+        return await self._get(routes.BATCH.format(batch_id=batch_id), BatchSummary)
 
     async def jobs(
         self,
@@ -191,48 +192,50 @@ class DaemonClient:
             "cursor": cursor,
             "limit": limit,
         }
-        return await self._get("/v1/jobs", Page[JobSummary], params)
+        return await self._get(routes.JOBS, Page[JobSummary], params)
 
     async def job(self, job_id: int) -> JobDetail:
-        return await self._get(f"/v1/jobs/{job_id}", JobDetail)
+        return await self._get(routes.JOB.format(job_id=job_id), JobDetail)
 
     async def retry(self, request: RetryRequest) -> CommandResult:
-        return await self._post("/v1/jobs/retry", request, CommandResult)
+        return await self._post(routes.JOBS_RETRY, request, CommandResult)
 
     async def cancel(self, request: CancelRequest) -> CommandResult:
-        return await self._post("/v1/jobs/cancel", request, CommandResult)
+        return await self._post(routes.JOBS_CANCEL, request, CommandResult)
 
     async def edit(self, job_id: int, prompt: str) -> CommandResult:
-        return await self._post(f"/v1/jobs/{job_id}/edit", EditRequest(prompt=prompt), CommandResult)
+        path = routes.JOB_EDIT.format(job_id=job_id)
+        return await self._post(path, EditRequest(prompt=prompt), CommandResult)
 
     async def pause(self, request: PauseRequest) -> CommandResult:
-        return await self._post("/v1/pause", request, CommandResult)
+        return await self._post(routes.PAUSE, request, CommandResult)
 
     async def resume(self, request: PauseRequest) -> CommandResult:
-        return await self._post("/v1/resume", request, CommandResult)
+        return await self._post(routes.RESUME, request, CommandResult)
 
     async def set_budget(self, batch_id: str, budget: float | None) -> CommandResult:
-        return await self._post(f"/v1/batches/{batch_id}/budget", BudgetRequest(budget=budget), CommandResult)
+        path = routes.BATCH_BUDGET.format(batch_id=batch_id)
+        return await self._post(path, BudgetRequest(budget=budget), CommandResult)
 
     async def review(self, request: ReviewRequest) -> CommandResult:
-        return await self._post("/v1/review", request, CommandResult)
+        return await self._post(routes.REVIEW, request, CommandResult)
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         """Submit prompts; validation errors come back in `SubmitResult.errors` (HTTP 422)."""
         try:
-            return await self._post("/v1/submit", request, SubmitResult)
+            return await self._post(routes.SUBMIT, request, SubmitResult)
         except ApiError as error:
             if error.status == 422 and isinstance(error.detail, dict):
                 return SubmitResult.model_validate(error.detail)
             raise
 
     async def metrics(self) -> str:
-        return (await self._request("GET", "/v1/metrics")).text
+        return (await self._request("GET", routes.METRICS)).text
 
     async def events(self) -> AsyncIterator[ServerEvent]:
         """Server-sent events until the connection ends (the caller reconnects if it wants)."""
         try:
-            async with aconnect_sse(self._http, "GET", "/v1/events", timeout=None) as source:
+            async with aconnect_sse(self._http, "GET", routes.EVENTS, timeout=None) as source:
                 async for sse in source.aiter_sse():
                     if not sse.data:
                         continue

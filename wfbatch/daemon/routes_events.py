@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from wfbatch.daemon.context import context_of
+from wfbatch.protocol import routes
 
 PING_SECONDS = 15
 
@@ -38,4 +39,4 @@ async def events(request: Request) -> EventSourceResponse:
     return EventSourceResponse(stream(), ping=PING_SECONDS)
 
 
-ROUTES = [Route("/v1/events", events, methods=["GET"])]
+ROUTES = [Route(routes.EVENTS, events, methods=["GET"])]

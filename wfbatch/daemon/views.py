@@ -1,4 +1,4 @@
-"""Rows of the store and the engine's live state → the API's models (`wfbatch.core.api`)."""
+"""Rows of the store and the engine's live state → the API's models (`wfbatch.protocol`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from wfbatch import __version__
-from wfbatch.core.api import (
+from wfbatch.core.states import empty_counts
+from wfbatch.daemon.context import DaemonContext
+from wfbatch.protocol import (
     Attempt,
     BatchSummary,
     ErrorInfo,
@@ -15,8 +17,6 @@ from wfbatch.core.api import (
     ProviderStatus,
     Status,
 )
-from wfbatch.core.states import empty_counts
-from wfbatch.daemon.context import DaemonContext
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.store import AttemptRow, BatchRow, JobRow
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wfbatch.core.api import CommandResult
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import batch_identity, cache_key
 from wfbatch.core.models import JobSpec, ParsedBatch
@@ -24,6 +23,7 @@ from wfbatch.engine.events import Event, EventSink, discard
 from wfbatch.engine.ingest import UnknownProviderInFile, entry_problems, ingest
 from wfbatch.engine.scheduler import GLOBAL_SCOPE, Engine
 from wfbatch.outputs import UnsafePathError, move_for_review
+from wfbatch.protocol import CommandResult
 from wfbatch.providers.base import UnlimitedGate
 from wfbatch.providers.registry import KNOWN_PROVIDERS, UnknownProvider, build_provider
 from wfbatch.providers.validation import spec_problems

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from wfbatch.client.client import ServerEvent
-from wfbatch.core.api import (
+from wfbatch.protocol import (
     CancelRequest,
     CommandResult,
     Health,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.message import Message
 
-from wfbatch.core.api import Health
+from wfbatch.protocol import Health
 from wfbatch.tui.changes import ChangeSet
 
 

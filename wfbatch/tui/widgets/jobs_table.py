@@ -15,7 +15,7 @@ from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
-from wfbatch.core.api import MAX_PAGE, JobSummary, Page
+from wfbatch.protocol import MAX_PAGE, JobSummary, Page
 from wfbatch.tui.connection import CONNECTION_ERRORS, describe
 from wfbatch.tui.daemon_api import DaemonApi
 from wfbatch.tui.formatting import error_text, one_line

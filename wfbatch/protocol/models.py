@@ -1,8 +1,4 @@
-"""The daemon's HTTP API contract (`/v1`), shared by the daemon and its clients (CLI, TUI).
-
-Both sides import these models, so a change here is a change of the protocol: add fields with
-defaults; bump `API_VERSION` on anything incompatible (the client checks it at connect).
-"""
+"""Requests and answers of the daemon's `/v1` API (see `wfbatch.protocol`)."""
 
 from __future__ import annotations
 
