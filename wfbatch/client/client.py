@@ -6,7 +6,6 @@ import json
 import os
 import stat
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,7 +13,7 @@ from typing import Any, TypeVar
 import httpcore
 import httpx
 from httpx_sse import aconnect_sse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from wfbatch.client.peer import PeerCheckingBackend
 from wfbatch.home import MAX_SOCKET_PATH_BYTES
@@ -25,16 +24,19 @@ from wfbatch.protocol import (
     CancelRequest,
     CommandResult,
     EditRequest,
+    Event,
     Health,
     JobDetail,
     JobSummary,
     Page,
     PauseRequest,
+    ResyncEvent,
     RetryRequest,
     ReviewRequest,
     Status,
     SubmitRequest,
     SubmitResult,
+    parse_event,
     routes,
 )
 
@@ -96,14 +98,6 @@ class ApiError(Exception):
         self.error = error
         self.detail = detail
         super().__init__(f"{error} (HTTP {status})")
-
-
-@dataclass(frozen=True)
-class ServerEvent:
-    """One event from `/v1/events`: its kind (`job`, `batch`, `provider`, `engine`) and data."""
-
-    kind: str
-    data: dict[str, Any]
 
 
 class DaemonClient:
@@ -232,13 +226,21 @@ class DaemonClient:
     async def metrics(self) -> str:
         return (await self._request("GET", routes.METRICS)).text
 
-    async def events(self) -> AsyncIterator[ServerEvent]:
-        """Server-sent events until the connection ends (the caller reconnects if it wants)."""
+    async def events(self) -> AsyncIterator[Event]:
+        """Server-sent events until the connection ends (the caller reconnects if it wants).
+
+        Kinds this client does not know are skipped; an event it cannot read comes as a
+        `ResyncEvent`, the cue to re-read everything shown."""
         try:
             async with aconnect_sse(self._http, "GET", routes.EVENTS, timeout=None) as source:
                 async for sse in source.aiter_sse():
                     if not sse.data:
                         continue
-                    yield ServerEvent(kind=sse.event or "message", data=json.loads(sse.data))
+                    try:
+                        event = parse_event(sse.data)
+                    except ValidationError:
+                        event = ResyncEvent(dropped=1)
+                    if event is not None:
+                        yield event
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as error:
             raise DaemonUnavailable(self.socket_path) from error

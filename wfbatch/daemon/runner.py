@@ -35,9 +35,9 @@ from wfbatch.daemon.inbox import Inbox
 from wfbatch.daemon.listener import BACKLOG, bind_unix_socket, remove_socket
 from wfbatch.daemon.progress import CompletionTracker
 from wfbatch.engine.control import Control
-from wfbatch.engine.events import Event
 from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout, HomeLock
+from wfbatch.protocol import EngineEvent, Event
 from wfbatch.settings import Settings, SettingsError, load_settings
 from wfbatch.store import Store
 
@@ -155,7 +155,7 @@ async def _serve(
             log.info("SIGHUP: limits reloaded: %s", _describe_limit_changes(changes))
         else:
             log.info("SIGHUP: configuration reloaded; no limit changed")
-        sink(Event("engine", {"event": "reloaded", "changed": sorted(changes)}))
+        sink(EngineEvent(event="reloaded", changed=sorted(changes)))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop_signal, signum)

@@ -34,7 +34,7 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
             http_status=job.error_status,
             message=job.error_message,
             request_id=job.error_request_id,
-            error_class=job.error_class.value if job.error_class else None,
+            error_class=job.error_class,
         )
         if job.error_message
         else None
@@ -44,8 +44,8 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
         "batch_id": job.batch_id,
         "index": job.idx,
         "line": job.line,
-        "state": job.state.value,
-        "review": job.review.value,
+        "state": job.state,
+        "review": job.review,
         "prompt": job.spec.prompt,
         "provider": job.provider,
         "attempts": job.attempts,

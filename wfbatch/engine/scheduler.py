@@ -28,12 +28,13 @@ from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.clock import Clock, SystemClock
-from wfbatch.engine.events import Event, EventSink, discard
+from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused, start_of_today
 from wfbatch.engine.storage import is_disk_full, probe_free_space
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME, ImageDecodeError
+from wfbatch.protocol import BatchEvent, EngineEvent, JobEvent, ProviderEvent
 from wfbatch.providers.base import Finished, Image, Provider, RequestKind, Submitted
 from wfbatch.providers.errors import (
     AuthenticationFailed,
@@ -199,7 +200,7 @@ class Engine:
                 log.info("%s: trying again after %.0f s (%s)", name, backoff, limiter.paused)
                 limiter.resume()
                 self._unreachable_backoff[name] = min(UNREACHABLE_BACKOFF_MAX, backoff * 2)
-                self._emit(Event("provider", {"provider": name, "paused": None}))
+                self._emit(ProviderEvent(event="resumed", provider=name))
                 self.wake()
 
     async def _watch_balances(self) -> None:
@@ -244,7 +245,7 @@ class Engine:
         if limiter.pause_details.get("kind") == "credits" and balance >= (required or 0) and balance > 0:
             log.info("%s: balance %g covers the %s credits required: resuming", name, balance, required)
             limiter.resume()
-            self._emit(Event("provider", {"provider": name, "paused": None, "balance": balance}))
+            self._emit(ProviderEvent(event="resumed", provider=name, balance=balance))
             self.wake()
         return balance
 
@@ -421,7 +422,7 @@ class Engine:
 
     def _pause_provider(self, name: str, reason: str, details: dict[str, Any]) -> None:
         self.limiter(name).pause(reason, details)
-        self._emit(Event("provider", {"provider": name, "paused": reason, **details}))
+        self._emit(ProviderEvent(event="paused", provider=name, reason=reason, details=details))
 
     def _pause_for_account(self, name: str, error: AuthenticationFailed | Unreachable) -> None:
         """A bad key or an unreachable endpoint holds the whole provider, never one job at a time."""
@@ -493,7 +494,7 @@ class Engine:
             " then work resumes by itself"
         )
         log.error("%s", self.storage_problem)
-        self._emit(Event("engine", {"event": "paused", "reason": self.storage_problem}))
+        self._emit(EngineEvent(event="paused", reason=self.storage_problem))
 
     async def _probe_storage(self) -> None:
         await self.clock.sleep(self._storage_backoff)
@@ -507,7 +508,7 @@ class Engine:
             return
         log.info("disk space is back: resuming")
         self.storage_problem = None
-        self._emit(Event("engine", {"event": "resumed"}))
+        self._emit(EngineEvent(event="resumed"))
         await self._adopt_in_flight()
 
     async def _dispatch_round(self) -> None:
@@ -640,7 +641,9 @@ class Engine:
             admission = await self.budget.admit(job, batch, provider)
             if admission.refusal is not None:
                 self._emit(
-                    Event("batch", {"id": batch.id, "paused": admission.refusal, "provider": job.provider})
+                    BatchEvent(
+                        event="held", batch_id=batch.id, reason=admission.refusal, provider=job.provider,
+                    )
                 )
                 return  # stays queued until the cap is raised (or a new day for daily caps)
             started = self.clock.wall()
@@ -686,7 +689,7 @@ class Engine:
         except RateLimited as error:
             wait = limiter.on_rate_limited(error.retry_after, error.message)
             self._emit(
-                Event("provider", {"provider": job.provider, "blocked_for": wait, "reason": error.message})
+                ProviderEvent(event="blocked", provider=job.provider, blocked_for=wait, reason=error.message)
             )
             await self._record_error(job, "start", error)
             await self._requeue(job, f"rate limited; provider waits {wait:.0f} s", refused=fresh)
@@ -967,7 +970,7 @@ class Engine:
             self.writer.mark_dirty(job.batch_id)
 
     def _emit_job(self, job: JobRow) -> None:
-        self._emit(Event("job", {"id": job.id, "batch_id": job.batch_id, "state": job.state.value}))
+        self._emit(JobEvent(id=job.id, batch_id=job.batch_id, state=job.state))
 
 
 MIN_FLUSH_PERIOD = 1.0

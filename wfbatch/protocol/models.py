@@ -6,6 +6,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wfbatch.core.states import ErrorClass, JobState, ReviewStatus
+
 API_VERSION = 1
 MAX_PAGE = 500
 MAX_ID = 2**63 - 1
@@ -32,7 +34,7 @@ class ErrorInfo(_Model):
     http_status: int | None = None
     message: str
     request_id: str | None = None
-    error_class: str | None = None
+    error_class: ErrorClass | None = None
 
 
 class Health(_Model):
@@ -102,8 +104,8 @@ class JobSummary(_Model):
     batch_id: str
     index: int
     line: int
-    state: str
-    review: str
+    state: JobState
+    review: ReviewStatus
     prompt: str
     provider: str
     attempts: int
