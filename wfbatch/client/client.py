@@ -87,7 +87,17 @@ def _transport(socket_path: Path) -> httpx.AsyncHTTPTransport:
 
 
 class VersionMismatch(Exception):
-    """The daemon speaks another version of the API than this client."""
+    """The daemon speaks another version of the API than this client: no call is made."""
+
+    def __init__(self, socket_path: Path, theirs: object, version: object = None) -> None:
+        self.socket_path = socket_path
+        self.theirs = theirs
+        speaks = f"speaks API v{theirs}" if theirs is not None else "does not say its API version"
+        built = f" (wfbatch {version})" if version else ""
+        super().__init__(
+            f"the daemon at {socket_path} {speaks}{built}, this wfbatch speaks v{API_VERSION}: "
+            "restart the daemon with this wfbatch (`wfbatch daemon`) or use the matching CLI"
+        )
 
 
 class ApiError(Exception):
@@ -108,6 +118,7 @@ class DaemonClient:
             base_url=BASE_URL,
             timeout=timeout,
         )
+        self._version_checked = False
 
     async def __aenter__(self) -> DaemonClient:
         return self
@@ -123,6 +134,8 @@ class DaemonClient:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if not self._version_checked and path != routes.HEALTH:
+            await self.health()
         try:
             response = await self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as error:
@@ -151,13 +164,21 @@ class DaemonClient:
     # -- calls --------------------------------------------------------------------------------
 
     async def health(self) -> Health:
-        health = await self._get(routes.HEALTH, Health)
-        if health.api_version != API_VERSION:
-            raise VersionMismatch(
-                f"the daemon speaks API v{health.api_version} (wfbatch {health.version}); this client "
-                f"speaks v{API_VERSION}: restart the daemon with this wfbatch"
-            )
-        return health
+        """The daemon's health; raises `VersionMismatch` (before any other call is made, as every
+        first call checks) when it speaks another API version."""
+        try:
+            response = await self._request("GET", routes.HEALTH)
+        except ApiError as error:
+            if error.status == 404:  # a daemon without /v1 at all
+                raise VersionMismatch(self.socket_path, None) from None
+            raise
+        body = response.json()
+        body = body if isinstance(body, dict) else {}
+        # The version is read before the rest: another version's health may not fit our model.
+        if body.get("api_version") != API_VERSION:
+            raise VersionMismatch(self.socket_path, body.get("api_version"), body.get("version"))
+        self._version_checked = True
+        return Health.model_validate(body)
 
     async def status(self) -> Status:
         return await self._get(routes.STATUS, Status)
@@ -231,6 +252,8 @@ class DaemonClient:
 
         Kinds this client does not know are skipped; an event it cannot read comes as a
         `ResyncEvent`, the cue to re-read everything shown."""
+        if not self._version_checked:
+            await self.health()
         try:
             async with aconnect_sse(self._http, "GET", routes.EVENTS, timeout=None) as source:
                 async for sse in source.aiter_sse():

@@ -26,6 +26,8 @@ class Disconnected(Message):
     reason: str
     attempts: int
     was_connected: bool = False
+    mismatch: bool = False
+    """A daemon answers, but speaks another API version: `reason` says what to do."""
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Disconnected)
