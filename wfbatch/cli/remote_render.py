@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from wfbatch.core.api import BatchSummary, JobDetail, JobSummary, ProviderStatus, Status
+from wfbatch.protocol import BatchSummary, JobDetail, JobSummary, ProviderStatus, Status
 
 STATE_ORDER = ("queued", "submitting", "running", "retrying", "done", "failed", "canceled")
 PROMPT_WIDTH = 48

@@ -9,12 +9,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from wfbatch import __version__
-from wfbatch.core.api import API_VERSION, MAX_PAGE, BatchSummary, Health, JobSummary, Page
 from wfbatch.core.states import JobState, ReviewStatus
 from wfbatch.daemon import views
 from wfbatch.daemon.context import context_of
 from wfbatch.daemon.metrics import CONTENT_TYPE, render_metrics
 from wfbatch.daemon.responses import ApiProblem, model_response, path_job_id, query_int
+from wfbatch.protocol import API_VERSION, MAX_PAGE, BatchSummary, Health, JobSummary, Page, routes
 
 DEFAULT_JOBS_PAGE = 100
 DEFAULT_BATCHES_PAGE = 50
@@ -114,11 +114,11 @@ async def metrics(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/v1/health", health, methods=["GET"]),
-    Route("/v1/status", status, methods=["GET"]),
-    Route("/v1/batches", batches, methods=["GET"]),
-    Route("/v1/batches/{batch_id}", batch, methods=["GET"]),
-    Route("/v1/jobs", jobs, methods=["GET"]),
-    Route("/v1/jobs/{job_id}", job, methods=["GET"]),
-    Route("/v1/metrics", metrics, methods=["GET"]),
+    Route(routes.HEALTH, health, methods=["GET"]),
+    Route(routes.STATUS, status, methods=["GET"]),
+    Route(routes.BATCHES, batches, methods=["GET"]),
+    Route(routes.BATCH, batch, methods=["GET"]),
+    Route(routes.JOBS, jobs, methods=["GET"]),
+    Route(routes.JOB, job, methods=["GET"]),
+    Route(routes.METRICS, metrics, methods=["GET"]),
 ]

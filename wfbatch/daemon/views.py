@@ -1,4 +1,4 @@
-"""Rows of the store and the engine's live state → the API's models (`wfbatch.core.api`)."""
+"""Rows of the store and the engine's live state → the API's models (`wfbatch.protocol`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from wfbatch import __version__
-from wfbatch.core.api import (
+from wfbatch.core.states import UNFINISHED_STATES, empty_counts
+from wfbatch.daemon.context import DaemonContext
+from wfbatch.protocol import (
     Attempt,
     BatchSummary,
     ErrorInfo,
@@ -15,8 +17,6 @@ from wfbatch.core.api import (
     ProviderStatus,
     Status,
 )
-from wfbatch.core.states import UNFINISHED_STATES, empty_counts
-from wfbatch.daemon.context import DaemonContext
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.store import AttemptRow, BatchRow, JobRow
 
@@ -33,7 +33,7 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
             http_status=job.error_status,
             message=job.error_message,
             request_id=job.error_request_id,
-            error_class=job.error_class.value if job.error_class else None,
+            error_class=job.error_class,
         )
         if job.error_message
         else None
@@ -43,8 +43,8 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
         "batch_id": job.batch_id,
         "index": job.idx,
         "line": job.line,
-        "state": job.state.value,
-        "review": job.review.value,
+        "state": job.state,
+        "review": job.review,
         "prompt": job.spec.prompt,
         "provider": job.provider,
         "attempts": job.attempts,

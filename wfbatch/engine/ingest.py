@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import batch_identity, cache_key
 from wfbatch.core.models import ParsedBatch
-from wfbatch.core.parse_errors import LineError, PromptFileError
+from wfbatch.core.parsing import LineError, PromptFileError
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import claim_batch_dir, release_batch_dir
 from wfbatch.providers.registry import KNOWN_PROVIDERS

@@ -10,8 +10,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wfbatch.engine.clock import Clock
-from wfbatch.engine.events import Event, EventSink
+from wfbatch.engine.events import EventSink
 from wfbatch.engine.limiter import ProviderLimiter, start_of_today
+from wfbatch.protocol import ProviderEvent
 from wfbatch.providers.base import Provider, RequestKind
 from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, ProviderError, Unreachable
 from wfbatch.providers.registry import build_provider, provider_label, traits
@@ -93,7 +94,7 @@ class ProviderPool:
 
     def pause(self, name: str, reason: str, details: dict[str, Any]) -> None:
         self.limiter(name).pause(reason, details)
-        self._emit(Event("provider", {"provider": name, "paused": reason, **details}))
+        self._emit(ProviderEvent(event="paused", provider=name, reason=reason, details=details))
 
     def pause_for_account(self, name: str, error: AuthenticationFailed | Unreachable | OutOfCredits) -> str:
         """A bad key, no credit or an unreachable endpoint holds the whole provider, never one job
@@ -125,7 +126,7 @@ class ProviderPool:
                 log.info("%s: trying again after %.0f s (%s)", name, backoff, limiter.paused)
                 limiter.resume()
                 self._unreachable_backoff[name] = min(UNREACHABLE_BACKOFF_MAX, backoff * 2)
-                self._emit(Event("provider", {"provider": name, "paused": None}))
+                self._emit(ProviderEvent(event="resumed", provider=name))
                 self._wake()
 
     async def refresh_due_balances(self) -> None:
@@ -165,7 +166,7 @@ class ProviderPool:
         if limiter.pause_details.get("kind") == "credits" and balance >= (required or 0) and balance > 0:
             log.info("%s: balance %g covers the %s credits required: resuming", name, balance, required)
             limiter.resume()
-            self._emit(Event("provider", {"provider": name, "paused": None, "balance": balance}))
+            self._emit(ProviderEvent(event="resumed", provider=name, balance=balance))
             self._wake()
         return balance
 

@@ -23,12 +23,13 @@ from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.clock import Clock
-from wfbatch.engine.events import Event, EventSink
+from wfbatch.engine.events import EventSink
 from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused
 from wfbatch.engine.pool import ProviderPool
 from wfbatch.engine.storage import is_disk_full
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.outputs import ImageDecodeError
+from wfbatch.protocol import BatchEvent, JobEvent, ProviderEvent
 from wfbatch.providers.base import Finished, Image, Provider, Submitted
 from wfbatch.providers.errors import (
     AuthenticationFailed,
@@ -101,7 +102,7 @@ class JobRunner:
 
     def emit_job(self, job: JobRow, state: JobState | None = None) -> None:
         self.s.emit(
-            Event("job", {"id": job.id, "batch_id": job.batch_id, "state": (state or job.state).value})
+            JobEvent(id=job.id, batch_id=job.batch_id, state=state or job.state)
         )
 
     async def run(self, job: JobRow) -> OutcomeRecord | None:
@@ -147,7 +148,7 @@ class JobRunner:
         except RateLimited as error:
             wait = limiter.on_rate_limited(error.retry_after, error.message)
             s.emit(
-                Event("provider", {"provider": job.provider, "blocked_for": wait, "reason": error.message})
+                ProviderEvent(event="blocked", provider=job.provider, blocked_for=wait, reason=error.message)
             )
             return _requeue(job, f"rate limited; provider waits {wait:.0f} s", refused=fresh, error=error)
         except (AuthenticationFailed, Unreachable, OutOfCredits) as error:
@@ -185,7 +186,7 @@ class JobRunner:
         admission = await s.budget.admit(job, batch, provider)
         if admission.refusal is not None:
             s.emit(
-                Event("batch", {"batch_id": batch.id, "paused": admission.refusal, "provider": job.provider})
+                BatchEvent(event="held", batch_id=batch.id, reason=admission.refusal, provider=job.provider)
             )
             return None  # stays queued until the cap is raised (or a new day for daily caps)
         execution = Execution.MAYBE if fresh else job.execution

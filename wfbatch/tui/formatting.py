@@ -6,7 +6,7 @@ import time
 
 from rich.text import Text
 
-from wfbatch.core.api import ErrorInfo, ProviderStatus
+from wfbatch.protocol import ErrorInfo, ProviderStatus
 
 
 def duration(seconds: float | None) -> str:

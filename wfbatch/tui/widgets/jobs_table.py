@@ -7,6 +7,7 @@ end loads the next page. A live refresh re-reads the rows already loaded (up to 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,7 +16,7 @@ from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
-from wfbatch.core.api import MAX_PAGE, JobSummary, Page
+from wfbatch.protocol import MAX_PAGE, JobSummary, Page
 from wfbatch.tui.connection import CONNECTION_ERRORS, describe
 from wfbatch.tui.daemon_api import DaemonApi
 from wfbatch.tui.formatting import error_text, one_line
@@ -183,7 +184,7 @@ class JobsTable(DataTable[Cell]):
             self.jobs[job.id] = job
             self.add_row(*self._cells(job), key=str(job.id))
 
-    def apply_states(self, job_states: dict[int, str]) -> bool:
+    def apply_states(self, job_states: Mapping[int, str]) -> bool:
         """Update state cells in place; True when a job on screen changed state."""
         changed = False
         for job_id, state in job_states.items():

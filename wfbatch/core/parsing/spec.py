@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wfbatch.core.models import PromptEntry
-from wfbatch.core.parse_entries import (
+from wfbatch.core.parsing.entries import (
     FIELD_NAMES,
     EntryCollector,
     JsonReader,
@@ -38,7 +38,7 @@ from wfbatch.core.parse_entries import (
     duplicate_keys_message,
     json_type_name,
 )
-from wfbatch.core.parse_errors import ErrorSink, excerpt
+from wfbatch.core.parsing.errors import ErrorSink, excerpt
 
 SPEC_KEYS = ("name", "provider", "defaults", "prompts", "template", "vars", "cache", "budget")
 MAX_NAME_CHARS = 200

@@ -1,14 +1,12 @@
-"""The daemon's HTTP API contract (`/v1`), shared by the daemon and its clients (CLI, TUI).
-
-Both sides import these models, so a change here is a change of the protocol: add fields with
-defaults; bump `API_VERSION` on anything incompatible (the client checks it at connect).
-"""
+"""Requests and answers of the daemon's `/v1` API (see `wfbatch.protocol`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from wfbatch.core.states import ErrorClass, JobState, ReviewStatus
 
 API_VERSION = 1
 MAX_PAGE = 500
@@ -36,7 +34,7 @@ class ErrorInfo(_Model):
     http_status: int | None = None
     message: str
     request_id: str | None = None
-    error_class: str | None = None
+    error_class: ErrorClass | None = None
 
 
 class Health(_Model):
@@ -106,8 +104,8 @@ class JobSummary(_Model):
     batch_id: str
     index: int
     line: int
-    state: str
-    review: str
+    state: JobState
+    review: ReviewStatus
     prompt: str
     provider: str
     attempts: int

@@ -1,0 +1,85 @@
+"""The daemon's `/v1` protocol, shared by the daemon and its clients (CLI, TUI): requests and
+answers (`models`), the event stream (`events`) and the paths (`routes`).
+
+Both sides import these, so a change here is a change of the protocol: add fields with defaults;
+bump `API_VERSION` on anything incompatible (every client checks it at connect). It imports
+nothing of wfbatch but `wfbatch.core`.
+"""
+
+from wfbatch.protocol import routes
+from wfbatch.protocol.events import (
+    BatchEvent,
+    EngineEvent,
+    Event,
+    InboxEvent,
+    JobEvent,
+    ProviderEvent,
+    ResyncEvent,
+    event_json,
+    parse_event,
+)
+from wfbatch.protocol.models import (
+    API_VERSION,
+    MAX_ID,
+    MAX_PAGE,
+    Attempt,
+    BatchSummary,
+    BudgetRequest,
+    CancelRequest,
+    CommandResult,
+    Credits,
+    EditRequest,
+    ErrorInfo,
+    Health,
+    JobDetail,
+    JobId,
+    JobSummary,
+    Page,
+    PauseRequest,
+    Problem,
+    ProviderStatus,
+    RetryRequest,
+    ReviewRequest,
+    Status,
+    SubmitError,
+    SubmitRequest,
+    SubmitResult,
+)
+
+__all__ = [
+    "API_VERSION",
+    "MAX_ID",
+    "MAX_PAGE",
+    "Attempt",
+    "BatchEvent",
+    "BatchSummary",
+    "BudgetRequest",
+    "CancelRequest",
+    "CommandResult",
+    "Credits",
+    "EditRequest",
+    "EngineEvent",
+    "ErrorInfo",
+    "Event",
+    "Health",
+    "InboxEvent",
+    "JobDetail",
+    "JobEvent",
+    "JobId",
+    "JobSummary",
+    "Page",
+    "PauseRequest",
+    "Problem",
+    "ProviderEvent",
+    "ProviderStatus",
+    "ResyncEvent",
+    "RetryRequest",
+    "ReviewRequest",
+    "Status",
+    "SubmitError",
+    "SubmitRequest",
+    "SubmitResult",
+    "event_json",
+    "parse_event",
+    "routes",
+]
