@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from wfbatch.settings import (
+    ComfyUISettings,
     InboxSettings,
     LocalSettings,
     OpenAISettings,
     Settings,
+    StabilitySettings,
     WireflowSettings,
     load_settings,
 )
@@ -58,6 +60,8 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
         "local": LocalSettings,
         "wireflow": WireflowSettings,
         "openai": OpenAISettings,
+        "stability": StabilitySettings,
+        "comfyui": ComfyUISettings,
     }
     for section, model in sections.items():
         for name in model.model_fields:

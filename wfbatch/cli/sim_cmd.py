@@ -271,10 +271,11 @@ def sim_command(
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
     stats = state.stats()
-    made = (
-        f"{stats['openai']['generations']} images"
-        if options.provider == "openai"
-        else f"{stats['executions_created']} executions"
-    )
+    if options.provider in ("openai", "stability"):
+        made = f"{stats[options.provider]['generations']} images"
+    elif options.provider == "comfyui":
+        made = f"{stats['comfyui']['executions']} executions"
+    else:
+        made = f"{stats['executions_created']} executions"
     total, limited = stats["requests"]["total"], stats["rate_limited"]
     click.echo(f"stopped: {total} requests, {made}, {limited} rate-limited")

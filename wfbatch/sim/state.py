@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from wfbatch.sim.comfyui_server import ComfyServer
 from wfbatch.sim.images import render_png
 from wfbatch.sim.limits import SlidingWindow, WindowVerdict
 from wfbatch.sim.openai_book import OpenAIBook
 from wfbatch.sim.options import FAULT_KINDS, SimOptions
+from wfbatch.sim.stability import StabilityBook
 from wfbatch.sim.workflows import WorkflowCatalog
 
 Clock = Callable[[], float]
@@ -114,6 +116,10 @@ class SimState:
         self.conflicts = 0
         self.openai = OpenAIBook(o)
         """The OpenAI route set's books (idle when the simulator speaks Wireflow)."""
+        self.stability = StabilityBook(o)
+        """Stability's account (idle unless the simulator speaks Stability)."""
+        self.comfyui = ComfyServer(o, clock)
+        """ComfyUI's queue, history and output folder (idle unless it speaks ComfyUI)."""
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -287,6 +293,8 @@ class SimState:
         """Raise the balance (Wireflow credits, or OpenAI's quota in images); None = unlimited."""
         if self.options.provider == "openai":
             return self.openai.top_up(amount)
+        if self.options.provider == "stability":
+            return self.stability.top_up(amount)
         with self._lock:
             if self.balance is not None:
                 self.balance += amount
@@ -363,6 +371,17 @@ class SimState:
     def stats(self) -> dict[str, Any]:
         if self.options.provider == "openai":
             return self._openai_stats()
+        if self.options.provider in ("stability", "comfyui"):
+            with self._lock:
+                book = (
+                    self.stability.stats() if self.options.provider == "stability" else self.comfyui.stats()
+                )
+                return {
+                    "provider": self.options.provider,
+                    "requests": {"total": self.requests_total, "by_route": dict(self.requests_by_route)},
+                    "rate_limited": book.get("rate_limited", 0),
+                    self.options.provider: book,
+                }
         self.settle()
         with self._lock:
             by_status = Counter(e.status for e in self.executions.values())
