@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from wfbatch.settings import (
+    ComfyUISettings,
     FalSettings,
     InboxSettings,
     LocalSettings,
     OpenAISettings,
     ReplicateSettings,
     Settings,
+    StabilitySettings,
     WireflowSettings,
     load_settings,
 )
@@ -62,6 +64,8 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
         "openai": OpenAISettings,
         "fal": FalSettings,
         "replicate": ReplicateSettings,
+        "stability": StabilitySettings,
+        "comfyui": ComfyUISettings,
     }
     for section, model in sections.items():
         for name in model.model_fields:

@@ -306,9 +306,9 @@ def sim_command(
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
     stats = state.stats()
-    if options.provider == "openai":
-        made = f"{stats['openai']['generations']} images"
-    elif options.provider in ("fal", "replicate"):
+    if options.provider in ("openai", "stability"):
+        made = f"{stats[options.provider]['generations']} images"
+    elif options.provider in ("fal", "replicate", "comfyui"):
         made = f"{stats[options.provider]['executions']} executions"
     else:
         made = f"{stats['executions_created']} executions"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wfbatch.core.hashing import idempotency_key
-from wfbatch.core.states import ErrorClass, Execution, JobState
+from wfbatch.core.states import ErrorClass, Execution, JobState, ReviewStatus
 from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
@@ -34,6 +34,7 @@ from wfbatch.providers.base import Finished, Image, Provider, Submitted
 from wfbatch.providers.errors import (
     AuthenticationFailed,
     OutOfCredits,
+    PaidRejection,
     Permanent,
     ProviderError,
     RateLimited,
@@ -156,6 +157,8 @@ class JobRunner:
             # stays queued (an unreachable one is probed again with backoff).
             reason = s.pool.pause_for_account(job.provider, error)
             return _requeue(job, reason, refused=fresh, error=error)
+        except PaidRejection as rejection:
+            return await self._rejected(job, batch, rejection)
         except Permanent as error:
             return _fail(job, error, s.clock.wall(), ended=True)
         except (Transient, ImageDecodeError, OSError) as error:
@@ -319,6 +322,15 @@ class JobRunner:
             sha256 = await self.s.cache.put(job.cache_key, image)
             return {**finished.to_json(), "paid_image": {"sha256": sha256, "media_type": image.media_type}}
         return finished.to_json() if finished.urls else None
+
+    async def _rejected(self, job: JobRow, batch: BatchRow, rejection: PaidRejection) -> OutcomeRecord:
+        """A paid image that is not a success (Stability's CONTENT_FILTERED): kept in rejected/ and its
+        charge booked before the job fails, so the money spent is visible. The execution counts as
+        ended: a retry by hand is a new, paid request with a new key."""
+        relative = await self.s.writer.write_image(batch, job, rejection.image, folder=ReviewStatus.REJECTED)
+        await asyncio.shield(self.s.budget.settle_finished(job, rejection.credits_used, None))
+        record = _fail(job, rejection, self.s.clock.wall(), note=f"kept as {relative}")
+        return replace(record, facts={"execution": Execution.ENDED})
 
     async def _finished_from_result(self, result: dict[str, Any]) -> Finished:
         finished = Finished.from_json(result)

@@ -44,9 +44,12 @@ class OutputWriter:
         self._last_sheet: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
-    async def write_image(self, batch: BatchRow, job: JobRow, image: Image) -> str:
-        """Convert, embed metadata, write atomically into pending-review/; returns the path relative
-        to the batch folder."""
+    async def write_image(
+        self, batch: BatchRow, job: JobRow, image: Image, *, folder: ReviewStatus = ReviewStatus.PENDING
+    ) -> str:
+        """Convert, embed metadata, write atomically into pending-review/ (or `folder`'s folder: a
+        paid image that is not a success goes to rejected/); returns the path relative to the batch
+        folder."""
         spec = job.spec
         metadata = {
             "prompt": spec.prompt,
@@ -59,9 +62,7 @@ class OutputWriter:
             "batch_id": job.batch_id,
         }
         encoded = await asyncio.to_thread(encode_image, image.data, spec.format, spec.quality, metadata)
-        relative = (
-            f"{REVIEW_FOLDERS[ReviewStatus.PENDING]}/{image_file_name(job.idx, spec.prompt, spec.format)}"
-        )
+        relative = f"{REVIEW_FOLDERS[folder]}/{image_file_name(job.idx, spec.prompt, spec.format)}"
         await asyncio.to_thread(atomic_write_bytes, Path(batch.output_dir) / relative, encoded)
         self.mark_dirty(batch.id)
         return relative

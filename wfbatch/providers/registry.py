@@ -22,12 +22,14 @@ from wfbatch.providers.http.headers import (
 )
 from wfbatch.providers.local import LABEL as LOCAL_LABEL
 from wfbatch.settings import (
+    ComfyUISettings,
     FalSettings,
     LocalSettings,
     OpenAISettings,
     ProviderLimits,
     ReplicateSettings,
     Settings,
+    StabilitySettings,
     WireflowSettings,
 )
 
@@ -89,6 +91,15 @@ def _fal_label(settings: Settings) -> str:
 
 def _replicate_label(settings: Settings) -> str:
     return f"replicate ({settings.replicate.model} at {_host(settings.replicate.base_url)})"
+def _stability_label(settings: Settings) -> str:
+    return f"stability ({settings.stability.model} at {_host(settings.stability.base_url)})"
+
+
+def _comfyui_label(settings: Settings) -> str:
+    comfy = settings.comfyui
+    graph = comfy.workflow.name if comfy.workflow is not None else f"built-in graph, {comfy.checkpoint}"
+    hosts = ", ".join(_host(url) for url in comfy.servers())
+    return f"comfyui ({graph} at {hosts})"
 
 
 REGISTRY: dict[str, ProviderEntry] = {
@@ -164,6 +175,23 @@ REGISTRY: dict[str, ProviderEntry] = {
             ),
         ),
         ProviderEntry(
+            "stability",
+            StabilitySettings,
+            "wfbatch.providers.stability:StabilityProvider",
+            _stability_label,
+            ProviderTraits(
+                starts_count_as_requests=True,  # 150 requests / 10 s counts every request
+                idempotent_submit=False,  # providers.md §10: none
+                synchronous=True,
+                reports_balance=True,  # GET /v1/user/balance
+                estimates_cost=True,  # from the credit table
+                remote_cancel=False,
+                cost_unit="credits",
+                rate_limit_dialect=no_dialect,  # no rate-limit headers documented
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
             "replicate",
             ReplicateSettings,
             "wfbatch.providers.replicate:ReplicateProvider",
@@ -179,6 +207,23 @@ REGISTRY: dict[str, ProviderEntry] = {
                 remote_cancel=True,  # POST urls.cancel
                 cost_unit="USD",
                 rate_limit_dialect=replicate_dialect,
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
+            "comfyui",
+            ComfyUISettings,
+            "wfbatch.providers.comfyui:ComfyUIProvider",
+            _comfyui_label,
+            ProviderTraits(
+                starts_count_as_requests=False,  # no limits at all
+                idempotent_submit=True,  # prompt_id derived from the key; submit reconciles first
+                synchronous=False,
+                reports_balance=False,
+                estimates_cost=False,  # free
+                remote_cancel=False,
+                cost_unit="credits",
+                rate_limit_dialect=no_dialect,
                 remote=True,
             ),
         ),

@@ -35,7 +35,7 @@ caller's API key in the request id, ids and URLs, `credits_*` report a charge of
 ErrorStyle = Literal["string", "object"]
 QuotaError = Literal["insufficient_quota", "billing_hard_limit"]
 
-PROVIDERS: tuple[str, ...] = ("wireflow", "openai", "fal", "replicate")
+PROVIDERS: tuple[str, ...] = ("wireflow", "openai", "fal", "replicate", "stability", "comfyui")
 """Contracts the simulator can speak (one route set each, see `wfbatch.sim.registry`)."""
 
 
@@ -98,6 +98,17 @@ class SimOptions:
     (`data_removed`); an hour at Replicate, shorter to rehearse an output that expired."""
     page_size: int = 100
     """Replicate: predictions per page of `GET /predictions`."""
+    # -- Stability only (providers.md §4); `rpm` is its requests per `stability_window` (default 150),
+    # `credits` its balance, `moderation_marker` its 403 content_moderation.
+    stability_window: float = 10.0
+    lockout: float = 60.0
+    """Seconds a 429 locks the account out (Stability: about 60 s, no Retry-After)."""
+    filter_marker: str | None = None
+    """Prompts containing this text come back blurred with `finish-reason: CONTENT_FILTERED` (charged)."""
+    # -- ComfyUI only (providers.md §7): `latency` is each run, `fail_marker` an execution_error.
+    checkpoints: tuple[str, ...] = ("sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors")
+    legacy_comfyui: bool = False
+    """Behave like an old ComfyUI: ignore a client's prompt_id, send `error` as a string."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", WireflowPlan(self.plan))

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from wfbatch.sim.comfyui_server import ComfyServer
 from wfbatch.sim.fal_book import FalBook
 from wfbatch.sim.images import render_png
 from wfbatch.sim.limits import SlidingWindow, WindowVerdict
 from wfbatch.sim.openai_book import OpenAIBook
 from wfbatch.sim.options import FAULT_KINDS, SimOptions
 from wfbatch.sim.replicate_book import ReplicateBook
+from wfbatch.sim.stability import StabilityBook
 from wfbatch.sim.workflows import WorkflowCatalog
 
 Clock = Callable[[], float]
@@ -120,6 +122,10 @@ class SimState:
         """fal's queue, concurrency and credit (idle unless the simulator speaks fal)."""
         self.replicate = ReplicateBook(o)
         """Replicate's predictions, retention and credit (idle unless it speaks Replicate)."""
+        self.stability = StabilityBook(o)
+        """Stability's account (idle unless the simulator speaks Stability)."""
+        self.comfyui = ComfyServer(o, clock)
+        """ComfyUI's queue, history and output folder (idle unless it speaks ComfyUI)."""
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -297,6 +303,8 @@ class SimState:
             return self.fal.top_up(amount)
         if self.options.provider == "replicate":
             return self.replicate.top_up(amount)
+        if self.options.provider == "stability":
+            return self.stability.top_up(amount)
         with self._lock:
             if self.balance is not None:
                 self.balance += amount
@@ -377,6 +385,17 @@ class SimState:
             return self._book_stats("fal", self.fal.stats(self.clock()))
         if self.options.provider == "replicate":
             return self._book_stats("replicate", self.replicate.stats(self.clock()))
+        if self.options.provider in ("stability", "comfyui"):
+            with self._lock:
+                book = (
+                    self.stability.stats() if self.options.provider == "stability" else self.comfyui.stats()
+                )
+                return {
+                    "provider": self.options.provider,
+                    "requests": {"total": self.requests_total, "by_route": dict(self.requests_by_route)},
+                    "rate_limited": book.get("rate_limited", 0),
+                    self.options.provider: book,
+                }
         self.settle()
         with self._lock:
             by_status = Counter(e.status for e in self.executions.values())

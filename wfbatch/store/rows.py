@@ -167,7 +167,8 @@ class OutcomeRecord:
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Columns set with the move (and only if it happens: a cancel may have come first)."""
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """Columns set whatever the job's state: facts about its execution (remote id, handle)."""
+    """Columns set whatever the job's state: facts about its execution (remote id, handle; an
+    `execution` given here is taken as said instead of worked out)."""
     attempt: AttemptRecord | None = None
     start_refused: bool = False
     """The provider refused a new start outright: nothing was created (see `execution_after`)."""

@@ -487,12 +487,15 @@ class Store:
                     " remote_id) VALUES (?,?,?,?,?,?,?,?)",
                     (job_id, now, a.kind, a.outcome, a.http_status, a.message, a.request_id, a.remote_id),
                 )
-            execution = execution_after(
-                Execution(row["execution"]),
-                start_refused=record.start_refused,
-                ended=record.ended,
-                has_remote=row["remote_id"] is not None or record.facts.get("remote_id") is not None,
-                has_result=row["result"] is not None,
+            execution = Execution(
+                record.facts.get("execution")
+                or execution_after(
+                    Execution(row["execution"]),
+                    start_refused=record.start_refused,
+                    ended=record.ended,
+                    has_remote=row["remote_id"] is not None or record.facts.get("remote_id") is not None,
+                    has_result=row["result"] is not None,
+                )
             )
             facts = {**record.facts, "execution": execution}
             await self._set(conn, job_id, None, facts, now)

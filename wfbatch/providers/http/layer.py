@@ -146,14 +146,19 @@ class HttpLayer:
         check: bool = True,
         decode: bool = True,
         priority: float = 0.0,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> HttpAnswer:
         """One request. `kind=None` bypasses the gate (CDN downloads are not API requests). With
         `check`, a non-2xx answer raises its typed error; `decode` parses the body as JSON.
-        `priority` orders requests waiting at the gate (polls: how long the execution has run)."""
+        `priority` orders requests waiting at the gate (polls: how long the execution has run).
+        `form` is sent as multipart/form-data (httpx writes the boundary); `params` is the query."""
         what = self.scrub(f"{method} {urlsplit(url).path or url}")
         if kind is not None:
             await self._gate.acquire(kind, priority)
-        response, content = await self._exchange(method, url, what, json=json, headers=headers)
+        response, content = await self._exchange(
+            method, url, what, json=json, headers=headers, form=form, params=params
+        )
         self.connection_failures = 0
         if kind is not None:
             self._gate.observe(kind, response.status_code, response.headers)
@@ -202,12 +207,25 @@ class HttpLayer:
             return None
 
     async def _exchange(
-        self, method: str, url: str, what: str, *, json: Any, headers: Mapping[str, str] | None
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> tuple[httpx.Response, bytes]:
         deadline = self.limits.request_deadline
+        # Every field as a (None, value) file part: multipart/form-data even without a file, which is
+        # what Stability requires (httpx would send plain `data` url-encoded).
+        files = {name: (None, value) for name, value in form.items()} if form is not None else None
         try:
             async with asyncio.timeout(deadline):
-                async with self._client.stream(method, url, json=json, headers=headers) as response:
+                async with self._client.stream(
+                    method, url, json=json, headers=headers, files=files, params=params
+                ) as response:
                     return response, await self._read_capped(response, what)
         except TimeoutError as exc:
             raise Transient(f"{what}: no complete answer within {deadline:g} s") from exc
