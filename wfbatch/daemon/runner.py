@@ -66,6 +66,7 @@ async def _serve(
     reload_settings: Callable[[], Settings] | None,
 ) -> int:
     parts = wire(settings, layout, store)
+    await parts.engine.pool.learn_balances()
     stop = asyncio.Event()
     asyncio.get_running_loop().set_exception_handler(on_loop_exception(parts.guard))
     with handled_signals(stop, reloader(parts.engine, parts.sink, reload_settings)):

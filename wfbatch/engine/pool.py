@@ -3,6 +3,7 @@ account trouble (a bad key, no credit, an unreachable endpoint), and asked for i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -15,7 +16,13 @@ from wfbatch.engine.limiter import ProviderLimiter, start_of_today
 from wfbatch.protocol import ProviderEvent
 from wfbatch.providers.base import Provider, RequestKind
 from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, ProviderError, Unreachable
-from wfbatch.providers.registry import build_provider, provider_label, traits
+from wfbatch.providers.registry import (
+    KNOWN_PROVIDERS,
+    build_provider,
+    configuration_problems,
+    provider_label,
+    traits,
+)
 from wfbatch.settings import Settings
 from wfbatch.store import Store
 
@@ -25,6 +32,7 @@ UNREACHABLE_BACKOFF_MIN = 5.0
 UNREACHABLE_BACKOFF_MAX = 300.0
 BALANCE_REFRESH = 600.0
 BALANCE_REFRESH_PAUSED = 15.0
+BALANCE_AT_START_WITHIN = 5.0
 
 
 class _Gate:
@@ -129,17 +137,25 @@ class ProviderPool:
                 self._emit(ProviderEvent(event="resumed", provider=name))
                 self._wake()
 
+    async def learn_balances(self, within: float = BALANCE_AT_START_WITHIN) -> None:
+        """Before prompts are accepted: the balance of every configured provider that can tell one,
+        so accepting a batch can warn about it without a request of its own (bounded: a provider
+        that does not answer in time is asked again later)."""
+        for name in KNOWN_PROVIDERS:
+            if traits(name).reports_balance and not configuration_problems(name, self.settings):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.refresh_balance(name), within)
+
     async def refresh_due_balances(self) -> None:
         """Every look at a balance is a request against the provider's limits: rarely, unless an
         out-of-credits pause waits for a top-up."""
         now = self._clock.monotonic()
-        for name in list(self._providers):
+        for name in sorted(set(self._providers) | set(self.balances)):
             if not traits(name).reports_balance:
                 continue
             paused = self.limiter(name).pause_details.get("kind") == "credits"
             period = BALANCE_REFRESH_PAUSED if paused else BALANCE_REFRESH
             if now >= self._balance_looked.get(name, -math.inf) + period:
-                self._balance_looked[name] = now
                 await self.refresh_balance(name)
 
     async def refresh_balance(self, name: str) -> float | None:
@@ -147,6 +163,7 @@ class ProviderPool:
         lifts by itself once the balance covers what the refused start required."""
         if not traits(name).reports_balance:
             return None
+        self._balance_looked[name] = self._clock.monotonic()
         provider = await self.get(name)
         if provider is None:
             return None
