@@ -91,6 +91,14 @@ class ProviderLimits(BaseModel):
     )
 
 
+def missing_key(api_key: SecretStr | None, who: str, section: str) -> list[str]:
+    """The one problem a provider that needs only a key can have."""
+    if api_key is None or not api_key.get_secret_value().strip():
+        env = f"WFBATCH_{section.upper()}__API_KEY"
+        return [f"{who} needs an API key: set {env} (or api_key under [{section}] in wfbatch.toml)"]
+    return []
+
+
 class LocalSettings(ProviderLimits):
     """The built-in offline renderer: no network, no key, deterministic pictures."""
 
@@ -178,12 +186,7 @@ class OpenAISettings(ProviderLimits):
     request_timeout: float = Field(default=180.0, gt=0)
 
     def configuration_problems(self) -> list[str]:
-        if self.api_key is None or not self.api_key.get_secret_value().strip():
-            return [
-                "OpenAI needs an API key: set WFBATCH_OPENAI__API_KEY"
-                " (or api_key under [openai] in wfbatch.toml)"
-            ]
-        return []
+        return missing_key(self.api_key, "OpenAI", "openai")
 
 
 class FalSettings(ProviderLimits):
@@ -200,6 +203,9 @@ class FalSettings(ProviderLimits):
     max_in_flight: int = Field(
         default=2, ge=1, le=1000, description="fal runs 2 requests at once on a new account (up to 40)"
     )
+
+    def configuration_problems(self) -> list[str]:
+        return missing_key(self.api_key, "fal", "fal")
 
 
 class ReplicateSettings(ProviderLimits):
@@ -227,6 +233,9 @@ class ReplicateSettings(ProviderLimits):
         default=5, ge=1, le=100, description="pages of GET /predictions read to find a lost create"
     )
 
+    def configuration_problems(self) -> list[str]:
+        return missing_key(self.api_key, "Replicate", "replicate")
+
 
 class StabilitySettings(ProviderLimits):
     """Stability AI v2beta Stable Image (providers.md §4): synchronous, multipart in, image out.
@@ -250,6 +259,9 @@ class StabilitySettings(ProviderLimits):
         description="credits per image by model name ('default' for any): overrides the built-in table",
     )
     request_deadline: float = Field(default=180.0, gt=0, description="Ultra can take a while")
+
+    def configuration_problems(self) -> list[str]:
+        return missing_key(self.api_key, "Stability", "stability")
 
 
 class ComfyUISettings(ProviderLimits):
