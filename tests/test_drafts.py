@@ -272,3 +272,41 @@ def test_daemon_review_queues_finals_and_status_and_show_say_so() -> None:
     assert (final["stage"], final["draft_of"], final["credits"]) == ("final", int(ids[0]), PREMIUM_PRICE)
     assert (final["width"], final["model"], final["seed"]) == (1024, PREMIUM, detail["seed"])
     assert sum(job["credits"] for job in items) == pytest.approx(3 * CHEAP_PRICE + 2 * PREMIUM_PRICE)
+
+
+def test_the_review_tab_marks_drafts_and_finals() -> None:
+    from wfbatch.protocol import JobSummary
+    from wfbatch.tui.formatting import final_marker
+
+    base = {
+        "batch_id": "b1", "index": 1, "line": 1, "state": "done", "review": "pending", "prompt": "a fox",
+        "provider": "replicate", "attempts": 1, "updated_at": 0.0,
+    }
+    assert final_marker(JobSummary(id=3, stage="draft", **base)).plain == "draft"
+    assert final_marker(JobSummary(id=3, stage="draft", final_id=12, **base)).plain == "→ 12"
+    assert final_marker(JobSummary(id=12, stage="final", draft_of=3, **base)).plain == "final of 3"
+    assert final_marker(JobSummary(id=4, **base)).plain == ""
+
+
+def test_plan_prints_the_pipeline_beside_straight_to_finals(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from wfbatch.cli.main import main as cli_main
+
+    spec = tmp_path / "shoes.json"
+    spec.write_bytes(pipeline_spec(20))
+    env = {
+        "WFBATCH_HOME": str(tmp_path / "home"),
+        "WFBATCH_PROVIDER": "replicate",
+        "WFBATCH_REPLICATE__API_KEY": TEST_KEY,
+        "WFBATCH_REPLICATE__BASE_URL": "http://127.0.0.1:9",  # prices come from the table: never asked
+    }
+    shown = CliRunner().invoke(cli_main, ["plan", str(spec), "--approve-rate", "0.25"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "20 drafts, ~5 finals at an approval rate of 25% (--approve-rate)" in shown.output
+    assert "drafts 0.06 + finals 0.2 = 0.26 credits" in shown.output
+    assert "straight to finals: 0.8 credits; saving 0.54 (68%)" in shown.output
+    default = CliRunner().invoke(cli_main, ["plan", str(spec), "--json"], env=env)
+    pipeline = json.loads(default.output)["pipeline"]
+    assert (pipeline["approve_rate"], pipeline["pipeline_credits"]) == (0.3, 0.3)
+    assert "default_approve_rate" in pipeline["approve_rate_source"]
