@@ -311,6 +311,23 @@ class InboxSettings(BaseModel):
     skip_duplicate_files: bool = True
 
 
+class DraftsSettings(BaseModel):
+    """Draft → final batches (a spec's `draft` / `final`)."""
+
+    keep_approved_drafts: bool = Field(
+        default=True,
+        description="keep an approved draft in approved/ beside its final; false: removed once the "
+        "final is written",
+    )
+    default_approve_rate: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="share of drafts `wfbatch plan` expects to be approved when this HOME has no "
+        "reviewed drafts yet (--approve-rate overrides it)",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WFBATCH_",
@@ -331,6 +348,7 @@ class Settings(BaseSettings):
     stability: StabilitySettings = Field(default_factory=StabilitySettings)
     comfyui: ComfyUISettings = Field(default_factory=ComfyUISettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
+    drafts: DraftsSettings = Field(default_factory=DraftsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -23,11 +23,11 @@ from wfbatch.store import AttemptRow, BatchRow, JobRow
 RECENT_BATCHES = 50
 
 
-def job_summary(job: JobRow) -> JobSummary:
-    return JobSummary(**_summary_fields(job))
+def job_summary(job: JobRow, final_id: int | None = None) -> JobSummary:
+    return JobSummary(**_summary_fields(job, final_id))
 
 
-def _summary_fields(job: JobRow) -> dict[str, Any]:
+def _summary_fields(job: JobRow, final_id: int | None) -> dict[str, Any]:
     error = (
         ErrorInfo(
             http_status=job.error_status,
@@ -54,14 +54,19 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
         "credits": job.credits,
         "remote_id": job.remote_id,
         "updated_at": job.updated_at,
+        "stage": job.stage,
+        "draft_of": job.draft_of,
+        "final_id": final_id,
     }
 
 
-def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) -> JobDetail:
+def job_detail(
+    job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow], final_id: int | None = None
+) -> JobDetail:
     spec = job.spec
     output_dir = batch.output_dir if batch else ""
     return JobDetail(
-        **_summary_fields(job),
+        **_summary_fields(job, final_id),
         negative_prompt=spec.negative_prompt,
         model=spec.model,
         seed=spec.seed,
@@ -159,6 +164,7 @@ async def status(ctx: DaemonContext) -> Status:
         for state, n in counts.items():
             totals[state] += n
     batches = await ctx.store.list_batches(RECENT_BATCHES)
+    pipeline = await ctx.store.pipeline_counts()
     return Status(
         version=__version__,
         jobs=totals,
@@ -166,4 +172,5 @@ async def status(ctx: DaemonContext) -> Status:
         pause_reason=ctx.engine.holds.everything(),
         providers=await provider_statuses(ctx, by_provider),
         batches=await batch_summaries(ctx, batches),
+        pipeline=pipeline if pipeline["drafts"] else None,
     )
