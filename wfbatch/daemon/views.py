@@ -128,7 +128,7 @@ async def batch_summaries(ctx: DaemonContext, batches: list[BatchRow]) -> list[B
 
 
 async def provider_names(ctx: DaemonContext, by_provider: dict[str, dict[str, int]]) -> list[str]:
-    names = set(ctx.engine.limiters) | set(by_provider) | {ctx.settings.provider}
+    names = set(ctx.engine.pool.limiters) | set(by_provider) | {ctx.settings.provider}
     return sorted(name for name in names if name in KNOWN_PROVIDERS)
 
 
@@ -140,17 +140,17 @@ async def provider_statuses(
     credits = await ctx.store.credits_used_by("provider")
     statuses: dict[str, ProviderStatus] = {}
     for name in await provider_names(ctx, by_provider):
-        limiter = ctx.engine.limiter(name)
+        limiter = ctx.engine.pool.limiter(name)
         snapshot = limiter.snapshot().to_json()
         snapshot["paused"] = ctx.engine.holds.provider(name)
         statuses[name] = ProviderStatus(
             name=name,
-            label=ctx.engine.provider_label(name),
+            label=ctx.engine.pool.label(name),
             **snapshot,
             pause_details=dict(limiter.pause_details),
             jobs=by_provider.get(name, empty_counts()),
             credits_used=credits.get(name, 0.0),
-            balance=ctx.engine.balances.get(name),
+            balance=ctx.engine.pool.balances.get(name),
         )
     return statuses
 

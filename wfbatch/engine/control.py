@@ -113,7 +113,7 @@ class Control:
             return Refused(error.errors, error.report())
         if skip_duplicates is None:
             skip_duplicates = settings.inbox.skip_duplicate_files
-        warnings = await balance_warnings([checked], self.engine.balances, self.engine.estimate_credits)
+        warnings = await balance_warnings([checked], self.engine.pool.balances, self.engine.estimate_credits)
         if dry_run:
             return Accepted(None, len(expand_batch(checked.parsed, checked.default_provider)), warnings)
         reuse = Reuse.ANY if skip_duplicates else Reuse.NEVER

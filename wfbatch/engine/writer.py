@@ -12,6 +12,8 @@ from typing import Literal
 
 from wfbatch.core.states import TERMINAL_STATES, ReviewStatus
 from wfbatch.outputs import (
+    CONTACT_SHEET_FILE_NAME,
+    MANIFEST_FILE_NAME,
     REVIEW_FOLDERS,
     Manifest,
     ManifestEntry,
@@ -84,6 +86,24 @@ class OutputWriter:
         await asyncio.to_thread(atomic_write_bytes, Path(batch.output_dir) / relative, encoded)
         self.mark_dirty(batch.id)
         return relative
+
+    async def reconcile(self, since: float) -> None:
+        """A kill -9 can come between a job's last change and its batch's manifest refresh: every
+        batch changed since `since` whose manifest is older than its latest change (or that has no
+        contact sheet) is rewritten at the next flush."""
+        changed = await self._store.recently_changed_batches(since)
+        for batch_id, latest in changed.items():
+            batch = await self._store.get_batch(batch_id)
+            if batch is None:
+                continue
+            folder = Path(batch.output_dir)
+            try:
+                stale = (folder / MANIFEST_FILE_NAME).stat().st_mtime < latest
+                stale = stale or not (folder / CONTACT_SHEET_FILE_NAME).exists()
+            except OSError:
+                stale = True
+            if stale:
+                self.mark_dirty(batch_id)
 
     def mark_dirty(self, batch_id: str) -> None:
         self._dirty.add(batch_id)
