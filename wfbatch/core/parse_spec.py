@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from wfbatch.core.delivery import DeliveryOverride, NotifyOverride
 from wfbatch.core.models import PromptEntry
 from wfbatch.core.parse_entries import (
     FIELD_NAMES,
@@ -40,7 +41,18 @@ from wfbatch.core.parse_entries import (
 )
 from wfbatch.core.parse_errors import ErrorSink, excerpt
 
-SPEC_KEYS = ("name", "provider", "defaults", "prompts", "template", "vars", "cache", "budget")
+SPEC_KEYS = (
+    "name",
+    "provider",
+    "defaults",
+    "prompts",
+    "template",
+    "vars",
+    "cache",
+    "budget",
+    "delivery",
+    "notify",
+)
 MAX_NAME_CHARS = 200
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # exactly JSON's whitespace
 _NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -54,6 +66,8 @@ class SpecSettings:
     provider: str | None = None
     cache: bool = True
     budget: float | None = None
+    delivery: dict[str, Any] | None = None
+    notify: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,35 @@ def _check_budget(value: Any) -> str | None:
     if not math.isfinite(value) or value <= 0:
         return f"must be a positive number of credits (got {json.dumps(value)})"
     return None
+
+
+_HOME_ONLY = {
+    "command": "set in the HOME's configuration only (a prompt file must not run programs)",
+    "webhook_secret": "set in the HOME's configuration only (never stored with a batch)",
+}
+
+
+def _check_override(model: type[DeliveryOverride] | type[NotifyOverride]) -> _Check:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return f"expected an object, got {json_type_name(value)}"
+        for key, why in _HOME_ONLY.items():
+            if key in value:
+                return f"{key}: {why}"
+        try:
+            model.model_validate(value)
+        except ValidationError as exc:
+            return "; ".join(_override_problem(detail, model) for detail in exc.errors(include_url=False))
+        return None
+
+    return check
+
+
+def _override_problem(detail: Any, model: type[DeliveryOverride] | type[NotifyOverride]) -> str:
+    field = ".".join(str(part) for part in detail["loc"])
+    if detail["type"] == "extra_forbidden":
+        return f"unknown key {excerpt(field)}{did_you_mean(field, tuple(model.model_fields))}"
+    return f"{field}: {str(detail['msg']).removeprefix('Value error, ')}"
 
 
 class _Invalid:
@@ -250,7 +293,11 @@ class _SpecReader:
         provider = self._optional(members.get("provider"), _check_provider)
         cache = self._optional(members.get("cache"), _check_cache)
         budget = self._optional(members.get("budget"), _check_budget)
+        delivery = self._optional(members.get("delivery"), _check_override(DeliveryOverride))
+        notify = self._optional(members.get("notify"), _check_override(NotifyOverride))
         return SpecSettings(
+            delivery=DeliveryOverride.model_validate(delivery).given() if delivery else None,
+            notify=NotifyOverride.model_validate(notify).given() if notify else None,
             name=name.strip() if isinstance(name, str) else None,
             provider=provider.strip() if isinstance(provider, str) else None,
             cache=cache if isinstance(cache, bool) else True,

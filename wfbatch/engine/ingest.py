@@ -94,6 +94,8 @@ async def ingest(
         output_dir=str(output_dir),
         paused=False,
         created_at=created.timestamp(),
+        delivery=parsed.delivery,
+        notify=parsed.notify,
     )
     jobs = [
         NewJob(
