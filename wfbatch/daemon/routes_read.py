@@ -106,7 +106,9 @@ async def job(request: Request) -> JSONResponse:
     if row is None:
         raise ApiProblem(404, f"no job {job_id}")
     batch = await ctx.store.get_batch(row.batch_id)
-    return model_response(views.job_detail(row, batch, await ctx.store.attempts_for(job_id)))
+    attempts = await ctx.store.attempts_for(job_id)
+    delivery = await ctx.store.deliveries.for_job(job_id)
+    return model_response(views.job_detail(row, batch, attempts, delivery))
 
 
 async def metrics(request: Request) -> Response:

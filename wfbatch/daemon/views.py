@@ -9,6 +9,8 @@ from wfbatch import __version__
 from wfbatch.core.api import (
     Attempt,
     BatchSummary,
+    DeliveryBacklog,
+    DeliveryInfo,
     ErrorInfo,
     JobDetail,
     JobSummary,
@@ -18,7 +20,7 @@ from wfbatch.core.api import (
 from wfbatch.core.states import UNFINISHED_STATES, empty_counts
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.providers.registry import KNOWN_PROVIDERS
-from wfbatch.store import AttemptRow, BatchRow, JobRow
+from wfbatch.store import AttemptRow, BatchRow, DeliveryRow, JobRow
 
 RECENT_BATCHES = 50
 
@@ -57,7 +59,22 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
     }
 
 
-def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) -> JobDetail:
+def delivery_info(row: DeliveryRow | None) -> DeliveryInfo | None:
+    if row is None:
+        return None
+    return DeliveryInfo(
+        state=row.state,
+        url=row.have_url,
+        etag=row.etag,
+        at=row.delivered_at,
+        presigned_url=row.presigned_url,
+        error=row.error,
+    )
+
+
+def job_detail(
+    job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow], delivery: DeliveryRow | None = None
+) -> JobDetail:
     spec = job.spec
     output_dir = batch.output_dir if batch else ""
     return JobDetail(
@@ -76,6 +93,7 @@ def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) 
         next_attempt_at=job.next_attempt_at,
         possible_duplicate_charge=job.possible_duplicate_charge is not None,
         possible_duplicate_charge_why=job.possible_duplicate_charge,
+        delivery=delivery_info(delivery),
         attempts_history=[
             Attempt(
                 at=a.at,
@@ -166,4 +184,8 @@ async def status(ctx: DaemonContext) -> Status:
         pause_reason=ctx.engine.holds.everything(),
         providers=await provider_statuses(ctx, by_provider),
         batches=await batch_summaries(ctx, batches),
+        delivery=DeliveryBacklog(
+            **await ctx.store.deliveries.backlog(),
+            held_reasons=await ctx.store.deliveries.held_reasons(),
+        ),
     )
