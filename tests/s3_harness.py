@@ -112,7 +112,10 @@ class S3Server:
     def objects(self, bucket: str) -> dict[str, bytes]:
         client = self.client()
         listing = client.list_objects_v2(Bucket=bucket).get("Contents", [])
-        return {item["Key"]: client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listing}
+        return {
+            item["Key"]: client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            for item in listing
+        }
 
     def env(self, url: str, **extra: str) -> dict[str, str]:
         """A daemon's environment delivering to `url` on this server, fast retries, fake keys."""

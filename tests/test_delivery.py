@@ -42,7 +42,9 @@ def local_files(batch_dir: Path) -> dict[str, bytes]:
     }
 
 
-def wait_for_object(daemon: DaemonProcess, s3: S3Server, bucket: str, key: str, timeout: float = 20) -> None:
+def wait_for_object(
+    daemon: DaemonProcess, s3: S3Server, bucket: str, key: str, timeout: float = 20
+) -> None:
     daemon.wait_until(lambda: key in s3.objects(bucket), timeout, f"{key} in the bucket")
 
 
@@ -57,25 +59,39 @@ def test_ten_images_and_the_manifest_land_under_the_prefix(s3: S3Server) -> None
         wait_for_object(daemon, s3, "shots", prefix + "manifest.json")
         batch_dir = Path(batch["output_dir"])
         objects = s3.objects("shots")
-        images = {key.removeprefix(prefix): data for key, data in objects.items() if key.endswith(".png")}
+        images = {
+            key.removeprefix(prefix): data for key, data in objects.items() if key.endswith(".png")
+        }
         assert len(images) == 10
         assert images == local_files(batch_dir)  # same paths under the prefix, same bytes
-        assert all(key.startswith(prefix + "pending-review/") for key in objects if key.endswith(".png"))
+        assert all(
+            key.startswith(prefix + "pending-review/") for key in objects if key.endswith(".png")
+        )
         # The uploaded manifest lists every image as delivered, with its URL and ETag.
         remote = json.loads(objects[prefix + "manifest.json"])
         delivered = [entry["delivered"] for entry in remote["entries"]]
-        assert all(d is not None and d["url"] == f"s3://shots/{prefix}{e['file']}" and d["etag"]
-                   for d, e in zip(delivered, remote["entries"], strict=True))
-        daemon.wait_until(lambda: all(e.delivered for e in read_manifest(batch_dir).entries), 10, "manifest")
+        assert all(
+            d is not None and d["url"] == f"s3://shots/{prefix}{e['file']}" and d["etag"]
+            for d, e in zip(delivered, remote["entries"], strict=True)
+        )
+        daemon.wait_until(
+            lambda: all(e.delivered for e in read_manifest(batch_dir).entries), 10, "manifest"
+        )
         status = daemon.status()
         assert status["delivery"]["done"] == 11 and status["delivery"]["pending"] == 0
         shown = daemon.get(f"/v1/jobs/{remote['entries'][0]['job_id']}")
-        assert shown["delivery"]["state"] == "done" and shown["delivery"]["url"].startswith("s3://shots/")
+        assert shown["delivery"]["state"] == "done" and shown["delivery"]["url"].startswith(
+            "s3://shots/"
+        )
         assert "delivered" in daemon.cli("show", remote["entries"][0]["job_id"]).output
         daemon.stop()
         # Credentials come from the AWS chain and go nowhere else.
         stored = b"".join(path.read_bytes() for path in daemon.home.glob("wfbatch.db*"))
-        for text in (daemon.log(), stored.decode(errors="replace"), (batch_dir / "manifest.json").read_text()):
+        for text in (
+            daemon.log(),
+            stored.decode(errors="replace"),
+            (batch_dir / "manifest.json").read_text(),
+        ):
             assert FAKE_SECRET not in text
 
 
@@ -87,7 +103,9 @@ def test_kill_9_during_uploads_loses_nothing_and_duplicates_nothing(s3: S3Server
         daemon.drop("lamps.json", spec("lamps", 10))
         daemon.wait_until(lambda: len(s3.objects("crash")) >= 2, 30, "some uploads")
         daemon.kill()
-        assert len(s3.objects("crash")) < 10, "the kill came after every upload: slow the relay down"
+        assert len(s3.objects("crash")) < 10, (
+            "the kill came after every upload: slow the relay down"
+        )
         s3.relay.delay = 0.0
         daemon.start()
         daemon.wait_for_jobs(lambda jobs: jobs["done"] == 10)
@@ -99,8 +117,12 @@ def test_kill_9_during_uploads_loses_nothing_and_duplicates_nothing(s3: S3Server
         assert len(local) == 10  # nothing lost locally
         objects = s3.objects("crash")
         # Every object once, at its one key: the batch's ten images and its manifest, nothing else.
-        assert sorted(objects) == sorted([prefix + path for path in local] + [prefix + "manifest.json"])
-        assert {key.removeprefix(prefix): data for key, data in objects.items() if key.endswith(".png")} == local
+        assert sorted(objects) == sorted(
+            [prefix + path for path in local] + [prefix + "manifest.json"]
+        )
+        assert {
+            key.removeprefix(prefix): data for key, data in objects.items() if key.endswith(".png")
+        } == local
 
 
 def test_a_bucket_down_for_a_while_only_delays_uploads(s3: S3Server) -> None:
@@ -111,7 +133,9 @@ def test_a_bucket_down_for_a_while_only_delays_uploads(s3: S3Server) -> None:
         daemon.wait_for_jobs(lambda jobs: jobs["done"] == 3)
         waiting = daemon.wait_until(
             # Three images and, the batch being finished, its manifest.
-            lambda: (lambda d: d if d["pending"] == 4 and d["done"] == 0 else None)(daemon.status()["delivery"]),
+            lambda: (lambda d: d if d["pending"] == 4 and d["done"] == 0 else None)(
+                daemon.status()["delivery"]
+            ),
             10,
             "uploads waiting",
         )
@@ -131,7 +155,9 @@ def test_a_missing_bucket_holds_the_delivery_not_the_job(s3: S3Server) -> None:
         daemon.drop("lamps.json", spec("lamps", 2))
         daemon.wait_for_jobs(lambda jobs: jobs["done"] == 2)
         held = daemon.wait_until(
-            lambda: (lambda d: d if d["held"] == 2 else None)(daemon.status()["delivery"]), 10, "held"
+            lambda: (lambda d: d if d["held"] == 2 else None)(daemon.status()["delivery"]),
+            10,
+            "held",
         )
         assert any("NoSuchBucket" in reason for reason in held["held_reasons"])
         assert daemon.status()["jobs"]["done"] == 2
@@ -154,13 +180,19 @@ def test_review_moves_or_deletes_the_object_and_a_spec_overrides_the_home(s3: S3
         daemon.wait_for_jobs(lambda jobs: jobs["done"] == 3)
         wait_for_object(daemon, s3, "reviewed", "r/manifest.json")
         jobs = sorted(daemon.get("/v1/jobs", state="done")["items"], key=lambda j: j["index"])
-        daemon.post("/v1/review", {"job_ids": [jobs[0]["id"]], "decision": "approve"}).raise_for_status()
-        daemon.post("/v1/review", {"job_ids": [jobs[1]["id"]], "decision": "reject"}).raise_for_status()
+        daemon.post(
+            "/v1/review", {"job_ids": [jobs[0]["id"]], "decision": "approve"}
+        ).raise_for_status()
+        daemon.post(
+            "/v1/review", {"job_ids": [jobs[1]["id"]], "decision": "reject"}
+        ).raise_for_status()
         name = Path(jobs[0]["file"]).name
         daemon.wait_until(
-            lambda: {f"r/approved/{name}"} <= set(s3.objects("reviewed"))
-            and f"r/{jobs[0]['file']}" not in s3.objects("reviewed")
-            and f"r/{jobs[1]['file']}" not in s3.objects("reviewed"),
+            lambda: (
+                {f"r/approved/{name}"} <= set(s3.objects("reviewed"))
+                and f"r/{jobs[0]['file']}" not in s3.objects("reviewed")
+                and f"r/{jobs[1]['file']}" not in s3.objects("reviewed")
+            ),
             15,
             "moved and deleted",
         )
@@ -176,14 +208,20 @@ def test_review_moves_or_deletes_the_object_and_a_spec_overrides_the_home(s3: S3
 
 def test_upload_approved_sends_only_approved_images(s3: S3Server) -> None:
     s3.create_bucket("approved-only")
-    env = s3.env("s3://approved-only/", WFBATCH_DELIVERY__UPLOAD="approved", WFBATCH_DELIVERY__PRESIGN_SECONDS="600")
+    env = s3.env(
+        "s3://approved-only/",
+        WFBATCH_DELIVERY__UPLOAD="approved",
+        WFBATCH_DELIVERY__PRESIGN_SECONDS="600",
+    )
     with running_daemon(env=env) as daemon:
         daemon.drop("lamps.json", spec("lamps", 2))
         daemon.wait_for_jobs(lambda jobs: jobs["done"] == 2)
         wait_for_object(daemon, s3, "approved-only", "manifest.json")
         assert not [key for key in s3.objects("approved-only") if key.endswith(".png")]
         job = daemon.get("/v1/jobs", state="done")["items"][0]
-        daemon.post("/v1/review", {"job_ids": [job["id"]], "decision": "approve"}).raise_for_status()
+        daemon.post(
+            "/v1/review", {"job_ids": [job["id"]], "decision": "approve"}
+        ).raise_for_status()
         key = f"approved/{Path(job['file']).name}"
         wait_for_object(daemon, s3, "approved-only", key)
         detail = daemon.wait_until(
@@ -201,13 +239,18 @@ def test_upload_approved_sends_only_approved_images(s3: S3Server) -> None:
 
 
 def test_a_spec_delivery_override_is_checked_where_it_is_written() -> None:
-    good = parse_prompt_bytes(spec("x", 1, delivery={"url": "s3://b/{date}/", "upload": "approved"}).encode(), "x.json")
+    good = parse_prompt_bytes(
+        spec("x", 1, delivery={"url": "s3://b/{date}/", "upload": "approved"}).encode(), "x.json"
+    )
     assert good.delivery == {"url": "s3://b/{date}/", "upload": "approved"}
     for bad, expected in (
         ({"delivery": {"url": "https://b/"}}, "delivery: url: expected s3://bucket/prefix/"),
         ({"delivery": {"url": "s3://b/{month}/"}}, "unknown placeholder {month}"),
         ({"delivery": {"uplod": "all"}}, "did you mean 'upload'"),
-        ({"notify": {"command": "rm -rf ~"}}, "notify: command: set in the HOME's configuration only"),
+        (
+            {"notify": {"command": "rm -rf ~"}},
+            "notify: command: set in the HOME's configuration only",
+        ),
         ({"notify": {"webhook_secret": "whsec_x"}}, "never stored with a batch"),
     ):
         with pytest.raises(PromptFileError) as raised:
@@ -229,5 +272,11 @@ def test_the_database_stores_no_secret_in_the_delivery_tables(tmp_path: Path) ->
     db = sqlite3.connect(tmp_path / "x.db")
     for script in MIGRATIONS:
         db.executescript(script)
-    columns = {row[1] for table in ("deliveries", "notifications") for row in db.execute(f"PRAGMA table_info({table})")}
-    assert not {name for name in columns if "secret" in name or "key_id" in name or "credential" in name}
+    columns = {
+        row[1]
+        for table in ("deliveries", "notifications")
+        for row in db.execute(f"PRAGMA table_info({table})")
+    }
+    assert not {
+        name for name in columns if "secret" in name or "key_id" in name or "credential" in name
+    }

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from wfbatch.settings import (
+    DeliverySettings,
     InboxSettings,
     LocalSettings,
+    NotifySettings,
     OpenAISettings,
     Settings,
     WireflowSettings,
@@ -58,6 +60,8 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
         "local": LocalSettings,
         "wireflow": WireflowSettings,
         "openai": OpenAISettings,
+        "delivery": DeliverySettings,
+        "notify": NotifySettings,
     }
     for section, model in sections.items():
         for name in model.model_fields:

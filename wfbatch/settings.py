@@ -252,8 +252,9 @@ class NotifySettings(BaseModel):
     def _secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             # The message never quotes the value: it is a secret.
+            encoded = value.get_secret_value().removeprefix("whsec_").rstrip("=")
             try:
-                key = base64.b64decode(value.get_secret_value().removeprefix("whsec_") + "==", validate=True)
+                key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
             except ValueError:
                 raise ValueError("expected whsec_ followed by base64 (Standard Webhooks)") from None
             if len(key) < 16:
