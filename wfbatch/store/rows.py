@@ -34,6 +34,8 @@ class NewJob:
     tags: list[str]
     cache_key: str
     priority: int
+    spec_json: str | None = None
+    """`spec` as JSON, when the caller made it already (ingest makes it with the cache key)."""
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,7 @@ class Store:
         identity is its canonical one, backed by a UNIQUE index. Returns the batch found instead of
         inserting, or None when `batch` was inserted."""
         now = time.time()
+        tags_json: dict[tuple[str, ...], str] = {}  # most jobs of a file share their tags
         rows = [
             (
                 job.uid,
@@ -187,9 +188,9 @@ class Store:
                 job.line,
                 job.user_id,
                 job.spec.provider,
-                spec_to_json(job.spec),
+                job.spec_json if job.spec_json is not None else spec_to_json(job.spec),
                 job.spec.prompt,
-                _json_list(job.tags),
+                _json_list(job.tags, tags_json),
                 job.cache_key,
                 job.priority,
                 JobState.QUEUED.value,
@@ -794,8 +795,12 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
-def _json_list(items: list[str]) -> str:
-    return json.dumps(items, ensure_ascii=False)
+def _json_list(items: list[str], seen: dict[tuple[str, ...], str]) -> str:
+    key = tuple(items)
+    text = seen.get(key)
+    if text is None:
+        text = seen[key] = json.dumps(items, ensure_ascii=False)
+    return text
 
 
 def _sql_value(value: Any) -> Any:
