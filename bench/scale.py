@@ -62,7 +62,8 @@ def build_db(home: Path) -> float:
             batch_id = f"{batch[0]}x{b:03d}"
             db.execute(
                 f"INSERT INTO batches VALUES ({', '.join('?' * len(batch))})",
-                (batch_id, f"{batch[1]}-{b}", *batch[2:]),
+                # the copies are not their content's canonical batch (a UNIQUE index holds one)
+                (batch_id, f"{batch[1]}-{b}", *batch[2:-1], 0),
             )
             db.executemany(
                 f"INSERT INTO jobs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
