@@ -27,7 +27,6 @@ from wfbatch.cli.common import (
     provider_option,
     settings_from_flags,
 )
-from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec
 from wfbatch.core.parsing import PromptFileError
@@ -106,7 +105,12 @@ async def _run(
         for prompt_file in prompt_files:
             try:
                 done = await ingest(
-                    store, layout, prompt_file.parsed, prompt_file.raw, prompt_file.default_provider
+                    store,
+                    layout,
+                    prompt_file.parsed,
+                    prompt_file.raw,
+                    prompt_file.default_provider,
+                    expanded=prompt_file.expanded,
                 )
                 if done.resumed and prompt_file.parsed.budget != done.batch.budget:
                     await store.set_batch_budget(done.batch.id, prompt_file.parsed.budget)
@@ -143,7 +147,7 @@ async def _run(
 async def _balance_warnings(engine: Engine, store: Store, prompt_files: list[CheckedPrompts]) -> list[str]:
     """Warn (and go on) when what is left to generate is estimated above a provider's balance: the
     balances are asked for first (this is a run, not the accept path), then the shared rule."""
-    jobs = [job for f in prompt_files for job in expand_batch(f.parsed, f.default_provider)]
+    jobs = [job for f in prompt_files for job in f.expanded]
     for name in sorted({job.spec.provider for job in jobs}):
         await engine.pool.refresh_balance(name)
 

@@ -38,6 +38,8 @@ class NewJob:
     priority: int
     final_spec: JobSpec | None = None
     """What approving this job (a draft) queues; None outside a draft → final batch."""
+    spec_json: str | None = None
+    """`spec` as JSON, when the caller made it already (ingest makes it with the cache key)."""
 
 
 @dataclass(frozen=True)
