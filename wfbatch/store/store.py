@@ -720,6 +720,7 @@ class Store:
         rows = await self.fetchall(
             f"SELECT * FROM jobs WHERE state = '{JobState.CANCELED.value}'"
             f" AND execution = '{Execution.MAYBE.value}' AND remote_id IS NOT NULL"
+            " AND reserved IS NOT NULL"  # money to settle; a free provider's execution is left alone
             " ORDER BY updated_at LIMIT ?",
             (limit,),
         )
