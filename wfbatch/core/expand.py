@@ -37,6 +37,7 @@ def expand_batch(batch: ParsedBatch, default_provider: str) -> list[ExpandedJob]
                 params=dict(entry.params),
                 format=entry.format or ImageFormat.PNG,
                 quality=entry.quality,
+                mode=entry.mode,
             )
             jobs.append(ExpandedJob(source=parsed, spec=spec))
     return jobs

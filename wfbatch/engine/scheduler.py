@@ -27,6 +27,7 @@ from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.holds import Holds
 from wfbatch.engine.limiter import ProviderLimiter
 from wfbatch.engine.pool import ProviderPool
+from wfbatch.engine.remote_batches import RemoteBatches
 from wfbatch.engine.runner import JobRunner, JobServices
 from wfbatch.engine.storage import StorageHealth, is_disk_full
 from wfbatch.engine.writer import OutputWriter
@@ -100,19 +101,23 @@ class Engine:
         self.cache = ImageCache(layout.cache, store)
         self.writer = OutputWriter(store, self.pool.label)
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
-        self.runner = JobRunner(
-            JobServices(
-                store=store,
-                budget=self.budget,
-                cache=self.cache,
-                writer=self.writer,
-                pool=self.pool,
-                clock=self.clock,
-                rng=rng or random.Random(),
-                emit=events,
-                wake=self.wake,
-                batch=self._batch,
-            )
+        services = JobServices(
+            store=store,
+            budget=self.budget,
+            cache=self.cache,
+            writer=self.writer,
+            pool=self.pool,
+            clock=self.clock,
+            rng=rng or random.Random(),
+            emit=events,
+            wake=self.wake,
+            batch=self._batch,
+        )
+        self.runner = JobRunner(services)
+        # Jobs in batch mode go through their provider's batch API, grouped; the one-job path
+        # above never sees them (see engine/remote_batches.py).
+        self.remote = RemoteBatches(
+            services, self.runner, self._record, lambda: self.settings, self.batch_ids
         )
 
     # -- what the daemon and `run` read -------------------------------------------------------
@@ -154,6 +159,7 @@ class Engine:
             log.info("released %d credit reservations left behind by a crash", released)
         await self._reconcile_batch_files()
         await self._adopt_in_flight()
+        await self.remote.resume()
 
     async def run_until_idle(self) -> StopReason:
         """Run until nothing is left to do for this engine's batches, or what is left cannot proceed."""
@@ -181,6 +187,7 @@ class Engine:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self.remote.shutdown()
         await self.writer.flush(force=True)
         await self.pool.aclose()
 
@@ -230,6 +237,7 @@ class Engine:
             # execution: given back unless it may still charge.
             await self.store.record_outcome(job_id, OutcomeRecord())
             await self.canceled.stop_remotely(job)
+        await self.remote.after_cancel(job_ids)
         self.wake()
         return sorted(stopping)
 
@@ -333,7 +341,9 @@ class Engine:
         await self.store.promote_due_retries(self.clock.wall())
         if self.holds.everything() is not None:
             return
-        for name in sorted(await self.store.queued_providers(self.batch_ids)):
+        queued = sorted(await self.store.queued_providers(self.batch_ids))
+        await self.remote.tick(queued, self._provider_held, self.holds.budget_held_batches())
+        for name in queued:
             if await self.pool.get(name) is None or self.holds.provider(name):
                 continue
             limiter = self.pool.limiter(name)
@@ -349,6 +359,7 @@ class Engine:
                 free + len(self._keys_in_flight),
                 self.batch_ids,
                 exclude_batch_ids=self.holds.budget_held_batches(),
+                batch_mode=self._direct_only(name),
             )
             for job in candidates:
                 if free <= 0:
@@ -360,6 +371,14 @@ class Engine:
                     continue  # the same image is being made: wait, then take it from the cache
                 self._spawn(job)
                 free -= 1
+
+    def _provider_held(self, name: str) -> bool:
+        return bool(self.holds.provider(name))
+
+    def _direct_only(self, name: str) -> tuple[bool, str] | None:
+        """For a provider with a batch mode: this path takes only its direct-mode jobs."""
+        mode = self.remote.section_mode(name)
+        return None if mode is None else (False, mode)
 
     async def _idle_reason(self) -> StopReason | None:
         if self._tasks:

@@ -89,6 +89,13 @@ class SimOptions:
     """Share of injected 5xx answers that carry `x-should-retry: false`."""
     url_ttl: float = 3600.0
     """How long a dall-e `url` answer stays downloadable (the docs say 60 minutes)."""
+    # -- OpenAI Batch API (providers.md §6).
+    batch_step: float = 60.0
+    """Seconds a remote batch spends in each of validating, in_progress and finalizing."""
+    batch_expire_after: int | None = None
+    """A remote batch expires once this many of its lines are done; the rest never run."""
+    batch_fail_input: bool = False
+    """Every input file fails validation (the batch ends `failed` with `errors`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", WireflowPlan(self.plan))
@@ -105,6 +112,8 @@ class SimOptions:
             raise ValueError("window must be > 0")
         if self.cost < 0 or (self.credits is not None and self.credits < 0):
             raise ValueError("credits and cost must be >= 0")
+        if self.batch_step < 0 or (self.batch_expire_after is not None and self.batch_expire_after < 0):
+            raise ValueError("batch_step and batch_expire_after must be >= 0")
         if self.quota is not None and self.quota < 0:
             raise ValueError("quota must be >= 0")
         if self.quota_error not in ("insufficient_quota", "billing_hard_limit"):

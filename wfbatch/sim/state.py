@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from wfbatch.sim.images import render_png
 from wfbatch.sim.limits import SlidingWindow, WindowVerdict
+from wfbatch.sim.openai_batch_book import BatchBook
 from wfbatch.sim.openai_book import OpenAIBook
 from wfbatch.sim.options import FAULT_KINDS, SimOptions
 from wfbatch.sim.workflows import WorkflowCatalog
@@ -113,6 +114,7 @@ class SimState:
         self.replays = 0
         self.conflicts = 0
         self.openai = OpenAIBook(o)
+        self.openai_batches = BatchBook(o)
         """The OpenAI route set's books (idle when the simulator speaks Wireflow)."""
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -394,4 +396,5 @@ class SimState:
                 "rate_limited": images["rate_limited"],
                 "faults_injected": dict(self.faults_injected),
                 "openai": images,
+                "batch": self.openai_batches.stats(),
             }

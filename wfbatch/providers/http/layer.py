@@ -15,9 +15,10 @@ Hardened against a hostile or broken server:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as jsonlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -146,14 +147,20 @@ class HttpLayer:
         check: bool = True,
         decode: bool = True,
         priority: float = 0.0,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
+        data: Mapping[str, str] | None = None,
     ) -> HttpAnswer:
         """One request. `kind=None` bypasses the gate (CDN downloads are not API requests). With
         `check`, a non-2xx answer raises its typed error; `decode` parses the body as JSON.
-        `priority` orders requests waiting at the gate (polls: how long the execution has run)."""
+        `priority` orders requests waiting at the gate (polls: how long the execution has run).
+        `files` and `data` send a multipart form (an upload) instead of JSON."""
         what = self.scrub(f"{method} {urlsplit(url).path or url}")
         if kind is not None:
             await self._gate.acquire(kind, priority)
-        response, content = await self._exchange(method, url, what, json=json, headers=headers)
+        extra: dict[str, Any] = {"json": json}
+        if files is not None:
+            extra = {"files": dict(files), "data": dict(data or {})}
+        response, content = await self._exchange(method, url, what, headers=headers, **extra)
         self.connection_failures = 0
         if kind is not None:
             self._gate.observe(kind, response.status_code, response.headers)
@@ -201,13 +208,84 @@ class HttpLayer:
         except (ValueError, RecursionError):  # RecursionError: a hostile, deeply nested document
             return None
 
+    async def stream_lines(
+        self,
+        kind: RequestKind,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int,
+        deadline: float,
+    ) -> AsyncIterator[bytes]:
+        """The lines of a (large) GET answer, one at a time, without holding the body: a file of
+        base64 images can be gigabytes. `max_bytes` caps the whole body, `max_response_bytes` each
+        line, `deadline` the network part of the download (the caller's work on each line is not
+        counted); a non-2xx answer raises its typed error."""
+        what = self.scrub(f"GET {urlsplit(url).path or url}")
+        await self._gate.acquire(kind)
+        line_cap = self.limits.max_response_bytes
+        # The deadline is checked around each network wait only: a timeout armed across a `yield`
+        # would cancel the consumer's own work and surface as a bare CancelledError.
+        end = asyncio.get_running_loop().time() + deadline
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                async with asyncio.timeout_at(end):
+                    response = await stack.enter_async_context(
+                        self._client.stream("GET", url, headers=headers)
+                    )
+                    self.connection_failures = 0
+                    self._gate.observe(kind, response.status_code, response.headers)
+                    if not 200 <= response.status_code < 300:
+                        content = await self._read_capped(response, what)
+                        raise self.error(self._answer(response, content, what))
+                chunks = response.aiter_bytes().__aiter__()
+                received = 0
+                pending = bytearray()
+                while True:
+                    async with asyncio.timeout_at(end):
+                        chunk = await anext(chunks, None)
+                    if chunk is None:
+                        break
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise ResponseTooLarge(f"{what}: file larger than {max_bytes} bytes; aborted")
+                    pending += chunk
+                    while (newline := pending.find(b"\n")) >= 0:
+                        line = bytes(pending[:newline])
+                        del pending[: newline + 1]
+                        if line.strip():
+                            yield line
+                    if len(pending) > line_cap:
+                        raise ResponseTooLarge(
+                            f"{what}: a line longer than max_response_bytes = {line_cap}; aborted"
+                        )
+                if pending.strip():
+                    yield bytes(pending)
+        except TimeoutError as exc:
+            raise Transient(f"{what}: not downloaded within {deadline:g} s") from exc
+        except httpx.TimeoutException as exc:
+            failure = Transient(
+                f"{what}: no answer within {self.limits.request_timeout:g}s ({type(exc).__name__})"
+            )
+            raise self._connection_failed(failure, isinstance(exc, httpx.ConnectTimeout)) from exc
+        except httpx.RequestError as exc:
+            failure = Transient(self.scrub(f"{what}: {type(exc).__name__}: {exc}"))
+            raise self._connection_failed(failure, isinstance(exc, _CONNECTION_ERRORS)) from exc
+
+    def _answer(self, response: httpx.Response, content: bytes, what: str) -> HttpAnswer:
+        request_id = response.headers.get(self._request_id_header)
+        request_id = None if request_id is None else self.scrub(request_id)[:REQUEST_ID_LIMIT]
+        return HttpAnswer(
+            response.status_code, response.headers, content, self._decode(content), request_id, what
+        )
+
     async def _exchange(
-        self, method: str, url: str, what: str, *, json: Any, headers: Mapping[str, str] | None
+        self, method: str, url: str, what: str, *, headers: Mapping[str, str] | None, **body: Any
     ) -> tuple[httpx.Response, bytes]:
         deadline = self.limits.request_deadline
         try:
             async with asyncio.timeout(deadline):
-                async with self._client.stream(method, url, json=json, headers=headers) as response:
+                async with self._client.stream(method, url, headers=headers, **body) as response:
                     return response, await self._read_capped(response, what)
         except TimeoutError as exc:
             raise Transient(f"{what}: no complete answer within {deadline:g} s") from exc
