@@ -4,7 +4,9 @@ against `wfbatch sim --provider openai` over loopback, a real SQLite file, a rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import httpx
 import jsonschema
 import pytest
 
+from tests.daemon_harness import running_daemon
 from tests.openai_images_schema import CREATE_IMAGE_REQUEST
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import Execution, JobState
@@ -137,3 +140,172 @@ async def test_an_expired_batch_keeps_what_it_finished(store: Store, layout: Hom
     assert sum(job.credits or 0 for job in done) == pytest.approx(PRICE / 2 * 12)
     (row,) = await rows.of_batches([ingested.batch.id])
     assert row.status == "expired" and row.step is Step.CLOSED
+
+
+async def run_until_closed(
+    engine: Engine, store: Store, batch_id: str, *, stop_at: Step = Step.CLOSED
+) -> None:
+    """Run the engine until the batch's remote batch reaches `stop_at` (bounded), then stop it."""
+    rows = RemoteBatchStore(store)
+    running = asyncio.create_task(engine.run_until_idle())
+    for _ in range(600):
+        found = await rows.of_batches([batch_id])
+        if (found and found[-1].step is stop_at) or running.done():
+            break
+        await asyncio.sleep(0.02)
+    engine.request_stop()
+    await running
+
+
+async def test_a_crash_while_creating_finds_the_batch_by_its_tag(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """The state a crash leaves between `POST /batches` going out and its answer being committed:
+    step `creating`, no remote id. The next start looks the batch up by its metadata tag and adopts
+    it instead of creating a second one (providers.md §10)."""
+    with batch_sim(batch_step=0.3) as sim:
+        ingested = await enqueue(store, layout, shots(6))
+        settings = batch_settings(home, sim)
+        await run_until_closed(
+            Engine(store, settings, layout, batch_ids=[ingested.batch.id]),
+            store,
+            ingested.batch.id,
+            stop_at=Step.STARTED,
+        )
+        (row,) = await RemoteBatchStore(store).of_batches([ingested.batch.id])
+        assert row.step is Step.STARTED and sim.state.stats()["batch"]["batches_created"] == 1
+        await store.fetchall(
+            "UPDATE remote_batches SET step = 'creating', remote_id = NULL, status = NULL WHERE id = ?",
+            (row.id,),
+        )
+        await store.fetchall("UPDATE jobs SET state = 'submitting' WHERE remote_batch = ?", (row.id,))
+        await run_until_closed(
+            Engine(store, settings, layout, batch_ids=[ingested.batch.id]), store, ingested.batch.id
+        )
+        stats = sim.state.stats()
+    assert stats["batch"]["batches_created"] == 1 and stats["batch"]["uploads"] == 1
+    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    assert [job.state for job in jobs] == [JobState.DONE] * 6
+    (row,) = await RemoteBatchStore(store).of_batches([ingested.batch.id])
+    assert row.remote_id is not None and row.remote_id.startswith("batch_")
+
+
+async def test_a_crash_while_uploading_finds_the_file_by_its_name(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """Step `uploading` with no file id (the upload's answer was lost): the file is found by its
+    name, not uploaded again."""
+    with batch_sim() as sim:
+        ingested = await enqueue(store, layout, shots(4))
+        settings = batch_settings(home, sim)
+        rows = RemoteBatchStore(store)
+        jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+        gathered = await rows.gather(
+            "openai", ingested.batch.id, "gpt-image-1", "wfbatch-lost-upload", [job.id for job in jobs], 0.0
+        )
+        assert gathered is not None
+        engine = Engine(store, settings, layout, batch_ids=[ingested.batch.id])
+        api = (await engine.pool.get("openai")).remote_batches()  # type: ignore[union-attr]
+        assert api is not None
+        lines = [api.line(job.spec, job.uid) for job in jobs]
+        await api.upload("wfbatch-lost-upload", api.encode(lines))  # went through; answer "lost"
+        await rows.update(gathered[0].id, step=Step.UPLOADING)
+        await run_until_closed(engine, store, ingested.batch.id)
+        stats = sim.state.stats()
+    assert stats["batch"]["uploads"] == 1 and stats["batch"]["batches_created"] == 1
+    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    assert [job.state for job in jobs] == [JobState.DONE] * 4
+
+
+async def test_every_line_refused_comes_from_the_error_file(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """A `completed` batch whose every line failed has no output file (`output_file_id: null`):
+    the error file says why, per job, with OpenAI's message and request id; nothing is charged."""
+    with batch_sim(moderation_marker="forbidden") as sim:
+        ingested = await enqueue(store, layout, shots(3, tags=[]).replace(b"product", b"forbidden"))
+        await run_until_closed(
+            Engine(store, batch_settings(home, sim), layout, batch_ids=[ingested.batch.id]),
+            store,
+            ingested.batch.id,
+        )
+    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    assert [job.state for job in jobs] == [JobState.FAILED] * 3
+    for job in jobs:
+        assert job.error_message is not None and "moderation_blocked" in job.error_message
+        assert job.error_request_id is not None and job.error_request_id.startswith("req_")
+        assert job.execution is Execution.ENDED and job.reserved is None and not job.credits
+    (row,) = await RemoteBatchStore(store).of_batches([ingested.batch.id])
+    assert row.status == "completed" and row.failed == 3
+
+
+async def test_canceling_every_job_cancels_the_remote_batch(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with batch_sim(batch_step=30.0) as sim:
+        ingested = await enqueue(store, layout, shots(5))
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[ingested.batch.id])
+        rows = RemoteBatchStore(store)
+        # As the daemon runs it: canceled jobs leave nothing for `run` to wait for, but the daemon
+        # settles their remote batch.
+        stop = asyncio.Event()
+        running = asyncio.create_task(engine.run_forever(stop))
+        for _ in range(500):
+            found = await rows.of_batches([ingested.batch.id])
+            if found and found[0].step is Step.STARTED:
+                break
+            await asyncio.sleep(0.02)
+        ids = [job.id for job in await store.list_jobs(batch_id=ingested.batch.id, limit=100)]
+        await engine.stop_canceled(await store.cancel_jobs(ids))
+        for _ in range(500):
+            (row,) = await rows.of_batches([ingested.batch.id])
+            if row.step is Step.CLOSED:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await running
+        await engine.shutdown()
+        stats = sim.state.stats()
+    assert stats["batch"]["cancels"] == 1 and stats["openai"]["generations"] == 0
+    assert row.status == "cancelled" and row.step is Step.CLOSED
+    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    for job in jobs:
+        assert job.state is JobState.CANCELED and job.execution is Execution.NONE and job.reserved is None
+    ledger = await store.fetchone("SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE kind = 'charge'")
+    assert ledger is not None and ledger["c"] == 0
+
+
+def test_kill_9_after_the_upload_and_after_the_start(tmp_path: Path) -> None:
+    """A real daemon, killed after the file id is committed and again after the remote id is: one
+    file uploaded, one remote batch, 20 images."""
+    total = 20
+    with batch_sim(batch_step=0.4, latency=(0.3, 0.3)) as sim:
+        env = {
+            "WFBATCH_PROVIDER": "openai",
+            "WFBATCH_OPENAI__API_KEY": TEST_KEY,
+            "WFBATCH_OPENAI__BASE_URL": sim.base_url,
+            "WFBATCH_OPENAI__MODE": "batch",
+            "WFBATCH_OPENAI__BATCH_POLL_INTERVAL": "0.1",
+            "WFBATCH_OPENAI__BATCH_GATHER_SECONDS": "0.2",
+            "WFBATCH_OPENAI__BACKOFF_INITIAL": "0.05",
+            "WFBATCH_INBOX__STABLE_SECONDS": "0.2",
+        }
+        with running_daemon(env=env) as daemon:
+            db = HomeLayout(daemon.home).db
+
+            def row() -> sqlite3.Row | None:
+                with contextlib.closing(sqlite3.connect(db)) as conn:
+                    conn.row_factory = sqlite3.Row
+                    return conn.execute("SELECT * FROM remote_batches ORDER BY id LIMIT 1").fetchone()
+
+            daemon.drop("catalogue.jsonl", shots(total))
+            daemon.wait_until(lambda: (found := row()) is not None and found["file_id"], 20, "the upload")
+            daemon.kill()
+            daemon.start()
+            daemon.wait_until(lambda: (found := row()) is not None and found["remote_id"], 20, "the start")
+            daemon.kill()
+            daemon.start()
+            daemon.wait_for_jobs(lambda jobs: jobs["done"] == total, timeout=30)
+        stats = sim.state.stats()
+    assert stats["batch"]["uploads"] == 1 and stats["batch"]["batches_created"] == 1, stats["batch"]
+    assert stats["openai"]["generations"] == total

@@ -281,13 +281,17 @@ class RemoteBatches:
     async def _step(self, row: RemoteBatchRow, api: RemoteBatchApi) -> float:
         """Take the row one step further; how long to wait before the next."""
         now = self.s.clock.wall()
-        if row.step is Step.GATHERED:
+        if row.step in (Step.GATHERED, Step.UPLOADING):
             if row.cancel_requested:
                 await self._release_all(row, "canceled before the remote batch was created")
                 return 0.0
-            members = await self.rows.members(row.id)
-            lines: list[BatchLine] = [api.line(job.spec, job.uid) for job in members]
-            file_id = await api.upload(row.tag, api.encode(lines))
+            file_id = await api.find_file(row.tag) if row.step is Step.UPLOADING else None
+            if file_id is None:
+                # Written before the upload: a crash from here on looks the file up by its name.
+                await self.rows.update(row.id, step=Step.UPLOADING)
+                members = await self.rows.members(row.id)
+                lines: list[BatchLine] = [api.line(job.spec, job.uid) for job in members]
+                file_id = await api.upload(row.tag, api.encode(lines))
             await self.rows.update(row.id, file_id=file_id, step=Step.UPLOADED)
             return 0.0
         if row.step is Step.UPLOADED:

@@ -176,7 +176,11 @@ class RemoteBatchApi(Protocol):
         ...
 
     async def upload(self, tag: str, content: bytes) -> str:
-        """Upload the input file; its id."""
+        """Upload the input file (named after `tag`); its id."""
+        ...
+
+    async def find_file(self, tag: str) -> str | None:
+        """The id of an input file uploaded for `tag` (an upload whose answer was lost)."""
         ...
 
     async def create(self, file_id: str, tag: str) -> RemoteBatchInfo:

@@ -1,6 +1,7 @@
 """OpenAI's Batch API route set (providers.md §6) on the simulator's clock:
 
-`POST /v1/files` (multipart, purpose `batch`), `GET /v1/files/{id}/content`, `POST /v1/batches`,
+`POST /v1/files` (multipart, purpose `batch`), `GET /v1/files` (`purpose`, `after`, `limit`),
+`GET /v1/files/{id}/content`, `POST /v1/batches`,
 `GET /v1/batches/{id}`, `GET /v1/batches` (`after`, `limit`; newest first),
 `POST /v1/batches/{id}/cancel`.
 
@@ -9,6 +10,7 @@ when it is looked at. When it finishes, every line is answered as `POST /v1/imag
 would (validation, moderation, images) into an output file in a shuffled order (each line
 `{id, custom_id, response:{status_code, request_id, body}, error}`), and the lines that did not run
 (an expiry after `batch_expire_after` lines, a cancel) into the error file with `response: null`.
+Creating a batch answers after the simulated latency (the batch exists before the answer leaves).
 `batch_fail_input` rejects every input file (status `failed`, `errors.data`). A clean batch's
 `error_file_id` is `""`, and one whose every line failed has `output_file_id: null`, as the real API
 does (§6.2).
@@ -158,6 +160,27 @@ class _Batches:
         stored = self.book.add_file(upload[0], purpose, upload[1], self.state.clock())
         return json_reply(_file_object(stored))
 
+    async def files(self, request: Request) -> Response:
+        """`GET /v1/files` (`purpose`, `after`, `limit`), newest first."""
+        self.state.count_request("files")
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        purpose = request.query_params.get("purpose")
+        try:
+            limit = max(1, min(10_000, int(request.query_params.get("limit", "10000"))))
+        except ValueError:
+            return _error(400, "Invalid 'limit'.", param="limit")
+        stored = [f for f in reversed(list(self.book.files.values())) if purpose in (None, f.purpose)]
+        after = request.query_params.get("after")
+        if after is not None:
+            ids = [f.id for f in stored]
+            stored = stored[ids.index(after) + 1 :] if after in ids else []
+        page = stored[:limit]
+        return json_reply(
+            {"object": "list", "data": [_file_object(f) for f in page], "has_more": len(stored) > limit}
+        )
+
     async def content(self, request: Request) -> Response:
         self.state.count_request("files")
         refused = self._refused(request)
@@ -203,6 +226,8 @@ class _Batches:
             reason = parsed if isinstance(parsed, str) else "line 1: invalid request (batch_fail_input)"
             batch.errors = [{"code": "invalid_request", "message": reason, "param": None, "line": 1}]
         self.book.add_batch(batch)
+        # Created before the answer goes out: a client that dies while waiting left a batch behind.
+        await asyncio.sleep(self.images.draw_latency())
         return json_reply(_batch_object(batch))
 
     async def get(self, request: Request) -> Response:
@@ -353,6 +378,7 @@ def batch_routes(state: SimState, auth: AuthCheck, render: Render) -> list[Route
     batches = _Batches(state, auth, render)
     routes: list[tuple[str, Callable[[Request], Awaitable[Response]], str]] = [
         (f"{API}/files", batches.upload, "POST"),
+        (f"{API}/files", batches.files, "GET"),
         (f"{API}/files/{{file_id}}/content", batches.content, "GET"),
         (f"{API}/batches", batches.create, "POST"),
         (f"{API}/batches", batches.listing, "GET"),

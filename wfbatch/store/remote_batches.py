@@ -2,7 +2,9 @@
 batch, and the jobs that belong to it.
 
 Steps, each committed before the network call that depends on it:
-`gathered` (jobs marked submitting with the row, one transaction) → `uploaded` (file id kept) →
+`gathered` (jobs marked submitting with the row, one transaction) → `uploading` (written before
+the upload: after a crash the file is looked up by its name, never uploaded twice) → `uploaded`
+(file id kept) →
 `creating` (written BEFORE the create request: after a crash the remote batch is looked up by its
 tag, never created twice) → `started` (remote id kept, jobs running) → `collecting` (the remote
 batch ended; its files are read) → `closed`.
@@ -24,6 +26,7 @@ from wfbatch.store.store import Store
 
 class Step(StrEnum):
     GATHERED = "gathered"
+    UPLOADING = "uploading"
     UPLOADED = "uploaded"
     CREATING = "creating"
     STARTED = "started"
@@ -31,7 +34,7 @@ class Step(StrEnum):
     CLOSED = "closed"
 
 
-LIVE_STEPS = (Step.GATHERED, Step.UPLOADED, Step.CREATING, Step.STARTED, Step.COLLECTING)
+LIVE_STEPS = (Step.GATHERED, Step.UPLOADING, Step.UPLOADED, Step.CREATING, Step.STARTED, Step.COLLECTING)
 _LIVE = ",".join(f"'{step.value}'" for step in LIVE_STEPS)
 
 

@@ -119,6 +119,23 @@ class OpenAIBatchApi:
             raise Transient("openai: the upload's answer has no file id", request_id=answer.request_id)
         return file_id
 
+    async def find_file(self, tag: str) -> str | None:
+        after: str | None = None
+        for _ in range(LIST_PAGES):
+            url = f"{self._base}/files?purpose=batch&limit={LIST_PAGE}" + (f"&after={after}" if after else "")
+            answer = await self._http.send(RequestKind.POLL, "GET", url, headers=self._headers)
+            body = answer.json_object()
+            found = body.get("data")
+            data: list[Any] = found if isinstance(found, list) else []
+            for item in data:
+                if isinstance(item, dict) and item.get("filename") == f"{tag}.jsonl":
+                    return _text(item.get("id"))
+            last = data[-1] if data else None
+            after = _text(last.get("id")) if isinstance(last, dict) else None
+            if not body.get("has_more") or after is None:
+                return None
+        return None
+
     async def create(self, file_id: str, tag: str) -> RemoteBatchInfo:
         answer = await self._http.send(
             RequestKind.START,
