@@ -28,8 +28,9 @@ from wfbatch.store import Reuse, Store
 from wfbatch.store.remote_batches import RemoteBatchStore, Step
 
 TEST_KEY = "sk-test-batch-key-never-shown"
-PRICE = table_price("gpt-image-1", "low", "1024x1024")
-assert PRICE is not None
+_TABLE_PRICE = table_price("gpt-image-1", "low", "1024x1024")
+assert _TABLE_PRICE is not None
+PRICE: float = _TABLE_PRICE
 
 
 def batch_sim(**overrides: Any) -> RunningSimulator:
@@ -296,7 +297,10 @@ def test_kill_9_after_the_upload_and_after_the_start(tmp_path: Path) -> None:
             def row() -> sqlite3.Row | None:
                 with contextlib.closing(sqlite3.connect(db)) as conn:
                     conn.row_factory = sqlite3.Row
-                    return conn.execute("SELECT * FROM remote_batches ORDER BY id LIMIT 1").fetchone()
+                    found: sqlite3.Row | None = conn.execute(
+                        "SELECT * FROM remote_batches ORDER BY id LIMIT 1"
+                    ).fetchone()
+                    return found
 
             daemon.drop("catalogue.jsonl", shots(total))
             daemon.wait_until(lambda: (found := row()) is not None and found["file_id"], 20, "the upload")
