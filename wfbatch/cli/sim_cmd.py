@@ -194,6 +194,22 @@ def _describe(options: SimOptions) -> str:
     show_default=True,
     help="OpenAI: share of injected 5xx answers that carry x-should-retry: false.",
 )
+@click.option(
+    "--batch-step",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="OpenAI Batch: seconds a batch spends validating, in progress and finalizing (each).",
+)
+@click.option(
+    "--batch-expire-after",
+    type=click.IntRange(min=0),
+    default=None,
+    help="OpenAI Batch: a batch expires once this many of its lines are done.",
+)
+@click.option(
+    "--batch-fail-input", is_flag=True, help="OpenAI Batch: every input file fails validation."
+)
 def sim_command(
     host: str,
     port: int,
@@ -221,6 +237,9 @@ def sim_command(
     quota_error: str,
     moderation_marker: str | None,
     no_retry_share: float,
+    batch_step: float,
+    batch_expire_after: int | None,
+    batch_fail_input: bool,
 ) -> None:
     """Run a local provider simulator: rehearse a batch before spending credits."""
     if not is_loopback(host) and not allow_remote:
@@ -254,6 +273,9 @@ def sim_command(
             quota_error="billing_hard_limit" if quota_error == "billing_hard_limit" else "insufficient_quota",
             moderation_marker=moderation_marker,
             no_retry_share=no_retry_share,
+            batch_step=batch_step,
+            batch_expire_after=batch_expire_after,
+            batch_fail_input=batch_fail_input,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
