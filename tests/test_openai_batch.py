@@ -16,9 +16,12 @@ import pytest
 
 from tests.daemon_harness import running_daemon
 from tests.openai_images_schema import CREATE_IMAGE_REQUEST
+from wfbatch.core.parse_errors import PromptFileError
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import Execution, JobState
+from wfbatch.engine.acceptance import check_prompts
 from wfbatch.engine.ingest import Ingested, ingest
+from wfbatch.engine.plan import make_plan
 from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.openai.prices import table_price
@@ -313,3 +316,25 @@ def test_kill_9_after_the_upload_and_after_the_start(tmp_path: Path) -> None:
         stats = sim.state.stats()
     assert stats["batch"]["uploads"] == 1 and stats["batch"]["batches_created"] == 1, stats["batch"]
     assert stats["openai"]["generations"] == total
+
+
+async def test_plan_shows_both_prices_the_saving_and_the_window(store: Store, home: Path) -> None:
+    settings = load_settings(home, provider="openai", openai={"api_key": TEST_KEY, "mode": "batch"})
+    raw = (
+        shots(20, width=1024, height=1024)
+        + b"\n"
+        + json.dumps({"prompt": "needed today", "mode": "direct", "params": {"quality": "low"}}).encode()
+    )
+    plan = await make_plan(store, settings, [parse_prompt_bytes(raw, "shots.jsonl")])
+    openai = plan.providers["openai"]
+    assert openai.batch_jobs == 20 and openai.completion_window == "24h"
+    assert openai.batch_cost == pytest.approx(PRICE / 2 * 20)
+    assert openai.batch_direct_cost == pytest.approx(PRICE * 20)
+    assert plan.estimated_credits == pytest.approx(PRICE / 2 * 20 + PRICE)  # the direct one at full price
+
+
+def test_batch_mode_needs_a_provider_with_a_batch_api(home: Path) -> None:
+    settings = load_settings(home, provider="local")
+    raw = json.dumps({"prompt": "a fox", "mode": "batch"}).encode()
+    with pytest.raises(PromptFileError, match="mode 'batch' needs a provider with a batch API"):
+        check_prompts(raw, "fox.jsonl", settings)

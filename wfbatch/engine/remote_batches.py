@@ -31,6 +31,7 @@ from wfbatch.providers.errors import (
     OutOfCredits,
     Permanent,
     ProviderError,
+    RateLimited,
     Transient,
     Unreachable,
 )
@@ -255,6 +256,9 @@ class RemoteBatches:
                     await self._release_all(row, f"provider paused: {reason}")
                     return
                 wait = self._section(row.provider).batch_poll_interval
+            except RateLimited as error:
+                # The files and batches endpoints have their own limits: wait as told, then go on.
+                wait = self.s.pool.limiter(row.provider).on_rate_limited(error.retry_after, error.message)
             except Permanent as error:
                 if row.remote_id is None:
                     await self._fail_all(row, error)
