@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import sqlite3
 from pathlib import Path
@@ -338,3 +339,18 @@ def test_batch_mode_needs_a_provider_with_a_batch_api(home: Path) -> None:
     raw = json.dumps({"prompt": "a fox", "mode": "batch"}).encode()
     with pytest.raises(PromptFileError, match="mode 'batch' needs a provider with a batch API"):
         check_prompts(raw, "fox.jsonl", settings)
+
+
+async def test_the_batch_queue_limit_and_the_remote_batch_limit(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with batch_sim() as sim:
+        ingested = await enqueue(store, layout, shots(12))
+        settings = batch_settings(home, sim, batch_queue_limit=5, max_remote_batches=1)
+        reason = await Engine(store, settings, layout, batch_ids=[ingested.batch.id]).run_until_idle()
+        stats = sim.state.stats()
+    assert reason.code == "done"
+    rows = await RemoteBatchStore(store).of_batches([ingested.batch.id])
+    assert [row.lines for row in rows] == [5, 5, 2] and stats["batch"]["batches_created"] == 3
+    for earlier, later in itertools.pairwise(rows):
+        assert earlier.closed_at is not None and later.created_at >= earlier.closed_at  # one at a time
