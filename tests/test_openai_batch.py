@@ -7,7 +7,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +357,35 @@ async def test_the_batch_queue_limit_and_the_remote_batch_limit(
     assert [row.lines for row in rows] == [5, 5, 2] and stats["batch"]["batches_created"] == 3
     for earlier, later in itertools.pairwise(rows):
         assert earlier.closed_at is not None and later.created_at >= earlier.closed_at  # one at a time
+
+
+def test_wfbatch_run_waits_and_reports_the_remote_batch(tmp_path: Path) -> None:
+    """The CLI end to end: `wfbatch run --json` in batch mode exits 0 with 20 images at half price
+    and names the remote batch; the key is nowhere in its output."""
+    shots_file = tmp_path / "shots.jsonl"
+    shots_file.write_bytes(shots(20))
+    with batch_sim() as sim:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("WFBATCH_")},
+            "WFBATCH_HOME": str(tmp_path / "home"),
+            "WFBATCH_PROVIDER": "openai",
+            "WFBATCH_OPENAI__API_KEY": TEST_KEY,
+            "WFBATCH_OPENAI__BASE_URL": sim.base_url,
+            "WFBATCH_OPENAI__MODE": "batch",
+            "WFBATCH_OPENAI__BATCH_POLL_INTERVAL": "0.1",
+            "WFBATCH_OPENAI__BATCH_GATHER_SECONDS": "0",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "wfbatch", "run", str(shots_file), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        stats = sim.state.stats()
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["done"] == 20 and summary["credits"]["charged"] == pytest.approx(PRICE / 2 * 20)
+    (remote,) = summary["remote_batches"]
+    assert remote["remote_id"] in stats["batch"]["batches"] and remote["request_counts"]["completed"] == 20
+    assert TEST_KEY not in result.stdout + result.stderr

@@ -180,7 +180,7 @@ class RemoteBatches:
             try:
                 line = api.line(job.spec, job.uid)
             except Permanent as error:
-                await self._record(job, fail(job, error, s.clock.wall(), ended=True))
+                await self._commit(job, fail(job, error, s.clock.wall(), ended=True))
                 continue
             size += len(api.encode([line]))
             if size > api.max_file_bytes:
@@ -363,6 +363,11 @@ class RemoteBatches:
 
     # -- results ------------------------------------------------------------------------------
 
+    async def _commit(self, job: JobRow, outcome: OutcomeRecord) -> None:
+        """Record one job's outcome; shielded, as on the one-job path: a shutdown arriving now
+        cannot leave it half recorded."""
+        await asyncio.shield(self._record(job, outcome))
+
     async def _collect(self, row: RemoteBatchRow, api: RemoteBatchApi) -> None:
         """Every line of the output and error files recorded as its job's outcome, then the jobs
         no line spoke of back to the queue. A crash meanwhile reads the files again: the jobs
@@ -407,7 +412,7 @@ class RemoteBatches:
         else:
             error = result.error if isinstance(result.error, ProviderError) else Transient(str(result.error))
             outcome = self.runner.retry_or_fail(job, s.pool.limiter(job.provider), error)
-        await self._record(job, replace(outcome, facts={**outcome.facts, **let_go}))
+        await self._commit(job, replace(outcome, facts={**outcome.facts, **let_go}))
 
     async def _requeue(self, row: RemoteBatchRow, job: JobRow, why: str) -> None:
         """A request the remote batch never ran: not charged, back to the queue with the reason
@@ -418,7 +423,7 @@ class RemoteBatches:
         if section.batch_expired_to_direct and row.status == "expired":
             fields["spec"] = spec_to_json(replace(job.spec, mode="direct"))
         outcome = replace(outcome, fields=fields, facts={**outcome.facts, "remote_batch": None})
-        await self._record(job, outcome)
+        await self._commit(job, outcome)
 
     async def _release_all(self, row: RemoteBatchRow, why: str) -> None:
         """Every job still in the batch back to the queue (nothing of theirs ran), the row closed."""
@@ -432,7 +437,7 @@ class RemoteBatches:
     async def _fail_all(self, row: RemoteBatchRow, error: Permanent) -> None:
         for job in await self.rows.members(row.id):
             outcome = fail(job, error, self.s.clock.wall(), ended=True)
-            await self._record(job, replace(outcome, facts={**outcome.facts, "remote_batch": None}))
+            await self._commit(job, replace(outcome, facts={**outcome.facts, "remote_batch": None}))
         await self.rows.close(row.id, error.message, self.s.clock.wall())
         closed = await self.rows.get(row.id)
         if closed is not None:
