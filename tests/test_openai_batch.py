@@ -317,7 +317,10 @@ def test_kill_9_after_the_upload_and_after_the_start(tmp_path: Path) -> None:
             daemon.kill()
             daemon.start()
             daemon.wait_for_jobs(lambda jobs: jobs["done"] == total, timeout=30)
+            (batch,) = daemon.status()["batches"]
         stats = sim.state.stats()
+    (remote,) = batch["remote_batches"]  # what `status` and the TUI's batch row show
+    assert (remote["status"], remote["completed"], remote["lines"]) == ("completed", total, total)
     assert stats["batch"]["uploads"] == 1 and stats["batch"]["batches_created"] == 1, stats["batch"]
     assert stats["openai"]["generations"] == total
 
@@ -389,3 +392,19 @@ def test_wfbatch_run_waits_and_reports_the_remote_batch(tmp_path: Path) -> None:
     (remote,) = summary["remote_batches"]
     assert remote["remote_id"] in stats["batch"]["batches"] and remote["request_counts"]["completed"] == 20
     assert TEST_KEY not in result.stdout + result.stderr
+
+
+async def test_an_expired_batch_can_send_the_rest_directly(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with batch_sim(batch_expire_after=3) as sim:
+        ingested = await enqueue(store, layout, shots(5))
+        settings = batch_settings(home, sim, batch_expired_to_direct=True)
+        reason = await Engine(store, settings, layout, batch_ids=[ingested.batch.id]).run_until_idle()
+        stats = sim.state.stats()
+    assert reason.code == "done" and stats["batch"]["batches_created"] == 1
+    assert stats["requests"]["by_route"]["generations"] == 2  # the two the batch did not run
+    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    assert [job.state for job in jobs] == [JobState.DONE] * 5
+    direct = [job for job in jobs if job.spec.mode == "direct"]
+    assert len(direct) == 2 and all(job.credits == pytest.approx(PRICE) for job in direct)
