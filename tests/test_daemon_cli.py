@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.daemon_harness import DaemonProcess, clean_env, jsonl, running_daemon, short_tmpdir
-from wfbatch.client import ServerEvent
+from wfbatch.core.states import JobState
+from wfbatch.protocol import BatchEvent, EngineEvent, Event, JobEvent
 
 MARKER = "FAILME"
 ENV = {
@@ -231,22 +232,25 @@ def test_metrics(daemon: DaemonProcess) -> None:
 
 
 async def test_event_stream_delivers_job_events(daemon: DaemonProcess) -> None:
-    received: list[ServerEvent] = []
+    received: list[Event] = []
 
     async def follow() -> None:
         async with daemon.client() as client:
             async for event in client.events():
                 received.append(event)
-                if event.kind == "engine" and event.data.get("event") == "connected":
+                if isinstance(event, EngineEvent) and event.event == "connected":
                     path = daemon.socket.parent / "events.jsonl"
                     path.write_text(jsonl("an evented fox"))
                     path.rename(daemon.inbox / "events.jsonl")
-                if event.kind == "job" and event.data.get("state") == "done":
+                if isinstance(event, JobEvent) and event.state is JobState.DONE:
                     return
 
     await asyncio.wait_for(follow(), 15)
-    kinds = [e.kind for e in received]
-    assert "batch" in kinds and "job" in kinds
+    created = [e for e in received if isinstance(e, BatchEvent) and e.event == "created"]
+    done = [e for e in received if isinstance(e, JobEvent) and e.state is JobState.DONE]
+    # Typed on both sides, and every event that names the batch calls it `batch_id`.
+    assert len(created) == 1 and created[0].jobs == 1 and created[0].source_name == "events.jsonl"
+    assert done[0].batch_id == created[0].batch_id
 
 
 def test_without_a_daemon_one_line_and_exit_2() -> None:

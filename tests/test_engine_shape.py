@@ -129,7 +129,7 @@ async def test_polls_carry_their_jobs_priority_to_the_gate(
     with RunningSimulator(fast_options(latency=(0.4, 0.5))) as sim:
         batch = (await enqueue(store, layout, prompts(3))).batch
         engine = Engine(store, wireflow_engine_settings(home, sim), layout, batch_ids=[batch.id])
-        limiter = engine.limiter("wireflow")
+        limiter = engine.pool.limiter("wireflow")
         seen: list[float] = []
         acquire = limiter.acquire
 

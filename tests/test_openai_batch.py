@@ -20,8 +20,7 @@ import pytest
 
 from tests.daemon_harness import running_daemon
 from tests.openai_images_schema import CREATE_IMAGE_REQUEST
-from wfbatch.core.parse_errors import PromptFileError
-from wfbatch.core.parsing import parse_prompt_bytes
+from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
 from wfbatch.core.states import Execution, JobState
 from wfbatch.engine.acceptance import check_prompts
 from wfbatch.engine.ingest import Ingested, ingest

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wfbatch.core import parse_entries, parsing
+import wfbatch.core.parsing.entries as parsing_entries
+import wfbatch.core.parsing.files as parsing_files
+from wfbatch.core import parsing
 from wfbatch.core.models import ImageFormat, ParsedBatch
 from wfbatch.core.parsing import (
     SUPPORTED_SUFFIXES,
@@ -388,7 +390,7 @@ def test_json_bad_defaults_are_reported_once_not_per_entry(tmp_path: Path) -> No
 
 
 def test_json_template_expansion_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_ENTRIES", 10)
+    monkeypatch.setattr(parsing_files, "MAX_ENTRIES", 10)
     content = (
         '{"prompts": ["a", "b"],\n "template": "{a}{b}", "vars": {"a": ["1","2","3"], "b": ["1","2","3"]}}'
     )
@@ -442,7 +444,7 @@ def test_duplicate_ids_from_a_template_default(tmp_path: Path) -> None:
 
 
 def test_too_many_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_ENTRIES", 3)
+    monkeypatch.setattr(parsing_files, "MAX_ENTRIES", 3)
     error = only_error(tmp_path, "a.txt", "a\nb\nc\nd\ne\n")
     assert (error.line, error.message) == (4, "too many prompts: the limit is 3 per file")
 
@@ -534,7 +536,7 @@ def test_empty_files(tmp_path: Path, suffix: str, content: str) -> None:
 
 
 def test_file_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_FILE_BYTES", 1024 * 1024)
+    monkeypatch.setattr(parsing_files, "MAX_FILE_BYTES", 1024 * 1024)
     error = only_error(tmp_path, "a.txt", "a cat\n" * 200_000)
     assert error.line == 0
     assert error.message == "file is too large: over 1 MB (the limit)"
@@ -592,7 +594,7 @@ def test_many_identical_typos_stay_fast(tmp_path: Path) -> None:
 
 
 def test_max_entries_default_is_sane() -> None:
-    assert parse_entries.MAX_ENTRIES == parsing.MAX_ENTRIES >= 100_000
+    assert parsing_entries.MAX_ENTRIES == parsing.MAX_ENTRIES >= 100_000
 
 
 # --- properties -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ and nothing outside the registry branches on a provider's name."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import sqlite3
 from pathlib import Path
@@ -60,6 +61,11 @@ async def test_every_provider_builds_with_the_whole_protocol(name: str) -> None:
             assert await provider.cancel({"execution_id": "x"}) is False
         if not entry(name).traits.reports_balance:
             assert await provider.balance() is None
+        # Built by name, so no type checker sees the class against the protocol: check what the
+        # engine calls with keywords (a poll's priority reaches the provider's gate).
+        assert "priority" in inspect.signature(provider.poll).parameters
+        reconcile = inspect.signature(provider.reconcile).parameters
+        assert list(reconcile) == ["spec", "idempotency_key", "started_at"]
     finally:
         await provider.aclose()
 

@@ -7,10 +7,15 @@ from pathlib import Path
 import pytest
 
 from wfbatch.settings import (
+    ComfyUISettings,
+    DraftsSettings,
+    FalSettings,
     InboxSettings,
     LocalSettings,
     OpenAISettings,
+    ReplicateSettings,
     Settings,
+    StabilitySettings,
     WireflowSettings,
     load_settings,
 )
@@ -55,9 +60,14 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
     sections = {
         "": Settings,
         "inbox": InboxSettings,
+        "drafts": DraftsSettings,
         "local": LocalSettings,
         "wireflow": WireflowSettings,
         "openai": OpenAISettings,
+        "fal": FalSettings,
+        "replicate": ReplicateSettings,
+        "stability": StabilitySettings,
+        "comfyui": ComfyUISettings,
     }
     for section, model in sections.items():
         for name in model.model_fields:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.daemon_harness import DaemonProcess, clean_env, running_daemon, short_tmpdir
 from wfbatch.client import DaemonClient, DaemonUnavailable, UntrustedDaemon
-from wfbatch.core.api import SubmitRequest
+from wfbatch.protocol import SubmitRequest
 
 OTHER_UID = 65534
 

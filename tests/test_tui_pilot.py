@@ -17,7 +17,7 @@ from textual.widgets import Input
 
 from tests.test_tui_support import DaemonProcess, daemon_process, short_socket_dir, wait_until
 from wfbatch.client.client import DaemonClient
-from wfbatch.core.api import JobDetail, SubmitRequest
+from wfbatch.protocol import CancelRequest, JobDetail, PauseRequest, SubmitRequest
 from wfbatch.tui import WfbatchApp
 from wfbatch.tui.screens.edit import EditPromptScreen
 from wfbatch.tui.screens.main import MainScreen
@@ -212,3 +212,21 @@ async def test_no_daemon_screen_then_attach_and_reattach_after_restart(tmp_path:
             await _attached(pilot)
     finally:
         daemon.stop()
+
+
+async def test_a_row_follows_its_job_from_the_event_stream_alone(api: DaemonClient) -> None:
+    """Status polling is an hour away: only the `job` event of the cancel can move the row."""
+    await api.pause(PauseRequest(scope="global"))
+    submitted = await api.submit(SubmitRequest(name="held.jsonl", content=_jsonl(["one", "two", "three"])))
+    assert submitted.batch_id and submitted.jobs == 3
+    app = WfbatchApp(DaemonClient(api.socket_path), retry_interval=0.2, status_interval=3600,
+                     graphics=False, close_client=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _attached(pilot)
+        await _rows(pilot, screen, 3)  # the Queued tab
+        target = min(screen.jobs.jobs)
+        await api.cancel(CancelRequest(job_ids=[target]))
+        # The row leaves the Queued tab, and the header counts follow, with no poll in between.
+        await _rows(pilot, screen, 2)
+        assert target not in screen.jobs.jobs
+        await wait_until(lambda: screen.status is not None and screen.status.jobs["canceled"] == 1)

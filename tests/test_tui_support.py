@@ -18,13 +18,15 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from wfbatch.client.client import DaemonClient, DaemonUnavailable, ServerEvent
-from wfbatch.core.api import (
+from wfbatch.client.client import DaemonClient, DaemonUnavailable
+from wfbatch.protocol import (
     Attempt,
     BatchSummary,
     CancelRequest,
     CommandResult,
+    EngineEvent,
     ErrorInfo,
+    Event,
     Health,
     JobDetail,
     JobSummary,
@@ -174,10 +176,10 @@ class FakeDaemon:
     async def review(self, request: ReviewRequest) -> CommandResult:
         return await self._command(request)
 
-    async def events(self) -> AsyncIterator[ServerEvent]:
+    async def events(self) -> AsyncIterator[Event]:
         await self._check()
         await self._never.wait()
-        yield ServerEvent("engine", {})  # pragma: no cover - never reached
+        yield EngineEvent(event="connected")  # pragma: no cover - never reached
 
     async def aclose(self) -> None:
         return None

@@ -92,6 +92,14 @@ class ProviderLimits(BaseModel):
     )
 
 
+def missing_key(api_key: SecretStr | None, who: str, section: str) -> list[str]:
+    """The one problem a provider that needs only a key can have."""
+    if api_key is None or not api_key.get_secret_value().strip():
+        env = f"WFBATCH_{section.upper()}__API_KEY"
+        return [f"{who} needs an API key: set {env} (or api_key under [{section}] in wfbatch.toml)"]
+    return []
+
+
 class LocalSettings(ProviderLimits):
     """The built-in offline renderer: no network, no key, deterministic pictures."""
 
@@ -226,17 +234,146 @@ class OpenAISettings(ProviderLimits):
     )
 
     def configuration_problems(self) -> list[str]:
-        if self.api_key is None or not self.api_key.get_secret_value().strip():
-            return [
-                "OpenAI needs an API key: set WFBATCH_OPENAI__API_KEY"
-                " (or api_key under [openai] in wfbatch.toml)"
-            ]
-        return []
+        return missing_key(self.api_key, "OpenAI", "openai")
+
+
+class FalSettings(ProviderLimits):
+    """fal.ai's queue API (providers.md §2). Costs are in US dollars: a default price table for the
+    default endpoints (providers/fal/prices.py) unless `costs` names the endpoint (or `default`)."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://queue.fal.run"
+    model: str = Field(default="fal-ai/flux/schnell", description="endpoint id used when an entry names none")
+    costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="US dollars per image by endpoint id ('default' for any): overrides the price table",
+    )
+    max_in_flight: int = Field(
+        default=2, ge=1, le=1000, description="fal runs 2 requests at once on a new account (up to 40)"
+    )
+
+    def configuration_problems(self) -> list[str]:
+        return missing_key(self.api_key, "fal", "fal")
+
+
+class ReplicateSettings(ProviderLimits):
+    """Replicate's predictions API (providers.md §3). Costs are in US dollars, as for fal."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.replicate.com/v1"
+    model: str = Field(
+        default="black-forest-labs/flux-schnell",
+        description="owner/name (official model) or owner/name:version, used when an entry names none",
+    )
+    costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="US dollars per image by model ('default' for any): overrides the price table",
+    )
+    wait: int | None = Field(
+        default=None, ge=1, le=60, description="send `Prefer: wait=N` (seconds) on create; None = off"
+    )
+    size_mode: Literal["auto", "aspect_ratio", "width_height"] = Field(
+        default="auto",
+        description="how width x height is sent: flux models take aspect_ratio (+ megapixels), others "
+        "width/height; auto picks by model name",
+    )
+    reconcile_pages: int = Field(
+        default=5, ge=1, le=100, description="pages of GET /predictions read to find a lost create"
+    )
+
+    def configuration_problems(self) -> list[str]:
+        return missing_key(self.api_key, "Replicate", "replicate")
+
+
+class StabilitySettings(ProviderLimits):
+    """Stability AI v2beta Stable Image (providers.md §4): synchronous, multipart in, image out.
+    Costs are credits (1 credit = $0.01); the defaults are in providers/stability/prices.py.
+    Stability documents 150 requests per 10 s: the defaults say exactly that (a 10 s window)."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.stability.ai"
+    model: str = Field(default="core", description="ultra, core, or an sd3 model such as sd3.5-large")
+    requests_per_minute: int | None = Field(
+        default=150, ge=1, description="requests per rate window (Stability: 150 per 10 s)"
+    )
+    rate_window_seconds: float = Field(default=10.0, gt=0, description="Stability's window is 10 s")
+    lockout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="after a 429 without Retry-After nothing is sent for this long (Stability's lockout)",
+    )
+    costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="credits per image by model name ('default' for any): overrides the built-in table",
+    )
+    request_deadline: float = Field(default=180.0, gt=0, description="Ultra can take a while")
+
+    def configuration_problems(self) -> list[str]:
+        return missing_key(self.api_key, "Stability", "stability")
+
+
+class ComfyUISettings(ProviderLimits):
+    """A ComfyUI server (or several) of the user's own (providers.md §7): no key, no limits, no cost."""
+
+    base_url: str | list[str] = Field(
+        default="http://127.0.0.1:8188", description="one ComfyUI server, or a list of them (one per GPU)"
+    )
+    workflow: Path | None = Field(
+        default=None, description='an API-format workflow JSON ("Save (API Format)"); none = built-in'
+    )
+    checkpoint: str = Field(
+        default="sd_xl_base_1.0.safetensors", description="the built-in graph's checkpoint"
+    )
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description='where values go when the graph is ambiguous: {"prompt": "6.text", "seed": "3.seed"}',
+    )
+    runs_at_once: int = Field(
+        default=1, ge=1, le=100, description="prompts one ComfyUI server executes at the same time"
+    )
+    max_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=1000,
+        description="per server: runs_at_once + 1 keeps one queued (the GPU never idles)",
+    )
+    costs: dict[str, float] = Field(default_factory=lambda: {"default": 0.0}, description="it is free")
+    poll_initial: float = Field(default=0.5, gt=0)
+    poll_max: float = Field(default=3.0, gt=0)
+    max_run_seconds: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_queued_per_server(self) -> ComfyUISettings:
+        if "max_in_flight" not in self.model_fields_set:
+            self.max_in_flight = (self.runs_at_once + 1) * len(self.servers())
+        return self
+
+    def servers(self) -> list[str]:
+        """The base URLs, in order, without trailing slashes."""
+        urls = [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+        return [url.rstrip("/") for url in urls if url.strip()] or ["http://127.0.0.1:8188"]
 
 
 class InboxSettings(BaseModel):
     stable_seconds: float = Field(default=0.5, gt=0, description="size and mtime must hold this long")
     skip_duplicate_files: bool = True
+
+
+class DraftsSettings(BaseModel):
+    """Draft → final batches (a spec's `draft` / `final`)."""
+
+    keep_approved_drafts: bool = Field(
+        default=True,
+        description="keep an approved draft in approved/ beside its final; false: removed once the "
+        "final is written",
+    )
+    default_approve_rate: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="share of drafts `wfbatch plan` expects to be approved when this HOME has no "
+        "reviewed drafts yet (--approve-rate overrides it)",
+    )
 
 
 class Settings(BaseSettings):
@@ -254,7 +391,12 @@ class Settings(BaseSettings):
     local: LocalSettings = Field(default_factory=LocalSettings)
     wireflow: WireflowSettings = Field(default_factory=WireflowSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    fal: FalSettings = Field(default_factory=FalSettings)
+    replicate: ReplicateSettings = Field(default_factory=ReplicateSettings)
+    stability: StabilitySettings = Field(default_factory=StabilitySettings)
+    comfyui: ComfyUISettings = Field(default_factory=ComfyUISettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
+    drafts: DraftsSettings = Field(default_factory=DraftsSettings)
 
     @classmethod
     def settings_customise_sources(

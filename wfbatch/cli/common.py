@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from wfbatch.core.api import MAX_ID
+from wfbatch.protocol import MAX_ID
 from wfbatch.settings import Settings, SettingsError, load_settings
 
 EXIT_OK = 0

@@ -8,7 +8,7 @@ import click
 
 from wfbatch.cli.common import JOB_ID, fail, parse_credits, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options
-from wfbatch.core.api import CancelRequest, CommandResult, PauseRequest, RetryRequest, ReviewRequest
+from wfbatch.protocol import CancelRequest, CommandResult, PauseRequest, RetryRequest, ReviewRequest
 
 
 def _report(result: CommandResult, as_json: bool) -> None:

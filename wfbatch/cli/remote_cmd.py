@@ -9,7 +9,7 @@ import click
 from wfbatch.cli.common import JOB_ID, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options
 from wfbatch.cli.remote_render import render_job, render_jobs, render_status
-from wfbatch.core.api import MAX_PAGE, JobDetail, JobSummary, Page, Status
+from wfbatch.protocol import MAX_PAGE, JobDetail, JobSummary, Page, Status
 
 
 @click.command("status")

@@ -67,9 +67,7 @@ def call_daemon(
 
     try:
         return asyncio.run(run())
-    except DaemonUnavailable as error:
-        fail(str(error))
-    except (VersionMismatch, UntrustedDaemon) as error:
+    except (DaemonUnavailable, VersionMismatch, UntrustedDaemon) as error:
         fail(str(error))
     except httpx.HTTPError as error:
         # Something answered on the socket but not like the daemon (or not in time).

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from wfbatch.core.api import BatchSummary, JobDetail, JobSummary, ProviderStatus, Status
+from wfbatch.protocol import BatchSummary, JobDetail, JobSummary, ProviderStatus, Status
 
 STATE_ORDER = ("queued", "submitting", "running", "retrying", "done", "failed", "canceled")
 PROMPT_WIDTH = 48
@@ -78,8 +78,20 @@ def render_status(status: Status) -> None:
                 _provider_state(p),
             )
         out.print(table)
+    if status.pipeline:
+        out.print(pipeline_line(status.pipeline))
     if status.batches:
         render_batches(status.batches, out)
+
+
+def pipeline_line(pipeline: dict[str, int]) -> str:
+    """Where draft → final batches stand, in one line."""
+    p = pipeline
+    reviewed = f"{p.get('approved', 0)} approved, {p.get('rejected', 0)} rejected"
+    return (
+        f"drafts → finals: {p.get('drafts_done', 0)}/{p.get('drafts', 0)} drafts made, {reviewed};"
+        f" {p.get('finals_done', 0)}/{p.get('finals', 0)} finals made"
+    )
 
 
 def render_batches(batches: list[BatchSummary], out: Console | None = None) -> None:
@@ -100,14 +112,25 @@ def render_jobs(jobs: list[JobSummary]) -> None:
     if not jobs:
         out.print("no jobs match")
         return
-    table = _table("id", "batch", "state", "review", "tries", "prompt", "error")
+    table = _table("id", "batch", "state", "review", "stage", "tries", "prompt", "error")
     for j in jobs:
         error = ""
         if j.error is not None:
             status = j.error.http_status if j.error.http_status is not None else "-"
             error = _short(f"HTTP {status}: {j.error.message}", 50)
-        table.add_row(str(j.id), j.batch_id, j.state, j.review, str(j.attempts), _short(j.prompt), error)
+        table.add_row(
+            str(j.id), j.batch_id, j.state, j.review, stage_text(j), str(j.attempts), _short(j.prompt), error
+        )
     out.print(table)
+
+
+def stage_text(job: JobSummary) -> str:
+    """`draft`, `draft → 12` (its final), `final of 3`, or `-` outside a draft → final batch."""
+    if job.stage == "final":
+        return f"final of {job.draft_of}"
+    if job.stage == "draft":
+        return "draft" if job.final_id is None else f"draft → {job.final_id}"
+    return "-"
 
 
 def _when(timestamp: float | None) -> str:
@@ -134,6 +157,13 @@ def render_job(job: JobDetail) -> None:
         rows.append(("error", f"HTTP {e.http_status or '-'}: {e.message} [request id {e.request_id or '-'}]"))
     if job.next_attempt_at:
         rows.append(("next try", _when(job.next_attempt_at)))
+    if job.stage == "draft":
+        none_yet = "none yet (approving the draft queues it)"
+        rows.append(("final", f"job {job.final_id}" if job.final_id is not None else none_yet))
+    elif job.stage == "final":
+        rows.append(("draft", f"job {job.draft_of} (this final was regenerated from its prompt and seed)"))
+    if job.credits is not None:
+        rows.append(("credits", f"{job.credits:g}"))
     if job.possible_duplicate_charge:
         rows.append(("charged?", f"possibly twice: {job.possible_duplicate_charge_why}"))
     for key, value in rows:

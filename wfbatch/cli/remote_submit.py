@@ -11,8 +11,8 @@ import click
 from wfbatch.cli.common import EXIT_BAD_INPUT, FiniteFloatRange, fail, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options
 from wfbatch.client import DaemonClient
-from wfbatch.core.api import SubmitRequest, SubmitResult
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
+from wfbatch.protocol import SubmitRequest, SubmitResult
 
 
 def _requests(

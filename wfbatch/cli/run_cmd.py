@@ -146,13 +146,13 @@ async def _balance_warnings(engine: Engine, store: Store, prompt_files: list[Che
     balances are asked for first (this is a run, not the accept path), then the shared rule."""
     jobs = [job for f in prompt_files for job in expand_batch(f.parsed, f.default_provider)]
     for name in sorted({job.spec.provider for job in jobs}):
-        await engine.refresh_balance(name)
+        await engine.pool.refresh_balance(name)
 
     async def left_to_generate(specs: Sequence[JobSpec]) -> float:
         cached = await store.cached_keys([cache_key(spec) for spec in specs])
         return await engine.estimate_credits([spec for spec in specs if cache_key(spec) not in cached])
 
-    return list(await balance_warnings(prompt_files, engine.balances, left_to_generate))
+    return list(await balance_warnings(prompt_files, engine.pool.balances, left_to_generate))
 
 
 async def _show_progress(store: Store, batch_ids: list[str]) -> None:
@@ -219,7 +219,7 @@ async def _summary(
             "charged": sum([await engine.budget.ledger.charged(batch_id=b) for b in batch_ids]),
             "budgets": {i.batch.id: i.batch.budget for i in ingested if i.batch.budget is not None},
         },
-        "provider_requests": engine.requests_sent(),
+        "provider_requests": engine.pool.requests_sent(),
         "output_dirs": output_dirs,
         "manifests": [str(Path(d) / MANIFEST_FILE_NAME) for d in output_dirs],
         "contact_sheets": [str(Path(d) / CONTACT_SHEET_FILE_NAME) for d in output_dirs],

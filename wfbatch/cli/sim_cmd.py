@@ -46,9 +46,24 @@ def _describe_openai(options: SimOptions) -> str:
     return "; ".join(parts)
 
 
+def _describe_queue(options: SimOptions) -> str:
+    """fal / Replicate: submits per window, credit in images, latency (and fal's concurrency)."""
+    credit = "unlimited" if options.quota is None else f"{options.quota:g} images"
+    lo, hi = options.latency
+    rate = "unlimited" if options.rpm is None else f"{options.rpm}"
+    parts = [f"{rate} submits/{options.window:g}s", f"credit {credit}", f"latency {lo:g}-{hi:g}s"]
+    if options.provider == "fal":
+        parts.insert(0, f"concurrency {options.concurrency}")
+    else:
+        parts.append(f"outputs kept {options.retention:g}s")
+    return "; ".join(parts)
+
+
 def _describe(options: SimOptions) -> str:
     if options.provider == "openai":
         return _describe_openai(options)
+    if options.provider in ("fal", "replicate"):
+        return _describe_queue(options)
     daily = options.executions_per_day
     credits = "unlimited" if options.credits is None else f"{options.credits:g}"
     lo, hi = options.latency
@@ -173,7 +188,8 @@ def _describe(options: SimOptions) -> str:
     "--quota",
     type=click.FloatRange(min=0),
     default=None,
-    help="OpenAI: images the account may generate [default: unlimited]; POST /_sim/topup raises it.",
+    help="OpenAI, fal, Replicate: images the account may pay for [default: unlimited]; "
+    "POST /_sim/topup raises it.",
 )
 @click.option(
     "--quota-error",
@@ -185,7 +201,22 @@ def _describe(options: SimOptions) -> str:
 @click.option(
     "--moderation-marker",
     default=None,
-    help="OpenAI: prompts containing this text are refused by the safety system (so are --fail-marker ones).",
+    help="OpenAI, fal, Replicate: prompts containing this text are refused by the safety system "
+    "(so are --fail-marker ones).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="fal: requests in progress at once; more wait IN_QUEUE.",
+)
+@click.option(
+    "--retention",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3600.0,
+    show_default=True,
+    help="Replicate: seconds a prediction's outputs are kept before data_removed.",
 )
 @click.option(
     "--no-retry-share",
@@ -237,6 +268,8 @@ def sim_command(
     quota_error: str,
     moderation_marker: str | None,
     no_retry_share: float,
+    concurrency: int,
+    retention: float,
     batch_step: float,
     batch_expire_after: int | None,
     batch_fail_input: bool,
@@ -273,6 +306,8 @@ def sim_command(
             quota_error="billing_hard_limit" if quota_error == "billing_hard_limit" else "insufficient_quota",
             moderation_marker=moderation_marker,
             no_retry_share=no_retry_share,
+            concurrency=concurrency,
+            retention=retention,
             batch_step=batch_step,
             batch_expire_after=batch_expire_after,
             batch_fail_input=batch_fail_input,
@@ -293,10 +328,11 @@ def sim_command(
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
     stats = state.stats()
-    made = (
-        f"{stats['openai']['generations']} images"
-        if options.provider == "openai"
-        else f"{stats['executions_created']} executions"
-    )
+    if options.provider in ("openai", "stability"):
+        made = f"{stats[options.provider]['generations']} images"
+    elif options.provider in ("fal", "replicate", "comfyui"):
+        made = f"{stats[options.provider]['executions']} executions"
+    else:
+        made = f"{stats['executions_created']} executions"
     total, limited = stats["requests"]["total"], stats["rate_limited"]
     click.echo(f"stopped: {total} requests, {made}, {limited} rate-limited")

@@ -6,7 +6,6 @@ import json
 import os
 import stat
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,28 +13,32 @@ from typing import Any, TypeVar
 import httpcore
 import httpx
 from httpx_sse import aconnect_sse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from wfbatch.client.peer import PeerCheckingBackend
-from wfbatch.core.api import (
+from wfbatch.home import MAX_SOCKET_PATH_BYTES
+from wfbatch.protocol import (
     API_VERSION,
     BatchSummary,
     BudgetRequest,
     CancelRequest,
     CommandResult,
     EditRequest,
+    Event,
     Health,
     JobDetail,
     JobSummary,
     Page,
     PauseRequest,
+    ResyncEvent,
     RetryRequest,
     ReviewRequest,
     Status,
     SubmitRequest,
     SubmitResult,
+    parse_event,
+    routes,
 )
-from wfbatch.home import MAX_SOCKET_PATH_BYTES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -84,7 +87,17 @@ def _transport(socket_path: Path) -> httpx.AsyncHTTPTransport:
 
 
 class VersionMismatch(Exception):
-    """The daemon speaks another version of the API than this client."""
+    """The daemon speaks another version of the API than this client: no call is made."""
+
+    def __init__(self, socket_path: Path, theirs: object, version: object = None) -> None:
+        self.socket_path = socket_path
+        self.theirs = theirs
+        speaks = f"speaks API v{theirs}" if theirs is not None else "does not say its API version"
+        built = f" (wfbatch {version})" if version else ""
+        super().__init__(
+            f"the daemon at {socket_path} {speaks}{built}, this wfbatch speaks v{API_VERSION}: "
+            "restart the daemon with this wfbatch (`wfbatch daemon`) or use the matching CLI"
+        )
 
 
 class ApiError(Exception):
@@ -97,14 +110,6 @@ class ApiError(Exception):
         super().__init__(f"{error} (HTTP {status})")
 
 
-@dataclass(frozen=True)
-class ServerEvent:
-    """One event from `/v1/events`: its kind (`job`, `batch`, `provider`, `engine`) and data."""
-
-    kind: str
-    data: dict[str, Any]
-
-
 class DaemonClient:
     def __init__(self, socket_path: Path, *, timeout: float = 10.0) -> None:
         self.socket_path = socket_path
@@ -113,6 +118,7 @@ class DaemonClient:
             base_url=BASE_URL,
             timeout=timeout,
         )
+        self._version_checked = False
 
     async def __aenter__(self) -> DaemonClient:
         return self
@@ -128,6 +134,8 @@ class DaemonClient:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if not self._version_checked and path != routes.HEALTH:
+            await self.health()
         try:
             response = await self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as error:
@@ -156,22 +164,30 @@ class DaemonClient:
     # -- calls --------------------------------------------------------------------------------
 
     async def health(self) -> Health:
-        health = await self._get("/v1/health", Health)
-        if health.api_version != API_VERSION:
-            raise VersionMismatch(
-                f"the daemon speaks API v{health.api_version} (wfbatch {health.version}); this client "
-                f"speaks v{API_VERSION}: restart the daemon with this wfbatch"
-            )
-        return health
+        """The daemon's health; raises `VersionMismatch` (before any other call is made, as every
+        first call checks) when it speaks another API version."""
+        try:
+            response = await self._request("GET", routes.HEALTH)
+        except ApiError as error:
+            if error.status == 404:  # a daemon without /v1 at all
+                raise VersionMismatch(self.socket_path, None) from None
+            raise
+        body = response.json()
+        body = body if isinstance(body, dict) else {}
+        # The version is read before the rest: another version's health may not fit our model.
+        if body.get("api_version") != API_VERSION:
+            raise VersionMismatch(self.socket_path, body.get("api_version"), body.get("version"))
+        self._version_checked = True
+        return Health.model_validate(body)
 
     async def status(self) -> Status:
-        return await self._get("/v1/status", Status)
+        return await self._get(routes.STATUS, Status)
 
     async def batches(self, *, limit: int = 50, cursor: str | None = None) -> Page[BatchSummary]:
-        return await self._get("/v1/batches", Page[BatchSummary], {"limit": limit, "cursor": cursor})
+        return await self._get(routes.BATCHES, Page[BatchSummary], {"limit": limit, "cursor": cursor})
 
     async def batch(self, batch_id: str) -> BatchSummary:
-        return await self._get(f"/v1/batches/{batch_id}", BatchSummary)
+        return await self._get(routes.BATCH.format(batch_id=batch_id), BatchSummary)
 
     async def jobs(
         self,
@@ -191,51 +207,63 @@ class DaemonClient:
             "cursor": cursor,
             "limit": limit,
         }
-        return await self._get("/v1/jobs", Page[JobSummary], params)
+        return await self._get(routes.JOBS, Page[JobSummary], params)
 
     async def job(self, job_id: int) -> JobDetail:
-        return await self._get(f"/v1/jobs/{job_id}", JobDetail)
+        return await self._get(routes.JOB.format(job_id=job_id), JobDetail)
 
     async def retry(self, request: RetryRequest) -> CommandResult:
-        return await self._post("/v1/jobs/retry", request, CommandResult)
+        return await self._post(routes.JOBS_RETRY, request, CommandResult)
 
     async def cancel(self, request: CancelRequest) -> CommandResult:
-        return await self._post("/v1/jobs/cancel", request, CommandResult)
+        return await self._post(routes.JOBS_CANCEL, request, CommandResult)
 
     async def edit(self, job_id: int, prompt: str) -> CommandResult:
-        return await self._post(f"/v1/jobs/{job_id}/edit", EditRequest(prompt=prompt), CommandResult)
+        path = routes.JOB_EDIT.format(job_id=job_id)
+        return await self._post(path, EditRequest(prompt=prompt), CommandResult)
 
     async def pause(self, request: PauseRequest) -> CommandResult:
-        return await self._post("/v1/pause", request, CommandResult)
+        return await self._post(routes.PAUSE, request, CommandResult)
 
     async def resume(self, request: PauseRequest) -> CommandResult:
-        return await self._post("/v1/resume", request, CommandResult)
+        return await self._post(routes.RESUME, request, CommandResult)
 
     async def set_budget(self, batch_id: str, budget: float | None) -> CommandResult:
-        return await self._post(f"/v1/batches/{batch_id}/budget", BudgetRequest(budget=budget), CommandResult)
+        path = routes.BATCH_BUDGET.format(batch_id=batch_id)
+        return await self._post(path, BudgetRequest(budget=budget), CommandResult)
 
     async def review(self, request: ReviewRequest) -> CommandResult:
-        return await self._post("/v1/review", request, CommandResult)
+        return await self._post(routes.REVIEW, request, CommandResult)
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         """Submit prompts; validation errors come back in `SubmitResult.errors` (HTTP 422)."""
         try:
-            return await self._post("/v1/submit", request, SubmitResult)
+            return await self._post(routes.SUBMIT, request, SubmitResult)
         except ApiError as error:
             if error.status == 422 and isinstance(error.detail, dict):
                 return SubmitResult.model_validate(error.detail)
             raise
 
     async def metrics(self) -> str:
-        return (await self._request("GET", "/v1/metrics")).text
+        return (await self._request("GET", routes.METRICS)).text
 
-    async def events(self) -> AsyncIterator[ServerEvent]:
-        """Server-sent events until the connection ends (the caller reconnects if it wants)."""
+    async def events(self) -> AsyncIterator[Event]:
+        """Server-sent events until the connection ends (the caller reconnects if it wants).
+
+        Kinds this client does not know are skipped; an event it cannot read comes as a
+        `ResyncEvent`, the cue to re-read everything shown."""
+        if not self._version_checked:
+            await self.health()
         try:
-            async with aconnect_sse(self._http, "GET", "/v1/events", timeout=None) as source:
+            async with aconnect_sse(self._http, "GET", routes.EVENTS, timeout=None) as source:
                 async for sse in source.aiter_sse():
                     if not sse.data:
                         continue
-                    yield ServerEvent(kind=sse.event or "message", data=json.loads(sse.data))
+                    try:
+                        event = parse_event(sse.data)
+                    except ValidationError:
+                        event = ResyncEvent(dropped=1)
+                    if event is not None:
+                        yield event
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as error:
             raise DaemonUnavailable(self.socket_path) from error

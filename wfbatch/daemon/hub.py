@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from wfbatch.engine.events import Event
+from wfbatch.protocol import Event, ResyncEvent
 
 QUEUE_LIMIT = 1000
-RESYNC = "resync"
 
 
 class Subscription:
@@ -31,7 +30,7 @@ class Subscription:
         if len(self._items) >= self._limit:
             self.dropped += len(self._items)
             self._items.clear()
-            self._items.append(Event(RESYNC, {"dropped": self.dropped}))
+            self._items.append(ResyncEvent(dropped=self.dropped))
         self._items.append(event)
         self._ready.set()
 

@@ -45,9 +45,10 @@ from wfbatch.daemon.inbox_files import (
     read_regular,
 )
 from wfbatch.engine.control import Accepted, Control, Duplicate, Refused
-from wfbatch.engine.events import Event, EventSink, discard
+from wfbatch.engine.events import EventSink, discard
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import atomic_write_bytes
+from wfbatch.protocol import InboxEvent
 from wfbatch.settings import Settings
 
 log = logging.getLogger("wfbatch.inbox")
@@ -294,8 +295,7 @@ class Inbox:
         first = quote_name(report.splitlines()[0]) if report else ""
         log.warning("rejected %s (%d problems; first: %s); see %s%s", quote_name(name), errors, first,
                     quote_name(str(target)), ERROR_SUFFIX)
-        self._emit(Event("inbox", {"event": "rejected", "file": quote_name(name), "errors": errors,
-                                   "first": first}))
+        self._emit(InboxEvent(event="rejected", file=quote_name(name), errors=errors, first=first))
         self._on_outcome("rejected")
 
     async def _refuse_after_internal_error(self, claimed: Claim, error: Exception) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from wfbatch.engine.events import Event
+from wfbatch.core.states import JobState
+from wfbatch.protocol import Event, JobEvent
 
 WINDOW_SECONDS = 300.0
 MIN_SAMPLES = 2
 MAX_SAMPLES = 50_000
-FINISHED = frozenset({"done", "failed"})
+FINISHED = frozenset({JobState.DONE, JobState.FAILED})
 
 
 class CompletionTracker:
@@ -19,8 +20,8 @@ class CompletionTracker:
         self._finished: deque[tuple[float, str]] = deque(maxlen=MAX_SAMPLES)
 
     def observe(self, event: Event) -> None:
-        if event.kind == "job" and event.data.get("state") in FINISHED and "review" not in event.data:
-            self._finished.append((time.monotonic(), str(event.data.get("batch_id"))))
+        if isinstance(event, JobEvent) and event.state in FINISHED and event.review is None:
+            self._finished.append((time.monotonic(), event.batch_id))
 
     def eta(self, batch_id: str, remaining: int) -> float | None:
         """Seconds left at the batch's completion rate of the last few minutes; None when unknown."""

@@ -8,8 +8,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from wfbatch.core.api import MAX_ID, Problem
 from wfbatch.core.parsing import MAX_FILE_BYTES
+from wfbatch.protocol import MAX_ID, Problem
 
 # The biggest body is a submit carrying a whole prompt file: the file cap plus room for JSON.
 MAX_BODY_BYTES = MAX_FILE_BYTES + 1024 * 1024

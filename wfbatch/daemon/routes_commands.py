@@ -7,7 +7,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from wfbatch.core.api import (
+from wfbatch.core.states import ReviewStatus
+from wfbatch.daemon.context import context_of
+from wfbatch.daemon.responses import model_response, path_job_id, problem_response, read_body
+from wfbatch.engine.control import Accepted, Duplicate, Refused
+from wfbatch.protocol import (
     BudgetRequest,
     CancelRequest,
     EditRequest,
@@ -17,11 +21,8 @@ from wfbatch.core.api import (
     SubmitError,
     SubmitRequest,
     SubmitResult,
+    routes,
 )
-from wfbatch.core.states import ReviewStatus
-from wfbatch.daemon.context import context_of
-from wfbatch.daemon.responses import model_response, path_job_id, problem_response, read_body
-from wfbatch.engine.control import Accepted, Duplicate, Refused
 
 DECISIONS = {
     "approve": ReviewStatus.APPROVED,
@@ -101,12 +102,12 @@ async def submit(request: Request) -> JSONResponse:
 
 
 ROUTES = [
-    Route("/v1/jobs/retry", retry, methods=["POST"]),
-    Route("/v1/jobs/cancel", cancel, methods=["POST"]),
-    Route("/v1/jobs/{job_id}/edit", edit, methods=["POST"]),
-    Route("/v1/batches/{batch_id}/budget", set_budget, methods=["POST"]),
-    Route("/v1/pause", pause, methods=["POST"]),
-    Route("/v1/resume", resume, methods=["POST"]),
-    Route("/v1/review", review, methods=["POST"]),
-    Route("/v1/submit", submit, methods=["POST"]),
+    Route(routes.JOBS_RETRY, retry, methods=["POST"]),
+    Route(routes.JOBS_CANCEL, cancel, methods=["POST"]),
+    Route(routes.JOB_EDIT, edit, methods=["POST"]),
+    Route(routes.BATCH_BUDGET, set_budget, methods=["POST"]),
+    Route(routes.PAUSE, pause, methods=["POST"]),
+    Route(routes.RESUME, resume, methods=["POST"]),
+    Route(routes.REVIEW, review, methods=["POST"]),
+    Route(routes.SUBMIT, submit, methods=["POST"]),
 ]

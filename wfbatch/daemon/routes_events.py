@@ -1,14 +1,11 @@
 """`/v1/events`: server-sent events, one per change (`event: <kind>`, `data: <json>`).
 
-Kinds: `job` ({id, batch_id, state[, review, file]}), `batch` (created, duplicate, paused,
-resumed), `provider` (paused, blocked, resumed), `engine` (connected, paused, resumed,
-reloaded), `inbox` (rejected files), and `resync` when this client fell behind and events were
-dropped: re-read the state you show.
+The kinds and their fields are the models of `wfbatch.protocol.events`; `resync` tells a client
+that fell behind and lost events to re-read the state it shows.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -16,6 +13,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from wfbatch.daemon.context import context_of
+from wfbatch.protocol import EngineEvent, event_json, routes
 
 PING_SECONDS = 15
 
@@ -26,16 +24,16 @@ async def events(request: Request) -> EventSourceResponse:
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         try:
-            yield ServerSentEvent(event="engine", data=json.dumps({"event": "connected"}))
+            yield ServerSentEvent(event="engine", data=event_json(EngineEvent(event="connected")))
             while True:
                 event = await subscription.get()
                 if event is None:
                     return
-                yield ServerSentEvent(event=event.kind, data=json.dumps(event.data, default=str))
+                yield ServerSentEvent(event=event.kind, data=event_json(event))
         finally:
             subscription.close()
 
     return EventSourceResponse(stream(), ping=PING_SECONDS)
 
 
-ROUTES = [Route("/v1/events", events, methods=["GET"])]
+ROUTES = [Route(routes.EVENTS, events, methods=["GET"])]

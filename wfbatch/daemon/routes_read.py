@@ -9,12 +9,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from wfbatch import __version__
-from wfbatch.core.api import API_VERSION, MAX_PAGE, BatchSummary, Health, JobSummary, Page
 from wfbatch.core.states import JobState, ReviewStatus
 from wfbatch.daemon import views
 from wfbatch.daemon.context import context_of
 from wfbatch.daemon.metrics import CONTENT_TYPE, render_metrics
 from wfbatch.daemon.responses import ApiProblem, model_response, path_job_id, query_int
+from wfbatch.protocol import API_VERSION, MAX_PAGE, BatchSummary, Health, JobSummary, Page, routes
+from wfbatch.store import JobRow
 
 DEFAULT_JOBS_PAGE = 100
 DEFAULT_BATCHES_PAGE = 50
@@ -92,8 +93,9 @@ async def jobs(request: Request) -> JSONResponse:
     )
     more = len(rows) > limit
     rows = rows[:limit]
+    finals = await ctx.store.finals_of([row.id for row in rows if row.stage == "draft"])
     page = Page[JobSummary](
-        items=[views.job_summary(row) for row in rows],
+        items=[views.job_summary(row, _id(finals.get(row.id))) for row in rows],
         next_cursor=str(rows[-1].id) if more and rows else None,
     )
     return model_response(page)
@@ -106,7 +108,12 @@ async def job(request: Request) -> JSONResponse:
     if row is None:
         raise ApiProblem(404, f"no job {job_id}")
     batch = await ctx.store.get_batch(row.batch_id)
-    return model_response(views.job_detail(row, batch, await ctx.store.attempts_for(job_id)))
+    final = await ctx.store.final_of(job_id) if row.stage == "draft" else None
+    return model_response(views.job_detail(row, batch, await ctx.store.attempts_for(job_id), _id(final)))
+
+
+def _id(job: JobRow | None) -> int | None:
+    return None if job is None else job.id
 
 
 async def metrics(request: Request) -> Response:
@@ -114,11 +121,11 @@ async def metrics(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/v1/health", health, methods=["GET"]),
-    Route("/v1/status", status, methods=["GET"]),
-    Route("/v1/batches", batches, methods=["GET"]),
-    Route("/v1/batches/{batch_id}", batch, methods=["GET"]),
-    Route("/v1/jobs", jobs, methods=["GET"]),
-    Route("/v1/jobs/{job_id}", job, methods=["GET"]),
-    Route("/v1/metrics", metrics, methods=["GET"]),
+    Route(routes.HEALTH, health, methods=["GET"]),
+    Route(routes.STATUS, status, methods=["GET"]),
+    Route(routes.BATCHES, batches, methods=["GET"]),
+    Route(routes.BATCH, batch, methods=["GET"]),
+    Route(routes.JOBS, jobs, methods=["GET"]),
+    Route(routes.JOB, job, methods=["GET"]),
+    Route(routes.METRICS, metrics, methods=["GET"]),
 ]

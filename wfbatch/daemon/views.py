@@ -1,4 +1,4 @@
-"""Rows of the store and the engine's live state → the API's models (`wfbatch.core.api`)."""
+"""Rows of the store and the engine's live state → the API's models (`wfbatch.protocol`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from wfbatch import __version__
-from wfbatch.core.api import (
+from wfbatch.core.states import UNFINISHED_STATES, empty_counts
+from wfbatch.daemon.context import DaemonContext
+from wfbatch.protocol import (
     Attempt,
     BatchSummary,
     ErrorInfo,
@@ -16,8 +18,6 @@ from wfbatch.core.api import (
     RemoteBatchSummary,
     Status,
 )
-from wfbatch.core.states import UNFINISHED_STATES, empty_counts
-from wfbatch.daemon.context import DaemonContext
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.store import AttemptRow, BatchRow, JobRow
 from wfbatch.store.remote_batches import RemoteBatchStore
@@ -25,17 +25,17 @@ from wfbatch.store.remote_batches import RemoteBatchStore
 RECENT_BATCHES = 50
 
 
-def job_summary(job: JobRow) -> JobSummary:
-    return JobSummary(**_summary_fields(job))
+def job_summary(job: JobRow, final_id: int | None = None) -> JobSummary:
+    return JobSummary(**_summary_fields(job, final_id))
 
 
-def _summary_fields(job: JobRow) -> dict[str, Any]:
+def _summary_fields(job: JobRow, final_id: int | None) -> dict[str, Any]:
     error = (
         ErrorInfo(
             http_status=job.error_status,
             message=job.error_message,
             request_id=job.error_request_id,
-            error_class=job.error_class.value if job.error_class else None,
+            error_class=job.error_class,
         )
         if job.error_message
         else None
@@ -45,8 +45,8 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
         "batch_id": job.batch_id,
         "index": job.idx,
         "line": job.line,
-        "state": job.state.value,
-        "review": job.review.value,
+        "state": job.state,
+        "review": job.review,
         "prompt": job.spec.prompt,
         "provider": job.provider,
         "attempts": job.attempts,
@@ -56,14 +56,19 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
         "credits": job.credits,
         "remote_id": job.remote_id,
         "updated_at": job.updated_at,
+        "stage": job.stage,
+        "draft_of": job.draft_of,
+        "final_id": final_id,
     }
 
 
-def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) -> JobDetail:
+def job_detail(
+    job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow], final_id: int | None = None
+) -> JobDetail:
     spec = job.spec
     output_dir = batch.output_dir if batch else ""
     return JobDetail(
-        **_summary_fields(job),
+        **_summary_fields(job, final_id),
         negative_prompt=spec.negative_prompt,
         model=spec.model,
         seed=spec.seed,
@@ -140,7 +145,7 @@ async def batch_summaries(ctx: DaemonContext, batches: list[BatchRow]) -> list[B
 
 
 async def provider_names(ctx: DaemonContext, by_provider: dict[str, dict[str, int]]) -> list[str]:
-    names = set(ctx.engine.limiters) | set(by_provider) | {ctx.settings.provider}
+    names = set(ctx.engine.pool.limiters) | set(by_provider) | {ctx.settings.provider}
     return sorted(name for name in names if name in KNOWN_PROVIDERS)
 
 
@@ -152,17 +157,17 @@ async def provider_statuses(
     credits = await ctx.store.credits_used_by("provider")
     statuses: dict[str, ProviderStatus] = {}
     for name in await provider_names(ctx, by_provider):
-        limiter = ctx.engine.limiter(name)
+        limiter = ctx.engine.pool.limiter(name)
         snapshot = limiter.snapshot().to_json()
         snapshot["paused"] = ctx.engine.holds.provider(name)
         statuses[name] = ProviderStatus(
             name=name,
-            label=ctx.engine.provider_label(name),
+            label=ctx.engine.pool.label(name),
             **snapshot,
             pause_details=dict(limiter.pause_details),
             jobs=by_provider.get(name, empty_counts()),
             credits_used=credits.get(name, 0.0),
-            balance=ctx.engine.balances.get(name),
+            balance=ctx.engine.pool.balances.get(name),
         )
     return statuses
 
@@ -176,6 +181,7 @@ async def status(ctx: DaemonContext) -> Status:
         for state, n in counts.items():
             totals[state] += n
     batches = await ctx.store.list_batches(RECENT_BATCHES)
+    pipeline = await ctx.store.pipeline_counts()
     return Status(
         version=__version__,
         jobs=totals,
@@ -183,4 +189,5 @@ async def status(ctx: DaemonContext) -> Status:
         pause_reason=ctx.engine.holds.everything(),
         providers=await provider_statuses(ctx, by_provider),
         batches=await batch_summaries(ctx, batches),
+        pipeline=pipeline if pipeline["drafts"] else None,
     )

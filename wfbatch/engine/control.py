@@ -13,21 +13,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wfbatch.core.api import CommandResult
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import batch_identity, cache_key
 from wfbatch.core.names import quote_name
 from wfbatch.core.parsing import LineError, PromptFileError, format_of_name
 from wfbatch.core.states import UNFINISHED_STATES, Execution, JobState, ReviewStatus
 from wfbatch.engine.acceptance import balance_warnings, check_prompts
-from wfbatch.engine.events import Event, EventSink, discard
+from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.ingest import ingest
 from wfbatch.engine.runner import CLEARED_ERROR
 from wfbatch.engine.scheduler import Engine
 from wfbatch.outputs import UnsafePathError, move_for_review
+from wfbatch.protocol import BatchEvent, CommandResult, EngineEvent, JobEvent, ProviderEvent
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.providers.validation import spec_problems
-from wfbatch.store import BatchRow, Reuse
+from wfbatch.store import BatchRow, JobRow, Reuse
 from wfbatch.store.rows import spec_to_json
 
 log = logging.getLogger("wfbatch.control")
@@ -113,7 +113,7 @@ class Control:
             return Refused(error.errors, error.report())
         if skip_duplicates is None:
             skip_duplicates = settings.inbox.skip_duplicate_files
-        warnings = await balance_warnings([checked], self.engine.balances, self.engine.estimate_credits)
+        warnings = await balance_warnings([checked], self.engine.pool.balances, self.engine.estimate_credits)
         if dry_run:
             return Accepted(None, len(expand_batch(checked.parsed, checked.default_provider)), warnings)
         reuse = Reuse.ANY if skip_duplicates else Reuse.NEVER
@@ -122,21 +122,15 @@ class Control:
         )
         if ingested.resumed:
             existing = ingested.batch
-            self._emit(Event("batch", {"event": "duplicate", "source_name": source_name, "of": existing.id}))
+            self._emit(BatchEvent(event="duplicate", batch_id=existing.id, source_name=source_name))
             return Duplicate(existing)
         batch = ingested.batch
         jobs = _plural(ingested.jobs, "job")
         log.info("batch %s (%s): %s from %s", batch.id, quote_name(batch.name), jobs, quote_name(source_name))
         self._emit(
-            Event(
-                "batch",
-                {
-                    "event": "created",
-                    "batch_id": batch.id,
-                    "name": batch.name,
-                    "source_name": source_name,
-                    "jobs": ingested.jobs,
-                },
+            BatchEvent(
+                event="created", batch_id=batch.id, name=batch.name, source_name=source_name,
+                jobs=ingested.jobs,
             )
         )
         self.engine.wake()
@@ -240,18 +234,18 @@ class Control:
         holds = self.engine.holds
         if scope == "global":
             await holds.pause_everything(why)
-            self._emit(Event("engine", {"event": "paused", "reason": why}))
+            self._emit(EngineEvent(event="paused", reason=why))
             return CommandResult(message=f"paused: nothing new starts ({why})")
         if scope == "provider":
             name = self._require_provider(target)
             await holds.pause_provider(name, why)
-            self._emit(Event("provider", {"provider": name, "paused": why, "by": "user"}))
+            self._emit(ProviderEvent(event="paused", provider=name, reason=why, details={"by": "user"}))
             return CommandResult(message=f"provider {name} paused ({why})")
         if scope == "batch":
             batch_id = await self._require_batch(target)
             await holds.set_batch_paused(batch_id, True)
             self.engine.batch_changed(batch_id)
-            self._emit(Event("batch", {"event": "paused", "batch_id": batch_id}))
+            self._emit(BatchEvent(event="paused", batch_id=batch_id))
             return CommandResult(message=f"batch {batch_id} paused")
         raise CommandError(f"unknown pause scope {scope!r}")
 
@@ -259,18 +253,18 @@ class Control:
         holds = self.engine.holds
         if scope == "global":
             await holds.resume_everything()
-            self._emit(Event("engine", {"event": "resumed"}))
+            self._emit(EngineEvent(event="resumed"))
             message = "resumed"
         elif scope == "provider":
             name = self._require_provider(target)
             was = await holds.resume_provider(name)
-            self._emit(Event("provider", {"provider": name, "paused": None}))
+            self._emit(ProviderEvent(event="resumed", provider=name))
             message = f"provider {name} resumed" + (f" (was: {was})" if was else "")
         elif scope == "batch":
             batch_id = await self._require_batch(target)
             budget_pause = await holds.set_batch_paused(batch_id, False)  # a budget hold re-checks too
             self.engine.batch_changed(batch_id)
-            self._emit(Event("batch", {"event": "resumed", "batch_id": batch_id}))
+            self._emit(BatchEvent(event="resumed", batch_id=batch_id))
             message = f"batch {batch_id} resumed" + (f" (was: {budget_pause})" if budget_pause else "")
         else:
             raise CommandError(f"unknown pause scope {scope!r}")
@@ -286,7 +280,7 @@ class Control:
             raise CommandError("a budget is more than 0 credits (or none)")
         await self.store.set_batch_budget(batch_id, budget)
         self.engine.batch_changed(batch_id)
-        self._emit(Event("batch", {"event": "budget", "batch_id": batch_id, "budget": budget}))
+        self._emit(BatchEvent(event="budget", batch_id=batch_id, budget=budget))
         shown = "no budget" if budget is None else f"a budget of {budget:g} credits"
         return CommandResult(message=f"batch {batch_id} now has {shown}")
 
@@ -299,6 +293,7 @@ class Control:
         await self._require_jobs(job_ids)
         moved: list[int] = []
         problems: list[str] = []
+        finals = 0
         for job_id in job_ids:
             job = await self.store.get_job(job_id)
             if job is None:
@@ -320,23 +315,35 @@ class Control:
             self.engine.writer.mark_dirty(batch.id)
             moved.append(job_id)
             self._emit(
-                Event(
-                    "job",
-                    {
-                        "id": job_id,
-                        "batch_id": job.batch_id,
-                        "state": job.state.value,
-                        "review": decision.value,
-                        "file": relative,
-                    },
-                )
+                JobEvent(id=job_id, batch_id=job.batch_id, state=job.state, review=decision, file=relative)
             )
+            finals += await self._follow_draft(job, decision)
         if problems and not moved:
             raise CommandError("; ".join(problems))
         message = f"{_plural(len(moved), 'image')} marked {decision.value}"
+        if finals:
+            verb = "queued" if decision is ReviewStatus.APPROVED else "canceled before it started"
+            message += f"; {_plural(finals, 'final')} {verb}"
         if problems:
             message += "; " + "; ".join(problems[:MAX_IDS_LISTED])
         return CommandResult(job_ids=moved, message=message)
+
+    async def _follow_draft(self, job: JobRow, decision: ReviewStatus) -> int:
+        """A reviewed draft's final: queued on approval (once: approving again queues nothing, and
+        a final canceled before it started is queued again); canceled while it has not started when
+        the approval is taken back. How many finals were queued or canceled."""
+        finals = self.engine.finals
+        if decision is ReviewStatus.APPROVED:
+            if await finals.queue(job) is not None:
+                return 1
+            final = await self.store.final_of(job.id)
+            if final is None or final.state is not JobState.CANCELED or final.execution is not Execution.NONE:
+                return 0
+            return len((await self.retry([final.id])).job_ids)
+        unstarted = await finals.unstarted_final(job)
+        if unstarted is None:
+            return 0
+        return len((await self.cancel([unstarted])).job_ids)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -367,6 +374,6 @@ class Control:
             if job is None:
                 continue
             batches.add(job.batch_id)
-            self._emit(Event("job", {"id": job_id, "batch_id": job.batch_id, "state": state.value}))
+            self._emit(JobEvent(id=job_id, batch_id=job.batch_id, state=state))
         for batch_id in batches:
             self.engine.writer.mark_dirty(batch_id)

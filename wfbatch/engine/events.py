@@ -1,18 +1,10 @@
-"""What the engine tells the world: one small event per change, for the daemon's event stream."""
+"""What the engine tells the world: one protocol event (`wfbatch.protocol.events`) per change."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-
-@dataclass(frozen=True)
-class Event:
-    kind: str
-    """`job` (a job changed state), `batch`, `provider` (paused, blocked, resumed), `engine`."""
-    data: dict[str, Any] = field(default_factory=dict)
-
+from wfbatch.protocol import Event
 
 EventSink = Callable[[Event], None]
 

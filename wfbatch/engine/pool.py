@@ -3,6 +3,7 @@ account trouble (a bad key, no credit, an unreachable endpoint), and asked for i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -10,11 +11,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wfbatch.engine.clock import Clock
-from wfbatch.engine.events import Event, EventSink
+from wfbatch.engine.events import EventSink
 from wfbatch.engine.limiter import ProviderLimiter, start_of_today
+from wfbatch.protocol import ProviderEvent
 from wfbatch.providers.base import Provider, RequestKind
 from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, ProviderError, Unreachable
-from wfbatch.providers.registry import build_provider, provider_label, traits
+from wfbatch.providers.registry import (
+    KNOWN_PROVIDERS,
+    build_provider,
+    configuration_problems,
+    provider_label,
+    traits,
+)
 from wfbatch.settings import Settings
 from wfbatch.store import Store
 
@@ -24,6 +32,7 @@ UNREACHABLE_BACKOFF_MIN = 5.0
 UNREACHABLE_BACKOFF_MAX = 300.0
 BALANCE_REFRESH = 600.0
 BALANCE_REFRESH_PAUSED = 15.0
+BALANCE_AT_START_WITHIN = 5.0
 
 
 class _Gate:
@@ -93,7 +102,7 @@ class ProviderPool:
 
     def pause(self, name: str, reason: str, details: dict[str, Any]) -> None:
         self.limiter(name).pause(reason, details)
-        self._emit(Event("provider", {"provider": name, "paused": reason, **details}))
+        self._emit(ProviderEvent(event="paused", provider=name, reason=reason, details=details))
 
     def pause_for_account(self, name: str, error: AuthenticationFailed | Unreachable | OutOfCredits) -> str:
         """A bad key, no credit or an unreachable endpoint holds the whole provider, never one job
@@ -125,20 +134,28 @@ class ProviderPool:
                 log.info("%s: trying again after %.0f s (%s)", name, backoff, limiter.paused)
                 limiter.resume()
                 self._unreachable_backoff[name] = min(UNREACHABLE_BACKOFF_MAX, backoff * 2)
-                self._emit(Event("provider", {"provider": name, "paused": None}))
+                self._emit(ProviderEvent(event="resumed", provider=name))
                 self._wake()
+
+    async def learn_balances(self, within: float = BALANCE_AT_START_WITHIN) -> None:
+        """Before prompts are accepted: the balance of every configured provider that can tell one,
+        so accepting a batch can warn about it without a request of its own (bounded: a provider
+        that does not answer in time is asked again later)."""
+        for name in KNOWN_PROVIDERS:
+            if traits(name).reports_balance and not configuration_problems(name, self.settings):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.refresh_balance(name), within)
 
     async def refresh_due_balances(self) -> None:
         """Every look at a balance is a request against the provider's limits: rarely, unless an
         out-of-credits pause waits for a top-up."""
         now = self._clock.monotonic()
-        for name in list(self._providers):
+        for name in sorted(set(self._providers) | set(self.balances)):
             if not traits(name).reports_balance:
                 continue
             paused = self.limiter(name).pause_details.get("kind") == "credits"
             period = BALANCE_REFRESH_PAUSED if paused else BALANCE_REFRESH
             if now >= self._balance_looked.get(name, -math.inf) + period:
-                self._balance_looked[name] = now
                 await self.refresh_balance(name)
 
     async def refresh_balance(self, name: str) -> float | None:
@@ -146,6 +163,7 @@ class ProviderPool:
         lifts by itself once the balance covers what the refused start required."""
         if not traits(name).reports_balance:
             return None
+        self._balance_looked[name] = self._clock.monotonic()
         provider = await self.get(name)
         if provider is None:
             return None
@@ -165,7 +183,7 @@ class ProviderPool:
         if limiter.pause_details.get("kind") == "credits" and balance >= (required or 0) and balance > 0:
             log.info("%s: balance %g covers the %s credits required: resuming", name, balance, required)
             limiter.resume()
-            self._emit(Event("provider", {"provider": name, "paused": None, "balance": balance}))
+            self._emit(ProviderEvent(event="resumed", provider=name, balance=balance))
             self._wake()
         return balance
 

@@ -22,9 +22,9 @@ from dataclasses import replace
 from itertools import groupby
 
 from wfbatch.core.states import JobState
-from wfbatch.engine.events import Event
 from wfbatch.engine.limiter import ProviderPaused
 from wfbatch.engine.runner import JobRunner, JobServices, fail, requeue
+from wfbatch.protocol import BatchEvent, RemoteBatchEvent
 from wfbatch.providers.base import BatchLine, LineResult, RemoteBatchApi, RemoteBatchInfo
 from wfbatch.providers.errors import (
     AuthenticationFailed,
@@ -188,9 +188,8 @@ class RemoteBatches:
             admission = await s.budget.admit(job, batch, provider)
             if admission.refusal is not None:
                 s.emit(
-                    Event(
-                        "batch",
-                        {"batch_id": batch_id, "paused": admission.refusal, "provider": provider_name},
+                    BatchEvent(
+                        event="held", batch_id=batch_id, reason=admission.refusal, provider=provider_name
                     )
                 )
                 break
@@ -359,7 +358,20 @@ class RemoteBatches:
         return updated
 
     def _emit(self, row: RemoteBatchRow) -> None:
-        self.s.emit(Event("remote_batch", row.to_json()))
+        self.s.emit(
+            RemoteBatchEvent(
+                id=row.id,
+                batch_id=row.batch_id,
+                provider=row.provider,
+                step=row.step.value,
+                remote_id=row.remote_id,
+                status=row.status,
+                lines=row.lines,
+                completed=row.completed,
+                failed=row.failed,
+                reason=row.message,
+            )
+        )
 
     # -- results ------------------------------------------------------------------------------
 

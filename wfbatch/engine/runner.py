@@ -18,21 +18,23 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wfbatch.core.hashing import idempotency_key
-from wfbatch.core.states import ErrorClass, Execution, JobState
+from wfbatch.core.states import ErrorClass, Execution, JobState, ReviewStatus
 from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.clock import Clock
-from wfbatch.engine.events import Event, EventSink
+from wfbatch.engine.events import EventSink
 from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused
 from wfbatch.engine.pool import ProviderPool
 from wfbatch.engine.storage import is_disk_full
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.outputs import ImageDecodeError
+from wfbatch.protocol import BatchEvent, JobEvent, ProviderEvent
 from wfbatch.providers.base import Finished, Image, Provider, Submitted
 from wfbatch.providers.errors import (
     AuthenticationFailed,
     OutOfCredits,
+    PaidRejection,
     Permanent,
     ProviderError,
     RateLimited,
@@ -101,7 +103,7 @@ class JobRunner:
 
     def emit_job(self, job: JobRow, state: JobState | None = None) -> None:
         self.s.emit(
-            Event("job", {"id": job.id, "batch_id": job.batch_id, "state": (state or job.state).value})
+            JobEvent(id=job.id, batch_id=job.batch_id, state=state or job.state)
         )
 
     async def run(self, job: JobRow) -> OutcomeRecord | None:
@@ -126,9 +128,10 @@ class JobRunner:
                 if started is None:
                     return None
                 job = started
-            if not fresh and job.execution is Execution.MAYBE and job.remote_id is None and not job.result:
-                await self._mark_resend(job)
-            finished = await self._execute(job, provider, limiter)
+            resend = (
+                not fresh and job.execution is Execution.MAYBE and job.remote_id is None and not job.result
+            )
+            finished = await self._execute(job, provider, limiter, resend=resend)
             if finished is None:
                 return None  # canceled while the start was on the wire; the cancel recorded it
             job = await self.settle(job, finished)
@@ -141,7 +144,7 @@ class JobRunner:
         except RateLimited as error:
             wait = limiter.on_rate_limited(error.retry_after, error.message)
             s.emit(
-                Event("provider", {"provider": job.provider, "blocked_for": wait, "reason": error.message})
+                ProviderEvent(event="blocked", provider=job.provider, blocked_for=wait, reason=error.message)
             )
             return requeue(job, f"rate limited; provider waits {wait:.0f} s", refused=fresh, error=error)
         except (AuthenticationFailed, Unreachable, OutOfCredits) as error:
@@ -149,6 +152,8 @@ class JobRunner:
             # stays queued (an unreachable one is probed again with backoff).
             reason = s.pool.pause_for_account(job.provider, error)
             return requeue(job, reason, refused=fresh, error=error)
+        except PaidRejection as rejection:
+            return await self._rejected(job, batch, rejection)
         except Permanent as error:
             return fail(job, error, s.clock.wall(), ended=True)
         except (Transient, ImageDecodeError, OSError) as error:
@@ -189,7 +194,7 @@ class JobRunner:
         admission = await s.budget.admit(job, batch, provider)
         if admission.refusal is not None:
             s.emit(
-                Event("batch", {"batch_id": batch.id, "paused": admission.refusal, "provider": job.provider})
+                BatchEvent(event="held", batch_id=batch.id, reason=admission.refusal, provider=job.provider)
             )
             return None  # stays queued until the cap is raised (or a new day for daily caps)
         execution = Execution.MAYBE if fresh else job.execution
@@ -214,14 +219,21 @@ class JobRunner:
         self.emit_job(started)
         return started
 
-    async def _execute(self, job: JobRow, provider: Provider, limiter: ProviderLimiter) -> Finished | None:
+    async def _execute(
+        self, job: JobRow, provider: Provider, limiter: ProviderLimiter, *, resend: bool
+    ) -> Finished | None:
         """Submit (or resume) the job's remote execution until it has finished; None if the job was
-        canceled meanwhile."""
+        canceled meanwhile. `resend`: an earlier start of this key may have gone through (a crash, a
+        lost answer): the provider is asked to find it first, and only if it cannot is it sent again."""
         s = self.s
         if job.result:
             return await self._finished_from_result(job.result)
         if job.remote_id is None:
-            outcome = await provider.submit(job.spec, idempotency_key(job.uid, job.generation))
+            key = idempotency_key(job.uid, job.generation)
+            adopted = await provider.reconcile(job.spec, key, job.started_at) if resend else None
+            if resend and adopted is None:
+                await self._mark_resend(job)
+            outcome = adopted or await provider.submit(job.spec, key)
             # Shielded: a shutdown arriving now must not lose the remote id the provider just gave.
             moved = await asyncio.shield(self._record_start(job, outcome))
             s.wake()  # the provider answered: slots held back until it had may be filled now
@@ -315,6 +327,15 @@ class JobRunner:
             sha256 = await self.s.cache.put(job.cache_key, image)
             return {**finished.to_json(), "paid_image": {"sha256": sha256, "media_type": image.media_type}}
         return finished.to_json() if finished.urls else None
+
+    async def _rejected(self, job: JobRow, batch: BatchRow, rejection: PaidRejection) -> OutcomeRecord:
+        """A paid image that is not a success (Stability's CONTENT_FILTERED): kept in rejected/ and its
+        charge booked before the job fails, so the money spent is visible. The execution counts as
+        ended: a retry by hand is a new, paid request with a new key."""
+        relative = await self.s.writer.write_image(batch, job, rejection.image, folder=ReviewStatus.REJECTED)
+        await asyncio.shield(self.s.budget.settle_finished(job, rejection.credits_used, None))
+        record = fail(job, rejection, self.s.clock.wall(), note=f"kept as {relative}")
+        return replace(record, facts={"execution": Execution.ENDED})
 
     async def _finished_from_result(self, result: dict[str, Any]) -> Finished:
         finished = Finished.from_json(result)

@@ -14,7 +14,6 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from wfbatch.core.models import JobSpec
@@ -24,15 +23,15 @@ from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.canceled import CanceledExecutions
 from wfbatch.engine.clock import Clock, SystemClock
 from wfbatch.engine.events import EventSink, discard
+from wfbatch.engine.finals import Finals
 from wfbatch.engine.holds import Holds
-from wfbatch.engine.limiter import ProviderLimiter
+from wfbatch.engine.limiter import Slot
 from wfbatch.engine.pool import ProviderPool
 from wfbatch.engine.remote_batches import RemoteBatches
 from wfbatch.engine.runner import JobRunner, JobServices
 from wfbatch.engine.storage import StorageHealth, is_disk_full
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.home import HomeLayout
-from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
 from wfbatch.providers.errors import Transient
 from wfbatch.settings import Settings
 from wfbatch.store import BatchRow, JobRow, OutcomeRecord, Store
@@ -54,21 +53,6 @@ class StopReason:
     """`done` (nothing left to do), `paused` (work left that cannot proceed), `stopped` (asked to)."""
     message: str
     details: dict[str, Any] = field(default_factory=dict)
-
-
-class Slot:
-    """One of a provider's in-flight places: taken when a job's task is spawned (so one dispatch
-    round cannot overfill the provider), given back exactly once when the task ends."""
-
-    def __init__(self, limiter: ProviderLimiter) -> None:
-        self._limiter = limiter
-        limiter.in_flight += 1
-        self._held = True
-
-    def release(self, _: object = None) -> None:
-        if self._held:
-            self._held = False
-            self._limiter.in_flight -= 1
 
 
 class Engine:
@@ -101,6 +85,7 @@ class Engine:
         self.cache = ImageCache(layout.cache, store)
         self.writer = OutputWriter(store, self.pool.label)
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
+        self.finals = Finals(store, settings, self.writer, emit=events, wake=self.wake)
         services = JobServices(
             store=store,
             budget=self.budget,
@@ -120,27 +105,7 @@ class Engine:
             services, self.runner, self._record, lambda: self.settings, self.batch_ids
         )
 
-    # -- what the daemon and `run` read -------------------------------------------------------
-
-    def limiter(self, name: str) -> ProviderLimiter:
-        return self.pool.limiter(name)
-
-    @property
-    def limiters(self) -> dict[str, ProviderLimiter]:
-        return self.pool.limiters
-
-    @property
-    def balances(self) -> dict[str, float]:
-        return self.pool.balances
-
-    def provider_label(self, name: str) -> str:
-        return self.pool.label(name)
-
-    def requests_sent(self) -> int:
-        return self.pool.requests_sent()
-
-    async def refresh_balance(self, name: str) -> float | None:
-        return await self.pool.refresh_balance(name)
+    # -- what the daemon and `run` ask -------------------------------------------------------
 
     async def estimate_credits(self, specs: Sequence[JobSpec]) -> float:
         """Known credits of making these images (jobs of unknown cost count 0)."""
@@ -157,7 +122,7 @@ class Engine:
         released = await self.budget.release_leaked()
         if released:
             log.info("released %d credit reservations left behind by a crash", released)
-        await self._reconcile_batch_files()
+        await self.writer.reconcile(self.clock.wall() - RECONCILE_WINDOW)
         await self._adopt_in_flight()
         await self.remote.resume()
 
@@ -220,26 +185,12 @@ class Engine:
         self.wake()
 
     async def stop_canceled(self, job_ids: Sequence[int]) -> list[int]:
-        """Jobs just recorded as canceled: stop their tasks at once, then give back what a start
-        that never went out had reserved, and ask the provider to stop an execution that exists.
-        Returns the ids of the jobs that were stopped in flight."""
-        running = {job_id: self._tasks.get(job_id) for job_id in job_ids}
-        stopping = {job_id: task for job_id, task in running.items() if task is not None and not task.done()}
-        for task in stopping.values():
-            task.cancel()
-        if stopping:
-            await asyncio.gather(*stopping.values(), return_exceptions=True)
-        for job_id in job_ids:
-            job = await self.store.get_job(job_id)
-            if job is None:
-                continue
-            # Recording nothing but the facts settles the reservation by what is known of the
-            # execution: given back unless it may still charge.
-            await self.store.record_outcome(job_id, OutcomeRecord())
-            await self.canceled.stop_remotely(job)
+        """Jobs just recorded as canceled: see `CanceledExecutions.stop`. Returns the ids of the
+        jobs that were stopped in flight."""
+        stopped = await self.canceled.stop(job_ids, self._tasks)
         await self.remote.after_cancel(job_ids)
         self.wake()
-        return sorted(stopping)
+        return stopped
 
     async def settle_canceled_executions(self) -> int:
         return await self.canceled.settle(set(self._tasks))
@@ -270,23 +221,6 @@ class Engine:
                 continue
             log.info("resuming job %s (%s, remote id %s)", job.id, job.state, job.remote_id)
             self._spawn(job)
-
-    async def _reconcile_batch_files(self) -> None:
-        """A kill -9 can come between a job's last change and its batch's manifest refresh: every
-        batch changed lately whose manifest is older than its latest change is rewritten."""
-        changed = await self.store.recently_changed_batches(self.clock.wall() - RECONCILE_WINDOW)
-        for batch_id, latest in changed.items():
-            batch = await self.store.get_batch(batch_id)
-            if batch is None:
-                continue
-            manifest = Path(batch.output_dir) / MANIFEST_FILE_NAME
-            sheet = Path(batch.output_dir) / CONTACT_SHEET_FILE_NAME
-            try:
-                stale = manifest.stat().st_mtime < latest or not sheet.exists()
-            except OSError:
-                stale = True
-            if stale:
-                self.writer.mark_dirty(batch_id)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -466,6 +400,8 @@ class Engine:
         if moved and outcome.target is not None:
             self.runner.emit_job(job, outcome.target)
             self.writer.mark_dirty(job.batch_id)
+            if outcome.target is JobState.DONE and job.stage is not None:
+                await self.finals.finished(job, await self._batch(job.batch_id))
 
 
-__all__ = ["Engine", "Slot", "StopReason"]
+__all__ = ["Engine", "StopReason"]

@@ -11,7 +11,8 @@ import sqlite3
 from pathlib import Path
 
 from wfbatch.engine.clock import Clock
-from wfbatch.engine.events import Event, EventSink
+from wfbatch.engine.events import EventSink
+from wfbatch.protocol import EngineEvent
 from wfbatch.store import Store
 
 log = logging.getLogger("wfbatch.engine")
@@ -63,7 +64,7 @@ class StorageHealth:
             " then work resumes by itself"
         )
         log.error("%s", self.problem)
-        self._emit(Event("engine", {"event": "paused", "reason": self.problem}))
+        self._emit(EngineEvent(event="paused", reason=self.problem))
 
     def worked(self) -> None:
         """A job ran through: the next full disk starts probing from the shortest wait again."""
@@ -82,5 +83,5 @@ class StorageHealth:
             return False
         log.info("disk space is back: resuming")
         self.problem = None
-        self._emit(Event("engine", {"event": "resumed"}))
+        self._emit(EngineEvent(event="resumed"))
         return True

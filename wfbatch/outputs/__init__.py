@@ -1,8 +1,9 @@
-"""The output writer: image files, their metadata, review folders, `manifest.json` and the contact sheet.
+"""The batch folder's formats: names and places, images with their metadata, review folders,
+`manifest.json` and the contact sheet, each file written atomically.
 
-Everything a batch leaves on disk under `output/<YYYY-MM-DD>-<batch-name>/` is named and written
-here; each file is written atomically. The engine calls it; nothing here knows about the store,
-the providers or the scheduler.
+What a batch leaves on disk under `output/<YYYY-MM-DD>-<batch-name>/` is shaped here; when it is
+written is decided by the engine's writer (`wfbatch.engine.writer`). Nothing here knows about the
+store, the providers or the scheduler.
 """
 
 from wfbatch.outputs.atomic import atomic_write_bytes, atomic_write_text

@@ -227,6 +227,14 @@ class Provider(Protocol):
         """Ask the provider to stop a submitted job; False where its API cannot."""
         ...
 
+    async def reconcile(
+        self, spec: JobSpec, idempotency_key: str, started_at: float | None
+    ) -> Submitted | None:
+        """Before a start whose answer was lost is sent again: find the execution it may have
+        created (on the provider's side, since `started_at`, Unix seconds) and adopt it; None when
+        there is none (or the API cannot tell), and the start is sent again."""
+        ...
+
     async def balance(self) -> float | None:
         """The account's remaining credit / money; None where the API cannot tell."""
         ...
@@ -247,6 +255,11 @@ class ProviderDefaults:
 
     async def cancel(self, handle: RemoteHandle) -> bool:
         return False
+
+    async def reconcile(
+        self, spec: JobSpec, idempotency_key: str, started_at: float | None
+    ) -> Submitted | None:
+        return None
 
     async def balance(self) -> float | None:
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from wfbatch.core.states import ErrorClass
+from wfbatch.providers.base import Image
 
 
 class ProviderError(Exception):
@@ -76,6 +77,25 @@ class Permanent(ProviderError):
     """400, 401, 403, 404, 422, content policy, a failed execution: fail the job at once."""
 
     error_class = ErrorClass.PERMANENT
+
+
+class PaidRejection(Permanent):
+    """A paid image that is not a success (Stability's `CONTENT_FILTERED`: a 200 with a blurred
+    image, charged). The job fails; the engine first keeps `image` in the batch folder's rejected/
+    and books `credits_used`, so the charge is visible."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        image: Image,
+        credits_used: float | None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, request_id=request_id)
+        self.image = image
+        self.credits_used = credits_used
 
 
 class AuthenticationFailed(Permanent):

@@ -17,10 +17,21 @@ from wfbatch.providers.http.headers import (
     RateLimitDialect,
     no_dialect,
     openai_dialect,
+    replicate_dialect,
     wireflow_dialect,
 )
 from wfbatch.providers.local import LABEL as LOCAL_LABEL
-from wfbatch.settings import LocalSettings, OpenAISettings, ProviderLimits, Settings, WireflowSettings
+from wfbatch.settings import (
+    ComfyUISettings,
+    FalSettings,
+    LocalSettings,
+    OpenAISettings,
+    ProviderLimits,
+    ReplicateSettings,
+    Settings,
+    StabilitySettings,
+    WireflowSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,23 @@ def _wireflow_label(settings: Settings) -> str:
 
 def _openai_label(settings: Settings) -> str:
     return f"openai ({settings.openai.model} at {_host(settings.openai.base_url)})"
+
+
+def _fal_label(settings: Settings) -> str:
+    return f"fal ({settings.fal.model} at {_host(settings.fal.base_url)})"
+
+
+def _replicate_label(settings: Settings) -> str:
+    return f"replicate ({settings.replicate.model} at {_host(settings.replicate.base_url)})"
+def _stability_label(settings: Settings) -> str:
+    return f"stability ({settings.stability.model} at {_host(settings.stability.base_url)})"
+
+
+def _comfyui_label(settings: Settings) -> str:
+    comfy = settings.comfyui
+    graph = comfy.workflow.name if comfy.workflow is not None else f"built-in graph, {comfy.checkpoint}"
+    hosts = ", ".join(_host(url) for url in comfy.servers())
+    return f"comfyui ({graph} at {hosts})"
 
 
 REGISTRY: dict[str, ProviderEntry] = {
@@ -130,6 +158,76 @@ REGISTRY: dict[str, ProviderEntry] = {
                 rate_limit_dialect=openai_dialect,
                 remote=True,
                 batch_api=True,  # providers.md §6: the Batch API, half price within 24 h
+            ),
+        ),
+        ProviderEntry(
+            "fal",
+            FalSettings,
+            "wfbatch.providers.fal:FalProvider",
+            _fal_label,
+            ProviderTraits(
+                starts_count_as_requests=True,
+                idempotent_submit=False,  # providers.md §10: no key, no list call to reconcile with
+                synchronous=False,
+                reports_balance=False,  # the billing API needs a key with billing:usage:read
+                estimates_cost=True,  # from the price table or `costs`
+                remote_cancel=True,  # PUT cancel_url
+                cost_unit="USD",
+                rate_limit_dialect=no_dialect,  # no rate-limit headers; a 429's Retry-After is still read
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
+            "stability",
+            StabilitySettings,
+            "wfbatch.providers.stability:StabilityProvider",
+            _stability_label,
+            ProviderTraits(
+                starts_count_as_requests=True,  # 150 requests / 10 s counts every request
+                idempotent_submit=False,  # providers.md §10: none
+                synchronous=True,
+                reports_balance=True,  # GET /v1/user/balance
+                estimates_cost=True,  # from the credit table
+                remote_cancel=False,
+                cost_unit="credits",
+                rate_limit_dialect=no_dialect,  # no rate-limit headers documented
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
+            "replicate",
+            ReplicateSettings,
+            "wfbatch.providers.replicate:ReplicateProvider",
+            _replicate_label,
+            ProviderTraits(
+                starts_count_as_requests=True,
+                # No key (providers.md §10); a lost create is reconciled from the list before any
+                # re-send, and a re-send that still happens is recorded as a possible duplicate.
+                idempotent_submit=False,
+                synchronous=False,
+                reports_balance=False,
+                estimates_cost=True,  # from the price table or `costs`
+                remote_cancel=True,  # POST urls.cancel
+                cost_unit="USD",
+                rate_limit_dialect=replicate_dialect,
+                remote=True,
+            ),
+        ),
+        ProviderEntry(
+            "comfyui",
+            ComfyUISettings,
+            "wfbatch.providers.comfyui:ComfyUIProvider",
+            _comfyui_label,
+            ProviderTraits(
+                starts_count_as_requests=False,  # no limits at all
+                idempotent_submit=True,  # prompt_id derived from the key; submit reconciles first
+                synchronous=False,
+                reports_balance=False,
+                estimates_cost=False,  # free
+                remote_cancel=False,
+                cost_unit="credits",
+                rate_limit_dialect=no_dialect,
+                remote=True,
             ),
         ),
     )

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from wfbatch.core.models import JobSpec
 from wfbatch.providers.openai_rules import prompt_problem, validate_openai_entry
 from wfbatch.providers.registry import REGISTRY
+from wfbatch.providers.replicate_rules import validate_replicate_entry
+from wfbatch.providers.stability_rules import validate_stability_entry
 
 SpecValidator = Callable[[JobSpec], list[str]]
 
@@ -18,7 +20,34 @@ def _openai(spec: JobSpec) -> list[str]:
     return problems + ([too_long] if too_long else [])
 
 
-SPEC_VALIDATORS: dict[str, SpecValidator] = {"openai": _openai}
+def _replicate(spec: JobSpec) -> list[str]:
+    return validate_replicate_entry(spec.model, spec.width, spec.height, spec.params)
+
+
+
+def _stability(spec: JobSpec) -> list[str]:
+    # The section's default model is not known here (no settings at parse time): an entry without a
+    # model is checked against core's rules, which are sd3's plus webp; submit checks again.
+    return validate_stability_entry(
+        spec.model or "core", spec.width, spec.height, spec.format.value, spec.seed, spec.prompt, spec.params
+    )
+
+
+def _comfyui(spec: JobSpec) -> list[str]:
+    # EmptyLatentImage takes sides that are multiples of 8, from 16 to 16384.
+    return [
+        f"comfyui: {side} {value} must be a multiple of 8 from 16 to 16384"
+        for side, value in (("width", spec.width), ("height", spec.height))
+        if value % 8 or not 16 <= value <= 16384
+    ]
+
+
+SPEC_VALIDATORS: dict[str, SpecValidator] = {
+    "openai": _openai,
+    "replicate": _replicate,
+    "stability": _stability,
+    "comfyui": _comfyui,
+}
 """Provider name -> its checks. A provider without an entry accepts any size and params."""
 
 

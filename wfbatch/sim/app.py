@@ -80,7 +80,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def build_app(state: SimState) -> Starlette:
     provider = SIM_PROVIDERS[state.options.provider]
     return Starlette(
-        routes=[*provider.routes(state), *_controls(state)],
+        # Controls first: a provider's catch-all route (fal's `POST /{endpoint}`) must not hide them.
+        routes=[*_controls(state), *provider.routes(state)],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={HTTPException: _http_error},
     )

@@ -71,3 +71,19 @@ class SlidingWindow:
             return WindowVerdict(True, None, None, now, 0.0)
         remaining = max(0, self.limit - len(self._hits))
         return WindowVerdict(True, self.limit, remaining, self._hits[0] + self.span, 0.0)
+
+
+class RetryAfterBook:
+    """The Retry-After windows a simulator announced: a request arriving inside one is an early
+    retry (a client that did not wait as told). Not thread-safe: the caller holds its lock."""
+
+    def __init__(self) -> None:
+        self.announced_until = -math.inf
+        self.early_retries = 0
+
+    def arrive(self, now: float) -> None:
+        if now < self.announced_until:
+            self.early_retries += 1
+
+    def announce(self, until: float) -> None:
+        self.announced_until = max(self.announced_until, until)

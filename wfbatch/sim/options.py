@@ -35,7 +35,7 @@ caller's API key in the request id, ids and URLs, `credits_*` report a charge of
 ErrorStyle = Literal["string", "object"]
 QuotaError = Literal["insufficient_quota", "billing_hard_limit"]
 
-PROVIDERS: tuple[str, ...] = ("wireflow", "openai")
+PROVIDERS: tuple[str, ...] = ("wireflow", "openai", "fal", "replicate", "stability", "comfyui")
 """Contracts the simulator can speak (one route set each, see `wfbatch.sim.registry`)."""
 
 
@@ -89,6 +89,26 @@ class SimOptions:
     """Share of injected 5xx answers that carry `x-should-retry: false`."""
     url_ttl: float = 3600.0
     """How long a dall-e `url` answer stays downloadable (the docs say 60 minutes)."""
+    # -- fal and Replicate: `quota` is the images the account can still pay for (None = unlimited),
+    # `moderation_marker` / `fail_marker` refuse prompts, `rpm` limits submits / creates.
+    concurrency: int = 2
+    """fal: requests IN_PROGRESS at once; more wait IN_QUEUE (a new account's 2, up to 40)."""
+    retention: float = 3600.0
+    """Replicate: seconds after a prediction ends before its input and outputs are removed
+    (`data_removed`); an hour at Replicate, shorter to rehearse an output that expired."""
+    page_size: int = 100
+    """Replicate: predictions per page of `GET /predictions`."""
+    # -- Stability only (providers.md §4); `rpm` is its requests per `stability_window` (default 150),
+    # `credits` its balance, `moderation_marker` its 403 content_moderation.
+    stability_window: float = 10.0
+    lockout: float = 60.0
+    """Seconds a 429 locks the account out (Stability: about 60 s, no Retry-After)."""
+    filter_marker: str | None = None
+    """Prompts containing this text come back blurred with `finish-reason: CONTENT_FILTERED` (charged)."""
+    # -- ComfyUI only (providers.md §7): `latency` is each run, `fail_marker` an execution_error.
+    checkpoints: tuple[str, ...] = ("sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors")
+    legacy_comfyui: bool = False
+    """Behave like an old ComfyUI: ignore a client's prompt_id, send `error` as a string."""
     # -- OpenAI Batch API (providers.md §6).
     batch_step: float = 60.0
     """Seconds a remote batch spends in each of validating, in_progress and finalizing."""
@@ -118,6 +138,10 @@ class SimOptions:
             raise ValueError("quota must be >= 0")
         if self.quota_error not in ("insufficient_quota", "billing_hard_limit"):
             raise ValueError("quota_error must be 'insufficient_quota' or 'billing_hard_limit'")
+        if self.concurrency < 1 or self.page_size < 1:
+            raise ValueError("concurrency and page_size must be >= 1")
+        if self.retention <= 0:
+            raise ValueError("retention must be > 0")
         for name in ("rpm", "epm", "daily", "images_per_minute"):
             value = getattr(self, name)
             if value is not None and value < 1:

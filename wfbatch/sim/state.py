@@ -14,11 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from wfbatch.sim.comfyui_server import ComfyServer
+from wfbatch.sim.fal_book import FalBook
 from wfbatch.sim.images import render_png
 from wfbatch.sim.limits import SlidingWindow, WindowVerdict
 from wfbatch.sim.openai_batch_book import BatchBook
 from wfbatch.sim.openai_book import OpenAIBook
 from wfbatch.sim.options import FAULT_KINDS, SimOptions
+from wfbatch.sim.replicate_book import ReplicateBook
+from wfbatch.sim.stability import StabilityBook
 from wfbatch.sim.workflows import WorkflowCatalog
 
 Clock = Callable[[], float]
@@ -116,6 +120,14 @@ class SimState:
         self.openai = OpenAIBook(o)
         self.openai_batches = BatchBook(o)
         """The OpenAI route set's books (idle when the simulator speaks Wireflow)."""
+        self.fal = FalBook(o)
+        """fal's queue, concurrency and credit (idle unless the simulator speaks fal)."""
+        self.replicate = ReplicateBook(o)
+        """Replicate's predictions, retention and credit (idle unless it speaks Replicate)."""
+        self.stability = StabilityBook(o)
+        """Stability's account (idle unless the simulator speaks Stability)."""
+        self.comfyui = ComfyServer(o, clock)
+        """ComfyUI's queue, history and output folder (idle unless it speaks ComfyUI)."""
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -289,6 +301,12 @@ class SimState:
         """Raise the balance (Wireflow credits, or OpenAI's quota in images); None = unlimited."""
         if self.options.provider == "openai":
             return self.openai.top_up(amount)
+        if self.options.provider == "fal":
+            return self.fal.top_up(amount)
+        if self.options.provider == "replicate":
+            return self.replicate.top_up(amount)
+        if self.options.provider == "stability":
+            return self.stability.top_up(amount)
         with self._lock:
             if self.balance is not None:
                 self.balance += amount
@@ -365,6 +383,21 @@ class SimState:
     def stats(self) -> dict[str, Any]:
         if self.options.provider == "openai":
             return self._openai_stats()
+        if self.options.provider == "fal":
+            return self._book_stats("fal", self.fal.stats(self.clock()))
+        if self.options.provider == "replicate":
+            return self._book_stats("replicate", self.replicate.stats(self.clock()))
+        if self.options.provider in ("stability", "comfyui"):
+            with self._lock:
+                book = (
+                    self.stability.stats() if self.options.provider == "stability" else self.comfyui.stats()
+                )
+                return {
+                    "provider": self.options.provider,
+                    "requests": {"total": self.requests_total, "by_route": dict(self.requests_by_route)},
+                    "rate_limited": book.get("rate_limited", 0),
+                    self.options.provider: book,
+                }
         self.settle()
         with self._lock:
             by_status = Counter(e.status for e in self.executions.values())
@@ -385,6 +418,16 @@ class SimState:
                 "replays": self.replays,
                 "conflicts": self.conflicts,
                 "provider": "wireflow",
+            }
+
+    def _book_stats(self, name: str, book: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "provider": name,
+                "requests": {"total": self.requests_total, "by_route": dict(self.requests_by_route)},
+                "rate_limited": book["rate_limited"],
+                "faults_injected": dict(self.faults_injected),
+                name: book,
             }
 
     def _openai_stats(self) -> dict[str, Any]:

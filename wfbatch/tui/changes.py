@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wfbatch.client.client import ServerEvent
+from wfbatch.core.states import JobState
+from wfbatch.protocol import EngineEvent, Event, InboxEvent, JobEvent, ResyncEvent
 
 
 @dataclass
 class ChangeSet:
-    job_states: dict[int, str] = field(default_factory=dict)
+    job_states: dict[int, JobState] = field(default_factory=dict)
     """Latest known state of each job an event named (id → state)."""
     states: set[str] = field(default_factory=set)
     """States jobs entered; the tabs listing them need a reload."""
@@ -36,24 +37,16 @@ class ChangeSet:
         return taken
 
     @classmethod
-    def from_event(cls, event: ServerEvent) -> ChangeSet:
-        if event.kind == "job":
-            changes = cls(status=True)
-            state = event.data.get("state")
-            job_id = event.data.get("id")
-            if isinstance(state, str):
-                changes.states.add(state)
-                if isinstance(job_id, int):
-                    changes.job_states[job_id] = state
-            else:
-                changes.everything = True
+    def from_event(cls, event: Event) -> ChangeSet:
+        if isinstance(event, JobEvent):
             # A job leaves some tab too; the tabs with its previous state are reloaded by the
             # caller when the row is on screen (it knows the old state), else by counts drifting.
-            return changes
-        if event.kind in {"batch", "provider", "engine"}:
-            return cls(status=True, everything=event.kind == "engine")
-        # Heartbeats and kinds this client does not know change nothing it shows.
-        return cls()
+            return cls(job_states={event.id: event.state}, states={event.state}, status=True)
+        if isinstance(event, EngineEvent | ResyncEvent):
+            return cls.all()
+        if isinstance(event, InboxEvent):
+            return cls()  # a refused file changes no job, count or batch
+        return cls(status=True)
 
     @classmethod
     def all(cls) -> ChangeSet:

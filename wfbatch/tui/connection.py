@@ -40,7 +40,7 @@ async def watch_daemon(
             health = await client.health()
         except VersionMismatch as error:
             attempts += 1
-            post(Disconnected(client.socket_path, str(error), attempts, was_connected))
+            post(Disconnected(client.socket_path, str(error), attempts, was_connected, mismatch=True))
             await asyncio.sleep(max(retry_interval, 5.0))
             continue
         except CONNECTION_ERRORS as error:

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from wfbatch.client.client import ServerEvent
-from wfbatch.core.api import (
+from wfbatch.protocol import (
     CancelRequest,
     CommandResult,
+    Event,
     Health,
     JobDetail,
     JobSummary,
@@ -58,6 +58,6 @@ class DaemonApi(Protocol):
 
     async def review(self, request: ReviewRequest) -> CommandResult: ...
 
-    def events(self) -> AsyncIterator[ServerEvent]: ...
+    def events(self) -> AsyncIterator[Event]: ...
 
     async def aclose(self) -> None: ...

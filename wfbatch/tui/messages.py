@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.message import Message
 
-from wfbatch.core.api import Health
+from wfbatch.protocol import Health
 from wfbatch.tui.changes import ChangeSet
 
 
@@ -26,6 +26,8 @@ class Disconnected(Message):
     reason: str
     attempts: int
     was_connected: bool = False
+    mismatch: bool = False
+    """A daemon answers, but speaks another API version: `reason` says what to do."""
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Disconnected)

@@ -34,13 +34,11 @@ from wfbatch.settings import ProviderLimits
 
 USER_AGENT = "wfbatch/0.1 (+https://github.com/wfbatch)"
 REQUEST_ID_LIMIT = 200  # a request id longer than this is a hostile header, not an id
-# No HTTP answer at all: the failures `Unreachable` counts.
+# No connection at all (refused, DNS, TLS, a proxy): the failures `Unreachable` counts. A reset or a
+# slow answer after connecting means the provider is there: transient, retried, never a pause.
 _CONNECTION_ERRORS = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-    httpx.WriteError,
     httpx.ProxyError,
     httpx.UnsupportedProtocol,
 )
@@ -90,6 +88,8 @@ class HttpAnswer:
 
 
 Classify = Callable[[HttpAnswer], ProviderError | None]
+FormValue = str | tuple[str, bytes, str]
+"""A multipart field: text, or a file as (filename, bytes, content type)."""
 """A provider's reading of an error answer's body; None leaves it to the status mapping."""
 
 
@@ -147,20 +147,20 @@ class HttpLayer:
         check: bool = True,
         decode: bool = True,
         priority: float = 0.0,
-        files: Mapping[str, tuple[str, bytes, str]] | None = None,
-        data: Mapping[str, str] | None = None,
+        form: Mapping[str, FormValue] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> HttpAnswer:
         """One request. `kind=None` bypasses the gate (CDN downloads are not API requests). With
         `check`, a non-2xx answer raises its typed error; `decode` parses the body as JSON.
         `priority` orders requests waiting at the gate (polls: how long the execution has run).
-        `files` and `data` send a multipart form (an upload) instead of JSON."""
+        `form` is sent as multipart/form-data (httpx writes the boundary): a text field, or a file as
+        (filename, bytes, content type); `params` is the query."""
         what = self.scrub(f"{method} {urlsplit(url).path or url}")
         if kind is not None:
             await self._gate.acquire(kind, priority)
-        extra: dict[str, Any] = {"json": json}
-        if files is not None:
-            extra = {"files": dict(files), "data": dict(data or {})}
-        response, content = await self._exchange(method, url, what, headers=headers, **extra)
+        response, content = await self._exchange(
+            method, url, what, json=json, headers=headers, form=form, params=params
+        )
         self.connection_failures = 0
         if kind is not None:
             self._gate.observe(kind, response.status_code, response.headers)
@@ -280,12 +280,29 @@ class HttpLayer:
         )
 
     async def _exchange(
-        self, method: str, url: str, what: str, *, headers: Mapping[str, str] | None, **body: Any
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        form: Mapping[str, FormValue] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> tuple[httpx.Response, bytes]:
         deadline = self.limits.request_deadline
+        # Every field as a (None, value) file part: multipart/form-data even without a file, which is
+        # what Stability requires (httpx would send plain `data` url-encoded).
+        files = (
+            {name: value if isinstance(value, tuple) else (None, value) for name, value in form.items()}
+            if form is not None
+            else None
+        )
         try:
             async with asyncio.timeout(deadline):
-                async with self._client.stream(method, url, headers=headers, **body) as response:
+                async with self._client.stream(
+                    method, url, json=json, headers=headers, files=files, params=params
+                ) as response:
                     return response, await self._read_capped(response, what)
         except TimeoutError as exc:
             raise Transient(f"{what}: no complete answer within {deadline:g} s") from exc

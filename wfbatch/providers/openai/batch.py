@@ -111,8 +111,7 @@ class OpenAIBatchApi:
             "POST",
             f"{self._base}/files",
             headers=self._headers,
-            files={"file": (f"{tag}.jsonl", content, "application/jsonl")},
-            data={"purpose": "batch"},
+            form={"purpose": "batch", "file": (f"{tag}.jsonl", content, "application/jsonl")},
         )
         file_id = _text(answer.json_object().get("id"))
         if file_id is None:

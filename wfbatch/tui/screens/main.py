@@ -18,7 +18,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
 
-from wfbatch.core.api import (
+from wfbatch.protocol import (
     CancelRequest,
     CommandResult,
     Health,

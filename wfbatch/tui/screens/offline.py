@@ -1,4 +1,5 @@
-"""Shown while no daemon answers: which socket was tried, and how to start one."""
+"""Shown while no daemon answers (which socket was tried, and how to start one) or while the one
+that answers speaks another API version (what to do about it)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ def offline_text(
     return text
 
 
+def mismatch_text(reason: str) -> Text:
+    text = Text()
+    text.append("The wfbatch daemon here speaks another version of the API.\n\n", style="bold red")
+    text.append(f"{reason}.\n\n")
+    text.append("This screen connects by itself once a matching daemon answers.\n", style="dim")
+    text.append("Press q to quit.", style="dim")
+    return text
+
+
 class OfflineScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "app.quit", "Quit")]
 
@@ -54,8 +64,11 @@ class OfflineScreen(Screen[None]):
         yield Footer()
 
     def show(self, message: Disconnected) -> None:
-        self.text = offline_text(
-            message.socket_path, self.home, message.reason, message.attempts, message.was_connected
-        )
+        if message.mismatch:
+            self.text = mismatch_text(message.reason)
+        else:
+            self.text = offline_text(
+                message.socket_path, self.home, message.reason, message.attempts, message.was_connected
+            )
         if self.is_mounted:
             self.query_one("#offline-message", Static).update(self.text)

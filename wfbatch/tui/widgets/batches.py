@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from wfbatch.core.api import BatchSummary, Status
+from wfbatch.protocol import BatchSummary, Status
 from wfbatch.tui.formatting import duration, progress_bar
 
 ALL_KEY = "*"

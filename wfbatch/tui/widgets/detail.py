@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from wfbatch.core.api import JobDetail
+from wfbatch.protocol import JobDetail
 from wfbatch.tui.formatting import clock
 from wfbatch.tui.image_view import image_widget
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from wfbatch.core.api import Health, ProviderStatus, Status
+from wfbatch.protocol import Health, ProviderStatus, Status
 from wfbatch.tui.formatting import duration, of_limit, provider_pause_text
 
 STATE_ORDER = ("queued", "retrying", "submitting", "running", "done", "failed", "canceled")

@@ -1,14 +1,12 @@
-"""The daemon's HTTP API contract (`/v1`), shared by the daemon and its clients (CLI, TUI).
-
-Both sides import these models, so a change here is a change of the protocol: add fields with
-defaults; bump `API_VERSION` on anything incompatible (the client checks it at connect).
-"""
+"""Requests and answers of the daemon's `/v1` API (see `wfbatch.protocol`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from wfbatch.core.states import ErrorClass, JobState, ReviewStatus
 
 API_VERSION = 1
 MAX_PAGE = 500
@@ -36,7 +34,7 @@ class ErrorInfo(_Model):
     http_status: int | None = None
     message: str
     request_id: str | None = None
-    error_class: str | None = None
+    error_class: ErrorClass | None = None
 
 
 class Health(_Model):
@@ -130,6 +128,9 @@ class Status(_Model):
     providers: dict[str, ProviderStatus]
     batches: list[BatchSummary]
     """The most recent batches (at most 50)."""
+    pipeline: dict[str, int] | None = None
+    """Draft → final batches: drafts, drafts_done, approved, rejected, finals, finals_done; None
+    when there are none."""
 
 
 class JobSummary(_Model):
@@ -137,8 +138,8 @@ class JobSummary(_Model):
     batch_id: str
     index: int
     line: int
-    state: str
-    review: str
+    state: JobState
+    review: ReviewStatus
     prompt: str
     provider: str
     attempts: int
@@ -149,6 +150,12 @@ class JobSummary(_Model):
     credits: float | None = None
     remote_id: str | None = None
     updated_at: float
+    stage: Literal["draft", "final"] | None = None
+    """In a draft → final batch: a draft (for review) or the final its approval queued."""
+    draft_of: int | None = None
+    """A final's draft."""
+    final_id: int | None = None
+    """A draft's final, once the draft was approved."""
 
 
 class Attempt(_Model):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from wfbatch.core.parse_errors import ErrorSink
+from wfbatch.core.parsing.errors import ErrorSink
 
 UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from wfbatch.core.models import PromptEntry
-from wfbatch.core.parse_entries import (
+from wfbatch.core.parsing.entries import (
     EntryCollector,
     JsonReader,
     duplicate_keys_message,
     json_type_name,
 )
-from wfbatch.core.parse_errors import ErrorSink, excerpt
+from wfbatch.core.parsing.errors import ErrorSink, excerpt
 
 
 def _max_length(field: str) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from wfbatch.core.parse_entries import (
+from wfbatch.core.parsing.entries import (
     FIELD_NAMES,
     EntryCollector,
     JsonReader,
@@ -23,7 +23,7 @@ from wfbatch.core.parse_entries import (
     duplicate_keys_message,
     json_type_name,
 )
-from wfbatch.core.parse_errors import ErrorSink, excerpt, plural
+from wfbatch.core.parsing.errors import ErrorSink, excerpt, plural
 
 _DELIMITERS = (",", ";", "\t")
 _QUOTE = '"'

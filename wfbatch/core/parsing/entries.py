@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from wfbatch.core.models import ParsedEntry, PromptEntry
-from wfbatch.core.parse_errors import ErrorSink, excerpt
+from wfbatch.core.parsing.errors import ErrorSink, excerpt
 
 FIELD_NAMES: tuple[str, ...] = tuple(PromptEntry.model_fields)
 # Every entry becomes at least one job, all in one SQLite transaction, and costs ~1 KB here while parsed

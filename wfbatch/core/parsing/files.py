@@ -1,33 +1,16 @@
-"""Prompt files → a validated `ParsedBatch`, or a `PromptFileError` naming every bad line.
-
-A file is taken whole or not at all: every problem is collected (up to MAX_ERRORS, then counted) before
-anything is raised, and nothing partial is ever returned. The formats live in `parse_lines` (.txt,
-.jsonl), `parse_csv` and `parse_spec` (.json); bytes → text checks in `parse_decode`.
-"""
+"""One prompt file, whole: its format from its name, its bytes decoded, its entries collected."""
 
 from __future__ import annotations
 
 from pathlib import Path, PurePath
 
 from wfbatch.core.models import ParsedBatch
-from wfbatch.core.parse_csv import parse_csv
-from wfbatch.core.parse_decode import decode_text
-from wfbatch.core.parse_entries import MAX_ENTRIES, EntryCollector
-from wfbatch.core.parse_errors import MAX_ERRORS, ErrorSink, LineError, PromptFileError
-from wfbatch.core.parse_lines import parse_jsonl, parse_txt
-from wfbatch.core.parse_spec import SpecSettings, parse_json_spec
-
-__all__ = [
-    "MAX_ENTRIES",
-    "MAX_ERRORS",
-    "MAX_FILE_BYTES",
-    "SUPPORTED_SUFFIXES",
-    "LineError",
-    "PromptFileError",
-    "format_of_name",
-    "parse_prompt_bytes",
-    "parse_prompt_file",
-]
+from wfbatch.core.parsing.csv_rows import parse_csv
+from wfbatch.core.parsing.decode import decode_text
+from wfbatch.core.parsing.entries import MAX_ENTRIES, EntryCollector
+from wfbatch.core.parsing.errors import MAX_ERRORS, ErrorSink, LineError, PromptFileError
+from wfbatch.core.parsing.lines import parse_jsonl, parse_txt
+from wfbatch.core.parsing.spec import SpecSettings, parse_json_spec
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".csv", ".json")
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -90,6 +73,7 @@ def _parse(data: bytes, source_name: str, fmt: str | None, errors: ErrorSink) ->
         budget=settings.budget,
         entries=entries.entries,
         file_format=file_format,
+        stages=settings.stages,
     )
 
 

@@ -1,0 +1,69 @@
+"""The protocol package's public surface: what the daemon and its clients may import from it."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+import wfbatch.protocol as protocol
+from wfbatch.core.states import JobState, ReviewStatus
+from wfbatch.protocol import (
+    BatchEvent,
+    EngineEvent,
+    Event,
+    InboxEvent,
+    JobEvent,
+    ProviderEvent,
+    RemoteBatchEvent,
+    ResyncEvent,
+    event_json,
+    parse_event,
+)
+from wfbatch.tui.changes import ChangeSet
+
+EXPORTED = {
+    "API_VERSION", "MAX_ID", "MAX_PAGE", "Attempt", "BatchEvent", "BatchSummary", "BudgetRequest",
+    "CancelRequest", "CommandResult", "Credits", "EditRequest", "EngineEvent", "ErrorInfo", "Event",
+    "Health", "InboxEvent", "JobDetail", "JobEvent", "JobId", "JobSummary", "Page", "PauseRequest",
+    "Problem", "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
+    "RetryRequest", "ReviewRequest",
+    "Status", "SubmitError", "SubmitRequest", "SubmitResult", "event_json", "parse_event", "routes",
+}
+
+
+def test_the_exported_names_are_pinned() -> None:
+    assert set(protocol.__all__) == EXPORTED
+    assert len(protocol.__all__) == len(EXPORTED)
+    for name in protocol.__all__:
+        assert hasattr(protocol, name), name
+
+
+def test_every_event_kind_survives_the_wire() -> None:
+    events: list[Event] = [
+        JobEvent(id=7, batch_id="b1", state=JobState.DONE, review=ReviewStatus.APPROVED, file="a.png"),
+        BatchEvent(event="held", batch_id="b1", reason="budget reached", provider="local"),
+        ProviderEvent(event="paused", provider="local", reason="out of credits", details={"required": 3}),
+        EngineEvent(event="reloaded", changed=["limits"]),
+        InboxEvent(event="rejected", file="bad.txt", errors=2, first="line 1: empty"),
+        RemoteBatchEvent(id=1, batch_id="b1", provider="openai", step="started", remote_id="batch_1",
+                         status="in_progress", lines=20, completed=12),
+        ResyncEvent(dropped=12),
+    ]
+    for event in events:
+        assert parse_event(event_json(event)) == event
+
+
+def test_a_kind_this_version_does_not_know_is_skipped_and_a_broken_known_kind_is_refused() -> None:
+    assert parse_event('{"kind": "weather", "sunny": true}') is None
+    with pytest.raises(ValidationError):
+        parse_event('{"kind": "job", "id": 1, "batch_id": "b", "state": "melted"}')
+
+
+def test_the_tui_reloads_everything_after_a_resync_and_moves_the_row_on_a_job_event() -> None:
+    assert ChangeSet.from_event(ResyncEvent(dropped=3)) == ChangeSet.all()
+    changes = ChangeSet.from_event(JobEvent(id=4, batch_id="b", state=JobState.FAILED))
+    assert changes.job_states == {4: JobState.FAILED} and changes.states == {"failed"} and changes.status
+    assert not ChangeSet.from_event(InboxEvent(event="rejected", file="x.txt", errors=1, first="line 1"))
+    # A remote batch's progress is the batch row's: the status is read again.
+    progress = RemoteBatchEvent(id=1, batch_id="b", provider="openai", step="started", completed=3, lines=9)
+    assert ChangeSet.from_event(progress).status

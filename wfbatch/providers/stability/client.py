@@ -1,0 +1,280 @@
+"""Stability AI v2beta (providers.md §4): one synchronous multipart `POST
+/v2beta/stable-image/generate/{ultra|core|sd3}` per job, `accept: image/*`; the answer's body is the
+image, so `submit` returns `Finished` with its bytes (the engine writes them to cache/ first).
+
+Outcomes, by the error's `name` (never its text):
+- `content_moderation` (403) — refused and not charged: final for the prompt;
+- `payment_required` (402, or 403 in one client's captures) — pause the provider for credit;
+- `finish-reason: CONTENT_FILTERED` on a 200 — a blurred image, charged: `PaidRejection`, which
+  the engine keeps in rejected/ before failing the job;
+- 429 — Stability documents a lockout (60 s) and sends no `Retry-After`: nothing is sent until the
+  lockout has passed (`lockout_seconds`), here and, through RateLimited, in the engine's limiter.
+
+Money: no cost in the answer; the charge booked is `costs` or the default table for the model.
+`GET /v1/user/balance` gives the credits left.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from wfbatch.core.models import JobSpec
+from wfbatch.providers.base import (
+    Finished,
+    Image,
+    Pending,
+    ProviderDefaults,
+    RemoteHandle,
+    RequestGate,
+    RequestKind,
+    Submitted,
+)
+from wfbatch.providers.errors import (
+    OutOfCredits,
+    PaidRejection,
+    Permanent,
+    ProviderError,
+    RateLimited,
+    Transient,
+)
+from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
+from wfbatch.providers.http import headers as hdr
+from wfbatch.providers.http.classify import error_message
+from wfbatch.providers.media import sniff_image
+from wfbatch.providers.stability import request
+from wfbatch.providers.stability.prices import table_credits
+from wfbatch.providers.stability_rules import endpoint_of
+from wfbatch.settings import StabilitySettings
+
+KEY_SETTING = "WFBATCH_STABILITY__API_KEY"
+FILTERED = "CONTENT_FILTERED"
+
+
+class StabilityConfigError(ValueError):
+    """The Stability settings cannot work (no API key)."""
+
+
+def error_name(body: Any) -> str | None:
+    name = body.get("name") if isinstance(body, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def stability_message(answer: HttpAnswer) -> str:
+    """`errors[]` joined (Stability's documented envelope), else whatever the body says."""
+    body = answer.body
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list):
+        texts = [str(item) for item in errors if isinstance(item, str | int | float)]
+        if texts:
+            return "; ".join(texts)[:500]
+    return error_message(body) or f"HTTP {answer.status}"
+
+
+class StabilityProvider(ProviderDefaults):
+    """No remote cancel (a request is the whole job); a balance from `/v1/user/balance`."""
+
+    name = "stability"
+
+    def __init__(
+        self,
+        settings: StabilitySettings,
+        gate: RequestGate,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        monotonic: Any = time.monotonic,
+    ) -> None:
+        problems = settings.configuration_problems()
+        if problems or settings.api_key is None:
+            raise StabilityConfigError(problems[0] if problems else "not configured")
+        self._settings = settings
+        self._base = settings.base_url.rstrip("/")
+        self._authorization = f"Bearer {settings.api_key.get_secret_value()}"
+        self._monotonic = monotonic
+        self._locked_until = 0.0
+        self._http = HttpLayer(
+            self.name,
+            gate,
+            HttpLimits.of(settings),
+            secrets=[settings.api_key.get_secret_value()],
+            key_setting=KEY_SETTING,
+            classify=self._classify,
+            transport=transport,
+        )
+        self.label = f"stability ({settings.model} at {urlsplit(self._base).netloc or self._base})"
+
+    def __repr__(self) -> str:
+        return f"StabilityProvider(model={self._settings.model!r}, base_url={self._base!r})"
+
+    async def submit(self, spec: JobSpec, idempotency_key: str) -> Submitted | Finished:
+        model = request.model_of(spec, self._settings.model)
+        refused = request.problems(spec, model)
+        if refused:
+            raise Permanent(f"stability: {'; '.join(refused)}")
+        self._obey_lockout()
+        answer = await self._http.send(
+            RequestKind.START,
+            "POST",
+            f"{self._base}/v2beta/stable-image/generate/{endpoint_of(model)}",
+            form=request.form_fields(spec, model),
+            headers={"Authorization": self._authorization, "Accept": "image/*"},
+            decode=False,
+        )
+        return self._finished(spec, model, answer)
+
+    async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
+        raise Permanent("stability is synchronous: there is nothing to poll")
+
+    async def download(self, finished: Finished) -> list[Image]:
+        if finished.images:
+            return list(finished.images)
+        raise Transient("the Stability answer's image was not kept: generate again")
+
+    async def balance(self) -> float | None:
+        self._obey_lockout()
+        answer = await self._http.send(
+            RequestKind.OTHER,
+            "GET",
+            f"{self._base}/v1/user/balance",
+            headers={"Authorization": self._authorization, "Accept": "application/json"},
+        )
+        credits = answer.json_object().get("credits")
+        if isinstance(credits, int | float) and not isinstance(credits, bool):
+            return float(credits)
+        return None
+
+    async def estimate(self, spec: JobSpec) -> float | None:
+        return self._price(request.model_of(spec, self._settings.model))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _price(self, model: str) -> float | None:
+        costs = self._settings.costs
+        if model in costs:
+            return costs[model]
+        if "default" in costs:
+            return costs["default"]
+        return table_credits(model)
+
+    def _obey_lockout(self) -> None:
+        """Nothing goes out during Stability's lockout: another job's request would only extend it."""
+        left = self._locked_until - self._monotonic()
+        if left > 0:
+            raise RateLimited(f"stability: locked out after a 429; {left:.0f} s left", retry_after=left)
+
+    def _classify(self, answer: HttpAnswer) -> ProviderError | None:
+        name = error_name(answer.body)
+        message = stability_message(answer)
+        status, request_id = answer.status, answer.request_id
+        if name == "content_moderation":
+            return Permanent(
+                f"stability: refused by content moderation (not charged): {message}",
+                status=status,
+                request_id=request_id,
+            )
+        if name == "payment_required" or answer.status == 402:
+            return OutOfCredits(
+                f"stability: out of credits ({name or answer.status}): {message}",
+                status=status,
+                request_id=request_id,
+            )
+        if answer.status == 429:
+            given = hdr.retry_after(answer.headers, time.time())
+            wait = given if given is not None else self._settings.lockout_seconds
+            self._locked_until = max(self._locked_until, self._monotonic() + wait)
+            return RateLimited(
+                f"stability: rate limited ({message}); nothing is sent for {wait:g} s",
+                retry_after=wait,
+                status=status,
+                request_id=request_id,
+            )
+        if answer.status in (400, 413, 422):
+            return Permanent(
+                f"stability: refused ({name or answer.status}): {message}",
+                status=status,
+                request_id=request_id,
+            )
+        return None
+
+    def _finished(self, spec: JobSpec, model: str, answer: HttpAnswer) -> Finished:
+        data, reason, seed = self._image_of(answer)
+        media_type = sniff_image(data)
+        if media_type is None:
+            raise Transient(
+                "stability: the answer is not a PNG, JPEG or WebP image",
+                status=answer.status,
+                request_id=answer.request_id,
+            )
+        form = request.form_fields(spec, model)
+        metadata: dict[str, Any] = {
+            "model": model,
+            "aspect_ratio": form.get("aspect_ratio"),
+            "output_format": form["output_format"],
+            "finish_reason": reason,
+            "seed": seed,
+        }
+        metadata = {k: v for k, v in metadata.items() if v is not None}
+        image = Image(data=data, media_type=media_type, metadata=metadata)
+        credits = self._price(model)
+        if reason == FILTERED:
+            raise PaidRejection(
+                "stability: the image was blurred by the content filter (finish-reason CONTENT_FILTERED);"
+                " it was charged, and is kept in rejected/",
+                image=image,
+                credits_used=credits,
+                status=answer.status,
+                request_id=answer.request_id,
+            )
+        return Finished(
+            remote_id=None,
+            images=(image,),
+            credits_used=credits,
+            http_status=answer.status,
+            request_id=answer.request_id,
+            metadata=metadata,
+        )
+
+    def _image_of(self, answer: HttpAnswer) -> tuple[bytes, str | None, str | None]:
+        """(bytes, finish reason, seed): raw bytes with headers (`accept: image/*`), or — from a
+        server that answers JSON anyway — `{"image": base64, "finish_reason", "seed"}`."""
+        content_type = answer.headers.get("content-type", "")
+        reason = answer.headers.get("finish-reason")
+        seed = answer.headers.get("seed")
+        if not content_type.startswith("application/json"):
+            return answer.content, reason, seed
+        try:
+            body = self._http.scrubber.json(json.loads(answer.content))
+        except (ValueError, RecursionError):
+            body = None
+        encoded = body.get("image") if isinstance(body, dict) else None
+        if not isinstance(encoded, str):
+            raise Transient(
+                "stability: a JSON answer without an image",
+                status=answer.status,
+                request_id=answer.request_id,
+            )
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise Transient(
+                "stability: the answer's image is not valid base64",
+                status=answer.status,
+                request_id=answer.request_id,
+            ) from exc
+        assert isinstance(body, dict)
+        json_reason = body.get("finish_reason")
+        json_seed = body.get("seed")
+        return (
+            data,
+            json_reason if isinstance(json_reason, str) else reason,
+            str(json_seed) if json_seed is not None else seed,
+        )

@@ -1,0 +1,22 @@
+"""Default credits per image for Stability's models (1 credit = $0.01).
+
+Source: platform.stability.ai/pricing as copied in providers.md §4.5 on 2025-12-01 (marked
+"assumed" there: third-party copies of the pricing page). These are DEFAULTS: `costs` under
+[stability] (credits by model, or `default`) overrides them. A model not listed has no default
+price: set `costs` for it, or budgets cannot count it.
+"""
+
+from __future__ import annotations
+
+PRICES_AS_OF = "2025-12-01"
+CREDITS: dict[str, float] = {
+    "ultra": 8.0,
+    "core": 3.0,
+    "sd3.5-large": 6.5,
+    "sd3.5-large-turbo": 4.0,
+    "sd3.5-medium": 3.5,
+}
+
+
+def table_credits(model: str) -> float | None:
+    return CREDITS.get(model)

@@ -1,0 +1,298 @@
+"""ComfyUI's in-memory world (providers.md §7): one executor running one prompt at a time, the
+pending queue, the history, and the output folder. Prompts advance lazily (whenever anyone looks),
+like the Wireflow simulator's executions. `restart()` forgets the queue and the history like a real
+restart; files already written stay. No I/O; thread-safe."""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wfbatch.sim.images import render_image
+from wfbatch.sim.options import SimOptions
+
+OUTPUT_NODES = frozenset({"SaveImage", "PreviewImage"})
+KNOWN_NODES = frozenset(
+    {
+        "KSampler",
+        "KSamplerAdvanced",
+        "CheckpointLoaderSimple",
+        "EmptyLatentImage",
+        "CLIPTextEncode",
+        "ConditioningCombine",
+        "VAEDecode",
+        "VAELoader",
+        "LoraLoader",
+        "PrimitiveNode",
+        *OUTPUT_NODES,
+    }
+)
+
+
+@dataclass
+class Prompt:
+    number: int
+    prompt_id: str
+    graph: dict[str, Any]
+    extra_data: dict[str, Any]
+    outputs: list[str]
+    queued_at: float
+    started_at: float | None = None
+    ready_at: float | None = None
+
+    def queue_item(self) -> list[Any]:
+        return [self.number, self.prompt_id, self.graph, self.extra_data, self.outputs]
+
+
+@dataclass
+class ComfyServer:
+    options: SimOptions
+    clock: Callable[[], float]
+    pending: list[Prompt] = field(default_factory=list)
+    running: Prompt | None = None
+    history: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    """Output folder: file name -> PNG bytes. Survives a restart."""
+    graphs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """prompt_id -> the graph last received for it (tests check the prompt and seed reached it)."""
+    executions_by_prompt_id: Counter[str] = field(default_factory=Counter)
+    executions_by_text: Counter[str] = field(default_factory=Counter)
+    restarts: int = 0
+    interrupted: int = 0
+    refused: int = 0
+    _number: int = 0
+    _free_at: float = 0.0
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _rng: random.Random = field(default_factory=lambda: random.Random("comfyui"))
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def enqueue(self, graph: dict[str, Any], prompt_id: str | None, extra_data: dict[str, Any]) -> Prompt:
+        with self._lock:
+            self.settle()
+            self._number += 1
+            outputs = [nid for nid, node in graph.items() if node.get("class_type") in OUTPUT_NODES]
+            item = Prompt(
+                self._number, prompt_id or str(uuid.uuid4()), graph, extra_data, outputs, self.clock()
+            )
+            self.graphs[item.prompt_id] = copy.deepcopy(graph)
+            self.pending.append(item)
+            self.settle()
+            return item
+
+    def settle(self) -> None:
+        now = self.clock()
+        with self._lock:
+            while True:
+                if self.running is None:
+                    if not self.pending:
+                        return
+                    item = self.pending.pop(0)
+                    item.started_at = max(self._free_at, item.queued_at)
+                    item.ready_at = item.started_at + self._rng.uniform(*self.options.latency)
+                    self.running = item
+                    self.executions_by_prompt_id[item.prompt_id] += 1
+                    self.executions_by_text[positive_text(item.graph) or ""] += 1
+                assert self.running.ready_at is not None
+                if self.running.ready_at > now:
+                    return
+                self._free_at = self.running.ready_at
+                self._finish(self.running, interrupted=False)
+                self.running = None
+
+    def _finish(self, item: Prompt, *, interrupted: bool) -> None:
+        text = positive_text(item.graph) or ""
+        marker = self.options.fail_marker
+        messages: list[Any] = [["execution_start", {"prompt_id": item.prompt_id}]]
+        if interrupted or (marker is not None and marker in text):
+            kind = "execution_interrupted" if interrupted else "execution_error"
+            detail = {"prompt_id": item.prompt_id, "node_id": sampler_id(item.graph), "node_type": "KSampler"}
+            if not interrupted:
+                detail.update(
+                    exception_type="RuntimeError", exception_message="simulated failure in the sampler"
+                )
+            messages.append([kind, detail])
+            self.history[item.prompt_id] = {
+                "prompt": item.queue_item(),
+                "outputs": {},
+                "status": {"status_str": "error", "completed": False, "messages": messages},
+                "meta": {},
+            }
+            return
+        outputs: dict[str, Any] = {}
+        width, height = latent_size(item.graph)
+        seed = sampler_seed(item.graph)
+        for node_id in item.outputs:
+            node = item.graph[node_id]
+            prefix = str(node.get("inputs", {}).get("filename_prefix", "ComfyUI"))
+            kind = "output" if node["class_type"] == "SaveImage" else "temp"
+            name = self._next_name(prefix)
+            self.files[name] = render_image(item.prompt_id, text, seed, (width, height))
+            outputs[node_id] = {"images": [{"filename": name, "subfolder": "", "type": kind}]}
+        messages.append(["execution_success", {"prompt_id": item.prompt_id}])
+        self.history[item.prompt_id] = {
+            "prompt": item.queue_item(),
+            "outputs": outputs,
+            "status": {"status_str": "success", "completed": True, "messages": messages},
+            "meta": {},
+        }
+
+    def _next_name(self, prefix: str) -> str:
+        """SaveImage's naming: `<prefix>_<counter:05>_.png`, the counter one past the highest on disk."""
+        counter = 1
+        while f"{prefix}_{counter:05}_.png" in self.files:
+            counter += 1
+        return f"{prefix}_{counter:05}_.png"
+
+    # -- controls ----------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self.settle()
+            if self.running is not None:
+                self.interrupted += 1
+                self._free_at = self.clock()
+                self._finish(self.running, interrupted=True)
+                self.running = None
+                self.settle()
+
+    def delete_pending(self, ids: list[str]) -> None:
+        with self._lock:
+            self.pending = [p for p in self.pending if p.prompt_id not in ids]
+
+    def restart(self) -> None:
+        """A real restart: the queue, the running prompt and the history are gone; files stay."""
+        with self._lock:
+            self.settle()
+            self.pending, self.running, self.history = [], None, {}
+            self._free_at = self.clock()
+            self.restarts += 1
+
+    def queue_snapshot(self) -> dict[str, list[list[Any]]]:
+        with self._lock:
+            self.settle()
+            running = [self.running.queue_item()] if self.running else []
+            return {"queue_running": running, "queue_pending": [p.queue_item() for p in self.pending]}
+
+    def history_of(self, prompt_id: str) -> dict[str, Any]:
+        with self._lock:
+            self.settle()
+            entry = self.history.get(prompt_id)
+            return {prompt_id: entry} if entry is not None else {}
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            self.settle()
+            return {
+                "executions": sum(self.executions_by_prompt_id.values()),
+                "executions_by_prompt_id": dict(self.executions_by_prompt_id),
+                "executions_by_prompt": dict(self.executions_by_text),
+                "queued": len(self.pending),
+                "running": self.running.prompt_id if self.running else None,
+                "history": len(self.history),
+                "files": len(self.files),
+                "restarts": self.restarts,
+                "interrupted": self.interrupted,
+                "refused": self.refused,
+                "rate_limited": 0,
+            }
+
+
+# -- reading a graph -----------------------------------------------------------------------------
+
+
+def _node(graph: dict[str, Any], link: Any) -> dict[str, Any] | None:
+    if isinstance(link, list) and link and isinstance(graph.get(str(link[0])), dict):
+        found: dict[str, Any] = graph[str(link[0])]
+        return found
+    return None
+
+
+def sampler_id(graph: dict[str, Any]) -> str | None:
+    for node_id, node in graph.items():
+        if node.get("class_type") in ("KSampler", "KSamplerAdvanced"):
+            return node_id
+    return None
+
+
+def positive_text(graph: dict[str, Any]) -> str | None:
+    sampler = graph.get(sampler_id(graph) or "")
+    encoder = _node(graph, sampler.get("inputs", {}).get("positive")) if sampler else None
+    text = encoder.get("inputs", {}).get("text") if encoder else None
+    return text if isinstance(text, str) else None
+
+
+def sampler_seed(graph: dict[str, Any]) -> int | None:
+    sampler = graph.get(sampler_id(graph) or "")
+    inputs = sampler.get("inputs", {}) if sampler else {}
+    seed = inputs.get("seed", inputs.get("noise_seed"))
+    return seed if isinstance(seed, int) else None
+
+
+def latent_size(graph: dict[str, Any]) -> tuple[int, int]:
+    sampler = graph.get(sampler_id(graph) or "")
+    latent = _node(graph, sampler.get("inputs", {}).get("latent_image")) if sampler else None
+    inputs = latent.get("inputs", {}) if latent else {}
+    width, height = inputs.get("width", 512), inputs.get("height", 512)
+    return (width if isinstance(width, int) else 512, height if isinstance(height, int) else 512)
+
+
+def validation_errors(graph: Any, checkpoints: tuple[str, ...]) -> tuple[dict[str, str], dict[str, Any]]:
+    """(error, node_errors) as ComfyUI's `validate_prompt` would report them; ({}, {}) if valid."""
+    if not isinstance(graph, dict) or not graph:
+        return {"type": "no_prompt", "message": "No prompt provided"}, {}
+    for node in graph.values():
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
+            message = "Cannot execute because a node is missing the class_type property."
+            return {"type": "invalid_prompt", "message": message}, {}
+        if node["class_type"] not in KNOWN_NODES:
+            message = f"Cannot execute because node {node['class_type']} does not exist."
+            return {"type": "invalid_prompt", "message": message}, {}
+    if not any(node["class_type"] in OUTPUT_NODES for node in graph.values()):
+        return {"type": "prompt_no_outputs", "message": "Prompt has no outputs"}, {}
+    node_errors: dict[str, Any] = {}
+    for node_id, node in graph.items():
+        errors = []
+        inputs = node.get("inputs", {}) if isinstance(node.get("inputs"), dict) else {}
+        for name, value in inputs.items():
+            if isinstance(value, list) and (not value or str(value[0]) not in graph):
+                errors.append(
+                    {"type": "bad_linked_input", "message": f"Bad linked input {name}", "details": name}
+                )
+        if node["class_type"] == "CheckpointLoaderSimple" and inputs.get("ckpt_name") not in checkpoints:
+            errors.append(
+                {
+                    "type": "value_not_in_list",
+                    "message": "Value not in list",
+                    "details": f"ckpt_name: '{inputs.get('ckpt_name')}' not in {list(checkpoints)}",
+                }
+            )
+        if node["class_type"] == "EmptyLatentImage":
+            for side in ("width", "height"):
+                value = inputs.get(side)
+                if isinstance(value, int) and (value % 8 or not 16 <= value <= 16384):
+                    errors.append(
+                        {
+                            "type": "value_not_valid",
+                            "message": f"{side} must be a multiple of 8",
+                            "details": side,
+                        }
+                    )
+        if errors:
+            node_errors[node_id] = {
+                "errors": errors,
+                "dependent_outputs": [],
+                "class_type": node["class_type"],
+            }
+    if node_errors:
+        return {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+        }, node_errors
+    return {}, {}

@@ -1,0 +1,300 @@
+"""Stability AI's v2beta route set (providers.md §4): `POST /v2beta/stable-image/generate/{ultra|core|
+sd3}` (multipart in, image bytes out, synchronous) and `GET /v1/user/balance`.
+
+One request goes: lockout → 150 requests / 10 s window → auth → multipart validation → moderation
+(`moderation_marker`: 403 `content_moderation`, not charged) → credits (402 `payment_required`) →
+latency → the image, at Stability's own pixel size for the aspect ratio; a prompt carrying
+`filter_marker` comes back blurred with `finish-reason: CONTENT_FILTERED`, charged. A 429 locks the
+account out for `lockout` seconds (no Retry-After, as documented); every request during the lockout
+is answered 429 and counted in stats (`requests_during_lockout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.parser
+import email.policy
+import io
+import random
+import threading
+import uuid
+from collections import Counter
+from typing import Any
+
+from PIL import Image, ImageFilter
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from wfbatch.sim.images import render_image
+from wfbatch.sim.limits import SlidingWindow
+from wfbatch.sim.options import SimOptions
+from wfbatch.sim.replies import json_reply
+
+API = ""
+ROUTE = "generate"
+RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "16:9": (1344, 768),
+    "21:9": (1536, 640),
+    "2:3": (832, 1216),
+    "3:2": (1216, 832),
+    "4:5": (896, 1088),
+    "5:4": (1088, 896),
+    "9:16": (768, 1344),
+    "9:21": (640, 1536),
+}
+SD3_MODELS = (
+    "sd3.5-large",
+    "sd3.5-large-turbo",
+    "sd3.5-medium",
+    "sd3-large",
+    "sd3-large-turbo",
+    "sd3-medium",
+)
+CREDITS = {"ultra": 8.0, "core": 3.0, "sd3.5-large": 6.5, "sd3.5-large-turbo": 4.0, "sd3.5-medium": 3.5}
+STYLE_PRESETS = frozenset(
+    [
+        "3d-model",
+        "analog-film",
+        "anime",
+        "cinematic",
+        "comic-book",
+        "digital-art",
+        "enhance",
+        "fantasy-art",
+        "isometric",
+        "line-art",
+        "low-poly",
+        "modeling-compound",
+        "neon-punk",
+        "origami",
+        "photographic",
+        "pixel-art",
+        "tile-texture",
+    ]
+)
+_MEDIA = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+class StabilityBook:
+    """The account: credits, the request window, the lockout, and what was generated (paid)."""
+
+    def __init__(self, options: SimOptions) -> None:
+        self.options = options
+        self._lock = threading.RLock()
+        self._latency_rng = random.Random(f"stability-latency:{options.seed}")
+        self.window = SlidingWindow(options.rpm or 150, options.stability_window)
+        self.balance: float | None = options.credits
+        self.locked_until = 0.0
+        self.generations = 0
+        self.generations_by_prompt: Counter[str] = Counter()
+        self.charged = 0.0
+        self.rate_limited = 0
+        self.lockouts = 0
+        self.requests_during_lockout = 0
+        self.moderation_blocked = 0
+        self.filtered = 0
+        self.payment_refused = 0
+        self.invalid = 0
+        self.forms: list[dict[str, str]] = []
+        """Every valid form received, in order (tests check what reached the server)."""
+
+    def admit(self, now: float) -> bool:
+        """False = 429: locked out, or this request broke the window (which starts a lockout)."""
+        with self._lock:
+            if now < self.locked_until:
+                self.requests_during_lockout += 1
+                self.rate_limited += 1
+                return False
+            if not self.window.peek(now).allowed:
+                self.locked_until = now + self.options.lockout
+                self.lockouts += 1
+                self.rate_limited += 1
+                return False
+            self.window.hit(now)
+            return True
+
+    def charge(self, cost: float) -> bool:
+        with self._lock:
+            if self.balance is not None and self.balance < cost:
+                self.payment_refused += 1
+                return False
+            if self.balance is not None:
+                self.balance -= cost
+            self.charged += cost
+            return True
+
+    def made(self, prompt: str) -> None:
+        with self._lock:
+            self.generations += 1
+            self.generations_by_prompt[prompt] += 1
+
+    def latency(self) -> float:
+        with self._lock:
+            return self._latency_rng.uniform(*self.options.latency)
+
+    def top_up(self, amount: float) -> float | None:
+        with self._lock:
+            if self.balance is not None:
+                self.balance += amount
+            return self.balance
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "generations": self.generations,
+                "generations_by_prompt": dict(self.generations_by_prompt),
+                "charged": self.charged,
+                "balance": self.balance,
+                "rate_limited": self.rate_limited,
+                "lockouts": self.lockouts,
+                "requests_during_lockout": self.requests_during_lockout,
+                "moderation_blocked": self.moderation_blocked,
+                "filtered": self.filtered,
+                "payment_refused": self.payment_refused,
+                "invalid": self.invalid,
+            }
+
+
+def _error(status: int, name: str, *errors: str) -> Response:
+    return json_reply({"id": uuid.uuid4().hex, "name": name, "errors": list(errors)}, status)
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, str] | None:
+    """The form's text fields; None when the body is not multipart/form-data."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        return None
+    parser = email.parser.BytesParser(policy=email.policy.HTTP)
+    message = parser.parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        return None
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload.decode("utf-8", "replace")
+    return fields
+
+
+def validate(endpoint: str, fields: dict[str, str]) -> str | None:
+    """The first thing Stability would call invalid (its `errors[]` text), or None."""
+    prompt = fields.get("prompt", "")
+    if not 1 <= len(prompt) <= 10_000:
+        return "prompt: cannot be blank" if not prompt else "prompt: must be at most 10000 characters"
+    ratio = fields.get("aspect_ratio", "1:1")
+    if ratio not in RATIOS:
+        return f"aspect_ratio: must be one of {', '.join(RATIOS)}"
+    formats = ("png", "jpeg") if endpoint == "sd3" else ("png", "jpeg", "webp")
+    if fields.get("output_format", "png") not in formats:
+        return f"output_format: must be one of {', '.join(formats)}"
+    seed = fields.get("seed", "0")
+    if not seed.isdigit() or int(seed) > 4_294_967_294:
+        return "seed: must be a number from 0 to 4294967294"
+    preset = fields.get("style_preset")
+    if preset is not None and preset not in STYLE_PRESETS:
+        return "style_preset: invalid value"
+    if endpoint == "sd3" and fields.get("model", "sd3.5-large") not in SD3_MODELS:
+        return f"model: must be one of {', '.join(SD3_MODELS)}"
+    return None
+
+
+def _render(fields: dict[str, str], filtered: bool) -> tuple[bytes, str]:
+    fmt = fields.get("output_format", "png")
+    size = RATIOS[fields.get("aspect_ratio", "1:1")]
+    data = render_image(uuid.uuid4().hex, fields["prompt"], int(fields.get("seed", "0")), size, "png")
+    image: Image.Image = Image.open(io.BytesIO(data))
+    if filtered:
+        image = image.filter(ImageFilter.GaussianBlur(24))
+    out = io.BytesIO()
+    image.save(out, format={"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[fmt])
+    return out.getvalue(), _MEDIA[fmt]
+
+
+def stability_routes(state: Any) -> list[Route]:
+    book: StabilityBook = state.stability
+    options: SimOptions = state.options
+
+    async def generate(request: Request) -> Response:
+        state.count_request(ROUTE)
+        endpoint = request.path_params["endpoint"]
+        if not book.admit(state.clock()):
+            return _error(
+                429,
+                "rate_limit_exceeded",
+                f"You have exceeded the rate limit of {book.window.limit} requests within a "
+                f"{options.stability_window:g} second period, and have been timed out for "
+                f"{options.lockout:g} seconds.",
+            )
+        problem = state.auth_error(request.headers.get("authorization"))
+        if problem is not None:
+            return _error(401, "unauthorized", problem)
+        if endpoint not in ("ultra", "core", "sd3"):
+            return _error(404, "not_found", f"no endpoint {endpoint}")
+        accept = request.headers.get("accept", "image/*")
+        if not (accept.startswith("image/") or accept.startswith("application/json")):
+            book.invalid += 1
+            return _error(400, "invalid_accept_header", "accept: must be image/* or application/json")
+        fields = parse_multipart(request.headers.get("content-type", ""), await request.body())
+        if fields is None:
+            book.invalid += 1
+            return _error(400, "bad_request", "content-type: must be multipart/form-data")
+        invalid = validate(endpoint, fields)
+        if invalid is not None:
+            book.invalid += 1
+            return _error(400, "invalid_parameters", invalid)
+        prompt = fields["prompt"]
+        marker = options.moderation_marker
+        if marker is not None and marker in prompt:
+            book.moderation_blocked += 1
+            return _error(
+                403,
+                "content_moderation",
+                "Your request was flagged by our content moderation system, as a result your request "
+                "was denied and you were not charged.",
+            )
+        model = fields.get("model", "sd3.5-large") if endpoint == "sd3" else endpoint
+        if not book.charge(CREDITS.get(model, 3.0)):
+            return _error(
+                402,
+                "payment_required",
+                "You lack sufficient credits to make this request. Please purchase more credits at "
+                "https://platform.stability.ai/account/credits and try again.",
+            )
+        book.forms.append(dict(fields))
+        await asyncio.sleep(book.latency())
+        filtered = options.filter_marker is not None and options.filter_marker in prompt
+        data, media_type = _render(fields, filtered)
+        book.made(prompt)
+        if filtered:
+            book.filtered += 1
+        reason = "CONTENT_FILTERED" if filtered else "SUCCESS"
+        seed = fields.get("seed", "0")
+        if accept.startswith("application/json"):
+            body = {"image": base64.b64encode(data).decode(), "finish_reason": reason, "seed": int(seed)}
+            return json_reply(body, 200, {"content-type": f"application/json; type={media_type}"})
+        return Response(data, 200, {"finish-reason": reason, "seed": seed}, media_type=media_type)
+
+    async def balance(request: Request) -> Response:
+        state.count_request("balance")
+        problem = state.auth_error(request.headers.get("authorization"))
+        if problem is not None:
+            return _error(401, "unauthorized", problem)
+        credits = book.balance
+        return json_reply({"credits": 1_000_000.0 if credits is None else credits})
+
+    return [
+        Route("/v2beta/stable-image/generate/{endpoint}", generate, methods=["POST"]),
+        Route("/v1/user/balance", balance, methods=["GET"]),
+    ]
+
+
+def rendered_ratio(data: bytes) -> str | None:
+    """The aspect ratio whose pixel size an image has (tests)."""
+    with Image.open(io.BytesIO(data)) as image:
+        for ratio, size in RATIOS.items():
+            if image.size == size:
+                return ratio
+    return None
