@@ -23,7 +23,8 @@ from wfbatch.tui.changes import ChangeSet
 
 EXPORTED = {
     "API_VERSION", "MAX_ID", "MAX_PAGE", "Attempt", "BatchEvent", "BatchSummary", "BudgetRequest",
-    "CancelRequest", "CommandResult", "Credits", "EditRequest", "EngineEvent", "ErrorInfo", "Event",
+    "CancelRequest", "CommandResult", "Credits", "DeliveryBacklog", "DeliveryInfo", "EditRequest",
+    "EngineEvent", "ErrorInfo", "Event",
     "Health", "InboxEvent", "JobDetail", "JobEvent", "JobId", "JobSummary", "Page", "PauseRequest",
     "Problem", "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
     "RetryRequest", "ReviewRequest",

@@ -6,6 +6,7 @@ header is built.
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import os
 import re
@@ -15,13 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, UploadMode, check_http_url, parse_s3_url
 
 CONFIG_FILE_NAME = "wfbatch.toml"
 
@@ -374,6 +377,72 @@ class DraftsSettings(BaseModel):
         description="share of drafts `wfbatch plan` expects to be approved when this HOME has no "
         "reviewed drafts yet (--approve-rate overrides it)",
     )
+class DeliverySettings(BaseModel):
+    """Where finished images (and each batch's manifest) are uploaded: an S3-compatible bucket.
+    Credentials come from the AWS chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...), never from here."""
+
+    url: str | None = Field(
+        default=None, description="s3://bucket/prefix/ ({batch}, {date}, {name} allowed); unset: no upload"
+    )
+    endpoint_url: str | None = Field(default=None, description="R2, GCS interop, MinIO...; unset: AWS")
+    region: str | None = Field(default=None, description="'auto' for R2; unset: the AWS chain's")
+    upload: UploadMode = Field(default="all", description="all: as images finish; approved: once approved")
+    presign_seconds: int = Field(
+        default=0, ge=0, le=MAX_PRESIGN_SECONDS, description="presigned URLs in the manifest; 0: none"
+    )
+    backoff_initial: float = Field(default=2.0, gt=0, description="seconds before an upload is tried again")
+    backoff_max: float = Field(default=300.0, gt=0)
+    max_concurrent: int = Field(default=4, ge=1, le=64, description="uploads at once")
+    timeout: float = Field(default=60.0, gt=0, description="seconds per connect / read")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_s3_url(value)
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+
+class NotifySettings(BaseModel):
+    """Who is told when a batch finishes or is held: a signed webhook, a command, or both."""
+
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_<base64> (Standard Webhooks); unset: requests are unsigned"
+    )
+    command: str | None = Field(default=None, description="run by the shell, the batch's facts in WFBATCH_*")
+    job_failed: bool = Field(default=False, description="also tell of jobs that failed for good")
+    job_failed_interval: float = Field(
+        default=60.0, gt=0, description="at most one job.failed per batch this often; failures batched"
+    )
+    max_attempts: int = Field(default=8, ge=1, le=100, description="tries per webhook delivery")
+    backoff_initial: float = Field(default=2.0, gt=0)
+    backoff_max: float = Field(default=300.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0, description="seconds per webhook request / command run")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            # The message never quotes the value: it is a secret.
+            encoded = value.get_secret_value().removeprefix("whsec_").rstrip("=")
+            try:
+                key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+            except ValueError:
+                raise ValueError("expected whsec_ followed by base64 (Standard Webhooks)") from None
+            if len(key) < 16:
+                raise ValueError("too short: use at least 16 random bytes, base64-encoded")
+        return value
 
 
 class Settings(BaseSettings):
@@ -397,6 +466,8 @@ class Settings(BaseSettings):
     comfyui: ComfyUISettings = Field(default_factory=ComfyUISettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     drafts: DraftsSettings = Field(default_factory=DraftsSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @classmethod
     def settings_customise_sources(

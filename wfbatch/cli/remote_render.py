@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from wfbatch.protocol import BatchSummary, JobDetail, JobSummary, ProviderStatus, Status
+from wfbatch.protocol import BatchSummary, DeliveryInfo, JobDetail, JobSummary, ProviderStatus, Status
 
 STATE_ORDER = ("queued", "submitting", "running", "retrying", "done", "failed", "canceled")
 PROMPT_WIDTH = 48
@@ -80,6 +80,13 @@ def render_status(status: Status) -> None:
         out.print(table)
     if status.pipeline:
         out.print(pipeline_line(status.pipeline))
+    backlog = status.delivery
+    if backlog.pending or backlog.held or backlog.done:
+        line = Text(f"delivery: {backlog.done} uploaded, {backlog.pending} pending")
+        if backlog.held:
+            line.append(f", {backlog.held} held", style="bold yellow")
+            line.append(f" ({'; '.join(backlog.held_reasons)})")
+        out.print(line)
     if status.batches:
         render_batches(status.batches, out)
 
@@ -139,6 +146,14 @@ def _when(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
 
 
+def delivery_line(delivery: DeliveryInfo) -> str:
+    """`s3://bucket/key (etag ..., 2025-...)`, or where it stands and why."""
+    if delivery.state == "done" and delivery.url:
+        return f"{delivery.url} (etag {delivery.etag or '-'}, {_when(delivery.at)})"
+    shown = f"{delivery.state}" + (f", now {delivery.url}" if delivery.url else "")
+    return shown + (f": {delivery.error}" if delivery.error else "")
+
+
 def render_job(job: JobDetail) -> None:
     out = console()
     rows = [
@@ -166,6 +181,8 @@ def render_job(job: JobDetail) -> None:
         rows.append(("credits", f"{job.credits:g}"))
     if job.possible_duplicate_charge:
         rows.append(("charged?", f"possibly twice: {job.possible_duplicate_charge_why}"))
+    if job.delivery is not None:
+        rows.append(("delivered", delivery_line(job.delivery)))
     for key, value in rows:
         out.print(Text.assemble((f"{key:>10}", "bold"), "  ", value), soft_wrap=True)
     if job.attempts_history:

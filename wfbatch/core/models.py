@@ -110,6 +110,10 @@ class ParsedBatch:
     cache: bool
     budget: float | None
     entries: list[ParsedEntry]
+    delivery: dict[str, Any] | None = None
+    """What a spec's `delivery` overrides of the HOME's [delivery] (None: nothing)."""
+    notify: dict[str, Any] | None = None
+    """What a spec's `notify` overrides of the HOME's [notify] (None: nothing)."""
     file_format: str = "txt"
     """How the content was read (txt, jsonl, csv, json): the same bytes read another way are
     different jobs, so it is part of the content's identity."""

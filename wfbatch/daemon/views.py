@@ -11,6 +11,8 @@ from wfbatch.daemon.context import DaemonContext
 from wfbatch.protocol import (
     Attempt,
     BatchSummary,
+    DeliveryBacklog,
+    DeliveryInfo,
     ErrorInfo,
     JobDetail,
     JobSummary,
@@ -19,7 +21,7 @@ from wfbatch.protocol import (
     Status,
 )
 from wfbatch.providers.registry import KNOWN_PROVIDERS
-from wfbatch.store import AttemptRow, BatchRow, JobRow
+from wfbatch.store import AttemptRow, BatchRow, DeliveryRow, JobRow
 from wfbatch.store.remote_batches import RemoteBatchStore
 
 RECENT_BATCHES = 50
@@ -62,8 +64,25 @@ def _summary_fields(job: JobRow, final_id: int | None) -> dict[str, Any]:
     }
 
 
+def delivery_info(row: DeliveryRow | None) -> DeliveryInfo | None:
+    if row is None:
+        return None
+    return DeliveryInfo(
+        state=row.state,
+        url=row.have_url,
+        etag=row.etag,
+        at=row.delivered_at,
+        presigned_url=row.presigned_url,
+        error=row.error,
+    )
+
+
 def job_detail(
-    job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow], final_id: int | None = None
+    job: JobRow,
+    batch: BatchRow | None,
+    attempts: list[AttemptRow],
+    final_id: int | None = None,
+    delivery: DeliveryRow | None = None,
 ) -> JobDetail:
     spec = job.spec
     output_dir = batch.output_dir if batch else ""
@@ -83,6 +102,7 @@ def job_detail(
         next_attempt_at=job.next_attempt_at,
         possible_duplicate_charge=job.possible_duplicate_charge is not None,
         possible_duplicate_charge_why=job.possible_duplicate_charge,
+        delivery=delivery_info(delivery),
         attempts_history=[
             Attempt(
                 at=a.at,
@@ -190,4 +210,8 @@ async def status(ctx: DaemonContext) -> Status:
         providers=await provider_statuses(ctx, by_provider),
         batches=await batch_summaries(ctx, batches),
         pipeline=pipeline if pipeline["drafts"] else None,
+        delivery=DeliveryBacklog(
+            **await ctx.store.deliveries.backlog(),
+            held_reasons=await ctx.store.deliveries.held_reasons(),
+        ),
     )

@@ -311,7 +311,8 @@ class Control:
             except (OSError, UnsafePathError) as error:
                 problems.append(f"job {job_id}: {error}")
                 continue
-            await self.store.update_job(job_id, review=decision, file=relative)
+            # With what it means for the delivery bucket (moved, deleted), in one transaction.
+            await self.engine.delivery.reviewed(job_id, batch, decision, relative)
             self.engine.writer.mark_dirty(batch.id)
             moved.append(job_id)
             self._emit(

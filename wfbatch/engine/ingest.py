@@ -100,6 +100,8 @@ async def ingest(
         paused=False,
         created_at=created.timestamp(),
         auto_approve=parsed.stages.auto_approve if parsed.stages else AutoApprove.NONE,
+        delivery=parsed.delivery,
+        notify=parsed.notify,
     )
     jobs = [
         NewJob(

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wfbatch.core.models import JobSpec
@@ -22,10 +22,12 @@ from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.canceled import CanceledExecutions
 from wfbatch.engine.clock import Clock, SystemClock
+from wfbatch.engine.delivery import DeliveryWorker
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.finals import Finals
 from wfbatch.engine.holds import Holds
 from wfbatch.engine.limiter import Slot
+from wfbatch.engine.notify import Notifier
 from wfbatch.engine.pool import ProviderPool
 from wfbatch.engine.remote_batches import RemoteBatches
 from wfbatch.engine.runner import JobRunner, JobServices
@@ -43,6 +45,7 @@ MIN_FLUSH_PERIOD = 1.0
 RECONCILE_WINDOW = 7 * 24 * 3600.0
 WATCH_TICK = 2.0
 SETTLE_CANCELED_PERIOD = 30.0
+DRAIN_DELIVERIES_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Engine:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._keys_in_flight: set[str] = set()
         self._batches: dict[str, BatchRow] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.pool = ProviderPool(store, settings, self.clock, events, self.wake)
         self.budget = Budget(store, settings, self.clock)
         self.storage = StorageHealth(store, layout.root, self.clock, events)
@@ -86,6 +90,10 @@ class Engine:
         self.writer = OutputWriter(store, self.pool.label)
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
         self.finals = Finals(store, settings, self.writer, emit=events, wake=self.wake)
+        # Uploads and notifications: workers of their own, fed through the store.
+        self.delivery = DeliveryWorker(store, lambda: self.settings, self.writer, self.clock)
+        self.notifier = Notifier(store, lambda: self.settings, self.holds, self.clock)
+        self.writer.finished_hooks += [self.delivery.batch_finished, self.notifier.batch_finished]
         services = JobServices(
             store=store,
             budget=self.budget,
@@ -124,25 +132,57 @@ class Engine:
             log.info("released %d credit reservations left behind by a crash", released)
         await self.writer.reconcile(self.clock.wall() - RECONCILE_WINDOW)
         await self._adopt_in_flight()
+        # A held delivery is tried once more per start: the bucket may exist by now.
+        await self.store.deliveries.release_held()
         await self.remote.resume()
 
     async def run_until_idle(self) -> StopReason:
-        """Run until nothing is left to do for this engine's batches, or what is left cannot proceed."""
+        """Run until nothing is left to do for this engine's batches, or what is left cannot proceed;
+        then give pending uploads and notifications a bounded time to go out."""
         await self.start()
+        workers = self._start_workers()
         try:
-            return await self._loop(burst=True)
+            reason = await self._loop(burst=True)
+            await self.writer.flush(force=True)  # finishes batches: their manifests go up now
+            await self._drain_deliveries()
+            return reason
         finally:
+            await self._stop_workers(workers)
             await self.shutdown()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         await self.start()
         stopper = asyncio.create_task(self._stop_when(stop))
         watcher = asyncio.create_task(self._watch_providers())
+        workers = self._start_workers()
         try:
             await self._loop(burst=False)
         finally:
             for task in (stopper, watcher):
                 task.cancel()
+            await self._stop_workers(workers)
+
+    def _start_workers(self) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(self.delivery.run(), name="delivery"),
+            asyncio.create_task(self.notifier.run(), name="notify"),
+        ]
+
+    @staticmethod
+    async def _stop_workers(workers: list[asyncio.Task[None]]) -> None:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _drain_deliveries(self) -> None:
+        """`wfbatch run` ends once its uploads are through, or after a bound: what is left is
+        uploaded by the next engine on this HOME (the daemon, or another run)."""
+        deadline = self.clock.monotonic() + DRAIN_DELIVERIES_SECONDS
+        while self.clock.monotonic() < deadline:
+            if not await self.delivery.pending() and not await self.notifier.pending():
+                return
+            await asyncio.sleep(0.1)
+        log.warning("some uploads or notifications are still pending; the next start sends them")
 
     async def shutdown(self) -> None:
         """Stop dispatching; in-flight jobs keep their state and resume on the next start."""
@@ -174,6 +214,10 @@ class Engine:
         self.settings = settings
         self.budget.settings = settings
         changes = self.pool.reload(settings)
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing is held in this process
+            task = asyncio.get_running_loop().create_task(self.delivery.settings_changed())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         self.wake()
         return changes
 
@@ -396,12 +440,20 @@ class Engine:
 
     async def _record(self, job: JobRow, outcome: OutcomeRecord) -> None:
         """How this run of the job ended, in one transaction; then told."""
+        if outcome.target is JobState.DONE and self.delivery.uploads_as_done(await self._batch(job.batch_id)):
+            outcome = replace(outcome, deliver=True)  # recorded with the move: a crash cannot lose it
         moved = await self.store.record_outcome(job.id, outcome)
         if moved and outcome.target is not None:
             self.runner.emit_job(job, outcome.target)
             self.writer.mark_dirty(job.batch_id)
             if outcome.target is JobState.DONE and job.stage is not None:
                 await self.finals.finished(job, await self._batch(job.batch_id))
+            if outcome.deliver:
+                self.delivery.wake()
+            if outcome.target is JobState.FAILED:
+                failed = await self.store.get_job(job.id)
+                if failed is not None:
+                    await self.notifier.job_failed(failed)
 
 
 __all__ = ["Engine", "StopReason"]

@@ -119,6 +119,31 @@ class BatchSummary(_Model):
         return f"batch {'/'.join(statuses)} {done}/{sum(r.lines for r in live)}"
 
 
+class DeliveryBacklog(_Model):
+    """Uploads to the delivery bucket, by state, over every batch."""
+
+    pending: int = 0
+    """To do: new images, moves after a review, manifests, and uploads waiting to be tried again."""
+    held: int = 0
+    """Stuck until the configuration changes (or the daemon restarts): see `held_reasons`."""
+    done: int = 0
+    held_reasons: list[str] = Field(default_factory=list)
+
+
+class DeliveryInfo(_Model):
+    """One image's object in the delivery bucket."""
+
+    state: str
+    """`pending`, `done` or `held`."""
+    url: str | None = None
+    """`s3://bucket/key` of the object uploaded last; None while none is."""
+    etag: str | None = None
+    at: float | None = None
+    presigned_url: str | None = None
+    error: str | None = None
+    """Why the last try failed (held: why it is stuck)."""
+
+
 class Status(_Model):
     version: str
     jobs: dict[str, int]
@@ -131,6 +156,7 @@ class Status(_Model):
     pipeline: dict[str, int] | None = None
     """Draft → final batches: drafts, drafts_done, approved, rejected, finals, finals_done; None
     when there are none."""
+    delivery: DeliveryBacklog = Field(default_factory=DeliveryBacklog)
 
 
 class JobSummary(_Model):
@@ -185,6 +211,8 @@ class JobDetail(JobSummary):
     possible_duplicate_charge: bool = False
     possible_duplicate_charge_why: str | None = None
     """Why this image may have been paid for twice (a start re-sent after a lost answer)."""
+    delivery: DeliveryInfo | None = None
+    """Its object in the delivery bucket, when the batch has one."""
     attempts_history: list[Attempt] = Field(default_factory=list)
 
 

@@ -136,7 +136,51 @@ MIGRATIONS: list[str] = [
     ALTER TABLE batches ADD COLUMN auto_approve TEXT NOT NULL DEFAULT 'none';
     CREATE INDEX jobs_pipeline ON jobs(batch_id) WHERE final_spec IS NOT NULL OR draft_of IS NOT NULL;
     """,
-    # 8: remote batches (a provider's batch API, e.g. OpenAI Batch): one row per uploaded file and
+    # 8: delivery and notification. A batch keeps what its spec overrides of the HOME's [delivery]
+    # and [notify] (never a secret). `deliveries` holds one row per image (and one per batch for
+    # its manifest): the path that should be in the bucket (`want`, NULL: nothing) against the
+    # object that is there (`have_url`); the worker makes them agree, so a crash anywhere only
+    # repeats an upload to the same key. `notifications` is the outbox of webhooks/commands, one
+    # row per event key (a batch finishing, a hold), so each is sent once across restarts.
+    """
+    ALTER TABLE batches ADD COLUMN delivery TEXT;
+    ALTER TABLE batches ADD COLUMN notify TEXT;
+    CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY,
+        batch_id        TEXT NOT NULL REFERENCES batches(id),
+        job_id          INTEGER UNIQUE REFERENCES jobs(id),
+        kind            TEXT NOT NULL,
+        want            TEXT,
+        have_url        TEXT,
+        etag            TEXT,
+        delivered_at    REAL,
+        presigned_url   TEXT,
+        presigned_until REAL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        error           TEXT,
+        updated_at      REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX deliveries_manifest ON deliveries(batch_id) WHERE kind = 'manifest';
+    CREATE INDEX deliveries_state ON deliveries(state, next_attempt_at);
+    CREATE INDEX deliveries_batch ON deliveries(batch_id, state);
+    CREATE TABLE notifications (
+        id              INTEGER PRIMARY KEY,
+        key             TEXT NOT NULL UNIQUE,
+        batch_id        TEXT NOT NULL,
+        type            TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        error           TEXT,
+        created_at      REAL NOT NULL,
+        sent_at         REAL
+    );
+    CREATE INDEX notifications_state ON notifications(state, next_attempt_at);
+    """,
+    # 9: remote batches (a provider's batch API, e.g. OpenAI Batch): one row per uploaded file and
     # remote batch, its step committed before the next step depends on it; each job of a live remote
     # batch points at it (at most one: the column), and is let go when its outcome is recorded.
     """

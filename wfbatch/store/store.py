@@ -35,6 +35,7 @@ from wfbatch.core.states import (
     sources_of,
     state_list,
 )
+from wfbatch.store.deliveries import Deliveries, want_object
 from wfbatch.store.ledger import write_release_and_charge
 from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob, OutcomeRecord, spec_to_json
 from wfbatch.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -88,6 +89,7 @@ class Store:
         self._conn = conn
         self.path = path
         self._write_lock = asyncio.Lock()
+        self.deliveries = Deliveries(self)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -198,7 +200,8 @@ class Store:
                 canonical = await cursor.fetchone() is None
             await conn.execute(
                 "INSERT INTO batches (id, name, source_name, content_hash, provider, cache_enabled, budget,"
-                " output_dir, paused, created_at, canonical, auto_approve) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " output_dir, paused, created_at, canonical, auto_approve, delivery, notify)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     batch.id,
                     batch.name,
@@ -212,6 +215,8 @@ class Store:
                     batch.created_at,
                     int(canonical),
                     batch.auto_approve.value,
+                    _json_or_null(batch.delivery),
+                    _json_or_null(batch.notify),
                 ),
             )
             await conn.executemany(
@@ -508,6 +513,16 @@ class Store:
         )
         return {r["provider"] for r in rows}
 
+    async def queued_batch_providers(self) -> dict[str, set[str]]:
+        """Batches with queued jobs → the providers of those jobs (for telling of holds)."""
+        rows = await self.fetchall(
+            f"SELECT DISTINCT batch_id, provider FROM jobs WHERE state = '{JobState.QUEUED.value}'"
+        )
+        found: dict[str, set[str]] = {}
+        for row in rows:
+            found.setdefault(row["batch_id"], set()).add(row["provider"])
+        return found
+
     async def promote_due_retries(self, now: float) -> int:
         sources = state_list(sources_of(JobState.QUEUED, (JobState.RETRYING,)))
         return await self._write(
@@ -585,6 +600,8 @@ class Store:
             if record.target is not None:
                 sources = sources_of(record.target, WORKING_STATES)
                 moved = await self._set(conn, job_id, sources, {"state": record.target, **record.fields}, now)
+                if moved and record.deliver and record.fields.get("file"):
+                    await want_object(conn, row["batch_id"], job_id, record.fields["file"], now)
             elif record.fields:
                 await self._set(conn, job_id, None, record.fields, now)
             if row["reserved"] is not None and execution in (Execution.NONE, Execution.ENDED):
@@ -793,6 +810,10 @@ def _within(column: str, values: Sequence[str] | None, *, negate: bool = False) 
 
 def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _json_or_null(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _json_list(items: list[str]) -> str:
