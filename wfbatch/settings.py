@@ -55,6 +55,7 @@ class ProviderLimits(BaseModel):
         """What keeps this provider from working as configured (a missing key, ...), said so a
         person can fix it; checked when prompts are accepted, without building a client."""
         return []
+
     daily_executions: int | None = Field(default=None, ge=1)
     max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_initial: float = Field(default=2.0, gt=0, description="seconds before the first retry")
@@ -187,6 +188,53 @@ class OpenAISettings(ProviderLimits):
         default=300.0, gt=0, description="a high-quality image can take a minute or two to generate"
     )
     request_timeout: float = Field(default=180.0, gt=0)
+    mode: Literal["direct", "batch"] = Field(
+        default="direct",
+        description="'batch': jobs go through the Batch API (half price, done within 24 h); an entry's"
+        " own `mode` wins",
+    )
+    batch_poll_interval: float = Field(
+        default=300.0, gt=0, description="seconds between looks at a live remote batch (minutes, not seconds)"
+    )
+    batch_gather_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="queued batch-mode jobs wait this long for company before a remote batch is made",
+    )
+    batch_max_lines: int = Field(
+        default=50_000, ge=1, le=50_000, description="requests per remote batch (OpenAI allows 50,000)"
+    )
+    batch_max_file_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024,
+        le=200 * 1024 * 1024,
+        description="bytes per uploaded input file (OpenAI allows 200 MB)",
+    )
+    batch_queue_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="requests per model enqueued in live remote batches at once (the account's batch"
+        " queue limit); None = no limit here",
+    )
+    max_remote_batches: int = Field(
+        default=10, ge=1, description="live remote batches at once (don't start more than the account allows)"
+    )
+    batch_output_max_bytes: int = Field(
+        default=50 * 1024 * 1024 * 1024,
+        ge=1024,
+        description="largest output or error file downloaded (streamed; base64 images make it big)",
+    )
+    batch_download_deadline: float = Field(
+        default=3600.0, gt=0, description="seconds for downloading one output or error file"
+    )
+    batch_discount: float = Field(
+        default=0.5, gt=0, le=1, description="share of the direct price a batch line costs (half)"
+    )
+    batch_expired_to_direct: bool = Field(
+        default=False,
+        description="lines an expired remote batch did not finish go to direct mode (else back to the"
+        " batch queue)",
+    )
 
     def configuration_problems(self) -> list[str]:
         return missing_key(self.api_key, "OpenAI", "openai")

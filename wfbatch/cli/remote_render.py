@@ -106,7 +106,7 @@ def render_batches(batches: list[BatchSummary], out: Console | None = None) -> N
     table = _table("batch", "name", "done", "failed", "left", "eta", "state")
     for b in batches:
         left = sum(b.counts.get(s, 0) for s in ("queued", "submitting", "running", "retrying"))
-        state = "paused" if b.paused else ("finished" if not left else "working")
+        state = "paused" if b.paused else ("finished" if not left else (b.remote_progress() or "working"))
         table.add_row(
             b.id, _short(b.name, 28), f"{b.counts.get('done', 0)}/{b.total}", str(b.counts.get("failed", 0)),
             str(left), duration(b.eta_seconds) if left else "-", state,

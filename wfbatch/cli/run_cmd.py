@@ -38,6 +38,7 @@ from wfbatch.home import HomeLayout, HomeLock, HomeLocked, UnsafeLockFile
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
 from wfbatch.settings import Settings
 from wfbatch.store import Store
+from wfbatch.store.remote_batches import RemoteBatchStore
 
 MAX_FAILURES_LISTED = 1000
 
@@ -226,6 +227,9 @@ async def _summary(
         "output_dirs": output_dirs,
         "manifests": [str(Path(d) / MANIFEST_FILE_NAME) for d in output_dirs],
         "contact_sheets": [str(Path(d) / CONTACT_SHEET_FILE_NAME) for d in output_dirs],
+        "remote_batches": [
+            row.to_json() for row in await RemoteBatchStore(store).of_batches(batch_ids)
+        ],
         "failures": failures,
         "stop_reason": {"code": reason.code, "message": reason.message, **_jsonable(reason.details)},
         "exit_code": exit_code,
@@ -249,6 +253,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
         echo(f"  images:        {output_dir}/pending-review/")
         echo(f"  manifest:      {manifest}")
         echo(f"  contact sheet: {sheet}")
+    for remote in summary["remote_batches"]:
+        counts = remote["request_counts"]
+        echo(
+            f"  remote batch:  {remote['remote_id'] or '(not created)'} {remote['status'] or remote['step']},"
+            f" {counts['completed']} of {remote['lines']} done, {counts['failed']} failed"
+        )
     for failure in summary["failures"][:20]:
         status = failure["http_status"] if failure["http_status"] is not None else "-"
         echo(

@@ -17,10 +17,12 @@ from wfbatch.protocol import (
     JobDetail,
     JobSummary,
     ProviderStatus,
+    RemoteBatchSummary,
     Status,
 )
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.store import AttemptRow, BatchRow, DeliveryRow, JobRow
+from wfbatch.store.remote_batches import RemoteBatchStore
 
 RECENT_BATCHES = 50
 
@@ -144,7 +146,22 @@ async def batch_summaries(ctx: DaemonContext, batches: list[BatchRow]) -> list[B
     ids = [batch.id for batch in batches]
     counts = await ctx.store.counts_for_batches(ids)
     credits = await ctx.store.credits_used_by("batch_id", ids)
-    return [batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0)) for batch in batches]
+    remote: dict[str, list[RemoteBatchSummary]] = {}
+    for row in await RemoteBatchStore(ctx.store).of_batches(ids):
+        remote.setdefault(row.batch_id, []).append(
+            RemoteBatchSummary(
+                id=row.id,
+                remote_id=row.remote_id,
+                step=row.step.value,
+                status=row.status,
+                lines=row.lines,
+                completed=row.completed,
+                failed=row.failed,
+                message=row.message,
+            )
+        )
+    summaries = [batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0)) for batch in batches]
+    return [s.model_copy(update={"remote_batches": remote.get(s.id, [])}) for s in summaries]
 
 
 async def provider_names(ctx: DaemonContext, by_provider: dict[str, dict[str, int]]) -> list[str]:

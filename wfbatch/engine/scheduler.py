@@ -29,6 +29,7 @@ from wfbatch.engine.holds import Holds
 from wfbatch.engine.limiter import Slot
 from wfbatch.engine.notify import Notifier
 from wfbatch.engine.pool import ProviderPool
+from wfbatch.engine.remote_batches import RemoteBatches
 from wfbatch.engine.runner import JobRunner, JobServices
 from wfbatch.engine.storage import StorageHealth, is_disk_full
 from wfbatch.engine.writer import OutputWriter
@@ -93,19 +94,23 @@ class Engine:
         self.delivery = DeliveryWorker(store, lambda: self.settings, self.writer, self.clock)
         self.notifier = Notifier(store, lambda: self.settings, self.holds, self.clock)
         self.writer.finished_hooks += [self.delivery.batch_finished, self.notifier.batch_finished]
-        self.runner = JobRunner(
-            JobServices(
-                store=store,
-                budget=self.budget,
-                cache=self.cache,
-                writer=self.writer,
-                pool=self.pool,
-                clock=self.clock,
-                rng=rng or random.Random(),
-                emit=events,
-                wake=self.wake,
-                batch=self._batch,
-            )
+        services = JobServices(
+            store=store,
+            budget=self.budget,
+            cache=self.cache,
+            writer=self.writer,
+            pool=self.pool,
+            clock=self.clock,
+            rng=rng or random.Random(),
+            emit=events,
+            wake=self.wake,
+            batch=self._batch,
+        )
+        self.runner = JobRunner(services)
+        # Jobs in batch mode go through their provider's batch API, grouped; the one-job path
+        # above never sees them (see engine/remote_batches.py).
+        self.remote = RemoteBatches(
+            services, self.runner, self._record, lambda: self.settings, self.batch_ids
         )
 
     # -- what the daemon and `run` ask -------------------------------------------------------
@@ -129,6 +134,7 @@ class Engine:
         await self._adopt_in_flight()
         # A held delivery is tried once more per start: the bucket may exist by now.
         await self.store.deliveries.release_held()
+        await self.remote.resume()
 
     async def run_until_idle(self) -> StopReason:
         """Run until nothing is left to do for this engine's batches, or what is left cannot proceed;
@@ -186,6 +192,7 @@ class Engine:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self.remote.shutdown()
         await self.writer.flush(force=True)
         await self.pool.aclose()
 
@@ -225,6 +232,7 @@ class Engine:
         """Jobs just recorded as canceled: see `CanceledExecutions.stop`. Returns the ids of the
         jobs that were stopped in flight."""
         stopped = await self.canceled.stop(job_ids, self._tasks)
+        await self.remote.after_cancel(job_ids)
         self.wake()
         return stopped
 
@@ -311,7 +319,9 @@ class Engine:
         await self.store.promote_due_retries(self.clock.wall())
         if self.holds.everything() is not None:
             return
-        for name in sorted(await self.store.queued_providers(self.batch_ids)):
+        queued = sorted(await self.store.queued_providers(self.batch_ids))
+        await self.remote.tick(queued, self._provider_held, self.holds.budget_held_batches())
+        for name in queued:
             if await self.pool.get(name) is None or self.holds.provider(name):
                 continue
             limiter = self.pool.limiter(name)
@@ -327,6 +337,7 @@ class Engine:
                 free + len(self._keys_in_flight),
                 self.batch_ids,
                 exclude_batch_ids=self.holds.budget_held_batches(),
+                batch_mode=self._direct_only(name),
             )
             for job in candidates:
                 if free <= 0:
@@ -338,6 +349,14 @@ class Engine:
                     continue  # the same image is being made: wait, then take it from the cache
                 self._spawn(job)
                 free -= 1
+
+    def _provider_held(self, name: str) -> bool:
+        return bool(self.holds.provider(name))
+
+    def _direct_only(self, name: str) -> tuple[bool, str] | None:
+        """For a provider with a batch mode: this path takes only its direct-mode jobs."""
+        mode = self.remote.section_mode(name)
+        return None if mode is None else (False, mode)
 
     async def _idle_reason(self) -> StopReason | None:
         if self._tasks:

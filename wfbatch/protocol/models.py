@@ -71,6 +71,26 @@ class ProviderStatus(_Model):
     """Credits charged for this provider's finished jobs (all batches)."""
 
 
+class RemoteBatchSummary(_Model):
+    """One remote batch of a batch in batch mode (OpenAI Batch): its progress as the provider
+    reports it (`request_counts`)."""
+
+    id: int
+    remote_id: str | None = None
+    step: str
+    """gathered, uploading, uploaded, creating, started, collecting, closed (ours)."""
+    status: str | None = None
+    """The provider's: validating, in_progress, finalizing, completed, expired, failed, cancelled."""
+    lines: int
+    completed: int = 0
+    failed: int = 0
+    message: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.step != "closed"
+
+
 class BatchSummary(_Model):
     id: str
     name: str
@@ -86,6 +106,17 @@ class BatchSummary(_Model):
     pause_reason: str | None = None
     """Why the batch is held back besides a pause by hand, e.g. `budget reached: 10 of 10 credits`."""
     credits_used: float = 0.0
+    remote_batches: list[RemoteBatchSummary] = []
+    """Its remote batches (batch mode), oldest first."""
+
+    def remote_progress(self) -> str | None:
+        """`batch in_progress 12/20` for the live remote batches; None when there are none."""
+        live = [r for r in self.remote_batches if r.live]
+        if not live:
+            return None
+        done = sum(r.completed + r.failed for r in live)
+        statuses = sorted({r.status or r.step for r in live})
+        return f"batch {'/'.join(statuses)} {done}/{sum(r.lines for r in live)}"
 
 
 class DeliveryBacklog(_Model):

@@ -256,6 +256,36 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_started ON jobs(started_at) WHERE started_at IS NOT NULL;
     CREATE INDEX batches_created ON batches(created_at);
     """,
+    # 10: remote batches (a provider's batch API, e.g. OpenAI Batch): one row per uploaded file and
+    # remote batch, its step committed before the next step depends on it; each job of a live remote
+    # batch points at it (at most one: the column), and is let go when its outcome is recorded.
+    """
+    CREATE TABLE remote_batches (
+        id              INTEGER PRIMARY KEY,
+        provider        TEXT NOT NULL,
+        batch_id        TEXT NOT NULL REFERENCES batches(id),
+        model           TEXT NOT NULL,
+        tag             TEXT NOT NULL UNIQUE,
+        step            TEXT NOT NULL,
+        lines           INTEGER NOT NULL,
+        file_id         TEXT,
+        remote_id       TEXT,
+        status          TEXT,
+        total           INTEGER NOT NULL DEFAULT 0,
+        completed       INTEGER NOT NULL DEFAULT 0,
+        failed          INTEGER NOT NULL DEFAULT 0,
+        output_file_id  TEXT,
+        error_file_id   TEXT,
+        message         TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        created_at      REAL NOT NULL,
+        polled_at       REAL,
+        closed_at       REAL
+    );
+    CREATE INDEX remote_batches_step ON remote_batches(step, provider);
+    ALTER TABLE jobs ADD COLUMN remote_batch INTEGER REFERENCES remote_batches(id);
+    CREATE INDEX jobs_remote_batch ON jobs(remote_batch);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

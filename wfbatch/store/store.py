@@ -66,6 +66,7 @@ _UPDATABLE = frozenset(
         "cache_key",
         "execution",
         "possible_duplicate_charge",
+        "remote_batch",
     }
 )
 
@@ -505,11 +506,21 @@ class Store:
         batch_ids: Sequence[str] | None = None,
         *,
         exclude_batch_ids: Sequence[str] = (),
+        batch_mode: tuple[bool, str] | None = None,
     ) -> list[JobRow]:
         """Queued jobs of a provider in unpaused batches, highest priority first, then oldest.
         `exclude_batch_ids` (batches held by their budget) holds back only jobs that would start a
-        new execution: one whose execution exists (or may) spends nothing new and is never held."""
+        new execution: one whose execution exists (or may) spends nothing new and is never held.
+        `batch_mode` = (wanted, the section's mode), for a provider with a batch API: only the jobs
+        that go through it (True) or only the others (False); a job's own `mode` wins."""
         scope, scope_params = _within("j.batch_id", batch_ids)
+        scope += " AND j.remote_batch IS NULL"
+        mode_params: list[Any] = []
+        if batch_mode is not None:
+            wanted, section_mode = batch_mode
+            scope += f" AND (COALESCE(json_extract(j.spec, '$.mode'), ?) = 'batch') = {int(wanted)}"
+            mode_params = [section_mode]
+        scope_params = [*scope_params, *mode_params]
         excluded_params: list[Any] = []
         if exclude_batch_ids:
             marks = ",".join("?" * len(exclude_batch_ids))
@@ -560,7 +571,10 @@ class Store:
 
     async def in_flight_jobs(self) -> list[JobRow]:
         in_flight = state_list(IN_FLIGHT_STATES)
-        rows = await self.fetchall(f"SELECT * FROM jobs WHERE state IN ({in_flight}) ORDER BY id")
+        # A job of a remote batch is driven by its batch (engine.remote_batches), not one by one.
+        rows = await self.fetchall(
+            f"SELECT * FROM jobs WHERE state IN ({in_flight}) AND remote_batch IS NULL ORDER BY id"
+        )
         return [JobRow.from_sql(r) for r in rows]
 
     async def transition(

@@ -20,6 +20,9 @@ def _state_text(batch: BatchSummary) -> Text:
     open_jobs = sum(batch.counts.get(s, 0) for s in OPEN_STATES)
     if batch.paused:
         return Text("paused", style="bold yellow")
+    remote = batch.remote_progress()
+    if remote is not None:
+        return Text(remote, style="cyan")  # the remote batch's request_counts
     if open_jobs:
         return Text("running", style="cyan")
     if batch.counts.get("failed", 0):
