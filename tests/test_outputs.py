@@ -601,5 +601,5 @@ def test_public_names() -> None:
     for name in wfbatch.outputs.__all__:
         assert getattr(wfbatch.outputs, name) is not None
     public = {name for name in vars(wfbatch.outputs) if not name.startswith("_")}
-    modules = {"atomic", "batch_folder", "contact_sheet", "images", "layout", "manifest", "review"}
+    modules = {"atomic", "batch_folder", "bucket", "contact_sheet", "images", "layout", "manifest", "review"}
     assert public - modules == set(wfbatch.outputs.__all__)

@@ -375,7 +375,7 @@ def test_a_size_flux_cannot_make_is_refused_at_parse_time(tmp_path: Path) -> Non
         [sys.executable, "-m", "wfbatch", "run", str(lines_file)],
         capture_output=True,
         text=True,
-        env={**os.environ, "WFBATCH_HOME": str(tmp_path / "home")},
+        env={**os.environ, "WFBATCH_HOME": str(tmp_path / "home"), "WFBATCH_REPLICATE__API_KEY": "r8_never"},
         timeout=60,
     )
     assert result.returncode == 2
