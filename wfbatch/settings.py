@@ -91,6 +91,16 @@ class ProviderLimits(BaseModel):
     )
 
 
+def missing_key(api_key: SecretStr | None, label: str, section: str) -> list[str]:
+    """The one problem a keyed provider without a key has, said the way every client says it."""
+    if api_key is None or not api_key.get_secret_value().strip():
+        return [
+            f"{label} needs an API key: set WFBATCH_{section.upper()}__API_KEY"
+            f" (or api_key under [{section}] in wfbatch.toml)"
+        ]
+    return []
+
+
 class LocalSettings(ProviderLimits):
     """The built-in offline renderer: no network, no key, deterministic pictures."""
 
@@ -201,6 +211,9 @@ class FalSettings(ProviderLimits):
         default=2, ge=1, le=1000, description="fal runs 2 requests at once on a new account (up to 40)"
     )
 
+    def configuration_problems(self) -> list[str]:
+        return missing_key(self.api_key, "fal", "fal")
+
 
 class ReplicateSettings(ProviderLimits):
     """Replicate's predictions API (providers.md §3). Costs are in US dollars, as for fal."""
@@ -227,6 +240,9 @@ class ReplicateSettings(ProviderLimits):
         default=5, ge=1, le=100, description="pages of GET /predictions read to find a lost create"
     )
 
+    def configuration_problems(self) -> list[str]:
+        return missing_key(self.api_key, "Replicate", "replicate")
+
 
 class StabilitySettings(ProviderLimits):
     """Stability AI v2beta Stable Image (providers.md §4): synchronous, multipart in, image out.
@@ -250,6 +266,9 @@ class StabilitySettings(ProviderLimits):
         description="credits per image by model name ('default' for any): overrides the built-in table",
     )
     request_deadline: float = Field(default=180.0, gt=0, description="Ultra can take a while")
+
+    def configuration_problems(self) -> list[str]:
+        return missing_key(self.api_key, "Stability", "stability")
 
 
 class ComfyUISettings(ProviderLimits):

@@ -14,11 +14,11 @@ from wfbatch.cli.common import (
     prompt_files_argument,
     provider_option,
     settings_from_flags,
+    usable_home,
 )
 from wfbatch.cli.run_cmd import read_and_parse
 from wfbatch.core.models import ParsedBatch
 from wfbatch.engine.plan import Plan, make_plan
-from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings
 from wfbatch.store import Store
 
@@ -46,8 +46,7 @@ def plan_command(
 
 
 async def _plan(settings: Settings, parsed: list[ParsedBatch]) -> Plan:
-    layout = HomeLayout(settings.home)
-    layout.ensure()
+    layout = usable_home(settings)
     store = await Store.open(layout.db)
     try:
         return await make_plan(store, settings, parsed)

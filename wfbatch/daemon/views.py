@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from wfbatch import __version__
 from wfbatch.core.states import UNFINISHED_STATES, empty_counts
 from wfbatch.daemon.context import DaemonContext
+from wfbatch.engine.limiter import start_of_today
 from wfbatch.protocol import (
     Attempt,
     BatchSummary,
@@ -21,6 +24,15 @@ from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.store import AttemptRow, BatchRow, JobRow
 
 RECENT_BATCHES = 50
+
+
+def moment(epoch: float) -> datetime:
+    """Epoch seconds as the protocol's timestamps (ISO 8601 on the wire, UTC)."""
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def moment_or_none(epoch: float | None) -> datetime | None:
+    return None if epoch is None else moment(epoch)
 
 
 def job_summary(job: JobRow) -> JobSummary:
@@ -53,7 +65,7 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
         "cache_hit": job.cache_hit,
         "credits": job.credits,
         "remote_id": job.remote_id,
-        "updated_at": job.updated_at,
+        "updated_at": moment(job.updated_at),
     }
 
 
@@ -73,12 +85,12 @@ def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) 
         tags=job.tags,
         output_dir=output_dir,
         file_path=str(Path(output_dir) / job.file) if job.file and output_dir else None,
-        next_attempt_at=job.next_attempt_at,
+        next_attempt_at=moment_or_none(job.next_attempt_at),
         possible_duplicate_charge=job.possible_duplicate_charge is not None,
         possible_duplicate_charge_why=job.possible_duplicate_charge,
         attempts_history=[
             Attempt(
-                at=a.at,
+                at=moment(a.at),
                 kind=a.kind,
                 outcome=a.outcome,
                 http_status=a.http_status,
@@ -103,7 +115,7 @@ def batch_summary(
         name=batch.name,
         source_name=batch.source_name,
         provider=batch.provider,
-        created_at=batch.created_at,
+        created_at=moment(batch.created_at),
         output_dir=batch.output_dir,
         paused=batch.paused,
         counts=counts,
@@ -138,6 +150,9 @@ async def provider_statuses(
         limiter = ctx.engine.limiter(name)
         snapshot = limiter.snapshot().to_json()
         snapshot["paused"] = ctx.engine.holds.provider(name)
+        # From the store, not the limiter's memory: that one counts starts that were refused and
+        # starts afresh at a restart, so "today" jumped (160, 150, 154) for one true count.
+        snapshot["daily_executions"] = await ctx.store.starts_since(name, start_of_today(time.time()))
         statuses[name] = ProviderStatus(
             name=name,
             label=ctx.engine.provider_label(name),
@@ -159,11 +174,14 @@ async def status(ctx: DaemonContext) -> Status:
         for state, n in counts.items():
             totals[state] += n
     batches = await ctx.store.list_batches(RECENT_BATCHES)
+    providers = await provider_statuses(ctx, by_provider)
+    holds = ctx.engine.holds.all(providers, batches)
     return Status(
         version=__version__,
         jobs=totals,
         paused=ctx.engine.holds.everything() is not None,
         pause_reason=ctx.engine.holds.everything(),
-        providers=await provider_statuses(ctx, by_provider),
+        providers=providers,
         batches=await batch_summaries(ctx, batches),
+        holds=holds,
     )

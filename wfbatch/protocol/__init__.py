@@ -31,6 +31,7 @@ from wfbatch.protocol.models import (
     EditRequest,
     ErrorInfo,
     Health,
+    Hold,
     JobDetail,
     JobId,
     JobSummary,
@@ -44,6 +45,7 @@ from wfbatch.protocol.models import (
     SubmitError,
     SubmitRequest,
     SubmitResult,
+    error_headline,
 )
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "Health",
+    "Hold",
     "InboxEvent",
     "JobDetail",
     "JobEvent",
@@ -79,6 +82,7 @@ __all__ = [
     "SubmitError",
     "SubmitRequest",
     "SubmitResult",
+    "error_headline",
     "event_json",
     "parse_event",
     "routes",

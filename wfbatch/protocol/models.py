@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,9 @@ MAX_ID = 2**63 - 1
 JobId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Credits = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """A budget in credits: finite and not negative (NaN would compare as "no cap")."""
+Timestamp = datetime
+"""A moment, as ISO 8601 on the wire (like the manifests): the daemon hands epoch seconds, which
+pydantic turns into an aware UTC datetime."""
 
 
 class _Model(BaseModel):
@@ -37,12 +41,22 @@ class ErrorInfo(_Model):
     error_class: ErrorClass | None = None
 
 
+def error_headline(http_status: int | None) -> str:
+    """What kind of failure an error is, for people: an execution that failed on the provider's side
+    arrives in a 2xx answer, and "HTTP 200: NSFW content detected" reads as a success."""
+    if http_status is None:
+        return "no answer"
+    if 200 <= http_status < 300:
+        return "execution failed"
+    return f"HTTP {http_status}"
+
+
 class Health(_Model):
     ok: bool
     version: str
     api_version: int
     pid: int
-    started_at: float
+    started_at: Timestamp
     home: str
 
 
@@ -76,7 +90,7 @@ class BatchSummary(_Model):
     name: str
     source_name: str
     provider: str
-    created_at: float
+    created_at: Timestamp
     output_dir: str
     paused: bool
     counts: dict[str, int]
@@ -88,6 +102,19 @@ class BatchSummary(_Model):
     credits_used: float = 0.0
 
 
+class Hold(_Model):
+    """Something that keeps work from starting: what it holds, why, and what lifts it."""
+
+    scope: Literal["everything", "provider", "batch"]
+    target: str | None = None
+    """The provider's name or the batch's id; None for everything."""
+    kind: str
+    """pause, disk, credits, authentication, unreachable, config, daily_cap, daily_credit_cap, budget."""
+    reason: str
+    lift: str
+    """What lifts it, for people: usually a command (`wfbatch resume --provider wireflow`)."""
+
+
 class Status(_Model):
     version: str
     jobs: dict[str, int]
@@ -97,6 +124,8 @@ class Status(_Model):
     providers: dict[str, ProviderStatus]
     batches: list[BatchSummary]
     """The most recent batches (at most 50)."""
+    holds: list[Hold] = Field(default_factory=list)
+    """Every hold on everything, the providers and the batches listed, with what lifts each."""
 
 
 class JobSummary(_Model):
@@ -115,11 +144,11 @@ class JobSummary(_Model):
     cache_hit: bool = False
     credits: float | None = None
     remote_id: str | None = None
-    updated_at: float
+    updated_at: Timestamp
 
 
 class Attempt(_Model):
-    at: float
+    at: Timestamp
     kind: str
     outcome: str
     http_status: int | None = None
@@ -141,7 +170,7 @@ class JobDetail(JobSummary):
     output_dir: str
     file_path: str | None = None
     """Absolute path of the image, when there is one."""
-    next_attempt_at: float | None = None
+    next_attempt_at: Timestamp | None = None
     possible_duplicate_charge: bool = False
     possible_duplicate_charge_why: str | None = None
     """Why this image may have been paid for twice (a start re-sent after a lost answer)."""
