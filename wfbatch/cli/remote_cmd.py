@@ -9,6 +9,7 @@ import click
 from wfbatch.cli.common import JOB_ID, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options, wide_option
 from wfbatch.cli.remote_render import render_job, render_jobs, render_status
+from wfbatch.client import DaemonClient
 from wfbatch.protocol import MAX_PAGE, JobDetail, JobSummary, Page, Status
 
 
@@ -54,17 +55,19 @@ def jobs_command(
 ) -> None:
     """One page of jobs, oldest first. With --json: a JSON list of jobs; the next page's cursor
     goes to stderr."""
-    page: Page[JobSummary] = call_daemon(
-        home,
-        socket_path,
-        lambda client: client.jobs(
+    async def fetch(client: DaemonClient) -> tuple[Page[JobSummary], list[str]]:
+        page = await client.jobs(
             states=_states(states), batch_id=batch_id, text=text, review=review, cursor=cursor, limit=limit
-        ),
-    )
+        )
+        # The shortened batch ids must be unique among all recent batches, not only this page's.
+        known = [] if as_json else [b.id for b in (await client.status()).batches]
+        return page, known
+
+    page, known = call_daemon(home, socket_path, fetch)
     if as_json:
         print_json([job.model_dump(mode="json") for job in page.items])
     else:
-        render_jobs(page.items, wide=wide or output == "wide")
+        render_jobs(page.items, wide=wide or output == "wide", known_batches=known)
     if page.next_cursor is not None:
         click.echo(f"more: --cursor {page.next_cursor}", err=True)
 

@@ -32,8 +32,8 @@ COLUMN_GAP = 3
 """What rich puts between two columns of these tables: padding, divider, padding."""
 WIDE = 100_000
 """The console width for `--wide`: no line is ever cut."""
-MIN_FLEX = 8
-"""A flexible column narrower than this says nothing: drop the optional columns first."""
+MIN_FLEX = 20
+"""A flexible column narrower than this says too little: the optional columns go first."""
 
 
 def console(wide: bool = False) -> Console:
@@ -240,7 +240,8 @@ def render_batches(
     out.print(fitted_table(out, columns, rows))
 
 
-def render_jobs(jobs: list[JobSummary], wide: bool = False) -> None:
+def render_jobs(jobs: list[JobSummary], wide: bool = False, known_batches: Sequence[str] = ()) -> None:
+    """`known_batches`: the ids the shortened batch ids must tell apart (the page's, at least)."""
     out = console(wide)
     if not jobs:
         out.print("no jobs match")
@@ -250,7 +251,7 @@ def render_jobs(jobs: list[JobSummary], wide: bool = False) -> None:
         Column("tries", optional=True), Column("prompt", flexible=True, ratio=2),
         Column("error", flexible=True, ratio=3),
     ]
-    ids = short_ids(sorted({j.batch_id for j in jobs}))
+    ids = short_ids(sorted({j.batch_id for j in jobs} | set(known_batches)))
     rows: list[list[str | Text]] = []
     for j in jobs:
         rows.append([
@@ -263,7 +264,7 @@ def render_jobs(jobs: list[JobSummary], wide: bool = False) -> None:
 def _when(moment: dt.datetime | None) -> str:
     if moment is None:
         return "-"
-    return moment.astimezone().isoformat(sep=" ", timespec="seconds")
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def render_job(job: JobDetail, wide: bool = False) -> None:
