@@ -238,8 +238,9 @@ def test_a_file_name_that_is_not_utf8_is_refused_and_does_not_stop_the_inbox(dae
     staged.rename(daemon.inbox / name)
     rejected = daemon.home / "rejected"
     error_file = rejected / f"{name}{ERROR_SUFFIX}"
-    daemon.wait_until(error_file.exists, 10, "the refusal")
-    assert b"not valid UTF-8" in error_file.read_bytes() and (rejected / name).exists()
+    # The explanation is written first, then the file moved beside it: wait for both.
+    daemon.wait_until(lambda: error_file.exists() and (rejected / name).exists(), 10, "the refusal")
+    assert b"not valid UTF-8" in error_file.read_bytes()
     daemon.drop("after-latin1.jsonl", jsonl("still watching"))
     daemon.wait_until(lambda: _batch_from(daemon, "after-latin1.jsonl"), 10, "a later drop")
     assert daemon.returncode is None

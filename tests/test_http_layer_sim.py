@@ -167,15 +167,16 @@ async def test_consecutive_connection_failures_make_it_unreachable(make_provider
     assert TEST_KEY not in str(final.value)
 
 
-async def test_an_answer_resets_the_connection_failure_count(sim_factory: Any, make_provider: Any) -> None:
+async def test_resets_from_a_provider_that_is_there_never_count_as_unreachable(
+    sim_factory: Any, make_provider: Any
+) -> None:
+    """A connection reset mid-request (or a slow answer) means the provider was reached: the job's
+    request is retried, and the provider is never paused as unreachable for it."""
     sim = sim_factory()
     provider = make_provider(sim, unreachable_after=2)
-    sim.state.queue_fault("reset", route="usage")
-    with pytest.raises(Transient) as caught:
-        await provider.balance()
-    assert caught.value.connection_failed and not isinstance(caught.value, Unreachable)
+    for _ in range(3):
+        sim.state.queue_fault("reset", route="usage")
+        with pytest.raises(Transient) as caught:
+            await provider.balance()
+        assert not caught.value.connection_failed and not isinstance(caught.value, Unreachable)
     await provider.balance()
-    sim.state.queue_fault("reset", route="usage")
-    with pytest.raises(Transient) as again:
-        await provider.balance()
-    assert not isinstance(again.value, Unreachable)

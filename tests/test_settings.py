@@ -8,6 +8,7 @@ import pytest
 
 from wfbatch.settings import (
     ComfyUISettings,
+    DraftsSettings,
     FalSettings,
     InboxSettings,
     LocalSettings,
@@ -59,6 +60,7 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
     sections = {
         "": Settings,
         "inbox": InboxSettings,
+        "drafts": DraftsSettings,
         "local": LocalSettings,
         "wireflow": WireflowSettings,
         "openai": OpenAISettings,

@@ -91,13 +91,11 @@ class ProviderLimits(BaseModel):
     )
 
 
-def missing_key(api_key: SecretStr | None, label: str, section: str) -> list[str]:
-    """The one problem a keyed provider without a key has, said the way every client says it."""
+def missing_key(api_key: SecretStr | None, who: str, section: str) -> list[str]:
+    """The one problem a provider that needs only a key can have."""
     if api_key is None or not api_key.get_secret_value().strip():
-        return [
-            f"{label} needs an API key: set WFBATCH_{section.upper()}__API_KEY"
-            f" (or api_key under [{section}] in wfbatch.toml)"
-        ]
+        env = f"WFBATCH_{section.upper()}__API_KEY"
+        return [f"{who} needs an API key: set {env} (or api_key under [{section}] in wfbatch.toml)"]
     return []
 
 
@@ -188,12 +186,7 @@ class OpenAISettings(ProviderLimits):
     request_timeout: float = Field(default=180.0, gt=0)
 
     def configuration_problems(self) -> list[str]:
-        if self.api_key is None or not self.api_key.get_secret_value().strip():
-            return [
-                "OpenAI needs an API key: set WFBATCH_OPENAI__API_KEY"
-                " (or api_key under [openai] in wfbatch.toml)"
-            ]
-        return []
+        return missing_key(self.api_key, "OpenAI", "openai")
 
 
 class FalSettings(ProviderLimits):
@@ -318,6 +311,23 @@ class InboxSettings(BaseModel):
     skip_duplicate_files: bool = True
 
 
+class DraftsSettings(BaseModel):
+    """Draft → final batches (a spec's `draft` / `final`)."""
+
+    keep_approved_drafts: bool = Field(
+        default=True,
+        description="keep an approved draft in approved/ beside its final; false: removed once the "
+        "final is written",
+    )
+    default_approve_rate: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="share of drafts `wfbatch plan` expects to be approved when this HOME has no "
+        "reviewed drafts yet (--approve-rate overrides it)",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WFBATCH_",
@@ -338,6 +348,7 @@ class Settings(BaseSettings):
     stability: StabilitySettings = Field(default_factory=StabilitySettings)
     comfyui: ComfyUISettings = Field(default_factory=ComfyUISettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
+    drafts: DraftsSettings = Field(default_factory=DraftsSettings)
 
     @classmethod
     def settings_customise_sources(

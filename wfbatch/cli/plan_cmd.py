@@ -18,7 +18,7 @@ from wfbatch.cli.common import (
 )
 from wfbatch.cli.run_cmd import read_and_parse
 from wfbatch.core.models import ParsedBatch
-from wfbatch.engine.plan import Plan, make_plan
+from wfbatch.engine.plan import PipelinePlan, Plan, make_plan
 from wfbatch.settings import Settings
 from wfbatch.store import Store
 
@@ -27,10 +27,22 @@ from wfbatch.store import Store
 @prompt_files_argument
 @provider_option
 @budget_option
+@click.option(
+    "--approve-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Share of drafts you expect to approve, for draft → final batches (default: this HOME's"
+    " history of reviewed drafts, else [drafts] default_approve_rate).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the forecast as one JSON object.")
 @home_option
 def plan_command(
-    files: tuple[Path, ...], provider: str | None, budget: float | None, as_json: bool, home: Path | None
+    files: tuple[Path, ...],
+    provider: str | None,
+    budget: float | None,
+    approve_rate: float | None,
+    as_json: bool,
+    home: Path | None,
 ) -> None:
     """Forecast FILES without sending a paid request: unique jobs, cache hits, estimated credits
     (and how many jobs have an unknown cost), estimated duration under the configured limits, and
@@ -38,18 +50,18 @@ def plan_command(
     settings = settings_from_flags(home, provider=provider)
     prompt_files = read_and_parse(files, settings, budget=budget)
     parsed = [f.parsed for f in prompt_files]
-    plan = asyncio.run(_plan(settings, parsed))
+    plan = asyncio.run(_plan(settings, parsed, approve_rate))
     if as_json:
         print_json(plan.to_json())
         return
     _print_plan(plan)
 
 
-async def _plan(settings: Settings, parsed: list[ParsedBatch]) -> Plan:
+async def _plan(settings: Settings, parsed: list[ParsedBatch], approve_rate: float | None) -> Plan:
     layout = usable_home(settings)
     store = await Store.open(layout.db)
     try:
-        return await make_plan(store, settings, parsed)
+        return await make_plan(store, settings, parsed, approve_rate=approve_rate)
     finally:
         await store.close()
 
@@ -71,8 +83,29 @@ def _print_plan(plan: Plan) -> None:
             f"  {name}: {provider.jobs_left} jobs, {cost} credits each, latency {provider.latency:.1f} s"
             f" ({provider.latency_source}){balance}"
         )
+    if plan.pipeline:
+        _print_pipeline(plan.pipeline)
     if plan.stops_at:
         echo(f"would stop after {plan.stops_at['after_jobs']} jobs: {plan.stops_at['reason']}")
+
+
+def _print_pipeline(pipeline: PipelinePlan) -> None:
+    echo = click.echo
+    rate = f"{pipeline.approve_rate:.0%}"
+    echo(
+        f"drafts → finals: {pipeline.drafts} drafts, ~{pipeline.expected_finals:g} finals at an approval"
+        f" rate of {rate} ({pipeline.approve_rate_source})"
+    )
+    if pipeline.pipeline_credits is None or pipeline.straight_to_finals is None:
+        echo("  credits unknown: a draft or final model has no known price (set `costs`)")
+        return
+    echo(
+        f"  drafts {pipeline.drafts_credits:g} + finals {pipeline.finals_credits:g}"
+        f" = {pipeline.pipeline_credits:g} credits"
+    )
+    saving = pipeline.saving or 0.0
+    share = f" ({saving / pipeline.straight_to_finals:.0%})" if pipeline.straight_to_finals else ""
+    echo(f"  straight to finals: {pipeline.straight_to_finals:g} credits; saving {saving:g}{share}")
 
 
 def _duration(seconds: float) -> str:

@@ -205,9 +205,21 @@ def render_status(status: Status, wide: bool = False) -> None:
                 _provider_state(p), _flat(why),
             ])
         out.print(fitted_table(out, columns, rows))
+    if status.pipeline:
+        out.print(pipeline_line(status.pipeline))
     if status.batches:
         render_batches(status.batches, out, held={h.target for h in status.holds if h.scope == "batch"})
     render_holds(status.holds, out, {b.id: b.name for b in status.batches})
+
+
+def pipeline_line(pipeline: dict[str, int]) -> str:
+    """Where draft → final batches stand, in one line."""
+    p = pipeline
+    reviewed = f"{p.get('approved', 0)} approved, {p.get('rejected', 0)} rejected"
+    return (
+        f"drafts → finals: {p.get('drafts_done', 0)}/{p.get('drafts', 0)} drafts made, {reviewed};"
+        f" {p.get('finals_done', 0)}/{p.get('finals', 0)} finals made"
+    )
 
 
 def render_batches(
@@ -248,17 +260,26 @@ def render_jobs(jobs: list[JobSummary], wide: bool = False, known_batches: Seque
         return
     columns = [
         Column("id"), Column("batch", optional=True), Column("state"), Column("review", optional=True),
-        Column("tries", optional=True), Column("prompt", flexible=True, ratio=2),
-        Column("error", flexible=True, ratio=3),
+        Column("stage", optional=True), Column("tries", optional=True),
+        Column("prompt", flexible=True, ratio=2), Column("error", flexible=True, ratio=3),
     ]
     ids = short_ids(sorted({j.batch_id for j in jobs} | set(known_batches)))
     rows: list[list[str | Text]] = []
     for j in jobs:
         rows.append([
-            str(j.id), j.batch_id if wide else ids[j.batch_id], j.state, j.review, str(j.attempts),
-            _flat(j.prompt), error_line(j.error) if j.error is not None else "",
+            str(j.id), j.batch_id if wide else ids[j.batch_id], j.state, j.review, stage_text(j),
+            str(j.attempts), _flat(j.prompt), error_line(j.error) if j.error is not None else "",
         ])
     out.print(fitted_table(out, columns, rows))
+
+
+def stage_text(job: JobSummary) -> str:
+    """`draft`, `draft → 12` (its final), `final of 3`, or `-` outside a draft → final batch."""
+    if job.stage == "final":
+        return f"final of {job.draft_of}"
+    if job.stage == "draft":
+        return "draft" if job.final_id is None else f"draft → {job.final_id}"
+    return "-"
 
 
 def _when(moment: dt.datetime | None) -> str:
@@ -287,6 +308,13 @@ def render_job(job: JobDetail, wide: bool = False) -> None:
         rows.append(("error", f"{error_line(e)}{status} [request id {e.request_id or '-'}]"))
     if job.next_attempt_at:
         rows.append(("next try", _when(job.next_attempt_at)))
+    if job.stage == "draft":
+        none_yet = "none yet (approving the draft queues it)"
+        rows.append(("final", f"job {job.final_id}" if job.final_id is not None else none_yet))
+    elif job.stage == "final":
+        rows.append(("draft", f"job {job.draft_of} (this final was regenerated from its prompt and seed)"))
+    if job.credits is not None:
+        rows.append(("credits", f"{job.credits:g}"))
     if job.possible_duplicate_charge:
         rows.append(("charged?", f"possibly twice: {job.possible_duplicate_charge_why}"))
     for key, value in rows:

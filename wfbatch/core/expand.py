@@ -3,40 +3,61 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from wfbatch.core.hashing import default_seed
-from wfbatch.core.models import DEFAULT_SIZE, ImageFormat, JobSpec, ParsedBatch, ParsedEntry
+from wfbatch.core.models import DEFAULT_SIZE, ImageFormat, JobSpec, ParsedBatch, ParsedEntry, PromptEntry
 
 
 @dataclass(frozen=True)
 class ExpandedJob:
-    """One image to make, with the entry and file line it came from."""
+    """One image to make, with the entry and file line it came from. In a draft → final batch
+    `spec` is the draft and `final` what its approval queues (same prompt, seed and variant)."""
 
     source: ParsedEntry
     spec: JobSpec
+    final: JobSpec | None = None
 
 
 def expand_batch(batch: ParsedBatch, default_provider: str) -> list[ExpandedJob]:
     """Each entry becomes `variants` jobs. An entry without a seed gets one derived from its prompt and
     variant index: stable across runs (so a rerun is a cache hit) and distinct between variants."""
     provider_default = batch.provider or default_provider
+    stages = batch.stages
     jobs: list[ExpandedJob] = []
     for parsed in batch.entries:
         entry = parsed.entry
         for variant in range(entry.variants):
             seed = entry.seed + variant if entry.seed is not None else default_seed(entry.prompt, variant)
-            spec = JobSpec(
-                provider=entry.provider or provider_default,
-                prompt=entry.prompt,
-                negative_prompt=entry.negative_prompt,
-                model=entry.model,
-                width=entry.width or DEFAULT_SIZE,
-                height=entry.height or DEFAULT_SIZE,
-                seed=seed % 2**32,
-                variant=variant,
-                params=dict(entry.params),
-                format=entry.format or ImageFormat.PNG,
-                quality=entry.quality,
-            )
-            jobs.append(ExpandedJob(source=parsed, spec=spec))
+            if stages is None:
+                spec = _spec(entry, {}, provider_default, seed, variant)
+                jobs.append(ExpandedJob(source=parsed, spec=spec))
+                continue
+            draft = _spec(entry, stages.draft, provider_default, seed, variant)
+            final = _spec(entry, stages.final, provider_default, seed, variant)
+            jobs.append(ExpandedJob(source=parsed, spec=draft, final=final))
     return jobs
+
+
+def _spec(
+    entry: PromptEntry, stage: dict[str, Any], provider_default: str, seed: int, variant: int
+) -> JobSpec:
+    """The entry's job spec with a stage's fields on top (a stage's params are merged into the
+    entry's, the stage winning key by key: the entry may still say e.g. a style)."""
+
+    def pick(name: str) -> Any:
+        return stage[name] if stage.get(name) is not None else getattr(entry, name)
+
+    return JobSpec(
+        provider=pick("provider") or provider_default,
+        prompt=entry.prompt,
+        negative_prompt=entry.negative_prompt,
+        model=pick("model"),
+        width=pick("width") or DEFAULT_SIZE,
+        height=pick("height") or DEFAULT_SIZE,
+        seed=seed % 2**32,
+        variant=variant,
+        params={**entry.params, **stage.get("params", {})},
+        format=entry.format or ImageFormat.PNG,
+        quality=pick("quality"),
+    )

@@ -65,6 +65,27 @@ class JobSpec:
     quality: int | None = None
 
 
+STAGE_FIELDS: tuple[str, ...] = ("model", "provider", "width", "height", "quality", "params")
+"""The entry fields a spec's `draft` and `final` may set (what decides the price of an image)."""
+
+
+class AutoApprove(StrEnum):
+    NONE = "none"
+    """Every draft waits for a person's approval."""
+    ALL = "all"
+    """Every finished draft is approved at once (the model routing without the review)."""
+
+
+@dataclass(frozen=True)
+class Stages:
+    """A spec's draft → final pipeline: the entry fields each stage sets on top of the entry.
+    Jobs run at the draft settings; an approved draft queues its final."""
+
+    draft: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] = field(default_factory=dict)
+    auto_approve: AutoApprove = AutoApprove.NONE
+
+
 @dataclass(frozen=True)
 class ParsedEntry:
     """A validated entry and where it came from (1-based line in the file)."""
@@ -86,3 +107,5 @@ class ParsedBatch:
     file_format: str = "txt"
     """How the content was read (txt, jsonl, csv, json): the same bytes read another way are
     different jobs, so it is part of the content's identity."""
+    stages: Stages | None = None
+    """The draft → final pipeline (a .json spec's `draft` / `final`), or None: one stage."""

@@ -16,6 +16,7 @@ from wfbatch.daemon.context import context_of
 from wfbatch.daemon.metrics import CONTENT_TYPE, render_metrics
 from wfbatch.daemon.responses import ApiProblem, model_response, path_job_id, query_int
 from wfbatch.protocol import API_VERSION, MAX_PAGE, BatchSummary, Health, JobSummary, Page, routes
+from wfbatch.store import JobRow
 
 DEFAULT_JOBS_PAGE = 100
 DEFAULT_BATCHES_PAGE = 50
@@ -90,8 +91,9 @@ async def jobs(request: Request) -> JSONResponse:
     )
     more = len(rows) > limit
     rows = rows[:limit]
+    finals = await ctx.store.finals_of([row.id for row in rows if row.stage == "draft"])
     page = Page[JobSummary](
-        items=[views.job_summary(row) for row in rows],
+        items=[views.job_summary(row, _id(finals.get(row.id))) for row in rows],
         next_cursor=str(rows[-1].id) if more and rows else None,
     )
     return model_response(page)
@@ -104,7 +106,12 @@ async def job(request: Request) -> JSONResponse:
     if row is None:
         raise ApiProblem(404, f"no job {job_id}")
     batch = await ctx.store.get_batch(row.batch_id)
-    return model_response(views.job_detail(row, batch, await ctx.store.attempts_for(job_id)))
+    final = await ctx.store.final_of(job_id) if row.stage == "draft" else None
+    return model_response(views.job_detail(row, batch, await ctx.store.attempts_for(job_id), _id(final)))
+
+
+def _id(job: JobRow | None) -> int | None:
+    return None if job is None else job.id
 
 
 async def metrics(request: Request) -> Response:

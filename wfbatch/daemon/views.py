@@ -35,11 +35,11 @@ def moment_or_none(epoch: float | None) -> datetime | None:
     return None if epoch is None else moment(epoch)
 
 
-def job_summary(job: JobRow) -> JobSummary:
-    return JobSummary(**_summary_fields(job))
+def job_summary(job: JobRow, final_id: int | None = None) -> JobSummary:
+    return JobSummary(**_summary_fields(job, final_id))
 
 
-def _summary_fields(job: JobRow) -> dict[str, Any]:
+def _summary_fields(job: JobRow, final_id: int | None) -> dict[str, Any]:
     error = (
         ErrorInfo(
             http_status=job.error_status,
@@ -66,14 +66,19 @@ def _summary_fields(job: JobRow) -> dict[str, Any]:
         "credits": job.credits,
         "remote_id": job.remote_id,
         "updated_at": moment(job.updated_at),
+        "stage": job.stage,
+        "draft_of": job.draft_of,
+        "final_id": final_id,
     }
 
 
-def job_detail(job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow]) -> JobDetail:
+def job_detail(
+    job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow], final_id: int | None = None
+) -> JobDetail:
     spec = job.spec
     output_dir = batch.output_dir if batch else ""
     return JobDetail(
-        **_summary_fields(job),
+        **_summary_fields(job, final_id),
         negative_prompt=spec.negative_prompt,
         model=spec.model,
         seed=spec.seed,
@@ -174,6 +179,7 @@ async def status(ctx: DaemonContext) -> Status:
         for state, n in counts.items():
             totals[state] += n
     batches = await ctx.store.list_batches(RECENT_BATCHES)
+    pipeline = await ctx.store.pipeline_counts()
     providers = await provider_statuses(ctx, by_provider)
     holds = ctx.engine.holds.all(providers, batches)
     return Status(
@@ -184,4 +190,5 @@ async def status(ctx: DaemonContext) -> Status:
         providers=providers,
         batches=await batch_summaries(ctx, batches),
         holds=holds,
+        pipeline=pipeline if pipeline["drafts"] else None,
     )

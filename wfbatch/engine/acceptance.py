@@ -56,6 +56,9 @@ def provider_problems(parsed: ParsedBatch, default_provider: str, settings: Sett
     """Unknown providers (by the line that names them first), and providers whose configuration
     cannot work (a missing key, ...)."""
     wanted: dict[str, int] = {parsed.provider or default_provider: 0}
+    for stage in (parsed.stages.draft, parsed.stages.final) if parsed.stages else ():
+        if stage.get("provider"):
+            wanted.setdefault(stage["provider"], 0)
     for entry in parsed.entries:
         if entry.entry.provider:
             wanted.setdefault(entry.entry.provider, entry.line)

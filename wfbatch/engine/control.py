@@ -28,7 +28,7 @@ from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.protocol import BatchEvent, CommandResult, EngineEvent, JobEvent, ProviderEvent
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.providers.validation import spec_problems
-from wfbatch.store import BatchRow, Reuse
+from wfbatch.store import BatchRow, JobRow, Reuse
 from wfbatch.store.rows import spec_to_json
 
 log = logging.getLogger("wfbatch.control")
@@ -294,6 +294,7 @@ class Control:
         await self._require_jobs(job_ids)
         moved: list[int] = []
         problems: list[str] = []
+        finals = 0
         for job_id in job_ids:
             job = await self.store.get_job(job_id)
             if job is None:
@@ -317,12 +318,33 @@ class Control:
             self._emit(
                 JobEvent(id=job_id, batch_id=job.batch_id, state=job.state, review=decision, file=relative)
             )
+            finals += await self._follow_draft(job, decision)
         if problems and not moved:
             raise CommandError("; ".join(problems))
         message = f"{_plural(len(moved), 'image')} marked {decision.value}"
+        if finals:
+            verb = "queued" if decision is ReviewStatus.APPROVED else "canceled before it started"
+            message += f"; {_plural(finals, 'final')} {verb}"
         if problems:
             message += "; " + "; ".join(problems[:MAX_IDS_LISTED])
         return CommandResult(job_ids=moved, message=message)
+
+    async def _follow_draft(self, job: JobRow, decision: ReviewStatus) -> int:
+        """A reviewed draft's final: queued on approval (once: approving again queues nothing, and
+        a final canceled before it started is queued again); canceled while it has not started when
+        the approval is taken back. How many finals were queued or canceled."""
+        finals = self.engine.finals
+        if decision is ReviewStatus.APPROVED:
+            if await finals.queue(job) is not None:
+                return 1
+            final = await self.store.final_of(job.id)
+            if final is None or final.state is not JobState.CANCELED or final.execution is not Execution.NONE:
+                return 0
+            return len((await self.retry([final.id])).job_ids)
+        unstarted = await finals.unstarted_final(job)
+        if unstarted is None:
+            return 0
+        return len((await self.cancel([unstarted])).job_ids)
 
     # -- helpers ------------------------------------------------------------------------------
 

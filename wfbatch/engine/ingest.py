@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import batch_identity, cache_key
-from wfbatch.core.models import ParsedBatch
+from wfbatch.core.models import AutoApprove, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import claim_batch_dir, release_batch_dir
@@ -35,11 +35,13 @@ def entry_problems(parsed: ParsedBatch, default_provider: str) -> list[LineError
     seen: set[tuple[int, str]] = set()
     errors: list[LineError] = []
     for job in expand_batch(parsed, default_provider):
-        for message in spec_problems(job.spec):
-            key = (job.source.line, message)
-            if key not in seen:
-                seen.add(key)
-                errors.append(LineError(job.source.line, None, f"{job.spec.provider}: {message}"))
+        stages = [("", job.spec)] if job.final is None else [("draft: ", job.spec), ("final: ", job.final)]
+        for stage, spec in stages:
+            for message in spec_problems(spec):
+                shown = f"{stage}{spec.provider}: {message}"
+                if (job.source.line, shown) not in seen:
+                    seen.add((job.source.line, shown))
+                    errors.append(LineError(job.source.line, None, shown))
     return errors
 
 
@@ -76,7 +78,10 @@ async def ingest(
         raise PromptFileError(parsed.source_name, problems)
     expanded = expand_batch(parsed, default_provider)
     unknown = [
-        (job.source.line, job.spec.provider) for job in expanded if job.spec.provider not in KNOWN_PROVIDERS
+        (job.source.line, spec.provider)
+        for job in expanded
+        for spec in (job.spec, job.final)
+        if spec is not None and spec.provider not in KNOWN_PROVIDERS
     ]
     if unknown:
         raise UnknownProviderInFile(parsed.source_name, unknown)
@@ -94,6 +99,7 @@ async def ingest(
         output_dir=str(output_dir),
         paused=False,
         created_at=created.timestamp(),
+        auto_approve=parsed.stages.auto_approve if parsed.stages else AutoApprove.NONE,
     )
     jobs = [
         NewJob(
@@ -105,6 +111,7 @@ async def ingest(
             tags=list(job.source.entry.tags),
             cache_key=cache_key(job.spec),
             priority=job.source.entry.priority,
+            final_spec=job.final,
         )
         for index, job in enumerate(expanded, start=1)
     ]

@@ -49,6 +49,28 @@ class ProviderPlan:
 
 
 @dataclass
+class PipelinePlan:
+    """Draft → final batches priced: every draft, plus finals for the share expected to be approved,
+    beside what making every image at the final settings at once would cost."""
+
+    approve_rate: float
+    approve_rate_source: str
+    drafts: int = 0
+    """Drafts to generate (not from the cache)."""
+    expected_finals: float = 0.0
+    drafts_credits: float | None = None
+    finals_credits: float | None = None
+    """For the expected finals."""
+    pipeline_credits: float | None = None
+    straight_to_finals: float | None = None
+    """Every entry generated at the final settings, without drafts."""
+    saving: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
 class Plan:
     entries: int = 0
     jobs: int = 0
@@ -60,20 +82,41 @@ class Plan:
     estimated_seconds: float = 0.0
     stops_at: dict[str, Any] | None = None
     providers: dict[str, ProviderPlan] = field(default_factory=dict)
+    pipeline: PipelinePlan | None = None
+    """Set when a batch has draft → final stages; `estimated_credits` then includes the expected
+    finals."""
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["providers"] = {name: p.to_json() for name, p in self.providers.items()}
+        data["pipeline"] = self.pipeline.to_json() if self.pipeline else None
         return data
 
 
-async def make_plan(store: Store, settings: Settings, batches: list[ParsedBatch]) -> Plan:
+async def approve_rate_of(store: Store, settings: Settings, given: float | None) -> tuple[float, str]:
+    """The share of drafts expected to be approved, and where the figure comes from: as given, else
+    this HOME's reviewed drafts so far, else the configured default."""
+    if given is not None:
+        return given, "--approve-rate"
+    approved, reviewed = await store.draft_reviews()
+    if reviewed:
+        return approved / reviewed, f"{approved} of {reviewed} reviewed drafts approved in this HOME"
+    default = settings.drafts.default_approve_rate
+    return default, "drafts.default_approve_rate setting (no reviewed drafts yet)"
+
+
+async def make_plan(
+    store: Store, settings: Settings, batches: list[ParsedBatch], *, approve_rate: float | None = None
+) -> Plan:
     plan = Plan()
     left_by_batch: list[tuple[ParsedBatch, list[JobSpec]]] = []
+    finals: list[JobSpec] = []
     seen: set[str] = set()
     for parsed in batches:
         plan.entries += len(parsed.entries)
-        specs = [job.spec for job in expand_batch(parsed, settings.provider)]
+        expanded = expand_batch(parsed, settings.provider)
+        specs = [job.spec for job in expanded]
+        finals += [job.final for job in expanded if job.final is not None]
         plan.jobs += len(specs)
         keys = [cache_key(spec) for spec in specs]
         cached = await store.cached_keys(keys) if parsed.cache else set()
@@ -105,6 +148,10 @@ async def make_plan(store: Store, settings: Settings, batches: list[ParsedBatch]
     known = [c for c in map(cost_of, all_left) if c is not None]
     plan.unknown_cost_jobs = len(all_left) - len(known)
     plan.estimated_credits = round(sum(known), 6) if known or not all_left else None
+    if finals:
+        rate, source = await approve_rate_of(store, settings, approve_rate)
+        plan.pipeline = await _price_pipeline(store, settings, all_left, finals, costs, rate, source)
+        plan.estimated_credits = plan.pipeline.pipeline_credits
 
     stops: list[tuple[int, str]] = []
     for name, provider_plan in plan.providers.items():
@@ -174,6 +221,58 @@ async def _plan_provider(
     runnable = len(specs) if result.daily_remaining is None else min(len(specs), result.daily_remaining)
     result.estimated_seconds = round(estimate_seconds(runnable, model), 3)
     return result, model_costs
+
+
+async def _price_pipeline(
+    store: Store,
+    settings: Settings,
+    drafts_left: list[JobSpec],
+    finals: list[JobSpec],
+    costs: dict[tuple[str, str | None], float | None],
+    rate: float,
+    source: str,
+) -> PipelinePlan:
+    """Drafts left × their price + rate × finals not in the cache × theirs, beside every final at
+    once. A final's price is asked like any image's (the provider's estimate, else `costs`)."""
+    keys = [cache_key(spec) for spec in finals]
+    cached = await store.cached_keys(keys)
+    finals_left = [spec for spec, key in zip(finals, keys, strict=True) if key not in cached]
+    for name in sorted({spec.provider for spec in finals_left}):
+        missing = [s for s in finals_left if s.provider == name and (name, s.model) not in costs]
+        if missing:
+            costs.update(await _model_costs(settings, name, missing))
+    draft_costs = [costs.get((spec.provider, spec.model)) for spec in drafts_left]
+    final_costs = [costs.get((spec.provider, spec.model)) for spec in finals_left]
+    result = PipelinePlan(approve_rate=rate, approve_rate_source=source, drafts=len(drafts_left))
+    result.expected_finals = round(rate * len(finals_left), 6)
+    if None in draft_costs or None in final_costs:
+        return result  # an unknown price: no total is honest
+    every_final = sum(c or 0.0 for c in final_costs)
+    result.drafts_credits = round(sum(c or 0.0 for c in draft_costs), 6)
+    result.finals_credits = round(rate * every_final, 6)
+    result.pipeline_credits = round(result.drafts_credits + result.finals_credits, 6)
+    result.straight_to_finals = round(every_final, 6)
+    result.saving = round(result.straight_to_finals - result.pipeline_credits, 6)
+    return result
+
+
+async def _model_costs(
+    settings: Settings, name: str, specs: list[JobSpec]
+) -> dict[tuple[str, str | None], float | None]:
+    provider: Provider | None = None
+    try:
+        provider = build_provider(name, settings, UnlimitedGate())
+    except ValueError as error:
+        log.warning("%s: %s", name, error)
+    found: dict[tuple[str, str | None], float | None] = {}
+    try:
+        for spec in specs:
+            if (name, spec.model) not in found:
+                found[(name, spec.model)] = await ask_estimate(provider, settings, spec)
+    finally:
+        if provider is not None:
+            await provider.aclose()
+    return found
 
 
 def _provider_stops(

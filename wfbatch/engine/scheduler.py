@@ -24,6 +24,7 @@ from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.canceled import CanceledExecutions
 from wfbatch.engine.clock import Clock, SystemClock
 from wfbatch.engine.events import EventSink, discard
+from wfbatch.engine.finals import Finals
 from wfbatch.engine.holds import Holds
 from wfbatch.engine.limiter import ProviderLimiter
 from wfbatch.engine.pool import ProviderPool
@@ -100,6 +101,7 @@ class Engine:
         self.cache = ImageCache(layout.cache, store)
         self.writer = OutputWriter(store, self.pool.label)
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
+        self.finals = Finals(store, settings, self.writer, emit=events, wake=self.wake)
         self.runner = JobRunner(
             JobServices(
                 store=store,
@@ -447,6 +449,8 @@ class Engine:
         if moved and outcome.target is not None:
             self.runner.emit_job(job, outcome.target)
             self.writer.mark_dirty(job.batch_id)
+            if outcome.target is JobState.DONE and job.stage is not None:
+                await self.finals.finished(job, await self._batch(job.batch_id))
 
 
 __all__ = ["Engine", "Slot", "StopReason"]

@@ -8,6 +8,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from wfbatch.core.states import TERMINAL_STATES, ReviewStatus
 from wfbatch.outputs import (
@@ -30,8 +31,21 @@ MIN_MANIFEST_INTERVAL = 1.0
 CONTACT_SHEET_INTERVAL = 30.0
 
 
+# How finals are made: every provider regenerates from the prompt and seed at the final settings.
+# Taking the draft as an image-to-image / upscale input needs per-provider upload work not done yet.
+FINAL_MODE: Literal["regenerated", "from_draft"] = "regenerated"
+
+
 def _utc(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+
+
+def _id_or_none(job_id: int | None) -> str | None:
+    return None if job_id is None else str(job_id)
+
+
+def _sheet_label(job: JobRow) -> str:
+    return f"{job.idx:05d}" + (" final" if job.draft_of is not None else "")
 
 
 class OutputWriter:
@@ -45,11 +59,14 @@ class OutputWriter:
         self._lock = asyncio.Lock()
 
     async def write_image(
-        self, batch: BatchRow, job: JobRow, image: Image, *, folder: ReviewStatus = ReviewStatus.PENDING
+        self, batch: BatchRow, job: JobRow, image: Image, *, folder: ReviewStatus | None = None
     ) -> str:
-        """Convert, embed metadata, write atomically into pending-review/ (or `folder`'s folder: a
-        paid image that is not a success goes to rejected/); returns the path relative to the batch
-        folder."""
+        """Convert, embed metadata, write atomically into pending-review/ — a draft's final into
+        approved/ (its draft was approved), and `folder`'s folder when given (a paid image that is
+        not a success goes to rejected/); returns the path relative to the batch folder."""
+        final = job.draft_of is not None
+        if folder is None:
+            folder = ReviewStatus.APPROVED if final else ReviewStatus.PENDING
         spec = job.spec
         metadata = {
             "prompt": spec.prompt,
@@ -62,7 +79,8 @@ class OutputWriter:
             "batch_id": job.batch_id,
         }
         encoded = await asyncio.to_thread(encode_image, image.data, spec.format, spec.quality, metadata)
-        relative = f"{REVIEW_FOLDERS[folder]}/{image_file_name(job.idx, spec.prompt, spec.format)}"
+        name = image_file_name(job.idx, spec.prompt, spec.format, final=final)
+        relative = f"{REVIEW_FOLDERS[folder]}/{name}"
         await asyncio.to_thread(atomic_write_bytes, Path(batch.output_dir) / relative, encoded)
         self.mark_dirty(batch.id)
         return relative
@@ -95,7 +113,7 @@ class OutputWriter:
         finished = all(job.state in TERMINAL_STATES for job in jobs)
         sheet_due = self._last_sheet.get(batch_id, 0.0) + CONTACT_SHEET_INTERVAL <= time.monotonic()
         if force_sheet or finished or sheet_due:
-            items = [(f"{job.idx:05d}", batch_dir / job.file) for job in jobs if job.file]
+            items = [(_sheet_label(job), batch_dir / job.file) for job in jobs if job.file]
             await asyncio.to_thread(write_contact_sheet, batch_dir, items)
             self._last_sheet[batch_id] = time.monotonic()
         elapsed = time.monotonic() - started
@@ -105,6 +123,7 @@ class OutputWriter:
     def _manifest(self, batch: BatchRow, jobs: list[JobRow]) -> Manifest:
         counts: dict[str, int] = {}
         entries = []
+        finals = {job.draft_of: job.id for job in jobs if job.draft_of is not None}
         for job in jobs:
             counts[job.state.value] = counts.get(job.state.value, 0) + 1
             spec = job.spec
@@ -144,6 +163,10 @@ class OutputWriter:
                     error=error,
                     possible_duplicate_charge=job.possible_duplicate_charge is not None,
                     possible_duplicate_charge_why=job.possible_duplicate_charge,
+                    stage=job.stage,
+                    final_job_id=_id_or_none(finals.get(job.id)),
+                    draft_job_id=_id_or_none(job.draft_of),
+                    final_mode=FINAL_MODE if job.draft_of is not None else None,
                     created_at=_utc(job.created_at),
                     finished_at=_utc(job.finished_at) if job.finished_at is not None else None,
                 )

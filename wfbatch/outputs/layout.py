@@ -80,11 +80,18 @@ def batch_dir_name(created: datetime, batch_name: str) -> str:
     return f"{created:%Y-%m-%d}-{make_slug(batch_name)}"
 
 
-def image_file_name(index: int, prompt: str, fmt: ImageFormat) -> str:
-    """`00001-<prompt slug>.png`: the index keeps files in batch order and the names unique."""
+FINAL_SUFFIX = "-final"
+"""Ends the name of a draft's final (`00001-a-castle-final.png`): it lands in approved/ beside its
+draft, which keeps the plain name."""
+
+
+def image_file_name(index: int, prompt: str, fmt: ImageFormat, *, final: bool = False) -> str:
+    """`00001-<prompt slug>.png`: the index keeps files in batch order and the names unique (a
+    draft's final adds FINAL_SUFFIX to its draft's name)."""
     if index < 0:
         raise ValueError(f"an image index cannot be negative ({index})")
-    return f"{index:05d}-{make_slug(prompt)}.{FILE_EXTENSIONS[fmt]}"
+    suffix = FINAL_SUFFIX if final else ""
+    return f"{index:05d}-{make_slug(prompt)}{suffix}.{FILE_EXTENSIONS[fmt]}"
 
 
 def review_path(batch_dir: Path, status: ReviewStatus, file_name: str) -> Path:

@@ -23,6 +23,7 @@ ISO 8601 with a UTC offset. Example:
       "status": "done", "review": "pending",
       "cache_hit": false, "cache_key": "3f2a...", "attempts": 1,
       "credits": null, "remote_id": null, "request_id": null, "error": null,
+      "stage": null, "final_job_id": null, "draft_job_id": null, "final_mode": null,
       "created_at": "2025-05-01T09:30:00Z", "finished_at": "2025-05-01T09:30:02Z"
     }
   ]
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -109,6 +110,17 @@ class ManifestEntry(_ManifestModel):
     """True when a start was re-sent after its answer was lost, to a provider that cannot tell a
     re-send from a new request: this image may have been paid for twice."""
     possible_duplicate_charge_why: str | None = None
+    stage: Literal["draft", "final"] | None = None
+    """In a draft → final batch: `draft` (made at the draft settings, for review) or `final` (what
+    approving its draft queued); null in a batch without stages."""
+    final_job_id: str | None = None
+    """A draft's final, once the draft was approved (its own entry has the file and the charge)."""
+    draft_job_id: str | None = None
+    """A final's draft: same prompt, seed and variant, at the draft settings."""
+    final_mode: Literal["regenerated", "from_draft"] | None = None
+    """How a final was made: `regenerated` from the prompt and seed at the final settings, or
+    `from_draft` (the draft as the input of an image-to-image / upscale endpoint). Every provider
+    regenerates for now: from-draft inputs are not wired yet."""
     created_at: AwareDatetime
     finished_at: AwareDatetime | None
 

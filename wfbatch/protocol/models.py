@@ -124,6 +124,9 @@ class Status(_Model):
     providers: dict[str, ProviderStatus]
     batches: list[BatchSummary]
     """The most recent batches (at most 50)."""
+    pipeline: dict[str, int] | None = None
+    """Draft → final batches: drafts, drafts_done, approved, rejected, finals, finals_done; None
+    when there are none."""
     holds: list[Hold] = Field(default_factory=list)
     """Every hold on everything, the providers and the batches listed, with what lifts each."""
 
@@ -145,6 +148,12 @@ class JobSummary(_Model):
     credits: float | None = None
     remote_id: str | None = None
     updated_at: Timestamp
+    stage: Literal["draft", "final"] | None = None
+    """In a draft → final batch: a draft (for review) or the final its approval queued."""
+    draft_of: int | None = None
+    """A final's draft."""
+    final_id: int | None = None
+    """A draft's final, once the draft was approved."""
 
 
 class Attempt(_Model):

@@ -6,10 +6,12 @@ import dataclasses
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from wfbatch.core.models import ImageFormat, JobSpec
+from wfbatch.core.models import AutoApprove, ImageFormat, JobSpec
 from wfbatch.core.states import ErrorClass, Execution, JobState, ReviewStatus
+
+Stage = Literal["draft", "final"]
 
 
 def spec_to_json(spec: JobSpec) -> str:
@@ -34,6 +36,8 @@ class NewJob:
     tags: list[str]
     cache_key: str
     priority: int
+    final_spec: JobSpec | None = None
+    """What approving this job (a draft) queues; None outside a draft → final batch."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class BatchRow:
     output_dir: str
     paused: bool
     created_at: float
+    auto_approve: AutoApprove = AutoApprove.NONE
+    """Which drafts are approved as soon as they finish (see core.models.AutoApprove)."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> BatchRow:
@@ -62,6 +68,7 @@ class BatchRow:
             output_dir=row["output_dir"],
             paused=bool(row["paused"]),
             created_at=row["created_at"],
+            auto_approve=AutoApprove(row["auto_approve"]),
         )
 
 
@@ -104,6 +111,16 @@ class JobRow:
     """Why this job may have been paid for twice (None: it was not)."""
     handle: dict[str, Any] | None = None
     """What the provider's submit returned to poll the execution with (set with `remote_id`)."""
+    final_spec: JobSpec | None = None
+    """A draft's final: what approving it queues (None: not a draft)."""
+    draft_of: int | None = None
+    """A final's draft (None: not a final)."""
+
+    @property
+    def stage(self) -> Stage | None:
+        if self.draft_of is not None:
+            return "final"
+        return "draft" if self.final_spec is not None else None
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> JobRow:
@@ -141,6 +158,8 @@ class JobRow:
             execution=Execution(row["execution"]),
             handle=json.loads(row["handle"]) if row["handle"] else None,
             possible_duplicate_charge=row["possible_duplicate_charge"],
+            final_spec=spec_from_json(row["final_spec"]) if row["final_spec"] else None,
+            draft_of=row["draft_of"],
         )
 
 

@@ -126,6 +126,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN possible_duplicate_charge TEXT;
     """,
+    # 7: draft -> final. A draft carries the spec its approval queues (`final_spec`); a final names
+    # its draft (`draft_of`), at most one final per draft (a UNIQUE index: approving twice, or two
+    # approvals at once, never queue a second paid final). A batch may approve its drafts by itself.
+    """
+    ALTER TABLE jobs ADD COLUMN final_spec TEXT;
+    ALTER TABLE jobs ADD COLUMN draft_of INTEGER REFERENCES jobs(id);
+    CREATE UNIQUE INDEX jobs_final_of_draft ON jobs(draft_of) WHERE draft_of IS NOT NULL;
+    ALTER TABLE batches ADD COLUMN auto_approve TEXT NOT NULL DEFAULT 'none';
+    CREATE INDEX jobs_pipeline ON jobs(batch_id) WHERE final_spec IS NOT NULL OR draft_of IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from rich.text import Text
 
-from wfbatch.protocol import ErrorInfo, ProviderStatus
+from wfbatch.protocol import ErrorInfo, JobSummary, ProviderStatus
 
 
 def duration(seconds: float | None) -> str:
@@ -75,3 +75,13 @@ def error_text(error: ErrorInfo | None) -> tuple[str, str, str]:
 def one_line(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def final_marker(job: JobSummary) -> Text:
+    """The Review and Done tabs' `final` column: a draft waits for approval to queue its final
+    (`draft`), an approved one points at it (`→ 12`), a final names its draft (`final of 3`)."""
+    if job.stage == "final":
+        return Text(f"final of {job.draft_of}", style="bold green")
+    if job.stage == "draft":
+        return Text("draft" if job.final_id is None else f"→ {job.final_id}", style="cyan")
+    return Text("")

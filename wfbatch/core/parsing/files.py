@@ -73,6 +73,7 @@ def _parse(data: bytes, source_name: str, fmt: str | None, errors: ErrorSink) ->
         budget=settings.budget,
         entries=entries.entries,
         file_format=file_format,
+        stages=settings.stages,
     )
 
 

@@ -6,7 +6,10 @@
      "template": "Product photo of {product} on {background}",
      "vars": {"product": ["mug", "lamp"], "background": ["oak", "marble"]}}
 
-`defaults` go under every entry (the entry wins, field by field). `template` × `vars` is the cartesian
+`defaults` go under every entry (the entry wins, field by field). `draft` and `final` (each a few of
+`model`, `provider`, `width`, `height`, `quality`, `params`) make a draft → final pipeline: jobs run
+at the draft's fields set on top of the entry, and approving a draft queues its final at the final's;
+`auto_approve: "all"` approves every draft as it finishes. `template` × `vars` is the cartesian
 product, vars in the order given, the first varying slowest. The `json` module does not say where nested
 values are, so a small scan over the (already syntax-checked) text finds the top-level keys and each
 `prompts` element with `raw_decode`: errors point at the element, or at the key for spec-level problems
@@ -27,7 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from wfbatch.core.models import PromptEntry
+from wfbatch.core.models import STAGE_FIELDS, AutoApprove, PromptEntry, Stages
 from wfbatch.core.parsing.entries import (
     FIELD_NAMES,
     EntryCollector,
@@ -40,7 +43,10 @@ from wfbatch.core.parsing.entries import (
 )
 from wfbatch.core.parsing.errors import ErrorSink, excerpt
 
-SPEC_KEYS = ("name", "provider", "defaults", "prompts", "template", "vars", "cache", "budget")
+SPEC_KEYS = (
+    "name", "provider", "defaults", "prompts", "template", "vars", "cache", "budget",
+    "draft", "final", "auto_approve",
+)
 MAX_NAME_CHARS = 200
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # exactly JSON's whitespace
 _NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -54,6 +60,7 @@ class SpecSettings:
     provider: str | None = None
     cache: bool = True
     budget: float | None = None
+    stages: Stages | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,13 @@ def _check_budget(value: Any) -> str | None:
     if not math.isfinite(value) or value <= 0:
         return f"must be a positive number of credits (got {json.dumps(value)})"
     return None
+
+
+def _check_auto_approve(value: Any) -> str | None:
+    choices = [rule.value for rule in AutoApprove]
+    if isinstance(value, str) and value in choices:
+        return None
+    return f"expected one of {', '.join(repr(c) for c in choices)}, got {excerpt(json.dumps(value))}"
 
 
 class _Invalid:
@@ -205,6 +219,15 @@ def parse_json_spec(text: str, errors: ErrorSink, entries: EntryCollector) -> Sp
     spec = _SpecReader(document, errors)
     members = spec.check_keys(document.members(start))
     settings = spec.settings(members)
+    stages = spec.stages(members)
+    if stages is not None:
+        settings = SpecSettings(
+            name=settings.name,
+            provider=settings.provider,
+            cache=settings.cache,
+            budget=settings.budget,
+            stages=stages,
+        )
     defaults = spec.defaults(members.get("defaults"))
     if "prompts" in members:
         spec.add_prompts(members["prompts"], defaults, entries)
@@ -256,6 +279,56 @@ class _SpecReader:
             cache=cache if isinstance(cache, bool) else True,
             budget=float(budget) if isinstance(budget, int | float) else None,
         )
+
+    def stages(self, members: dict[str, _Member]) -> Stages | None:
+        """The draft → final pipeline, or None when the spec has neither `draft` nor `final`."""
+        draft = self._stage(members.get("draft"))
+        final = self._stage(members.get("final"))
+        rule = self._optional(members.get("auto_approve"), _check_auto_approve)
+        if "draft" not in members and "final" not in members:
+            if "auto_approve" in members:
+                self._error_at(
+                    members["auto_approve"].key_offset,
+                    "auto_approve: there is no 'draft' or 'final' to approve (give them first)",
+                )
+            return None
+        return Stages(
+            draft=draft or {},
+            final=final or {},
+            auto_approve=AutoApprove(rule) if isinstance(rule, str) else AutoApprove.NONE,
+        )
+
+    def _stage(self, member: _Member | None) -> dict[str, Any] | None:
+        """A stage's fields, validated as entry fields (and only the fields a stage may set)."""
+        if member is None:
+            return None
+        value = self._value(member)
+        if value is _INVALID:
+            return None
+        key = member.key
+        if not isinstance(value, dict):
+            self._error_at(member.key_offset, f"{key}: expected an object, got {json_type_name(value)}")
+            return None
+        allowed = ", ".join(STAGE_FIELDS)
+        ok = True
+        for name in value:
+            if name not in STAGE_FIELDS:
+                hint = did_you_mean(name, STAGE_FIELDS)
+                message = f"{key}: {excerpt(name)} cannot be set per stage{hint} (a stage sets {allowed})"
+                self._error_at(member.key_offset, message)
+                ok = False
+        if not ok:
+            return None
+        try:
+            entry = PromptEntry.model_validate({**value, "prompt": key})
+        except ValidationError as exc:
+            for detail in exc.errors(include_url=False):
+                self._error_at(member.key_offset, f"{key}: {describe_error(detail)[1]}")
+            return None
+        validated = entry.model_dump(include=set(value))
+        if isinstance(validated.get("provider"), str):
+            validated["provider"] = validated["provider"].strip() or None
+        return validated
 
     def _optional(self, member: _Member | None, check: _Check) -> Any:
         """The member's value if it passes `check` (which returns an error message or None)."""

@@ -115,10 +115,9 @@ class FalProvider(ProviderDefaults):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if settings.api_key is None or not settings.api_key.get_secret_value().strip():
-            raise FalConfigError(
-                f"fal needs an API key: set {KEY_SETTING} (or api_key under [fal] in wfbatch.toml)"
-            )
+        problems = settings.configuration_problems()
+        if problems or settings.api_key is None:
+            raise FalConfigError(problems[0] if problems else "not configured")
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
         self._authorization = f"Key {settings.api_key.get_secret_value()}"

@@ -33,13 +33,11 @@ from wfbatch.settings import ProviderLimits
 
 USER_AGENT = "wfbatch/0.1 (+https://github.com/wfbatch)"
 REQUEST_ID_LIMIT = 200  # a request id longer than this is a hostile header, not an id
-# No HTTP answer at all: the failures `Unreachable` counts.
+# No connection at all (refused, DNS, TLS, a proxy): the failures `Unreachable` counts. A reset or a
+# slow answer after connecting means the provider is there: transient, retried, never a pause.
 _CONNECTION_ERRORS = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-    httpx.WriteError,
     httpx.ProxyError,
     httpx.UnsupportedProtocol,
 )

@@ -105,11 +105,9 @@ class ReplicateProvider(ProviderDefaults):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if settings.api_key is None or not settings.api_key.get_secret_value().strip():
-            raise ReplicateConfigError(
-                f"Replicate needs an API token: set {KEY_SETTING} "
-                "(or api_key under [replicate] in wfbatch.toml)"
-            )
+        problems = settings.configuration_problems()
+        if problems or settings.api_key is None:
+            raise ReplicateConfigError(problems[0] if problems else "not configured")
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
         self._authorization = f"Bearer {settings.api_key.get_secret_value()}"

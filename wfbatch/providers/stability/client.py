@@ -90,10 +90,9 @@ class StabilityProvider(ProviderDefaults):
         transport: httpx.AsyncBaseTransport | None = None,
         monotonic: Any = time.monotonic,
     ) -> None:
-        if settings.api_key is None or not settings.api_key.get_secret_value().strip():
-            raise StabilityConfigError(
-                f"Stability needs an API key: set {KEY_SETTING} (or api_key under [stability])"
-            )
+        problems = settings.configuration_problems()
+        if problems or settings.api_key is None:
+            raise StabilityConfigError(problems[0] if problems else "not configured")
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
         self._authorization = f"Bearer {settings.api_key.get_secret_value()}"

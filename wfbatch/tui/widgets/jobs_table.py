@@ -19,7 +19,7 @@ from textual.widgets import DataTable
 from wfbatch.protocol import MAX_PAGE, JobSummary, Page
 from wfbatch.tui.connection import CONNECTION_ERRORS, describe
 from wfbatch.tui.daemon_api import DaemonApi
-from wfbatch.tui.formatting import error_text, one_line
+from wfbatch.tui.formatting import error_text, final_marker, one_line
 from wfbatch.tui.tabs import TAB_SPECS, JobTab
 
 PAGE_SIZE = 150
@@ -54,8 +54,8 @@ _TAB_COLUMNS: dict[JobTab, list[tuple[str, str, int]]] = {
     JobTab.RUNNING: [("remote", "remote id", 20), ("prompt", "prompt", 46)],
     JobTab.FAILED: [("http", "HTTP", 4), ("request", "request id", 18), ("error", "error", 26),
                     ("prompt", "prompt", 16)],
-    JobTab.DONE: [("file", "file", 32), ("prompt", "prompt", 34)],
-    JobTab.REVIEW: [("file", "file", 32), ("prompt", "prompt", 34)],
+    JobTab.DONE: [("file", "file", 32), ("final", "final", 12), ("prompt", "prompt", 22)],
+    JobTab.REVIEW: [("file", "file", 32), ("final", "final", 12), ("prompt", "prompt", 22)],
 }
 
 
@@ -229,7 +229,7 @@ class JobsTable(DataTable[Cell]):
             cells += [Text(http, style="bold red"), request_id, one_line(message), prompt]
         elif tab in (JobTab.DONE, JobTab.REVIEW):
             file = (job.file or "—") + (" (cached)" if job.cache_hit else "")
-            cells += [file, prompt]
+            cells += [file, final_marker(job), prompt]
         else:
             cells += [prompt]
         return cells

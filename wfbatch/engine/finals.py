@@ -1,0 +1,111 @@
+"""Draft → final: an approved draft queues its final; a finished draft of an `auto_approve: "all"`
+batch is approved by itself; a finished final may take its draft's place.
+
+A final is an ordinary job (limits, credits, budgets, retries, cache) inserted next to its draft
+and linked to it (`draft_of`, unique): approving a draft twice, or from two places at once, queues
+one final. Its cache key covers the final settings, so a final made before costs nothing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from wfbatch.core.hashing import cache_key
+from wfbatch.core.models import AutoApprove
+from wfbatch.core.states import Execution, JobState, ReviewStatus
+from wfbatch.engine.events import EventSink
+from wfbatch.engine.writer import OutputWriter
+from wfbatch.outputs import UnsafePathError, move_for_review
+from wfbatch.protocol import JobEvent
+from wfbatch.settings import Settings
+from wfbatch.store import BatchRow, JobRow, Store
+
+log = logging.getLogger("wfbatch.finals")
+
+# A final not started yet: canceling it when its draft is rejected spends nothing and loses nothing.
+_NOT_STARTED = (JobState.QUEUED, JobState.RETRYING)
+
+
+class Finals:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        writer: OutputWriter,
+        *,
+        emit: EventSink,
+        wake: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._writer = writer
+        self._emit = emit
+        self._wake = wake
+
+    async def queue(self, draft: JobRow) -> int | None:
+        """Queue the final of `draft` (approved); its id, or None when `draft` is no draft or its
+        final was queued before."""
+        if draft.final_spec is None:
+            return None
+        final_id = await self._store.queue_final(draft.id, uuid.uuid4().hex, cache_key(draft.final_spec))
+        if final_id is None:
+            return None
+        log.info("job %s: draft approved, final queued as job %s", draft.id, final_id)
+        queued = JobEvent(
+            id=final_id, batch_id=draft.batch_id, state=JobState.QUEUED, review=ReviewStatus.APPROVED
+        )
+        self._emit(queued)
+        self._writer.mark_dirty(draft.batch_id)
+        self._wake()
+        return final_id
+
+    async def unstarted_final(self, draft: JobRow) -> int | None:
+        """The id of `draft`'s final while it has not started (so canceling it costs nothing)."""
+        if draft.final_spec is None:
+            return None
+        final = await self._store.final_of(draft.id)
+        if final is None or final.state not in _NOT_STARTED or final.execution is not Execution.NONE:
+            return None
+        return final.id
+
+    async def finished(self, job: JobRow, batch: BatchRow) -> None:
+        """`job` has just been recorded as done: approve a draft of an auto-approving batch, or let
+        a final replace its draft when drafts are not kept."""
+        try:
+            if job.final_spec is not None and batch.auto_approve is AutoApprove.ALL:
+                await self._approve_automatically(job, batch)
+            elif job.draft_of is not None and not self._settings.drafts.keep_approved_drafts:
+                await self._remove_draft(job.draft_of, batch)
+        except (OSError, UnsafePathError) as error:
+            # The image is written and recorded; what follows it can be done by hand (review again).
+            log.warning("job %s: %s", job.id, error)
+
+    async def _approve_automatically(self, draft: JobRow, batch: BatchRow) -> None:
+        current = await self._store.get_job(draft.id)
+        if current is None or current.file is None or current.review is not ReviewStatus.PENDING:
+            return  # reviewed by hand meanwhile: the person's decision stands
+        relative = await asyncio.to_thread(
+            move_for_review, Path(batch.output_dir), current.file, ReviewStatus.APPROVED
+        )
+        await self._store.update_job(draft.id, review=ReviewStatus.APPROVED, file=relative)
+        self._emit(
+            JobEvent(
+                id=draft.id, batch_id=draft.batch_id, state=current.state, review=ReviewStatus.APPROVED,
+                file=relative,
+            )
+        )
+        await self.queue(current)
+
+    async def _remove_draft(self, draft_id: int, batch: BatchRow) -> None:
+        draft = await self._store.get_job(draft_id)
+        if draft is None or draft.file is None or draft.review is not ReviewStatus.APPROVED:
+            return
+        path = Path(batch.output_dir) / draft.file
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        await self._store.update_job(draft_id, file=None)
+        self._writer.mark_dirty(batch.id)
+        self._emit(JobEvent(id=draft_id, batch_id=draft.batch_id, state=draft.state, review=draft.review))
