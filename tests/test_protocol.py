@@ -25,7 +25,8 @@ EXPORTED = {
     "CancelRequest", "CommandResult", "Credits", "EditRequest", "EngineEvent", "ErrorInfo", "Event",
     "Health", "InboxEvent", "JobDetail", "JobEvent", "JobId", "JobSummary", "Page", "PauseRequest",
     "Problem", "ProviderEvent", "ProviderStatus", "ResyncEvent", "RetryRequest", "ReviewRequest",
-    "Status", "SubmitError", "SubmitRequest", "SubmitResult", "event_json", "parse_event", "routes",
+    "Hold", "Status", "error_headline", "SubmitError", "SubmitRequest", "SubmitResult", "event_json",
+    "parse_event", "routes",
 }
 
 

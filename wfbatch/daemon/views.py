@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from wfbatch import __version__
-from wfbatch.core.states import UNFINISHED_STATES, empty_counts
+from wfbatch.core.states import empty_counts
 from wfbatch.daemon.context import DaemonContext
+from wfbatch.daemon.eta import batch_etas, overall_eta
 from wfbatch.engine.limiter import start_of_today
 from wfbatch.protocol import (
     Attempt,
@@ -109,12 +110,9 @@ def job_detail(
 
 
 def batch_summary(
-    ctx: DaemonContext, batch: BatchRow, counts: dict[str, int], credits: float = 0.0
+    ctx: DaemonContext, batch: BatchRow, counts: dict[str, int], credits: float = 0.0,
+    eta_seconds: float | None = None,
 ) -> BatchSummary:
-    remaining = sum(counts.get(state, 0) for state in UNFINISHED_STATES)
-    stalled = (
-        ctx.engine.holds.everything() is not None or ctx.engine.holds.batch(batch) is not None
-    )
     return BatchSummary(
         id=batch.id,
         name=batch.name,
@@ -125,7 +123,7 @@ def batch_summary(
         paused=batch.paused,
         counts=counts,
         total=sum(counts.values()),
-        eta_seconds=None if stalled else ctx.tracker.eta(batch.id, remaining),
+        eta_seconds=eta_seconds,
         budget=batch.budget,
         pause_reason=ctx.engine.holds.batch(batch),
         credits_used=credits,
@@ -136,7 +134,11 @@ async def batch_summaries(ctx: DaemonContext, batches: list[BatchRow]) -> list[B
     ids = [batch.id for batch in batches]
     counts = await ctx.store.counts_for_batches(ids)
     credits = await ctx.store.credits_used_by("batch_id", ids)
-    return [batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0)) for batch in batches]
+    etas = await batch_etas(ctx, batches, counts)
+    return [
+        batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0), etas.get(batch.id))
+        for batch in batches
+    ]
 
 
 async def provider_names(ctx: DaemonContext, by_provider: dict[str, dict[str, int]]) -> list[str]:
@@ -190,5 +192,6 @@ async def status(ctx: DaemonContext) -> Status:
         providers=providers,
         batches=await batch_summaries(ctx, batches),
         holds=holds,
+        eta_seconds=await overall_eta(ctx, by_provider),
         pipeline=pipeline if pipeline["drafts"] else None,
     )

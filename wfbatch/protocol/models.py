@@ -96,6 +96,8 @@ class BatchSummary(_Model):
     counts: dict[str, int]
     total: int
     eta_seconds: float | None = None
+    """From the provider's binding limits and observed latency, this batch's jobs and every older
+    batch's ahead of them; 0 when nothing is left, None while held (see `Status.holds`)."""
     budget: float | None = None
     pause_reason: str | None = None
     """Why the batch is held back besides a pause by hand, e.g. `budget reached: 10 of 10 credits`."""
@@ -129,6 +131,9 @@ class Status(_Model):
     when there are none."""
     holds: list[Hold] = Field(default_factory=list)
     """Every hold on everything, the providers and the batches listed, with what lifts each."""
+    eta_seconds: float | None = None
+    """Until all work that can move is done, from the binding limits and observed latency; None
+    when nothing can move (see `holds`)."""
 
 
 class JobSummary(_Model):
