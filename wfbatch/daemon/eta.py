@@ -8,6 +8,7 @@ that cannot move — a pause, a budget, no credit — has no ETA: "held" says mo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from wfbatch.core.states import UNFINISHED_STATES
@@ -21,15 +22,17 @@ def _left(counts: Mapping[str, int]) -> int:
     return sum(counts.get(state, 0) for state in UNFINISHED_STATES)
 
 
-async def provider_seconds(ctx: DaemonContext, name: str, jobs: int) -> float:
-    """Seconds for `name` to finish `jobs` more jobs under its current limits."""
+async def provider_seconds(ctx: DaemonContext, name: str, jobs: int) -> float | None:
+    """Seconds for `name` to finish `jobs` more jobs under its current limits; None when the model
+    sees no end (a limit of zero: JSON has no infinity, and "never" is not an ETA)."""
     limiter = ctx.engine.limiter(name)
     latency, _ = await latency_of(ctx.store, ctx.settings, name)
     model = schedule_model(
         ctx.settings, name, latency,
         requests_per_minute=limiter.requests.limit, executions_per_minute=limiter.executions.limit,
     )
-    return estimate_seconds(jobs, model)
+    seconds = estimate_seconds(jobs, model)
+    return seconds if math.isfinite(seconds) else None
 
 
 async def batch_etas(
@@ -58,7 +61,8 @@ async def batch_etas(
         else:
             ahead[name] = ahead.get(name, 0) + left
             # The model is close to linear past its first window: scale the provider's total.
-            etas[batch.id] = round(seconds[name] * ahead[name] / totals[name], 1)
+            total = seconds[name]
+            etas[batch.id] = None if total is None else round(total * ahead[name] / totals[name], 1)
     return etas
 
 
@@ -73,4 +77,5 @@ async def overall_eta(ctx: DaemonContext, by_provider: Mapping[str, Mapping[str,
     movable = [name for name in left if not holds.provider(name)]
     if not movable:
         return None
-    return round(max([await provider_seconds(ctx, name, left[name]) for name in movable]), 1)
+    each = [await provider_seconds(ctx, name, left[name]) for name in movable]
+    return None if None in each else round(max(s for s in each if s is not None), 1)
