@@ -18,7 +18,7 @@ from wfbatch.tui.formatting import duration, progress_bar
 
 ALL_KEY = "*"
 OPEN_STATES = ("queued", "retrying", "submitting", "running")
-CHROME = 4
+CHROME = 2
 CELL_PADDING = 2
 
 

@@ -101,8 +101,8 @@ class StatusHeader(Widget):
 
     DEFAULT_CSS = "StatusHeader { height: auto; }"
 
-    health: reactive[Health | None] = reactive(None)
-    status: reactive[Status | None] = reactive(None, always_update=True)
+    health: reactive[Health | None] = reactive(None, layout=True)
+    status: reactive[Status | None] = reactive(None, always_update=True, layout=True)
     socket: reactive[str] = reactive("")
 
     def render(self) -> Text:

@@ -31,8 +31,8 @@ NEAR_END = 30
 MARK = "●"
 CELL_PADDING = 2
 """DataTable pads every cell by one on each side."""
-CHROME = 4
-"""The table's border and its vertical scrollbar take this much of its width."""
+CHROME = 2
+"""The vertical scrollbar takes this much of the table's content width."""
 
 Cell = str | Text
 
@@ -94,7 +94,7 @@ _TAB_COLUMNS: dict[JobTab, list[ColumnSpec]] = {
         ColumnSpec("http", "HTTP", 4),
         ColumnSpec("request", "request id", 18, drop_below=160),
         ColumnSpec("error", "why it failed", 24, flex=3),
-        ColumnSpec("prompt", "prompt", 12, flex=2),
+        ColumnSpec("prompt", "prompt", 12, flex=2, drop_below=100),
     ],
     JobTab.DONE: [
         ColumnSpec("file", "file", 16, flex=1),
