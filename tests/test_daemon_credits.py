@@ -38,6 +38,8 @@ def test_a_budget_holds_a_batch_back_until_it_is_raised(tmp_path: Path) -> None:
 
             batch = daemon.wait_until(held, 20, "the budget to hold the batch")
             assert "budget reached" in str(batch["pause_reason"])
+            # Nothing can move: no ETA (not "0s", not a guess), for the batch and for everything.
+            assert batch["eta_seconds"] is None and daemon.status()["eta_seconds"] is None
             assert batch["counts"]["queued"] == 2
             assert sim.state.stats()["executions_created"] == 2
             # The text status says it too, at 80 columns, with the command that lifts the hold.

@@ -66,16 +66,10 @@ async def batch_etas(
     return etas
 
 
-async def overall_eta(ctx: DaemonContext, by_provider: Mapping[str, Mapping[str, int]]) -> float | None:
-    """Seconds until every provider that can move has finished its work; None when nothing can."""
-    holds = ctx.engine.holds
-    if holds.everything():
-        return None
-    left = {name: _left(counts) for name, counts in by_provider.items() if _left(counts)}
-    if not left:
+def overall_eta(etas: Mapping[str, float | None]) -> float | None:
+    """Until every batch that can move is done: the latest of their ETAs (they share the providers'
+    limits, so the last one to finish bounds them all); None when none can move."""
+    if not etas:
         return 0.0
-    movable = [name for name in left if not holds.provider(name)]
-    if not movable:
-        return None
-    each = [await provider_seconds(ctx, name, left[name]) for name in movable]
-    return None if None in each else round(max(s for s in each if s is not None), 1)
+    movable = [eta for eta in etas.values() if eta is not None]
+    return max(movable) if movable else None

@@ -130,11 +130,14 @@ def batch_summary(
     )
 
 
-async def batch_summaries(ctx: DaemonContext, batches: list[BatchRow]) -> list[BatchSummary]:
+async def batch_summaries(
+    ctx: DaemonContext, batches: list[BatchRow], etas: dict[str, float | None] | None = None
+) -> list[BatchSummary]:
     ids = [batch.id for batch in batches]
     counts = await ctx.store.counts_for_batches(ids)
     credits = await ctx.store.credits_used_by("batch_id", ids)
-    etas = await batch_etas(ctx, batches, counts)
+    if etas is None:
+        etas = await batch_etas(ctx, batches, counts)
     return [
         batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0), etas.get(batch.id))
         for batch in batches
@@ -184,14 +187,15 @@ async def status(ctx: DaemonContext) -> Status:
     pipeline = await ctx.store.pipeline_counts()
     providers = await provider_statuses(ctx, by_provider)
     holds = ctx.engine.holds.all(providers, batches)
+    etas = await batch_etas(ctx, batches, await ctx.store.counts_for_batches([b.id for b in batches]))
     return Status(
         version=__version__,
         jobs=totals,
         paused=ctx.engine.holds.everything() is not None,
         pause_reason=ctx.engine.holds.everything(),
         providers=providers,
-        batches=await batch_summaries(ctx, batches),
+        batches=await batch_summaries(ctx, batches, etas),
         holds=holds,
-        eta_seconds=await overall_eta(ctx, by_provider),
+        eta_seconds=overall_eta({b: eta for b, eta in etas.items() if eta != 0.0}),
         pipeline=pipeline if pipeline["drafts"] else None,
     )

@@ -126,7 +126,9 @@ def fit_columns(tab: JobTab, width: int) -> list[tuple[ColumnSpec, int]]:
 def failure_text(job: JobSummary) -> str:
     """The provider's own words for why the job failed: no "HTTP 200:"-style prefix (the HTTP
     column has the status; a failed execution says so there)."""
-    return one_line(job.error.message) if job.error is not None else ""
+    if job.error is not None:
+        return one_line(job.error.message)
+    return "canceled" if job.state == "canceled" else ""
 
 
 def http_cell(job: JobSummary) -> Text:
