@@ -14,6 +14,7 @@ BENCHMARKS = {
     "scale": "bench.scale",
     "overhead": "bench.overhead",
     "drop": "bench.drop",
+    "manifest": "bench.manifest",
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.conftest_sim import TEST_KEY, fast_options
 from tests.daemon_harness import DaemonProcess, jsonl, running_daemon
-from wfbatch.sim import RunningSimulator
+from wfbatch.sim import RunningSimulator, SimOptions
 
 SLOW_LOCAL = {
     "WFBATCH_LOCAL__LATENCY_MIN": "0.8",
@@ -108,3 +108,39 @@ def test_sighup_reloads_limits_and_logs_the_change() -> None:
         daemon.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         daemon.wait_until(lambda: daemon.status()["providers"]["local"]["max_in_flight"] == 7, 5, "new limit")
         assert "max_in_flight 2 → 7" in daemon.log()
+
+
+def test_kill_9_during_an_openai_batch_pays_for_no_answered_image_twice() -> None:
+    """OpenAI has no idempotency: an image it answered is in cache/ and recorded before anything
+    else, so a crash after the answer never pays for it again. Only a start that was on the wire
+    when the process died can be paid twice — and that job says so."""
+    total = 12
+    options = SimOptions(provider="openai", latency=(0.3, 0.6), seed=5, api_key="sk-openai-crash-test")
+    with RunningSimulator(options) as sim:
+        env = {
+            "WFBATCH_PROVIDER": "openai",
+            "WFBATCH_OPENAI__BASE_URL": sim.base_url,
+            "WFBATCH_OPENAI__API_KEY": "sk-openai-crash-test",
+            "WFBATCH_OPENAI__MAX_IN_FLIGHT": "4",
+        }
+        with running_daemon(env=env) as daemon:
+            prompts = [{"prompt": f"crash shot {i}", "width": 1024, "height": 1024} for i in range(total)]
+            daemon.drop("shots.jsonl", "".join(json.dumps(p) + "\n" for p in prompts))
+
+            def generated() -> int:
+                return int(sim.state.stats()["openai"]["generations"])
+
+            for at_least in (2, 6, 9):
+                daemon.wait_until(lambda n=at_least: generated() >= n, 20, f"{at_least} generations")
+                daemon.kill()
+                daemon.start()
+            daemon.wait_for_jobs(lambda jobs: jobs["done"] == total, timeout=40)
+            by_prompt = sim.state.stats()["openai"]["generations_by_prompt"]
+            flagged = {
+                detail["prompt"]
+                for job in daemon.get("/v1/jobs", limit=100)["items"]
+                if (detail := daemon.get(f"/v1/jobs/{job['id']}"))["possible_duplicate_charge"]
+            }
+    assert sum(1 for count in by_prompt.values() if count >= 1) == total
+    paid_twice = {prompt for prompt, count in by_prompt.items() if count > 1}
+    assert paid_twice <= flagged, (paid_twice, flagged)

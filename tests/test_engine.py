@@ -45,7 +45,7 @@ async def test_a_batch_runs_to_done_with_files_manifest_and_metadata(
     batch = (await enqueue(store, layout, raw)).batch
     reason, engine = await run(store, make_settings(), layout, [batch.id])
     assert reason.code == "done"
-    assert engine.requests_sent() == 3
+    assert engine.pool.requests_sent() == 3
     manifest = read_manifest(Path(batch.output_dir))
     jobs = await store.jobs_for_batch(batch.id)
     assert [e.status for e in manifest.entries] == ["done"] * 3
@@ -68,12 +68,12 @@ async def test_cache_serves_repeats_and_duplicates_are_made_once(
     raw = jsonl({"prompt": "a lighthouse"}, {"prompt": "a  lighthouse "}, {"prompt": "a barn"})
     first = (await enqueue(store, layout, raw)).batch
     _, engine = await run(store, make_settings(), layout, [first.id])
-    assert engine.requests_sent() == 2  # the duplicate was generated once
+    assert engine.pool.requests_sent() == 2  # the duplicate was generated once
     assert await store.cache_hits([first.id]) == 1
     second = (await enqueue(store, layout, raw)).batch
     reason, engine = await run(store, make_settings(), layout, [second.id])
     assert reason.code == "done"
-    assert engine.requests_sent() == 0
+    assert engine.pool.requests_sent() == 0
     assert await store.cache_hits([second.id]) == 3
 
 
@@ -90,7 +90,7 @@ async def test_a_batch_can_opt_out_of_the_cache(store: Store, layout: HomeLayout
         store, layout, parse_prompt_bytes(raw, "fresh.json"), raw, "local", reuse=Reuse.NEVER
     )
     _, engine = await run(store, make_settings(), layout, [again.batch.id])
-    assert engine.requests_sent() == 2
+    assert engine.pool.requests_sent() == 2
 
 
 async def test_permanent_errors_fail_at_once_with_the_providers_words(
@@ -123,7 +123,7 @@ async def test_transient_errors_are_retried_until_done(
     assert reason.code == "done"
     jobs = await store.jobs_for_batch(batch.id)
     assert all(j.state is JobState.DONE for j in jobs)
-    assert engine.requests_sent() > 12  # some renders failed and were retried
+    assert engine.pool.requests_sent() > 12  # some renders failed and were retried
     outcomes = [a.outcome for j in jobs for a in await store.attempts_for(j.id)]
     assert "transient" in outcomes
 

@@ -13,7 +13,10 @@ import pytest
 
 from tests.conftest_sim import fast_options
 from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
+from tests.test_fal import enqueue as enqueue_fal
+from tests.test_fal import fal_config, fal_sim, lines
 from wfbatch.core.states import Execution, JobState
+from wfbatch.engine.control import Control
 from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.base import RequestKind
@@ -129,7 +132,7 @@ async def test_polls_carry_their_jobs_priority_to_the_gate(
     with RunningSimulator(fast_options(latency=(0.4, 0.5))) as sim:
         batch = (await enqueue(store, layout, prompts(3))).batch
         engine = Engine(store, wireflow_engine_settings(home, sim), layout, batch_ids=[batch.id])
-        limiter = engine.limiter("wireflow")
+        limiter = engine.pool.limiter("wireflow")
         seen: list[float] = []
         acquire = limiter.acquire
 
@@ -142,3 +145,35 @@ async def test_polls_carry_their_jobs_priority_to_the_gate(
         reason = await engine.run_until_idle()
     assert reason.code == "done"
     assert seen and min(seen) > 0.0, seen
+
+
+async def test_a_hand_cancel_of_a_running_job_reaches_the_provider(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """fal can stop queued or running work (`PUT cancel_url`): a hand cancel asks it to, so the paid
+    work stops too, not just our bookkeeping."""
+    with fal_sim(latency=(1.5, 2.0)) as sim:
+        batch_id = await enqueue_fal(store, layout, lines(1))
+        engine = Engine(store, fal_config(home, sim), layout)
+        stop = asyncio.Event()
+        running = asyncio.create_task(engine.run_forever(stop))
+        try:
+
+            async def started() -> bool:
+                return bool(await store.job_ids(states=[JobState.RUNNING]))
+
+            deadline = asyncio.get_running_loop().time() + 10
+            while not await started():
+                assert asyncio.get_running_loop().time() < deadline, "the job never started"
+                await asyncio.sleep(0.02)
+            (job_id,) = await store.job_ids(states=[JobState.RUNNING])
+            await Control(engine).cancel([job_id])
+        finally:
+            stop.set()
+            await running
+            await engine.shutdown()
+        canceled = sim.state.stats()["fal"]["canceled"]
+    assert canceled == 1
+    attempts = [a.kind for a in await store.attempts_for(job_id)]
+    assert "cancel" in attempts
+    assert (await store.jobs_for_batch(batch_id))[0].state is JobState.CANCELED

@@ -26,7 +26,7 @@ async def test_happy_path_one_execution_per_job(store: Store, layout: HomeLayout
     assert set(stats["executions_by_key"].values()) == {1}
     manifest = read_manifest(Path(batch.output_dir))
     assert all(e.remote_id and e.request_id for e in manifest.entries)
-    assert engine.limiters["wireflow"].sent_by_kind["start"] == 8
+    assert engine.pool.limiters["wireflow"].sent_by_kind["start"] == 8
 
 
 async def test_a_429_slows_the_whole_provider_and_costs_no_attempts(
@@ -47,7 +47,7 @@ async def test_a_429_slows_the_whole_provider_and_costs_no_attempts(
         stats = sim.state.stats()
     assert reason.code == "done"
     assert stats["rate_limited"] >= 1
-    assert engine.limiters["wireflow"].rate_limited >= 1
+    assert engine.pool.limiters["wireflow"].rate_limited >= 1
     jobs = await store.jobs_for_batch(batch.id)
     # max_attempts=1: had the 429 used up an attempt, the job would have failed.
     assert all(j.state is JobState.DONE for j in jobs)

@@ -14,6 +14,7 @@ from wfbatch.protocol import (
     InboxEvent,
     JobEvent,
     ProviderEvent,
+    RemoteBatchEvent,
     ResyncEvent,
     event_json,
     parse_event,
@@ -22,11 +23,12 @@ from wfbatch.tui.changes import ChangeSet
 
 EXPORTED = {
     "API_VERSION", "MAX_ID", "MAX_PAGE", "Attempt", "BatchEvent", "BatchSummary", "BudgetRequest",
-    "CancelRequest", "CommandResult", "Credits", "EditRequest", "EngineEvent", "ErrorInfo", "Event",
+    "CancelRequest", "CommandResult", "Credits", "DeliveryBacklog", "DeliveryInfo", "EditRequest",
+    "EngineEvent", "ErrorInfo", "Event",
     "Health", "InboxEvent", "JobDetail", "JobEvent", "JobId", "JobSummary", "Page", "PauseRequest",
-    "Problem", "ProviderEvent", "ProviderStatus", "ResyncEvent", "RetryRequest", "ReviewRequest",
-    "Hold", "Status", "error_headline", "SubmitError", "SubmitRequest", "SubmitResult", "event_json",
-    "parse_event", "routes",
+    "Problem", "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
+    "RetryRequest", "ReviewRequest", "Hold", "Status", "error_headline", "SubmitError", "SubmitRequest",
+    "SubmitResult", "event_json", "parse_event", "routes",
 }
 
 
@@ -44,6 +46,8 @@ def test_every_event_kind_survives_the_wire() -> None:
         ProviderEvent(event="paused", provider="local", reason="out of credits", details={"required": 3}),
         EngineEvent(event="reloaded", changed=["limits"]),
         InboxEvent(event="rejected", file="bad.txt", errors=2, first="line 1: empty"),
+        RemoteBatchEvent(id=1, batch_id="b1", provider="openai", step="started", remote_id="batch_1",
+                         status="in_progress", lines=20, completed=12),
         ResyncEvent(dropped=12),
     ]
     for event in events:
@@ -61,3 +65,6 @@ def test_the_tui_reloads_everything_after_a_resync_and_moves_the_row_on_a_job_ev
     changes = ChangeSet.from_event(JobEvent(id=4, batch_id="b", state=JobState.FAILED))
     assert changes.job_states == {4: JobState.FAILED} and changes.states == {"failed"} and changes.status
     assert not ChangeSet.from_event(InboxEvent(event="rejected", file="x.txt", errors=1, first="line 1"))
+    # A remote batch's progress is the batch row's: the status is read again.
+    progress = RemoteBatchEvent(id=1, batch_id="b", provider="openai", step="started", completed=3, lines=9)
+    assert ChangeSet.from_event(progress).status

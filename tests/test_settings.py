@@ -8,10 +8,12 @@ import pytest
 
 from wfbatch.settings import (
     ComfyUISettings,
+    DeliverySettings,
     DraftsSettings,
     FalSettings,
     InboxSettings,
     LocalSettings,
+    NotifySettings,
     OpenAISettings,
     ReplicateSettings,
     Settings,
@@ -68,6 +70,8 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
         "replicate": ReplicateSettings,
         "stability": StabilitySettings,
         "comfyui": ComfyUISettings,
+        "delivery": DeliverySettings,
+        "notify": NotifySettings,
     }
     for section, model in sections.items():
         for name in model.model_fields:

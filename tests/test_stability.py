@@ -149,7 +149,8 @@ def test_parse_time_refusal_names_the_line(tmp_path: Path) -> None:
         '{"prompt": "fine", "provider": "stability"}\n'
         '{"prompt": "odd", "provider": "stability", "width": 1000, "height": 700}\n'
     )
-    env = {**os.environ, "WFBATCH_HOME": str(tmp_path / "home")}
+    key = {"WFBATCH_STABILITY__API_KEY": "sk-never-sent"}
+    env = {**os.environ, "WFBATCH_HOME": str(tmp_path / "home"), **key}
     result = subprocess.run(
         [sys.executable, "-m", "wfbatch", "run", str(lines)],
         capture_output=True,

@@ -6,6 +6,7 @@ header is built.
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import os
 import re
@@ -15,13 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, UploadMode, check_http_url, parse_s3_url
 
 CONFIG_FILE_NAME = "wfbatch.toml"
 
@@ -52,6 +55,7 @@ class ProviderLimits(BaseModel):
         """What keeps this provider from working as configured (a missing key, ...), said so a
         person can fix it; checked when prompts are accepted, without building a client."""
         return []
+
     daily_executions: int | None = Field(default=None, ge=1)
     max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_initial: float = Field(default=2.0, gt=0, description="seconds before the first retry")
@@ -184,6 +188,53 @@ class OpenAISettings(ProviderLimits):
         default=300.0, gt=0, description="a high-quality image can take a minute or two to generate"
     )
     request_timeout: float = Field(default=180.0, gt=0)
+    mode: Literal["direct", "batch"] = Field(
+        default="direct",
+        description="'batch': jobs go through the Batch API (half price, done within 24 h); an entry's"
+        " own `mode` wins",
+    )
+    batch_poll_interval: float = Field(
+        default=300.0, gt=0, description="seconds between looks at a live remote batch (minutes, not seconds)"
+    )
+    batch_gather_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="queued batch-mode jobs wait this long for company before a remote batch is made",
+    )
+    batch_max_lines: int = Field(
+        default=50_000, ge=1, le=50_000, description="requests per remote batch (OpenAI allows 50,000)"
+    )
+    batch_max_file_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024,
+        le=200 * 1024 * 1024,
+        description="bytes per uploaded input file (OpenAI allows 200 MB)",
+    )
+    batch_queue_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="requests per model enqueued in live remote batches at once (the account's batch"
+        " queue limit); None = no limit here",
+    )
+    max_remote_batches: int = Field(
+        default=10, ge=1, description="live remote batches at once (don't start more than the account allows)"
+    )
+    batch_output_max_bytes: int = Field(
+        default=50 * 1024 * 1024 * 1024,
+        ge=1024,
+        description="largest output or error file downloaded (streamed; base64 images make it big)",
+    )
+    batch_download_deadline: float = Field(
+        default=3600.0, gt=0, description="seconds for downloading one output or error file"
+    )
+    batch_discount: float = Field(
+        default=0.5, gt=0, le=1, description="share of the direct price a batch line costs (half)"
+    )
+    batch_expired_to_direct: bool = Field(
+        default=False,
+        description="lines an expired remote batch did not finish go to direct mode (else back to the"
+        " batch queue)",
+    )
 
     def configuration_problems(self) -> list[str]:
         return missing_key(self.api_key, "OpenAI", "openai")
@@ -326,6 +377,72 @@ class DraftsSettings(BaseModel):
         description="share of drafts `wfbatch plan` expects to be approved when this HOME has no "
         "reviewed drafts yet (--approve-rate overrides it)",
     )
+class DeliverySettings(BaseModel):
+    """Where finished images (and each batch's manifest) are uploaded: an S3-compatible bucket.
+    Credentials come from the AWS chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...), never from here."""
+
+    url: str | None = Field(
+        default=None, description="s3://bucket/prefix/ ({batch}, {date}, {name} allowed); unset: no upload"
+    )
+    endpoint_url: str | None = Field(default=None, description="R2, GCS interop, MinIO...; unset: AWS")
+    region: str | None = Field(default=None, description="'auto' for R2; unset: the AWS chain's")
+    upload: UploadMode = Field(default="all", description="all: as images finish; approved: once approved")
+    presign_seconds: int = Field(
+        default=0, ge=0, le=MAX_PRESIGN_SECONDS, description="presigned URLs in the manifest; 0: none"
+    )
+    backoff_initial: float = Field(default=2.0, gt=0, description="seconds before an upload is tried again")
+    backoff_max: float = Field(default=300.0, gt=0)
+    max_concurrent: int = Field(default=4, ge=1, le=64, description="uploads at once")
+    timeout: float = Field(default=60.0, gt=0, description="seconds per connect / read")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_s3_url(value)
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+
+class NotifySettings(BaseModel):
+    """Who is told when a batch finishes or is held: a signed webhook, a command, or both."""
+
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_<base64> (Standard Webhooks); unset: requests are unsigned"
+    )
+    command: str | None = Field(default=None, description="run by the shell, the batch's facts in WFBATCH_*")
+    job_failed: bool = Field(default=False, description="also tell of jobs that failed for good")
+    job_failed_interval: float = Field(
+        default=60.0, gt=0, description="at most one job.failed per batch this often; failures batched"
+    )
+    max_attempts: int = Field(default=8, ge=1, le=100, description="tries per webhook delivery")
+    backoff_initial: float = Field(default=2.0, gt=0)
+    backoff_max: float = Field(default=300.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0, description="seconds per webhook request / command run")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            # The message never quotes the value: it is a secret.
+            encoded = value.get_secret_value().removeprefix("whsec_").rstrip("=")
+            try:
+                key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+            except ValueError:
+                raise ValueError("expected whsec_ followed by base64 (Standard Webhooks)") from None
+            if len(key) < 16:
+                raise ValueError("too short: use at least 16 random bytes, base64-encoded")
+        return value
 
 
 class Settings(BaseSettings):
@@ -349,6 +466,8 @@ class Settings(BaseSettings):
     comfyui: ComfyUISettings = Field(default_factory=ComfyUISettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     drafts: DraftsSettings = Field(default_factory=DraftsSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -83,6 +83,14 @@ def _print_plan(plan: Plan) -> None:
             f"  {name}: {provider.jobs_left} jobs, {cost} credits each, latency {provider.latency:.1f} s"
             f" ({provider.latency_source}){balance}"
         )
+        if provider.batch_jobs:
+            echo(f"    batch mode: {provider.batch_jobs} jobs, done within {provider.completion_window}")
+            if provider.batch_cost is not None and provider.batch_direct_cost is not None:
+                saving = provider.batch_direct_cost - provider.batch_cost
+                echo(
+                    f"    price: {provider.batch_cost:g} in batch mode, {provider.batch_direct_cost:g} direct"
+                    f" (saving {saving:g})"
+                )
     if plan.pipeline:
         _print_pipeline(plan.pipeline)
     if plan.stops_at:

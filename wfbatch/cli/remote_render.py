@@ -18,6 +18,7 @@ from rich.text import Text
 
 from wfbatch.protocol import (
     BatchSummary,
+    DeliveryInfo,
     ErrorInfo,
     Hold,
     JobDetail,
@@ -207,6 +208,13 @@ def render_status(status: Status, wide: bool = False) -> None:
         out.print(fitted_table(out, columns, rows))
     if status.pipeline:
         out.print(pipeline_line(status.pipeline))
+    backlog = status.delivery
+    if backlog.pending or backlog.held or backlog.done:
+        line = Text(f"delivery: {backlog.done} uploaded, {backlog.pending} pending")
+        if backlog.held:
+            line.append(f", {backlog.held} held", style="bold yellow")
+            line.append(f" ({'; '.join(backlog.held_reasons)})")
+        out.print(line)
     if status.batches:
         render_batches(status.batches, out, held={h.target for h in status.holds if h.scope == "batch"})
     render_holds(status.holds, out, {b.id: b.name for b in status.batches})
@@ -243,8 +251,8 @@ def render_batches(
         elif b.id in held or b.pause_reason:
             state = "held"
         else:
-            state = "working"
-        eta = duration(b.eta_seconds) if left and state == "working" else "-"
+            state = b.remote_progress() or "working"
+        eta = duration(b.eta_seconds) if left and state not in ("paused", "held") else "-"
         rows.append([
             b.id if out.width >= WIDE else ids[b.id], _flat(b.name), f"{b.counts.get('done', 0)}/{b.total}",
             str(b.counts.get("failed", 0)), str(left), eta, state,
@@ -288,6 +296,14 @@ def _when(moment: dt.datetime | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def delivery_line(delivery: DeliveryInfo) -> str:
+    """`s3://bucket/key (etag ..., 2025-...)`, or where it stands and why."""
+    if delivery.state == "done" and delivery.url:
+        return f"{delivery.url} (etag {delivery.etag or '-'}, {_when(delivery.at)})"
+    shown = f"{delivery.state}" + (f", now {delivery.url}" if delivery.url else "")
+    return shown + (f": {delivery.error}" if delivery.error else "")
+
+
 def render_job(job: JobDetail, wide: bool = False) -> None:
     out = console(wide)
     rows = [
@@ -317,6 +333,8 @@ def render_job(job: JobDetail, wide: bool = False) -> None:
         rows.append(("credits", f"{job.credits:g}"))
     if job.possible_duplicate_charge:
         rows.append(("charged?", f"possibly twice: {job.possible_duplicate_charge_why}"))
+    if job.delivery is not None:
+        rows.append(("delivered", delivery_line(job.delivery)))
     for key, value in rows:
         out.print(Text.assemble((f"{key:>10}", "bold"), "  ", value), soft_wrap=True)
     if job.attempts_history:

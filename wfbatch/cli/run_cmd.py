@@ -27,7 +27,6 @@ from wfbatch.cli.common import (
     usable_home,
 )
 from wfbatch.cli.run_progress import shown_progress, wants_progress
-from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec
 from wfbatch.core.parsing import PromptFileError
@@ -40,6 +39,7 @@ from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
 from wfbatch.protocol import error_headline
 from wfbatch.settings import Settings
 from wfbatch.store import Store
+from wfbatch.store.remote_batches import RemoteBatchStore
 
 MAX_FAILURES_LISTED = 1000
 
@@ -106,7 +106,12 @@ async def _run(
         for prompt_file in prompt_files:
             try:
                 done = await ingest(
-                    store, layout, prompt_file.parsed, prompt_file.raw, prompt_file.default_provider
+                    store,
+                    layout,
+                    prompt_file.parsed,
+                    prompt_file.raw,
+                    prompt_file.default_provider,
+                    expanded=prompt_file.expanded,
                 )
                 if done.resumed and prompt_file.parsed.budget != done.batch.budget:
                     await store.set_batch_budget(done.batch.id, prompt_file.parsed.budget)
@@ -140,15 +145,15 @@ async def _run(
 async def _balance_warnings(engine: Engine, store: Store, prompt_files: list[CheckedPrompts]) -> list[str]:
     """Warn (and go on) when what is left to generate is estimated above a provider's balance: the
     balances are asked for first (this is a run, not the accept path), then the shared rule."""
-    jobs = [job for f in prompt_files for job in expand_batch(f.parsed, f.default_provider)]
+    jobs = [job for f in prompt_files for job in f.expanded]
     for name in sorted({job.spec.provider for job in jobs}):
-        await engine.refresh_balance(name)
+        await engine.pool.refresh_balance(name)
 
     async def left_to_generate(specs: Sequence[JobSpec]) -> float:
         cached = await store.cached_keys([cache_key(spec) for spec in specs])
         return await engine.estimate_credits([spec for spec in specs if cache_key(spec) not in cached])
 
-    return list(await balance_warnings(prompt_files, engine.balances, left_to_generate))
+    return list(await balance_warnings(prompt_files, engine.pool.balances, left_to_generate))
 
 
 async def _summary(
@@ -194,10 +199,13 @@ async def _summary(
             "charged": sum([await engine.budget.ledger.charged(batch_id=b) for b in batch_ids]),
             "budgets": {i.batch.id: i.batch.budget for i in ingested if i.batch.budget is not None},
         },
-        "provider_requests": engine.requests_sent(),
+        "provider_requests": engine.pool.requests_sent(),
         "output_dirs": output_dirs,
         "manifests": [str(Path(d) / MANIFEST_FILE_NAME) for d in output_dirs],
         "contact_sheets": [str(Path(d) / CONTACT_SHEET_FILE_NAME) for d in output_dirs],
+        "remote_batches": [
+            row.to_json() for row in await RemoteBatchStore(store).of_batches(batch_ids)
+        ],
         "failures": failures,
         "stop_reason": {"code": reason.code, "message": reason.message, **_jsonable(reason.details)},
         "exit_code": exit_code,
@@ -221,6 +229,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
         echo(f"  images:        {output_dir}/pending-review/")
         echo(f"  manifest:      {manifest}")
         echo(f"  contact sheet: {sheet}")
+    for remote in summary["remote_batches"]:
+        counts = remote["request_counts"]
+        echo(
+            f"  remote batch:  {remote['remote_id'] or '(not created)'} {remote['status'] or remote['step']},"
+            f" {counts['completed']} of {remote['lines']} done, {counts['failed']} failed"
+        )
     for failure in summary["failures"][:20]:
         echo(
             f"  failed job {failure['job_id']} (line {failure['line']}):"

@@ -103,7 +103,7 @@ class RunProgress:
     def _waiting(self) -> str | None:
         """The longest wait for a start among the providers, with the limit behind it."""
         longest: tuple[float, str, str] | None = None
-        for name, limiter in self._engine.limiters.items():
+        for name, limiter in self._engine.pool.limiters.items():
             wait, why = limiter.next_start()
             if why is not None and wait >= WAIT_WORTH_SAYING and (longest is None or wait > longest[0]):
                 longest = (wait, name, why)

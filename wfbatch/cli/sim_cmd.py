@@ -225,6 +225,22 @@ def _describe(options: SimOptions) -> str:
     show_default=True,
     help="OpenAI: share of injected 5xx answers that carry x-should-retry: false.",
 )
+@click.option(
+    "--batch-step",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="OpenAI Batch: seconds a batch spends validating, in progress and finalizing (each).",
+)
+@click.option(
+    "--batch-expire-after",
+    type=click.IntRange(min=0),
+    default=None,
+    help="OpenAI Batch: a batch expires once this many of its lines are done.",
+)
+@click.option(
+    "--batch-fail-input", is_flag=True, help="OpenAI Batch: every input file fails validation."
+)
 def sim_command(
     host: str,
     port: int,
@@ -254,6 +270,9 @@ def sim_command(
     no_retry_share: float,
     concurrency: int,
     retention: float,
+    batch_step: float,
+    batch_expire_after: int | None,
+    batch_fail_input: bool,
 ) -> None:
     """Run a local provider simulator: rehearse a batch before spending credits."""
     if not is_loopback(host) and not allow_remote:
@@ -289,6 +308,9 @@ def sim_command(
             no_retry_share=no_retry_share,
             concurrency=concurrency,
             retention=retention,
+            batch_step=batch_step,
+            batch_expire_after=batch_expire_after,
+            batch_fail_input=batch_fail_input,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

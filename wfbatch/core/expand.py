@@ -60,4 +60,5 @@ def _spec(
         params={**entry.params, **stage.get("params", {})},
         format=entry.format or ImageFormat.PNG,
         quality=pick("quality"),
+        mode=pick("mode"),
     )

@@ -19,7 +19,9 @@ _WHITESPACE = re.compile(r"\s+")
 
 def normalize_prompt(text: str) -> str:
     """Unicode NFC, trimmed, inner whitespace collapsed to one space."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    if not text.isascii():  # ASCII is NFC already; the check is a C loop, normalize is not free
+        text = unicodedata.normalize("NFC", text)
+    return _WHITESPACE.sub(" ", text).strip()
 
 
 def canonical_json(value: Any) -> str:
@@ -33,21 +35,37 @@ def sha256_hex(text: str | bytes) -> str:
 
 def cache_key(spec: JobSpec) -> str:
     """sha256 of everything that determines the image; output format and quality are left out."""
-    return sha256_hex(
-        canonical_json(
-            {
-                "provider": spec.provider,
-                "model": spec.model,
-                "prompt": normalize_prompt(spec.prompt),
-                "negative_prompt": normalize_prompt(spec.negative_prompt) if spec.negative_prompt else None,
-                "width": spec.width,
-                "height": spec.height,
-                "seed": spec.seed,
-                "variant": spec.variant,
-                "params": spec.params,
-            }
-        )
+    return spec_json_and_cache_key(spec)[1]
+
+
+def spec_json_and_cache_key(spec: JobSpec) -> tuple[str, str]:
+    """The spec as canonical JSON (what the store keeps) and its cache key, from ONE serialisation
+    of each value: ingest makes both for every job, and two whole `json.dumps` per job were most
+    of its cost. The key's text is byte for byte `canonical_json` of the key's fields (sorted
+    keys, compact, raw UTF-8), so keys made before this function match (pinned by a test)."""
+    prompt = _json_text(spec.prompt)
+    key_prompt = _json_text(normalize_prompt(spec.prompt))
+    negative = _json_text(spec.negative_prompt)
+    key_negative = _json_text(normalize_prompt(spec.negative_prompt) if spec.negative_prompt else None)
+    model = _json_text(spec.model)
+    provider = _json_text(spec.provider)
+    params = canonical_json(spec.params) if spec.params else "{}"
+    numbers = f'"seed":{int(spec.seed)},"variant":{int(spec.variant)},"width":{int(spec.width)}'
+    key = (
+        f'{{"height":{int(spec.height)},"model":{model},"negative_prompt":{key_negative},'
+        f'"params":{params},"prompt":{key_prompt},"provider":{provider},{numbers}}}'
     )
+    quality = "null" if spec.quality is None else str(int(spec.quality))
+    stored = (
+        f'{{"format":{_json_text(spec.format.value)},"height":{int(spec.height)},"model":{model},'
+        f'"negative_prompt":{negative},"params":{params},"prompt":{prompt},"provider":{provider},'
+        f'"quality":{quality},{numbers}}}'
+    )
+    return stored, sha256_hex(key)
+
+
+def _json_text(value: str | None) -> str:
+    return "null" if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def default_seed(prompt: str, variant: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,9 @@ class PromptEntry(BaseModel):
     tags: list[str] = Field(default_factory=list)
     id: str | None = Field(default=None, max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
+    mode: Literal["direct", "batch"] | None = None
+    """How the job reaches its provider: `batch` through a batch API where the provider has one
+    (half price, slow); None = the provider section's `mode`."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class JobSpec:
     # Output-only settings: not part of the cache key (conversion is local).
     format: ImageFormat = ImageFormat.PNG
     quality: int | None = None
+    # Delivery, not content: not part of the cache key (the same image either way).
+    mode: str | None = None
+    """`batch`, `direct`, or None (the provider section's `mode` decides)."""
 
 
 STAGE_FIELDS: tuple[str, ...] = ("model", "provider", "width", "height", "quality", "params")
@@ -104,6 +110,10 @@ class ParsedBatch:
     cache: bool
     budget: float | None
     entries: list[ParsedEntry]
+    delivery: dict[str, Any] | None = None
+    """What a spec's `delivery` overrides of the HOME's [delivery] (None: nothing)."""
+    notify: dict[str, Any] | None = None
+    """What a spec's `notify` overrides of the HOME's [notify] (None: nothing)."""
     file_format: str = "txt"
     """How the content was read (txt, jsonl, csv, json): the same bytes read another way are
     different jobs, so it is part of the content's identity."""

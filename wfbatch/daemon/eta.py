@@ -25,7 +25,7 @@ def _left(counts: Mapping[str, int]) -> int:
 async def provider_seconds(ctx: DaemonContext, name: str, jobs: int) -> float | None:
     """Seconds for `name` to finish `jobs` more jobs under its current limits; None when the model
     sees no end (a limit of zero: JSON has no infinity, and "never" is not an ETA)."""
-    limiter = ctx.engine.limiter(name)
+    limiter = ctx.engine.pool.limiter(name)
     latency, _ = await latency_of(ctx.store, ctx.settings, name)
     model = schedule_model(
         ctx.settings, name, latency,

@@ -254,7 +254,7 @@ class Inbox:
         digest = self.control.identity(raw, name)
         known = await self.control.store.batch_ids_with_content(digest, name)
         await off_loop(claimed.record, content_hash=digest, known=sorted(known))
-        outcome = await self.control.accept(raw, name)
+        outcome = await self.control.accept(raw, name, identity=digest)
         if isinstance(outcome, Accepted) and outcome.batch is not None:
             target = await self._move_out(claimed, self.layout.archive, prefix=f"{outcome.batch.id}-")
             log.info(

@@ -46,7 +46,7 @@ async def render_metrics(ctx: DaemonContext) -> str:
 
     by_provider = await ctx.store.counts_by("provider")
     names = await provider_names(ctx, by_provider)
-    limiters = {name: ctx.engine.limiter(name) for name in names}
+    limiters = {name: ctx.engine.pool.limiter(name) for name in names}
     out.family(
         "wfbatch_provider_requests_total",
         "counter",

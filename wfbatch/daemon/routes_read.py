@@ -107,7 +107,9 @@ async def job(request: Request) -> JSONResponse:
         raise ApiProblem(404, f"no job {job_id}")
     batch = await ctx.store.get_batch(row.batch_id)
     final = await ctx.store.final_of(job_id) if row.stage == "draft" else None
-    return model_response(views.job_detail(row, batch, await ctx.store.attempts_for(job_id), _id(final)))
+    attempts = await ctx.store.attempts_for(job_id)
+    delivery = await ctx.store.deliveries.for_job(job_id)
+    return model_response(views.job_detail(row, batch, attempts, _id(final), delivery))
 
 
 def _id(job: JobRow | None) -> int | None:

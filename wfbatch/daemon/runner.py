@@ -49,6 +49,7 @@ async def run_daemon(
         inode = os.lstat(socket_path).st_ino
         store = await Store.open(layout.db)
         try:
+            await store.check_counters()
             return await _serve(settings, layout, store, sock, socket_path, reload_settings)
         finally:
             await store.close()
@@ -79,7 +80,11 @@ async def _serve(
         )
         log.info(
             "wfbatch %s daemon (pid %d): HOME %s, socket %s, inbox %s",
-            __version__, os.getpid(), layout.root, socket_path, layout.inbox,
+            __version__,
+            os.getpid(),
+            layout.root,
+            socket_path,
+            layout.inbox,
         )
         failed = False
         try:

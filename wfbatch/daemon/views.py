@@ -15,14 +15,18 @@ from wfbatch.engine.limiter import start_of_today
 from wfbatch.protocol import (
     Attempt,
     BatchSummary,
+    DeliveryBacklog,
+    DeliveryInfo,
     ErrorInfo,
     JobDetail,
     JobSummary,
     ProviderStatus,
+    RemoteBatchSummary,
     Status,
 )
 from wfbatch.providers.registry import KNOWN_PROVIDERS
-from wfbatch.store import AttemptRow, BatchRow, JobRow
+from wfbatch.store import AttemptRow, BatchRow, DeliveryRow, JobRow
+from wfbatch.store.remote_batches import RemoteBatchStore
 
 RECENT_BATCHES = 50
 
@@ -73,8 +77,25 @@ def _summary_fields(job: JobRow, final_id: int | None) -> dict[str, Any]:
     }
 
 
+def delivery_info(row: DeliveryRow | None) -> DeliveryInfo | None:
+    if row is None:
+        return None
+    return DeliveryInfo(
+        state=row.state,
+        url=row.have_url,
+        etag=row.etag,
+        at=moment_or_none(row.delivered_at),
+        presigned_url=row.presigned_url,
+        error=row.error,
+    )
+
+
 def job_detail(
-    job: JobRow, batch: BatchRow | None, attempts: list[AttemptRow], final_id: int | None = None
+    job: JobRow,
+    batch: BatchRow | None,
+    attempts: list[AttemptRow],
+    final_id: int | None = None,
+    delivery: DeliveryRow | None = None,
 ) -> JobDetail:
     spec = job.spec
     output_dir = batch.output_dir if batch else ""
@@ -94,6 +115,7 @@ def job_detail(
         next_attempt_at=moment_or_none(job.next_attempt_at),
         possible_duplicate_charge=job.possible_duplicate_charge is not None,
         possible_duplicate_charge_why=job.possible_duplicate_charge,
+        delivery=delivery_info(delivery),
         attempts_history=[
             Attempt(
                 at=moment(a.at),
@@ -138,14 +160,29 @@ async def batch_summaries(
     credits = await ctx.store.credits_used_by("batch_id", ids)
     if etas is None:
         etas = await batch_etas(ctx, batches, counts)
-    return [
+    remote: dict[str, list[RemoteBatchSummary]] = {}
+    for row in await RemoteBatchStore(ctx.store).of_batches(ids):
+        remote.setdefault(row.batch_id, []).append(
+            RemoteBatchSummary(
+                id=row.id,
+                remote_id=row.remote_id,
+                step=row.step.value,
+                status=row.status,
+                lines=row.lines,
+                completed=row.completed,
+                failed=row.failed,
+                message=row.message,
+            )
+        )
+    summaries = [
         batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0), etas.get(batch.id))
         for batch in batches
     ]
+    return [s.model_copy(update={"remote_batches": remote.get(s.id, [])}) for s in summaries]
 
 
 async def provider_names(ctx: DaemonContext, by_provider: dict[str, dict[str, int]]) -> list[str]:
-    names = set(ctx.engine.limiters) | set(by_provider) | {ctx.settings.provider}
+    names = set(ctx.engine.pool.limiters) | set(by_provider) | {ctx.settings.provider}
     return sorted(name for name in names if name in KNOWN_PROVIDERS)
 
 
@@ -157,7 +194,7 @@ async def provider_statuses(
     credits = await ctx.store.credits_used_by("provider")
     statuses: dict[str, ProviderStatus] = {}
     for name in await provider_names(ctx, by_provider):
-        limiter = ctx.engine.limiter(name)
+        limiter = ctx.engine.pool.limiter(name)
         snapshot = limiter.snapshot().to_json()
         snapshot["paused"] = ctx.engine.holds.provider(name)
         # From the store, not the limiter's memory: that one counts starts that were refused and
@@ -165,12 +202,12 @@ async def provider_statuses(
         snapshot["daily_executions"] = await ctx.store.starts_since(name, start_of_today(time.time()))
         statuses[name] = ProviderStatus(
             name=name,
-            label=ctx.engine.provider_label(name),
+            label=ctx.engine.pool.label(name),
             **snapshot,
             pause_details=dict(limiter.pause_details),
             jobs=by_provider.get(name, empty_counts()),
             credits_used=credits.get(name, 0.0),
-            balance=ctx.engine.balances.get(name),
+            balance=ctx.engine.pool.balances.get(name),
         )
     return statuses
 
@@ -198,4 +235,8 @@ async def status(ctx: DaemonContext) -> Status:
         holds=holds,
         eta_seconds=overall_eta({b: eta for b, eta in etas.items() if eta != 0.0}),
         pipeline=pipeline if pipeline["drafts"] else None,
+        delivery=DeliveryBacklog(
+            **await ctx.store.deliveries.backlog(),
+            held_reasons=await ctx.store.deliveries.held_reasons(),
+        ),
     )

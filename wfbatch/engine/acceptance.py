@@ -29,6 +29,9 @@ class CheckedPrompts:
     parsed: ParsedBatch
     default_provider: str
     """Where entries that name no provider go."""
+    expanded: list[ExpandedJob]
+    """The jobs the file makes (`expand_batch`), checked: expanded once per file, used by the
+    balance warning, the dry run's count and `ingest`."""
 
 
 def check_prompts(
@@ -46,10 +49,11 @@ def check_prompts(
         parsed = replace(parsed, budget=budget)
     default_provider = provider or settings.provider
     problems = provider_problems(parsed, default_provider, settings)
-    problems += entry_problems(parsed, default_provider)
+    expanded = expand_batch(parsed, default_provider)
+    problems += entry_problems(expanded)
     if problems:
         raise PromptFileError(source_name, sorted(problems, key=lambda error: error.line))
-    return CheckedPrompts(raw, parsed, default_provider)
+    return CheckedPrompts(raw, parsed, default_provider, expanded)
 
 
 def provider_problems(parsed: ParsedBatch, default_provider: str, settings: Settings) -> list[LineError]:
@@ -88,7 +92,7 @@ async def balance_warnings(
 ) -> tuple[str, ...]:
     """Work estimated to cost more than a provider's known balance is accepted, with a warning: the
     balance may be topped up before it runs out (and the out-of-credits pause handles it if not)."""
-    jobs = [job for checked in prompts for job in expand_batch(checked.parsed, checked.default_provider)]
+    jobs = [job for checked in prompts for job in checked.expanded]
     warnings: list[str] = []
     for name, specs in sorted(specs_by_provider(jobs).items()):
         balance = balances.get(name)

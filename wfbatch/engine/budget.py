@@ -64,8 +64,9 @@ class Budget:
         self.settings = settings
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._estimates: dict[tuple[str, str | None], float | None] = {}
-        self._estimate_locks: dict[tuple[str, str | None], asyncio.Lock] = {}
+        # By (provider, model, mode): a batch-mode image of a model costs less than a direct one.
+        self._estimates: dict[tuple[str, str | None, str | None], float | None] = {}
+        self._estimate_locks: dict[tuple[str, str | None, str | None], asyncio.Lock] = {}
         self.paused_batches: dict[str, str] = {}
         """Batches held back by their budget: id → reason with the figures."""
         self._provider_blocks: dict[str, tuple[str, str]] = {}
@@ -74,7 +75,7 @@ class Budget:
         """The provider's own estimate when it has one, else the config's, else what this kind of
         image was last charged. Asked once per (provider, model): concurrent callers wait for the
         one request in flight instead of each sending their own."""
-        key = (spec.provider, spec.model)
+        key = (spec.provider, spec.model, spec.mode)
         if key in self._estimates:
             return self._estimates[key]
         lock = self._estimate_locks.setdefault(key, asyncio.Lock())
@@ -85,7 +86,7 @@ class Budget:
 
     def learn_charge(self, spec: JobSpec, charged: float) -> None:
         """An unknown cost becomes known from the first actual charge: later caps can count it."""
-        key = (spec.provider, spec.model)
+        key = (spec.provider, spec.model, spec.mode)
         if self._estimates.get(key) is None:
             self._estimates[key] = charged
 

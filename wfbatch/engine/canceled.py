@@ -8,7 +8,9 @@ then, at the lowest priority.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.limiter import ProviderPaused
@@ -28,6 +30,25 @@ class CanceledExecutions:
         self._store = store
         self._budget = budget
         self._pool = pool
+
+    async def stop(self, job_ids: Sequence[int], tasks: Mapping[int, asyncio.Task[None]]) -> list[int]:
+        """Jobs just recorded as canceled: stop their tasks (`tasks`, by job id) at once, then
+        settle what each holds by what is known of its execution — a start that never went out
+        gives its reservation back, one that may still charge keeps it — and ask the provider to
+        stop an execution that exists. Returns the ids of the jobs that were stopped in flight."""
+        running = {job_id: tasks.get(job_id) for job_id in job_ids}
+        stopping = {job_id: task for job_id, task in running.items() if task is not None and not task.done()}
+        for task in stopping.values():
+            task.cancel()
+        if stopping:
+            await asyncio.gather(*stopping.values(), return_exceptions=True)
+        for job_id in job_ids:
+            job = await self._store.get_job(job_id)
+            if job is None:
+                continue
+            await self._store.record_outcome(job_id, OutcomeRecord())
+            await self.stop_remotely(job)
+        return sorted(stopping)
 
     async def stop_remotely(self, job: JobRow) -> None:
         """Stop the paid work itself where the provider's API can (a cancel does not promise that

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import batch_identity, cache_key
 from wfbatch.core.names import quote_name
 from wfbatch.core.parsing import LineError, PromptFileError, format_of_name
@@ -103,8 +102,10 @@ class Control:
         budget: float | None = None,
         dry_run: bool = False,
         skip_duplicates: bool | None = None,
+        identity: str | None = None,
     ) -> Acceptance:
-        """Validate prompts exactly as a dropped file is validated, then enqueue them as one batch."""
+        """Validate prompts exactly as a dropped file is validated, then enqueue them as one batch.
+        `identity`: `self.identity(raw, source_name)`, when the caller hashed the file already."""
         settings = self.engine.settings
         try:
             checked = await asyncio.to_thread(
@@ -114,12 +115,21 @@ class Control:
             return Refused(error.errors, error.report())
         if skip_duplicates is None:
             skip_duplicates = settings.inbox.skip_duplicate_files
-        warnings = await balance_warnings([checked], self.engine.balances, self.engine.estimate_credits)
+        warnings = await balance_warnings([checked], self.engine.pool.balances, self.engine.estimate_credits)
         if dry_run:
-            return Accepted(None, len(expand_batch(checked.parsed, checked.default_provider)), warnings)
+            return Accepted(None, len(checked.expanded), warnings)
         reuse = Reuse.ANY if skip_duplicates else Reuse.NEVER
+        if fmt is not None or provider is not None:
+            identity = None  # read another way than the name says: not what `identity` hashed
         ingested = await ingest(
-            self.store, self.engine.layout, checked.parsed, raw, checked.default_provider, reuse=reuse
+            self.store,
+            self.engine.layout,
+            checked.parsed,
+            raw,
+            checked.default_provider,
+            reuse=reuse,
+            expanded=checked.expanded,
+            identity=identity,
         )
         if ingested.resumed:
             existing = ingested.batch
@@ -312,7 +322,8 @@ class Control:
             except (OSError, UnsafePathError) as error:
                 problems.append(f"job {job_id}: {error}")
                 continue
-            await self.store.update_job(job_id, review=decision, file=relative)
+            # With what it means for the delivery bucket (moved, deleted), in one transaction.
+            await self.engine.delivery.reviewed(job_id, batch, decision, relative)
             self.engine.writer.mark_dirty(batch.id)
             moved.append(job_id)
             self._emit(

@@ -121,6 +121,26 @@ class Holds:
         found += [self.batch_hold(batch) for batch in batches]
         return [hold for hold in found if hold is not None]
 
+    def held_for_notice(self, batch: BatchRow, providers: Iterable[str]) -> str | None:
+        """Why this batch's queued work cannot start, for telling someone: a full disk, its budget,
+        or its provider's account (a bad key, no credit, unreachable) or caps. The user's own
+        pauses are left out: whoever paused knows."""
+        if self.storage.problem is not None:
+            return self.storage.problem
+        if batch.paused or self._user_global is not None:
+            return None
+        budget = self._budget.paused_batches.get(batch.id)
+        if budget is not None:
+            return budget
+        for name in sorted(providers):
+            limiter = self._pool.limiter(name)
+            if limiter.paused and limiter.pause_details.get("by") == "user":
+                continue
+            why = self.provider(name)
+            if why:
+                return f"{name}: {why.removeprefix(f'{name}: ')}"
+        return None
+
     def budget_held_batches(self) -> list[str]:
         """Batches whose next new execution would cross their budget."""
         return list(self._budget.paused_batches)

@@ -6,10 +6,11 @@ import datetime as dt
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wfbatch.core.expand import expand_batch
-from wfbatch.core.hashing import batch_identity, cache_key
+from wfbatch.core.expand import ExpandedJob, expand_batch
+from wfbatch.core.hashing import batch_identity, spec_json_and_cache_key
 from wfbatch.core.models import AutoApprove, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError
 from wfbatch.home import HomeLayout
@@ -29,12 +30,13 @@ class UnknownProviderInFile(ValueError):
         super().__init__(f"{lines}\n(known providers: {', '.join(KNOWN_PROVIDERS)})")
 
 
-def entry_problems(parsed: ParsedBatch, default_provider: str) -> list[LineError]:
+def entry_problems(expanded: Sequence[ExpandedJob]) -> list[LineError]:
     """What each line's provider would refuse (size, format, params for its model), one error per
-    line and problem: variants of a line share them."""
+    line and problem: variants of a line share them. Takes the file's expansion (`expand_batch`),
+    made once per file by the caller."""
     seen: set[tuple[int, str]] = set()
     errors: list[LineError] = []
-    for job in expand_batch(parsed, default_provider):
+    for job in expanded:
         stages = [("", job.spec)] if job.final is None else [("draft: ", job.spec), ("final: ", job.final)]
         for stage, spec in stages:
             for message in spec_problems(spec):
@@ -58,6 +60,22 @@ def new_batch_id() -> str:
     return f"b{int(time.time()):x}{secrets.token_hex(3)}"
 
 
+def new_job(index: int, job: ExpandedJob) -> NewJob:
+    spec_json, key = spec_json_and_cache_key(job.spec)
+    return NewJob(
+        uid=uuid.uuid4().hex,
+        idx=index,
+        line=job.source.line,
+        user_id=job.source.entry.id,
+        spec=job.spec,
+        tags=list(job.source.entry.tags),
+        cache_key=key,
+        priority=job.source.entry.priority,
+        spec_json=spec_json,
+        final_spec=job.final,
+    )
+
+
 async def ingest(
     store: Store,
     layout: HomeLayout,
@@ -66,17 +84,25 @@ async def ingest(
     default_provider: str,
     *,
     reuse: Reuse = Reuse.UNFINISHED,
+    expanded: Sequence[ExpandedJob] | None = None,
+    identity: str | None = None,
 ) -> Ingested:
     """Enqueue `parsed` (the content of `raw`) as one batch, or return the earlier batch of the same
     content identity that `reuse` allows (`resumed`): the look-up and the insert are one
     transaction, so identical files sent at once are enqueued once. Raises `PromptFileError` for
     lines their provider would refuse, `UnknownProviderInFile` for providers wfbatch does not have;
-    nothing is enqueued then."""
-    identity = batch_identity(raw, parsed.file_format, default_provider)
-    problems = entry_problems(parsed, default_provider)
-    if problems:
-        raise PromptFileError(parsed.source_name, problems)
-    expanded = expand_batch(parsed, default_provider)
+    nothing is enqueued then.
+
+    `expanded` and `identity` are what the caller made of this file already (`check_prompts`
+    expands and checks it, the inbox hashes it first): each is made once per file. Given
+    `expanded`, its entry problems were checked by whoever expanded it."""
+    if identity is None:
+        identity = batch_identity(raw, parsed.file_format, default_provider)
+    if expanded is None:
+        expanded = expand_batch(parsed, default_provider)
+        problems = entry_problems(expanded)
+        if problems:
+            raise PromptFileError(parsed.source_name, problems)
     unknown = [
         (job.source.line, spec.provider)
         for job in expanded
@@ -100,21 +126,10 @@ async def ingest(
         paused=False,
         created_at=created.timestamp(),
         auto_approve=parsed.stages.auto_approve if parsed.stages else AutoApprove.NONE,
+        delivery=parsed.delivery,
+        notify=parsed.notify,
     )
-    jobs = [
-        NewJob(
-            uid=uuid.uuid4().hex,
-            idx=index,
-            line=job.source.line,
-            user_id=job.source.entry.id,
-            spec=job.spec,
-            tags=list(job.source.entry.tags),
-            cache_key=cache_key(job.spec),
-            priority=job.source.entry.priority,
-            final_spec=job.final,
-        )
-        for index, job in enumerate(expanded, start=1)
-    ]
+    jobs = [new_job(index, job) for index, job in enumerate(expanded, start=1)]
     try:
         existing = await store.insert_batch(batch, jobs, reuse=reuse)
     except Exception:  # not a cancellation: the insert may still commit in the store's thread

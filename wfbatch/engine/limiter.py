@@ -347,3 +347,18 @@ class ProviderLimiter:
 def start_of_today(now: float) -> float:
     day = dt.datetime.fromtimestamp(now).date()
     return dt.datetime.combine(day, dt.time()).timestamp()
+
+
+class Slot:
+    """One of a provider's in-flight places: taken when a job's task is spawned (so one dispatch
+    round cannot overfill the provider), given back exactly once when the task ends."""
+
+    def __init__(self, limiter: ProviderLimiter) -> None:
+        self._limiter = limiter
+        limiter.in_flight += 1
+        self._held = True
+
+    def release(self, _: object = None) -> None:
+        if self._held:
+            self._held = False
+            self._limiter.in_flight -= 1

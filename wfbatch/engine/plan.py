@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wfbatch.core.expand import expand_batch
@@ -22,7 +22,7 @@ from wfbatch.engine.forecast import ScheduleModel, estimate_seconds
 from wfbatch.engine.limiter import start_of_today
 from wfbatch.providers.base import Provider, UnlimitedGate
 from wfbatch.providers.errors import ProviderError
-from wfbatch.providers.registry import build_provider, traits
+from wfbatch.providers.registry import batch_mode, build_provider, traits
 from wfbatch.settings import Settings
 from wfbatch.store import Ledger, Store
 from wfbatch.store.ledger import ledger_day
@@ -32,6 +32,8 @@ log = logging.getLogger("wfbatch.plan")
 # Latency assumed when there is no history and no `expected_latency`: the local renderer is
 # near-instant; a remote image model typically needs tens of seconds.
 DEFAULT_REMOTE_LATENCY = 20.0
+BATCH_COMPLETION_WINDOW = "24h"
+"""A batch API's promise (OpenAI Batch: within 24 hours), shown instead of a minutes estimate."""
 
 
 @dataclass
@@ -43,6 +45,14 @@ class ProviderPlan:
     estimated_seconds: float = 0.0
     daily_remaining: int | None = None
     balance: float | None = None
+    batch_jobs: int = 0
+    """Jobs going through the provider's batch API (`mode = "batch"`): not in `estimated_seconds`."""
+    batch_cost: float | None = None
+    """What the batch jobs cost at the batch price..."""
+    batch_direct_cost: float | None = None
+    """...and what they would cost sent directly (the saving is the difference)."""
+    completion_window: str | None = None
+    """When the batch jobs are done at the latest (the batch API's window), instead of minutes."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -134,16 +144,16 @@ async def make_plan(
     all_left = [spec for _, specs in left_by_batch for spec in specs]
     plan.jobs_left = len(all_left)
 
-    costs: dict[tuple[str, str | None], float | None] = {}
+    costs: dict[tuple[str, str | None, str | None], float | None] = {}
     for name in sorted({spec.provider for spec in all_left}):
         specs = [spec for spec in all_left if spec.provider == name]
         provider_plan, model_costs = await _plan_provider(store, settings, name, specs)
         plan.providers[name] = provider_plan
-        costs.update({(name, model): cost for model, cost in model_costs.items()})
+        costs.update({(name, *key): cost for key, cost in model_costs.items()})
         plan.estimated_seconds = max(plan.estimated_seconds, provider_plan.estimated_seconds)
 
     def cost_of(spec: JobSpec) -> float | None:
-        return costs[(spec.provider, spec.model)]
+        return costs[(spec.provider, spec.model, spec.mode)]
 
     known = [c for c in map(cost_of, all_left) if c is not None]
     plan.unknown_cost_jobs = len(all_left) - len(known)
@@ -171,7 +181,7 @@ async def make_plan(
 
 async def _plan_provider(
     store: Store, settings: Settings, name: str, specs: list[JobSpec]
-) -> tuple[ProviderPlan, dict[str | None, float | None]]:
+) -> tuple[ProviderPlan, dict[tuple[str | None, str | None], float | None]]:
     limits = settings.provider_limits(name)
     result = ProviderPlan(jobs_left=len(specs))
     provider: Provider | None = None
@@ -179,11 +189,17 @@ async def _plan_provider(
         provider = build_provider(name, settings, UnlimitedGate())
     except ValueError as error:
         log.warning("%s: %s", name, error)
-    model_costs: dict[str | None, float | None] = {}
+    model_costs: dict[tuple[str | None, str | None], float | None] = {}
+    batch_specs = [spec for spec in specs if batch_mode(spec.mode, name, settings)]
+    direct_costs: dict[str | None, float | None] = {}
     try:
         for spec in specs:
-            if spec.model not in model_costs:
-                model_costs[spec.model] = await ask_estimate(provider, settings, spec)
+            if (spec.model, spec.mode) not in model_costs:
+                model_costs[(spec.model, spec.mode)] = await ask_estimate(provider, settings, spec)
+        for spec in batch_specs:
+            if spec.model not in direct_costs:
+                as_direct = replace(spec, mode="direct")
+                direct_costs[spec.model] = await ask_estimate(provider, settings, as_direct)
         if provider is not None and traits(name).reports_balance:
             try:
                 result.balance = await provider.balance()
@@ -199,8 +215,17 @@ async def _plan_provider(
         used = await store.starts_since(name, start_of_today(time.time()))
         result.daily_remaining = max(0, limits.daily_executions - used)
     model = schedule_model(settings, name, result.latency)
-    runnable = len(specs) if result.daily_remaining is None else min(len(specs), result.daily_remaining)
+    direct_jobs = len(specs) - len(batch_specs)
+    runnable = direct_jobs if result.daily_remaining is None else min(direct_jobs, result.daily_remaining)
     result.estimated_seconds = round(estimate_seconds(runnable, model), 3)
+    if batch_specs:
+        result.batch_jobs = len(batch_specs)
+        result.completion_window = BATCH_COMPLETION_WINDOW
+        at_batch = [model_costs[(spec.model, spec.mode)] for spec in batch_specs]
+        at_direct = [direct_costs[spec.model] for spec in batch_specs]
+        if all(cost is not None for cost in at_batch + at_direct):
+            result.batch_cost = round(sum(cost or 0.0 for cost in at_batch), 6)
+            result.batch_direct_cost = round(sum(cost or 0.0 for cost in at_direct), 6)
     return result, model_costs
 
 
@@ -246,7 +271,7 @@ async def _price_pipeline(
     settings: Settings,
     drafts_left: list[JobSpec],
     finals: list[JobSpec],
-    costs: dict[tuple[str, str | None], float | None],
+    costs: dict[tuple[str, str | None, str | None], float | None],
     rate: float,
     source: str,
 ) -> PipelinePlan:
@@ -256,11 +281,11 @@ async def _price_pipeline(
     cached = await store.cached_keys(keys)
     finals_left = [spec for spec, key in zip(finals, keys, strict=True) if key not in cached]
     for name in sorted({spec.provider for spec in finals_left}):
-        missing = [s for s in finals_left if s.provider == name and (name, s.model) not in costs]
+        missing = [s for s in finals_left if s.provider == name and (name, s.model, s.mode) not in costs]
         if missing:
             costs.update(await _model_costs(settings, name, missing))
-    draft_costs = [costs.get((spec.provider, spec.model)) for spec in drafts_left]
-    final_costs = [costs.get((spec.provider, spec.model)) for spec in finals_left]
+    draft_costs = [costs.get((spec.provider, spec.model, spec.mode)) for spec in drafts_left]
+    final_costs = [costs.get((spec.provider, spec.model, spec.mode)) for spec in finals_left]
     result = PipelinePlan(approve_rate=rate, approve_rate_source=source, drafts=len(drafts_left))
     result.expected_finals = round(rate * len(finals_left), 6)
     if None in draft_costs or None in final_costs:
@@ -276,17 +301,17 @@ async def _price_pipeline(
 
 async def _model_costs(
     settings: Settings, name: str, specs: list[JobSpec]
-) -> dict[tuple[str, str | None], float | None]:
+) -> dict[tuple[str, str | None, str | None], float | None]:
     provider: Provider | None = None
     try:
         provider = build_provider(name, settings, UnlimitedGate())
     except ValueError as error:
         log.warning("%s: %s", name, error)
-    found: dict[tuple[str, str | None], float | None] = {}
+    found: dict[tuple[str, str | None, str | None], float | None] = {}
     try:
         for spec in specs:
-            if (name, spec.model) not in found:
-                found[(name, spec.model)] = await ask_estimate(provider, settings, spec)
+            if (name, spec.model, spec.mode) not in found:
+                found[(name, spec.model, spec.mode)] = await ask_estimate(provider, settings, spec)
     finally:
         if provider is not None:
             await provider.aclose()

@@ -123,7 +123,7 @@ class JobRunner:
                 if fresh and batch.cache_enabled:
                     image = await s.cache.get(job.cache_key)
                     if image is not None:
-                        return await self._done(job, batch, image, None)
+                        return await self.done(job, batch, image, None)
                 started = await self._start(job, batch, provider, fresh=fresh)
                 if started is None:
                     return None
@@ -134,33 +134,28 @@ class JobRunner:
             finished = await self._execute(job, provider, limiter, resend=resend)
             if finished is None:
                 return None  # canceled while the start was on the wire; the cancel recorded it
-            if job.execution is not Execution.FINISHED:
-                # Paid for now: the charge, and what a crash before the image is written must find
-                # again (the URLs, or the paid bytes themselves), are recorded first.
-                result = await self._result_to_keep(job, finished)
-                credits = await asyncio.shield(s.budget.settle_finished(job, finished.credits_used, result))
-                job = replace(job, execution=Execution.FINISHED, credits=credits, reserved=None)
+            job = await self.settle(job, finished)
             images = await provider.download(finished)
             if not images:
                 raise Transient("the provider finished without an image", request_id=finished.request_id)
-            return await self._done(job, batch, images[0], finished)
+            return await self.done(job, batch, images[0], finished)
         except ProviderPaused as paused:
-            return _requeue(job, f"provider paused: {paused.reason}", refused=fresh)
+            return requeue(job, f"provider paused: {paused.reason}", refused=fresh)
         except RateLimited as error:
             wait = limiter.on_rate_limited(error.retry_after, error.message)
             s.emit(
                 ProviderEvent(event="blocked", provider=job.provider, blocked_for=wait, reason=error.message)
             )
-            return _requeue(job, f"rate limited; provider waits {wait:.0f} s", refused=fresh, error=error)
+            return requeue(job, f"rate limited; provider waits {wait:.0f} s", refused=fresh, error=error)
         except (AuthenticationFailed, Unreachable, OutOfCredits) as error:
             # About the account, not the prompt: the provider pauses with the reason and every job
             # stays queued (an unreachable one is probed again with backoff).
             reason = s.pool.pause_for_account(job.provider, error)
-            return _requeue(job, reason, refused=fresh, error=error)
+            return requeue(job, reason, refused=fresh, error=error)
         except PaidRejection as rejection:
             return await self._rejected(job, batch, rejection)
         except Permanent as error:
-            return _fail(job, error, s.clock.wall(), ended=True)
+            return fail(job, error, s.clock.wall(), ended=True)
         except (Transient, ImageDecodeError, OSError) as error:
             if is_disk_full(error):
                 raise  # not the job's fault: the engine holds everything until there is room
@@ -169,12 +164,22 @@ class JobRunner:
             )
             return self.retry_or_fail(job, limiter, transient)
 
+    async def settle(self, job: JobRow, finished: Finished) -> JobRow:
+        """The execution finished with an image, so it is paid for: the charge, and what a crash
+        before the image is written must find again (the URLs, or the paid bytes themselves), are
+        recorded first. Shared by the one-job path and remote batches (engine.remote_batches)."""
+        if job.execution is Execution.FINISHED:
+            return job
+        result = await self._result_to_keep(job, finished)
+        credits = await asyncio.shield(self.s.budget.settle_finished(job, finished.credits_used, result))
+        return replace(job, execution=Execution.FINISHED, credits=credits, reserved=None)
+
     def retry_or_fail(self, job: JobRow, limiter: ProviderLimiter, error: ProviderError) -> OutcomeRecord:
         """Retry later with backoff, or fail once the attempts are used up. An execution that may
         exist keeps its reservation either way (it may charge); see `execution_after`."""
         limits = limiter.limits
         if job.attempts >= limits.max_attempts:
-            return _fail(job, error, self.s.clock.wall(), note=f"gave up after {job.attempts} attempts")
+            return fail(job, error, self.s.clock.wall(), note=f"gave up after {job.attempts} attempts")
         delay = retry_delay(job.attempts, limits.backoff_initial, limits.backoff_max, self.s.rng)
         fields = {
             **error_fields(error),
@@ -329,7 +334,7 @@ class JobRunner:
         ended: a retry by hand is a new, paid request with a new key."""
         relative = await self.s.writer.write_image(batch, job, rejection.image, folder=ReviewStatus.REJECTED)
         await asyncio.shield(self.s.budget.settle_finished(job, rejection.credits_used, None))
-        record = _fail(job, rejection, self.s.clock.wall(), note=f"kept as {relative}")
+        record = fail(job, rejection, self.s.clock.wall(), note=f"kept as {relative}")
         return replace(record, facts={"execution": Execution.ENDED})
 
     async def _finished_from_result(self, result: dict[str, Any]) -> Finished:
@@ -351,7 +356,7 @@ class JobRunner:
         why = f"a start was sent again after its outcome was lost ({last}); {job.provider} has no idempotency"
         await self.s.store.update_job(job.id, possible_duplicate_charge=why)
 
-    async def _done(
+    async def done(
         self, job: JobRow, batch: BatchRow, image: Image, finished: Finished | None
     ) -> OutcomeRecord:
         cache_hit = finished is None
@@ -369,7 +374,7 @@ class JobRunner:
         return OutcomeRecord(target=JobState.DONE, fields=fields)
 
 
-def _requeue(job: JobRow, why: str, *, refused: bool, error: ProviderError | None = None) -> OutcomeRecord:
+def requeue(job: JobRow, why: str, *, refused: bool, error: ProviderError | None = None) -> OutcomeRecord:
     """Back to queued without using up an attempt (429, 402, a bad key, a paused provider)."""
     log.info("job %s back in the queue: %s", job.id, why)
     fields: dict[str, Any] = {"attempts": max(0, job.attempts - 1)}
@@ -383,7 +388,7 @@ def _requeue(job: JobRow, why: str, *, refused: bool, error: ProviderError | Non
     )
 
 
-def _fail(
+def fail(
     job: JobRow, error: ProviderError, now: float, note: str | None = None, *, ended: bool = False
 ) -> OutcomeRecord:
     """Fail the job. `ended`: the provider said its execution ended without an image (a FAILED

@@ -13,8 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wfbatch.core.models import JobSpec
@@ -23,16 +22,18 @@ from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.canceled import CanceledExecutions
 from wfbatch.engine.clock import Clock, SystemClock
+from wfbatch.engine.delivery import DeliveryWorker
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.finals import Finals
 from wfbatch.engine.holds import Holds
-from wfbatch.engine.limiter import ProviderLimiter
+from wfbatch.engine.limiter import Slot
+from wfbatch.engine.notify import Notifier
 from wfbatch.engine.pool import ProviderPool
+from wfbatch.engine.remote_batches import RemoteBatches
 from wfbatch.engine.runner import JobRunner, JobServices
 from wfbatch.engine.storage import StorageHealth, is_disk_full
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.home import HomeLayout
-from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
 from wfbatch.providers.errors import Transient
 from wfbatch.settings import Settings
 from wfbatch.store import BatchRow, JobRow, OutcomeRecord, Store
@@ -44,6 +45,7 @@ MIN_FLUSH_PERIOD = 1.0
 RECONCILE_WINDOW = 7 * 24 * 3600.0
 WATCH_TICK = 2.0
 SETTLE_CANCELED_PERIOD = 30.0
+DRAIN_DELIVERIES_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -54,21 +56,6 @@ class StopReason:
     """`done` (nothing left to do), `paused` (work left that cannot proceed), `stopped` (asked to)."""
     message: str
     details: dict[str, Any] = field(default_factory=dict)
-
-
-class Slot:
-    """One of a provider's in-flight places: taken when a job's task is spawned (so one dispatch
-    round cannot overfill the provider), given back exactly once when the task ends."""
-
-    def __init__(self, limiter: ProviderLimiter) -> None:
-        self._limiter = limiter
-        limiter.in_flight += 1
-        self._held = True
-
-    def release(self, _: object = None) -> None:
-        if self._held:
-            self._held = False
-            self._limiter.in_flight -= 1
 
 
 class Engine:
@@ -94,6 +81,7 @@ class Engine:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._keys_in_flight: set[str] = set()
         self._batches: dict[str, BatchRow] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.pool = ProviderPool(store, settings, self.clock, events, self.wake)
         self.budget = Budget(store, settings, self.clock)
         self.storage = StorageHealth(store, layout.root, self.clock, events)
@@ -102,42 +90,30 @@ class Engine:
         self.writer = OutputWriter(store, self.pool.label)
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
         self.finals = Finals(store, settings, self.writer, emit=events, wake=self.wake)
-        self.runner = JobRunner(
-            JobServices(
-                store=store,
-                budget=self.budget,
-                cache=self.cache,
-                writer=self.writer,
-                pool=self.pool,
-                clock=self.clock,
-                rng=rng or random.Random(),
-                emit=events,
-                wake=self.wake,
-                batch=self._batch,
-            )
+        # Uploads and notifications: workers of their own, fed through the store.
+        self.delivery = DeliveryWorker(store, lambda: self.settings, self.writer, self.clock)
+        self.notifier = Notifier(store, lambda: self.settings, self.holds, self.clock)
+        self.writer.finished_hooks += [self.delivery.batch_finished, self.notifier.batch_finished]
+        services = JobServices(
+            store=store,
+            budget=self.budget,
+            cache=self.cache,
+            writer=self.writer,
+            pool=self.pool,
+            clock=self.clock,
+            rng=rng or random.Random(),
+            emit=events,
+            wake=self.wake,
+            batch=self._batch,
+        )
+        self.runner = JobRunner(services)
+        # Jobs in batch mode go through their provider's batch API, grouped; the one-job path
+        # above never sees them (see engine/remote_batches.py).
+        self.remote = RemoteBatches(
+            services, self.runner, self._record, lambda: self.settings, self.batch_ids
         )
 
-    # -- what the daemon and `run` read -------------------------------------------------------
-
-    def limiter(self, name: str) -> ProviderLimiter:
-        return self.pool.limiter(name)
-
-    @property
-    def limiters(self) -> dict[str, ProviderLimiter]:
-        return self.pool.limiters
-
-    @property
-    def balances(self) -> dict[str, float]:
-        return self.pool.balances
-
-    def provider_label(self, name: str) -> str:
-        return self.pool.label(name)
-
-    def requests_sent(self) -> int:
-        return self.pool.requests_sent()
-
-    async def refresh_balance(self, name: str) -> float | None:
-        return await self.pool.refresh_balance(name)
+    # -- what the daemon and `run` ask -------------------------------------------------------
 
     async def estimate_credits(self, specs: Sequence[JobSpec]) -> float:
         """Known credits of making these images (jobs of unknown cost count 0)."""
@@ -154,26 +130,59 @@ class Engine:
         released = await self.budget.release_leaked()
         if released:
             log.info("released %d credit reservations left behind by a crash", released)
-        await self._reconcile_batch_files()
+        await self.writer.reconcile(self.clock.wall() - RECONCILE_WINDOW)
         await self._adopt_in_flight()
+        # A held delivery is tried once more per start: the bucket may exist by now.
+        await self.store.deliveries.release_held()
+        await self.remote.resume()
 
     async def run_until_idle(self) -> StopReason:
-        """Run until nothing is left to do for this engine's batches, or what is left cannot proceed."""
+        """Run until nothing is left to do for this engine's batches, or what is left cannot proceed;
+        then give pending uploads and notifications a bounded time to go out."""
         await self.start()
+        workers = self._start_workers()
         try:
-            return await self._loop(burst=True)
+            reason = await self._loop(burst=True)
+            await self.writer.flush(force=True)  # finishes batches: their manifests go up now
+            await self._drain_deliveries()
+            return reason
         finally:
+            await self._stop_workers(workers)
             await self.shutdown()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         await self.start()
         stopper = asyncio.create_task(self._stop_when(stop))
         watcher = asyncio.create_task(self._watch_providers())
+        workers = self._start_workers()
         try:
             await self._loop(burst=False)
         finally:
             for task in (stopper, watcher):
                 task.cancel()
+            await self._stop_workers(workers)
+
+    def _start_workers(self) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(self.delivery.run(), name="delivery"),
+            asyncio.create_task(self.notifier.run(), name="notify"),
+        ]
+
+    @staticmethod
+    async def _stop_workers(workers: list[asyncio.Task[None]]) -> None:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _drain_deliveries(self) -> None:
+        """`wfbatch run` ends once its uploads are through, or after a bound: what is left is
+        uploaded by the next engine on this HOME (the daemon, or another run)."""
+        deadline = self.clock.monotonic() + DRAIN_DELIVERIES_SECONDS
+        while self.clock.monotonic() < deadline:
+            if not await self.delivery.pending() and not await self.notifier.pending():
+                return
+            await asyncio.sleep(0.1)
+        log.warning("some uploads or notifications are still pending; the next start sends them")
 
     async def shutdown(self) -> None:
         """Stop dispatching; in-flight jobs keep their state and resume on the next start."""
@@ -183,6 +192,7 @@ class Engine:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self.remote.shutdown()
         await self.writer.flush(force=True)
         await self.pool.aclose()
 
@@ -204,6 +214,10 @@ class Engine:
         self.settings = settings
         self.budget.settings = settings
         changes = self.pool.reload(settings)
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing is held in this process
+            task = asyncio.get_running_loop().create_task(self.delivery.settings_changed())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         self.wake()
         return changes
 
@@ -215,25 +229,12 @@ class Engine:
         self.wake()
 
     async def stop_canceled(self, job_ids: Sequence[int]) -> list[int]:
-        """Jobs just recorded as canceled: stop their tasks at once, then give back what a start
-        that never went out had reserved, and ask the provider to stop an execution that exists.
-        Returns the ids of the jobs that were stopped in flight."""
-        running = {job_id: self._tasks.get(job_id) for job_id in job_ids}
-        stopping = {job_id: task for job_id, task in running.items() if task is not None and not task.done()}
-        for task in stopping.values():
-            task.cancel()
-        if stopping:
-            await asyncio.gather(*stopping.values(), return_exceptions=True)
-        for job_id in job_ids:
-            job = await self.store.get_job(job_id)
-            if job is None:
-                continue
-            # Recording nothing but the facts settles the reservation by what is known of the
-            # execution: given back unless it may still charge.
-            await self.store.record_outcome(job_id, OutcomeRecord())
-            await self.canceled.stop_remotely(job)
+        """Jobs just recorded as canceled: see `CanceledExecutions.stop`. Returns the ids of the
+        jobs that were stopped in flight."""
+        stopped = await self.canceled.stop(job_ids, self._tasks)
+        await self.remote.after_cancel(job_ids)
         self.wake()
-        return sorted(stopping)
+        return stopped
 
     async def settle_canceled_executions(self) -> int:
         return await self.canceled.settle(set(self._tasks))
@@ -264,23 +265,6 @@ class Engine:
                 continue
             log.info("resuming job %s (%s, remote id %s)", job.id, job.state, job.remote_id)
             self._spawn(job)
-
-    async def _reconcile_batch_files(self) -> None:
-        """A kill -9 can come between a job's last change and its batch's manifest refresh: every
-        batch changed lately whose manifest is older than its latest change is rewritten."""
-        changed = await self.store.recently_changed_batches(self.clock.wall() - RECONCILE_WINDOW)
-        for batch_id, latest in changed.items():
-            batch = await self.store.get_batch(batch_id)
-            if batch is None:
-                continue
-            manifest = Path(batch.output_dir) / MANIFEST_FILE_NAME
-            sheet = Path(batch.output_dir) / CONTACT_SHEET_FILE_NAME
-            try:
-                stale = manifest.stat().st_mtime < latest or not sheet.exists()
-            except OSError:
-                stale = True
-            if stale:
-                self.writer.mark_dirty(batch_id)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -335,7 +319,9 @@ class Engine:
         await self.store.promote_due_retries(self.clock.wall())
         if self.holds.everything() is not None:
             return
-        for name in sorted(await self.store.queued_providers(self.batch_ids)):
+        queued = sorted(await self.store.queued_providers(self.batch_ids))
+        await self.remote.tick(queued, self._provider_held, self.holds.budget_held_batches())
+        for name in queued:
             if await self.pool.get(name) is None or self.holds.provider(name):
                 continue
             limiter = self.pool.limiter(name)
@@ -351,6 +337,7 @@ class Engine:
                 free + len(self._keys_in_flight),
                 self.batch_ids,
                 exclude_batch_ids=self.holds.budget_held_batches(),
+                batch_mode=self._direct_only(name),
             )
             for job in candidates:
                 if free <= 0:
@@ -362,6 +349,14 @@ class Engine:
                     continue  # the same image is being made: wait, then take it from the cache
                 self._spawn(job)
                 free -= 1
+
+    def _provider_held(self, name: str) -> bool:
+        return bool(self.holds.provider(name))
+
+    def _direct_only(self, name: str) -> tuple[bool, str] | None:
+        """For a provider with a batch mode: this path takes only its direct-mode jobs."""
+        mode = self.remote.section_mode(name)
+        return None if mode is None else (False, mode)
 
     async def _idle_reason(self) -> StopReason | None:
         if self._tasks:
@@ -445,12 +440,20 @@ class Engine:
 
     async def _record(self, job: JobRow, outcome: OutcomeRecord) -> None:
         """How this run of the job ended, in one transaction; then told."""
+        if outcome.target is JobState.DONE and self.delivery.uploads_as_done(await self._batch(job.batch_id)):
+            outcome = replace(outcome, deliver=True)  # recorded with the move: a crash cannot lose it
         moved = await self.store.record_outcome(job.id, outcome)
         if moved and outcome.target is not None:
             self.runner.emit_job(job, outcome.target)
             self.writer.mark_dirty(job.batch_id)
             if outcome.target is JobState.DONE and job.stage is not None:
                 await self.finals.finished(job, await self._batch(job.batch_id))
+            if outcome.deliver:
+                self.delivery.wake()
+            if outcome.target is JobState.FAILED:
+                failed = await self.store.get_job(job.id)
+                if failed is not None:
+                    await self.notifier.job_failed(failed)
 
 
-__all__ = ["Engine", "Slot", "StopReason"]
+__all__ = ["Engine", "StopReason"]

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
 from wfbatch.core.states import TERMINAL_STATES, ReviewStatus
 from wfbatch.outputs import (
+    CONTACT_SHEET_FILE_NAME,
+    MANIFEST_FILE_NAME,
     REVIEW_FOLDERS,
     Manifest,
+    ManifestDelivery,
     ManifestEntry,
     ManifestError,
     atomic_write_bytes,
@@ -23,12 +26,15 @@ from wfbatch.outputs import (
     write_manifest,
 )
 from wfbatch.providers.base import Image
-from wfbatch.store import BatchRow, JobRow, Store
+from wfbatch.store import BatchRow, DeliveryRow, JobRow, Store
 
 # A manifest is rewritten at most this often per batch, and never more often than 20× the time the
 # last rewrite took: a 100k-job manifest must not eat the engine.
 MIN_MANIFEST_INTERVAL = 1.0
 CONTACT_SHEET_INTERVAL = 30.0
+
+FinishedHook = Callable[[BatchRow, dict[str, int]], Awaitable[None]]
+"""Told once a batch's jobs have all ended (again, after a retry), with its counts."""
 
 
 # How finals are made: every provider regenerates from the prompt and seed at the final settings.
@@ -46,6 +52,19 @@ def _id_or_none(job_id: int | None) -> str | None:
 
 def _sheet_label(job: JobRow) -> str:
     return f"{job.idx:05d}" + (" final" if job.draft_of is not None else "")
+def _delivered(row: DeliveryRow | None) -> ManifestDelivery | None:
+    """The object in the bucket as last uploaded, or why there is none yet (None: nothing to say)."""
+    if row is None or (row.have_url is None and row.state != "held"):
+        return None
+    return ManifestDelivery(
+        url=row.have_url,
+        etag=row.etag,
+        at=_utc(row.delivered_at) if row.delivered_at is not None else None,
+        presigned_url=row.presigned_url,
+        presigned_until=_utc(row.presigned_until) if row.presigned_until is not None else None,
+        state=row.state,
+        error=row.error,
+    )
 
 
 class OutputWriter:
@@ -57,6 +76,8 @@ class OutputWriter:
         self._interval: dict[str, float] = {}
         self._last_sheet: dict[str, float] = {}
         self._lock = asyncio.Lock()
+        self.finished_hooks: list[FinishedHook] = []
+        self._finished: set[str] = set()
 
     async def write_image(
         self, batch: BatchRow, job: JobRow, image: Image, *, folder: ReviewStatus | None = None
@@ -85,6 +106,24 @@ class OutputWriter:
         self.mark_dirty(batch.id)
         return relative
 
+    async def reconcile(self, since: float) -> None:
+        """A kill -9 can come between a job's last change and its batch's manifest refresh: every
+        batch changed since `since` whose manifest is older than its latest change (or that has no
+        contact sheet) is rewritten at the next flush."""
+        changed = await self._store.recently_changed_batches(since)
+        for batch_id, latest in changed.items():
+            batch = await self._store.get_batch(batch_id)
+            if batch is None:
+                continue
+            folder = Path(batch.output_dir)
+            try:
+                stale = (folder / MANIFEST_FILE_NAME).stat().st_mtime < latest
+                stale = stale or not (folder / CONTACT_SHEET_FILE_NAME).exists()
+            except OSError:
+                stale = True
+            if stale:
+                self.mark_dirty(batch_id)
+
     def mark_dirty(self, batch_id: str) -> None:
         self._dirty.add(batch_id)
 
@@ -107,7 +146,7 @@ class OutputWriter:
             return
         started = time.monotonic()
         jobs = await self._store.jobs_for_batch(batch_id)
-        manifest = self._manifest(batch, jobs)
+        manifest = self._manifest(batch, jobs, await self._store.deliveries.for_batch(batch_id))
         batch_dir = Path(batch.output_dir)
         await asyncio.to_thread(write_manifest, batch_dir, manifest)
         finished = all(job.state in TERMINAL_STATES for job in jobs)
@@ -119,12 +158,23 @@ class OutputWriter:
         elapsed = time.monotonic() - started
         self._last_manifest[batch_id] = time.monotonic()
         self._interval[batch_id] = max(MIN_MANIFEST_INTERVAL, 20 * elapsed)
+        if not finished:
+            self._finished.discard(batch_id)
+        elif batch_id not in self._finished:
+            # Once per finish in this process (after a restart, again: the hooks' own records
+            # keep what they do from happening twice).
+            self._finished.add(batch_id)
+            for hook in self.finished_hooks:
+                await hook(batch, manifest.counts)
 
-    def _manifest(self, batch: BatchRow, jobs: list[JobRow]) -> Manifest:
+    def _manifest(
+        self, batch: BatchRow, jobs: list[JobRow], deliveries: dict[int | None, DeliveryRow]
+    ) -> Manifest:
         counts: dict[str, int] = {}
         entries = []
         finals = {job.draft_of: job.id for job in jobs if job.draft_of is not None}
         for job in jobs:
+            delivery = deliveries.get(job.id)
             counts[job.state.value] = counts.get(job.state.value, 0) + 1
             spec = job.spec
             error = (
@@ -167,6 +217,7 @@ class OutputWriter:
                     final_job_id=_id_or_none(finals.get(job.id)),
                     draft_job_id=_id_or_none(job.draft_of),
                     final_mode=FINAL_MODE if job.draft_of is not None else None,
+                    delivered=_delivered(delivery),
                     created_at=_utc(job.created_at),
                     finished_at=_utc(job.finished_at) if job.finished_at is not None else None,
                 )

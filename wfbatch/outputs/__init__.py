@@ -28,6 +28,7 @@ from wfbatch.outputs.layout import (
 from wfbatch.outputs.manifest import (
     MANIFEST_FILE_NAME,
     Manifest,
+    ManifestDelivery,
     ManifestEntry,
     ManifestError,
     read_manifest,
@@ -43,6 +44,7 @@ __all__ = [
     "REVIEW_FOLDERS",
     "ImageDecodeError",
     "Manifest",
+    "ManifestDelivery",
     "ManifestEntry",
     "ManifestError",
     "UnsafePathError",

@@ -61,6 +61,23 @@ class ManifestError(_ManifestModel):
     """The provider's request id (`X-Request-Id`), to quote to its support."""
 
 
+class ManifestDelivery(_ManifestModel):
+    """Where the image is in the delivery bucket (see `[delivery]`)."""
+
+    url: str | None
+    """`s3://bucket/key` of the uploaded object; null while none is (pending, or held)."""
+    etag: str | None
+    """The object's ETag as the bucket answered (the MD5 of the bytes for a single upload)."""
+    at: AwareDatetime | None
+    presigned_url: str | None = None
+    """A GET URL anyone can use until `presigned_until` (only with `presign_seconds`)."""
+    presigned_until: AwareDatetime | None = None
+    state: str = "done"
+    """`done`; `pending` while a newer version (a review's move) is on its way; `held` when it is
+    stuck (see `error`)."""
+    error: str | None = None
+
+
 class ManifestEntry(_ManifestModel):
     """One job of the batch: the image it produced, or where it stands."""
 
@@ -121,6 +138,8 @@ class ManifestEntry(_ManifestModel):
     """How a final was made: `regenerated` from the prompt and seed at the final settings, or
     `from_draft` (the draft as the input of an image-to-image / upscale endpoint). Every provider
     regenerates for now: from-draft inputs are not wired yet."""
+    delivered: ManifestDelivery | None = None
+    """The uploaded object, when the batch has a delivery bucket and this image is in it."""
     created_at: AwareDatetime
     finished_at: AwareDatetime | None
 

@@ -80,6 +80,23 @@ class InboxEvent(_Event):
     first: str
 
 
+class RemoteBatchEvent(_Event):
+    """A remote batch (batch mode: OpenAI's Batch API) moved on: gathered, uploaded, started, polled
+    (`status` and `completed`/`failed` are the provider's `request_counts`), or closed (`reason`)."""
+
+    kind: Literal["remote_batch"] = "remote_batch"
+    id: int
+    batch_id: str
+    provider: str
+    step: str
+    remote_id: str | None = None
+    status: str | None = None
+    lines: int = 0
+    completed: int = 0
+    failed: int = 0
+    reason: str | None = None
+
+
 class ResyncEvent(_Event):
     """This subscriber fell behind and `dropped` events were lost: re-read what you show."""
 
@@ -88,7 +105,7 @@ class ResyncEvent(_Event):
 
 
 Event = Annotated[
-    JobEvent | BatchEvent | ProviderEvent | EngineEvent | InboxEvent | ResyncEvent,
+    JobEvent | BatchEvent | ProviderEvent | EngineEvent | InboxEvent | RemoteBatchEvent | ResyncEvent,
     Field(discriminator="kind"),
 ]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)

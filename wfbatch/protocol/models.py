@@ -85,6 +85,26 @@ class ProviderStatus(_Model):
     """Credits charged for this provider's finished jobs (all batches)."""
 
 
+class RemoteBatchSummary(_Model):
+    """One remote batch of a batch in batch mode (OpenAI Batch): its progress as the provider
+    reports it (`request_counts`)."""
+
+    id: int
+    remote_id: str | None = None
+    step: str
+    """gathered, uploading, uploaded, creating, started, collecting, closed (ours)."""
+    status: str | None = None
+    """The provider's: validating, in_progress, finalizing, completed, expired, failed, cancelled."""
+    lines: int
+    completed: int = 0
+    failed: int = 0
+    message: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.step != "closed"
+
+
 class BatchSummary(_Model):
     id: str
     name: str
@@ -102,6 +122,42 @@ class BatchSummary(_Model):
     pause_reason: str | None = None
     """Why the batch is held back besides a pause by hand, e.g. `budget reached: 10 of 10 credits`."""
     credits_used: float = 0.0
+    remote_batches: list[RemoteBatchSummary] = []
+    """Its remote batches (batch mode), oldest first."""
+
+    def remote_progress(self) -> str | None:
+        """`batch in_progress 12/20` for the live remote batches; None when there are none."""
+        live = [r for r in self.remote_batches if r.live]
+        if not live:
+            return None
+        done = sum(r.completed + r.failed for r in live)
+        statuses = sorted({r.status or r.step for r in live})
+        return f"batch {'/'.join(statuses)} {done}/{sum(r.lines for r in live)}"
+
+
+class DeliveryBacklog(_Model):
+    """Uploads to the delivery bucket, by state, over every batch."""
+
+    pending: int = 0
+    """To do: new images, moves after a review, manifests, and uploads waiting to be tried again."""
+    held: int = 0
+    """Stuck until the configuration changes (or the daemon restarts): see `held_reasons`."""
+    done: int = 0
+    held_reasons: list[str] = Field(default_factory=list)
+
+
+class DeliveryInfo(_Model):
+    """One image's object in the delivery bucket."""
+
+    state: str
+    """`pending`, `done` or `held`."""
+    url: str | None = None
+    """`s3://bucket/key` of the object uploaded last; None while none is."""
+    etag: str | None = None
+    at: Timestamp | None = None
+    presigned_url: str | None = None
+    error: str | None = None
+    """Why the last try failed (held: why it is stuck)."""
 
 
 class Hold(_Model):
@@ -129,6 +185,7 @@ class Status(_Model):
     pipeline: dict[str, int] | None = None
     """Draft → final batches: drafts, drafts_done, approved, rejected, finals, finals_done; None
     when there are none."""
+    delivery: DeliveryBacklog = Field(default_factory=DeliveryBacklog)
     holds: list[Hold] = Field(default_factory=list)
     """Every hold on everything, the providers and the batches listed, with what lifts each."""
     eta_seconds: float | None = None
@@ -188,6 +245,8 @@ class JobDetail(JobSummary):
     possible_duplicate_charge: bool = False
     possible_duplicate_charge_why: str | None = None
     """Why this image may have been paid for twice (a start re-sent after a lost answer)."""
+    delivery: DeliveryInfo | None = None
+    """Its object in the delivery bucket, when the batch has one."""
     attempts_history: list[Attempt] = Field(default_factory=list)
 
 

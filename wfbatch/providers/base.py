@@ -8,7 +8,7 @@ which the engine's limiter implements, and it reports every response's status an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -115,6 +115,96 @@ class Finished:
         )
 
 
+@dataclass(frozen=True)
+class BatchLine:
+    """One request of a remote batch: `custom_id` (the job's stable key) and its body."""
+
+    custom_id: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RemoteBatchInfo:
+    """What the provider says of a remote batch (OpenAI's `Batch` object, providers.md §6)."""
+
+    remote_id: str
+    status: str
+    """validating, in_progress, finalizing, completed, failed, expired, cancelling, cancelled."""
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    """None when absent (an empty string is absent too)."""
+    errors: tuple[str, ...] = ()
+    """Why the input file was rejected (status `failed`), one line each."""
+    tag: str | None = None
+    request_id: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ("completed", "failed", "expired", "cancelled")
+
+
+@dataclass(frozen=True)
+class LineResult:
+    """One line of an output or error file, mapped back by `custom_id`: the image (`finished`) or
+    what went wrong (`error`, a typed error: Permanent for a refusal, Transient for one that never
+    ran, e.g. `batch_expired`)."""
+
+    custom_id: str
+    finished: Finished | None = None
+    error: Exception | None = None
+    never_ran: bool = False
+    """The line was not attempted (expired or cancelled before it ran): nothing was charged."""
+
+
+class RemoteBatchApi(Protocol):
+    """A provider's batch API (OpenAI Batch): requests grouped into an uploaded file, run within a
+    completion window at a discount. The engine's `RemoteBatches` drives it; every step's answer is
+    committed before the next step depends on it."""
+
+    max_lines: int
+    max_file_bytes: int
+
+    def line(self, spec: JobSpec, custom_id: str) -> BatchLine:
+        """The request line for one job (Permanent when the provider would refuse it)."""
+        ...
+
+    def encode(self, lines: Sequence[BatchLine]) -> bytes:
+        """The input file (JSONL)."""
+        ...
+
+    async def upload(self, tag: str, content: bytes) -> str:
+        """Upload the input file (named after `tag`); its id."""
+        ...
+
+    async def find_file(self, tag: str) -> str | None:
+        """The id of an input file uploaded for `tag` (an upload whose answer was lost)."""
+        ...
+
+    async def create(self, file_id: str, tag: str) -> RemoteBatchInfo:
+        """Start the remote batch (not idempotent: look for `tag` with `find` first)."""
+        ...
+
+    async def find(self, tag: str) -> RemoteBatchInfo | None:
+        """The remote batch carrying our `tag`, if one was created."""
+        ...
+
+    async def get(self, remote_id: str) -> RemoteBatchInfo: ...
+
+    async def cancel(self, remote_id: str) -> RemoteBatchInfo: ...
+
+    def results(self, file_id: str, specs: Mapping[str, JobSpec]) -> AsyncIterator[LineResult]:
+        """The lines of an output or error file, streamed, each mapped to its outcome; `specs` are
+        the batch's jobs by `custom_id` (lines naming anything else are skipped)."""
+        ...
+
+    def price(self, spec: JobSpec) -> float | None:
+        """What one line of `spec` costs (the discounted price)."""
+        ...
+
+
 class Provider(Protocol):
     """What the engine drives. Traits that do not need an instance (synchronous or queued, cost
     unit, rate-limit header dialect, ...) live in the registry entry, not here."""
@@ -153,6 +243,10 @@ class Provider(Protocol):
         """What one image of `spec` will cost, in the provider's cost unit; None if unknown."""
         ...
 
+    def remote_batches(self) -> RemoteBatchApi | None:
+        """The provider's batch API, where it has one and the settings allow it."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -171,6 +265,9 @@ class ProviderDefaults:
         return None
 
     async def estimate(self, spec: JobSpec) -> float | None:
+        return None
+
+    def remote_batches(self) -> RemoteBatchApi | None:
         return None
 
     async def aclose(self) -> None:

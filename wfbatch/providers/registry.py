@@ -55,6 +55,8 @@ class ProviderTraits:
     """Talks to a service over HTTP (and so has a simulator route set and a fidelity test)."""
     expected_latency: float | None = None
     """Seconds one image takes, for `wfbatch plan` before any history; None = the generic default."""
+    batch_api: bool = False
+    """Has a batch mode (`mode = "batch"`): jobs grouped into remote batches, `remote_batches()`."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 cost_unit="USD",
                 rate_limit_dialect=openai_dialect,
                 remote=True,
+                batch_api=True,  # providers.md §6: the Batch API, half price within 24 h
             ),
         ),
         ProviderEntry(
@@ -221,7 +224,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 synchronous=False,
                 reports_balance=False,
                 estimates_cost=False,  # free
-                remote_cancel=False,
+                remote_cancel=True,  # POST /queue {delete}, then /interrupt if it is the one running
                 cost_unit="credits",
                 rate_limit_dialect=no_dialect,
                 remote=True,
@@ -242,6 +245,13 @@ def entry(name: str) -> ProviderEntry:
 
 def traits(name: str) -> ProviderTraits:
     return entry(name).traits
+
+
+def batch_mode(spec_mode: str | None, provider: str, settings: Settings) -> bool:
+    """Whether a job goes through its provider's batch API: its own `mode`, else the section's."""
+    if not traits(provider).batch_api:
+        return False
+    return (spec_mode or getattr(settings.provider_limits(provider), "mode", "direct")) == "batch"
 
 
 def configuration_problems(name: str, settings: Settings) -> list[str]:

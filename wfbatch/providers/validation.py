@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from wfbatch.core.models import JobSpec
 from wfbatch.providers.openai_rules import prompt_problem, validate_openai_entry
+from wfbatch.providers.registry import REGISTRY
 from wfbatch.providers.replicate_rules import validate_replicate_entry
 from wfbatch.providers.stability_rules import validate_stability_entry
 
@@ -52,4 +53,8 @@ SPEC_VALIDATORS: dict[str, SpecValidator] = {
 
 def spec_problems(spec: JobSpec) -> list[str]:
     validate = SPEC_VALIDATORS.get(spec.provider)
-    return [] if validate is None else validate(spec)
+    problems = [] if validate is None else validate(spec)
+    if spec.mode == "batch" and spec.provider in REGISTRY and not REGISTRY[spec.provider].traits.batch_api:
+        with_batch = ", ".join(name for name, entry in REGISTRY.items() if entry.traits.batch_api)
+        problems.append(f"mode 'batch' needs a provider with a batch API ({with_batch}), not {spec.provider}")
+    return problems

@@ -1,6 +1,8 @@
 """OpenAI's Images route set (providers.md §5): `POST /v1/images/generations`, synchronous (the
 answer waits out the simulated latency), plus `/_sim/files/{id}` serving dall-e `url` answers.
 
+The Batch API's routes (files, batches) are in `openai_batch`.
+
 One request goes: early-retry bookkeeping → auth → requests/min → injected fault → validation →
 moderation → images/min → quota → latency → images → injected fault after the work (malformed
 body, lost answer: the images were made and paid, only the answer is gone). Every answer carries
@@ -25,6 +27,8 @@ from starlette.routing import Route
 from wfbatch.sim.faults import HOSTILE, drop_connection, hostile_reply, truncate
 from wfbatch.sim.images import render_image
 from wfbatch.sim.limits import WindowVerdict
+from wfbatch.sim.openai_batch import batch_routes
+from wfbatch.sim.openai_book import OpenAIBook
 from wfbatch.sim.openai_models import output_tokens
 from wfbatch.sim.openai_request import ApiError, Generation, parse_generation
 from wfbatch.sim.replies import json_reply
@@ -146,53 +150,12 @@ class _Images:
     # -- answers -----------------------------------------------------------------------------
 
     async def _generate(self, request: Request, gen: Generation, now: float) -> Response:
-        ids = [f"img_{uuid.uuid4().hex}" for _ in range(gen.n)]
-        # Rendering a full-size image takes tens of milliseconds: off the event loop.
-        bodies = await asyncio.to_thread(
-            lambda: [
-                render_image(
-                    image_id,
-                    gen.prompt,
-                    None,
-                    (gen.width, gen.height),
-                    gen.output_format,
-                    transparent=gen.transparent,
-                    quality=gen.compression,
-                )
-                for image_id in ids
-            ]
-        )
-        self.book.generated(gen.prompt, gen.n)
         root = str(request.base_url).rstrip("/")
-        data: list[dict[str, Any]] = []
-        for image_id, image in zip(ids, bodies, strict=True):
-            item: dict[str, Any]
-            if gen.response_format == "url":
-                self.book.store_file(image_id, image, _MEDIA_TYPES[gen.output_format], now)
-                item = {"url": f"{root}{FILES}/{image_id}"}
-            else:
-                item = {"b64_json": base64.b64encode(image).decode("ascii")}
-            if gen.rules.name == "dall-e-3":
-                item["revised_prompt"] = gen.prompt
-            data.append(item)
-        body: dict[str, Any] = {"created": int(now), "data": data}
-        if gen.rules.gpt:
-            text_tokens = max(1, math.ceil(len(gen.prompt) / 4))
-            image_tokens = output_tokens(gen.quality, gen.width, gen.height) * gen.n
-            body.update(
-                background="transparent" if gen.transparent else "opaque",
-                output_format=gen.output_format,
-                size=gen.size,
-                quality=gen.quality,
-                usage={
-                    "input_tokens": text_tokens,
-                    "output_tokens": image_tokens,
-                    "total_tokens": text_tokens + image_tokens,
-                    "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
-                    "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
-                },
-            )
-        return json_reply(body)
+        # Rendering a full-size image takes tens of milliseconds: off the event loop.
+        return json_reply(await asyncio.to_thread(images_body, self.book, gen, now, root))
+
+    def auth_error(self, header: str | None) -> ApiError | None:
+        return self._auth_error(header)
 
     def _auth_error(self, header: str | None) -> ApiError | None:
         scheme, _, key = (header or "").partition(" ")
@@ -288,6 +251,53 @@ class _Images:
         }
 
 
+def images_body(book: OpenAIBook, gen: Generation, now: float, root: str) -> dict[str, Any]:
+    """The `ImagesResponse` of one valid request, its images rendered (and counted as paid)."""
+    ids = [f"img_{uuid.uuid4().hex}" for _ in range(gen.n)]
+    bodies = [
+        render_image(
+            image_id,
+            gen.prompt,
+            None,
+            (gen.width, gen.height),
+            gen.output_format,
+            transparent=gen.transparent,
+            quality=gen.compression,
+        )
+        for image_id in ids
+    ]
+    book.generated(gen.prompt, gen.n)
+    data: list[dict[str, Any]] = []
+    for image_id, image in zip(ids, bodies, strict=True):
+        item: dict[str, Any]
+        if gen.response_format == "url":
+            book.store_file(image_id, image, _MEDIA_TYPES[gen.output_format], now)
+            item = {"url": f"{root}{FILES}/{image_id}"}
+        else:
+            item = {"b64_json": base64.b64encode(image).decode("ascii")}
+        if gen.rules.name == "dall-e-3":
+            item["revised_prompt"] = gen.prompt
+        data.append(item)
+    body: dict[str, Any] = {"created": int(now), "data": data}
+    if gen.rules.gpt:
+        text_tokens = max(1, math.ceil(len(gen.prompt) / 4))
+        image_tokens = output_tokens(gen.quality, gen.width, gen.height) * gen.n
+        body.update(
+            background="transparent" if gen.transparent else "opaque",
+            output_format=gen.output_format,
+            size=gen.size,
+            quality=gen.quality,
+            usage={
+                "input_tokens": text_tokens,
+                "output_tokens": image_tokens,
+                "total_tokens": text_tokens + image_tokens,
+                "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+                "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
+            },
+        )
+    return body
+
+
 def _files(state: SimState) -> Callable[[Request], Awaitable[Response]]:
     async def files(request: Request) -> Response:
         stored = state.openai.file(str(request.path_params["file_id"]))
@@ -315,4 +325,5 @@ def openai_routes(state: SimState) -> list[Route]:
     return [
         Route(f"{API}/images/generations", images.generations, methods=["POST"]),
         Route(FILES + "/{file_id}", _files(state), methods=["GET"]),
+        *batch_routes(state, images.auth_error, images_body),
     ]

@@ -109,6 +109,13 @@ class SimOptions:
     checkpoints: tuple[str, ...] = ("sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors")
     legacy_comfyui: bool = False
     """Behave like an old ComfyUI: ignore a client's prompt_id, send `error` as a string."""
+    # -- OpenAI Batch API (providers.md §6).
+    batch_step: float = 60.0
+    """Seconds a remote batch spends in each of validating, in_progress and finalizing."""
+    batch_expire_after: int | None = None
+    """A remote batch expires once this many of its lines are done; the rest never run."""
+    batch_fail_input: bool = False
+    """Every input file fails validation (the batch ends `failed` with `errors`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", WireflowPlan(self.plan))
@@ -125,6 +132,8 @@ class SimOptions:
             raise ValueError("window must be > 0")
         if self.cost < 0 or (self.credits is not None and self.credits < 0):
             raise ValueError("credits and cost must be >= 0")
+        if self.batch_step < 0 or (self.batch_expire_after is not None and self.batch_expire_after < 0):
+            raise ValueError("batch_step and batch_expire_after must be >= 0")
         if self.quota is not None and self.quota < 0:
             raise ValueError("quota must be >= 0")
         if self.quota_error not in ("insufficient_quota", "billing_hard_limit"):

@@ -18,6 +18,7 @@ from wfbatch.sim.comfyui_server import ComfyServer
 from wfbatch.sim.fal_book import FalBook
 from wfbatch.sim.images import render_png
 from wfbatch.sim.limits import SlidingWindow, WindowVerdict
+from wfbatch.sim.openai_batch_book import BatchBook
 from wfbatch.sim.openai_book import OpenAIBook
 from wfbatch.sim.options import FAULT_KINDS, SimOptions
 from wfbatch.sim.replicate_book import ReplicateBook
@@ -117,6 +118,7 @@ class SimState:
         self.replays = 0
         self.conflicts = 0
         self.openai = OpenAIBook(o)
+        self.openai_batches = BatchBook(o)
         """The OpenAI route set's books (idle when the simulator speaks Wireflow)."""
         self.fal = FalBook(o)
         """fal's queue, concurrency and credit (idle unless the simulator speaks fal)."""
@@ -437,4 +439,5 @@ class SimState:
                 "rate_limited": images["rate_limited"],
                 "faults_injected": dict(self.faults_injected),
                 "openai": images,
+                "batch": self.openai_batches.stats(),
             }

@@ -1,16 +1,29 @@
 """SQLite persistence: the single source of truth for batches, jobs, attempts and the cache index."""
 
+from wfbatch.store.deliveries import Deliveries
 from wfbatch.store.ledger import Ledger
-from wfbatch.store.rows import AttemptRecord, AttemptRow, BatchRow, JobRow, NewJob, OutcomeRecord
+from wfbatch.store.rows import (
+    AttemptRecord,
+    AttemptRow,
+    BatchRow,
+    DeliveryRow,
+    JobRow,
+    NewJob,
+    NotificationRow,
+    OutcomeRecord,
+)
 from wfbatch.store.store import Reuse, Store
 
 __all__ = [
     "AttemptRecord",
     "AttemptRow",
     "BatchRow",
+    "Deliveries",
+    "DeliveryRow",
     "JobRow",
     "Ledger",
     "NewJob",
+    "NotificationRow",
     "OutcomeRecord",
     "Reuse",
     "Store",

@@ -38,6 +38,8 @@ class NewJob:
     priority: int
     final_spec: JobSpec | None = None
     """What approving this job (a draft) queues; None outside a draft → final batch."""
+    spec_json: str | None = None
+    """`spec` as JSON, when the caller made it already (ingest makes it with the cache key)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ class BatchRow:
     created_at: float
     auto_approve: AutoApprove = AutoApprove.NONE
     """Which drafts are approved as soon as they finish (see core.models.AutoApprove)."""
+    delivery: dict[str, Any] | None = None
+    """What the batch spec's `delivery` overrides of the HOME's [delivery] (None: nothing)."""
+    notify: dict[str, Any] | None = None
+    """What the batch spec's `notify` overrides of the HOME's [notify] (None: nothing)."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> BatchRow:
@@ -69,6 +75,8 @@ class BatchRow:
             paused=bool(row["paused"]),
             created_at=row["created_at"],
             auto_approve=AutoApprove(row["auto_approve"]),
+            delivery=json.loads(row["delivery"]) if row["delivery"] else None,
+            notify=json.loads(row["notify"]) if row["notify"] else None,
         )
 
 
@@ -193,6 +201,8 @@ class OutcomeRecord:
     """The provider refused a new start outright: nothing was created (see `execution_after`)."""
     ended: bool = False
     """The provider said the execution ended without an image."""
+    deliver: bool = False
+    """The job's image (`fields["file"]`) is to be uploaded: its delivery is recorded with the move."""
 
 
 @dataclass(frozen=True)
@@ -221,4 +231,54 @@ class AttemptRow:
             message=row["message"],
             request_id=row["request_id"],
             remote_id=row["remote_id"],
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """One object of a batch in the bucket: what should be there (`want`) against what is."""
+
+    id: int
+    batch_id: str
+    job_id: int | None
+    """None: the batch's manifest."""
+    kind: str
+    """`image` or `manifest`."""
+    want: str | None
+    """The path inside the batch folder that should be in the bucket; None: nothing should."""
+    have_url: str | None
+    """`s3://bucket/key` of the object uploaded last; None: none is."""
+    etag: str | None
+    delivered_at: float | None
+    presigned_url: str | None
+    presigned_until: float | None
+    state: str
+    """`pending` (to do), `done` (the bucket agrees), `held` (cannot be done: see `error`)."""
+    attempts: int
+    next_attempt_at: float | None
+    error: str | None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> DeliveryRow:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class NotificationRow:
+    id: int
+    key: str
+    batch_id: str
+    type: str
+    payload: dict[str, Any]
+    attempts: int
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> NotificationRow:
+        return cls(
+            id=row["id"],
+            key=row["key"],
+            batch_id=row["batch_id"],
+            type=row["type"],
+            payload=json.loads(row["payload"]),
+            attempts=row["attempts"],
         )

@@ -136,6 +136,156 @@ MIGRATIONS: list[str] = [
     ALTER TABLE batches ADD COLUMN auto_approve TEXT NOT NULL DEFAULT 'none';
     CREATE INDEX jobs_pipeline ON jobs(batch_id) WHERE final_spec IS NOT NULL OR draft_of IS NOT NULL;
     """,
+    # 8: delivery and notification. A batch keeps what its spec overrides of the HOME's [delivery]
+    # and [notify] (never a secret). `deliveries` holds one row per image (and one per batch for
+    # its manifest): the path that should be in the bucket (`want`, NULL: nothing) against the
+    # object that is there (`have_url`); the worker makes them agree, so a crash anywhere only
+    # repeats an upload to the same key. `notifications` is the outbox of webhooks/commands, one
+    # row per event key (a batch finishing, a hold), so each is sent once across restarts.
+    """
+    ALTER TABLE batches ADD COLUMN delivery TEXT;
+    ALTER TABLE batches ADD COLUMN notify TEXT;
+    CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY,
+        batch_id        TEXT NOT NULL REFERENCES batches(id),
+        job_id          INTEGER UNIQUE REFERENCES jobs(id),
+        kind            TEXT NOT NULL,
+        want            TEXT,
+        have_url        TEXT,
+        etag            TEXT,
+        delivered_at    REAL,
+        presigned_url   TEXT,
+        presigned_until REAL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        error           TEXT,
+        updated_at      REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX deliveries_manifest ON deliveries(batch_id) WHERE kind = 'manifest';
+    CREATE INDEX deliveries_state ON deliveries(state, next_attempt_at);
+    CREATE INDEX deliveries_batch ON deliveries(batch_id, state);
+    CREATE TABLE notifications (
+        id              INTEGER PRIMARY KEY,
+        key             TEXT NOT NULL UNIQUE,
+        batch_id        TEXT NOT NULL,
+        type            TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        error           TEXT,
+        created_at      REAL NOT NULL,
+        sent_at         REAL
+    );
+    CREATE INDEX notifications_state ON notifications(state, next_attempt_at);
+    """,
+    # 9: what `status`, the TUI header and the metrics read, kept as counters so they cost the same
+    # at a million jobs as at ten. Triggers keep them in the transaction of every insert, state
+    # change and delete, so no code path (nor a hand-written UPDATE) can forget them; the store
+    # checks them against COUNT(*) on start (`Store.check_counters`) and rebuilds them if they
+    # disagree. Zero rows are kept: deleting them would cost every transition a second statement.
+    """
+    CREATE TABLE job_counts (
+        batch_id  TEXT NOT NULL,
+        provider  TEXT NOT NULL,
+        state     TEXT NOT NULL,
+        n         INTEGER NOT NULL,
+        PRIMARY KEY (batch_id, provider, state)
+    ) WITHOUT ROWID;
+    INSERT INTO job_counts (batch_id, provider, state, n)
+        SELECT batch_id, provider, state, COUNT(*) FROM jobs GROUP BY batch_id, provider, state;
+    CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_counts (batch_id, provider, state, n)
+            VALUES (NEW.batch_id, NEW.provider, NEW.state, 1)
+            ON CONFLICT (batch_id, provider, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_counts SET n = n - 1
+            WHERE batch_id = OLD.batch_id AND provider = OLD.provider AND state = OLD.state;
+    END;
+    CREATE TRIGGER job_counts_update AFTER UPDATE OF state, batch_id, provider ON jobs
+        WHEN OLD.state IS NOT NEW.state OR OLD.batch_id IS NOT NEW.batch_id
+            OR OLD.provider IS NOT NEW.provider
+    BEGIN
+        UPDATE job_counts SET n = n - 1
+            WHERE batch_id = OLD.batch_id AND provider = OLD.provider AND state = OLD.state;
+        INSERT INTO job_counts (batch_id, provider, state, n)
+            VALUES (NEW.batch_id, NEW.provider, NEW.state, 1)
+            ON CONFLICT (batch_id, provider, state) DO UPDATE SET n = n + 1;
+    END;
+
+    CREATE TABLE charge_totals (
+        batch_id  TEXT NOT NULL,
+        provider  TEXT NOT NULL,
+        credits   REAL NOT NULL,
+        PRIMARY KEY (batch_id, provider)
+    ) WITHOUT ROWID;
+    INSERT INTO charge_totals (batch_id, provider, credits)
+        SELECT batch_id, provider, SUM(credits) FROM ledger WHERE kind = 'charge' GROUP BY batch_id, provider;
+    CREATE TRIGGER charge_totals_insert AFTER INSERT ON ledger WHEN NEW.kind = 'charge' BEGIN
+        INSERT INTO charge_totals (batch_id, provider, credits)
+            VALUES (NEW.batch_id, NEW.provider, NEW.credits)
+            ON CONFLICT (batch_id, provider) DO UPDATE SET credits = credits + excluded.credits;
+    END;
+
+    CREATE TABLE wait_totals (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        started  INTEGER NOT NULL,
+        seconds  REAL NOT NULL
+    );
+    INSERT INTO wait_totals (id, started, seconds)
+        SELECT 1, COUNT(*), COALESCE(SUM(started_at - created_at), 0) FROM jobs WHERE started_at IS NOT NULL;
+    CREATE TRIGGER wait_totals_update AFTER UPDATE OF started_at ON jobs
+        WHEN OLD.started_at IS NOT NEW.started_at
+    BEGIN
+        UPDATE wait_totals SET
+            started = started + (NEW.started_at IS NOT NULL) - (OLD.started_at IS NOT NULL),
+            seconds = seconds + COALESCE(NEW.started_at - NEW.created_at, 0)
+                - COALESCE(OLD.started_at - OLD.created_at, 0)
+            WHERE id = 1;
+    END;
+    CREATE TRIGGER wait_totals_insert AFTER INSERT ON jobs WHEN NEW.started_at IS NOT NULL BEGIN
+        UPDATE wait_totals SET started = started + 1, seconds = seconds + NEW.started_at - NEW.created_at
+            WHERE id = 1;
+    END;
+    CREATE TRIGGER wait_totals_delete AFTER DELETE ON jobs WHEN OLD.started_at IS NOT NULL BEGIN
+        UPDATE wait_totals SET started = started - 1, seconds = seconds - (OLD.started_at - OLD.created_at)
+            WHERE id = 1;
+    END;
+    CREATE INDEX jobs_started ON jobs(started_at) WHERE started_at IS NOT NULL;
+    CREATE INDEX batches_created ON batches(created_at);
+    """,
+    # 10: remote batches (a provider's batch API, e.g. OpenAI Batch): one row per uploaded file and
+    # remote batch, its step committed before the next step depends on it; each job of a live remote
+    # batch points at it (at most one: the column), and is let go when its outcome is recorded.
+    """
+    CREATE TABLE remote_batches (
+        id              INTEGER PRIMARY KEY,
+        provider        TEXT NOT NULL,
+        batch_id        TEXT NOT NULL REFERENCES batches(id),
+        model           TEXT NOT NULL,
+        tag             TEXT NOT NULL UNIQUE,
+        step            TEXT NOT NULL,
+        lines           INTEGER NOT NULL,
+        file_id         TEXT,
+        remote_id       TEXT,
+        status          TEXT,
+        total           INTEGER NOT NULL DEFAULT 0,
+        completed       INTEGER NOT NULL DEFAULT 0,
+        failed          INTEGER NOT NULL DEFAULT 0,
+        output_file_id  TEXT,
+        error_file_id   TEXT,
+        message         TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        created_at      REAL NOT NULL,
+        polled_at       REAL,
+        closed_at       REAL
+    );
+    CREATE INDEX remote_batches_step ON remote_batches(step, provider);
+    ALTER TABLE jobs ADD COLUMN remote_batch INTEGER REFERENCES remote_batches(id);
+    CREATE INDEX jobs_remote_batch ON jobs(remote_batch);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

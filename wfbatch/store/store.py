@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from wfbatch.core.states import (
     sources_of,
     state_list,
 )
+from wfbatch.store.deliveries import Deliveries, want_object
 from wfbatch.store.ledger import write_release_and_charge
 from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob, OutcomeRecord, spec_to_json
 from wfbatch.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -63,8 +66,12 @@ _UPDATABLE = frozenset(
         "cache_key",
         "execution",
         "possible_duplicate_charge",
+        "remote_batch",
     }
 )
+
+
+log = logging.getLogger("wfbatch.store")
 
 
 class Reuse(Enum):
@@ -78,6 +85,13 @@ class Reuse(Enum):
     """Any: the content was accepted before, nothing is enqueued (the inbox, `submit`)."""
 
 
+@dataclass(frozen=True)
+class CounterCheck:
+    """What `Store.check_counters` found: the counter tables that disagreed and were rebuilt."""
+
+    rebuilt: tuple[str, ...]
+
+
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer wfbatch than this one."""
 
@@ -87,6 +101,7 @@ class Store:
         self._conn = conn
         self.path = path
         self._write_lock = asyncio.Lock()
+        self.deliveries = Deliveries(self)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -167,6 +182,7 @@ class Store:
         identity is its canonical one, backed by a UNIQUE index. Returns the batch found instead of
         inserting, or None when `batch` was inserted."""
         now = time.time()
+        tags_json: dict[tuple[str, ...], str] = {}  # most jobs of a file share their tags
         rows = [
             (
                 job.uid,
@@ -175,9 +191,9 @@ class Store:
                 job.line,
                 job.user_id,
                 job.spec.provider,
-                spec_to_json(job.spec),
+                job.spec_json if job.spec_json is not None else spec_to_json(job.spec),
                 job.spec.prompt,
-                _json_list(job.tags),
+                _json_list(job.tags, tags_json),
                 job.cache_key,
                 job.priority,
                 JobState.QUEUED.value,
@@ -197,7 +213,8 @@ class Store:
                 canonical = await cursor.fetchone() is None
             await conn.execute(
                 "INSERT INTO batches (id, name, source_name, content_hash, provider, cache_enabled, budget,"
-                " output_dir, paused, created_at, canonical, auto_approve) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " output_dir, paused, created_at, canonical, auto_approve, delivery, notify)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     batch.id,
                     batch.name,
@@ -211,6 +228,8 @@ class Store:
                     batch.created_at,
                     int(canonical),
                     batch.auto_approve.value,
+                    _json_or_null(batch.delivery),
+                    _json_or_null(batch.notify),
                 ),
             )
             await conn.executemany(
@@ -301,59 +320,76 @@ class Store:
     # -- counts -------------------------------------------------------------------------------
 
     async def counts(self, batch_ids: Iterable[str] | None = None) -> dict[str, int]:
-        """Jobs by state, every state present (zero where none)."""
+        """Jobs by state, every state present (zero where none). From the counters (schema 7)."""
         counts = empty_counts()
         scope, params = _within("batch_id", list(batch_ids) if batch_ids is not None else None)
         rows = await self.fetchall(
-            f"SELECT state, COUNT(*) AS n FROM jobs WHERE 1{scope} GROUP BY state", params
+            f"SELECT state, SUM(n) AS n FROM job_counts WHERE 1{scope} GROUP BY state", params
         )
         for row in rows:
             counts[row["state"]] = row["n"]
         return counts
 
     async def counts_by(self, column: str) -> dict[str, dict[str, int]]:
-        """Jobs by state for each batch (`batch_id`) or provider (`provider`)."""
+        """Jobs by state for each batch (`batch_id`) or provider (`provider`) that has any."""
         if column not in {"batch_id", "provider"}:
             raise ValueError(column)
-        rows = await self.fetchall(f"SELECT {column} AS k, state, COUNT(*) AS n FROM jobs GROUP BY k, state")
+        rows = await self.fetchall(
+            f"SELECT {column} AS k, state, SUM(n) AS n FROM job_counts GROUP BY k, state HAVING SUM(n) > 0"
+        )
         result: dict[str, dict[str, int]] = {}
         for row in rows:
             result.setdefault(row["k"], empty_counts())[row["state"]] = row["n"]
         return result
 
     async def credits_used_by(self, column: str, keys: Sequence[str] | None = None) -> dict[str, float]:
-        """Credits charged so far, summed by `batch_id` or `provider` (optionally only `keys`).
-        Read from the ledger, which holds a row per paid job only: the jobs table may hold millions."""
+        """Credits charged so far, summed by `batch_id` or `provider` (optionally only `keys`), from
+        the charge totals the ledger's trigger keeps (schema 7): one row per batch and provider."""
         if column not in {"batch_id", "provider"}:
             raise ValueError(column)
         if keys is not None and not keys:
             return {}
         scope, params = _within(column, keys)
         rows = await self.fetchall(
-            f"SELECT {column} AS k, SUM(credits) AS c FROM ledger WHERE kind = 'charge'{scope} GROUP BY k",
-            params,
+            f"SELECT {column} AS k, SUM(credits) AS c FROM charge_totals WHERE 1{scope} GROUP BY k", params
         )
         return {r["k"]: float(r["c"] or 0.0) for r in rows}
 
     async def counts_for_batches(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Jobs by state for just these batches (the index on (batch_id, state) answers it)."""
+        """Jobs by state for just these batches."""
         result = {batch_id: empty_counts() for batch_id in batch_ids}
         if not batch_ids:
             return result
         scope, params = _within("batch_id", batch_ids)
         rows = await self.fetchall(
-            f"SELECT batch_id, state, COUNT(*) AS n FROM jobs WHERE 1{scope} GROUP BY batch_id, state", params
+            f"SELECT batch_id, state, SUM(n) AS n FROM job_counts WHERE 1{scope} GROUP BY batch_id, state",
+            params,
         )
         for row in rows:
             result[row["batch_id"]][row["state"]] = row["n"]
         return result
 
+    async def check_counters(self) -> CounterCheck:
+        """Compare the counters with what they count (COUNT(*) and SUM over the tables) and rebuild
+        the ones that disagree, in one write transaction so no change slips between the two reads.
+        The triggers make a disagreement impossible short of a damaged file or a hand edit with the
+        triggers dropped; this is the check that says so. A full scan: call it once, on start."""
+        async with self.transaction() as conn:
+            stale: list[str] = []
+            for name, (kept_sql, counted_sql, rebuild) in _COUNTERS.items():
+                kept = {tuple(r[:-1]): r[-1] for r in await conn.execute_fetchall(kept_sql)}
+                counted = {tuple(r[:-1]): r[-1] for r in await conn.execute_fetchall(counted_sql)}
+                if not _same_totals(kept, counted):
+                    stale.append(name)
+                    log.warning("%s: the %s counters disagreed with their tables; rebuilt", self.path, name)
+                    for statement in rebuild:
+                        await conn.execute(statement)
+        return CounterCheck(rebuilt=tuple(stale))
+
     async def queue_waits(self, recent: int = 1000) -> tuple[int, float, list[float]]:
         """Seconds from enqueue to first start: (count, sum) over every started job, and the
         waits of the `recent` most recently started ones."""
-        row = await self.fetchone(
-            "SELECT COUNT(*) AS n, SUM(started_at - created_at) AS s FROM jobs WHERE started_at IS NOT NULL"
-        )
+        row = await self.fetchone("SELECT started AS n, seconds AS s FROM wait_totals WHERE id = 1")
         rows = await self.fetchall(
             "SELECT started_at - created_at AS w FROM jobs WHERE started_at IS NOT NULL"
             " ORDER BY started_at DESC LIMIT ?",
@@ -481,11 +517,21 @@ class Store:
         batch_ids: Sequence[str] | None = None,
         *,
         exclude_batch_ids: Sequence[str] = (),
+        batch_mode: tuple[bool, str] | None = None,
     ) -> list[JobRow]:
         """Queued jobs of a provider in unpaused batches, highest priority first, then oldest.
         `exclude_batch_ids` (batches held by their budget) holds back only jobs that would start a
-        new execution: one whose execution exists (or may) spends nothing new and is never held."""
+        new execution: one whose execution exists (or may) spends nothing new and is never held.
+        `batch_mode` = (wanted, the section's mode), for a provider with a batch API: only the jobs
+        that go through it (True) or only the others (False); a job's own `mode` wins."""
         scope, scope_params = _within("j.batch_id", batch_ids)
+        scope += " AND j.remote_batch IS NULL"
+        mode_params: list[Any] = []
+        if batch_mode is not None:
+            wanted, section_mode = batch_mode
+            scope += f" AND (COALESCE(json_extract(j.spec, '$.mode'), ?) = 'batch') = {int(wanted)}"
+            mode_params = [section_mode]
+        scope_params = [*scope_params, *mode_params]
         excluded_params: list[Any] = []
         if exclude_batch_ids:
             marks = ",".join("?" * len(exclude_batch_ids))
@@ -508,6 +554,16 @@ class Store:
         )
         return {r["provider"] for r in rows}
 
+    async def queued_batch_providers(self) -> dict[str, set[str]]:
+        """Batches with queued jobs → the providers of those jobs (for telling of holds)."""
+        rows = await self.fetchall(
+            f"SELECT DISTINCT batch_id, provider FROM jobs WHERE state = '{JobState.QUEUED.value}'"
+        )
+        found: dict[str, set[str]] = {}
+        for row in rows:
+            found.setdefault(row["batch_id"], set()).add(row["provider"])
+        return found
+
     async def promote_due_retries(self, now: float) -> int:
         sources = state_list(sources_of(JobState.QUEUED, (JobState.RETRYING,)))
         return await self._write(
@@ -526,7 +582,10 @@ class Store:
 
     async def in_flight_jobs(self) -> list[JobRow]:
         in_flight = state_list(IN_FLIGHT_STATES)
-        rows = await self.fetchall(f"SELECT * FROM jobs WHERE state IN ({in_flight}) ORDER BY id")
+        # A job of a remote batch is driven by its batch (engine.remote_batches), not one by one.
+        rows = await self.fetchall(
+            f"SELECT * FROM jobs WHERE state IN ({in_flight}) AND remote_batch IS NULL ORDER BY id"
+        )
         return [JobRow.from_sql(r) for r in rows]
 
     async def transition(
@@ -582,6 +641,8 @@ class Store:
             if record.target is not None:
                 sources = sources_of(record.target, WORKING_STATES)
                 moved = await self._set(conn, job_id, sources, {"state": record.target, **record.fields}, now)
+                if moved and record.deliver and record.fields.get("file"):
+                    await want_object(conn, row["batch_id"], job_id, record.fields["file"], now)
             elif record.fields:
                 await self._set(conn, job_id, None, record.fields, now)
             if row["reserved"] is not None and execution in (Execution.NONE, Execution.ENDED):
@@ -684,6 +745,7 @@ class Store:
         rows = await self.fetchall(
             f"SELECT * FROM jobs WHERE state = '{JobState.CANCELED.value}'"
             f" AND execution = '{Execution.MAYBE.value}' AND remote_id IS NOT NULL"
+            " AND reserved IS NOT NULL"  # money to settle; a free provider's execution is left alone
             " ORDER BY updated_at LIMIT ?",
             (limit,),
         )
@@ -780,6 +842,49 @@ _CLEAR_ERROR = "error_class = NULL, error_status = NULL, error_message = NULL, e
 _RETRYABLE_BY_HAND = state_list(sources_of(JobState.QUEUED, (JobState.FAILED, JobState.CANCELED)))
 
 
+# Each counter table: (its rows, the same figures counted from the table it counts, its rebuild).
+# Every row is (key..., figure); a key absent on one side counts as zero.
+_COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "job_counts": (
+        "SELECT batch_id, provider, state, n FROM job_counts",
+        "SELECT batch_id, provider, state, COUNT(*) FROM jobs GROUP BY batch_id, provider, state",
+        (
+            "DELETE FROM job_counts",
+            "INSERT INTO job_counts (batch_id, provider, state, n)"
+            " SELECT batch_id, provider, state, COUNT(*) FROM jobs GROUP BY batch_id, provider, state",
+        ),
+    ),
+    "charge_totals": (
+        "SELECT batch_id, provider, credits FROM charge_totals",
+        "SELECT batch_id, provider, SUM(credits) FROM ledger WHERE kind = 'charge'"
+        " GROUP BY batch_id, provider",
+        (
+            "DELETE FROM charge_totals",
+            "INSERT INTO charge_totals (batch_id, provider, credits) SELECT batch_id, provider, SUM(credits)"
+            " FROM ledger WHERE kind = 'charge' GROUP BY batch_id, provider",
+        ),
+    ),
+    "wait_totals": (
+        "SELECT 'started', started FROM wait_totals UNION ALL SELECT 'seconds', seconds FROM wait_totals",
+        "SELECT 'started', COUNT(*) FROM jobs WHERE started_at IS NOT NULL UNION ALL"
+        " SELECT 'seconds', COALESCE(SUM(started_at - created_at), 0) FROM jobs WHERE started_at IS NOT NULL",
+        (
+            "INSERT OR REPLACE INTO wait_totals (id, started, seconds) SELECT 1, COUNT(*),"
+            " COALESCE(SUM(started_at - created_at), 0) FROM jobs WHERE started_at IS NOT NULL",
+        ),
+    ),
+}
+
+
+def _same_totals(kept: dict[tuple[Any, ...], Any], counted: dict[tuple[Any, ...], Any]) -> bool:
+    """Equal figures for every key (absent = 0); sums of floats within a rounding error."""
+    for key in kept.keys() | counted.keys():
+        a, b = kept.get(key, 0) or 0, counted.get(key, 0) or 0
+        if abs(a - b) > 1e-6 * max(1.0, abs(a), abs(b)):
+            return False
+    return True
+
+
 def _within(column: str, values: Sequence[str] | None, *, negate: bool = False) -> tuple[str, list[Any]]:
     """` AND column [NOT] IN (?, ...)` and its parameters; nothing when `values` is None."""
     if values is None:
@@ -789,11 +894,28 @@ def _within(column: str, values: Sequence[str] | None, *, negate: bool = False) 
 
 
 def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """The statements of a migration script, one each (a trigger's body holds `;` of its own)."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements
 
 
-def _json_list(items: list[str]) -> str:
-    return json.dumps(items, ensure_ascii=False)
+def _json_or_null(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _json_list(items: list[str], seen: dict[tuple[str, ...], str]) -> str:
+    key = tuple(items)
+    text = seen.get(key)
+    if text is None:
+        text = seen[key] = json.dumps(items, ensure_ascii=False)
+    return text
 
 
 def _sql_value(value: Any) -> Any:

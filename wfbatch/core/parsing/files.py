@@ -71,6 +71,8 @@ def _parse(data: bytes, source_name: str, fmt: str | None, errors: ErrorSink) ->
         provider=settings.provider,
         cache=settings.cache,
         budget=settings.budget,
+        delivery=settings.delivery,
+        notify=settings.notify,
         entries=entries.entries,
         file_format=file_format,
         stages=settings.stages,

@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from wfbatch.core.delivery import DeliveryOverride, NotifyOverride
 from wfbatch.core.models import STAGE_FIELDS, AutoApprove, PromptEntry, Stages
 from wfbatch.core.parsing.entries import (
     FIELD_NAMES,
@@ -45,7 +46,7 @@ from wfbatch.core.parsing.errors import ErrorSink, excerpt
 
 SPEC_KEYS = (
     "name", "provider", "defaults", "prompts", "template", "vars", "cache", "budget",
-    "draft", "final", "auto_approve",
+    "draft", "final", "auto_approve", "delivery", "notify",
 )
 MAX_NAME_CHARS = 200
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # exactly JSON's whitespace
@@ -61,6 +62,8 @@ class SpecSettings:
     cache: bool = True
     budget: float | None = None
     stages: Stages | None = None
+    delivery: dict[str, Any] | None = None
+    notify: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,35 @@ def _check_auto_approve(value: Any) -> str | None:
     if isinstance(value, str) and value in choices:
         return None
     return f"expected one of {', '.join(repr(c) for c in choices)}, got {excerpt(json.dumps(value))}"
+
+
+_HOME_ONLY = {
+    "command": "set in the HOME's configuration only (a prompt file must not run programs)",
+    "webhook_secret": "set in the HOME's configuration only (never stored with a batch)",
+}
+
+
+def _check_override(model: type[DeliveryOverride] | type[NotifyOverride]) -> _Check:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return f"expected an object, got {json_type_name(value)}"
+        for key, why in _HOME_ONLY.items():
+            if key in value:
+                return f"{key}: {why}"
+        try:
+            model.model_validate(value)
+        except ValidationError as exc:
+            return "; ".join(_override_problem(detail, model) for detail in exc.errors(include_url=False))
+        return None
+
+    return check
+
+
+def _override_problem(detail: Any, model: type[DeliveryOverride] | type[NotifyOverride]) -> str:
+    field = ".".join(str(part) for part in detail["loc"])
+    if detail["type"] == "extra_forbidden":
+        return f"unknown key {excerpt(field)}{did_you_mean(field, tuple(model.model_fields))}"
+    return f"{field}: {str(detail['msg']).removeprefix('Value error, ')}"
 
 
 class _Invalid:
@@ -273,7 +305,11 @@ class _SpecReader:
         provider = self._optional(members.get("provider"), _check_provider)
         cache = self._optional(members.get("cache"), _check_cache)
         budget = self._optional(members.get("budget"), _check_budget)
+        delivery = self._optional(members.get("delivery"), _check_override(DeliveryOverride))
+        notify = self._optional(members.get("notify"), _check_override(NotifyOverride))
         return SpecSettings(
+            delivery=DeliveryOverride.model_validate(delivery).given() if delivery else None,
+            notify=NotifyOverride.model_validate(notify).given() if notify else None,
             name=name.strip() if isinstance(name, str) else None,
             provider=provider.strip() if isinstance(provider, str) else None,
             cache=cache if isinstance(cache, bool) else True,

@@ -197,6 +197,19 @@ class ComfyUIProvider(ProviderDefaults):
         self._active[server].discard(prompt_id)
         return where
 
+    async def cancel(self, handle: RemoteHandle) -> bool:
+        """Take the prompt out of the server's queue; if it is the one running, interrupt it (an
+        old server interrupts whatever runs, so only when the running one is ours)."""
+        server, prompt_id = str(handle["server"]), str(handle["prompt_id"])
+        send = self._http.send
+        await send(RequestKind.OTHER, "POST", f"{server}/queue", json={"delete": [prompt_id]})
+        queue = (await send(RequestKind.POLL, "GET", f"{server}/queue")).body
+        running = queue.get("queue_running", []) if isinstance(queue, dict) else []
+        if prompt_id in _queued_ids({"queue_running": running}):
+            await send(RequestKind.OTHER, "POST", f"{server}/interrupt", json={"prompt_id": prompt_id})
+        self._active.setdefault(server, set()).discard(prompt_id)
+        return True
+
     async def download(self, finished: Finished) -> list[Image]:
         images = []
         for url in finished.urls:

@@ -15,9 +15,10 @@ Hardened against a hostile or broken server:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as jsonlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -87,6 +88,8 @@ class HttpAnswer:
 
 
 Classify = Callable[[HttpAnswer], ProviderError | None]
+FormValue = str | tuple[str, bytes, str]
+"""A multipart field: text, or a file as (filename, bytes, content type)."""
 """A provider's reading of an error answer's body; None leaves it to the status mapping."""
 
 
@@ -144,13 +147,14 @@ class HttpLayer:
         check: bool = True,
         decode: bool = True,
         priority: float = 0.0,
-        form: Mapping[str, str] | None = None,
+        form: Mapping[str, FormValue] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> HttpAnswer:
         """One request. `kind=None` bypasses the gate (CDN downloads are not API requests). With
         `check`, a non-2xx answer raises its typed error; `decode` parses the body as JSON.
         `priority` orders requests waiting at the gate (polls: how long the execution has run).
-        `form` is sent as multipart/form-data (httpx writes the boundary); `params` is the query."""
+        `form` is sent as multipart/form-data (httpx writes the boundary): a text field, or a file as
+        (filename, bytes, content type); `params` is the query."""
         what = self.scrub(f"{method} {urlsplit(url).path or url}")
         if kind is not None:
             await self._gate.acquire(kind, priority)
@@ -204,6 +208,77 @@ class HttpLayer:
         except (ValueError, RecursionError):  # RecursionError: a hostile, deeply nested document
             return None
 
+    async def stream_lines(
+        self,
+        kind: RequestKind,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int,
+        deadline: float,
+    ) -> AsyncIterator[bytes]:
+        """The lines of a (large) GET answer, one at a time, without holding the body: a file of
+        base64 images can be gigabytes. `max_bytes` caps the whole body, `max_response_bytes` each
+        line, `deadline` the network part of the download (the caller's work on each line is not
+        counted); a non-2xx answer raises its typed error."""
+        what = self.scrub(f"GET {urlsplit(url).path or url}")
+        await self._gate.acquire(kind)
+        line_cap = self.limits.max_response_bytes
+        # The deadline is checked around each network wait only: a timeout armed across a `yield`
+        # would cancel the consumer's own work and surface as a bare CancelledError.
+        end = asyncio.get_running_loop().time() + deadline
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                async with asyncio.timeout_at(end):
+                    response = await stack.enter_async_context(
+                        self._client.stream("GET", url, headers=headers)
+                    )
+                    self.connection_failures = 0
+                    self._gate.observe(kind, response.status_code, response.headers)
+                    if not 200 <= response.status_code < 300:
+                        content = await self._read_capped(response, what)
+                        raise self.error(self._answer(response, content, what))
+                chunks = response.aiter_bytes().__aiter__()
+                received = 0
+                pending = bytearray()
+                while True:
+                    async with asyncio.timeout_at(end):
+                        chunk = await anext(chunks, None)
+                    if chunk is None:
+                        break
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise ResponseTooLarge(f"{what}: file larger than {max_bytes} bytes; aborted")
+                    pending += chunk
+                    while (newline := pending.find(b"\n")) >= 0:
+                        line = bytes(pending[:newline])
+                        del pending[: newline + 1]
+                        if line.strip():
+                            yield line
+                    if len(pending) > line_cap:
+                        raise ResponseTooLarge(
+                            f"{what}: a line longer than max_response_bytes = {line_cap}; aborted"
+                        )
+                if pending.strip():
+                    yield bytes(pending)
+        except TimeoutError as exc:
+            raise Transient(f"{what}: not downloaded within {deadline:g} s") from exc
+        except httpx.TimeoutException as exc:
+            failure = Transient(
+                f"{what}: no answer within {self.limits.request_timeout:g}s ({type(exc).__name__})"
+            )
+            raise self._connection_failed(failure, isinstance(exc, httpx.ConnectTimeout)) from exc
+        except httpx.RequestError as exc:
+            failure = Transient(self.scrub(f"{what}: {type(exc).__name__}: {exc}"))
+            raise self._connection_failed(failure, isinstance(exc, _CONNECTION_ERRORS)) from exc
+
+    def _answer(self, response: httpx.Response, content: bytes, what: str) -> HttpAnswer:
+        request_id = response.headers.get(self._request_id_header)
+        request_id = None if request_id is None else self.scrub(request_id)[:REQUEST_ID_LIMIT]
+        return HttpAnswer(
+            response.status_code, response.headers, content, self._decode(content), request_id, what
+        )
+
     async def _exchange(
         self,
         method: str,
@@ -212,13 +287,17 @@ class HttpLayer:
         *,
         json: Any,
         headers: Mapping[str, str] | None,
-        form: Mapping[str, str] | None = None,
+        form: Mapping[str, FormValue] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> tuple[httpx.Response, bytes]:
         deadline = self.limits.request_deadline
         # Every field as a (None, value) file part: multipart/form-data even without a file, which is
         # what Stability requires (httpx would send plain `data` url-encoded).
-        files = {name: (None, value) for name, value in form.items()} if form is not None else None
+        files = (
+            {name: value if isinstance(value, tuple) else (None, value) for name, value in form.items()}
+            if form is not None
+            else None
+        )
         try:
             async with asyncio.timeout(deadline):
                 async with self._client.stream(

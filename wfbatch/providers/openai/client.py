@@ -30,41 +30,31 @@ from wfbatch.providers.base import (
     RequestKind,
     Submitted,
 )
-from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient
+from wfbatch.providers.errors import Permanent, ProviderError, Transient
 from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
-from wfbatch.providers.http.classify import error_code, error_message
 from wfbatch.providers.http.headers import openai_dialect
 from wfbatch.providers.media import sniff_image
 from wfbatch.providers.openai import request
+from wfbatch.providers.openai.batch import OpenAIBatchApi
+from wfbatch.providers.openai.errors import classify_body
 from wfbatch.providers.openai.prices import table_price
 from wfbatch.settings import OpenAISettings
 
 KEY_SETTING = "WFBATCH_OPENAI__API_KEY"
-_SAFETY_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
-_QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
-
-
-class OpenAIConfigError(ValueError):
-    """The OpenAI settings cannot work (no API key)."""
 
 
 def classify(answer: HttpAnswer) -> ProviderError | None:
     """OpenAI's error envelope, by `code` then `type`; None leaves the status mapping to decide."""
-    code, kind = error_code(answer.body)
-    message = error_message(answer.body) or f"HTTP {answer.status}"
-    if code in _SAFETY_CODES or kind == "image_generation_user_error":
-        return Permanent(
-            f"openai: refused by the safety system ({code or kind}): {message}",
-            status=answer.status,
-            request_id=answer.request_id,
-        )
-    if code in _QUOTA_CODES or kind == "insufficient_quota":
-        return OutOfCredits(
-            f"openai: out of quota ({code or kind}): {message}",
-            status=answer.status,
-            request_id=answer.request_id,
-        )
-    return None
+    return classify_body(answer.body, answer.status, answer.request_id)
+
+
+def batch_mode(spec: JobSpec, settings: OpenAISettings) -> bool:
+    """Whether `spec` goes through the Batch API: its own `mode`, else the section's."""
+    return (spec.mode or settings.mode) == "batch"
+
+
+class OpenAIConfigError(ValueError):
+    """The OpenAI settings cannot work (no API key)."""
 
 
 class OpenAIProvider(ProviderDefaults):
@@ -96,6 +86,7 @@ class OpenAIProvider(ProviderDefaults):
             transport=transport,
         )
         self.label = f"openai ({settings.model} at {urlsplit(self._base).netloc or self._base})"
+        self._batches: OpenAIBatchApi | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(model={self._settings.model!r}, base_url={self._base!r})"
@@ -112,7 +103,7 @@ class OpenAIProvider(ProviderDefaults):
             json=request.generation_body(spec, model),
             headers={"Authorization": self._authorization, "Accept": "application/json"},
         )
-        return self._finished(spec, model, answer)
+        return self.finished(spec, model, answer.json_object(), answer.status, answer.request_id)
 
     async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
         raise Permanent("openai images are synchronous: there is nothing to poll")
@@ -126,10 +117,23 @@ class OpenAIProvider(ProviderDefaults):
     async def estimate(self, spec: JobSpec) -> float | None:
         """US dollars for one image: `costs` (by model, else `default`), else the price table."""
         model = request.model_of(spec, self._settings.model)
-        return self._price(model, spec.params.get("quality"), f"{spec.width}x{spec.height}")
+        price = self._price(model, spec.params.get("quality"), f"{spec.width}x{spec.height}")
+        if price is not None and batch_mode(spec, self._settings):
+            return price * self._settings.batch_discount
+        return price
+
+    def remote_batches(self) -> OpenAIBatchApi:
+        """The Batch API on the same HTTP layer (its requests share the gate and the scrubbing)."""
+        if self._batches is None:
+            self._batches = OpenAIBatchApi(self, self._http, self._settings, self._authorization)
+        return self._batches
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def price(self, model: str, quality: Any, size: str) -> float | None:
+        """US dollars for one direct image: `costs` (by model, else `default`), else the table."""
+        return self._price(model, quality, size)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -141,31 +145,41 @@ class OpenAIProvider(ProviderDefaults):
             return costs["default"]
         return table_price(model, quality if isinstance(quality, str) else None, size)
 
-    def _finished(self, spec: JobSpec, model: str, answer: HttpAnswer) -> Finished:
-        body = answer.json_object()
+    def finished(
+        self,
+        spec: JobSpec,
+        model: str,
+        body: dict[str, Any],
+        status: int | None,
+        request_id: str | None,
+        *,
+        discount: float = 1.0,
+    ) -> Finished:
+        """An `ImagesResponse` (a direct answer, or a batch output line's `response.body`) as a
+        finished execution; `discount` scales the price (a batch line costs half)."""
         data = body.get("data")
         item = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
         encoded = item.get("b64_json") if item else None
         if not isinstance(encoded, str) or not encoded:
             raise Transient(
                 "openai: the answer carries no image (data[0].b64_json)",
-                status=answer.status,
-                request_id=answer.request_id,
+                status=status,
+                request_id=request_id,
             )
         try:
             image = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise Transient(
                 "openai: the answer's image is not valid base64",
-                status=answer.status,
-                request_id=answer.request_id,
+                status=status,
+                request_id=request_id,
             ) from exc
         media_type = sniff_image(image)
         if media_type is None:
             raise Transient(
                 "openai: the answer's image is not a PNG, JPEG or WebP",
-                status=answer.status,
-                request_id=answer.request_id,
+                status=status,
+                request_id=request_id,
             )
         # The answer says which quality and size it made (a request's `auto` is resolved there).
         size = body.get("size") if isinstance(body.get("size"), str) else f"{spec.width}x{spec.height}"
@@ -183,11 +197,12 @@ class OpenAIProvider(ProviderDefaults):
         if isinstance(item, dict) and isinstance(item.get("revised_prompt"), str):
             metadata["revised_prompt"] = item["revised_prompt"]
         metadata = {k: v for k, v in metadata.items() if v is not None}
+        price = self._price(model, quality, str(size))
         return Finished(
             remote_id=None,
             images=(Image(data=image, media_type=media_type, metadata=metadata),),
-            credits_used=self._price(model, quality, str(size)),
-            http_status=answer.status,
-            request_id=answer.request_id,
+            credits_used=None if price is None else price * discount,
+            http_status=status,
+            request_id=request_id,
             metadata=metadata,
         )

@@ -38,6 +38,9 @@ def _state_text(batch: BatchSummary, hold: Hold | None) -> Text:
         return Text("paused", style="bold yellow")
     if open_jobs and hold is not None:
         return Text(f"held: {hold.kind.replace('_', ' ')}", style="bold yellow")
+    remote = batch.remote_progress()
+    if remote is not None:
+        return Text(remote, style="cyan")  # the remote batch's request_counts
     if open_jobs:
         return Text("running", style="cyan")
     if batch.counts.get("failed", 0):

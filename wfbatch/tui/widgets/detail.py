@@ -66,6 +66,14 @@ def describe_job(job: JobDetail) -> Text:
         head.append(f"\nnext attempt at {clock(job.next_attempt_at)}", style="yellow")
     if job.file_path:
         head.append(f"\nfile {job.file_path}", style="dim")
+    if job.delivery is not None:
+        delivery = job.delivery
+        held = delivery.state == "held"
+        head.append("\ndelivered  " if delivery.state == "done" else f"\ndelivery {delivery.state}  ",
+                    style="bold yellow" if held else "bold")
+        head.append(delivery.url or "not uploaded yet")
+        if delivery.error:
+            head.append(f"\n{delivery.error}", style="yellow" if held else "dim")
     return head
 
 

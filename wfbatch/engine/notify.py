@@ -1,0 +1,281 @@
+"""Telling people: a signed webhook and/or a command when a batch finishes, is held (budget, credit,
+a bad key, an unreachable provider, a full disk) or — if asked — when jobs fail for good.
+
+Each event is first queued in the store's outbox under a key (a batch finishing with these counts,
+a hold for this reason), so it is sent once across restarts; a worker of its own sends it, with
+retries and backoff, never in the engine's way. Webhooks follow Standard Webhooks: `webhook-id`,
+`webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`. No
+payload carries a secret, and the command's environment has none of wfbatch's or AWS's variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from wfbatch.core.states import JobState
+from wfbatch.engine.backoff import retry_delay
+from wfbatch.engine.clock import Clock
+from wfbatch.engine.delivery import target_of
+from wfbatch.engine.holds import Holds
+from wfbatch.settings import NotifySettings, Settings
+from wfbatch.store import BatchRow, JobRow, NotificationRow, Store
+
+log = logging.getLogger("wfbatch.notify")
+
+TICK = 1.0
+HOLDS_EVERY = 2.0
+MAX_JOBS_LISTED = 50
+# Variables a notify command never inherits: API keys, the webhook secret, S3 credentials.
+_SECRET_PREFIXES = ("WFBATCH_", "AWS_")
+
+
+def notify_config(settings: Settings, batch: BatchRow) -> NotifySettings:
+    """The HOME's [notify] with the batch spec's overrides."""
+    return settings.notify.model_copy(update=batch.notify or {})
+
+
+def _active(config: NotifySettings) -> bool:
+    return bool(config.webhook_url or config.command)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: Store,
+        settings: Callable[[], Settings],
+        holds: Holds,
+        clock: Clock,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._store = store
+        self._outbox = store.deliveries
+        self._settings = settings
+        self._holds = holds
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._transport = transport
+        self._wake = asyncio.Event()
+        self._held: dict[str, str] = {}
+        self._failed_sent_at: dict[str, float] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- events in ---------------------------------------------------------------------------
+
+    async def batch_finished(self, batch: BatchRow, counts: dict[str, int]) -> None:
+        if not _active(notify_config(self._settings(), batch)):
+            return
+        # Keyed by the counts: a batch that finishes again the same way (a retry that failed
+        # again) is not announced twice; one that ends differently is.
+        key = f"batch.finished:{batch.id}:{_digest(counts)}"
+        await self._outbox.enqueue_notification(key, batch.id, "batch.finished", {"counts": counts})
+        self.wake()
+
+    async def job_failed(self, job: JobRow) -> None:
+        batch = await self._store.get_batch(job.batch_id)
+        if batch is None:
+            return
+        config = notify_config(self._settings(), batch)
+        if not (config.job_failed and _active(config)):
+            return
+        entry = {
+            "job_id": job.id,
+            "index": job.idx,
+            "prompt": job.spec.prompt[:500],
+            "error": job.error_message,
+            "http_status": job.error_status,
+        }
+        key = f"job.failed:{job.id}:{job.generation}:{job.attempts}"
+        await self._outbox.enqueue_notification(key, batch.id, "job.failed", entry)
+        self.wake()
+
+    async def check_holds(self) -> None:
+        """A batch newly held (or held for a new reason) is announced once per reason."""
+        queued = await self._store.queued_batch_providers()
+        for batch_id in set(self._held) - set(queued):
+            del self._held[batch_id]
+        for batch_id, providers in queued.items():
+            batch = await self._store.get_batch(batch_id)
+            if batch is None:
+                continue
+            reason = self._holds.held_for_notice(batch, providers)
+            if reason is None:
+                self._held.pop(batch_id, None)
+                continue
+            if self._held.get(batch_id) == reason:
+                continue
+            self._held[batch_id] = reason
+            if _active(notify_config(self._settings(), batch)):
+                key = f"batch.held:{batch_id}:{_digest(reason)}"
+                await self._outbox.enqueue_notification(key, batch_id, "batch.held", {"reason": reason})
+                self.wake()
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    async def pending(self) -> int:
+        """Notifications waiting to go out now or on a retry."""
+        return await self._outbox.pending_notifications()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(transport=self._transport, follow_redirects=False) as http:
+            holds_at = 0.0
+            while True:
+                self._wake.clear()
+                try:
+                    if self._clock.monotonic() - holds_at >= HOLDS_EVERY:
+                        holds_at = self._clock.monotonic()
+                        await self.check_holds()
+                    await self.send_due(http)
+                except Exception:
+                    log.exception("notifications: unexpected error; trying again")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), TICK)
+
+    async def send_due(self, http: httpx.AsyncClient) -> None:
+        rows = await self._outbox.due_notifications(self._clock.wall(), 100)
+        failed: dict[str, list[NotificationRow]] = {}
+        for row in rows:
+            if row.type == "job.failed":
+                failed.setdefault(row.batch_id, []).append(row)
+            else:
+                await self._send([row], http)
+        for batch_id, group in failed.items():
+            # Rate-limited per batch; failures meanwhile go out together in the next one.
+            batch = await self._store.get_batch(batch_id)
+            interval = notify_config(self._settings(), batch).job_failed_interval if batch else 0.0
+            last = self._failed_sent_at.get(batch_id)
+            if last is not None and self._clock.monotonic() - last < interval:
+                continue
+            self._failed_sent_at[batch_id] = self._clock.monotonic()
+            await self._send(group, http)
+
+    async def _send(self, rows: list[NotificationRow], http: httpx.AsyncClient) -> None:
+        first = rows[0]
+        batch = await self._store.get_batch(first.batch_id)
+        if batch is None:
+            for row in rows:
+                await self._outbox.notification_failed(row, "the batch no longer exists")
+            return
+        config = notify_config(self._settings(), batch)
+        payload = await self._payload(batch, rows)
+        if config.command and first.attempts == 0:
+            await self._run_command(config, payload)
+        error = await self._post(config, first.key, payload, http) if config.webhook_url else None
+        for row in rows:
+            if error is None:
+                await self._outbox.notification_sent(row.id)
+            elif row.attempts + 1 >= config.max_attempts or error.startswith("refused"):
+                log.warning("webhook %s for batch %s given up: %s", row.type, batch.id, error)
+                await self._outbox.notification_failed(row, error)
+            else:
+                delay = retry_delay(row.attempts + 1, config.backoff_initial, config.backoff_max, self._rng)
+                await self._outbox.notification_retry(row, self._clock.wall() + delay, error)
+
+    async def _payload(self, batch: BatchRow, rows: list[NotificationRow]) -> dict[str, Any]:
+        kind = rows[0].type
+        counts = await self._store.counts([batch.id])
+        payload: dict[str, Any] = {
+            "type": kind,
+            "batch_id": batch.id,
+            "name": batch.name,
+            "counts": {state: n for state, n in counts.items() if n},
+            "output_dir": batch.output_dir,
+            "at": dt.datetime.fromtimestamp(self._clock.wall(), dt.UTC).isoformat(),
+        }
+        target = target_of(self._settings(), batch)
+        if target is not None:
+            backlog = await self._outbox.backlog(batch.id)
+            payload["delivery"] = {"url": target.url(), **backlog}
+        if kind == "batch.held":
+            payload["reason"] = rows[0].payload.get("reason")
+        if kind == "job.failed":
+            payload["jobs"] = [row.payload for row in rows[:MAX_JOBS_LISTED]]
+            payload["failed_jobs"] = len(rows)
+        return payload
+
+    async def _post(
+        self, config: NotifySettings, key: str, payload: dict[str, Any], http: httpx.AsyncClient
+    ) -> str | None:
+        """POST the payload; None when the receiver took it, else why not ("refused ..." is final)."""
+        assert config.webhook_url is not None
+        body = json.dumps(payload, ensure_ascii=False)
+        # The same id on every try of one message: the receiver can drop repeats.
+        message_id = "msg_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+        now = dt.datetime.fromtimestamp(int(self._clock.wall()), dt.UTC)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "wfbatch",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+        }
+        if config.webhook_secret is not None:
+            signer = Webhook(config.webhook_secret.get_secret_value())
+            headers["webhook-signature"] = signer.sign(message_id, now, body)
+        try:
+            response = await http.post(
+                config.webhook_url, content=body.encode(), headers=headers, timeout=config.timeout
+            )
+        except httpx.HTTPError as error:
+            return f"{type(error).__name__}: {error}"
+        if 200 <= response.status_code < 300:
+            return None
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            return f"HTTP {response.status_code}"
+        return f"refused: HTTP {response.status_code}"
+
+    async def _run_command(self, config: NotifySettings, payload: dict[str, Any]) -> None:
+        """Run the user's command by the shell with the facts in WFBATCH_*; a failure is logged."""
+        assert config.command is not None
+        counts = payload.get("counts", {})
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_PREFIXES)}
+        env |= {
+            "WFBATCH_EVENT": payload["type"],
+            "WFBATCH_BATCH_ID": payload["batch_id"],
+            "WFBATCH_BATCH_NAME": payload["name"],
+            "WFBATCH_OUTPUT_DIR": payload["output_dir"],
+            "WFBATCH_COUNTS": json.dumps(counts),
+            "WFBATCH_DONE": str(counts.get(JobState.DONE.value, 0)),
+            "WFBATCH_FAILED": str(counts.get(JobState.FAILED.value, 0)),
+            "WFBATCH_REASON": str(payload.get("reason") or ""),
+            "WFBATCH_DELIVERY_URL": str((payload.get("delivery") or {}).get("url") or ""),
+            "WFBATCH_PAYLOAD": json.dumps(payload, ensure_ascii=False),
+        }
+        try:
+            process = await asyncio.create_subprocess_shell(
+                config.command,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            log.warning("notify command could not start: %s", error)
+            return
+        try:
+            _, stderr = await asyncio.wait_for(process.communicate(), config.timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            log.warning("notify command killed after %.0f s", config.timeout)
+            return
+        if process.returncode:
+            last = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            log.warning("notify command exited with %s: %s", process.returncode, last[0][:300])
