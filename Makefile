@@ -21,6 +21,7 @@ demo: venv
 		examples/content-calendar.jsonl examples/training-data.csv
 	@echo
 	@echo "Everything is under $(DEMO_HOME): open output/*/contact-sheet.png for a look at a glance."
+	@echo "Put the wfbatch command on your PATH for this shell with:  . $(BIN)/activate"
 
 lint: venv
 	$(BIN)/ruff check wfbatch tests bench

@@ -192,9 +192,12 @@ class DaemonProcess:
         result: dict[str, Any] = self.get("/v1/status")
         return result
 
-    def cli(self, *args: str) -> Result:
-        """Run `wfbatch ARGS --socket SOCK` in this process (click's runner)."""
+    def cli(self, *args: str, columns: int | None = None) -> Result:
+        """Run `wfbatch ARGS --socket SOCK` in this process (click's runner); `columns`: the
+        terminal's width the tables must fit (rich reads COLUMNS)."""
         env = {"WFBATCH_HOME": str(self.home)}
+        if columns is not None:
+            env["COLUMNS"] = str(columns)
         return CliRunner().invoke(
             cli_main, [*args, "--socket", str(self.socket)], env=env, catch_exceptions=False
         )

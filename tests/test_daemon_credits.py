@@ -38,8 +38,17 @@ def test_a_budget_holds_a_batch_back_until_it_is_raised(tmp_path: Path) -> None:
 
             batch = daemon.wait_until(held, 20, "the budget to hold the batch")
             assert "budget reached" in str(batch["pause_reason"])
+            # Nothing can move: no ETA (not "0s", not a guess), for the batch and for everything.
+            assert batch["eta_seconds"] is None and daemon.status()["eta_seconds"] is None
             assert batch["counts"]["queued"] == 2
             assert sim.state.stats()["executions_created"] == 2
+            # The text status says it too, at 80 columns, with the command that lifts the hold.
+            text = daemon.cli("status", columns=80)
+            assert text.exit_code == 0, text.output
+            assert "budget reached: 2 of 2 credits spent or reserved; the next job needs 1" in text.stdout
+            assert f"wfbatch budget {batch_id} <credits>" in text.stdout
+            batch_row = next(line for line in text.stdout.splitlines() if line.startswith(batch_id[:7]))
+            assert batch_row.split()[-1] == "held"
 
             raised = daemon.cli("budget", batch_id, "10")
             assert raised.exit_code == 0, raised.output

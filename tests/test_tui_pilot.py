@@ -87,16 +87,20 @@ async def test_failures_retry_edit_and_review_from_the_keyboard(api: DaemonClien
     async with app.run_test(size=SIZE) as pilot:
         screen = await _attached(pilot)
 
-        # Failed tab: both failures, with HTTP status and the provider's request id.
+        # Failed tab: both failures, with HTTP status and the provider's own reason (the request
+        # id is in the detail pane, and in the table when it is wide enough).
         await pilot.press("3")
         await _rows(pilot, screen, 2)
         first = before[prompts[0]]
         assert first.error is not None and first.error.request_id
         cells = [str(c) for c in screen.jobs.get_row(str(first.id))]
-        assert first.error.request_id in cells and "422" in cells
+        assert first.error.message in cells and "422" in cells
 
-        # R: every failed job runs again (a new attempt each; the marker makes them fail again).
+        # R: every failed job runs again (a new attempt each; the marker makes them fail again),
+        # after a confirmation naming how many.
         await pilot.press("R")
+        await pilot.pause()
+        await pilot.press("y")
 
         async def ran_again() -> bool:
             now = await _by_prompt(api, batch_id)
@@ -108,10 +112,12 @@ async def test_failures_retry_edit_and_review_from_the_keyboard(api: DaemonClien
         await wait_until(ran_again)
         await _rows(pilot, screen, 2)
 
-        # space selects several, r retries the selection.
+        # space selects several, r retries the selection (after a confirmation: several jobs).
         retried = await _by_prompt(api, batch_id)
         screen.jobs.move_cursor(row=0)
         await pilot.press("space", "space", "r")
+        await pilot.pause()
+        await pilot.press("y")
 
         async def ran_third_time() -> bool:
             now = await _by_prompt(api, batch_id)

@@ -14,6 +14,7 @@ from wfbatch.tui import WfbatchApp
 from wfbatch.tui.screens.main import MainScreen
 
 SIZE = (120, 40)
+NARROW = (80, 24)
 
 
 @pytest.fixture(autouse=True)
@@ -75,3 +76,43 @@ def test_help_screen(snap_compare: Any) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=help_open)
+
+
+def test_main_screen_at_80x24(snap_compare: Any) -> None:
+    app = WfbatchApp(FakeDaemon(), graphics=False)
+    assert snap_compare(app, terminal_size=NARROW, run_before=_until_attached)
+
+
+def test_failed_tab_at_80x24(snap_compare: Any) -> None:
+    app = WfbatchApp(FakeDaemon(), graphics=False)
+
+    async def failed(pilot: Pilot[Any]) -> None:
+        await _until_attached(pilot)
+        await pilot.press("3")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=NARROW, run_before=failed)
+
+
+def test_failed_detail_at_80x24(snap_compare: Any) -> None:
+    app = WfbatchApp(FakeDaemon(), graphics=False)
+
+    async def failed_detail(pilot: Pilot[Any]) -> None:
+        await _until_attached(pilot)
+        await pilot.press("3")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=NARROW, run_before=failed_detail)
+
+
+def test_help_screen_at_80x24(snap_compare: Any) -> None:
+    app = WfbatchApp(FakeDaemon(), graphics=False)
+
+    async def help_open(pilot: Pilot[Any]) -> None:
+        await _until_attached(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=NARROW, run_before=help_open)

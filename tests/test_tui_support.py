@@ -28,6 +28,7 @@ from wfbatch.protocol import (
     ErrorInfo,
     Event,
     Health,
+    Hold,
     JobDetail,
     JobSummary,
     Page,
@@ -118,8 +119,14 @@ class FakeDaemon:
             BatchSummary(id="b3", name="koi", source_name="koi.csv", provider="local", created_at=T0,
                          output_dir="/srv/out/b3", paused=False, counts=_counts(done=12), total=12),
         ]
+        holds = [
+            Hold(scope="provider", target="wireflow", kind="credits", reason="out of credits",
+                 lift="top up the account, then `wfbatch resume --provider wireflow`"),
+            Hold(scope="batch", target="b2", kind="pause", reason="paused by the user",
+                 lift="`wfbatch resume --batch b2`"),
+        ]
         return Status(version="0.1.0", jobs=_counts(queued=51, retrying=1, running=1, done=76, failed=3),
-                      paused=False, providers=providers, batches=batches)
+                      paused=False, providers=providers, batches=batches, holds=holds, eta_seconds=95)
 
     async def jobs(
         self,

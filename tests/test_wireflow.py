@@ -235,7 +235,7 @@ async def test_failed_execution_is_permanent(sim_factory: Any, provider_factory:
     with pytest.raises(Permanent) as caught:
         await finish(provider, submitted)
     error = caught.value
-    assert error.message.startswith("node Text to Image: ")
+    assert error.message.endswith(" (node Text to Image)")  # the reason first, for narrow lists
     assert sim.state.executions[submitted.remote_id].failure in error.message
     assert error.request_id and error.request_id.startswith("req_")
 
@@ -533,7 +533,7 @@ async def test_poll_shapes(body: dict[str, Any], expected: Any) -> None:
             {"X-Request-Id": "r-9"},
             lambda e: (
                 isinstance(e, Permanent)
-                and e.message == "node n1: Moderation rejected"
+                and e.message == "Moderation rejected (node n1)"
                 and e.request_id == "r-9"
             ),
         ),

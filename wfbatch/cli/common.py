@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+from wfbatch.home import HomeLayout
 from wfbatch.protocol import MAX_ID
 from wfbatch.settings import Settings, SettingsError, load_settings
 
@@ -47,7 +50,8 @@ JOB_ID = click.IntRange(1, MAX_ID)
 
 home_option = click.option(
     "--home",
-    type=click.Path(file_okay=False, path_type=Path),
+    # Checked by `usable_home`, not click: its refusal is a three-line usage error, not one line.
+    type=click.Path(path_type=Path),
     default=None,
     help="wfbatch's folder (default: $WFBATCH_HOME, else the platform's user data folder).",
 )
@@ -73,6 +77,24 @@ def settings_from_flags(home: Path | None, **overrides: Any) -> Settings:
         return load_settings(home, **{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as error:
         fail(f"configuration error: {error}")
+
+
+def usable_home(settings: Settings) -> HomeLayout:
+    """HOME's folders, created if missing and checked writable: a HOME that is a file, under /proc
+    or read-only becomes one line naming it and the problem (exit 2), not a traceback from deep
+    inside SQLite or mkdir."""
+    layout = HomeLayout(settings.home)
+    try:
+        layout.ensure()
+        # Creating a file is the only honest test: os.access says yes to root on a read-only mount.
+        with tempfile.TemporaryFile(dir=layout.root):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.errno in (errno.EEXIST, errno.ENOTDIR):
+            reason = "a file is in the way (HOME and its sub-folders must be folders)"
+        fail(f"{settings.home}: cannot be used as wfbatch's home: {reason}")
+    return layout
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from wfbatch.cli.common import EXIT_BAD_INPUT, fail, home_option, settings_from_flags
+from wfbatch.cli.common import EXIT_BAD_INPUT, fail, home_option, settings_from_flags, usable_home
 from wfbatch.client import socket_path_for
 from wfbatch.daemon import SocketPathError, check_socket_path, run_daemon
 from wfbatch.daemon.logs import configure_logging
 from wfbatch.daemon.runner import settings_reloader
-from wfbatch.home import HomeLayout, HomeLocked, UnsafeLockFile
+from wfbatch.home import HomeLocked, UnsafeLockFile
 
 
 @click.command("daemon")
@@ -42,7 +42,7 @@ def daemon_command(home: Path | None, socket_path: Path | None, log_format: str)
     overrides = {"socket_path": socket_path} if socket_path is not None else {}
     settings = settings_from_flags(home, **overrides)
     path = socket_path_for(settings).expanduser()
-    default_path = HomeLayout(settings.home).default_socket_path()
+    default_path = usable_home(settings).default_socket_path()
     try:
         check_socket_path(path)
     except SocketPathError as error:

@@ -14,11 +14,11 @@ from wfbatch.cli.common import (
     prompt_files_argument,
     provider_option,
     settings_from_flags,
+    usable_home,
 )
 from wfbatch.cli.run_cmd import read_and_parse
 from wfbatch.core.models import ParsedBatch
 from wfbatch.engine.plan import PipelinePlan, Plan, make_plan
-from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings
 from wfbatch.store import Store
 
@@ -58,8 +58,7 @@ def plan_command(
 
 
 async def _plan(settings: Settings, parsed: list[ParsedBatch], approve_rate: float | None) -> Plan:
-    layout = HomeLayout(settings.home)
-    layout.ensure()
+    layout = usable_home(settings)
     store = await Store.open(layout.db)
     try:
         return await make_plan(store, settings, parsed, approve_rate=approve_rate)

@@ -113,17 +113,27 @@ def resume_command(
 
 @click.command("review")
 @click.argument("job_ids", nargs=-1, type=JOB_ID, required=True)
-@click.option("--approve", "decision", flag_value="approve", help="Move the images to approved/.")
-@click.option("--reject", "decision", flag_value="reject", help="Move the images to rejected/.")
-@click.option("--pending", "decision", flag_value="pending", help="Back to pending-review/.")
+@click.option("--approve", is_flag=True, help="Move the images to approved/.")
+@click.option("--reject", is_flag=True, help="Move the images to rejected/.")
+@click.option("--pending", is_flag=True, help="Back to pending-review/.")
 @remote_options
 def review_command(
-    job_ids: tuple[int, ...], decision: str | None, home: Path | None, socket_path: Path | None, as_json: bool
+    job_ids: tuple[int, ...],
+    approve: bool,
+    reject: bool,
+    pending: bool,
+    home: Path | None,
+    socket_path: Path | None,
+    as_json: bool,
 ) -> None:
     """Approve or reject the images of JOB...: the files move between the batch's review folders."""
-    if decision not in ("approve", "reject", "pending"):
-        fail("say --approve or --reject")
-    request = ReviewRequest(job_ids=list(job_ids), decision=decision)  # type: ignore[arg-type]
+    # Separate flags, not one flag_value: with those, `--approve --reject` silently meant the last.
+    flags = {"approve": approve, "reject": reject, "pending": pending}
+    chosen = [name for name, given in flags.items() if given]
+    if len(chosen) != 1:
+        both = f", not {' and '.join(chosen)}" if chosen else ""
+        fail(f"say one of --approve, --reject or --pending{both}")
+    request = ReviewRequest(job_ids=list(job_ids), decision=chosen[0])  # type: ignore[arg-type]
     _report(call_daemon(home, socket_path, lambda client: client.review(request)), as_json)
 
 

@@ -34,6 +34,17 @@ socket_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
 
+def wide_option(command: F) -> F:
+    """`--wide`, or `-o wide` as kubectl spells it: every column, nothing cut to the terminal."""
+    command = click.option(
+        "-o", "--output", "output", type=click.Choice(["wide"]), default=None,
+        help="`wide`: the same as --wide.",
+    )(command)
+    return click.option(
+        "--wide", is_flag=True, help="Every column in full, however long the lines get."
+    )(command)
+
+
 def remote_options(command: F) -> F:
     """--home, --socket and --json, in that order in --help."""
     return home_option(socket_option(json_option(command)))

@@ -1,35 +1,123 @@
-"""Compact human output for the remote commands (rich tables on stdout)."""
+"""Compact human output for the remote commands (rich tables on stdout), fitted to the terminal.
+
+Tables never wrap and never drop the columns people act on (ids, states): the fixed columns keep
+their full width, and the flexible ones (prompts, errors, names) share what is left, cut with an
+ellipsis. `wide` prints every column in full, as long as the lines get (like `kubectl -o wide`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from wfbatch.protocol import BatchSummary, DeliveryInfo, JobDetail, JobSummary, ProviderStatus, Status
+from wfbatch.protocol import (
+    BatchSummary,
+    DeliveryInfo,
+    ErrorInfo,
+    Hold,
+    JobDetail,
+    JobSummary,
+    ProviderStatus,
+    Status,
+    error_headline,
+)
 
 STATE_ORDER = ("queued", "submitting", "running", "retrying", "done", "failed", "canceled")
-PROMPT_WIDTH = 48
+COLUMN_GAP = 3
+"""What rich puts between two columns of these tables: padding, divider, padding."""
+WIDE = 100_000
+"""The console width for `--wide`: no line is ever cut."""
+MIN_FLEX = 20
+"""A flexible column narrower than this says too little: the optional columns go first."""
 
 
-def console() -> Console:
+def console(wide: bool = False) -> Console:
     # No markup: prompts and error messages are user text, printed as they are.
-    return Console(highlight=False, soft_wrap=False, markup=False)
+    return Console(highlight=False, soft_wrap=False, markup=False, width=WIDE if wide else None)
 
 
-def _table(*columns: str) -> Table:
+@dataclass(frozen=True)
+class Column:
+    name: str
+    flexible: bool = False
+    """Takes a share of the width left by the fixed columns, cut with an ellipsis."""
+    optional: bool = False
+    """Shown only when the terminal has room for it (always with --wide)."""
+    ratio: int = 1
+
+
+def fit_widths(
+    natural: Sequence[int], flexible: Sequence[bool], ratios: Sequence[int], room: int
+) -> list[int]:
+    """Column widths within `room` cells: fixed columns keep their natural width; flexible ones
+    share the rest by ratio, none wider than it needs (its surplus goes to the others)."""
+    widths = [n if not f else 0 for n, f in zip(natural, flexible, strict=True)]
+    left = max(0, room - sum(widths))
+    open_columns = [i for i, f in enumerate(flexible) if f]
+    while open_columns:
+        total_ratio = sum(ratios[i] for i in open_columns)
+        share = {i: left * ratios[i] // total_ratio for i in open_columns}
+        satisfied = [i for i in open_columns if natural[i] <= share[i]]
+        if not satisfied:
+            for i in open_columns:
+                widths[i] = max(1, share[i])
+            break
+        for i in satisfied:
+            widths[i] = natural[i]
+            left -= natural[i]
+            open_columns.remove(i)
+    return widths
+
+
+def fitted_table(out: Console, columns: Sequence[Column], rows: Sequence[Sequence[str | Text]]) -> Table:
+    """A table of `rows` that fits `out`'s width, dropping optional columns before flexible ones
+    get too narrow to read."""
+    shown = list(range(len(columns)))
+
+    def natural(i: int) -> int:
+        cells = [columns[i].name, *(row[i] for row in rows)]
+        return max(Text(c).cell_len if isinstance(c, str) else c.cell_len for c in cells)
+
+    def layout() -> list[int]:
+        room = out.width - COLUMN_GAP * (len(shown) - 1)
+        return fit_widths(
+            [natural(i) for i in shown],
+            [columns[i].flexible for i in shown],
+            [columns[i].ratio for i in shown],
+            room,
+        )
+
+    def too_tight(widths: list[int]) -> bool:
+        fixed = sum(natural(j) for j in shown if not columns[j].flexible)
+        if fixed + COLUMN_GAP * (len(shown) - 1) > out.width:
+            return True
+        return any(
+            w < min(MIN_FLEX, natural(j)) for w, j in zip(widths, shown, strict=True) if columns[j].flexible
+        )
+
+    widths = layout()
+    for i in reversed(range(len(columns))):  # the rightmost optional column goes first
+        if not too_tight(widths):
+            break
+        if columns[i].optional:
+            shown.remove(i)
+            widths = layout()
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="ellipsis", no_wrap=True)
+    for i, width in zip(shown, widths, strict=True):
+        table.add_column(columns[i].name, width=width, no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*(row[i] for i in shown))
     return table
 
 
-def _short(text: str, width: int = PROMPT_WIDTH) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _flat(text: str) -> str:
+    return " ".join(text.split())
 
 
 def duration(seconds: float | None) -> str:
@@ -47,11 +135,16 @@ def counts_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts.get(s, 0)} {s}" for s in STATE_ORDER if counts.get(s, 0)) or "no jobs"
 
 
+def error_line(error: ErrorInfo) -> str:
+    """`HTTP 404: not found`, or `execution failed: NSFW content detected` (a 2xx answer)."""
+    return f"{error_headline(error.http_status)}: {_flat(error.message)}"
+
+
 def _provider_state(p: ProviderStatus) -> str:
     if p.paused:
-        return f"paused: {p.paused}"
+        return "held"
     if p.blocked_for > 0:
-        return f"waiting {duration(p.blocked_for)}: {p.block_reason or 'rate limited'}"
+        return f"waiting {duration(p.blocked_for)}"
     return "running" if p.in_flight else "idle"
 
 
@@ -59,25 +152,60 @@ def _window(used: int, limit: int | None) -> str:
     return f"{used}/{limit}" if limit is not None else f"{used}/-"
 
 
-def render_status(status: Status) -> None:
-    out = console()
+def short_ids(ids: Sequence[str], minimum: int = 7) -> dict[str, str]:
+    """The shortest prefix (at least `minimum`) telling each of `ids` apart, as git shortens
+    commits: every command takes a unique prefix of a batch id."""
+    shortest: dict[str, str] = {}
+    for batch_id in ids:
+        length = minimum
+        while length < len(batch_id) and any(
+            other != batch_id and other.startswith(batch_id[:length]) for other in ids
+        ):
+            length += 1
+        shortest[batch_id] = batch_id[:length]
+    return shortest
+
+
+def render_holds(holds: Sequence[Hold], out: Console, names: dict[str, str]) -> None:
+    """Every hold, with its reason and what lifts it: "working" never hides "held by a budget"."""
+    if not holds:
+        return
+    out.print(Text("held:", style="bold yellow"))
+    for hold in holds:
+        if hold.scope == "everything":
+            what = "everything"
+        elif hold.scope == "provider":
+            what = f"provider {hold.target}"
+        else:
+            name = names.get(hold.target or "", "")
+            what = f"batch {hold.target}" + (f" ({name})" if name else "")
+        out.print(f"  {what}: {hold.reason}", soft_wrap=True)
+        out.print(f"    to lift: {hold.lift}", soft_wrap=True)
+
+
+def render_status(status: Status, wide: bool = False) -> None:
+    out = console(wide)
     head = Text(f"wfbatch {status.version}: {counts_line(status.jobs)}")
     if status.paused:
         head.append("  PAUSED", style="bold yellow")
-        head.append(f" ({status.pause_reason})")
-    out.print(head)
+    out.print(head, soft_wrap=True)
     if status.providers:
-        table = _table("provider", "in flight", "req/min", "starts/min", "today", "credits", "state")
+        columns = [
+            Column("provider"), Column("in flight"), Column("req/min"), Column("starts/min", optional=True),
+            Column("today"), Column("credits", optional=True), Column("state"),
+            Column("why", flexible=True),
+        ]
+        rows: list[list[str | Text]] = []
         for p in status.providers.values():
             today = f"{p.daily_executions}/{p.daily_cap}" if p.daily_cap else str(p.daily_executions)
-            table.add_row(
-                p.name,
-                f"{p.in_flight}/{p.max_in_flight}",
+            why = p.paused or (p.block_reason if p.blocked_for > 0 else "") or ""
+            rows.append([
+                p.name, f"{p.in_flight}/{p.max_in_flight}",
                 _window(p.requests_in_window, p.requests_per_minute),
                 _window(p.executions_in_window, p.executions_per_minute), today, f"{p.credits_used:g}",
-                _provider_state(p),
-            )
-        out.print(table)
+                _provider_state(p), _flat(why),
+            ])
+        out.print(fitted_table(out, columns, rows))
     if status.pipeline:
         out.print(pipeline_line(status.pipeline))
     backlog = status.delivery
@@ -88,7 +216,8 @@ def render_status(status: Status) -> None:
             line.append(f" ({'; '.join(backlog.held_reasons)})")
         out.print(line)
     if status.batches:
-        render_batches(status.batches, out)
+        render_batches(status.batches, out, held={h.target for h in status.holds if h.scope == "batch"})
+    render_holds(status.holds, out, {b.id: b.name for b in status.batches})
 
 
 def pipeline_line(pipeline: dict[str, int]) -> str:
@@ -101,34 +230,55 @@ def pipeline_line(pipeline: dict[str, int]) -> str:
     )
 
 
-def render_batches(batches: list[BatchSummary], out: Console | None = None) -> None:
-    out = out or console()
-    table = _table("batch", "name", "done", "failed", "left", "eta", "state")
+def render_batches(
+    batches: list[BatchSummary], out: Console | None = None, held: set[str | None] | None = None,
+    wide: bool = False,
+) -> None:
+    out = out or console(wide)
+    held = held or set()
+    ids = short_ids([b.id for b in batches])
+    columns = [
+        Column("batch"), Column("name", flexible=True), Column("done"), Column("failed"), Column("left"),
+        Column("eta"), Column("state"),
+    ]
+    rows: list[list[str | Text]] = []
     for b in batches:
         left = sum(b.counts.get(s, 0) for s in ("queued", "submitting", "running", "retrying"))
-        state = "paused" if b.paused else ("finished" if not left else (b.remote_progress() or "working"))
-        table.add_row(
-            b.id, _short(b.name, 28), f"{b.counts.get('done', 0)}/{b.total}", str(b.counts.get("failed", 0)),
-            str(left), duration(b.eta_seconds) if left else "-", state,
-        )
-    out.print(table)
+        if b.paused:
+            state = "paused"
+        elif not left:
+            state = "finished"
+        elif b.id in held or b.pause_reason:
+            state = "held"
+        else:
+            state = b.remote_progress() or "working"
+        eta = duration(b.eta_seconds) if left and state not in ("paused", "held") else "-"
+        rows.append([
+            b.id if out.width >= WIDE else ids[b.id], _flat(b.name), f"{b.counts.get('done', 0)}/{b.total}",
+            str(b.counts.get("failed", 0)), str(left), eta, state,
+        ])
+    out.print(fitted_table(out, columns, rows))
 
 
-def render_jobs(jobs: list[JobSummary]) -> None:
-    out = console()
+def render_jobs(jobs: list[JobSummary], wide: bool = False, known_batches: Sequence[str] = ()) -> None:
+    """`known_batches`: the ids the shortened batch ids must tell apart (the page's, at least)."""
+    out = console(wide)
     if not jobs:
         out.print("no jobs match")
         return
-    table = _table("id", "batch", "state", "review", "stage", "tries", "prompt", "error")
+    columns = [
+        Column("id"), Column("batch", optional=True), Column("state"), Column("review", optional=True),
+        Column("stage", optional=True), Column("tries", optional=True),
+        Column("prompt", flexible=True, ratio=2), Column("error", flexible=True, ratio=3),
+    ]
+    ids = short_ids(sorted({j.batch_id for j in jobs} | set(known_batches)))
+    rows: list[list[str | Text]] = []
     for j in jobs:
-        error = ""
-        if j.error is not None:
-            status = j.error.http_status if j.error.http_status is not None else "-"
-            error = _short(f"HTTP {status}: {j.error.message}", 50)
-        table.add_row(
-            str(j.id), j.batch_id, j.state, j.review, stage_text(j), str(j.attempts), _short(j.prompt), error
-        )
-    out.print(table)
+        rows.append([
+            str(j.id), j.batch_id if wide else ids[j.batch_id], j.state, j.review, stage_text(j),
+            str(j.attempts), _flat(j.prompt), error_line(j.error) if j.error is not None else "",
+        ])
+    out.print(fitted_table(out, columns, rows))
 
 
 def stage_text(job: JobSummary) -> str:
@@ -140,10 +290,10 @@ def stage_text(job: JobSummary) -> str:
     return "-"
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
+def _when(moment: dt.datetime | None) -> str:
+    if moment is None:
         return "-"
-    return dt.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def delivery_line(delivery: DeliveryInfo) -> str:
@@ -154,8 +304,8 @@ def delivery_line(delivery: DeliveryInfo) -> str:
     return shown + (f": {delivery.error}" if delivery.error else "")
 
 
-def render_job(job: JobDetail) -> None:
-    out = console()
+def render_job(job: JobDetail, wide: bool = False) -> None:
+    out = console(wide)
     rows = [
         ("job", f"{job.id} (batch {job.batch_id}, entry {job.index}, line {job.line})"),
         ("state", f"{job.state}, review {job.review}, {job.attempts} attempt(s)"),
@@ -169,7 +319,9 @@ def render_job(job: JobDetail) -> None:
     ]
     if job.error is not None:
         e = job.error
-        rows.append(("error", f"HTTP {e.http_status or '-'}: {e.message} [request id {e.request_id or '-'}]"))
+        answered = e.http_status is not None and 200 <= e.http_status < 300
+        status = f" (the provider answered HTTP {e.http_status})" if answered else ""
+        rows.append(("error", f"{error_line(e)}{status} [request id {e.request_id or '-'}]"))
     if job.next_attempt_at:
         rows.append(("next try", _when(job.next_attempt_at)))
     if job.stage == "draft":
@@ -186,10 +338,13 @@ def render_job(job: JobDetail) -> None:
     for key, value in rows:
         out.print(Text.assemble((f"{key:>10}", "bold"), "  ", value), soft_wrap=True)
     if job.attempts_history:
-        table = _table("at", "kind", "outcome", "http", "request id", "message")
-        for a in job.attempts_history:
-            table.add_row(
-                _when(a.at), a.kind, a.outcome, str(a.http_status or "-"), a.request_id or "-",
-                _short(a.message or "", 60),
-            )
-        out.print(table)
+        columns = [
+            Column("at"), Column("kind"), Column("outcome"), Column("http"),
+            Column("request id", flexible=True, optional=True), Column("message", flexible=True, ratio=3),
+        ]
+        table_rows: list[list[str | Text]] = [
+            [_when(a.at), a.kind, a.outcome, str(a.http_status or "-"), a.request_id or "-",
+             _flat(a.message or "")]
+            for a in job.attempts_history
+        ]
+        out.print(fitted_table(out, columns, table_rows))

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wfbatch.cli.common import (
     EXIT_FAILED,
@@ -26,7 +24,9 @@ from wfbatch.cli.common import (
     prompt_files_argument,
     provider_option,
     settings_from_flags,
+    usable_home,
 )
+from wfbatch.cli.run_progress import shown_progress, wants_progress
 from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec
 from wfbatch.core.parsing import PromptFileError
@@ -34,8 +34,9 @@ from wfbatch.core.states import UNFINISHED_STATES, JobState
 from wfbatch.engine.acceptance import CheckedPrompts, balance_warnings, check_prompts
 from wfbatch.engine.ingest import Ingested, ingest
 from wfbatch.engine.scheduler import Engine, StopReason
-from wfbatch.home import HomeLayout, HomeLock, HomeLocked, UnsafeLockFile
+from wfbatch.home import HomeLock, HomeLocked, UnsafeLockFile
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
+from wfbatch.protocol import error_headline
 from wfbatch.settings import Settings
 from wfbatch.store import Store
 from wfbatch.store.remote_batches import RemoteBatchStore
@@ -80,7 +81,7 @@ def run_command(
     3 stopped with jobs still queued (e.g. out of credits), with the reason."""
     settings = settings_from_flags(home, provider=provider)
     prompt_files = read_and_parse(files, settings, budget=budget)
-    summary = asyncio.run(_run(settings, prompt_files, show_progress=not as_json))
+    summary = asyncio.run(_run(settings, prompt_files, show_progress=wants_progress()))
     if as_json:
         print_json(summary)
     else:
@@ -91,8 +92,7 @@ def run_command(
 async def _run(
     settings: Settings, prompt_files: list[CheckedPrompts], *, show_progress: bool
 ) -> dict[str, Any]:
-    layout = HomeLayout(settings.home)
-    layout.ensure()
+    layout = usable_home(settings)
     lock = HomeLock(layout)
     try:
         lock.acquire("wfbatch run")
@@ -127,14 +127,11 @@ async def _run(
         warnings = await _balance_warnings(engine, store, prompt_files)
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
-        progress_task = asyncio.create_task(_show_progress(store, batch_ids)) if show_progress else None
+        shown = shown_progress(store, engine, batch_ids) if show_progress else contextlib.nullcontext()
         try:
-            reason = await engine.run_until_idle()
+            async with shown:
+                reason = await engine.run_until_idle()
         finally:
-            if progress_task is not None:
-                progress_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await progress_task
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
         summary = await _summary(store, engine, ingested, reason)
@@ -157,27 +154,6 @@ async def _balance_warnings(engine: Engine, store: Store, prompt_files: list[Che
         return await engine.estimate_credits([spec for spec in specs if cache_key(spec) not in cached])
 
     return list(await balance_warnings(prompt_files, engine.pool.balances, left_to_generate))
-
-
-async def _show_progress(store: Store, batch_ids: list[str]) -> None:
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("images", total=None, detail="")
-        while True:
-            counts = await store.counts(batch_ids)
-            finished = counts["done"] + counts["failed"] + counts["canceled"]
-            active = counts["submitting"] + counts["running"]
-            detail = f"{active} running, {counts['retrying']} retrying, {counts['failed']} failed"
-            progress.update(task, total=sum(counts.values()), completed=finished, detail=detail)
-            await asyncio.sleep(0.25)
 
 
 async def _summary(
@@ -260,9 +236,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f" {counts['completed']} of {remote['lines']} done, {counts['failed']} failed"
         )
     for failure in summary["failures"][:20]:
-        status = failure["http_status"] if failure["http_status"] is not None else "-"
         echo(
-            f"  failed job {failure['job_id']} (line {failure['line']}): HTTP {status}: {failure['message']}"
+            f"  failed job {failure['job_id']} (line {failure['line']}):"
+            f" {error_headline(failure['http_status'])}: {failure['message']}"
             f" [request id {failure['request_id'] or '-'}]"
         )
     if summary["exit_code"] == EXIT_STOPPED:

@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from wfbatch.core.states import ReviewStatus
+from wfbatch.daemon.batch_ref import resolve_batch, resolve_optional
 from wfbatch.daemon.context import context_of
 from wfbatch.daemon.responses import model_response, path_job_id, problem_response, read_body
 from wfbatch.engine.control import Accepted, Duplicate, Refused
@@ -33,15 +34,19 @@ DECISIONS = {
 
 async def retry(request: Request) -> JSONResponse:
     body = await read_body(request, RetryRequest)
-    result = await context_of(request).control.retry(
-        body.job_ids, failed_of_batch=body.failed_of_batch, all_failed=body.all_failed
+    ctx = context_of(request)
+    result = await ctx.control.retry(
+        body.job_ids, failed_of_batch=await resolve_optional(ctx, body.failed_of_batch),
+        all_failed=body.all_failed,
     )
     return model_response(result)
 
 
 async def cancel(request: Request) -> JSONResponse:
     body = await read_body(request, CancelRequest)
-    return model_response(await context_of(request).control.cancel(body.job_ids, batch_id=body.batch_id))
+    ctx = context_of(request)
+    batch_id = await resolve_optional(ctx, body.batch_id)
+    return model_response(await ctx.control.cancel(body.job_ids, batch_id=batch_id))
 
 
 async def edit(request: Request) -> JSONResponse:
@@ -52,18 +57,28 @@ async def edit(request: Request) -> JSONResponse:
 
 async def set_budget(request: Request) -> JSONResponse:
     body = await read_body(request, BudgetRequest)
-    batch_id = request.path_params["batch_id"]
-    return model_response(await context_of(request).control.set_budget(batch_id, body.budget))
+    ctx = context_of(request)
+    batch = await resolve_batch(ctx, request.path_params["batch_id"])
+    return model_response(await ctx.control.set_budget(batch.id, body.budget))
+
+
+async def _scope_target(request: Request, body: PauseRequest) -> str | None:
+    """A batch scope names its batch as people type it; the engine gets the full id."""
+    if body.scope == "batch":
+        return (await resolve_batch(context_of(request), body.id)).id
+    return body.id
 
 
 async def pause(request: Request) -> JSONResponse:
     body = await read_body(request, PauseRequest)
-    return model_response(await context_of(request).control.pause(body.scope, body.id, body.reason))
+    target = await _scope_target(request, body)
+    return model_response(await context_of(request).control.pause(body.scope, target, body.reason))
 
 
 async def resume(request: Request) -> JSONResponse:
     body = await read_body(request, PauseRequest)
-    return model_response(await context_of(request).control.resume(body.scope, body.id))
+    target = await _scope_target(request, body)
+    return model_response(await context_of(request).control.resume(body.scope, target))
 
 
 async def review(request: Request) -> JSONResponse:

@@ -11,6 +11,7 @@ from starlette.routing import Route
 from wfbatch import __version__
 from wfbatch.core.states import JobState, ReviewStatus
 from wfbatch.daemon import views
+from wfbatch.daemon.batch_ref import resolve_batch, resolve_optional
 from wfbatch.daemon.context import context_of
 from wfbatch.daemon.metrics import CONTENT_TYPE, render_metrics
 from wfbatch.daemon.responses import ApiProblem, model_response, path_job_id, query_int
@@ -26,7 +27,7 @@ async def health(request: Request) -> JSONResponse:
     return model_response(
         Health(
             ok=True, version=__version__, api_version=API_VERSION, pid=os.getpid(),
-            started_at=ctx.started_at, home=str(ctx.layout.root),
+            started_at=views.moment(ctx.started_at), home=str(ctx.layout.root),
         )
     )
 
@@ -50,10 +51,7 @@ async def batches(request: Request) -> JSONResponse:
 
 async def batch(request: Request) -> JSONResponse:
     ctx = context_of(request)
-    batch_id = request.path_params["batch_id"]
-    row = await ctx.store.get_batch(batch_id)
-    if row is None:
-        raise ApiProblem(404, f"no batch {batch_id}")
+    row = await resolve_batch(ctx, request.path_params["batch_id"])
     return model_response((await views.batch_summaries(ctx, [row]))[0])
 
 
@@ -85,7 +83,7 @@ async def jobs(request: Request) -> JSONResponse:
         raise ApiProblem(400, f"unknown review status {review!r}") from None
     rows = await ctx.store.list_jobs(
         states=_states(params.get("state")),
-        batch_id=params.get("batch") or None,
+        batch_id=await resolve_optional(ctx, params.get("batch")),
         text=params.get("q") or None,
         review=review_status,
         after_id=after,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from wfbatch import __version__
-from wfbatch.core.states import UNFINISHED_STATES, empty_counts
+from wfbatch.core.states import empty_counts
 from wfbatch.daemon.context import DaemonContext
+from wfbatch.daemon.eta import batch_etas, overall_eta
+from wfbatch.engine.limiter import start_of_today
 from wfbatch.protocol import (
     Attempt,
     BatchSummary,
@@ -25,6 +29,15 @@ from wfbatch.store import AttemptRow, BatchRow, DeliveryRow, JobRow
 from wfbatch.store.remote_batches import RemoteBatchStore
 
 RECENT_BATCHES = 50
+
+
+def moment(epoch: float) -> datetime:
+    """Epoch seconds as the protocol's timestamps (ISO 8601 on the wire, UTC)."""
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def moment_or_none(epoch: float | None) -> datetime | None:
+    return None if epoch is None else moment(epoch)
 
 
 def job_summary(job: JobRow, final_id: int | None = None) -> JobSummary:
@@ -57,7 +70,7 @@ def _summary_fields(job: JobRow, final_id: int | None) -> dict[str, Any]:
         "cache_hit": job.cache_hit,
         "credits": job.credits,
         "remote_id": job.remote_id,
-        "updated_at": job.updated_at,
+        "updated_at": moment(job.updated_at),
         "stage": job.stage,
         "draft_of": job.draft_of,
         "final_id": final_id,
@@ -71,7 +84,7 @@ def delivery_info(row: DeliveryRow | None) -> DeliveryInfo | None:
         state=row.state,
         url=row.have_url,
         etag=row.etag,
-        at=row.delivered_at,
+        at=moment_or_none(row.delivered_at),
         presigned_url=row.presigned_url,
         error=row.error,
     )
@@ -99,13 +112,13 @@ def job_detail(
         tags=job.tags,
         output_dir=output_dir,
         file_path=str(Path(output_dir) / job.file) if job.file and output_dir else None,
-        next_attempt_at=job.next_attempt_at,
+        next_attempt_at=moment_or_none(job.next_attempt_at),
         possible_duplicate_charge=job.possible_duplicate_charge is not None,
         possible_duplicate_charge_why=job.possible_duplicate_charge,
         delivery=delivery_info(delivery),
         attempts_history=[
             Attempt(
-                at=a.at,
+                at=moment(a.at),
                 kind=a.kind,
                 outcome=a.outcome,
                 http_status=a.http_status,
@@ -119,33 +132,34 @@ def job_detail(
 
 
 def batch_summary(
-    ctx: DaemonContext, batch: BatchRow, counts: dict[str, int], credits: float = 0.0
+    ctx: DaemonContext, batch: BatchRow, counts: dict[str, int], credits: float = 0.0,
+    eta_seconds: float | None = None,
 ) -> BatchSummary:
-    remaining = sum(counts.get(state, 0) for state in UNFINISHED_STATES)
-    stalled = (
-        ctx.engine.holds.everything() is not None or ctx.engine.holds.batch(batch) is not None
-    )
     return BatchSummary(
         id=batch.id,
         name=batch.name,
         source_name=batch.source_name,
         provider=batch.provider,
-        created_at=batch.created_at,
+        created_at=moment(batch.created_at),
         output_dir=batch.output_dir,
         paused=batch.paused,
         counts=counts,
         total=sum(counts.values()),
-        eta_seconds=None if stalled else ctx.tracker.eta(batch.id, remaining),
+        eta_seconds=eta_seconds,
         budget=batch.budget,
         pause_reason=ctx.engine.holds.batch(batch),
         credits_used=credits,
     )
 
 
-async def batch_summaries(ctx: DaemonContext, batches: list[BatchRow]) -> list[BatchSummary]:
+async def batch_summaries(
+    ctx: DaemonContext, batches: list[BatchRow], etas: dict[str, float | None] | None = None
+) -> list[BatchSummary]:
     ids = [batch.id for batch in batches]
     counts = await ctx.store.counts_for_batches(ids)
     credits = await ctx.store.credits_used_by("batch_id", ids)
+    if etas is None:
+        etas = await batch_etas(ctx, batches, counts)
     remote: dict[str, list[RemoteBatchSummary]] = {}
     for row in await RemoteBatchStore(ctx.store).of_batches(ids):
         remote.setdefault(row.batch_id, []).append(
@@ -160,7 +174,10 @@ async def batch_summaries(ctx: DaemonContext, batches: list[BatchRow]) -> list[B
                 message=row.message,
             )
         )
-    summaries = [batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0)) for batch in batches]
+    summaries = [
+        batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0), etas.get(batch.id))
+        for batch in batches
+    ]
     return [s.model_copy(update={"remote_batches": remote.get(s.id, [])}) for s in summaries]
 
 
@@ -180,6 +197,9 @@ async def provider_statuses(
         limiter = ctx.engine.pool.limiter(name)
         snapshot = limiter.snapshot().to_json()
         snapshot["paused"] = ctx.engine.holds.provider(name)
+        # From the store, not the limiter's memory: that one counts starts that were refused and
+        # starts afresh at a restart, so "today" jumped (160, 150, 154) for one true count.
+        snapshot["daily_executions"] = await ctx.store.starts_since(name, start_of_today(time.time()))
         statuses[name] = ProviderStatus(
             name=name,
             label=ctx.engine.pool.label(name),
@@ -202,13 +222,18 @@ async def status(ctx: DaemonContext) -> Status:
             totals[state] += n
     batches = await ctx.store.list_batches(RECENT_BATCHES)
     pipeline = await ctx.store.pipeline_counts()
+    providers = await provider_statuses(ctx, by_provider)
+    holds = ctx.engine.holds.all(providers, batches)
+    etas = await batch_etas(ctx, batches, await ctx.store.counts_for_batches([b.id for b in batches]))
     return Status(
         version=__version__,
         jobs=totals,
         paused=ctx.engine.holds.everything() is not None,
         pause_reason=ctx.engine.holds.everything(),
-        providers=await provider_statuses(ctx, by_provider),
-        batches=await batch_summaries(ctx, batches),
+        providers=providers,
+        batches=await batch_summaries(ctx, batches, etas),
+        holds=holds,
+        eta_seconds=overall_eta({b: eta for b, eta in etas.items() if eta != 0.0}),
         pipeline=pipeline if pipeline["drafts"] else None,
         delivery=DeliveryBacklog(
             **await ctx.store.deliveries.backlog(),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from wfbatch.core.expand import ExpandedJob, expand_batch
 from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
+from wfbatch.core.suggest import did_you_mean
 from wfbatch.engine.ingest import entry_problems
 from wfbatch.providers.registry import KNOWN_PROVIDERS, configuration_problems
 from wfbatch.settings import Settings
@@ -69,7 +70,8 @@ def provider_problems(parsed: ParsedBatch, default_provider: str, settings: Sett
     for name, line in sorted(wanted.items(), key=lambda item: item[1]):
         if name not in KNOWN_PROVIDERS:
             known = ", ".join(KNOWN_PROVIDERS)
-            problems.append(LineError(line, None, f"unknown provider {name!r} (known: {known})"))
+            hint = did_you_mean(name, KNOWN_PROVIDERS)
+            problems.append(LineError(line, None, f"unknown provider {name!r}{hint} (known: {known})"))
             continue
         for problem in configuration_problems(name, settings):
             problems.append(LineError(line, None, f"provider {name!r} cannot be used: {problem}"))

@@ -17,6 +17,7 @@ from wfbatch.core.hashing import batch_identity, cache_key
 from wfbatch.core.names import quote_name
 from wfbatch.core.parsing import LineError, PromptFileError, format_of_name
 from wfbatch.core.states import UNFINISHED_STATES, Execution, JobState, ReviewStatus
+from wfbatch.core.suggest import did_you_mean
 from wfbatch.engine.acceptance import balance_warnings, check_prompts
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.ingest import ingest
@@ -375,7 +376,8 @@ class Control:
         if not name:
             raise CommandError("a provider name is needed")
         if name not in KNOWN_PROVIDERS:
-            raise NotFound(f"no provider {name!r} (known: {', '.join(KNOWN_PROVIDERS)})")
+            hint = did_you_mean(name, KNOWN_PROVIDERS)
+            raise NotFound(f"no provider {name!r}{hint} (known: {', '.join(KNOWN_PROVIDERS)})")
         return name
 
     async def _announce(self, job_ids: Sequence[int], state: JobState) -> None:

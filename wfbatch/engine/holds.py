@@ -14,10 +14,28 @@ from collections.abc import Iterable
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.pool import ProviderPool
 from wfbatch.engine.storage import StorageHealth
+from wfbatch.protocol import Hold
 from wfbatch.store import BatchRow, Store
 
 GLOBAL_SCOPE = "global"
 PROVIDER_SCOPE = "provider:"
+
+RELOAD = "`kill -HUP <daemon pid>` (or `systemctl --user reload wfbatch`)"
+
+
+def _provider_lift(name: str, kind: str) -> str:
+    resume = f"`wfbatch resume --provider {name}`"
+    return {
+        "pause": resume,
+        "credits": f"top up the account, then {resume}",
+        "authentication": f"fix {name}'s API key in wfbatch.toml, then restart the daemon",
+        "config": f"fix [{name}] in wfbatch.toml, then restart the daemon",
+        "unreachable": f"tried again by itself after a back-off; {resume} tries at once",
+        "daily_cap": f"lifts at midnight, or raise daily_executions under [{name}] and reload: {RELOAD}",
+        "daily_credit_cap": (
+            f"lifts at midnight, or raise daily_credit_cap under [{name}] and reload: {RELOAD}"
+        ),
+    }.get(kind, resume)
 
 
 class Holds:
@@ -51,6 +69,57 @@ class Holds:
         if batch.paused:
             return "paused by the user"
         return self._budget.paused_batches.get(batch.id)
+
+    def provider_hold(self, name: str) -> Hold | None:
+        """`provider(name)` with its kind and what lifts it."""
+        limiter = self._pool.limiter(name)
+        if limiter.paused is not None:
+            details = limiter.pause_details
+            kind = "pause" if details.get("by") == "user" else str(details.get("kind") or "pause")
+            reason = limiter.paused
+        elif (cap := limiter.hold()) is not None:
+            kind, reason = "daily_cap", cap
+        elif (block := self._budget.provider_block(name)) is not None:
+            kind, reason = "daily_credit_cap", block
+        else:
+            return None
+        return Hold(
+            scope="provider", target=name, kind=kind, reason=reason.removeprefix(f"{name}: "),
+            lift=_provider_lift(name, kind),
+        )
+
+    def batch_hold(self, batch: BatchRow) -> Hold | None:
+        """`batch(batch)` with its kind and what lifts it."""
+        if batch.paused:
+            return Hold(
+                scope="batch", target=batch.id, kind="pause", reason="paused by the user",
+                lift=f"`wfbatch resume --batch {batch.id}`",
+            )
+        budget = self._budget.paused_batches.get(batch.id)
+        if budget is None:
+            return None
+        return Hold(
+            scope="batch", target=batch.id, kind="budget", reason=budget,
+            lift=f"`wfbatch budget {batch.id} <credits>` (a higher budget, or `none`)",
+        )
+
+    def everything_hold(self) -> Hold | None:
+        """`everything()` with its kind and what lifts it."""
+        if self.storage.problem:
+            return Hold(
+                scope="everything", kind="disk", reason=self.storage.problem,
+                lift="free space under HOME: work resumes by itself",
+            )
+        if self._user_global:
+            return Hold(scope="everything", kind="pause", reason=self._user_global, lift="`wfbatch resume`")
+        return None
+
+    def all(self, providers: Iterable[str], batches: Iterable[BatchRow]) -> list[Hold]:
+        """Every hold on these providers and batches (and on everything), most sweeping first."""
+        found = [self.everything_hold()]
+        found += [self.provider_hold(name) for name in sorted(providers)]
+        found += [self.batch_hold(batch) for batch in batches]
+        return [hold for hold in found if hold is not None]
 
     def held_for_notice(self, batch: BatchRow, providers: Iterable[str]) -> str | None:
         """Why this batch's queued work cannot start, for telling someone: a full disk, its budget,

@@ -301,6 +301,19 @@ class ProviderLimiter:
         if hold is not None:
             raise ProviderPaused(hold)
 
+    def next_start(self) -> tuple[float, str | None]:
+        """Seconds until a new start may go out, and the limit that makes it wait (None when none
+        does): what a progress display says while jobs queue behind a rate limit."""
+        now = self._clock.monotonic()
+        waits = [
+            (self._blocked_until - now, self.block_reason or "rate limited by the provider"),
+            (self._starts_blocked_until - now, "the provider asked to slow down"),
+            (self.executions.wait_time(now), f"{self.executions.limit}/min start limit"),
+            (self.requests.wait_time(now), f"{self.requests.limit}/min request limit"),
+        ]
+        wait, why = max(waits, key=lambda item: item[0])
+        return (wait, why) if wait > 0 else (0.0, None)
+
     def _start_wait(self) -> float:
         now = self._clock.monotonic()
         return max(

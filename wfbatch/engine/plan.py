@@ -210,30 +210,11 @@ async def _plan_provider(
             await provider.aclose()
     known = [cost for cost in model_costs.values() if cost is not None]
     result.cost_per_image = statistics.fmean(known) if known else None
-    history = await store.recent_durations(name)
-    if len(history) >= 3:
-        result.latency = statistics.median(history)
-        result.latency_source = f"median of {len(history)} past jobs"
-    elif limits.expected_latency is not None:
-        result.latency, result.latency_source = limits.expected_latency, "expected_latency setting"
-    else:
-        result.latency = traits(name).expected_latency or DEFAULT_REMOTE_LATENCY
-        result.latency_source = "default"
+    result.latency, result.latency_source = await latency_of(store, settings, name)
     if limits.daily_executions is not None:
         used = await store.starts_since(name, start_of_today(time.time()))
         result.daily_remaining = max(0, limits.daily_executions - used)
-    model = ScheduleModel(
-        requests_per_minute=limits.requests_per_minute,
-        executions_per_minute=limits.executions_per_minute,
-        max_in_flight=limits.max_in_flight,
-        window=limits.rate_window_seconds,
-        latency=result.latency,
-        synchronous=traits(name).synchronous,
-        starts_count_as_requests=traits(name).starts_count_as_requests,
-        poll_initial=limits.poll_initial,
-        poll_factor=limits.poll_factor,
-        poll_max=limits.poll_max,
-    )
+    model = schedule_model(settings, name, result.latency)
     direct_jobs = len(specs) - len(batch_specs)
     runnable = direct_jobs if result.daily_remaining is None else min(direct_jobs, result.daily_remaining)
     result.estimated_seconds = round(estimate_seconds(runnable, model), 3)
@@ -246,6 +227,43 @@ async def _plan_provider(
             result.batch_cost = round(sum(cost or 0.0 for cost in at_batch), 6)
             result.batch_direct_cost = round(sum(cost or 0.0 for cost in at_direct), 6)
     return result, model_costs
+
+
+async def latency_of(store: Store, settings: Settings, name: str) -> tuple[float, str]:
+    """The provider's expected time per execution, and where that figure comes from: the median
+    of its past jobs, else the setting, else the provider's typical latency."""
+    limits = settings.provider_limits(name)
+    history = await store.recent_durations(name)
+    if len(history) >= 3:
+        return statistics.median(history), f"median of {len(history)} past jobs"
+    if limits.expected_latency is not None:
+        return limits.expected_latency, "expected_latency setting"
+    return traits(name).expected_latency or DEFAULT_REMOTE_LATENCY, "default"
+
+
+def schedule_model(
+    settings: Settings,
+    name: str,
+    latency: float,
+    *,
+    requests_per_minute: int | None = None,
+    executions_per_minute: int | None = None,
+) -> ScheduleModel:
+    """The forecast's model of one provider: its limits (the configured ones unless the limiter
+    learned others, passed in), concurrency, poll schedule and `latency`."""
+    limits = settings.provider_limits(name)
+    return ScheduleModel(
+        requests_per_minute=requests_per_minute or limits.requests_per_minute,
+        executions_per_minute=executions_per_minute or limits.executions_per_minute,
+        max_in_flight=limits.max_in_flight,
+        window=limits.rate_window_seconds,
+        latency=latency,
+        synchronous=traits(name).synchronous,
+        starts_count_as_requests=traits(name).starts_count_as_requests,
+        poll_initial=limits.poll_initial,
+        poll_factor=limits.poll_factor,
+        poll_max=limits.poll_max,
+    )
 
 
 async def _price_pipeline(

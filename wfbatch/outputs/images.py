@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import struct
 from collections.abc import Mapping
@@ -132,12 +133,18 @@ def decode_image(data: bytes) -> Image.Image:
         raise ImageDecodeError(f"cannot decode the image ({len(data)} bytes): {error}") from error
 
 
-def read_embedded_metadata(path: Path) -> dict[str, str]:
-    """The wfbatch metadata embedded in the PNG, WebP or JPEG file at `path`.
+INTEGER_KEYS = frozenset({"seed"})
+"""Keys embedded as text but typed as integers in the manifest: read back as the manifest has them."""
+
+
+def read_embedded_metadata(path: str | os.PathLike[str]) -> dict[str, str | int]:
+    """The wfbatch metadata embedded in the PNG, WebP or JPEG file at `path` (the seed as an int,
+    as in the manifest).
 
     Returns an empty dict when the file carries none (an image from elsewhere). Raises
     `FileNotFoundError` when the file is missing, `ImageDecodeError` when it is not an image.
     """
+    path = Path(path)
     with path.open("rb") as file:
         try:
             with Image.open(file) as image:
@@ -215,7 +222,13 @@ def _exif_with(fields: Mapping[str, str]) -> bytes:
     return exif.tobytes()
 
 
-def _parse_metadata_json(text: str, *, nested: bool) -> dict[str, str]:
+def _typed(key: str, value: str) -> str | int:
+    if key in INTEGER_KEYS and value.lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def _parse_metadata_json(text: str, *, nested: bool) -> dict[str, str | int]:
     """The metadata dict in `text`, or {} when `text` is not wfbatch metadata."""
     try:
         parsed: object = json.loads(text)
@@ -225,4 +238,8 @@ def _parse_metadata_json(text: str, *, nested: bool) -> dict[str, str]:
         parsed = parsed.get(METADATA_KEY) if isinstance(parsed, dict) else None
     if not isinstance(parsed, dict):
         return {}
-    return {key: value for key, value in parsed.items() if isinstance(key, str) and isinstance(value, str)}
+    return {
+        key: _typed(key, value)
+        for key, value in parsed.items()
+        if isinstance(key, str) and isinstance(value, str)
+    }

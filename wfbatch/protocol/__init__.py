@@ -34,6 +34,7 @@ from wfbatch.protocol.models import (
     EditRequest,
     ErrorInfo,
     Health,
+    Hold,
     JobDetail,
     JobId,
     JobSummary,
@@ -48,6 +49,7 @@ from wfbatch.protocol.models import (
     SubmitError,
     SubmitRequest,
     SubmitResult,
+    error_headline,
 )
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "Health",
+    "Hold",
     "InboxEvent",
     "JobDetail",
     "JobEvent",
@@ -87,6 +90,7 @@ __all__ = [
     "SubmitError",
     "SubmitRequest",
     "SubmitResult",
+    "error_headline",
     "event_json",
     "parse_event",
     "routes",

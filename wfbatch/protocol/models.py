@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,9 @@ MAX_ID = 2**63 - 1
 JobId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Credits = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """A budget in credits: finite and not negative (NaN would compare as "no cap")."""
+Timestamp = datetime
+"""A moment, as ISO 8601 on the wire (like the manifests): the daemon hands epoch seconds, which
+pydantic turns into an aware UTC datetime."""
 
 
 class _Model(BaseModel):
@@ -37,12 +41,22 @@ class ErrorInfo(_Model):
     error_class: ErrorClass | None = None
 
 
+def error_headline(http_status: int | None) -> str:
+    """What kind of failure an error is, for people: an execution that failed on the provider's side
+    arrives in a 2xx answer, and "HTTP 200: NSFW content detected" reads as a success."""
+    if http_status is None:
+        return "no answer"
+    if 200 <= http_status < 300:
+        return "execution failed"
+    return f"HTTP {http_status}"
+
+
 class Health(_Model):
     ok: bool
     version: str
     api_version: int
     pid: int
-    started_at: float
+    started_at: Timestamp
     home: str
 
 
@@ -96,12 +110,14 @@ class BatchSummary(_Model):
     name: str
     source_name: str
     provider: str
-    created_at: float
+    created_at: Timestamp
     output_dir: str
     paused: bool
     counts: dict[str, int]
     total: int
     eta_seconds: float | None = None
+    """From the provider's binding limits and observed latency, this batch's jobs and every older
+    batch's ahead of them; 0 when nothing is left, None while held (see `Status.holds`)."""
     budget: float | None = None
     pause_reason: str | None = None
     """Why the batch is held back besides a pause by hand, e.g. `budget reached: 10 of 10 credits`."""
@@ -138,10 +154,23 @@ class DeliveryInfo(_Model):
     url: str | None = None
     """`s3://bucket/key` of the object uploaded last; None while none is."""
     etag: str | None = None
-    at: float | None = None
+    at: Timestamp | None = None
     presigned_url: str | None = None
     error: str | None = None
     """Why the last try failed (held: why it is stuck)."""
+
+
+class Hold(_Model):
+    """Something that keeps work from starting: what it holds, why, and what lifts it."""
+
+    scope: Literal["everything", "provider", "batch"]
+    target: str | None = None
+    """The provider's name or the batch's id; None for everything."""
+    kind: str
+    """pause, disk, credits, authentication, unreachable, config, daily_cap, daily_credit_cap, budget."""
+    reason: str
+    lift: str
+    """What lifts it, for people: usually a command (`wfbatch resume --provider wireflow`)."""
 
 
 class Status(_Model):
@@ -157,6 +186,11 @@ class Status(_Model):
     """Draft → final batches: drafts, drafts_done, approved, rejected, finals, finals_done; None
     when there are none."""
     delivery: DeliveryBacklog = Field(default_factory=DeliveryBacklog)
+    holds: list[Hold] = Field(default_factory=list)
+    """Every hold on everything, the providers and the batches listed, with what lifts each."""
+    eta_seconds: float | None = None
+    """Until all work that can move is done, from the binding limits and observed latency; None
+    when nothing can move (see `holds`)."""
 
 
 class JobSummary(_Model):
@@ -175,7 +209,7 @@ class JobSummary(_Model):
     cache_hit: bool = False
     credits: float | None = None
     remote_id: str | None = None
-    updated_at: float
+    updated_at: Timestamp
     stage: Literal["draft", "final"] | None = None
     """In a draft → final batch: a draft (for review) or the final its approval queued."""
     draft_of: int | None = None
@@ -185,7 +219,7 @@ class JobSummary(_Model):
 
 
 class Attempt(_Model):
-    at: float
+    at: Timestamp
     kind: str
     outcome: str
     http_status: int | None = None
@@ -207,7 +241,7 @@ class JobDetail(JobSummary):
     output_dir: str
     file_path: str | None = None
     """Absolute path of the image, when there is one."""
-    next_attempt_at: float | None = None
+    next_attempt_at: Timestamp | None = None
     possible_duplicate_charge: bool = False
     possible_duplicate_charge_why: str | None = None
     """Why this image may have been paid for twice (a start re-sent after a lost answer)."""

@@ -260,6 +260,17 @@ class Store:
         row = await self.fetchone("SELECT * FROM batches WHERE id = ?", (batch_id,))
         return BatchRow.from_sql(row) if row else None
 
+    async def batches_named(self, ref: str, limit: int = 10) -> list[BatchRow]:
+        """Batches whose id is `ref` or starts with it, or whose name is `ref`, newest first: what
+        a person may type for a batch (git-style prefixes). LIKE's wildcards in `ref` are escaped."""
+        pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = await self.fetchall(
+            "SELECT * FROM batches WHERE id LIKE ? ESCAPE '\\' OR name = ?"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (pattern, ref, limit),
+        )
+        return [BatchRow.from_sql(r) for r in rows]
+
     async def list_batches(self, limit: int = 100) -> list[BatchRow]:
         rows = await self.fetchall("SELECT * FROM batches ORDER BY created_at DESC LIMIT ?", (limit,))
         return [BatchRow.from_sql(r) for r in rows]

@@ -18,8 +18,11 @@ from wfbatch.tui.changes import ChangeSet
 from wfbatch.tui.daemon_api import DaemonApi
 from wfbatch.tui.messages import Connected, DataChanged, Disconnected
 
-# Errors that mean "the daemon is not (or no longer) there", as opposed to bugs.
-CONNECTION_ERRORS = (DaemonUnavailable, ApiError, httpx.HTTPError, OSError)
+LOST_CONNECTION = (DaemonUnavailable, httpx.HTTPError, OSError)
+"""Errors that mean "the daemon is not (or no longer) there"."""
+CONNECTION_ERRORS = (*LOST_CONNECTION, ApiError)
+"""What the connection watcher treats as "not attached". A screen's call that gets an `ApiError`
+(a 404, a 500) is still connected: it says what failed and carries on."""
 
 
 def describe(error: BaseException) -> str:
@@ -27,6 +30,9 @@ def describe(error: BaseException) -> str:
         return "nothing answers on the socket"
     if isinstance(error, httpx.HTTPError):
         return f"connection lost ({type(error).__name__})"
+    if isinstance(error, ApiError):
+        detail = f": {error.detail}" if isinstance(error.detail, str) and error.detail else ""
+        return f"the daemon answered {error.status}: {error.error}{detail}"
     return str(error) or type(error).__name__
 
 

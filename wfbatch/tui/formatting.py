@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 
 from rich.text import Text
 
@@ -26,11 +26,11 @@ def duration(seconds: float | None) -> str:
     return f"{days}d{hours:02d}h"
 
 
-def clock(timestamp: float | None) -> str:
-    """Local wall-clock time of a timestamp, `YYYY-MM-DD HH:MM:SS`."""
-    if timestamp is None:
+def clock(moment: datetime | None) -> str:
+    """Local wall-clock time of a moment, `YYYY-MM-DD HH:MM:SS`."""
+    if moment is None:
         return "—"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def progress_bar(done: int, failed: int, total: int, width: int = 24) -> Text:

@@ -137,7 +137,8 @@ def _error_text(value: Any) -> str | None:
 
 
 def failure_message(body: Any) -> str:
-    """Why a FAILED execution failed: the failing node's `error`, else the top-level `error`."""
+    """Why a FAILED execution failed: the failing node's `error` (the reason first, then which
+    node: a list cut to its width must still show why), else the top-level `error`."""
     for layer in layers(body):
         nodes = [*as_list(layer.get("nodeStates")), *_node_runs(layer)]
         for node in nodes:
@@ -145,7 +146,7 @@ def failure_message(body: Any) -> str:
                 text = _error_text(node.get("error"))
                 if text:
                     name = node.get("label") or node.get("nodeLabel") or node.get("nodeId") or "?"
-                    return f"node {name}: {text}"
+                    return f"{text} (node {name})"
     for layer in layers(body):
         text = _error_text(layer.get("error"))
         if text:

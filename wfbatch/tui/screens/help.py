@@ -7,20 +7,21 @@ from typing import ClassVar
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS: list[tuple[str, str]] = [
     ("1 2 3 4 5", "tabs: Queued, Running, Failed (and canceled), Done, Review"),
     ("↑ ↓ PgUp PgDn", "move; the next page loads as you near the end"),
+    ("Home g / End G", "first / last job loaded"),
     ("tab", "switch between the batches panel and the jobs table"),
     ("enter", "details of the job: prompt, params, attempts, image"),
     ("escape", "close the details / clear the selection / clear the filter"),
     ("space", "select several jobs (r, c, a, x then act on all of them)"),
-    ("r", "retry the selected job(s)"),
-    ("R", "retry every failed job of the selected batch (all batches when none is)"),
-    ("c", "cancel the selected job(s)"),
+    ("r", "retry the job shown (or the selected ones: asks first)"),
+    ("R", "retry every failed job of the selected batch (all when none is); asks first"),
+    ("c", "cancel the job shown (asks first for several, or one being executed)"),
     ("e", "edit a failed job's prompt and requeue it"),
     ("a / x", "approve / reject in the Review tab (files move, manifest updates)"),
     ("p", "pause / resume the selected batch (or the highlighted job's batch)"),
@@ -48,6 +49,6 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-box"):
+        with VerticalScroll(id="help-box"):
             yield Static(keys_table())
             yield Static("The selected batch is the highlighted row of the batches panel.", classes="dim")

@@ -15,9 +15,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
 
+from wfbatch.client import ApiError
 from wfbatch.protocol import (
     CancelRequest,
     CommandResult,
@@ -28,33 +30,50 @@ from wfbatch.protocol import (
     Status,
 )
 from wfbatch.tui.changes import ChangeSet
-from wfbatch.tui.connection import CONNECTION_ERRORS, describe
+from wfbatch.tui.connection import LOST_CONNECTION, describe
 from wfbatch.tui.daemon_api import DaemonApi
 from wfbatch.tui.messages import ConnectionTrouble
+from wfbatch.tui.screens.confirm import ConfirmScreen
 from wfbatch.tui.screens.edit import EditPromptScreen
 from wfbatch.tui.tabs import TAB_SPECS, JobTab
 from wfbatch.tui.widgets.batches import BatchesPanel
 from wfbatch.tui.widgets.detail import DetailPane
 from wfbatch.tui.widgets.header import StatusHeader
-from wfbatch.tui.widgets.jobs_table import JobsTable
+from wfbatch.tui.widgets.jobs_table import PAGE_SIZE, JobQuery, JobsPage, JobsTable
 
 REFRESH_INTERVAL = 0.25
 EDITABLE_STATES = frozenset({"failed", "canceled"})
+IN_FLIGHT_STATES = frozenset({"submitting", "running"})
+NARROW = 110
+"""Below this width the detail pane takes the whole width while it is open."""
+SHORT = 32
+"""Below this height the batches panel shrinks to leave the jobs table its rows."""
+
+
+def job_names(ids: list[int]) -> str:
+    """`job 61`, `jobs 61, 62, 63`, `jobs 1, 2, 3, 4, 5 and 7 more`."""
+    if len(ids) == 1:
+        return f"job {ids[0]}"
+    shown = ", ".join(str(i) for i in ids[:5])
+    return f"jobs {shown}" + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
 
 
 class MainScreen(Screen[None]):
+    """Owns the daemon client and every worker that calls it; the widgets get the answers through
+    their reactive attributes (`header.status`, `batches.status`, `jobs.page`, `detail.job`)."""
+
     AUTO_FOCUS = "#jobs"
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(s.key, f"show_tab('{s.tab.value}')", s.title, show=False) for s in TAB_SPECS.values()),
         Binding("r", "retry", "retry"),
-        Binding("R", "retry_failed", "retry failed"),
+        Binding("R", "retry_failed", "retry failed", show=False),
         Binding("c", "cancel", "cancel"),
         Binding("e", "edit", "edit"),
         Binding("a", "review('approve')", "approve"),
         Binding("x", "review('reject')", "reject"),
         Binding("p", "pause_batch", "pause"),
-        Binding("P", "pause_all", "pause all"),
-        Binding("space", "mark", "select"),
+        Binding("P", "pause_all", "pause all", show=False),
+        Binding("space", "mark", "select", show=False),
         Binding("slash", "filter", "filter"),
         Binding("enter", "details", "details"),
         Binding("escape", "back", "back", show=False),
@@ -78,7 +97,7 @@ class MainScreen(Screen[None]):
             yield Static("", id="filter-label")
         yield Input(placeholder="filter prompts by text, enter applies, escape clears", id="filter")
         with Horizontal(id="work"):
-            yield JobsTable(self.client, id="jobs")
+            yield JobsTable(id="jobs")
             yield DetailPane(id="detail", graphics=self.graphics)
         yield Footer(compact=True)
 
@@ -86,10 +105,16 @@ class MainScreen(Screen[None]):
         self.query_one(Tabs).can_focus = False
         self.query_one("#filter", Input).display = False
         self.query_one(DetailPane).display = False
+        self.query_one(StatusHeader).socket = str(self.client.socket_path)
         self.jobs.border_title = "Jobs"
         self.jobs.focus()
         self.set_interval(REFRESH_INTERVAL, self._flush)
         self.set_interval(self.status_interval, self._tick_status)
+        self.set_interval(1.0, self.jobs.tick_running_for)
+
+    def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width < NARROW, "narrow")
+        self.set_class(event.size.height < SHORT, "short")
 
     @property
     def jobs(self) -> JobsTable:
@@ -100,6 +125,10 @@ class MainScreen(Screen[None]):
         return self.query_one(BatchesPanel)
 
     @property
+    def detail(self) -> DetailPane:
+        return self.query_one(DetailPane)
+
+    @property
     def tab(self) -> JobTab:
         return self.jobs.job_query.tab
 
@@ -108,6 +137,7 @@ class MainScreen(Screen[None]):
     def attached(self, health: Health) -> None:
         """The daemon (re)appeared: reload everything."""
         self.health = health
+        self.query_one(StatusHeader).health = health
         self.pending.merge(ChangeSet.all())
         self._flush()
 
@@ -125,8 +155,8 @@ class MainScreen(Screen[None]):
         moved = table.apply_states(changes.job_states)
         touched = changes.states & set(TAB_SPECS[self.tab].states)
         if changes.everything or ((moved or touched) and not table.too_deep_to_reload):
-            table.reload(reset=not table.loaded)
-        detail = self.query_one(DetailPane)
+            self.load_jobs(reset=not table.loaded)
+        detail = self.detail
         if detail.display and detail.job is not None and (
             changes.everything or detail.job.id in changes.job_states
         ):
@@ -136,24 +166,89 @@ class MainScreen(Screen[None]):
         if not self.status_loading:
             self.load_status()
 
+    def _lost(self, error: BaseException) -> None:
+        self.post_message(ConnectionTrouble(describe(error)))
+
     @work(exclusive=True, group="status")
     async def load_status(self) -> None:
         self.status_loading = True
         try:
             status = await self.client.status()
-        except CONNECTION_ERRORS as error:
-            self.post_message(ConnectionTrouble(describe(error)))
+        except ApiError as error:  # the daemon is there: say what failed, stay attached
+            self.notify(f"could not read the status: {describe(error)}", severity="error")
+            return
+        except LOST_CONNECTION as error:
+            self._lost(error)
             return
         finally:
             self.status_loading = False
+        self._show_status(status)
+
+    def _show_status(self, status: Status) -> None:
         previous, self.status = self.status, status
-        self.query_one(StatusHeader).show(self.health, status, str(self.client.socket_path))
-        self.batches.show(status)
+        self.query_one(StatusHeader).status = status
+        self.batches.status = status
         self.jobs.batch_names = {b.id: b.name for b in status.batches}
         self._label_tabs(status)
         if previous is not None and previous.jobs != status.jobs:
             # Counts moved without an event reaching us (or before the stream opened): catch up.
             self.pending.states |= {s for s in status.jobs if status.jobs[s] != previous.jobs.get(s)}
+
+    @work(exclusive=True, group="jobs-load")
+    async def load_jobs(self, reset: bool = False) -> None:
+        """Re-read the rows on screen (or the first page after `reset`) into the table."""
+        table = self.jobs
+        query = table.job_query
+        spec = TAB_SPECS[query.tab]
+        table.loading = True
+        try:
+            if self.status is None:
+                # Names for the batch column from the first paint, not from the next status tick.
+                self._show_status(await self.client.status())
+            page = await self.client.jobs(
+                states=spec.states, review=spec.review, batch_id=query.batch_id, text=query.text,
+                cursor=None, limit=PAGE_SIZE if reset else table.reload_limit,
+            )
+        except ApiError as error:
+            self.notify(f"could not load jobs: {describe(error)}", severity="error")
+            return
+        except LOST_CONNECTION as error:
+            self._lost(error)
+            return
+        finally:
+            table.loading = False
+        table.page = JobsPage(query, tuple(page.items), page.next_cursor)
+
+    @work(exclusive=True, group="jobs-load")
+    async def load_more_jobs(self) -> None:
+        table = self.jobs
+        query = table.job_query
+        if table.next_cursor is None:
+            return
+        spec = TAB_SPECS[query.tab]
+        table.loading = True
+        try:
+            page = await self.client.jobs(
+                states=spec.states, review=spec.review, batch_id=query.batch_id, text=query.text,
+                cursor=table.next_cursor, limit=PAGE_SIZE,
+            )
+        except ApiError as error:
+            self.notify(f"could not load more jobs: {describe(error)}", severity="error")
+            return
+        except LOST_CONNECTION as error:
+            self._lost(error)
+            return
+        finally:
+            table.loading = False
+        table.page = JobsPage(query, tuple(page.items), page.next_cursor, append=True)
+
+    @on(JobsTable.NeedMore)
+    def _need_more(self) -> None:
+        self.load_more_jobs()
+
+    def _set_query(self, query: JobQuery) -> None:
+        if self.jobs.set_query(query):
+            self.load_jobs(reset=True)
 
     def _label_tabs(self, status: Status) -> None:
         counts = status.jobs
@@ -162,7 +257,7 @@ class MainScreen(Screen[None]):
             if spec.tab is JobTab.FAILED:
                 label += f" {counts.get('failed', 0)}"
                 if counts.get("canceled", 0):
-                    label += f"+{counts['canceled']} canceled"
+                    label += f"+{counts['canceled']}"
             elif spec.review is None:
                 label += f" {sum(counts.get(s, 0) for s in spec.states)}"
             self.query_one(f"#{spec.tab.value}", Tab).label = label
@@ -176,12 +271,12 @@ class MainScreen(Screen[None]):
     def _tab_activated(self, event: Tabs.TabActivated) -> None:
         if event.tab.id is None:
             return
-        self.jobs.set_query(replace(self.jobs.job_query, tab=JobTab(event.tab.id)))
+        self._set_query(replace(self.jobs.job_query, tab=JobTab(event.tab.id)))
         self.refresh_bindings()
 
     @on(DataTable.RowHighlighted, "#batches")
     def _batch_highlighted(self) -> None:
-        self.jobs.set_query(replace(self.jobs.job_query, batch_id=self.batches.scope))
+        self._set_query(replace(self.jobs.job_query, batch_id=self.batches.scope))
         title = "Jobs"
         if self.batches.scope and self.batches.scope in self.batches.batches:
             title += f" of {self.batches.batches[self.batches.scope].name}"
@@ -197,35 +292,42 @@ class MainScreen(Screen[None]):
 
     @on(DataTable.RowHighlighted, "#jobs")
     def _job_highlighted(self) -> None:
-        detail = self.query_one(DetailPane)
+        detail = self.detail
         job = self.jobs.highlighted
         if detail.display and job is not None and (detail.job is None or detail.job.id != job.id):
             self.load_detail(job.id)
+
+    def _show_detail(self, shown: bool) -> None:
+        self.detail.display = shown
+        self.set_class(shown, "detail-open")
 
     def action_details(self) -> None:
         job = self.jobs.highlighted
         if job is None:
             return
-        self.query_one(DetailPane).display = True
+        self._show_detail(True)
         self.load_detail(job.id)
 
     @work(exclusive=True, group="detail")
     async def load_detail(self, job_id: int) -> None:
-        pane = self.query_one(DetailPane)
         try:
             job = await self.client.job(job_id)
-        except CONNECTION_ERRORS as error:
-            await pane.show_message(f"could not load job {job_id}: {describe(error)}")
+        except ApiError as error:
+            self.detail.note = f"could not load job {job_id}: {describe(error)}"
             return
-        await pane.show_job(job)
+        except LOST_CONNECTION as error:
+            self.detail.note = f"could not load job {job_id}: {describe(error)}"
+            self._lost(error)
+            return
+        self.detail.job = job
 
     def action_back(self) -> None:
         filter_input = self.query_one("#filter", Input)
         if filter_input.has_focus:
             filter_input.value = ""
             self._apply_filter("")
-        elif self.query_one(DetailPane).display:
-            self.query_one(DetailPane).display = False
+        elif self.detail.display:
+            self._show_detail(False)
         elif self.jobs.marked:
             self.jobs.clear_marks()
         elif self.jobs.job_query.text:
@@ -245,7 +347,7 @@ class MainScreen(Screen[None]):
         filter_input = self.query_one("#filter", Input)
         filter_input.display = False
         self.query_one("#filter-label", Static).update(f"filter: “{text}”  (esc clears)" if text else "")
-        self.jobs.set_query(replace(self.jobs.job_query, text=text))
+        self._set_query(replace(self.jobs.job_query, text=text))
         self.jobs.focus()
 
     def action_mark(self) -> None:
@@ -256,6 +358,10 @@ class MainScreen(Screen[None]):
             return self.tab is JobTab.REVIEW
         if action == "edit":
             return self.tab is JobTab.FAILED
+        if action == "retry":
+            return self.tab is not JobTab.REVIEW
+        if action == "cancel":
+            return self.tab in (JobTab.QUEUED, JobTab.RUNNING)
         return True
 
     # -- commands -----------------------------------------------------------------------------
@@ -264,45 +370,100 @@ class MainScreen(Screen[None]):
     async def run_command(self, what: str, call: Callable[[], Awaitable[CommandResult]]) -> None:
         try:
             result = await call()
-        except CONNECTION_ERRORS as error:
+        except (ApiError, *LOST_CONNECTION) as error:
             self.notify(f"{what} failed: {describe(error)}", severity="error")
             return
-        self.notify(result.message or f"{what}: {len(result.job_ids)} job(s)")
+        self.notify(f"{what}: {result.message}" if result.message else what)
         self.jobs.clear_marks()
         self.pending.merge(ChangeSet.all())
 
-    def _selected_or_warn(self) -> list[int]:
-        ids = self.jobs.selected_ids()
-        if not ids:
-            self.notify("no job selected", severity="warning")
-        return ids
+    def _targets(self) -> dict[int, str]:
+        """The jobs a command acts on, with their states: the marked ones; else the one the detail
+        pane shows (the user is looking at it, wherever the cursor went since); else the
+        highlighted one."""
+        table = self.jobs
+        if table.marked:
+            return {i: table.jobs[i].state if i in table.jobs else "" for i in sorted(table.marked)}
+        shown = self.detail.job if self.detail.display else None
+        if shown is not None:
+            current = table.jobs.get(shown.id)
+            return {shown.id: current.state if current is not None else shown.state}
+        job = table.highlighted
+        return {job.id: job.state} if job is not None else {}
+
+    def _confirmed(self, question: str, act: Callable[[], None]) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                act()
+
+        self.app.push_screen(ConfirmScreen(question), answered)
 
     def action_retry(self) -> None:
-        if ids := self._selected_or_warn():
-            self.run_command("retry", lambda: self.client.retry(RetryRequest(job_ids=ids)))
+        targets = self._targets()
+        if not targets:
+            self.notify("no job selected", severity="warning")
+            return
+        ids = list(targets)
+        names = job_names(ids)
+
+        def act() -> None:
+            self.run_command(f"retry {names}", lambda: self.client.retry(RetryRequest(job_ids=ids)))
+
+        if len(ids) > 1:
+            self._confirmed(f"Retry {names}?", act)
+        else:
+            act()
 
     def action_retry_failed(self) -> None:
         batch_id = self.batches.scope
         if batch_id is None:
             request = RetryRequest(all_failed=True)
+            failed = self.status.jobs.get("failed", 0) if self.status else 0
+            scope = "of every batch"
         else:
             request = RetryRequest(failed_of_batch=batch_id)
-        self.run_command("retry failed", lambda: self.client.retry(request))
+            batch = self.batches.batches.get(batch_id)
+            failed = batch.counts.get("failed", 0) if batch else 0
+            scope = f"of batch {batch.name if batch else batch_id}"
+        if not failed:
+            self.notify(f"no failed jobs {scope}", severity="warning")
+            return
+        def act() -> None:
+            self.run_command("retry failed", lambda: self.client.retry(request))
+
+        self._confirmed(f"Retry all {failed} failed job(s) {scope}?", act)
 
     def action_cancel(self) -> None:
-        if ids := self._selected_or_warn():
-            self.run_command("cancel", lambda: self.client.cancel(CancelRequest(job_ids=ids)))
+        targets = self._targets()
+        if not targets:
+            self.notify("no job selected", severity="warning")
+            return
+        ids = list(targets)
+        names = job_names(ids)
+
+        def act() -> None:
+            self.run_command(f"cancel {names}", lambda: self.client.cancel(CancelRequest(job_ids=ids)))
+
+        running = [i for i, state in targets.items() if state in IN_FLIGHT_STATES]
+        if len(ids) > 1 or running:
+            extra = f" ({job_names(running)} being executed: it may still be charged)" if running else ""
+            self._confirmed(f"Cancel {names}?{extra}", act)
+        else:
+            act()
 
     def action_review(self, decision: str) -> None:
         if self.tab is not JobTab.REVIEW:
             return
-        request = ReviewRequest(job_ids=[], decision="approve" if decision == "approve" else "reject")
-        if ids := self._selected_or_warn():
-            request.job_ids = ids
-            self.run_command(request.decision, lambda: self.client.review(request))
+        ids = list(self._targets())
+        if not ids:
+            self.notify("no job selected", severity="warning")
+            return
+        request = ReviewRequest(job_ids=ids, decision="approve" if decision == "approve" else "reject")
+        self.run_command(f"{request.decision} {job_names(ids)}", lambda: self.client.review(request))
 
     def action_edit(self) -> None:
-        job = self.jobs.highlighted
+        targets = self._targets()
+        job = self.jobs.jobs.get(next(iter(targets))) if len(targets) == 1 else self.jobs.highlighted
         if job is None:
             self.notify("no job selected", severity="warning")
             return
@@ -313,7 +474,7 @@ class MainScreen(Screen[None]):
 
         def requeue(prompt: str | None) -> None:
             if prompt:
-                self.run_command("edit", lambda: self.client.edit(job.id, prompt))
+                self.run_command(f"edit job {job.id}", lambda: self.client.edit(job.id, prompt))
 
         error = job.error.message if job.error else None
         self.app.push_screen(EditPromptScreen(job.id, job.prompt, error), requeue)

@@ -1,25 +1,43 @@
-"""The batches panel: one row per batch with a done/failed/total bar and an ETA.
+"""The batches panel: one row per batch with a done/failed/total bar, an ETA, and its state —
+"held: budget" (or credits, pause, ...) instead of an ETA when nothing of it can move.
 
 The highlighted row is the scope of the jobs table below it (and of `p` and `R`); the first
-row, "all batches", lifts the scope.
+row, "all batches", lifts the scope. The screen sets `status`; the rows follow, keeping the
+cursor on the same batch. Columns fit the width: the name takes what the others leave.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual.events import Resize
+from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from wfbatch.protocol import BatchSummary, Status
+from wfbatch.protocol import BatchSummary, Hold, Status
 from wfbatch.tui.formatting import duration, progress_bar
 
 ALL_KEY = "*"
 OPEN_STATES = ("queued", "retrying", "submitting", "running")
+CHROME = 2
+CELL_PADDING = 2
 
 
-def _state_text(batch: BatchSummary) -> Text:
+def held_by(batch: BatchSummary, holds: list[Hold]) -> Hold | None:
+    """The hold that keeps this batch from moving: everything's, its provider's, or its own."""
+    for hold in holds:
+        if hold.scope == "everything" or (hold.scope == "provider" and hold.target == batch.provider) or (
+            hold.scope == "batch" and hold.target == batch.id
+        ):
+            return hold
+    return None
+
+
+def _state_text(batch: BatchSummary, hold: Hold | None) -> Text:
     open_jobs = sum(batch.counts.get(s, 0) for s in OPEN_STATES)
     if batch.paused:
         return Text("paused", style="bold yellow")
+    if open_jobs and hold is not None:
+        return Text(f"held: {hold.kind.replace('_', ' ')}", style="bold yellow")
     remote = batch.remote_progress()
     if remote is not None:
         return Text(remote, style="cyan")  # the remote batch's request_counts
@@ -30,19 +48,42 @@ def _state_text(batch: BatchSummary) -> Text:
     return Text("finished", style="green")
 
 
+def _layout(width: int) -> list[tuple[str, str, int]]:
+    """(key, label, width) of the columns at this panel width; the name gets the rest."""
+    bar = 24 if width >= 120 else 10
+    columns = [("provider", "provider", 10)] if width >= 110 else []
+    columns += [("bar", "progress", bar), ("counts", "done/failed/all", 15), ("eta", "ETA", 7),
+                ("state", "state", 16)]
+    fixed = sum(w for _, _, w in columns) + CELL_PADDING * (len(columns) + 1) + CHROME
+    return [("name", "batch", max(12, width - fixed)), *columns]
+
+
 class BatchesPanel(DataTable[str | Text]):
+    status: reactive[Status | None] = reactive(None, always_update=True, init=False)
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.batches: dict[str, BatchSummary] = {}
+        self._columns: list[tuple[str, str, int]] = []
 
     def on_mount(self) -> None:
-        self.add_column("batch", key="name", width=26)
-        self.add_column("provider", key="provider", width=10)
-        self.add_column("progress", key="bar", width=24)
-        self.add_column("done/failed/total", key="counts", width=17)
-        self.add_column("ETA", key="eta", width=7)
-        self.add_column("state", key="state", width=14)
         self.border_title = "Batches"
+        self._set_columns()
+
+    def on_resize(self, event: Resize) -> None:
+        self._set_columns()
+
+    def _set_columns(self) -> None:
+        layout = _layout(self.size.width or 120)
+        if layout == self._columns:
+            return
+        self._columns = layout
+        keep = self.scope
+        self.clear(columns=True)
+        for key, label, width in layout:
+            self.add_column(label, key=key, width=width)
+        if self.status is not None:
+            self._fill(self.status, keep)
 
     @property
     def scope(self) -> str | None:
@@ -52,26 +93,40 @@ class BatchesPanel(DataTable[str | Text]):
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         return None if key in (None, ALL_KEY) else key
 
-    def show(self, status: Status) -> None:
-        rows: dict[str, list[str | Text]] = {ALL_KEY: self._all_row(status)}
-        for batch in status.batches:
-            rows[batch.id] = self._row(batch)
+    def watch_status(self, status: Status | None) -> None:
+        if status is None:
+            return
         self.batches = {b.id: b for b in status.batches}
+        rows = self._rows(status)
         keys = [row.key.value for row in self.ordered_rows]
         if keys == list(rows):
             for key, cells in rows.items():
-                for column, value in zip(self.ordered_columns, cells, strict=True):
-                    self.update_cell(key, column.key, value)
+                for (column, _, _), value in zip(self._columns, cells, strict=True):
+                    self.update_cell(key, column, value)
             return
-        keep = self.scope
+        self._fill(status, self.scope)
+
+    def _fill(self, status: Status, keep: str | None) -> None:
+        self.batches = {b.id: b for b in status.batches}
         self.clear()
-        for key, cells in rows.items():
+        for key, cells in self._rows(status).items():
             self.add_row(*cells, key=key)
-        if keep in rows:
+        if keep is not None and keep in self.rows:
             self.move_cursor(row=self.get_row_index(keep), animate=False)
 
-    @staticmethod
-    def _row(batch: BatchSummary) -> list[str | Text]:
+    def _rows(self, status: Status) -> dict[str, list[str | Text]]:
+        rows = {ALL_KEY: self._all_row(status)}
+        for batch in status.batches:
+            rows[batch.id] = self._row(batch, held_by(batch, status.holds))
+        return rows
+
+    def _pick(self, values: dict[str, str | Text]) -> list[str | Text]:
+        return [values[key] for key, _, _ in self._columns]
+
+    def _bar_width(self) -> int:
+        return next((w for key, _, w in self._columns if key == "bar"), 10)
+
+    def _row(self, batch: BatchSummary, hold: Hold | None) -> list[str | Text]:
         done = batch.counts.get("done", 0)
         failed = batch.counts.get("failed", 0)
         counts = Text()
@@ -80,18 +135,27 @@ class BatchesPanel(DataTable[str | Text]):
         counts.append(str(failed), style="red" if failed else "")
         counts.append(f"/{batch.total}")
         open_jobs = sum(batch.counts.get(s, 0) for s in OPEN_STATES)
-        eta = duration(batch.eta_seconds) if open_jobs else ""
-        return [batch.name, batch.provider, progress_bar(done, failed, batch.total, 24), counts, eta,
-                _state_text(batch)]
+        eta = duration(batch.eta_seconds) if open_jobs and batch.eta_seconds is not None else ""
+        return self._pick({
+            "name": batch.name, "provider": batch.provider,
+            "bar": progress_bar(done, failed, batch.total, self._bar_width()), "counts": counts, "eta": eta,
+            "state": _state_text(batch, hold),
+        })
 
-    @staticmethod
-    def _all_row(status: Status) -> list[str | Text]:
+    def _all_row(self, status: Status) -> list[str | Text]:
         done = status.jobs.get("done", 0)
         failed = status.jobs.get("failed", 0)
         total = sum(status.jobs.values())
-        counts = Text(f"{done}/{failed}/{total}")
-        etas = [b.eta_seconds for b in status.batches if b.eta_seconds is not None]
-        eta = duration(max(etas)) if etas and any(status.jobs.get(s, 0) for s in OPEN_STATES) else ""
-        state = Text("paused", style="bold yellow") if status.paused else Text("")
-        bar = progress_bar(done, failed, total, 24)
-        return [Text("all batches", style="bold"), "", bar, counts, eta, state]
+        open_jobs = sum(status.jobs.get(s, 0) for s in OPEN_STATES)
+        eta = duration(status.eta_seconds) if open_jobs and status.eta_seconds is not None else ""
+        if status.paused:
+            state = Text("paused", style="bold yellow")
+        elif open_jobs and status.eta_seconds is None and status.holds:
+            state = Text(f"held: {status.holds[0].kind.replace('_', ' ')}", style="bold yellow")
+        else:
+            state = Text("")
+        return self._pick({
+            "name": Text("all batches", style="bold"), "provider": "",
+            "bar": progress_bar(done, failed, total, self._bar_width()),
+            "counts": Text(f"{done}/{failed}/{total}"), "eta": eta, "state": state,
+        })

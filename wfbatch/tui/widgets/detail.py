@@ -7,9 +7,10 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.containers import VerticalScroll
+from textual.reactive import reactive
 from textual.widgets import Static
 
-from wfbatch.protocol import JobDetail
+from wfbatch.protocol import JobDetail, error_headline
 from wfbatch.tui.formatting import clock
 from wfbatch.tui.image_view import image_widget
 
@@ -57,8 +58,10 @@ def describe_job(job: JobDetail) -> Text:
         head.append(f"\ntags {', '.join(job.tags)}")
     if job.error is not None:
         head.append("\nlast error  ", style="bold red")
-        status = job.error.http_status if job.error.http_status is not None else "—"
-        head.append(f"HTTP {status}  request id {job.error.request_id or '—'}\n{job.error.message}")
+        headline = error_headline(job.error.http_status)
+        if headline == "execution failed" and job.error.http_status is not None:
+            headline += f" (HTTP {job.error.http_status})"
+        head.append(f"{headline}  request id {job.error.request_id or '—'}\n{job.error.message}")
     if job.next_attempt_at is not None:
         head.append(f"\nnext attempt at {clock(job.next_attempt_at)}", style="yellow")
     if job.file_path:
@@ -75,33 +78,41 @@ def describe_job(job: JobDetail) -> Text:
 
 
 class DetailPane(VerticalScroll):
-    """Hidden until `enter`; then follows the highlighted job until `escape`."""
+    """Hidden until `enter`; then follows the highlighted job until `escape`. The screen sets `job`
+    (or `note`, when the job could not be loaded); the pane redraws from them."""
+
+    job: reactive[JobDetail | None] = reactive(None, always_update=True, init=False)
+    note: reactive[str | None] = reactive(None, init=False)
 
     def __init__(self, *, id: str | None = None, graphics: bool = True) -> None:
         super().__init__(id=id)
         self.graphics = graphics
-        self.job: JobDetail | None = None
+        self._picture_of: str | None = None
         self.border_title = "Job"
 
-    async def show_job(self, job: JobDetail) -> None:
-        same_picture = self.job is not None and self.job.file_path == job.file_path
-        self.job = job
+    async def watch_job(self, job: JobDetail | None) -> None:
+        if job is None:
+            return
         self.border_title = f"Job {job.id}"
-        if not self.query("#detail-text"):
+        if not self.query("#detail-attempts"):
             await self.remove_children()
             await self.mount(Static(id="detail-text"), Static(id="detail-attempts"))
         self.query_one("#detail-text", Static).update(describe_job(job))
         attempts = Text("attempts\n", style="bold").append_text(attempts_text(job))
         self.query_one("#detail-attempts", Static).update(attempts)
-        if same_picture and self.query(".picture, .image-missing"):
+        if self._picture_of == job.file_path and self.query(".picture, .image-missing"):
             return
+        self._picture_of = job.file_path
         await self.query(".picture, .image-missing").remove()
         if job.file_path:
             # The picture sits between the description and the (possibly long) attempt list.
             picture = image_widget(Path(job.file_path), graphics=self.graphics)
             await self.mount(picture, before="#detail-attempts")
 
-    async def show_message(self, message: str) -> None:
-        self.job = None
+    async def watch_note(self, note: str | None) -> None:
+        if note is None:
+            return
+        self.set_reactive(DetailPane.job, None)
+        self._picture_of = None
         await self.remove_children()
-        await self.mount(Static(message, id="detail-text"))
+        await self.mount(Static(note, id="detail-text"))

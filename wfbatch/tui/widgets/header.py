@@ -1,72 +1,114 @@
-"""The header: connection, global pause, job counts, and one line per provider's limiter."""
+"""The header: connection, global pause, job counts, and one line per provider's limiter.
+
+It shows what it is given (`health`, `status`, `socket`: reactive attributes the screen sets) and
+fits its lines to the width: each line is made of parts ranked by use, and the least useful go
+first (the socket path before the pause, the 429 count before the limits).
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.reactive import reactive
+from textual.widget import Widget
 
 from wfbatch.protocol import Health, ProviderStatus, Status
 from wfbatch.tui.formatting import duration, of_limit, provider_pause_text
 
 STATE_ORDER = ("queued", "retrying", "submitting", "running", "done", "failed", "canceled")
+ALWAYS_SHOWN = frozenset({"queued", "running", "done", "failed"})
 STATE_STYLES = {"failed": "bold red", "done": "green", "running": "cyan", "submitting": "cyan"}
 
+Part = tuple[Text, int]
+"""A piece of a line and its rank: the lowest rank is dropped first when the line is too long."""
 
-def provider_line(provider: ProviderStatus) -> Text:
+
+def fit_line(parts: list[Part], width: int) -> Text:
+    """The parts that fit in `width` cells, in their order, dropping the lowest-ranked first; the
+    last one left is cut with an ellipsis if even it is too long."""
+    kept = list(parts)
+    while len(kept) > 1 and sum(t.cell_len for t, _ in kept) > width:
+        kept.remove(min(kept, key=lambda part: part[1]))
     line = Text(no_wrap=True, overflow="ellipsis")
-    line.append(f"{provider.name}", style="bold")
-    label = provider.label
-    if label.startswith(provider.name):
-        label = label[len(provider.name):].strip(" ()")
-    if label:
-        line.append(f" ({label})", style="dim")
-    pause = provider_pause_text(provider)
-    if pause:
-        line.append(f"  ⏸ {pause}", style="bold red")
-    elif provider.blocked_for > 0:
-        why = provider.block_reason or "waiting"
-        line.append(f"  ⧗ {why}, {duration(provider.blocked_for)}", style="yellow")
-    line.append("  req/min ")
-    line.append(of_limit(provider.requests_in_window, provider.requests_per_minute), style="bold")
-    line.append("  exec/min ")
-    line.append(of_limit(provider.executions_in_window, provider.executions_per_minute), style="bold")
-    line.append("  in flight ")
-    line.append(f"{provider.in_flight}/{provider.max_in_flight}", style="bold")
-    line.append("  today ")
-    line.append(of_limit(provider.daily_executions, provider.daily_cap), style="bold")
-    line.append("  credits ")
-    line.append("—" if provider.balance is None else f"{provider.balance:g}", style="bold")
-    if provider.rate_limited:
-        line.append(f"  429s {provider.rate_limited}", style="yellow")
+    for text, _ in kept:
+        line.append_text(text)
+    line.truncate(max(1, width), overflow="ellipsis")
     return line
 
 
-class StatusHeader(Static):
-    """Shows what `/v1/status` says; redrawn whenever a fresh status arrives."""
+def _part(text: str, style: str = "") -> Text:
+    return Text(text, style=style)
 
-    def show(self, health: Health | None, status: Status | None, socket: str) -> None:
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append("● connected", style="bold green")
-        if health is not None:
-            text.append(f"  wfbatch {health.version} (pid {health.pid})", style="dim")
-        text.append(f"  {socket}", style="dim")
-        if status is None:
-            self.update(text)
-            return
-        text.append("   ")
+
+def _labelled(label: str, value: str, value_style: str = "bold") -> Text:
+    return Text.assemble((label, ""), (value, value_style))
+
+
+def provider_parts(provider: ProviderStatus) -> list[Part]:
+    label = provider.label
+    if label.startswith(provider.name):
+        label = label[len(provider.name):].strip(" ()")
+    parts: list[Part] = [(_part(provider.name, "bold"), 100)]
+    if label:
+        parts.append((_part(f" ({label})", "dim"), 10))
+    pause = provider_pause_text(provider)
+    if pause:
+        parts.append((_part(f"  ⏸ {pause}", "bold red"), 90))
+    elif provider.blocked_for > 0:
+        why = provider.block_reason or "waiting"
+        parts.append((_part(f"  ⧗ {why}, {duration(provider.blocked_for)}", "yellow"), 80))
+    parts += [
+        (_labelled("  req/min ", of_limit(provider.requests_in_window, provider.requests_per_minute)), 60),
+        (_labelled("  exec/min ", of_limit(provider.executions_in_window, provider.executions_per_minute)),
+         50),
+        (_labelled("  in flight ", f"{provider.in_flight}/{provider.max_in_flight}"), 70),
+        (_labelled("  today ", of_limit(provider.daily_executions, provider.daily_cap)), 40),
+        (_labelled("  credits ", "—" if provider.balance is None else f"{provider.balance:g}"), 30),
+    ]
+    if provider.rate_limited:
+        parts.append((_part(f"  429s {provider.rate_limited}", "yellow"), 20))
+    return parts
+
+
+def connection_parts(health: Health | None, status: Status | None, socket: str) -> list[Part]:
+    parts: list[Part] = [(_part("● connected", "bold green"), 100)]
+    if health is not None:
+        parts.append((_part(f"  wfbatch {health.version}", "dim"), 20))
+        parts.append((_part(f" (pid {health.pid})", "dim"), 15))
+    parts.append((_part(f"  {socket}", "dim"), 10))
+    if status is not None:
         if status.paused:
             reason = f": {status.pause_reason}" if status.pause_reason else ""
-            text.append(f"⏸ ALL PAUSED{reason}", style="bold reverse yellow")
+            parts.append((_part(f"   ⏸ ALL PAUSED{reason}", "bold reverse yellow"), 90))
         else:
-            text.append("▶ running", style="green")
-        text.append("\njobs ")
-        for state in STATE_ORDER:
-            count = status.jobs.get(state, 0)
-            style = STATE_STYLES.get(state, "") if count else "dim"
-            text.append(f"{state} ", style="dim")
-            text.append(f"{count}", style=style or "bold")
-            text.append("  ")
-        for provider in status.providers.values():
-            text.append("\n")
-            text.append_text(provider_line(provider))
-        self.update(text)
+            parts.append((_part("   ▶ running", "green"), 50))
+    return parts
+
+
+def counts_parts(status: Status) -> list[Part]:
+    parts: list[Part] = [(_part("jobs", "dim"), 100)]
+    for rank, state in zip(range(90, 0, -10), STATE_ORDER, strict=False):
+        count = status.jobs.get(state, 0)
+        if not count and state not in ALWAYS_SHOWN:
+            continue
+        style = STATE_STYLES.get(state, "") if count else "dim"
+        text = Text.assemble(("  ", ""), (f"{state} ", "dim"), (str(count), style or "bold"))
+        parts.append((text, rank + (100 if count else 0)))
+    return parts
+
+
+class StatusHeader(Widget):
+    """Shows what `/v1/status` says; redrawn when the screen sets a fresh status or on resize."""
+
+    DEFAULT_CSS = "StatusHeader { height: auto; }"
+
+    health: reactive[Health | None] = reactive(None, layout=True)
+    status: reactive[Status | None] = reactive(None, always_update=True, layout=True)
+    socket: reactive[str] = reactive("")
+
+    def render(self) -> Text:
+        width = max(1, self.content_region.width or self.size.width or 80)
+        lines = [fit_line(connection_parts(self.health, self.status, self.socket), width)]
+        if self.status is not None:
+            lines.append(fit_line(counts_parts(self.status), width))
+            lines += [fit_line(provider_parts(p), width) for p in self.status.providers.values()]
+        return Text("\n").join(lines)

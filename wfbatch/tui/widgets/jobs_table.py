@@ -1,30 +1,38 @@
-"""The jobs table: one tab's jobs, paged through the API by cursor, never loaded whole.
+"""The jobs table: one tab's jobs, as pages the screen loads through the API (never whole).
 
-A page of `PAGE_SIZE` rows is loaded at first; moving the cursor within `NEAR_END` rows of the
-end loads the next page. A live refresh re-reads the rows already loaded (up to the API's
-`MAX_PAGE` in one call); deeper than that, rows are updated in place from the events instead.
+The screen owns the client and the workers; this widget only shows what it is given through its
+reactive attributes: `page` (rows to show: a first page, a re-read, or one more page), and
+`batch_names` (names for the batch column, which may arrive after the rows). A refresh keeps the
+cursor on the same job and the scroll where it was. Columns fit the width: the ids and states
+keep theirs, the error (Failed tab) or the prompt takes the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.binding import Binding, BindingType
+from textual.events import Resize
+from textual.message import Message
+from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from wfbatch.protocol import MAX_PAGE, JobSummary, Page
-from wfbatch.tui.connection import CONNECTION_ERRORS, describe
-from wfbatch.tui.daemon_api import DaemonApi
-from wfbatch.tui.formatting import error_text, final_marker, one_line
-from wfbatch.tui.tabs import TAB_SPECS, JobTab
+from wfbatch.protocol import MAX_PAGE, JobSummary, error_headline
+from wfbatch.tui.formatting import duration, final_marker, one_line
+from wfbatch.tui.tabs import JobTab
 
 PAGE_SIZE = 150
 NEAR_END = 30
 MARK = "●"
+CELL_PADDING = 2
+"""DataTable pads every cell by one on each side."""
+CHROME = 2
+"""The vertical scrollbar takes this much of the table's content width."""
 
 Cell = str | Text
 
@@ -45,55 +53,156 @@ class JobQuery:
     text: str | None = None
 
 
-# (key, label, width) per tab, after the shared leading columns.
+@dataclass(frozen=True)
+class JobsPage:
+    """Rows for the table: `append` adds a further page; otherwise the rows replace what is shown
+    (the first page of a query, or a re-read of the rows on screen)."""
+
+    query: JobQuery
+    items: tuple[JobSummary, ...]
+    next_cursor: str | None
+    append: bool = False
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    key: str
+    label: str
+    width: int
+    flex: int = 0
+    """A share of the width left by the fixed columns (0: fixed)."""
+    drop_below: int = 0
+    """Shown only when the table is at least this wide."""
+
+
 _LEADING = [
-    ("mark", " ", 1), ("id", "id", 6), ("batch", "batch", 14), ("state", "state", 10), ("att", "att", 3)
+    ColumnSpec("mark", " ", 1),
+    ColumnSpec("id", "id", 6),
+    ColumnSpec("batch", "batch", 14, drop_below=110),
+    ColumnSpec("state", "state", 10),
+    ColumnSpec("att", "att", 3, drop_below=100),
 ]
-_TAB_COLUMNS: dict[JobTab, list[tuple[str, str, int]]] = {
-    JobTab.QUEUED: [("prompt", "prompt", 68)],
-    JobTab.RUNNING: [("remote", "remote id", 20), ("prompt", "prompt", 46)],
-    JobTab.FAILED: [("http", "HTTP", 4), ("request", "request id", 18), ("error", "error", 26),
-                    ("prompt", "prompt", 16)],
-    JobTab.DONE: [("file", "file", 32), ("final", "final", 12), ("prompt", "prompt", 22)],
-    JobTab.REVIEW: [("file", "file", 32), ("final", "final", 12), ("prompt", "prompt", 22)],
+_TAB_COLUMNS: dict[JobTab, list[ColumnSpec]] = {
+    JobTab.QUEUED: [ColumnSpec("prompt", "prompt", 20, flex=1)],
+    JobTab.RUNNING: [
+        ColumnSpec("for", "running for", 11),
+        ColumnSpec("remote", "remote id", 20, drop_below=120),
+        ColumnSpec("prompt", "prompt", 20, flex=1),
+    ],
+    # The reason a job failed is what this tab is for: it gets most of the width, the prompt the rest.
+    JobTab.FAILED: [
+        ColumnSpec("http", "HTTP", 4),
+        ColumnSpec("request", "request id", 18, drop_below=160),
+        ColumnSpec("error", "why it failed", 24, flex=3),
+        ColumnSpec("prompt", "prompt", 12, flex=2, drop_below=100),
+    ],
+    JobTab.DONE: [
+        ColumnSpec("file", "file", 16, flex=1),
+        ColumnSpec("final", "final", 12, drop_below=100),
+        ColumnSpec("prompt", "prompt", 20, flex=2),
+    ],
+    JobTab.REVIEW: [
+        ColumnSpec("file", "file", 16, flex=1),
+        ColumnSpec("final", "final", 12, drop_below=100),
+        ColumnSpec("prompt", "prompt", 20, flex=2),
+    ],
 }
 
 
-class JobsTable(DataTable[Cell]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "details")]
+def fit_columns(tab: JobTab, width: int) -> list[tuple[ColumnSpec, int]]:
+    """The columns a table `width` cells wide shows for `tab`, each with its width."""
+    specs = [c for c in _LEADING + _TAB_COLUMNS[tab] if width >= c.drop_below]
+    room = width - CHROME - CELL_PADDING * len(specs) - sum(c.width for c in specs if not c.flex)
+    flex_total = sum(c.flex for c in specs if c.flex) or 1
+    widths = []
+    for spec in specs:
+        if spec.flex:
+            widths.append(max(spec.width, room * spec.flex // flex_total))
+        else:
+            widths.append(spec.width)
+    return list(zip(specs, widths, strict=True))
 
-    def __init__(self, client: DaemonApi, *, id: str | None = None) -> None:
+
+def failure_text(job: JobSummary) -> str:
+    """The provider's own words for why the job failed: no "HTTP 200:"-style prefix (the HTTP
+    column has the status; a failed execution says so there)."""
+    if job.error is not None:
+        return one_line(job.error.message)
+    return "canceled" if job.state == "canceled" else ""
+
+
+def http_cell(job: JobSummary) -> Text:
+    if job.error is None:
+        return Text("")
+    status = job.error.http_status
+    if error_headline(status) == "execution failed":
+        return Text("exec", style="bold red")  # the provider ran it and it failed: not an HTTP error
+    return Text(str(status) if status is not None else "—", style="bold red")
+
+
+def running_for(job: JobSummary, now: datetime) -> str:
+    return duration((now - job.updated_at).total_seconds())
+
+
+class JobsTable(DataTable[Cell]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "details", show=False),
+        Binding("home,g", "first", "first", show=False),
+        Binding("end,G", "last", "last", show=False),
+    ]
+
+    class NeedMore(Message):
+        """The cursor nears the end of the loaded rows and there are more: load the next page."""
+
+    page: reactive[JobsPage | None] = reactive(None, always_update=True, init=False)
+    batch_names: reactive[dict[str, str]] = reactive(dict, always_update=True, init=False)
+
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self.client = client
         self.job_query = JobQuery()
         self.jobs: dict[int, JobSummary] = {}
         self.marked: set[int] = set()
-        self.batch_names: dict[str, str] = {}
         self.next_cursor: str | None = None
         self.loading = False
+        """A page is being fetched (the screen sets it)."""
         self.loaded = False
         """At least one page arrived for the current query (an empty table then means "no jobs")."""
+        self._layout: list[tuple[ColumnSpec, int]] = []
 
     def on_mount(self) -> None:
-        self._add_columns(self.job_query.tab)
+        self._set_columns()
 
     # -- what to show -------------------------------------------------------------------------
 
-    def set_query(self, query: JobQuery) -> None:
+    def set_query(self, query: JobQuery) -> bool:
+        """Show `query`'s jobs from now on; True when it changed (the screen then loads a page)."""
         if query == self.job_query and self.loaded:
-            return
-        if query.tab != self.job_query.tab:
-            self.clear(columns=True)
-            self._add_columns(query.tab)
+            return False
+        tab_changed = query.tab != self.job_query.tab
         self.job_query = query
         self.marked.clear()
         self.next_cursor = None
         self.loaded = False
-        self.reload(reset=True)
+        if tab_changed:
+            self._set_columns()
+        return True
 
-    def _add_columns(self, tab: JobTab) -> None:
-        for key, label, width in _LEADING + _TAB_COLUMNS[tab]:
-            self.add_column(label, key=key, width=width)
+    def _set_columns(self) -> None:
+        """(Re)build the columns for the tab and the width, keeping the rows and the cursor's job."""
+        layout = fit_columns(self.job_query.tab, self.size.width or 120)
+        if [(s.key, w) for s, w in layout] == [(s.key, w) for s, w in self._layout]:
+            return
+        self._layout = layout
+        keep = self.highlighted
+        self.clear(columns=True)
+        for spec, width in layout:
+            self.add_column(spec.label, key=spec.key, width=width)
+        for job in self.jobs.values():
+            self.add_row(*self._cells(job), key=str(job.id))
+        self._restore_cursor(keep, 0)
+
+    def on_resize(self, event: Resize) -> None:
+        self._set_columns()
 
     @property
     def highlighted(self) -> JobSummary | None:
@@ -127,62 +236,49 @@ class JobsTable(DataTable[Cell]):
                 self.update_cell(str(job_id), "mark", "")
         self.marked.clear()
 
-    # -- loading ------------------------------------------------------------------------------
+    # -- data in ------------------------------------------------------------------------------
 
-    async def _fetch(self, cursor: str | None, limit: int) -> Page[JobSummary] | None:
-        spec = TAB_SPECS[self.job_query.tab]
-        self.loading = True
-        try:
-            return await self.client.jobs(
-                states=spec.states,
-                review=spec.review,
-                batch_id=self.job_query.batch_id,
-                text=self.job_query.text,
-                cursor=cursor,
-                limit=limit,
-            )
-        except CONNECTION_ERRORS as error:
-            self.notify(f"could not load jobs: {describe(error)}", severity="warning")
-            return None
-        finally:
-            self.loading = False
-
-    @work(exclusive=True, group="jobs-load")
-    async def reload(self, reset: bool = False) -> None:
-        """Re-read the rows on screen (or the first page after `reset`), keeping the cursor's job."""
-        limit = PAGE_SIZE if reset else min(max(PAGE_SIZE, self.row_count), MAX_PAGE)
-        query = self.job_query
-        page = await self._fetch(None, limit)
-        if page is None or query != self.job_query:
+    def watch_page(self, page: JobsPage | None) -> None:
+        if page is None or page.query != self.job_query:
+            return  # an answer to a query the user has left
+        self.next_cursor = page.next_cursor
+        if page.append:
+            for job in page.items:
+                if job.id not in self.jobs:
+                    self.jobs[job.id] = job
+                    self.add_row(*self._cells(job), key=str(job.id))
             return
-        keep = None if reset else self.highlighted
-        keep_row = 0 if reset else self.cursor_row
-        self.clear()
-        self.jobs.clear()
-        self._append(page)
+        keep = self.highlighted if self.loaded else None
+        keep_row = self.cursor_row if self.loaded else 0
+        scroll_y = self.scroll_y if self.loaded else 0.0
+        new_ids = [job.id for job in page.items]
+        if self.loaded and new_ids == list(self.jobs):
+            # The same rows in the same order: update the cells in place (nothing moves).
+            for job in page.items:
+                self.jobs[job.id] = job
+                for (spec, _), value in zip(self._layout, self._cells(job), strict=True):
+                    self.update_cell(str(job.id), spec.key, value)
+        else:
+            self.clear()
+            self.jobs = {job.id: job for job in page.items}
+            for job in page.items:
+                self.add_row(*self._cells(job), key=str(job.id))
+            self._restore_cursor(keep, keep_row)
+            self.scroll_to(y=scroll_y, animate=False, immediate=True)
+        self.marked &= set(self.jobs)
         self.loaded = True
+
+    def _restore_cursor(self, keep: JobSummary | None, keep_row: int) -> None:
         if keep is not None and str(keep.id) in self.rows:
             self.move_cursor(row=self.get_row_index(str(keep.id)), animate=False, scroll=False)
         elif self.row_count:
             self.move_cursor(row=min(keep_row, self.row_count - 1), animate=False, scroll=False)
-        self.marked &= set(self.jobs)
 
-    @work(exclusive=True, group="jobs-load")
-    async def load_more(self) -> None:
-        if self.next_cursor is None:
+    def watch_batch_names(self, names: dict[str, str]) -> None:
+        if not any(spec.key == "batch" for spec, _ in self._layout):
             return
-        query = self.job_query
-        page = await self._fetch(self.next_cursor, PAGE_SIZE)
-        if page is not None and query == self.job_query:
-            self._append(page)
-
-    def _append(self, page: Page[JobSummary]) -> None:
-        self.next_cursor = page.next_cursor
-        for job in page.items:
-            if job.id in self.jobs:
-                continue
-            self.jobs[job.id] = job
-            self.add_row(*self._cells(job), key=str(job.id))
+        for job in self.jobs.values():
+            self.update_cell(str(job.id), "batch", one_line(names.get(job.batch_id, job.batch_id), 40))
 
     def apply_states(self, job_states: Mapping[int, str]) -> bool:
         """Update state cells in place; True when a job on screen changed state."""
@@ -191,50 +287,61 @@ class JobsTable(DataTable[Cell]):
             job = self.jobs.get(job_id)
             if job is None or job.state == state:
                 continue
-            self.jobs[job_id] = replace_state(job, state)
+            self.jobs[job_id] = job.model_copy(update={"state": state})
             self.update_cell(str(job_id), "state", Text(state, style=STATE_STYLES.get(state, "")))
             changed = True
         return changed
 
+    def tick_running_for(self, now: datetime | None = None) -> None:
+        """The Running tab's clock moves without any event."""
+        if self.job_query.tab is not JobTab.RUNNING:
+            return
+        now = now or datetime.now(UTC)
+        for job in self.jobs.values():
+            self.update_cell(str(job.id), "for", running_for(job, now))
+
     @property
-    def shows_states(self) -> set[str]:
-        return set(TAB_SPECS[self.job_query.tab].states) | {j.state for j in self.jobs.values()}
+    def reload_limit(self) -> int:
+        """How many rows a re-read asks for: the ones on screen (at least a page)."""
+        return min(max(PAGE_SIZE, self.row_count), MAX_PAGE)
 
     @property
     def too_deep_to_reload(self) -> bool:
         return self.row_count > MAX_PAGE
 
+    # -- navigation ---------------------------------------------------------------------------
+
+    def action_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+
     @on(DataTable.RowHighlighted)
     def _maybe_load_more(self, event: DataTable.RowHighlighted) -> None:
         if self.next_cursor and not self.loading and event.cursor_row >= self.row_count - NEAR_END:
-            self.load_more()
+            self.post_message(self.NeedMore())
 
     # -- cells --------------------------------------------------------------------------------
 
     def _cells(self, job: JobSummary) -> list[Cell]:
-        batch = self.batch_names.get(job.batch_id, job.batch_id)
-        cells: list[Cell] = [
-            MARK if job.id in self.marked else "",
-            str(job.id),
-            one_line(batch, 40),
-            Text(job.state, style=STATE_STYLES.get(job.state, "")),
-            str(job.attempts),
-        ]
-        prompt = one_line(job.prompt)
-        tab = self.job_query.tab
-        if tab is JobTab.RUNNING:
-            cells += [job.remote_id or "—", prompt]
-        elif tab is JobTab.FAILED:
-            http, request_id, message = error_text(job.error)
-            cells += [Text(http, style="bold red"), request_id, one_line(message), prompt]
-        elif tab in (JobTab.DONE, JobTab.REVIEW):
-            file = (job.file or "—") + (" (cached)" if job.cache_hit else "")
-            cells += [file, final_marker(job), prompt]
-        else:
-            cells += [prompt]
-        return cells
-
-
-def replace_state(job: JobSummary, state: str) -> JobSummary:
-    return job.model_copy(update={"state": state})
+        keys = [spec.key for spec, _ in self._layout]
+        values: dict[str, Cell] = {
+            "mark": MARK if job.id in self.marked else "",
+            "id": str(job.id),
+            "batch": one_line(self.batch_names.get(job.batch_id, job.batch_id), 40),
+            "state": Text(job.state, style=STATE_STYLES.get(job.state, "")),
+            "att": str(job.attempts),
+            "prompt": one_line(job.prompt),
+            "for": running_for(job, datetime.now(UTC)),
+            "remote": job.remote_id or "—",
+            "http": http_cell(job),
+            "request": (job.error.request_id if job.error else None) or "—",
+            "error": Text(failure_text(job), style="red"),
+            "file": (job.file or "—") + (" (cached)" if job.cache_hit else ""),
+            "final": final_marker(job),
+        }
+        return [values[key] for key in keys]
 
