@@ -57,7 +57,7 @@ async def test_a_batch_runs_to_done_with_files_manifest_and_metadata(
             assert image.format == {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[entry.format]
         meta = read_embedded_metadata(path)
         assert meta["prompt"] == job.spec.prompt
-        assert meta["seed"] == str(job.spec.seed)
+        assert meta["seed"] == job.spec.seed  # typed as the manifest types it
         assert meta["cache_key"] == job.cache_key
     assert (Path(batch.output_dir) / "contact-sheet.png").exists()
 
