@@ -32,8 +32,9 @@ typecheck: venv
 imports: venv
 	$(BIN)/lint-imports
 
+# Four workers on two cores: most tests wait on daemons, simulators and sockets, not the CPU.
 pytest: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4
 
 test: lint typecheck imports pytest
 
