@@ -119,7 +119,9 @@ async def test_a_refresh_keeps_the_cursor_and_the_scroll_and_g_G_jump(api: Daemo
     async with app.run_test(size=NARROW) as pilot:
         screen = await _attached(pilot)
         table = screen.jobs
-        await wait_until(lambda: table.row_count == 120)
+        await wait_until(lambda: table.row_count == 120 and not table.loading)
+        table.focus()  # where a person's keys go once the screen is up
+        await pilot.pause()
         await pilot.press("G")
         assert table.cursor_row == 119
         await pilot.press("g")

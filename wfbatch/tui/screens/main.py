@@ -7,6 +7,7 @@ seconds, since the limiter gauges move without events.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import ClassVar
@@ -15,6 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.dom import NoScreen
 from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
@@ -216,7 +218,7 @@ class MainScreen(Screen[None]):
             self._lost(error)
             return
         finally:
-            table.loading = False
+            _done_loading(table)
         table.page = JobsPage(query, tuple(page.items), page.next_cursor)
 
     @work(exclusive=True, group="jobs-load")
@@ -239,7 +241,7 @@ class MainScreen(Screen[None]):
             self._lost(error)
             return
         finally:
-            table.loading = False
+            _done_loading(table)
         table.page = JobsPage(query, tuple(page.items), page.next_cursor, append=True)
 
     @on(JobsTable.NeedMore)
@@ -499,3 +501,10 @@ class MainScreen(Screen[None]):
             self.run_command("resume all", lambda: self.client.resume(request))
         else:
             self.run_command("pause all", lambda: self.client.pause(request))
+
+
+def _done_loading(table: JobsTable) -> None:
+    """A lost connection swaps this screen for the offline one while a load is on the wire: the
+    table may no longer be on any screen by the time the load ends (nothing left to draw then)."""
+    with contextlib.suppress(NoScreen):
+        table.loading = False
