@@ -18,14 +18,14 @@ import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from itertools import groupby
 
 from wfbatch.core.states import JobState
 from wfbatch.engine.limiter import ProviderPaused
-from wfbatch.engine.runner import JobRunner, JobServices, fail, requeue
+from wfbatch.engine.remote_results import RemoteResults
+from wfbatch.engine.runner import JobRunner, JobServices, fail
 from wfbatch.protocol import BatchEvent, RemoteBatchEvent
-from wfbatch.providers.base import BatchLine, LineResult, RemoteBatchApi, RemoteBatchInfo
+from wfbatch.providers.base import BatchLine, RemoteBatchApi, RemoteBatchInfo
 from wfbatch.providers.errors import (
     AuthenticationFailed,
     OutOfCredits,
@@ -39,7 +39,6 @@ from wfbatch.providers.registry import REGISTRY
 from wfbatch.settings import OpenAISettings, ProviderLimits, Settings
 from wfbatch.store import JobRow, OutcomeRecord
 from wfbatch.store.remote_batches import RemoteBatchRow, RemoteBatchStore, Step
-from wfbatch.store.rows import spec_to_json
 
 log = logging.getLogger("wfbatch.engine")
 
@@ -71,6 +70,7 @@ class RemoteBatches:
         self._settings = settings
         self._batch_ids = list(batch_ids) if batch_ids is not None else None
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.results = RemoteResults(services, runner, self.rows, record, self._section, self._emit)
 
     # -- what the engine calls ----------------------------------------------------------------
 
@@ -180,7 +180,7 @@ class RemoteBatches:
             try:
                 line = api.line(job.spec, job.uid)
             except Permanent as error:
-                await self._commit(job, fail(job, error, s.clock.wall(), ended=True))
+                await self.results.commit(job, fail(job, error, s.clock.wall(), ended=True))
                 continue
             size += len(api.encode([line]))
             if size > api.max_file_bytes:
@@ -252,7 +252,7 @@ class RemoteBatches:
                         if isinstance(error, ProviderPaused)
                         else self.s.pool.pause_for_account(row.provider, error)
                     )
-                    await self._release_all(row, f"provider paused: {reason}")
+                    await self.results.release_all(row, f"provider paused: {reason}")
                     return
                 wait = self._section(row.provider).batch_poll_interval
             except RateLimited as error:
@@ -260,7 +260,7 @@ class RemoteBatches:
                 wait = self.s.pool.limiter(row.provider).on_rate_limited(error.retry_after, error.message)
             except Permanent as error:
                 if row.remote_id is None:
-                    await self._fail_all(row, error)
+                    await self.results.fail_all(row, error)
                     return
                 failures += 1
                 wait = self._backoff(row.provider, failures)
@@ -286,7 +286,7 @@ class RemoteBatches:
         now = self.s.clock.wall()
         if row.step in (Step.GATHERED, Step.UPLOADING):
             if row.cancel_requested:
-                await self._release_all(row, "canceled before the remote batch was created")
+                await self.results.release_all(row, "canceled before the remote batch was created")
                 return 0.0
             file_id = await api.find_file(row.tag) if row.step is Step.UPLOADING else None
             if file_id is None:
@@ -299,7 +299,7 @@ class RemoteBatches:
             return 0.0
         if row.step is Step.UPLOADED:
             if row.cancel_requested:
-                await self._release_all(row, "canceled before the remote batch was created")
+                await self.results.release_all(row, "canceled before the remote batch was created")
                 return 0.0
             # Written before the request: a crash from here on looks the batch up by its tag.
             await self.rows.update(row.id, step=Step.CREATING)
@@ -326,7 +326,7 @@ class RemoteBatches:
                 return 0.0
             return self._section(row.provider).batch_poll_interval
         if row.step is Step.COLLECTING:
-            await self._collect(row, api)
+            await self.results.collect(row, api)
             return 0.0
         return 0.0
 
@@ -372,85 +372,3 @@ class RemoteBatches:
                 reason=row.message,
             )
         )
-
-    # -- results ------------------------------------------------------------------------------
-
-    async def _commit(self, job: JobRow, outcome: OutcomeRecord) -> None:
-        """Record one job's outcome; shielded, as on the one-job path: a shutdown arriving now
-        cannot leave it half recorded."""
-        await asyncio.shield(self._record(job, outcome))
-
-    async def _collect(self, row: RemoteBatchRow, api: RemoteBatchApi) -> None:
-        """Every line of the output and error files recorded as its job's outcome, then the jobs
-        no line spoke of back to the queue. A crash meanwhile reads the files again: the jobs
-        already recorded are no longer members and are skipped."""
-        if row.status == "failed":
-            # The input file was rejected: nothing ran, nothing was charged.
-            why = row.message or "the input file was rejected"
-            await self._fail_all(row, Permanent(f"openai batch {row.remote_id} failed validation: {why}"))
-            return
-        for file_id in (row.output_file_id, row.error_file_id):
-            if not file_id:
-                continue
-            members = {job.uid: job for job in await self.rows.members(row.id)}
-            if not members:
-                break
-            async for result in api.results(file_id, {uid: job.spec for uid, job in members.items()}):
-                job = members.pop(result.custom_id, None)
-                if job is not None:
-                    await self._line_outcome(row, job, result)
-        status = row.status or "ended"
-        await self._release_all(row, f"remote batch {row.remote_id} {status} before this request ran")
-
-    async def _line_outcome(self, row: RemoteBatchRow, job: JobRow, result: LineResult) -> None:
-        s = self.s
-        let_go = {"remote_batch": None}
-        if result.finished is not None:
-            job = await self.runner.settle(job, result.finished)
-            if job.state is JobState.CANCELED:
-                # Paid all the same (the charge is recorded, the bytes are in cache/): a retry takes
-                # it from there without paying again.
-                await s.store.record_outcome(job.id, OutcomeRecord(facts=let_go))
-                return
-            batch = await s.batch(job.batch_id)
-            outcome = await self.runner.done(job, batch, result.finished.images[0], result.finished)
-        elif result.never_ran:
-            await self._requeue(row, job, f"remote batch {row.remote_id} {row.status}: {result.error}")
-            return
-        elif isinstance(result.error, Permanent):
-            outcome = fail(job, result.error, s.clock.wall(), ended=True)
-        elif isinstance(result.error, OutOfCredits):
-            outcome = requeue(job, result.error.message, refused=True, error=result.error)
-        else:
-            error = result.error if isinstance(result.error, ProviderError) else Transient(str(result.error))
-            outcome = self.runner.retry_or_fail(job, s.pool.limiter(job.provider), error)
-        await self._commit(job, replace(outcome, facts={**outcome.facts, **let_go}))
-
-    async def _requeue(self, row: RemoteBatchRow, job: JobRow, why: str) -> None:
-        """A request the remote batch never ran: not charged, back to the queue with the reason
-        (or to direct mode, if the user said so)."""
-        outcome = requeue(job, why, refused=True, error=Transient(why))
-        fields = dict(outcome.fields)
-        section = self._section(row.provider)
-        if section.batch_expired_to_direct and row.status == "expired":
-            fields["spec"] = spec_to_json(replace(job.spec, mode="direct"))
-        outcome = replace(outcome, fields=fields, facts={**outcome.facts, "remote_batch": None})
-        await self._commit(job, outcome)
-
-    async def _release_all(self, row: RemoteBatchRow, why: str) -> None:
-        """Every job still in the batch back to the queue (nothing of theirs ran), the row closed."""
-        for job in await self.rows.members(row.id):
-            await self._requeue(row, job, why)
-        await self.rows.close(row.id, why, self.s.clock.wall())
-        closed = await self.rows.get(row.id)
-        if closed is not None:
-            self._emit(closed)
-
-    async def _fail_all(self, row: RemoteBatchRow, error: Permanent) -> None:
-        for job in await self.rows.members(row.id):
-            outcome = fail(job, error, self.s.clock.wall(), ended=True)
-            await self._commit(job, replace(outcome, facts={**outcome.facts, "remote_batch": None}))
-        await self.rows.close(row.id, error.message, self.s.clock.wall())
-        closed = await self.rows.get(row.id)
-        if closed is not None:
-            self._emit(closed)

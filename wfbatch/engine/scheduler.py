@@ -13,11 +13,12 @@ import contextlib
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from wfbatch.core.models import JobSpec
-from wfbatch.core.states import IN_FLIGHT_STATES, JobState
+from wfbatch.core.states import JobState
+from wfbatch.engine.background import Background
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.canceled import CanceledExecutions
@@ -26,6 +27,7 @@ from wfbatch.engine.delivery import DeliveryWorker
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.finals import Finals
 from wfbatch.engine.holds import Holds
+from wfbatch.engine.idle import StopReason, idle_reason
 from wfbatch.engine.limiter import Slot
 from wfbatch.engine.notify import Notifier
 from wfbatch.engine.pool import ProviderPool
@@ -43,19 +45,6 @@ log = logging.getLogger("wfbatch.engine")
 IDLE_WAKE = 1.0
 MIN_FLUSH_PERIOD = 1.0
 RECONCILE_WINDOW = 7 * 24 * 3600.0
-WATCH_TICK = 2.0
-SETTLE_CANCELED_PERIOD = 30.0
-DRAIN_DELIVERIES_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class StopReason:
-    """Why `run_until_idle` returned."""
-
-    code: str
-    """`done` (nothing left to do), `paused` (work left that cannot proceed), `stopped` (asked to)."""
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
@@ -107,6 +96,14 @@ class Engine:
             batch=self._batch,
         )
         self.runner = JobRunner(services)
+        self.background = Background(
+            pool=self.pool,
+            storage=self.storage,
+            delivery=self.delivery,
+            notifier=self.notifier,
+            clock=self.clock,
+            settle_canceled=self.settle_canceled_executions,
+        )
         # Jobs in batch mode go through their provider's batch API, grouped; the one-job path
         # above never sees them (see engine/remote_batches.py).
         self.remote = RemoteBatches(
@@ -140,49 +137,25 @@ class Engine:
         """Run until nothing is left to do for this engine's batches, or what is left cannot proceed;
         then give pending uploads and notifications a bounded time to go out."""
         await self.start()
-        workers = self._start_workers()
+        self.background.start(watch_providers=False)
         try:
             reason = await self._loop(burst=True)
             await self.writer.flush(force=True)  # finishes batches: their manifests go up now
-            await self._drain_deliveries()
+            await self.background.drain()
             return reason
         finally:
-            await self._stop_workers(workers)
+            await self.background.stop()
             await self.shutdown()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         await self.start()
         stopper = asyncio.create_task(self._stop_when(stop))
-        watcher = asyncio.create_task(self._watch_providers())
-        workers = self._start_workers()
+        self.background.start(watch_providers=True)
         try:
             await self._loop(burst=False)
         finally:
-            for task in (stopper, watcher):
-                task.cancel()
-            await self._stop_workers(workers)
-
-    def _start_workers(self) -> list[asyncio.Task[None]]:
-        return [
-            asyncio.create_task(self.delivery.run(), name="delivery"),
-            asyncio.create_task(self.notifier.run(), name="notify"),
-        ]
-
-    @staticmethod
-    async def _stop_workers(workers: list[asyncio.Task[None]]) -> None:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-
-    async def _drain_deliveries(self) -> None:
-        """`wfbatch run` ends once its uploads are through, or after a bound: what is left is
-        uploaded by the next engine on this HOME (the daemon, or another run)."""
-        deadline = self.clock.monotonic() + DRAIN_DELIVERIES_SECONDS
-        while self.clock.monotonic() < deadline:
-            if not await self.delivery.pending() and not await self.notifier.pending():
-                return
-            await asyncio.sleep(0.1)
-        log.warning("some uploads or notifications are still pending; the next start sends them")
+            stopper.cancel()
+            await self.background.stop()
 
     async def shutdown(self) -> None:
         """Stop dispatching; in-flight jobs keep their state and resume on the next start."""
@@ -238,24 +211,6 @@ class Engine:
 
     async def settle_canceled_executions(self) -> int:
         return await self.canceled.settle(set(self._tasks))
-
-    async def _watch_providers(self) -> None:
-        """The daemon's slow loop: unreachable providers probed again, balances kept fresh (an
-        out-of-credits pause lifts by itself once covered), canceled executions settled."""
-        settled_at = self.clock.monotonic()
-        while True:
-            try:
-                self.pool.probe_unreachable()
-                await self.pool.refresh_due_balances()
-                if self.clock.monotonic() - settled_at >= SETTLE_CANCELED_PERIOD:
-                    settled_at = self.clock.monotonic()
-                    await self.settle_canceled_executions()
-            except Exception as error:
-                if is_disk_full(error):
-                    self.storage.failed(error)
-                else:
-                    log.exception("the providers' watch failed; trying again")
-            await asyncio.sleep(WATCH_TICK)
 
     async def _adopt_in_flight(self) -> None:
         """Resume jobs left in flight with no task driving them: after a crash, or writes that
@@ -359,33 +314,7 @@ class Engine:
         return None if mode is None else (False, mode)
 
     async def _idle_reason(self) -> StopReason | None:
-        if self._tasks:
-            return None
-        counts = await self.store.counts(self.batch_ids)
-        if not any(counts[state] for state in (JobState.QUEUED, JobState.RETRYING, *IN_FLIGHT_STATES)):
-            return StopReason("done", "all jobs finished", {"counts": counts})
-        if counts[JobState.RETRYING] or any(counts[state] for state in IN_FLIGHT_STATES):
-            return None
-        everything = self.holds.everything()
-        if everything is not None:
-            return StopReason("paused", f"paused: {everything}", {"counts": counts})
-        providers = await self.store.queued_providers(self.batch_ids)
-        if any(self.pool.limiter(name).blocked_for() > 0 for name in providers):
-            return None  # a 429 wait: it ends by itself
-        details: dict[str, Any] = {"counts": counts}
-        for name in providers:
-            limiter = self.pool.limiter(name)
-            if limiter.paused:
-                details.setdefault("providers", {})[name] = {
-                    "paused": limiter.paused,
-                    **limiter.pause_details,
-                }
-        paused = await self.store.paused_batch_ids()
-        scope = set(self.batch_ids) if self.batch_ids is not None else paused
-        reasons = self.holds.reasons(providers, paused & scope)
-        if reasons:
-            return StopReason("paused", "; ".join(reasons), details)
-        return None
+        return None if self._tasks else await idle_reason(self.store, self.pool, self.holds, self.batch_ids)
 
     async def _batch(self, batch_id: str) -> BatchRow:
         batch = self._batches.get(batch_id)

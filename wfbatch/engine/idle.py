@@ -1,0 +1,51 @@
+"""When `wfbatch run` stops: every job finished, or what is left cannot move — and why."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wfbatch.core.states import IN_FLIGHT_STATES, JobState
+from wfbatch.engine.holds import Holds
+from wfbatch.engine.pool import ProviderPool
+from wfbatch.store import Store
+
+
+@dataclass(frozen=True)
+class StopReason:
+    """Why `run_until_idle` returned."""
+
+    code: str
+    """`done` (nothing left to do), `paused` (work left that cannot proceed), `stopped` (asked to)."""
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+async def idle_reason(
+    store: Store, pool: ProviderPool, holds: Holds, batch_ids: Sequence[str] | None
+) -> StopReason | None:
+    """With no job of these batches being worked on: done, held (with every reason), or None when
+    something will move by itself (a retry's wait, a 429's wait)."""
+    counts = await store.counts(batch_ids)
+    if not any(counts[state] for state in (JobState.QUEUED, JobState.RETRYING, *IN_FLIGHT_STATES)):
+        return StopReason("done", "all jobs finished", {"counts": counts})
+    if counts[JobState.RETRYING] or any(counts[state] for state in IN_FLIGHT_STATES):
+        return None
+    everything = holds.everything()
+    if everything is not None:
+        return StopReason("paused", f"paused: {everything}", {"counts": counts})
+    providers = await store.queued_providers(batch_ids)
+    if any(pool.limiter(name).blocked_for() > 0 for name in providers):
+        return None  # a 429 wait: it ends by itself
+    details: dict[str, Any] = {"counts": counts}
+    for name in providers:
+        limiter = pool.limiter(name)
+        if limiter.paused:
+            details.setdefault("providers", {})[name] = {"paused": limiter.paused, **limiter.pause_details}
+    paused = await store.paused_batch_ids()
+    scope = set(batch_ids) if batch_ids is not None else paused
+    reasons = holds.reasons(providers, paused & scope)
+    if reasons:
+        return StopReason("paused", "; ".join(reasons), details)
+    return None
