@@ -68,7 +68,9 @@ def test_a_bad_file_is_rejected_with_an_error_file_naming_every_bad_line(daemon:
     content = jsonl("fine") + '{"prompt": "x", "width": 3}\n' + jsonl("fine too") + "{not json\n"
     daemon.drop("bad.jsonl", content)
     error_file = daemon.home / "rejected" / "bad.jsonl.error.txt"
-    daemon.wait_until(error_file.exists, 5, "bad.jsonl.error.txt")
+    # The explanation is written first, then the file moved beside it: wait for both.
+    refused = daemon.home / "rejected" / "bad.jsonl"
+    daemon.wait_until(lambda: error_file.exists() and refused.exists(), 5, "bad.jsonl and its error file")
     report = error_file.read_text()
     assert "bad.jsonl:2" in report and "bad.jsonl:4" in report
     assert (daemon.home / "rejected" / "bad.jsonl").read_text() == content
