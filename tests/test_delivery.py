@@ -172,6 +172,19 @@ def test_a_missing_bucket_holds_the_delivery_not_the_job(s3: S3Server) -> None:
         wait_for_object(daemon, s3, "no-such-bucket", "x/manifest.json")
 
 
+def test_a_held_delivery_is_tried_again_by_itself_once_the_bucket_exists(s3: S3Server) -> None:
+    # No SIGHUP, no restart: the bucket is created outside wfbatch and the held deliveries notice.
+    env = {**s3.env("s3://made-later/x/"), "WFBATCH_DELIVERY__HELD_RETRY_SECONDS": "1"}
+    with running_daemon(env=env) as daemon:
+        daemon.drop("lamps.json", spec("lamps", 2))
+        daemon.wait_for_jobs(lambda jobs: jobs["done"] == 2)
+        daemon.wait_until(lambda: daemon.status()["delivery"]["held"] >= 1, 10, "held")
+        s3.create_bucket("made-later")
+        wait_for_object(daemon, s3, "made-later", "x/manifest.json")
+        assert len([key for key in s3.objects("made-later") if key.endswith(".png")]) == 2
+        assert daemon.status()["delivery"]["held"] == 0
+
+
 def test_review_moves_or_deletes_the_object_and_a_spec_overrides_the_home(s3: S3Server) -> None:
     s3.create_bucket("reviewed")
     env = s3.env("s3://elsewhere/")  # the HOME's bucket; the batch's own spec says otherwise

@@ -393,6 +393,12 @@ class DeliverySettings(BaseModel):
     backoff_initial: float = Field(default=2.0, gt=0, description="seconds before an upload is tried again")
     backoff_max: float = Field(default=300.0, gt=0)
     max_concurrent: int = Field(default=4, ge=1, le=64, description="uploads at once")
+    held_retry_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="held deliveries (no bucket, access denied) are tried again this often; 0: only on"
+        " SIGHUP or a restart",
+    )
     timeout: float = Field(default=60.0, gt=0, description="seconds per connect / read")
 
     @field_validator("url")

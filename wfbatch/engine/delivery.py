@@ -6,7 +6,8 @@ a review, a batch finished); the worker makes the bucket agree, one recorded ste
 crash repeats at most one upload, to the same key. Errors go by class as a provider's do: the
 network, a 5xx or throttling → tried again with backoff, as long as it takes; access denied, no
 such bucket, no credentials → the delivery is held with the reason (never the job: its image
-stays done, its file stays where it is) until the configuration changes or the daemon restarts.
+stays done, its file stays where it is) and tried again every `held_retry_seconds`, when the
+configuration changes or when the daemon restarts.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class DeliveryWorker:
         # A destination that refused once (no bucket, access denied) is not asked again for every
         # image: its deliveries are held at once, until the configuration changes.
         self._refused: dict[tuple[Endpoint, str], str] = {}
+        self._last_release = clock.wall()
 
     # -- what the engine and the commands call ------------------------------------------------
 
@@ -130,12 +132,24 @@ class DeliveryWorker:
 
     async def settings_changed(self) -> None:
         """New configuration: held deliveries try again, with clients made afresh."""
+        await self._release_held("with the new configuration")
+
+    async def _release_held(self, why: str) -> None:
+        self._last_release = self._clock.wall()
         self._refused.clear()
         self._buckets.forget()
         released = await self._deliveries.release_held()
         if released:
-            log.info("%d held deliveries are tried again with the new configuration", released)
+            log.info("%d held deliveries are tried again %s", released, why)
         self.wake()
+
+    async def _release_held_when_due(self) -> None:
+        """A bucket created or a policy fixed outside wfbatch is noticed without a SIGHUP: held
+        deliveries are tried again every `held_retry_seconds` (each a single request, then held
+        again if nothing changed)."""
+        every = self._settings().delivery.held_retry_seconds
+        if every > 0 and self._clock.wall() - self._last_release >= every:
+            await self._release_held(f"(every {every:g} s)")
 
     def wake(self) -> None:
         self._wake.set()
@@ -148,6 +162,7 @@ class DeliveryWorker:
             while True:
                 self._wake.clear()
                 try:
+                    await self._release_held_when_due()
                     await self._start_due()
                 except Exception:
                     log.exception("delivery: could not read the pending deliveries; trying again")
