@@ -8,7 +8,7 @@ import pytest
 
 from wfbatch.core.models import JobSpec
 from wfbatch.core.states import Execution, IllegalTransition, JobState
-from wfbatch.store import BatchRow, NewJob, Store
+from wfbatch.store import BatchRow, NewJob, Notice, OutcomeRecord, Store
 from wfbatch.store.schema import SCHEMA_VERSION
 
 
@@ -122,3 +122,22 @@ async def test_schema_from_the_future_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="Upgrade wfbatch"):
         await Store.open(path)
+
+
+async def test_a_failure_notice_is_queued_with_the_move_or_not_at_all(store: Store) -> None:
+    # The `job.failed` notice goes into the outbox in the transaction that fails the job: a crash
+    # after the move cannot lose it, and a job moved elsewhere first (canceled) is not told as failed.
+    await store.insert_batch(make_batch(), make_jobs(2))
+    first, second = await store.list_jobs()
+    for job in (first, second):
+        assert await store.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
+    assert await store.transition(second.id, [JobState.SUBMITTING], JobState.CANCELED)
+
+    def failing(job_id: int) -> OutcomeRecord:
+        notice = Notice(f"job.failed:{job_id}", "job.failed", {"job_id": job_id})
+        return OutcomeRecord(target=JobState.FAILED, fields={"error_message": "boom"}, notice=notice)
+
+    assert await store.record_outcome(first.id, failing(first.id))
+    assert not await store.record_outcome(second.id, failing(second.id))
+    rows = await store.fetchall("SELECT key, type FROM notifications ORDER BY id")
+    assert [(row["key"], row["type"]) for row in rows] == [(f"job.failed:{first.id}", "job.failed")]

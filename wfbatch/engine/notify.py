@@ -30,7 +30,7 @@ from wfbatch.engine.clock import Clock
 from wfbatch.engine.delivery import target_of
 from wfbatch.engine.holds import Holds
 from wfbatch.settings import NotifySettings, Settings
-from wfbatch.store import BatchRow, JobRow, NotificationRow, Store
+from wfbatch.store import BatchRow, JobRow, Notice, NotificationRow, Store
 
 log = logging.getLogger("wfbatch.notify")
 
@@ -89,23 +89,21 @@ class Notifier:
         await self._outbox.enqueue_notification(key, batch.id, "batch.finished", {"counts": counts})
         self.wake()
 
-    async def job_failed(self, job: JobRow) -> None:
-        batch = await self._store.get_batch(job.batch_id)
-        if batch is None:
-            return
+    def failed_notice(self, job: JobRow, batch: BatchRow, fields: dict[str, Any]) -> Notice | None:
+        """The `job.failed` notice for `job` failing with the error in `fields`, if anyone is to be
+        told: the engine queues it in the transaction that fails the job, so a crash cannot lose it.
+        Keyed by the run (generation, attempts): a retry that fails again is told again."""
         config = notify_config(self._settings(), batch)
         if not (config.job_failed and _active(config)):
-            return
+            return None
         entry = {
             "job_id": job.id,
             "index": job.idx,
             "prompt": job.spec.prompt[:500],
-            "error": job.error_message,
-            "http_status": job.error_status,
+            "error": fields.get("error_message"),
+            "http_status": fields.get("error_status"),
         }
-        key = f"job.failed:{job.id}:{job.generation}:{job.attempts}"
-        await self._outbox.enqueue_notification(key, batch.id, "job.failed", entry)
-        self.wake()
+        return Notice(f"job.failed:{job.id}:{job.generation}:{job.attempts}", "job.failed", entry)
 
     async def check_holds(self) -> None:
         """A batch newly held (or held for a new reason) is announced once per reason."""

@@ -369,8 +369,12 @@ class Engine:
 
     async def _record(self, job: JobRow, outcome: OutcomeRecord) -> None:
         """How this run of the job ended, in one transaction; then told."""
+        # Recorded with the move, so a crash cannot lose them: the upload, the failure notice.
         if outcome.target is JobState.DONE and self.delivery.uploads_as_done(await self._batch(job.batch_id)):
-            outcome = replace(outcome, deliver=True)  # recorded with the move: a crash cannot lose it
+            outcome = replace(outcome, deliver=True)
+        if outcome.target is JobState.FAILED:
+            notice = self.notifier.failed_notice(job, await self._batch(job.batch_id), outcome.fields)
+            outcome = replace(outcome, notice=notice)
         moved = await self.store.record_outcome(job.id, outcome)
         if moved and outcome.target is not None:
             self.runner.emit_job(job, outcome.target)
@@ -379,10 +383,8 @@ class Engine:
                 await self.finals.finished(job, await self._batch(job.batch_id))
             if outcome.deliver:
                 self.delivery.wake()
-            if outcome.target is JobState.FAILED:
-                failed = await self.store.get_job(job.id)
-                if failed is not None:
-                    await self.notifier.job_failed(failed)
+            if outcome.notice is not None:
+                self.notifier.wake()
 
 
 __all__ = ["Engine", "StopReason"]

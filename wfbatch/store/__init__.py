@@ -9,6 +9,7 @@ from wfbatch.store.rows import (
     DeliveryRow,
     JobRow,
     NewJob,
+    Notice,
     NotificationRow,
     OutcomeRecord,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "JobRow",
     "Ledger",
     "NewJob",
+    "Notice",
     "NotificationRow",
     "OutcomeRecord",
     "Reuse",

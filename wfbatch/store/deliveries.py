@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from wfbatch.store.rows import DeliveryRow, NotificationRow
+from wfbatch.store.rows import DeliveryRow, Notice, NotificationRow
 
 if TYPE_CHECKING:
     from wfbatch.store.store import Store
@@ -38,6 +38,17 @@ async def want_object(
         " next_attempt_at = NULL, error = NULL, updated_at = excluded.updated_at",
         (batch_id, job_id, IMAGE, want, PENDING, now),
     )
+
+
+
+async def queue_notice(conn: aiosqlite.Connection, batch_id: str, notice: Notice, now: float) -> bool:
+    """Inside a transaction: queue `notice` once per key; False when it was queued before."""
+    async with conn.execute(
+        "INSERT OR IGNORE INTO notifications (key, batch_id, type, payload, state, created_at)"
+        " VALUES (?,?,?,?,?,?)",
+        (notice.key, batch_id, notice.kind, json.dumps(notice.payload, ensure_ascii=False), PENDING, now),
+    ) as cursor:
+        return cursor.rowcount > 0
 
 
 class Deliveries:
@@ -182,13 +193,8 @@ class Deliveries:
 
     async def enqueue_notification(self, key: str, batch_id: str, kind: str, payload: dict[str, Any]) -> bool:
         """Queue a notification once per `key`; False when it was queued before."""
-        now = time.time()
-        async with self._store.transaction() as conn, conn.execute(
-            "INSERT OR IGNORE INTO notifications (key, batch_id, type, payload, state, created_at)"
-            " VALUES (?,?,?,?,?,?)",
-            (key, batch_id, kind, json.dumps(payload, ensure_ascii=False), PENDING, now),
-        ) as cursor:
-            return cursor.rowcount > 0
+        async with self._store.transaction() as conn:
+            return await queue_notice(conn, batch_id, Notice(key, kind, payload), time.time())
 
     async def due_notifications(self, now: float, limit: int) -> list[NotificationRow]:
         """Pending notifications whose time has come. `batch.finished` waits until the batch has

@@ -184,6 +184,15 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A notification for the outbox, queued once per `key` (see `Deliveries.enqueue_notification`)."""
+
+    key: str
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class OutcomeRecord:
     """How one run of a job ended (or one step of it), written in ONE transaction by
     `Store.record_outcome`: the attempt row, the move, the facts about the execution, and the
@@ -203,6 +212,8 @@ class OutcomeRecord:
     """The provider said the execution ended without an image."""
     deliver: bool = False
     """The job's image (`fields["file"]`) is to be uploaded: its delivery is recorded with the move."""
+    notice: Notice | None = None
+    """Someone is to be told of the move (`job.failed`): queued with it, so a crash cannot lose it."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from wfbatch.core.states import (
     sources_of,
     state_list,
 )
-from wfbatch.store.deliveries import Deliveries, want_object
+from wfbatch.store.deliveries import Deliveries, queue_notice, want_object
 from wfbatch.store.ledger import write_release_and_charge
 from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob, OutcomeRecord, spec_to_json
 from wfbatch.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -643,6 +643,8 @@ class Store:
                 moved = await self._set(conn, job_id, sources, {"state": record.target, **record.fields}, now)
                 if moved and record.deliver and record.fields.get("file"):
                     await want_object(conn, row["batch_id"], job_id, record.fields["file"], now)
+                if moved and record.notice is not None:
+                    await queue_notice(conn, row["batch_id"], record.notice, now)
             elif record.fields:
                 await self._set(conn, job_id, None, record.fields, now)
             if row["reserved"] is not None and execution in (Execution.NONE, Execution.ENDED):
