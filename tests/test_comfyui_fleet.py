@@ -6,16 +6,24 @@ over loopback, their time driven by a hand-moved clock."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
+import httpx
+
 from tests.conftest_sim import CountingGate
+from tests.daemon_harness import jsonl, running_daemon
 from tests.test_comfyui import spec
+from tests.test_tui_support import FakeDaemon, wait_until
+from wfbatch.protocol import ProviderStatus, ServerStatus, Status
 from wfbatch.providers.base import Finished, Pending, Submitted
 from wfbatch.providers.comfyui import ComfyUIProvider
 from wfbatch.providers.comfyui.client import host_of
 from wfbatch.settings import ComfyUISettings
 from wfbatch.sim import RunningSimulator, SimOptions
+from wfbatch.tui import WfbatchApp
+from wfbatch.tui.widgets.header import StatusHeader
 
 RUN = 10.0
 """Simulated seconds one prompt takes: only the hand-moved clock advances it."""
@@ -153,3 +161,94 @@ async def test_history_is_deleted_after_download_and_the_file_still_finds_the_jo
         await provider.aclose()
         assert isinstance(again, Finished) and again.urls == finished.urls
         assert executions(one) == Counter({job.remote_id: 1})
+
+
+# -- a real daemon ---------------------------------------------------------------------------------
+
+
+def fleet_env(*base_urls: str) -> dict[str, str]:
+    return {
+        "WFBATCH_PROVIDER": "comfyui",
+        "WFBATCH_COMFYUI__BASE_URL": json.dumps(list(base_urls)),
+        "WFBATCH_COMFYUI__POLL_INITIAL": "0.1",
+        "WFBATCH_COMFYUI__POLL_MAX": "0.2",
+        "WFBATCH_COMFYUI__BACKOFF_INITIAL": "0.1",
+        "WFBATCH_INBOX__STABLE_SECONDS": "0.2",
+    }
+
+
+def fast_server() -> RunningSimulator:
+    return RunningSimulator(SimOptions(provider="comfyui", latency=(0.15, 0.3), seed=7))
+
+
+def test_status_shows_each_server_and_the_one_that_is_down() -> None:
+    with fast_server() as one, fast_server() as two:
+        down_host = host_of(two.base_url)
+        env = fleet_env(one.base_url, two.base_url)
+        two.stop()
+        with running_daemon(env=env) as daemon:
+            daemon.drop("c.jsonl", jsonl(*(f"shot {i}" for i in range(3)), size=512))
+            daemon.wait_for_jobs(lambda jobs: jobs["done"] == 3, timeout=30)
+            servers = daemon.status()["providers"]["comfyui"]["servers"]
+            human = daemon.cli("status", columns=100).output
+        executed = sum(one.state.comfyui.executions_by_prompt_id.values())
+        up_host = host_of(one.base_url)
+    assert [(s["host"], s["up"], s["jobs"]) for s in servers] == [(up_host, True, 0), (down_host, False, 0)]
+    assert servers[1]["down_since"] is not None and executed == 3
+    assert f"comfyui  {up_host} up, 0 jobs" in human
+    assert f"comfyui  {down_host} down since " in human
+
+
+def test_kill_9_twice_and_a_restart_on_two_servers_run_nothing_twice_and_leave_no_history() -> None:
+    total = 12
+    with fast_server() as one, fast_server() as two:
+        with running_daemon(env=fleet_env(one.base_url, two.base_url)) as daemon:
+            daemon.drop("c.jsonl", jsonl(*(f"shot {i}" for i in range(total)), size=512))
+
+            def executed() -> int:
+                return sum(executions(one, two).values())
+
+            running: str | None = None
+            for crash in range(2):
+                daemon.wait_until(lambda c=crash: executed() >= 3 + 4 * c, 20, "executions")
+                daemon.kill()
+                if crash == 0:
+                    current = one.state.comfyui.running
+                    running = current.prompt_id if current else None
+                    httpx.post(f"{one.root_url}/_sim/restart").raise_for_status()
+                daemon.start()
+            daemon.wait_for_jobs(lambda jobs: jobs["done"] == total, timeout=40)
+        counts = executions(one, two)
+        histories = [dict(s.state.comfyui.history) for s in (one, two)]
+    twice = [pid for pid, n in counts.items() if n > 1]
+    assert len(counts) == total and twice in ([], [running]), counts
+    assert histories == [{}, {}]  # every entry deleted once its image was downloaded
+
+
+class TwoGpus(FakeDaemon):
+    """The fake daemon's status, plus a ComfyUI provider with one server up and one down."""
+
+    async def status(self) -> Status:
+        status = await super().status()
+        comfyui = ProviderStatus(
+            name="comfyui",
+            label="comfyui (built-in graph, sd_xl_base_1.0.safetensors at 127.0.0.1:8188, 127.0.0.1:8189)",
+            in_flight=2,
+            max_in_flight=4,
+            servers=[
+                ServerStatus(host="127.0.0.1:8188", up=True, jobs=2),
+                ServerStatus(host="127.0.0.1:8189", up=False, down_since=1_700_000_000, jobs=1),
+            ],
+        )
+        return status.model_copy(update={"providers": {**status.providers, "comfyui": comfyui}})
+
+
+async def test_the_tui_header_shows_each_server_at_80x24() -> None:
+    app = WfbatchApp(TwoGpus(), retry_interval=0.2, status_interval=0.2, graphics=False)
+    async with app.run_test(size=(80, 24)):
+        await wait_until(lambda: app.current_mode == "main" and app.main_screen.status is not None)
+        header = app.main_screen.query_one(StatusHeader)
+        lines = header.render().plain.splitlines()
+    servers = [line for line in lines if "servers:" in line]
+    assert len(servers) == 1 and max(len(line) for line in lines) <= 80
+    assert "127.0.0.1:8188 up, 2 jobs" in servers[0] and "127.0.0.1:8189 down since " in servers[0]
