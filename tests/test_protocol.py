@@ -27,8 +27,8 @@ EXPORTED = {
     "EngineEvent", "ErrorInfo", "Event",
     "Health", "InboxEvent", "JobDetail", "JobEvent", "JobId", "JobSummary", "Page", "PauseRequest",
     "Problem", "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
-    "RetryRequest", "ReviewRequest", "Hold", "Status", "error_headline", "SubmitError", "SubmitRequest",
-    "SubmitResult", "event_json", "parse_event", "routes",
+    "RetryRequest", "ReviewRequest", "Hold", "ServerStatus", "Status", "error_headline", "SubmitError",
+    "SubmitRequest", "SubmitResult", "event_json", "parse_event", "routes",
 }
 
 

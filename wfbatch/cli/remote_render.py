@@ -206,6 +206,9 @@ def render_status(status: Status, wide: bool = False) -> None:
                 _provider_state(p), _flat(why),
             ])
         out.print(fitted_table(out, columns, rows))
+        for p in status.providers.values():
+            for server in p.servers:  # one line each: several GPUs, each up or down on its own
+                out.print(f"{p.name}  {server.describe()}", soft_wrap=True)
     if status.pipeline:
         out.print(pipeline_line(status.pipeline))
     backlog = status.delivery

@@ -1,13 +1,29 @@
-"""`wfbatch sim`: run the local provider simulator (Wireflow or OpenAI Images) in the foreground."""
+"""`wfbatch sim`: run the local provider simulator (any provider's contract) in the foreground; for
+ComfyUI, `--servers N` runs N independent servers (one per simulated GPU) on consecutive ports."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import signal
 import sys
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import click
 
 from wfbatch.settings import WireflowPlan
-from wfbatch.sim import FAULT_GROUPS, SIM_PROVIDERS, SimOptions, SimState, is_loopback, serve
+from wfbatch.sim import (
+    FAULT_GROUPS,
+    SIM_PROVIDERS,
+    RunningSimulator,
+    SimOptions,
+    SimState,
+    is_loopback,
+    serve,
+)
 
 
 def _latency(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
@@ -59,7 +75,61 @@ def _describe_queue(options: SimOptions) -> str:
     return "; ".join(parts)
 
 
-def _describe(options: SimOptions) -> str:
+def _checkpoints(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise click.BadParameter("expected checkpoint file names, e.g. sd_xl_base_1.0.safetensors")
+    return names
+
+
+def _describe_stability(options: SimOptions) -> str:
+    credits = "unlimited" if options.credits is None else f"{options.credits:g}"
+    rate = options.rpm if options.rpm is not None else 150
+    lo, hi = options.latency
+    parts = [
+        f"{rate} requests/{options.stability_window:g}s, {options.lockout:g}s lockout after a 429",
+        f"credits {credits}",
+        f"latency {lo:g}-{hi:g}s",
+    ]
+    if options.moderation_marker:
+        parts.append(f"403 content_moderation for {options.moderation_marker!r}")
+    if options.filter_marker:
+        parts.append(f"CONTENT_FILTERED for {options.filter_marker!r}")
+    return "; ".join(parts)
+
+
+def _describe_comfyui(options: SimOptions, servers: int) -> str:
+    lo, hi = options.latency
+    parts = [
+        f"{servers} server{'s' if servers > 1 else ''}, one prompt at a time each",
+        f"run {lo:g}-{hi:g}s",
+        f"checkpoints {', '.join(options.checkpoints)}",
+    ]
+    if options.legacy_comfyui:
+        parts.append("legacy: ignores prompt_id, string errors")
+    if options.fail_marker:
+        parts.append(f"execution_error for {options.fail_marker!r}")
+    return "; ".join(parts)
+
+
+def _exports(options: SimOptions, urls: list[str]) -> str:
+    """What to paste so wfbatch talks to this simulator (the key is a placeholder, never echoed)."""
+    name = options.provider
+    prefix = f"WFBATCH_{name.upper()}__"
+    base = urls[0] if len(urls) == 1 else json.dumps(urls, separators=(",", ":"))
+    values = {"WFBATCH_PROVIDER": name, f"{prefix}BASE_URL": base}
+    if name != "comfyui":  # ComfyUI has no key
+        values[f"{prefix}API_KEY"] = "<your --api-key>" if options.api_key else "sk-test"
+    if name == "wireflow":
+        values[f"{prefix}WORKFLOW_ID"] = options.workflow_ids[0]
+    return "export " + " ".join(f"{key}={shlex.quote(value)}" for key, value in values.items())
+
+
+def _describe(options: SimOptions, servers: int = 1) -> str:
+    if options.provider == "stability":
+        return _describe_stability(options)
+    if options.provider == "comfyui":
+        return _describe_comfyui(options, servers)
     if options.provider == "openai":
         return _describe_openai(options)
     if options.provider in ("fal", "replicate"):
@@ -201,8 +271,8 @@ def _describe(options: SimOptions) -> str:
 @click.option(
     "--moderation-marker",
     default=None,
-    help="OpenAI, fal, Replicate: prompts containing this text are refused by the safety system "
-    "(so are --fail-marker ones).",
+    help="OpenAI, fal, Replicate, Stability: prompts containing this text are refused by the safety "
+    "system (so are --fail-marker ones).",
 )
 @click.option(
     "--concurrency",
@@ -241,6 +311,47 @@ def _describe(options: SimOptions) -> str:
 @click.option(
     "--batch-fail-input", is_flag=True, help="OpenAI Batch: every input file fails validation."
 )
+@click.option(
+    "--stability-window",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Stability: seconds of its rate window (--rpm requests per window, default 150).",
+)
+@click.option(
+    "--lockout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Stability: seconds a 429 locks the account out (no Retry-After, like Stability).",
+)
+@click.option(
+    "--filter-marker",
+    default=None,
+    help="Stability: prompts containing this text come back blurred with finish-reason "
+    "CONTENT_FILTERED (charged).",
+)
+@click.option(
+    "--checkpoints",
+    default=",".join(SimOptions().checkpoints),
+    show_default=True,
+    callback=_checkpoints,
+    metavar="NAME,...",
+    help="ComfyUI: checkpoint files the server has; a graph naming another gets value_not_in_list.",
+)
+@click.option(
+    "--legacy",
+    "legacy_comfyui",
+    is_flag=True,
+    help="ComfyUI: behave like an old server (ignore the client's prompt_id, errors as strings).",
+)
+@click.option(
+    "--servers",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="ComfyUI: independent servers (one per simulated GPU) on consecutive ports from --port.",
+)
 def sim_command(
     host: str,
     port: int,
@@ -273,6 +384,12 @@ def sim_command(
     batch_step: float,
     batch_expire_after: int | None,
     batch_fail_input: bool,
+    stability_window: float,
+    lockout: float,
+    filter_marker: str | None,
+    checkpoints: tuple[str, ...],
+    legacy_comfyui: bool,
+    servers: int,
 ) -> None:
     """Run a local provider simulator: rehearse a batch before spending credits."""
     if not is_loopback(host) and not allow_remote:
@@ -311,28 +428,80 @@ def sim_command(
             batch_step=batch_step,
             batch_expire_after=batch_expire_after,
             batch_fail_input=batch_fail_input,
+            stability_window=stability_window,
+            lockout=lockout,
+            filter_marker=filter_marker,
+            checkpoints=checkpoints,
+            legacy_comfyui=legacy_comfyui,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    state = SimState(options)
+    if servers > 1 and provider != "comfyui":
+        raise click.UsageError("--servers is for --provider comfyui (one server per GPU)")
+    if servers > 1 and port and port + servers - 1 > 65535:
+        raise click.UsageError(f"--port {port} --servers {servers} runs past port 65535")
 
-    def ready(base_url: str) -> None:
+    def ready(urls: list[str]) -> None:
         title = SIM_PROVIDERS[options.provider].title
-        click.echo(f"{title} simulator at {base_url} ({_describe(options)}); Ctrl-C to stop")
+        click.echo(f"{title} simulator at {', '.join(urls)} ({_describe(options, servers)}); Ctrl-C to stop")
+        click.echo(_exports(options, urls))
         sys.stdout.flush()
 
+    states: list[SimState] = []
     try:
-        serve(options, state=state, on_ready=ready)
+        if servers == 1:
+            states.append(SimState(options))
+            serve(options, state=states[0], on_ready=lambda url: ready([url]))
+        else:
+            _serve_several(options, servers, ready, states)
     except KeyboardInterrupt:
         pass
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
-    stats = state.stats()
-    if options.provider in ("openai", "stability"):
-        made = f"{stats[options.provider]['generations']} images"
-    elif options.provider in ("fal", "replicate", "comfyui"):
-        made = f"{stats[options.provider]['executions']} executions"
+    click.echo(_stopped(options, [state.stats() for state in states]))
+
+
+def _serve_several(
+    options: SimOptions, count: int, ready: Callable[[list[str]], None], states: list[SimState]
+) -> None:
+    """ComfyUI servers, each with its own queue, history and output folder (like separate GPUs),
+    in background threads until Ctrl-C; `states` gets each one's state as it starts (the summary)."""
+    started: list[RunningSimulator] = []
+    try:
+        for index in range(count):
+            port = options.port + index if options.port else 0
+            sim = RunningSimulator(replace(options, port=port, seed=options.seed + index))
+            try:
+                sim.start()
+            except RuntimeError as exc:
+                raise OSError(str(exc)) from exc
+            started.append(sim)
+            states.append(sim.state)
+        ready([sim.base_url for sim in started])
+        # SIGTERM stops as Ctrl-C does (uvicorn does the same for one server in the foreground).
+        signal.signal(signal.SIGTERM, _interrupt)
+        threading.Event().wait()  # until Ctrl-C raises KeyboardInterrupt here
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sim in started:
+            sim.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stopped(options: SimOptions, all_stats: list[dict[str, Any]]) -> str:
+    def total(pick: Any) -> int:
+        return sum(int(pick(stats)) for stats in all_stats)
+
+    provider = options.provider
+    if provider in ("openai", "stability"):
+        made = f"{total(lambda s: s[provider]['generations'])} images"
+    elif provider in ("fal", "replicate", "comfyui"):
+        made = f"{total(lambda s: s[provider]['executions'])} executions"
     else:
-        made = f"{stats['executions_created']} executions"
-    total, limited = stats["requests"]["total"], stats["rate_limited"]
-    click.echo(f"stopped: {total} requests, {made}, {limited} rate-limited")
+        made = f"{total(lambda s: s['executions_created'])} executions"
+    requests, limited = total(lambda s: s["requests"]["total"]), total(lambda s: s["rate_limited"])
+    return f"stopped: {requests} requests, {made}, {limited} rate-limited"

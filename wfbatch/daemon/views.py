@@ -22,6 +22,7 @@ from wfbatch.protocol import (
     JobSummary,
     ProviderStatus,
     RemoteBatchSummary,
+    ServerStatus,
     Status,
 )
 from wfbatch.providers.registry import KNOWN_PROVIDERS
@@ -208,6 +209,10 @@ async def provider_statuses(
             jobs=by_provider.get(name, empty_counts()),
             credits_used=credits.get(name, 0.0),
             balance=ctx.engine.pool.balances.get(name),
+            servers=[
+                ServerStatus(host=s.host, up=s.up, down_since=moment_or_none(s.down_since), jobs=s.jobs)
+                for s in ctx.engine.pool.servers(name)
+            ],
         )
     return statuses
 

@@ -14,7 +14,7 @@ from wfbatch.engine.clock import Clock
 from wfbatch.engine.events import EventSink
 from wfbatch.engine.limiter import ProviderLimiter, start_of_today
 from wfbatch.protocol import ProviderEvent
-from wfbatch.providers.base import Provider, RequestKind
+from wfbatch.providers.base import Provider, RequestKind, ServerState
 from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, ProviderError, Unreachable
 from wfbatch.providers.registry import (
     KNOWN_PROVIDERS,
@@ -99,6 +99,11 @@ class ProviderPool:
             return None
         self._providers[name] = provider
         return provider
+
+    def servers(self, name: str) -> list[ServerState]:
+        """The provider's servers where it has several (none until it is first built)."""
+        provider = self._providers.get(name)
+        return provider.servers() if provider is not None else []
 
     def pause(self, name: str, reason: str, details: dict[str, Any]) -> None:
         self.limiter(name).pause(reason, details)

@@ -60,6 +60,25 @@ class Health(_Model):
     home: str
 
 
+class ServerStatus(_Model):
+    """One server of a provider that has several (ComfyUI, one per GPU)."""
+
+    host: str
+    """host:port only (no path, no credentials)."""
+    up: bool
+    down_since: Timestamp | None = None
+    jobs: int = 0
+    """This provider's jobs queued or running there."""
+
+    def describe(self) -> str:
+        """`127.0.0.1:8188 up, 2 jobs` / `127.0.0.1:8189 down since 12:01, 1 job` (local time)."""
+        state = "up"
+        if not self.up:
+            since = self.down_since.astimezone().strftime("%H:%M") if self.down_since else None
+            state = f"down since {since}" if since else "down"
+        return f"{self.host} {state}, {self.jobs} job{'' if self.jobs == 1 else 's'}"
+
+
 class ProviderStatus(_Model):
     name: str
     label: str
@@ -83,6 +102,8 @@ class ProviderStatus(_Model):
     jobs: dict[str, int] = Field(default_factory=dict)
     credits_used: float = 0.0
     """Credits charged for this provider's finished jobs (all batches)."""
+    servers: list[ServerStatus] = Field(default_factory=list)
+    """Each server, for providers that spread jobs over several (empty otherwise)."""
 
 
 class RemoteBatchSummary(_Model):

@@ -116,6 +116,19 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class ServerState:
+    """One of a provider's servers as it stands now (ComfyUI with several GPUs), for status and the
+    TUI. `host` is host:port only: a URL may carry credentials or paths people should not see."""
+
+    host: str
+    up: bool
+    down_since: float | None = None
+    """Unix time of the first connection failure in the current outage."""
+    jobs: int = 0
+    """This provider's jobs on the server (queued or running there)."""
+
+
+@dataclass(frozen=True)
 class BatchLine:
     """One request of a remote batch: `custom_id` (the job's stable key) and its body."""
 
@@ -247,6 +260,10 @@ class Provider(Protocol):
         """The provider's batch API, where it has one and the settings allow it."""
         ...
 
+    def servers(self) -> list[ServerState]:
+        """Each server, where the provider spreads its jobs over several (empty otherwise)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -269,6 +286,9 @@ class ProviderDefaults:
 
     def remote_batches(self) -> RemoteBatchApi | None:
         return None
+
+    def servers(self) -> list[ServerState]:
+        return []
 
     async def aclose(self) -> None:
         return None

@@ -64,6 +64,8 @@ class ComfyServer:
     executions_by_prompt_id: Counter[str] = field(default_factory=Counter)
     executions_by_text: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
+    cut_off: list[str] = field(default_factory=list)
+    """prompt_ids that were executing when a restart struck (the only ones allowed to run twice)."""
     interrupted: int = 0
     refused: int = 0
     _number: int = 0
@@ -169,7 +171,9 @@ class ComfyServer:
     def restart(self) -> None:
         """A real restart: the queue, the running prompt and the history are gone; files stay."""
         with self._lock:
-            self.settle()
+            self.settle()  # prompts advance lazily: what was executing is known only after this
+            if self.running is not None:
+                self.cut_off.append(self.running.prompt_id)
             self.pending, self.running, self.history = [], None, {}
             self._free_at = self.clock()
             self.restarts += 1
@@ -198,6 +202,7 @@ class ComfyServer:
                 "history": len(self.history),
                 "files": len(self.files),
                 "restarts": self.restarts,
+                "cut_off": list(self.cut_off),
                 "interrupted": self.interrupted,
                 "refused": self.refused,
                 "rate_limited": 0,

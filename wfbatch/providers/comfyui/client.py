@@ -4,22 +4,32 @@ download through `/view`. No key, no limits, no cost.
 Nothing is run twice by wfbatch: the `prompt_id` is a UUID derived from the job's idempotency key,
 so a re-send carries the same id, and before anything is sent it is looked for (§10, in this order,
 or a prompt finishing between two calls looks lost): in `/queue` (wait for it), in `/history`
-(collect it), its file through `/view` (take it). Only a prompt found nowhere is sent. ComfyUI keeps
-queue and history in memory, so after a ComfyUI restart `poll` finds its prompt nowhere: it sends it
-again on the same server with the same id (the one that was executing when ComfyUI went down runs a
-second time; nothing else does). Older servers ignore a client's prompt_id: there the queue's
-`extra_data.wfbatch_prompt_id` and the job's unique file name find it.
+(collect it), its file through `/view` (take it). Only a prompt found nowhere is sent. Older servers
+ignore a client's prompt_id: there the queue's `extra_data.wfbatch_prompt_id` and the job's unique
+file name find it.
 
 Several servers (`base_url` as a list): a job goes to the server with the fewest of this provider's
-jobs and stays pinned there (the server is in its poll handle). A server that does not answer is
-only itself held: its jobs poll as "server unreachable" until it is back and are reconciled there;
-new jobs go to the others; only when every server is down does the provider report Unreachable.
+jobs and stays pinned there (the server is in its poll handle). ComfyUI keeps queue and history in
+memory, so after a ComfyUI restart `poll` finds its prompt nowhere on the pinned server: it is then
+looked for on every other server (a move made before a wfbatch crash is found again that way, since
+`poll` cannot hand back a new handle), followed there if found, and only when every server answered
+without it is it sent again, with the same id, to the least-loaded server (the one that was
+executing when ComfyUI went down runs a second time; nothing else does). A move is remembered in
+memory. A server that does not answer is only itself held: its jobs wait for it (whether they ran
+there cannot be known) unless another server has them; new jobs go to the others; only when every
+server is down does the provider report Unreachable.
+
+After a download the prompt's history entry is deleted (§7.4): by then the engine has committed the
+result's `/view` URLs (`JobRunner.settle` runs before `download`), and the file stays in ComfyUI's
+output folder, where `/view` finds it by the job's unique prefix; history is only an index.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -34,6 +44,7 @@ from wfbatch.providers.base import (
     RemoteHandle,
     RequestGate,
     RequestKind,
+    ServerState,
     Submitted,
 )
 from wfbatch.providers.comfyui.graph import Graph, Placement, builtin_graph, load_graph
@@ -41,6 +52,8 @@ from wfbatch.providers.errors import Permanent, ProviderError, Transient, Unreac
 from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
 from wfbatch.providers.media import sniff_image
 from wfbatch.settings import ComfyUISettings
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = uuid.UUID("5b0f3c52-6a55-4a8e-9a1e-3c0f1f6b2d11")
 DOWN_FOR = 5.0
@@ -50,6 +63,27 @@ DOWN_FOR = 5.0
 def prompt_id_for(idempotency_key: str) -> str:
     """The same key always gives the same prompt_id: a re-send is recognisable."""
     return str(uuid.uuid5(NAMESPACE, idempotency_key))
+
+
+def host_of(server: str) -> str:
+    """host:port of a base URL: what status shows (no path, no credentials)."""
+    return urlsplit(server).netloc.rpartition("@")[2] or server
+
+
+def _key_of(handle: RemoteHandle) -> str:
+    """The job's own (deterministic) prompt id: the one a re-send carries. Handles stored before it
+    was kept have it in their file prefix."""
+    key = handle.get("key")
+    return str(key) if key else str(handle["prefix"]).removeprefix("wfbatch_")
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where a prompt is: its server, its id there, and what that server says of it."""
+
+    server: str
+    prompt_id: str
+    where: str | Finished
 
 
 def refusal_message(body: Any, status: int) -> str:
@@ -137,9 +171,15 @@ class ComfyUIProvider(ProviderDefaults):
         )
         self._client_id = uuid.uuid4().hex
         self._active: dict[str, set[str]] = {server: set() for server in self._servers}
+        """Job keys per server: what each GPU has of ours (least-loaded choice, status)."""
         self._down_until: dict[str, float] = {}
+        self._down_since: dict[str, float] = {}
+        """Wall time of the first failure of each server's current outage (cleared by an answer)."""
+        self._moved: dict[str, tuple[str, str]] = {}
+        """Job key -> (server, prompt id there) for jobs followed or re-sent away from the server
+        their handle names. Memory only: after a crash the search in `poll` finds them again."""
         what = settings.workflow.name if settings.workflow else f"built-in graph, {settings.checkpoint}"
-        hosts = ", ".join(urlsplit(s).netloc or s for s in self._servers)
+        hosts = ", ".join(host_of(s) for s in self._servers)
         self.label = f"comfyui ({what} at {hosts})"
 
     def __repr__(self) -> str:
@@ -149,10 +189,21 @@ class ComfyUIProvider(ProviderDefaults):
         """This provider's jobs per server (for status: what each GPU has)."""
         return {server: len(ids) for server, ids in self._active.items()}
 
+    def servers(self) -> list[ServerState]:
+        return [
+            ServerState(
+                host=host_of(server),
+                up=server not in self._down_since,
+                down_since=self._down_since.get(server),
+                jobs=len(self._active.get(server, ())),
+            )
+            for server in self._servers
+        ]
+
     async def submit(self, spec: JobSpec, idempotency_key: str) -> Submitted | Finished:
-        prompt_id = prompt_id_for(idempotency_key)
-        prefix = f"wfbatch_{prompt_id}"
-        seed = spec.seed if spec.seed is not None else uuid.UUID(prompt_id).int % 2**32
+        key = prompt_id_for(idempotency_key)
+        prefix = f"wfbatch_{key}"
+        seed = spec.seed if spec.seed is not None else uuid.UUID(key).int % 2**32
         values = {
             "prompt": spec.prompt,
             "negative": spec.negative_prompt or "",
@@ -160,54 +211,82 @@ class ComfyUIProvider(ProviderDefaults):
             "width": spec.width,
             "height": spec.height,
         }
-        handle: RemoteHandle = {"prompt_id": prompt_id, "prefix": prefix, "values": values}
-        up = self._up_servers()
-        for server in up:  # a re-send after a crash: the prompt may be on any server already
+        handle: RemoteHandle = {"prompt_id": key, "key": key, "prefix": prefix, "values": values}
+        for server in self._up_servers():  # a re-send after a crash: the prompt may be on any server
             try:
-                if await self._where(server, prompt_id, prefix) is not None:
-                    return self._submitted(server, prompt_id, handle)
+                if await self._where(server, key, key, prefix) is not None:
+                    return self._submitted(server, key, handle)
             except Transient as error:
                 if not error.connection_failed:
                     raise
-                self._mark_down(server)
         up = self._up_servers()
         if not up:
-            raise Unreachable(f"comfyui: no server answers ({', '.join(self._servers)})")
-        server = min(up, key=lambda s: len(self._active[s]))
-        sent_id = await self._send(server, prompt_id, prefix, values)
+            raise Unreachable(f"comfyui: no server answers ({', '.join(map(host_of, self._servers))})")
+        server = self._least_loaded(up)
+        sent_id = await self._send(server, key, prefix, values)
         return self._submitted(server, sent_id, handle)
 
     async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
-        server = str(handle["server"])
-        prompt_id = str(handle["prompt_id"])
-        self._active.setdefault(server, set()).add(prompt_id)
+        key = _key_of(handle)
         try:
-            where = await self._where(server, prompt_id, str(handle["prefix"]))
-            if where is None:
-                # Known nowhere: ComfyUI restarted (queue and history are memory only). Same id.
-                await self._send(server, prompt_id, str(handle["prefix"]), dict(handle["values"]))
-                return Pending(prompt_id, "re-sent: the server had lost it (restarted?)")
+            return await self._poll(handle, key)
+        except Permanent:
+            self._release(key)  # it failed there: no server has it any more
+            raise
+
+    async def _poll(self, handle: RemoteHandle, key: str) -> Pending | Finished:
+        prefix = str(handle["prefix"])
+        server, prompt_id = self._moved.get(key, (str(handle["server"]), str(handle["prompt_id"])))
+        self._active.setdefault(server, set()).add(key)
+        answered = True
+        try:
+            where = await self._where(server, prompt_id, key, prefix)
         except Transient as error:
             if not error.connection_failed:
                 raise
-            self._mark_down(server)
-            return Pending(prompt_id, f"server {server} unreachable; waiting for it")
+            answered, where = False, None
+        if where is None:
+            found, silent = await self._look_elsewhere(server, key, prefix)
+            if found is not None:
+                self._follow(key, handle, found.server, found.prompt_id)
+                server, prompt_id, where = found.server, found.prompt_id, found.where
+            elif not answered:
+                since = time.strftime("%H:%M", time.localtime(self._down_since.get(server, time.time())))
+                return Pending(
+                    prompt_id,
+                    f"server {host_of(server)} unreachable since {since}; its jobs wait for it "
+                    "(whether they ran there cannot be known)",
+                )
+            elif silent:
+                return Pending(
+                    prompt_id,
+                    f"{host_of(server)} no longer has it (restarted?) and {', '.join(map(host_of, silent))}"
+                    " did not answer (may have it): waiting before sending it again",
+                )
+            else:
+                # Every server answered without it: it never ran, or ran where its file would show.
+                target = self._least_loaded(self._up_servers() or [server])
+                sent_id = await self._send(target, key, prefix, dict(handle["values"]))
+                self._follow(key, handle, target, sent_id)
+                moved = "" if target == server else f" to {host_of(target)}"
+                return Pending(sent_id, f"re-sent{moved}: {host_of(server)} had lost it (restarted?)")
         if isinstance(where, str):
             return Pending(prompt_id, where)
-        self._active[server].discard(prompt_id)
+        self._release(key)
         return where
 
     async def cancel(self, handle: RemoteHandle) -> bool:
         """Take the prompt out of the server's queue; if it is the one running, interrupt it (an
         old server interrupts whatever runs, so only when the running one is ours)."""
-        server, prompt_id = str(handle["server"]), str(handle["prompt_id"])
+        key = _key_of(handle)
+        server, prompt_id = self._moved.get(key, (str(handle["server"]), str(handle["prompt_id"])))
         send = self._http.send
         await send(RequestKind.OTHER, "POST", f"{server}/queue", json={"delete": [prompt_id]})
         queue = (await send(RequestKind.POLL, "GET", f"{server}/queue")).body
         running = queue.get("queue_running", []) if isinstance(queue, dict) else []
         if prompt_id in _queued_ids({"queue_running": running}):
             await send(RequestKind.OTHER, "POST", f"{server}/interrupt", json={"prompt_id": prompt_id})
-        self._active.setdefault(server, set()).discard(prompt_id)
+        self._release(key)
         return True
 
     async def download(self, finished: Finished) -> list[Image]:
@@ -218,6 +297,7 @@ class ComfyUIProvider(ProviderDefaults):
             if media_type is None:
                 raise Transient(f"comfyui: {answer.what} is not an image")
             images.append(Image(answer.content, media_type, dict(finished.metadata)))
+        await self._forget(finished)
         return images
 
     async def estimate(self, spec: JobSpec) -> float | None:
@@ -229,15 +309,92 @@ class ComfyUIProvider(ProviderDefaults):
     # -- internals ---------------------------------------------------------------------------
 
     def _submitted(self, server: str, prompt_id: str, handle: RemoteHandle) -> Submitted:
-        self._active[server].add(prompt_id)
+        self._active[server].add(str(handle["key"]))
         return Submitted(remote_id=prompt_id, handle={**handle, "server": server, "prompt_id": prompt_id})
+
+    def _follow(self, key: str, handle: RemoteHandle, server: str, prompt_id: str) -> None:
+        """From now on the job is polled on `server` under `prompt_id` (in this process)."""
+        for keys in self._active.values():
+            keys.discard(key)
+        self._active.setdefault(server, set()).add(key)
+        if (server, prompt_id) == (handle["server"], handle["prompt_id"]):
+            self._moved.pop(key, None)
+        else:
+            self._moved[key] = (server, prompt_id)
+
+    def _release(self, key: str) -> None:
+        """The job has ended (or was taken back): no server has it any more."""
+        for keys in self._active.values():
+            keys.discard(key)
+        self._moved.pop(key, None)
+
+    def _least_loaded(self, servers: list[str]) -> str:
+        return min(servers, key=lambda s: len(self._active.setdefault(s, set())))
 
     def _up_servers(self) -> list[str]:
         now = time.monotonic()
         return [s for s in self._servers if self._down_until.get(s, 0.0) <= now]
 
-    def _mark_down(self, server: str) -> None:
-        self._down_until[server] = time.monotonic() + DOWN_FOR
+    async def _call(
+        self, server: str, kind: RequestKind, method: str, path: str, **options: Any
+    ) -> HttpAnswer:
+        """One request to `server`, keeping its up/down state: a connection that fails marks it
+        down (skipped for new jobs for DOWN_FOR s, shown as down until it answers again)."""
+        try:
+            answer = await self._http.send(kind, method, f"{server}{path}", **options)
+        except Transient as error:
+            if error.connection_failed:
+                self._down_until[server] = time.monotonic() + DOWN_FOR
+                self._down_since.setdefault(server, time.time())
+            raise
+        self._down_until.pop(server, None)
+        self._down_since.pop(server, None)
+        return answer
+
+    async def _look_elsewhere(self, pinned: str, key: str, prefix: str) -> tuple[Found | None, list[str]]:
+        """The job on a server other than `pinned` (it was moved there, perhaps by a wfbatch that
+        crashed since), and the servers that could not be asked (down: they may have it)."""
+        silent: list[str] = []
+        up = self._up_servers()
+        for server in self._servers:
+            if server == pinned:
+                continue
+            if server not in up:
+                silent.append(server)
+                continue
+            try:
+                where = await self._where(server, key, key, prefix)
+            except Transient as error:
+                if not error.connection_failed:
+                    raise
+                silent.append(server)
+                continue
+            if where is not None:
+                return Found(server, key, where), silent
+        return None, silent
+
+    async def _forget(self, finished: Finished) -> None:
+        """`POST /history {"delete": [id]}` (§7.4: keeps ComfyUI's history small). Best effort: a
+        failure only leaves the entry (ComfyUI caps history at 10,000 itself)."""
+        server = finished.metadata.get("server")
+        if not isinstance(server, str) or finished.remote_id is None:
+            return
+        try:
+            await self._call(
+                server,
+                RequestKind.OTHER,
+                "POST",
+                "/history",
+                json={"delete": [finished.remote_id]},
+                check=False,
+            )
+        except ProviderError as error:
+            log.info(
+                "comfyui: could not delete history of %s on %s: %s",
+                finished.remote_id,
+                host_of(server),
+                error,
+            )
 
     async def _send(self, server: str, prompt_id: str, prefix: str, values: dict[str, Any]) -> str:
         body = {
@@ -246,33 +403,35 @@ class ComfyUIProvider(ProviderDefaults):
             "client_id": self._client_id,
             "extra_data": {"wfbatch_prompt_id": prompt_id},
         }
-        answer = await self._http.send(RequestKind.START, "POST", f"{server}/prompt", json=body)
+        answer = await self._call(server, RequestKind.START, "POST", "/prompt", json=body)
         given = answer.json_object().get("prompt_id")
         # An old server ignores our id: its own is the one /queue and /history know.
         return given if isinstance(given, str) and given else prompt_id
 
-    async def _where(self, server: str, prompt_id: str, prefix: str) -> str | Finished | None:
+    async def _where(self, server: str, prompt_id: str, key: str, prefix: str) -> str | Finished | None:
         """ "queued" / "running" (wait), a finished result, or None (this server does not have it).
-        Queue first, then history, then the file (§10: this order, or a prompt finishing between
-        two calls looks lost). A failed execution raises Permanent."""
-        queue = (await self._http.send(RequestKind.POLL, "GET", f"{server}/queue")).body
-        if prompt_id in _queued_ids(queue):
+        `prompt_id` is the id on this server, `key` the job's own (an old server's queue echoes it
+        in extra_data). Queue first, then history, then the file (§10: this order, or a prompt
+        finishing between two calls looks lost). A failed execution raises Permanent."""
+        queue = (await self._call(server, RequestKind.POLL, "GET", "/queue")).body
+        if not {prompt_id, key}.isdisjoint(_queued_ids(queue)):
             return "queued or running"
-        history = (await self._http.send(RequestKind.POLL, "GET", f"{server}/history/{prompt_id}")).body
+        history = (await self._call(server, RequestKind.POLL, "GET", f"/history/{prompt_id}")).body
         entry = history.get(prompt_id) if isinstance(history, dict) else None
         if isinstance(entry, dict):
             return self._result(server, prompt_id, entry)
         name = f"{prefix}_00001_.png"
-        url = f"{server}/view?{urlencode({'filename': name, 'subfolder': '', 'type': 'output'})}"
-        found = await self._http.send(RequestKind.POLL, "GET", url, check=False, decode=False)
+        view = f"/view?{urlencode({'filename': name, 'subfolder': '', 'type': 'output'})}"
+        found = await self._call(server, RequestKind.POLL, "GET", view, check=False, decode=False)
         if found.status == 200 and sniff_image(found.content) is not None:
-            return Finished(remote_id=prompt_id, urls=(url,), credits_used=0.0, metadata={"server": server})
+            return Finished(
+                remote_id=prompt_id, urls=(f"{server}{view}",), credits_used=0.0, metadata={"server": server}
+            )
         return None
 
     def _result(self, server: str, prompt_id: str, entry: dict[str, Any]) -> Finished:
         failed = _failure(entry)
         if failed is not None:
-            self._active.get(server, set()).discard(prompt_id)
             raise Permanent(f"comfyui: prompt {prompt_id} failed: {failed}")
         urls = []
         outputs = entry.get("outputs")
@@ -291,7 +450,6 @@ class ComfyUIProvider(ProviderDefaults):
                     }
                     urls.append(f"{server}/view?{urlencode(query)}")
         if not urls:
-            self._active.get(server, set()).discard(prompt_id)
             raise Permanent(
                 f"comfyui: prompt {prompt_id} finished without a saved image (no SaveImage output)"
             )

@@ -1,4 +1,5 @@
-"""The header: connection, global pause, job counts, and one line per provider's limiter.
+"""The header: connection, global pause, job counts, one line per provider's limiter, and one for
+the servers of a provider that has several (ComfyUI, one per GPU).
 
 It shows what it is given (`health`, `status`, `socket`: reactive attributes the screen sets) and
 fits its lines to the width: each line is made of parts ranked by use, and the least useful go
@@ -69,6 +70,15 @@ def provider_parts(provider: ProviderStatus) -> list[Part]:
     return parts
 
 
+def server_parts(provider: ProviderStatus) -> list[Part]:
+    """The line under a provider with several servers; one that is down outranks those up."""
+    parts: list[Part] = [(_part("  servers:", "dim"), 100)]
+    for index, server in enumerate(provider.servers):
+        style = "green" if server.up else "bold red"
+        parts.append((_part(f"  {server.describe()}", style), (80 if server.up else 95) - index))
+    return parts
+
+
 def connection_parts(health: Health | None, status: Status | None, socket: str) -> list[Part]:
     parts: list[Part] = [(_part("● connected", "bold green"), 100)]
     if health is not None:
@@ -110,5 +120,8 @@ class StatusHeader(Widget):
         lines = [fit_line(connection_parts(self.health, self.status, self.socket), width)]
         if self.status is not None:
             lines.append(fit_line(counts_parts(self.status), width))
-            lines += [fit_line(provider_parts(p), width) for p in self.status.providers.values()]
+            for p in self.status.providers.values():
+                lines.append(fit_line(provider_parts(p), width))
+                if p.servers:
+                    lines.append(fit_line(server_parts(p), width))
         return Text("\n").join(lines)
