@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from wfbatch.core.models import JobSpec
+from wfbatch.core.progress import JobProgress
 
 
 class RequestKind(StrEnum):
@@ -247,6 +248,12 @@ class Provider(Protocol):
         """The provider's batch API, where it has one and the settings allow it."""
         ...
 
+    def progress(self, handle: RemoteHandle) -> JobProgress | None:
+        """How far the execution of `handle` has come, from what the provider already knows (a
+        socket's events, the last poll's logs): never a request, the engine asks often. None where
+        unknown. A hint only: finishing is still `poll`'s answer."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -268,6 +275,9 @@ class ProviderDefaults:
         return None
 
     def remote_batches(self) -> RemoteBatchApi | None:
+        return None
+
+    def progress(self, handle: RemoteHandle) -> JobProgress | None:
         return None
 
     async def aclose(self) -> None:

@@ -14,6 +14,8 @@ Several servers (`base_url` as a list): a job goes to the server with the fewest
 jobs and stays pinned there (the server is in its poll handle). A server that does not answer is
 only itself held: its jobs poll as "server unreachable" until it is back and are reconciled there;
 new jobs go to the others; only when every server is down does the provider report Unreachable.
+
+Progress (step x/y) comes from each server's `/ws` (`progress.py`), a hint beside the polling.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from wfbatch.core.models import JobSpec
+from wfbatch.core.progress import JobProgress
 from wfbatch.providers.base import (
     Finished,
     Image,
@@ -37,6 +40,7 @@ from wfbatch.providers.base import (
     Submitted,
 )
 from wfbatch.providers.comfyui.graph import Graph, Placement, builtin_graph, load_graph
+from wfbatch.providers.comfyui.progress import ProgressFeeds, node_names
 from wfbatch.providers.errors import Permanent, ProviderError, Transient, Unreachable
 from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
 from wfbatch.providers.media import sniff_image
@@ -136,6 +140,9 @@ class ComfyUIProvider(ProviderDefaults):
             self.name, gate, HttpLimits.of(settings), classify=_classify, transport=transport
         )
         self._client_id = uuid.uuid4().hex
+        # The same client_id goes with every /prompt: ComfyUI sends a prompt's events only to the
+        # socket with its prompt's client_id (§7.5).
+        self._progress = ProgressFeeds(self._client_id, node_names(graph))
         self._active: dict[str, set[str]] = {server: set() for server in self._servers}
         self._down_until: dict[str, float] = {}
         what = settings.workflow.name if settings.workflow else f"built-in graph, {settings.checkpoint}"
@@ -181,6 +188,7 @@ class ComfyUIProvider(ProviderDefaults):
         server = str(handle["server"])
         prompt_id = str(handle["prompt_id"])
         self._active.setdefault(server, set()).add(prompt_id)
+        self._progress.watch(server, prompt_id)
         try:
             where = await self._where(server, prompt_id, str(handle["prefix"]))
             if where is None:
@@ -195,6 +203,7 @@ class ComfyUIProvider(ProviderDefaults):
         if isinstance(where, str):
             return Pending(prompt_id, where)
         self._active[server].discard(prompt_id)
+        self._progress.forget(server, prompt_id)
         return where
 
     async def cancel(self, handle: RemoteHandle) -> bool:
@@ -208,6 +217,7 @@ class ComfyUIProvider(ProviderDefaults):
         if prompt_id in _queued_ids({"queue_running": running}):
             await send(RequestKind.OTHER, "POST", f"{server}/interrupt", json={"prompt_id": prompt_id})
         self._active.setdefault(server, set()).discard(prompt_id)
+        self._progress.forget(server, prompt_id)
         return True
 
     async def download(self, finished: Finished) -> list[Image]:
@@ -223,13 +233,18 @@ class ComfyUIProvider(ProviderDefaults):
     async def estimate(self, spec: JobSpec) -> float | None:
         return 0.0
 
+    def progress(self, handle: RemoteHandle) -> JobProgress | None:
+        return self._progress.of(str(handle.get("server")), str(handle.get("prompt_id")))
+
     async def aclose(self) -> None:
+        await self._progress.aclose()
         await self._http.aclose()
 
     # -- internals ---------------------------------------------------------------------------
 
     def _submitted(self, server: str, prompt_id: str, handle: RemoteHandle) -> Submitted:
         self._active[server].add(prompt_id)
+        self._progress.watch(server, prompt_id)
         return Submitted(remote_id=prompt_id, handle={**handle, "server": server, "prompt_id": prompt_id})
 
     def _up_servers(self) -> list[str]:
@@ -240,16 +255,24 @@ class ComfyUIProvider(ProviderDefaults):
         self._down_until[server] = time.monotonic() + DOWN_FOR
 
     async def _send(self, server: str, prompt_id: str, prefix: str, values: dict[str, Any]) -> str:
+        self._progress.watch(server, prompt_id)  # before: its first events may beat the answer
         body = {
             "prompt": self._placement.fill(self._graph, values, prefix),
             "prompt_id": prompt_id,
             "client_id": self._client_id,
             "extra_data": {"wfbatch_prompt_id": prompt_id},
         }
-        answer = await self._http.send(RequestKind.START, "POST", f"{server}/prompt", json=body)
+        try:
+            answer = await self._http.send(RequestKind.START, "POST", f"{server}/prompt", json=body)
+        except BaseException:
+            self._progress.forget(server, prompt_id)
+            raise
         given = answer.json_object().get("prompt_id")
         # An old server ignores our id: its own is the one /queue and /history know.
-        return given if isinstance(given, str) and given else prompt_id
+        if isinstance(given, str) and given and given != prompt_id:
+            self._progress.forget(server, prompt_id)
+            return given
+        return prompt_id
 
     async def _where(self, server: str, prompt_id: str, prefix: str) -> str | Finished | None:
         """ "queued" / "running" (wait), a finished result, or None (this server does not have it).
@@ -273,6 +296,7 @@ class ComfyUIProvider(ProviderDefaults):
         failed = _failure(entry)
         if failed is not None:
             self._active.get(server, set()).discard(prompt_id)
+            self._progress.forget(server, prompt_id)
             raise Permanent(f"comfyui: prompt {prompt_id} failed: {failed}")
         urls = []
         outputs = entry.get("outputs")
@@ -292,6 +316,7 @@ class ComfyUIProvider(ProviderDefaults):
                     urls.append(f"{server}/view?{urlencode(query)}")
         if not urls:
             self._active.get(server, set()).discard(prompt_id)
+            self._progress.forget(server, prompt_id)
             raise Permanent(
                 f"comfyui: prompt {prompt_id} finished without a saved image (no SaveImage output)"
             )
