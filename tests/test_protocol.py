@@ -29,7 +29,8 @@ EXPORTED = {
     "CancelRequest", "CommandResult", "Credits", "DeliveryBacklog", "DeliveryInfo", "EditRequest",
     "EngineEvent", "ErrorInfo", "Event",
     "Health", "InboxEvent", "JobDetail", "JobEvent", "JobId", "JobSummary", "Page", "PauseRequest",
-    "Problem", "JobProgress", "ProgressEvent", "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
+    "Problem", "JobProgress", "ProgressEvent",
+    "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
     "RetryRequest", "ReviewRequest", "Hold", "Status", "error_headline", "SubmitError", "SubmitRequest",
     "SubmitResult", "event_json", "parse_event", "routes",
 }

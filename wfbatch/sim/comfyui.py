@@ -219,9 +219,15 @@ def comfyui_routes(state: Any) -> list[BaseRoute]:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await closed
 
+    async def no_ws(websocket: WebSocket) -> None:
+        # Refused like a route that is not there (uvicorn answers 403), but counted: tests check
+        # that a client without /ws tries again only now and then.
+        state.count_request("ws")
+        await websocket.close()
+
     routes: list[BaseRoute] = []
-    if state.options.comfyui_ws:
-        routes += [WebSocketRoute("/ws", ws), WebSocketRoute("/api/ws", ws)]
+    handler = ws if state.options.comfyui_ws else no_ws
+    routes += [WebSocketRoute("/ws", handler), WebSocketRoute("/api/ws", handler)]
     for prefix in ("", "/api"):
         routes += [
             Route(f"{prefix}/prompt", prompt, methods=["GET", "POST"]),
