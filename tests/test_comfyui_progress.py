@@ -294,3 +294,21 @@ async def test_show_the_job_list_and_the_events_carry_a_running_comfyui_jobs_pro
     # Coalesced: one event per change at most, never the same progress twice in a row.
     values = [e.progress for e in ours]
     assert all(a != b for a, b in itertools.pairwise(values)) and len(values) <= 25
+
+
+async def test_a_socket_with_nothing_to_watch_closes_after_lingering(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listener, "IDLE_LINGER", 0.2)
+    monkeypatch.setattr(listener, "RECV_TICK", 0.05)
+    with RunningSimulator(SimOptions(provider="comfyui", latency=(0.0, 0.0))) as sim:
+        feed = ServerProgress(sim.base_url, "me", {})
+        feed.watch("p")
+        try:
+            await wait_for(lambda: feed.connected, "the socket")
+            feed.forget("p")
+            await wait_for(lambda: not feed.connected and feed._task is not None and feed._task.done(),
+                           "the listener to stop by itself")
+            feed.watch("q")  # a new prompt: listening again
+            await wait_for(lambda: feed.connected, "the socket again")
+        finally:
+            await feed.aclose()
+        assert sim.state.requests_by_route["ws"] == 2
