@@ -13,6 +13,9 @@ from wfbatch.protocol import (
     Event,
     InboxEvent,
     JobEvent,
+    JobProgress,
+    JobSummary,
+    ProgressEvent,
     ProviderEvent,
     RemoteBatchEvent,
     ResyncEvent,
@@ -26,7 +29,8 @@ EXPORTED = {
     "CancelRequest", "CommandResult", "Credits", "DeliveryBacklog", "DeliveryInfo", "EditRequest",
     "EngineEvent", "ErrorInfo", "Event",
     "Health", "InboxEvent", "JobDetail", "JobEvent", "JobId", "JobSummary", "Page", "PauseRequest",
-    "Problem", "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
+    "Problem", "JobProgress", "ProgressEvent",
+    "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
     "RetryRequest", "ReviewRequest", "Hold", "ServerStatus", "Status", "error_headline", "SubmitError",
     "SubmitRequest", "SubmitResult", "event_json", "parse_event", "routes",
 }
@@ -49,6 +53,8 @@ def test_every_event_kind_survives_the_wire() -> None:
         RemoteBatchEvent(id=1, batch_id="b1", provider="openai", step="started", remote_id="batch_1",
                          status="in_progress", lines=20, completed=12),
         ResyncEvent(dropped=12),
+        ProgressEvent(id=7, batch_id="b1", progress=JobProgress(step=12, steps=20, node="KSampler")),
+        ProgressEvent(id=7, batch_id="b1", progress=None),
     ]
     for event in events:
         assert parse_event(event_json(event)) == event
@@ -68,3 +74,25 @@ def test_the_tui_reloads_everything_after_a_resync_and_moves_the_row_on_a_job_ev
     # A remote batch's progress is the batch row's: the status is read again.
     progress = RemoteBatchEvent(id=1, batch_id="b", provider="openai", step="started", completed=3, lines=9)
     assert ChangeSet.from_event(progress).status
+
+
+def test_progress_updates_its_cells_and_reloads_nothing() -> None:
+    progress = JobProgress(step=3, steps=20, node="KSampler", phase="running")
+    changes = ChangeSet.from_event(ProgressEvent(id=9, batch_id="b", progress=progress))
+    assert changes and changes.progress == {9: progress}
+    assert not (changes.status or changes.everything or changes.job_states or changes.states)
+    later = ChangeSet.from_event(ProgressEvent(id=9, batch_id="b", progress=None))
+    changes.merge(later)
+    assert changes.take().progress == {9: None} and not changes
+
+
+def test_progress_is_an_additive_field_both_ways() -> None:
+    """API_VERSION stays 1: an older daemon's job has no `progress` (None here), and an older
+    client ignores the field and the `progress` event kind (extra fields and unknown kinds are)."""
+    old = {"id": 1, "batch_id": "b", "index": 0, "line": 1, "state": "running", "review": "pending",
+           "prompt": "p", "provider": "comfyui", "attempts": 1, "updated_at": "2026-01-01T00:00:00Z"}
+    assert JobSummary.model_validate(old).progress is None
+    new = JobSummary.model_validate({**old, "progress": {"step": 2, "steps": 8, "node": "KSampler",
+                                                        "eta": 3}})
+    assert new.progress == JobProgress(step=2, steps=8, node="KSampler")
+    assert protocol.API_VERSION == 1

@@ -8,6 +8,7 @@ fake daemon stands in only for an HTTP 500, which a healthy daemon cannot be mad
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.test_tui_support import DaemonProcess, FakeDaemon, daemon_process, wa
 from wfbatch.client import ApiError
 from wfbatch.client.client import DaemonClient
 from wfbatch.protocol import CancelRequest, Health, PauseRequest, Status, SubmitRequest
+from wfbatch.sim import RunningSimulator, SimOptions
 from wfbatch.tui import WfbatchApp
 from wfbatch.tui.screens.confirm import ConfirmScreen
 from wfbatch.tui.screens.main import MainScreen
@@ -236,3 +238,41 @@ async def test_cancel_of_a_running_job_asks_first() -> None:
         assert fake.commands == []
         await pilot.press("y")
         await wait_until(lambda: fake.commands == [CancelRequest(job_ids=[3])])
+
+
+@pytest.fixture
+def comfy_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A daemon whose default provider is a simulated ComfyUI taking 8 s a prompt (20 steps)."""
+    with RunningSimulator(SimOptions(provider="comfyui", latency=(8.0, 8.0))) as sim:
+        env = {"WFBATCH_PROVIDER": "comfyui", "WFBATCH_COMFYUI__BASE_URL": sim.base_url,
+               "WFBATCH_COMFYUI__POLL_INITIAL": "0.2", "WFBATCH_COMFYUI__POLL_MAX": "0.5"}
+        with daemon_process(tmp_path / "home", env) as running:
+            yield running
+
+
+async def test_the_running_tab_at_80_columns_follows_a_comfyui_jobs_steps(
+    comfy_daemon: DaemonProcess,
+) -> None:
+    async with DaemonClient(comfy_daemon.socket_path) as api:
+        submitted = await api.submit(SubmitRequest(name="c.jsonl", content=_jsonl(["a lighthouse"])))
+        assert submitted.batch_id
+        app = WfbatchApp(DaemonClient(api.socket_path), retry_interval=0.2, graphics=False, close_client=True)
+        async with app.run_test(size=NARROW) as pilot:
+            screen = await _attached(pilot)
+            await pilot.press("2")
+            await wait_until(lambda: screen.jobs.row_count == 1 and not screen.jobs.loading, within=15)
+            job_id = next(iter(screen.jobs.jobs))
+
+            def steps() -> str | None:
+                cell = str(screen.jobs.get_cell(str(job_id), "progress"))
+                return cell if re.fullmatch(r"\d+/20", cell) else None
+
+            first = await wait_until(steps, within=15)
+            # The row stays (still running): only the progress events move the cell on.
+            later = await wait_until(lambda: (s := steps()) and s != first and s, within=10)
+            await pilot.pause()
+            shot = app.export_screenshot().replace("&#160;", " ")
+    assert int(later.split("/")[0]) > int(first.split("/")[0])
+    assert "progress" in shot and "a lighthouse" in shot  # the column fits 80 columns beside the prompt
+    running = dict((spec.key, width) for spec, width in fit_columns(JobTab.RUNNING, 80))
+    assert running["progress"] >= len("1000/1000") and running["prompt"] >= 20

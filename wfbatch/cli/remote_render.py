@@ -320,6 +320,8 @@ def render_job(job: JobDetail, wide: bool = False) -> None:
         ("remote id", job.remote_id or "-"),
         ("cache hit", "yes" if job.cache_hit else "no"),
     ]
+    if job.progress is not None:
+        rows.insert(2, ("progress", job.progress.text()))
     if job.error is not None:
         e = job.error
         answered = e.http_status is not None and 200 <= e.http_status < 300

@@ -93,7 +93,10 @@ async def jobs(request: Request) -> JSONResponse:
     rows = rows[:limit]
     finals = await ctx.store.finals_of([row.id for row in rows if row.stage == "draft"])
     page = Page[JobSummary](
-        items=[views.job_summary(row, _id(finals.get(row.id))) for row in rows],
+        items=[
+            views.job_summary(row, _id(finals.get(row.id)), ctx.engine.progress.of(row.id))
+            for row in rows
+        ],
         next_cursor=str(rows[-1].id) if more and rows else None,
     )
     return model_response(page)
@@ -109,7 +112,8 @@ async def job(request: Request) -> JSONResponse:
     final = await ctx.store.final_of(job_id) if row.stage == "draft" else None
     attempts = await ctx.store.attempts_for(job_id)
     delivery = await ctx.store.deliveries.for_job(job_id)
-    return model_response(views.job_detail(row, batch, attempts, _id(final), delivery))
+    progress = ctx.engine.progress.of(job_id)
+    return model_response(views.job_detail(row, batch, attempts, _id(final), delivery, progress))
 
 
 def _id(job: JobRow | None) -> int | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from wfbatch import __version__
+from wfbatch.core.progress import JobProgress
 from wfbatch.core.states import empty_counts
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.daemon.eta import batch_etas, overall_eta
@@ -41,11 +42,13 @@ def moment_or_none(epoch: float | None) -> datetime | None:
     return None if epoch is None else moment(epoch)
 
 
-def job_summary(job: JobRow, final_id: int | None = None) -> JobSummary:
-    return JobSummary(**_summary_fields(job, final_id))
+def job_summary(
+    job: JobRow, final_id: int | None = None, progress: JobProgress | None = None
+) -> JobSummary:
+    return JobSummary(**_summary_fields(job, final_id, progress))
 
 
-def _summary_fields(job: JobRow, final_id: int | None) -> dict[str, Any]:
+def _summary_fields(job: JobRow, final_id: int | None, progress: JobProgress | None) -> dict[str, Any]:
     error = (
         ErrorInfo(
             http_status=job.error_status,
@@ -75,6 +78,7 @@ def _summary_fields(job: JobRow, final_id: int | None) -> dict[str, Any]:
         "stage": job.stage,
         "draft_of": job.draft_of,
         "final_id": final_id,
+        "progress": progress,
     }
 
 
@@ -97,11 +101,12 @@ def job_detail(
     attempts: list[AttemptRow],
     final_id: int | None = None,
     delivery: DeliveryRow | None = None,
+    progress: JobProgress | None = None,
 ) -> JobDetail:
     spec = job.spec
     output_dir = batch.output_dir if batch else ""
     return JobDetail(
-        **_summary_fields(job, final_id),
+        **_summary_fields(job, final_id, progress),
         negative_prompt=spec.negative_prompt,
         model=spec.model,
         seed=spec.seed,

@@ -26,6 +26,7 @@ from wfbatch.engine.clock import Clock
 from wfbatch.engine.events import EventSink
 from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused
 from wfbatch.engine.pool import ProviderPool
+from wfbatch.engine.progress import ProgressBoard
 from wfbatch.engine.storage import is_disk_full
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.outputs import ImageDecodeError
@@ -88,6 +89,7 @@ class JobServices:
     wake: Callable[[], None]
     batch: Callable[[str], Awaitable[BatchRow]]
     latencies: dict[str, deque[float]] = field(default_factory=dict)
+    progress: ProgressBoard = field(default_factory=ProgressBoard)
 
     def expected_latency(self, provider: str) -> float:
         """Median time to finish of recent executions: no point polling much before it."""
@@ -268,6 +270,10 @@ class JobRunner:
     async def _poll_until_finished(
         self, job: JobRow, provider: Provider, limiter: ProviderLimiter
     ) -> Finished:
+        with self.s.progress.watching(job.id, job.batch_id, provider, job.handle):
+            return await self._poll(job, provider, limiter)
+
+    async def _poll(self, job: JobRow, provider: Provider, limiter: ProviderLimiter) -> Finished:
         s, limits = self.s, limiter.limits
         remote_id, handle = job.remote_id, job.handle
         if handle is None:

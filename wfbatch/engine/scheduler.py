@@ -31,6 +31,7 @@ from wfbatch.engine.idle import StopReason, idle_reason
 from wfbatch.engine.limiter import Slot
 from wfbatch.engine.notify import Notifier
 from wfbatch.engine.pool import ProviderPool
+from wfbatch.engine.progress import ProgressBoard
 from wfbatch.engine.remote_batches import RemoteBatches
 from wfbatch.engine.runner import JobRunner, JobServices
 from wfbatch.engine.storage import StorageHealth, is_disk_full
@@ -78,6 +79,7 @@ class Engine:
         self.cache = ImageCache(layout.cache, store)
         self.writer = OutputWriter(store, self.pool.label)
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
+        self.progress = ProgressBoard(events)
         self.finals = Finals(store, settings, self.writer, emit=events, wake=self.wake)
         # Uploads and notifications: workers of their own, fed through the store.
         self.delivery = DeliveryWorker(store, lambda: self.settings, self.writer, self.clock)
@@ -94,6 +96,7 @@ class Engine:
             emit=events,
             wake=self.wake,
             batch=self._batch,
+            progress=self.progress,
         )
         self.runner = JobRunner(services)
         self.background = Background(
@@ -166,6 +169,7 @@ class Engine:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.remote.shutdown()
+        await self.progress.aclose()
         await self.writer.flush(force=True)
         await self.pool.aclose()
 

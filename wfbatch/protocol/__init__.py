@@ -6,6 +6,7 @@ bump `API_VERSION` on anything incompatible (every client checks it at connect).
 nothing of wfbatch but `wfbatch.core`.
 """
 
+from wfbatch.core.progress import JobProgress
 from wfbatch.protocol import routes
 from wfbatch.protocol.events import (
     BatchEvent,
@@ -13,6 +14,7 @@ from wfbatch.protocol.events import (
     Event,
     InboxEvent,
     JobEvent,
+    ProgressEvent,
     ProviderEvent,
     RemoteBatchEvent,
     ResyncEvent,
@@ -76,10 +78,12 @@ __all__ = [
     "JobDetail",
     "JobEvent",
     "JobId",
+    "JobProgress",
     "JobSummary",
     "Page",
     "PauseRequest",
     "Problem",
+    "ProgressEvent",
     "ProviderEvent",
     "ProviderStatus",
     "RemoteBatchEvent",

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from wfbatch.core.progress import JobProgress
 from wfbatch.core.states import JobState, ReviewStatus
 
 
@@ -30,6 +31,16 @@ class JobEvent(_Event):
     review: ReviewStatus | None = None
     file: str | None = None
     """The image's path relative to the batch's folder, after a review moved it."""
+
+
+class ProgressEvent(_Event):
+    """A running job's progress changed (ComfyUI's sampler steps): the latest only, at most about
+    two a second per job, never stored. `progress` None: no longer known."""
+
+    kind: Literal["progress"] = "progress"
+    id: int
+    batch_id: str
+    progress: JobProgress | None = None
 
 
 class BatchEvent(_Event):
@@ -105,7 +116,14 @@ class ResyncEvent(_Event):
 
 
 Event = Annotated[
-    JobEvent | BatchEvent | ProviderEvent | EngineEvent | InboxEvent | RemoteBatchEvent | ResyncEvent,
+    JobEvent
+    | ProgressEvent
+    | BatchEvent
+    | ProviderEvent
+    | EngineEvent
+    | InboxEvent
+    | RemoteBatchEvent
+    | ResyncEvent,
     Field(discriminator="kind"),
 ]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wfbatch.core.progress import JobProgress
 from wfbatch.core.states import ErrorClass, JobState, ReviewStatus
 
 API_VERSION = 1
@@ -237,6 +238,9 @@ class JobSummary(_Model):
     """A final's draft."""
     final_id: int | None = None
     """A draft's final, once the draft was approved."""
+    progress: JobProgress | None = None
+    """A running job's progress where its provider tells it (ComfyUI's steps): live, never stored;
+    None otherwise. Added in API 1 (older clients ignore it)."""
 
 
 class Attempt(_Model):

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from wfbatch.core.models import JobSpec
+from wfbatch.core.progress import JobProgress
 
 
 class RequestKind(StrEnum):
@@ -264,6 +265,12 @@ class Provider(Protocol):
         """Each server, where the provider spreads its jobs over several (empty otherwise)."""
         ...
 
+    def progress(self, handle: RemoteHandle) -> JobProgress | None:
+        """How far the execution of `handle` has come, from what the provider already knows (a
+        socket's events, the last poll's logs): never a request, the engine asks often. None where
+        unknown. A hint only: finishing is still `poll`'s answer."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -289,6 +296,9 @@ class ProviderDefaults:
 
     def servers(self) -> list[ServerState]:
         return []
+
+    def progress(self, handle: RemoteHandle) -> JobProgress | None:
+        return None
 
     async def aclose(self) -> None:
         return None

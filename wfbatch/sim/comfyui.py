@@ -1,23 +1,105 @@
 """ComfyUI's raw server routes (providers.md §7): `/prompt`, `/queue`, `/history`, `/view`,
 `/interrupt`, `/system_stats`, each also under `/api`, plus `/_sim/restart` (forget queue and history
-like a real restart) and `/_sim/graphs` (the graph received per prompt_id). No key, no limits."""
+like a real restart) and `/_sim/graphs` (the graph received per prompt_id). No key, no limits.
+
+`WS /ws?clientId=…` (unless `comfyui_ws` is off, like an old server or a proxy without WebSockets)
+speaks §7.5: `status` on connect, then each prompt's events routed by the client_id it was sent
+with, a `progress` per sampler step as the prompt advances, and now and then a binary preview
+frame. Like ComfyUI it refuses a handshake whose Origin is not its Host (403) and drops its sockets
+on a restart."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import struct
+import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from wfbatch.sim.comfyui_server import ComfyServer, validation_errors
+from wfbatch.sim.comfyui_server import ComfyServer, Step, WsEvent, validation_errors
 from wfbatch.sim.replies import json_reply
 
 API = ""
+WS_TICK = 0.05
+"""Seconds between two looks at the running prompt from a socket: finer than any step."""
+PREVIEW_EVERY = 5
+"""A binary preview frame every this many sampler steps."""
+PREVIEW_IMAGE, JPEG = 1, 1
+PREVIEW_BYTES = b"\xff\xd8\xff\xe0" + bytes(60) + b"\xff\xd9"
+ALWAYS_BROADCAST = frozenset({"execution_interrupted"})
+BROADCAST_WITHOUT_CLIENT = frozenset({"executing", "progress"})
 
 
-def comfyui_routes(state: Any) -> list[Route]:
+def routed_to(event_client: str | None, kind: str, socket_client: str) -> bool:
+    """§7.5: with a client_id only that socket hears a prompt; without one only `executing` and
+    `progress` go to every socket (the rest to none); `execution_interrupted` goes to all."""
+    if kind in ALWAYS_BROADCAST:
+        return True
+    if event_client is None:
+        return kind in BROADCAST_WITHOUT_CLIENT
+    return event_client == socket_client
+
+
+def preview_frame() -> bytes:
+    """4-byte big-endian event type, 4-byte image format, the image."""
+    return struct.pack(">II", PREVIEW_IMAGE, JPEG) + PREVIEW_BYTES
+
+
+class _Socket:
+    """One `/ws` connection: what it has been told so far."""
+
+    def __init__(self, websocket: WebSocket, server: ComfyServer, client_id: str) -> None:
+        self.websocket = websocket
+        self.server = server
+        self.client_id = client_id
+        self.seq = server.last_seq()
+        self.restarts = server.restarts
+        self.last_step: tuple[str, int] | None = None
+
+    async def send_event(self, kind: str, data: dict[str, Any]) -> None:
+        await self.websocket.send_text(json.dumps({"type": kind, "data": data}))
+
+    async def hello(self) -> None:
+        queued = len(self.server.queue_snapshot()["queue_pending"])
+        step = self.server.step_now()
+        status = {"exec_info": {"queue_remaining": queued + (1 if step else 0)}}
+        await self.send_event("status", {"status": status, "sid": self.client_id})
+        if step is not None and step.client_id == self.client_id:
+            # A reconnect with the same clientId hears which node runs now (§7.5).
+            await self.send_event("executing", {"node": step.node, "prompt_id": step.prompt_id})
+
+    async def tell(self) -> None:
+        events: list[WsEvent] = self.server.events_since(self.seq)
+        for event in events:
+            self.seq = event.seq
+            if routed_to(event.client_id, event.type, self.client_id):
+                await self.send_event(event.type, event.data)
+        step: Step | None = self.server.step_now()
+        if step is None or not routed_to(step.client_id, "progress", self.client_id):
+            return
+        if self.last_step == (step.prompt_id, step.value):
+            return
+        self.last_step = (step.prompt_id, step.value)
+        data = {"value": step.value, "max": step.max, "prompt_id": step.prompt_id, "node": step.node}
+        await self.send_event("progress", data)
+        if step.value % PREVIEW_EVERY == 0:
+            await self.websocket.send_bytes(preview_frame())
+
+
+def _origin_refused(websocket: WebSocket) -> bool:
+    """ComfyUI answers 403 when an Origin's host differs from Host (unless CORS is enabled)."""
+    origin = websocket.headers.get("origin")
+    return bool(origin) and urlsplit(origin).netloc != websocket.headers.get("host")
+
+
+def comfyui_routes(state: Any) -> list[BaseRoute]:
     server: ComfyServer = state.comfyui
     legacy = state.options.legacy_comfyui
 
@@ -109,7 +191,43 @@ def comfyui_routes(state: Any) -> list[Route]:
         with server._lock:
             return json_reply(dict(server.graphs))
 
-    routes = []
+    async def ws(websocket: WebSocket) -> None:
+        state.count_request("ws")
+        if _origin_refused(websocket):
+            await websocket.close()  # before accepting: uvicorn answers the handshake with 403
+            return
+        client_id = websocket.query_params.get("clientId") or uuid.uuid4().hex
+        await websocket.accept()
+        socket = _Socket(websocket, server, client_id)
+
+        async def until_closed() -> None:
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+
+        closed = asyncio.create_task(until_closed())
+        try:
+            await socket.hello()
+            while not closed.done() and server.restarts == socket.restarts:
+                await socket.tell()
+                await asyncio.wait({closed}, timeout=WS_TICK)
+            if not closed.done():
+                await websocket.close(code=1012)  # "service restart", as a restarting server
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass  # the client went away mid-send
+        finally:
+            closed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await closed
+
+    async def no_ws(websocket: WebSocket) -> None:
+        # Refused like a route that is not there (uvicorn answers 403), but counted: tests check
+        # that a client without /ws tries again only now and then.
+        state.count_request("ws")
+        await websocket.close()
+
+    routes: list[BaseRoute] = []
+    handler = ws if state.options.comfyui_ws else no_ws
+    routes += [WebSocketRoute("/ws", handler), WebSocketRoute("/api/ws", handler)]
     for prefix in ("", "/api"):
         routes += [
             Route(f"{prefix}/prompt", prompt, methods=["GET", "POST"]),

@@ -1,7 +1,9 @@
 """ComfyUI's in-memory world (providers.md §7): one executor running one prompt at a time, the
 pending queue, the history, and the output folder. Prompts advance lazily (whenever anyone looks),
 like the Wireflow simulator's executions. `restart()` forgets the queue and the history like a real
-restart; files already written stay. No I/O; thread-safe."""
+restart; files already written stay. What `/ws` tells (providers.md §7.5) is kept as a bounded log
+of events (`events_since`) plus the running prompt's sampler step computed from the clock
+(`step_now`). No I/O; thread-safe."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import copy
 import random
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,10 @@ from typing import Any
 from wfbatch.sim.images import render_image
 from wfbatch.sim.options import SimOptions
 
+EVENT_LOG = 10_000
+"""Events kept for the sockets to read: one that falls further behind misses some (like a real
+socket that was down)."""
+DEFAULT_STEPS = 20
 OUTPUT_NODES = frozenset({"SaveImage", "PreviewImage"})
 KNOWN_NODES = frozenset(
     {
@@ -49,6 +55,32 @@ class Prompt:
     def queue_item(self) -> list[Any]:
         return [self.number, self.prompt_id, self.graph, self.extra_data, self.outputs]
 
+    @property
+    def client_id(self) -> str | None:
+        given = self.extra_data.get("client_id")
+        return given if isinstance(given, str) else None
+
+
+@dataclass(frozen=True)
+class WsEvent:
+    """One `/ws` text message, with the client_id of the prompt it is about (None: sent without)."""
+
+    seq: int
+    client_id: str | None
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """The running prompt's sampler, as far as it has come now."""
+
+    prompt_id: str
+    client_id: str | None
+    node: str | None
+    value: int
+    max: int
+
 
 @dataclass
 class ComfyServer:
@@ -70,6 +102,8 @@ class ComfyServer:
     refused: int = 0
     _number: int = 0
     _free_at: float = 0.0
+    events: deque[WsEvent] = field(default_factory=lambda: deque(maxlen=EVENT_LOG))
+    _seq: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _rng: random.Random = field(default_factory=lambda: random.Random("comfyui"))
 
@@ -99,6 +133,9 @@ class ComfyServer:
                     item.started_at = max(self._free_at, item.queued_at)
                     item.ready_at = item.started_at + self._rng.uniform(*self.options.latency)
                     self.running = item
+                    self._emit(item, "execution_start", {})
+                    self._emit(item, "execution_cached", {"nodes": []})
+                    self._emit(item, "executing", {"node": sampler_id(item.graph)})
                     self.executions_by_prompt_id[item.prompt_id] += 1
                     self.executions_by_text[positive_text(item.graph) or ""] += 1
                 assert self.running.ready_at is not None
@@ -120,6 +157,8 @@ class ComfyServer:
                     exception_type="RuntimeError", exception_message="simulated failure in the sampler"
                 )
             messages.append([kind, detail])
+            self._emit(item, kind, detail)
+            self._emit(item, "executing", {"node": None})
             self.history[item.prompt_id] = {
                 "prompt": item.queue_item(),
                 "outputs": {},
@@ -137,7 +176,12 @@ class ComfyServer:
             name = self._next_name(prefix)
             self.files[name] = render_image(item.prompt_id, text, seed, (width, height))
             outputs[node_id] = {"images": [{"filename": name, "subfolder": "", "type": kind}]}
+        for node_id, output in outputs.items():
+            self._emit(item, "executing", {"node": node_id})
+            self._emit(item, "executed", {"node": node_id, "output": output})
         messages.append(["execution_success", {"prompt_id": item.prompt_id}])
+        self._emit(item, "execution_success", {})
+        self._emit(item, "executing", {"node": None})
         self.history[item.prompt_id] = {
             "prompt": item.queue_item(),
             "outputs": outputs,
@@ -151,6 +195,37 @@ class ComfyServer:
         while f"{prefix}_{counter:05}_.png" in self.files:
             counter += 1
         return f"{prefix}_{counter:05}_.png"
+
+    # -- what /ws tells -----------------------------------------------------------------------
+
+    def _emit(self, item: Prompt, kind: str, data: dict[str, Any]) -> None:
+        self._seq += 1
+        # An interrupt is broadcast whoever sent the prompt (§7.5): it carries no client_id here.
+        client_id = None if kind == "execution_interrupted" else item.client_id
+        self.events.append(WsEvent(self._seq, client_id, kind, {**data, "prompt_id": item.prompt_id}))
+
+    def events_since(self, seq: int) -> list[WsEvent]:
+        with self._lock:
+            self.settle()
+            return [event for event in self.events if event.seq > seq]
+
+    def last_seq(self) -> int:
+        with self._lock:
+            return self._seq
+
+    def step_now(self) -> Step | None:
+        """The running prompt's sampler step: the share of its run time gone by, in steps."""
+        with self._lock:
+            self.settle()
+            item = self.running
+            if item is None or item.started_at is None or item.ready_at is None:
+                return None
+            node = sampler_id(item.graph)
+            steps = sampler_steps(item.graph)
+            span = item.ready_at - item.started_at
+            done = 1.0 if span <= 0 else (self.clock() - item.started_at) / span
+            value = max(1, min(steps, int(done * steps) + 1))  # ComfyUI counts 1..max
+            return Step(item.prompt_id, item.client_id, node, value, steps)
 
     # -- controls ----------------------------------------------------------------------------
 
@@ -224,6 +299,12 @@ def sampler_id(graph: dict[str, Any]) -> str | None:
         if node.get("class_type") in ("KSampler", "KSamplerAdvanced"):
             return node_id
     return None
+
+
+def sampler_steps(graph: dict[str, Any]) -> int:
+    sampler = graph.get(sampler_id(graph) or "")
+    steps = sampler.get("inputs", {}).get("steps") if sampler else None
+    return steps if isinstance(steps, int) and 1 <= steps <= 10_000 else DEFAULT_STEPS
 
 
 def positive_text(graph: dict[str, Any]) -> str | None:

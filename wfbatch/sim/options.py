@@ -109,6 +109,8 @@ class SimOptions:
     checkpoints: tuple[str, ...] = ("sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors")
     legacy_comfyui: bool = False
     """Behave like an old ComfyUI: ignore a client's prompt_id, send `error` as a string."""
+    comfyui_ws: bool = True
+    """Serve `/ws` (progress events). False: like an old server or a proxy without WebSockets."""
     # -- OpenAI Batch API (providers.md §6).
     batch_step: float = 60.0
     """Seconds a remote batch spends in each of validating, in_progress and finalizing."""

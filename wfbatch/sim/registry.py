@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from wfbatch.sim.comfyui import API as COMFYUI_API
 from wfbatch.sim.comfyui import comfyui_routes
@@ -30,7 +30,7 @@ class SimProvider:
     title: str
     api_prefix: str
     """Appended to the simulator's root URL, this is what the provider's client uses as base URL."""
-    routes: Callable[[SimState], list[Route]]
+    routes: Callable[[SimState], Sequence[BaseRoute]]
 
 
 SIM_PROVIDERS: dict[str, SimProvider] = {

@@ -71,7 +71,7 @@ def _server(state: SimState, *, quiet: bool) -> uvicorn.Server:
     config = uvicorn.Config(
         build_app(state),
         http=_TransportExposingH11,
-        ws="none",
+        ws="websockets-sansio",  # ComfyUI's /ws; the sans-I/O one: the legacy one warns
         lifespan="off",
         access_log=not quiet,
         log_level="warning" if quiet else "info",

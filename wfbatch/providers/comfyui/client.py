@@ -22,6 +22,8 @@ server is down does the provider report Unreachable.
 After a download the prompt's history entry is deleted (§7.4): by then the engine has committed the
 result's `/view` URLs (`JobRunner.settle` runs before `download`), and the file stays in ComfyUI's
 output folder, where `/view` finds it by the job's unique prefix; history is only an index.
+
+Progress (step x/y) comes from each server's `/ws` (`progress.py`), a hint beside the polling.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from wfbatch.core.models import JobSpec
+from wfbatch.core.progress import JobProgress
 from wfbatch.providers.base import (
     Finished,
     Image,
@@ -48,6 +51,7 @@ from wfbatch.providers.base import (
     Submitted,
 )
 from wfbatch.providers.comfyui.graph import Graph, Placement, builtin_graph, load_graph
+from wfbatch.providers.comfyui.progress import ProgressFeeds, node_names
 from wfbatch.providers.errors import Permanent, ProviderError, Transient, Unreachable
 from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
 from wfbatch.providers.media import sniff_image
@@ -170,6 +174,9 @@ class ComfyUIProvider(ProviderDefaults):
             self.name, gate, HttpLimits.of(settings), classify=_classify, transport=transport
         )
         self._client_id = uuid.uuid4().hex
+        # The same client_id goes with every /prompt: ComfyUI sends a prompt's events only to the
+        # socket with its prompt's client_id (§7.5).
+        self._progress = ProgressFeeds(self._client_id, node_names(graph))
         self._active: dict[str, set[str]] = {server: set() for server in self._servers}
         """Job keys per server: what each GPU has of ours (least-loaded choice, status)."""
         self._down_until: dict[str, float] = {}
@@ -231,13 +238,14 @@ class ComfyUIProvider(ProviderDefaults):
         try:
             return await self._poll(handle, key)
         except Permanent:
-            self._release(key)  # it failed there: no server has it any more
+            self._release(key, *self._location(key, handle))  # it failed there: no server has it
             raise
 
     async def _poll(self, handle: RemoteHandle, key: str) -> Pending | Finished:
         prefix = str(handle["prefix"])
-        server, prompt_id = self._moved.get(key, (str(handle["server"]), str(handle["prompt_id"])))
+        server, prompt_id = self._location(key, handle)
         self._active.setdefault(server, set()).add(key)
+        self._progress.watch(server, prompt_id)
         answered = True
         try:
             where = await self._where(server, prompt_id, key, prefix)
@@ -272,21 +280,21 @@ class ComfyUIProvider(ProviderDefaults):
                 return Pending(sent_id, f"re-sent{moved}: {host_of(server)} had lost it (restarted?)")
         if isinstance(where, str):
             return Pending(prompt_id, where)
-        self._release(key)
+        self._release(key, server, prompt_id)
         return where
 
     async def cancel(self, handle: RemoteHandle) -> bool:
         """Take the prompt out of the server's queue; if it is the one running, interrupt it (an
         old server interrupts whatever runs, so only when the running one is ours)."""
         key = _key_of(handle)
-        server, prompt_id = self._moved.get(key, (str(handle["server"]), str(handle["prompt_id"])))
+        server, prompt_id = self._location(key, handle)
         send = self._http.send
         await send(RequestKind.OTHER, "POST", f"{server}/queue", json={"delete": [prompt_id]})
         queue = (await send(RequestKind.POLL, "GET", f"{server}/queue")).body
         running = queue.get("queue_running", []) if isinstance(queue, dict) else []
         if prompt_id in _queued_ids({"queue_running": running}):
             await send(RequestKind.OTHER, "POST", f"{server}/interrupt", json={"prompt_id": prompt_id})
-        self._release(key)
+        self._release(key, server, prompt_id)
         return True
 
     async def download(self, finished: Finished) -> list[Image]:
@@ -303,17 +311,28 @@ class ComfyUIProvider(ProviderDefaults):
     async def estimate(self, spec: JobSpec) -> float | None:
         return 0.0
 
+    def progress(self, handle: RemoteHandle) -> JobProgress | None:
+        if "server" not in handle or "prompt_id" not in handle:
+            return None
+        return self._progress.of(*self._location(_key_of(handle), handle))
+
     async def aclose(self) -> None:
+        await self._progress.aclose()
         await self._http.aclose()
 
     # -- internals ---------------------------------------------------------------------------
 
     def _submitted(self, server: str, prompt_id: str, handle: RemoteHandle) -> Submitted:
         self._active[server].add(str(handle["key"]))
+        self._progress.watch(server, prompt_id)
         return Submitted(remote_id=prompt_id, handle={**handle, "server": server, "prompt_id": prompt_id})
 
     def _follow(self, key: str, handle: RemoteHandle, server: str, prompt_id: str) -> None:
         """From now on the job is polled on `server` under `prompt_id` (in this process)."""
+        before = self._location(key, handle)
+        if before != (server, prompt_id):
+            self._progress.forget(*before)
+        self._progress.watch(server, prompt_id)
         for keys in self._active.values():
             keys.discard(key)
         self._active.setdefault(server, set()).add(key)
@@ -322,11 +341,16 @@ class ComfyUIProvider(ProviderDefaults):
         else:
             self._moved[key] = (server, prompt_id)
 
-    def _release(self, key: str) -> None:
+    def _location(self, key: str, handle: RemoteHandle) -> tuple[str, str]:
+        """(server, prompt id there) of a job: where it was moved in this process, else its handle's."""
+        return self._moved.get(key, (str(handle["server"]), str(handle["prompt_id"])))
+
+    def _release(self, key: str, server: str, prompt_id: str) -> None:
         """The job has ended (or was taken back): no server has it any more."""
         for keys in self._active.values():
             keys.discard(key)
         self._moved.pop(key, None)
+        self._progress.forget(server, prompt_id)
 
     def _least_loaded(self, servers: list[str]) -> str:
         return min(servers, key=lambda s: len(self._active.setdefault(s, set())))
@@ -397,16 +421,24 @@ class ComfyUIProvider(ProviderDefaults):
             )
 
     async def _send(self, server: str, prompt_id: str, prefix: str, values: dict[str, Any]) -> str:
+        self._progress.watch(server, prompt_id)  # before: its first events may beat the answer
         body = {
             "prompt": self._placement.fill(self._graph, values, prefix),
             "prompt_id": prompt_id,
             "client_id": self._client_id,
             "extra_data": {"wfbatch_prompt_id": prompt_id},
         }
-        answer = await self._call(server, RequestKind.START, "POST", "/prompt", json=body)
+        try:
+            answer = await self._call(server, RequestKind.START, "POST", "/prompt", json=body)
+        except BaseException:
+            self._progress.forget(server, prompt_id)
+            raise
         given = answer.json_object().get("prompt_id")
         # An old server ignores our id: its own is the one /queue and /history know.
-        return given if isinstance(given, str) and given else prompt_id
+        if isinstance(given, str) and given and given != prompt_id:
+            self._progress.forget(server, prompt_id)
+            return given
+        return prompt_id
 
     async def _where(self, server: str, prompt_id: str, key: str, prefix: str) -> str | Finished | None:
         """ "queued" / "running" (wait), a finished result, or None (this server does not have it).

@@ -155,6 +155,7 @@ class MainScreen(Screen[None]):
             self.load_status()
         table = self.jobs
         moved = table.apply_states(changes.job_states)
+        table.apply_progress(changes.progress)
         touched = changes.states & set(TAB_SPECS[self.tab].states)
         if changes.everything or ((moved or touched) and not table.too_deep_to_reload):
             self.load_jobs(reset=not table.loaded)

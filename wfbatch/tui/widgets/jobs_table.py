@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from wfbatch.protocol import MAX_PAGE, JobSummary, error_headline
+from wfbatch.protocol import MAX_PAGE, JobProgress, JobSummary, error_headline
 from wfbatch.tui.formatting import duration, final_marker, one_line
 from wfbatch.tui.tabs import JobTab
 
@@ -86,6 +86,7 @@ _TAB_COLUMNS: dict[JobTab, list[ColumnSpec]] = {
     JobTab.QUEUED: [ColumnSpec("prompt", "prompt", 20, flex=1)],
     JobTab.RUNNING: [
         ColumnSpec("for", "running for", 11),
+        ColumnSpec("progress", "progress", 9),
         ColumnSpec("remote", "remote id", 20, drop_below=120),
         ColumnSpec("prompt", "prompt", 20, flex=1),
     ],
@@ -142,6 +143,11 @@ def http_cell(job: JobSummary) -> Text:
 
 def running_for(job: JobSummary, now: datetime) -> str:
     return duration((now - job.updated_at).total_seconds())
+
+
+def progress_cell(progress: JobProgress | None) -> str:
+    """`12/20`, or the phase a provider without step counts reports; blank when none is known."""
+    return progress.short() if progress is not None else ""
 
 
 class JobsTable(DataTable[Cell]):
@@ -292,6 +298,17 @@ class JobsTable(DataTable[Cell]):
             changed = True
         return changed
 
+    def apply_progress(self, progress: Mapping[int, JobProgress | None]) -> None:
+        """Update progress cells in place (events only name running jobs: nothing moves)."""
+        shown = any(spec.key == "progress" for spec, _ in self._layout)
+        for job_id, value in progress.items():
+            job = self.jobs.get(job_id)
+            if job is None or job.progress == value:
+                continue
+            self.jobs[job_id] = job.model_copy(update={"progress": value})
+            if shown:
+                self.update_cell(str(job_id), "progress", progress_cell(value))
+
     def tick_running_for(self, now: datetime | None = None) -> None:
         """The Running tab's clock moves without any event."""
         if self.job_query.tab is not JobTab.RUNNING:
@@ -336,6 +353,7 @@ class JobsTable(DataTable[Cell]):
             "att": str(job.attempts),
             "prompt": one_line(job.prompt),
             "for": running_for(job, datetime.now(UTC)),
+            "progress": progress_cell(job.progress),
             "remote": job.remote_id or "—",
             "http": http_cell(job),
             "request": (job.error.request_id if job.error else None) or "—",
