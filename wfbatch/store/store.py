@@ -37,6 +37,7 @@ from wfbatch.core.states import (
     sources_of,
     state_list,
 )
+from wfbatch.store.bulk import insert_new_batch_jobs
 from wfbatch.store.deliveries import Deliveries, want_object
 from wfbatch.store.ledger import write_release_and_charge
 from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob, OutcomeRecord, spec_to_json
@@ -232,12 +233,7 @@ class Store:
                     _json_or_null(batch.notify),
                 ),
             )
-            await conn.executemany(
-                "INSERT INTO jobs (uid, batch_id, idx, line, user_id, provider, spec, prompt, tags,"
-                " cache_key, priority, state, final_spec, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            await insert_new_batch_jobs(conn, batch.id, rows)
         return None
 
     @staticmethod

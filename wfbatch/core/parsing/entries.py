@@ -88,10 +88,19 @@ class JsonReader:
             parse_constant=_refuse_constant,
             parse_float=_parse_float,
         )
+        self._screened_clean = False
+
+    def screen(self, whole: str) -> None:
+        """Look once at the whole text the following `loads` calls read parts of (a .jsonl's lines):
+        with no 100-digit run and no surrogate escape anywhere, no part has one either, and each
+        call skips its own two scans."""
+        self._screened_clean = _LONG_DIGITS.search(whole) is None and _SURROGATE_ESCAPE.search(whole) is None
 
     def loads(self, text: str) -> Any:
         """A whole document (surrounding whitespace allowed). Raises ValueError / RecursionError."""
         self.duplicate_keys = []
+        if self._screened_clean:
+            return self._short_ints_decoder.decode(text)
         long_digits = _LONG_DIGITS.search(text) is not None
         value = (self._decoder if long_digits else self._short_ints_decoder).decode(text)
         _check_surrogates(value, text, 0, len(text))
