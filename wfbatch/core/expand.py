@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from wfbatch.core.bulk_gc import collector_paused
 from wfbatch.core.hashing import default_seed
 from wfbatch.core.models import DEFAULT_SIZE, ImageFormat, JobSpec, ParsedBatch, ParsedEntry, PromptEntry
+
+_PNG = ImageFormat.PNG  # an enum member read from its class is a descriptor call: once, not per job
 
 
 class ExpandedJob(NamedTuple):
@@ -21,6 +24,11 @@ class ExpandedJob(NamedTuple):
 def expand_batch(batch: ParsedBatch, default_provider: str) -> list[ExpandedJob]:
     """Each entry becomes `variants` jobs. An entry without a seed gets one derived from its prompt and
     variant index: stable across runs (so a rerun is a cache hit) and distinct between variants."""
+    with collector_paused():
+        return _expand(batch, default_provider)
+
+
+def _expand(batch: ParsedBatch, default_provider: str) -> list[ExpandedJob]:
     provider_default = batch.provider or default_provider
     stages = batch.stages
     jobs: list[ExpandedJob] = []
@@ -55,7 +63,7 @@ def _spec(
             seed=seed % 2**32,
             variant=variant,
             params=dict(entry.params),
-            format=entry.format or ImageFormat.PNG,
+            format=entry.format or _PNG,
             quality=entry.quality,
             mode=entry.mode,
         )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wfbatch.core.bulk_gc import collector_paused
 from wfbatch.core.expand import ExpandedJob, expand_batch
 from wfbatch.core.hashing import batch_identity, spec_json_and_cache_key
 from wfbatch.core.models import AutoApprove, ParsedBatch
@@ -129,7 +130,8 @@ async def ingest(
         delivery=parsed.delivery,
         notify=parsed.notify,
     )
-    jobs = [new_job(index, job) for index, job in enumerate(expanded, start=1)]
+    with collector_paused():
+        jobs = [new_job(index, job) for index, job in enumerate(expanded, start=1)]
     try:
         existing = await store.insert_batch(batch, jobs, reuse=reuse)
     except Exception:  # not a cancellation: the insert may still commit in the store's thread

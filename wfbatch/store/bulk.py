@@ -1,26 +1,35 @@
 """A new batch's jobs inserted in one statement, its per-state counters updated once, not per row.
 
-The `job_counts_insert` trigger (migration 9) upserts a `job_counts` row for every job inserted: on
-a 100,000-job file that was ~40 % of the insert (see docs/benchmarks.md). Every job of a new batch
-is a new row of a new `batch_id`, so what the trigger would add up is one `COUNT(*)` per provider
-and state of that batch. For a large batch the trigger is dropped, the jobs inserted, the counts
-added from the table itself, and the trigger re-created from its own stored text, all inside the
-caller's write transaction: DDL is transactional in SQLite, so an error, a cancellation or a
-`kill -9` anywhere before COMMIT leaves the trigger and the counters exactly as they were, and no
-other connection ever sees the table without its trigger (WAL readers see the last commit, writers
-wait for the lock). Every other trigger on `jobs` still fires per row.
+Migration 9 put two AFTER INSERT triggers on `jobs`: `job_counts_insert` upserts a `job_counts` row
+for every job, and `wait_totals_insert` adds a started job's wait. On a 100,000-job file they were
+about half of the insert, and the second one even though it never fires for a new job: SQLite
+runs a trigger's program for every row before its WHEN says no (docs/benchmarks.md, "Ingest").
+
+For a large batch both are dropped, the jobs inserted, each trigger's effect applied once, and
+both re-created from their own stored text, all inside the caller's write transaction:
+- `job_counts_insert`: every job of a new batch is a new row of a new `batch_id`, so what it would
+  add up is one `COUNT(*)` per provider and state of that batch, read from the table itself;
+- `wait_totals_insert`: nothing to apply, a new job has no `started_at` (not among the columns
+  inserted, so NULL).
+DDL is transactional in SQLite: an error, a cancellation or a `kill -9` anywhere before COMMIT
+leaves the triggers and the counters exactly as they were, and no other connection ever sees the
+table without them (WAL readers see the last commit, writers wait for the lock). If `jobs` has any
+INSERT trigger besides these two (a later migration), the rows are inserted one by one with every
+trigger firing: whoever adds one adds its effect here before the bulk path can be used again.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
 
 COUNTS_TRIGGER = "job_counts_insert"
+WAITS_TRIGGER = "wait_totals_insert"
 BULK_MIN_JOBS = 1_000
-"""Below this the per-row trigger costs less than a schema change: every connection's prepared
+"""Below this the per-row triggers cost less than a schema change: every connection's prepared
 statements are re-prepared once after one, and small files (the inbox's usual) need no help."""
 
 JOB_COLUMNS = (
@@ -33,6 +42,8 @@ _ADD_COUNTS = (
     " SELECT batch_id, provider, state, COUNT(*) FROM jobs WHERE batch_id = ? GROUP BY provider, state"
     " ON CONFLICT (batch_id, provider, state) DO UPDATE SET n = n + excluded.n"
 )
+_ON_INSERT = re.compile(r"\bINSERT\s+ON\b", re.IGNORECASE)
+_BODY = re.compile(r"\bBEGIN\b", re.IGNORECASE)
 
 
 async def insert_new_batch_jobs(
@@ -40,19 +51,23 @@ async def insert_new_batch_jobs(
 ) -> None:
     """Insert `rows` (in `JOB_COLUMNS` order), all jobs of the batch `batch_id` that has none yet.
     Must run inside a write transaction (`Store.transaction`)."""
-    trigger_sql = await _trigger_sql(conn) if len(rows) >= BULK_MIN_JOBS else None
-    if trigger_sql is None:  # small batch, or no counters to keep (a database without the trigger)
+    triggers = await _insert_triggers(conn) if len(rows) >= BULK_MIN_JOBS else {}
+    if set(triggers) != {COUNTS_TRIGGER, WAITS_TRIGGER}:
         await conn.executemany(_INSERT_JOBS, rows)
         return
-    await conn.execute(f"DROP TRIGGER {COUNTS_TRIGGER}")
+    for name in triggers:
+        await conn.execute(f"DROP TRIGGER {name}")
     await conn.executemany(_INSERT_JOBS, rows)
     await conn.execute(_ADD_COUNTS, (batch_id,))
-    await conn.execute(trigger_sql)
+    for sql in triggers.values():
+        await conn.execute(sql)
 
 
-async def _trigger_sql(conn: aiosqlite.Connection) -> str | None:
+async def _insert_triggers(conn: aiosqlite.Connection) -> dict[str, str]:
+    """Name → CREATE statement of every trigger that fires on an INSERT into `jobs`."""
     async with conn.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (COUNTS_TRIGGER,)
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'jobs'"
     ) as cursor:
-        row = await cursor.fetchone()
-    return str(row[0]) if row is not None else None
+        rows = await cursor.fetchall()
+    # Only the event part of the CREATE statement counts (the body may well say INSERT).
+    return {str(name): str(sql) for name, sql in rows if _ON_INSERT.search(_BODY.split(str(sql), 1)[0])}
