@@ -72,7 +72,8 @@ async def wfbatch_ingest(home: Path, raw: bytes) -> tuple[dict[str, float], Path
 
 def raw_executemany(source_db: Path, target_db: Path, *, triggers: bool = True) -> float:
     """The same rows, read back from wfbatch's database, into a fresh database with the same schema
-    and the same pragmas (WAL, synchronous=NORMAL), in one transaction."""
+    and the same pragmas as the store's connection (WAL, synchronous=NORMAL, foreign keys on), in
+    one transaction."""
     with sqlite3.connect(source_db) as src:
         batch = src.execute("SELECT * FROM batches").fetchone()
         rows = src.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs ORDER BY id").fetchall()
@@ -80,6 +81,7 @@ def raw_executemany(source_db: Path, target_db: Path, *, triggers: bool = True) 
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
         for script in MIGRATIONS:
             db.executescript(script)
         if not triggers:  # what the counters cost: the same insert without them

@@ -15,6 +15,7 @@ from tests.daemon_harness import jsonl, running_daemon
 from tests.test_store import make_batch, make_jobs
 from wfbatch.core.states import JobState
 from wfbatch.store import Ledger, Store
+from wfbatch.store.bulk import BULK_MIN_JOBS, COUNTS_TRIGGER, WAITS_TRIGGER
 from wfbatch.store.schema import MIGRATIONS
 
 COUNTED = "SELECT batch_id, provider, state, COUNT(*) FROM jobs GROUP BY batch_id, provider, state"
@@ -154,3 +155,71 @@ def test_counters_equal_count_after_a_kill_9_storm() -> None:
         daemon.stop()
         kept, counted = counters_and_counts(daemon.home / "wfbatch.db")
         assert kept == counted
+
+
+def _triggers(db: Path) -> dict[str, str]:
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    finally:
+        conn.close()
+    return {str(name): str(sql) for name, sql in rows}
+
+
+async def test_a_large_batch_counted_once_keeps_the_counters_and_the_triggers(store: Store) -> None:
+    """A batch of BULK_MIN_JOBS jobs or more is counted by one aggregate, its insert triggers off
+    for that one statement: the counters still equal COUNT(*), the triggers are back (same text)
+    and still count the next small insert, a hand-written insert of a started job and every
+    transition."""
+    before = _triggers(store.path)
+    assert {COUNTS_TRIGGER, WAITS_TRIGGER} <= set(before)
+    await store.insert_batch(make_batch("small", "h0"), make_jobs(3, "s"))
+    await store.insert_batch(make_batch("big", "h1"), make_jobs(BULK_MIN_JOBS + 7, "a"))
+    await store.insert_batch(make_batch("big2", "h2"), make_jobs(BULK_MIN_JOBS, "b"))
+    assert _triggers(store.path) == before
+    await store.insert_batch(make_batch("after", "h3"), make_jobs(2, "c"))
+    ids = await store.job_ids(states=[JobState.QUEUED], batch_id="big")
+    assert await store.transition(ids[0], [JobState.QUEUED], JobState.SUBMITTING, started_at=time.time())
+    async with store.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO jobs (uid, batch_id, idx, line, provider, spec, prompt, cache_key, state,"
+            " created_at, updated_at, started_at) SELECT 'hand', batch_id, 99, 99, provider, spec, prompt,"
+            " cache_key, 'running', 1, 1, 4 FROM jobs WHERE id = ?",
+            (ids[1],),
+        )
+
+    kept, counted = counters_and_counts(store.path)
+    assert kept == counted
+    assert kept[("waits",)][0] == 2  # type: ignore[index]
+    assert (await store.counts_for_batches(["big"]))["big"]["queued"] == BULK_MIN_JOBS + 6
+    assert (await store.counts())["queued"] == 3 + BULK_MIN_JOBS + 6 + BULK_MIN_JOBS + 2
+    assert (await store.check_counters()).rebuilt == ()
+
+
+async def test_a_large_batch_that_fails_leaves_the_triggers_and_the_counters(store: Store) -> None:
+    """A bulk insert that fails (a duplicate uid at its very end) rolls back the dropped triggers
+    with everything else: nothing inserted, nothing counted, the triggers still counting."""
+    before = _triggers(store.path)
+    jobs = make_jobs(BULK_MIN_JOBS, "a")
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.insert_batch(make_batch("big", "h1"), [*jobs, jobs[0]])
+    assert _triggers(store.path) == before
+    assert (await store.counts())["queued"] == 0
+    await store.insert_batch(make_batch("small", "h2"), make_jobs(2, "s"))
+    kept, counted = counters_and_counts(store.path)
+    assert kept == counted == {("small", "local", "queued"): 2, ("waits",): (0, 0)}
+
+
+async def test_an_insert_trigger_the_bulk_path_does_not_know_fires_for_every_row(store: Store) -> None:
+    """A later INSERT trigger on jobs (one the bulk path cannot stand in for) turns the bulk path
+    off: every row is inserted with every trigger firing."""
+    async with store.transaction() as conn:
+        await conn.execute("CREATE TABLE seen (n INTEGER NOT NULL)")
+        await conn.execute("INSERT INTO seen VALUES (0)")
+        await conn.execute(
+            "CREATE TRIGGER jobs_seen AFTER INSERT ON jobs BEGIN UPDATE seen SET n = n + 1; END"
+        )
+    await store.insert_batch(make_batch("big", "h1"), make_jobs(BULK_MIN_JOBS, "a"))
+    assert (await store.fetchone("SELECT n FROM seen"))["n"] == BULK_MIN_JOBS  # type: ignore[index]
+    kept, counted = counters_and_counts(store.path)
+    assert kept == counted

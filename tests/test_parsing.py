@@ -160,6 +160,15 @@ def test_jsonl_bad_lines(tmp_path: Path, line: str, expected: str) -> None:
     assert expected in error.message
 
 
+def test_jsonl_integer_digit_limit_is_exact_after_the_whole_file_screen(tmp_path: Path) -> None:
+    """The .jsonl reader screens the whole file once for long digit runs and skips the per-integer
+    check when there is none: 100 digits pass, 101 are refused, wherever they are in the file."""
+    fine = '{"prompt": "a", "params": {"n": ' + "7" * 100 + "}}\n"
+    assert prompts(parse(tmp_path, "a.jsonl", '{"prompt": "b"}\n' + fine)) == ["b", "a"]
+    error = only_error(tmp_path, "b.jsonl", '{"prompt": "b"}\n' * 3 + fine.replace("7" * 100, "7" * 101))
+    assert (error.line, error.message) == (4, "invalid JSON: integer with 101 digits is too large")
+
+
 def test_jsonl_escaped_surrogate_pair_is_fine(tmp_path: Path) -> None:
     assert prompts(parse(tmp_path, "a.jsonl", '{"prompt": "smile \\ud83d\\ude00"}\n')) == ["smile 😀"]
 

@@ -74,3 +74,12 @@ def test_one_serialisation_gives_the_old_key_and_a_spec_that_reads_back(spec: Jo
 def test_normalize_prompt_keeps_its_meaning() -> None:
     for text in ["  a  b\t\nc ", "Cafe\u0301", "\u00a0x\u2003y\u00a0", "plain"]:
         assert normalize_prompt(text) == _old_normalize(text)
+
+
+def test_normalize_prompt_agrees_with_the_regex_for_every_whitespace_character() -> None:
+    """The already-normal shortcut must never skip a text the substitution would change: every
+    character `\\s` matches, alone, doubled, leading, trailing and inside, ASCII and not."""
+    spaces = [chr(c) for c in range(0x110000) if re.match(r"\s", chr(c))]
+    for space in [*spaces, "x", "\u00e9"]:
+        for text in [f"a{space}b", f"a{space}{space}b", f"{space}a", f"a{space}", f"a {space}b", space]:
+            assert normalize_prompt(text) == _old_normalize(text), repr(text)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wfbatch.core.bulk_gc import collector_paused
 from wfbatch.core.expand import ExpandedJob, expand_batch
 from wfbatch.core.hashing import batch_identity, spec_json_and_cache_key
 from wfbatch.core.models import AutoApprove, ParsedBatch
@@ -63,7 +63,8 @@ def new_batch_id() -> str:
 def new_job(index: int, job: ExpandedJob) -> NewJob:
     spec_json, key = spec_json_and_cache_key(job.spec)
     return NewJob(
-        uid=uuid.uuid4().hex,
+        # 128 random bits as 32 hex digits, like uuid4().hex, at a third of its cost per job.
+        uid=secrets.token_hex(16),
         idx=index,
         line=job.source.line,
         user_id=job.source.entry.id,
@@ -129,7 +130,8 @@ async def ingest(
         delivery=parsed.delivery,
         notify=parsed.notify,
     )
-    jobs = [new_job(index, job) for index, job in enumerate(expanded, start=1)]
+    with collector_paused():
+        jobs = [new_job(index, job) for index, job in enumerate(expanded, start=1)]
     try:
         existing = await store.insert_batch(batch, jobs, reuse=reuse)
     except Exception:  # not a cancellation: the insert may still commit in the store's thread

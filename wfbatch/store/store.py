@@ -23,6 +23,7 @@ from typing import Any
 
 import aiosqlite
 
+from wfbatch.core.bulk_gc import collector_paused
 from wfbatch.core.states import (
     IN_FLIGHT_STATES,
     UNFINISHED_STATES,
@@ -37,6 +38,7 @@ from wfbatch.core.states import (
     sources_of,
     state_list,
 )
+from wfbatch.store.bulk import insert_new_batch_jobs
 from wfbatch.store.deliveries import Deliveries, queue_notice, want_object
 from wfbatch.store.ledger import write_release_and_charge
 from wfbatch.store.rows import AttemptRow, BatchRow, JobRow, NewJob, OutcomeRecord, spec_to_json
@@ -183,26 +185,28 @@ class Store:
         inserting, or None when `batch` was inserted."""
         now = time.time()
         tags_json: dict[tuple[str, ...], str] = {}  # most jobs of a file share their tags
-        rows = [
-            (
-                job.uid,
-                batch.id,
-                job.idx,
-                job.line,
-                job.user_id,
-                job.spec.provider,
-                job.spec_json if job.spec_json is not None else spec_to_json(job.spec),
-                job.spec.prompt,
-                _json_list(job.tags, tags_json),
-                job.cache_key,
-                job.priority,
-                JobState.QUEUED.value,
-                spec_to_json(job.final_spec) if job.final_spec is not None else None,
-                now,
-                now,
-            )
-            for job in jobs
-        ]
+        queued = JobState.QUEUED.value  # an enum's .value is a descriptor call: once, not per job
+        with collector_paused():  # a tuple per job, all kept: see core.bulk_gc
+            rows = [
+                (
+                    job.uid,
+                    batch.id,
+                    job.idx,
+                    job.line,
+                    job.user_id,
+                    job.spec.provider,
+                    job.spec_json if job.spec_json is not None else spec_to_json(job.spec),
+                    job.spec.prompt,
+                    _json_list(job.tags, tags_json),
+                    job.cache_key,
+                    job.priority,
+                    queued,
+                    spec_to_json(job.final_spec) if job.final_spec is not None else None,
+                    now,
+                    now,
+                )
+                for job in jobs
+            ]
         async with self.transaction() as conn:
             existing = await self._reusable_batch(conn, batch.content_hash, reuse)
             if existing is not None:
@@ -232,12 +236,7 @@ class Store:
                     _json_or_null(batch.notify),
                 ),
             )
-            await conn.executemany(
-                "INSERT INTO jobs (uid, batch_id, idx, line, user_id, provider, spec, prompt, tags,"
-                " cache_key, priority, state, final_spec, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            await insert_new_batch_jobs(conn, batch.id, rows)
         return None
 
     @staticmethod

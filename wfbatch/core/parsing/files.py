@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePath
 
+from wfbatch.core.bulk_gc import collector_paused
 from wfbatch.core.models import ParsedBatch
 from wfbatch.core.parsing.csv_rows import parse_csv
 from wfbatch.core.parsing.decode import decode_text
@@ -31,7 +32,8 @@ def parse_prompt_bytes(data: bytes, source_name: str, fmt: str | None = None) ->
     """Parse a prompt file's content. `fmt` is one of "txt", "jsonl", "csv", "json"; None = from the
     suffix of `source_name` (the name errors are reported under)."""
     errors = ErrorSink(MAX_ERRORS)
-    batch = _parse(data, source_name, fmt, errors)
+    with collector_paused():
+        batch = _parse(data, source_name, fmt, errors)
     errors.raise_if_any(source_name)
     if batch is None:  # pragma: no cover - every path that yields no batch reports an error
         raise PromptFileError(source_name, [LineError(0, None, "could not be parsed")])

@@ -46,6 +46,7 @@ def parse_txt(text: str, errors: ErrorSink, entries: EntryCollector) -> None:
 def parse_jsonl(text: str, errors: ErrorSink, entries: EntryCollector) -> None:
     """Blank lines are skipped; every other line must be one JSON object of PromptEntry fields."""
     reader = JsonReader()
+    reader.screen(text)
     for number, line in enumerate(text.split("\n"), start=1):
         stripped = line.lstrip()
         if not stripped:
