@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,13 @@ async def run_daemon(
 
 
 async def _check_counters(store: Store) -> None:
+    started = time.monotonic()
     try:
         await store.check_counters()
     except sqlite3.Error:
         log.exception("%s: the counter check at start failed", store.path)
+        return
+    log.info("%s: counters checked against the tables in %.1f s", store.path, time.monotonic() - started)
 
 
 async def _serve(
