@@ -256,3 +256,39 @@ def test_today_is_counted_from_the_store_across_a_restart(tmp_path: Path) -> Non
             daemon.stop()
             daemon.start()
             assert daemon.status()["providers"]["wireflow"]["daily_executions"] == created
+
+
+def test_a_plain_status_imports_neither_the_daemon_nor_the_tui_nor_boto3(tmp_path: Path) -> None:
+    """`wfbatch status` loads its own command only (cli/lazy_group.py): the engine, boto3, the
+    simulator and Textual cost a second or two of every `status` on a small machine."""
+    probe = (
+        "import sys\n"
+        "from wfbatch.cli.main import main\n"
+        "try:\n"
+        "    main(['status', '--socket', sys.argv[1]])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('wfbatch.engine', 'wfbatch.daemon', 'wfbatch.sim', 'textual', 'boto3', 'matplotlib')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "nobody.sock")],
+        env=clean_env({"WFBATCH_HOME": str(tmp_path / "home")}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "no wfbatch daemon answers on" in result.stderr  # it ran the command, which said why not
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_every_command_is_listed_and_loads() -> None:
+    runner = CliRunner()
+    listed = runner.invoke(cli_main, ["--help"])
+    assert listed.exit_code == 0, listed.output
+    names = "run plan sim config tui daemon status jobs show retry cancel edit pause resume review budget"
+    for name in [*names.split(), "submit"]:
+        assert f"  {name} " in listed.output
+        shown = runner.invoke(cli_main, [name, "--help"])
+        assert shown.exit_code == 0 and "Usage:" in shown.output, (name, shown.output)

@@ -7,6 +7,7 @@ tab has rows with an HTTP status and a request id; every effect is asserted thro
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,41 @@ async def test_pause_and_resume_everything(api: DaemonClient) -> None:
         await wait_until(lambda: screen.status is not None and screen.status.paused)
         await pilot.press("P")
         await wait_until(lambda: paused(False))
+
+
+async def test_a_daemon_that_answers_gets_the_main_screen_first_with_its_batch_names(
+    api: DaemonClient,
+) -> None:
+    """First paint: no offline screen composed and swapped out first, and the page of jobs is not
+    held back by a status read of its own; the batch column's names come with the status loaded
+    beside it (status_interval is an hour: no later tick fills them in)."""
+    submitted = await api.submit(SubmitRequest(name="names.jsonl", content=_jsonl(["one", "two"])))
+    assert submitted.batch_id
+    app = WfbatchApp(DaemonClient(api.socket_path), status_interval=3600, graphics=False, close_client=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _attached(pilot)
+        await wait_until(lambda: submitted.batch_id in screen.jobs.batch_names)
+        assert not app.offline_screen.is_mounted
+
+
+async def test_a_daemon_that_accepts_but_never_answers_gets_the_offline_screen() -> None:
+    """The main screen comes first when the daemon answers (no offline screen composed and swapped
+    out first); when the first attempt hangs, the offline screen still says which socket it tries."""
+    socket_path = short_socket_dir() / "silent.sock"
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(str(socket_path))
+    silent.listen(1)  # connections queue in the backlog; nothing ever answers them
+    client = DaemonClient(socket_path, timeout=30)
+    app = WfbatchApp(client, retry_interval=0.2, graphics=False, close_client=True)
+    try:
+        async with app.run_test(size=SIZE):
+            # Bounded below the client's timeout: the screen must come while the attempt still hangs.
+            await wait_until(lambda: app.current_mode == "offline", within=20)
+            assert "connecting…" in app.offline_screen.text.plain
+            assert str(socket_path) in app.offline_screen.text.plain
+            assert not app.connected
+    finally:
+        silent.close()
 
 
 async def test_no_daemon_screen_then_attach_and_reattach_after_restart(tmp_path: Path) -> None:

@@ -7,26 +7,32 @@ import logging
 import click
 
 from wfbatch import __version__
-from wfbatch.cli.config_cmd import config_command
-from wfbatch.cli.daemon_cmd import daemon_command
-from wfbatch.cli.plan_cmd import plan_command
-from wfbatch.cli.remote_actions import (
-    budget_command,
-    cancel_command,
-    edit_command,
-    pause_command,
-    resume_command,
-    retry_command,
-    review_command,
-)
-from wfbatch.cli.remote_cmd import jobs_command, show_command, status_command
-from wfbatch.cli.remote_submit import submit_command
-from wfbatch.cli.run_cmd import run_command
-from wfbatch.cli.sim_cmd import sim_command
-from wfbatch.cli.tui_cmd import tui_command
+from wfbatch.cli.lazy_group import LazyGroup
+
+# Each command's module is imported when that command runs: a plain `status` must not pay for the
+# daemon, the engine, boto3, the simulator and Textual (see lazy_group).
+COMMANDS: dict[str, str] = {
+    "run": "wfbatch.cli.run_cmd:run_command",
+    "plan": "wfbatch.cli.plan_cmd:plan_command",
+    "sim": "wfbatch.cli.sim_cmd:sim_command",
+    "config": "wfbatch.cli.config_cmd:config_command",
+    "tui": "wfbatch.cli.tui_cmd:tui_command",
+    "daemon": "wfbatch.cli.daemon_cmd:daemon_command",
+    "status": "wfbatch.cli.remote_cmd:status_command",
+    "jobs": "wfbatch.cli.remote_cmd:jobs_command",
+    "show": "wfbatch.cli.remote_cmd:show_command",
+    "retry": "wfbatch.cli.remote_actions:retry_command",
+    "cancel": "wfbatch.cli.remote_actions:cancel_command",
+    "edit": "wfbatch.cli.remote_actions:edit_command",
+    "pause": "wfbatch.cli.remote_actions:pause_command",
+    "resume": "wfbatch.cli.remote_actions:resume_command",
+    "review": "wfbatch.cli.remote_actions:review_command",
+    "budget": "wfbatch.cli.remote_actions:budget_command",
+    "submit": "wfbatch.cli.remote_submit:submit_command",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wfbatch")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the engine does to stderr.")
 def main(verbose: bool) -> None:
@@ -35,22 +41,3 @@ def main(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-main.add_command(run_command)
-main.add_command(plan_command)
-main.add_command(sim_command)
-main.add_command(config_command)
-main.add_command(tui_command)
-main.add_command(daemon_command)
-main.add_command(status_command)
-main.add_command(jobs_command)
-main.add_command(show_command)
-main.add_command(retry_command)
-main.add_command(cancel_command)
-main.add_command(edit_command)
-main.add_command(pause_command)
-main.add_command(resume_command)
-main.add_command(review_command)
-main.add_command(budget_command)
-main.add_command(submit_command)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,14 +50,28 @@ async def run_daemon(
         sock = bind_unix_socket(socket_path, private_folder=private_socket_folder)
         inode = os.lstat(socket_path).st_ino
         store = await Store.open(layout.db)
+        # In the background: a full scan (3 s at a million jobs) that reads a snapshot aside, so the
+        # API answers from the first moment; the triggers keep the counters right meanwhile.
+        checking = asyncio.create_task(_check_counters(store), name="counter check")
         try:
-            await store.check_counters()
             return await _serve(settings, layout, store, sock, socket_path, reload_settings)
         finally:
+            checking.cancel()
+            await asyncio.gather(checking, return_exceptions=True)
             await store.close()
     finally:
         remove_socket(socket_path, sock, inode)
         lock.release()
+
+
+async def _check_counters(store: Store) -> None:
+    started = time.monotonic()
+    try:
+        await store.check_counters()
+    except sqlite3.Error:
+        log.exception("%s: the counter check at start failed", store.path)
+        return
+    log.info("%s: counters checked against the tables in %.1f s", store.path, time.monotonic() - started)
 
 
 async def _serve(

@@ -38,6 +38,7 @@ from wfbatch.core.states import (
     sources_of,
     state_list,
 )
+from wfbatch.store.aside import read_aside
 from wfbatch.store.bulk import insert_new_batch_jobs
 from wfbatch.store.deliveries import Deliveries, queue_notice, want_object
 from wfbatch.store.ledger import write_release_and_charge
@@ -372,12 +373,23 @@ class Store:
         """Compare the counters with what they count (COUNT(*) and SUM over the tables) and rebuild
         the ones that disagree, in one write transaction so no change slips between the two reads.
         The triggers make a disagreement impossible short of a damaged file or a hand edit with the
-        triggers dropped; this is the check that says so. A full scan: call it once, on start."""
+        triggers dropped; this is the check that says so. A full scan: call it once, on start.
+
+        The comparison reads one snapshot on a connection of its own (store/aside.py), so the API
+        and the engine go on meanwhile (3 s at a million jobs); only counters found stale are
+        compared again and rebuilt under the write lock."""
+        queries = [
+            (sql, ()) for kept_sql, counted_sql, _ in _COUNTERS.values() for sql in (kept_sql, counted_sql)
+        ]
+        read = await read_aside(self.path, queries)
+        pairs = zip(read[::2], read[1::2], strict=True)
+        if all(_same_totals(_keyed(kept), _keyed(counted)) for kept, counted in pairs):
+            return CounterCheck(rebuilt=())
         async with self.transaction() as conn:
             stale: list[str] = []
             for name, (kept_sql, counted_sql, rebuild) in _COUNTERS.items():
-                kept = {tuple(r[:-1]): r[-1] for r in await conn.execute_fetchall(kept_sql)}
-                counted = {tuple(r[:-1]): r[-1] for r in await conn.execute_fetchall(counted_sql)}
+                kept = _keyed(await conn.execute_fetchall(kept_sql))
+                counted = _keyed(await conn.execute_fetchall(counted_sql))
                 if not _same_totals(kept, counted):
                     stale.append(name)
                     log.warning("%s: the %s counters disagreed with their tables; rebuilt", self.path, name)
@@ -756,11 +768,11 @@ class Store:
         await self._write("UPDATE jobs SET updated_at = ? WHERE id = ?", (time.time(), job_id))
 
     async def recently_changed_batches(self, since: float) -> dict[str, float]:
-        """Batches with jobs changed since `since`, and when their latest change was."""
-        rows = await self.fetchall(
-            "SELECT batch_id, MAX(updated_at) AS t FROM jobs WHERE updated_at >= ? GROUP BY batch_id",
-            (since,),
-        )
+        """Batches with jobs changed since `since`, and when their latest change was. A full scan
+        (no index on `updated_at`: every transition would pay for it), read aside (store/aside.py)
+        so it does not hold the shared connection for a second at a million jobs."""
+        sql = "SELECT batch_id, MAX(updated_at) AS t FROM jobs WHERE updated_at >= ? GROUP BY batch_id"
+        [rows] = await read_aside(self.path, [(sql, (since,))])
         return {r["batch_id"]: float(r["t"]) for r in rows}
 
     async def probe_write(self) -> None:
@@ -875,6 +887,11 @@ _COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ),
     ),
 }
+
+
+def _keyed(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], Any]:
+    """A counter query's rows as {key columns: the last column}."""
+    return {tuple(r[:-1]): r[-1] for r in rows}
 
 
 def _same_totals(kept: dict[tuple[Any, ...], Any], counted: dict[tuple[Any, ...], Any]) -> bool:

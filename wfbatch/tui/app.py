@@ -16,6 +16,10 @@ from wfbatch.tui.screens.help import HelpScreen
 from wfbatch.tui.screens.main import MainScreen
 from wfbatch.tui.screens.offline import OfflineScreen
 
+CONNECTING_GRACE = 0.5
+"""Seconds the first connection attempt may go unanswered before the offline screen shows which
+socket is being tried (a daemon that accepts but does not answer, e.g. stopped with SIGSTOP)."""
+
 
 class WfbatchApp(App[None]):
     CSS_PATH = "styles.tcss"
@@ -50,8 +54,15 @@ class WfbatchApp(App[None]):
         self.add_mode("main", lambda: self.main_screen)
 
     async def on_mount(self) -> None:
-        await self.switch_mode("offline")
+        # No offline screen first: composing it and switching away cost the first paint ~100 ms
+        # when the daemon answers (the usual case). It comes at the first failed attempt, or when
+        # the first attempt is still waiting for an answer after a moment.
         self.watch_connection()
+        self.set_timer(CONNECTING_GRACE, self._still_connecting)
+
+    async def _still_connecting(self) -> None:
+        if not self.connected and self.current_mode != "offline":
+            await self.switch_mode("offline")
 
     async def on_unmount(self) -> None:
         if self.close_client:

@@ -205,9 +205,9 @@ class MainScreen(Screen[None]):
         spec = TAB_SPECS[query.tab]
         table.loading = True
         try:
-            if self.status is None:
-                # Names for the batch column from the first paint, not from the next status tick.
-                self._show_status(await self.client.status())
+            # Not after a status of its own: the batch column's names arrive with the status that
+            # `_flush` loads beside this page (`JobsTable.batch_names` fills them in), and the first
+            # paint waits for one round trip instead of two.
             page = await self.client.jobs(
                 states=spec.states, review=spec.review, batch_id=query.batch_id, text=query.text,
                 cursor=None, limit=PAGE_SIZE if reset else table.reload_limit,
