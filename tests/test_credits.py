@@ -11,7 +11,9 @@ from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_setti
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import JobState
 from wfbatch.engine.plan import make_plan
+from wfbatch.engine.pool import credits_reason
 from wfbatch.home import HomeLayout
+from wfbatch.providers.errors import OutOfCredits
 from wfbatch.sim import RunningSimulator
 from wfbatch.store import Ledger, Store
 
@@ -148,3 +150,13 @@ async def test_plan_says_where_a_budget_or_daily_cap_stops(store: Store, home: P
         capped = wireflow_engine_settings(home, sim, daily_executions=4)
         plan = await make_plan(store, capped, [parse_prompt_bytes(json.dumps(spec).encode(), "b.json")])
         assert plan.stops_at is not None and plan.stops_at["after_jobs"] == 3  # the budget still binds first
+
+
+def test_a_credit_pause_says_the_provider_and_out_of_credits_once() -> None:
+    stability = OutOfCredits("stability: out of credits (payment_required): buy more", status=402)
+    assert credits_reason("stability", stability) == "out of credits (payment_required): buy more"
+    fal = OutOfCredits("fal: account locked, out of credit or billing (Exhausted balance)", status=403)
+    said = "out of credits: account locked, out of credit or billing (Exhausted balance)"
+    assert credits_reason("fal", fal) == said
+    known = OutOfCredits("Insufficient credits", status=402, required=10, available=3)
+    assert credits_reason("wireflow", known) == "out of credits: 10 required, 3 available"

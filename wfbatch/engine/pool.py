@@ -113,7 +113,7 @@ class ProviderPool:
         """A bad key, no credit or an unreachable endpoint holds the whole provider, never one job
         at a time. Returns the reason shown to people."""
         if isinstance(error, OutOfCredits):
-            reason = credits_reason(error)
+            reason = credits_reason(name, error)
             figures = {"required": error.required, "available": error.available, "breakdown": error.breakdown}
             self.pause(name, reason, {"kind": "credits", **figures})
             return reason
@@ -212,7 +212,10 @@ class ProviderPool:
         self._providers.clear()
 
 
-def credits_reason(error: OutOfCredits) -> str:
+def credits_reason(provider: str, error: OutOfCredits) -> str:
+    """What the pause says, shown after the provider's name: the figures when known, else the
+    provider's message without saying the name or "out of credits" twice."""
     if error.required is not None and error.available is not None:
         return f"out of credits: {error.required:g} required, {error.available:g} available"
-    return f"out of credits: {error.message}"
+    message = error.message.removeprefix(f"{provider}: ")
+    return message if message.lower().startswith("out of credit") else f"out of credits: {message}"
