@@ -228,7 +228,7 @@ class StabilityProvider(ProviderDefaults):
         if reason == FILTERED:
             raise PaidRejection(
                 "stability: the image was blurred by the content filter (finish-reason CONTENT_FILTERED);"
-                " it was charged, and is kept in rejected/",
+                " it was charged",
                 image=image,
                 credits_used=credits,
                 status=answer.status,
