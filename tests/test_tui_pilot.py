@@ -20,6 +20,7 @@ from tests.test_tui_support import DaemonProcess, daemon_process, short_socket_d
 from wfbatch.client.client import DaemonClient
 from wfbatch.protocol import CancelRequest, JobDetail, PauseRequest, SubmitRequest
 from wfbatch.tui import WfbatchApp
+from wfbatch.tui.messages import ConnectionTrouble
 from wfbatch.tui.screens.edit import EditPromptScreen
 from wfbatch.tui.screens.main import MainScreen
 from wfbatch.tui.widgets.detail import DetailPane
@@ -252,6 +253,25 @@ async def test_no_daemon_screen_then_attach_and_reattach_after_restart(tmp_path:
             await daemon.wait_healthy()
             app.main_screen.status = None
             await _attached(pilot)
+    finally:
+        daemon.stop()
+
+
+async def test_a_call_that_fails_first_still_says_the_daemon_was_lost(tmp_path: Path) -> None:
+    # A page load can meet the dead socket before the event stream does: the watch then starts
+    # over, and the new one must still say "Lost", not "No wfbatch daemon is running here".
+    daemon = DaemonProcess(tmp_path / "home", short_socket_dir() / "d.sock", MARKER_ENV)
+    daemon.spawn()
+    app = WfbatchApp(DaemonClient(daemon.socket_path), retry_interval=0.2, graphics=False, close_client=True)
+    try:
+        await daemon.wait_healthy()
+        async with app.run_test(size=SIZE) as pilot:
+            await _attached(pilot)
+            daemon.stop()
+            app._connection_trouble(ConnectionTrouble("the jobs page: connection refused"))
+            offline = app.offline_screen
+            await wait_until(lambda: app.current_mode == "offline" and "Lost" in offline.text.plain)
+            assert "No wfbatch daemon" not in offline.text.plain
     finally:
         daemon.stop()
 

@@ -48,6 +48,8 @@ class WfbatchApp(App[None]):
         self.graphics = graphics
         self.close_client = close_client
         self.connected = False
+        self.ever_connected = False
+        """Attached at least once: a failure to reach the daemon afterwards is a lost daemon."""
         self.main_screen = MainScreen(client, status_interval=status_interval, graphics=graphics)
         self.offline_screen = OfflineScreen(client.socket_path, home)
         self.add_mode("offline", lambda: self.offline_screen)
@@ -70,11 +72,16 @@ class WfbatchApp(App[None]):
 
     @work(exclusive=True, group="connection")
     async def watch_connection(self) -> None:
-        await watch_daemon(self.client, self.post_message, retry_interval=self.retry_interval)
+        await watch_daemon(
+            self.client,
+            self.post_message,
+            retry_interval=self.retry_interval,
+            was_connected=self.ever_connected,
+        )
 
     @on(Connected)
     async def _connected(self, message: Connected) -> None:
-        self.connected = True
+        self.connected = self.ever_connected = True
         self.sub_title = f"daemon {message.health.version}, pid {message.health.pid}"
         if self.current_mode != "main":
             await self.switch_mode("main")

@@ -37,10 +37,15 @@ def describe(error: BaseException) -> str:
 
 
 async def watch_daemon(
-    client: DaemonApi, post: Callable[[Message], object], *, retry_interval: float = 1.0
+    client: DaemonApi,
+    post: Callable[[Message], object],
+    *,
+    retry_interval: float = 1.0,
+    was_connected: bool = False,
 ) -> None:
+    """`was_connected`: this watch takes over from one that had the daemon (a request failed before
+    the event stream noticed), so nothing answering now means the daemon was lost, not absent."""
     attempts = 0
-    was_connected = False
     while True:
         try:
             health = await client.health()
