@@ -110,12 +110,17 @@ class S3Server:
         self.client().create_bucket(Bucket=name)
 
     def objects(self, bucket: str) -> dict[str, bytes]:
+        """Key -> bytes of what is in `bucket` now. An object deleted between the listing and its
+        read (the daemon delivers while tests look) is left out, not an error."""
         client = self.client()
         listing = client.list_objects_v2(Bucket=bucket).get("Contents", [])
-        return {
-            item["Key"]: client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-            for item in listing
-        }
+        found: dict[str, bytes] = {}
+        for item in listing:
+            try:
+                found[item["Key"]] = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            except client.exceptions.NoSuchKey:
+                continue
+        return found
 
     def env(self, url: str, **extra: str) -> dict[str, str]:
         """A daemon's environment delivering to `url` on this server, fast retries, fake keys."""

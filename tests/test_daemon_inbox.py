@@ -207,6 +207,8 @@ def test_names_with_newlines_and_escapes_cannot_forge_log_lines(daemon: DaemonPr
     report = daemon.wait_until(lambda: _rejected(daemon, name), 5, "the refusal")[1]
     assert report.splitlines()[0].startswith(repr(name))
     daemon.wait_until(lambda: f"accepted {accepted!r}" in daemon.log(), 5, "the acceptance logged")
+    # The refusal's log line comes after its files are in place: wait for it, not only for them.
+    daemon.wait_until(lambda: repr(name) in daemon.log(), 5, "the refusal logged")
     log = daemon.log()
     assert "\x1b" not in log and not any(line.startswith(forged) for line in log.splitlines())
     assert repr(name) in log
