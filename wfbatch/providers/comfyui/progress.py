@@ -94,9 +94,7 @@ class ServerProgress:
         self._watched.add(prompt_id)
         self._idle_since = None
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"comfyui-ws {self.server}"
-            )
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"comfyui-ws {self.server}")
 
     def forget(self, prompt_id: str) -> None:
         self._watched.discard(prompt_id)
