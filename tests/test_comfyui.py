@@ -24,6 +24,7 @@ from wfbatch.providers.base import Pending, Submitted
 from wfbatch.providers.comfyui import ComfyUIProvider, GraphError
 from wfbatch.providers.comfyui.client import prompt_id_for, refusal_message
 from wfbatch.providers.comfyui.graph import Placement, Target, builtin_graph
+from wfbatch.providers.errors import Permanent
 from wfbatch.settings import ComfyUISettings, load_settings
 from wfbatch.sim import RunningSimulator, SimOptions
 from wfbatch.store import Reuse, Store
@@ -89,6 +90,83 @@ def test_a_primitive_fed_seed_is_set_on_the_primitive() -> None:
     graph["20"] = {"class_type": "PrimitiveNode", "inputs": {"value": 1}}
     graph["3"]["inputs"]["seed"] = ["20", 0]
     assert Placement.locate(graph, {}).targets["seed"] == Target("20", "value")
+
+
+WORKFLOWS = Path(__file__).parent / "comfyui_workflows"
+"""API-format exports shaped like ComfyUI's own examples (trimmed): Flux dev with
+SamplerCustomAdvanced, Flux through a KSampler with a zeroed negative, SDXL base + refiner."""
+VALUES = {"prompt": "p", "negative": "", "seed": 7, "width": 640, "height": 512}
+
+
+def workflow(name: str) -> dict[str, Any]:
+    graph: dict[str, Any] = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    return graph
+
+
+def test_a_flux_custom_sampler_workflow_is_located_through_guider_noise_and_sd3_latent() -> None:
+    graph = workflow("flux_dev_custom_sampler")
+    placement = Placement.locate(graph, {})
+    assert {k: str(v) for k, v in placement.targets.items()} == {
+        "prompt": "6.text",
+        "seed": "25.noise_seed",
+        "width": "27.width",
+        "height": "27.height",
+    }
+    assert not placement.needs_negative  # BasicGuider: no negative conditioning at all
+    filled = placement.fill(graph, VALUES, "pre")
+    assert filled["6"]["inputs"]["text"] == "p" and filled["25"]["inputs"]["noise_seed"] == 7
+    assert (filled["27"]["inputs"]["width"], filled["27"]["inputs"]["height"]) == (640, 512)
+    assert filled["9"]["inputs"]["filename_prefix"] == "pre"
+
+
+def test_a_zeroed_negative_of_the_positive_encoder_does_not_overwrite_the_prompt() -> None:
+    graph = workflow("flux_ksampler_zeroed_negative")
+    placement = Placement.locate(graph, {})
+    assert "negative" not in placement.targets and not placement.needs_negative
+    filled = placement.fill(graph, VALUES, "pre")
+    assert filled["6"]["inputs"]["text"] == "p"  # was overwritten by the (empty) negative
+    assert filled["31"]["inputs"]["seed"] == 7 and filled["27"]["inputs"]["width"] == 640
+
+
+def test_sdxl_base_and_refiner_is_ambiguous_and_says_what_to_set() -> None:
+    graph = workflow("sdxl_base_refiner")
+    with pytest.raises(GraphError, match=r"several samplers \(10, 11\); set inputs\.prompt"):
+        Placement.locate(graph, {})
+    explicit = {"prompt": "6.text_g", "negative": "7.text_g", "seed": "10.noise_seed"}
+    explicit |= {"width": "5.width", "height": "5.height"}
+    assert Placement.locate(graph, explicit).targets["seed"] == Target("10", "noise_seed")
+
+
+def test_every_text_of_a_multi_text_encoder_gets_the_prompt() -> None:
+    graph = workflow("sdxl_base_refiner")
+    for refiner_node in ("11", "12", "15", "16"):
+        del graph[refiner_node]
+    graph["17"]["inputs"] = {"samples": ["10", 0], "vae": ["4", 2]}
+    placement = Placement.locate(graph, {})
+    filled = placement.fill(graph, {**VALUES, "negative": "n"}, "pre")
+    assert (filled["6"]["inputs"]["text_g"], filled["6"]["inputs"]["text_l"]) == ("p", "p")
+    assert (filled["7"]["inputs"]["text_g"], filled["7"]["inputs"]["text_l"]) == ("n", "n")
+    flux = builtin_graph("x")
+    flux["6"] = {"class_type": "CLIPTextEncodeFlux", "inputs": {"clip_l": "", "t5xxl": "", "guidance": 3.5}}
+    filled = Placement.locate(flux, {}).fill(flux, VALUES, "pre")
+    assert (filled["6"]["inputs"]["clip_l"], filled["6"]["inputs"]["t5xxl"]) == ("p", "p")
+
+
+async def test_a_negative_prompt_for_a_workflow_without_one_is_refused_before_sending() -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    settings = ComfyUISettings(workflow=WORKFLOWS / "flux_dev_custom_sampler.json")
+    provider = ComfyUIProvider(settings, CountingGate(), transport=httpx.MockTransport(handler))
+    try:
+        with pytest.raises(Permanent, match="no negative prompt of its own"):
+            await provider.submit(spec(negative_prompt="blurry"), "key-1")
+        assert sent == []
+    finally:
+        await provider.aclose()
 
 
 def test_max_in_flight_keeps_one_queued_per_server() -> None:

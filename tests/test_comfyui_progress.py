@@ -53,8 +53,18 @@ async def run_to_the_end(
 
 def test_hostile_numbers_and_names_make_progress_vanish_never_lie() -> None:
     assert JobProgress.of(step=12, steps=20, node="KSampler").text() == "step 12/20 (KSampler)"  # type: ignore[union-attr]
-    for step, steps in [(-1, 20), (21, 20), (float("nan"), 20), (10**30, 10**31), (True, 20), (3, 0),
-                        ("3", 20), (3.5, 20), (None, 20), (3, None)]:
+    for step, steps in [
+        (-1, 20),
+        (21, 20),
+        (float("nan"), 20),
+        (10**30, 10**31),
+        (True, 20),
+        (3, 0),
+        ("3", 20),
+        (3.5, 20),
+        (None, 20),
+        (3, None),
+    ]:
         progress = JobProgress.of(step=step, steps=steps, phase="running")
         assert progress == JobProgress(phase="running"), (step, steps)
     assert JobProgress.of(step=3.0, steps=20.0) == JobProgress(step=3, steps=20)
@@ -105,8 +115,9 @@ async def test_a_server_without_ws_finishes_by_polling_and_says_so_once(
 
 
 def progress_frame(prompt_id: str, value: Any, maximum: Any, node: Any = "3") -> str:
-    return json.dumps({"type": "progress", "data": {"value": value, "max": maximum, "prompt_id": prompt_id,
-                                                    "node": node}})
+    return json.dumps(
+        {"type": "progress", "data": {"value": value, "max": maximum, "prompt_id": prompt_id, "node": node}}
+    )
 
 
 JUNK: list[str | bytes] = [
@@ -174,13 +185,20 @@ async def test_hostile_frames_are_skipped_and_an_oversize_one_costs_a_reconnect(
         feed = ServerProgress(server, "me", {"3": "KSampler"})
         feed.watch("p")
         try:
-            await wait_for(lambda: feed.of("p") == JobProgress(step=4, steps=20, node="KSampler",
-                                                              phase="running"), "the last good step")
+            await wait_for(
+                lambda: feed.of("p") == JobProgress(step=4, steps=20, node="KSampler", phase="running"),
+                "the last good step",
+            )
             assert feed.of("someone-else") is None
             hostile.go_big.set()
-            await wait_for(lambda: hostile.connections == 2 and feed.of("p") is not None
-                           and feed.of("p") == JobProgress(step=7, steps=20, node="KSampler",
-                                                           phase="running"), "a reconnect")
+            await wait_for(
+                lambda: (
+                    hostile.connections == 2
+                    and feed.of("p") is not None
+                    and feed.of("p") == JobProgress(step=7, steps=20, node="KSampler", phase="running")
+                ),
+                "a reconnect",
+            )
         finally:
             await feed.aclose()
     assert hostile.origins == [None, None]  # §7.1: no Origin header
@@ -205,6 +223,20 @@ def test_one_frame_at_a_time_an_error_stays_an_error() -> None:
     assert ws_url("https://gpu.example/comfy/", "c1") == "wss://gpu.example/comfy/ws?clientId=c1"
 
 
+def test_an_older_servers_progress_without_prompt_id_counts_for_the_running_prompt() -> None:
+    # ComfyUI before progress carried prompt_id/node sent {"value", "max"} only, to the socket of
+    # the running prompt's client_id; execution_start and executing did name the prompt.
+    feed = ServerProgress("http://127.0.0.1:1", "me", {"3": "KSampler"})
+    feed._watched.add("p")
+    feed.handle('{"type": "execution_start", "data": {"prompt_id": "p"}}')
+    feed.handle('{"type": "executing", "data": {"node": "3", "prompt_id": "p"}}')
+    feed.handle('{"type": "progress", "data": {"value": 4, "max": 20}}')
+    assert feed.of("p") == JobProgress(step=4, steps=20, node="KSampler", phase="running")
+    feed.handle('{"type": "executing", "data": {"node": null, "prompt_id": "p"}}')
+    feed.handle('{"type": "progress", "data": {"value": 5, "max": 20}}')  # not p's: p has ended
+    assert feed.of("p") == JobProgress(step=4, steps=20, phase="finished")
+
+
 # -- the engine's board ----------------------------------------------------------------------------
 
 
@@ -223,8 +255,13 @@ async def test_the_board_publishes_a_change_once_and_forgets_a_job_after_its_pol
     board = ProgressBoard(events.append, period=3600)  # sampled by hand below
     told = Told()
     with board.watching(5, "b1", told, {"prompt_id": "x"}):  # type: ignore[arg-type]
-        for value in [None, JobProgress(step=1, steps=9), JobProgress(step=1, steps=9),
-                      JobProgress(step=2, steps=9), None]:
+        for value in [
+            None,
+            JobProgress(step=1, steps=9),
+            JobProgress(step=1, steps=9),
+            JobProgress(step=2, steps=9),
+            None,
+        ]:
             told.now = value
             board.sample()
             assert board.of(5) == value
@@ -232,7 +269,10 @@ async def test_the_board_publishes_a_change_once_and_forgets_a_job_after_its_pol
         board.sample()
     assert board.of(5) is None
     assert [e.progress for e in events if isinstance(e, ProgressEvent)] == [
-        JobProgress(step=1, steps=9), JobProgress(step=2, steps=9), None, JobProgress(step=3, steps=9)
+        JobProgress(step=1, steps=9),
+        JobProgress(step=2, steps=9),
+        None,
+        JobProgress(step=3, steps=9),
     ]
     assert all(isinstance(e, ProgressEvent) and e.id == 5 and e.batch_id == "b1" for e in events)
     await board.aclose()
@@ -305,8 +345,10 @@ async def test_a_socket_with_nothing_to_watch_closes_after_lingering(monkeypatch
         try:
             await wait_for(lambda: feed.connected, "the socket")
             feed.forget("p")
-            await wait_for(lambda: not feed.connected and feed._task is not None and feed._task.done(),
-                           "the listener to stop by itself")
+            await wait_for(
+                lambda: not feed.connected and feed._task is not None and feed._task.done(),
+                "the listener to stop by itself",
+            )
             feed.watch("q")  # a new prompt: listening again
             await wait_for(lambda: feed.connected, "the socket again")
         finally:

@@ -70,6 +70,24 @@ def test_prompt_history_view_and_restart() -> None:
         assert sim.state.stats()["comfyui"]["executions_by_prompt_id"] == {"my-id": 1}
 
 
+def test_interrupt_with_a_prompt_id_stops_only_that_prompt_when_it_runs() -> None:
+    with (
+        RunningSimulator(SimOptions(provider="comfyui", latency=(30.0, 30.0))) as sim,
+        httpx.Client(base_url=sim.base_url) as client,
+    ):
+        client.post("/prompt", json={"prompt": graph(), "prompt_id": "running"}).raise_for_status()
+        client.post("/prompt", json={"prompt": graph(), "prompt_id": "waiting"}).raise_for_status()
+        assert client.post("/interrupt", json={"prompt_id": "waiting"}).status_code == 200
+        assert client.get("/queue").json()["queue_running"][0][1] == "running"  # not hit
+        assert client.post("/interrupt", json={"prompt_id": "running"}).status_code == 200
+        status = client.get("/history/running").json()["running"]["status"]
+        assert status["messages"][-1][0] == "execution_interrupted"
+        assert client.get("/queue").json()["queue_running"][0][1] == "waiting"
+        client.post("/interrupt", content=b"").raise_for_status()  # no body: whatever runs
+        assert client.get("/history/waiting").json() != {}
+        assert sim.state.stats()["comfyui"]["interrupted"] == 2
+
+
 def test_a_legacy_server_ignores_prompt_id_and_sends_error_as_text() -> None:
     with (
         RunningSimulator(SimOptions(provider="comfyui", latency=(0.0, 0.0), legacy_comfyui=True)) as sim,

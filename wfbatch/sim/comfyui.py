@@ -177,7 +177,11 @@ def comfyui_routes(state: Any) -> list[BaseRoute]:
 
     async def interrupt(request: Request) -> Response:
         state.count_request("interrupt")
-        server.interrupt()
+        body = await body_of(request)
+        wanted = body.get("prompt_id") if isinstance(body, dict) and not legacy else None
+        # Newer ComfyUI (server.py post_interrupt): with a prompt_id, only that prompt if it is the
+        # one running ("is not currently running, skipping interrupt"); without, whatever runs.
+        server.interrupt(str(wanted) if wanted else None)
         return Response(status_code=200)
 
     async def system_stats(request: Request) -> Response:

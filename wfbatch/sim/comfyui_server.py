@@ -229,10 +229,11 @@ class ComfyServer:
 
     # -- controls ----------------------------------------------------------------------------
 
-    def interrupt(self) -> None:
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        """Stop the running prompt; with `prompt_id`, only if that is the one running."""
         with self._lock:
             self.settle()
-            if self.running is not None:
+            if self.running is not None and prompt_id in (None, self.running.prompt_id):
                 self.interrupted += 1
                 self._free_at = self.clock()
                 self._finish(self.running, interrupted=True)

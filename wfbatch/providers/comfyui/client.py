@@ -208,6 +208,12 @@ class ComfyUIProvider(ProviderDefaults):
         ]
 
     async def submit(self, spec: JobSpec, idempotency_key: str) -> Submitted | Finished:
+        if spec.negative_prompt and not self._placement.needs_negative:
+            # Sent anyway it would be dropped without a word: the image would not be what was asked.
+            raise Permanent(
+                "comfyui workflow has no negative prompt of its own (e.g. Flux: BasicGuider or a zeroed "
+                "negative): remove negative_prompt, or set inputs.negative to a text input"
+            )
         key = prompt_id_for(idempotency_key)
         prefix = f"wfbatch_{key}"
         seed = spec.seed if spec.seed is not None else uuid.UUID(key).int % 2**32

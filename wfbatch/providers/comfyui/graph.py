@@ -1,10 +1,15 @@
 """A ComfyUI workflow in API format (providers.md §7.7), and where each job's values go in it.
 
-Located by structure, once, when the provider starts: the sampler (`KSampler` / `KSamplerAdvanced`);
-the text encoders its `positive` / `negative` links lead to (walking upstream through conditioning
-nodes); its seed (`seed` or `noise_seed`); the `EmptyLatentImage` its `latent_image` leads to; every
-`SaveImage`. A widget fed by a link is set on the node the link comes from. Anything ambiguous or
-missing is an error naming what to set in `inputs` (`{"prompt": "6.text", ...}`), which always wins.
+Located by structure, once, when the provider starts: the sampler (`KSampler`, `KSamplerAdvanced`,
+`SamplerCustom`, or Flux-style `SamplerCustomAdvanced`, whose conditioning comes through its `guider`
+and its seed from the `noise` node's `noise_seed`); the text encoders its `positive` / `negative`
+links lead to (walking upstream through conditioning nodes; every text of a multi-text encoder such
+as `CLIPTextEncodeSDXL` or `CLIPTextEncodeFlux`); its seed; the latent (`EmptyLatentImage`,
+`EmptySD3LatentImage`, …) its `latent_image` leads to; every `SaveImage`. A widget fed by a link is
+set on the node the link comes from. Anything ambiguous or missing is an error naming what to set in
+`inputs` (`{"prompt": "6.text", ...}`), which always wins. The negative alone may be absent: a graph
+whose negative is no text of its own (Flux's `BasicGuider`, a `ConditioningZeroOut` of the positive)
+takes no negative prompt, and `needs_negative` says so before a job's negative would be lost.
 """
 
 from __future__ import annotations
@@ -15,9 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SAMPLERS = ("KSampler", "KSamplerAdvanced")
+SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 SLOTS = ("prompt", "negative", "seed", "width", "height")
 _TEXT_KEYS = ("text", "text_g", "string", "value")
+MULTI_TEXT = {
+    "CLIPTextEncodeSDXL": ("text_g", "text_l"),
+    "CLIPTextEncodeFlux": ("clip_l", "t5xxl"),
+    "CLIPTextEncodeSD3": ("clip_g", "clip_l", "t5xxl"),
+    "CLIPTextEncodeHunyuanDiT": ("bert", "mt5xl"),
+}
+"""Core encoders with several text boxes (nodes_sdxl.py, nodes_flux.py, nodes_sd3.py, nodes_hunyuan.py):
+the prompt goes into each, or the ones left keep the exported workflow's text."""
+NO_NEGATIVE = "no negative prompt of its own"
 _VALUE_KEYS = ("value", "string", "text", "int", "seed")
 Graph = dict[str, dict[str, Any]]
 
@@ -94,6 +108,13 @@ class Placement:
 
     targets: dict[str, Target]
     outputs: tuple[str, ...]
+    also: tuple[tuple[str, Target], ...] = ()
+    """Further inputs set to a slot's value: the other texts of a multi-text encoder."""
+
+    @property
+    def needs_negative(self) -> bool:
+        """False when the graph has nowhere to put a negative prompt."""
+        return "negative" in self.targets
 
     @classmethod
     def locate(cls, graph: Graph, explicit: dict[str, str]) -> Placement:
@@ -109,9 +130,12 @@ class Placement:
                 )
             targets[slot] = Target(node, name)
         missing = [slot for slot in SLOTS if slot not in targets]
+        also: list[tuple[str, Target]] = []
         if missing:
             found = _auto(graph)
             for slot in missing:
+                if slot == "negative" and found.get(slot) == NO_NEGATIVE:
+                    continue
                 if isinstance(found.get(slot), str):
                     raise GraphError(f'comfyui workflow: {found[slot]}; set inputs.{slot} (e.g. "6.text")')
                 target = found.get(slot)
@@ -121,14 +145,15 @@ class Placement:
                         f"comfyui workflow: cannot find where the {slot} goes; set inputs.{slot}"
                     )
                 targets[slot] = _through_links(graph, target)
+                also += [(slot, _through_links(graph, other)) for other in _other_texts(graph, target, slot)]
         outputs = tuple(node_id for node_id, node in graph.items() if node["class_type"] == "SaveImage")
         if not outputs:
             raise GraphError("comfyui workflow: no SaveImage node, so nothing would be saved to download")
-        return cls(targets, outputs)
+        return cls(targets, outputs, tuple(also))
 
     def fill(self, graph: Graph, values: dict[str, Any], prefix: str) -> Graph:
         filled = copy.deepcopy(graph)
-        for slot, target in self.targets.items():
+        for slot, target in [*self.targets.items(), *self.also]:
             filled[target.node]["inputs"][target.input] = values[slot]
         for node_id in self.outputs:
             filled[node_id]["inputs"]["filename_prefix"] = prefix
@@ -160,8 +185,9 @@ def _encoder(graph: Graph, start: str | None) -> Target | str | None:
             continue
         seen.add(node_id)
         inputs = graph[node_id]["inputs"]
-        text_key = next((k for k in _TEXT_KEYS if k in inputs), None)
-        if text_key is not None and "Encode" in graph[node_id]["class_type"]:
+        kind = graph[node_id]["class_type"]
+        text_key = next((k for k in (*MULTI_TEXT.get(kind, ()), *_TEXT_KEYS) if k in inputs), None)
+        if text_key is not None and "Encode" in kind:
             found.append(Target(node_id, text_key))
             continue
         frontier += [link for value in inputs.values() if (link := _link(value)) is not None]
@@ -170,19 +196,59 @@ def _encoder(graph: Graph, start: str | None) -> Target | str | None:
     return found[0] if found else None
 
 
+def _other_texts(graph: Graph, target: Target, slot: str) -> list[Target]:
+    """The texts of a multi-text encoder besides the located one (prompt and negative only)."""
+    if slot not in ("prompt", "negative"):
+        return []
+    names = MULTI_TEXT.get(graph[target.node]["class_type"], ())
+    inputs = graph[target.node]["inputs"]
+    return [Target(target.node, name) for name in names if name != target.input and name in inputs]
+
+
+def _conditioning(graph: Graph, inputs: dict[str, Any]) -> tuple[str | None, str | None, bool]:
+    """(positive link, negative link, has a negative at all) of a sampler: its own inputs, or, for
+    SamplerCustomAdvanced, its guider's (CFGGuider: positive/negative; BasicGuider: conditioning)."""
+    if "positive" in inputs or "guider" not in inputs:
+        return _link(inputs.get("positive")), _link(inputs.get("negative")), "negative" in inputs
+    guider = _link(inputs.get("guider"))
+    guided = graph[guider]["inputs"] if guider in graph else {}
+    if "conditioning" in guided:
+        return _link(guided.get("conditioning")), None, False
+    return _link(guided.get("positive")), _link(guided.get("negative")), "negative" in guided
+
+
+def _seed(graph: Graph, sampler: str) -> Target | None:
+    inputs = graph[sampler]["inputs"]
+    for name in ("seed", "noise_seed"):
+        if name in inputs:
+            return Target(sampler, name)
+    noise = _link(inputs.get("noise"))  # SamplerCustomAdvanced: RandomNoise.noise_seed
+    if noise in graph:
+        for name in ("noise_seed", "seed"):
+            if name in graph[noise]["inputs"]:
+                return Target(noise, name)
+    return None
+
+
 def _auto(graph: Graph) -> dict[str, Target | str | None]:
     samplers = [nid for nid, node in graph.items() if node["class_type"] in SAMPLERS]
     if len(samplers) != 1:
-        why = "no KSampler" if not samplers else f"several samplers ({', '.join(samplers)})"
+        listed = ", ".join(samplers or SAMPLERS)
+        why = f"several samplers ({listed})" if samplers else f"no sampler ({listed})"
         return dict.fromkeys(SLOTS, why)
     sampler = samplers[0]
     inputs = graph[sampler]["inputs"]
+    positive, negative_link, has_negative = _conditioning(graph, inputs)
+    prompt = _encoder(graph, positive)
+    negative = _encoder(graph, negative_link) if has_negative else NO_NEGATIVE
+    if isinstance(prompt, Target) and negative == prompt:
+        negative = NO_NEGATIVE  # e.g. Flux: negative = ConditioningZeroOut(the positive's encoder)
+    elif has_negative and negative is None and negative_link is not None:
+        negative = NO_NEGATIVE  # a zeroed or empty conditioning with no text encoder upstream
     found: dict[str, Target | str | None] = {
-        "prompt": _encoder(graph, _link(inputs.get("positive"))),
-        "negative": _encoder(graph, _link(inputs.get("negative"))),
-        "seed": Target(sampler, "seed" if "seed" in inputs else "noise_seed")
-        if {"seed", "noise_seed"} & set(inputs)
-        else None,
+        "prompt": prompt,
+        "negative": negative,
+        "seed": _seed(graph, sampler),
     }
     latent = _link(inputs.get("latent_image"))
     if latent in graph and {"width", "height"} <= set(graph[latent]["inputs"]):

@@ -41,6 +41,7 @@ another keeps its socket between them."""
 RECV_TICK = 5.0
 OPEN_TIMEOUT = 5.0
 ENDED = frozenset({"finished", "failed", "interrupted"})
+ENDING_KINDS = frozenset({"execution_success", "execution_error", "execution_interrupted"})
 
 Connect = Callable[[str], Any]
 
@@ -86,6 +87,8 @@ class ServerProgress:
         self._task: asyncio.Task[None] | None = None
         self._idle_since: float | None = None
         self._said_down = False
+        self._current: str | None = None
+        """The prompt this socket's events were last about, while it runs (see `handle`)."""
         self.connected = False
 
     # -- what the provider asks ------------------------------------------------------------------
@@ -94,9 +97,7 @@ class ServerProgress:
         self._watched.add(prompt_id)
         self._idle_since = None
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"comfyui-ws {self.server}"
-            )
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"comfyui-ws {self.server}")
 
     def forget(self, prompt_id: str) -> None:
         self._watched.discard(prompt_id)
@@ -128,6 +129,13 @@ class ServerProgress:
             return
         kind, data = message.get("type"), message["data"]
         prompt_id = data.get("prompt_id")
+        if isinstance(prompt_id, str):
+            ends = kind in ENDING_KINDS or (kind == "executing" and data.get("node") is None)
+            self._current = None if ends else prompt_id
+        elif kind == "progress":
+            # Older servers' `progress` is only {value, max}: it is the step of the prompt that runs
+            # for this socket's clientId, the last one its events named (until that one ended).
+            prompt_id = self._current
         if not isinstance(kind, str) or not isinstance(prompt_id, str) or prompt_id not in self._watched:
             return
         after = _next(self._latest.get(prompt_id), kind, data, self._names)
@@ -173,6 +181,7 @@ class ServerProgress:
 
     def _up(self) -> None:
         self.connected = True
+        self._current = None  # what ran meanwhile is unknown until an event names it
         if self._said_down:
             log.info("comfyui: progress from %s again", self.url)
             self._said_down = False
