@@ -4,6 +4,7 @@ restarted) against `wfbatch sim --provider comfyui` over loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -338,6 +339,27 @@ async def test_an_old_server_that_ignores_prompt_id_is_followed_by_its_own(
         executions = dict(sim.state.comfyui.executions_by_prompt_id)
     assert all(job.state is JobState.DONE for job in jobs)
     assert sorted(executions.values()) == [1, 1, 1]
+
+
+async def test_an_old_server_is_reconciled_by_its_own_id_so_a_failed_prompt_is_not_run_again() -> None:
+    # An old server ignores our prompt_id; after a wfbatch crash the prompt is found in /queue by our
+    # id in extra_data, and the job must go on under the server's id: its history (and its failure)
+    # is only under that one, and under ours the prompt would look lost and run a second time.
+    with comfy_sim(legacy_comfyui=True, latency=(0.3, 0.3), fail_marker=FAIL) as sim:
+        before = ComfyUIProvider(ComfyUISettings(**section(sim)), CountingGate())
+        await before.submit(spec(prompt="ahead"), "k1")
+        first = await before.submit(spec(prompt=f"{FAIL} behind"), "k2")
+        await before.aclose()
+        after = ComfyUIProvider(ComfyUISettings(**section(sim)), CountingGate())  # the crash
+        again = await after.submit(spec(prompt=f"{FAIL} behind"), "k2")
+        assert isinstance(first, Submitted) and isinstance(again, Submitted)
+        assert again.remote_id == first.remote_id != prompt_id_for("k2")
+        with pytest.raises(Permanent, match="failed"):
+            for _ in range(100):  # bounded: the prompt runs 0.3 s behind another
+                await after.poll(again.handle)
+                await asyncio.sleep(0.05)
+        await after.aclose()
+        assert sim.state.comfyui.executions_by_text[f"{FAIL} behind"] == 1
 
 
 async def test_two_servers_share_the_jobs(store: Store, layout: HomeLayout, home: Path) -> None:

@@ -120,19 +120,21 @@ def _classify(answer: HttpAnswer) -> ProviderError | None:
     return None
 
 
-def _queued_ids(queue: Any) -> set[str]:
-    """prompt ids (index 1) and our own ids in extra_data (index 3) of `/queue`'s items."""
-    ids: set[str] = set()
+def _queued_ids(queue: Any) -> dict[str, str]:
+    """Every id a `/queue` item is known by -> the server's own id for it (index 1): the item's id
+    itself, and our id in extra_data (index 3: an old server ignores a client's prompt_id)."""
+    ids: dict[str, str] = {}
     if not isinstance(queue, dict):
         return ids
     for key in ("queue_running", "queue_pending"):
         items = queue.get(key)
         for item in items if isinstance(items, list) else []:
             if isinstance(item, list) and len(item) > 1:
-                ids.add(str(item[1]))
+                own = str(item[1])
+                ids[own] = own
                 extra = item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
                 if isinstance(extra.get("wfbatch_prompt_id"), str):
-                    ids.add(extra["wfbatch_prompt_id"])
+                    ids[extra["wfbatch_prompt_id"]] = own
     return ids
 
 
@@ -185,6 +187,9 @@ class ComfyUIProvider(ProviderDefaults):
         self._moved: dict[str, tuple[str, str]] = {}
         """Job key -> (server, prompt id there) for jobs followed or re-sent away from the server
         their handle names. Memory only: after a crash the search in `poll` finds them again."""
+        self._server_ids: dict[str, str] = {}
+        """Job key -> the id an old server (one that ignores a client's prompt_id) gave it, as seen
+        in `/queue`: its history is under that id, so a reconciled job is polled by it."""
         what = settings.workflow.name if settings.workflow else f"built-in graph, {settings.checkpoint}"
         hosts = ", ".join(host_of(s) for s in self._servers)
         self.label = f"comfyui ({what} at {hosts})"
@@ -228,7 +233,7 @@ class ComfyUIProvider(ProviderDefaults):
         for server in self._up_servers():  # a re-send after a crash: the prompt may be on any server
             try:
                 if await self._where(server, key, key, prefix) is not None:
-                    return self._submitted(server, key, handle)
+                    return self._submitted(server, self._server_ids.get(key, key), handle)
             except Transient as error:
                 if not error.connection_failed:
                     raise
@@ -356,6 +361,7 @@ class ComfyUIProvider(ProviderDefaults):
         for keys in self._active.values():
             keys.discard(key)
         self._moved.pop(key, None)
+        self._server_ids.pop(key, None)
         self._progress.forget(server, prompt_id)
 
     def _least_loaded(self, servers: list[str]) -> str:
@@ -400,7 +406,7 @@ class ComfyUIProvider(ProviderDefaults):
                 silent.append(server)
                 continue
             if where is not None:
-                return Found(server, key, where), silent
+                return Found(server, self._server_ids.get(key, key), where), silent
         return None, silent
 
     async def _forget(self, finished: Finished) -> None:
@@ -451,8 +457,11 @@ class ComfyUIProvider(ProviderDefaults):
         `prompt_id` is the id on this server, `key` the job's own (an old server's queue echoes it
         in extra_data). Queue first, then history, then the file (§10: this order, or a prompt
         finishing between two calls looks lost). A failed execution raises Permanent."""
-        queue = (await self._call(server, RequestKind.POLL, "GET", "/queue")).body
-        if not {prompt_id, key}.isdisjoint(_queued_ids(queue)):
+        queued = _queued_ids((await self._call(server, RequestKind.POLL, "GET", "/queue")).body)
+        own = queued.get(prompt_id) or queued.get(key)
+        if own is not None:
+            if own != key:
+                self._server_ids[key] = own  # an old server's own id: its history is under it
             return "queued or running"
         history = (await self._call(server, RequestKind.POLL, "GET", f"/history/{prompt_id}")).body
         entry = history.get(prompt_id) if isinstance(history, dict) else None
