@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from wfbatch.core.tasks import cancel_and_wait
 from wfbatch.engine.scheduler import Engine
 from wfbatch.store import Store
 
@@ -150,9 +151,7 @@ async def shown_progress(store: Store, engine: Engine, batch_ids: list[str]) -> 
     try:
         yield
     finally:
-        drawing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drawing
+        await cancel_and_wait(drawing)
         with contextlib.suppress(Exception):  # the store may be gone after a crash: the bar is extra
             await draw()
         progress.stop()

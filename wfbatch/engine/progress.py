@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from wfbatch.core.progress import JobProgress
+from wfbatch.core.tasks import cancel_and_wait
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.protocol import ProgressEvent
 from wfbatch.providers.base import Provider, RemoteHandle
@@ -86,7 +87,4 @@ class ProgressBoard:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)

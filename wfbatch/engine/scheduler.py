@@ -18,6 +18,7 @@ from typing import Any
 
 from wfbatch.core.models import JobSpec
 from wfbatch.core.states import JobState
+from wfbatch.core.tasks import cancel_and_wait
 from wfbatch.engine.background import Background
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.cache import ImageCache
@@ -257,9 +258,7 @@ class Engine:
                     await asyncio.wait_for(self._wake.wait(), delay)
             return StopReason("stopped", "stopped before the work was finished")
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            await cancel_and_wait(flusher)
 
     async def _flush_periodically(self) -> None:
         while True:

@@ -13,7 +13,6 @@ watches on that server are remembered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from wfbatch.core.progress import JobProgress
+from wfbatch.core.tasks import cancel_and_wait
 
 log = logging.getLogger("wfbatch.providers.comfyui")
 
@@ -110,10 +110,7 @@ class ServerProgress:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     # -- the socket ------------------------------------------------------------------------------
 
