@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
 
-from tests.conftest_sim import fast_options
+from tests.conftest_sim import CountingGate, fast_options
 from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
+from tests.test_store import make_batch, make_jobs
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import JobState
+from wfbatch.engine.budget import Budget
+from wfbatch.engine.clock import SystemClock
 from wfbatch.engine.plan import make_plan
 from wfbatch.engine.pool import credits_reason
 from wfbatch.home import HomeLayout
 from wfbatch.providers.errors import OutOfCredits
+from wfbatch.providers.local import LocalProvider
+from wfbatch.settings import LocalSettings, load_settings
 from wfbatch.sim import RunningSimulator
 from wfbatch.store import Ledger, Store
+from wfbatch.store.ledger import write_release_and_charge
 
 
 async def test_reservations_are_reconciled_with_the_providers_charges(
@@ -65,6 +73,28 @@ async def test_a_budget_is_exact_to_the_credit_and_leaves_the_rest_queued(
     assert reason.code == "paused" and "budget reached" in reason.message and "of 5 credits" in reason.message
     counts = await store.counts([batch.id])
     assert counts["done"] == 5 and counts["queued"] == 4 and counts["failed"] == 0
+
+
+async def test_an_unknown_cost_under_a_budget_starts_one_job_at_a_time_until_a_charge_tells_it(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    # No estimate (the provider cannot predict this graph, or its estimate request failed): jobs
+    # started side by side would reserve nothing and all slip under the budget. One goes first; its
+    # charge teaches the cost, and the budget is then exact as usual.
+    spec = {
+        "name": "capped",
+        "budget": 5,
+        "defaults": {"width": 64, "height": 64},
+        "prompts": [f"p{i}" for i in range(9)],
+    }
+    raw = json.dumps(spec).encode()
+    with RunningSimulator(fast_options(cost=1, estimate_incomplete=True)) as sim:
+        batch = (await enqueue(store, layout, raw, "capped.json")).batch
+        reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
+        stats = sim.state.stats()
+    assert stats["executions_created"] == 5
+    assert stats["credits"]["charged"] == 5
+    assert reason.code == "paused" and "budget reached" in reason.message
 
 
 async def test_the_daily_credit_cap_pauses_the_provider(store: Store, layout: HomeLayout, home: Path) -> None:
@@ -160,3 +190,35 @@ def test_a_credit_pause_says_the_provider_and_out_of_credits_once() -> None:
     assert credits_reason("fal", fal) == said
     known = OutOfCredits("Insufficient credits", status=402, required=10, available=3)
     assert credits_reason("wireflow", known) == "out of credits: 10 required, 3 available"
+
+
+async def test_a_budget_check_never_reads_another_transaction_half_done(store: Store, home: Path) -> None:
+    # Reads on the shared connection see the statements of a transaction still open on it. A job's
+    # settlement writes its release (-1) and then its charge (+1): read between the two, the batch
+    # looked one credit short of its budget and a sixth job of a budget of 5 went out (seen in CI).
+    batch = dataclasses.replace(make_batch(), budget=5.0)
+    await store.insert_batch(batch, make_jobs(6))
+    jobs = await store.list_jobs()
+    ledger = Ledger(store)
+    for job in jobs[:5]:
+        await ledger.reserve(job.id, batch.id, "local", 1.0)
+    budget = Budget(store, load_settings(home, local={"costs": {"default": 1.0}}), SystemClock())
+    release_written, go_on = asyncio.Event(), asyncio.Event()
+
+    async def settle_slowly() -> None:
+        async with store.transaction() as conn:
+            row = {"batch_id": batch.id, "provider": "local", "reserved": 1.0}
+            await write_release_and_charge(conn, jobs[0].id, row, 0.0, time.time())  # the release
+            release_written.set()
+            await go_on.wait()
+            await write_release_and_charge(conn, jobs[0].id, {**row, "reserved": None}, 1.0, time.time())
+
+    settling = asyncio.create_task(settle_slowly())
+    await release_written.wait()
+    local = LocalProvider(LocalSettings(), CountingGate())
+    admitting = asyncio.create_task(budget.admit(jobs[5], batch, local))
+    await asyncio.sleep(0.2)  # room for a read that does not wait for the transaction
+    go_on.set()
+    await settling
+    admission = await admitting
+    assert admission.refusal is not None and "budget reached: 5 of 5" in admission.refusal

@@ -35,15 +35,28 @@ def configured_cost(settings: Settings, provider: str, model: str | None) -> flo
 async def ask_estimate(provider: Provider | None, settings: Settings, spec: JobSpec) -> float | None:
     """Credits for one image: the provider's own estimate where it gives one (a free request), else
     the configured `costs`, else None (unknown)."""
+    return (await _asked_estimate(provider, settings, spec))[0]
+
+
+async def _asked_estimate(
+    provider: Provider | None, settings: Settings, spec: JobSpec
+) -> tuple[float | None, bool]:
+    """`ask_estimate`, and whether the answer may be kept: not when the provider's estimate request
+    failed (a timeout is no reason to treat the cost as unknown for the rest of the run)."""
     if provider is not None and traits(spec.provider).estimates_cost:
         try:
             estimate = await provider.estimate(spec)
         except ProviderError as error:
             log.warning("%s: no cost estimate (%s); using the configured costs", spec.provider, error)
-        else:
-            if estimate is not None:
-                return estimate
-    return configured_cost(settings, spec.provider, spec.model)
+            return configured_cost(settings, spec.provider, spec.model), False
+        if estimate is not None:
+            return estimate, True
+    return configured_cost(settings, spec.provider, spec.model), True
+
+
+def cost_key(spec: JobSpec) -> tuple[str, str | None, str | None]:
+    """What a cost is known by: a batch-mode image of a model costs less than a direct one."""
+    return spec.provider, spec.model, spec.mode
 
 
 @dataclass(frozen=True)
@@ -75,18 +88,30 @@ class Budget:
         """The provider's own estimate when it has one, else the config's, else what this kind of
         image was last charged. Asked once per (provider, model): concurrent callers wait for the
         one request in flight instead of each sending their own."""
-        key = (spec.provider, spec.model, spec.mode)
+        key = cost_key(spec)
         if key in self._estimates:
             return self._estimates[key]
         lock = self._estimate_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if key not in self._estimates:
-                self._estimates[key] = await ask_estimate(provider, self.settings, spec)
-        return self._estimates[key]
+            if key in self._estimates:
+                return self._estimates[key]
+            estimate, settled = await _asked_estimate(provider, self.settings, spec)
+            if settled:
+                self._estimates[key] = estimate
+            return estimate
+
+    def cost_known(self, spec: JobSpec) -> bool:
+        """Whether the cost of an image like `spec` is known (estimated, configured or learned)."""
+        return self._estimates.get(cost_key(spec)) is not None
+
+    def capped(self, batch: BatchRow, provider: str) -> bool:
+        """Whether a cap counts this batch's spending: its budget, or the provider's daily cap."""
+        daily_cap = self.settings.provider_limits(provider).daily_credit_cap
+        return batch.budget is not None or daily_cap is not None
 
     def learn_charge(self, spec: JobSpec, charged: float) -> None:
         """An unknown cost becomes known from the first actual charge: later caps can count it."""
-        key = (spec.provider, spec.model, spec.mode)
+        key = cost_key(spec)
         if self._estimates.get(key) is None:
             self._estimates[key] = charged
 
@@ -111,32 +136,33 @@ class Budget:
         if job.reserved is not None:
             await self.ledger.release(job.id)  # left by a start that never went out: not an exposure
         estimate = await self.estimate(job.spec, provider)
-        async with self._lock:  # check and reserve as one step: parallel jobs cannot both slip under
-            cost = estimate or 0.0
-            if batch.budget is not None:
-                exposure = await self.ledger.batch_exposure(batch.id)
-                if exposure + cost > batch.budget + 1e-9:
-                    reason = (
-                        f"budget reached: {_fmt(exposure)} of {_fmt(batch.budget)} credits spent or reserved;"
-                        f" the next job needs {_fmt(cost)}"
-                    )
-                    self.paused_batches[batch.id] = reason
-                    return Admission(refusal=reason)
-            cap = self.settings.provider_limits(job.provider).daily_credit_cap
-            if cap is not None:
-                day = ledger_day(self._clock.wall())
-                exposure = await self.ledger.provider_exposure(job.provider, day)
-                if exposure + cost > cap + 1e-9:
-                    reason = (
-                        f"daily credit cap reached: {_fmt(exposure)} of {_fmt(cap)} credits today;"
-                        f" the next job needs {_fmt(cost)}"
-                    )
-                    self._provider_blocks[job.provider] = (reason, day)
-                    return Admission(refusal=reason)
-            if not estimate:
-                return Admission()  # free (the local renderer) or unknown: no ledger rows
-            await self.ledger.reserve(job.id, job.batch_id, job.provider, estimate)
-        return Admission(reserved=estimate)
+        cost = estimate or 0.0  # unknown: nothing to reserve (the engine then starts one at a time)
+        day = ledger_day(self._clock.wall())
+        async with self._lock:
+            reached = await self.ledger.reserve_under_caps(
+                job.id,
+                job.batch_id,
+                job.provider,
+                cost,
+                budget=batch.budget,
+                daily_cap=self.settings.provider_limits(job.provider).daily_credit_cap,
+                day=day,
+            )
+        if reached is None:
+            return Admission(reserved=estimate) if estimate else Admission()
+        if reached.cap == "budget":
+            reason = (
+                f"budget reached: {_fmt(reached.exposure)} of {_fmt(reached.limit)} credits spent or"
+                f" reserved; the next job needs {_fmt(cost)}"
+            )
+            self.paused_batches[batch.id] = reason
+        else:
+            reason = (
+                f"daily credit cap reached: {_fmt(reached.exposure)} of {_fmt(reached.limit)} credits"
+                f" today; the next job needs {_fmt(cost)}"
+            )
+            self._provider_blocks[job.provider] = (reason, day)
+        return Admission(refusal=reason)
 
     async def settle_finished(
         self, job: JobRow, charged: float | None, result: dict[str, Any] | None

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -20,7 +21,7 @@ from wfbatch.core.models import JobSpec
 from wfbatch.core.states import JobState
 from wfbatch.core.tasks import cancel_and_wait
 from wfbatch.engine.background import Background
-from wfbatch.engine.budget import Budget
+from wfbatch.engine.budget import Budget, cost_key
 from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.canceled import CanceledExecutions
 from wfbatch.engine.clock import Clock, SystemClock
@@ -71,6 +72,8 @@ class Engine:
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._keys_in_flight: set[str] = set()
+        self._in_flight_by_cost: Counter[tuple[str, str | None, str | None]] = Counter()
+        """Jobs in flight by what their cost is known by (see `_dispatch_round`)."""
         self._batches: dict[str, BatchRow] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.pool = ProviderPool(store, settings, self.clock, events, self.wake)
@@ -305,6 +308,10 @@ class Engine:
                 batch = await self._batch(job.batch_id)
                 if batch.cache_enabled and job.cache_key in self._keys_in_flight:
                     continue  # the same image is being made: wait, then take it from the cache
+                if self._in_flight_by_cost[cost_key(job.spec)] and self._unpriced_under_cap(job, batch):
+                    # Nothing to reserve for an unknown cost: jobs started side by side would all slip
+                    # under the cap. One goes first; its charge tells the cost.
+                    continue
                 self._spawn(job)
                 free -= 1
 
@@ -328,9 +335,13 @@ class Engine:
             batch = self._batches[batch_id] = found
         return batch
 
+    def _unpriced_under_cap(self, job: JobRow, batch: BatchRow) -> bool:
+        return self.budget.capped(batch, job.provider) and not self.budget.cost_known(job.spec)
+
     def _spawn(self, job: JobRow) -> None:
         slot = Slot(self.pool.limiter(job.provider))
         self._keys_in_flight.add(job.cache_key)
+        self._in_flight_by_cost[cost_key(job.spec)] += 1
         task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
         self._tasks[job.id] = task
         task.add_done_callback(slot.release)
@@ -367,6 +378,7 @@ class Engine:
                     log.exception("job %s: could not record the error", job.id)
         finally:
             self._keys_in_flight.discard(job.cache_key)
+            self._in_flight_by_cost[cost_key(job.spec)] -= 1
             self._tasks.pop(job.id, None)
             self.wake()
 

@@ -68,6 +68,8 @@ class SimOptions:
     """Starting balance; None = unlimited."""
     cost: float = 1.0
     """Credits per execution (charged on success only)."""
+    estimate_incomplete: bool = False
+    """Wireflow: `/estimate` answers estimateComplete false (a graph whose cost it cannot predict)."""
     seed: int = 0
     window: float = 60.0
     """Length of the per-minute windows; the daily window scales with it (window × 1440)."""

@@ -215,7 +215,8 @@ class _Api:
             return self._error(404, "Workflow not found")
         cost = number(self.state.options.cost)
         nodes = [{"nodeId": GENERATE_NODE_ID, "nodeLabel": GENERATE_NODE_LABEL, "credits": cost}]
-        return json_reply({"data": {"estimateComplete": True, "totalCredits": cost, "nodes": nodes}})
+        complete = not self.state.options.estimate_incomplete
+        return json_reply({"data": {"estimateComplete": complete, "totalCredits": cost, "nodes": nodes}})
 
     # -- starts ------------------------------------------------------------------------------
 
