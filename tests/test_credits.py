@@ -7,6 +7,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest_sim import CountingGate, fast_options
 from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
@@ -15,6 +16,7 @@ from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import JobState
 from wfbatch.engine.budget import Budget
 from wfbatch.engine.clock import SystemClock
+from wfbatch.engine.idle import StopReason
 from wfbatch.engine.plan import make_plan
 from wfbatch.engine.pool import credits_reason
 from wfbatch.home import HomeLayout
@@ -22,7 +24,7 @@ from wfbatch.providers.errors import OutOfCredits
 from wfbatch.providers.local import LocalProvider
 from wfbatch.settings import LocalSettings, load_settings
 from wfbatch.sim import RunningSimulator
-from wfbatch.store import Ledger, Store
+from wfbatch.store import BatchRow, Ledger, Store
 from wfbatch.store.ledger import write_release_and_charge
 
 
@@ -54,9 +56,10 @@ async def test_failed_executions_release_their_reservation(
     assert await ledger.reserved_total() == 0
 
 
-async def test_a_budget_is_exact_to_the_credit_and_leaves_the_rest_queued(
-    store: Store, layout: HomeLayout, home: Path
-) -> None:
+async def run_capped(
+    store: Store, layout: HomeLayout, home: Path, **sim_options: Any
+) -> tuple[BatchRow, StopReason, dict[str, Any]]:
+    """Nine prompts at 1 credit each under a budget of 5, run on a Wireflow simulator."""
     spec = {
         "name": "capped",
         "budget": 5,
@@ -64,10 +67,16 @@ async def test_a_budget_is_exact_to_the_credit_and_leaves_the_rest_queued(
         "prompts": [f"p{i}" for i in range(9)],
     }
     raw = json.dumps(spec).encode()
-    with RunningSimulator(fast_options(cost=1)) as sim:
+    with RunningSimulator(fast_options(cost=1, **sim_options)) as sim:
         batch = (await enqueue(store, layout, raw, "capped.json")).batch
         reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
-        stats = sim.state.stats()
+        return batch, reason, sim.state.stats()
+
+
+async def test_a_budget_is_exact_to_the_credit_and_leaves_the_rest_queued(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    batch, reason, stats = await run_capped(store, layout, home)
     assert stats["executions_created"] == 5
     assert stats["credits"]["charged"] == 5
     assert reason.code == "paused" and "budget reached" in reason.message and "of 5 credits" in reason.message
@@ -81,17 +90,7 @@ async def test_an_unknown_cost_under_a_budget_starts_one_job_at_a_time_until_a_c
     # No estimate (the provider cannot predict this graph, or its estimate request failed): jobs
     # started side by side would reserve nothing and all slip under the budget. One goes first; its
     # charge teaches the cost, and the budget is then exact as usual.
-    spec = {
-        "name": "capped",
-        "budget": 5,
-        "defaults": {"width": 64, "height": 64},
-        "prompts": [f"p{i}" for i in range(9)],
-    }
-    raw = json.dumps(spec).encode()
-    with RunningSimulator(fast_options(cost=1, estimate_incomplete=True)) as sim:
-        batch = (await enqueue(store, layout, raw, "capped.json")).batch
-        reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
-        stats = sim.state.stats()
+    _, reason, stats = await run_capped(store, layout, home, estimate_incomplete=True)
     assert stats["executions_created"] == 5
     assert stats["credits"]["charged"] == 5
     assert reason.code == "paused" and "budget reached" in reason.message
