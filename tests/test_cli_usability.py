@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from tests.daemon_harness import DaemonProcess, clean_env, jsonl, running_daemon
 from wfbatch.cli.main import main as cli_main
@@ -85,6 +85,12 @@ def test_show_at_80_columns_keeps_the_attempts_outcome_and_http(daemon: DaemonPr
     assert "T" in as_json["attempts_history"][0]["at"]
 
 
+def _json_of(result: Result) -> Any:
+    """A command's JSON answer; on a failure, what it said instead (CI saw an empty answer once)."""
+    assert result.exit_code == 0 and result.stdout.strip(), (result.exit_code, result.output)
+    return json.loads(result.stdout)
+
+
 def test_a_batch_is_named_by_a_unique_prefix_or_its_name(daemon: DaemonProcess) -> None:
     first = _submit(daemon, "prefix-a.jsonl", jsonl("prefix a"))
     second = _submit(daemon, "prefix-b.jsonl", jsonl("prefix b"))
@@ -93,9 +99,9 @@ def test_a_batch_is_named_by_a_unique_prefix_or_its_name(daemon: DaemonProcess) 
     common = os.path.commonprefix([first, second])  # noqa: RUF071 (ids, not paths)
     unique = first[: len(common) + 1]
 
-    by_prefix = json.loads(daemon.cli("jobs", "--batch", unique, "--json").stdout)
+    by_prefix = _json_of(daemon.cli("jobs", "--batch", unique, "--json"))
     assert {j["batch_id"] for j in by_prefix} == {first}
-    by_name = json.loads(daemon.cli("jobs", "--batch", "prefix-b", "--json").stdout)
+    by_name = _json_of(daemon.cli("jobs", "--batch", "prefix-b", "--json"))
     assert {j["batch_id"] for j in by_name} == {second}
     paused = daemon.cli("pause", "--batch", unique)
     assert paused.exit_code == 0 and first in paused.stdout

@@ -33,6 +33,7 @@ from watchfiles import Change, awatch
 
 from wfbatch.core.names import quote_name
 from wfbatch.core.parsing import MAX_FILE_BYTES
+from wfbatch.core.tasks import wait_event
 from wfbatch.daemon.inbox_files import (
     Claim,
     Identity,
@@ -109,8 +110,7 @@ class Inbox:
                     await self._watch(stop)
                 except Exception as error:  # e.g. a file name that is not UTF-8: watchfiles gives up
                     log.warning("the inbox watcher failed (%s); restarting it, and rescanning", error)
-                    with contextlib.suppress(TimeoutError):  # no busy loop if it fails again at once
-                        await asyncio.wait_for(stop.wait(), WATCHER_RESTART_SECONDS)
+                    await wait_event(stop, WATCHER_RESTART_SECONDS)  # no busy loop if it fails again
                     self.scan()
         finally:
             rescanner.cancel()
@@ -129,8 +129,7 @@ class Inbox:
 
     async def _rescan_periodically(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RESCAN_SECONDS)
+            await wait_event(stop, RESCAN_SECONDS)
             if not stop.is_set():
                 self.scan()
 

@@ -13,7 +13,6 @@ configuration changes or when the daemon restarts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import functools
 import logging
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from wfbatch.core.delivery import S3Location, parse_s3_url
 from wfbatch.core.states import ReviewStatus
+from wfbatch.core.tasks import wait_event
 from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.clock import Clock
 from wfbatch.engine.writer import OutputWriter
@@ -170,8 +170,7 @@ class DeliveryWorker:
                 next_due = await self._deliveries.next_due()
                 if next_due is not None:
                     delay = max(0.01, min(delay, next_due - self._clock.wall()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                await wait_event(self._wake, delay)
         finally:
             tasks = list(self._running.values())
             for task in tasks:

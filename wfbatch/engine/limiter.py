@@ -8,7 +8,6 @@ the bottleneck, polls of the executions most likely to be finished go first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import heapq
 import itertools
@@ -17,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wfbatch.core.tasks import wait_event
 from wfbatch.engine.clock import Clock
 from wfbatch.providers.base import RequestKind
 from wfbatch.providers.http.headers import RateLimitDialect, wireflow_dialect
@@ -86,8 +86,7 @@ class _FairQueue:
                         return
                     await self._clock.sleep(min(delay, MAX_NAP))
                 else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(entry[2].wait(), MAX_NAP)
+                    await wait_event(entry[2], MAX_NAP)
                     entry[2].clear()
         finally:
             self._heap.remove(entry)

@@ -11,7 +11,6 @@ payload carries a secret, and the command's environment has none of wfbatch's or
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -25,6 +24,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from wfbatch.core.states import JobState
+from wfbatch.core.tasks import wait_event
 from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.clock import Clock
 from wfbatch.engine.delivery import target_of
@@ -144,8 +144,7 @@ class Notifier:
                     await self.send_due(http)
                 except Exception:
                     log.exception("notifications: unexpected error; trying again")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), TICK)
+                await wait_event(self._wake, TICK)
 
     async def send_due(self, http: httpx.AsyncClient) -> None:
         rows = await self._outbox.due_notifications(self._clock.wall(), 100)

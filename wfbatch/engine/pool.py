@@ -148,8 +148,9 @@ class ProviderPool:
         that does not answer in time is asked again later)."""
         for name in KNOWN_PROVIDERS:
             if traits(name).reports_balance and not configuration_problems(name, self.settings):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.refresh_balance(name), within)
+                with contextlib.suppress(TimeoutError):  # not wait_for: see core.tasks.wait_event
+                    async with asyncio.timeout(within):
+                        await self.refresh_balance(name)
 
     async def refresh_due_balances(self) -> None:
         """Every look at a balance is a request against the provider's limits: rarely, unless an

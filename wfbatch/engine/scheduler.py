@@ -19,7 +19,7 @@ from typing import Any
 
 from wfbatch.core.models import JobSpec
 from wfbatch.core.states import JobState
-from wfbatch.core.tasks import cancel_and_wait
+from wfbatch.core.tasks import cancel_and_wait, wait_event
 from wfbatch.engine.background import Background
 from wfbatch.engine.budget import Budget, cost_key
 from wfbatch.engine.cache import ImageCache
@@ -257,8 +257,7 @@ class Engine:
                 next_retry = await self.store.next_retry_at(self.batch_ids)
                 if next_retry is not None:
                     delay = max(0.01, min(delay, next_retry - self.clock.wall()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                await wait_event(self._wake, delay)
             return StopReason("stopped", "stopped before the work was finished")
         finally:
             await cancel_and_wait(flusher)

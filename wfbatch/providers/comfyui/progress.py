@@ -164,7 +164,8 @@ class ServerProgress:
     async def _read(self, socket: ClientConnection) -> None:
         while not self._idle():
             try:
-                frame = await asyncio.wait_for(socket.recv(), RECV_TICK)
+                async with asyncio.timeout(RECV_TICK):  # not wait_for: see core.tasks.wait_event
+                    frame = await socket.recv()
             except TimeoutError:
                 continue  # nothing said: look whether anything is still watched
             self.handle(frame)
