@@ -314,10 +314,11 @@ async def test_content_filtered_is_kept_in_rejected_and_charged(
 
 
 async def test_the_lockout_is_obeyed_over_loopback(store: Store, layout: HomeLayout, home: Path) -> None:
-    # The simulator allows 3 requests per 10 s and locks out for 1 s after a 429; the engine is told a
-    # looser limit, so it meets the 429 and must then send nothing until the lockout has passed.
-    lines = [{"prompt": f"a lighthouse {i}"} for i in range(5)]
-    with stability_sim(rpm=3, stability_window=1.0, lockout=1.0) as sim:
+    # The simulator allows 2 requests per 5 s and locks out for 1 s after a 429; the engine is told a
+    # looser limit, so its third request meets the 429 (however slow the machine: the window is long)
+    # and it must then send nothing until the lockout has passed.
+    lines = [{"prompt": f"a lighthouse {i}"} for i in range(3)]
+    with stability_sim(rpm=2, stability_window=5.0, lockout=1.0) as sim:
         jobs, _ = await run_batch(
             store, layout, home, sim, lines, max_in_flight=1, requests_per_minute=100, lockout_seconds=1.0
         )
