@@ -263,14 +263,8 @@ class HttpLayer:
                     yield bytes(pending)
         except TimeoutError as exc:
             raise Transient(f"{what}: not downloaded within {deadline:g} s") from exc
-        except httpx.TimeoutException as exc:
-            failure = Transient(
-                f"{what}: no answer within {self.limits.request_timeout:g}s ({type(exc).__name__})"
-            )
-            raise self._connection_failed(failure, isinstance(exc, httpx.ConnectTimeout)) from exc
         except httpx.RequestError as exc:
-            failure = Transient(self.scrub(f"{what}: {type(exc).__name__}: {exc}"))
-            raise self._connection_failed(failure, isinstance(exc, _CONNECTION_ERRORS)) from exc
+            raise self._request_failure(exc, what) from exc
 
     def _answer(self, response: httpx.Response, content: bytes, what: str) -> HttpAnswer:
         request_id = response.headers.get(self._request_id_header)
@@ -306,14 +300,8 @@ class HttpLayer:
                     return response, await self._read_capped(response, what)
         except TimeoutError as exc:
             raise Transient(f"{what}: no complete answer within {deadline:g} s") from exc
-        except httpx.TimeoutException as exc:
-            failure = Transient(
-                f"{what}: no answer within {self.limits.request_timeout:g}s ({type(exc).__name__})"
-            )
-            raise self._connection_failed(failure, isinstance(exc, httpx.ConnectTimeout)) from exc
         except httpx.RequestError as exc:
-            failure = Transient(self.scrub(f"{what}: {type(exc).__name__}: {exc}"))
-            raise self._connection_failed(failure, isinstance(exc, _CONNECTION_ERRORS)) from exc
+            raise self._request_failure(exc, what) from exc
 
     async def _read_capped(self, response: httpx.Response, what: str) -> bytes:
         cap = self.limits.max_response_bytes
@@ -337,6 +325,16 @@ class HttpLayer:
             status=status,
             request_id=request_id,
         )
+
+    def _request_failure(self, exc: httpx.RequestError, what: str) -> Transient:
+        """A request that got no complete answer from httpx (a timeout, a reset, no connection)."""
+        if isinstance(exc, httpx.TimeoutException):
+            failure = Transient(
+                f"{what}: no answer within {self.limits.request_timeout:g}s ({type(exc).__name__})"
+            )
+            return self._connection_failed(failure, isinstance(exc, httpx.ConnectTimeout))
+        failure = Transient(self.scrub(f"{what}: {type(exc).__name__}: {exc}"))
+        return self._connection_failed(failure, isinstance(exc, _CONNECTION_ERRORS))
 
     def _connection_failed(self, failure: Transient, no_answer: bool) -> Transient:
         if not no_answer:
