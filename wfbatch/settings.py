@@ -24,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, UploadMode, check_http_url, parse_s3_url
+from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, OptionalHttpUrl, OptionalS3Url, UploadMode
 
 CONFIG_FILE_NAME = "wfbatch.toml"
 
@@ -381,10 +381,10 @@ class DeliverySettings(BaseModel):
     """Where finished images (and each batch's manifest) are uploaded: an S3-compatible bucket.
     Credentials come from the AWS chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...), never from here."""
 
-    url: str | None = Field(
+    url: OptionalS3Url = Field(
         default=None, description="s3://bucket/prefix/ ({batch}, {date}, {name} allowed); unset: no upload"
     )
-    endpoint_url: str | None = Field(default=None, description="R2, GCS interop, MinIO...; unset: AWS")
+    endpoint_url: OptionalHttpUrl = Field(default=None, description="R2, GCS interop, MinIO...; unset: AWS")
     region: str | None = Field(default=None, description="'auto' for R2; unset: the AWS chain's")
     upload: UploadMode = Field(default="all", description="all: as images finish; approved: once approved")
     presign_seconds: int = Field(
@@ -401,23 +401,11 @@ class DeliverySettings(BaseModel):
     )
     timeout: float = Field(default=60.0, gt=0, description="seconds per connect / read")
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_s3_url(value)
-        return value
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
-
 
 class NotifySettings(BaseModel):
     """Who is told when a batch finishes or is held: a signed webhook, a command, or both."""
 
-    webhook_url: str | None = None
+    webhook_url: OptionalHttpUrl = None
     webhook_secret: SecretStr | None = Field(
         default=None, description="whsec_<base64> (Standard Webhooks); unset: requests are unsigned"
     )
@@ -430,11 +418,6 @@ class NotifySettings(BaseModel):
     backoff_initial: float = Field(default=2.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
     timeout: float = Field(default=10.0, gt=0, description="seconds per webhook request / command run")
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
 
     @field_validator("webhook_secret")
     @classmethod

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 PREFIX_PLACEHOLDERS = ("batch", "date", "name")
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -66,6 +66,22 @@ def check_http_url(url: str) -> str:
     return url
 
 
+def _s3_url_or_none(value: str | None) -> str | None:
+    if value is not None:
+        parse_s3_url(value)
+    return value
+
+
+def _http_url_or_none(value: str | None) -> str | None:
+    return None if value is None else check_http_url(value)
+
+
+OptionalS3Url = Annotated[str | None, AfterValidator(_s3_url_or_none)]
+"""A field that, when set, is an s3://bucket/prefix/ URL (checked by `parse_s3_url`)."""
+OptionalHttpUrl = Annotated[str | None, AfterValidator(_http_url_or_none)]
+"""A field that, when set, is an http:// or https:// URL."""
+
+
 class _Override(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -77,33 +93,16 @@ class _Override(BaseModel):
 class DeliveryOverride(_Override):
     """A batch spec's `"delivery": {...}`: the fields of `[delivery]` it changes for this batch."""
 
-    url: str | None = None
-    endpoint_url: str | None = None
+    url: OptionalS3Url = None
+    endpoint_url: OptionalHttpUrl = None
     region: str | None = None
     upload: UploadMode | None = None
     presign_seconds: int | None = Field(default=None, ge=0, le=MAX_PRESIGN_SECONDS)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_s3_url(value)
-        return value
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
 
 
 class NotifyOverride(_Override):
     """A batch spec's `"notify": {...}`. No `command` (a prompt file is data: dropping one must not
     run a program) and no secret (it would be stored with the batch): those are the HOME's."""
 
-    webhook_url: str | None = None
+    webhook_url: OptionalHttpUrl = None
     job_failed: bool | None = None
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
