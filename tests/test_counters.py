@@ -236,3 +236,18 @@ async def test_an_insert_trigger_the_bulk_path_does_not_know_fires_for_every_row
     assert (await store.fetchone("SELECT n FROM seen"))["n"] == BULK_MIN_JOBS  # type: ignore[index]
     kept, counted = counters_and_counts(store.path)
     assert kept == counted
+
+
+async def test_start_up_reads_fall_back_to_the_shared_connection_when_none_can_be_opened(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of descriptors at start (a flood of API connections): the aside connection cannot open.
+    # The daemon used to stop with "unable to open database file" (seen in CI); it reads on.
+    await store.insert_batch(make_batch(), make_jobs(3))
+
+    async def cannot_open(*_: object) -> list[list[sqlite3.Row]]:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr("wfbatch.store.store.read_aside", cannot_open)
+    assert await store.check_counters() is not None
+    assert list(await store.recently_changed_batches(0.0)) == ["b1"]

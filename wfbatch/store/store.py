@@ -162,6 +162,16 @@ class Store:
         # read, and a GROUP BY then returned a row of NULLs (seen under kill -9 restarts).
         return list(await self._conn.execute_fetchall(sql, params))
 
+    async def _read_aside(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """Long reads on a connection of their own (`aside`); when one cannot be opened (out of file
+        descriptors: a flood of API connections at start), on the shared one instead — slower for
+        everyone meanwhile, but a daemon that stops for want of a descriptor is worse."""
+        try:
+            return await read_aside(self.path, queries)
+        except sqlite3.OperationalError as error:
+            log.warning("reading aside failed (%s); reading on the shared connection", error)
+            return [await self.fetchall(sql, params) for sql, params in queries]
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         """The first row (for queries that return one: aggregates, lookups by key, LIMIT 1)."""
         rows = await self.fetchall(sql, params)
@@ -381,7 +391,7 @@ class Store:
         queries = [
             (sql, ()) for kept_sql, counted_sql, _ in _COUNTERS.values() for sql in (kept_sql, counted_sql)
         ]
-        read = await read_aside(self.path, queries)
+        read = await self._read_aside(queries)
         pairs = zip(read[::2], read[1::2], strict=True)
         if all(_same_totals(_keyed(kept), _keyed(counted)) for kept, counted in pairs):
             return CounterCheck(rebuilt=())
@@ -772,7 +782,7 @@ class Store:
         (no index on `updated_at`: every transition would pay for it), read aside (store/aside.py)
         so it does not hold the shared connection for a second at a million jobs."""
         sql = "SELECT batch_id, MAX(updated_at) AS t FROM jobs WHERE updated_at >= ? GROUP BY batch_id"
-        [rows] = await read_aside(self.path, [(sql, (since,))])
+        [rows] = await self._read_aside([(sql, (since,))])
         return {r["batch_id"]: float(r["t"]) for r in rows}
 
     async def probe_write(self) -> None:
