@@ -39,6 +39,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_pays_once(capsys: pytest.Cap
             daemon.start()
         daemon.wait_for_jobs(lambda jobs: jobs["done"] == JOBS, timeout=pick(60, 300))
         daemon.stop()  # a clean stop: the manifests are flushed
+        assert daemon.returncode == 0, daemon.log()[-4000:]
 
         db = daemon.home / "wfbatch.db"
         assert state_counts(db) == {"done": JOBS}

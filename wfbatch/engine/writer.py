@@ -52,6 +52,8 @@ def _id_or_none(job_id: int | None) -> str | None:
 
 def _sheet_label(job: JobRow) -> str:
     return f"{job.idx:05d}" + (" final" if job.draft_of is not None else "")
+
+
 def _delivered(row: DeliveryRow | None) -> ManifestDelivery | None:
     """The object in the bucket as last uploaded, or why there is none yet (None: nothing to say)."""
     if row is None or (row.have_url is None and row.state != "held"):
@@ -137,8 +139,15 @@ class OutputWriter:
                 )
                 if not force and now < due:
                     continue
+                # Taken off before the read, so a change made during the write marks it again; put
+                # back when the write does not finish (a stop cancels the periodic flush mid-way),
+                # or the final flush at shutdown would find nothing to write.
                 self._dirty.discard(batch_id)
-                await self.write_batch_files(batch_id, force_sheet=force)
+                try:
+                    await self.write_batch_files(batch_id, force_sheet=force)
+                except BaseException:
+                    self._dirty.add(batch_id)
+                    raise
 
     async def write_batch_files(self, batch_id: str, *, force_sheet: bool = True) -> None:
         batch = await self._store.get_batch(batch_id)
@@ -164,8 +173,12 @@ class OutputWriter:
             # Once per finish in this process (after a restart, again: the hooks' own records
             # keep what they do from happening twice).
             self._finished.add(batch_id)
-            for hook in self.finished_hooks:
-                await hook(batch, manifest.counts)
+            try:
+                for hook in self.finished_hooks:
+                    await hook(batch, manifest.counts)
+            except BaseException:
+                self._finished.discard(batch_id)  # told again at the next write
+                raise
 
     def _manifest(
         self, batch: BatchRow, jobs: list[JobRow], deliveries: dict[int | None, DeliveryRow]

@@ -172,6 +172,12 @@ class MainScreen(Screen[None]):
     def _lost(self, error: BaseException) -> None:
         self.post_message(ConnectionTrouble(describe(error)))
 
+    @property
+    def _quitting(self) -> bool:
+        """The app is shutting down: its widgets may already be gone, so an answer that arrives now
+        is dropped (a worker started by a late event is not among those cancelled at unmount)."""
+        return not self.app.is_running or not self.is_attached
+
     @work(exclusive=True, group="status")
     async def load_status(self) -> None:
         self.status_loading = True
@@ -185,7 +191,8 @@ class MainScreen(Screen[None]):
             return
         finally:
             self.status_loading = False
-        self._show_status(status)
+        if not self._quitting:
+            self._show_status(status)
 
     def _show_status(self, status: Status) -> None:
         previous, self.status = self.status, status
@@ -220,7 +227,8 @@ class MainScreen(Screen[None]):
             return
         finally:
             _done_loading(table)
-        table.page = JobsPage(query, tuple(page.items), page.next_cursor)
+        if not self._quitting:
+            table.page = JobsPage(query, tuple(page.items), page.next_cursor)
 
     @work(exclusive=True, group="jobs-load")
     async def load_more_jobs(self) -> None:
@@ -243,7 +251,8 @@ class MainScreen(Screen[None]):
             return
         finally:
             _done_loading(table)
-        table.page = JobsPage(query, tuple(page.items), page.next_cursor, append=True)
+        if not self._quitting:
+            table.page = JobsPage(query, tuple(page.items), page.next_cursor, append=True)
 
     @on(JobsTable.NeedMore)
     def _need_more(self) -> None:
@@ -313,16 +322,18 @@ class MainScreen(Screen[None]):
 
     @work(exclusive=True, group="detail")
     async def load_detail(self, job_id: int) -> None:
+        detail = self.detail  # taken before the wait: the pane is gone if the app quits meanwhile
         try:
             job = await self.client.job(job_id)
         except ApiError as error:
-            self.detail.note = f"could not load job {job_id}: {describe(error)}"
+            detail.note = f"could not load job {job_id}: {describe(error)}"
             return
         except LOST_CONNECTION as error:
-            self.detail.note = f"could not load job {job_id}: {describe(error)}"
+            detail.note = f"could not load job {job_id}: {describe(error)}"
             self._lost(error)
             return
-        self.detail.job = job
+        if not self._quitting:
+            detail.job = job
 
     def action_back(self) -> None:
         filter_input = self.query_one("#filter", Input)
@@ -375,6 +386,8 @@ class MainScreen(Screen[None]):
             result = await call()
         except (ApiError, *LOST_CONNECTION) as error:
             self.notify(f"{what} failed: {describe(error)}", severity="error")
+            return
+        if self._quitting:
             return
         self.notify(f"{what}: {result.message}" if result.message else what)
         self.jobs.clear_marks()
