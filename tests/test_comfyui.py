@@ -178,7 +178,7 @@ def test_max_in_flight_keeps_one_queued_per_server() -> None:
 # -- what is sent ---------------------------------------------------------------------------------
 
 
-async def test_submit_reconciles_then_sends_the_filled_graph_with_a_derived_prompt_id() -> None:
+async def test_a_resend_is_looked_for_first_then_sends_the_filled_graph_with_a_derived_prompt_id() -> None:
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -195,6 +195,7 @@ async def test_submit_reconciles_then_sends_the_filled_graph_with_a_derived_prom
     provider = ComfyUIProvider(
         ComfyUISettings(base_url="http://gpu:8188"), CountingGate(), transport=httpx.MockTransport(handler)
     )
+    assert await provider.reconcile(spec(), "key-1", None) is None  # a re-send: nobody has it
     outcome = await provider.submit(spec(), "key-1")
     await provider.aclose()
     assert [r.url.path for r in sent] == ["/queue", f"/history/{prompt_id_for('key-1')}", "/view", "/prompt"]
@@ -351,7 +352,7 @@ async def test_an_old_server_is_reconciled_by_its_own_id_so_a_failed_prompt_is_n
         first = await before.submit(spec(prompt=f"{FAIL} behind"), "k2")
         await before.aclose()
         after = ComfyUIProvider(ComfyUISettings(**section(sim)), CountingGate())  # the crash
-        again = await after.submit(spec(prompt=f"{FAIL} behind"), "k2")
+        again = await after.reconcile(spec(prompt=f"{FAIL} behind"), "k2", None)
         assert isinstance(first, Submitted) and isinstance(again, Submitted)
         assert again.remote_id == first.remote_id != prompt_id_for("k2")
         with pytest.raises(Permanent, match="failed"):
@@ -360,6 +361,47 @@ async def test_an_old_server_is_reconciled_by_its_own_id_so_a_failed_prompt_is_n
                 await asyncio.sleep(0.05)
         await after.aclose()
         assert sim.state.comfyui.executions_by_text[f"{FAIL} behind"] == 1
+
+
+async def test_a_first_send_asks_nothing_before_the_prompt() -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        body = json.loads(request.content)
+        return httpx.Response(200, json={"prompt_id": body["prompt_id"], "number": 1, "node_errors": {}})
+
+    provider = ComfyUIProvider(
+        ComfyUISettings(base_url="http://gpu:8188"), CountingGate(), transport=httpx.MockTransport(handler)
+    )
+    await provider.submit(spec(), "key-1")
+    await provider.aclose()
+    assert sent == ["/prompt"]
+
+
+async def test_a_resend_while_a_server_is_silent_waits_for_it_instead_of_sending_elsewhere() -> None:
+    # wfbatch crashed with the start on the wire; now one GPU does not answer. It may hold the
+    # prompt in its queue: sending it to the other would run it twice once the first comes back.
+    sent: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append((request.url.host, request.url.path))
+        if request.url.host == "gpu-a":
+            raise httpx.ConnectError("connection refused", request=request)
+        if request.url.path == "/queue":
+            return httpx.Response(200, json={"queue_running": [], "queue_pending": []})
+        if request.url.path.startswith("/history/"):
+            return httpx.Response(200, json={})
+        return httpx.Response(404)
+
+    settings = ComfyUISettings(base_url=["http://gpu-a:8188", "http://gpu-b:8188"], max_attempts=1)
+    provider = ComfyUIProvider(settings, CountingGate(), transport=httpx.MockTransport(handler))
+    adopted = await provider.reconcile(spec(), "key-1", None)
+    assert isinstance(adopted, Submitted) and adopted.handle["server"] == "http://gpu-a:8188"
+    waiting = await provider.poll(adopted.handle)
+    await provider.aclose()
+    assert isinstance(waiting, Pending) and "unreachable" in (waiting.status or "")
+    assert ("gpu-b", "/prompt") not in sent and ("gpu-a", "/prompt") not in sent
 
 
 async def test_two_servers_share_the_jobs(store: Store, layout: HomeLayout, home: Path) -> None:

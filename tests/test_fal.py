@@ -4,9 +4,11 @@ over loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from pydantic import SecretStr
 from tests.conftest_sim import TEST_KEY, CountingGate
 from wfbatch.core.models import JobSpec
 from wfbatch.core.parsing import parse_prompt_bytes
-from wfbatch.core.states import JobState
+from wfbatch.core.states import Execution, JobState
 from wfbatch.engine.ingest import ingest
 from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
@@ -29,7 +31,7 @@ from wfbatch.providers.base import Finished, Pending, Submitted
 from wfbatch.providers.errors import OutOfCredits, Permanent
 from wfbatch.providers.fal import FalConfigError, FalProvider
 from wfbatch.settings import FalSettings, Settings, load_settings
-from wfbatch.sim import RunningSimulator, SimOptions
+from wfbatch.sim import SIM_PROVIDERS, RunningSimulator, SimOptions
 from wfbatch.store import Reuse, Store
 
 BASE = "https://queue.example"
@@ -317,6 +319,45 @@ async def test_a_lost_submit_answer_is_flagged_as_a_possible_duplicate_charge(
         job.possible_duplicate_charge is not None
         and "fal has no idempotency" in job.possible_duplicate_charge
     )
+
+
+async def test_a_start_that_could_not_connect_is_a_first_send_again_not_a_possible_duplicate(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    # fal has no idempotency: a start whose answer was lost is flagged when sent again. One that
+    # could not even connect reached nobody, so its retry is an ordinary first send.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sim = fal_sim(port=port)
+    base_url = f"http://127.0.0.1:{port}{SIM_PROVIDERS['fal'].api_prefix}"
+    batch_id = await enqueue(store, layout, lines(1))
+    config = load_settings(
+        home,
+        provider="fal",
+        fal={
+            "api_key": TEST_KEY, "base_url": base_url, "poll_initial": 0.02, "poll_max": 0.05,
+            "backoff_initial": 0.05, "backoff_max": 0.1, "max_attempts": 100, "unreachable_after": 100,
+        },
+    )
+    engine = asyncio.create_task(Engine(store, config, layout, batch_ids=[batch_id]).run_until_idle())
+    try:
+        for _ in range(250):  # bounded: 5 s for the first start to be refused
+            (job,) = await store.jobs_for_batch(batch_id)
+            if job.attempts >= 1 and job.state is JobState.RETRYING:
+                break
+            await asyncio.sleep(0.02)
+        assert job.state is JobState.RETRYING and job.execution is Execution.NONE
+        assert job.reserved is None and job.error_message is not None
+        with sim:
+            reason = await asyncio.wait_for(engine, 30)
+            stats = sim.state.stats()["fal"]
+    finally:
+        engine.cancel()
+    assert reason.code == "done"
+    (job,) = await store.jobs_for_batch(batch_id)
+    assert job.state is JobState.DONE and job.possible_duplicate_charge is None
+    assert stats["executions"] == 1
 
 
 def wfbatch(home: Path, sim: RunningSimulator, *args: str) -> subprocess.CompletedProcess[str]:

@@ -164,7 +164,9 @@ class JobRunner:
             transient = (
                 error if isinstance(error, Transient) else Transient(f"{type(error).__name__}: {error}")
             )
-            return self.retry_or_fail(job, limiter, transient)
+            # A first start that could not even connect created nothing: the retry is a first send
+            # again (no look-up, no "may be charged twice"), and nothing stays reserved for it.
+            return self.retry_or_fail(job, limiter, transient, refused=fresh and transient.start_not_sent)
 
     async def settle(self, job: JobRow, finished: Finished) -> JobRow:
         """The execution finished with an image, so it is paid for: the charge, and what a crash
@@ -176,19 +178,28 @@ class JobRunner:
         credits = await asyncio.shield(self.s.budget.settle_finished(job, finished.credits_used, result))
         return replace(job, execution=Execution.FINISHED, credits=credits, reserved=None)
 
-    def retry_or_fail(self, job: JobRow, limiter: ProviderLimiter, error: ProviderError) -> OutcomeRecord:
+    def retry_or_fail(
+        self, job: JobRow, limiter: ProviderLimiter, error: ProviderError, *, refused: bool = False
+    ) -> OutcomeRecord:
         """Retry later with backoff, or fail once the attempts are used up. An execution that may
-        exist keeps its reservation either way (it may charge); see `execution_after`."""
+        exist keeps its reservation either way (it may charge); see `execution_after`. `refused`:
+        this run's new start is known not to have reached the provider."""
         limits = limiter.limits
         if job.attempts >= limits.max_attempts:
-            return fail(job, error, self.s.clock.wall(), note=f"gave up after {job.attempts} attempts")
+            record = fail(job, error, self.s.clock.wall(), note=f"gave up after {job.attempts} attempts")
+            return replace(record, start_refused=refused)
         delay = retry_delay(job.attempts, limits.backoff_initial, limits.backoff_max, self.s.rng)
         fields = {
             **error_fields(error),
             "error_class": ErrorClass.TRANSIENT,
             "next_attempt_at": self.s.clock.wall() + delay,
         }
-        return OutcomeRecord(target=JobState.RETRYING, fields=fields, attempt=error_attempt("job", error))
+        return OutcomeRecord(
+            target=JobState.RETRYING,
+            fields=fields,
+            attempt=error_attempt("job", error),
+            start_refused=refused,
+        )
 
     async def _start(self, job: JobRow, batch: BatchRow, provider: Provider, *, fresh: bool) -> JobRow | None:
         """Admit the job under every cap and mark it submitting; None if it must wait."""

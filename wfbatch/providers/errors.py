@@ -26,7 +26,11 @@ class ProviderError(Exception):
         self.status = status
         self.request_id = request_id
         self.connection_failed = False
-        """True when no HTTP answer arrived at all (refused, reset, DNS, TLS): what `Unreachable` counts."""
+        """True when no connection could be made (refused, DNS, TLS, connect timeout): what
+        `Unreachable` counts. The request's bytes never left."""
+        self.start_not_sent = False
+        """True when this is a start request that could not connect: nothing was created, so the
+        job's execution is known not to exist (a retry is a first send, not a re-send)."""
 
 
 class RateLimited(ProviderError):

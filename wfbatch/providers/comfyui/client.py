@@ -213,14 +213,53 @@ class ComfyUIProvider(ProviderDefaults):
         ]
 
     async def submit(self, spec: JobSpec, idempotency_key: str) -> Submitted | Finished:
+        """A first send (a start that may have gone through already comes to `reconcile` first)."""
         if spec.negative_prompt and not self._placement.needs_negative:
             # Sent anyway it would be dropped without a word: the image would not be what was asked.
             raise Permanent(
                 "comfyui workflow has no negative prompt of its own (e.g. Flux: BasicGuider or a zeroed "
                 "negative): remove negative_prompt, or set inputs.negative to a text input"
             )
+        handle = self._handle(spec, idempotency_key)
+        up = self._up_servers()
+        if not up:
+            raise Unreachable(f"comfyui: no server answers ({', '.join(map(host_of, self._servers))})")
+        server = self._least_loaded(up)
+        sent_id = await self._send(server, str(handle["key"]), str(handle["prefix"]), dict(handle["values"]))
+        return self._submitted(server, sent_id, handle)
+
+    async def reconcile(
+        self, spec: JobSpec, idempotency_key: str, started_at: float | None
+    ) -> Submitted | None:
+        """A start that may have gone through (wfbatch crashed, or the answer was lost): the prompt
+        is looked for on every server, down ones included. Found: followed. A server that does not
+        answer may hold it in its queue, so the job is pinned there without a send: polling waits
+        for that server, and sends it again only once every server has answered without it
+        (ComfyUI costs nothing, but a prompt must not run twice). None: nobody has it, send it."""
+        handle = self._handle(spec, idempotency_key)
+        key, prefix = str(handle["key"]), str(handle["prefix"])
+        silent: list[str] = []
+        for server in self._servers:
+            try:
+                if await self._where(server, key, key, prefix) is not None:
+                    return self._submitted(server, self._server_ids.get(key, key), handle)
+            except Transient as error:
+                if not error.connection_failed:
+                    raise
+                silent.append(server)
+        if silent:
+            log.info(
+                "comfyui: %s may hold prompt %s but does not answer: the job waits for it",
+                host_of(silent[0]),
+                key,
+            )
+            return self._submitted(silent[0], key, handle)
+        return None
+
+    def _handle(self, spec: JobSpec, idempotency_key: str) -> RemoteHandle:
+        """What the job is sent as, the same on every send: a prompt id derived from the job, a file
+        prefix unique to it, and the values that fill the graph (seed fixed even when unasked)."""
         key = prompt_id_for(idempotency_key)
-        prefix = f"wfbatch_{key}"
         seed = spec.seed if spec.seed is not None else uuid.UUID(key).int % 2**32
         values = {
             "prompt": spec.prompt,
@@ -229,20 +268,7 @@ class ComfyUIProvider(ProviderDefaults):
             "width": spec.width,
             "height": spec.height,
         }
-        handle: RemoteHandle = {"prompt_id": key, "key": key, "prefix": prefix, "values": values}
-        for server in self._up_servers():  # a re-send after a crash: the prompt may be on any server
-            try:
-                if await self._where(server, key, key, prefix) is not None:
-                    return self._submitted(server, self._server_ids.get(key, key), handle)
-            except Transient as error:
-                if not error.connection_failed:
-                    raise
-        up = self._up_servers()
-        if not up:
-            raise Unreachable(f"comfyui: no server answers ({', '.join(map(host_of, self._servers))})")
-        server = self._least_loaded(up)
-        sent_id = await self._send(server, key, prefix, values)
-        return self._submitted(server, sent_id, handle)
+        return {"prompt_id": key, "key": key, "prefix": f"wfbatch_{key}", "values": values}
 
     async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
         key = _key_of(handle)

@@ -158,9 +158,13 @@ class HttpLayer:
         what = self.scrub(f"{method} {urlsplit(url).path or url}")
         if kind is not None:
             await self._gate.acquire(kind, priority)
-        response, content = await self._exchange(
-            method, url, what, json=json, headers=headers, form=form, params=params
-        )
+        try:
+            response, content = await self._exchange(
+                method, url, what, json=json, headers=headers, form=form, params=params
+            )
+        except ProviderError as failure:
+            failure.start_not_sent = kind is RequestKind.START and failure.connection_failed
+            raise
         self.connection_failures = 0
         if kind is not None:
             self._gate.observe(kind, response.status_code, response.headers)
