@@ -126,7 +126,8 @@ async def test_an_expired_batch_keeps_what_it_finished(store: Store, layout: Hom
         settings = batch_settings(home, sim, batch_gather_seconds=3600.0)
         rows = RemoteBatchStore(store)
         engine = Engine(store, settings, layout, batch_ids=[ingested.batch.id])
-        await store.fetchall("UPDATE jobs SET updated_at = updated_at - 7200")  # the first may go
+        async with store.transaction() as conn:  # the first may go
+            await conn.execute("UPDATE jobs SET updated_at = updated_at - 7200")
         running = asyncio.create_task(engine.run_until_idle())
         for _ in range(400):
             closed = [row for row in await rows.of_batches([ingested.batch.id]) if row.step is Step.CLOSED]
@@ -181,11 +182,12 @@ async def test_a_crash_while_creating_finds_the_batch_by_its_tag(
         )
         (row,) = await RemoteBatchStore(store).of_batches([ingested.batch.id])
         assert row.step is Step.STARTED and sim.state.stats()["batch"]["batches_created"] == 1
-        await store.fetchall(
-            "UPDATE remote_batches SET step = 'creating', remote_id = NULL, status = NULL WHERE id = ?",
-            (row.id,),
-        )
-        await store.fetchall("UPDATE jobs SET state = 'submitting' WHERE remote_batch = ?", (row.id,))
+        async with store.transaction() as conn:
+            await conn.execute(
+                "UPDATE remote_batches SET step = 'creating', remote_id = NULL, status = NULL WHERE id = ?",
+                (row.id,),
+            )
+            await conn.execute("UPDATE jobs SET state = 'submitting' WHERE remote_batch = ?", (row.id,))
         await run_until_closed(
             Engine(store, settings, layout, batch_ids=[ingested.batch.id]), store, ingested.batch.id
         )

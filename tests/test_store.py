@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -60,6 +61,30 @@ async def test_batch_and_jobs_in_one_transaction(store: Store) -> None:
         await store.insert_batch(make_batch("b2", "h2"), [*make_jobs(2, "v"), *make_jobs(1, "v")])
     assert await store.get_batch("b2") is None
     assert sum((await store.counts()).values()) == 3
+
+
+async def test_reads_never_see_another_coroutines_transaction_half_done(store: Store) -> None:
+    await store.insert_batch(make_batch(), make_jobs(2))
+    job_ids = [job.id for job in await store.jobs_for_batch("b1")]
+    halfway = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def two_step_write() -> None:
+        async with store.transaction() as conn:
+            await conn.execute("UPDATE jobs SET state = 'canceled' WHERE id = ?", (job_ids[0],))
+            halfway.set()
+            await finish.wait()  # the second half of the change is not written yet
+            await conn.execute("UPDATE jobs SET state = 'canceled' WHERE id = ?", (job_ids[1],))
+
+    writing = asyncio.create_task(two_step_write())
+    await asyncio.wait_for(halfway.wait(), 5)
+    try:
+        assert (await store.counts(["b1"]))["queued"] == 2  # the state last committed, not 1
+        assert [job.state for job in await store.jobs_for_batch("b1")] == [JobState.QUEUED] * 2
+    finally:
+        finish.set()
+        await asyncio.wait_for(writing, 5)
+    assert (await store.counts(["b1"]))["canceled"] == 2
 
 
 async def test_transitions_follow_the_state_machine(store: Store) -> None:

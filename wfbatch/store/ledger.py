@@ -81,9 +81,9 @@ class Ledger:
         day: str,
     ) -> CapReached | None:
         """Check the batch's budget and the provider's daily cap for `cost` and reserve it, in ONE
-        transaction. Read outside it, the exposure could include another transaction half done on
-        the shared connection (a job's release written, its charge not yet: one credit short) and
-        let a job past the budget (seen under load: 6 executions for a budget of 5)."""
+        transaction. Checked outside it, another job's reservation could come between the check
+        and this one and let a job past the budget (seen under load: 6 executions for a budget of
+        5, when reads could still see a settlement half done)."""
         now = time.time()
         async with self._store.transaction() as conn:
             if budget is not None:

@@ -95,6 +95,18 @@ class CounterCheck:
     rebuilt: tuple[str, ...]
 
 
+async def _open_reader(path: Path) -> aiosqlite.Connection:
+    reader = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        reader.row_factory = aiosqlite.Row
+        await reader.execute("PRAGMA query_only=ON")
+        await reader.execute("PRAGMA busy_timeout=10000")
+    except BaseException:
+        await reader.close()
+        raise
+    return reader
+
+
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer wfbatch than this one."""
 
@@ -102,6 +114,10 @@ class SchemaTooNew(RuntimeError):
 class Store:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
+        # Reads go to a connection of their own: on the writer's they would see whatever transaction
+        # another coroutine has half done (a budget check once counted a release without its charge).
+        # In WAL mode the reader sees only committed states and never waits for the writer.
+        self._reader = conn  # until `open` has migrated the schema
         self.path = path
         self._write_lock = asyncio.Lock()
         self.deliveries = Deliveries(self)
@@ -118,12 +134,15 @@ class Store:
         store = cls(conn, path)
         try:
             await store._migrate()
+            store._reader = await _open_reader(path)
         except BaseException:
             await conn.close()
             raise
         return store
 
     async def close(self) -> None:
+        if self._reader is not self._conn:
+            await self._reader.close()
         await self._conn.close()
 
     async def _migrate(self) -> None:
@@ -157,19 +176,19 @@ class Store:
             await self._conn.execute("COMMIT")
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        # Executed and read in ONE call on the connection's thread. As two calls (execute, then
-        # fetch), other coroutines' statements — a COMMIT among them — ran while this one was half
-        # read, and a GROUP BY then returned a row of NULLs (seen under kill -9 restarts).
-        return list(await self._conn.execute_fetchall(sql, params))
+        """The rows of one read, as last committed (never another coroutine's open transaction).
+        Inside a transaction, read on its own connection instead, to see its own writes."""
+        # Executed and read in ONE call on the connection's thread: one statement, one snapshot.
+        return list(await self._reader.execute_fetchall(sql, params))
 
     async def _read_aside(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         """Long reads on a connection of their own (`aside`); when one cannot be opened (out of file
-        descriptors: a flood of API connections at start), on the shared one instead — slower for
-        everyone meanwhile, but a daemon that stops for want of a descriptor is worse."""
+        descriptors: a flood of API connections at start), on the shared reader instead — slower
+        for every answer meanwhile, but a daemon that stops for want of a descriptor is worse."""
         try:
             return await read_aside(self.path, queries)
         except sqlite3.OperationalError as error:
-            log.warning("reading aside failed (%s); reading on the shared connection", error)
+            log.warning("reading aside failed (%s); reading on the shared reader", error)
             return [await self.fetchall(sql, params) for sql, params in queries]
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
