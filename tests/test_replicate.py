@@ -327,7 +327,11 @@ async def test_a_stricter_server_is_waited_for(store: Store, layout: HomeLayout,
         reason = await Engine(store, config, layout, batch_ids=[batch_id]).run_until_idle()
         stats = sim.state.stats()["replicate"]
     assert reason.code == "done"
-    assert stats["early_retries"] == 0 and set(stats["executions_by_prompt"].values()) == {1}
+    # As for fal: the simulator counts arrivals after it announced a wait, and a request already on
+    # the wire when the 429 was answered (up to one per other slot) arrives after it through no
+    # fault of the client (seen once in a fresh-clone CI run under load). A client that sent after
+    # it saw the 429 would add one per retry and exceed this.
+    assert stats["early_retries"] <= 4 - 1 and set(stats["executions_by_prompt"].values()) == {1}
 
 
 def wfbatch(home: Path, sim: RunningSimulator, *args: str) -> subprocess.CompletedProcess[str]:
