@@ -76,7 +76,6 @@ class Budget:
         self.ledger = Ledger(store)
         self.settings = settings
         self._clock = clock
-        self._lock = asyncio.Lock()
         # By (provider, model, mode): a batch-mode image of a model costs less than a direct one.
         self._estimates: dict[tuple[str, str | None, str | None], float | None] = {}
         self._estimate_locks: dict[tuple[str, str | None, str | None], asyncio.Lock] = {}
@@ -138,16 +137,16 @@ class Budget:
         estimate = await self.estimate(job.spec, provider)
         cost = estimate or 0.0  # unknown: nothing to reserve (the engine then starts one at a time)
         day = ledger_day(self._clock.wall())
-        async with self._lock:
-            reached = await self.ledger.reserve_under_caps(
-                job.id,
-                job.batch_id,
-                job.provider,
-                cost,
-                budget=batch.budget,
-                daily_cap=self.settings.provider_limits(job.provider).daily_credit_cap,
-                day=day,
-            )
+        # Check and reserve are one store transaction: parallel jobs cannot both slip under a cap.
+        reached = await self.ledger.reserve_under_caps(
+            job.id,
+            job.batch_id,
+            job.provider,
+            cost,
+            budget=batch.budget,
+            daily_cap=self.settings.provider_limits(job.provider).daily_credit_cap,
+            day=day,
+        )
         if reached is None:
             return Admission(reserved=estimate) if estimate else Admission()
         if reached.cap == "budget":

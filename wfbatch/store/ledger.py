@@ -58,9 +58,15 @@ class CapReached:
     limit: float
 
 
+# Exposure: what is charged or reserved. Read inside a reservation's transaction (`_exposure`) or
+# on its own (`batch_exposure`, `provider_exposure`), with the same statement.
+_EXPOSURE = "SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE "
+_BY_BATCH = "batch_id = ?"
+_BY_PROVIDER_DAY = "provider = ? AND day = ?"
+
+
 async def _exposure(conn: aiosqlite.Connection, where: str, params: tuple[Any, ...]) -> float:
-    sql = f"SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE {where}"
-    async with conn.execute(sql, params) as cur:
+    async with conn.execute(_EXPOSURE + where, params) as cur:
         row = await cur.fetchone()
     return float(row["c"]) if row else 0.0
 
@@ -87,11 +93,11 @@ class Ledger:
         now = time.time()
         async with self._store.transaction() as conn:
             if budget is not None:
-                exposure = await _exposure(conn, "batch_id = ?", (batch_id,))
+                exposure = await _exposure(conn, _BY_BATCH, (batch_id,))
                 if exposure + cost > budget + 1e-9:
                     return CapReached("budget", exposure, budget)
             if daily_cap is not None:
-                exposure = await _exposure(conn, "provider = ? AND day = ?", (provider, day))
+                exposure = await _exposure(conn, _BY_PROVIDER_DAY, (provider, day))
                 if exposure + cost > daily_cap + 1e-9:
                     return CapReached("daily", exposure, daily_cap)
             if cost:
@@ -164,16 +170,11 @@ class Ledger:
             await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))
 
     async def batch_exposure(self, batch_id: str) -> float:
-        row = await self._store.fetchone(
-            "SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE batch_id = ?", (batch_id,)
-        )
+        row = await self._store.fetchone(_EXPOSURE + _BY_BATCH, (batch_id,))
         return float(row["c"]) if row else 0.0
 
     async def provider_exposure(self, provider: str, day: str) -> float:
-        row = await self._store.fetchone(
-            "SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE provider = ? AND day = ?",
-            (provider, day),
-        )
+        row = await self._store.fetchone(_EXPOSURE + _BY_PROVIDER_DAY, (provider, day))
         return float(row["c"]) if row else 0.0
 
     async def charged(self, *, batch_id: str | None = None, provider: str | None = None) -> float:
