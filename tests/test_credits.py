@@ -24,7 +24,7 @@ from wfbatch.providers.errors import OutOfCredits
 from wfbatch.providers.local import LocalProvider
 from wfbatch.settings import LocalSettings, load_settings
 from wfbatch.sim import RunningSimulator
-from wfbatch.store import BatchRow, Ledger, Store
+from wfbatch.store import BatchRow, Store
 from wfbatch.store.ledger import write_release_and_charge
 
 
@@ -36,10 +36,10 @@ async def test_reservations_are_reconciled_with_the_providers_charges(
         reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
         charged_by_sim = sim.state.stats()["credits"]["charged"]
     assert reason.code == "done"
-    ledger = Ledger(store)
+    ledger = store.ledger
     assert await ledger.charged(batch_id=batch.id) == charged_by_sim == 10.0
     assert await ledger.reserved_total() == 0
-    assert [j.credits for j in await store.jobs_for_batch(batch.id)] == [2.5] * 4
+    assert [j.credits for j in await store.jobs.jobs_for_batch(batch.id)] == [2.5] * 4
 
 
 async def test_failed_executions_release_their_reservation(
@@ -50,7 +50,7 @@ async def test_failed_executions_release_their_reservation(
         batch = (await enqueue(store, layout, raw)).batch
         await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
         charged_by_sim = sim.state.stats()["credits"]["charged"]
-    ledger = Ledger(store)
+    ledger = store.ledger
     assert await ledger.charged(batch_id=batch.id) == charged_by_sim == 2.0
     assert await ledger.batch_exposure(batch.id) == 2.0  # nothing left reserved for the failure
     assert await ledger.reserved_total() == 0
@@ -80,7 +80,7 @@ async def test_a_budget_is_exact_to_the_credit_and_leaves_the_rest_queued(
     assert stats["executions_created"] == 5
     assert stats["credits"]["charged"] == 5
     assert reason.code == "paused" and "budget reached" in reason.message and "of 5 credits" in reason.message
-    counts = await store.counts([batch.id])
+    counts = await store.counters.counts([batch.id])
     assert counts["done"] == 5 and counts["queued"] == 4 and counts["failed"] == 0
 
 
@@ -112,7 +112,7 @@ async def test_a_402_goes_through_the_ledger(store: Store, layout: HomeLayout, h
             store, wireflow_engine_settings(home, sim, max_in_flight=1), layout, [batch.id]
         )
     assert reason.code == "paused" and "2 available" not in reason.message
-    ledger = Ledger(store)
+    ledger = store.ledger
     assert await ledger.charged(batch_id=batch.id) == 2
     assert await ledger.reserved_total() == 0  # the refused start's reservation was released
 
@@ -120,13 +120,13 @@ async def test_a_402_goes_through_the_ledger(store: Store, layout: HomeLayout, h
 async def test_a_crash_leaks_no_reservation(store: Store, layout: HomeLayout, home: Path) -> None:
     with RunningSimulator(fast_options(cost=1)) as sim:
         batch = (await enqueue(store, layout, prompts(3))).batch
-        jobs = await store.jobs_for_batch(batch.id)
-        ledger = Ledger(store)
+        jobs = await store.jobs.jobs_for_batch(batch.id)
+        ledger = store.ledger
         # Killed right after reserving, before the job left the queue: a leaked reservation.
         await ledger.reserve(jobs[0].id, batch.id, "wireflow", 1.0)
         # Killed after the start was sent: the job is `submitting` with its reservation.
         await ledger.reserve(jobs[1].id, batch.id, "wireflow", 1.0)
-        await store.transition(jobs[1].id, [JobState.QUEUED], JobState.SUBMITTING, attempts=1)
+        await store.jobs.transition(jobs[1].id, [JobState.QUEUED], JobState.SUBMITTING, attempts=1)
         reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
         stats = sim.state.stats()
     assert reason.code == "done"
@@ -196,9 +196,9 @@ async def test_a_budget_check_never_reads_another_transaction_half_done(store: S
     # settlement writes its release (-1) and then its charge (+1): read between the two, the batch
     # looked one credit short of its budget and a sixth job of a budget of 5 went out (seen in CI).
     batch = dataclasses.replace(make_batch(), budget=5.0)
-    await store.insert_batch(batch, make_jobs(6))
-    jobs = await store.list_jobs()
-    ledger = Ledger(store)
+    await store.batches.insert_batch(batch, make_jobs(6))
+    jobs = await store.jobs.list_jobs()
+    ledger = store.ledger
     for job in jobs[:5]:
         await ledger.reserve(job.id, batch.id, "local", 1.0)
     budget = Budget(store, load_settings(home, local={"costs": {"default": 1.0}}), SystemClock())

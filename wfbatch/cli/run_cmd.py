@@ -39,7 +39,6 @@ from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
 from wfbatch.protocol import error_headline
 from wfbatch.settings import Settings
 from wfbatch.store import Store
-from wfbatch.store.remote_batches import RemoteBatchStore
 
 MAX_FAILURES_LISTED = 1000
 
@@ -114,7 +113,7 @@ async def _run(
                     expanded=prompt_file.expanded,
                 )
                 if done.resumed and prompt_file.parsed.budget != done.batch.budget:
-                    await store.set_batch_budget(done.batch.id, prompt_file.parsed.budget)
+                    await store.batches.set_batch_budget(done.batch.id, prompt_file.parsed.budget)
                     done = replace(done, batch=replace(done.batch, budget=prompt_file.parsed.budget))
                 ingested.append(done)
             except PromptFileError as error:  # checked by read_and_parse; kept for safety
@@ -150,7 +149,7 @@ async def _balance_warnings(engine: Engine, store: Store, prompt_files: list[Che
         await engine.pool.refresh_balance(name)
 
     async def left_to_generate(specs: Sequence[JobSpec]) -> float:
-        cached = await store.cached_keys([cache_key(spec) for spec in specs])
+        cached = await store.cache.cached_keys([cache_key(spec) for spec in specs])
         return await engine.estimate_credits([spec for spec in specs if cache_key(spec) not in cached])
 
     return list(await balance_warnings(prompt_files, engine.pool.balances, left_to_generate))
@@ -160,10 +159,10 @@ async def _summary(
     store: Store, engine: Engine, ingested: list[Ingested], reason: StopReason
 ) -> dict[str, Any]:
     batch_ids = [i.batch.id for i in ingested]
-    counts = await store.counts(batch_ids)
+    counts = await store.counters.counts(batch_ids)
     failures: list[dict[str, Any]] = []
     for batch_id in batch_ids:
-        for job in await store.list_jobs(
+        for job in await store.jobs.list_jobs(
             states=[JobState.FAILED], batch_id=batch_id, limit=MAX_FAILURES_LISTED - len(failures)
         ):
             failures.append(
@@ -194,7 +193,7 @@ async def _summary(
         "failed": counts["failed"],
         "canceled": counts["canceled"],
         "queued": left,
-        "cache_hits": await store.cache_hits(batch_ids),
+        "cache_hits": await store.counters.cache_hits(batch_ids),
         "credits": {
             "charged": sum([await engine.budget.ledger.charged(batch_id=b) for b in batch_ids]),
             "budgets": {i.batch.id: i.batch.budget for i in ingested if i.batch.budget is not None},
@@ -204,7 +203,7 @@ async def _summary(
         "manifests": [str(Path(d) / MANIFEST_FILE_NAME) for d in output_dirs],
         "contact_sheets": [str(Path(d) / CONTACT_SHEET_FILE_NAME) for d in output_dirs],
         "remote_batches": [
-            row.to_json() for row in await RemoteBatchStore(store).of_batches(batch_ids)
+            row.to_json() for row in await store.remote_batches.of_batches(batch_ids)
         ],
         "failures": failures,
         "stop_reason": {"code": reason.code, "message": reason.message, **_jsonable(reason.details)},

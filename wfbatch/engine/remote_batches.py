@@ -38,7 +38,7 @@ from wfbatch.providers.errors import (
 from wfbatch.providers.registry import REGISTRY
 from wfbatch.settings import OpenAISettings, ProviderLimits, Settings
 from wfbatch.store import JobRow, OutcomeRecord
-from wfbatch.store.remote_batches import RemoteBatchRow, RemoteBatchStore, Step
+from wfbatch.store.remote_batches import RemoteBatchRow, Step
 
 log = logging.getLogger("wfbatch.engine")
 
@@ -65,7 +65,7 @@ class RemoteBatches:
     ) -> None:
         self.s = services
         self.runner = runner
-        self.rows = RemoteBatchStore(services.store)
+        self.rows = services.store.remote_batches
         self._record = record
         self._settings = settings
         self._batch_ids = list(batch_ids) if batch_ids is not None else None
@@ -138,7 +138,7 @@ class RemoteBatches:
         api = provider.remote_batches()
         if api is None:
             return
-        jobs = await s.store.ready_jobs(
+        jobs = await s.store.jobs.ready_jobs(
             provider_name,
             GATHER_LIMIT,
             self._batch_ids,

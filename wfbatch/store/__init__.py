@@ -1,32 +1,59 @@
-"""SQLite persistence: the single source of truth for batches, jobs, attempts and the cache index."""
+"""Persistence: the single source of truth for batches, jobs, attempts, money and the cache index.
 
-from wfbatch.store.deliveries import Deliveries
-from wfbatch.store.ledger import Ledger
+`StoreApi` (store/interface.py) is what the rest of wfbatch uses: `store.jobs`, `store.batches`,
+`store.counters`, `store.drafts`, `store.ledger`, `store.cache`, `store.pauses`, `store.outbox`,
+`store.remote_batches`. `Store` is its SQLite implementation."""
+
+from wfbatch.store.interface import (
+    BatchesApi,
+    CacheApi,
+    CountersApi,
+    DraftsApi,
+    JobsApi,
+    LedgerApi,
+    OutboxApi,
+    PausesApi,
+    RemoteBatchesApi,
+    StoreApi,
+)
 from wfbatch.store.rows import (
     AttemptRecord,
     AttemptRow,
     BatchRow,
+    CapReached,
+    CounterCheck,
     DeliveryRow,
     JobRow,
     NewJob,
     Notice,
     NotificationRow,
     OutcomeRecord,
+    Reuse,
 )
-from wfbatch.store.store import Reuse, Store
+from wfbatch.store.store import Store
 
 __all__ = [
     "AttemptRecord",
     "AttemptRow",
     "BatchRow",
-    "Deliveries",
+    "BatchesApi",
+    "CacheApi",
+    "CapReached",
+    "CounterCheck",
+    "CountersApi",
     "DeliveryRow",
+    "DraftsApi",
     "JobRow",
-    "Ledger",
+    "JobsApi",
+    "LedgerApi",
     "NewJob",
     "Notice",
     "NotificationRow",
+    "OutboxApi",
     "OutcomeRecord",
+    "PausesApi",
+    "RemoteBatchesApi",
     "Reuse",
     "Store",
+    "StoreApi",
 ]
