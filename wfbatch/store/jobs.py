@@ -80,6 +80,10 @@ class SqliteJobs(SqliteJobReads):
         return await self._update(job_id, sources, {"state": to_state.value, **fields})
 
     async def update_job(self, job_id: int, **fields: Any) -> bool:
+        """Set columns of the job whatever its state; its state itself moves only by `transition`
+        (or `record_outcome`), from the states the table allows."""
+        if "state" in fields:
+            raise ValueError("a job's state moves by transition, never by update_job")
         return await self._update(job_id, None, fields)
 
     async def _update(self, job_id: int, sources: list[JobState] | None, fields: dict[str, Any]) -> bool:

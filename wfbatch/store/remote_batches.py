@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from wfbatch.core.states import Execution, JobState
+from wfbatch.core.states import Execution, JobState, sources_of, state_list
 from wfbatch.store.db import Database
 from wfbatch.store.rows import JobRow
 
@@ -36,6 +36,9 @@ class Step(StrEnum):
 
 LIVE_STEPS = (Step.GATHERED, Step.UPLOADING, Step.UPLOADED, Step.CREATING, Step.STARTED, Step.COLLECTING)
 _LIVE = ",".join(f"'{step.value}'" for step in LIVE_STEPS)
+# The moves a remote batch makes of its jobs, from the states the transition table allows.
+_GATHERABLE = state_list(sources_of(JobState.SUBMITTING, (JobState.QUEUED,)))
+_STARTABLE = state_list(sources_of(JobState.RUNNING, (JobState.SUBMITTING,)))
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ class SqliteRemoteBatches:
                     f"UPDATE jobs SET state = '{JobState.SUBMITTING.value}',"
                     f" execution = '{Execution.MAYBE.value}', attempts = attempts + 1,"
                     " started_at = COALESCE(started_at, ?), remote_batch = ?, updated_at = ?"
-                    f" WHERE id = ? AND state = '{JobState.QUEUED.value}' AND remote_batch IS NULL",
+                    f" WHERE id = ? AND state IN ({_GATHERABLE}) AND remote_batch IS NULL",
                     (now, row_id, now, job_id),
                 ) as cursor:
                     if cursor.rowcount:
@@ -213,7 +216,7 @@ class SqliteRemoteBatches:
             )
             await conn.execute(
                 f"UPDATE jobs SET state = '{JobState.RUNNING.value}', updated_at = ?"
-                f" WHERE remote_batch = ? AND state = '{JobState.SUBMITTING.value}'",
+                f" WHERE remote_batch = ? AND state IN ({_STARTABLE})",
                 (now, row_id),
             )
             await conn.execute(
