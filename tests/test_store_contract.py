@@ -7,6 +7,7 @@ store only through `StoreApi`: no SQL, no connection. A new backend joins by add
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -19,7 +20,17 @@ from wfbatch.core.states import (
     IllegalTransition,
     JobState,
 )
-from wfbatch.store import BatchRow, NewJob, Notice, OutcomeRecord, Reuse, StoreApi
+from wfbatch.store import (
+    CLEARED_ERROR,
+    ERROR_COLUMNS,
+    BatchRow,
+    JobRow,
+    NewJob,
+    Notice,
+    OutcomeRecord,
+    Reuse,
+    StoreApi,
+)
 from wfbatch.store.ledger import ledger_day
 
 
@@ -192,6 +203,19 @@ async def test_a_retry_by_hand_clears_the_error_and_resets_the_attempts(any_stor
     assert (again.state, again.attempts, again.generation) == (JobState.QUEUED, 0, 1)
     errors = (again.error_class, again.error_status, again.error_message, again.error_request_id)
     assert errors == (None, None, None, None)
+
+
+async def test_cleared_error_is_every_error_column_reset(any_store: StoreApi) -> None:
+    error_fields = {field.name for field in dataclasses.fields(JobRow) if field.name.startswith("error_")}
+    assert set(ERROR_COLUMNS) == error_fields == set(CLEARED_ERROR)
+    await any_store.batches.insert_batch(batch_row(), new_jobs(1))
+    (job,) = await any_store.jobs.jobs_for_batch("b1")
+    failure = {"error_class": "transient", "error_status": 503, "error_message": "m", "error_request_id": "r"}
+    assert await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.RETRYING, **failure)
+    assert await any_store.jobs.transition(job.id, [JobState.RETRYING], JobState.QUEUED, **CLEARED_ERROR)
+    again = await any_store.jobs.get_job(job.id)
+    assert again is not None
+    assert all(getattr(again, column) is None for column in ERROR_COLUMNS)
 
 
 async def test_an_outcome_moves_the_job_only_from_a_working_state(any_store: StoreApi) -> None:

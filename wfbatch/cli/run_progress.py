@@ -67,7 +67,9 @@ def _duration(seconds: float) -> str:
 class RunProgress:
     """Reads the store and the engine's limiters each frame; `frame()` is what one frame shows."""
 
-    def __init__(self, store: StoreApi, engine: Engine, batch_ids: list[str], now: Callable[[], float]) -> None:
+    def __init__(
+        self, store: StoreApi, engine: Engine, batch_ids: list[str], now: Callable[[], float]
+    ) -> None:
         self._store = store
         self._engine = engine
         self._batch_ids = batch_ids

@@ -21,13 +21,12 @@ from wfbatch.core.suggest import did_you_mean
 from wfbatch.engine.acceptance import balance_warnings, check_prompts
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.ingest import ingest
-from wfbatch.engine.runner import CLEARED_ERROR
 from wfbatch.engine.scheduler import Engine
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.protocol import BatchEvent, CommandResult, EngineEvent, JobEvent, ProviderEvent
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.providers.validation import spec_problems
-from wfbatch.store import BatchRow, JobRow, Reuse
+from wfbatch.store import CLEARED_ERROR, BatchRow, JobRow, Reuse
 from wfbatch.store.rows import spec_to_json
 
 log = logging.getLogger("wfbatch.control")

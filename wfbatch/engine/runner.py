@@ -43,17 +43,9 @@ from wfbatch.providers.errors import (
     Unreachable,
 )
 from wfbatch.providers.registry import traits
-from wfbatch.store import AttemptRecord, BatchRow, JobRow, OutcomeRecord, StoreApi
+from wfbatch.store import CLEARED_ERROR, AttemptRecord, BatchRow, JobRow, OutcomeRecord, StoreApi
 
 log = logging.getLogger("wfbatch.engine")
-
-CLEARED_ERROR: dict[str, Any] = {
-    "error_class": None,
-    "error_status": None,
-    "error_message": None,
-    "error_request_id": None,
-}
-
 
 def error_fields(error: ProviderError, message: str | None = None) -> dict[str, Any]:
     return {

@@ -17,6 +17,8 @@ from wfbatch.store.interface import (
     StoreApi,
 )
 from wfbatch.store.rows import (
+    CLEARED_ERROR,
+    ERROR_COLUMNS,
     AttemptRecord,
     AttemptRow,
     BatchRow,
@@ -33,6 +35,8 @@ from wfbatch.store.rows import (
 from wfbatch.store.store import Store
 
 __all__ = [
+    "CLEARED_ERROR",
+    "ERROR_COLUMNS",
     "AttemptRecord",
     "AttemptRow",
     "BatchRow",

@@ -22,7 +22,7 @@ from wfbatch.core.states import (
 from wfbatch.store.deliveries import queue_notice, want_object
 from wfbatch.store.job_reads import SqliteJobReads
 from wfbatch.store.ledger import write_release_and_charge
-from wfbatch.store.rows import OutcomeRecord
+from wfbatch.store.rows import CLEARED_ERROR, ERROR_COLUMNS, OutcomeRecord
 from wfbatch.store.sql import sql_value
 
 # Columns a caller may set through `transition`/`update_job`; anything else is a programming error.
@@ -37,10 +37,7 @@ _UPDATABLE = frozenset(
         "file",
         "cache_hit",
         "credits",
-        "error_class",
-        "error_status",
-        "error_message",
-        "error_request_id",
+        *ERROR_COLUMNS,
         "started_at",
         "finished_at",
         "review",
@@ -54,7 +51,7 @@ _UPDATABLE = frozenset(
 )
 
 
-_CLEAR_ERROR = "error_class = NULL, error_status = NULL, error_message = NULL, error_request_id = NULL"
+_CLEAR_ERROR = ", ".join(f"{column} = NULL" for column in CLEARED_ERROR)
 _RETRYABLE_BY_HAND = state_list(sources_of(JobState.QUEUED, (JobState.FAILED, JobState.CANCELED)))
 
 

@@ -14,6 +14,12 @@ from wfbatch.core.states import ErrorClass, Execution, JobState, ReviewStatus
 
 Stage = Literal["draft", "final"]
 
+ERROR_COLUMNS = ("error_class", "error_status", "error_message", "error_request_id")
+"""A job's last error: set together when a run fails, cleared together (`CLEARED_ERROR`)."""
+CLEARED_ERROR: dict[str, Any] = dict.fromkeys(ERROR_COLUMNS)
+"""The error columns reset, as fields of a move (`transition`, an `OutcomeRecord`): every reset
+of a job's error is this one, in SQL too (store/jobs.py)."""
+
 
 def spec_to_json(spec: JobSpec) -> str:
     # ImageFormat is a str enum: it serialises as its value.
