@@ -26,7 +26,6 @@ from wfbatch.store import (
     BatchRow,
     JobRow,
     NewJob,
-    Notice,
     OutcomeRecord,
     Reuse,
     StoreApi,
@@ -230,23 +229,6 @@ async def test_an_outcome_moves_the_job_only_from_a_working_state(any_store: Sto
     after = await any_store.jobs.get_job(canceled.id)
     assert after is not None
     assert (after.state, after.remote_id, after.file) == (JobState.CANCELED, "r", None)
-
-
-async def test_a_failure_notice_is_queued_with_the_move_or_not_at_all(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(), new_jobs(2))
-    first, second = await any_store.jobs.jobs_for_batch("b1")
-    for job in (first, second):
-        assert await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
-    assert await any_store.jobs.transition(second.id, [JobState.SUBMITTING], JobState.CANCELED)
-
-    def failing(job_id: int) -> OutcomeRecord:
-        notice = Notice(f"job.failed:{job_id}", "job.failed", {"job_id": job_id})
-        return OutcomeRecord(target=JobState.FAILED, notice=notice)
-
-    assert await any_store.jobs.record_outcome(first.id, failing(first.id))
-    assert not await any_store.jobs.record_outcome(second.id, failing(second.id))
-    due = await any_store.outbox.due_notifications(time.time(), 10)
-    assert [(row.key, row.type) for row in due] == [(f"job.failed:{first.id}", "job.failed")]
 
 
 # -- money ------------------------------------------------------------------------------------
