@@ -172,3 +172,37 @@ async def test_a_failure_notice_is_queued_with_the_move_or_not_at_all(any_store:
     assert not await any_store.jobs.record_outcome(second.id, failing(second.id))
     due = await any_store.outbox.due_notifications(time.time(), 10)
     assert [(row.key, row.type) for row in due] == [(f"job.failed:{first.id}", "job.failed")]
+
+
+def test_the_store_package_exports_the_interface_and_one_backend() -> None:
+    """What outside code may import from the store (an import-linter contract forbids the
+    backend's own modules): the Protocols, the value types, and `Store`, the SQLite backend."""
+    import wfbatch.store
+
+    protocols = {name for name in wfbatch.store.__all__ if name.endswith("Api")}
+    assert protocols == {
+        "StoreApi",
+        "JobsApi",
+        "BatchesApi",
+        "CountersApi",
+        "DraftsApi",
+        "LedgerApi",
+        "CacheApi",
+        "PausesApi",
+        "OutboxApi",
+        "RemoteBatchesApi",
+    }
+    assert {name for name in dir(StoreApi) if not name.startswith("_")} == {
+        "jobs",
+        "batches",
+        "counters",
+        "drafts",
+        "ledger",
+        "cache",
+        "pauses",
+        "outbox",
+        "remote_batches",
+        "close",
+        "probe_write",
+    }
+    assert all(hasattr(wfbatch.store, name) for name in wfbatch.store.__all__)

@@ -18,8 +18,7 @@ from wfbatch.providers.base import Provider
 from wfbatch.providers.errors import ProviderError
 from wfbatch.providers.registry import traits
 from wfbatch.settings import Settings
-from wfbatch.store import BatchRow, JobRow, StoreApi
-from wfbatch.store.ledger import ledger_day
+from wfbatch.store import BatchRow, JobRow, StoreApi, ledger_day
 
 log = logging.getLogger("wfbatch.budget")
 

@@ -26,8 +26,7 @@ from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.protocol import BatchEvent, CommandResult, EngineEvent, JobEvent, ProviderEvent
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.providers.validation import spec_problems
-from wfbatch.store import CLEARED_ERROR, BatchRow, JobRow, Reuse
-from wfbatch.store.rows import spec_to_json
+from wfbatch.store import CLEARED_ERROR, BatchRow, JobRow, Reuse, spec_to_json
 
 log = logging.getLogger("wfbatch.control")
 

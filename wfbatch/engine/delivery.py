@@ -30,8 +30,7 @@ from wfbatch.engine.writer import OutputWriter
 from wfbatch.outputs import make_slug
 from wfbatch.outputs.bucket import BucketRefused, Buckets, BucketTransient, Endpoint, LocalFileGone
 from wfbatch.settings import DeliverySettings, Settings
-from wfbatch.store import BatchRow, DeliveryRow, StoreApi
-from wfbatch.store.deliveries import MANIFEST
+from wfbatch.store import MANIFEST, BatchRow, DeliveryRow, StoreApi
 
 log = logging.getLogger("wfbatch.delivery")
 

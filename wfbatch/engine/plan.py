@@ -24,8 +24,7 @@ from wfbatch.providers.base import Provider, UnlimitedGate
 from wfbatch.providers.errors import ProviderError
 from wfbatch.providers.registry import batch_mode, build_provider, traits
 from wfbatch.settings import Settings
-from wfbatch.store import StoreApi
-from wfbatch.store.ledger import ledger_day
+from wfbatch.store import StoreApi, ledger_day
 
 log = logging.getLogger("wfbatch.plan")
 

@@ -37,8 +37,7 @@ from wfbatch.providers.errors import (
 )
 from wfbatch.providers.registry import REGISTRY
 from wfbatch.settings import OpenAISettings, ProviderLimits, Settings
-from wfbatch.store import JobRow, OutcomeRecord
-from wfbatch.store.remote_batches import RemoteBatchRow, Step
+from wfbatch.store import JobRow, OutcomeRecord, RemoteBatchRow, Step
 
 log = logging.getLogger("wfbatch.engine")
 

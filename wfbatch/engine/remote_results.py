@@ -12,9 +12,7 @@ from wfbatch.engine.runner import JobRunner, JobServices, fail, requeue
 from wfbatch.providers.base import LineResult, RemoteBatchApi
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient
 from wfbatch.settings import OpenAISettings
-from wfbatch.store import JobRow, OutcomeRecord, RemoteBatchesApi
-from wfbatch.store.remote_batches import RemoteBatchRow
-from wfbatch.store.rows import spec_to_json
+from wfbatch.store import JobRow, OutcomeRecord, RemoteBatchesApi, RemoteBatchRow, spec_to_json
 
 
 class RemoteResults:

@@ -4,6 +4,7 @@
 `store.counters`, `store.drafts`, `store.ledger`, `store.cache`, `store.pauses`, `store.outbox`,
 `store.remote_batches`. `Store` is its SQLite implementation."""
 
+from wfbatch.store.deliveries import IMAGE, MANIFEST
 from wfbatch.store.interface import (
     BatchesApi,
     CacheApi,
@@ -16,6 +17,8 @@ from wfbatch.store.interface import (
     RemoteBatchesApi,
     StoreApi,
 )
+from wfbatch.store.ledger import ledger_day
+from wfbatch.store.remote_batches import LIVE_STEPS, RemoteBatchRow, Step
 from wfbatch.store.rows import (
     CLEARED_ERROR,
     ERROR_COLUMNS,
@@ -31,12 +34,17 @@ from wfbatch.store.rows import (
     NotificationRow,
     OutcomeRecord,
     Reuse,
+    spec_from_json,
+    spec_to_json,
 )
 from wfbatch.store.store import Store
 
 __all__ = [
     "CLEARED_ERROR",
     "ERROR_COLUMNS",
+    "IMAGE",
+    "LIVE_STEPS",
+    "MANIFEST",
     "AttemptRecord",
     "AttemptRow",
     "BatchRow",
@@ -56,8 +64,13 @@ __all__ = [
     "OutboxApi",
     "OutcomeRecord",
     "PausesApi",
+    "RemoteBatchRow",
     "RemoteBatchesApi",
     "Reuse",
+    "Step",
     "Store",
     "StoreApi",
+    "ledger_day",
+    "spec_from_json",
+    "spec_to_json",
 ]

@@ -54,7 +54,9 @@ class JobsApi(Protocol):
         *,
         exclude_batch_ids: Sequence[str] = (),
         batch_mode: tuple[bool, str] | None = None,
-    ) -> list[JobRow]: ...
+    ) -> list[JobRow]:
+        """Queued jobs of a provider in unpaused batches, highest priority first, then oldest.
+        `exclude_batch_ids` holds back only jobs that would start a new execution."""
 
     async def queued_providers(self, batch_ids: Sequence[str] | None = None) -> set[str]: ...
 
@@ -62,7 +64,8 @@ class JobsApi(Protocol):
 
     async def next_retry_at(self, batch_ids: Sequence[str] | None = None) -> float | None: ...
 
-    async def in_flight_jobs(self) -> list[JobRow]: ...
+    async def in_flight_jobs(self) -> list[JobRow]:
+        """Jobs submitting or running outside a remote batch: what a start resumes."""
 
     async def job_ids(
         self, *, states: Sequence[JobState], batch_id: str | None = None, limit: int = 1000000
@@ -78,19 +81,29 @@ class JobsApi(Protocol):
 
     async def starts_since(self, provider: str, since: float) -> int: ...
 
-    async def promote_due_retries(self, now: float) -> int: ...
+    async def promote_due_retries(self, now: float) -> int:
+        """Retrying jobs whose `next_attempt_at` has come back to queued; how many moved."""
 
     async def transition(
         self, job_id: int, from_states: Iterable[JobState], to_state: JobState, **fields: Any
-    ) -> bool: ...
+    ) -> bool:
+        """Move the job to `to_state` if it is still in one of `from_states` (each checked against
+        the transition table); False if another writer moved it first. Exact under concurrent movers."""
 
-    async def update_job(self, job_id: int, **fields: Any) -> bool: ...
+    async def update_job(self, job_id: int, **fields: Any) -> bool:
+        """Set columns whatever the job's state; never the state itself (ValueError)."""
 
-    async def record_outcome(self, job_id: int, record: OutcomeRecord) -> bool: ...
+    async def record_outcome(self, job_id: int, record: OutcomeRecord) -> bool:
+        """One run's outcome in ONE transaction: the attempt, the facts, the move (only from a
+        working state), its delivery and notice, and the reservation released once no execution
+        can charge. True if the job moved to `record.target`."""
 
-    async def requeue_for_retry(self, job_ids: Sequence[int]) -> list[int]: ...
+    async def requeue_for_retry(self, job_ids: Sequence[int]) -> list[int]:
+        """Failed or canceled jobs back to queued by hand, attempts and error reset; an execution
+        that may still run keeps its key. The ids that moved."""
 
-    async def cancel_jobs(self, job_ids: Sequence[int]) -> list[int]: ...
+    async def cancel_jobs(self, job_ids: Sequence[int]) -> list[int]:
+        """Unfinished jobs to canceled in one transaction; the ids that moved."""
 
     async def touch_job(self, job_id: int) -> None: ...
 
@@ -112,7 +125,10 @@ class BatchesApi(Protocol):
 
     async def insert_batch(
         self, batch: BatchRow, jobs: Sequence[NewJob], *, reuse: Reuse = Reuse.NEVER
-    ) -> BatchRow | None: ...
+    ) -> BatchRow | None:
+        """The batch and all its jobs in ONE transaction, with the look-up of an earlier batch of
+        the same content (as `reuse` allows): of two identical inserts at once, one inserts and
+        the other gets the first's batch. The batch found instead, or None when inserted."""
 
     async def get_batch(self, batch_id: str) -> BatchRow | None: ...
 
@@ -146,7 +162,8 @@ class CountersApi(Protocol):
 
     async def counts_for_batches(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]: ...
 
-    async def check_counters(self) -> CounterCheck: ...
+    async def check_counters(self) -> CounterCheck:
+        """Compare the kept counters with what they count; rebuild the ones that disagree."""
 
     async def queue_waits(self, recent: int = 1000) -> tuple[int, float, list[float]]: ...
 
@@ -156,7 +173,9 @@ class CountersApi(Protocol):
 class DraftsApi(Protocol):
     """Drafts and their finals."""
 
-    async def queue_final(self, draft_id: int, uid: str, final_cache_key: str) -> int | None: ...
+    async def queue_final(self, draft_id: int, uid: str, final_cache_key: str) -> int | None:
+        """The final of an approved draft as a new job, once per draft even for two approvals at
+        once; its id, or None (no draft, or its final exists)."""
 
     async def final_of(self, draft_id: int) -> JobRow | None: ...
 
@@ -180,13 +199,17 @@ class LedgerApi(Protocol):
         budget: float | None,
         daily_cap: float | None,
         day: str,
-    ) -> CapReached | None: ...
+    ) -> CapReached | None:
+        """Check the batch's budget and the provider's daily cap for `cost` and reserve it,
+        atomically against every other reservation; what refused it, or None."""
 
     async def reserve(self, job_id: int, batch_id: str, provider: str, credits: float) -> None: ...
 
     async def settle_finished(
         self, job_id: int, charged: float | None, result: dict[str, Any] | None
-    ) -> float | None: ...
+    ) -> float | None:
+        """In ONE transaction: release the reservation, record the charge (None: the estimate),
+        keep `result`, mark the execution finished. None if recorded before: never charged twice."""
 
     async def release(self, job_id: int) -> None: ...
 
@@ -200,7 +223,8 @@ class LedgerApi(Protocol):
 
     async def reserved_total(self) -> float: ...
 
-    async def leaked_reservations(self) -> list[int]: ...
+    async def leaked_reservations(self) -> list[int]:
+        """Jobs holding a reservation although no execution of theirs may exist."""
 
 
 class CacheApi(Protocol):
@@ -260,9 +284,8 @@ class OutboxApi(Protocol):
 
     async def held_reasons(self, limit: int = 5) -> list[str]: ...
 
-    async def enqueue_notification(
-        self, key: str, batch_id: str, kind: str, payload: dict[str, Any]
-    ) -> bool: ...
+    async def enqueue_notification(self, key: str, batch_id: str, kind: str, payload: dict[str, Any]) -> bool:
+        """Queue a notification once per `key`; False when it was queued before."""
 
     async def due_notifications(self, now: float, limit: int) -> list[NotificationRow]: ...
 
@@ -280,7 +303,9 @@ class RemoteBatchesApi(Protocol):
 
     async def gather(
         self, provider: str, batch_id: str, model: str, tag: str, job_ids: Sequence[int], now: float
-    ) -> tuple[RemoteBatchRow, list[int]] | None: ...
+    ) -> tuple[RemoteBatchRow, list[int]] | None:
+        """The row and its jobs in ONE transaction: only jobs still queued and in no live remote
+        batch join, as submitting with an execution that may exist. None when none joined."""
 
     async def get(self, row_id: int) -> RemoteBatchRow | None: ...
 
@@ -292,7 +317,9 @@ class RemoteBatchesApi(Protocol):
 
     async def update(self, row_id: int, **fields: Any) -> None: ...
 
-    async def started(self, row_id: int, remote_id: str, status: str, now: float) -> None: ...
+    async def started(self, row_id: int, remote_id: str, status: str, now: float) -> None:
+        """The remote batch's id kept and its jobs still submitting moved to running, in one
+        transaction."""
 
     async def members(self, row_id: int) -> list[JobRow]: ...
 
