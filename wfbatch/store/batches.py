@@ -16,6 +16,8 @@ from wfbatch.store.sql import json_list, json_or_null
 
 
 class SqliteBatches(SqliteAggregate):
+    """`BatchesApi` on SQLite."""
+
     async def insert_batch(
         self, batch: BatchRow, jobs: Sequence[NewJob], *, reuse: Reuse = Reuse.NEVER
     ) -> BatchRow | None:

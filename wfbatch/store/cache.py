@@ -9,6 +9,8 @@ from wfbatch.store.db import SqliteAggregate
 
 
 class SqliteCache(SqliteAggregate):
+    """`CacheApi` on SQLite."""
+
     async def get(self, key: str) -> tuple[str, str] | None:
         row = await self.fetchone("SELECT sha256, media_type FROM cache_entries WHERE key = ?", (key,))
         return (row["sha256"], row["media_type"]) if row else None

@@ -16,6 +16,8 @@ log = logging.getLogger("wfbatch.store")
 
 
 class SqliteCounters(SqliteAggregate):
+    """`CountersApi` on SQLite: reads of the trigger-kept counter tables, and their check."""
+
     async def counts(self, batch_ids: Iterable[str] | None = None) -> dict[str, int]:
         """Jobs by state, every state present (zero where none). From the counters (schema 7)."""
         counts = empty_counts()
@@ -111,6 +113,7 @@ class SqliteCounters(SqliteAggregate):
         scope, params = within("batch_id", batch_ids)
         row = await self.fetchone(f"SELECT COUNT(*) AS n FROM jobs WHERE cache_hit = 1{scope}", params)
         return int(row["n"]) if row else 0
+
 
 # Each counter table: (its rows, the same figures counted from the table it counts, its rebuild).
 # Every row is (key..., figure); a key absent on one side counts as zero.

@@ -12,6 +12,8 @@ from wfbatch.store.sql import within
 
 
 class SqliteDrafts(SqliteAggregate):
+    """`DraftsApi` on SQLite: a final is a job row with `draft_of` set."""
+
     async def queue_final(self, draft_id: int, uid: str, final_cache_key: str) -> int | None:
         """Queue the final of an approved draft: the draft's `final_spec` as a new job of the same
         batch, index, line and priority, already approved, linked by `draft_of`. Returns the new

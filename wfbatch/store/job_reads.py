@@ -12,6 +12,8 @@ from wfbatch.store.sql import within
 
 
 class SqliteJobReads(SqliteAggregate):
+    """The queries of `JobsApi` on SQLite (`SqliteJobs` adds the writes)."""
+
     async def get_job(self, job_id: int) -> JobRow | None:
         row = await self.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return JobRow.from_sql(row) if row else None

@@ -8,6 +8,8 @@ from wfbatch.store.db import SqliteAggregate
 
 
 class SqlitePauses(SqliteAggregate):
+    """`PausesApi` on SQLite."""
+
     async def by_scope(self) -> dict[str, str]:
         rows = await self.fetchall("SELECT scope, reason FROM pauses")
         return {r["scope"]: r["reason"] for r in rows}
