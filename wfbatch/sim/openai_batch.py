@@ -6,10 +6,14 @@
 `POST /v1/batches/{id}/cancel`.
 
 A batch goes validating → in_progress → finalizing → completed, `batch_step` seconds each, computed
-when it is looked at. When it finishes, every line is answered as `POST /v1/images/generations`
-would (validation, moderation, images) into an output file in a shuffled order (each line
+when it is looked at; its lines run in input order, evenly through in_progress. When it finishes,
+every line that ran is answered as `POST /v1/images/generations` would (validation, moderation,
+images) into an output file in a shuffled order (each line
 `{id, custom_id, response:{status_code, request_id, body}, error}`), and the lines that did not run
-(an expiry after `batch_expire_after` lines, a cancel) into the error file with `response: null`.
+(an expiry after `batch_expire_after` lines, a cancel before their turn) into the error file with
+`response: null`: a cancel delivers the lines that ran before it, as the real API does (§6.1).
+`batch_not_image_marker` / `batch_no_image_marker` spoil a paid line's answer (a `200` whose
+`b64_json` is not an image, or whose `data` is empty).
 Creating a batch answers after the simulated latency (the batch exists before the answer leaves).
 `batch_fail_input` rejects every input file (status `failed`, `errors.data`). A clean batch's
 `error_file_id` is `""`, and one whose every line failed has `output_file_id: null`, as the real API
@@ -19,9 +23,11 @@ does (§6.2).
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.parser
 import email.policy
 import json
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -298,7 +304,7 @@ class _Batches:
                 batch.finished_at = now
             return
         if batch.cancelled_at is not None:
-            await self._finish(batch, root, "cancelled", ran=0)
+            await self._finish(batch, root, "cancelled", ran=self._ran_by(batch, batch.cancelled_at))
             return
         phase = int((now - batch.created_at) // step) if step > 0 else len(PHASES)
         if phase < len(PHASES):
@@ -309,6 +315,14 @@ class _Batches:
             await self._finish(batch, root, "expired", ran=expire_after)
         else:
             await self._finish(batch, root, "completed", ran=len(batch.lines))
+
+    def _ran_by(self, batch: SimBatch, at: float) -> int:
+        """Lines run by `at`: in input order, evenly through the in_progress phase (the second)."""
+        step = self.state.options.batch_step
+        if step <= 0:
+            return len(batch.lines)
+        progress = (at - batch.created_at) / step - 1
+        return max(0, min(len(batch.lines), math.floor(len(batch.lines) * progress)))
 
     async def _finish(self, batch: SimBatch, root: str, status: str, *, ran: int) -> None:
         batch.finishing = True  # two looks at once must not run the lines twice
@@ -362,7 +376,7 @@ class _Batches:
                     code="moderation_blocked",
                 ).body()
             else:
-                body = self.render(self.images, generation, now, root)
+                body = self._spoiled(generation.prompt, self.render(self.images, generation, now, root))
             out.append(
                 {
                     "id": f"batch_req_{uuid.uuid4().hex[:24]}",
@@ -372,6 +386,16 @@ class _Batches:
                 }
             )
         return out
+
+    def _spoiled(self, prompt: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A made (and paid) image's answer, spoiled where the options ask for a hostile line."""
+        o = self.state.options
+        if o.batch_no_image_marker is not None and o.batch_no_image_marker in prompt:
+            return {**body, "data": []}
+        if o.batch_not_image_marker is not None and o.batch_not_image_marker in prompt:
+            garbage = base64.b64encode(b"<html>this is not an image</html>").decode("ascii")
+            return {**body, "data": [{"b64_json": garbage}]}
+        return body
 
 
 def batch_routes(state: SimState, auth: AuthCheck, render: Render) -> list[Route]:
