@@ -11,6 +11,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ assert _TABLE_PRICE is not None
 PRICE: float = _TABLE_PRICE
 
 
-def batch_sim(**overrides: Any) -> RunningSimulator:
+def batch_sim(clock: Callable[[], float] = time.time, **overrides: Any) -> RunningSimulator:
     values: dict[str, Any] = {
         "provider": "openai",
         "latency": (0.0, 0.0),
@@ -48,7 +50,7 @@ def batch_sim(**overrides: Any) -> RunningSimulator:
         "batch_step": 0.05,
     }
     values.update(overrides)
-    return RunningSimulator(SimOptions(**values))
+    return RunningSimulator(SimOptions(**values), clock=clock)
 
 
 def batch_settings(home: Path, sim: RunningSimulator, **openai: Any) -> Settings:
@@ -409,3 +411,136 @@ async def test_an_expired_batch_can_send_the_rest_directly(
     assert [job.state for job in jobs] == [JobState.DONE] * 5
     direct = [job for job in jobs if job.spec.mode == "direct"]
     assert len(direct) == 2 and all(job.credits == pytest.approx(PRICE) for job in direct)
+
+
+class SimClock:
+    """The simulator's clock, moved by the test: a remote batch stays where the test left it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def wait_for(check: Callable[[], Any], what: str, within: float = 30.0) -> None:
+    """Poll `check` (an async callable) until it is true; fail after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def charged(store: Store) -> float:
+    row = await store.fetchone("SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE kind = 'charge'")
+    assert row is not None
+    return float(row["c"])
+
+
+async def exposure(store: Store, batch_id: str) -> float:
+    row = await store.fetchone(
+        "SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE batch_id = ?", (batch_id,)
+    )
+    assert row is not None
+    return float(row["c"])
+
+
+async def test_a_retry_after_a_cancel_never_pays_a_line_twice(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """A budget for 6 lines. The 6 jobs are canceled halfway through their remote batch: 3 lines ran
+    and were billed, 3 come back `batch_cancelled`. Retried, the 3 paid jobs are completed from their
+    stored results; only the 3 others go into the new remote batch, each reserved under the budget."""
+    step = 10.0
+    clock = SimClock()
+    with batch_sim(clock, batch_step=step) as sim:
+        ingested = await enqueue(store, layout, shots(6))
+        batch_id = ingested.batch.id
+        budget = 6 * PRICE / 2
+        await store.set_batch_budget(batch_id, budget)
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[batch_id])
+        rows = RemoteBatchStore(store)
+        stop = asyncio.Event()
+        running = asyncio.create_task(engine.run_forever(stop))
+
+        async def nth_row_at(n: int, step_wanted: Step) -> bool:
+            found = await rows.of_batches([batch_id])
+            return len(found) >= n and found[n - 1].step is step_wanted
+
+        await wait_for(lambda: nth_row_at(1, Step.STARTED), "the first remote batch to start")
+        clock.now += 1.55 * step  # in progress, 3 of its 6 lines run
+        ids = [job.id for job in await store.list_jobs(batch_id=batch_id, limit=100)]
+        await engine.stop_canceled(await store.cancel_jobs(ids))
+        await wait_for(lambda: nth_row_at(1, Step.CLOSED), "the canceled remote batch to be settled")
+        jobs = await store.list_jobs(batch_id=batch_id, limit=100)
+        paid = {job.uid for job in jobs if job.execution is Execution.FINISHED}
+        assert len(paid) == 3 and await charged(store) == pytest.approx(3 * PRICE / 2)
+
+        assert await store.requeue_for_retry(ids) == ids
+        engine.wake()
+        await wait_for(lambda: nth_row_at(2, Step.STARTED), "the second remote batch to start")
+        clock.now += 3 * step
+        await wait_for(lambda: nth_row_at(2, Step.CLOSED), "the second remote batch to end")
+        stop.set()
+        await running
+        await engine.shutdown()
+        stats = sim.state.stats()
+        second_file = stats["batch"]["input_file_ids"][1]
+        resent = [
+            json.loads(raw)["custom_id"]
+            for raw in sim_get(sim, f"/files/{second_file}/content").text.splitlines()
+        ]
+    jobs = await store.list_jobs(batch_id=batch_id, limit=100)
+    assert [job.state for job in jobs] == [JobState.DONE] * 6
+    assert stats["openai"]["generations"] == 6, "a paid line was sent again"
+    assert sorted(resent) == sorted(job.uid for job in jobs if job.uid not in paid)
+    assert await charged(store) == pytest.approx(6 * PRICE / 2)
+    assert await exposure(store, batch_id) <= budget + 1e-9
+    for job in jobs:
+        assert job.credits == pytest.approx(PRICE / 2) and job.reserved is None
+        assert job.file is not None and (Path(ingested.batch.output_dir) / job.file).is_file()
+
+
+async def test_a_paid_line_without_a_readable_image_is_booked_and_fails_once(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """A line answered 200 was made and paid, even when its `b64_json` is not an image or its `data`
+    is empty: the charge is booked and the job fails with the reason, never sent again silently."""
+    raw = shots(4).replace(b"product shot 1", b"garbled shot 1").replace(b"product shot 2", b"empty shot 2")
+    with batch_sim(batch_not_image_marker="garbled", batch_no_image_marker="empty") as sim:
+        ingested = await enqueue(store, layout, raw)
+        await Engine(store, batch_settings(home, sim), layout, batch_ids=[ingested.batch.id]).run_until_idle()
+        stats = sim.state.stats()
+    assert stats["batch"]["uploads"] == 1 and stats["batch"]["batches_created"] == 1, stats["batch"]
+    assert stats["openai"]["generations"] == 4
+    jobs = {job.spec.prompt: job for job in await store.list_jobs(batch_id=ingested.batch.id, limit=100)}
+    assert [jobs[f"product shot {i}"].state for i in (0, 3)] == [JobState.DONE] * 2
+    for prompt, why in (("garbled shot 1", "not a PNG, JPEG or WebP"), ("empty shot 2", "no image")):
+        job = jobs[prompt]
+        assert job.state is JobState.FAILED and job.error_message is not None and why in job.error_message
+        assert job.execution is Execution.ENDED and job.reserved is None
+        assert job.credits == pytest.approx(PRICE / 2)
+    assert await charged(store) == pytest.approx(4 * PRICE / 2)  # every paid line booked
+    assert await exposure(store, ingested.batch.id) == pytest.approx(4 * PRICE / 2)  # nothing left reserved
+
+
+async def test_duplicates_in_a_batch_are_sent_once(store: Store, layout: HomeLayout, home: Path) -> None:
+    """The same prompt twice in a file is one line of the remote batch, as it is one request in direct
+    mode; the copy is completed from the cache. A later file with the same prompts sends nothing."""
+    line = json.dumps({"prompt": "product shot 0", "params": {"quality": "low"}}).encode()
+    raw = shots(2) + b"\n" + line
+    with batch_sim() as sim:
+        first = await enqueue(store, layout, raw)
+        await Engine(store, batch_settings(home, sim), layout, batch_ids=[first.batch.id]).run_until_idle()
+        second = await enqueue(store, layout, raw)
+        await Engine(store, batch_settings(home, sim), layout, batch_ids=[second.batch.id]).run_until_idle()
+        stats = sim.state.stats()
+        lines = uploaded_lines(sim)
+    assert stats["openai"]["generations"] == 2 and len(lines) == 2
+    assert stats["batch"]["batches_created"] == 1
+    for ingested in (first, second):
+        jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+        assert [job.state for job in jobs] == [JobState.DONE] * 3
+    assert await store.cache_hits([first.batch.id]) == 1 and await store.cache_hits([second.batch.id]) == 3
+    assert await charged(store) == pytest.approx(2 * PRICE / 2)

@@ -1,5 +1,10 @@
 """A remote batch's results: every line of its output and error files recorded as its job's outcome
-through the one-job path's own helpers, and the jobs no line spoke of back to the queue."""
+through the one-job path's own helpers, and the jobs no line spoke of back to the queue.
+
+Money: a line answered 2xx is paid, image or not — its charge is booked before its job moves on, and
+it is never sent again (a job whose line was paid is completed from its stored result). A line that
+was answered with an error, or never ran, was not charged: its job's next line is a new request,
+reserved under the caps like any start."""
 
 from __future__ import annotations
 
@@ -7,12 +12,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from wfbatch.core.states import JobState
+from wfbatch.core.states import LIVE_EXECUTIONS, Execution, JobState
 from wfbatch.engine.runner import JobRunner, JobServices, fail, requeue
-from wfbatch.providers.base import LineResult, RemoteBatchApi
+from wfbatch.providers.base import Finished, LineResult, RemoteBatchApi
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient
 from wfbatch.settings import OpenAISettings
-from wfbatch.store import JobRow, OutcomeRecord
+from wfbatch.store import BatchRow, JobRow, OutcomeRecord
 from wfbatch.store.remote_batches import RemoteBatchRow, RemoteBatchStore
 from wfbatch.store.rows import spec_to_json
 
@@ -73,6 +78,9 @@ class RemoteResults:
                 return
             batch = await s.batch(job.batch_id)
             outcome = await self.runner.done(job, batch, result.finished.images[0], result.finished)
+        elif result.paid:
+            await self._paid_without_image(job, result)
+            return
         elif result.never_ran:
             await self.requeue(row, job, f"remote batch {row.remote_id} {row.status}: {result.error}")
             return
@@ -81,9 +89,55 @@ class RemoteResults:
         elif isinstance(result.error, OutOfCredits):
             outcome = requeue(job, result.error.message, refused=True, error=result.error)
         else:
+            # Answered with an error (a 5xx, a 429): nothing was made or charged, so the retry is a
+            # new line with a reservation of its own, not a re-send of one that may be paid.
             error = result.error if isinstance(result.error, ProviderError) else Transient(str(result.error))
-            outcome = self.runner.retry_or_fail(job, s.pool.limiter(job.provider), error)
+            outcome = self.runner.retry_or_fail(job, s.pool.limiter(job.provider), error, refused=True)
         await self.commit(job, replace(outcome, facts={**outcome.facts, **let_go}))
+
+    async def _paid_without_image(self, job: JobRow, result: LineResult) -> None:
+        """A line answered 2xx whose image cannot be read was made and charged all the same: the
+        charge is booked first, then the job fails once with the reason. Its execution counts as
+        ended: only a retry by hand pays for a new line (reserved like any start)."""
+        s = self.s
+        await asyncio.shield(s.budget.settle_finished(job, result.credits_used, None))
+        error = result.error if isinstance(result.error, ProviderError) else Permanent(str(result.error))
+        outcome = fail(job, error, s.clock.wall())
+        facts = {**outcome.facts, "remote_batch": None, "execution": Execution.ENDED}
+        await self.commit(job, replace(outcome, facts=facts))
+
+    async def without_sending(self, jobs: list[JobRow], batch: BatchRow) -> list[JobRow]:
+        """Complete what needs no new line, as the one-job path would: a job whose line was paid
+        before (a retry after a cancel, say) from its stored result, a job whose image is in the
+        cache from there. Returns the jobs still to be sent."""
+        left: list[JobRow] = []
+        for job in jobs:
+            if job.execution is Execution.FINISHED:
+                await self.commit(job, await self._from_paid_result(job, batch))
+                continue
+            if batch.cache_enabled and job.execution not in LIVE_EXECUTIONS:
+                image = await self.s.cache.get(job.cache_key)
+                if image is not None:
+                    await self.commit(job, await self.runner.done(job, batch, image, None))
+                    continue
+            left.append(job)
+        return left
+
+    async def _from_paid_result(self, job: JobRow, batch: BatchRow) -> OutcomeRecord:
+        """Done with the image its paid line brought (kept in cache/ when the line was settled). If
+        cache/ lost it, the job fails with the reason rather than paying again unasked."""
+        paid = (job.result or {}).get("paid_image")
+        image = None
+        if isinstance(paid, dict):
+            image = await self.s.cache.read(str(paid.get("sha256")), str(paid.get("media_type")))
+        if job.result and image is not None:
+            finished = replace(Finished.from_json(job.result), images=(image,))
+            return await self.runner.done(job, batch, image, finished)
+        error = Permanent(
+            "the image this job paid for is no longer in cache/; retry the job to pay for a new one"
+        )
+        outcome = fail(job, error, self.s.clock.wall())
+        return replace(outcome, facts={**outcome.facts, "execution": Execution.ENDED})
 
     async def requeue(self, row: RemoteBatchRow, job: JobRow, why: str) -> None:
         """A request the remote batch never ran: not charged, back to the queue with the reason

@@ -133,7 +133,8 @@ class RemoteBatchStore:
     ) -> tuple[RemoteBatchRow, list[int]] | None:
         """The row and its jobs in ONE transaction: every job still queued (and in no live remote
         batch) becomes `submitting` with an execution that may exist, pointing at the row. Returns
-        the row and the ids that joined (None, and no row, when none did)."""
+        the row and the ids that joined (None, and no row, when none did). A job whose execution
+        finished (its line paid) never joins: it is completed from its result, not sent again."""
         joined: list[int] = []
         async with self._store.transaction() as conn:
             async with conn.execute(
@@ -147,7 +148,8 @@ class RemoteBatchStore:
                     f"UPDATE jobs SET state = '{JobState.SUBMITTING.value}',"
                     f" execution = '{Execution.MAYBE.value}', attempts = attempts + 1,"
                     " started_at = COALESCE(started_at, ?), remote_batch = ?, updated_at = ?"
-                    f" WHERE id = ? AND state = '{JobState.QUEUED.value}' AND remote_batch IS NULL",
+                    f" WHERE id = ? AND state = '{JobState.QUEUED.value}' AND remote_batch IS NULL"
+                    f" AND execution <> '{Execution.FINISHED.value}'",
                     (now, row_id, now, job_id),
                 ) as cursor:
                     if cursor.rowcount:
@@ -221,6 +223,15 @@ class RemoteBatchStore:
                 " SELECT id, ?, 'start', 'accepted', ? FROM jobs WHERE remote_batch = ?",
                 (now, remote_id, row_id),
             )
+
+    async def keys_in_flight(self, provider: str) -> set[str]:
+        """Cache keys of the provider's jobs in live remote batches: images being made."""
+        rows = await self._store.fetchall(
+            "SELECT DISTINCT j.cache_key FROM jobs j JOIN remote_batches r ON j.remote_batch = r.id"
+            f" WHERE r.provider = ? AND r.step IN ({_LIVE})",
+            (provider,),
+        )
+        return {str(r["cache_key"]) for r in rows}
 
     async def members(self, row_id: int) -> list[JobRow]:
         """The jobs still belonging to the remote batch (their outcome not yet recorded)."""
