@@ -544,3 +544,36 @@ async def test_duplicates_in_a_batch_are_sent_once(store: Store, layout: HomeLay
         assert [job.state for job in jobs] == [JobState.DONE] * 3
     assert await store.cache_hits([first.batch.id]) == 1 and await store.cache_hits([second.batch.id]) == 3
     assert await charged(store) == pytest.approx(2 * PRICE / 2)
+
+
+async def test_a_line_after_a_lost_direct_answer_is_reserved_under_the_budget(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """A direct request whose answer was lost may have been charged (its job keeps the reservation).
+    Sent again in batch mode, that request counts as spent and the line is reserved like any start:
+    a budget that fits only the first request holds the line back until it is raised."""
+    with batch_sim() as sim:
+        sim.state.queue_fault("lost_5xx", route="generations")
+        ingested = await enqueue(store, layout, shots(1))
+        batch_id = ingested.batch.id
+        await store.set_batch_budget(batch_id, PRICE)
+        direct = batch_settings(home, sim, mode="direct", max_attempts=1)
+        await Engine(store, direct, layout, batch_ids=[batch_id]).run_until_idle()
+        (job,) = await store.list_jobs(batch_id=batch_id, limit=10)
+        assert job.state is JobState.FAILED and job.execution is Execution.MAYBE
+        assert job.reserved == pytest.approx(PRICE)
+        assert await store.requeue_for_retry([job.id]) == [job.id]
+        await Engine(store, batch_settings(home, sim), layout, batch_ids=[batch_id]).run_until_idle()
+        held = sim.state.stats()
+        (job,) = await store.list_jobs(batch_id=batch_id, limit=10)
+        assert job.state is JobState.QUEUED and job.possible_duplicate_charge is not None
+        assert await charged(store) == pytest.approx(PRICE)  # the lost request, counted as spent
+        await store.set_batch_budget(batch_id, PRICE + PRICE / 2)
+        await Engine(store, batch_settings(home, sim), layout, batch_ids=[batch_id]).run_until_idle()
+        stats = sim.state.stats()
+    assert held["openai"]["generations"] == 1 and held["batch"]["uploads"] == 0
+    assert stats["openai"]["generations"] == 2 and stats["batch"]["uploads"] == 1
+    (job,) = await store.list_jobs(batch_id=batch_id, limit=10)
+    assert job.state is JobState.DONE and job.reserved is None
+    assert await charged(store) == pytest.approx(PRICE + PRICE / 2)
+    assert await exposure(store, batch_id) <= PRICE + PRICE / 2 + 1e-9
