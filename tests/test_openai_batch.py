@@ -577,3 +577,26 @@ async def test_a_line_after_a_lost_direct_answer_is_reserved_under_the_budget(
     assert job.state is JobState.DONE and job.reserved is None
     assert await charged(store) == pytest.approx(PRICE + PRICE / 2)
     assert await exposure(store, batch_id) <= PRICE + PRICE / 2 + 1e-9
+
+
+async def test_a_paid_line_that_cannot_be_read_back_is_booked_not_sent_again(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """An output line cut short (not JSON, custom_id and all) names no job, but the batch's counts
+    say the line was made: the job no line spoke of counts as charged and fails with the reason,
+    instead of going back to the queue and being paid for again."""
+    raw = shots(3).replace(b"product shot 1", b"cut shot 1")
+    with batch_sim(batch_cut_line_marker="cut") as sim:
+        ingested = await enqueue(store, layout, raw)
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[ingested.batch.id])
+        await asyncio.wait_for(engine.run_until_idle(), 60)
+        stats = sim.state.stats()
+    assert stats["batch"]["uploads"] == 1 and stats["openai"]["generations"] == 3, stats["batch"]
+    jobs = {job.spec.prompt: job for job in await store.list_jobs(batch_id=ingested.batch.id, limit=10)}
+    assert [jobs[f"product shot {i}"].state for i in (0, 2)] == [JobState.DONE] * 2
+    cut = jobs["cut shot 1"]
+    assert cut.state is JobState.FAILED and cut.error_message is not None
+    assert "could not be read back" in cut.error_message
+    assert cut.execution is Execution.ENDED and cut.reserved is None
+    assert await charged(store) == pytest.approx(3 * PRICE / 2)
+    assert await exposure(store, ingested.batch.id) == pytest.approx(3 * PRICE / 2)

@@ -227,3 +227,22 @@ def test_spoiled_lines_are_paid_answers_without_a_readable_image() -> None:
     (garbled,) = output["job-1"]["response"]["body"]["data"]
     assert not base64.b64decode(garbled["b64_json"]).startswith(b"\x89PNG")
     assert base64.b64decode(output["job-0"]["response"]["body"]["data"][0]["b64_json"]).startswith(b"\x89PNG")
+
+
+def test_a_cut_line_is_counted_but_unreadable() -> None:
+    clock = ManualClock()
+    with running(clock, batch_cut_line_marker="cut") as (sim, client):
+        batch = start(client, jsonl(2).replace(b"shot 1", b"cut shot 1"))
+        clock.now += 3 * STEP
+        batch = client.get(f"/batches/{batch['id']}").json()
+        raw = client.get(f"/files/{batch['output_file_id']}/content").text.splitlines()
+        stats = sim.state.stats()
+    assert batch["request_counts"] == {"total": 2, "completed": 2, "failed": 0}
+    assert stats["openai"]["generations"] == 2 and len(raw) == 2
+    readable = []
+    for line in raw:
+        try:
+            readable.append(json.loads(line)["custom_id"])
+        except ValueError:
+            assert "_cut" not in line
+    assert readable == ["job-0"]

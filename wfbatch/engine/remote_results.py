@@ -46,13 +46,15 @@ class RemoteResults:
 
     async def collect(self, row: RemoteBatchRow, api: RemoteBatchApi) -> None:
         """Every line of the output and error files recorded as its job's outcome, then the jobs
-        no line spoke of back to the queue. A crash meanwhile reads the files again: the jobs
-        already recorded are no longer members and are skipped."""
+        no line spoke of back to the queue — unless the provider made more lines than could be
+        read back (see `_unread`). A crash meanwhile reads the files again: the jobs already
+        recorded are no longer members and are skipped."""
         if row.status == "failed":
             # The input file was rejected: nothing ran, nothing was charged.
             why = row.message or "the input file was rejected"
             await self.fail_all(row, Permanent(f"openai batch {row.remote_id} failed validation: {why}"))
             return
+        answered = 0  # lines read back that the provider answered 2xx: made, so paid
         for file_id in (row.output_file_id, row.error_file_id):
             if not file_id:
                 continue
@@ -60,9 +62,14 @@ class RemoteResults:
             if not members:
                 break
             async for result in api.results(file_id, {uid: job.spec for uid, job in members.items()}):
+                if result.finished is not None or result.paid:
+                    answered += 1
                 job = members.pop(result.custom_id, None)
                 if job is not None:
                     await self.line_outcome(row, job, result)
+        if row.completed > answered:
+            for job in await self.rows.members(row.id):
+                await self._unread(row, job, row.completed - answered)
         status = row.status or "ended"
         await self.release_all(row, f"remote batch {row.remote_id} {status} before this request ran")
 
@@ -102,6 +109,21 @@ class RemoteResults:
         s = self.s
         await asyncio.shield(s.budget.settle_finished(job, result.credits_used, None))
         error = result.error if isinstance(result.error, ProviderError) else Permanent(str(result.error))
+        outcome = fail(job, error, s.clock.wall())
+        facts = {**outcome.facts, "remote_batch": None, "execution": Execution.ENDED}
+        await self.commit(job, replace(outcome, facts=facts))
+
+    async def _unread(self, row: RemoteBatchRow, job: JobRow, unread: int) -> None:
+        """The provider made `unread` more lines than could be read back (a line cut short, not
+        JSON), and no line spoke of this job: its line may be one of them. Counted as paid (the
+        reservation booked as its charge) and failed with the reason, never sent again unasked."""
+        s = self.s
+        await asyncio.shield(s.budget.settle_finished(job, None, None))
+        error = Permanent(
+            f"openai batch {row.remote_id}: {unread} of the lines it made could not be read back and"
+            " this job's line may be one of them, so it counts as charged; retry the job to pay for"
+            " a new one"
+        )
         outcome = fail(job, error, s.clock.wall())
         facts = {**outcome.facts, "remote_batch": None, "execution": Execution.ENDED}
         await self.commit(job, replace(outcome, facts=facts))

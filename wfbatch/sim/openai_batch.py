@@ -13,7 +13,8 @@ images) into an output file in a shuffled order (each line
 (an expiry after `batch_expire_after` lines, a cancel before their turn) into the error file with
 `response: null`: a cancel delivers the lines that ran before it, as the real API does (§6.1).
 `batch_not_image_marker` / `batch_no_image_marker` spoil a paid line's answer (a `200` whose
-`b64_json` is not an image, or whose `data` is empty).
+`b64_json` is not an image, or whose `data` is empty); `batch_cut_line_marker` cuts its output line
+short (not JSON).
 Creating a batch answers after the simulated latency (the batch exists before the answer leaves).
 `batch_fail_input` rejects every input file (status `failed`, `errors.data`). A clean batch's
 `error_file_id` is `""`, and one whose every line failed has `output_file_id: null`, as the real API
@@ -47,6 +48,8 @@ ENDPOINTS = ("/v1/images/generations", "/v1/images/edits")
 MAX_LINES = 50_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
 PHASES = ("validating", "in_progress", "finalizing")
+_CUT = "_cut"
+"""Marks an output line to be cut short when written (never itself written)."""
 
 AuthCheck = Callable[[str | None], ApiError | None]
 Render = Callable[[OpenAIBook, Generation, float, str], dict[str, Any]]
@@ -355,7 +358,7 @@ class _Batches:
         batch.finished_at = now
 
     def _jsonl(self, lines: list[dict[str, Any]], now: float) -> str:
-        content = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        content = b"".join(_encoded(line) for line in lines)
         return self.book.add_file("batch_output.jsonl", "batch_output", content, now).id
 
     def _run_lines(self, lines: list[dict[str, Any]], now: float, root: str) -> list[dict[str, Any]]:
@@ -377,12 +380,14 @@ class _Batches:
                 ).body()
             else:
                 body = self._spoiled(generation.prompt, self.render(self.images, generation, now, root))
+            cut = self.state.options.batch_cut_line_marker
             out.append(
                 {
                     "id": f"batch_req_{uuid.uuid4().hex[:24]}",
                     "custom_id": line["custom_id"],
                     "response": {"status_code": status, "request_id": request_id, "body": body},
                     "error": None,
+                    _CUT: cut is not None and cut in str(line["body"].get("prompt", "")),
                 }
             )
         return out
@@ -396,6 +401,13 @@ class _Batches:
             garbage = base64.b64encode(b"<html>this is not an image</html>").decode("ascii")
             return {**body, "data": [{"b64_json": garbage}]}
         return body
+
+
+def _encoded(line: dict[str, Any]) -> bytes:
+    """One JSONL line of an output or error file (cut short where `batch_cut_line_marker` says)."""
+    cut = bool(line.pop(_CUT, False))
+    raw = json.dumps(line).encode()
+    return (raw[: len(raw) // 2] if cut else raw) + b"\n"
 
 
 def batch_routes(state: SimState, auth: AuthCheck, render: Render) -> list[Route]:
