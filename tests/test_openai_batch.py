@@ -600,3 +600,37 @@ async def test_a_paid_line_that_cannot_be_read_back_is_booked_not_sent_again(
     assert cut.execution is Execution.ENDED and cut.reserved is None
     assert await charged(store) == pytest.approx(3 * PRICE / 2)
     assert await exposure(store, ingested.batch.id) == pytest.approx(3 * PRICE / 2)
+
+
+async def test_jobs_canceled_while_their_remote_batch_is_created_cancel_it_once_it_exists(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """The cancel arrives while `POST /v1/batches` is on the wire (no remote id to cancel yet): the
+    remote batch is canceled as soon as it exists, before any of its lines runs and is billed."""
+    clock = SimClock()  # never moved: the remote batch stays `validating` until it is canceled
+    with batch_sim(clock, latency=(1.0, 1.0)) as sim:  # the create answers after a second
+        ingested = await enqueue(store, layout, shots(4))
+        batch_id = ingested.batch.id
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[batch_id])
+        rows = RemoteBatchStore(store)
+        stop = asyncio.Event()
+        running = asyncio.create_task(engine.run_forever(stop))
+
+        async def at(step: Step) -> bool:
+            found = await rows.of_batches([batch_id])
+            return bool(found) and found[0].step is step
+
+        await wait_for(lambda: at(Step.CREATING), "the create request to go out")
+        ids = [job.id for job in await store.list_jobs(batch_id=batch_id, limit=10)]
+        await engine.stop_canceled(await store.cancel_jobs(ids))
+        await wait_for(lambda: at(Step.CLOSED), "the remote batch to be canceled and settled")
+        stop.set()
+        await running
+        await engine.shutdown()
+        stats = sim.state.stats()
+    assert stats["batch"]["batches_created"] == 1 and stats["batch"]["cancels"] == 1
+    assert stats["openai"]["generations"] == 0
+    (row,) = await rows.of_batches([batch_id])
+    assert row.status == "cancelled"
+    for job in await store.list_jobs(batch_id=batch_id, limit=10):
+        assert job.state is JobState.CANCELED and job.execution is Execution.NONE and job.reserved is None

@@ -352,6 +352,10 @@ class RemoteBatches:
         if row.step is Step.STARTED:
             assert row.remote_id is not None
             info = await api.get(row.remote_id)
+            if row.cancel_requested and not info.ended and info.status != "cancelling":
+                # Canceled while it was being created (or the first cancel did not go through):
+                # every line it ran from now on would be billed for jobs nobody wants.
+                info = await api.cancel(row.remote_id)
             row = await self._observe(row, info)
             if info.ended:
                 await self.rows.update(

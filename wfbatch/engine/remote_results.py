@@ -133,11 +133,15 @@ class RemoteResults:
         before (a retry after a cancel, say) from its stored result, a job whose image is in the
         cache from there. Returns the jobs still to be sent."""
         left: list[JobRow] = []
+        # One query for the lot: this runs every round for every job still waiting its turn.
+        cached = (
+            await self.s.store.cached_keys([job.cache_key for job in jobs]) if batch.cache_enabled else set()
+        )
         for job in jobs:
             if job.execution is Execution.FINISHED:
                 await self.commit(job, await self._from_paid_result(job, batch))
                 continue
-            if batch.cache_enabled and job.execution not in LIVE_EXECUTIONS:
+            if job.cache_key in cached and job.execution not in LIVE_EXECUTIONS:
                 image = await self.s.cache.get(job.cache_key)
                 if image is not None:
                     await self.commit(job, await self.runner.done(job, batch, image, None))
