@@ -505,24 +505,36 @@ async def test_a_retry_after_a_cancel_never_pays_a_line_twice(
 async def test_a_paid_line_without_a_readable_image_is_booked_and_fails_once(
     store: Store, layout: HomeLayout, home: Path
 ) -> None:
-    """A line answered 200 was made and paid, even when its `b64_json` is not an image or its `data`
-    is empty: the charge is booked and the job fails with the reason, never sent again silently."""
-    raw = shots(4).replace(b"product shot 1", b"garbled shot 1").replace(b"product shot 2", b"empty shot 2")
-    with batch_sim(batch_not_image_marker="garbled", batch_no_image_marker="empty") as sim:
+    """A line answered 200 was made and paid, even when its `b64_json` is not an image, its `data`
+    is empty or its PNG does not decode: the charge is booked and the job fails with the reason,
+    never sent again silently; the lines after it are recorded all the same."""
+    raw = (
+        shots(5)
+        .replace(b"product shot 1", b"garbled shot 1")
+        .replace(b"product shot 2", b"empty shot 2")
+        .replace(b"product shot 3", b"broken shot 3")
+    )
+    hostile = {"batch_not_image_marker": "garbled", "batch_no_image_marker": "empty"}
+    with batch_sim(batch_broken_image_marker="broken", **hostile) as sim:
         ingested = await enqueue(store, layout, raw)
-        await Engine(store, batch_settings(home, sim), layout, batch_ids=[ingested.batch.id]).run_until_idle()
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[ingested.batch.id])
+        await asyncio.wait_for(engine.run_until_idle(), 60)
         stats = sim.state.stats()
     assert stats["batch"]["uploads"] == 1 and stats["batch"]["batches_created"] == 1, stats["batch"]
-    assert stats["openai"]["generations"] == 4
+    assert stats["openai"]["generations"] == 5
     jobs = {job.spec.prompt: job for job in await store.list_jobs(batch_id=ingested.batch.id, limit=100)}
-    assert [jobs[f"product shot {i}"].state for i in (0, 3)] == [JobState.DONE] * 2
-    for prompt, why in (("garbled shot 1", "not a PNG, JPEG or WebP"), ("empty shot 2", "no image")):
+    assert [jobs[f"product shot {i}"].state for i in (0, 4)] == [JobState.DONE] * 2
+    for prompt, why in (
+        ("garbled shot 1", "not a PNG, JPEG or WebP"),
+        ("empty shot 2", "no image"),
+        ("broken shot 3", "cannot be decoded"),
+    ):
         job = jobs[prompt]
         assert job.state is JobState.FAILED and job.error_message is not None and why in job.error_message
         assert job.execution is Execution.ENDED and job.reserved is None
         assert job.credits == pytest.approx(PRICE / 2)
-    assert await charged(store) == pytest.approx(4 * PRICE / 2)  # every paid line booked
-    assert await exposure(store, ingested.batch.id) == pytest.approx(4 * PRICE / 2)  # nothing left reserved
+    assert await charged(store) == pytest.approx(5 * PRICE / 2)  # every paid line booked
+    assert await exposure(store, ingested.batch.id) == pytest.approx(5 * PRICE / 2)  # nothing left reserved
 
 
 async def test_duplicates_in_a_batch_are_sent_once(store: Store, layout: HomeLayout, home: Path) -> None:

@@ -14,7 +14,8 @@ from dataclasses import replace
 
 from wfbatch.core.states import LIVE_EXECUTIONS, Execution, JobState
 from wfbatch.engine.runner import JobRunner, JobServices, fail, requeue
-from wfbatch.providers.base import Finished, LineResult, RemoteBatchApi
+from wfbatch.outputs import ImageDecodeError
+from wfbatch.providers.base import Finished, Image, LineResult, RemoteBatchApi
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient
 from wfbatch.settings import OpenAISettings
 from wfbatch.store import BatchRow, JobRow, OutcomeRecord
@@ -84,7 +85,7 @@ class RemoteResults:
                 await s.store.record_outcome(job.id, OutcomeRecord(facts=let_go))
                 return
             batch = await s.batch(job.batch_id)
-            outcome = await self.runner.done(job, batch, result.finished.images[0], result.finished)
+            outcome = await self._done(job, batch, result.finished.images[0], result.finished)
         elif result.paid:
             await self._paid_without_image(job, result)
             return
@@ -144,7 +145,7 @@ class RemoteResults:
             if job.cache_key in cached and job.execution not in LIVE_EXECUTIONS:
                 image = await self.s.cache.get(job.cache_key)
                 if image is not None:
-                    await self.commit(job, await self.runner.done(job, batch, image, None))
+                    await self.commit(job, await self._done(job, batch, image, None))
                     continue
             left.append(job)
         return left
@@ -158,12 +159,25 @@ class RemoteResults:
             image = await self.s.cache.read(str(paid.get("sha256")), str(paid.get("media_type")))
         if job.result and image is not None:
             finished = replace(Finished.from_json(job.result), images=(image,))
-            return await self.runner.done(job, batch, image, finished)
+            return await self._done(job, batch, image, finished)
         error = Permanent(
             "the image this job paid for is no longer in cache/; retry the job to pay for a new one"
         )
         outcome = fail(job, error, self.s.clock.wall())
         return replace(outcome, facts={**outcome.facts, "execution": Execution.ENDED})
+
+    async def _done(
+        self, job: JobRow, batch: BatchRow, image: Image, finished: Finished | None
+    ) -> OutcomeRecord:
+        """`runner.done`; or, when the bytes (paid for, or from the cache) turn out not to decode,
+        the job fails once with the reason: sending it again would pay again unasked, and leaving it
+        would stall every line after it."""
+        try:
+            return await self.runner.done(job, batch, image, finished)
+        except ImageDecodeError as error:
+            failure = Permanent(f"the image cannot be decoded ({error}); retry the job to pay for a new one")
+            outcome = fail(job, failure, self.s.clock.wall())
+            return replace(outcome, facts={**outcome.facts, "execution": Execution.ENDED})
 
     async def requeue(self, row: RemoteBatchRow, job: JobRow, why: str) -> None:
         """A request the remote batch never ran: not charged, back to the queue with the reason

@@ -13,8 +13,8 @@ images) into an output file in a shuffled order (each line
 (an expiry after `batch_expire_after` lines, a cancel before their turn) into the error file with
 `response: null`: a cancel delivers the lines that ran before it, as the real API does (§6.1).
 `batch_not_image_marker` / `batch_no_image_marker` spoil a paid line's answer (a `200` whose
-`b64_json` is not an image, or whose `data` is empty); `batch_cut_line_marker` cuts its output line
-short (not JSON).
+`b64_json` is not an image, or whose `data` is empty), `batch_broken_image_marker` sends a PNG
+signature over junk; `batch_cut_line_marker` cuts its output line short (not JSON).
 Creating a batch answers after the simulated latency (the batch exists before the answer leaves).
 `batch_fail_input` rejects every input file (status `failed`, `errors.data`). A clean batch's
 `error_file_id` is `""`, and one whose every line failed has `output_file_id: null`, as the real API
@@ -400,6 +400,9 @@ class _Batches:
         if o.batch_not_image_marker is not None and o.batch_not_image_marker in prompt:
             garbage = base64.b64encode(b"<html>this is not an image</html>").decode("ascii")
             return {**body, "data": [{"b64_json": garbage}]}
+        if o.batch_broken_image_marker is not None and o.batch_broken_image_marker in prompt:
+            broken = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00junk" * 64).decode("ascii")
+            return {**body, "data": [{"b64_json": broken}]}
         return body
 
 

@@ -125,6 +125,9 @@ class SimOptions:
     `b64_json` that is not an image: a hostile answer, for rehearsing what a paid bad line costs."""
     batch_no_image_marker: str | None = None
     """Batch lines whose prompt contains this text are answered `200` (paid) with an empty `data`."""
+    batch_broken_image_marker: str | None = None
+    """Batch lines whose prompt contains this text are answered `200` (paid) with a PNG signature
+    over junk: bytes that look like an image until they are decoded."""
     batch_cut_line_marker: str | None = None
     """The output line of a prompt containing this text is cut short (not JSON): made and paid, but
     unreadable, custom_id and all; `request_counts` still count it."""
