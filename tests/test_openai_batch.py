@@ -646,3 +646,27 @@ async def test_jobs_canceled_while_their_remote_batch_is_created_cancel_it_once_
     assert row.status == "cancelled"
     for job in await store.list_jobs(batch_id=batch_id, limit=10):
         assert job.state is JobState.CANCELED and job.execution is Execution.NONE and job.reserved is None
+
+
+async def test_a_line_the_server_failed_is_tried_again_as_a_new_reserved_line(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """A line answered 500 made nothing and cost nothing: its reservation goes back and its retry is
+    a new line, reserved again — not a re-send counted as a possible second charge."""
+    raw = shots(2).replace(b"product shot 1", b"unlucky shot 1")
+    with batch_sim(batch_server_error_marker="unlucky") as sim:
+        ingested = await enqueue(store, layout, raw)
+        settings = batch_settings(home, sim, max_attempts=2)
+        engine = Engine(store, settings, layout, batch_ids=[ingested.batch.id])
+        await asyncio.wait_for(engine.run_until_idle(), 60)
+        stats = sim.state.stats()
+    assert stats["batch"]["uploads"] == 2 and stats["openai"]["generations"] == 1
+    jobs = {job.spec.prompt: job for job in await store.list_jobs(batch_id=ingested.batch.id, limit=10)}
+    assert jobs["product shot 0"].state is JobState.DONE
+    unlucky = jobs["unlucky shot 1"]
+    assert unlucky.state is JobState.FAILED and unlucky.attempts == 2
+    assert unlucky.error_message is not None and "server had an error" in unlucky.error_message
+    assert unlucky.execution is Execution.NONE and unlucky.reserved is None and not unlucky.credits
+    assert unlucky.possible_duplicate_charge is None
+    assert await charged(store) == pytest.approx(PRICE / 2)
+    assert await exposure(store, ingested.batch.id) == pytest.approx(PRICE / 2)

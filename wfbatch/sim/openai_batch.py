@@ -14,7 +14,8 @@ images) into an output file in a shuffled order (each line
 `response: null`: a cancel delivers the lines that ran before it, as the real API does (§6.1).
 `batch_not_image_marker` / `batch_no_image_marker` spoil a paid line's answer (a `200` whose
 `b64_json` is not an image, or whose `data` is empty), `batch_broken_image_marker` sends a PNG
-signature over junk; `batch_cut_line_marker` cuts its output line short (not JSON).
+signature over junk; `batch_cut_line_marker` cuts its output line short (not JSON);
+`batch_server_error_marker` answers the line `500` (not made, not charged).
 Creating a batch answers after the simulated latency (the batch exists before the answer leaves).
 `batch_fail_input` rejects every input file (status `failed`, `errors.data`). A clean batch's
 `error_file_id` is `""`, and one whose every line failed has `output_file_id: null`, as the real API
@@ -378,6 +379,12 @@ class _Batches:
                     type="image_generation_user_error",
                     code="moderation_blocked",
                 ).body()
+            elif self._marked(generation.prompt, self.state.options.batch_server_error_marker):
+                # The line failed on the server's side: answered 500, nothing made or charged.
+                status = 500
+                body = ApiError(
+                    500, "The server had an error processing your request.", type="server_error"
+                ).body()
             else:
                 body = self._spoiled(generation.prompt, self.render(self.images, generation, now, root))
             cut = self.state.options.batch_cut_line_marker
@@ -391,6 +398,10 @@ class _Batches:
                 }
             )
         return out
+
+    @staticmethod
+    def _marked(prompt: str, marker: str | None) -> bool:
+        return marker is not None and marker in prompt
 
     def _spoiled(self, prompt: str, body: dict[str, Any]) -> dict[str, Any]:
         """A made (and paid) image's answer, spoiled where the options ask for a hostile line."""

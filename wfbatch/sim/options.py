@@ -128,6 +128,9 @@ class SimOptions:
     batch_broken_image_marker: str | None = None
     """Batch lines whose prompt contains this text are answered `200` (paid) with a PNG signature
     over junk: bytes that look like an image until they are decoded."""
+    batch_server_error_marker: str | None = None
+    """Batch lines whose prompt contains this text fail on the server's side: answered `500`
+    (`server_error`) in the error file; nothing made, nothing charged."""
     batch_cut_line_marker: str | None = None
     """The output line of a prompt containing this text is cut short (not JSON): made and paid, but
     unreadable, custom_id and all; `request_counts` still count it."""

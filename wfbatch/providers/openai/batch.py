@@ -4,10 +4,11 @@ url, body}`) uploaded with `POST /files` (multipart, purpose `batch`), the batch
 §10), polled with `GET /batches/{id}`, its output and error files streamed line by line.
 
 Output order is not input order: every line is mapped back by `custom_id`. A line answered with a
-non-2xx carries OpenAI's error (a refusal fails the job); a line that never ran (`response: null`,
-e.g. `batch_expired`) was not charged and goes back to the queue. A line answered 2xx was made and
-charged even when no image can be read from it (`b64_json` not an image, empty `data`): it comes back
-`paid`, with its price, so the charge is booked and the job fails instead of being sent again.
+non-2xx carries OpenAI's error (a refusal fails the job, a 5xx is tried again); a line that never
+ran (`response: null`, e.g. `batch_expired`) was not charged and goes back to the queue. A line
+answered 2xx was made and charged even when no image can be read from it (`b64_json` not an image,
+empty `data`): it comes back `paid`, with its price, so the charge is booked and the job fails
+instead of being sent again.
 """
 
 from __future__ import annotations
@@ -243,8 +244,12 @@ class OpenAIBatchApi:
                     unreadable = Permanent(why, status=status, request_id=request_id)
                     return LineResult(custom_id, error=unreadable, paid=True, credits_used=self.price(spec))
                 return LineResult(custom_id, finished=finished)
-            refusal = classify_body(body, status, request_id) or Permanent(
-                f"openai: {error_message(body) or f'HTTP {status}'}", status=status, request_id=request_id
+            message = f"openai: {error_message(body) or f'HTTP {status}'}"
+            refusal = classify_body(body, status, request_id) or (
+                # The server failed the line (nothing made, nothing charged): worth another try.
+                Transient(message, status=status, request_id=request_id)
+                if status is None or status >= 500
+                else Permanent(message, status=status, request_id=request_id)
             )
             return LineResult(custom_id, error=refusal)
         failure = line.get("error") if isinstance(line.get("error"), dict) else {}
