@@ -670,3 +670,24 @@ async def test_a_line_the_server_failed_is_tried_again_as_a_new_reserved_line(
     assert unlucky.possible_duplicate_charge is None
     assert await charged(store) == pytest.approx(PRICE / 2)
     assert await exposure(store, ingested.batch.id) == pytest.approx(PRICE / 2)
+
+
+async def test_a_run_does_not_wait_for_an_image_in_a_remote_batch_it_does_not_drive(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """`wfbatch run` drives only its own batches: the same image in another batch's live remote
+    batch (left by an earlier process, driven by nobody here) does not hold its line back."""
+    with batch_sim() as sim:
+        other = await enqueue(store, layout, shots(1))
+        (elsewhere,) = await store.list_jobs(batch_id=other.batch.id, limit=10)
+        rows = RemoteBatchStore(store)
+        assert await rows.gather(
+            "openai", other.batch.id, "gpt-image-1", "wfbatch-other", [elsewhere.id], 0.0
+        )
+        mine = await enqueue(store, layout, shots(1))
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[mine.batch.id])
+        reason = await asyncio.wait_for(engine.run_until_idle(), 60)
+        stats = sim.state.stats()
+    assert reason.code == "done" and stats["openai"]["generations"] == 1
+    (job,) = await store.list_jobs(batch_id=mine.batch.id, limit=10)
+    assert job.state is JobState.DONE

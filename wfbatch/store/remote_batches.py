@@ -224,12 +224,17 @@ class RemoteBatchStore:
                 (now, remote_id, row_id),
             )
 
-    async def keys_in_flight(self, provider: str) -> set[str]:
-        """Cache keys of the provider's jobs in live remote batches: images being made."""
+    async def keys_in_flight(self, provider: str, batch_ids: Sequence[str] | None = None) -> set[str]:
+        """Cache keys of the provider's jobs in live remote batches (of these batches, if given):
+        images being made."""
+        scope, params = "", [provider]
+        if batch_ids is not None:
+            scope = f" AND r.batch_id IN ({','.join('?' * len(batch_ids))})"
+            params += list(batch_ids)
         rows = await self._store.fetchall(
             "SELECT DISTINCT j.cache_key FROM jobs j JOIN remote_batches r ON j.remote_batch = r.id"
-            f" WHERE r.provider = ? AND r.step IN ({_LIVE})",
-            (provider,),
+            f" WHERE r.provider = ? AND r.step IN ({_LIVE}){scope}",
+            params,
         )
         return {str(r["cache_key"]) for r in rows}
 
