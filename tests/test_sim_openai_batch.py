@@ -211,22 +211,39 @@ def test_a_cancel_delivers_the_lines_that_ran_before_it() -> None:
 
 def test_spoiled_lines_are_paid_answers_without_a_readable_image() -> None:
     clock = ManualClock()
-    content = jsonl(3).replace(b"shot 1", b"garbled shot 1").replace(b"shot 2", b"empty shot 2")
-    with running(clock, batch_not_image_marker="garbled", batch_no_image_marker="empty") as (sim, client):
+    content = (
+        jsonl(5)
+        .replace(b"shot 1", b"garbled shot 1")
+        .replace(b"shot 2", b"empty shot 2")
+        .replace(b"shot 3", b"broken shot 3")
+        .replace(b"shot 4", b"unlucky shot 4")
+    )
+    markers = {
+        "batch_not_image_marker": "garbled",
+        "batch_no_image_marker": "empty",
+        "batch_broken_image_marker": "broken",
+        "batch_server_error_marker": "unlucky",
+    }
+    with running(clock, **markers) as (sim, client):
         batch = start(client, content)
         clock.now += 3 * STEP
         batch = client.get(f"/batches/{batch['id']}").json()
         output = {line["custom_id"]: line for line in lines_of(client, batch["output_file_id"])}
+        (failed,) = lines_of(client, batch["error_file_id"])
         stats = sim.state.stats()
-    assert batch["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
-    assert stats["openai"]["generations"] == 3  # made, so paid
+    assert batch["request_counts"] == {"total": 5, "completed": 4, "failed": 1}
+    assert stats["openai"]["generations"] == 4  # made, so paid; the 500 line made nothing
     for line in output.values():
         assert line["response"]["status_code"] == 200 and line["error"] is None
         jsonschema.validate(line["response"]["body"], IMAGES_RESPONSE)
     assert output["job-2"]["response"]["body"]["data"] == []
     (garbled,) = output["job-1"]["response"]["body"]["data"]
     assert not base64.b64decode(garbled["b64_json"]).startswith(b"\x89PNG")
+    (broken,) = output["job-3"]["response"]["body"]["data"]
+    assert b"junk" in base64.b64decode(broken["b64_json"])
     assert base64.b64decode(output["job-0"]["response"]["body"]["data"][0]["b64_json"]).startswith(b"\x89PNG")
+    assert failed["custom_id"] == "job-4" and failed["response"]["status_code"] == 500
+    assert failed["response"]["body"]["error"]["type"] == "server_error"
 
 
 def test_a_cut_line_is_counted_but_unreadable() -> None:
