@@ -11,6 +11,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ assert _TABLE_PRICE is not None
 PRICE: float = _TABLE_PRICE
 
 
-def batch_sim(**overrides: Any) -> RunningSimulator:
+def batch_sim(clock: Callable[[], float] = time.time, **overrides: Any) -> RunningSimulator:
     values: dict[str, Any] = {
         "provider": "openai",
         "latency": (0.0, 0.0),
@@ -48,7 +50,7 @@ def batch_sim(**overrides: Any) -> RunningSimulator:
         "batch_step": 0.05,
     }
     values.update(overrides)
-    return RunningSimulator(SimOptions(**values))
+    return RunningSimulator(SimOptions(**values), clock=clock)
 
 
 def batch_settings(home: Path, sim: RunningSimulator, **openai: Any) -> Settings:
@@ -409,3 +411,284 @@ async def test_an_expired_batch_can_send_the_rest_directly(
     assert [job.state for job in jobs] == [JobState.DONE] * 5
     direct = [job for job in jobs if job.spec.mode == "direct"]
     assert len(direct) == 2 and all(job.credits == pytest.approx(PRICE) for job in direct)
+
+
+class SimClock:
+    """The simulator's clock, moved by the test: a remote batch stays where the test left it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def wait_for(check: Callable[[], Any], what: str, within: float = 30.0) -> None:
+    """Poll `check` (an async callable) until it is true; fail after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def charged(store: Store) -> float:
+    row = await store.fetchone("SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE kind = 'charge'")
+    assert row is not None
+    return float(row["c"])
+
+
+async def exposure(store: Store, batch_id: str) -> float:
+    row = await store.fetchone(
+        "SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE batch_id = ?", (batch_id,)
+    )
+    assert row is not None
+    return float(row["c"])
+
+
+async def test_a_retry_after_a_cancel_never_pays_a_line_twice(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """A budget for 6 lines. The 6 jobs are canceled halfway through their remote batch: 3 lines ran
+    and were billed, 3 come back `batch_cancelled`. Retried, the 3 paid jobs are completed from their
+    stored results; only the 3 others go into the new remote batch, each reserved under the budget."""
+    step = 10.0
+    clock = SimClock()
+    with batch_sim(clock, batch_step=step) as sim:
+        ingested = await enqueue(store, layout, shots(6))
+        batch_id = ingested.batch.id
+        budget = 6 * PRICE / 2
+        await store.batches.set_batch_budget(batch_id, budget)
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[batch_id])
+        rows = store.remote_batches
+        stop = asyncio.Event()
+        running = asyncio.create_task(engine.run_forever(stop))
+
+        async def nth_row_at(n: int, step_wanted: Step) -> bool:
+            found = await rows.of_batches([batch_id])
+            return len(found) >= n and found[n - 1].step is step_wanted
+
+        await wait_for(lambda: nth_row_at(1, Step.STARTED), "the first remote batch to start")
+        clock.now += 1.55 * step  # in progress, 3 of its 6 lines run
+        ids = [job.id for job in await store.jobs.list_jobs(batch_id=batch_id, limit=100)]
+        await engine.stop_canceled(await store.jobs.cancel_jobs(ids))
+        await wait_for(lambda: nth_row_at(1, Step.CLOSED), "the canceled remote batch to be settled")
+        jobs = await store.jobs.list_jobs(batch_id=batch_id, limit=100)
+        paid = {job.uid for job in jobs if job.execution is Execution.FINISHED}
+        assert len(paid) == 3 and await charged(store) == pytest.approx(3 * PRICE / 2)
+
+        assert await store.jobs.requeue_for_retry(ids) == ids
+        engine.wake()
+        await wait_for(lambda: nth_row_at(2, Step.STARTED), "the second remote batch to start")
+        clock.now += 3 * step
+        await wait_for(lambda: nth_row_at(2, Step.CLOSED), "the second remote batch to end")
+        stop.set()
+        await running
+        await engine.shutdown()
+        stats = sim.state.stats()
+        second_file = stats["batch"]["input_file_ids"][1]
+        resent = [
+            json.loads(raw)["custom_id"]
+            for raw in sim_get(sim, f"/files/{second_file}/content").text.splitlines()
+        ]
+    jobs = await store.jobs.list_jobs(batch_id=batch_id, limit=100)
+    assert [job.state for job in jobs] == [JobState.DONE] * 6
+    assert stats["openai"]["generations"] == 6, "a paid line was sent again"
+    assert sorted(resent) == sorted(job.uid for job in jobs if job.uid not in paid)
+    assert await charged(store) == pytest.approx(6 * PRICE / 2)
+    assert await exposure(store, batch_id) <= budget + 1e-9
+    for job in jobs:
+        assert job.credits == pytest.approx(PRICE / 2) and job.reserved is None
+        assert job.file is not None and (Path(ingested.batch.output_dir) / job.file).is_file()
+
+
+async def test_a_paid_line_without_a_readable_image_is_booked_and_fails_once(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """A line answered 200 was made and paid, even when its `b64_json` is not an image, its `data`
+    is empty or its PNG does not decode: the charge is booked and the job fails with the reason,
+    never sent again silently; the lines after it are recorded all the same."""
+    raw = (
+        shots(5)
+        .replace(b"product shot 1", b"garbled shot 1")
+        .replace(b"product shot 2", b"empty shot 2")
+        .replace(b"product shot 3", b"broken shot 3")
+    )
+    hostile = {"batch_not_image_marker": "garbled", "batch_no_image_marker": "empty"}
+    with batch_sim(batch_broken_image_marker="broken", **hostile) as sim:
+        ingested = await enqueue(store, layout, raw)
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[ingested.batch.id])
+        await asyncio.wait_for(engine.run_until_idle(), 60)
+        stats = sim.state.stats()
+    assert stats["batch"]["uploads"] == 1 and stats["batch"]["batches_created"] == 1, stats["batch"]
+    assert stats["openai"]["generations"] == 5
+    jobs = {job.spec.prompt: job for job in await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)}
+    assert [jobs[f"product shot {i}"].state for i in (0, 4)] == [JobState.DONE] * 2
+    for prompt, why in (
+        ("garbled shot 1", "not a PNG, JPEG or WebP"),
+        ("empty shot 2", "no image"),
+        ("broken shot 3", "cannot be decoded"),
+    ):
+        job = jobs[prompt]
+        assert job.state is JobState.FAILED and job.error_message is not None and why in job.error_message
+        assert job.execution is Execution.ENDED and job.reserved is None
+        assert job.credits == pytest.approx(PRICE / 2)
+    assert await charged(store) == pytest.approx(5 * PRICE / 2)  # every paid line booked
+    assert await exposure(store, ingested.batch.id) == pytest.approx(5 * PRICE / 2)  # nothing left reserved
+
+
+async def test_duplicates_in_a_batch_are_sent_once(store: Store, layout: HomeLayout, home: Path) -> None:
+    """The same prompt twice in a file is one line of the remote batch, as it is one request in direct
+    mode; the copy is completed from the cache. A later file with the same prompts sends nothing."""
+    line = json.dumps({"prompt": "product shot 0", "params": {"quality": "low"}}).encode()
+    raw = shots(2) + b"\n" + line
+    with batch_sim() as sim:
+        first = await enqueue(store, layout, raw)
+        await Engine(store, batch_settings(home, sim), layout, batch_ids=[first.batch.id]).run_until_idle()
+        second = await enqueue(store, layout, raw)
+        await Engine(store, batch_settings(home, sim), layout, batch_ids=[second.batch.id]).run_until_idle()
+        stats = sim.state.stats()
+        lines = uploaded_lines(sim)
+    assert stats["openai"]["generations"] == 2 and len(lines) == 2
+    assert stats["batch"]["batches_created"] == 1
+    for ingested in (first, second):
+        jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
+        assert [job.state for job in jobs] == [JobState.DONE] * 3
+    assert await store.counters.cache_hits([first.batch.id]) == 1
+    assert await store.counters.cache_hits([second.batch.id]) == 3
+    assert await charged(store) == pytest.approx(2 * PRICE / 2)
+
+
+async def test_a_line_after_a_lost_direct_answer_is_reserved_under_the_budget(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """A direct request whose answer was lost may have been charged (its job keeps the reservation).
+    Sent again in batch mode, that request counts as spent and the line is reserved like any start:
+    a budget that fits only the first request holds the line back until it is raised."""
+    with batch_sim() as sim:
+        sim.state.queue_fault("lost_5xx", route="generations")
+        ingested = await enqueue(store, layout, shots(1))
+        batch_id = ingested.batch.id
+        await store.batches.set_batch_budget(batch_id, PRICE)
+        direct = batch_settings(home, sim, mode="direct", max_attempts=1)
+        await Engine(store, direct, layout, batch_ids=[batch_id]).run_until_idle()
+        (job,) = await store.jobs.list_jobs(batch_id=batch_id, limit=10)
+        assert job.state is JobState.FAILED and job.execution is Execution.MAYBE
+        assert job.reserved == pytest.approx(PRICE)
+        assert await store.jobs.requeue_for_retry([job.id]) == [job.id]
+        await Engine(store, batch_settings(home, sim), layout, batch_ids=[batch_id]).run_until_idle()
+        held = sim.state.stats()
+        (job,) = await store.jobs.list_jobs(batch_id=batch_id, limit=10)
+        assert job.state is JobState.QUEUED and job.possible_duplicate_charge is not None
+        assert await charged(store) == pytest.approx(PRICE)  # the lost request, counted as spent
+        await store.batches.set_batch_budget(batch_id, PRICE + PRICE / 2)
+        await Engine(store, batch_settings(home, sim), layout, batch_ids=[batch_id]).run_until_idle()
+        stats = sim.state.stats()
+    assert held["openai"]["generations"] == 1 and held["batch"]["uploads"] == 0
+    assert stats["openai"]["generations"] == 2 and stats["batch"]["uploads"] == 1
+    (job,) = await store.jobs.list_jobs(batch_id=batch_id, limit=10)
+    assert job.state is JobState.DONE and job.reserved is None
+    assert await charged(store) == pytest.approx(PRICE + PRICE / 2)
+    assert await exposure(store, batch_id) <= PRICE + PRICE / 2 + 1e-9
+
+
+async def test_a_paid_line_that_cannot_be_read_back_is_booked_not_sent_again(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """An output line cut short (not JSON, custom_id and all) names no job, but the batch's counts
+    say the line was made: the job no line spoke of counts as charged and fails with the reason,
+    instead of going back to the queue and being paid for again."""
+    raw = shots(3).replace(b"product shot 1", b"cut shot 1")
+    with batch_sim(batch_cut_line_marker="cut") as sim:
+        ingested = await enqueue(store, layout, raw)
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[ingested.batch.id])
+        await asyncio.wait_for(engine.run_until_idle(), 60)
+        stats = sim.state.stats()
+    assert stats["batch"]["uploads"] == 1 and stats["openai"]["generations"] == 3, stats["batch"]
+    jobs = {job.spec.prompt: job for job in await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=10)}
+    assert [jobs[f"product shot {i}"].state for i in (0, 2)] == [JobState.DONE] * 2
+    cut = jobs["cut shot 1"]
+    assert cut.state is JobState.FAILED and cut.error_message is not None
+    assert "could not be read back" in cut.error_message
+    assert cut.execution is Execution.ENDED and cut.reserved is None
+    assert await charged(store) == pytest.approx(3 * PRICE / 2)
+    assert await exposure(store, ingested.batch.id) == pytest.approx(3 * PRICE / 2)
+
+
+async def test_jobs_canceled_while_their_remote_batch_is_created_cancel_it_once_it_exists(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """The cancel arrives while `POST /v1/batches` is on the wire (no remote id to cancel yet): the
+    remote batch is canceled as soon as it exists, before any of its lines runs and is billed."""
+    clock = SimClock()  # never moved: the remote batch stays `validating` until it is canceled
+    with batch_sim(clock, latency=(1.0, 1.0)) as sim:  # the create answers after a second
+        ingested = await enqueue(store, layout, shots(4))
+        batch_id = ingested.batch.id
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[batch_id])
+        rows = store.remote_batches
+        stop = asyncio.Event()
+        running = asyncio.create_task(engine.run_forever(stop))
+
+        async def at(step: Step) -> bool:
+            found = await rows.of_batches([batch_id])
+            return bool(found) and found[0].step is step
+
+        await wait_for(lambda: at(Step.CREATING), "the create request to go out")
+        ids = [job.id for job in await store.jobs.list_jobs(batch_id=batch_id, limit=10)]
+        await engine.stop_canceled(await store.jobs.cancel_jobs(ids))
+        await wait_for(lambda: at(Step.CLOSED), "the remote batch to be canceled and settled")
+        stop.set()
+        await running
+        await engine.shutdown()
+        stats = sim.state.stats()
+    assert stats["batch"]["batches_created"] == 1 and stats["batch"]["cancels"] == 1
+    assert stats["openai"]["generations"] == 0
+    (row,) = await rows.of_batches([batch_id])
+    assert row.status == "cancelled"
+    for job in await store.jobs.list_jobs(batch_id=batch_id, limit=10):
+        assert job.state is JobState.CANCELED and job.execution is Execution.NONE and job.reserved is None
+
+
+async def test_a_line_the_server_failed_is_tried_again_as_a_new_reserved_line(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """A line answered 500 made nothing and cost nothing: its reservation goes back and its retry is
+    a new line, reserved again — not a re-send counted as a possible second charge."""
+    raw = shots(2).replace(b"product shot 1", b"unlucky shot 1")
+    with batch_sim(batch_server_error_marker="unlucky") as sim:
+        ingested = await enqueue(store, layout, raw)
+        settings = batch_settings(home, sim, max_attempts=2)
+        engine = Engine(store, settings, layout, batch_ids=[ingested.batch.id])
+        await asyncio.wait_for(engine.run_until_idle(), 60)
+        stats = sim.state.stats()
+    assert stats["batch"]["uploads"] == 2 and stats["openai"]["generations"] == 1
+    jobs = {job.spec.prompt: job for job in await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=10)}
+    assert jobs["product shot 0"].state is JobState.DONE
+    unlucky = jobs["unlucky shot 1"]
+    assert unlucky.state is JobState.FAILED and unlucky.attempts == 2
+    assert unlucky.error_message is not None and "server had an error" in unlucky.error_message
+    assert unlucky.execution is Execution.NONE and unlucky.reserved is None and not unlucky.credits
+    assert unlucky.possible_duplicate_charge is None
+    assert await charged(store) == pytest.approx(PRICE / 2)
+    assert await exposure(store, ingested.batch.id) == pytest.approx(PRICE / 2)
+
+
+async def test_a_run_does_not_wait_for_an_image_in_a_remote_batch_it_does_not_drive(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """`wfbatch run` drives only its own batches: the same image in another batch's live remote
+    batch (left by an earlier process, driven by nobody here) does not hold its line back."""
+    with batch_sim() as sim:
+        other = await enqueue(store, layout, shots(1))
+        (elsewhere,) = await store.jobs.list_jobs(batch_id=other.batch.id, limit=10)
+        rows = store.remote_batches
+        assert await rows.gather(
+            "openai", other.batch.id, "gpt-image-1", "wfbatch-other", [elsewhere.id], 0.0
+        )
+        mine = await enqueue(store, layout, shots(1))
+        engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[mine.batch.id])
+        reason = await asyncio.wait_for(engine.run_until_idle(), 60)
+        stats = sim.state.stats()
+    assert reason.code == "done" and stats["openai"]["generations"] == 1
+    (job,) = await store.jobs.list_jobs(batch_id=mine.batch.id, limit=10)
+    assert job.state is JobState.DONE

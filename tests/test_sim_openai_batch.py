@@ -4,6 +4,7 @@ expiry, rejected input, list pagination, cancel and the stats."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -185,3 +186,80 @@ def test_bad_input_and_no_key_are_refused() -> None:
     assert no_purpose.status_code == 400 and no_purpose.json()["error"]["param"] == "purpose"
     assert no_file.status_code == 400 and no_file.json()["error"]["param"] == "input_file_id"
     assert anonymous.status_code == 401
+
+
+def test_a_cancel_delivers_the_lines_that_ran_before_it() -> None:
+    """Lines run in input order through in_progress: a cancel halfway keeps (and bills) the half that
+    ran, and lists the rest as `batch_cancelled` in the error file (§6.1)."""
+    clock = ManualClock()
+    with running(clock) as (sim, client):
+        batch = start(client, jsonl(6))
+        clock.now += 1.55 * STEP  # in_progress, a little over half of it gone
+        assert client.get(f"/batches/{batch['id']}").json()["status"] == "in_progress"
+        canceled = client.post(f"/batches/{batch['id']}/cancel").json()
+        output = lines_of(client, canceled["output_file_id"])
+        errors = lines_of(client, canceled["error_file_id"])
+        stats = sim.state.stats()
+    assert canceled["status"] == "cancelled"
+    assert canceled["request_counts"] == {"total": 6, "completed": 3, "failed": 0}
+    assert sorted(line["custom_id"] for line in output) == ["job-0", "job-1", "job-2"]
+    assert sorted(line["custom_id"] for line in errors) == ["job-3", "job-4", "job-5"]
+    for line in errors:
+        assert line["response"] is None and line["error"]["code"] == "batch_cancelled"
+    assert stats["openai"]["generations"] == 3
+
+
+def test_spoiled_lines_are_paid_answers_without_a_readable_image() -> None:
+    clock = ManualClock()
+    content = (
+        jsonl(5)
+        .replace(b"shot 1", b"garbled shot 1")
+        .replace(b"shot 2", b"empty shot 2")
+        .replace(b"shot 3", b"broken shot 3")
+        .replace(b"shot 4", b"unlucky shot 4")
+    )
+    markers = {
+        "batch_not_image_marker": "garbled",
+        "batch_no_image_marker": "empty",
+        "batch_broken_image_marker": "broken",
+        "batch_server_error_marker": "unlucky",
+    }
+    with running(clock, **markers) as (sim, client):
+        batch = start(client, content)
+        clock.now += 3 * STEP
+        batch = client.get(f"/batches/{batch['id']}").json()
+        output = {line["custom_id"]: line for line in lines_of(client, batch["output_file_id"])}
+        (failed,) = lines_of(client, batch["error_file_id"])
+        stats = sim.state.stats()
+    assert batch["request_counts"] == {"total": 5, "completed": 4, "failed": 1}
+    assert stats["openai"]["generations"] == 4  # made, so paid; the 500 line made nothing
+    for line in output.values():
+        assert line["response"]["status_code"] == 200 and line["error"] is None
+        jsonschema.validate(line["response"]["body"], IMAGES_RESPONSE)
+    assert output["job-2"]["response"]["body"]["data"] == []
+    (garbled,) = output["job-1"]["response"]["body"]["data"]
+    assert not base64.b64decode(garbled["b64_json"]).startswith(b"\x89PNG")
+    (broken,) = output["job-3"]["response"]["body"]["data"]
+    assert b"junk" in base64.b64decode(broken["b64_json"])
+    assert base64.b64decode(output["job-0"]["response"]["body"]["data"][0]["b64_json"]).startswith(b"\x89PNG")
+    assert failed["custom_id"] == "job-4" and failed["response"]["status_code"] == 500
+    assert failed["response"]["body"]["error"]["type"] == "server_error"
+
+
+def test_a_cut_line_is_counted_but_unreadable() -> None:
+    clock = ManualClock()
+    with running(clock, batch_cut_line_marker="cut") as (sim, client):
+        batch = start(client, jsonl(2).replace(b"shot 1", b"cut shot 1"))
+        clock.now += 3 * STEP
+        batch = client.get(f"/batches/{batch['id']}").json()
+        raw = client.get(f"/files/{batch['output_file_id']}/content").text.splitlines()
+        stats = sim.state.stats()
+    assert batch["request_counts"] == {"total": 2, "completed": 2, "failed": 0}
+    assert stats["openai"]["generations"] == 2 and len(raw) == 2
+    readable = []
+    for line in raw:
+        try:
+            readable.append(json.loads(line)["custom_id"])
+        except ValueError:
+            assert "_cut" not in line
+    assert readable == ["job-0"]

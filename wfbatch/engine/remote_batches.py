@@ -2,8 +2,11 @@
 within 24 hours), next to the one-job path (`runner.JobRunner`), which never sees them.
 
 The engine's loop calls `gather`: queued batch-mode jobs of one batch and model that have waited
-`batch_gather_seconds` are admitted under the caps (their reservation at the batch price) and marked
-`submitting` (execution `maybe`) in ONE transaction with a new remote-batch row. One task per live
+`batch_gather_seconds` are first completed where no line is needed (a line paid before, an image in
+the cache); of the rest, each cache key goes once (a duplicate waits for the image, then takes it
+from the cache, as on the one-job path); every line is admitted under the caps like any start (its
+reservation at the batch price) and marked `submitting` (execution `maybe`) in ONE transaction with
+a new remote-batch row. One task per live
 row then drives it step by step, each step committed before the next depends on it (see
 `store.remote_batches.Step`): upload → "creating" → create (after a crash in between, the remote
 batch is looked up by its tag first, never created twice) → slow polls → the output and error files
@@ -18,14 +21,16 @@ import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from itertools import groupby
 
-from wfbatch.core.states import JobState
+from wfbatch.core.states import Execution, JobState
+from wfbatch.engine.budget import Admission
 from wfbatch.engine.limiter import ProviderPaused
 from wfbatch.engine.remote_results import RemoteResults
 from wfbatch.engine.runner import JobRunner, JobServices, fail
 from wfbatch.protocol import BatchEvent, RemoteBatchEvent
-from wfbatch.providers.base import BatchLine, RemoteBatchApi, RemoteBatchInfo
+from wfbatch.providers.base import BatchLine, Provider, RemoteBatchApi, RemoteBatchInfo
 from wfbatch.providers.errors import (
     AuthenticationFailed,
     OutOfCredits,
@@ -37,7 +42,7 @@ from wfbatch.providers.errors import (
 )
 from wfbatch.providers.registry import REGISTRY
 from wfbatch.settings import OpenAISettings, ProviderLimits, Settings
-from wfbatch.store import JobRow, OutcomeRecord, RemoteBatchRow, Step
+from wfbatch.store import BatchRow, JobRow, OutcomeRecord, RemoteBatchRow, Step
 
 log = logging.getLogger("wfbatch.engine")
 
@@ -155,6 +160,9 @@ class RemoteBatches:
             waiting = list(members)
             if now - min(job.updated_at for job in waiting) < section.batch_gather_seconds:
                 continue  # let the rest of the file arrive first: one remote batch, not many
+            waiting = await self.results.without_sending(waiting, await s.batch(batch_id))
+            if not waiting:
+                continue
             live, enqueued = await self.rows.live_lines(provider_name, model)
             if live >= section.max_remote_batches:
                 return
@@ -163,19 +171,33 @@ class RemoteBatches:
                 room = min(room, section.batch_queue_limit - enqueued)
             if room <= 0:
                 continue
-            await self._gather_one(provider_name, api, batch_id, model, waiting[:room])
+            await self._gather_one(provider_name, api, batch_id, model, waiting, room)
 
     async def _gather_one(
-        self, provider_name: str, api: RemoteBatchApi, batch_id: str, model: str, jobs: list[JobRow]
+        self,
+        provider_name: str,
+        api: RemoteBatchApi,
+        batch_id: str,
+        model: str,
+        jobs: list[JobRow],
+        room: int,
     ) -> None:
         s = self.s
         batch = await s.batch(batch_id)
         provider = await s.pool.get(provider_name)
         if provider is None:
             return
+        # One line per image: a key already being made (in a live remote batch or this one) waits,
+        # then comes from the cache — as on the one-job path (the engine's keys in flight). Only
+        # remote batches this engine drives count: `run` must not wait on one nobody drives.
+        making = await self.rows.keys_in_flight(provider_name, self._batch_ids)
         chosen: list[JobRow] = []
         size = 0
         for job in jobs:
+            if len(chosen) >= room:
+                break
+            if batch.cache_enabled and job.cache_key in making:
+                continue
             try:
                 line = api.line(job.spec, job.uid)
             except Permanent as error:
@@ -184,7 +206,7 @@ class RemoteBatches:
             size += len(api.encode([line]))
             if size > api.max_file_bytes:
                 break
-            admission = await s.budget.admit(job, batch, provider)
+            admission = await self._admit_line(job, batch, provider)
             if admission.refusal is not None:
                 s.emit(
                     BatchEvent(
@@ -193,6 +215,7 @@ class RemoteBatches:
                 )
                 break
             chosen.append(job)
+            making.add(job.cache_key)
         if not chosen:
             return
         tag = f"wfbatch-{uuid.uuid4().hex}"
@@ -212,6 +235,22 @@ class RemoteBatches:
                 self.runner.emit_job(job, JobState.SUBMITTING)
         self._emit(row)
         await self.resume()
+
+    async def _admit_line(self, job: JobRow, batch: BatchRow, provider: Provider) -> Admission:
+        """Every line sent is a new paid request: reserved under the caps like any start. An earlier
+        request of the job that may have been charged (its answer lost on the direct path) is
+        counted as spent first, and the job says it may be charged twice: no budget counts on money
+        that may be gone, and no line goes out unreserved."""
+        s = self.s
+        if job.execution is Execution.MAYBE:
+            await s.budget.ledger.assume_charged(job.id)
+            why = job.possible_duplicate_charge or (
+                "sent in a remote batch after an earlier request's outcome was lost"
+                f" ({job.error_message or 'no answer'}); {job.provider} has no idempotency"
+            )
+            await s.store.jobs.update_job(job.id, execution=Execution.ENDED, possible_duplicate_charge=why)
+            job = replace(job, execution=Execution.ENDED, reserved=None, possible_duplicate_charge=why)
+        return await s.budget.admit(job, batch, provider)
 
     # -- one remote batch, step by step -------------------------------------------------------
 
@@ -313,6 +352,10 @@ class RemoteBatches:
         if row.step is Step.STARTED:
             assert row.remote_id is not None
             info = await api.get(row.remote_id)
+            if row.cancel_requested and not info.ended and info.status != "cancelling":
+                # Canceled while it was being created (or the first cancel did not go through):
+                # every line it ran from now on would be billed for jobs nobody wants.
+                info = await api.cancel(row.remote_id)
             row = await self._observe(row, info)
             if info.ended:
                 await self.rows.update(

@@ -171,6 +171,11 @@ class LineResult:
     error: Exception | None = None
     never_ran: bool = False
     """The line was not attempted (expired or cancelled before it ran): nothing was charged."""
+    paid: bool = False
+    """The line was answered 2xx, so it was made and charged, but no image could be read from it
+    (`error` says why): its charge is booked and its job fails; it is never sent again silently."""
+    credits_used: float | None = None
+    """What a `paid` line cost (None: unknown; the job's reservation, i.e. the estimate, is booked)."""
 
 
 class RemoteBatchApi(Protocol):

@@ -6,10 +6,16 @@
 `POST /v1/batches/{id}/cancel`.
 
 A batch goes validating → in_progress → finalizing → completed, `batch_step` seconds each, computed
-when it is looked at. When it finishes, every line is answered as `POST /v1/images/generations`
-would (validation, moderation, images) into an output file in a shuffled order (each line
+when it is looked at; its lines run in input order, evenly through in_progress. When it finishes,
+every line that ran is answered as `POST /v1/images/generations` would (validation, moderation,
+images) into an output file in a shuffled order (each line
 `{id, custom_id, response:{status_code, request_id, body}, error}`), and the lines that did not run
-(an expiry after `batch_expire_after` lines, a cancel) into the error file with `response: null`.
+(an expiry after `batch_expire_after` lines, a cancel before their turn) into the error file with
+`response: null`: a cancel delivers the lines that ran before it, as the real API does (§6.1).
+`batch_not_image_marker` / `batch_no_image_marker` spoil a paid line's answer (a `200` whose
+`b64_json` is not an image, or whose `data` is empty), `batch_broken_image_marker` sends a PNG
+signature over junk; `batch_cut_line_marker` cuts its output line short (not JSON);
+`batch_server_error_marker` answers the line `500` (not made, not charged).
 Creating a batch answers after the simulated latency (the batch exists before the answer leaves).
 `batch_fail_input` rejects every input file (status `failed`, `errors.data`). A clean batch's
 `error_file_id` is `""`, and one whose every line failed has `output_file_id: null`, as the real API
@@ -19,9 +25,11 @@ does (§6.2).
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.parser
 import email.policy
 import json
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,6 +49,8 @@ ENDPOINTS = ("/v1/images/generations", "/v1/images/edits")
 MAX_LINES = 50_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
 PHASES = ("validating", "in_progress", "finalizing")
+_CUT = "_cut"
+"""Marks an output line to be cut short when written (never itself written)."""
 
 AuthCheck = Callable[[str | None], ApiError | None]
 Render = Callable[[OpenAIBook, Generation, float, str], dict[str, Any]]
@@ -298,7 +308,7 @@ class _Batches:
                 batch.finished_at = now
             return
         if batch.cancelled_at is not None:
-            await self._finish(batch, root, "cancelled", ran=0)
+            await self._finish(batch, root, "cancelled", ran=self._ran_by(batch, batch.cancelled_at))
             return
         phase = int((now - batch.created_at) // step) if step > 0 else len(PHASES)
         if phase < len(PHASES):
@@ -309,6 +319,14 @@ class _Batches:
             await self._finish(batch, root, "expired", ran=expire_after)
         else:
             await self._finish(batch, root, "completed", ran=len(batch.lines))
+
+    def _ran_by(self, batch: SimBatch, at: float) -> int:
+        """Lines run by `at`: in input order, evenly through the in_progress phase (the second)."""
+        step = self.state.options.batch_step
+        if step <= 0:
+            return len(batch.lines)
+        progress = (at - batch.created_at) / step - 1
+        return max(0, min(len(batch.lines), math.floor(len(batch.lines) * progress)))
 
     async def _finish(self, batch: SimBatch, root: str, status: str, *, ran: int) -> None:
         batch.finishing = True  # two looks at once must not run the lines twice
@@ -341,7 +359,7 @@ class _Batches:
         batch.finished_at = now
 
     def _jsonl(self, lines: list[dict[str, Any]], now: float) -> str:
-        content = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        content = b"".join(_encoded(line) for line in lines)
         return self.book.add_file("batch_output.jsonl", "batch_output", content, now).id
 
     def _run_lines(self, lines: list[dict[str, Any]], now: float, root: str) -> list[dict[str, Any]]:
@@ -361,17 +379,49 @@ class _Batches:
                     type="image_generation_user_error",
                     code="moderation_blocked",
                 ).body()
+            elif self._marked(generation.prompt, self.state.options.batch_server_error_marker):
+                # The line failed on the server's side: answered 500, nothing made or charged.
+                status = 500
+                body = ApiError(
+                    500, "The server had an error processing your request.", type="server_error"
+                ).body()
             else:
-                body = self.render(self.images, generation, now, root)
+                body = self._spoiled(generation.prompt, self.render(self.images, generation, now, root))
+            cut = self.state.options.batch_cut_line_marker
             out.append(
                 {
                     "id": f"batch_req_{uuid.uuid4().hex[:24]}",
                     "custom_id": line["custom_id"],
                     "response": {"status_code": status, "request_id": request_id, "body": body},
                     "error": None,
+                    _CUT: cut is not None and cut in str(line["body"].get("prompt", "")),
                 }
             )
         return out
+
+    @staticmethod
+    def _marked(prompt: str, marker: str | None) -> bool:
+        return marker is not None and marker in prompt
+
+    def _spoiled(self, prompt: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A made (and paid) image's answer, spoiled where the options ask for a hostile line."""
+        o = self.state.options
+        if o.batch_no_image_marker is not None and o.batch_no_image_marker in prompt:
+            return {**body, "data": []}
+        if o.batch_not_image_marker is not None and o.batch_not_image_marker in prompt:
+            garbage = base64.b64encode(b"<html>this is not an image</html>").decode("ascii")
+            return {**body, "data": [{"b64_json": garbage}]}
+        if o.batch_broken_image_marker is not None and o.batch_broken_image_marker in prompt:
+            broken = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00junk" * 64).decode("ascii")
+            return {**body, "data": [{"b64_json": broken}]}
+        return body
+
+
+def _encoded(line: dict[str, Any]) -> bytes:
+    """One JSONL line of an output or error file (cut short where `batch_cut_line_marker` says)."""
+    cut = bool(line.pop(_CUT, False))
+    raw = json.dumps(line).encode()
+    return (raw[: len(raw) // 2] if cut else raw) + b"\n"
 
 
 def batch_routes(state: SimState, auth: AuthCheck, render: Render) -> list[Route]:

@@ -120,6 +120,20 @@ class SimOptions:
     """A remote batch expires once this many of its lines are done; the rest never run."""
     batch_fail_input: bool = False
     """Every input file fails validation (the batch ends `failed` with `errors`)."""
+    batch_not_image_marker: str | None = None
+    """Batch lines whose prompt contains this text are made (and paid: a `200`) but come back with a
+    `b64_json` that is not an image: a hostile answer, for rehearsing what a paid bad line costs."""
+    batch_no_image_marker: str | None = None
+    """Batch lines whose prompt contains this text are answered `200` (paid) with an empty `data`."""
+    batch_broken_image_marker: str | None = None
+    """Batch lines whose prompt contains this text are answered `200` (paid) with a PNG signature
+    over junk: bytes that look like an image until they are decoded."""
+    batch_server_error_marker: str | None = None
+    """Batch lines whose prompt contains this text fail on the server's side: answered `500`
+    (`server_error`) in the error file; nothing made, nothing charged."""
+    batch_cut_line_marker: str | None = None
+    """The output line of a prompt containing this text is cut short (not JSON): made and paid, but
+    unreadable, custom_id and all; `request_counts` still count it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", WireflowPlan(self.plan))

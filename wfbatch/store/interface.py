@@ -321,6 +321,9 @@ class RemoteBatchesApi(Protocol):
         """The remote batch's id kept and its jobs still submitting moved to running, in one
         transaction."""
 
+    async def keys_in_flight(self, provider: str, batch_ids: Sequence[str] | None = None) -> set[str]:
+        """Cache keys of the provider's jobs in live remote batches (of these batches, if given)."""
+
     async def members(self, row_id: int) -> list[JobRow]: ...
 
     async def rows_of_jobs(self, job_ids: Sequence[int]) -> list[RemoteBatchRow]: ...

@@ -136,7 +136,8 @@ class SqliteRemoteBatches:
     ) -> tuple[RemoteBatchRow, list[int]] | None:
         """The row and its jobs in ONE transaction: every job still queued (and in no live remote
         batch) becomes `submitting` with an execution that may exist, pointing at the row. Returns
-        the row and the ids that joined (None, and no row, when none did)."""
+        the row and the ids that joined (None, and no row, when none did). A job whose execution
+        finished (its line paid) never joins: it is completed from its result, not sent again."""
         joined: list[int] = []
         async with self._db.transaction() as conn:
             async with conn.execute(
@@ -150,7 +151,8 @@ class SqliteRemoteBatches:
                     f"UPDATE jobs SET state = '{JobState.SUBMITTING.value}',"
                     f" execution = '{Execution.MAYBE.value}', attempts = attempts + 1,"
                     " started_at = COALESCE(started_at, ?), remote_batch = ?, updated_at = ?"
-                    f" WHERE id = ? AND state IN ({_GATHERABLE}) AND remote_batch IS NULL",
+                    f" WHERE id = ? AND state IN ({_GATHERABLE}) AND remote_batch IS NULL"
+                    f" AND execution <> '{Execution.FINISHED.value}'",
                     (now, row_id, now, job_id),
                 ) as cursor:
                     if cursor.rowcount:
@@ -224,6 +226,20 @@ class SqliteRemoteBatches:
                 " SELECT id, ?, 'start', 'accepted', ? FROM jobs WHERE remote_batch = ?",
                 (now, remote_id, row_id),
             )
+
+    async def keys_in_flight(self, provider: str, batch_ids: Sequence[str] | None = None) -> set[str]:
+        """Cache keys of the provider's jobs in live remote batches (of these batches, if given):
+        images being made."""
+        scope, params = "", [provider]
+        if batch_ids is not None:
+            scope = f" AND r.batch_id IN ({','.join('?' * len(batch_ids))})"
+            params += list(batch_ids)
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT j.cache_key FROM jobs j JOIN remote_batches r ON j.remote_batch = r.id"
+            f" WHERE r.provider = ? AND r.step IN ({_LIVE}){scope}",
+            params,
+        )
+        return {str(r["cache_key"]) for r in rows}
 
     async def members(self, row_id: int) -> list[JobRow]:
         """The jobs still belonging to the remote batch (their outcome not yet recorded)."""

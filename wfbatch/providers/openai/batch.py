@@ -4,8 +4,11 @@ url, body}`) uploaded with `POST /files` (multipart, purpose `batch`), the batch
 §10), polled with `GET /batches/{id}`, its output and error files streamed line by line.
 
 Output order is not input order: every line is mapped back by `custom_id`. A line answered with a
-non-2xx carries OpenAI's error (a refusal fails the job); a line that never ran (`response: null`,
-e.g. `batch_expired`) was not charged and goes back to the queue.
+non-2xx carries OpenAI's error (a refusal fails the job, a 5xx is tried again); a line that never
+ran (`response: null`, e.g. `batch_expired`) was not charged and goes back to the queue. A line
+answered 2xx was made and charged even when no image can be read from it (`b64_json` not an image,
+empty `data`): it comes back `paid`, with its price, so the charge is booked and the job fails
+instead of being sent again.
 """
 
 from __future__ import annotations
@@ -221,8 +224,12 @@ class OpenAIBatchApi:
             status = response.get("status_code") if isinstance(response.get("status_code"), int) else None
             request_id = _text(response.get("request_id"))
             body = response.get("body")
-            if status is not None and 200 <= status < 300 and isinstance(body, dict):
+            if status is not None and 200 <= status < 300:
                 try:
+                    if not isinstance(body, dict):
+                        raise Transient(
+                            "openai: the answer has no body", status=status, request_id=request_id
+                        )
                     finished = self._owner.finished(
                         spec,
                         request.model_of(spec, self._settings.model),
@@ -232,10 +239,17 @@ class OpenAIBatchApi:
                         discount=self._settings.batch_discount,
                     )
                 except ProviderError as error:
-                    return LineResult(custom_id, error=error)
+                    # Answered 2xx: the image was made and is charged, whatever the body says.
+                    why = f"{error.message} (the line was answered {status}: made and charged)"
+                    unreadable = Permanent(why, status=status, request_id=request_id)
+                    return LineResult(custom_id, error=unreadable, paid=True, credits_used=self.price(spec))
                 return LineResult(custom_id, finished=finished)
-            refusal = classify_body(body, status, request_id) or Permanent(
-                f"openai: {error_message(body) or f'HTTP {status}'}", status=status, request_id=request_id
+            message = f"openai: {error_message(body) or f'HTTP {status}'}"
+            refusal = classify_body(body, status, request_id) or (
+                # The server failed the line (nothing made, nothing charged): worth another try.
+                Transient(message, status=status, request_id=request_id)
+                if status is None or status >= 500
+                else Permanent(message, status=status, request_id=request_id)
             )
             return LineResult(custom_id, error=refusal)
         failure = line.get("error") if isinstance(line.get("error"), dict) else {}
