@@ -38,6 +38,12 @@ def test_a_dropped_webhook_the_home_did_not_allow_gets_nothing() -> None:
             refused = f"127.0.0.1:{stranger.port} (a loopback address) is not allowed"
             assert f"notify.webhook_url: {refused}" in report
             assert (daemon.home / "rejected" / "evil.json").exists()
+            # `wfbatch submit` (the user's own hand, over the socket) follows the same rules.
+            handed = daemon.home / "handed.json"
+            handed.write_text(evil)
+            submitted = daemon.cli("submit", str(handed))
+            assert submitted.exit_code == 2 and f"handed.json:{line}:" in submitted.output
+            assert "[notify] allowed_webhooks" in submitted.output
             # The next file goes through the same daemon: once the HOME's own hook has heard of it,
             # every notification the daemon was going to send is out.
             daemon.drop("good.json", spec("good"))

@@ -145,9 +145,8 @@ async def test_an_allowed_name_that_resolves_to_loopback_is_refused_at_send_time
     refused = await pin("https://mixed.test/x", rule, resolve)
     assert isinstance(refused, str) and "169.254.169.254, a link-local address" in refused
     # A name that does not resolve is not refused for good: tried again later.
-    unresolved = await pin("https://hooks.test.other/x", target_policy(
-        home_settings(tmp_path, notify={"allowed_webhooks": ["hooks.test.other"]})
-    ).webhooks, resolve)
+    other = target_policy(home_settings(tmp_path, notify={"allowed_webhooks": ["hooks.test.other"]}))
+    unresolved = await pin("https://hooks.test.other/x", other.webhooks, resolve)
     assert isinstance(unresolved, str) and unresolved.startswith("cannot resolve hooks.test.other")
 
 
