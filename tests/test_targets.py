@@ -193,3 +193,24 @@ async def test_https_keeps_the_name_for_the_certificate(tmp_path: Path) -> None:
         "https://hooks.test/x", target_policy(settings).webhooks, resolving({"hooks.test": ["10.9.8.7"]})
     )
     assert target == Pinned("https://10.9.8.7/x", {"host": "hooks.test"}, {"sni_hostname": "hooks.test"})
+
+
+def test_every_refused_target_of_a_file_is_named_at_its_own_line(tmp_path: Path) -> None:
+    text = spec_text(
+        notify={"job_failed": True, "webhook_url": "http://169.254.169.254/"},
+        delivery={"url": "s3://b/", "endpoint_url": "http://[fd00::9]:9000"},
+    )
+    with pytest.raises(PromptFileError) as raised:
+        check_prompts(text.encode(), "two.json", home_settings(tmp_path))
+    lines = raised.value.report().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"two.json:{line_of(text, 'webhook_url')}:")
+    assert lines[1].startswith(f"two.json:{line_of(text, 'endpoint_url')}:")
+    assert "fd00::9:9000 (a private address)" in lines[1]
+
+
+def test_an_ipv6_entry_names_its_address(tmp_path: Path) -> None:
+    settings = home_settings(tmp_path, delivery={"allowed_endpoints": ["[fd00::9]:9000"]})
+    delivery = {"url": "s3://b/", "endpoint_url": "http://[fd00::9]:9000"}
+    checked = check_prompts(spec_text(delivery=delivery).encode(), "v6.json", settings)
+    assert checked.parsed.delivery == delivery

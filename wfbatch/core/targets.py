@@ -148,7 +148,8 @@ class TargetRule:
             return False
 
     def refusal(self, url: str) -> str | None:
-        """Why a batch may not send to `url` (the allow-list and any literal address), or None."""
+        """Why a batch may not name `url` (malformed, or neither the HOME's own nor on its allow-list;
+        an address is on it only where an entry names that address), or None."""
         if self.is_home(url):
             return None
         parts = urlsplit(url)
