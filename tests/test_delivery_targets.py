@@ -1,5 +1,6 @@
-"""A real daemon uploading to moto's S3 on loopback: a dropped file's `delivery.endpoint_url` gets
-requests signed with the HOME's credentials only where the HOME allows it (wfbatch.core.targets)."""
+"""A real daemon uploading to moto's S3 on loopback: a dropped file's `delivery.endpoint_url` (null
+too: AWS itself) and `delivery.url`'s bucket get requests signed with the HOME's credentials only
+where the HOME allows them (wfbatch.core.targets)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,85 @@ def test_an_allowed_endpoint_name_that_resolves_to_loopback_is_held(s3: S3Server
         assert daemon.status()["jobs"]["done"] == 2  # the images stay done
         assert FAKE_KEY_ID not in daemon.log()
     assert s3.objects("held") == {}
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(number for number, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def held_with(daemon: DaemonProcess, count: int) -> Any:
+    return daemon.wait_until(
+        lambda: (lambda d: d if d["held"] >= count else None)(daemon.status()["delivery"]), 20, "held"
+    )
+
+
+def test_a_dropped_bucket_outside_the_allow_list_gets_nothing(s3: S3Server) -> None:
+    # "open" stands for someone else's world-writable bucket at the HOME's endpoint.
+    s3.create_bucket("shots")
+    s3.create_bucket("open")
+    env = s3.env("s3://shots/x/", WFBATCH_DELIVERY__ALLOWED_BUCKETS='["open/team-a/"]')
+    with running_daemon(env=env) as daemon:
+        evil = spec("evil", delivery={"url": "s3://open/loot/"})
+        daemon.drop("evil.json", evil)
+        report = error_report(daemon, "evil.json")
+        assert f"\nevil.json:{line_of(evil, 'open/loot')}:" in report, report
+        assert "delivery.url: s3://open/loot/ is not allowed" in report
+        assert "[delivery] allowed_buckets" in report
+        # The prefix the HOME allows in that bucket, and the HOME's own bucket, get their uploads.
+        daemon.drop("team.json", spec("team", delivery={"url": "s3://open/team-a/{name}/"}))
+        daemon.drop("good.json", spec("good"))
+        wait_for_object(daemon, s3, "open", "team-a/team/manifest.json")
+        wait_for_object(daemon, s3, "shots", "x/manifest.json")
+        assert FAKE_KEY_ID not in daemon.log()
+    assert all(key.startswith("team-a/team/") for key in s3.objects("open")), s3.objects("open")
+
+
+def test_a_bucket_no_longer_allowed_is_held_at_send_time(s3: S3Server) -> None:
+    s3.create_bucket("later-refused")
+    env = s3.env("s3://shots/x/", WFBATCH_DELIVERY__ALLOWED_BUCKETS='["later-refused"]')
+    s3.relay.down()  # the uploads wait (tried again) while the HOME changes its mind
+    with running_daemon(env=env) as daemon:
+        daemon.drop("lamps.json", spec("lamps", delivery={"url": "s3://later-refused/lamps/"}))
+        daemon.wait_for_jobs(lambda jobs: jobs["done"] == 2)
+        daemon.stop()
+        daemon.env.pop("WFBATCH_DELIVERY__ALLOWED_BUCKETS")
+        s3.relay.up()
+        daemon.start()
+        held = held_with(daemon, 2)
+        refused = "s3://later-refused/lamps/ is not allowed"
+        assert all(refused in reason for reason in held["held_reasons"]), held
+        assert daemon.status()["jobs"]["done"] == 2  # the images stay done
+    assert s3.objects("later-refused") == {}
+
+
+def test_aws_itself_is_refused_when_the_home_uses_another_endpoint(s3: S3Server) -> None:
+    s3.create_bucket("shots")
+    # boto3 sends "no endpoint" requests to AWS_ENDPOINT_URL_S3: here, a recorder standing for AWS.
+    with recorder() as aws:
+        env = s3.env("s3://shots/x/", AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{aws.port}")
+        with running_daemon(env=env) as daemon:
+            evil = spec("evil", delivery={"endpoint_url": None})
+            daemon.drop("evil.json", evil)
+            report = error_report(daemon, "evil.json")
+            assert f"\nevil.json:{line_of(evil, 'endpoint_url')}:" in report, report
+            assert "delivery.endpoint_url: null (AWS's own endpoint) is not allowed" in report
+            daemon.drop("good.json", spec("good"))
+            wait_for_object(daemon, s3, "shots", "x/manifest.json")
+    assert aws.requests == []
+
+
+def test_aws_itself_listed_as_aws_gets_the_uploads(s3: S3Server) -> None:
+    s3.create_bucket("shots")
+    host, port = s3.moto.get_host_and_port()
+    with recorder() as homes_own:
+        env = {
+            **s3.env("s3://shots/x/"),
+            "WFBATCH_DELIVERY__ENDPOINT_URL": f"http://127.0.0.1:{homes_own.port}",
+            "WFBATCH_DELIVERY__ALLOWED_ENDPOINTS": '["aws"]',
+            "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",  # "AWS" is moto here
+        }
+        with running_daemon(env=env) as daemon:
+            daemon.drop("lamps.json", spec("lamps", delivery={"endpoint_url": None}))
+            wait_for_object(daemon, s3, "shots", "x/manifest.json")
+            assert len([key for key in s3.objects("shots") if key.endswith(".png")]) == 2
+    assert homes_own.requests == []

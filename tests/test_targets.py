@@ -13,8 +13,9 @@ import pytest
 
 from tests.recorder import recorder
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
+from wfbatch.core.targets import BucketRule, TargetPolicy
 from wfbatch.engine.acceptance import check_prompts
-from wfbatch.engine.targets import Pinned, pin, target_policy
+from wfbatch.engine.targets import Pinned, delivery_problem, pin, target_policy
 from wfbatch.settings import Settings, SettingsError, load_settings
 
 
@@ -49,7 +50,9 @@ def test_a_hostile_target_refuses_the_whole_file_at_its_line(
 ) -> None:
     override = {"url": "s3://b/", field: url} if section == "delivery" else {field: url}
     text = spec_text(**{section: override})
-    settings = home_settings(tmp_path, notify={"allowed_webhooks": ["hooks.example.com"]})
+    settings = home_settings(
+        tmp_path, notify={"allowed_webhooks": ["hooks.example.com"]}, delivery={"allowed_buckets": ["b"]}
+    )
     with pytest.raises(PromptFileError) as raised:
         check_prompts(text.encode(), "evil.json", settings)
     report = raised.value.report()
@@ -72,7 +75,7 @@ def test_targets_on_the_allow_list_or_the_homes_own_are_accepted(tmp_path: Path)
             "webhook_url": "http://127.0.0.1:7000/home-hook",
             "allowed_webhooks": ["hooks.example.com", "https://chat.example.org/wf/", "10.0.0.5:8080"],
         },
-        delivery={"allowed_endpoints": ["https://minio.example.net:9000/"]},
+        delivery={"allowed_endpoints": ["https://minio.example.net:9000/"], "allowed_buckets": ["b"]},
     )
     for notify, delivery in (
         ({"webhook_url": "https://hooks.example.com/any/path"}, None),
@@ -118,7 +121,8 @@ def test_a_staged_spec_keeps_its_delivery_and_notify() -> None:
     text = spec_text(
         draft={"width": 64}, final={"width": 256}, delivery={"url": "s3://b/"}, notify={"job_failed": True}
     )
-    parsed = parse_prompt_bytes(text.encode(), "x.json")
+    targets = TargetPolicy(buckets=BucketRule(allowed=("b",)))
+    parsed = parse_prompt_bytes(text.encode(), "x.json", targets=targets)
     assert parsed.stages is not None
     assert parsed.delivery == {"url": "s3://b/"} and parsed.notify == {"job_failed": True}
 
@@ -201,7 +205,7 @@ def test_every_refused_target_of_a_file_is_named_at_its_own_line(tmp_path: Path)
         delivery={"url": "s3://b/", "endpoint_url": "http://[fd00::9]:9000"},
     )
     with pytest.raises(PromptFileError) as raised:
-        check_prompts(text.encode(), "two.json", home_settings(tmp_path))
+        check_prompts(text.encode(), "two.json", home_settings(tmp_path, delivery={"allowed_buckets": ["b"]}))
     lines = raised.value.report().splitlines()
     assert len(lines) == 2, lines
     assert lines[0].startswith(f"two.json:{line_of(text, 'webhook_url')}:")
@@ -210,7 +214,108 @@ def test_every_refused_target_of_a_file_is_named_at_its_own_line(tmp_path: Path)
 
 
 def test_an_ipv6_entry_names_its_address(tmp_path: Path) -> None:
-    settings = home_settings(tmp_path, delivery={"allowed_endpoints": ["[fd00::9]:9000"]})
+    settings = home_settings(
+        tmp_path, delivery={"allowed_endpoints": ["[fd00::9]:9000"], "allowed_buckets": ["b"]}
+    )
     delivery = {"url": "s3://b/", "endpoint_url": "http://[fd00::9]:9000"}
     checked = check_prompts(spec_text(delivery=delivery).encode(), "v6.json", settings)
     assert checked.parsed.delivery == delivery
+
+
+# -- the bucket, and AWS's own endpoint ----------------------------------------------------------
+
+
+def test_a_bucket_the_home_did_not_allow_refuses_the_file_at_its_line(tmp_path: Path) -> None:
+    settings = home_settings(tmp_path, delivery={"url": "s3://home/shots/"})
+    text = spec_text(delivery={"upload": "all", "url": "s3://world-writable/loot/"})
+    with pytest.raises(PromptFileError) as raised:
+        check_prompts(text.encode(), "evil.json", settings)
+    report = raised.value.report()
+    assert report.count("\n") == 1, report
+    assert report.startswith(f"evil.json:{line_of(text, 'world-writable')}:"), report
+    assert "delivery.url: s3://world-writable/loot/ is not allowed" in report
+    assert "[delivery] allowed_buckets (wfbatch.toml; it is empty now)" in report
+
+
+def test_the_homes_own_bucket_and_the_allowed_ones_are_accepted(tmp_path: Path) -> None:
+    settings = home_settings(
+        tmp_path,
+        delivery={"url": "s3://home/shots/{date}/", "allowed_buckets": ["shared", "team/a/", "s3://media/x"]},
+    )
+    for url in (
+        "s3://home/",  # the HOME's own bucket: any prefix in it
+        "s3://home/elsewhere/{name}/",
+        "s3://shared/",
+        "s3://shared/any/{batch}/",
+        "s3://team/a/",
+        "s3://team/a/{name}/",
+        "s3://media/x/{date}/",  # "bucket/x" is the prefix x/
+    ):
+        checked = check_prompts(spec_text(delivery={"url": url}).encode(), "ok.json", settings)
+        assert checked.parsed.delivery == {"url": url}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://team/",  # the entry is team/a/
+        "s3://team/ab/",  # a prefix ends at a path segment
+        "s3://team/a{name}/",  # a placeholder may extend the segment before it
+        "s3://team/{name}/a/",
+        "s3://team/a/../b/",
+        "s3://team/a/./",
+        "s3://team.evil/a/",
+        "s3://Team/a/",
+        "s3://home2/",
+    ],
+)
+def test_a_bucket_entry_does_not_stretch(tmp_path: Path, url: str) -> None:
+    settings = home_settings(tmp_path, delivery={"url": "s3://home/", "allowed_buckets": ["team/a/"]})
+    with pytest.raises(PromptFileError, match=r"delivery\.url: "):
+        check_prompts(spec_text(delivery={"url": url}).encode(), "x.json", settings)
+
+
+@pytest.mark.parametrize("entry", ["", "*", "team/*/", "team/{name}/", "team/../x/", "bad bucket", "b?x=1"])
+def test_a_bad_bucket_entry_is_a_configuration_error(tmp_path: Path, entry: str) -> None:
+    with pytest.raises(SettingsError, match=r"delivery\.allowed_buckets"):
+        home_settings(tmp_path, delivery={"allowed_buckets": [entry]})
+
+
+def test_aws_itself_is_a_target_like_any_other(tmp_path: Path) -> None:
+    text = spec_text(delivery={"endpoint_url": None})
+    minio = {"endpoint_url": "https://minio.example.net:9000"}
+    with pytest.raises(PromptFileError) as raised:
+        check_prompts(text.encode(), "aws.json", home_settings(tmp_path, delivery=minio))
+    report = raised.value.report()
+    assert report.startswith(f"aws.json:{line_of(text, 'endpoint_url')}:"), report
+    assert "delivery.endpoint_url: null (AWS's own endpoint) is not allowed" in report
+    assert '"aws" in [delivery] allowed_endpoints' in report
+    # Allowed when the HOME itself uses AWS, or lists "aws".
+    for delivery in ({}, {**minio, "allowed_endpoints": ["aws"]}, {**minio, "allowed_endpoints": ["AWS"]}):
+        checked = check_prompts(text.encode(), "aws.json", home_settings(tmp_path, delivery=delivery))
+        assert checked.parsed.delivery == {"endpoint_url": None}
+
+
+def test_the_aws_entry_allows_no_url(tmp_path: Path) -> None:
+    # A host named "aws" may well resolve, through a search domain, to a machine on the LAN.
+    settings = home_settings(tmp_path, delivery={"allowed_endpoints": ["aws"]})
+    with pytest.raises(PromptFileError, match=r"delivery\.endpoint_url: aws:80 is not allowed"):
+        check_prompts(spec_text(delivery={"endpoint_url": "http://aws"}).encode(), "x.json", settings)
+
+
+async def test_the_bucket_and_aws_itself_are_checked_again_at_send_time(tmp_path: Path) -> None:
+    # Accepted under an older configuration (or before these checks existed), in the store now.
+    settings = home_settings(tmp_path, delivery={"url": "s3://home/", "endpoint_url": "http://10.0.0.5:9000"})
+    resolve = resolving({})
+    refused = await delivery_problem("s3://open/x/", "http://10.0.0.5:9000", settings, resolve)
+    assert refused is not None and refused.startswith("refused: s3://open/x/ is not allowed")
+    refused = await delivery_problem("s3://home/x/", None, settings, resolve)
+    assert refused is not None and refused.startswith("refused: null (AWS's own endpoint)")
+    assert await delivery_problem("s3://home/{date}/", "http://10.0.0.5:9000", settings, resolve) is None
+
+
+def test_dot_segments_leave_no_bucket_even_the_homes_own(tmp_path: Path) -> None:
+    # A server that normalises the path would take "/home/../other/key" to the bucket "other".
+    settings = home_settings(tmp_path, delivery={"url": "s3://home/"})
+    with pytest.raises(PromptFileError, match=r"delivery\.url: a prefix with '\.' or '\.\.' segments"):
+        check_prompts(spec_text(delivery={"url": "s3://home/../other/"}).encode(), "x.json", settings)

@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 
 from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, OptionalHttpUrl, OptionalS3Url, UploadMode
-from wfbatch.core.targets import AllowList
+from wfbatch.core.targets import AllowList, BucketAllowList
 
 CONFIG_FILE_NAME = "wfbatch.toml"
 
@@ -389,11 +389,17 @@ class DeliverySettings(BaseModel):
     allowed_endpoints: AllowList = Field(
         default_factory=list,
         description="hosts or URL prefixes a batch spec's delivery.endpoint_url may name (endpoint_url"
-        " above always may); nothing else gets requests signed with the HOME's credentials",
+        " above always may; 'aws': null, AWS itself); nothing else gets requests signed with the HOME's"
+        " credentials",
     )
     allow_private_addresses: bool = Field(
         default=False,
         description="let an allowed endpoint's name resolve to a loopback, private or link-local address",
+    )
+    allowed_buckets: BucketAllowList = Field(
+        default_factory=list,
+        description="buckets ('bucket') or key prefixes ('bucket/prefix/') a batch spec's delivery.url"
+        " may name (the bucket of url above always may)",
     )
     region: str | None = Field(default=None, description="'auto' for R2; unset: the AWS chain's")
     upload: UploadMode = Field(default="all", description="all: as images finish; approved: once approved")

@@ -26,7 +26,7 @@ from wfbatch.core.states import ReviewStatus
 from wfbatch.core.tasks import wait_event
 from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.clock import Clock
-from wfbatch.engine.targets import Resolver, endpoint_problem, system_resolver
+from wfbatch.engine.targets import Resolver, delivery_problem, system_resolver
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.outputs import make_slug
 from wfbatch.outputs.bucket import BucketRefused, Buckets, BucketTransient, Endpoint, LocalFileGone
@@ -214,8 +214,9 @@ class DeliveryWorker:
         if batch is None or target is None:
             await self._deliveries.hold(row, "delivery is not configured for this batch any more")
             return
-        # The HOME's credentials sign requests only to endpoints the HOME allows.
-        problem = await endpoint_problem(target.endpoint.endpoint_url, self._settings(), self._resolve)
+        # The HOME's credentials sign requests only to buckets and endpoints the HOME allows.
+        url = target.config.url or ""  # set: a target has a url
+        problem = await delivery_problem(url, target.endpoint.endpoint_url, self._settings(), self._resolve)
         if problem is not None and problem.startswith("refused"):
             await self._deliveries.hold(row, problem)
             return

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from wfbatch.core.targets import TargetPolicy, TargetRule, ip_of
+from wfbatch.core.targets import AWS_ENTRY, BucketRule, TargetPolicy, TargetRule, ip_of
 from wfbatch.settings import Settings
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -44,7 +44,9 @@ def target_policy(settings: Settings) -> TargetPolicy:
             delivery.endpoint_url,
             tuple(delivery.allowed_endpoints),
             delivery.allow_private_addresses,
+            default_entry=AWS_ENTRY,
         ),
+        buckets=BucketRule(delivery.url, tuple(delivery.allowed_buckets)),
     )
 
 
@@ -89,11 +91,18 @@ async def pin(url: str, rule: TargetRule, resolve: Resolver) -> Pinned | str:
     )
 
 
-async def endpoint_problem(endpoint_url: str | None, settings: Settings, resolve: Resolver) -> str | None:
-    """Why a batch's bucket endpoint may not get requests signed with the HOME's credentials now
-    ("refused: ..." or a resolver failure), or None. boto3 resolves the name again when it connects:
-    the window between the two is what this check cannot close."""
+async def delivery_problem(
+    url: str, endpoint_url: str | None, settings: Settings, resolve: Resolver
+) -> str | None:
+    """Why a batch's bucket (`url`) at its endpoint (None: AWS itself) may not get requests signed
+    with the HOME's credentials now ("refused: ..." or a resolver failure), or None. boto3 resolves
+    the endpoint's name again when it connects: the window between the two is what this check
+    cannot close."""
+    policy = target_policy(settings)
+    refused = policy.buckets.refusal(url)
+    if refused is not None:
+        return refused
     if endpoint_url is None:
-        return None  # AWS itself, as the HOME's chain configures it
-    checked = await pin(endpoint_url, target_policy(settings).endpoints, resolve)
+        return policy.endpoints.default_refusal()
+    checked = await pin(endpoint_url, policy.endpoints, resolve)
     return checked if isinstance(checked, str) else None

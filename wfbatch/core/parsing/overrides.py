@@ -1,6 +1,7 @@
 """A batch spec's `delivery` and `notify`: checked field by field as the HOME's sections are, and the
-targets they name (`notify.webhook_url`, `delivery.endpoint_url`) against what the HOME allows
-(`wfbatch.core.targets`): a dropped file is data, it cannot point the HOME's credentials anywhere.
+targets they name (`notify.webhook_url`, `delivery.endpoint_url` — `null` too: AWS itself —,
+`delivery.url`'s bucket) against what the HOME allows (`wfbatch.core.targets`): a dropped file is
+data, it cannot point the HOME's credentials anywhere.
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ _HOME_ONLY = {
 }
 
 
-def _target_fields(key: str, policy: TargetPolicy) -> dict[str, TargetRule]:
-    return {"endpoint_url": policy.endpoints} if key == "delivery" else {"webhook_url": policy.webhooks}
-
-
 def override_problem(key: str, value: Any) -> str | None:
     """What is wrong with the spec's `delivery` or `notify` (`key`) as a value, or None."""
     model = OVERRIDES[key]
@@ -44,14 +41,21 @@ def override_problem(key: str, value: Any) -> str | None:
 
 def target_problems(key: str, value: dict[str, Any], policy: TargetPolicy) -> dict[str, str]:
     """The targets in a (valid) override the HOME does not allow: field name → why."""
-    problems: dict[str, str] = {}
-    for field, rule in _target_fields(key, policy).items():
-        url = value.get(field)
-        if isinstance(url, str):
-            refusal = rule.refusal(url)
-            if refusal is not None:
-                problems[field] = refusal.removeprefix("refused: ")
-    return problems
+    refusals: dict[str, str | None] = {}
+    if key == "notify":
+        refusals["webhook_url"] = _url_refusal(value, "webhook_url", policy.webhooks)
+    else:
+        bucket = value.get("url")
+        refusals["url"] = policy.buckets.refusal(bucket) if isinstance(bucket, str) else None
+        refusals["endpoint_url"] = _url_refusal(value, "endpoint_url", policy.endpoints)
+    return {field: why.removeprefix("refused: ") for field, why in refusals.items() if why is not None}
+
+
+def _url_refusal(value: dict[str, Any], field: str, rule: TargetRule) -> str | None:
+    if field not in value:
+        return None  # the HOME's own
+    url = value[field]
+    return rule.refusal(url) if isinstance(url, str) else rule.default_refusal()
 
 
 def given(key: str, value: dict[str, Any]) -> dict[str, Any]:
