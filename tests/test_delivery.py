@@ -12,6 +12,7 @@ import pytest
 from tests.daemon_harness import DaemonProcess, running_daemon
 from tests.s3_harness import FAKE_SECRET, S3Server, s3_server
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
+from wfbatch.core.targets import BucketRule, TargetPolicy
 from wfbatch.outputs import read_manifest
 from wfbatch.settings import DeliverySettings
 
@@ -187,7 +188,8 @@ def test_a_held_delivery_is_tried_again_by_itself_once_the_bucket_exists(s3: S3S
 
 def test_review_moves_or_deletes_the_object_and_a_spec_overrides_the_home(s3: S3Server) -> None:
     s3.create_bucket("reviewed")
-    env = s3.env("s3://elsewhere/")  # the HOME's bucket; the batch's own spec says otherwise
+    # The HOME's bucket; the batch's own spec says otherwise, to a bucket the HOME allows.
+    env = s3.env("s3://elsewhere/", WFBATCH_DELIVERY__ALLOWED_BUCKETS='["reviewed/r/"]')
     with running_daemon(env=env) as daemon:
         daemon.drop("lamps.json", spec("lamps", 3, delivery={"url": "s3://reviewed/r/"}))
         daemon.wait_for_jobs(lambda jobs: jobs["done"] == 3)
@@ -253,7 +255,9 @@ def test_upload_approved_sends_only_approved_images(s3: S3Server) -> None:
 
 def test_a_spec_delivery_override_is_checked_where_it_is_written() -> None:
     good = parse_prompt_bytes(
-        spec("x", 1, delivery={"url": "s3://b/{date}/", "upload": "approved"}).encode(), "x.json"
+        spec("x", 1, delivery={"url": "s3://b/{date}/", "upload": "approved"}).encode(),
+        "x.json",
+        targets=TargetPolicy(buckets=BucketRule(allowed=("b",))),
     )
     assert good.delivery == {"url": "s3://b/{date}/", "upload": "approved"}
     for bad, expected in (

@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, OptionalHttpUrl, OptionalS3Url, UploadMode
+from wfbatch.core.targets import AllowList, BucketAllowList
 
 CONFIG_FILE_NAME = "wfbatch.toml"
 
@@ -385,6 +386,21 @@ class DeliverySettings(BaseModel):
         default=None, description="s3://bucket/prefix/ ({batch}, {date}, {name} allowed); unset: no upload"
     )
     endpoint_url: OptionalHttpUrl = Field(default=None, description="R2, GCS interop, MinIO...; unset: AWS")
+    allowed_endpoints: AllowList = Field(
+        default_factory=list,
+        description="hosts or URL prefixes a batch spec's delivery.endpoint_url may name (endpoint_url"
+        " above always may; 'aws': null, AWS itself); nothing else gets requests signed with the HOME's"
+        " credentials",
+    )
+    allow_private_addresses: bool = Field(
+        default=False,
+        description="let an allowed endpoint's name resolve to a loopback, private or link-local address",
+    )
+    allowed_buckets: BucketAllowList = Field(
+        default_factory=list,
+        description="buckets ('bucket') or key prefixes ('bucket/prefix/') a batch spec's delivery.url"
+        " may name (the bucket of url above always may)",
+    )
     region: str | None = Field(default=None, description="'auto' for R2; unset: the AWS chain's")
     upload: UploadMode = Field(default="all", description="all: as images finish; approved: once approved")
     presign_seconds: int = Field(
@@ -406,6 +422,15 @@ class NotifySettings(BaseModel):
     """Who is told when a batch finishes or is held: a signed webhook, a command, or both."""
 
     webhook_url: OptionalHttpUrl = None
+    allowed_webhooks: AllowList = Field(
+        default_factory=list,
+        description="hosts or URL prefixes a batch spec's notify.webhook_url may name (webhook_url above"
+        " always may)",
+    )
+    allow_private_addresses: bool = Field(
+        default=False,
+        description="let an allowed webhook's name resolve to a loopback, private or link-local address",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None, description="whsec_<base64> (Standard Webhooks); unset: requests are unsigned"
     )

@@ -17,6 +17,7 @@ from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
 from wfbatch.core.suggest import did_you_mean
 from wfbatch.engine.ingest import entry_problems
+from wfbatch.engine.targets import target_policy
 from wfbatch.providers.registry import KNOWN_PROVIDERS, configuration_problems
 from wfbatch.settings import Settings
 
@@ -44,7 +45,7 @@ def check_prompts(
     budget: float | None = None,
 ) -> CheckedPrompts:
     """Parse and check `raw` (see the module); raises PromptFileError naming every problem."""
-    parsed = parse_prompt_bytes(raw, source_name, fmt)
+    parsed = parse_prompt_bytes(raw, source_name, fmt, targets=target_policy(settings))
     if budget is not None:
         parsed = replace(parsed, budget=budget)
     default_provider = provider or settings.provider

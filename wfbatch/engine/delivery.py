@@ -26,6 +26,7 @@ from wfbatch.core.states import ReviewStatus
 from wfbatch.core.tasks import wait_event
 from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.clock import Clock
+from wfbatch.engine.targets import Resolver, delivery_problem, system_resolver
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.outputs import make_slug
 from wfbatch.outputs.bucket import BucketRefused, Buckets, BucketTransient, Endpoint, LocalFileGone
@@ -86,9 +87,11 @@ class DeliveryWorker:
         writer: OutputWriter,
         clock: Clock,
         rng: random.Random | None = None,
+        resolve: Resolver = system_resolver,
     ) -> None:
         self._store = store
         self._deliveries = store.outbox
+        self._resolve = resolve
         self._settings = settings
         self._writer = writer
         self._clock = clock
@@ -209,6 +212,15 @@ class DeliveryWorker:
         target = self.target(batch) if batch is not None else None
         if batch is None or target is None:
             await self._deliveries.hold(row, "delivery is not configured for this batch any more")
+            return
+        # The HOME's credentials sign requests only to buckets and endpoints the HOME allows.
+        url = target.config.url or ""  # set: a target has a url
+        problem = await delivery_problem(url, target.endpoint.endpoint_url, self._settings(), self._resolve)
+        if problem is not None and problem.startswith("refused"):
+            await self._deliveries.hold(row, problem)
+            return
+        if problem is not None:
+            await self._deliveries.retry_later(row, self._retry_at(row), problem)
             return
         destination = (target.endpoint, target.location.bucket)
         refused = self._refused.get(destination)

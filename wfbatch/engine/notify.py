@@ -29,6 +29,7 @@ from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.clock import Clock
 from wfbatch.engine.delivery import target_of
 from wfbatch.engine.holds import Holds
+from wfbatch.engine.targets import Resolver, pin, system_resolver, target_policy
 from wfbatch.settings import NotifySettings, Settings
 from wfbatch.store import BatchRow, JobRow, Notice, NotificationRow, StoreApi
 
@@ -63,6 +64,7 @@ class Notifier:
         clock: Clock,
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        resolve: Resolver = system_resolver,
     ) -> None:
         self._store = store
         self._outbox = store.outbox
@@ -71,6 +73,7 @@ class Notifier:
         self._clock = clock
         self._rng = rng or random.Random()
         self._transport = transport
+        self._resolve = resolve
         self._wake = asyncio.Event()
         self._held: dict[str, str] = {}
         self._failed_sent_at: dict[str, float] = {}
@@ -213,6 +216,10 @@ class Notifier:
     ) -> str | None:
         """POST the payload; None when the receiver took it, else why not ("refused ..." is final)."""
         assert config.webhook_url is not None
+        # A batch's own webhook gets the HOME's signature only where the HOME allows it.
+        target = await pin(config.webhook_url, target_policy(self._settings()).webhooks, self._resolve)
+        if isinstance(target, str):
+            return target
         body = json.dumps(payload, ensure_ascii=False)
         # The same id on every try of one message: the receiver can drop repeats.
         message_id = "msg_" + hashlib.sha256(key.encode()).hexdigest()[:24]
@@ -228,7 +235,11 @@ class Notifier:
             headers["webhook-signature"] = signer.sign(message_id, now, body)
         try:
             response = await http.post(
-                config.webhook_url, content=body.encode(), headers=headers, timeout=config.timeout
+                target.url,
+                content=body.encode(),
+                headers=headers | target.headers,
+                timeout=config.timeout,
+                extensions=target.extensions,
             )
         except httpx.HTTPError as error:
             return f"{type(error).__name__}: {error}"

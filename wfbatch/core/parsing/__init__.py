@@ -2,7 +2,8 @@
 
 A file is taken whole or not at all: every problem is collected (up to MAX_ERRORS, then counted) before
 anything is raised, and nothing partial is ever returned. `files` takes a file whole; the formats live
-in `lines` (.txt, .jsonl), `csv_rows` and `spec` (.json); bytes → text checks in `decode`; what every
+in `lines` (.txt, .jsonl), `csv_rows` and `spec` (.json, with `json_text` for positions and
+`overrides` for its delivery/notify); bytes → text checks in `decode`; what every
 format shares in `entries` (an entry's fields) and `errors` (the lines reported).
 """
 

@@ -12,35 +12,41 @@ from wfbatch.core.parsing.entries import MAX_ENTRIES, EntryCollector
 from wfbatch.core.parsing.errors import MAX_ERRORS, ErrorSink, LineError, PromptFileError
 from wfbatch.core.parsing.lines import parse_jsonl, parse_txt
 from wfbatch.core.parsing.spec import SpecSettings, parse_json_spec
+from wfbatch.core.targets import TargetPolicy
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".csv", ".json")
 MAX_FILE_BYTES = 200 * 1024 * 1024
 _FORMATS = tuple(suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES)
 
 
-def parse_prompt_file(path: Path) -> ParsedBatch:
+def parse_prompt_file(path: Path, targets: TargetPolicy | None = None) -> ParsedBatch:
     """Read and parse one prompt file; the format comes from its suffix.
 
     Raises PromptFileError for anything wrong with the file's content, OSError if it cannot be read.
     """
     with path.open("rb") as handle:
         data = handle.read(MAX_FILE_BYTES + 1)  # one byte over the cap is enough to refuse it
-    return parse_prompt_bytes(data, path.name)
+    return parse_prompt_bytes(data, path.name, targets=targets)
 
 
-def parse_prompt_bytes(data: bytes, source_name: str, fmt: str | None = None) -> ParsedBatch:
+def parse_prompt_bytes(
+    data: bytes, source_name: str, fmt: str | None = None, *, targets: TargetPolicy | None = None
+) -> ParsedBatch:
     """Parse a prompt file's content. `fmt` is one of "txt", "jsonl", "csv", "json"; None = from the
-    suffix of `source_name` (the name errors are reported under)."""
+    suffix of `source_name` (the name errors are reported under). `targets`: the webhook and bucket
+    endpoints the HOME lets a batch spec name (None: none at all)."""
     errors = ErrorSink(MAX_ERRORS)
     with collector_paused():
-        batch = _parse(data, source_name, fmt, errors)
+        batch = _parse(data, source_name, fmt, errors, targets)
     errors.raise_if_any(source_name)
     if batch is None:  # pragma: no cover - every path that yields no batch reports an error
         raise PromptFileError(source_name, [LineError(0, None, "could not be parsed")])
     return batch
 
 
-def _parse(data: bytes, source_name: str, fmt: str | None, errors: ErrorSink) -> ParsedBatch | None:
+def _parse(
+    data: bytes, source_name: str, fmt: str | None, errors: ErrorSink, targets: TargetPolicy | None
+) -> ParsedBatch | None:
     file_format = _format_of(source_name, fmt, errors)
     if file_format is None:
         return None
@@ -62,7 +68,7 @@ def _parse(data: bytes, source_name: str, fmt: str | None, errors: ErrorSink) ->
     elif file_format == "csv":
         parse_csv(text, errors, entries)
     else:
-        settings = parse_json_spec(text, errors, entries)
+        settings = parse_json_spec(text, errors, entries, targets)
     if entries.attempted == 0 and not errors:
         errors.add(0, None, "empty file: no prompts")
     if errors:

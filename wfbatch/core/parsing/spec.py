@@ -10,15 +10,16 @@
 `model`, `provider`, `width`, `height`, `quality`, `params`) make a draft → final pipeline: jobs run
 at the draft's fields set on top of the entry, and approving a draft queues its final at the final's;
 `auto_approve: "all"` approves every draft as it finishes. `template` × `vars` is the cartesian
-product, vars in the order given, the first varying slowest. The `json` module does not say where nested
-values are, so a small scan over the (already syntax-checked) text finds the top-level keys and each
-`prompts` element with `raw_decode`: errors point at the element, or at the key for spec-level problems
-and template-expanded entries.
+product, vars in the order given, the first varying slowest. `delivery` and `notify` override the
+HOME's sections for this batch (`overrides`: the targets they name must be allowed by the HOME).
+Errors point at the element, or at the key for spec-level problems and template-expanded entries
+(`json_text` finds where they are).
 """
 
 from __future__ import annotations
 
-import bisect
+import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -30,26 +31,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from wfbatch.core.delivery import DeliveryOverride, NotifyOverride
 from wfbatch.core.models import STAGE_FIELDS, AutoApprove, PromptEntry, Stages
 from wfbatch.core.parsing.entries import (
     FIELD_NAMES,
     EntryCollector,
-    JsonReader,
-    Position,
     describe_error,
     did_you_mean,
-    duplicate_keys_message,
     json_type_name,
 )
 from wfbatch.core.parsing.errors import ErrorSink, excerpt
+from wfbatch.core.parsing.json_text import INVALID, JsonText, Member
+from wfbatch.core.parsing.overrides import given, override_problem, target_problems
+from wfbatch.core.targets import TargetPolicy
 
 SPEC_KEYS = (
     "name", "provider", "defaults", "prompts", "template", "vars", "cache", "budget",
     "draft", "final", "auto_approve", "delivery", "notify",
 )
 MAX_NAME_CHARS = 200
-_WHITESPACE = re.compile(r"[ \t\n\r]*")  # exactly JSON's whitespace
 _NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
@@ -64,15 +63,6 @@ class SpecSettings:
     stages: Stages | None = None
     delivery: dict[str, Any] | None = None
     notify: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class _Member:
-    """A top-level key of the spec and where its key and its value start."""
-
-    key: str
-    key_offset: int
-    value_offset: int
 
 
 _Check = Callable[[Any], str | None]
@@ -120,127 +110,19 @@ def _check_auto_approve(value: Any) -> str | None:
     return f"expected one of {', '.join(repr(c) for c in choices)}, got {excerpt(json.dumps(value))}"
 
 
-_HOME_ONLY = {
-    "command": "set in the HOME's configuration only (a prompt file must not run programs)",
-    "webhook_secret": "set in the HOME's configuration only (never stored with a batch)",
-}
-
-
-def _check_override(model: type[DeliveryOverride] | type[NotifyOverride]) -> _Check:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, dict):
-            return f"expected an object, got {json_type_name(value)}"
-        for key, why in _HOME_ONLY.items():
-            if key in value:
-                return f"{key}: {why}"
-        try:
-            model.model_validate(value)
-        except ValidationError as exc:
-            return "; ".join(_override_problem(detail, model) for detail in exc.errors(include_url=False))
-        return None
-
-    return check
-
-
-def _override_problem(detail: Any, model: type[DeliveryOverride] | type[NotifyOverride]) -> str:
-    field = ".".join(str(part) for part in detail["loc"])
-    if detail["type"] == "extra_forbidden":
-        return f"unknown key {excerpt(field)}{did_you_mean(field, tuple(model.model_fields))}"
-    return f"{field}: {str(detail['msg']).removeprefix('Value error, ')}"
-
-
-class _Invalid:
-    """Stands for a value that could not be decoded (its error is already reported)."""
-
-
-_INVALID = _Invalid()
-
-
-class _JsonText:
-    """Positions inside a syntax-checked JSON document."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._strict = JsonReader()
-        # Only used to find where a value ends: never fails on NaN or 5,000-digit numbers.
-        self._skipper = json.JSONDecoder(parse_int=_ignore, parse_constant=_ignore)
-        self._line_starts: list[int] | None = None
-
-    def check_syntax(self, errors: ErrorSink) -> bool:
-        try:
-            self._skipper.decode(self.text)
-        except json.JSONDecodeError as exc:
-            errors.add(exc.lineno, exc.colno, f"invalid JSON: {exc.msg}")
-            return False
-        except RecursionError:
-            errors.add(0, None, "invalid JSON: nested too deeply")
-            return False
-        return True
-
-    def position(self, offset: int) -> Position:
-        if self._line_starts is None:
-            self._line_starts = [0, *(match.end() for match in re.finditer("\n", self.text))]
-        line = bisect.bisect_right(self._line_starts, offset)
-        return line, offset - self._line_starts[line - 1] + 1
-
-    def skip_whitespace(self, offset: int) -> int:
-        match = _WHITESPACE.match(self.text, offset)
-        return match.end() if match else offset
-
-    def end_of_value(self, offset: int) -> int:
-        return int(self._skipper.raw_decode(self.text, offset)[1])
-
-    def read(self, offset: int) -> tuple[Any, str | None]:
-        """The value at `offset`, or _INVALID and why (NaN, huge integer, duplicate keys inside)."""
-        try:
-            value, _ = self._strict.read_at(self.text, offset)
-        except ValueError as exc:
-            return _INVALID, f"invalid JSON: {exc}"
-        except RecursionError:
-            return _INVALID, "invalid JSON: nested too deeply"
-        if self._strict.duplicate_keys:
-            return _INVALID, duplicate_keys_message(self._strict.duplicate_keys)
-        return value, None
-
-    def members(self, offset: int) -> list[_Member]:
-        """Keys of the object starting at `offset` ('{'), in order, duplicates included."""
-        members: list[_Member] = []
-        offset = self.skip_whitespace(offset + 1)
-        while self.text[offset] != "}":
-            key_offset = offset
-            key, offset = self._skipper.raw_decode(self.text, offset)
-            offset = self.skip_whitespace(self.skip_whitespace(offset) + 1)  # past ':'
-            members.append(_Member(str(key), key_offset, offset))
-            offset = self.skip_whitespace(self.end_of_value(offset))
-            if self.text[offset] == ",":
-                offset = self.skip_whitespace(offset + 1)
-        return members
-
-    def items(self, offset: int) -> list[int]:
-        """Start offsets of the elements of the array starting at `offset` ('[')."""
-        starts: list[int] = []
-        offset = self.skip_whitespace(offset + 1)
-        while self.text[offset] != "]":
-            starts.append(offset)
-            offset = self.skip_whitespace(self.end_of_value(offset))
-            if self.text[offset] == ",":
-                offset = self.skip_whitespace(offset + 1)
-        return starts
-
-
-def _ignore(_: str) -> int:
-    return 0
-
-
-def parse_json_spec(text: str, errors: ErrorSink, entries: EntryCollector) -> SpecSettings:
-    document = _JsonText(text)
+def parse_json_spec(
+    text: str, errors: ErrorSink, entries: EntryCollector, targets: TargetPolicy | None = None
+) -> SpecSettings:
+    """The spec's settings (its entries go to `entries`); `targets` says which webhook and bucket
+    endpoint a batch may name (by default none but the HOME's own)."""
+    document = JsonText(text)
     if not document.check_syntax(errors):
         return SpecSettings()
     start = document.skip_whitespace(0)
     if text[start] != "{":
         value, _ = document.read(start)
         line, column = document.position(start)
-        kind = "an invalid value" if value is _INVALID else json_type_name(value)
+        kind = "an invalid value" if value is INVALID else json_type_name(value)
         errors.add(
             line,
             column,
@@ -248,18 +130,9 @@ def parse_json_spec(text: str, errors: ErrorSink, entries: EntryCollector) -> Sp
             '(for a plain list of prompts write {"prompts": [...]})',
         )
         return SpecSettings()
-    spec = _SpecReader(document, errors)
+    spec = _SpecReader(document, errors, targets or TargetPolicy())
     members = spec.check_keys(document.members(start))
-    settings = spec.settings(members)
-    stages = spec.stages(members)
-    if stages is not None:
-        settings = SpecSettings(
-            name=settings.name,
-            provider=settings.provider,
-            cache=settings.cache,
-            budget=settings.budget,
-            stages=stages,
-        )
+    settings = dataclasses.replace(spec.settings(members), stages=spec.stages(members))
     defaults = spec.defaults(members.get("defaults"))
     if "prompts" in members:
         spec.add_prompts(members["prompts"], defaults, entries)
@@ -272,22 +145,23 @@ def parse_json_spec(text: str, errors: ErrorSink, entries: EntryCollector) -> Sp
 class _SpecReader:
     """Reads the members of one spec, reporting every problem at the key (or element) it concerns."""
 
-    def __init__(self, document: _JsonText, errors: ErrorSink) -> None:
+    def __init__(self, document: JsonText, errors: ErrorSink, targets: TargetPolicy) -> None:
         self._document = document
         self._errors = errors
+        self._targets = targets
 
     def _error_at(self, offset: int, message: str) -> None:
         line, column = self._document.position(offset)
         self._errors.add(line, column, message)
 
-    def _value(self, member: _Member) -> Any:
+    def _value(self, member: Member) -> Any:
         value, problem = self._document.read(member.value_offset)
         if problem is not None:
             self._error_at(member.value_offset, f"{member.key}: {problem}")
         return value
 
-    def check_keys(self, found: list[_Member]) -> dict[str, _Member]:
-        members: dict[str, _Member] = {}
+    def check_keys(self, found: list[Member]) -> dict[str, Member]:
+        members: dict[str, Member] = {}
         for member in found:
             if member.key in members:
                 self._error_at(member.key_offset, f"duplicate key {excerpt(member.key)}")
@@ -300,23 +174,37 @@ class _SpecReader:
                 members[member.key] = member
         return members
 
-    def settings(self, members: dict[str, _Member]) -> SpecSettings:
+    def settings(self, members: dict[str, Member]) -> SpecSettings:
         name = self._optional(members.get("name"), _check_name)
         provider = self._optional(members.get("provider"), _check_provider)
         cache = self._optional(members.get("cache"), _check_cache)
         budget = self._optional(members.get("budget"), _check_budget)
-        delivery = self._optional(members.get("delivery"), _check_override(DeliveryOverride))
-        notify = self._optional(members.get("notify"), _check_override(NotifyOverride))
         return SpecSettings(
-            delivery=DeliveryOverride.model_validate(delivery).given() if delivery else None,
-            notify=NotifyOverride.model_validate(notify).given() if notify else None,
+            delivery=self._override(members.get("delivery")),
+            notify=self._override(members.get("notify")),
             name=name.strip() if isinstance(name, str) else None,
             provider=provider.strip() if isinstance(provider, str) else None,
             cache=cache if isinstance(cache, bool) else True,
             budget=float(budget) if isinstance(budget, int | float) else None,
         )
 
-    def stages(self, members: dict[str, _Member]) -> Stages | None:
+    def _override(self, member: Member | None) -> dict[str, Any] | None:
+        """`delivery` or `notify`: the fields it sets, if they are valid and every target it names
+        is allowed by the HOME (a refused target is reported at its own key)."""
+        if member is None:
+            return None
+        value = self._optional(member, functools.partial(override_problem, member.key))
+        if not value:
+            return None
+        refused = target_problems(member.key, value, self._targets)
+        if not refused:
+            return given(member.key, value)
+        offsets = {nested.key: nested.key_offset for nested in self._document.members(member.value_offset)}
+        for field, why in refused.items():
+            self._error_at(offsets.get(field, member.key_offset), f"{member.key}.{field}: {why}")
+        return None
+
+    def stages(self, members: dict[str, Member]) -> Stages | None:
         """The draft → final pipeline, or None when the spec has neither `draft` nor `final`."""
         draft = self._stage(members.get("draft"))
         final = self._stage(members.get("final"))
@@ -334,12 +222,12 @@ class _SpecReader:
             auto_approve=AutoApprove(rule) if isinstance(rule, str) else AutoApprove.NONE,
         )
 
-    def _stage(self, member: _Member | None) -> dict[str, Any] | None:
+    def _stage(self, member: Member | None) -> dict[str, Any] | None:
         """A stage's fields, validated as entry fields (and only the fields a stage may set)."""
         if member is None:
             return None
         value = self._value(member)
-        if value is _INVALID:
+        if value is INVALID:
             return None
         key = member.key
         if not isinstance(value, dict):
@@ -366,12 +254,12 @@ class _SpecReader:
             validated["provider"] = validated["provider"].strip() or None
         return validated
 
-    def _optional(self, member: _Member | None, check: _Check) -> Any:
+    def _optional(self, member: Member | None, check: _Check) -> Any:
         """The member's value if it passes `check` (which returns an error message or None)."""
         if member is None:
             return None
         value = self._value(member)
-        if value is _INVALID:
+        if value is INVALID:
             return None
         problem = check(value)
         if problem is not None:
@@ -379,12 +267,12 @@ class _SpecReader:
             return None
         return value
 
-    def defaults(self, member: _Member | None) -> dict[str, Any]:
+    def defaults(self, member: Member | None) -> dict[str, Any]:
         """Validated defaults, or {} when absent or bad (so each entry is not blamed for them)."""
         if member is None:
             return {}
         value = self._value(member)
-        if value is _INVALID:
+        if value is INVALID:
             return {}
         if not isinstance(value, dict):
             self._error_at(member.key_offset, f"defaults: expected an object, got {json_type_name(value)}")
@@ -400,10 +288,10 @@ class _SpecReader:
             return {}
         return value
 
-    def add_prompts(self, member: _Member, defaults: dict[str, Any], entries: EntryCollector) -> None:
+    def add_prompts(self, member: Member, defaults: dict[str, Any], entries: EntryCollector) -> None:
         if self._document.text[member.value_offset] != "[":
             value = self._value(member)
-            if value is not _INVALID:
+            if value is not INVALID:
                 self._error_at(member.key_offset, f"prompts: expected an array, got {json_type_name(value)}")
             return
         for index, offset in enumerate(self._document.items(member.value_offset)):
@@ -427,8 +315,8 @@ class _SpecReader:
 
     def add_template(
         self,
-        template_member: _Member | None,
-        vars_member: _Member | None,
+        template_member: Member | None,
+        vars_member: Member | None,
         defaults: dict[str, Any],
         entries: EntryCollector,
     ) -> None:
@@ -437,7 +325,7 @@ class _SpecReader:
                 self._error_at(vars_member.key_offset, "vars: given but there is no 'template' to fill")
             return
         template = self._value(template_member)
-        if template is _INVALID:
+        if template is INVALID:
             return
         if not isinstance(template, str):
             self._error_at(
@@ -451,7 +339,7 @@ class _SpecReader:
             return
         self._expand(parts, variables, template_member, defaults, entries)
 
-    def _template_parts(self, template: str, member: _Member) -> list[tuple[str, str | None]] | None:
+    def _template_parts(self, template: str, member: Member) -> list[tuple[str, str | None]] | None:
         """(literal text, placeholder name or None) pairs; None if the template is malformed."""
         try:
             parsed = list(string.Formatter().parse(template))
@@ -487,8 +375,8 @@ class _SpecReader:
 
     def _vars(
         self,
-        vars_member: _Member | None,
-        template_member: _Member,
+        vars_member: Member | None,
+        template_member: Member,
         placeholders: list[str] | None,
     ) -> dict[str, list[str]] | None:
         """Each var's values, in the order given; None if any is unusable or does not fit the template.
@@ -498,7 +386,7 @@ class _SpecReader:
         given: dict[str, Any] = {}
         if vars_member is not None:
             value = self._value(vars_member)
-            if value is _INVALID:
+            if value is INVALID:
                 return None
             if not isinstance(value, dict):
                 message = f"vars: expected an object, got {json_type_name(value)}"
@@ -529,7 +417,7 @@ class _SpecReader:
         self,
         parts: list[tuple[str, str | None]],
         variables: dict[str, list[str]],
-        member: _Member,
+        member: Member,
         defaults: dict[str, Any],
         entries: EntryCollector,
     ) -> None:
