@@ -793,6 +793,17 @@ class Store:
         )
         return [JobRow.from_sql(r) for r in rows]
 
+    async def failed_live_executions(self, limit: int) -> list[JobRow]:
+        """Failed jobs whose known remote execution may still run and charge (given up on while
+        it ran), least recently looked at first."""
+        rows = await self.fetchall(
+            f"SELECT * FROM jobs WHERE state = '{JobState.FAILED.value}'"
+            f" AND execution = '{Execution.MAYBE.value}' AND remote_id IS NOT NULL"
+            " AND reserved IS NOT NULL ORDER BY updated_at LIMIT ?",
+            (limit,),
+        )
+        return [JobRow.from_sql(r) for r in rows]
+
     async def touch_job(self, job_id: int) -> None:
         await self._write("UPDATE jobs SET updated_at = ? WHERE id = ?", (time.time(), job_id))
 
