@@ -342,20 +342,25 @@ class Control:
 
     async def _follow_draft(self, job: JobRow, decision: ReviewStatus) -> int:
         """A reviewed draft's final: queued on approval (once: approving again queues nothing, and
-        a final canceled before it started is queued again); canceled while it has not started when
-        the approval is taken back. How many finals were queued or canceled."""
+        a canceled final is queued again — see `Finals.requeue_canceled`); canceled while it has
+        not started when the approval is taken back (a started one runs on: it may be charged
+        already). How many finals were queued or canceled."""
         finals = self.engine.finals
         if decision is ReviewStatus.APPROVED:
             if await finals.queue(job) is not None:
                 return 1
-            final = await self.store.final_of(job.id)
-            if final is None or final.state is not JobState.CANCELED or final.execution is not Execution.NONE:
+            requeued = await finals.requeue_canceled(job)
+            if requeued is None:
                 return 0
-            return len((await self.retry([final.id])).job_ids)
-        unstarted = await finals.unstarted_final(job)
-        if unstarted is None:
+            await self._announce([requeued], JobState.QUEUED)
+            self.engine.wake()
+            return 1
+        canceled = await finals.cancel_unstarted(job)
+        if canceled is None:
             return 0
-        return len((await self.cancel([unstarted])).job_ids)
+        await self.engine.stop_canceled([canceled])
+        await self._announce([canceled], JobState.CANCELED)
+        return 1
 
     # -- helpers ------------------------------------------------------------------------------
 

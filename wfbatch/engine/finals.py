@@ -26,9 +26,6 @@ from wfbatch.store import BatchRow, JobRow, Store
 
 log = logging.getLogger("wfbatch.finals")
 
-# A final not started yet: canceling it when its draft is rejected spends nothing and loses nothing.
-_NOT_STARTED = (JobState.QUEUED, JobState.RETRYING)
-
 
 class Finals:
     def __init__(
@@ -63,14 +60,24 @@ class Finals:
         self._wake()
         return final_id
 
-    async def unstarted_final(self, draft: JobRow) -> int | None:
-        """The id of `draft`'s final while it has not started (so canceling it costs nothing)."""
+    async def cancel_unstarted(self, draft: JobRow) -> int | None:
+        """Cancel `draft`'s final if it has not started (so canceling it costs nothing); its id, or
+        None. Checked and canceled in one store transaction: a final that started meanwhile has
+        been sent and may be charged, and a review change never cancels it."""
         if draft.final_spec is None:
             return None
+        return await self._store.cancel_unstarted_final(draft.id)
+
+    async def requeue_canceled(self, draft: JobRow) -> int | None:
+        """`draft` approved again: its final, canceled earlier, queued again; its id, or None. One
+        that never started is queued afresh; one whose execution exists or may (canceled while it
+        ran) is resumed, so its image is collected without paying again. A final still running or
+        done is kept, and one whose execution ended without an image waits for a retry by hand."""
         final = await self._store.final_of(draft.id)
-        if final is None or final.state not in _NOT_STARTED or final.execution is not Execution.NONE:
+        if final is None or final.state is not JobState.CANCELED or final.execution is Execution.ENDED:
             return None
-        return final.id
+        retried = await self._store.requeue_for_retry([final.id])
+        return retried[0] if retried else None
 
     async def finished(self, job: JobRow, batch: BatchRow) -> None:
         """`job` has just been recorded as done: approve a draft of an auto-approving batch, or let

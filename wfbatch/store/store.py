@@ -479,6 +479,25 @@ class Store:
         row = await self.fetchone("SELECT * FROM jobs WHERE draft_of = ?", (draft_id,))
         return JobRow.from_sql(row) if row else None
 
+    async def cancel_unstarted_final(self, draft_id: int) -> int | None:
+        """Cancel the final of `draft_id` if it has not started (queued or retrying, and no start
+        of it ever sent), checked and done in one conditional update: a final that starts at the
+        same moment is left alone. The canceled final's id, or None."""
+        now = time.time()
+        not_started = state_list(_FINAL_NOT_STARTED)
+        async with self.transaction() as conn:
+            async with conn.execute(
+                f"UPDATE jobs SET state = '{JobState.CANCELED.value}', next_attempt_at = NULL,"
+                f" finished_at = ?, updated_at = ? WHERE draft_of = ? AND state IN ({not_started})"
+                f" AND execution = '{Execution.NONE.value}'",
+                (now, now, draft_id),
+            ) as cursor:
+                if not cursor.rowcount:
+                    return None
+            async with conn.execute("SELECT id FROM jobs WHERE draft_of = ?", (draft_id,)) as cursor:
+                row = await cursor.fetchone()
+        return int(row[0]) if row else None
+
     async def finals_of(self, draft_ids: Sequence[int]) -> dict[int, JobRow]:
         """Draft id → its final, for the drafts among `draft_ids` that have one."""
         found: dict[int, JobRow] = {}
@@ -892,6 +911,7 @@ class Store:
 
 
 _CLEAR_ERROR = "error_class = NULL, error_status = NULL, error_message = NULL, error_request_id = NULL"
+_FINAL_NOT_STARTED = (JobState.QUEUED, JobState.RETRYING)
 _RETRYABLE_BY_HAND = state_list(sources_of(JobState.QUEUED, (JobState.FAILED, JobState.CANCELED)))
 
 
