@@ -173,7 +173,8 @@ async def test_a_started_final_is_never_canceled_by_a_review_change(
 async def test_approval_collects_a_final_canceled_while_it_ran_without_paying_again(
     store: Store, layout: HomeLayout, home: Path
 ) -> None:
-    with RunningSimulator(fast_options(cost=FINAL_COST, latency=(0.5, 0.5))) as sim:
+    # Executions long enough that the final is canceled while it runs, whatever the machine's load.
+    with RunningSimulator(fast_options(cost=FINAL_COST, latency=(2.0, 2.0))) as sim:
         settings = wireflow_engine_settings(home, sim)
         async with _running(store, settings, layout) as control:
             draft = await _one_draft(store)

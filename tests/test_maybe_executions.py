@@ -90,7 +90,7 @@ async def test_a_known_execution_given_up_is_settled_once_it_finishes(
 ) -> None:
     # The execution runs longer than the job may wait: the job fails, the execution goes on and is
     # charged. The engine learns that charge on its own, and a retry downloads without paying again.
-    with RunningSimulator(fast_options(cost=COST, latency=(1.5, 1.5))) as sim:
+    with RunningSimulator(fast_options(cost=COST, latency=(3.0, 3.0))) as sim:
         batch = (await enqueue(store, layout, prompts(1))).batch
         settings = wireflow_engine_settings(home, sim, max_run_seconds=0.2, max_attempts=1)
         await run_engine(store, settings, layout, [batch.id])
