@@ -427,9 +427,13 @@ def paid_image_note(job: JobRow) -> str:
     spent, and how to get the image without spending it again."""
     retry = f"`wfbatch retry {job.id}`"
     if job.remote_id is not None:
+        # Only a reservation makes the background settler ask (engine.canceled): money to settle.
+        booked = ""
+        if job.reserved is not None:
+            booked = f"its charge is booked once {job.provider} says it finished, and "
         return (
-            f"a paid image may exist (execution {job.remote_id}); its charge is booked once"
-            f" {job.provider} says it finished, and {retry} collects it without paying again"
+            f"a paid image may exist (execution {job.remote_id}); {booked}{retry} collects it"
+            " without paying again"
         )
     if traits(job.provider).idempotent_submit:
         return (
