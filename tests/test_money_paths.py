@@ -73,7 +73,8 @@ async def test_retry_after_lost_start_answers_pays_once_per_job(
     """The execution was created but its answer was lost, and the job gave up: a retry by hand
     re-sends the same key (the provider replays it), it does not create a second execution."""
     with RunningSimulator(fast_options(cost=1)) as sim:
-        sim.state.queue_fault("lost_5xx", route="execute", count=2)
+        # Each job's start and its replay (the one try a maybe-execution gets again) lose their answers.
+        sim.state.queue_fault("lost_5xx", route="execute", count=4)
         batch = (await enqueue(any_store, layout, prompts(2))).batch
         settings = wireflow_engine_settings(home, sim, max_attempts=1, max_in_flight=1)
         reason, _ = await run_engine(any_store, settings, layout, [batch.id])

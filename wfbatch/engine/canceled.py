@@ -1,9 +1,9 @@
-"""Canceled jobs whose remote execution may still run and charge.
+"""Canceled (or given up) jobs whose remote execution may still run and charge.
 
 A cancel stops our work at once, but an execution the provider already started goes on (and may be
-charged) unless the provider can stop it. Such a job keeps its credit reservation, so a budget never
-counts on money that may be spent, until the provider says the execution ended: asked here, now and
-then, at the lowest priority.
+charged) unless the provider can stop it; so does one a job gave up waiting for. Such a job keeps its
+credit reservation, so a budget never counts on money that may be spent, until the provider says the
+execution ended: asked here, now and then, at the lowest priority.
 """
 
 from __future__ import annotations
@@ -69,12 +69,13 @@ class CanceledExecutions:
         await self._store.jobs.record_outcome(job.id, OutcomeRecord(attempt=attempt))
 
     async def settle(self, busy: set[int]) -> int:
-        """Ask about each canceled execution that may still charge (skipping jobs in `busy`, which a
-        retry is already driving). Finished → its charge is recorded and its result kept, so a
-        retry downloads it without paying again; ended → the reservation goes back. Returns how
-        many were settled."""
+        """Ask about each execution of a canceled or failed job that may still charge (skipping
+        jobs in `busy`, which a retry is already driving). Finished → its charge is recorded and its
+        result kept, so a retry downloads it without paying again; ended → the reservation goes
+        back. Returns how many were settled."""
         settled = 0
-        for job in await self._store.jobs.canceled_live_executions(SETTLE_BATCH):
+        given_up = await self._store.jobs.failed_live_executions(SETTLE_BATCH)
+        for job in await self._store.jobs.canceled_live_executions(SETTLE_BATCH) + given_up:
             provider = await self._pool.get(job.provider)
             if provider is None or job.handle is None or job.id in busy:
                 continue

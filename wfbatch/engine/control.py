@@ -32,6 +32,7 @@ log = logging.getLogger("wfbatch.control")
 
 USER_PAUSE_REASON = "paused by the user"
 MAX_IDS_LISTED = 20
+_DECIDE_TRIES = 3
 
 
 class CommandError(Exception):
@@ -304,30 +305,15 @@ class Control:
         problems: list[str] = []
         finals = 0
         for job_id in job_ids:
-            job = await self.store.jobs.get_job(job_id)
-            if job is None:
-                continue
-            if job.file is None:
-                problems.append(f"job {job_id} has no image ({job.state.value})")
-                continue
-            batch = await self.store.batches.get_batch(job.batch_id)
-            if batch is None:
-                continue
-            try:
-                relative = await asyncio.to_thread(
-                    move_for_review, Path(batch.output_dir), job.file, decision
-                )
-            except (OSError, UnsafePathError) as error:
-                problems.append(f"job {job_id}: {error}")
-                continue
-            # With what it means for the delivery bucket (moved, deleted), in one transaction.
-            await self.engine.delivery.reviewed(job_id, batch, decision, relative)
-            self.engine.writer.mark_dirty(batch.id)
-            moved.append(job_id)
-            self._emit(
-                JobEvent(id=job_id, batch_id=job.batch_id, state=job.state, review=decision, file=relative)
-            )
-            finals += await self._follow_draft(job, decision)
+            # Read, move, record (and the final that follows) for one job at a time: two decisions
+            # at once would otherwise record one while the image sits where the other put it.
+            async with self.engine.finals.review_locks.hold(job_id):
+                decided = await self._decide(job_id, decision)
+            if isinstance(decided, str):
+                problems.append(decided)
+            elif decided is not None:
+                moved.append(job_id)
+                finals += decided
         if problems and not moved:
             raise CommandError("; ".join(problems))
         message = f"{_plural(len(moved), 'image')} marked {decision.value}"
@@ -338,22 +324,58 @@ class Control:
             message += "; " + "; ".join(problems[:MAX_IDS_LISTED])
         return CommandResult(job_ids=moved, message=message)
 
+    async def _decide(self, job_id: int, decision: ReviewStatus) -> int | str | None:
+        """Apply `decision` to one job (its review lock held): how many finals followed, or what
+        kept it from being applied, or None for a job or batch gone meanwhile. The record is
+        conditional on the review and file it was decided on; a change by anyone else in between
+        (another process on this HOME) means deciding again from what is there now."""
+        for _ in range(_DECIDE_TRIES):
+            job = await self.store.jobs.get_job(job_id)
+            if job is None:
+                return None
+            if job.file is None:
+                return f"job {job_id} has no image ({job.state.value})"
+            batch = await self.store.batches.get_batch(job.batch_id)
+            if batch is None:
+                return None
+            try:
+                relative = await asyncio.to_thread(
+                    move_for_review, Path(batch.output_dir), job.file, decision
+                )
+            except (OSError, UnsafePathError) as error:
+                return f"job {job_id}: {error}"
+            # With what it means for the delivery bucket (moved, deleted), in one transaction.
+            read = (job.review, job.file)
+            if await self.engine.delivery.reviewed(job_id, batch, decision, relative, read=read):
+                self.engine.writer.mark_dirty(batch.id)
+                reviewed = JobEvent(
+                    id=job_id, batch_id=job.batch_id, state=job.state, review=decision, file=relative
+                )
+                self._emit(reviewed)
+                return await self._follow_draft(job, decision)
+        return f"job {job_id} kept changing while it was reviewed; look again"
+
     async def _follow_draft(self, job: JobRow, decision: ReviewStatus) -> int:
         """A reviewed draft's final: queued on approval (once: approving again queues nothing, and
-        a final canceled before it started is queued again); canceled while it has not started when
-        the approval is taken back. How many finals were queued or canceled."""
+        a canceled final is queued again — see `Finals.requeue_canceled`); canceled while it has
+        not started when the approval is taken back (a started one runs on: it may be charged
+        already). How many finals were queued or canceled."""
         finals = self.engine.finals
         if decision is ReviewStatus.APPROVED:
             if await finals.queue(job) is not None:
                 return 1
-            final = await self.store.drafts.final_of(job.id)
-            if final is None or final.state is not JobState.CANCELED or final.execution is not Execution.NONE:
+            requeued = await finals.requeue_canceled(job)
+            if requeued is None:
                 return 0
-            return len((await self.retry([final.id])).job_ids)
-        unstarted = await finals.unstarted_final(job)
-        if unstarted is None:
+            await self._announce([requeued], JobState.QUEUED)
+            self.engine.wake()
+            return 1
+        canceled = await finals.cancel_unstarted(job)
+        if canceled is None:
             return 0
-        return len((await self.cancel([unstarted])).job_ids)
+        await self.engine.stop_canceled([canceled])
+        await self._announce([canceled], JobState.CANCELED)
+        return 1
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -114,17 +114,34 @@ class DeliveryWorker:
         config = delivery_config(self._settings(), batch)
         return config is not None and config.upload == "all"
 
-    async def reviewed(self, job_id: int, batch: BatchRow, decision: ReviewStatus, relative: str) -> None:
+    async def reviewed(
+        self,
+        job_id: int,
+        batch: BatchRow,
+        decision: ReviewStatus,
+        relative: str,
+        *,
+        read: tuple[ReviewStatus, str] | None = None,
+    ) -> bool:
         """Record a review (the image's new folder) and what it means for the bucket: moved to the
-        new folder's key, or deleted (rejected; or not approved when only approved ones go up)."""
+        new folder's key, or deleted (rejected; or not approved when only approved ones go up).
+        `read`: the (review, file) the decision was made on; False (nothing recorded) when the
+        job no longer has them."""
         config = delivery_config(self._settings(), batch)
         keep = decision is ReviewStatus.APPROVED or (
             decision is ReviewStatus.PENDING and config is not None and config.upload == "all"
         )
-        await self._deliveries.review(
-            job_id, decision.value, relative, relative if keep else None, deliver=config is not None
+        recorded = await self._deliveries.review(
+            job_id,
+            decision.value,
+            relative,
+            relative if keep else None,
+            deliver=config is not None,
+            read=None if read is None else (read[0].value, read[1]),
         )
-        self.wake()
+        if recorded:
+            self.wake()
+        return recorded
 
     async def batch_finished(self, batch: BatchRow, counts: dict[str, int]) -> None:
         """Every job of the batch has ended: its manifest goes up once its images are settled."""

@@ -18,6 +18,7 @@ from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import AutoApprove
 from wfbatch.core.states import Execution, JobState, ReviewStatus
 from wfbatch.engine.events import EventSink
+from wfbatch.engine.keyed_locks import KeyedLocks
 from wfbatch.engine.writer import OutputWriter
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.protocol import JobEvent
@@ -25,9 +26,6 @@ from wfbatch.settings import Settings
 from wfbatch.store import BatchRow, JobRow, StoreApi
 
 log = logging.getLogger("wfbatch.finals")
-
-# A final not started yet: canceling it when its draft is rejected spends nothing and loses nothing.
-_NOT_STARTED = (JobState.QUEUED, JobState.RETRYING)
 
 
 class Finals:
@@ -45,6 +43,9 @@ class Finals:
         self._writer = writer
         self._emit = emit
         self._wake = wake
+        self.review_locks = KeyedLocks()
+        """Per job: every review decision (by hand through `Control.review`, automatic here) holds
+        its job's lock from reading the job to recording where its image went."""
 
     async def queue(self, draft: JobRow) -> int | None:
         """Queue the final of `draft` (approved); its id, or None when `draft` is no draft or its
@@ -64,14 +65,24 @@ class Finals:
         self._wake()
         return final_id
 
-    async def unstarted_final(self, draft: JobRow) -> int | None:
-        """The id of `draft`'s final while it has not started (so canceling it costs nothing)."""
+    async def cancel_unstarted(self, draft: JobRow) -> int | None:
+        """Cancel `draft`'s final if it has not started (so canceling it costs nothing); its id, or
+        None. Checked and canceled in one store transaction: a final that started meanwhile has
+        been sent and may be charged, and a review change never cancels it."""
         if draft.final_spec is None:
             return None
+        return await self._store.drafts.cancel_unstarted_final(draft.id)
+
+    async def requeue_canceled(self, draft: JobRow) -> int | None:
+        """`draft` approved again: its final, canceled earlier, queued again; its id, or None. One
+        that never started is queued afresh; one whose execution exists or may (canceled while it
+        ran) is resumed, so its image is collected without paying again. A final still running or
+        done is kept, and one whose execution ended without an image waits for a retry by hand."""
         final = await self._store.drafts.final_of(draft.id)
-        if final is None or final.state not in _NOT_STARTED or final.execution is not Execution.NONE:
+        if final is None or final.state is not JobState.CANCELED or final.execution is Execution.ENDED:
             return None
-        return final.id
+        retried = await self._store.jobs.requeue_for_retry([final.id])
+        return retried[0] if retried else None
 
     async def finished(self, job: JobRow, batch: BatchRow) -> None:
         """`job` has just been recorded as done: approve a draft of an auto-approving batch, or let
@@ -86,27 +97,41 @@ class Finals:
             log.warning("job %s: %s", job.id, error)
 
     async def _approve_automatically(self, draft: JobRow, batch: BatchRow) -> None:
-        current = await self._store.jobs.get_job(draft.id)
-        if current is None or current.file is None or current.review is not ReviewStatus.PENDING:
-            return  # reviewed by hand meanwhile: the person's decision stands
-        relative = await asyncio.to_thread(
-            move_for_review, Path(batch.output_dir), current.file, ReviewStatus.APPROVED
-        )
-        await self._store.jobs.update_job(draft.id, review=ReviewStatus.APPROVED, file=relative)
-        self._emit(
-            JobEvent(
-                id=draft.id, batch_id=draft.batch_id, state=current.state, review=ReviewStatus.APPROVED,
-                file=relative,
+        async with self.review_locks.hold(draft.id):
+            current = await self._store.jobs.get_job(draft.id)
+            if current is None or current.file is None or current.review is not ReviewStatus.PENDING:
+                return  # reviewed by hand meanwhile: the person's decision stands
+            relative = await asyncio.to_thread(
+                move_for_review, Path(batch.output_dir), current.file, ReviewStatus.APPROVED
             )
-        )
-        await self.queue(current)
+            read = (ReviewStatus.PENDING.value, current.file)
+            if not await self._store.outbox.review(
+                draft.id, ReviewStatus.APPROVED.value, relative, None, deliver=False, read=read
+            ):
+                await self._put_back(draft.id, batch)
+                return
+            self._emit(
+                JobEvent(
+                    id=draft.id, batch_id=draft.batch_id, state=current.state, review=ReviewStatus.APPROVED,
+                    file=relative,
+                )
+            )
+            await self.queue(current)
+
+    async def _put_back(self, job_id: int, batch: BatchRow) -> None:
+        """Reviewed by someone else (another process on this HOME) while the image was being moved:
+        their decision stands, and the image goes back to the folder it names."""
+        current = await self._store.jobs.get_job(job_id)
+        if current is not None and current.file is not None:
+            await asyncio.to_thread(move_for_review, Path(batch.output_dir), current.file, current.review)
 
     async def _remove_draft(self, draft_id: int, batch: BatchRow) -> None:
-        draft = await self._store.jobs.get_job(draft_id)
-        if draft is None or draft.file is None or draft.review is not ReviewStatus.APPROVED:
-            return
-        path = Path(batch.output_dir) / draft.file
-        await asyncio.to_thread(path.unlink, missing_ok=True)
-        await self._store.jobs.update_job(draft_id, file=None)
+        async with self.review_locks.hold(draft_id):  # a review moving the image meanwhile would lose it
+            draft = await self._store.jobs.get_job(draft_id)
+            if draft is None or draft.file is None or draft.review is not ReviewStatus.APPROVED:
+                return
+            path = Path(batch.output_dir) / draft.file
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            await self._store.jobs.update_job(draft_id, file=None)
         self._writer.mark_dirty(batch.id)
         self._emit(JobEvent(id=draft_id, batch_id=draft.batch_id, state=draft.state, review=draft.review))

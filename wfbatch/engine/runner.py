@@ -174,15 +174,32 @@ class JobRunner:
         self, job: JobRow, limiter: ProviderLimiter, error: ProviderError, *, refused: bool = False
     ) -> OutcomeRecord:
         """Retry later with backoff, or fail once the attempts are used up. An execution that may
-        exist keeps its reservation either way (it may charge); see `execution_after`. `refused`:
-        this run's new start is known not to have reached the provider."""
+        exist keeps its reservation either way (it may charge); see `execution_after`. When its key
+        can be replayed for free it gets as many tries again, and a job that fails while it may exist
+        says so (`paid_image_note`). `refused`: this run's new start is known not to have reached
+        the provider."""
         limits = limiter.limits
+        # The built-in local provider charges nothing: nothing of it "may exist" at a price.
+        may_exist = job.execution is Execution.MAYBE and not refused and traits(job.provider).remote
+        replayable = may_exist and job.remote_id is None and traits(job.provider).idempotent_submit
+        message: str | None = None
         if job.attempts >= limits.max_attempts:
-            record = fail(job, error, self.s.clock.wall(), note=f"gave up after {job.attempts} attempts")
-            return replace(record, start_refused=refused)
+            # While an execution may exist, the attempt count alone is no reason to give up: where
+            # replaying its idempotency key is free, the next try finds it (or makes the one image
+            # the job wants), for as many tries again.
+            if not replayable or job.attempts >= 2 * limits.max_attempts:
+                note = f"gave up after {job.attempts} attempts"
+                if may_exist:
+                    note += f"; {paid_image_note(job)}"
+                record = fail(job, error, self.s.clock.wall(), note=note)
+                return replace(record, start_refused=refused)
+            message = (
+                f"{error.message} (attempt {job.attempts}; its execution may exist: the same"
+                " idempotency key is sent again, which cannot start a second one)"
+            )
         delay = retry_delay(job.attempts, limits.backoff_initial, limits.backoff_max, self.s.rng)
         fields = {
-            **error_fields(error),
+            **error_fields(error, message),
             "error_class": ErrorClass.TRANSIENT,
             "next_attempt_at": self.s.clock.wall() + delay,
         }
@@ -394,6 +411,31 @@ def requeue(job: JobRow, why: str, *, refused: bool, error: ProviderError | None
         fields=fields,
         attempt=error_attempt("start", error) if error is not None else None,
         start_refused=refused,
+    )
+
+
+def paid_image_note(job: JobRow) -> str:
+    """What a job that fails while its execution may exist tells its user: that money may have been
+    spent, and how to get the image without spending it again."""
+    retry = f"`wfbatch retry {job.id}`"
+    if job.remote_id is not None:
+        # Only a reservation makes the background settler ask (engine.canceled): money to settle.
+        booked = ""
+        if job.reserved is not None:
+            booked = f"its charge is booked once {job.provider} says it finished, and "
+        return (
+            f"a paid image may exist (execution {job.remote_id}); {booked}{retry} collects it"
+            " without paying again"
+        )
+    if traits(job.provider).idempotent_submit:
+        return (
+            f"a paid image may exist (a start reached {job.provider}, its answer was lost); {retry}"
+            " collects it without paying again (the same idempotency key is replayed)"
+        )
+    return (
+        f"a paid image may exist (a start may have reached {job.provider}, its answer was lost);"
+        f" {retry} collects it where {job.provider} can find it again, else sends the start again"
+        " (which may be charged twice)"
     )
 
 

@@ -58,24 +58,39 @@ class SqliteOutbox:
 
     # -- what should be in the bucket ---------------------------------------------------------
 
-    async def review(self, job_id: int, review: str, file: str, want: str | None, *, deliver: bool) -> None:
+    async def review(
+        self,
+        job_id: int,
+        review: str,
+        file: str,
+        want: str | None,
+        *,
+        deliver: bool,
+        read: tuple[str, str] | None = None,
+    ) -> bool:
         """A review decision: the job's new folder and review, and (when `deliver`) the object that
         should now be in the bucket, in one transaction; the batch's manifest goes up again if it
-        was uploaded before."""
+        was uploaded before. `read`: the (review, file) the decision was made on; when the job no
+        longer has them, nothing is recorded and False is returned."""
         now = time.time()
+        condition = "" if read is None else " AND review = ? AND file = ?"
+        params: tuple[str, ...] = () if read is None else read
         async with self._db.transaction() as conn:
-            await conn.execute(
-                "UPDATE jobs SET review = ?, file = ?, updated_at = ? WHERE id = ?",
-                (review, file, now, job_id),
-            )
+            async with conn.execute(
+                f"UPDATE jobs SET review = ?, file = ?, updated_at = ? WHERE id = ?{condition}",
+                (review, file, now, job_id, *params),
+            ) as cursor:
+                if not cursor.rowcount:
+                    return False
             if not deliver:
-                return
+                return True
             await want_object(conn, await _batch_of(conn, job_id), job_id, want, now)
             await conn.execute(
                 "UPDATE deliveries SET state = ?, attempts = 0, next_attempt_at = NULL, error = NULL,"
                 " updated_at = ? WHERE kind = ? AND batch_id = (SELECT batch_id FROM jobs WHERE id = ?)",
                 (PENDING, now, MANIFEST, job_id),
             )
+        return True
 
     async def want_manifest(self, batch_id: str) -> None:
         """Upload the batch's manifest (again), once its images are settled."""

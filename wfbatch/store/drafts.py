@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from wfbatch.core.states import JobState, ReviewStatus
+from wfbatch.core.states import Execution, JobState, ReviewStatus, state_list
 from wfbatch.store.db import SqliteAggregate
 from wfbatch.store.rows import JobRow
 from wfbatch.store.sql import within
@@ -37,6 +37,25 @@ class SqliteDrafts(SqliteAggregate):
         row = await self.fetchone("SELECT * FROM jobs WHERE draft_of = ?", (draft_id,))
         return JobRow.from_sql(row) if row else None
 
+
+    async def cancel_unstarted_final(self, draft_id: int) -> int | None:
+        """Cancel the final of `draft_id` if it has not started (queued or retrying, and no start
+        of it ever sent), checked and done in one conditional update: a final that starts at the
+        same moment is left alone. The canceled final's id, or None."""
+        now = time.time()
+        not_started = state_list(_FINAL_NOT_STARTED)
+        async with self.transaction() as conn:
+            async with conn.execute(
+                f"UPDATE jobs SET state = '{JobState.CANCELED.value}', next_attempt_at = NULL,"
+                f" finished_at = ?, updated_at = ? WHERE draft_of = ? AND state IN ({not_started})"
+                f" AND execution = '{Execution.NONE.value}'",
+                (now, now, draft_id),
+            ) as cursor:
+                if not cursor.rowcount:
+                    return None
+            async with conn.execute("SELECT id FROM jobs WHERE draft_of = ?", (draft_id,)) as cursor:
+                row = await cursor.fetchone()
+        return int(row[0]) if row else None
     async def finals_of(self, draft_ids: Sequence[int]) -> dict[int, JobRow]:
         """Draft id → its final, for the drafts among `draft_ids` that have one."""
         found: dict[int, JobRow] = {}
@@ -76,3 +95,6 @@ class SqliteDrafts(SqliteAggregate):
         )
         names = ("drafts", "drafts_done", "approved", "rejected", "finals", "finals_done")
         return {name: int(row[name] or 0) if row else 0 for name in names}
+
+
+_FINAL_NOT_STARTED = (JobState.QUEUED, JobState.RETRYING)

@@ -75,6 +75,9 @@ class JobsApi(Protocol):
 
     async def canceled_live_executions(self, limit: int) -> list[JobRow]: ...
 
+    async def failed_live_executions(self, limit: int) -> list[JobRow]:
+        """Failed jobs whose known execution may still run and charge, and that hold a reservation."""
+
     async def recently_changed_batches(self, since: float) -> dict[str, float]: ...
 
     async def attempts_for(self, job_id: int) -> list[AttemptRow]: ...
@@ -179,6 +182,10 @@ class DraftsApi(Protocol):
 
     async def final_of(self, draft_id: int) -> JobRow | None: ...
 
+    async def cancel_unstarted_final(self, draft_id: int) -> int | None:
+        """Cancel the draft's final only if it never started (queued or retrying, execution none),
+        checked and done in one conditional update; the canceled final's id, or None."""
+
     async def finals_of(self, draft_ids: Sequence[int]) -> dict[int, JobRow]: ...
 
     async def draft_reviews(self) -> tuple[int, int]: ...
@@ -251,8 +258,17 @@ class OutboxApi(Protocol):
     """Deliveries to the bucket and the notification outbox."""
 
     async def review(
-        self, job_id: int, review: str, file: str, want: str | None, *, deliver: bool
-    ) -> None: ...
+        self,
+        job_id: int,
+        review: str,
+        file: str,
+        want: str | None,
+        *,
+        deliver: bool,
+        read: tuple[str, str] | None = None,
+    ) -> bool:
+        """Record a review (and what the bucket should hold) in one transaction; with `read`, only
+        while the job still has that (review, file): False, and nothing recorded, otherwise."""
 
     async def want_manifest(self, batch_id: str) -> None: ...
 

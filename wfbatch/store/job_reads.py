@@ -160,6 +160,17 @@ class SqliteJobReads(SqliteAggregate):
         )
         return [JobRow.from_sql(r) for r in rows]
 
+
+    async def failed_live_executions(self, limit: int) -> list[JobRow]:
+        """Failed jobs whose known remote execution may still run and charge (given up on while
+        it ran), least recently looked at first."""
+        rows = await self.fetchall(
+            f"SELECT * FROM jobs WHERE state = '{JobState.FAILED.value}'"
+            f" AND execution = '{Execution.MAYBE.value}' AND remote_id IS NOT NULL"
+            " AND reserved IS NOT NULL ORDER BY updated_at LIMIT ?",
+            (limit,),
+        )
+        return [JobRow.from_sql(r) for r in rows]
     async def recently_changed_batches(self, since: float) -> dict[str, float]:
         """Batches with jobs changed since `since`, and when their latest change was. A full scan
         (no index on `updated_at`: every transition would pay for it), read aside (store/aside.py)
