@@ -417,7 +417,11 @@ class NotifySettings(BaseModel):
     max_attempts: int = Field(default=8, ge=1, le=100, description="tries per webhook delivery")
     backoff_initial: float = Field(default=2.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
-    timeout: float = Field(default=10.0, gt=0, description="seconds per webhook request / command run")
+    timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a webhook request may take in all (its answer included) / a command may run",
+    )
 
     @field_validator("webhook_secret")
     @classmethod
