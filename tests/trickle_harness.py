@@ -84,7 +84,7 @@ class TricklingServer:
     def _serve(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while not self._closed.is_set():
-                request = _read_request(conn)
+                request = _read_request(conn, go_ahead=not self.trickle)
                 if request is None:
                     return
                 with self._changed:
@@ -105,7 +105,9 @@ class TricklingServer:
             conn.sendall(b" ")
 
 
-def _read_request(conn: socket.socket) -> Request | None:
+def _read_request(conn: socket.socket, *, go_ahead: bool) -> Request | None:
+    """One request. A body announced with `Expect: 100-continue` is read only with `go_ahead`;
+    without it the answer that follows (the trickle) is final, as a server refusing the body's."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
@@ -116,15 +118,16 @@ def _read_request(conn: socket.socket) -> Request | None:
     request_line, *lines = head.decode("latin-1").split("\r\n")
     method, path, _ = request_line.split(" ", 2)
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    if headers.get("expect", "").lower() != "100-continue":
-        # With `Expect: 100-continue` the body waits for a go-ahead that never comes: the answer
-        # (trickled or not) is final, as a server refusing the body would send it.
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            body += chunk
+    if headers.get("expect", "").lower() == "100-continue":
+        if not go_ahead:
+            return Request(method, path, headers, body)
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
     return Request(method, path, headers, body)
 
 

@@ -400,6 +400,9 @@ class DeliverySettings(BaseModel):
         " SIGHUP or a restart",
     )
     timeout: float = Field(default=60.0, gt=0, description="seconds per connect / read")
+    deadline: float = Field(
+        default=300.0, gt=0, description="seconds one upload may take in all; then it is tried again"
+    )
 
 
 class NotifySettings(BaseModel):
