@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import signal
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -150,6 +152,36 @@ def test_the_command_gets_the_facts_and_no_secrets(tmp_path: Path, receiver: Rec
     assert facts["WFBATCH_DONE"] == "2"
     text = out.read_text()
     assert FAKE_SECRET not in text and SECRET not in text
+
+
+def test_a_command_still_running_at_sigterm_is_stopped_with_the_daemon(tmp_path: Path) -> None:
+    pid_file = tmp_path / "command.pid"
+    env = {
+        "WFBATCH_NOTIFY__COMMAND": (
+            f"echo $$ > {pid_file}.part && mv {pid_file}.part {pid_file} && exec sleep 600"
+        ),
+        "WFBATCH_NOTIFY__TIMEOUT": "600",
+    }
+    with running_daemon(env=env) as daemon:
+        daemon.drop("kites.json", spec("kites", 1))
+        daemon.wait_until(pid_file.exists, 20, "the command to start")
+        pid = int(pid_file.read_text())
+        daemon.stop(timeout=20)
+        assert daemon.returncode == 0, daemon.log()
+    try:
+        assert not _running(pid), "the notify command outlived the daemon"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
 
 
 def test_failed_jobs_are_told_in_batches(receiver: Receiver) -> None:

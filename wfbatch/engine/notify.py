@@ -15,6 +15,7 @@ and the command's environment has none of wfbatch's or AWS's variables.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -339,6 +340,13 @@ class Notifier:
             await process.wait()
             log.warning("notify command killed after %.0f s", config.timeout)
             return
+        except asyncio.CancelledError:
+            # The daemon is stopping: the command is not left running on its own. Its message is
+            # still pending, so the next start runs it again.
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
         if process.returncode:
             last = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
             log.warning("notify command exited with %s: %s", process.returncode, last[0][:300])
