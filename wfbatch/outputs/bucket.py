@@ -197,7 +197,11 @@ class Buckets:
             finally:
                 self._threads.release()
 
-        threading.Thread(target=run, name="s3-call", daemon=True).start()
+        try:
+            threading.Thread(target=run, name="s3-call", daemon=True).start()
+        except RuntimeError as error:  # the system's thread limit: like any overload, try later
+            self._threads.release()
+            raise BucketTransient(f"cannot start a thread: {error}") from None
         try:
             async with asyncio.timeout(deadline):
                 return await answer
