@@ -4,14 +4,15 @@ The daemon's listen queue holds `BACKLOG` connections not yet accepted. A burst 
 it (a script starting hundreds of `wfbatch status`, a load test) finds it full: a non-blocking
 connect then fails with EAGAIN (ECONNREFUSED on the BSDs and macOS), and anyio's own connect spins
 on it until its timeout, then raises a timeout the client does not recognise as "no daemon". Here
-a refused connect is tried again after a short pause that doubles (10 ms up to 200 ms), for at
-most CONNECT_PATIENCE seconds; then the client is told it could not connect. ECONNREFUSED on
-Linux means nobody listens (a daemon killed, or restarting): the same patience covers a restart.
+such a connect is tried again after a short pause that doubles (10 ms up to 200 ms), for at most
+CONNECT_PATIENCE seconds; then the client is told it could not connect. On Linux ECONNREFUSED
+means nobody listens (a daemon killed with its socket left behind): said at once, not retried.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -25,12 +26,16 @@ import httpcore
 from httpcore._backends.anyio import AnyIOStream
 
 CONNECT_PATIENCE = 2.0
+# What a full listen queue looks like to a non-blocking connect on this system.
+_QUEUE_FULL: tuple[type[OSError], ...] = (
+    (BlockingIOError,) if sys.platform == "linux" else (BlockingIOError, ConnectionRefusedError)
+)
 FIRST_PAUSE = 0.01
 MAX_PAUSE = 0.2
 
 
 class PatientUnixBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend for Unix sockets only, retrying a refused connect briefly."""
+    """httpcore's network backend for Unix sockets only: a connect meeting a full queue waits a little."""
 
     def __init__(self, patience: float = CONNECT_PATIENCE) -> None:
         self._patience = patience
@@ -64,11 +69,11 @@ async def _connect(path: str, patience: float) -> socket.socket:
         sock.setblocking(False)
         try:
             sock.connect(path)
-        except (BlockingIOError, ConnectionRefusedError) as error:
+        except _QUEUE_FULL as error:
             sock.close()
             if time.monotonic() + pause > deadline:
-                why = "its listen queue stayed full" if isinstance(error, BlockingIOError) else "refused"
-                raise httpcore.ConnectError(f"cannot connect to {path}: {why} for {patience:g} s") from error
+                why = f"its listen queue stayed full for {patience:g} s"
+                raise httpcore.ConnectError(f"cannot connect to {path}: {why}") from error
         except OSError as error:
             sock.close()
             raise httpcore.ConnectError(f"cannot connect to {path}: {error.strerror or error}") from error
