@@ -11,6 +11,7 @@ import pytest
 
 from tests.daemon_harness import DaemonProcess, running_daemon
 from tests.s3_harness import FAKE_SECRET, S3Server, s3_server
+from tests.trickle_harness import trickling_server
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
 from wfbatch.core.targets import BucketRule, TargetPolicy
 from wfbatch.outputs import read_manifest
@@ -149,6 +150,40 @@ def test_a_bucket_down_for_a_while_only_delays_uploads(s3: S3Server) -> None:
         wait_for_object(daemon, s3, "later", "manifest.json")
         assert daemon.status()["jobs"]["done"] == 3
         assert len([key for key in s3.objects("later") if key.endswith(".png")]) == 3
+
+
+def test_sigterm_does_not_wait_for_an_upload_stuck_on_a_trickling_bucket(s3: S3Server) -> None:
+    s3.create_bucket("slow")
+    with trickling_server() as slow:
+        env = {**s3.env("s3://slow/{batch}/"), "WFBATCH_DELIVERY__ENDPOINT_URL": slow.url}
+        with running_daemon(env=env) as daemon:
+            daemon.drop("lamps.json", spec("lamps", 1))
+            slow.wait_for_requests(1)  # the upload's answer now comes one byte at a time
+            daemon.stop(timeout=20)  # a deadline to wait, not a measure
+            assert daemon.returncode == 0, daemon.log()  # it exited by itself, not by SIGKILL
+            # The upload was left pending: the next start, with a bucket that answers, does it.
+            daemon.env = s3.env("s3://slow/{batch}/")
+            daemon.start()
+            prefix = f"{only_batch(daemon)['id']}/"
+            wait_for_object(daemon, s3, "slow", prefix + "manifest.json")
+            assert [key for key in s3.objects("slow") if key.endswith(".png")]
+
+
+def test_an_upload_past_its_deadline_is_tried_again(s3: S3Server) -> None:
+    with trickling_server() as slow:
+        env = {
+            **s3.env("s3://slow/{batch}/"),
+            "WFBATCH_DELIVERY__ENDPOINT_URL": slow.url,
+            "WFBATCH_DELIVERY__DEADLINE": "1",
+        }
+        with running_daemon(env=env) as daemon:
+            daemon.drop("lamps.json", spec("lamps", 1))
+            first, second = slow.wait_for_requests(2)[:2]
+            assert first.method == second.method == "PUT" and first.path == second.path
+            slow.trickle = False  # from now on the "bucket" answers at once
+            daemon.wait_until(
+                lambda: daemon.status()["delivery"]["done"] == 2, 20, "the image and the manifest"
+            )
 
 
 def test_a_missing_bucket_holds_the_delivery_not_the_job(s3: S3Server) -> None:

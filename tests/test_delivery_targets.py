@@ -37,10 +37,10 @@ def wait_for_object(daemon: DaemonProcess, s3: S3Server, bucket: str, key: str) 
 
 
 def test_a_dropped_endpoint_the_home_did_not_allow_gets_nothing(s3: S3Server) -> None:
-    s3.create_bucket("shots")
-    with recorder() as dropper, running_daemon(env=s3.env("s3://shots/x/")) as daemon:
+    s3.create_bucket("tgt-dropped")
+    with recorder() as dropper, running_daemon(env=s3.env("s3://tgt-dropped/x/")) as daemon:
         endpoint = f"http://127.0.0.1:{dropper.port}"
-        evil = spec("evil", delivery={"url": "s3://shots/evil/", "endpoint_url": endpoint})
+        evil = spec("evil", delivery={"url": "s3://tgt-dropped/evil/", "endpoint_url": endpoint})
         daemon.drop("evil.json", evil)
         report = error_report(daemon, "evil.json")
         line = next(n for n, text in enumerate(evil.splitlines(), 1) if "endpoint_url" in text)
@@ -48,7 +48,7 @@ def test_a_dropped_endpoint_the_home_did_not_allow_gets_nothing(s3: S3Server) ->
         assert "[delivery] allowed_endpoints" in report
         # A good file after it: once its manifest is up, the daemon has uploaded all it ever will.
         daemon.drop("good.json", spec("good"))
-        wait_for_object(daemon, s3, "shots", "x/manifest.json")
+        wait_for_object(daemon, s3, "tgt-dropped", "x/manifest.json")
     assert dropper.requests == []
 
 
@@ -97,9 +97,9 @@ def held_with(daemon: DaemonProcess, count: int) -> Any:
 
 def test_a_dropped_bucket_outside_the_allow_list_gets_nothing(s3: S3Server) -> None:
     # "open" stands for someone else's world-writable bucket at the HOME's endpoint.
-    s3.create_bucket("shots")
+    s3.create_bucket("tgt-own")
     s3.create_bucket("open")
-    env = s3.env("s3://shots/x/", WFBATCH_DELIVERY__ALLOWED_BUCKETS='["open/team-a/"]')
+    env = s3.env("s3://tgt-own/x/", WFBATCH_DELIVERY__ALLOWED_BUCKETS='["open/team-a/"]')
     with running_daemon(env=env) as daemon:
         evil = spec("evil", delivery={"url": "s3://open/loot/"})
         daemon.drop("evil.json", evil)
@@ -111,14 +111,14 @@ def test_a_dropped_bucket_outside_the_allow_list_gets_nothing(s3: S3Server) -> N
         daemon.drop("team.json", spec("team", delivery={"url": "s3://open/team-a/{name}/"}))
         daemon.drop("good.json", spec("good"))
         wait_for_object(daemon, s3, "open", "team-a/team/manifest.json")
-        wait_for_object(daemon, s3, "shots", "x/manifest.json")
+        wait_for_object(daemon, s3, "tgt-own", "x/manifest.json")
         assert FAKE_KEY_ID not in daemon.log()
     assert all(key.startswith("team-a/team/") for key in s3.objects("open")), s3.objects("open")
 
 
 def test_a_bucket_no_longer_allowed_is_held_at_send_time(s3: S3Server) -> None:
     s3.create_bucket("later-refused")
-    env = s3.env("s3://shots/x/", WFBATCH_DELIVERY__ALLOWED_BUCKETS='["later-refused"]')
+    env = s3.env("s3://tgt-later/x/", WFBATCH_DELIVERY__ALLOWED_BUCKETS='["later-refused"]')
     s3.relay.down()  # the uploads wait (tried again) while the HOME changes its mind
     with running_daemon(env=env) as daemon:
         daemon.drop("lamps.json", spec("lamps", delivery={"url": "s3://later-refused/lamps/"}))
@@ -135,10 +135,10 @@ def test_a_bucket_no_longer_allowed_is_held_at_send_time(s3: S3Server) -> None:
 
 
 def test_aws_itself_is_refused_when_the_home_uses_another_endpoint(s3: S3Server) -> None:
-    s3.create_bucket("shots")
+    s3.create_bucket("tgt-null")
     # boto3 sends "no endpoint" requests to AWS_ENDPOINT_URL_S3: here, a recorder standing for AWS.
     with recorder() as aws:
-        env = s3.env("s3://shots/x/", AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{aws.port}")
+        env = s3.env("s3://tgt-null/x/", AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{aws.port}")
         with running_daemon(env=env) as daemon:
             evil = spec("evil", delivery={"endpoint_url": None})
             daemon.drop("evil.json", evil)
@@ -146,22 +146,22 @@ def test_aws_itself_is_refused_when_the_home_uses_another_endpoint(s3: S3Server)
             assert f"\nevil.json:{line_of(evil, 'endpoint_url')}:" in report, report
             assert "delivery.endpoint_url: null (AWS's own endpoint) is not allowed" in report
             daemon.drop("good.json", spec("good"))
-            wait_for_object(daemon, s3, "shots", "x/manifest.json")
+            wait_for_object(daemon, s3, "tgt-null", "x/manifest.json")
     assert aws.requests == []
 
 
 def test_aws_itself_listed_as_aws_gets_the_uploads(s3: S3Server) -> None:
-    s3.create_bucket("shots")
+    s3.create_bucket("aws-shots")  # its own name: moto's buckets outlive a test
     host, port = s3.moto.get_host_and_port()
     with recorder() as homes_own:
         env = {
-            **s3.env("s3://shots/x/"),
+            **s3.env("s3://aws-shots/x/"),
             "WFBATCH_DELIVERY__ENDPOINT_URL": f"http://127.0.0.1:{homes_own.port}",
             "WFBATCH_DELIVERY__ALLOWED_ENDPOINTS": '["aws"]',
             "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",  # "AWS" is moto here
         }
         with running_daemon(env=env) as daemon:
             daemon.drop("lamps.json", spec("lamps", delivery={"endpoint_url": None}))
-            wait_for_object(daemon, s3, "shots", "x/manifest.json")
-            assert len([key for key in s3.objects("shots") if key.endswith(".png")]) == 2
+            wait_for_object(daemon, s3, "aws-shots", "x/manifest.json")
+            assert len([key for key in s3.objects("aws-shots") if key.endswith(".png")]) == 2
     assert homes_own.requests == []

@@ -180,3 +180,19 @@ async def test_a_batch_whose_insert_fails_leaves_no_output_folder(layout: HomeLa
     with pytest.raises(OverflowError):
         await ingest(store, layout, parsed, b"poison", "local", reuse=Reuse.NEVER)
     assert list(layout.output.iterdir()) == [] and await _batches(store) == []
+
+
+async def test_recovery_removes_a_half_written_journal_and_nothing_else(inbox: Inbox, store: Store) -> None:
+    raw = jsonl("interrupted").encode()
+    taking = _interrupted_take(inbox, "x.jsonl", raw)
+    # A kill during a journal's atomic write leaves its temporary sibling, and nothing else does.
+    stale = taking / ".fedcba9876543210.json.0123456789ab.tmp"
+    stale.write_text('{"name": "y.js')
+    # Names close to it that recovery has no business with: left as they are.
+    kept = [taking / ".notes.tmp", taking / "fedcba9876543210.tmp", taking / ".fedcba9876543210.json.tmp"]
+    for path in kept:
+        path.write_text("someone's")
+    await inbox.recover()
+    assert not stale.exists()
+    assert all(path.read_text() == "someone's" for path in kept)
+    assert (inbox.layout.inbox / "x.jsonl").read_bytes() == raw  # the take itself recovered as before

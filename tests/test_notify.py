@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
+import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -16,6 +21,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.conftest_sim import fast_options
 from tests.daemon_harness import running_daemon
 from tests.s3_harness import FAKE_SECRET, s3_server
+from tests.trickle_harness import trickling_server
 from wfbatch.settings import NotifySettings
 from wfbatch.sim import RunningSimulator
 
@@ -149,6 +155,36 @@ def test_the_command_gets_the_facts_and_no_secrets(tmp_path: Path, receiver: Rec
     assert FAKE_SECRET not in text and SECRET not in text
 
 
+def test_a_command_still_running_at_sigterm_is_stopped_with_the_daemon(tmp_path: Path) -> None:
+    pid_file = tmp_path / "command.pid"
+    env = {
+        "WFBATCH_NOTIFY__COMMAND": (
+            f"echo $$ > {pid_file}.part && mv {pid_file}.part {pid_file} && exec sleep 600"
+        ),
+        "WFBATCH_NOTIFY__TIMEOUT": "600",
+    }
+    with running_daemon(env=env) as daemon:
+        daemon.drop("kites.json", spec("kites", 1))
+        daemon.wait_until(pid_file.exists, 20, "the command to start")
+        pid = int(pid_file.read_text())
+        daemon.stop(timeout=20)
+        assert daemon.returncode == 0, daemon.log()
+    try:
+        assert not _running(pid), "the notify command outlived the daemon"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
 def test_failed_jobs_are_told_in_batches(receiver: Receiver) -> None:
     env = {
         "WFBATCH_LOCAL__PERMANENT_FAIL_MARKER": "FAILME",
@@ -170,6 +206,51 @@ def test_failed_jobs_are_told_in_batches(receiver: Receiver) -> None:
     failed = receiver.messages("job.failed")
     assert len(failed) <= 4
     assert all("FAILME" in job["prompt"] for m in failed for job in m["jobs"])
+
+
+def test_a_trickling_receiver_delays_no_other_receiver_and_no_shutdown(receiver: Receiver) -> None:
+    with trickling_server() as slow:
+        env = {
+            "WFBATCH_NOTIFY__WEBHOOK_URL": slow.url + "/hook",
+            "WFBATCH_NOTIFY__TIMEOUT": "600",  # the lanes alone keep the other receiver going
+            # The dropped file names its own receiver: the HOME allows it by address.
+            "WFBATCH_NOTIFY__ALLOWED_WEBHOOKS": json.dumps([urlsplit(receiver.url).netloc]),
+        }
+        with running_daemon(env=env) as daemon:
+            daemon.drop("slow.json", spec("slow", 1))
+            slow.wait_for_requests(1)  # its answer now comes one byte at a time, for ever
+            fast = {"webhook_url": receiver.url}
+            daemon.drop("fast.json", spec("fast", 1, notify=fast))
+            told = daemon.wait_until(lambda: receiver.messages("batch.finished"), 20, "the other receiver")
+            assert told[0]["name"] == "fast"
+            daemon.stop(timeout=20)  # a deadline to wait, not a measure
+            assert daemon.returncode == 0, daemon.log()  # it exited by itself, not by SIGKILL
+        assert len(slow.requests) == 1
+
+
+def test_a_trickled_answer_is_cut_at_the_deadline_and_sent_again() -> None:
+    with trickling_server() as slow:
+        env = {
+            "WFBATCH_NOTIFY__WEBHOOK_URL": slow.url + "/hook",
+            "WFBATCH_NOTIFY__TIMEOUT": "1",
+            "WFBATCH_NOTIFY__BACKOFF_INITIAL": "0.1",
+            "WFBATCH_NOTIFY__BACKOFF_MAX": "0.2",
+        }
+        with running_daemon(env=env) as daemon:
+            daemon.drop("kites.json", spec("kites", 1))
+            first, second = slow.wait_for_requests(2)[:2]  # the first try was given up on
+            assert first.headers["webhook-id"] == second.headers["webhook-id"]
+            slow.trickle = False
+            slow.wait_for_answered(1)
+            daemon.wait_until(lambda: _notifications(daemon.home)[0][0] == "sent", 10, "recorded")
+            daemon.stop()
+            (state, attempts, error), *others = _notifications(daemon.home)
+    assert state == "sent" and attempts >= 1 and error is None and not others
+
+
+def _notifications(home: Path) -> list[tuple[str, int, str | None]]:
+    with contextlib.closing(sqlite3.connect(home / "wfbatch.db")) as db:
+        return db.execute("SELECT state, attempts, error FROM notifications").fetchall()
 
 
 def test_a_webhook_secret_must_be_standard_webhooks_base64() -> None:

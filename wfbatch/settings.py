@@ -416,6 +416,7 @@ class DeliverySettings(BaseModel):
         " SIGHUP or a restart",
     )
     timeout: float = Field(default=60.0, gt=0, description="seconds per connect / read")
+    deadline: float = Field(default=300.0, gt=0, description="seconds per whole upload; then tried again")
 
 
 class NotifySettings(BaseModel):
@@ -442,7 +443,7 @@ class NotifySettings(BaseModel):
     max_attempts: int = Field(default=8, ge=1, le=100, description="tries per webhook delivery")
     backoff_initial: float = Field(default=2.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
-    timeout: float = Field(default=10.0, gt=0, description="seconds per webhook request / command run")
+    timeout: float = Field(default=10.0, gt=0, description="seconds per whole webhook exchange / command run")
 
     @field_validator("webhook_secret")
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpcore
 
+from wfbatch.client.connect import PatientUnixBackend
 from wfbatch.home import user_name
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -45,10 +46,10 @@ def check_peer(sock: socket.socket, path: str, expected_uid: int | None = None) 
 
 
 class PeerCheckingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's default backend, with `check_peer` on every Unix socket connection."""
+    """`check_peer` on every Unix socket connection `inner` (default: `PatientUnixBackend`) makes."""
 
     def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._inner = inner or httpcore.AnyIOBackend()
+        self._inner = inner or PatientUnixBackend()
 
     async def connect_tcp(
         self,

@@ -44,6 +44,7 @@ from wfbatch.daemon.inbox_files import (
     move_no_replace,
     off_loop,
     read_regular,
+    remove_stale_journal_temps,
 )
 from wfbatch.engine.control import Accepted, Control, Duplicate, Refused
 from wfbatch.engine.events import EventSink, discard
@@ -323,9 +324,12 @@ class Inbox:
     async def recover(self) -> None:
         """Finish the takes a crash interrupted: exact, from each claim's journal."""
         try:
+            stale = await off_loop(remove_stale_journal_temps, self._taking)
             journals = sorted(self._taking.glob("*.json"))
         except OSError:
             return
+        if stale:
+            log.info("removed %d half-written take journal(s) left in %s", len(stale), self._taking)
         for journal in journals:
             try:
                 await self._recover(journal)

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -37,6 +38,11 @@ MAX_NUMBERED = 10_000
 _CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 Identity = tuple[int, int, int]
+
+# A claim's token (`secrets.token_hex(8)`); and what `atomic_write_text` leaves of its journal when
+# the process is killed mid-write: `.<token>.json.<12 hex>.tmp`. Nothing else is ever named so.
+_TOKEN_BYTES = 8
+_STALE_JOURNAL_TEMP = re.compile(r"\.[0-9a-f]{16}\.json\.[0-9a-f]{12}\.tmp")
 
 
 class NotRegularFile(Exception):
@@ -138,7 +144,7 @@ def claim(path: Path, taking: Path) -> Claim | None:
     """Move `path` into the claim area (None if it went meanwhile). A drop of the same name while it
     is taken lands in the inbox as a new file instead of being archived with this one."""
     taking.mkdir(exist_ok=True)
-    token = secrets.token_hex(8)
+    token = secrets.token_hex(_TOKEN_BYTES)
     claimed = Claim(taking / token, taking / f"{token}.json", path.name)
     claimed.record()  # first: a claimed file is never without its name
     try:
@@ -149,6 +155,20 @@ def claim(path: Path, taking: Path) -> Claim | None:
             return None
         raise
     return claimed
+
+
+def remove_stale_journal_temps(taking: Path) -> list[str]:
+    """Remove the half-written journals a kill left in the claim area (only those: a claimed file
+    is named by its bare token, a journal `<token>.json`); returns their names."""
+    removed = []
+    for entry in taking.iterdir():
+        if not _STALE_JOURNAL_TEMP.fullmatch(entry.name):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(entry.lstat().st_mode):
+                entry.unlink()
+                removed.append(entry.name)
+    return removed
 
 
 def move_no_replace(

@@ -19,7 +19,9 @@ from wfbatch.home import MAX_SOCKET_PATH_BYTES, user_name
 
 log = logging.getLogger("wfbatch.daemon")
 
-BACKLOG = 128
+# As many waiting connections as the API serves at once (connections.MAX_CONNECTIONS): a burst of
+# clients queues instead of being refused (the kernel may cap it lower: net.core.somaxconn).
+BACKLOG = 512
 
 
 class SocketPathError(RuntimeError):

@@ -68,7 +68,7 @@ def target_of(settings: Settings, batch: BatchRow) -> Target | None:
     return Target(
         config=config,
         location=parse_s3_url(config.url),
-        endpoint=Endpoint(config.endpoint_url, config.region, config.timeout),
+        endpoint=Endpoint(config.endpoint_url, config.region, config.timeout, config.deadline),
         # The batch's own date, not the upload's: a re-upload days later writes the same key.
         names={"batch": batch.id, "date": f"{created:%Y-%m-%d}", "name": make_slug(batch.name)},
     )

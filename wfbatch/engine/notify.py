@@ -3,21 +3,28 @@ a bad key, an unreachable provider, a full disk) or — if asked — when jobs f
 
 Each event is first queued in the store's outbox under a key (a batch finishing with these counts,
 a hold for this reason), so it is sent once across restarts; a worker of its own sends it, with
-retries and backoff, never in the engine's way. Webhooks follow Standard Webhooks: `webhook-id`,
-`webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`. No
-payload carries a secret, and the command's environment has none of wfbatch's or AWS's variables.
+retries and backoff, never in the engine's way. Each receiver (a webhook URL, a command) has a lane
+of its own, one message at a time, and every send has a deadline for the whole exchange: a
+receiver that answers slowly, or trickles its answer, delays only its own messages.
+
+Webhooks follow Standard Webhooks: `webhook-id`, `webhook-timestamp` and
+`webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`. No payload carries a secret,
+and the command's environment has none of wfbatch's or AWS's variables.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import random
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -38,6 +45,7 @@ log = logging.getLogger("wfbatch.notify")
 TICK = 1.0
 HOLDS_EVERY = 2.0
 MAX_JOBS_LISTED = 50
+DUE_PER_ROUND = 100
 # Variables a notify command never inherits: API keys, the webhook secret, S3 credentials.
 _SECRET_PREFIXES = ("WFBATCH_", "AWS_")
 
@@ -53,6 +61,19 @@ def _active(config: NotifySettings) -> bool:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _receiver(config: NotifySettings) -> str:
+    """Who gets a message: messages for the same receiver go one at a time, in order."""
+    return json.dumps([config.webhook_url, config.command])
+
+
+@dataclass
+class _Lane:
+    """The messages waiting for one receiver, and the task sending them."""
+
+    groups: deque[list[NotificationRow]] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
 
 
 class Notifier:
@@ -77,6 +98,9 @@ class Notifier:
         self._wake = asyncio.Event()
         self._held: dict[str, str] = {}
         self._failed_sent_at: dict[str, float] = {}
+        self._lanes: dict[str, _Lane] = {}
+        self._claimed: set[int] = set()
+        """Rows handed to a lane and not yet recorded as sent, retried or failed."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -138,25 +162,37 @@ class Notifier:
     async def run(self) -> None:
         async with httpx.AsyncClient(transport=self._transport, follow_redirects=False) as http:
             holds_at = 0.0
-            while True:
-                self._wake.clear()
-                try:
-                    if self._clock.monotonic() - holds_at >= HOLDS_EVERY:
-                        holds_at = self._clock.monotonic()
-                        await self.check_holds()
-                    await self.send_due(http)
-                except Exception:
-                    log.exception("notifications: unexpected error; trying again")
-                await wait_event(self._wake, TICK)
+            try:
+                while True:
+                    self._wake.clear()
+                    try:
+                        if self._clock.monotonic() - holds_at >= HOLDS_EVERY:
+                            holds_at = self._clock.monotonic()
+                            await self.check_holds()
+                        await self.send_due(http)
+                    except Exception:
+                        log.exception("notifications: unexpected error; trying again")
+                    await wait_event(self._wake, TICK)
+            finally:
+                # A message cut short stays pending in the outbox: the next start sends it.
+                lanes = [lane.task for lane in self._lanes.values() if lane.task is not None]
+                for task in lanes:
+                    task.cancel()
+                await asyncio.gather(*lanes, return_exceptions=True)
 
     async def send_due(self, http: httpx.AsyncClient) -> None:
-        rows = await self._outbox.due_notifications(self._clock.wall(), 100)
+        """Hand every due message to its receiver's lane. Rows already in a lane are skipped, so
+        a receiver with a long queue cannot fill every round and starve the others."""
+        fetched = await self._outbox.due_notifications(
+            self._clock.wall(), DUE_PER_ROUND + len(self._claimed)
+        )
+        rows = [row for row in fetched if row.id not in self._claimed][:DUE_PER_ROUND]
         failed: dict[str, list[NotificationRow]] = {}
         for row in rows:
             if row.type == "job.failed":
                 failed.setdefault(row.batch_id, []).append(row)
             else:
-                await self._send([row], http)
+                await self._queue([row], http)
         for batch_id, group in failed.items():
             # Rate-limited per batch; failures meanwhile go out together in the next one.
             batch = await self._store.batches.get_batch(batch_id)
@@ -165,7 +201,33 @@ class Notifier:
             if last is not None and self._clock.monotonic() - last < interval:
                 continue
             self._failed_sent_at[batch_id] = self._clock.monotonic()
-            await self._send(group, http)
+            await self._queue(group, http)
+
+    async def _queue(self, rows: list[NotificationRow], http: httpx.AsyncClient) -> None:
+        batch = await self._store.batches.get_batch(rows[0].batch_id)
+        receiver = _receiver(notify_config(self._settings(), batch)) if batch is not None else ""
+        self._claimed.update(row.id for row in rows)
+        lane = self._lanes.setdefault(receiver, _Lane())
+        lane.groups.append(rows)
+        if lane.task is None:
+            lane.task = asyncio.create_task(self._drain(receiver, lane, http), name="notify-lane")
+
+    async def _drain(self, receiver: str, lane: _Lane, http: httpx.AsyncClient) -> None:
+        try:
+            while lane.groups:
+                rows = lane.groups.popleft()
+                try:
+                    await self._send(rows, http)
+                except Exception:
+                    log.exception("notifications: unexpected error; trying again")
+                finally:
+                    self._claimed.difference_update(row.id for row in rows)
+        finally:
+            # No await between the empty queue and this: `_queue` never adds to a finished lane.
+            for rows in lane.groups:
+                self._claimed.difference_update(row.id for row in rows)
+            if self._lanes.get(receiver) is lane:
+                del self._lanes[receiver]
 
     async def _send(self, rows: list[NotificationRow], http: httpx.AsyncClient) -> None:
         first = rows[0]
@@ -234,13 +296,18 @@ class Notifier:
             signer = Webhook(config.webhook_secret.get_secret_value())
             headers["webhook-signature"] = signer.sign(message_id, now, body)
         try:
-            response = await http.post(
-                target.url,
-                content=body.encode(),
-                headers=headers | target.headers,
-                timeout=config.timeout,
-                extensions=target.extensions,
-            )
+            # httpx's timeout is per read: a receiver trickling its answer a byte at a time would
+            # never hit it. The deadline covers the whole exchange, the answer's body included.
+            async with asyncio.timeout(config.timeout):
+                response = await http.post(
+                    target.url,
+                    content=body.encode(),
+                    headers=headers | target.headers,
+                    timeout=config.timeout,
+                    extensions=target.extensions,
+                )
+        except TimeoutError:
+            return f"no complete answer within {config.timeout:g} s"
         except httpx.HTTPError as error:
             return f"{type(error).__name__}: {error}"
         if 200 <= response.status_code < 300:
@@ -284,6 +351,13 @@ class Notifier:
             await process.wait()
             log.warning("notify command killed after %.0f s", config.timeout)
             return
+        except asyncio.CancelledError:
+            # The daemon is stopping: the command is not left running on its own. Its message is
+            # still pending, so the next start runs it again.
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
         if process.returncode:
             last = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
             log.warning("notify command exited with %s: %s", process.returncode, last[0][:300])

@@ -1,7 +1,11 @@
 """Files of a batch folder → an S3-compatible bucket (AWS S3, Cloudflare R2, GCS interop, MinIO).
 
-boto3 signs and sends (signature v4); its calls block, so each runs in a thread. boto3's own
-retries are off: the caller retries by error class, with backoff and a record of every try.
+boto3 signs and sends (signature v4); its calls block, so each runs in a thread, under a deadline
+for the whole call: botocore's read timeout is per read, and an endpoint that trickles its answer
+would hold a call for ever. The threads are daemon threads, not the default executor's, which
+`asyncio.run` and the interpreter join at exit: a stuck call never keeps the process from stopping
+(the upload is still pending in the store, and the next start does it). boto3's own retries are
+off: the caller retries by error class, with backoff and a record of every try.
 Credentials come from boto3's chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the
 shared files, instance roles) and never pass through wfbatch's settings, store or logs.
 """
@@ -9,6 +13,8 @@ shared files, instance roles) and never pass through wfbatch's settings, store o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import mimetypes
 import threading
 from collections.abc import Callable
@@ -47,6 +53,9 @@ _THROTTLING = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "TooManyRequests"}
 )
 _NO_CREDENTIALS = (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)
+MAX_CALL_THREADS = 32
+"""Calls running at once, those past their deadline included: an endpoint that trickles every
+answer costs this many threads at most."""
 
 
 class BucketError(Exception):
@@ -68,6 +77,9 @@ class Endpoint:
     endpoint_url: str | None
     region: str | None
     timeout: float
+    """Seconds per connect / read."""
+    deadline: float
+    """Seconds a whole call (an upload with its answer) may take."""
 
 
 def classify(error: Exception) -> BucketError:
@@ -111,6 +123,7 @@ class Buckets:
     def __init__(self) -> None:
         self._clients: dict[Endpoint, S3Client] = {}
         self._lock = threading.Lock()
+        self._threads = threading.BoundedSemaphore(MAX_CALL_THREADS)
 
     def _client(self, endpoint: Endpoint) -> S3Client:
         with self._lock:
@@ -152,7 +165,7 @@ class Buckets:
             )
             return str(answer.get("ETag", "")).strip('"')
 
-        return await self._call(upload)
+        return await self._call(upload, endpoint.deadline)
 
     async def delete(self, endpoint: Endpoint, bucket: str, key: str) -> None:
         """Delete `key`; deleting one that is not there is not an error (S3 answers 204)."""
@@ -160,7 +173,7 @@ class Buckets:
         def remove() -> None:
             self._client(endpoint).delete_object(Bucket=bucket, Key=key)
 
-        await self._call(remove)
+        await self._call(remove, endpoint.deadline)
 
     async def presign(self, endpoint: Endpoint, bucket: str, key: str, seconds: int) -> str:
         """A GET URL anyone can use for `seconds`; computed locally, no request is sent."""
@@ -170,11 +183,54 @@ class Buckets:
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
             )
 
-        return await self._call(sign)
+        return await self._call(sign, endpoint.deadline)
 
-    @staticmethod
-    async def _call(work: Callable[[], T]) -> T:
+    async def _call(self, work: Callable[[], T], deadline: float) -> T:
+        if not self._threads.acquire(blocking=False):
+            raise BucketTransient(f"{MAX_CALL_THREADS} calls to S3 are still waiting for an answer")
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[T] = loop.create_future()
+
+        def run() -> None:
+            try:
+                _run_for(loop, answer, work)
+            finally:
+                self._threads.release()
+
         try:
-            return await asyncio.to_thread(work)
+            threading.Thread(target=run, name="s3-call", daemon=True).start()
+        except RuntimeError as error:  # the system's thread limit: like any overload, try later
+            self._threads.release()
+            raise BucketTransient(f"cannot start a thread: {error}") from None
+        try:
+            async with asyncio.timeout(deadline):
+                return await answer
+        except TimeoutError:
+            # The thread is left to finish (or not) on its own: it holds no lock and no state.
+            raise BucketTransient(f"no complete answer within {deadline:g} s") from None
         except Exception as error:
             raise classify(error) from None
+
+
+def _run_for(loop: asyncio.AbstractEventLoop, answer: asyncio.Future[T], work: Callable[[], T]) -> None:
+    """Run `work` in this thread and hand its outcome to `answer` on `loop`."""
+    outcome: Callable[[], None]
+    try:
+        result = work()
+    except BaseException as error:  # whatever it is, the caller classifies it
+        outcome = functools.partial(_fail, answer, error)
+    else:
+        outcome = functools.partial(_succeed, answer, result)
+    # The loop may be gone: the process stopped while this call was stuck.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(outcome)
+
+
+def _succeed(answer: asyncio.Future[T], result: T) -> None:
+    if not answer.done():  # not when the caller gave up (deadline, cancel)
+        answer.set_result(result)
+
+
+def _fail(answer: asyncio.Future[T], error: BaseException) -> None:
+    if not answer.done():
+        answer.set_exception(error)
