@@ -21,7 +21,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
 
-from wfbatch.client import ApiError
+from wfbatch.client import ApiError, DaemonClient
 from wfbatch.protocol import (
     CancelRequest,
     CommandResult,
@@ -33,7 +33,6 @@ from wfbatch.protocol import (
 )
 from wfbatch.tui.changes import ChangeSet
 from wfbatch.tui.connection import LOST_CONNECTION, describe
-from wfbatch.tui.daemon_api import DaemonApi
 from wfbatch.tui.messages import ConnectionTrouble
 from wfbatch.tui.screens.confirm import ConfirmScreen
 from wfbatch.tui.screens.edit import EditPromptScreen
@@ -81,7 +80,7 @@ class MainScreen(Screen[None]):
         Binding("escape", "back", "back", show=False),
     ]
 
-    def __init__(self, client: DaemonApi, *, status_interval: float = 2.0, graphics: bool = True) -> None:
+    def __init__(self, client: DaemonClient, *, status_interval: float = 2.0, graphics: bool = True) -> None:
         super().__init__()
         self.client = client
         self.status_interval = status_interval
