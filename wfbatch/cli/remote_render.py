@@ -27,8 +27,8 @@ from wfbatch.protocol import (
     Status,
     error_headline,
 )
+from wfbatch.protocol.states import OPEN, ORDER, JobState
 
-STATE_ORDER = ("queued", "submitting", "running", "retrying", "done", "failed", "canceled")
 COLUMN_GAP = 3
 """What rich puts between two columns of these tables: padding, divider, padding."""
 WIDE = 100_000
@@ -132,7 +132,7 @@ def duration(seconds: float | None) -> str:
 
 
 def counts_line(counts: dict[str, int]) -> str:
-    return ", ".join(f"{counts.get(s, 0)} {s}" for s in STATE_ORDER if counts.get(s, 0)) or "no jobs"
+    return ", ".join(f"{counts.get(s, 0)} {s}" for s in ORDER if counts.get(s, 0)) or "no jobs"
 
 
 def error_line(error: ErrorInfo) -> str:
@@ -246,7 +246,7 @@ def render_batches(
     ]
     rows: list[list[str | Text]] = []
     for b in batches:
-        left = sum(b.counts.get(s, 0) for s in ("queued", "submitting", "running", "retrying"))
+        left = sum(b.counts.get(s, 0) for s in OPEN)
         if b.paused:
             state = "paused"
         elif not left:
@@ -257,8 +257,9 @@ def render_batches(
             state = b.remote_progress() or "working"
         eta = duration(b.eta_seconds) if left and state not in ("paused", "held") else "-"
         rows.append([
-            b.id if out.width >= WIDE else ids[b.id], _flat(b.name), f"{b.counts.get('done', 0)}/{b.total}",
-            str(b.counts.get("failed", 0)), str(left), eta, state,
+            b.id if out.width >= WIDE else ids[b.id], _flat(b.name),
+            f"{b.counts.get(JobState.DONE, 0)}/{b.total}", str(b.counts.get(JobState.FAILED, 0)), str(left),
+            eta, state,
         ])
     out.print(fitted_table(out, columns, rows))
 

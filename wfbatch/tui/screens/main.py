@@ -26,11 +26,13 @@ from wfbatch.protocol import (
     CancelRequest,
     CommandResult,
     Health,
+    JobState,
     PauseRequest,
     RetryRequest,
     ReviewRequest,
     Status,
 )
+from wfbatch.protocol.states import IN_FLIGHT, ORDER, RETRYABLE
 from wfbatch.tui.changes import ChangeSet
 from wfbatch.tui.connection import LOST_CONNECTION, describe
 from wfbatch.tui.messages import ConnectionTrouble
@@ -43,8 +45,6 @@ from wfbatch.tui.widgets.header import StatusHeader
 from wfbatch.tui.widgets.jobs_table import PAGE_SIZE, JobQuery, JobsPage, JobsTable
 
 REFRESH_INTERVAL = 0.25
-EDITABLE_STATES = frozenset({"failed", "canceled"})
-IN_FLIGHT_STATES = frozenset({"submitting", "running"})
 NARROW = 110
 """Below this width the detail pane takes the whole width while it is open."""
 SHORT = 32
@@ -201,7 +201,7 @@ class MainScreen(Screen[None]):
         self._label_tabs(status)
         if previous is not None and previous.jobs != status.jobs:
             # Counts moved without an event reaching us (or before the stream opened): catch up.
-            self.pending.states |= {s for s in status.jobs if status.jobs[s] != previous.jobs.get(s)}
+            self.pending.states |= {s for s in ORDER if status.jobs.get(s) != previous.jobs.get(s)}
 
     @work(exclusive=True, group="jobs-load")
     async def load_jobs(self, reset: bool = False) -> None:
@@ -266,9 +266,9 @@ class MainScreen(Screen[None]):
         for spec in TAB_SPECS.values():
             label = f"{spec.key} {spec.title}"
             if spec.tab is JobTab.FAILED:
-                label += f" {counts.get('failed', 0)}"
-                if counts.get("canceled", 0):
-                    label += f"+{counts['canceled']}"
+                label += f" {counts.get(JobState.FAILED, 0)}"
+                if counts.get(JobState.CANCELED, 0):
+                    label += f"+{counts[JobState.CANCELED]}"
             elif spec.review is None:
                 label += f" {sum(counts.get(s, 0) for s in spec.states)}"
             self.query_one(f"#{spec.tab.value}", Tab).label = label
@@ -392,13 +392,13 @@ class MainScreen(Screen[None]):
         self.jobs.clear_marks()
         self.pending.merge(ChangeSet.all())
 
-    def _targets(self) -> dict[int, str]:
+    def _targets(self) -> dict[int, JobState | None]:
         """The jobs a command acts on, with their states: the marked ones; else the one the detail
         pane shows (the user is looking at it, wherever the cursor went since); else the
         highlighted one."""
         table = self.jobs
         if table.marked:
-            return {i: table.jobs[i].state if i in table.jobs else "" for i in sorted(table.marked)}
+            return {i: table.jobs[i].state if i in table.jobs else None for i in sorted(table.marked)}
         shown = self.detail.job if self.detail.display else None
         if shown is not None:
             current = table.jobs.get(shown.id)
@@ -433,12 +433,12 @@ class MainScreen(Screen[None]):
         batch_id = self.batches.scope
         if batch_id is None:
             request = RetryRequest(all_failed=True)
-            failed = self.status.jobs.get("failed", 0) if self.status else 0
+            failed = self.status.jobs.get(JobState.FAILED, 0) if self.status else 0
             scope = "of every batch"
         else:
             request = RetryRequest(failed_of_batch=batch_id)
             batch = self.batches.batches.get(batch_id)
-            failed = batch.counts.get("failed", 0) if batch else 0
+            failed = batch.counts.get(JobState.FAILED, 0) if batch else 0
             scope = f"of batch {batch.name if batch else batch_id}"
         if not failed:
             self.notify(f"no failed jobs {scope}", severity="warning")
@@ -459,7 +459,7 @@ class MainScreen(Screen[None]):
         def act() -> None:
             self.run_command(f"cancel {names}", lambda: self.client.cancel(CancelRequest(job_ids=ids)))
 
-        running = [i for i, state in targets.items() if state in IN_FLIGHT_STATES]
+        running = [i for i, state in targets.items() if state in IN_FLIGHT]
         if len(ids) > 1 or running:
             extra = f" ({job_names(running)} being executed: it may still be charged)" if running else ""
             self._confirmed(f"Cancel {names}?{extra}", act)
@@ -482,7 +482,7 @@ class MainScreen(Screen[None]):
         if job is None:
             self.notify("no job selected", severity="warning")
             return
-        if job.state not in EDITABLE_STATES:
+        if job.state not in RETRYABLE:
             self.notify(f"job {job.id} is {job.state}: only failed or canceled jobs can be edited",
                         severity="warning")
             return
