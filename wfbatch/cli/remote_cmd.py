@@ -10,7 +10,8 @@ from wfbatch.cli.common import JOB_ID, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options, wide_option
 from wfbatch.cli.remote_render import render_job, render_jobs, render_status
 from wfbatch.client import DaemonClient
-from wfbatch.protocol import MAX_PAGE, JobDetail, JobState, JobSummary, Page, ReviewStatus, Status
+from wfbatch.protocol import MAX_PAGE, JobDetail, JobSummary, Page, ReviewStatus, Status
+from wfbatch.protocol.states import ORDER
 
 
 @click.command("status")
@@ -34,7 +35,7 @@ def _states(values: tuple[str, ...]) -> list[str]:
 @click.command("jobs")
 @click.option(
     "--state", "states", multiple=True,
-    help=f"Only jobs in this state (repeat, or a,b): {', '.join(JobState)}.",
+    help=f"Only jobs in this state (repeat, or a,b): {', '.join(ORDER)}.",
 )
 @click.option("--batch", "batch_id", default=None, help="Only jobs of this batch (id, prefix or name).")
 @click.option("--text", default=None, help="Only jobs whose prompt contains this text.")
