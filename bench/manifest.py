@@ -50,7 +50,7 @@ async def refresh_seconds(home: Path, size: int) -> tuple[float, float, float]:
         reads: list[float] = []
         for _ in range(REPEATS):
             started = time.perf_counter()
-            jobs = await store.jobs_for_batch(done.batch.id)
+            jobs = await store.jobs.jobs_for_batch(done.batch.id)
             reads.append(time.perf_counter() - started)
             del jobs
             started = time.perf_counter()

@@ -35,7 +35,7 @@ async def run(home: Path, max_in_flight: int) -> float:
         started = time.perf_counter()
         reason = await engine.run_until_idle()
         elapsed = time.perf_counter() - started
-        counts = await store.counts([batch.batch.id])
+        counts = await store.counters.counts([batch.batch.id])
     finally:
         await store.close()
     assert reason.code == "done" and counts["done"] == JOBS, (reason, counts)

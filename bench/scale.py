@@ -111,7 +111,7 @@ async def _check_counters(db: Path) -> tuple[float, tuple[str, ...]]:
     store = await Store.open(db)
     try:
         started = time.perf_counter()
-        check = await store.check_counters()
+        check = await store.counters.check_counters()
         return time.perf_counter() - started, check.rebuilt
     finally:
         await store.close()

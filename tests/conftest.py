@@ -11,7 +11,7 @@ import pytest
 
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings, load_settings
-from wfbatch.store import Store
+from wfbatch.store import Store, StoreApi
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +60,26 @@ def make_settings(home: Path) -> Any:
 @pytest.fixture
 async def store(layout: HomeLayout) -> AsyncIterator[Store]:
     opened = await Store.open(layout.db)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+STORE_BACKENDS = ("sqlite",)
+"""Every backend of `StoreApi`: the contract tests (tests/test_store_contract.py) run against each."""
+
+
+async def open_backend(name: str, layout: HomeLayout) -> StoreApi:
+    if name == "sqlite":
+        return await Store.open(layout.db)
+    raise ValueError(f"no store backend {name!r}")
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+async def any_store(request: pytest.FixtureRequest, layout: HomeLayout) -> AsyncIterator[StoreApi]:
+    """A fresh store of each backend in turn, seen only through its interface."""
+    opened = await open_backend(request.param, layout)
     try:
         yield opened
     finally:

@@ -11,7 +11,7 @@ from wfbatch.engine.scheduler import Engine, StopReason
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator
-from wfbatch.store import Reuse, Store
+from wfbatch.store import Reuse, StoreApi
 
 TEST_KEY = "sk-test-engine-key-never-shown"
 
@@ -43,14 +43,14 @@ def prompts(count: int, prefix: str = "prompt", **fields: Any) -> bytes:
     ).encode()
 
 
-async def enqueue(store: Store, layout: HomeLayout, raw: bytes, name: str = "batch.jsonl") -> Ingested:
+async def enqueue(store: StoreApi, layout: HomeLayout, raw: bytes, name: str = "batch.jsonl") -> Ingested:
     return await ingest(
         store, layout, parse_prompt_bytes(raw, name), raw, "wireflow", reuse=Reuse.NEVER
     )
 
 
 async def run_engine(
-    store: Store, settings: Settings, layout: HomeLayout, batch_ids: list[str]
+    store: StoreApi, settings: Settings, layout: HomeLayout, batch_ids: list[str]
 ) -> tuple[StopReason, Engine]:
     engine = Engine(store, settings, layout, batch_ids=batch_ids)
     return await engine.run_until_idle(), engine

@@ -15,7 +15,7 @@ import pytest
 from tests.daemon_harness import jsonl, running_daemon
 from tests.test_store import make_batch, make_jobs
 from wfbatch.core.states import JobState
-from wfbatch.store import Ledger, Store
+from wfbatch.store import Store
 from wfbatch.store.bulk import BULK_MIN_JOBS, COUNTS_TRIGGER, WAITS_TRIGGER
 from wfbatch.store.schema import MIGRATIONS
 
@@ -50,20 +50,20 @@ def counters_and_counts(db: Path) -> tuple[dict[tuple[str, ...], object], dict[t
 
 
 async def test_every_store_write_path_keeps_the_counters_equal_to_count(store: Store) -> None:
-    await store.insert_batch(make_batch("b1", "h1"), make_jobs(6, "a"))
-    await store.insert_batch(make_batch("b2", "h2"), make_jobs(3, "b"))
-    ids = await store.job_ids(states=[JobState.QUEUED], batch_id="b1")
+    await store.batches.insert_batch(make_batch("b1", "h1"), make_jobs(6, "a"))
+    await store.batches.insert_batch(make_batch("b2", "h2"), make_jobs(3, "b"))
+    ids = await store.jobs.job_ids(states=[JobState.QUEUED], batch_id="b1")
     now = time.time()
-    assert await store.transition(ids[0], [JobState.QUEUED], JobState.SUBMITTING, started_at=now + 2)
-    assert await store.transition(ids[0], [JobState.SUBMITTING], JobState.RUNNING)
-    assert await store.transition(ids[0], [JobState.RUNNING], JobState.DONE, finished_at=now)
-    assert await store.transition(ids[1], [JobState.QUEUED], JobState.SUBMITTING, started_at=now + 1)
-    assert await store.transition(ids[1], [JobState.SUBMITTING], JobState.FAILED)
-    assert await store.cancel_jobs(ids[2:4]) == ids[2:4]
-    assert await store.requeue_for_retry([ids[1], ids[2]]) == [ids[1], ids[2]]
-    assert await store.transition(ids[4], [JobState.QUEUED], JobState.RETRYING, next_attempt_at=now - 1)
-    assert await store.promote_due_retries(now) == 1
-    ledger = Ledger(store)
+    assert await store.jobs.transition(ids[0], [JobState.QUEUED], JobState.SUBMITTING, started_at=now + 2)
+    assert await store.jobs.transition(ids[0], [JobState.SUBMITTING], JobState.RUNNING)
+    assert await store.jobs.transition(ids[0], [JobState.RUNNING], JobState.DONE, finished_at=now)
+    assert await store.jobs.transition(ids[1], [JobState.QUEUED], JobState.SUBMITTING, started_at=now + 1)
+    assert await store.jobs.transition(ids[1], [JobState.SUBMITTING], JobState.FAILED)
+    assert await store.jobs.cancel_jobs(ids[2:4]) == ids[2:4]
+    assert await store.jobs.requeue_for_retry([ids[1], ids[2]]) == [ids[1], ids[2]]
+    assert await store.jobs.transition(ids[4], [JobState.QUEUED], JobState.RETRYING, next_attempt_at=now - 1)
+    assert await store.jobs.promote_due_retries(now) == 1
+    ledger = store.ledger
     await ledger.reserve(ids[5], "b1", "local", 2.0)
     assert await ledger.settle_finished(ids[5], 1.5, None) == 1.5
     async with store.transaction() as conn:  # a hand-written write no store method knows of
@@ -74,44 +74,44 @@ async def test_every_store_write_path_keeps_the_counters_equal_to_count(store: S
 
     kept, counted = counters_and_counts(store.path)
     assert kept == counted
-    assert (await store.counts())["done"] == 4
-    assert (await store.counts_for_batches(["b1"]))["b1"]["queued"] == 4
-    assert (await store.counts_by("batch_id"))["b2"]["done"] == 3
-    assert (await store.credits_used_by("provider")) == {"local": 1.5}
-    count, total, _ = await store.queue_waits()
+    assert (await store.counters.counts())["done"] == 4
+    assert (await store.counters.counts_for_batches(["b1"]))["b1"]["queued"] == 4
+    assert (await store.counters.counts_by("batch_id"))["b2"]["done"] == 3
+    assert (await store.counters.credits_used_by("provider")) == {"local": 1.5}
+    count, total, _ = await store.counters.queue_waits()
     assert count == 5 and total == pytest.approx(2 + 1 + 3 * 4, abs=0.1)
-    assert (await store.check_counters()).rebuilt == ()
+    assert (await store.counters.check_counters()).rebuilt == ()
 
 
 async def test_the_check_reads_aside_while_a_write_transaction_is_open(store: Store) -> None:
     """The start-up check runs beside the API and the engine: comparing counters that agree takes
     neither the store's write lock nor its shared connection, and sees committed rows only."""
-    await store.insert_batch(make_batch("b1", "h1"), make_jobs(4, "a"))
+    await store.batches.insert_batch(make_batch("b1", "h1"), make_jobs(4, "a"))
     async with store.transaction() as conn:
         await conn.execute("UPDATE jobs SET state = 'failed' WHERE idx = 1")  # not committed yet
         # Bounded: with the check inside the write lock this waited for itself, forever.
-        check = await asyncio.wait_for(store.check_counters(), timeout=60)
+        check = await asyncio.wait_for(store.counters.check_counters(), timeout=60)
     assert check.rebuilt == ()
-    assert (await store.counts())["failed"] == 1
+    assert (await store.counters.counts())["failed"] == 1
 
 
 async def test_counters_that_disagree_are_rebuilt_on_check_and_logged(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await store.insert_batch(make_batch("b1", "h1"), make_jobs(4, "a"))
+    await store.batches.insert_batch(make_batch("b1", "h1"), make_jobs(4, "a"))
     async with store.transaction() as conn:  # damage: what a file edited by hand could hold
         await conn.execute("UPDATE job_counts SET n = 99")
         await conn.execute("INSERT INTO charge_totals VALUES ('b1', 'local', 7.0)")
         await conn.execute("UPDATE wait_totals SET started = 3")
-    assert (await store.counts())["queued"] == 99
+    assert (await store.counters.counts())["queued"] == 99
     with caplog.at_level(logging.WARNING, logger="wfbatch.store"):
-        check = await store.check_counters()
+        check = await store.counters.check_counters()
     assert set(check.rebuilt) == {"job_counts", "charge_totals", "wait_totals"}
     assert "job_counts counters disagreed" in caplog.text
     kept, counted = counters_and_counts(store.path)
     assert kept == counted
-    assert (await store.counts())["queued"] == 4
-    assert (await store.check_counters()).rebuilt == ()
+    assert (await store.counters.counts())["queued"] == 4
+    assert (await store.counters.check_counters()).rebuilt == ()
 
 
 async def test_a_database_of_schema_6_gets_counters_of_its_existing_jobs(tmp_path: Path) -> None:
@@ -133,8 +133,8 @@ async def test_a_database_of_schema_6_gets_counters_of_its_existing_jobs(tmp_pat
     conn.close()
     store = await Store.open(db)
     try:
-        assert (await store.counts())["done"] == 2
-        assert (await store.queue_waits())[:2] == (3, 6.0)
+        assert (await store.counters.counts())["done"] == 2
+        assert (await store.counters.queue_waits())[:2] == (3, 6.0)
     finally:
         await store.close()
     kept, counted = counters_and_counts(db)
@@ -186,13 +186,13 @@ async def test_a_large_batch_counted_once_keeps_the_counters_and_the_triggers(st
     transition."""
     before = _triggers(store.path)
     assert {COUNTS_TRIGGER, WAITS_TRIGGER} <= set(before)
-    await store.insert_batch(make_batch("small", "h0"), make_jobs(3, "s"))
-    await store.insert_batch(make_batch("big", "h1"), make_jobs(BULK_MIN_JOBS + 7, "a"))
-    await store.insert_batch(make_batch("big2", "h2"), make_jobs(BULK_MIN_JOBS, "b"))
+    await store.batches.insert_batch(make_batch("small", "h0"), make_jobs(3, "s"))
+    await store.batches.insert_batch(make_batch("big", "h1"), make_jobs(BULK_MIN_JOBS + 7, "a"))
+    await store.batches.insert_batch(make_batch("big2", "h2"), make_jobs(BULK_MIN_JOBS, "b"))
     assert _triggers(store.path) == before
-    await store.insert_batch(make_batch("after", "h3"), make_jobs(2, "c"))
-    ids = await store.job_ids(states=[JobState.QUEUED], batch_id="big")
-    assert await store.transition(ids[0], [JobState.QUEUED], JobState.SUBMITTING, started_at=time.time())
+    await store.batches.insert_batch(make_batch("after", "h3"), make_jobs(2, "c"))
+    ids = await store.jobs.job_ids(states=[JobState.QUEUED], batch_id="big")
+    assert await store.jobs.transition(ids[0], [JobState.QUEUED], JobState.SUBMITTING, started_at=time.time())
     async with store.transaction() as conn:
         await conn.execute(
             "INSERT INTO jobs (uid, batch_id, idx, line, provider, spec, prompt, cache_key, state,"
@@ -204,9 +204,9 @@ async def test_a_large_batch_counted_once_keeps_the_counters_and_the_triggers(st
     kept, counted = counters_and_counts(store.path)
     assert kept == counted
     assert kept[("waits",)][0] == 2  # type: ignore[index]
-    assert (await store.counts_for_batches(["big"]))["big"]["queued"] == BULK_MIN_JOBS + 6
-    assert (await store.counts())["queued"] == 3 + BULK_MIN_JOBS + 6 + BULK_MIN_JOBS + 2
-    assert (await store.check_counters()).rebuilt == ()
+    assert (await store.counters.counts_for_batches(["big"]))["big"]["queued"] == BULK_MIN_JOBS + 6
+    assert (await store.counters.counts())["queued"] == 3 + BULK_MIN_JOBS + 6 + BULK_MIN_JOBS + 2
+    assert (await store.counters.check_counters()).rebuilt == ()
 
 
 async def test_a_large_batch_that_fails_leaves_the_triggers_and_the_counters(store: Store) -> None:
@@ -215,10 +215,10 @@ async def test_a_large_batch_that_fails_leaves_the_triggers_and_the_counters(sto
     before = _triggers(store.path)
     jobs = make_jobs(BULK_MIN_JOBS, "a")
     with pytest.raises(sqlite3.IntegrityError):
-        await store.insert_batch(make_batch("big", "h1"), [*jobs, jobs[0]])
+        await store.batches.insert_batch(make_batch("big", "h1"), [*jobs, jobs[0]])
     assert _triggers(store.path) == before
-    assert (await store.counts())["queued"] == 0
-    await store.insert_batch(make_batch("small", "h2"), make_jobs(2, "s"))
+    assert (await store.counters.counts())["queued"] == 0
+    await store.batches.insert_batch(make_batch("small", "h2"), make_jobs(2, "s"))
     kept, counted = counters_and_counts(store.path)
     assert kept == counted == {("small", "local", "queued"): 2, ("waits",): (0, 0)}
 
@@ -232,7 +232,7 @@ async def test_an_insert_trigger_the_bulk_path_does_not_know_fires_for_every_row
         await conn.execute(
             "CREATE TRIGGER jobs_seen AFTER INSERT ON jobs BEGIN UPDATE seen SET n = n + 1; END"
         )
-    await store.insert_batch(make_batch("big", "h1"), make_jobs(BULK_MIN_JOBS, "a"))
+    await store.batches.insert_batch(make_batch("big", "h1"), make_jobs(BULK_MIN_JOBS, "a"))
     assert (await store.fetchone("SELECT n FROM seen"))["n"] == BULK_MIN_JOBS  # type: ignore[index]
     kept, counted = counters_and_counts(store.path)
     assert kept == counted
@@ -243,11 +243,11 @@ async def test_start_up_reads_fall_back_to_the_shared_connection_when_none_can_b
 ) -> None:
     # Out of descriptors at start (a flood of API connections): the aside connection cannot open.
     # The daemon used to stop with "unable to open database file" (seen in CI); it reads on.
-    await store.insert_batch(make_batch(), make_jobs(3))
+    await store.batches.insert_batch(make_batch(), make_jobs(3))
 
     async def cannot_open(*_: object) -> list[list[sqlite3.Row]]:
         raise sqlite3.OperationalError("unable to open database file")
 
-    monkeypatch.setattr("wfbatch.store.store.read_aside", cannot_open)
-    assert await store.check_counters() is not None
-    assert list(await store.recently_changed_batches(0.0)) == ["b1"]
+    monkeypatch.setattr("wfbatch.store.db.read_aside", cannot_open)
+    assert await store.counters.check_counters() is not None
+    assert list(await store.jobs.recently_changed_batches(0.0)) == ["b1"]

@@ -24,40 +24,40 @@ from wfbatch.providers.errors import OutOfCredits
 from wfbatch.providers.local import LocalProvider
 from wfbatch.settings import LocalSettings, load_settings
 from wfbatch.sim import RunningSimulator
-from wfbatch.store import BatchRow, Ledger, Store
+from wfbatch.store import BatchRow, Store, StoreApi
 from wfbatch.store.ledger import write_release_and_charge
 
 
 async def test_reservations_are_reconciled_with_the_providers_charges(
-    store: Store, layout: HomeLayout, home: Path
+    any_store: StoreApi, layout: HomeLayout, home: Path
 ) -> None:
     with RunningSimulator(fast_options(cost=2.5)) as sim:
-        batch = (await enqueue(store, layout, prompts(4))).batch
-        reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
+        batch = (await enqueue(any_store, layout, prompts(4))).batch
+        reason, _ = await run_engine(any_store, wireflow_engine_settings(home, sim), layout, [batch.id])
         charged_by_sim = sim.state.stats()["credits"]["charged"]
     assert reason.code == "done"
-    ledger = Ledger(store)
+    ledger = any_store.ledger
     assert await ledger.charged(batch_id=batch.id) == charged_by_sim == 10.0
     assert await ledger.reserved_total() == 0
-    assert [j.credits for j in await store.jobs_for_batch(batch.id)] == [2.5] * 4
+    assert [j.credits for j in await any_store.jobs.jobs_for_batch(batch.id)] == [2.5] * 4
 
 
 async def test_failed_executions_release_their_reservation(
-    store: Store, layout: HomeLayout, home: Path
+    any_store: StoreApi, layout: HomeLayout, home: Path
 ) -> None:
     with RunningSimulator(fast_options(cost=1, fail_marker="BAD")) as sim:
         raw = prompts(2) + b'\n{"prompt": "BAD one", "width": 64, "height": 64}'
-        batch = (await enqueue(store, layout, raw)).batch
-        await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
+        batch = (await enqueue(any_store, layout, raw)).batch
+        await run_engine(any_store, wireflow_engine_settings(home, sim), layout, [batch.id])
         charged_by_sim = sim.state.stats()["credits"]["charged"]
-    ledger = Ledger(store)
+    ledger = any_store.ledger
     assert await ledger.charged(batch_id=batch.id) == charged_by_sim == 2.0
     assert await ledger.batch_exposure(batch.id) == 2.0  # nothing left reserved for the failure
     assert await ledger.reserved_total() == 0
 
 
 async def run_capped(
-    store: Store, layout: HomeLayout, home: Path, **sim_options: Any
+    store: StoreApi, layout: HomeLayout, home: Path, **sim_options: Any
 ) -> tuple[BatchRow, StopReason, dict[str, Any]]:
     """Nine prompts at 1 credit each under a budget of 5, run on a Wireflow simulator."""
     spec = {
@@ -74,60 +74,62 @@ async def run_capped(
 
 
 async def test_a_budget_is_exact_to_the_credit_and_leaves_the_rest_queued(
-    store: Store, layout: HomeLayout, home: Path
+    any_store: StoreApi, layout: HomeLayout, home: Path
 ) -> None:
-    batch, reason, stats = await run_capped(store, layout, home)
+    batch, reason, stats = await run_capped(any_store, layout, home)
     assert stats["executions_created"] == 5
     assert stats["credits"]["charged"] == 5
     assert reason.code == "paused" and "budget reached" in reason.message and "of 5 credits" in reason.message
-    counts = await store.counts([batch.id])
+    counts = await any_store.counters.counts([batch.id])
     assert counts["done"] == 5 and counts["queued"] == 4 and counts["failed"] == 0
 
 
 async def test_an_unknown_cost_under_a_budget_starts_one_job_at_a_time_until_a_charge_tells_it(
-    store: Store, layout: HomeLayout, home: Path
+    any_store: StoreApi, layout: HomeLayout, home: Path
 ) -> None:
     # No estimate (the provider cannot predict this graph, or its estimate request failed): jobs
     # started side by side would reserve nothing and all slip under the budget. One goes first; its
     # charge teaches the cost, and the budget is then exact as usual.
-    _, reason, stats = await run_capped(store, layout, home, estimate_incomplete=True)
+    _, reason, stats = await run_capped(any_store, layout, home, estimate_incomplete=True)
     assert stats["executions_created"] == 5
     assert stats["credits"]["charged"] == 5
     assert reason.code == "paused" and "budget reached" in reason.message
 
 
-async def test_the_daily_credit_cap_pauses_the_provider(store: Store, layout: HomeLayout, home: Path) -> None:
+async def test_the_daily_credit_cap_pauses_the_provider(
+    any_store: StoreApi, layout: HomeLayout, home: Path
+) -> None:
     with RunningSimulator(fast_options(cost=2)) as sim:
-        batch = (await enqueue(store, layout, prompts(5))).batch
+        batch = (await enqueue(any_store, layout, prompts(5))).batch
         settings = wireflow_engine_settings(home, sim, daily_credit_cap=6)
-        reason, _ = await run_engine(store, settings, layout, [batch.id])
+        reason, _ = await run_engine(any_store, settings, layout, [batch.id])
         assert sim.state.stats()["credits"]["charged"] == 6
     assert reason.code == "paused" and "daily credit cap" in reason.message
 
 
-async def test_a_402_goes_through_the_ledger(store: Store, layout: HomeLayout, home: Path) -> None:
+async def test_a_402_goes_through_the_ledger(any_store: StoreApi, layout: HomeLayout, home: Path) -> None:
     with RunningSimulator(fast_options(credits=2, cost=1)) as sim:
-        batch = (await enqueue(store, layout, prompts(5))).batch
+        batch = (await enqueue(any_store, layout, prompts(5))).batch
         reason, _ = await run_engine(
-            store, wireflow_engine_settings(home, sim, max_in_flight=1), layout, [batch.id]
+            any_store, wireflow_engine_settings(home, sim, max_in_flight=1), layout, [batch.id]
         )
     assert reason.code == "paused" and "2 available" not in reason.message
-    ledger = Ledger(store)
+    ledger = any_store.ledger
     assert await ledger.charged(batch_id=batch.id) == 2
     assert await ledger.reserved_total() == 0  # the refused start's reservation was released
 
 
-async def test_a_crash_leaks_no_reservation(store: Store, layout: HomeLayout, home: Path) -> None:
+async def test_a_crash_leaks_no_reservation(any_store: StoreApi, layout: HomeLayout, home: Path) -> None:
     with RunningSimulator(fast_options(cost=1)) as sim:
-        batch = (await enqueue(store, layout, prompts(3))).batch
-        jobs = await store.jobs_for_batch(batch.id)
-        ledger = Ledger(store)
+        batch = (await enqueue(any_store, layout, prompts(3))).batch
+        jobs = await any_store.jobs.jobs_for_batch(batch.id)
+        ledger = any_store.ledger
         # Killed right after reserving, before the job left the queue: a leaked reservation.
         await ledger.reserve(jobs[0].id, batch.id, "wireflow", 1.0)
         # Killed after the start was sent: the job is `submitting` with its reservation.
         await ledger.reserve(jobs[1].id, batch.id, "wireflow", 1.0)
-        await store.transition(jobs[1].id, [JobState.QUEUED], JobState.SUBMITTING, attempts=1)
-        reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
+        await any_store.jobs.transition(jobs[1].id, [JobState.QUEUED], JobState.SUBMITTING, attempts=1)
+        reason, _ = await run_engine(any_store, wireflow_engine_settings(home, sim), layout, [batch.id])
         stats = sim.state.stats()
     assert reason.code == "done"
     assert await ledger.reserved_total() == 0
@@ -135,7 +137,7 @@ async def test_a_crash_leaks_no_reservation(store: Store, layout: HomeLayout, ho
     assert await ledger.batch_exposure(batch.id) == 3  # each job charged once, nothing double-counted
 
 
-async def test_plan_matches_an_actual_run(store: Store, layout: HomeLayout, home: Path) -> None:
+async def test_plan_matches_an_actual_run(any_store: StoreApi, layout: HomeLayout, home: Path) -> None:
     options = fast_options(latency=(0.4, 0.6), cost=3, epm=4, rpm=60, window=2.0)
     raw = prompts(10) + b"\n" + prompts(2)  # two duplicates
     with RunningSimulator(options) as sim:
@@ -149,23 +151,23 @@ async def test_plan_matches_an_actual_run(store: Store, layout: HomeLayout, home
             poll_initial=0.2,
             poll_max=0.5,
         )
-        plan = await make_plan(store, settings, [parse_prompt_bytes(raw, "p.jsonl")])
+        plan = await make_plan(any_store, settings, [parse_prompt_bytes(raw, "p.jsonl")])
         assert plan.jobs == 12 and plan.unique_jobs == 10 and plan.cache_hits == 0
         assert plan.unknown_cost_jobs == 0
-        batch = (await enqueue(store, layout, raw)).batch
+        batch = (await enqueue(any_store, layout, raw)).batch
         started = time.monotonic()
-        reason, _ = await run_engine(store, settings, layout, [batch.id])
+        reason, _ = await run_engine(any_store, settings, layout, [batch.id])
         elapsed = time.monotonic() - started
         charged = sim.state.stats()["credits"]["charged"]
     assert reason.code == "done"
     assert plan.estimated_credits is not None
     assert abs(plan.estimated_credits - charged) <= 0.1 * charged
     assert abs(plan.estimated_seconds - elapsed) <= 0.25 * elapsed, (plan.estimated_seconds, elapsed)
-    again = await make_plan(store, settings, [parse_prompt_bytes(raw, "p.jsonl")])
+    again = await make_plan(any_store, settings, [parse_prompt_bytes(raw, "p.jsonl")])
     assert again.cache_hits == 10 and again.jobs_left == 0 and again.estimated_credits == 0
 
 
-async def test_plan_says_where_a_budget_or_daily_cap_stops(store: Store, home: Path) -> None:
+async def test_plan_says_where_a_budget_or_daily_cap_stops(any_store: StoreApi, home: Path) -> None:
     spec = {
         "name": "b",
         "budget": 7,
@@ -174,10 +176,10 @@ async def test_plan_says_where_a_budget_or_daily_cap_stops(store: Store, home: P
     }
     with RunningSimulator(fast_options(cost=2)) as sim:
         settings = wireflow_engine_settings(home, sim)
-        plan = await make_plan(store, settings, [parse_prompt_bytes(json.dumps(spec).encode(), "b.json")])
+        plan = await make_plan(any_store, settings, [parse_prompt_bytes(json.dumps(spec).encode(), "b.json")])
         assert plan.stops_at == {"reason": "budget of 7 credits of batch 'b'", "after_jobs": 3}
         capped = wireflow_engine_settings(home, sim, daily_executions=4)
-        plan = await make_plan(store, capped, [parse_prompt_bytes(json.dumps(spec).encode(), "b.json")])
+        plan = await make_plan(any_store, capped, [parse_prompt_bytes(json.dumps(spec).encode(), "b.json")])
         assert plan.stops_at is not None and plan.stops_at["after_jobs"] == 3  # the budget still binds first
 
 
@@ -196,9 +198,9 @@ async def test_a_budget_check_never_reads_another_transaction_half_done(store: S
     # settlement writes its release (-1) and then its charge (+1): read between the two, the batch
     # looked one credit short of its budget and a sixth job of a budget of 5 went out (seen in CI).
     batch = dataclasses.replace(make_batch(), budget=5.0)
-    await store.insert_batch(batch, make_jobs(6))
-    jobs = await store.list_jobs()
-    ledger = Ledger(store)
+    await store.batches.insert_batch(batch, make_jobs(6))
+    jobs = await store.jobs.list_jobs()
+    ledger = store.ledger
     for job in jobs[:5]:
         await ledger.reserve(job.id, batch.id, "local", 1.0)
     budget = Budget(store, load_settings(home, local={"costs": {"default": 1.0}}), SystemClock())

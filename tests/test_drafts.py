@@ -28,7 +28,7 @@ from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_manifest
 from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator, SimOptions
-from wfbatch.store import Ledger, Reuse, Store
+from wfbatch.store import Reuse, Store
 
 CHEAP = "black-forest-labs/flux-schnell"
 PREMIUM = "black-forest-labs/flux-1.1-pro"
@@ -74,7 +74,7 @@ async def enqueue(store: Store, layout: HomeLayout, raw: bytes) -> str:
 
 
 async def spent(store: Store, batch_id: str) -> float:
-    return round(await Ledger(store).batch_exposure(batch_id), 6)
+    return round(await store.ledger.batch_exposure(batch_id), 6)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -136,7 +136,7 @@ async def test_approving_five_of_twenty_drafts_pays_for_five_finals_once(
         batch_id = await enqueue(store, layout, raw)
         engine = Engine(store, settings, layout, batch_ids=[batch_id])
         await engine.run_until_idle()
-        drafts = await store.jobs_for_batch(batch_id)
+        drafts = await store.jobs.jobs_for_batch(batch_id)
         assert [job.state for job in drafts] == [JobState.DONE] * 20
         assert {job.stage for job in drafts} == {"draft"}
         assert all(job.file and job.file.startswith("pending-review/") for job in drafts)
@@ -153,11 +153,11 @@ async def test_approving_five_of_twenty_drafts_pays_for_five_finals_once(
         await Engine(store, settings, layout, batch_ids=[batch_id]).run_until_idle()
         created = sim.state.stats()["replicate"]["executions"]
 
-    jobs = await store.jobs_for_batch(batch_id)
+    jobs = await store.jobs.jobs_for_batch(batch_id)
     finals = [job for job in jobs if job.stage == "final"]
     assert len(jobs) == 25 and len(finals) == 5 and created == 25
     by_id = {job.id: job for job in jobs}
-    output = Path((await store.get_batch(batch_id)).output_dir)  # type: ignore[union-attr]
+    output = Path((await store.batches.get_batch(batch_id)).output_dir)  # type: ignore[union-attr]
     for final in finals:
         assert final.draft_of in chosen and final.state is JobState.DONE
         draft = by_id[final.draft_of]
@@ -194,7 +194,7 @@ async def test_auto_approve_all_queues_every_final_and_a_rejection_costs_nothing
         settings = replicate_config(home, sim)
         batch_id = await enqueue(store, layout, pipeline_spec(3, auto_approve="all"))
         await Engine(store, settings, layout, batch_ids=[batch_id]).run_until_idle()
-        jobs = await store.jobs_for_batch(batch_id)
+        jobs = await store.jobs.jobs_for_batch(batch_id)
         assert sorted(job.stage or "" for job in jobs) == ["draft"] * 3 + ["final"] * 3
         assert all(job.state is JobState.DONE and job.review is ReviewStatus.APPROVED for job in jobs)
         assert await spent(store, batch_id) == round(3 * (CHEAP_PRICE + PREMIUM_PRICE), 6)
@@ -203,16 +203,16 @@ async def test_auto_approve_all_queues_every_final_and_a_rejection_costs_nothing
         other = await enqueue(store, layout, pipeline_spec(2, "a boot", name="boots"))
         engine = Engine(store, settings, layout, batch_ids=[other])
         await engine.run_until_idle()
-        first, second = await store.jobs_for_batch(other)
+        first, second = await store.jobs.jobs_for_batch(other)
         control = Control(engine)
         await control.review([first.id], ReviewStatus.APPROVED)
         taken_back = await control.review([first.id], ReviewStatus.REJECTED)
         assert "1 final canceled before it started" in taken_back.message
         await control.review([second.id], ReviewStatus.REJECTED)
         await Engine(store, settings, layout, batch_ids=[other]).run_until_idle()
-        final = await store.final_of(first.id)
+        final = await store.drafts.final_of(first.id)
         assert final is not None and final.state is JobState.CANCELED and final.attempts == 0
-        assert await store.final_of(second.id) is None
+        assert await store.drafts.final_of(second.id) is None
         assert await spent(store, other) == round(2 * CHEAP_PRICE, 6)
 
 
@@ -226,8 +226,8 @@ async def test_a_draft_can_be_removed_once_its_final_is_written(layout: HomeLayo
             )
             batch_id = await enqueue(store, layout, pipeline_spec(1, auto_approve="all"))
             await Engine(store, settings, layout, batch_ids=[batch_id]).run_until_idle()
-        draft, final = await store.jobs_for_batch(batch_id)
-        output = Path((await store.get_batch(batch_id)).output_dir)  # type: ignore[union-attr]
+        draft, final = await store.jobs.jobs_for_batch(batch_id)
+        output = Path((await store.batches.get_batch(batch_id)).output_dir)  # type: ignore[union-attr]
         assert draft.file is None and final.file is not None and (output / final.file).is_file()
         assert [p.name for p in (output / "approved").iterdir()] == [Path(final.file).name]
     finally:

@@ -47,7 +47,7 @@ async def test_a_batch_runs_to_done_with_files_manifest_and_metadata(
     assert reason.code == "done"
     assert engine.pool.requests_sent() == 3
     manifest = read_manifest(Path(batch.output_dir))
-    jobs = await store.jobs_for_batch(batch.id)
+    jobs = await store.jobs.jobs_for_batch(batch.id)
     assert [e.status for e in manifest.entries] == ["done"] * 3
     for entry, job in zip(manifest.entries, jobs, strict=True):
         assert entry.file == job.file and entry.file is not None
@@ -69,12 +69,12 @@ async def test_cache_serves_repeats_and_duplicates_are_made_once(
     first = (await enqueue(store, layout, raw)).batch
     _, engine = await run(store, make_settings(), layout, [first.id])
     assert engine.pool.requests_sent() == 2  # the duplicate was generated once
-    assert await store.cache_hits([first.id]) == 1
+    assert await store.counters.cache_hits([first.id]) == 1
     second = (await enqueue(store, layout, raw)).batch
     reason, engine = await run(store, make_settings(), layout, [second.id])
     assert reason.code == "done"
     assert engine.pool.requests_sent() == 0
-    assert await store.cache_hits([second.id]) == 3
+    assert await store.counters.cache_hits([second.id]) == 3
 
 
 async def test_a_batch_can_opt_out_of_the_cache(store: Store, layout: HomeLayout, make_settings: Any) -> None:
@@ -100,7 +100,7 @@ async def test_permanent_errors_fail_at_once_with_the_providers_words(
     settings = make_settings(local={"permanent_fail_marker": "FAILME"})
     reason, _ = await run(store, settings, layout, [batch.id])
     assert reason.code == "done"
-    failed = await store.list_jobs(states=[JobState.FAILED])
+    failed = await store.jobs.list_jobs(states=[JobState.FAILED])
     assert len(failed) == 1
     job = failed[0]
     assert job.attempts == 1
@@ -121,10 +121,10 @@ async def test_transient_errors_are_retried_until_done(
     )
     reason, engine = await run(store, settings, layout, [batch.id])
     assert reason.code == "done"
-    jobs = await store.jobs_for_batch(batch.id)
+    jobs = await store.jobs.jobs_for_batch(batch.id)
     assert all(j.state is JobState.DONE for j in jobs)
     assert engine.pool.requests_sent() > 12  # some renders failed and were retried
-    outcomes = [a.outcome for j in jobs for a in await store.attempts_for(j.id)]
+    outcomes = [a.outcome for j in jobs for a in await store.jobs.attempts_for(j.id)]
     assert "transient" in outcomes
 
 
@@ -132,7 +132,7 @@ async def test_attempts_run_out_into_failed(store: Store, layout: HomeLayout, ma
     batch = (await enqueue(store, layout, jsonl({"prompt": "unlucky"}))).batch
     settings = make_settings(local={"fail_rate": 1.0, "max_attempts": 3, "backoff_initial": 0.01})
     await run(store, settings, layout, [batch.id])
-    job = (await store.jobs_for_batch(batch.id))[0]
+    job = (await store.jobs.jobs_for_batch(batch.id))[0]
     assert job.state is JobState.FAILED
     assert job.attempts == 3
     assert job.error_message is not None and "gave up after 3 attempts" in job.error_message
@@ -142,12 +142,12 @@ async def test_jobs_left_in_flight_by_a_crash_are_resumed(
     store: Store, layout: HomeLayout, make_settings: Any
 ) -> None:
     batch = (await enqueue(store, layout, jsonl({"prompt": "interrupted"}, {"prompt": "waiting"}))).batch
-    first = (await store.jobs_for_batch(batch.id))[0]
+    first = (await store.jobs.jobs_for_batch(batch.id))[0]
     # As a killed process leaves it: the start was (maybe) sent, nothing recorded after.
-    await store.transition(first.id, [JobState.QUEUED], JobState.SUBMITTING, attempts=1)
+    await store.jobs.transition(first.id, [JobState.QUEUED], JobState.SUBMITTING, attempts=1)
     reason, _ = await run(store, make_settings(), layout, [batch.id])
     assert reason.code == "done"
-    resumed = await store.get_job(first.id)
+    resumed = await store.jobs.get_job(first.id)
     assert resumed is not None and resumed.state is JobState.DONE
     assert resumed.attempts == 1  # the re-send is the same attempt, with the same key
 
@@ -156,14 +156,14 @@ async def test_pauses_stop_a_one_shot_run_with_the_reason(
     store: Store, layout: HomeLayout, make_settings: Any
 ) -> None:
     batch = (await enqueue(store, layout, jsonl({"prompt": "x"}))).batch
-    await store.set_pause("global", "maintenance")
+    await store.pauses.set_pause("global", "maintenance")
     reason, _ = await run(store, make_settings(), layout, [batch.id])
     assert reason.code == "paused" and "maintenance" in reason.message
-    await store.clear_pause("global")
-    await store.set_batch_paused(batch.id, True)
+    await store.pauses.clear_pause("global")
+    await store.batches.set_batch_paused(batch.id, True)
     reason, _ = await run(store, make_settings(), layout, [batch.id])
     assert reason.code == "paused" and batch.id in reason.message
-    assert (await store.counts([batch.id]))["queued"] == 1
+    assert (await store.counters.counts([batch.id]))["queued"] == 1
 
 
 async def test_a_misconfigured_provider_pauses_with_the_reason(

@@ -13,7 +13,7 @@ from tests.engine_sim import TEST_KEY, enqueue, prompts, run_engine, wireflow_en
 from wfbatch.core.states import JobState
 from wfbatch.home import HomeLayout
 from wfbatch.sim import RunningSimulator
-from wfbatch.store import Ledger, Store
+from wfbatch.store import Store
 
 
 def budgeted(count: int, budget: float) -> bytes:
@@ -43,10 +43,10 @@ async def test_nonsense_charges_cannot_spend_past_a_budget(
         created = sim.state.stats()["executions_created"]
     assert created == 3
     assert reason.code == "paused" and "budget reached" in reason.message
-    counts = await store.counts([batch.id])
+    counts = await store.counters.counts([batch.id])
     assert counts["done"] == 3 and counts["queued"] == 7
-    assert await Ledger(store).charged(batch_id=batch.id) == 3.0  # the estimate, not "-50" / NaN
-    assert await Ledger(store).reserved_total() == 0
+    assert await store.ledger.charged(batch_id=batch.id) == 3.0  # the estimate, not "-50" / NaN
+    assert await store.ledger.reserved_total() == 0
 
 
 async def test_an_echoed_key_never_reaches_the_disk(store: Store, layout: HomeLayout, home: Path) -> None:
@@ -55,7 +55,7 @@ async def test_an_echoed_key_never_reaches_the_disk(store: Store, layout: HomeLa
         sim.state.queue_fault("echo_key", route="execute", count=1)
         batch = (await enqueue(store, layout, prompts(3))).batch
         await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
-    jobs = await store.jobs_for_batch(batch.id)
+    jobs = await store.jobs.jobs_for_batch(batch.id)
     assert sum(job.state is JobState.DONE for job in jobs) >= 2
     assert any("[redacted]" in (job.remote_id or "") for job in jobs)  # the echoed execution id
     await store.close()
@@ -75,7 +75,7 @@ async def test_a_trickling_poll_answer_cannot_hold_a_job_past_max_run_seconds(
         )
         reason, _ = await run_engine(store, settings, layout, [batch.id])
     assert reason.code == "done"
-    job = (await store.jobs_for_batch(batch.id))[0]
+    job = (await store.jobs.jobs_for_batch(batch.id))[0]
     assert job.state is JobState.FAILED
     assert job.error_message is not None
     assert "no complete answer within 0.5 s" in job.error_message or "still not finished" in job.error_message

@@ -21,17 +21,17 @@ from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.base import RequestKind
 from wfbatch.sim import RunningSimulator
-from wfbatch.store import Ledger, OutcomeRecord, Store
+from wfbatch.store import OutcomeRecord, Store
 
 
 def cancel_job_task_during(
     store: Store, engine: Engine, wanted: Callable[[OutcomeRecord], bool], at_statement: int
 ) -> list[int]:
-    """Make `store.record_outcome` cancel the calling job's task (as a shutdown or a hand cancel
+    """Make `store.jobs.record_outcome` cancel the calling job's task (as a shutdown or a hand cancel
     would) at its `at_statement`-th SQL statement, for outcomes `wanted` picks. Returns the list
     the interrupted job ids are appended to."""
-    original_record = store.record_outcome
-    original_execute = store._conn.execute
+    original_record = store.jobs.record_outcome
+    original_execute = store.db.conn.execute
     interrupted: list[int] = []
     state: dict[str, Any] = {"job": None, "count": 0}
 
@@ -53,8 +53,8 @@ def cancel_job_task_during(
         finally:
             state["job"] = None
 
-    store._conn.execute = execute  # type: ignore[method-assign]
-    store.record_outcome = record  # type: ignore[method-assign]
+    store.db.conn.execute = execute  # type: ignore[method-assign]
+    store.jobs.record_outcome = record  # type: ignore[method-assign]
     return interrupted
 
 
@@ -87,17 +87,17 @@ async def test_a_failure_is_recorded_whole_whatever_cancels_the_job_meanwhile(
         )
 
         async def settled() -> bool:
-            (job,) = await store.jobs_for_batch(batch.id)
+            (job,) = await store.jobs.jobs_for_batch(batch.id)
             return job.state is JobState.FAILED
 
         await run_until(engine, settled)
     assert interrupted, "the cancel never reached the recording"
-    (job,) = await store.jobs_for_batch(batch.id)
+    (job,) = await store.jobs.jobs_for_batch(batch.id)
     assert job.state is JobState.FAILED and job.error_message is not None
     assert job.execution is Execution.ENDED and job.reserved is None
-    ledger = Ledger(store)
+    ledger = store.ledger
     assert await ledger.batch_exposure(batch.id) == 0  # reserved, then released: nothing charged
-    attempts = await store.attempts_for(job.id)
+    attempts = await store.jobs.attempts_for(job.id)
     assert [a.kind for a in attempts].count("job") == 1
 
 
@@ -112,10 +112,10 @@ async def test_a_start_the_provider_accepted_survives_a_shutdown_at_that_moment(
         )
 
         async def recorded() -> bool:
-            return bool(interrupted) and (await store.jobs_for_batch(batch.id))[0].remote_id is not None
+            return bool(interrupted) and (await store.jobs.jobs_for_batch(batch.id))[0].remote_id is not None
 
         await run_until(engine, recorded)
-        (job,) = await store.jobs_for_batch(batch.id)
+        (job,) = await store.jobs.jobs_for_batch(batch.id)
         assert job.state is JobState.RUNNING and job.handle is not None
         # The next start resumes the same execution: one execution, one charge.
         reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
@@ -160,13 +160,13 @@ async def test_a_hand_cancel_of_a_running_job_reaches_the_provider(
         try:
 
             async def started() -> bool:
-                return bool(await store.job_ids(states=[JobState.RUNNING]))
+                return bool(await store.jobs.job_ids(states=[JobState.RUNNING]))
 
             deadline = asyncio.get_running_loop().time() + 10
             while not await started():
                 assert asyncio.get_running_loop().time() < deadline, "the job never started"
                 await asyncio.sleep(0.02)
-            (job_id,) = await store.job_ids(states=[JobState.RUNNING])
+            (job_id,) = await store.jobs.job_ids(states=[JobState.RUNNING])
             await Control(engine).cancel([job_id])
         finally:
             stop.set()
@@ -174,6 +174,6 @@ async def test_a_hand_cancel_of_a_running_job_reaches_the_provider(
             await engine.shutdown()
         canceled = sim.state.stats()["fal"]["canceled"]
     assert canceled == 1
-    attempts = [a.kind for a in await store.attempts_for(job_id)]
+    attempts = [a.kind for a in await store.jobs.attempts_for(job_id)]
     assert "cancel" in attempts
-    assert (await store.jobs_for_batch(batch_id))[0].state is JobState.CANCELED
+    assert (await store.jobs.jobs_for_batch(batch_id))[0].state is JobState.CANCELED

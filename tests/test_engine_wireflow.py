@@ -21,7 +21,7 @@ async def test_happy_path_one_execution_per_job(store: Store, layout: HomeLayout
         reason, engine = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
         stats = sim.state.stats()
     assert reason.code == "done"
-    assert (await store.counts([batch.id]))["done"] == 8
+    assert (await store.counters.counts([batch.id]))["done"] == 8
     assert stats["executions_created"] == 8
     assert set(stats["executions_by_key"].values()) == {1}
     manifest = read_manifest(Path(batch.output_dir))
@@ -48,11 +48,11 @@ async def test_a_429_slows_the_whole_provider_and_costs_no_attempts(
     assert reason.code == "done"
     assert stats["rate_limited"] >= 1
     assert engine.pool.limiters["wireflow"].rate_limited >= 1
-    jobs = await store.jobs_for_batch(batch.id)
+    jobs = await store.jobs.jobs_for_batch(batch.id)
     # max_attempts=1: had the 429 used up an attempt, the job would have failed.
     assert all(j.state is JobState.DONE for j in jobs)
     assert stats["executions_created"] == 3 + 5
-    attempts = [a for j in jobs for a in await store.attempts_for(j.id)]
+    attempts = [a for j in jobs for a in await store.jobs.attempts_for(j.id)]
     assert any(a.outcome == "rate_limited" and a.http_status == 429 and a.request_id for a in attempts)
 
 
@@ -79,19 +79,19 @@ async def test_out_of_credits_pauses_then_a_top_up_finishes_without_repeats(
         assert "out of credits" in reason.message and "available" in reason.message
         wireflow = reason.details["providers"]["wireflow"]
         assert wireflow["required"] == 1 and wireflow["available"] == 0
-        counts = await store.counts([batch.id])
+        counts = await store.counters.counts([batch.id])
         assert counts["done"] == 3 and counts["queued"] == 3 and counts["failed"] == 0
         sim.state.top_up(10)
         reason, _ = await run_engine(store, settings, layout, [batch.id])
         stats = sim.state.stats()
     assert reason.code == "done"
-    assert (await store.counts([batch.id]))["done"] == 6
+    assert (await store.counters.counts([batch.id]))["done"] == 6
     assert stats["executions_created"] == 6
     assert set(stats["executions_by_key"].values()) == {1}
     # The 402s sent jobs back to the queue cleanly: no attempt used, no internal error recorded.
-    for job in await store.jobs_for_batch(batch.id):
+    for job in await store.jobs.jobs_for_batch(batch.id):
         assert job.attempts == 1
-        outcomes = {a.outcome for a in await store.attempts_for(job.id)}
+        outcomes = {a.outcome for a in await store.jobs.attempts_for(job.id)}
         assert "transient" not in outcomes
 
 
@@ -118,7 +118,7 @@ async def test_a_failed_execution_fails_the_job_with_message_and_request_id(
         batch = (await enqueue(store, layout, raw)).batch
         reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
     assert reason.code == "done"
-    failed = await store.list_jobs(states=[JobState.FAILED])
+    failed = await store.jobs.list_jobs(states=[JobState.FAILED])
     assert len(failed) == 1
     assert failed[0].error_message and failed[0].error_request_id
     assert failed[0].attempts == 1  # permanent: no retry
@@ -133,7 +133,7 @@ async def test_an_execution_that_never_finishes_does_not_hold_its_slot_forever(
         reason, _ = await run_engine(store, settings, layout, [batch.id])
         stats = sim.state.stats()
     assert reason.code == "done"
-    job = (await store.jobs_for_batch(batch.id))[0]
+    job = (await store.jobs.jobs_for_batch(batch.id))[0]
     assert job.state is JobState.FAILED
     assert job.error_message is not None and "still not finished" in job.error_message
     assert stats["executions_created"] == 1  # the retry polled the same execution, it did not pay again
@@ -147,5 +147,5 @@ async def test_malformed_bodies_and_5xx_are_retried(store: Store, layout: HomeLa
         reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
         stats = sim.state.stats()
     assert reason.code == "done"
-    assert (await store.counts([batch.id]))["done"] == 4
+    assert (await store.counters.counts([batch.id]))["done"] == 4
     assert stats["executions_created"] == 4

@@ -270,7 +270,7 @@ async def test_twelve_prompts_one_refused_over_loopback(store: Store, layout: Ho
         book = sim.state.fal
         stats = sim.state.stats()["fal"]
         seen = {(r.prompt, r.seed, r.width, r.height) for r in book.requests.values()}
-    jobs = await store.jobs_for_batch(batch_id)
+    jobs = await store.jobs.jobs_for_batch(batch_id)
     done = [job for job in jobs if job.state is JobState.DONE]
     failed = [job for job in jobs if job.state is JobState.FAILED]
     assert (len(done), len(failed)) == (11, 1)
@@ -282,7 +282,7 @@ async def test_twelve_prompts_one_refused_over_loopback(store: Store, layout: Ho
     assert stats["peak_in_progress"] <= 2
     for job in jobs:  # the prompt and the seed reached the server unchanged
         assert (job.spec.prompt, job.spec.seed, job.spec.width, job.spec.height) in seen
-    output = Path((await store.get_batch(batch_id)).output_dir)
+    output = Path((await store.batches.get_batch(batch_id)).output_dir)
     for job in done:
         assert job.file is not None
         with PILImage.open(io.BytesIO((output / job.file).read_bytes())) as image:
@@ -313,7 +313,7 @@ async def test_a_lost_submit_answer_is_flagged_as_a_possible_duplicate_charge(
         reason = await Engine(store, fal_config(home, sim), layout, batch_ids=[batch_id]).run_until_idle()
         stats = sim.state.stats()["fal"]
     assert reason.code == "done"
-    (job,) = await store.jobs_for_batch(batch_id)
+    (job,) = await store.jobs.jobs_for_batch(batch_id)
     assert stats["executions"] == 2  # fal has no idempotency: the re-send ran again...
     assert (
         job.possible_duplicate_charge is not None
@@ -343,7 +343,7 @@ async def test_a_start_that_could_not_connect_is_a_first_send_again_not_a_possib
     engine = asyncio.create_task(Engine(store, config, layout, batch_ids=[batch_id]).run_until_idle())
     try:
         for _ in range(250):  # bounded: 5 s for the first start to be refused
-            (job,) = await store.jobs_for_batch(batch_id)
+            (job,) = await store.jobs.jobs_for_batch(batch_id)
             if job.attempts >= 1 and job.state is JobState.RETRYING:
                 break
             await asyncio.sleep(0.02)
@@ -355,7 +355,7 @@ async def test_a_start_that_could_not_connect_is_a_first_send_again_not_a_possib
     finally:
         engine.cancel()
     assert reason.code == "done"
-    (job,) = await store.jobs_for_batch(batch_id)
+    (job,) = await store.jobs.jobs_for_batch(batch_id)
     assert job.state is JobState.DONE and job.possible_duplicate_charge is None
     assert stats["executions"] == 1
 

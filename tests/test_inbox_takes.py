@@ -50,7 +50,7 @@ async def _accept_again(inbox: Inbox, raw: bytes, name: str) -> str:
 
 
 async def _batches(store: Store) -> list[tuple[str, str]]:
-    return [(b.id, b.source_name) for b in await store.list_batches()]
+    return [(b.id, b.source_name) for b in await store.batches.list_batches()]
 
 
 async def test_a_symlink_swapped_in_after_the_check_is_not_read(

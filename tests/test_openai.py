@@ -365,7 +365,7 @@ async def test_twelve_prompts_one_refused_over_loopback(store: Store, layout: Ho
         )
         engine = Engine(store, config, layout, batch_ids=[ingested.batch.id])
         await engine.run_until_idle()
-    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
     done = [job for job in jobs if job.state is JobState.DONE]
     failed = [job for job in jobs if job.state is JobState.FAILED]
     assert (len(done), len(failed)) == (11, 1)

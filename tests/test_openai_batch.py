@@ -31,7 +31,7 @@ from wfbatch.providers.openai.prices import table_price
 from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator, SimOptions
 from wfbatch.store import Reuse, Store
-from wfbatch.store.remote_batches import RemoteBatchStore, Step
+from wfbatch.store.remote_batches import Step
 
 TEST_KEY = "sk-test-batch-key-never-shown"
 _TABLE_PRICE = table_price("gpt-image-1", "low", "1024x1024")
@@ -101,7 +101,7 @@ async def test_twenty_prompts_in_batch_mode_half_price(store: Store, layout: Hom
     assert stats["batch"]["uploads"] == 1 and stats["batch"]["batches_created"] == 1
     assert stats["openai"]["generations"] == 20
     assert stats["requests"]["by_route"].get("generations", 0) == 0  # nothing went the direct way
-    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
     assert [job.state for job in jobs] == [JobState.DONE] * 20
     assert sum(job.credits or 0 for job in jobs) == pytest.approx(PRICE / 2 * 20)
     ledger = await store.fetchone("SELECT SUM(credits) AS c FROM ledger WHERE kind = 'charge'")
@@ -113,7 +113,7 @@ async def test_twenty_prompts_in_batch_mode_half_price(store: Store, layout: Hom
     for line in lines:
         assert line["method"] == "POST" and line["url"] == "/v1/images/generations"
         jsonschema.validate(line["body"], CREATE_IMAGE_REQUEST)
-    rows = await RemoteBatchStore(store).of_batches([ingested.batch.id])
+    rows = await store.remote_batches.of_batches([ingested.batch.id])
     assert len(rows) == 1 and rows[0].step is Step.CLOSED and rows[0].remote_id
     assert (rows[0].total, rows[0].completed, rows[0].failed) == (20, 20, 0)
 
@@ -124,7 +124,7 @@ async def test_an_expired_batch_keeps_what_it_finished(store: Store, layout: Hom
         ingested = await enqueue(store, layout, raw)
         # A gather that waits an hour: the 8 requeued jobs stay queued while the test looks.
         settings = batch_settings(home, sim, batch_gather_seconds=3600.0)
-        rows = RemoteBatchStore(store)
+        rows = store.remote_batches
         engine = Engine(store, settings, layout, batch_ids=[ingested.batch.id])
         async with store.transaction() as conn:  # the first may go
             await conn.execute("UPDATE jobs SET updated_at = updated_at - 7200")
@@ -137,7 +137,7 @@ async def test_an_expired_batch_keeps_what_it_finished(store: Store, layout: Hom
         engine.request_stop()
         await running
         stats = sim.state.stats()
-    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
     done = [job for job in jobs if job.state is JobState.DONE]
     queued = [job for job in jobs if job.state is JobState.QUEUED]
     assert (len(done), len(queued)) == (12, 8)
@@ -154,7 +154,7 @@ async def run_until_closed(
     engine: Engine, store: Store, batch_id: str, *, stop_at: Step = Step.CLOSED
 ) -> None:
     """Run the engine until the batch's remote batch reaches `stop_at` (bounded), then stop it."""
-    rows = RemoteBatchStore(store)
+    rows = store.remote_batches
     running = asyncio.create_task(engine.run_until_idle())
     for _ in range(600):
         found = await rows.of_batches([batch_id])
@@ -180,7 +180,7 @@ async def test_a_crash_while_creating_finds_the_batch_by_its_tag(
             ingested.batch.id,
             stop_at=Step.STARTED,
         )
-        (row,) = await RemoteBatchStore(store).of_batches([ingested.batch.id])
+        (row,) = await store.remote_batches.of_batches([ingested.batch.id])
         assert row.step is Step.STARTED and sim.state.stats()["batch"]["batches_created"] == 1
         async with store.transaction() as conn:
             await conn.execute(
@@ -193,9 +193,9 @@ async def test_a_crash_while_creating_finds_the_batch_by_its_tag(
         )
         stats = sim.state.stats()
     assert stats["batch"]["batches_created"] == 1 and stats["batch"]["uploads"] == 1
-    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
     assert [job.state for job in jobs] == [JobState.DONE] * 6
-    (row,) = await RemoteBatchStore(store).of_batches([ingested.batch.id])
+    (row,) = await store.remote_batches.of_batches([ingested.batch.id])
     assert row.remote_id is not None and row.remote_id.startswith("batch_")
 
 
@@ -207,8 +207,8 @@ async def test_a_crash_while_uploading_finds_the_file_by_its_name(
     with batch_sim() as sim:
         ingested = await enqueue(store, layout, shots(4))
         settings = batch_settings(home, sim)
-        rows = RemoteBatchStore(store)
-        jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+        rows = store.remote_batches
+        jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
         gathered = await rows.gather(
             "openai", ingested.batch.id, "gpt-image-1", "wfbatch-lost-upload", [job.id for job in jobs], 0.0
         )
@@ -222,7 +222,7 @@ async def test_a_crash_while_uploading_finds_the_file_by_its_name(
         await run_until_closed(engine, store, ingested.batch.id)
         stats = sim.state.stats()
     assert stats["batch"]["uploads"] == 1 and stats["batch"]["batches_created"] == 1
-    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
     assert [job.state for job in jobs] == [JobState.DONE] * 4
 
 
@@ -238,13 +238,13 @@ async def test_every_line_refused_comes_from_the_error_file(
             store,
             ingested.batch.id,
         )
-    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
     assert [job.state for job in jobs] == [JobState.FAILED] * 3
     for job in jobs:
         assert job.error_message is not None and "moderation_blocked" in job.error_message
         assert job.error_request_id is not None and job.error_request_id.startswith("req_")
         assert job.execution is Execution.ENDED and job.reserved is None and not job.credits
-    (row,) = await RemoteBatchStore(store).of_batches([ingested.batch.id])
+    (row,) = await store.remote_batches.of_batches([ingested.batch.id])
     assert row.status == "completed" and row.failed == 3
 
 
@@ -254,7 +254,7 @@ async def test_canceling_every_job_cancels_the_remote_batch(
     with batch_sim(batch_step=30.0) as sim:
         ingested = await enqueue(store, layout, shots(5))
         engine = Engine(store, batch_settings(home, sim), layout, batch_ids=[ingested.batch.id])
-        rows = RemoteBatchStore(store)
+        rows = store.remote_batches
         # As the daemon runs it: canceled jobs leave nothing for `run` to wait for, but the daemon
         # settles their remote batch.
         stop = asyncio.Event()
@@ -264,8 +264,8 @@ async def test_canceling_every_job_cancels_the_remote_batch(
             if found and found[0].step is Step.STARTED:
                 break
             await asyncio.sleep(0.02)
-        ids = [job.id for job in await store.list_jobs(batch_id=ingested.batch.id, limit=100)]
-        await engine.stop_canceled(await store.cancel_jobs(ids))
+        ids = [job.id for job in await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)]
+        await engine.stop_canceled(await store.jobs.cancel_jobs(ids))
         for _ in range(500):
             (row,) = await rows.of_batches([ingested.batch.id])
             if row.step is Step.CLOSED:
@@ -277,7 +277,7 @@ async def test_canceling_every_job_cancels_the_remote_batch(
         stats = sim.state.stats()
     assert stats["batch"]["cancels"] == 1 and stats["openai"]["generations"] == 0
     assert row.status == "cancelled" and row.step is Step.CLOSED
-    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
     for job in jobs:
         assert job.state is JobState.CANCELED and job.execution is Execution.NONE and job.reserved is None
     ledger = await store.fetchone("SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE kind = 'charge'")
@@ -357,7 +357,7 @@ async def test_the_batch_queue_limit_and_the_remote_batch_limit(
         reason = await Engine(store, settings, layout, batch_ids=[ingested.batch.id]).run_until_idle()
         stats = sim.state.stats()
     assert reason.code == "done"
-    rows = await RemoteBatchStore(store).of_batches([ingested.batch.id])
+    rows = await store.remote_batches.of_batches([ingested.batch.id])
     assert [row.lines for row in rows] == [5, 5, 2] and stats["batch"]["batches_created"] == 3
     for earlier, later in itertools.pairwise(rows):
         assert earlier.closed_at is not None and later.created_at >= earlier.closed_at  # one at a time
@@ -405,7 +405,7 @@ async def test_an_expired_batch_can_send_the_rest_directly(
         stats = sim.state.stats()
     assert reason.code == "done" and stats["batch"]["batches_created"] == 1
     assert stats["requests"]["by_route"]["generations"] == 2  # the two the batch did not run
-    jobs = await store.list_jobs(batch_id=ingested.batch.id, limit=100)
+    jobs = await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100)
     assert [job.state for job in jobs] == [JobState.DONE] * 5
     direct = [job for job in jobs if job.spec.mode == "direct"]
     assert len(direct) == 2 and all(job.credits == pytest.approx(PRICE) for job in direct)

@@ -109,7 +109,7 @@ async def test_migration_gives_running_executions_their_poll_handle(tmp_path: Pa
     conn.close()
     store = await Store.open(db)
     try:
-        jobs = {job.uid: job for job in await store.list_jobs()}
+        jobs = {job.uid: job for job in await store.jobs.list_jobs()}
     finally:
         await store.close()
     assert jobs["u1"].handle == {"execution_id": "exec_1"}

@@ -273,7 +273,7 @@ async def test_twelve_prompts_one_refused_over_loopback(store: Store, layout: Ho
         book = sim.state.replicate
         stats = sim.state.stats()["replicate"]
         seen = [(p.input.get("prompt"), p.input.get("seed")) for p in book.predictions.values()]
-    jobs = await store.jobs_for_batch(batch_id)
+    jobs = await store.jobs.jobs_for_batch(batch_id)
     done = [job for job in jobs if job.state is JobState.DONE]
     failed = [job for job in jobs if job.state is JobState.FAILED]
     assert (len(done), len(failed)) == (11, 1)
@@ -282,7 +282,7 @@ async def test_twelve_prompts_one_refused_over_loopback(store: Store, layout: Ho
     assert failed[0].error_request_id == failed[0].remote_id and failed[0].remote_id in book.predictions
     assert set(stats["executions_by_prompt"].values()) == {1} and stats["executions"] == 12
     assert sorted(seen) == sorted((job.spec.prompt, job.spec.seed) for job in jobs)
-    output = Path((await store.get_batch(batch_id)).output_dir)
+    output = Path((await store.batches.get_batch(batch_id)).output_dir)
     for job in done:
         assert job.file is not None
         with PILImage.open(io.BytesIO((output / job.file).read_bytes())) as image:
@@ -303,7 +303,7 @@ async def test_a_lost_create_is_adopted_from_the_list_not_sent_again(
     assert reason.code == "done"
     assert stats["executions"] == 3 and set(stats["executions_by_prompt"].values()) == {1}
     assert stats["list_pages"] >= 1
-    for job in await store.jobs_for_batch(batch_id):
+    for job in await store.jobs.jobs_for_batch(batch_id):
         assert job.state is JobState.DONE and job.possible_duplicate_charge is None
 
 
@@ -314,7 +314,7 @@ async def test_an_output_that_expired_before_download_fails_clearly_once(
         batch_id = await enqueue(store, layout, lines(1))
         await Engine(store, replicate_config(home, sim), layout, batch_ids=[batch_id]).run_until_idle()
         stats = sim.state.stats()["replicate"]
-    (job,) = await store.jobs_for_batch(batch_id)
+    (job,) = await store.jobs.jobs_for_batch(batch_id)
     assert job.state is JobState.FAILED and job.attempts == 1
     assert job.error_message is not None and "one hour" in job.error_message
     assert stats["executions"] == 1  # not re-executed

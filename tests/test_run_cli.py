@@ -123,12 +123,12 @@ async def test_run_enqueues_through_the_daemons_acceptance_and_runs_only_its_bat
     same = check_prompts(b"a red fox\n", "fox.txt", settings, budget=5.0)
     again = await control.enqueue(same, reuse=Reuse.UNFINISHED)
     assert isinstance(again, Resumed) and again.batch.id == first.batch.id and again.batch.budget == 5.0
-    stored = await store.get_batch(first.batch.id)
+    stored = await store.batches.get_batch(first.batch.id)
     assert stored is not None and stored.budget == 5.0
     assert engine.batch_ids == [first.batch.id]
     await engine.run_until_idle()
-    assert (await store.counts([first.batch.id]))["done"] == 1
-    assert (await store.counts([other.batch.id]))["queued"] == 1
+    assert (await store.counters.counts([first.batch.id]))["done"] == 1
+    assert (await store.counters.counts([other.batch.id]))["queued"] == 1
 
 
 def test_config_masks_secrets(tmp_path: Path) -> None:

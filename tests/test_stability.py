@@ -262,7 +262,7 @@ async def run_batch(
     engine = Engine(store, config, layout, batch_ids=[ingested.batch.id])
     await engine.run_until_idle()
     await engine.shutdown()
-    return await store.list_jobs(batch_id=ingested.batch.id, limit=100), Path(ingested.batch.output_dir)
+    return await store.jobs.list_jobs(batch_id=ingested.batch.id, limit=100), Path(ingested.batch.output_dir)
 
 
 async def test_twelve_prompts_one_refused_over_loopback(store: Store, layout: HomeLayout, home: Path) -> None:

@@ -19,19 +19,19 @@ async def test_a_flush_cancelled_mid_write_leaves_the_batch_to_the_next_flush(
     store: Store, layout: HomeLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batch = (await enqueue(store, layout, prompts(2))).batch
-    first = (await store.jobs_for_batch(batch.id))[0]
-    await store.cancel_jobs([first.id])  # a change the manifest has yet to show
+    first = (await store.jobs.jobs_for_batch(batch.id))[0]
+    await store.jobs.cancel_jobs([first.id])  # a change the manifest has yet to show
     writer = OutputWriter(store, lambda name: name)
     writer.mark_dirty(batch.id)
     reading = asyncio.Event()
-    read_jobs = store.jobs_for_batch
+    read_jobs = store.jobs.jobs_for_batch
 
     async def slow_read(batch_id: str) -> list[JobRow]:
         reading.set()
         await asyncio.sleep(30)
         return await read_jobs(batch_id)
 
-    monkeypatch.setattr(store, "jobs_for_batch", slow_read)
+    monkeypatch.setattr(store.jobs, "jobs_for_batch", slow_read)
     flushing = asyncio.create_task(writer.flush(force=True))
     await asyncio.wait_for(reading.wait(), 5)
     flushing.cancel()
@@ -40,7 +40,7 @@ async def test_a_flush_cancelled_mid_write_leaves_the_batch_to_the_next_flush(
     manifest = Path(batch.output_dir) / "manifest.json"
     assert "canceled" not in manifest.read_text()
 
-    monkeypatch.setattr(store, "jobs_for_batch", read_jobs)
+    monkeypatch.setattr(store.jobs, "jobs_for_batch", read_jobs)
     await writer.flush(force=True)  # the one a clean stop makes
     entries = json.loads(manifest.read_text())["entries"]
     assert [entry["status"] for entry in entries] == ["canceled", "queued"]
@@ -50,8 +50,8 @@ async def test_a_finished_hook_cut_short_is_called_again_at_the_next_write(
     store: Store, layout: HomeLayout
 ) -> None:
     batch = (await enqueue(store, layout, prompts(1))).batch
-    job = (await store.jobs_for_batch(batch.id))[0]
-    await store.cancel_jobs([job.id])
+    job = (await store.jobs.jobs_for_batch(batch.id))[0]
+    await store.jobs.cancel_jobs([job.id])
     writer = OutputWriter(store, lambda name: name)
     calls: list[str] = []
 

@@ -106,7 +106,7 @@ async def test_every_job_ends_done_or_failed_with_a_reason(
             except TimeoutError:
                 stuck = [
                     (job.id, job.state.value, job.remote_id, job.attempts)
-                    for job in await store.jobs_for_batch(batch.id)
+                    for job in await store.jobs.jobs_for_batch(batch.id)
                     if job.state.value not in ("done", "failed")
                 ]
                 pytest.fail(
@@ -115,10 +115,10 @@ async def test_every_job_ends_done_or_failed_with_a_reason(
             finally:
                 neighbour.stop.set()
                 neighbour.join(10)
-            jobs = await store.jobs_for_batch(batch.id)
+            jobs = await store.jobs.jobs_for_batch(batch.id)
             rate_limited_polls = 0
             for job in jobs:
-                attempts = await store.attempts_for(job.id)
+                attempts = await store.jobs.attempts_for(job.id)
                 rate_limited_polls += sum(a.http_status == 429 for a in attempts)
         finally:
             await store.close()

@@ -35,7 +35,6 @@ from wfbatch.protocol import JobState, error_headline
 from wfbatch.protocol.states import OPEN
 from wfbatch.settings import Settings
 from wfbatch.store import Reuse, Store
-from wfbatch.store.remote_batches import RemoteBatchStore
 
 MAX_FAILURES_LISTED = 1000
 
@@ -140,10 +139,10 @@ async def _summary(
 ) -> dict[str, Any]:
     batches = [outcome.batch for outcome in outcomes if outcome.batch is not None]
     batch_ids = [batch.id for batch in batches]
-    counts = await store.counts(batch_ids)
+    counts = await store.counters.counts(batch_ids)
     failures: list[dict[str, Any]] = []
     for batch_id in batch_ids:
-        for job in await store.list_jobs(
+        for job in await store.jobs.list_jobs(
             states=[JobState.FAILED], batch_id=batch_id, limit=MAX_FAILURES_LISTED - len(failures)
         ):
             failures.append(
@@ -174,7 +173,7 @@ async def _summary(
         "failed": counts[JobState.FAILED],
         "canceled": counts[JobState.CANCELED],
         "queued": left,
-        "cache_hits": await store.cache_hits(batch_ids),
+        "cache_hits": await store.counters.cache_hits(batch_ids),
         "credits": {
             "charged": sum([await engine.budget.ledger.charged(batch_id=b) for b in batch_ids]),
             "budgets": {batch.id: batch.budget for batch in batches if batch.budget is not None},
@@ -184,7 +183,7 @@ async def _summary(
         "manifests": [str(Path(d) / MANIFEST_FILE_NAME) for d in output_dirs],
         "contact_sheets": [str(Path(d) / CONTACT_SHEET_FILE_NAME) for d in output_dirs],
         "remote_batches": [
-            row.to_json() for row in await RemoteBatchStore(store).of_batches(batch_ids)
+            row.to_json() for row in await store.remote_batches.of_batches(batch_ids)
         ],
         "failures": failures,
         "stop_reason": {"code": reason.code, "message": reason.message, **_jsonable(reason.details)},

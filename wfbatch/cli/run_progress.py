@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from wfbatch.core.tasks import cancel_and_wait
 from wfbatch.engine.scheduler import Engine
 from wfbatch.protocol import JobState
-from wfbatch.store import Store
+from wfbatch.store import StoreApi
 
 FRAME_SECONDS = 0.25
 WAIT_WORTH_SAYING = 1.0
@@ -68,7 +68,9 @@ def _duration(seconds: float) -> str:
 class RunProgress:
     """Reads the store and the engine's limiters each frame; `frame()` is what one frame shows."""
 
-    def __init__(self, store: Store, engine: Engine, batch_ids: list[str], now: Callable[[], float]) -> None:
+    def __init__(
+        self, store: StoreApi, engine: Engine, batch_ids: list[str], now: Callable[[], float]
+    ) -> None:
         self._store = store
         self._engine = engine
         self._batch_ids = batch_ids
@@ -77,7 +79,7 @@ class RunProgress:
         self._first_finished: int | None = None
 
     async def frame(self) -> Frame:
-        counts = await self._store.counts(self._batch_ids)
+        counts = await self._store.counters.counts(self._batch_ids)
         finished = counts[JobState.DONE] + counts[JobState.FAILED] + counts[JobState.CANCELED]
         queued = counts[JobState.QUEUED] + counts[JobState.RETRYING]
         if self._first_finished is None:
@@ -116,7 +118,7 @@ class RunProgress:
 
 
 @contextlib.asynccontextmanager
-async def shown_progress(store: Store, engine: Engine, batch_ids: list[str]) -> AsyncIterator[None]:
+async def shown_progress(store: StoreApi, engine: Engine, batch_ids: list[str]) -> AsyncIterator[None]:
     """Draw the bar on stderr for the duration of the block, then one last frame with the final
     counts (the run may end between two frames: the bar must not freeze short of the end)."""
     console = Console(stderr=True)

@@ -16,10 +16,10 @@ async def resolve_batch(ctx: DaemonContext, ref: str | None) -> BatchRow:
     ref = (ref or "").strip()
     if not ref:
         raise ApiProblem(400, "a batch id (or a unique prefix of it, or the batch's name) is needed")
-    exact = await ctx.store.get_batch(ref)
+    exact = await ctx.store.batches.get_batch(ref)
     if exact is not None:
         return exact
-    found = await ctx.store.batches_named(ref, limit=SHOWN_CANDIDATES + 1)
+    found = await ctx.store.batches.batches_named(ref, limit=SHOWN_CANDIDATES + 1)
     if not found:
         raise ApiProblem(404, f"no batch {ref!r} (give its id, a unique prefix of it, or its name)")
     if len(found) > 1:

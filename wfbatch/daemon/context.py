@@ -14,7 +14,7 @@ from wfbatch.engine.control import Control
 from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings
-from wfbatch.store import Store
+from wfbatch.store import StoreApi
 
 
 @dataclass
@@ -27,7 +27,7 @@ class DaemonContext:
     inbox_outcomes: Counter[str] = field(default_factory=Counter)
 
     @property
-    def store(self) -> Store:
+    def store(self) -> StoreApi:
         return self.engine.store
 
     @property

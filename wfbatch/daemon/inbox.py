@@ -251,7 +251,7 @@ class Inbox:
             return
         started = time.monotonic()
         digest = self.control.identity(raw, name)
-        known = await self.control.store.batch_ids_with_content(digest, name)
+        known = await self.control.store.batches.batch_ids_with_content(digest, name)
         await off_loop(claimed.record, content_hash=digest, known=sorted(known))
         outcome = await self.control.accept(raw, name, identity=digest)
         if isinstance(outcome, Accepted) and outcome.batch is not None:
@@ -353,7 +353,7 @@ class Inbox:
         digest = facts.get("content_hash")
         if not isinstance(digest, str):
             return None  # the journal is written before the acceptance: it never started
-        made = await self.control.store.batch_ids_with_content(digest, claimed.name)
+        made = await self.control.store.batches.batch_ids_with_content(digest, claimed.name)
         new = sorted(made - set(facts.get("known", [])))
         return new[0] if new else None
 

@@ -39,12 +39,12 @@ def _quantile(values: list[float], q: float) -> float:
 
 async def render_metrics(ctx: DaemonContext) -> str:
     out = _Exposition()
-    counts = await ctx.store.counts()
+    counts = await ctx.store.counters.counts()
     out.family("wfbatch_jobs", "gauge", "Jobs by state.")
     for state, n in counts.items():
         out.sample("wfbatch_jobs", n, state=state)
 
-    by_provider = await ctx.store.counts_by("provider")
+    by_provider = await ctx.store.counters.counts_by("provider")
     names = await provider_names(ctx, by_provider)
     limiters = {name: ctx.engine.pool.limiter(name) for name in names}
     out.family(
@@ -59,7 +59,7 @@ async def render_metrics(ctx: DaemonContext) -> str:
     )
     for name, limiter in limiters.items():
         out.sample("wfbatch_rate_limited_total", limiter.rate_limited, provider=name)
-    credits = await ctx.store.credits_used_by("provider")
+    credits = await ctx.store.counters.credits_used_by("provider")
     out.family("wfbatch_credits_used_total", "counter", "Credits charged by each provider for finished jobs.")
     for name in names:
         out.sample("wfbatch_credits_used_total", credits.get(name, 0.0), provider=name)
@@ -72,7 +72,7 @@ async def render_metrics(ctx: DaemonContext) -> str:
     out.family("wfbatch_paused", "gauge", "1 when the whole daemon is paused.")
     out.sample("wfbatch_paused", 1 if ctx.engine.holds.everything() is not None else 0)
 
-    count, total, recent = await ctx.store.queue_waits()
+    count, total, recent = await ctx.store.counters.queue_waits()
     out.family("wfbatch_queue_wait_seconds", "summary", "Seconds from enqueue to a job's first start.")
     if recent:
         for q in QUANTILES:

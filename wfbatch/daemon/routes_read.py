@@ -40,7 +40,7 @@ async def batches(request: Request) -> JSONResponse:
     ctx = context_of(request)
     limit = min(query_int(request, "limit", DEFAULT_BATCHES_PAGE, minimum=1), MAX_PAGE)
     cursor = request.query_params.get("cursor") or None
-    rows = await ctx.store.list_batches_page(limit + 1, cursor)
+    rows = await ctx.store.batches.list_batches_page(limit + 1, cursor)
     more = len(rows) > limit
     rows = rows[:limit]
     page = Page[BatchSummary](
@@ -81,7 +81,7 @@ async def jobs(request: Request) -> JSONResponse:
         review_status = ReviewStatus(review) if review else None
     except ValueError:
         raise ApiProblem(400, f"unknown review status {review!r}") from None
-    rows = await ctx.store.list_jobs(
+    rows = await ctx.store.jobs.list_jobs(
         states=_states(params.get("state")),
         batch_id=await resolve_optional(ctx, params.get("batch")),
         text=params.get("q") or None,
@@ -91,7 +91,7 @@ async def jobs(request: Request) -> JSONResponse:
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    finals = await ctx.store.finals_of([row.id for row in rows if row.stage == "draft"])
+    finals = await ctx.store.drafts.finals_of([row.id for row in rows if row.stage == "draft"])
     page = Page[JobSummary](
         items=[
             views.job_summary(row, _id(finals.get(row.id)), ctx.engine.progress.of(row.id))
@@ -105,13 +105,13 @@ async def jobs(request: Request) -> JSONResponse:
 async def job(request: Request) -> JSONResponse:
     ctx = context_of(request)
     job_id = path_job_id(request)
-    row = await ctx.store.get_job(job_id)
+    row = await ctx.store.jobs.get_job(job_id)
     if row is None:
         raise ApiProblem(404, f"no job {job_id}")
-    batch = await ctx.store.get_batch(row.batch_id)
-    final = await ctx.store.final_of(job_id) if row.stage == "draft" else None
-    attempts = await ctx.store.attempts_for(job_id)
-    delivery = await ctx.store.deliveries.for_job(job_id)
+    batch = await ctx.store.batches.get_batch(row.batch_id)
+    final = await ctx.store.drafts.final_of(job_id) if row.stage == "draft" else None
+    attempts = await ctx.store.jobs.attempts_for(job_id)
+    delivery = await ctx.store.outbox.for_job(job_id)
     progress = ctx.engine.progress.of(job_id)
     return model_response(views.job_detail(row, batch, attempts, _id(final), delivery, progress))
 

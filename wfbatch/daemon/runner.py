@@ -67,7 +67,7 @@ async def run_daemon(
 async def _check_counters(store: Store) -> None:
     started = time.monotonic()
     try:
-        await store.check_counters()
+        await store.counters.check_counters()
     except sqlite3.Error:
         log.exception("%s: the counter check at start failed", store.path)
         return

@@ -28,7 +28,6 @@ from wfbatch.protocol import (
 )
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.store import AttemptRow, BatchRow, DeliveryRow, JobRow
-from wfbatch.store.remote_batches import RemoteBatchStore
 
 RECENT_BATCHES = 50
 
@@ -162,12 +161,12 @@ async def batch_summaries(
     ctx: DaemonContext, batches: list[BatchRow], etas: dict[str, float | None] | None = None
 ) -> list[BatchSummary]:
     ids = [batch.id for batch in batches]
-    counts = await ctx.store.counts_for_batches(ids)
-    credits = await ctx.store.credits_used_by("batch_id", ids)
+    counts = await ctx.store.counters.counts_for_batches(ids)
+    credits = await ctx.store.counters.credits_used_by("batch_id", ids)
     if etas is None:
         etas = await batch_etas(ctx, batches, counts)
     remote: dict[str, list[RemoteBatchSummary]] = {}
-    for row in await RemoteBatchStore(ctx.store).of_batches(ids):
+    for row in await ctx.store.remote_batches.of_batches(ids):
         remote.setdefault(row.batch_id, []).append(
             RemoteBatchSummary(
                 id=row.id,
@@ -196,8 +195,8 @@ async def provider_statuses(
     ctx: DaemonContext, by_provider: dict[str, dict[str, int]] | None = None
 ) -> dict[str, ProviderStatus]:
     if by_provider is None:
-        by_provider = await ctx.store.counts_by("provider")
-    credits = await ctx.store.credits_used_by("provider")
+        by_provider = await ctx.store.counters.counts_by("provider")
+    credits = await ctx.store.counters.credits_used_by("provider")
     statuses: dict[str, ProviderStatus] = {}
     for name in await provider_names(ctx, by_provider):
         limiter = ctx.engine.pool.limiter(name)
@@ -205,7 +204,7 @@ async def provider_statuses(
         snapshot["paused"] = ctx.engine.holds.provider(name)
         # From the store, not the limiter's memory: that one counts starts that were refused and
         # starts afresh at a restart, so "today" jumped (160, 150, 154) for one true count.
-        snapshot["daily_executions"] = await ctx.store.starts_since(name, start_of_today(time.time()))
+        snapshot["daily_executions"] = await ctx.store.jobs.starts_since(name, start_of_today(time.time()))
         statuses[name] = ProviderStatus(
             name=name,
             label=ctx.engine.pool.label(name),
@@ -225,16 +224,17 @@ async def provider_statuses(
 async def status(ctx: DaemonContext) -> Status:
     """Whole-table counting is the cost at a million jobs: one pass by (provider, state) gives both
     the totals and the per-provider counts; batches are counted only for the recent ones shown."""
-    by_provider = await ctx.store.counts_by("provider")
+    by_provider = await ctx.store.counters.counts_by("provider")
     totals = empty_counts()
     for counts in by_provider.values():
         for state, n in counts.items():
             totals[state] += n
-    batches = await ctx.store.list_batches(RECENT_BATCHES)
-    pipeline = await ctx.store.pipeline_counts()
+    batches = await ctx.store.batches.list_batches(RECENT_BATCHES)
+    pipeline = await ctx.store.drafts.pipeline_counts()
     providers = await provider_statuses(ctx, by_provider)
     holds = ctx.engine.holds.all(providers, batches)
-    etas = await batch_etas(ctx, batches, await ctx.store.counts_for_batches([b.id for b in batches]))
+    batch_counts = await ctx.store.counters.counts_for_batches([b.id for b in batches])
+    etas = await batch_etas(ctx, batches, batch_counts)
     return Status(
         version=__version__,
         jobs=totals,
@@ -246,7 +246,7 @@ async def status(ctx: DaemonContext) -> Status:
         eta_seconds=overall_eta({b: eta for b, eta in etas.items() if eta != 0.0}),
         pipeline=pipeline if pipeline["drafts"] else None,
         delivery=DeliveryBacklog(
-            **await ctx.store.deliveries.backlog(),
-            held_reasons=await ctx.store.deliveries.held_reasons(),
+            **await ctx.store.outbox.backlog(),
+            held_reasons=await ctx.store.outbox.held_reasons(),
         ),
     )

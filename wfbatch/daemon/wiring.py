@@ -22,7 +22,7 @@ from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.protocol import Event
 from wfbatch.settings import Settings
-from wfbatch.store import Store
+from wfbatch.store import StoreApi
 
 SERVER_STOP_TIMEOUT = 2.0
 """Seconds the API has to close its connections at shutdown."""
@@ -47,7 +47,7 @@ class Parts:
     server: ApiServer
 
 
-def wire(settings: Settings, layout: HomeLayout, store: Store) -> Parts:
+def wire(settings: Settings, layout: HomeLayout, store: StoreApi) -> Parts:
     hub = EventHub()
     tracker = CompletionTracker()
 

@@ -18,8 +18,7 @@ from wfbatch.providers.base import Provider
 from wfbatch.providers.errors import ProviderError
 from wfbatch.providers.registry import traits
 from wfbatch.settings import Settings
-from wfbatch.store import BatchRow, JobRow, Ledger, Store
-from wfbatch.store.ledger import ledger_day
+from wfbatch.store import BatchRow, JobRow, StoreApi, ledger_day
 
 log = logging.getLogger("wfbatch.budget")
 
@@ -72,8 +71,8 @@ def _fmt(credits: float) -> str:
 
 
 class Budget:
-    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
-        self.ledger = Ledger(store)
+    def __init__(self, store: StoreApi, settings: Settings, clock: Clock) -> None:
+        self.ledger = store.ledger
         self.settings = settings
         self._clock = clock
         # By (provider, model, mode): a batch-mode image of a model costs less than a direct one.

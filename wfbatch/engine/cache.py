@@ -9,13 +9,13 @@ from pathlib import Path
 from wfbatch.core.hashing import content_hash
 from wfbatch.outputs import atomic_write_bytes
 from wfbatch.providers.base import Image
-from wfbatch.store import Store
+from wfbatch.store import StoreApi
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 class ImageCache:
-    def __init__(self, root: Path, store: Store) -> None:
+    def __init__(self, root: Path, store: StoreApi) -> None:
         self.root = root
         self._store = store
 
@@ -23,7 +23,7 @@ class ImageCache:
         return self.root / sha256[:2] / f"{sha256}.{_EXTENSIONS.get(media_type, 'bin')}"
 
     async def get(self, key: str) -> Image | None:
-        found = await self._store.cache_get(key)
+        found = await self._store.cache.get(key)
         if found is None:
             return None
         sha256, media_type = found
@@ -45,5 +45,5 @@ class ImageCache:
         path = self._path(sha256, image.media_type)
         if not path.exists():
             await asyncio.to_thread(atomic_write_bytes, path, image.data)
-        await self._store.cache_put(key, sha256, image.media_type)
+        await self._store.cache.put(key, sha256, image.media_type)
         return sha256

@@ -18,7 +18,7 @@ from wfbatch.engine.pool import ProviderPool
 from wfbatch.providers.base import Finished
 from wfbatch.providers.errors import Permanent, ProviderError
 from wfbatch.providers.registry import traits
-from wfbatch.store import AttemptRecord, JobRow, OutcomeRecord, Store
+from wfbatch.store import AttemptRecord, JobRow, OutcomeRecord, StoreApi
 
 log = logging.getLogger("wfbatch.engine")
 
@@ -26,7 +26,7 @@ SETTLE_BATCH = 20
 
 
 class CanceledExecutions:
-    def __init__(self, store: Store, budget: Budget, pool: ProviderPool) -> None:
+    def __init__(self, store: StoreApi, budget: Budget, pool: ProviderPool) -> None:
         self._store = store
         self._budget = budget
         self._pool = pool
@@ -43,10 +43,10 @@ class CanceledExecutions:
         if stopping:
             await asyncio.gather(*stopping.values(), return_exceptions=True)
         for job_id in job_ids:
-            job = await self._store.get_job(job_id)
+            job = await self._store.jobs.get_job(job_id)
             if job is None:
                 continue
-            await self._store.record_outcome(job_id, OutcomeRecord())
+            await self._store.jobs.record_outcome(job_id, OutcomeRecord())
             await self.stop_remotely(job)
         return sorted(stopping)
 
@@ -66,7 +66,7 @@ class CanceledExecutions:
         attempt = AttemptRecord(
             kind="cancel", outcome="requested" if asked else "refused", remote_id=job.remote_id
         )
-        await self._store.record_outcome(job.id, OutcomeRecord(attempt=attempt))
+        await self._store.jobs.record_outcome(job.id, OutcomeRecord(attempt=attempt))
 
     async def settle(self, busy: set[int]) -> int:
         """Ask about each canceled execution that may still charge (skipping jobs in `busy`, which a
@@ -74,7 +74,7 @@ class CanceledExecutions:
         retry downloads it without paying again; ended → the reservation goes back. Returns how
         many were settled."""
         settled = 0
-        for job in await self._store.canceled_live_executions(SETTLE_BATCH):
+        for job in await self._store.jobs.canceled_live_executions(SETTLE_BATCH):
             provider = await self._pool.get(job.provider)
             if provider is None or job.handle is None or job.id in busy:
                 continue
@@ -84,17 +84,17 @@ class CanceledExecutions:
                 attempt = AttemptRecord(
                     kind="poll", outcome="ended", message=error.message, request_id=error.request_id
                 )
-                await self._store.record_outcome(job.id, OutcomeRecord(attempt=attempt, ended=True))
+                await self._store.jobs.record_outcome(job.id, OutcomeRecord(attempt=attempt, ended=True))
                 settled += 1
                 continue
             except (ProviderError, ProviderPaused) as error:
                 log.info("canceled job %s: no word on execution %s: %s", job.id, job.remote_id, error)
-                await self._store.touch_job(job.id)
+                await self._store.jobs.touch_job(job.id)
                 continue
             if isinstance(outcome, Finished):
                 result = outcome.to_json() if outcome.urls and not outcome.images else None
                 await self._budget.settle_finished(job, outcome.credits_used, result)
                 settled += 1
             else:
-                await self._store.touch_job(job.id)
+                await self._store.jobs.touch_job(job.id)
         return settled

@@ -23,14 +23,12 @@ from wfbatch.core.suggest import did_you_mean
 from wfbatch.engine.acceptance import CheckedPrompts, balance_warnings, check_prompts
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.ingest import ingest
-from wfbatch.engine.runner import CLEARED_ERROR
 from wfbatch.engine.scheduler import Engine
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.protocol import BatchEvent, CommandResult, EngineEvent, JobEvent, ProviderEvent
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.providers.validation import spec_problems
-from wfbatch.store import BatchRow, JobRow, Reuse
-from wfbatch.store.rows import spec_to_json
+from wfbatch.store import CLEARED_ERROR, BatchRow, JobRow, Reuse, spec_to_json
 
 log = logging.getLogger("wfbatch.control")
 
@@ -140,7 +138,7 @@ class Control:
 
         async def left_to_generate(specs: Sequence[JobSpec]) -> float:
             keys = await asyncio.to_thread(lambda: [cache_key(spec) for spec in specs])
-            cached = await self.store.cached_keys(keys)
+            cached = await self.store.cache.cached_keys(keys)
             wanted = [spec for spec, key in zip(specs, keys, strict=True) if key not in cached]
             return await self.engine.estimate_credits(wanted)
 
@@ -208,7 +206,7 @@ class Control:
 
     async def _resume(self, batch: BatchRow, budget: float | None) -> Resumed:
         if budget != batch.budget:
-            await self.store.set_batch_budget(batch.id, budget)
+            await self.store.batches.set_batch_budget(batch.id, budget)
             batch = replace(batch, budget=budget)
             self.engine.batch_changed(batch.id)
         log.info("batch %s (%s): resumed", batch.id, quote_name(batch.name))
@@ -227,12 +225,12 @@ class Control:
             wanted = list(job_ids)
         elif failed_of_batch is not None:
             await self._require_batch(failed_of_batch)
-            wanted = await self.store.job_ids(states=[JobState.FAILED], batch_id=failed_of_batch)
+            wanted = await self.store.jobs.job_ids(states=[JobState.FAILED], batch_id=failed_of_batch)
         elif all_failed:
-            wanted = await self.store.job_ids(states=[JobState.FAILED])
+            wanted = await self.store.jobs.job_ids(states=[JobState.FAILED])
         else:
             raise CommandError("say which jobs to retry: job ids, failed_of_batch, or all_failed")
-        retried = await self.store.requeue_for_retry(wanted)
+        retried = await self.store.jobs.requeue_for_retry(wanted)
         await self._announce(retried, JobState.QUEUED)
         self.engine.wake()
         skipped = sorted(set(wanted) - set(retried))
@@ -250,10 +248,10 @@ class Control:
             wanted = list(job_ids)
         elif batch_id is not None:
             await self._require_batch(batch_id)
-            wanted = await self.store.job_ids(states=sorted(UNFINISHED_STATES), batch_id=batch_id)
+            wanted = await self.store.jobs.job_ids(states=sorted(UNFINISHED_STATES), batch_id=batch_id)
         else:
             raise CommandError("say which jobs to cancel: job ids or a batch id")
-        canceled = await self.store.cancel_jobs(wanted)
+        canceled = await self.store.jobs.cancel_jobs(wanted)
         stopped = await self.engine.stop_canceled(canceled)
         await self._announce(canceled, JobState.CANCELED)
         skipped = sorted(set(wanted) - set(canceled))
@@ -267,7 +265,7 @@ class Control:
     async def edit(self, job_id: int, prompt: str) -> CommandResult:
         """Give a failed (or canceled) job a new prompt and queue it again; a new prompt is a new
         image, so it gets a new cache key and a new idempotency key."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.jobs.get_job(job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
         if job.state not in (JobState.FAILED, JobState.CANCELED):
@@ -284,7 +282,7 @@ class Control:
         if job.execution is Execution.MAYBE:
             # The old execution is abandoned but may still charge: count it, never forget it.
             await self.engine.budget.ledger.assume_charged(job_id)
-        moved = await self.store.transition(
+        moved = await self.store.jobs.transition(
             job_id,
             [JobState.FAILED, JobState.CANCELED],
             JobState.QUEUED,
@@ -358,7 +356,7 @@ class Control:
         batch_id = await self._require_batch(batch_id)
         if budget is not None and budget <= 0:
             raise CommandError("a budget is more than 0 credits (or none)")
-        await self.store.set_batch_budget(batch_id, budget)
+        await self.store.batches.set_batch_budget(batch_id, budget)
         self.engine.batch_changed(batch_id)
         self._emit(BatchEvent(event="budget", batch_id=batch_id, budget=budget))
         shown = "no budget" if budget is None else f"a budget of {budget:g} credits"
@@ -375,13 +373,13 @@ class Control:
         problems: list[str] = []
         finals = 0
         for job_id in job_ids:
-            job = await self.store.get_job(job_id)
+            job = await self.store.jobs.get_job(job_id)
             if job is None:
                 continue
             if job.file is None:
                 problems.append(f"job {job_id} has no image ({job.state.value})")
                 continue
-            batch = await self.store.get_batch(job.batch_id)
+            batch = await self.store.batches.get_batch(job.batch_id)
             if batch is None:
                 continue
             try:
@@ -417,7 +415,7 @@ class Control:
         if decision is ReviewStatus.APPROVED:
             if await finals.queue(job) is not None:
                 return 1
-            final = await self.store.final_of(job.id)
+            final = await self.store.drafts.final_of(job.id)
             if final is None or final.state is not JobState.CANCELED or final.execution is not Execution.NONE:
                 return 0
             return len((await self.retry([final.id])).job_ids)
@@ -429,14 +427,14 @@ class Control:
     # -- helpers ------------------------------------------------------------------------------
 
     async def _require_jobs(self, job_ids: Sequence[int]) -> None:
-        missing = [job_id for job_id in job_ids if await self.store.get_job(job_id) is None]
+        missing = [job_id for job_id in job_ids if await self.store.jobs.get_job(job_id) is None]
         if missing:
             raise NotFound(f"no such job: {_ids(missing)}")
 
     async def _require_batch(self, batch_id: str | None) -> str:
         if not batch_id:
             raise CommandError("a batch id is needed")
-        if await self.store.get_batch(batch_id) is None:
+        if await self.store.batches.get_batch(batch_id) is None:
             raise NotFound(f"no batch {batch_id}")
         return batch_id
 
@@ -452,7 +450,7 @@ class Control:
     async def _announce(self, job_ids: Sequence[int], state: JobState) -> None:
         batches: set[str] = set()
         for job_id in job_ids:
-            job = await self.store.get_job(job_id)
+            job = await self.store.jobs.get_job(job_id)
             if job is None:
                 continue
             batches.add(job.batch_id)

@@ -30,8 +30,7 @@ from wfbatch.engine.writer import OutputWriter
 from wfbatch.outputs import make_slug
 from wfbatch.outputs.bucket import BucketRefused, Buckets, BucketTransient, Endpoint, LocalFileGone
 from wfbatch.settings import DeliverySettings, Settings
-from wfbatch.store import BatchRow, DeliveryRow, Store
-from wfbatch.store.deliveries import MANIFEST
+from wfbatch.store import MANIFEST, BatchRow, DeliveryRow, StoreApi
 
 log = logging.getLogger("wfbatch.delivery")
 
@@ -82,14 +81,14 @@ def _split_url(url: str) -> tuple[str, str]:
 class DeliveryWorker:
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         settings: Callable[[], Settings],
         writer: OutputWriter,
         clock: Clock,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
-        self._deliveries = store.deliveries
+        self._deliveries = store.outbox
         self._settings = settings
         self._writer = writer
         self._clock = clock
@@ -206,7 +205,7 @@ class DeliveryWorker:
             await self._deliveries.retry_later(row, self._retry_at(row), why)
 
     async def _deliver_one(self, row: DeliveryRow) -> None:
-        batch = await self._store.get_batch(row.batch_id)
+        batch = await self._store.batches.get_batch(row.batch_id)
         target = self.target(batch) if batch is not None else None
         if batch is None or target is None:
             await self._deliveries.hold(row, "delivery is not configured for this batch any more")

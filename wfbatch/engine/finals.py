@@ -22,7 +22,7 @@ from wfbatch.engine.writer import OutputWriter
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.protocol import JobEvent
 from wfbatch.settings import Settings
-from wfbatch.store import BatchRow, JobRow, Store
+from wfbatch.store import BatchRow, JobRow, StoreApi
 
 log = logging.getLogger("wfbatch.finals")
 
@@ -33,7 +33,7 @@ _NOT_STARTED = (JobState.QUEUED, JobState.RETRYING)
 class Finals:
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         settings: Settings,
         writer: OutputWriter,
         *,
@@ -51,7 +51,8 @@ class Finals:
         final was queued before."""
         if draft.final_spec is None:
             return None
-        final_id = await self._store.queue_final(draft.id, uuid.uuid4().hex, cache_key(draft.final_spec))
+        final_spec_key = cache_key(draft.final_spec)
+        final_id = await self._store.drafts.queue_final(draft.id, uuid.uuid4().hex, final_spec_key)
         if final_id is None:
             return None
         log.info("job %s: draft approved, final queued as job %s", draft.id, final_id)
@@ -67,7 +68,7 @@ class Finals:
         """The id of `draft`'s final while it has not started (so canceling it costs nothing)."""
         if draft.final_spec is None:
             return None
-        final = await self._store.final_of(draft.id)
+        final = await self._store.drafts.final_of(draft.id)
         if final is None or final.state not in _NOT_STARTED or final.execution is not Execution.NONE:
             return None
         return final.id
@@ -85,13 +86,13 @@ class Finals:
             log.warning("job %s: %s", job.id, error)
 
     async def _approve_automatically(self, draft: JobRow, batch: BatchRow) -> None:
-        current = await self._store.get_job(draft.id)
+        current = await self._store.jobs.get_job(draft.id)
         if current is None or current.file is None or current.review is not ReviewStatus.PENDING:
             return  # reviewed by hand meanwhile: the person's decision stands
         relative = await asyncio.to_thread(
             move_for_review, Path(batch.output_dir), current.file, ReviewStatus.APPROVED
         )
-        await self._store.update_job(draft.id, review=ReviewStatus.APPROVED, file=relative)
+        await self._store.jobs.update_job(draft.id, review=ReviewStatus.APPROVED, file=relative)
         self._emit(
             JobEvent(
                 id=draft.id, batch_id=draft.batch_id, state=current.state, review=ReviewStatus.APPROVED,
@@ -101,11 +102,11 @@ class Finals:
         await self.queue(current)
 
     async def _remove_draft(self, draft_id: int, batch: BatchRow) -> None:
-        draft = await self._store.get_job(draft_id)
+        draft = await self._store.jobs.get_job(draft_id)
         if draft is None or draft.file is None or draft.review is not ReviewStatus.APPROVED:
             return
         path = Path(batch.output_dir) / draft.file
         await asyncio.to_thread(path.unlink, missing_ok=True)
-        await self._store.update_job(draft_id, file=None)
+        await self._store.jobs.update_job(draft_id, file=None)
         self._writer.mark_dirty(batch.id)
         self._emit(JobEvent(id=draft_id, batch_id=draft.batch_id, state=draft.state, review=draft.review))

@@ -15,7 +15,7 @@ from wfbatch.engine.budget import Budget
 from wfbatch.engine.pool import ProviderPool
 from wfbatch.engine.storage import StorageHealth
 from wfbatch.protocol import Hold
-from wfbatch.store import BatchRow, Store
+from wfbatch.store import BatchRow, StoreApi
 
 GLOBAL_SCOPE = "global"
 PROVIDER_SCOPE = "provider:"
@@ -39,7 +39,7 @@ def _provider_lift(name: str, kind: str) -> str:
 
 
 class Holds:
-    def __init__(self, store: Store, pool: ProviderPool, budget: Budget, storage: StorageHealth) -> None:
+    def __init__(self, store: StoreApi, pool: ProviderPool, budget: Budget, storage: StorageHealth) -> None:
         self._store = store
         self._pool = pool
         self._budget = budget
@@ -48,7 +48,7 @@ class Holds:
 
     async def load(self) -> None:
         """The user's pauses, as persisted."""
-        pauses = await self._store.pauses()
+        pauses = await self._store.pauses.by_scope()
         self._user_global = pauses.get(GLOBAL_SCOPE)
         for scope, reason in pauses.items():
             if scope.startswith(PROVIDER_SCOPE):
@@ -163,21 +163,21 @@ class Holds:
     # -- the user's holds ---------------------------------------------------------------------
 
     async def pause_everything(self, reason: str) -> None:
-        await self._store.set_pause(GLOBAL_SCOPE, reason)
+        await self._store.pauses.set_pause(GLOBAL_SCOPE, reason)
         self._user_global = reason
 
     async def resume_everything(self) -> None:
-        await self._store.clear_pause(GLOBAL_SCOPE)
+        await self._store.pauses.clear_pause(GLOBAL_SCOPE)
         self._user_global = None
 
     async def pause_provider(self, name: str, reason: str) -> None:
-        await self._store.set_pause(PROVIDER_SCOPE + name, reason)
+        await self._store.pauses.set_pause(PROVIDER_SCOPE + name, reason)
         self._pool.limiter(name).pause(reason, {"by": "user"})
 
     async def resume_provider(self, name: str) -> str | None:
         """Lift every pause of the provider (an out-of-credits one too: the next start finds out
         whether it was topped up); returns what it was paused for."""
-        await self._store.clear_pause(PROVIDER_SCOPE + name)
+        await self._store.pauses.clear_pause(PROVIDER_SCOPE + name)
         limiter = self._pool.limiter(name)
         was = limiter.paused
         limiter.resume()
@@ -186,7 +186,7 @@ class Holds:
     async def set_batch_paused(self, batch_id: str, paused: bool) -> str | None:
         """Pause or resume a batch; resuming also lets a budget-held batch re-check its cap.
         Returns the budget hold it had, if any."""
-        await self._store.set_batch_paused(batch_id, paused)
+        await self._store.batches.set_batch_paused(batch_id, paused)
         budget_hold = self._budget.paused_batches.get(batch_id)
         if not paused:
             self._budget.set_budget(batch_id)

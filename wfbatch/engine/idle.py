@@ -9,7 +9,7 @@ from typing import Any
 from wfbatch.core.states import IN_FLIGHT_STATES, JobState
 from wfbatch.engine.holds import Holds
 from wfbatch.engine.pool import ProviderPool
-from wfbatch.store import Store
+from wfbatch.store import StoreApi
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,11 @@ class StopReason:
 
 
 async def idle_reason(
-    store: Store, pool: ProviderPool, holds: Holds, batch_ids: Sequence[str] | None
+    store: StoreApi, pool: ProviderPool, holds: Holds, batch_ids: Sequence[str] | None
 ) -> StopReason | None:
     """With no job of these batches being worked on: done, held (with every reason), or None when
     something will move by itself (a retry's wait, a 429's wait)."""
-    counts = await store.counts(batch_ids)
+    counts = await store.counters.counts(batch_ids)
     if not any(counts[state] for state in (JobState.QUEUED, JobState.RETRYING, *IN_FLIGHT_STATES)):
         return StopReason("done", "all jobs finished", {"counts": counts})
     if counts[JobState.RETRYING] or any(counts[state] for state in IN_FLIGHT_STATES):
@@ -35,7 +35,7 @@ async def idle_reason(
     everything = holds.everything()
     if everything is not None:
         return StopReason("paused", f"paused: {everything}", {"counts": counts})
-    providers = await store.queued_providers(batch_ids)
+    providers = await store.jobs.queued_providers(batch_ids)
     if any(pool.limiter(name).blocked_for() > 0 for name in providers):
         return None  # a 429 wait: it ends by itself
     details: dict[str, Any] = {"counts": counts}
@@ -43,7 +43,7 @@ async def idle_reason(
         limiter = pool.limiter(name)
         if limiter.paused:
             details.setdefault("providers", {})[name] = {"paused": limiter.paused, **limiter.pause_details}
-    paused = await store.paused_batch_ids()
+    paused = await store.batches.paused_batch_ids()
     scope = set(batch_ids) if batch_ids is not None else paused
     reasons = holds.reasons(providers, paused & scope)
     if reasons:

@@ -17,7 +17,7 @@ from wfbatch.home import HomeLayout
 from wfbatch.outputs import claim_batch_dir, release_batch_dir
 from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.providers.validation import spec_problems
-from wfbatch.store import BatchRow, NewJob, Reuse, Store
+from wfbatch.store import BatchRow, NewJob, Reuse, StoreApi
 
 
 class UnknownProviderInFile(ValueError):
@@ -78,7 +78,7 @@ def new_job(index: int, job: ExpandedJob) -> NewJob:
 
 
 async def ingest(
-    store: Store,
+    store: StoreApi,
     layout: HomeLayout,
     parsed: ParsedBatch,
     raw: bytes,
@@ -133,13 +133,13 @@ async def ingest(
     with collector_paused():
         jobs = [new_job(index, job) for index, job in enumerate(expanded, start=1)]
     try:
-        existing = await store.insert_batch(batch, jobs, reuse=reuse)
+        existing = await store.batches.insert_batch(batch, jobs, reuse=reuse)
     except Exception:  # not a cancellation: the insert may still commit in the store's thread
         # Not committed: the folder must not outlive it (a poison file retried would leave one each time).
         release_batch_dir(output_dir, batch_id)
         raise
     if existing is not None:
         release_batch_dir(output_dir, batch_id)
-        counts = await store.counts([existing.id])
+        counts = await store.counters.counts([existing.id])
         return Ingested(batch=existing, jobs=sum(counts.values()), resumed=True)
     return Ingested(batch=batch, jobs=len(jobs), resumed=False)

@@ -30,7 +30,7 @@ from wfbatch.engine.clock import Clock
 from wfbatch.engine.delivery import target_of
 from wfbatch.engine.holds import Holds
 from wfbatch.settings import NotifySettings, Settings
-from wfbatch.store import BatchRow, JobRow, Notice, NotificationRow, Store
+from wfbatch.store import BatchRow, JobRow, Notice, NotificationRow, StoreApi
 
 log = logging.getLogger("wfbatch.notify")
 
@@ -57,7 +57,7 @@ def _digest(value: Any) -> str:
 class Notifier:
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         settings: Callable[[], Settings],
         holds: Holds,
         clock: Clock,
@@ -65,7 +65,7 @@ class Notifier:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._store = store
-        self._outbox = store.deliveries
+        self._outbox = store.outbox
         self._settings = settings
         self._holds = holds
         self._clock = clock
@@ -107,11 +107,11 @@ class Notifier:
 
     async def check_holds(self) -> None:
         """A batch newly held (or held for a new reason) is announced once per reason."""
-        queued = await self._store.queued_batch_providers()
+        queued = await self._store.jobs.queued_batch_providers()
         for batch_id in set(self._held) - set(queued):
             del self._held[batch_id]
         for batch_id, providers in queued.items():
-            batch = await self._store.get_batch(batch_id)
+            batch = await self._store.batches.get_batch(batch_id)
             if batch is None:
                 continue
             reason = self._holds.held_for_notice(batch, providers)
@@ -156,7 +156,7 @@ class Notifier:
                 await self._send([row], http)
         for batch_id, group in failed.items():
             # Rate-limited per batch; failures meanwhile go out together in the next one.
-            batch = await self._store.get_batch(batch_id)
+            batch = await self._store.batches.get_batch(batch_id)
             interval = notify_config(self._settings(), batch).job_failed_interval if batch else 0.0
             last = self._failed_sent_at.get(batch_id)
             if last is not None and self._clock.monotonic() - last < interval:
@@ -166,7 +166,7 @@ class Notifier:
 
     async def _send(self, rows: list[NotificationRow], http: httpx.AsyncClient) -> None:
         first = rows[0]
-        batch = await self._store.get_batch(first.batch_id)
+        batch = await self._store.batches.get_batch(first.batch_id)
         if batch is None:
             for row in rows:
                 await self._outbox.notification_failed(row, "the batch no longer exists")
@@ -188,7 +188,7 @@ class Notifier:
 
     async def _payload(self, batch: BatchRow, rows: list[NotificationRow]) -> dict[str, Any]:
         kind = rows[0].type
-        counts = await self._store.counts([batch.id])
+        counts = await self._store.counters.counts([batch.id])
         payload: dict[str, Any] = {
             "type": kind,
             "batch_id": batch.id,

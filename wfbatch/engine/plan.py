@@ -24,8 +24,7 @@ from wfbatch.providers.base import Provider, UnlimitedGate
 from wfbatch.providers.errors import ProviderError
 from wfbatch.providers.registry import batch_mode, build_provider, traits
 from wfbatch.settings import Settings
-from wfbatch.store import Ledger, Store
-from wfbatch.store.ledger import ledger_day
+from wfbatch.store import StoreApi, ledger_day
 
 log = logging.getLogger("wfbatch.plan")
 
@@ -103,12 +102,12 @@ class Plan:
         return data
 
 
-async def approve_rate_of(store: Store, settings: Settings, given: float | None) -> tuple[float, str]:
+async def approve_rate_of(store: StoreApi, settings: Settings, given: float | None) -> tuple[float, str]:
     """The share of drafts expected to be approved, and where the figure comes from: as given, else
     this HOME's reviewed drafts so far, else the configured default."""
     if given is not None:
         return given, "--approve-rate"
-    approved, reviewed = await store.draft_reviews()
+    approved, reviewed = await store.drafts.draft_reviews()
     if reviewed:
         return approved / reviewed, f"{approved} of {reviewed} reviewed drafts approved in this HOME"
     default = settings.drafts.default_approve_rate
@@ -116,7 +115,7 @@ async def approve_rate_of(store: Store, settings: Settings, given: float | None)
 
 
 async def make_plan(
-    store: Store, settings: Settings, batches: list[ParsedBatch], *, approve_rate: float | None = None
+    store: StoreApi, settings: Settings, batches: list[ParsedBatch], *, approve_rate: float | None = None
 ) -> Plan:
     plan = Plan()
     left_by_batch: list[tuple[ParsedBatch, list[JobSpec]]] = []
@@ -129,7 +128,7 @@ async def make_plan(
         finals += [job.final for job in expanded if job.final is not None]
         plan.jobs += len(specs)
         keys = [cache_key(spec) for spec in specs]
-        cached = await store.cached_keys(keys) if parsed.cache else set()
+        cached = await store.cache.cached_keys(keys) if parsed.cache else set()
         batch_left: list[JobSpec] = []
         for spec, key in zip(specs, keys, strict=True):
             if parsed.cache and key in seen:
@@ -166,7 +165,7 @@ async def make_plan(
     stops: list[tuple[int, str]] = []
     for name, provider_plan in plan.providers.items():
         provider_costs = [cost_of(spec) for spec in all_left if spec.provider == name]
-        spent = await Ledger(store).provider_exposure(name, ledger_day(time.time()))
+        spent = await store.ledger.provider_exposure(name, ledger_day(time.time()))
         stops.extend(_provider_stops(settings, name, provider_plan, provider_costs, spent))
     for parsed, batch_left in left_by_batch:
         if parsed.budget is not None:
@@ -180,7 +179,7 @@ async def make_plan(
 
 
 async def _plan_provider(
-    store: Store, settings: Settings, name: str, specs: list[JobSpec]
+    store: StoreApi, settings: Settings, name: str, specs: list[JobSpec]
 ) -> tuple[ProviderPlan, dict[tuple[str | None, str | None], float | None]]:
     limits = settings.provider_limits(name)
     result = ProviderPlan(jobs_left=len(specs))
@@ -212,7 +211,7 @@ async def _plan_provider(
     result.cost_per_image = statistics.fmean(known) if known else None
     result.latency, result.latency_source = await latency_of(store, settings, name)
     if limits.daily_executions is not None:
-        used = await store.starts_since(name, start_of_today(time.time()))
+        used = await store.jobs.starts_since(name, start_of_today(time.time()))
         result.daily_remaining = max(0, limits.daily_executions - used)
     model = schedule_model(settings, name, result.latency)
     direct_jobs = len(specs) - len(batch_specs)
@@ -229,11 +228,11 @@ async def _plan_provider(
     return result, model_costs
 
 
-async def latency_of(store: Store, settings: Settings, name: str) -> tuple[float, str]:
+async def latency_of(store: StoreApi, settings: Settings, name: str) -> tuple[float, str]:
     """The provider's expected time per execution, and where that figure comes from: the median
     of its past jobs, else the setting, else the provider's typical latency."""
     limits = settings.provider_limits(name)
-    history = await store.recent_durations(name)
+    history = await store.jobs.recent_durations(name)
     if len(history) >= 3:
         return statistics.median(history), f"median of {len(history)} past jobs"
     if limits.expected_latency is not None:
@@ -267,7 +266,7 @@ def schedule_model(
 
 
 async def _price_pipeline(
-    store: Store,
+    store: StoreApi,
     settings: Settings,
     drafts_left: list[JobSpec],
     finals: list[JobSpec],
@@ -278,7 +277,7 @@ async def _price_pipeline(
     """Drafts left × their price + rate × finals not in the cache × theirs, beside every final at
     once. A final's price is asked like any image's (the provider's estimate, else `costs`)."""
     keys = [cache_key(spec) for spec in finals]
-    cached = await store.cached_keys(keys)
+    cached = await store.cache.cached_keys(keys)
     finals_left = [spec for spec, key in zip(finals, keys, strict=True) if key not in cached]
     for name in sorted({spec.provider for spec in finals_left}):
         missing = [s for s in finals_left if s.provider == name and (name, s.model, s.mode) not in costs]

@@ -24,7 +24,7 @@ from wfbatch.providers.registry import (
     traits,
 )
 from wfbatch.settings import Settings
-from wfbatch.store import Store
+from wfbatch.store import StoreApi
 
 log = logging.getLogger("wfbatch.engine")
 
@@ -50,7 +50,7 @@ class _Gate:
 
 class ProviderPool:
     def __init__(
-        self, store: Store, settings: Settings, clock: Clock, events: EventSink, wake: Callable[[], None]
+        self, store: StoreApi, settings: Settings, clock: Clock, events: EventSink, wake: Callable[[], None]
     ) -> None:
         self._store = store
         self.settings = settings
@@ -88,7 +88,7 @@ class ProviderPool:
         limiter = self.limiter(name)
         # Read before anything is built: no await between the check below and storing the provider,
         # so two jobs resumed at once cannot each build one (and leak the other's connections).
-        starts_today = await self._store.starts_since(name, start_of_today(self._clock.wall()))
+        starts_today = await self._store.jobs.starts_since(name, start_of_today(self._clock.wall()))
         if name in self._providers:
             return self._providers[name]
         limiter.daily_starts = starts_today

@@ -37,8 +37,7 @@ from wfbatch.providers.errors import (
 )
 from wfbatch.providers.registry import REGISTRY
 from wfbatch.settings import OpenAISettings, ProviderLimits, Settings
-from wfbatch.store import JobRow, OutcomeRecord
-from wfbatch.store.remote_batches import RemoteBatchRow, RemoteBatchStore, Step
+from wfbatch.store import JobRow, OutcomeRecord, RemoteBatchRow, Step
 
 log = logging.getLogger("wfbatch.engine")
 
@@ -65,7 +64,7 @@ class RemoteBatches:
     ) -> None:
         self.s = services
         self.runner = runner
-        self.rows = RemoteBatchStore(services.store)
+        self.rows = services.store.remote_batches
         self._record = record
         self._settings = settings
         self._batch_ids = batch_ids
@@ -140,7 +139,7 @@ class RemoteBatches:
         api = provider.remote_batches()
         if api is None:
             return
-        jobs = await s.store.ready_jobs(
+        jobs = await s.store.jobs.ready_jobs(
             provider_name,
             GATHER_LIMIT,
             self._batch_ids(),

@@ -12,9 +12,7 @@ from wfbatch.engine.runner import JobRunner, JobServices, fail, requeue
 from wfbatch.providers.base import LineResult, RemoteBatchApi
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient
 from wfbatch.settings import OpenAISettings
-from wfbatch.store import JobRow, OutcomeRecord
-from wfbatch.store.remote_batches import RemoteBatchRow, RemoteBatchStore
-from wfbatch.store.rows import spec_to_json
+from wfbatch.store import JobRow, OutcomeRecord, RemoteBatchesApi, RemoteBatchRow, spec_to_json
 
 
 class RemoteResults:
@@ -22,7 +20,7 @@ class RemoteResults:
         self,
         services: JobServices,
         runner: JobRunner,
-        rows: RemoteBatchStore,
+        rows: RemoteBatchesApi,
         record: Callable[[JobRow, OutcomeRecord], Awaitable[None]],
         section: Callable[[str], OpenAISettings],
         emit: Callable[[RemoteBatchRow], None],
@@ -69,7 +67,7 @@ class RemoteResults:
             if job.state is JobState.CANCELED:
                 # Paid all the same (the charge is recorded, the bytes are in cache/): a retry takes
                 # it from there without paying again.
-                await s.store.record_outcome(job.id, OutcomeRecord(facts=let_go))
+                await s.store.jobs.record_outcome(job.id, OutcomeRecord(facts=let_go))
                 return
             batch = await s.batch(job.batch_id)
             outcome = await self.runner.done(job, batch, result.finished.images[0], result.finished)

@@ -43,17 +43,9 @@ from wfbatch.providers.errors import (
     Unreachable,
 )
 from wfbatch.providers.registry import traits
-from wfbatch.store import AttemptRecord, BatchRow, JobRow, OutcomeRecord, Store
+from wfbatch.store import CLEARED_ERROR, AttemptRecord, BatchRow, JobRow, OutcomeRecord, StoreApi
 
 log = logging.getLogger("wfbatch.engine")
-
-CLEARED_ERROR: dict[str, Any] = {
-    "error_class": None,
-    "error_status": None,
-    "error_message": None,
-    "error_request_id": None,
-}
-
 
 def error_fields(error: ProviderError, message: str | None = None) -> dict[str, Any]:
     return {
@@ -78,7 +70,7 @@ def error_attempt(kind: str, error: ProviderError) -> AttemptRecord:
 class JobServices:
     """What a job's run needs from its engine."""
 
-    store: Store
+    store: StoreApi
     budget: Budget
     cache: ImageCache
     writer: OutputWriter
@@ -211,7 +203,7 @@ class JobRunner:
             )
             return None  # stays queued until the cap is raised (or a new day for daily caps)
         execution = Execution.MAYBE if fresh else job.execution
-        if not await s.store.transition(
+        if not await s.store.jobs.transition(
             job.id,
             [JobState.QUEUED],
             JobState.SUBMITTING,
@@ -257,7 +249,7 @@ class JobRunner:
             job = replace(job, state=JobState.RUNNING, remote_id=outcome.remote_id, handle=outcome.handle)
             self.emit_job(job)
         elif job.state is not JobState.RUNNING:
-            await s.store.transition(job.id, [job.state], JobState.RUNNING)
+            await s.store.jobs.transition(job.id, [job.state], JobState.RUNNING)
             job = replace(job, state=JobState.RUNNING)
         return await self._poll_until_finished(job, provider, limiter)
 
@@ -272,11 +264,11 @@ class JobRunner:
             remote_id=outcome.remote_id,
         )
         if isinstance(outcome, Finished):
-            await self.s.store.record_outcome(job.id, OutcomeRecord(attempt=attempt))
+            await self.s.store.jobs.record_outcome(job.id, OutcomeRecord(attempt=attempt))
             return True
         facts = {"remote_id": outcome.remote_id, "handle": outcome.handle}
         record = OutcomeRecord(target=JobState.RUNNING, facts=facts, attempt=attempt)
-        return await self.s.store.record_outcome(job.id, record)
+        return await self.s.store.jobs.record_outcome(job.id, record)
 
     async def _poll_until_finished(
         self, job: JobRow, provider: Provider, limiter: ProviderLimiter
@@ -327,13 +319,13 @@ class JobRunner:
                     request_id=result.request_id,
                     remote_id=remote_id,
                 )
-                await s.store.record_outcome(job.id, OutcomeRecord(attempt=attempt))
+                await s.store.jobs.record_outcome(job.id, OutcomeRecord(attempt=attempt))
                 return result
             delay = min(limits.poll_max, delay * limits.poll_factor)
 
     async def _record_poll_error(self, job: JobRow, error: ProviderError) -> None:
         record = OutcomeRecord(fields=error_fields(error), attempt=error_attempt("poll", error))
-        await self.s.store.record_outcome(job.id, record)
+        await self.s.store.jobs.record_outcome(job.id, record)
 
     async def _result_to_keep(self, job: JobRow, finished: Finished) -> dict[str, Any] | None:
         """What must survive a crash before the image is written: the URLs to download again, or —
@@ -371,7 +363,7 @@ class JobRunner:
             return
         last = job.error_message or "the process stopped while the request was on the wire"
         why = f"a start was sent again after its outcome was lost ({last}); {job.provider} has no idempotency"
-        await self.s.store.update_job(job.id, possible_duplicate_charge=why)
+        await self.s.store.jobs.update_job(job.id, possible_duplicate_charge=why)
 
     async def done(
         self, job: JobRow, batch: BatchRow, image: Image, finished: Finished | None

@@ -41,7 +41,7 @@ from wfbatch.engine.writer import OutputWriter
 from wfbatch.home import HomeLayout
 from wfbatch.providers.errors import Transient
 from wfbatch.settings import Settings
-from wfbatch.store import BatchRow, JobRow, OutcomeRecord, Store
+from wfbatch.store import BatchRow, JobRow, OutcomeRecord, StoreApi
 
 log = logging.getLogger("wfbatch.engine")
 
@@ -53,7 +53,7 @@ RECONCILE_WINDOW = 7 * 24 * 3600.0
 class Engine:
     def __init__(
         self,
-        store: Store,
+        store: StoreApi,
         settings: Settings,
         layout: HomeLayout,
         *,
@@ -137,7 +137,7 @@ class Engine:
         await self.writer.reconcile(self.clock.wall() - RECONCILE_WINDOW)
         await self._adopt_in_flight()
         # A held delivery is tried once more per start: the bucket may exist by now.
-        await self.store.deliveries.release_held()
+        await self.store.outbox.release_held()
         await self.remote.resume()
 
     async def run_until_idle(self) -> StopReason:
@@ -229,7 +229,7 @@ class Engine:
     async def _adopt_in_flight(self) -> None:
         """Resume jobs left in flight with no task driving them: after a crash, or writes that
         failed while the disk was full."""
-        for job in await self.store.in_flight_jobs():
+        for job in await self.store.jobs.in_flight_jobs():
             if job.id in self._tasks or (self.batch_ids is not None and job.batch_id not in self.batch_ids):
                 continue
             log.info("resuming job %s (%s, remote id %s)", job.id, job.state, job.remote_id)
@@ -260,7 +260,7 @@ class Engine:
                     if reason is not None:
                         return reason
                 delay = IDLE_WAKE
-                next_retry = await self.store.next_retry_at(self.batch_ids)
+                next_retry = await self.store.jobs.next_retry_at(self.batch_ids)
                 if next_retry is not None:
                     delay = max(0.01, min(delay, next_retry - self.clock.wall()))
                 await wait_event(self._wake, delay)
@@ -282,10 +282,10 @@ class Engine:
                     log.exception("could not refresh a manifest")
 
     async def _dispatch_round(self) -> None:
-        await self.store.promote_due_retries(self.clock.wall())
+        await self.store.jobs.promote_due_retries(self.clock.wall())
         if self.holds.everything() is not None:
             return
-        queued = sorted(await self.store.queued_providers(self.batch_ids))
+        queued = sorted(await self.store.jobs.queued_providers(self.batch_ids))
         await self.remote.tick(queued, self._provider_held, self.holds.budget_held_batches())
         for name in queued:
             if await self.pool.get(name) is None or self.holds.provider(name):
@@ -298,7 +298,7 @@ class Engine:
                 # Until the provider has answered once, one job at a time: a wrong key or a dead
                 # endpoint then costs one request, not one per slot.
                 free = min(free, 1 - limiter.in_flight)
-            candidates = await self.store.ready_jobs(
+            candidates = await self.store.jobs.ready_jobs(
                 name,
                 free + len(self._keys_in_flight),
                 self.batch_ids,
@@ -334,7 +334,7 @@ class Engine:
     async def _batch(self, batch_id: str) -> BatchRow:
         batch = self._batches.get(batch_id)
         if batch is None:
-            found = await self.store.get_batch(batch_id)
+            found = await self.store.batches.get_batch(batch_id)
             if found is None:
                 raise LookupError(f"job refers to unknown batch {batch_id}")
             batch = self._batches[batch_id] = found
@@ -395,7 +395,7 @@ class Engine:
         if outcome.target is JobState.FAILED:
             notice = self.notifier.failed_notice(job, await self._batch(job.batch_id), outcome.fields)
             outcome = replace(outcome, notice=notice)
-        moved = await self.store.record_outcome(job.id, outcome)
+        moved = await self.store.jobs.record_outcome(job.id, outcome)
         if moved and outcome.target is not None:
             self.runner.emit_job(job, outcome.target)
             self.writer.mark_dirty(job.batch_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 from wfbatch.engine.clock import Clock
 from wfbatch.engine.events import EventSink
 from wfbatch.protocol import EngineEvent
-from wfbatch.store import Store
+from wfbatch.store import StoreApi
 
 log = logging.getLogger("wfbatch.engine")
 
@@ -48,7 +48,7 @@ class StorageHealth:
     """Whether writes fail for lack of space: said once, then probed with backoff until a real
     write (a SQLite commit that needs fresh pages, and a file as large as a small image) succeeds."""
 
-    def __init__(self, store: Store, folder: Path, clock: Clock, events: EventSink) -> None:
+    def __init__(self, store: StoreApi, folder: Path, clock: Clock, events: EventSink) -> None:
         self._store = store
         self._folder = folder
         self._clock = clock

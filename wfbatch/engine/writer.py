@@ -26,7 +26,7 @@ from wfbatch.outputs import (
     write_manifest,
 )
 from wfbatch.providers.base import Image
-from wfbatch.store import BatchRow, DeliveryRow, JobRow, Store
+from wfbatch.store import BatchRow, DeliveryRow, JobRow, StoreApi
 
 # A manifest is rewritten at most this often per batch, and never more often than 20× the time the
 # last rewrite took: a 100k-job manifest must not eat the engine.
@@ -70,7 +70,7 @@ def _delivered(row: DeliveryRow | None) -> ManifestDelivery | None:
 
 
 class OutputWriter:
-    def __init__(self, store: Store, provider_label: Callable[[str], str]) -> None:
+    def __init__(self, store: StoreApi, provider_label: Callable[[str], str]) -> None:
         self._store = store
         self._label = provider_label
         self._dirty: set[str] = set()
@@ -112,9 +112,9 @@ class OutputWriter:
         """A kill -9 can come between a job's last change and its batch's manifest refresh: every
         batch changed since `since` whose manifest is older than its latest change (or that has no
         contact sheet) is rewritten at the next flush."""
-        changed = await self._store.recently_changed_batches(since)
+        changed = await self._store.jobs.recently_changed_batches(since)
         for batch_id, latest in changed.items():
-            batch = await self._store.get_batch(batch_id)
+            batch = await self._store.batches.get_batch(batch_id)
             if batch is None:
                 continue
             folder = Path(batch.output_dir)
@@ -150,12 +150,12 @@ class OutputWriter:
                     raise
 
     async def write_batch_files(self, batch_id: str, *, force_sheet: bool = True) -> None:
-        batch = await self._store.get_batch(batch_id)
+        batch = await self._store.batches.get_batch(batch_id)
         if batch is None:
             return
         started = time.monotonic()
-        jobs = await self._store.jobs_for_batch(batch_id)
-        manifest = self._manifest(batch, jobs, await self._store.deliveries.for_batch(batch_id))
+        jobs = await self._store.jobs.jobs_for_batch(batch_id)
+        manifest = self._manifest(batch, jobs, await self._store.outbox.for_batch(batch_id))
         batch_dir = Path(batch.output_dir)
         await asyncio.to_thread(write_manifest, batch_dir, manifest)
         finished = all(job.state in TERMINAL_STATES for job in jobs)

@@ -50,7 +50,7 @@ async def insert_new_batch_jobs(
     conn: aiosqlite.Connection, batch_id: str, rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Insert `rows` (in `JOB_COLUMNS` order), all jobs of the batch `batch_id` that has none yet.
-    Must run inside a write transaction (`Store.transaction`)."""
+    Must run inside a write transaction (`Database.transaction`, store/db.py)."""
     triggers = await _insert_triggers(conn) if len(rows) >= BULK_MIN_JOBS else {}
     if set(triggers) != {COUNTS_TRIGGER, WAITS_TRIGGER}:
         await conn.executemany(_INSERT_JOBS, rows)

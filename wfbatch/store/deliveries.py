@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiosqlite
 
+from wfbatch.store.db import Database
 from wfbatch.store.rows import DeliveryRow, Notice, NotificationRow
-
-if TYPE_CHECKING:
-    from wfbatch.store.store import Store
 
 PENDING, DONE, HELD = "pending", "done", "held"
 IMAGE, MANIFEST = "image", "manifest"
@@ -51,9 +49,12 @@ async def queue_notice(conn: aiosqlite.Connection, batch_id: str, notice: Notice
         return cursor.rowcount > 0
 
 
-class Deliveries:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class SqliteOutbox:
+    """Deliveries and notifications: the outbox of what must leave the machine, on the store's one
+    database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # -- what should be in the bucket ---------------------------------------------------------
 
@@ -62,7 +63,7 @@ class Deliveries:
         should now be in the bucket, in one transaction; the batch's manifest goes up again if it
         was uploaded before."""
         now = time.time()
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             await conn.execute(
                 "UPDATE jobs SET review = ?, file = ?, updated_at = ? WHERE id = ?",
                 (review, file, now, job_id),
@@ -79,7 +80,7 @@ class Deliveries:
     async def want_manifest(self, batch_id: str) -> None:
         """Upload the batch's manifest (again), once its images are settled."""
         now = time.time()
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO deliveries (batch_id, job_id, kind, want, state, updated_at)"
                 " VALUES (?, NULL, ?, 'manifest.json', ?, ?)"
@@ -93,7 +94,7 @@ class Deliveries:
     async def due(self, now: float, limit: int, skip: set[int]) -> list[DeliveryRow]:
         """Pending deliveries whose time has come, oldest first. A manifest waits until none of its
         batch's images is pending, so the uploaded one lists them all as delivered."""
-        rows = await self._store.fetchall(
+        rows = await self._db.fetchall(
             "SELECT * FROM deliveries d WHERE d.state = ? AND (d.next_attempt_at IS NULL"
             " OR d.next_attempt_at <= ?) AND (d.kind = ? OR NOT EXISTS (SELECT 1 FROM deliveries i"
             " WHERE i.batch_id = d.batch_id AND i.kind = ? AND i.state = ?)) ORDER BY d.id LIMIT ?",
@@ -102,7 +103,7 @@ class Deliveries:
         return [row for row in map(DeliveryRow.from_sql, rows) if row.id not in skip][:limit]
 
     async def next_due(self) -> float | None:
-        row = await self._store.fetchone(
+        row = await self._db.fetchone(
             "SELECT MIN(COALESCE(next_attempt_at, 0)) AS t FROM deliveries WHERE state = ?", (PENDING,)
         )
         return None if row is None or row["t"] is None else float(row["t"])
@@ -119,7 +120,7 @@ class Deliveries:
         """The bucket now holds `have_url` (None: nothing). Done, unless `want` changed meanwhile (a
         review while the upload ran): then it stays pending and the worker goes again."""
         now = time.time()
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             await conn.execute(
                 "UPDATE deliveries SET have_url = ?, etag = ?, delivered_at = ?, presigned_url = ?,"
                 " presigned_until = ?, state = CASE WHEN want IS ? THEN ? ELSE ? END, attempts = 0,"
@@ -146,7 +147,7 @@ class Deliveries:
 
     async def release_held(self) -> int:
         """Held deliveries are tried again (the configuration changed, or the daemon restarted)."""
-        async with self._store.transaction() as conn, conn.execute(
+        async with self._db.transaction() as conn, conn.execute(
             "UPDATE deliveries SET state = ?, attempts = 0, next_attempt_at = NULL, updated_at = ?"
             " WHERE state = ?",
             (PENDING, time.time(), HELD),
@@ -155,7 +156,7 @@ class Deliveries:
 
     async def _set(self, delivery_id: int, **fields: Any) -> None:
         columns = ", ".join(f"{name} = ?" for name in fields)
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             await conn.execute(
                 f"UPDATE deliveries SET {columns}, updated_at = ? WHERE id = ?",
                 (*fields.values(), time.time(), delivery_id),
@@ -165,17 +166,17 @@ class Deliveries:
 
     async def for_batch(self, batch_id: str) -> dict[int | None, DeliveryRow]:
         """By job id; the manifest's row under None."""
-        rows = await self._store.fetchall("SELECT * FROM deliveries WHERE batch_id = ?", (batch_id,))
+        rows = await self._db.fetchall("SELECT * FROM deliveries WHERE batch_id = ?", (batch_id,))
         return {row.job_id: row for row in map(DeliveryRow.from_sql, rows)}
 
     async def for_job(self, job_id: int) -> DeliveryRow | None:
-        row = await self._store.fetchone("SELECT * FROM deliveries WHERE job_id = ?", (job_id,))
+        row = await self._db.fetchone("SELECT * FROM deliveries WHERE job_id = ?", (job_id,))
         return DeliveryRow.from_sql(row) if row else None
 
     async def backlog(self, batch_id: str | None = None) -> dict[str, int]:
         """Deliveries by state (pending, held, done), every state present."""
         scope, params = (" WHERE batch_id = ?", (batch_id,)) if batch_id else ("", ())
-        rows = await self._store.fetchall(
+        rows = await self._db.fetchall(
             f"SELECT state, COUNT(*) AS n FROM deliveries{scope} GROUP BY state", params
         )
         counts = {PENDING: 0, HELD: 0, DONE: 0}
@@ -183,7 +184,7 @@ class Deliveries:
         return counts
 
     async def held_reasons(self, limit: int = 5) -> list[str]:
-        rows = await self._store.fetchall(
+        rows = await self._db.fetchall(
             "SELECT DISTINCT error FROM deliveries WHERE state = ? AND error IS NOT NULL LIMIT ?",
             (HELD, limit),
         )
@@ -193,13 +194,13 @@ class Deliveries:
 
     async def enqueue_notification(self, key: str, batch_id: str, kind: str, payload: dict[str, Any]) -> bool:
         """Queue a notification once per `key`; False when it was queued before."""
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             return await queue_notice(conn, batch_id, Notice(key, kind, payload), time.time())
 
     async def due_notifications(self, now: float, limit: int) -> list[NotificationRow]:
         """Pending notifications whose time has come. `batch.finished` waits until the batch has
         no pending delivery: it then tells where everything is."""
-        rows = await self._store.fetchall(
+        rows = await self._db.fetchall(
             "SELECT * FROM notifications n WHERE n.state = ? AND (n.next_attempt_at IS NULL"
             " OR n.next_attempt_at <= ?) AND (n.type <> 'batch.finished' OR NOT EXISTS (SELECT 1"
             " FROM deliveries d WHERE d.batch_id = n.batch_id AND d.state = ?)) ORDER BY n.id LIMIT ?",
@@ -208,7 +209,7 @@ class Deliveries:
         return [NotificationRow.from_sql(row) for row in rows]
 
     async def pending_notifications(self) -> int:
-        row = await self._store.fetchone(
+        row = await self._db.fetchone(
             "SELECT COUNT(*) AS n FROM notifications WHERE state = ?", (PENDING,)
         )
         return int(row["n"]) if row else 0
@@ -224,7 +225,7 @@ class Deliveries:
 
     async def _set_notification(self, notification_id: int, **fields: Any) -> None:
         columns = ", ".join(f"{name} = ?" for name in fields)
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             await conn.execute(
                 f"UPDATE notifications SET {columns} WHERE id = ?", (*fields.values(), notification_id)
             )

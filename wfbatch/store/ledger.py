@@ -11,15 +11,15 @@ import datetime as dt
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import aiosqlite
 
 from wfbatch.core.states import Execution
+from wfbatch.store.db import Database
+from wfbatch.store.rows import CapReached
 
-if TYPE_CHECKING:
-    from wfbatch.store.store import Store
+__all__ = ["CapReached", "SqliteLedger", "ledger_day", "write_release_and_charge"]
 
 
 def ledger_day(timestamp: float) -> str:
@@ -48,16 +48,6 @@ async def write_release_and_charge(
         )
 
 
-@dataclass(frozen=True)
-class CapReached:
-    """Why a reservation was refused: the batch's `budget` or the provider's `daily` cap, with the
-    exposure (charged + reserved) it would have gone past."""
-
-    cap: Literal["budget", "daily"]
-    exposure: float
-    limit: float
-
-
 # Exposure: what is charged or reserved. Read inside a reservation's transaction (`_exposure`) or
 # on its own (`batch_exposure`, `provider_exposure`), with the same statement.
 _EXPOSURE = "SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE "
@@ -71,9 +61,11 @@ async def _exposure(conn: aiosqlite.Connection, where: str, params: tuple[Any, .
     return float(row["c"]) if row else 0.0
 
 
-class Ledger:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class SqliteLedger:
+    """The ledger and the caps on it, on the store's one database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def reserve_under_caps(
         self,
@@ -91,7 +83,7 @@ class Ledger:
         and this one and let a job past the budget (seen under load: 6 executions for a budget of
         5, when reads could still see a settlement half done)."""
         now = time.time()
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             if budget is not None:
                 exposure = await _exposure(conn, _BY_BATCH, (batch_id,))
                 if exposure + cost > budget + 1e-9:
@@ -125,7 +117,7 @@ class Ledger:
         Returns the credits recorded, or None if it was recorded before (a resumed job): a charge
         is never recorded twice."""
         now = time.time()
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             async with conn.execute(
                 "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?", (job_id,)
             ) as cur:
@@ -145,7 +137,7 @@ class Ledger:
     async def release(self, job_id: int) -> None:
         """Give back the job's reservation: its execution is known not to charge (or never began)."""
         now = time.time()
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             async with conn.execute(
                 "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?", (job_id,)
             ) as cur:
@@ -159,7 +151,7 @@ class Ledger:
         """An execution that may still charge is abandoned (its job got a new prompt): its
         reservation becomes a charge, so a budget never counts on money that may be spent."""
         now = time.time()
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             async with conn.execute(
                 "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?", (job_id,)
             ) as cur:
@@ -170,11 +162,11 @@ class Ledger:
             await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))
 
     async def batch_exposure(self, batch_id: str) -> float:
-        row = await self._store.fetchone(_EXPOSURE + _BY_BATCH, (batch_id,))
+        row = await self._db.fetchone(_EXPOSURE + _BY_BATCH, (batch_id,))
         return float(row["c"]) if row else 0.0
 
     async def provider_exposure(self, provider: str, day: str) -> float:
-        row = await self._store.fetchone(_EXPOSURE + _BY_PROVIDER_DAY, (provider, day))
+        row = await self._db.fetchone(_EXPOSURE + _BY_PROVIDER_DAY, (provider, day))
         return float(row["c"]) if row else 0.0
 
     async def charged(self, *, batch_id: str | None = None, provider: str | None = None) -> float:
@@ -185,13 +177,13 @@ class Ledger:
         if provider:
             where.append("provider = ?")
             params.append(provider)
-        row = await self._store.fetchone(
+        row = await self._db.fetchone(
             f"SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE {' AND '.join(where)}", params
         )
         return float(row["c"]) if row else 0.0
 
     async def reserved_total(self) -> float:
-        row = await self._store.fetchone("SELECT COALESCE(SUM(reserved), 0) AS c FROM jobs")
+        row = await self._db.fetchone("SELECT COALESCE(SUM(reserved), 0) AS c FROM jobs")
         return float(row["c"]) if row else 0.0
 
     async def leaked_reservations(self) -> list[int]:
@@ -199,7 +191,7 @@ class Ledger:
         reservation and the start): the engine releases them at start. A job whose execution may
         exist keeps its reservation whatever its state — canceled and failed ones included — until
         the provider says it ended: that execution may still charge."""
-        rows = await self._store.fetchall(
+        rows = await self._db.fetchall(
             "SELECT id FROM jobs WHERE reserved IS NOT NULL AND execution <> 'maybe'"
             " AND state NOT IN ('submitting', 'running')"
         )

@@ -19,9 +19,9 @@ from typing import Any
 
 import aiosqlite
 
-from wfbatch.core.states import Execution, JobState
+from wfbatch.core.states import Execution, JobState, sources_of, state_list
+from wfbatch.store.db import Database
 from wfbatch.store.rows import JobRow
-from wfbatch.store.store import Store
 
 
 class Step(StrEnum):
@@ -36,6 +36,9 @@ class Step(StrEnum):
 
 LIVE_STEPS = (Step.GATHERED, Step.UPLOADING, Step.UPLOADED, Step.CREATING, Step.STARTED, Step.COLLECTING)
 _LIVE = ",".join(f"'{step.value}'" for step in LIVE_STEPS)
+# The moves a remote batch makes of its jobs, from the states the transition table allows.
+_GATHERABLE = state_list(sources_of(JobState.SUBMITTING, (JobState.QUEUED,)))
+_STARTABLE = state_list(sources_of(JobState.RUNNING, (JobState.SUBMITTING,)))
 
 
 @dataclass(frozen=True)
@@ -122,11 +125,11 @@ _UPDATABLE = frozenset(
 )
 
 
-class RemoteBatchStore:
+class SqliteRemoteBatches:
     """The remote-batch table on the one store (its connection, lock and transactions)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def gather(
         self, provider: str, batch_id: str, model: str, tag: str, job_ids: Sequence[int], now: float
@@ -135,7 +138,7 @@ class RemoteBatchStore:
         batch) becomes `submitting` with an execution that may exist, pointing at the row. Returns
         the row and the ids that joined (None, and no row, when none did)."""
         joined: list[int] = []
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             async with conn.execute(
                 "INSERT INTO remote_batches (provider, batch_id, model, tag, step, lines, created_at)"
                 " VALUES (?,?,?,?,?,?,?)",
@@ -147,7 +150,7 @@ class RemoteBatchStore:
                     f"UPDATE jobs SET state = '{JobState.SUBMITTING.value}',"
                     f" execution = '{Execution.MAYBE.value}', attempts = attempts + 1,"
                     " started_at = COALESCE(started_at, ?), remote_batch = ?, updated_at = ?"
-                    f" WHERE id = ? AND state = '{JobState.QUEUED.value}' AND remote_batch IS NULL",
+                    f" WHERE id = ? AND state IN ({_GATHERABLE}) AND remote_batch IS NULL",
                     (now, row_id, now, job_id),
                 ) as cursor:
                     if cursor.rowcount:
@@ -161,7 +164,7 @@ class RemoteBatchStore:
         return found, joined
 
     async def get(self, row_id: int) -> RemoteBatchRow | None:
-        row = await self._store.fetchone("SELECT * FROM remote_batches WHERE id = ?", (row_id,))
+        row = await self._db.fetchone("SELECT * FROM remote_batches WHERE id = ?", (row_id,))
         return RemoteBatchRow.from_sql(row) if row else None
 
     async def live(self, batch_ids: Sequence[str] | None = None) -> list[RemoteBatchRow]:
@@ -169,7 +172,7 @@ class RemoteBatchStore:
         if batch_ids is not None:
             scope = f" AND batch_id IN ({','.join('?' * len(batch_ids))})"
             params = list(batch_ids)
-        rows = await self._store.fetchall(
+        rows = await self._db.fetchall(
             f"SELECT * FROM remote_batches WHERE step IN ({_LIVE}){scope} ORDER BY id", params
         )
         return [RemoteBatchRow.from_sql(r) for r in rows]
@@ -178,7 +181,7 @@ class RemoteBatchStore:
         """Every remote batch (live or closed) of these batches, oldest first."""
         if not batch_ids:
             return []
-        rows = await self._store.fetchall(
+        rows = await self._db.fetchall(
             f"SELECT * FROM remote_batches WHERE batch_id IN ({','.join('?' * len(batch_ids))}) ORDER BY id",
             list(batch_ids),
         )
@@ -186,7 +189,7 @@ class RemoteBatchStore:
 
     async def live_lines(self, provider: str, model: str) -> tuple[int, int]:
         """(live remote batches of the provider, lines of the model enqueued in them)."""
-        row = await self._store.fetchone(
+        row = await self._db.fetchone(
             "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN model = ? THEN lines ELSE 0 END), 0) AS l"
             f" FROM remote_batches WHERE provider = ? AND step IN ({_LIVE})",
             (model, provider),
@@ -198,7 +201,7 @@ class RemoteBatchStore:
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         values = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in fields.items()}
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             await conn.execute(
                 f"UPDATE remote_batches SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
                 [*values.values(), row_id],
@@ -206,14 +209,14 @@ class RemoteBatchStore:
 
     async def started(self, row_id: int, remote_id: str, status: str, now: float) -> None:
         """The remote batch exists: its id, and its jobs running, in one transaction."""
-        async with self._store.transaction() as conn:
+        async with self._db.transaction() as conn:
             await conn.execute(
                 "UPDATE remote_batches SET remote_id = ?, status = ?, step = ? WHERE id = ?",
                 (remote_id, status, Step.STARTED.value, row_id),
             )
             await conn.execute(
                 f"UPDATE jobs SET state = '{JobState.RUNNING.value}', updated_at = ?"
-                f" WHERE remote_batch = ? AND state = '{JobState.SUBMITTING.value}'",
+                f" WHERE remote_batch = ? AND state IN ({_STARTABLE})",
                 (now, row_id),
             )
             await conn.execute(
@@ -224,13 +227,13 @@ class RemoteBatchStore:
 
     async def members(self, row_id: int) -> list[JobRow]:
         """The jobs still belonging to the remote batch (their outcome not yet recorded)."""
-        rows = await self._store.fetchall("SELECT * FROM jobs WHERE remote_batch = ? ORDER BY id", (row_id,))
+        rows = await self._db.fetchall("SELECT * FROM jobs WHERE remote_batch = ? ORDER BY id", (row_id,))
         return [JobRow.from_sql(r) for r in rows]
 
     async def rows_of_jobs(self, job_ids: Sequence[int]) -> list[RemoteBatchRow]:
         if not job_ids:
             return []
-        rows = await self._store.fetchall(
+        rows = await self._db.fetchall(
             "SELECT DISTINCT r.* FROM remote_batches r JOIN jobs j ON j.remote_batch = r.id"
             f" WHERE j.id IN ({','.join('?' * len(job_ids))}) AND r.step IN ({_LIVE})",
             list(job_ids),

@@ -6,12 +6,19 @@ import dataclasses
 import json
 import sqlite3
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Literal, NamedTuple
 
 from wfbatch.core.models import AutoApprove, ImageFormat, JobSpec
 from wfbatch.core.states import ErrorClass, Execution, JobState, ReviewStatus
 
 Stage = Literal["draft", "final"]
+
+ERROR_COLUMNS = ("error_class", "error_status", "error_message", "error_request_id")
+"""A job's last error: set together when a run fails, cleared together (`CLEARED_ERROR`)."""
+CLEARED_ERROR: dict[str, Any] = dict.fromkeys(ERROR_COLUMNS)
+"""The error columns reset, as fields of a move (`transition`, an `OutcomeRecord`): every reset
+of a job's error is this one, in SQL too (store/jobs.py)."""
 
 
 def spec_to_json(spec: JobSpec) -> str:
@@ -186,7 +193,7 @@ class AttemptRecord:
 
 @dataclass(frozen=True)
 class Notice:
-    """A notification for the outbox, queued once per `key` (see `Deliveries.enqueue_notification`)."""
+    """A notification for the outbox, queued once per `key` (see `store.outbox.enqueue_notification`)."""
 
     key: str
     kind: str
@@ -196,7 +203,7 @@ class Notice:
 @dataclass(frozen=True)
 class OutcomeRecord:
     """How one run of a job ended (or one step of it), written in ONE transaction by
-    `Store.record_outcome`: the attempt row, the move, the facts about the execution, and the
+    `store.jobs.record_outcome`: the attempt row, the move, the facts about the execution, and the
     credit reservation given back when no execution can charge any more."""
 
     target: JobState | None = None
@@ -294,3 +301,31 @@ class NotificationRow:
             payload=json.loads(row["payload"]),
             attempts=row["attempts"],
         )
+
+
+class Reuse(Enum):
+    """Which earlier batch of the same content identity `insert_batch` returns instead of inserting."""
+
+    NEVER = "never"
+    """Always a new batch (duplicates wanted)."""
+    UNFINISHED = "unfinished"
+    """An unfinished one, resumed (`wfbatch run` of the same file again)."""
+    ANY = "any"
+    """Any: the content was accepted before, nothing is enqueued (the inbox, `submit`)."""
+
+
+@dataclass(frozen=True)
+class CounterCheck:
+    """What `check_counters` found: the counter tables that disagreed and were rebuilt."""
+
+    rebuilt: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CapReached:
+    """Why a reservation was refused: the batch's `budget` or the provider's `daily` cap, with the
+    exposure (charged + reserved) it would have gone past."""
+
+    cap: Literal["budget", "daily"]
+    exposure: float
+    limit: float

@@ -183,7 +183,7 @@ MIGRATIONS: list[str] = [
     # 9: what `status`, the TUI header and the metrics read, kept as counters so they cost the same
     # at a million jobs as at ten. Triggers keep them in the transaction of every insert, state
     # change and delete, so no code path (nor a hand-written UPDATE) can forget them; the store
-    # checks them against COUNT(*) on start (`Store.check_counters`) and rebuilds them if they
+    # checks them against COUNT(*) on start (`store.counters.check_counters`) and rebuilds them if they
     # disagree. Zero rows are kept: deleting them would cost every transition a second statement.
     """
     CREATE TABLE job_counts (

@@ -1,0 +1,32 @@
+"""The cache index in the SQLite store: cache key → the sha256 and media type of the original."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from wfbatch.store.db import SqliteAggregate
+
+
+class SqliteCache(SqliteAggregate):
+    """`CacheApi` on SQLite."""
+
+    async def get(self, key: str) -> tuple[str, str] | None:
+        row = await self.fetchone("SELECT sha256, media_type FROM cache_entries WHERE key = ?", (key,))
+        return (row["sha256"], row["media_type"]) if row else None
+
+    async def put(self, key: str, sha256: str, media_type: str) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO cache_entries (key, sha256, media_type, created_at) VALUES (?,?,?,?)",
+            (key, sha256, media_type, time.time()),
+        )
+
+    async def cached_keys(self, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = await self.fetchall(
+                f"SELECT key FROM cache_entries WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
+            found.update(r["key"] for r in rows)
+        return found
