@@ -242,7 +242,8 @@ class TwoGpus(FakeDaemon):
 
 
 async def test_the_tui_header_shows_each_server_at_80x24() -> None:
-    app = WfbatchApp(TwoGpus(), retry_interval=0.2, status_interval=0.2, graphics=False)
+    app = WfbatchApp(TwoGpus().client(), close_client=True, retry_interval=0.2, status_interval=0.2,
+                     graphics=False)
     async with app.run_test(size=(80, 24)):
         await wait_until(lambda: app.current_mode == "main" and app.main_screen.status is not None)
         header = app.main_screen.query_one(StatusHeader)

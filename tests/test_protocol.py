@@ -33,6 +33,7 @@ EXPORTED = {
     "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
     "RetryRequest", "ReviewRequest", "Hold", "ServerStatus", "Status", "error_headline", "SubmitError",
     "SubmitRequest", "SubmitResult", "event_json", "parse_event", "routes",
+    "JobState", "ReviewStatus", "states",
 }
 
 
@@ -41,6 +42,18 @@ def test_the_exported_names_are_pinned() -> None:
     assert len(protocol.__all__) == len(EXPORTED)
     for name in protocol.__all__:
         assert hasattr(protocol, name), name
+
+
+def test_the_clients_state_vocabulary_is_cores_every_state_once() -> None:
+    """The CLI and the TUI list, count and colour states from `protocol.states`: a state added to
+    core must be placed in its display order (else no client would ever show it)."""
+    assert protocol.JobState is JobState and protocol.ReviewStatus is ReviewStatus
+    assert sorted(protocol.states.ORDER) == sorted(JobState)
+    assert len(protocol.states.ORDER) == len(set(protocol.states.ORDER))
+    assert set(protocol.states.STYLE) <= set(JobState)
+    assert set(protocol.states.OPEN) | set(protocol.states.IN_FLIGHT) | set(protocol.states.RETRYABLE) <= set(
+        JobState
+    )
 
 
 def test_every_event_kind_survives_the_wire() -> None:

@@ -12,7 +12,13 @@ from typing import Any
 
 from PIL import Image
 
+from wfbatch.engine.acceptance import check_prompts
+from wfbatch.engine.control import Accepted, Control, Resumed
+from wfbatch.engine.scheduler import Engine
+from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_manifest
+from wfbatch.settings import load_settings
+from wfbatch.store import Reuse, Store
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -99,6 +105,30 @@ def test_stopped_with_work_left_exits_3_with_the_reason(tmp_path: Path) -> None:
     # The unfinished batch is resumed, not duplicated, when the same file runs again.
     code, again = run_json(home, other)
     assert again["resumed"] == out["batch_ids"] and again["total"] == 1
+
+
+async def test_run_enqueues_through_the_daemons_acceptance_and_runs_only_its_batches(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    """What `wfbatch run` does in-process: `Control.enqueue` (the second half of the daemon's
+    `accept`) on an engine of its own batches. The same content again resumes the unfinished
+    batch, taking this time's budget; a batch accepted some other way is not run."""
+    settings = load_settings(home, provider="local")
+    other = await Control(Engine(store, settings, layout)).accept(b"someone else's fox\n", "other.txt")
+    assert isinstance(other, Accepted) and other.batch is not None
+    engine = Engine(store, settings, layout, batch_ids=[])
+    control = Control(engine)
+    first = await control.enqueue(check_prompts(b"a red fox\n", "fox.txt", settings), reuse=Reuse.UNFINISHED)
+    assert isinstance(first, Accepted) and first.batch is not None
+    same = check_prompts(b"a red fox\n", "fox.txt", settings, budget=5.0)
+    again = await control.enqueue(same, reuse=Reuse.UNFINISHED)
+    assert isinstance(again, Resumed) and again.batch.id == first.batch.id and again.batch.budget == 5.0
+    stored = await store.batches.get_batch(first.batch.id)
+    assert stored is not None and stored.budget == 5.0
+    assert engine.batch_ids == [first.batch.id]
+    await engine.run_until_idle()
+    assert (await store.counters.counts([first.batch.id]))["done"] == 1
+    assert (await store.counters.counts([other.batch.id]))["queued"] == 1
 
 
 def test_config_masks_secrets(tmp_path: Path) -> None:

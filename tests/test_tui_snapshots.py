@@ -40,7 +40,8 @@ async def _until_attached(pilot: Pilot[Any]) -> None:
 
 
 def test_no_daemon_screen(snap_compare: Any) -> None:
-    app = WfbatchApp(FakeDaemon(unavailable=True), retry_interval=30.0, graphics=False)
+    app = WfbatchApp(FakeDaemon(unavailable=True).client(), close_client=True, retry_interval=30.0,
+                     graphics=False)
 
     async def settle(pilot: Pilot[Any]) -> None:
         pilot.app.animation_level = "none"
@@ -50,12 +51,12 @@ def test_no_daemon_screen(snap_compare: Any) -> None:
 
 
 def test_main_screen_queued_tab(snap_compare: Any) -> None:
-    app = WfbatchApp(FakeDaemon(), graphics=False)
+    app = WfbatchApp(FakeDaemon().client(), close_client=True, graphics=False)
     assert snap_compare(app, terminal_size=SIZE, run_before=_until_attached)
 
 
 def test_failed_tab_with_detail(snap_compare: Any) -> None:
-    app = WfbatchApp(FakeDaemon(), graphics=False)
+    app = WfbatchApp(FakeDaemon().client(), close_client=True, graphics=False)
 
     async def failed_detail(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)
@@ -68,7 +69,7 @@ def test_failed_tab_with_detail(snap_compare: Any) -> None:
 
 
 def test_help_screen(snap_compare: Any) -> None:
-    app = WfbatchApp(FakeDaemon(), graphics=False)
+    app = WfbatchApp(FakeDaemon().client(), close_client=True, graphics=False)
 
     async def help_open(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)
@@ -79,12 +80,12 @@ def test_help_screen(snap_compare: Any) -> None:
 
 
 def test_main_screen_at_80x24(snap_compare: Any) -> None:
-    app = WfbatchApp(FakeDaemon(), graphics=False)
+    app = WfbatchApp(FakeDaemon().client(), close_client=True, graphics=False)
     assert snap_compare(app, terminal_size=NARROW, run_before=_until_attached)
 
 
 def test_failed_tab_at_80x24(snap_compare: Any) -> None:
-    app = WfbatchApp(FakeDaemon(), graphics=False)
+    app = WfbatchApp(FakeDaemon().client(), close_client=True, graphics=False)
 
     async def failed(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)
@@ -95,7 +96,7 @@ def test_failed_tab_at_80x24(snap_compare: Any) -> None:
 
 
 def test_failed_detail_at_80x24(snap_compare: Any) -> None:
-    app = WfbatchApp(FakeDaemon(), graphics=False)
+    app = WfbatchApp(FakeDaemon().client(), close_client=True, graphics=False)
 
     async def failed_detail(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)
@@ -108,7 +109,7 @@ def test_failed_detail_at_80x24(snap_compare: Any) -> None:
 
 
 def test_help_screen_at_80x24(snap_compare: Any) -> None:
-    app = WfbatchApp(FakeDaemon(), graphics=False)
+    app = WfbatchApp(FakeDaemon().client(), close_client=True, graphics=False)
 
     async def help_open(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)

@@ -1,22 +1,28 @@
 """Support for the TUI tests: a fixed fake daemon state (snapshots only) and a real daemon process.
 
 The fake stands in only where a real part cannot be deterministic (limiter gauges, timings, pids
-in a screenshot); behaviour is tested against the real daemon.
+in a screenshot) or cannot be made to fail (an HTTP 500); behaviour is tested against the real
+daemon. Either way the app talks through the real `DaemonClient`: the fake is its transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import httpx
+from pydantic import BaseModel
 
 from wfbatch.client.client import DaemonClient, DaemonUnavailable
 from wfbatch.protocol import (
@@ -24,9 +30,8 @@ from wfbatch.protocol import (
     BatchSummary,
     CancelRequest,
     CommandResult,
-    EngineEvent,
+    EditRequest,
     ErrorInfo,
-    Event,
     Health,
     Hold,
     JobDetail,
@@ -37,6 +42,7 @@ from wfbatch.protocol import (
     RetryRequest,
     ReviewRequest,
     Status,
+    routes,
 )
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
@@ -59,8 +65,23 @@ def _job(job_id: int, batch_id: str, state: str, prompt: str, **extra: Any) -> J
     return JobSummary(**fields)
 
 
+class FakeAnswer(Exception):
+    """Raised by a `FakeDaemon` call to answer with an HTTP error instead (a 500, say)."""
+
+    def __init__(self, status: int, error: str) -> None:
+        self.status = status
+        self.error = error
+        super().__init__(error)
+
+
+_JOB = re.compile(r"^/v1/jobs/(?P<job_id>\d+)(?P<edit>/edit)?$")
+
+
 class FakeDaemon:
-    """Implements the calls of `DaemonClient` with fixed answers, and records the commands."""
+    """A daemon with fixed answers behind an `httpx.MockTransport`: the app runs the real
+    `DaemonClient` (`client()`) over it, its requests, parsing and errors unchanged, with no
+    socket. Each route is answered by the method of its name (override one to change an answer;
+    raise `FakeAnswer` for an HTTP error); the commands it is sent are recorded in `commands`."""
 
     def __init__(self, *, unavailable: bool = False) -> None:
         self.unavailable = unavailable
@@ -81,20 +102,65 @@ class FakeDaemon:
                  cache_hit=True),
         ]
 
-    async def _check(self) -> None:
-        if self.unavailable:
-            raise DaemonUnavailable(FAKE_SOCKET)
+    def client(self) -> DaemonClient:
+        """The real client, talking to this fake instead of a socket."""
+        return DaemonClient(FAKE_SOCKET, transport=httpx.MockTransport(self._handle))
 
-    @property
-    def socket_path(self) -> Path:
-        return FAKE_SOCKET
+    # -- the HTTP side ------------------------------------------------------------------------
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
+        if self.unavailable:
+            raise httpx.ConnectError("nothing listens", request=request)
+        try:
+            if request.url.path == routes.EVENTS:
+                return httpx.Response(
+                    200, headers={"content-type": "text/event-stream"}, content=self._no_events()
+                )
+            answer = await self._answer(request)
+        except FakeAnswer as error:
+            return httpx.Response(error.status, json={"error": error.error, "detail": None})
+        return httpx.Response(200, json=answer.model_dump(mode="json"))
+
+    async def _answer(self, request: httpx.Request) -> BaseModel:
+        path, params = request.url.path, request.url.params
+        body = json.loads(request.content) if request.method == "POST" else {}
+        if path == routes.HEALTH:
+            return await self.health()
+        if path == routes.STATUS:
+            return await self.status()
+        if path == routes.JOBS:
+            return await self.jobs(
+                states=[s for s in params.get("state", "").split(",") if s],
+                batch_id=params.get("batch"), text=params.get("q"), review=params.get("review"),
+                limit=int(params.get("limit", "100")),
+            )
+        commands: dict[str, Callable[[dict[str, Any]], Awaitable[CommandResult]]] = {
+            routes.JOBS_RETRY: lambda b: self._command(RetryRequest.model_validate(b)),
+            routes.JOBS_CANCEL: lambda b: self._command(CancelRequest.model_validate(b)),
+            routes.PAUSE: lambda b: self._command(("pause", PauseRequest.model_validate(b))),
+            routes.RESUME: lambda b: self._command(("resume", PauseRequest.model_validate(b))),
+            routes.REVIEW: lambda b: self._command(ReviewRequest.model_validate(b)),
+        }
+        if path in commands:
+            return await commands[path](body)
+        match = _JOB.match(path)
+        if match is None:
+            raise FakeAnswer(404, "not found")
+        job_id = int(match["job_id"])
+        if match["edit"]:
+            return await self._command(("edit", job_id, EditRequest.model_validate(body).prompt))
+        return await self.job(job_id)
+
+    async def _no_events(self) -> AsyncIterator[bytes]:
+        await self._never.wait()
+        yield b""  # pragma: no cover - never reached
+
+    # -- the answers --------------------------------------------------------------------------
 
     async def health(self) -> Health:
-        await self._check()
         return Health(ok=True, version="0.1.0", api_version=1, pid=4242, started_at=T0, home="/srv/wfbatch")
 
     async def status(self) -> Status:
-        await self._check()
         providers = {
             "local": ProviderStatus(
                 name="local", label="built-in offline renderer", requests_in_window=41,
@@ -135,10 +201,8 @@ class FakeDaemon:
         batch_id: str | None = None,
         text: str | None = None,
         review: str | None = None,
-        cursor: str | None = None,
         limit: int = 100,
     ) -> Page[JobSummary]:
-        await self._check()
         items = [
             j for j in self.jobs_list
             if (not states or j.state in states)
@@ -149,8 +213,9 @@ class FakeDaemon:
         return Page[JobSummary](items=items[:limit])
 
     async def job(self, job_id: int) -> JobDetail:
-        await self._check()
-        summary = next(j for j in self.jobs_list if j.id == job_id)
+        summary = next((j for j in self.jobs_list if j.id == job_id), None)
+        if summary is None:
+            raise FakeAnswer(404, f"no job {job_id}")
         history = [
             Attempt(at=T0 + 10, kind="start", outcome="permanent", http_status=422,
                     message="content policy: named artist style", request_id="req_9c1e0b"),
@@ -161,35 +226,8 @@ class FakeDaemon:
         )
 
     async def _command(self, request: Any) -> CommandResult:
-        await self._check()
         self.commands.append(request)
         return CommandResult(job_ids=[], message="ok")
-
-    async def retry(self, request: RetryRequest) -> CommandResult:
-        return await self._command(request)
-
-    async def cancel(self, request: CancelRequest) -> CommandResult:
-        return await self._command(request)
-
-    async def edit(self, job_id: int, prompt: str) -> CommandResult:
-        return await self._command(("edit", job_id, prompt))
-
-    async def pause(self, request: PauseRequest) -> CommandResult:
-        return await self._command(("pause", request))
-
-    async def resume(self, request: PauseRequest) -> CommandResult:
-        return await self._command(("resume", request))
-
-    async def review(self, request: ReviewRequest) -> CommandResult:
-        return await self._command(request)
-
-    async def events(self) -> AsyncIterator[Event]:
-        await self._check()
-        await self._never.wait()
-        yield EngineEvent(event="connected")  # pragma: no cover - never reached
-
-    async def aclose(self) -> None:
-        return None
 
 
 # -- a real daemon ---------------------------------------------------------------------------------

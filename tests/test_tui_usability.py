@@ -17,8 +17,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from tests.test_tui_support import DaemonProcess, FakeDaemon, daemon_process, wait_until
-from wfbatch.client import ApiError
+from tests.test_tui_support import DaemonProcess, FakeAnswer, FakeDaemon, daemon_process, wait_until
 from wfbatch.client.client import DaemonClient
 from wfbatch.protocol import CancelRequest, Health, PauseRequest, Status, SubmitRequest
 from wfbatch.sim import RunningSimulator, SimOptions
@@ -199,13 +198,14 @@ class FailingStatus(FakeDaemon):
     async def status(self) -> Status:
         if self.failures:
             self.failures -= 1
-            raise ApiError(500, "internal error in the wfbatch daemon (see its log)")
+            raise FakeAnswer(500, "internal error in the wfbatch daemon (see its log)")
         return await super().status()
 
 
 async def test_an_api_error_says_what_failed_and_keeps_the_connection() -> None:
     fake = FailingStatus()
-    app = WfbatchApp(fake, retry_interval=0.2, status_interval=0.2, graphics=False)
+    app = WfbatchApp(fake.client(), close_client=True, retry_interval=0.2, status_interval=0.2,
+                     graphics=False)
     async with app.run_test(size=NARROW) as pilot:
         await wait_until(lambda: app.current_mode == "main" and app.main_screen.status is not None)
         await pilot.pause(0.3)
@@ -216,7 +216,7 @@ async def test_an_api_error_says_what_failed_and_keeps_the_connection() -> None:
 
 
 async def test_batch_names_from_the_first_paint() -> None:
-    app = WfbatchApp(FakeDaemon(), graphics=False)
+    app = WfbatchApp(FakeDaemon().client(), close_client=True, graphics=False)
     async with app.run_test(size=(140, 45)) as pilot:
         screen = app.main_screen
         await wait_until(lambda: app.current_mode == "main" and screen.jobs.loaded)
@@ -227,7 +227,7 @@ async def test_batch_names_from_the_first_paint() -> None:
 
 async def test_cancel_of_a_running_job_asks_first() -> None:
     fake = FakeDaemon()
-    app = WfbatchApp(fake, graphics=False)
+    app = WfbatchApp(fake.client(), close_client=True, graphics=False)
     async with app.run_test(size=NARROW) as pilot:
         screen = app.main_screen
         await wait_until(lambda: app.current_mode == "main" and screen.jobs.loaded)

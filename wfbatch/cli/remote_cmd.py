@@ -10,7 +10,8 @@ from wfbatch.cli.common import JOB_ID, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options, wide_option
 from wfbatch.cli.remote_render import render_job, render_jobs, render_status
 from wfbatch.client import DaemonClient
-from wfbatch.protocol import MAX_PAGE, JobDetail, JobSummary, Page, Status
+from wfbatch.protocol import MAX_PAGE, JobDetail, JobSummary, Page, ReviewStatus, Status
+from wfbatch.protocol.states import ORDER
 
 
 @click.command("status")
@@ -32,10 +33,13 @@ def _states(values: tuple[str, ...]) -> list[str]:
 
 
 @click.command("jobs")
-@click.option("--state", "states", multiple=True, help="Only jobs in this state (repeat, or a,b).")
+@click.option(
+    "--state", "states", multiple=True,
+    help=f"Only jobs in this state (repeat, or a,b): {', '.join(ORDER)}.",
+)
 @click.option("--batch", "batch_id", default=None, help="Only jobs of this batch (id, prefix or name).")
 @click.option("--text", default=None, help="Only jobs whose prompt contains this text.")
-@click.option("--review", type=click.Choice(["pending", "approved", "rejected"]), default=None)
+@click.option("--review", type=click.Choice([r.value for r in ReviewStatus]), default=None)
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
 @click.option("--cursor", default=None, help="Continue after this cursor (printed when there are more).")
 @wide_option

@@ -27,8 +27,8 @@ from wfbatch.protocol import (
     Status,
     error_headline,
 )
+from wfbatch.protocol.states import OPEN, ORDER, STYLE, JobState
 
-STATE_ORDER = ("queued", "submitting", "running", "retrying", "done", "failed", "canceled")
 COLUMN_GAP = 3
 """What rich puts between two columns of these tables: padding, divider, padding."""
 WIDE = 100_000
@@ -131,8 +131,12 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def counts_line(counts: dict[str, int]) -> str:
-    return ", ".join(f"{counts.get(s, 0)} {s}" for s in STATE_ORDER if counts.get(s, 0)) or "no jobs"
+def counts_text(counts: dict[str, int]) -> Text:
+    """`51 queued, 1 retrying, 76 done`: the states with jobs, in display order and colour."""
+    shown = [state for state in ORDER if counts.get(state, 0)]
+    if not shown:
+        return Text("no jobs")
+    return Text(", ").join(Text(f"{counts[state]} {state}", style=STYLE.get(state, "")) for state in shown)
 
 
 def error_line(error: ErrorInfo) -> str:
@@ -185,7 +189,7 @@ def render_holds(holds: Sequence[Hold], out: Console, names: dict[str, str]) -> 
 
 def render_status(status: Status, wide: bool = False) -> None:
     out = console(wide)
-    head = Text(f"wfbatch {status.version}: {counts_line(status.jobs)}")
+    head = Text(f"wfbatch {status.version}: ").append_text(counts_text(status.jobs))
     if status.paused:
         head.append("  PAUSED", style="bold yellow")
     out.print(head, soft_wrap=True)
@@ -246,7 +250,7 @@ def render_batches(
     ]
     rows: list[list[str | Text]] = []
     for b in batches:
-        left = sum(b.counts.get(s, 0) for s in ("queued", "submitting", "running", "retrying"))
+        left = sum(b.counts.get(s, 0) for s in OPEN)
         if b.paused:
             state = "paused"
         elif not left:
@@ -257,8 +261,9 @@ def render_batches(
             state = b.remote_progress() or "working"
         eta = duration(b.eta_seconds) if left and state not in ("paused", "held") else "-"
         rows.append([
-            b.id if out.width >= WIDE else ids[b.id], _flat(b.name), f"{b.counts.get('done', 0)}/{b.total}",
-            str(b.counts.get("failed", 0)), str(left), eta, state,
+            b.id if out.width >= WIDE else ids[b.id], _flat(b.name),
+            f"{b.counts.get(JobState.DONE, 0)}/{b.total}", str(b.counts.get(JobState.FAILED, 0)), str(left),
+            eta, state,
         ])
     out.print(fitted_table(out, columns, rows))
 
@@ -278,7 +283,8 @@ def render_jobs(jobs: list[JobSummary], wide: bool = False, known_batches: Seque
     rows: list[list[str | Text]] = []
     for j in jobs:
         rows.append([
-            str(j.id), j.batch_id if wide else ids[j.batch_id], j.state, j.review, stage_text(j),
+            str(j.id), j.batch_id if wide else ids[j.batch_id], Text(j.state, style=STYLE.get(j.state, "")),
+            j.review, stage_text(j),
             str(j.attempts), _flat(j.prompt), error_line(j.error) if j.error is not None else "",
         ])
     out.print(fitted_table(out, columns, rows))

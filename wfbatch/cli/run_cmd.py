@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +25,16 @@ from wfbatch.cli.common import (
     usable_home,
 )
 from wfbatch.cli.run_progress import shown_progress, wants_progress
-from wfbatch.core.hashing import cache_key
-from wfbatch.core.models import JobSpec
 from wfbatch.core.parsing import PromptFileError
-from wfbatch.core.states import UNFINISHED_STATES, JobState
-from wfbatch.engine.acceptance import CheckedPrompts, balance_warnings, check_prompts
-from wfbatch.engine.ingest import Ingested, ingest
+from wfbatch.engine.acceptance import CheckedPrompts, check_prompts
+from wfbatch.engine.control import Accepted, Control, Resumed
 from wfbatch.engine.scheduler import Engine, StopReason
 from wfbatch.home import HomeLock, HomeLocked, UnsafeLockFile
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
-from wfbatch.protocol import error_headline
+from wfbatch.protocol import JobState, error_headline
+from wfbatch.protocol.states import OPEN
 from wfbatch.settings import Settings
-from wfbatch.store import Store
+from wfbatch.store import Reuse, Store
 
 MAX_FAILURES_LISTED = 1000
 
@@ -46,8 +42,9 @@ MAX_FAILURES_LISTED = 1000
 def read_and_parse(
     paths: tuple[Path, ...], settings: Settings, *, budget: float | None = None
 ) -> list[CheckedPrompts]:
-    """Read and check every file before anything is enqueued (the same checks as a dropped file):
-    one bad file enqueues nothing at all. `budget` (from --budget) replaces the files' own."""
+    """Read and check every file before anything is enqueued (`check_prompts`: the checks
+    `Control.accept` makes of a dropped file): one bad file enqueues nothing at all. `budget` (from
+    --budget) replaces the files' own."""
     files: list[CheckedPrompts] = []
     reports: list[str] = []
     for path in paths:
@@ -101,29 +98,15 @@ async def _run(
         fail(str(error))
     store = await Store.open(layout.db)
     try:
-        ingested: list[Ingested] = []
-        for prompt_file in prompt_files:
-            try:
-                done = await ingest(
-                    store,
-                    layout,
-                    prompt_file.parsed,
-                    prompt_file.raw,
-                    prompt_file.default_provider,
-                    expanded=prompt_file.expanded,
-                )
-                if done.resumed and prompt_file.parsed.budget != done.batch.budget:
-                    await store.batches.set_batch_budget(done.batch.id, prompt_file.parsed.budget)
-                    done = replace(done, batch=replace(done.batch, budget=prompt_file.parsed.budget))
-                ingested.append(done)
-            except PromptFileError as error:  # checked by read_and_parse; kept for safety
-                fail(f"nothing more was enqueued:\n{error.report()}")
-        batch_ids = [i.batch.id for i in ingested]
-        engine = Engine(store, settings, layout, batch_ids=batch_ids)
+        # An engine for this run's batches only: each joins it as the shared way in takes it.
+        engine = Engine(store, settings, layout, batch_ids=[])
+        control = Control(engine)
+        outcomes = [await control.enqueue(f, reuse=Reuse.UNFINISHED) for f in prompt_files]
+        batch_ids = [outcome.batch.id for outcome in outcomes if outcome.batch is not None]
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, engine.request_stop)
-        warnings = await _balance_warnings(engine, store, prompt_files)
+        warnings = await _balance_warnings(engine, control, prompt_files)
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
         shown = shown_progress(store, engine, batch_ids) if show_progress else contextlib.nullcontext()
@@ -133,7 +116,7 @@ async def _run(
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-        summary = await _summary(store, engine, ingested, reason)
+        summary = await _summary(store, engine, outcomes, reason)
         summary["warnings"] = warnings
         return summary
     finally:
@@ -141,24 +124,21 @@ async def _run(
         lock.release()
 
 
-async def _balance_warnings(engine: Engine, store: Store, prompt_files: list[CheckedPrompts]) -> list[str]:
-    """Warn (and go on) when what is left to generate is estimated above a provider's balance: the
-    balances are asked for first (this is a run, not the accept path), then the shared rule."""
-    jobs = [job for f in prompt_files for job in f.expanded]
-    for name in sorted({job.spec.provider for job in jobs}):
+async def _balance_warnings(
+    engine: Engine, control: Control, prompt_files: list[CheckedPrompts]
+) -> list[str]:
+    """Warn (and go on) when what is left to generate is estimated above a provider's balance: a
+    run has the time to ask for the balances first, then the daemon's rule applies to all its files."""
+    for name in sorted({job.spec.provider for f in prompt_files for job in f.expanded}):
         await engine.pool.refresh_balance(name)
-
-    async def left_to_generate(specs: Sequence[JobSpec]) -> float:
-        cached = await store.cache.cached_keys([cache_key(spec) for spec in specs])
-        return await engine.estimate_credits([spec for spec in specs if cache_key(spec) not in cached])
-
-    return list(await balance_warnings(prompt_files, engine.pool.balances, left_to_generate))
+    return list(await control.balance_warnings(prompt_files))
 
 
 async def _summary(
-    store: Store, engine: Engine, ingested: list[Ingested], reason: StopReason
+    store: Store, engine: Engine, outcomes: list[Accepted | Resumed], reason: StopReason
 ) -> dict[str, Any]:
-    batch_ids = [i.batch.id for i in ingested]
+    batches = [outcome.batch for outcome in outcomes if outcome.batch is not None]
+    batch_ids = [batch.id for batch in batches]
     counts = await store.counters.counts(batch_ids)
     failures: list[dict[str, Any]] = []
     for batch_id in batch_ids:
@@ -177,26 +157,26 @@ async def _summary(
                     "request_id": job.error_request_id,
                 }
             )
-    left = sum(counts[state] for state in UNFINISHED_STATES)
+    left = sum(counts[state] for state in OPEN)
     if left:
         exit_code = EXIT_STOPPED
-    elif counts["failed"]:
+    elif counts[JobState.FAILED]:
         exit_code = EXIT_FAILED
     else:
         exit_code = EXIT_OK
-    output_dirs = [i.batch.output_dir for i in ingested]
+    output_dirs = [batch.output_dir for batch in batches]
     return {
         "batch_ids": batch_ids,
-        "resumed": [i.batch.id for i in ingested if i.resumed],
+        "resumed": [outcome.batch.id for outcome in outcomes if isinstance(outcome, Resumed)],
         "total": sum(counts.values()),
-        "done": counts["done"],
-        "failed": counts["failed"],
-        "canceled": counts["canceled"],
+        "done": counts[JobState.DONE],
+        "failed": counts[JobState.FAILED],
+        "canceled": counts[JobState.CANCELED],
         "queued": left,
         "cache_hits": await store.counters.cache_hits(batch_ids),
         "credits": {
             "charged": sum([await engine.budget.ledger.charged(batch_id=b) for b in batch_ids]),
-            "budgets": {i.batch.id: i.batch.budget for i in ingested if i.batch.budget is not None},
+            "budgets": {batch.id: batch.budget for batch in batches if batch.budget is not None},
         },
         "provider_requests": engine.pool.requests_sent(),
         "output_dirs": output_dirs,

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from wfbatch.core.tasks import cancel_and_wait
 from wfbatch.engine.scheduler import Engine
+from wfbatch.protocol import JobState
 from wfbatch.store import StoreApi
 
 FRAME_SECONDS = 0.25
@@ -79,17 +80,17 @@ class RunProgress:
 
     async def frame(self) -> Frame:
         counts = await self._store.counters.counts(self._batch_ids)
-        finished = counts["done"] + counts["failed"] + counts["canceled"]
-        queued = counts["queued"] + counts["retrying"]
+        finished = counts[JobState.DONE] + counts[JobState.FAILED] + counts[JobState.CANCELED]
+        queued = counts[JobState.QUEUED] + counts[JobState.RETRYING]
         if self._first_finished is None:
             self._first_finished = finished  # a resumed batch's earlier work says nothing of the pace
         total = sum(counts.values())
         return Frame(
             total=total,
             finished=finished,
-            running=counts["submitting"] + counts["running"],
-            retrying=counts["retrying"],
-            failed=counts["failed"],
+            running=counts[JobState.SUBMITTING] + counts[JobState.RUNNING],
+            retrying=counts[JobState.RETRYING],
+            failed=counts[JobState.FAILED],
             queued=queued,
             eta_seconds=self._eta(finished, total),
             waiting=self._waiting() if queued else None,

@@ -111,10 +111,20 @@ class ApiError(Exception):
 
 
 class DaemonClient:
-    def __init__(self, socket_path: Path, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport`: what carries the requests, as in httpx; by default the daemon's Unix socket
+        at `socket_path` (`_transport`). Tests hand in an `httpx.MockTransport` (or an
+        `httpx.ASGITransport` of an app) to run this client, unchanged, without a socket;
+        `socket_path` then only names the daemon in messages."""
         self.socket_path = socket_path
         self._http = httpx.AsyncClient(
-            transport=_transport(socket_path),
+            transport=transport if transport is not None else _transport(socket_path),
             base_url=BASE_URL,
             timeout=timeout,
         )

@@ -12,13 +12,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, overload
 
 from wfbatch.core.hashing import batch_identity, cache_key
+from wfbatch.core.models import JobSpec
 from wfbatch.core.names import quote_name
 from wfbatch.core.parsing import LineError, PromptFileError, format_of_name
 from wfbatch.core.states import UNFINISHED_STATES, Execution, JobState, ReviewStatus
 from wfbatch.core.suggest import did_you_mean
-from wfbatch.engine.acceptance import balance_warnings, check_prompts
+from wfbatch.engine.acceptance import CheckedPrompts, balance_warnings, check_prompts
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.ingest import ingest
 from wfbatch.engine.scheduler import Engine
@@ -57,6 +59,14 @@ class Duplicate:
     """The exact content of an already accepted batch: nothing was enqueued."""
 
     of: BatchRow
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """An unfinished batch of the same content goes on instead (`wfbatch run` of the same file
+    again), with the budget this time's file or flag gives it: nothing new was enqueued."""
+
+    batch: BatchRow
 
 
 @dataclass(frozen=True)
@@ -103,8 +113,9 @@ class Control:
         skip_duplicates: bool | None = None,
         identity: str | None = None,
     ) -> Acceptance:
-        """Validate prompts exactly as a dropped file is validated, then enqueue them as one batch.
-        `identity`: `self.identity(raw, source_name)`, when the caller hashed the file already."""
+        """Validate prompts exactly as a dropped file is validated, then enqueue them as one batch
+        (`enqueue`). `identity`: `self.identity(raw, source_name)`, when the caller hashed the file
+        already."""
         settings = self.engine.settings
         try:
             checked = await asyncio.to_thread(
@@ -114,27 +125,74 @@ class Control:
             return Refused(error.errors, error.report())
         if skip_duplicates is None:
             skip_duplicates = settings.inbox.skip_duplicate_files
-        warnings = await balance_warnings([checked], self.engine.pool.balances, self.engine.estimate_credits)
+        warnings = await self.balance_warnings([checked])
         if dry_run:
             return Accepted(None, len(checked.expanded), warnings)
-        reuse = Reuse.ANY if skip_duplicates else Reuse.NEVER
+        reuse: Literal[Reuse.ANY, Reuse.NEVER] = Reuse.ANY if skip_duplicates else Reuse.NEVER
         if fmt is not None or provider is not None:
             identity = None  # read another way than the name says: not what `identity` hashed
+        return await self.enqueue(checked, reuse=reuse, identity=identity, warnings=warnings)
+
+    async def balance_warnings(self, prompts: Sequence[CheckedPrompts]) -> tuple[str, ...]:
+        """Warnings for work estimated above a provider's known balance (`balance_warnings`); what
+        the cache holds costs nothing, so it is left out of the estimate."""
+
+        async def left_to_generate(specs: Sequence[JobSpec]) -> float:
+            keys = await asyncio.to_thread(lambda: [cache_key(spec) for spec in specs])
+            cached = await self.store.cache.cached_keys(keys)
+            wanted = [spec for spec, key in zip(specs, keys, strict=True) if key not in cached]
+            return await self.engine.estimate_credits(wanted)
+
+        return await balance_warnings(prompts, self.engine.pool.balances, left_to_generate)
+
+    @overload
+    async def enqueue(
+        self,
+        checked: CheckedPrompts,
+        *,
+        reuse: Literal[Reuse.ANY, Reuse.NEVER],
+        identity: str | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> Accepted | Duplicate: ...
+
+    @overload
+    async def enqueue(
+        self,
+        checked: CheckedPrompts,
+        *,
+        reuse: Literal[Reuse.UNFINISHED],
+        identity: str | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> Accepted | Resumed: ...
+
+    async def enqueue(
+        self,
+        checked: CheckedPrompts,
+        *,
+        reuse: Reuse,
+        identity: str | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> Accepted | Duplicate | Resumed:
+        """Enqueue checked prompts as one batch; or, as `reuse` allows, take the earlier batch of
+        the same content instead: `Duplicate` (the inbox, `submit`), or `Resumed` for an
+        unfinished one (`wfbatch run`, which checks all its files before it enqueues any)."""
+        source_name = checked.parsed.source_name
         ingested = await ingest(
             self.store,
             self.engine.layout,
             checked.parsed,
-            raw,
+            checked.raw,
             checked.default_provider,
             reuse=reuse,
             expanded=checked.expanded,
             identity=identity,
         )
-        if ingested.resumed:
-            existing = ingested.batch
-            self._emit(BatchEvent(event="duplicate", batch_id=existing.id, source_name=source_name))
-            return Duplicate(existing)
         batch = ingested.batch
+        if ingested.resumed and reuse is Reuse.UNFINISHED:
+            return await self._resume(batch, checked.parsed.budget)
+        if ingested.resumed:
+            self._emit(BatchEvent(event="duplicate", batch_id=batch.id, source_name=source_name))
+            return Duplicate(batch)
         jobs = _plural(ingested.jobs, "job")
         log.info("batch %s (%s): %s from %s", batch.id, quote_name(batch.name), jobs, quote_name(source_name))
         self._emit(
@@ -143,8 +201,19 @@ class Control:
                 jobs=ingested.jobs,
             )
         )
+        self.engine.include(batch.id)
         self.engine.wake()
         return Accepted(batch, ingested.jobs, warnings)
+
+    async def _resume(self, batch: BatchRow, budget: float | None) -> Resumed:
+        if budget != batch.budget:
+            await self.store.batches.set_batch_budget(batch.id, budget)
+            batch = replace(batch, budget=budget)
+            self.engine.batch_changed(batch.id)
+        log.info("batch %s (%s): resumed", batch.id, quote_name(batch.name))
+        self.engine.include(batch.id)
+        self.engine.wake()
+        return Resumed(batch)
 
     # -- retry, cancel, edit ------------------------------------------------------------------
 

@@ -65,14 +65,16 @@ class RemoteBatches:
         runner: JobRunner,
         record: Record,
         settings: Callable[[], Settings],
-        batch_ids: Sequence[str] | None,
+        batch_ids: Callable[[], Sequence[str] | None],
     ) -> None:
         self.s = services
         self.runner = runner
         self.rows = services.store.remote_batches
         self._record = record
         self._settings = settings
-        self._batch_ids = list(batch_ids) if batch_ids is not None else None
+        self._batch_ids = batch_ids
+        """The engine's batches (None: all), read each round: `wfbatch run` adds its own as it
+        accepts them."""
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.results = RemoteResults(services, runner, self.rows, record, self._section, self._emit)
 
@@ -98,7 +100,7 @@ class RemoteBatches:
             await self._gather(name, mode, budget_held)
 
     async def resume(self) -> None:
-        for row in await self.rows.live(self._batch_ids):
+        for row in await self.rows.live(self._batch_ids()):
             if row.id not in self._tasks:
                 task = asyncio.create_task(self._drive(row.id), name=f"remote-batch-{row.id}")
                 self._tasks[row.id] = task
@@ -145,7 +147,7 @@ class RemoteBatches:
         jobs = await s.store.jobs.ready_jobs(
             provider_name,
             GATHER_LIMIT,
-            self._batch_ids,
+            self._batch_ids(),
             exclude_batch_ids=budget_held,
             batch_mode=(True, mode),
         )

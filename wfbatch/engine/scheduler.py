@@ -114,7 +114,7 @@ class Engine:
         # Jobs in batch mode go through their provider's batch API, grouped; the one-job path
         # above never sees them (see engine/remote_batches.py).
         self.remote = RemoteBatches(
-            services, self.runner, self._record, lambda: self.settings, self.batch_ids
+            services, self.runner, self._record, lambda: self.settings, lambda: self.batch_ids
         )
 
     # -- what the daemon and `run` ask -------------------------------------------------------
@@ -179,6 +179,12 @@ class Engine:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def include(self, batch_id: str) -> None:
+        """Run this batch too, when this engine runs only some (`wfbatch run`'s: its batches are
+        accepted through the engine's control); one that runs every batch runs it anyway."""
+        if self.batch_ids is not None and batch_id not in self.batch_ids:
+            self.batch_ids.append(batch_id)
 
     def request_stop(self) -> None:
         """Stop dispatching soon (signal handlers call this); in-flight jobs resume on the next start."""

@@ -1,5 +1,6 @@
 """The daemon's `/v1` protocol, shared by the daemon and its clients (CLI, TUI): requests and
-answers (`models`), the event stream (`events`) and the paths (`routes`).
+answers (`models`), the event stream (`events`), the paths (`routes`) and how job states are
+shown (`states`).
 
 Both sides import these, so a change here is a change of the protocol: add fields with defaults;
 bump `API_VERSION` on anything incompatible (every client checks it at connect). It imports
@@ -7,7 +8,7 @@ nothing of wfbatch but `wfbatch.core`.
 """
 
 from wfbatch.core.progress import JobProgress
-from wfbatch.protocol import routes
+from wfbatch.protocol import routes, states
 from wfbatch.protocol.events import (
     BatchEvent,
     EngineEvent,
@@ -54,6 +55,7 @@ from wfbatch.protocol.models import (
     SubmitResult,
     error_headline,
 )
+from wfbatch.protocol.states import JobState, ReviewStatus
 
 __all__ = [
     "API_VERSION",
@@ -79,6 +81,7 @@ __all__ = [
     "JobEvent",
     "JobId",
     "JobProgress",
+    "JobState",
     "JobSummary",
     "Page",
     "PauseRequest",
@@ -91,6 +94,7 @@ __all__ = [
     "ResyncEvent",
     "RetryRequest",
     "ReviewRequest",
+    "ReviewStatus",
     "ServerStatus",
     "Status",
     "SubmitError",
@@ -100,4 +104,5 @@ __all__ = [
     "event_json",
     "parse_event",
     "routes",
+    "states",
 ]

@@ -3,6 +3,5 @@
 from __future__ import annotations
 
 from wfbatch.tui.app import WfbatchApp
-from wfbatch.tui.daemon_api import DaemonApi
 
-__all__ = ["DaemonApi", "WfbatchApp"]
+__all__ = ["WfbatchApp"]

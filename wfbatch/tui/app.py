@@ -9,8 +9,8 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from wfbatch.client import DaemonClient
 from wfbatch.tui.connection import watch_daemon
-from wfbatch.tui.daemon_api import DaemonApi
 from wfbatch.tui.messages import Connected, ConnectionTrouble, DataChanged, Disconnected
 from wfbatch.tui.screens.help import HelpScreen
 from wfbatch.tui.screens.main import MainScreen
@@ -32,7 +32,7 @@ class WfbatchApp(App[None]):
 
     def __init__(
         self,
-        client: DaemonApi,
+        client: DaemonClient,
         *,
         home: Path | None = None,
         retry_interval: float = 1.0,

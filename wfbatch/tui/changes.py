@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wfbatch.core.states import JobState
-from wfbatch.protocol import EngineEvent, Event, InboxEvent, JobEvent, JobProgress, ProgressEvent, ResyncEvent
+from wfbatch.protocol import (
+    EngineEvent,
+    Event,
+    InboxEvent,
+    JobEvent,
+    JobProgress,
+    JobState,
+    ProgressEvent,
+    ResyncEvent,
+)
 
 
 @dataclass
 class ChangeSet:
     job_states: dict[int, JobState] = field(default_factory=dict)
     """Latest known state of each job an event named (id → state)."""
-    states: set[str] = field(default_factory=set)
+    states: set[JobState] = field(default_factory=set)
     """States jobs entered; the tabs listing them need a reload."""
     status: bool = False
     """Counts, batches, providers or pauses changed: reload `/v1/status`."""

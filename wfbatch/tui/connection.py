@@ -13,9 +13,8 @@ from collections.abc import Callable
 import httpx
 from textual.message import Message
 
-from wfbatch.client.client import ApiError, DaemonUnavailable, VersionMismatch
+from wfbatch.client.client import ApiError, DaemonClient, DaemonUnavailable, VersionMismatch
 from wfbatch.tui.changes import ChangeSet
-from wfbatch.tui.daemon_api import DaemonApi
 from wfbatch.tui.messages import Connected, DataChanged, Disconnected
 
 LOST_CONNECTION = (DaemonUnavailable, httpx.HTTPError, OSError)
@@ -37,7 +36,7 @@ def describe(error: BaseException) -> str:
 
 
 async def watch_daemon(
-    client: DaemonApi,
+    client: DaemonClient,
     post: Callable[[Message], object],
     *,
     retry_interval: float = 1.0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wfbatch.protocol.states import JobState, ReviewStatus
+
 
 class JobTab(StrEnum):
     QUEUED = "queued"
@@ -19,20 +21,15 @@ class TabSpec:
     tab: JobTab
     key: str
     title: str
-    states: tuple[str, ...]
-    review: str | None = None
+    states: tuple[JobState, ...]
+    review: ReviewStatus | None = None
 
 
 TAB_SPECS: dict[JobTab, TabSpec] = {
-    JobTab.QUEUED: TabSpec(JobTab.QUEUED, "1", "Queued", ("queued", "retrying")),
-    JobTab.RUNNING: TabSpec(JobTab.RUNNING, "2", "Running", ("submitting", "running")),
+    JobTab.QUEUED: TabSpec(JobTab.QUEUED, "1", "Queued", (JobState.QUEUED, JobState.RETRYING)),
+    JobTab.RUNNING: TabSpec(JobTab.RUNNING, "2", "Running", (JobState.SUBMITTING, JobState.RUNNING)),
     # Canceled jobs sit with the failures: both are retried by hand.
-    JobTab.FAILED: TabSpec(JobTab.FAILED, "3", "Failed", ("failed", "canceled")),
-    JobTab.DONE: TabSpec(JobTab.DONE, "4", "Done", ("done",)),
-    JobTab.REVIEW: TabSpec(JobTab.REVIEW, "5", "Review", ("done",), review="pending"),
+    JobTab.FAILED: TabSpec(JobTab.FAILED, "3", "Failed", (JobState.FAILED, JobState.CANCELED)),
+    JobTab.DONE: TabSpec(JobTab.DONE, "4", "Done", (JobState.DONE,)),
+    JobTab.REVIEW: TabSpec(JobTab.REVIEW, "5", "Review", (JobState.DONE,), review=ReviewStatus.PENDING),
 }
-
-
-def tabs_touched_by(states: set[str]) -> set[JobTab]:
-    """The tabs whose rows may change when jobs enter or leave these states."""
-    return {spec.tab for spec in TAB_SPECS.values() if set(spec.states) & states}

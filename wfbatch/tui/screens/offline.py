@@ -57,10 +57,12 @@ class OfflineScreen(Screen[None]):
         self.socket_path = socket_path
         self.home = home
         self.text = offline_text(socket_path, home, "connecting…", 0, False)
+        self._message: Static | None = None
 
     def compose(self) -> ComposeResult:
+        self._message = Static(self.text, id="offline-message")
         with Middle(), Center():
-            yield Static(self.text, id="offline-message")
+            yield self._message
         yield Footer()
 
     def show(self, message: Disconnected) -> None:
@@ -70,5 +72,7 @@ class OfflineScreen(Screen[None]):
             self.text = offline_text(
                 message.socket_path, self.home, message.reason, message.attempts, message.was_connected
             )
-        if self.is_mounted:
-            self.query_one("#offline-message", Static).update(self.text)
+        # The widget itself, not a query: a second message can come after this screen is mounted
+        # but before its children are (seen under load), and must not be lost or raise.
+        if self._message is not None:
+            self._message.update(self.text)

@@ -13,11 +13,11 @@ from textual.events import Resize
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from wfbatch.protocol import BatchSummary, Hold, Status
+from wfbatch.protocol import BatchSummary, Hold, JobState, Status
+from wfbatch.protocol.states import OPEN, STYLE
 from wfbatch.tui.formatting import duration, progress_bar
 
 ALL_KEY = "*"
-OPEN_STATES = ("queued", "retrying", "submitting", "running")
 CHROME = 2
 CELL_PADDING = 2
 
@@ -33,7 +33,7 @@ def held_by(batch: BatchSummary, holds: list[Hold]) -> Hold | None:
 
 
 def _state_text(batch: BatchSummary, hold: Hold | None) -> Text:
-    open_jobs = sum(batch.counts.get(s, 0) for s in OPEN_STATES)
+    open_jobs = sum(batch.counts.get(s, 0) for s in OPEN)
     if batch.paused:
         return Text("paused", style="bold yellow")
     if open_jobs and hold is not None:
@@ -42,8 +42,8 @@ def _state_text(batch: BatchSummary, hold: Hold | None) -> Text:
     if remote is not None:
         return Text(remote, style="cyan")  # the remote batch's request_counts
     if open_jobs:
-        return Text("running", style="cyan")
-    if batch.counts.get("failed", 0):
+        return Text("running", style=STYLE[JobState.RUNNING])
+    if batch.counts.get(JobState.FAILED, 0):
         return Text("has failures", style="red")
     return Text("finished", style="green")
 
@@ -127,14 +127,14 @@ class BatchesPanel(DataTable[str | Text]):
         return next((w for key, _, w in self._columns if key == "bar"), 10)
 
     def _row(self, batch: BatchSummary, hold: Hold | None) -> list[str | Text]:
-        done = batch.counts.get("done", 0)
-        failed = batch.counts.get("failed", 0)
+        done = batch.counts.get(JobState.DONE, 0)
+        failed = batch.counts.get(JobState.FAILED, 0)
         counts = Text()
         counts.append(str(done), style="green")
         counts.append("/")
         counts.append(str(failed), style="red" if failed else "")
         counts.append(f"/{batch.total}")
-        open_jobs = sum(batch.counts.get(s, 0) for s in OPEN_STATES)
+        open_jobs = sum(batch.counts.get(s, 0) for s in OPEN)
         eta = duration(batch.eta_seconds) if open_jobs and batch.eta_seconds is not None else ""
         return self._pick({
             "name": batch.name, "provider": batch.provider,
@@ -143,10 +143,10 @@ class BatchesPanel(DataTable[str | Text]):
         })
 
     def _all_row(self, status: Status) -> list[str | Text]:
-        done = status.jobs.get("done", 0)
-        failed = status.jobs.get("failed", 0)
+        done = status.jobs.get(JobState.DONE, 0)
+        failed = status.jobs.get(JobState.FAILED, 0)
         total = sum(status.jobs.values())
-        open_jobs = sum(status.jobs.get(s, 0) for s in OPEN_STATES)
+        open_jobs = sum(status.jobs.get(s, 0) for s in OPEN)
         eta = duration(status.eta_seconds) if open_jobs and status.eta_seconds is not None else ""
         if status.paused:
             state = Text("paused", style="bold yellow")

@@ -11,6 +11,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from wfbatch.protocol import JobDetail, error_headline
+from wfbatch.protocol.states import STYLE
 from wfbatch.tui.formatting import clock
 from wfbatch.tui.image_view import image_widget
 
@@ -40,7 +41,7 @@ def attempts_text(job: JobDetail) -> Text:
 def describe_job(job: JobDetail) -> Text:
     head = Text()
     head.append(f"job {job.id}", style="bold")
-    head.append(f"  {job.state}", style="bold red" if job.state == "failed" else "bold")
+    head.append(f"  {job.state}", style=f"bold {STYLE.get(job.state, '')}".strip())
     head.append(f"  review {job.review}  attempts {job.attempts}\n", style="dim")
     head.append(f"batch {job.batch_id}  line {job.line}  provider {job.provider}\n", style="dim")
     head.append("prompt\n", style="bold")

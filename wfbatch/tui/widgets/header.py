@@ -12,12 +12,12 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from wfbatch.protocol import Health, ProviderStatus, Status
+from wfbatch.protocol import Health, JobState, ProviderStatus, Status
+from wfbatch.protocol.states import ORDER, STYLE
 from wfbatch.tui.formatting import duration, of_limit, provider_pause_text
 
-STATE_ORDER = ("queued", "retrying", "submitting", "running", "done", "failed", "canceled")
-ALWAYS_SHOWN = frozenset({"queued", "running", "done", "failed"})
-STATE_STYLES = {"failed": "bold red", "done": "green", "running": "cyan", "submitting": "cyan"}
+ALWAYS_SHOWN = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DONE, JobState.FAILED})
+"""Counted in the header even at 0; the other states only while some job is in them."""
 
 Part = tuple[Text, int]
 """A piece of a line and its rank: the lowest rank is dropped first when the line is too long."""
@@ -96,11 +96,11 @@ def connection_parts(health: Health | None, status: Status | None, socket: str) 
 
 def counts_parts(status: Status) -> list[Part]:
     parts: list[Part] = [(_part("jobs", "dim"), 100)]
-    for rank, state in zip(range(90, 0, -10), STATE_ORDER, strict=False):
+    for rank, state in zip(range(90, 0, -10), ORDER, strict=False):
         count = status.jobs.get(state, 0)
         if not count and state not in ALWAYS_SHOWN:
             continue
-        style = STATE_STYLES.get(state, "") if count else "dim"
+        style = STYLE.get(state, "") if count else "dim"
         text = Text.assemble(("  ", ""), (f"{state} ", "dim"), (str(count), style or "bold"))
         parts.append((text, rank + (100 if count else 0)))
     return parts

@@ -22,7 +22,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from wfbatch.protocol import MAX_PAGE, JobProgress, JobSummary, error_headline
+from wfbatch.protocol import MAX_PAGE, JobProgress, JobState, JobSummary, error_headline
+from wfbatch.protocol.states import STYLE
 from wfbatch.tui.formatting import duration, final_marker, one_line
 from wfbatch.tui.tabs import JobTab
 
@@ -35,15 +36,6 @@ CHROME = 2
 """The vertical scrollbar takes this much of the table's content width."""
 
 Cell = str | Text
-
-STATE_STYLES = {
-    "failed": "bold red",
-    "canceled": "red",
-    "retrying": "yellow",
-    "running": "cyan",
-    "submitting": "cyan",
-    "done": "green",
-}
 
 
 @dataclass(frozen=True)
@@ -129,7 +121,7 @@ def failure_text(job: JobSummary) -> str:
     column has the status; a failed execution says so there)."""
     if job.error is not None:
         return one_line(job.error.message)
-    return "canceled" if job.state == "canceled" else ""
+    return JobState.CANCELED.value if job.state is JobState.CANCELED else ""
 
 
 def http_cell(job: JobSummary) -> Text:
@@ -286,7 +278,7 @@ class JobsTable(DataTable[Cell]):
         for job in self.jobs.values():
             self.update_cell(str(job.id), "batch", one_line(names.get(job.batch_id, job.batch_id), 40))
 
-    def apply_states(self, job_states: Mapping[int, str]) -> bool:
+    def apply_states(self, job_states: Mapping[int, JobState]) -> bool:
         """Update state cells in place; True when a job on screen changed state."""
         changed = False
         for job_id, state in job_states.items():
@@ -294,7 +286,7 @@ class JobsTable(DataTable[Cell]):
             if job is None or job.state == state:
                 continue
             self.jobs[job_id] = job.model_copy(update={"state": state})
-            self.update_cell(str(job_id), "state", Text(state, style=STATE_STYLES.get(state, "")))
+            self.update_cell(str(job_id), "state", Text(state, style=STYLE.get(state, "")))
             changed = True
         return changed
 
@@ -349,7 +341,7 @@ class JobsTable(DataTable[Cell]):
             "mark": MARK if job.id in self.marked else "",
             "id": str(job.id),
             "batch": one_line(self.batch_names.get(job.batch_id, job.batch_id), 40),
-            "state": Text(job.state, style=STATE_STYLES.get(job.state, "")),
+            "state": Text(job.state, style=STYLE.get(job.state, "")),
             "att": str(job.attempts),
             "prompt": one_line(job.prompt),
             "for": running_for(job, datetime.now(UTC)),
