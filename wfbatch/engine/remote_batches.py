@@ -192,7 +192,7 @@ class RemoteBatches:
         # One line per image: a key already being made (in a live remote batch or this one) waits,
         # then comes from the cache — as on the one-job path (the engine's keys in flight). Only
         # remote batches this engine drives count: `run` must not wait on one nobody drives.
-        making = await self.rows.keys_in_flight(provider_name, self._batch_ids)
+        making = await self.rows.keys_in_flight(provider_name, self._batch_ids())
         chosen: list[JobRow] = []
         size = 0
         for job in jobs:
