@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from wfbatch.core.models import ImageFormat, JobSpec
-from wfbatch.providers.openai_rules import MODELS, validate_openai_entry
+from wfbatch.providers.openai.rules import MODELS, validate_openai_entry
 from wfbatch.providers.validation import spec_problems
-from wfbatch.sim.openai_request import ApiError, parse_generation
+from wfbatch.sim.openai.request import ApiError, parse_generation
 
 
 def test_defaults_are_accepted() -> None:

@@ -11,7 +11,7 @@ from wfbatch.core.states import JobState
 from wfbatch.engine.runner import JobRunner, JobServices, fail, requeue
 from wfbatch.providers.base import LineResult, RemoteBatchApi
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient
-from wfbatch.settings import OpenAISettings
+from wfbatch.settings import BatchModeSettings
 from wfbatch.store import JobRow, OutcomeRecord
 from wfbatch.store.remote_batches import RemoteBatchRow, RemoteBatchStore
 from wfbatch.store.rows import spec_to_json
@@ -24,7 +24,7 @@ class RemoteResults:
         runner: JobRunner,
         rows: RemoteBatchStore,
         record: Callable[[JobRow, OutcomeRecord], Awaitable[None]],
-        section: Callable[[str], OpenAISettings],
+        section: Callable[[str], BatchModeSettings],
         emit: Callable[[RemoteBatchRow], None],
     ) -> None:
         self.s = services

@@ -52,10 +52,10 @@ from wfbatch.providers.base import (
 )
 from wfbatch.providers.comfyui.graph import Graph, Placement, builtin_graph, load_graph
 from wfbatch.providers.comfyui.progress import ProgressFeeds, node_names
+from wfbatch.providers.comfyui.settings import ComfyUISettings
 from wfbatch.providers.errors import Permanent, ProviderError, Transient, Unreachable
 from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
 from wfbatch.providers.media import sniff_image
-from wfbatch.settings import ComfyUISettings
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from wfbatch.providers.base import (
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient
 from wfbatch.providers.fal import request
 from wfbatch.providers.fal.prices import table_price
+from wfbatch.providers.fal.settings import FalSettings
 from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
 from wfbatch.providers.http.classify import MESSAGE_LIMIT
 from wfbatch.providers.http.download import fetch_image
-from wfbatch.settings import FalSettings
 
 KEY_SETTING = "WFBATCH_FAL__API_KEY"
 REQUEST_ID_HEADER = "x-fal-request-id"

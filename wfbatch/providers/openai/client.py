@@ -38,7 +38,7 @@ from wfbatch.providers.openai import request
 from wfbatch.providers.openai.batch import OpenAIBatchApi
 from wfbatch.providers.openai.errors import classify_body
 from wfbatch.providers.openai.prices import table_price
-from wfbatch.settings import OpenAISettings
+from wfbatch.providers.openai.settings import OpenAISettings
 
 KEY_SETTING = "WFBATCH_OPENAI__API_KEY"
 

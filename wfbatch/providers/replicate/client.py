@@ -39,8 +39,8 @@ from wfbatch.providers.http.download import fetch_image
 from wfbatch.providers.http.headers import replicate_dialect
 from wfbatch.providers.replicate import request
 from wfbatch.providers.replicate.prices import table_price
-from wfbatch.providers.replicate_rules import model_of
-from wfbatch.settings import ReplicateSettings
+from wfbatch.providers.replicate.rules import model_of
+from wfbatch.providers.replicate.settings import ReplicateSettings
 
 KEY_SETTING = "WFBATCH_REPLICATE__API_KEY"
 RUNNING = frozenset({"starting", "processing", "queued"})

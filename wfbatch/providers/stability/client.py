@@ -50,8 +50,8 @@ from wfbatch.providers.http.classify import error_message
 from wfbatch.providers.media import sniff_image
 from wfbatch.providers.stability import request
 from wfbatch.providers.stability.prices import table_credits
-from wfbatch.providers.stability_rules import endpoint_of
-from wfbatch.settings import StabilitySettings
+from wfbatch.providers.stability.rules import endpoint_of
+from wfbatch.providers.stability.settings import StabilitySettings
 
 KEY_SETTING = "WFBATCH_STABILITY__API_KEY"
 FILTERED = "CONTENT_FILTERED"

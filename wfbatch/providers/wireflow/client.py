@@ -38,7 +38,7 @@ from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Rat
 from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
 from wfbatch.providers.http.headers import wireflow_dialect
 from wfbatch.providers.wireflow import bodies, parse
-from wfbatch.settings import WireflowSettings
+from wfbatch.providers.wireflow.settings import WireflowSettings
 
 KEY_SETTING = "WFBATCH_WIREFLOW__API_KEY"
 
