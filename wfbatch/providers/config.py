@@ -130,5 +130,5 @@ def missing_key(api_key: SecretStr | None, who: str, section: str) -> list[str]:
 
 
 def host_of(base_url: str) -> str:
-    """The host (and port) of a base URL, as labels show it."""
-    return urlsplit(base_url).netloc or base_url
+    """host:port of a base URL, as labels and status show it (no path, never credentials)."""
+    return urlsplit(base_url).netloc.rpartition("@")[2] or base_url

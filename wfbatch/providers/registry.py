@@ -18,15 +18,11 @@ from wfbatch.providers.base import Provider, RequestGate
 from wfbatch.providers.comfyui.settings import ComfyUISettings
 from wfbatch.providers.config import ProviderLimits, ProviderSections
 from wfbatch.providers.fal.settings import FalSettings
-from wfbatch.providers.http.headers import (
-    RateLimitDialect,
-    no_dialect,
-    openai_dialect,
-    replicate_dialect,
-    wireflow_dialect,
-)
+from wfbatch.providers.http.headers import RateLimitDialect, no_dialect, x_ratelimit_dialect
 from wfbatch.providers.local.settings import LocalSettings
+from wfbatch.providers.openai.headers import openai_dialect
 from wfbatch.providers.openai.settings import OpenAISettings
+from wfbatch.providers.replicate.headers import replicate_dialect
 from wfbatch.providers.replicate.settings import ReplicateSettings
 from wfbatch.providers.stability.settings import StabilitySettings
 from wfbatch.providers.wireflow.settings import WireflowSettings
@@ -106,7 +102,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,
                 remote_cancel=False,
                 cost_unit="credits",
-                rate_limit_dialect=wireflow_dialect,
+                rate_limit_dialect=x_ratelimit_dialect,
                 remote=True,
             ),
         ),

@@ -55,6 +55,8 @@ class SimProvider:
     """wfbatch settings (beyond base URL and key) a client needs for this run: {"WORKFLOW_ID": ...}."""
     needs_key: bool = True
     fleet: bool = False
+    charge_fields: tuple[str, ...] = ()
+    """Fields of its answers that report a charge (a hostile `charge_*` wire fault rewrites them)."""
     """`--servers N` runs N independent servers (one per simulated GPU)."""
 
 
@@ -70,6 +72,7 @@ SIM_PROVIDERS: dict[str, SimProvider] = {
             wireflow_options.made,
             wireflow_options.CLI_OPTIONS,
             settings=wireflow_options.env,
+            charge_fields=("creditsUsed", "credits_used", "creditsCharged"),
         ),
         SimProvider(
             "openai",

@@ -23,6 +23,7 @@ from wfbatch.sim.openai.book import OpenAIBook
 from wfbatch.sim.options import FAULT_KINDS, SimOptions
 from wfbatch.sim.replicate.book import ReplicateBook
 from wfbatch.sim.stability.routes import StabilityBook
+from wfbatch.sim.wire import WireFaults
 from wfbatch.sim.wireflow.workflows import WorkflowCatalog
 
 Clock = Callable[[], float]
@@ -117,6 +118,8 @@ class SimState:
         self.faults_injected: Counter[str] = Counter()
         self.replays = 0
         self.conflicts = 0
+        self.wire = WireFaults()
+        """Faults for the next API requests whatever the route set (see wire.py)."""
         self.openai = OpenAIBook(o)
         self.openai_batches = BatchBook(o)
         """The OpenAI route set's books (idle when the simulator speaks Wireflow)."""
