@@ -25,7 +25,7 @@ from pydantic_settings import (
 
 from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, OptionalHttpUrl, OptionalS3Url, UploadMode
 from wfbatch.providers.config import BatchModeSettings, ProviderLimits
-from wfbatch.providers.registry import REGISTRY
+from wfbatch.providers.registry import DEFAULT_PROVIDER, REGISTRY
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -146,7 +146,7 @@ class _GeneralSettings(BaseSettings):
     )
 
     home: Path = Field(default_factory=default_home)
-    provider: str = "local"
+    provider: str = DEFAULT_PROVIDER
     socket_path: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -46,7 +46,8 @@ class RemoteResults:
         if row.status == "failed":
             # The input file was rejected: nothing ran, nothing was charged.
             why = row.message or "the input file was rejected"
-            await self.fail_all(row, Permanent(f"openai batch {row.remote_id} failed validation: {why}"))
+            refused = Permanent(f"{row.provider} batch {row.remote_id} failed validation: {why}")
+            await self.fail_all(row, refused)
             return
         for file_id in (row.output_file_id, row.error_file_id):
             if not file_id:

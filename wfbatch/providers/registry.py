@@ -197,6 +197,8 @@ REGISTRY: dict[str, ProviderEntry] = {
 }
 
 KNOWN_PROVIDERS: tuple[str, ...] = tuple(REGISTRY)
+DEFAULT_PROVIDER = "local"
+"""The provider of a fresh configuration: offline, free, works everywhere."""
 
 
 def entry(name: str) -> ProviderEntry:
