@@ -1,4 +1,4 @@
-"""Parse-time checks of OpenAI jobs (wfbatch/providers/openai_rules.py), and the rules held against
+"""Parse-time checks of OpenAI jobs (wfbatch/providers/openai/rules.py), and the rules held against
 the simulator's independent copy: what one accepts, the other accepts."""
 
 from __future__ import annotations

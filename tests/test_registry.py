@@ -7,8 +7,11 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import json
 import re
 import sqlite3
+import subprocess
+import sys
 import tokenize
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +202,16 @@ async def test_migration_gives_running_executions_their_poll_handle(tmp_path: Pa
         await store.close()
     assert jobs["u1"].handle == {"execution_id": "exec_1"}
     assert jobs["u2"].handle is None
+
+
+def test_the_configuration_loads_provider_sections_only() -> None:
+    """`wfbatch.settings` composes every provider's section through the registry: that must stay as
+    light as a settings module (no HTTP layer, no client, no httpx), for a quick CLI start."""
+    code = "import json, sys, wfbatch.settings; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "wfbatch.providers.registry" in loaded
+    assert [m for m in loaded if m == "httpx" or m.startswith(("httpx.", "wfbatch.providers.http"))] == []
+    assert [m for m in loaded if m.startswith("wfbatch.providers.") and m.endswith(".client")] == []

@@ -11,21 +11,23 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from wfbatch.core.models import JobSpec
 from wfbatch.providers.base import Provider, RequestGate
 from wfbatch.providers.comfyui.settings import ComfyUISettings
 from wfbatch.providers.config import ProviderLimits, ProviderSections
 from wfbatch.providers.fal.settings import FalSettings
-from wfbatch.providers.http.headers import RateLimitDialect, no_dialect, x_ratelimit_dialect
 from wfbatch.providers.local.settings import LocalSettings
-from wfbatch.providers.openai.headers import openai_dialect
 from wfbatch.providers.openai.settings import OpenAISettings
-from wfbatch.providers.replicate.headers import replicate_dialect
 from wfbatch.providers.replicate.settings import ReplicateSettings
 from wfbatch.providers.stability.settings import StabilitySettings
 from wfbatch.providers.wireflow.settings import WireflowSettings
+
+if TYPE_CHECKING:
+    from wfbatch.providers.http.headers import RateLimitDialect
+
+NO_DIALECT = "wfbatch.providers.http.headers:no_dialect"
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,20 @@ class ProviderTraits:
     remote_cancel: bool
     """`cancel()` can stop a submitted job."""
     cost_unit: Literal["credits", "USD"]
-    rate_limit_dialect: RateLimitDialect
-    """How its answers spell rate-limit headers (see providers/http/headers.py)."""
+    dialect: str
+    """`module:function` reading how its answers spell rate-limit headers (see
+    providers/http/headers.py); loaded when asked, so the configuration never loads the HTTP layer."""
     remote: bool
     """Talks to a service over HTTP (and so has a simulator route set and a fidelity test)."""
     expected_latency: float | None = None
     """Seconds one image takes, for `wfbatch plan` before any history; None = the generic default."""
     batch_api: bool = False
     """Has a batch mode (`mode = "batch"`): jobs grouped into remote batches, `remote_batches()`."""
+
+    @property
+    def rate_limit_dialect(self) -> RateLimitDialect:
+        dialect: RateLimitDialect = _load(self.dialect)
+        return dialect
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=False,
                 remote_cancel=False,
                 cost_unit="credits",
-                rate_limit_dialect=no_dialect,
+                dialect=NO_DIALECT,
                 remote=False,
                 expected_latency=0.05,
             ),
@@ -102,7 +110,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,
                 remote_cancel=False,
                 cost_unit="credits",
-                rate_limit_dialect=x_ratelimit_dialect,
+                dialect="wfbatch.providers.http.headers:x_ratelimit_dialect",
                 remote=True,
             ),
         ),
@@ -118,7 +126,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,  # from the price table
                 remote_cancel=False,
                 cost_unit="USD",
-                rate_limit_dialect=openai_dialect,
+                dialect="wfbatch.providers.openai.headers:openai_dialect",
                 remote=True,
                 batch_api=True,  # providers.md §6: the Batch API, half price within 24 h
             ),
@@ -136,7 +144,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,  # from the price table or `costs`
                 remote_cancel=True,  # PUT cancel_url
                 cost_unit="USD",
-                rate_limit_dialect=no_dialect,  # no rate-limit headers; a 429's Retry-After is still read
+                dialect=NO_DIALECT,  # no rate-limit headers; a 429's Retry-After is still read
                 remote=True,
             ),
         ),
@@ -152,7 +160,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,  # from the credit table
                 remote_cancel=False,
                 cost_unit="credits",
-                rate_limit_dialect=no_dialect,  # no rate-limit headers documented
+                dialect=NO_DIALECT,  # no rate-limit headers documented
                 remote=True,
             ),
             "wfbatch.providers.stability.validation:spec_problems",
@@ -171,7 +179,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,  # from the price table or `costs`
                 remote_cancel=True,  # POST urls.cancel
                 cost_unit="USD",
-                rate_limit_dialect=replicate_dialect,
+                dialect="wfbatch.providers.replicate.headers:replicate_dialect",
                 remote=True,
             ),
             "wfbatch.providers.replicate.validation:spec_problems",
@@ -188,7 +196,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=False,  # free
                 remote_cancel=True,  # POST /queue {delete}, then /interrupt if it is the one running
                 cost_unit="credits",
-                rate_limit_dialect=no_dialect,
+                dialect=NO_DIALECT,
                 remote=True,
             ),
             "wfbatch.providers.comfyui.validation:spec_problems",
