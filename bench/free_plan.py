@@ -10,7 +10,7 @@ from bench.common import IMG, append_row, report
 from bench.plots import completions_over_time
 from bench.saturation import LATENCY_REAL, MAX_IN_FLIGHT, SCALE
 from bench.simrace import race
-from wfbatch.settings import WireflowPlan
+from wfbatch.sim.wireflow.plans import WireflowPlan
 
 PROMPTS = 40
 

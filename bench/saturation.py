@@ -10,7 +10,7 @@ from typing import Any
 from bench.common import IMG, TimeScale, append_row, report
 from bench.plots import completions_over_time
 from bench.simrace import Race, best_makespan, binding_limit, race, start_rate
-from wfbatch.settings import WireflowPlan
+from wfbatch.sim.wireflow.plans import WireflowPlan
 
 PROMPTS = 200
 SCALE = TimeScale(20.0)

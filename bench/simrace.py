@@ -20,8 +20,8 @@ from bench.common import (
     wireflow_env,
     write_jsonl,
 )
-from wfbatch.settings import WireflowPlan
 from wfbatch.sim import RunningSimulator, SimOptions
+from wfbatch.sim.wireflow.plans import WireflowPlan
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from wfbatch.core.models import JobSpec
 from wfbatch.providers.base import RequestKind
-from wfbatch.settings import WireflowSettings
+from wfbatch.providers.wireflow.settings import WireflowSettings
 from wfbatch.sim import RunningSimulator, SimOptions
 
 TEST_KEY = "sk-test-5ecret-value-never-printed"

@@ -22,11 +22,12 @@ from wfbatch.engine.ingest import ingest
 from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.base import Pending, Submitted
-from wfbatch.providers.comfyui import ComfyUIProvider, GraphError
-from wfbatch.providers.comfyui.client import prompt_id_for, refusal_message
-from wfbatch.providers.comfyui.graph import Placement, Target, builtin_graph
+from wfbatch.providers.comfyui.answers import prompt_id_for, refusal_message
+from wfbatch.providers.comfyui.client import ComfyUIProvider
+from wfbatch.providers.comfyui.graph import GraphError, Placement, Target, builtin_graph
+from wfbatch.providers.comfyui.settings import ComfyUISettings
 from wfbatch.providers.errors import Permanent
-from wfbatch.settings import ComfyUISettings, load_settings
+from wfbatch.settings import load_settings
 from wfbatch.sim import RunningSimulator, SimOptions
 from wfbatch.store import Reuse, Store
 

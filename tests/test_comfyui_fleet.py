@@ -18,9 +18,9 @@ from tests.test_comfyui import spec
 from tests.test_tui_support import FakeDaemon, wait_until
 from wfbatch.protocol import ProviderStatus, ServerStatus, Status
 from wfbatch.providers.base import Finished, Pending, Submitted
-from wfbatch.providers.comfyui import ComfyUIProvider
-from wfbatch.providers.comfyui.client import host_of
-from wfbatch.settings import ComfyUISettings
+from wfbatch.providers.comfyui.client import ComfyUIProvider
+from wfbatch.providers.comfyui.settings import ComfyUISettings
+from wfbatch.providers.config import host_of
 from wfbatch.sim import RunningSimulator, SimOptions
 from wfbatch.tui import WfbatchApp
 from wfbatch.tui.widgets.header import StatusHeader

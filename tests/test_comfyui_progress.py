@@ -25,7 +25,7 @@ from wfbatch.providers.base import Finished, Pending, RemoteHandle, Submitted
 from wfbatch.providers.comfyui import progress as listener
 from wfbatch.providers.comfyui.client import ComfyUIProvider
 from wfbatch.providers.comfyui.progress import ServerProgress, ws_url
-from wfbatch.settings import ComfyUISettings
+from wfbatch.providers.comfyui.settings import ComfyUISettings
 from wfbatch.sim import RunningSimulator, SimOptions
 
 LOGGER = "wfbatch.providers.comfyui"

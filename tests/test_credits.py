@@ -21,8 +21,9 @@ from wfbatch.engine.plan import make_plan
 from wfbatch.engine.pool import credits_reason
 from wfbatch.home import HomeLayout
 from wfbatch.providers.errors import OutOfCredits
-from wfbatch.providers.local import LocalProvider
-from wfbatch.settings import LocalSettings, load_settings
+from wfbatch.providers.local.provider import LocalProvider
+from wfbatch.providers.local.settings import LocalSettings
+from wfbatch.settings import load_settings
 from wfbatch.sim import RunningSimulator
 from wfbatch.store import BatchRow, Store, StoreApi
 from wfbatch.store.ledger import write_release_and_charge

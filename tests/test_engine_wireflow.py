@@ -10,7 +10,7 @@ from wfbatch.core.states import JobState
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_manifest
 from wfbatch.providers.base import UnlimitedGate
-from wfbatch.providers.wireflow import WireflowProvider
+from wfbatch.providers.wireflow.client import WireflowProvider
 from wfbatch.sim import RunningSimulator
 from wfbatch.store import Store
 

@@ -29,8 +29,9 @@ from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.base import Finished, Pending, Submitted
 from wfbatch.providers.errors import OutOfCredits, Permanent
-from wfbatch.providers.fal import FalConfigError, FalProvider
-from wfbatch.settings import FalSettings, Settings, load_settings
+from wfbatch.providers.fal.client import FalConfigError, FalProvider
+from wfbatch.providers.fal.settings import FalSettings
+from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import SIM_PROVIDERS, RunningSimulator, SimOptions
 from wfbatch.store import Reuse, Store
 

@@ -25,6 +25,8 @@ from wfbatch.providers.errors import (
 )
 from wfbatch.providers.http import REDACTED, HttpLayer, HttpLimits, Scrubber, parse_charge
 from wfbatch.providers.http import headers as hdr
+from wfbatch.providers.openai.headers import openai_dialect
+from wfbatch.providers.replicate.headers import replicate_dialect
 
 KEY = "sk-layer-test-key/with+odd=chars"
 NOW = 1_750_000_000.0
@@ -149,12 +151,12 @@ def test_go_durations(text: str, seconds: float | None) -> None:
 
 
 def test_rate_limit_dialects() -> None:
-    wireflow = hdr.wireflow_dialect(
+    wireflow = hdr.x_ratelimit_dialect(
         {"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 20)},
         NOW,
     )
     assert wireflow == hdr.RateLimitSnapshot(10, 0, NOW + 20)
-    openai = hdr.openai_dialect(
+    openai = openai_dialect(
         {
             "x-ratelimit-limit-requests": "500",
             "x-ratelimit-remaining-requests": "499",
@@ -164,9 +166,9 @@ def test_rate_limit_dialects() -> None:
         NOW,
     )
     assert openai == hdr.RateLimitSnapshot(500, 499, NOW + 360)
-    replicate = hdr.replicate_dialect({"ratelimit-remaining": "3", "ratelimit-reset": "12"}, NOW)
+    replicate = replicate_dialect({"ratelimit-remaining": "3", "ratelimit-reset": "12"}, NOW)
     assert replicate == hdr.RateLimitSnapshot(None, 3, NOW + 12)
-    assert hdr.openai_dialect({"x-ratelimit-reset-requests": "garbage"}, NOW).reset_at is None
+    assert openai_dialect({"x-ratelimit-reset-requests": "garbage"}, NOW).reset_at is None
 
 
 async def test_429_without_retry_after_uses_the_dialect_reset() -> None:
@@ -175,7 +177,7 @@ async def test_429_without_retry_after_uses_the_dialect_reset() -> None:
     reset = str(int(time.time()) + 40)
     http, _ = layer(
         lambda r: httpx.Response(429, json={"error": "x"}, headers={"x-ratelimit-reset": reset}),
-        dialect=hdr.wireflow_dialect,
+        dialect=hdr.x_ratelimit_dialect,
     )
     with pytest.raises(RateLimited) as caught:
         await http.send(RequestKind.POLL, "GET", "https://api.example/v1/x")
@@ -294,5 +296,5 @@ async def test_a_huge_request_id_is_cut_to_an_id() -> None:
 
 def test_a_zero_or_negative_limit_is_no_limit() -> None:
     for value in ("0", "-5", "nan"):
-        assert hdr.wireflow_dialect({"x-ratelimit-limit": value}, NOW).limit is None
-        assert hdr.openai_dialect({"x-ratelimit-limit-requests": value}, NOW).limit is None
+        assert hdr.x_ratelimit_dialect({"x-ratelimit-limit": value}, NOW).limit is None
+        assert openai_dialect({"x-ratelimit-limit-requests": value}, NOW).limit is None

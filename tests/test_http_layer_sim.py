@@ -16,7 +16,7 @@ from tests.conftest_sim import TEST_KEY, CountingGate, fast_options, job_spec, w
 from wfbatch.providers.base import Finished, Pending, Submitted
 from wfbatch.providers.errors import Permanent, Transient, Unreachable
 from wfbatch.providers.http import REDACTED
-from wfbatch.providers.wireflow import WireflowProvider
+from wfbatch.providers.wireflow.client import WireflowProvider
 from wfbatch.sim import RunningSimulator
 
 MiB = 1024 * 1024
@@ -57,7 +57,7 @@ async def make_provider() -> AsyncIterator[Callable[..., WireflowProvider]]:
 def _dead_settings(**overrides: Any) -> Any:
     from pydantic import SecretStr
 
-    from wfbatch.settings import WireflowSettings
+    from wfbatch.providers.wireflow.settings import WireflowSettings
 
     return WireflowSettings(api_key=SecretStr(TEST_KEY), workflow_id="wf_demo", **overrides)
 

@@ -31,9 +31,10 @@ from wfbatch.providers.errors import (
     ProviderError,
     RateLimited,
 )
-from wfbatch.providers.openai import OpenAIConfigError, OpenAIProvider
+from wfbatch.providers.openai.client import OpenAIConfigError, OpenAIProvider
 from wfbatch.providers.openai.prices import table_price
-from wfbatch.settings import OpenAISettings, load_settings
+from wfbatch.providers.openai.settings import OpenAISettings
+from wfbatch.settings import load_settings
 from wfbatch.sim import RunningSimulator, SimOptions
 from wfbatch.store import Reuse, Store
 

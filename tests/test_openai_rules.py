@@ -1,4 +1,4 @@
-"""Parse-time checks of OpenAI jobs (wfbatch/providers/openai_rules.py), and the rules held against
+"""Parse-time checks of OpenAI jobs (wfbatch/providers/openai/rules.py), and the rules held against
 the simulator's independent copy: what one accepts, the other accepts."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from wfbatch.core.models import ImageFormat, JobSpec
-from wfbatch.providers.openai_rules import MODELS, validate_openai_entry
+from wfbatch.providers.openai.rules import MODELS, validate_openai_entry
 from wfbatch.providers.validation import spec_problems
-from wfbatch.sim.openai_request import ApiError, parse_generation
+from wfbatch.sim.openai.request import ApiError, parse_generation
 
 
 def test_defaults_are_accepted() -> None:

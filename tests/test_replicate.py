@@ -27,8 +27,9 @@ from wfbatch.engine.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.base import Finished, Pending, Submitted
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited
-from wfbatch.providers.replicate import ReplicateConfigError, ReplicateProvider
-from wfbatch.settings import ReplicateSettings, Settings, load_settings
+from wfbatch.providers.replicate.client import ReplicateConfigError, ReplicateProvider
+from wfbatch.providers.replicate.settings import ReplicateSettings
+from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator, SimOptions
 from wfbatch.store import Reuse, Store
 

@@ -6,19 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from wfbatch.providers.comfyui.settings import ComfyUISettings
+from wfbatch.providers.fal.settings import FalSettings
+from wfbatch.providers.local.settings import LocalSettings
+from wfbatch.providers.openai.settings import OpenAISettings
+from wfbatch.providers.replicate.settings import ReplicateSettings
+from wfbatch.providers.stability.settings import StabilitySettings
+from wfbatch.providers.wireflow.settings import WireflowSettings
 from wfbatch.settings import (
-    ComfyUISettings,
     DeliverySettings,
     DraftsSettings,
-    FalSettings,
     InboxSettings,
-    LocalSettings,
     NotifySettings,
-    OpenAISettings,
-    ReplicateSettings,
     Settings,
-    StabilitySettings,
-    WireflowSettings,
     load_settings,
 )
 

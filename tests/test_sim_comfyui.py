@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
 from wfbatch.sim import RunningSimulator, SimOptions
-from wfbatch.sim.comfyui_server import KNOWN_NODES
+from wfbatch.sim.comfyui.server import KNOWN_NODES
 
 
 def graph(checkpoint: str = "sd_xl_base_1.0.safetensors") -> dict[str, Any]:

@@ -24,7 +24,7 @@ from PIL import Image
 from tests.conftest_sim import TEST_KEY
 from tests.openai_images_schema import CREATE_IMAGE_REQUEST, ERROR_RESPONSE, IMAGES_RESPONSE
 from wfbatch.sim import SIM_PROVIDERS, RunningSimulator, SimOptions
-from wfbatch.sim.openai import go_duration
+from wfbatch.sim.openai.routes import go_duration
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?(ms|s))$")

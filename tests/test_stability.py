@@ -27,12 +27,13 @@ from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_manifest
 from wfbatch.providers.base import Finished
 from wfbatch.providers.errors import OutOfCredits, PaidRejection, Permanent, RateLimited
-from wfbatch.providers.stability import StabilityConfigError, StabilityProvider
-from wfbatch.providers.stability_rules import PIXEL_SIZES, aspect_ratio_for, validate_stability_entry
+from wfbatch.providers.stability.client import StabilityConfigError, StabilityProvider
+from wfbatch.providers.stability.rules import PIXEL_SIZES, aspect_ratio_for, validate_stability_entry
+from wfbatch.providers.stability.settings import StabilitySettings
 from wfbatch.providers.validation import spec_problems
-from wfbatch.settings import StabilitySettings, load_settings
+from wfbatch.settings import load_settings
 from wfbatch.sim import RunningSimulator, SimOptions
-from wfbatch.sim.stability import RATIOS, parse_multipart
+from wfbatch.sim.stability.routes import RATIOS, parse_multipart
 from wfbatch.store import Reuse, Store
 
 PNG = PILImage.new("RGB", (8, 8)).tobytes()

@@ -19,8 +19,9 @@ from tests.conftest_sim import TEST_KEY, CountingGate, fast_options, job_spec, w
 from wfbatch.providers.base import Finished, Pending, RequestKind, Submitted
 from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, Permanent, RateLimited, Transient
 from wfbatch.providers.registry import traits
-from wfbatch.providers.wireflow import WireflowConfigError, WireflowProvider, parse
-from wfbatch.settings import WireflowSettings
+from wfbatch.providers.wireflow import parse
+from wfbatch.providers.wireflow.client import WireflowConfigError, WireflowProvider
+from wfbatch.providers.wireflow.settings import WireflowSettings
 from wfbatch.sim import RunningSimulator
 
 START, POLL, OTHER = RequestKind.START, RequestKind.POLL, RequestKind.OTHER

@@ -19,7 +19,7 @@ from typing import Any
 from wfbatch.core.tasks import wait_event
 from wfbatch.engine.clock import Clock
 from wfbatch.providers.base import RequestKind
-from wfbatch.providers.http.headers import RateLimitDialect, wireflow_dialect
+from wfbatch.providers.http.headers import RateLimitDialect, x_ratelimit_dialect
 from wfbatch.settings import ProviderLimits
 
 # Requests are sent slightly further apart than the window: a server counting by arrival time
@@ -129,7 +129,7 @@ class ProviderLimiter:
         *,
         starts_count_as_requests: bool = True,
         daily_starts: int = 0,
-        dialect: RateLimitDialect = wireflow_dialect,
+        dialect: RateLimitDialect = x_ratelimit_dialect,
     ) -> None:
         self.name = name
         self.dialect = dialect

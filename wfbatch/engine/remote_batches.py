@@ -41,7 +41,7 @@ from wfbatch.providers.errors import (
     Unreachable,
 )
 from wfbatch.providers.registry import REGISTRY
-from wfbatch.settings import OpenAISettings, ProviderLimits, Settings
+from wfbatch.settings import BatchModeSettings, ProviderLimits, Settings
 from wfbatch.store import BatchRow, JobRow, OutcomeRecord, RemoteBatchRow, Step
 
 log = logging.getLogger("wfbatch.engine")
@@ -53,9 +53,9 @@ _ACCOUNT_ERRORS = (AuthenticationFailed, Unreachable, OutOfCredits)
 Record = Callable[[JobRow, OutcomeRecord], Awaitable[None]]
 
 
-def batch_settings(limits: ProviderLimits) -> OpenAISettings | None:
+def batch_settings(limits: ProviderLimits) -> BatchModeSettings | None:
     """The batch-mode settings of a provider section (only OpenAI's has them today)."""
-    return limits if isinstance(limits, OpenAISettings) else None
+    return limits if isinstance(limits, BatchModeSettings) else None
 
 
 class RemoteBatches:
@@ -264,7 +264,7 @@ class RemoteBatches:
         provider = await self.s.pool.get(provider_name)
         return None if provider is None else provider.remote_batches()
 
-    def _section(self, provider_name: str) -> OpenAISettings:
+    def _section(self, provider_name: str) -> BatchModeSettings:
         section = batch_settings(self._settings().provider_limits(provider_name))
         if section is None:
             raise LookupError(f"{provider_name} has no batch mode")

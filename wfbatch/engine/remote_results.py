@@ -17,7 +17,7 @@ from wfbatch.engine.runner import JobRunner, JobServices, fail, requeue
 from wfbatch.outputs import ImageDecodeError
 from wfbatch.providers.base import Finished, Image, LineResult, RemoteBatchApi
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient
-from wfbatch.settings import OpenAISettings
+from wfbatch.settings import BatchModeSettings
 from wfbatch.store import BatchRow, JobRow, OutcomeRecord, RemoteBatchesApi, RemoteBatchRow, spec_to_json
 
 
@@ -28,7 +28,7 @@ class RemoteResults:
         runner: JobRunner,
         rows: RemoteBatchesApi,
         record: Callable[[JobRow, OutcomeRecord], Awaitable[None]],
-        section: Callable[[str], OpenAISettings],
+        section: Callable[[str], BatchModeSettings],
         emit: Callable[[RemoteBatchRow], None],
     ) -> None:
         self.s = services
@@ -51,7 +51,8 @@ class RemoteResults:
         if row.status == "failed":
             # The input file was rejected: nothing ran, nothing was charged.
             why = row.message or "the input file was rejected"
-            await self.fail_all(row, Permanent(f"openai batch {row.remote_id} failed validation: {why}"))
+            refused = Permanent(f"{row.provider} batch {row.remote_id} failed validation: {why}")
+            await self.fail_all(row, refused)
             return
         answered = 0  # lines read back that the provider answered 2xx: made, so paid
         for file_id in (row.output_file_id, row.error_file_id):

@@ -1,6 +1,11 @@
-"""What kind of image a body is, from its first bytes (a server's Content-Type can lie)."""
+"""What kind of image a body is, from its first bytes (a server's Content-Type can lie), and
+whether it is whole."""
 
 from __future__ import annotations
+
+import io
+
+from PIL import Image as PILImage
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -18,3 +23,14 @@ def sniff_image(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return None
+
+
+def is_whole_image(data: bytes) -> bool:
+    """Whether the bytes decode to the end. An answer cut short with intact framing (a proxy, a
+    broken server) still starts like an image; only decoding it shows it is not one."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as picture:
+            picture.load()
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True

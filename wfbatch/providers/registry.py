@@ -1,37 +1,33 @@
-"""Every provider wfbatch has, in one table: its settings, how to build it, how to label its results
-and its traits. Nothing outside this module compares provider names: it asks the entry.
+"""Every provider wfbatch has, in one table: its settings section, how to build it, how to check
+its jobs and its traits. Nothing outside this module (and the provider's own package) names a
+provider: it asks the entry.
 
-Provider modules are imported only when a provider is built (a CLI that never talks to Wireflow
-never imports its client)."""
+Provider clients are imported only when a provider is built (a CLI that never talks to Wireflow
+never imports its client), and parse-time checks only when a job is checked. What is imported here
+is light: every provider's settings section, which `wfbatch.settings` composes."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal
 
+from wfbatch.core.models import JobSpec
 from wfbatch.providers.base import Provider, RequestGate
-from wfbatch.providers.http.headers import (
-    RateLimitDialect,
-    no_dialect,
-    openai_dialect,
-    replicate_dialect,
-    wireflow_dialect,
-)
-from wfbatch.providers.local import LABEL as LOCAL_LABEL
-from wfbatch.settings import (
-    ComfyUISettings,
-    FalSettings,
-    LocalSettings,
-    OpenAISettings,
-    ProviderLimits,
-    ReplicateSettings,
-    Settings,
-    StabilitySettings,
-    WireflowSettings,
-)
+from wfbatch.providers.comfyui.settings import ComfyUISettings
+from wfbatch.providers.config import ProviderLimits, ProviderSections
+from wfbatch.providers.fal.settings import FalSettings
+from wfbatch.providers.local.settings import LocalSettings
+from wfbatch.providers.openai.settings import OpenAISettings
+from wfbatch.providers.replicate.settings import ReplicateSettings
+from wfbatch.providers.stability.settings import StabilitySettings
+from wfbatch.providers.wireflow.settings import WireflowSettings
+
+if TYPE_CHECKING:
+    from wfbatch.providers.http.headers import RateLimitDialect
+
+NO_DIALECT = "wfbatch.providers.http.headers:no_dialect"
 
 
 @dataclass(frozen=True)
@@ -49,14 +45,20 @@ class ProviderTraits:
     remote_cancel: bool
     """`cancel()` can stop a submitted job."""
     cost_unit: Literal["credits", "USD"]
-    rate_limit_dialect: RateLimitDialect
-    """How its answers spell rate-limit headers (see providers/http/headers.py)."""
+    dialect: str
+    """`module:function` reading how its answers spell rate-limit headers (see
+    providers/http/headers.py); loaded when asked, so the configuration never loads the HTTP layer."""
     remote: bool
     """Talks to a service over HTTP (and so has a simulator route set and a fidelity test)."""
     expected_latency: float | None = None
     """Seconds one image takes, for `wfbatch plan` before any history; None = the generic default."""
     batch_api: bool = False
     """Has a batch mode (`mode = "batch"`): jobs grouped into remote batches, `remote_batches()`."""
+
+    @property
+    def rate_limit_dialect(self) -> RateLimitDialect:
+        dialect: RateLimitDialect = _load(self.dialect)
+        return dialect
 
 
 @dataclass(frozen=True)
@@ -66,42 +68,14 @@ class ProviderEntry:
     """Its section in Settings is named after the provider (`[wireflow]`, WFBATCH_WIREFLOW__*)."""
     factory: str
     """`module:Class` of the provider, built as Class(settings_section, gate)."""
-    label: Callable[[Settings], str]
     traits: ProviderTraits
+    validator: str | None = None
+    """`module:function` checking a job at parse time (`(JobSpec) -> list[str]`, no httpx);
+    None = any size and params are accepted."""
 
 
 class UnknownProvider(ValueError):
     """A prompt file or the configuration named a provider wfbatch does not have."""
-
-
-def _host(base_url: str) -> str:
-    return urlsplit(base_url).netloc or base_url
-
-
-def _wireflow_label(settings: Settings) -> str:
-    wireflow = settings.wireflow
-    return f"wireflow (workflow {wireflow.workflow_id or '?'} at {_host(wireflow.base_url)})"
-
-
-def _openai_label(settings: Settings) -> str:
-    return f"openai ({settings.openai.model} at {_host(settings.openai.base_url)})"
-
-
-def _fal_label(settings: Settings) -> str:
-    return f"fal ({settings.fal.model} at {_host(settings.fal.base_url)})"
-
-
-def _replicate_label(settings: Settings) -> str:
-    return f"replicate ({settings.replicate.model} at {_host(settings.replicate.base_url)})"
-def _stability_label(settings: Settings) -> str:
-    return f"stability ({settings.stability.model} at {_host(settings.stability.base_url)})"
-
-
-def _comfyui_label(settings: Settings) -> str:
-    comfy = settings.comfyui
-    graph = comfy.workflow.name if comfy.workflow is not None else f"built-in graph, {comfy.checkpoint}"
-    hosts = ", ".join(_host(url) for url in comfy.servers())
-    return f"comfyui ({graph} at {hosts})"
 
 
 REGISTRY: dict[str, ProviderEntry] = {
@@ -110,8 +84,7 @@ REGISTRY: dict[str, ProviderEntry] = {
         ProviderEntry(
             "local",
             LocalSettings,
-            "wfbatch.providers.local:LocalProvider",
-            lambda settings: LOCAL_LABEL,
+            "wfbatch.providers.local.provider:LocalProvider",
             ProviderTraits(
                 starts_count_as_requests=True,
                 idempotent_submit=True,  # rendering twice costs nothing and gives the same picture
@@ -120,7 +93,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=False,
                 remote_cancel=False,
                 cost_unit="credits",
-                rate_limit_dialect=no_dialect,
+                dialect=NO_DIALECT,
                 remote=False,
                 expected_latency=0.05,
             ),
@@ -128,8 +101,7 @@ REGISTRY: dict[str, ProviderEntry] = {
         ProviderEntry(
             "wireflow",
             WireflowSettings,
-            "wfbatch.providers.wireflow:WireflowProvider",
-            _wireflow_label,
+            "wfbatch.providers.wireflow.client:WireflowProvider",
             ProviderTraits(
                 starts_count_as_requests=False,
                 idempotent_submit=True,  # Idempotency-Key (providers.md §1.11: contract assumed)
@@ -138,15 +110,14 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,
                 remote_cancel=False,
                 cost_unit="credits",
-                rate_limit_dialect=wireflow_dialect,
+                dialect="wfbatch.providers.http.headers:x_ratelimit_dialect",
                 remote=True,
             ),
         ),
         ProviderEntry(
             "openai",
             OpenAISettings,
-            "wfbatch.providers.openai:OpenAIProvider",
-            _openai_label,
+            "wfbatch.providers.openai.client:OpenAIProvider",
             ProviderTraits(
                 starts_count_as_requests=True,
                 idempotent_submit=False,  # providers.md §10: no idempotency header
@@ -155,16 +126,16 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,  # from the price table
                 remote_cancel=False,
                 cost_unit="USD",
-                rate_limit_dialect=openai_dialect,
+                dialect="wfbatch.providers.openai.headers:openai_dialect",
                 remote=True,
                 batch_api=True,  # providers.md §6: the Batch API, half price within 24 h
             ),
+            "wfbatch.providers.openai.validation:spec_problems",
         ),
         ProviderEntry(
             "fal",
             FalSettings,
-            "wfbatch.providers.fal:FalProvider",
-            _fal_label,
+            "wfbatch.providers.fal.client:FalProvider",
             ProviderTraits(
                 starts_count_as_requests=True,
                 idempotent_submit=False,  # providers.md §10: no key, no list call to reconcile with
@@ -173,15 +144,14 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,  # from the price table or `costs`
                 remote_cancel=True,  # PUT cancel_url
                 cost_unit="USD",
-                rate_limit_dialect=no_dialect,  # no rate-limit headers; a 429's Retry-After is still read
+                dialect=NO_DIALECT,  # no rate-limit headers; a 429's Retry-After is still read
                 remote=True,
             ),
         ),
         ProviderEntry(
             "stability",
             StabilitySettings,
-            "wfbatch.providers.stability:StabilityProvider",
-            _stability_label,
+            "wfbatch.providers.stability.client:StabilityProvider",
             ProviderTraits(
                 starts_count_as_requests=True,  # 150 requests / 10 s counts every request
                 idempotent_submit=False,  # providers.md §10: none
@@ -190,15 +160,15 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,  # from the credit table
                 remote_cancel=False,
                 cost_unit="credits",
-                rate_limit_dialect=no_dialect,  # no rate-limit headers documented
+                dialect=NO_DIALECT,  # no rate-limit headers documented
                 remote=True,
             ),
+            "wfbatch.providers.stability.validation:spec_problems",
         ),
         ProviderEntry(
             "replicate",
             ReplicateSettings,
-            "wfbatch.providers.replicate:ReplicateProvider",
-            _replicate_label,
+            "wfbatch.providers.replicate.client:ReplicateProvider",
             ProviderTraits(
                 starts_count_as_requests=True,
                 # No key (providers.md §10); a lost create is reconciled from the list before any
@@ -209,15 +179,15 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=True,  # from the price table or `costs`
                 remote_cancel=True,  # POST urls.cancel
                 cost_unit="USD",
-                rate_limit_dialect=replicate_dialect,
+                dialect="wfbatch.providers.replicate.headers:replicate_dialect",
                 remote=True,
             ),
+            "wfbatch.providers.replicate.validation:spec_problems",
         ),
         ProviderEntry(
             "comfyui",
             ComfyUISettings,
-            "wfbatch.providers.comfyui:ComfyUIProvider",
-            _comfyui_label,
+            "wfbatch.providers.comfyui.client:ComfyUIProvider",
             ProviderTraits(
                 starts_count_as_requests=False,  # no limits at all
                 idempotent_submit=True,  # prompt_id derived from the key; submit reconciles first
@@ -226,14 +196,17 @@ REGISTRY: dict[str, ProviderEntry] = {
                 estimates_cost=False,  # free
                 remote_cancel=True,  # POST /queue {delete}, then /interrupt if it is the one running
                 cost_unit="credits",
-                rate_limit_dialect=no_dialect,
+                dialect=NO_DIALECT,
                 remote=True,
             ),
+            "wfbatch.providers.comfyui.validation:spec_problems",
         ),
     )
 }
 
 KNOWN_PROVIDERS: tuple[str, ...] = tuple(REGISTRY)
+DEFAULT_PROVIDER = "local"
+"""The provider of a fresh configuration: offline, free, works everywhere."""
 
 
 def entry(name: str) -> ProviderEntry:
@@ -247,27 +220,40 @@ def traits(name: str) -> ProviderTraits:
     return entry(name).traits
 
 
-def batch_mode(spec_mode: str | None, provider: str, settings: Settings) -> bool:
+def batch_mode(spec_mode: str | None, provider: str, settings: ProviderSections) -> bool:
     """Whether a job goes through its provider's batch API: its own `mode`, else the section's."""
     if not traits(provider).batch_api:
         return False
     return (spec_mode or getattr(settings.provider_limits(provider), "mode", "direct")) == "batch"
 
 
-def configuration_problems(name: str, settings: Settings) -> list[str]:
+def configuration_problems(name: str, settings: ProviderSections) -> list[str]:
     """What keeps a known provider from working as configured, without building it."""
     return settings.provider_limits(name).configuration_problems()
 
 
-def build_provider(name: str, settings: Settings, gate: RequestGate) -> Provider:
-    found = entry(name)
-    module_name, class_name = found.factory.split(":")
-    provider_class = getattr(importlib.import_module(module_name), class_name)
-    provider: Provider = provider_class(settings.provider_limits(name), gate)
+SpecValidator = Callable[[JobSpec], list[str]]
+
+
+def _load(reference: str) -> Any:
+    module_name, attribute = reference.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def build_provider(name: str, settings: ProviderSections, gate: RequestGate) -> Provider:
+    provider: Provider = _load(entry(name).factory)(settings.provider_limits(name), gate)
     return provider
 
 
-def provider_label(name: str, settings: Settings) -> str:
+def check_spec(spec: JobSpec) -> list[str]:
+    """What the provider's own rules find wrong with a job (nothing for an unknown provider)."""
+    found = REGISTRY.get(spec.provider)
+    if found is None or found.validator is None:
+        return []
+    validate: SpecValidator = _load(found.validator)
+    return validate(spec)
+
+
+def provider_label(name: str, settings: ProviderSections) -> str:
     """How results of a provider are labelled for people, without building the provider."""
-    found = REGISTRY.get(name)
-    return found.label(settings) if found is not None else name
+    return settings.provider_limits(name).label() if name in REGISTRY else name

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from wfbatch.sim.registry import SIM_PROVIDERS
 from wfbatch.sim.replies import json_reply
 from wfbatch.sim.state import SimState
+from wfbatch.sim.wire import WireFaultMiddleware
 
 
 class RequestIdMiddleware:
@@ -58,9 +59,12 @@ def _controls(state: SimState) -> list[Route]:
     async def faults(request: Request) -> Response:
         try:
             data = await request.json()
-            state.queue_fault(str(data["kind"]), route=data.get("route"), count=int(data.get("count", 1)))
-        except (ValueError, KeyError, TypeError) as exc:
-            return json_reply({"error": f'expected {{"kind", "route"?, "count"?}}: {exc}'}, 400)
+            if data.get("wire"):  # a fault every provider's simulator takes (see wire.py)
+                state.wire.queue(str(data["kind"]), count=int(data.get("count", 1)))
+            else:
+                state.queue_fault(str(data["kind"]), route=data.get("route"), count=int(data.get("count", 1)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return json_reply({"error": f'expected {{"kind", "route"?, "count"?, "wire"?}}: {exc}'}, 400)
         return json_reply({"queued": True})
 
     return [
@@ -82,6 +86,14 @@ def build_app(state: SimState) -> Starlette:
     return Starlette(
         # Controls first: a provider's catch-all route (fal's `POST /{endpoint}`) must not hide them.
         routes=[*_controls(state), *provider.routes(state)],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(
+                WireFaultMiddleware,
+                faults=state.wire,
+                trickle_seconds=state.options.trickle_seconds,
+                charge_fields=provider.charge_fields,
+            ),
+        ],
         exception_handlers={HTTPException: _http_error},
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from wfbatch.settings import WIREFLOW_PLAN_LIMITS, WireflowPlan
+from wfbatch.sim.wireflow.plans import PLAN_LIMITS as WIREFLOW_PLAN_LIMITS
+from wfbatch.sim.wireflow.plans import WireflowPlan
 
 FAULT_GROUPS: tuple[str, ...] = ("5xx", "slow", "reset", "malformed", "lost")
 """Fault families drawn at `error_rate`. `lost` applies to execution starts only: the execution is

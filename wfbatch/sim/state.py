@@ -14,16 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wfbatch.sim.comfyui_server import ComfyServer
-from wfbatch.sim.fal_book import FalBook
+from wfbatch.sim.comfyui.server import ComfyServer
+from wfbatch.sim.fal.book import FalBook
 from wfbatch.sim.images import render_png
 from wfbatch.sim.limits import SlidingWindow, WindowVerdict
-from wfbatch.sim.openai_batch_book import BatchBook
-from wfbatch.sim.openai_book import OpenAIBook
+from wfbatch.sim.openai.batch_book import BatchBook
+from wfbatch.sim.openai.book import OpenAIBook
 from wfbatch.sim.options import FAULT_KINDS, SimOptions
-from wfbatch.sim.replicate_book import ReplicateBook
-from wfbatch.sim.stability import StabilityBook
-from wfbatch.sim.workflows import WorkflowCatalog
+from wfbatch.sim.replicate.book import ReplicateBook
+from wfbatch.sim.stability.routes import StabilityBook
+from wfbatch.sim.wire import WireFaults
+from wfbatch.sim.wireflow.workflows import WorkflowCatalog
 
 Clock = Callable[[], float]
 StartRoute = Literal["execute", "run", "trigger"]
@@ -117,6 +118,8 @@ class SimState:
         self.faults_injected: Counter[str] = Counter()
         self.replays = 0
         self.conflicts = 0
+        self.wire = WireFaults()
+        """Faults for the next API requests whatever the route set (see wire.py)."""
         self.openai = OpenAIBook(o)
         self.openai_batches = BatchBook(o)
         """The OpenAI route set's books (idle when the simulator speaks Wireflow)."""

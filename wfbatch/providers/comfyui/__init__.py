@@ -1,7 +1,4 @@
 """ComfyUI, self-hosted (providers.md §7): `client` talks to one or several servers, `graph` fills
-the workflow per job."""
+the workflow per job, `progress` follows its WebSocket, `settings` is its section.
 
-from wfbatch.providers.comfyui.client import ComfyUIProvider
-from wfbatch.providers.comfyui.graph import GraphError
-
-__all__ = ["ComfyUIProvider", "GraphError"]
+Nothing is imported here: the registry reaches the settings without loading the client."""

@@ -31,9 +31,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 
@@ -43,122 +42,38 @@ from wfbatch.providers.base import (
     Finished,
     Image,
     Pending,
-    ProviderDefaults,
     RemoteHandle,
     RequestGate,
     RequestKind,
     ServerState,
     Submitted,
 )
+from wfbatch.providers.comfyui.answers import (
+    Found,
+    classify,
+    failure,
+    key_of,
+    prompt_id_for,
+    queued_ids,
+)
 from wfbatch.providers.comfyui.graph import Graph, Placement, builtin_graph, load_graph
 from wfbatch.providers.comfyui.progress import ProgressFeeds, node_names
+from wfbatch.providers.comfyui.settings import ComfyUISettings
+from wfbatch.providers.config import host_of
 from wfbatch.providers.errors import Permanent, ProviderError, Transient, Unreachable
-from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
+from wfbatch.providers.http import HttpAnswer
+from wfbatch.providers.http.provider import HttpProvider
 from wfbatch.providers.media import sniff_image
-from wfbatch.settings import ComfyUISettings
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = uuid.UUID("5b0f3c52-6a55-4a8e-9a1e-3c0f1f6b2d11")
 DOWN_FOR = 5.0
 """Seconds a server that did not answer is skipped for new jobs before it is tried again."""
 
 
-def prompt_id_for(idempotency_key: str) -> str:
-    """The same key always gives the same prompt_id: a re-send is recognisable."""
-    return str(uuid.uuid5(NAMESPACE, idempotency_key))
+class ComfyUIProvider(HttpProvider[ComfyUISettings]):
+    """No key and no limits; several servers, each its own base URL (`settings.servers()`)."""
 
-
-def host_of(server: str) -> str:
-    """host:port of a base URL: what status shows (no path, no credentials)."""
-    return urlsplit(server).netloc.rpartition("@")[2] or server
-
-
-def _key_of(handle: RemoteHandle) -> str:
-    """The job's own (deterministic) prompt id: the one a re-send carries. Handles stored before it
-    was kept have it in their file prefix."""
-    key = handle.get("key")
-    return str(key) if key else str(handle["prefix"]).removeprefix("wfbatch_")
-
-
-@dataclass(frozen=True)
-class Found:
-    """Where a prompt is: its server, its id there, and what that server says of it."""
-
-    server: str
-    prompt_id: str
-    where: str | Finished
-
-
-def refusal_message(body: Any, status: int) -> str:
-    """ComfyUI's 400: `error` (an object, or a string on old servers) and each node's errors."""
-    parts: list[str] = []
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        parts.append(str(error.get("message") or error.get("type") or "refused"))
-    elif isinstance(error, str):
-        parts.append(error)
-    nodes = body.get("node_errors") if isinstance(body, dict) else None
-    if isinstance(nodes, dict):
-        for node_id, node in nodes.items():
-            errors = node.get("errors") if isinstance(node, dict) else None
-            for item in errors if isinstance(errors, list) else []:
-                if isinstance(item, dict):
-                    detail = f": {item['details']}" if item.get("details") else ""
-                    kind = node.get("class_type", "?") if isinstance(node, dict) else "?"
-                    parts.append(f"node {node_id} ({kind}): {item.get('message', 'invalid')}{detail}")
-    return "; ".join(parts)[:800] or f"HTTP {status}"
-
-
-def _classify(answer: HttpAnswer) -> ProviderError | None:
-    if answer.status == 400:
-        return Permanent(
-            f"comfyui refused the workflow: {refusal_message(answer.body, answer.status)}",
-            status=400,
-            request_id=answer.request_id,
-        )
-    return None
-
-
-def _queued_ids(queue: Any) -> dict[str, str]:
-    """Every id a `/queue` item is known by -> the server's own id for it (index 1): the item's id
-    itself, and our id in extra_data (index 3: an old server ignores a client's prompt_id)."""
-    ids: dict[str, str] = {}
-    if not isinstance(queue, dict):
-        return ids
-    for key in ("queue_running", "queue_pending"):
-        items = queue.get(key)
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, list) and len(item) > 1:
-                own = str(item[1])
-                ids[own] = own
-                extra = item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
-                if isinstance(extra.get("wfbatch_prompt_id"), str):
-                    ids[extra["wfbatch_prompt_id"]] = own
-    return ids
-
-
-def _failure(entry: dict[str, Any]) -> str | None:
-    """Why a finished history entry failed, or None if it succeeded."""
-    status = entry.get("status")
-    if not isinstance(status, dict):
-        return None  # old servers have no status: the outputs tell
-    messages = status.get("messages")
-    for message in messages if isinstance(messages, list) else []:
-        if isinstance(message, list) and len(message) == 2 and isinstance(message[1], dict):
-            kind, data = message
-            if kind == "execution_error":
-                where = f"node {data.get('node_id')} ({data.get('node_type')})"
-                kind_of = data.get("exception_type", "error")
-                return f"{where}: {kind_of}: {data.get('exception_message', '')}".strip()
-            if kind == "execution_interrupted":
-                return f"interrupted at node {data.get('node_id')} ({data.get('node_type')})"
-    if status.get("status_str") == "error":
-        return "execution failed"
-    return None
-
-
-class ComfyUIProvider(ProviderDefaults):
     name = "comfyui"
 
     def __init__(
@@ -172,9 +87,7 @@ class ComfyUIProvider(ProviderDefaults):
         self._graph: Graph = graph
         self._placement = Placement.locate(graph, settings.inputs)  # a GraphError says what to set
         self._servers = settings.servers()
-        self._http = HttpLayer(
-            self.name, gate, HttpLimits.of(settings), classify=_classify, transport=transport
-        )
+        super().__init__(settings, gate, transport=transport)
         self._client_id = uuid.uuid4().hex
         # The same client_id goes with every /prompt: ComfyUI sends a prompt's events only to the
         # socket with its prompt's client_id (§7.5).
@@ -190,9 +103,9 @@ class ComfyUIProvider(ProviderDefaults):
         self._server_ids: dict[str, str] = {}
         """Job key -> the id an old server (one that ignores a client's prompt_id) gave it, as seen
         in `/queue`: its history is under that id, so a reconciled job is polled by it."""
-        what = settings.workflow.name if settings.workflow else f"built-in graph, {settings.checkpoint}"
-        hosts = ", ".join(host_of(s) for s in self._servers)
-        self.label = f"comfyui ({what} at {hosts})"
+
+    def read_error(self, answer: HttpAnswer) -> ProviderError | None:
+        return classify(answer)
 
     def __repr__(self) -> str:
         return f"ComfyUIProvider(servers={self._servers!r})"
@@ -271,7 +184,7 @@ class ComfyUIProvider(ProviderDefaults):
         return {"prompt_id": key, "key": key, "prefix": f"wfbatch_{key}", "values": values}
 
     async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
-        key = _key_of(handle)
+        key = key_of(handle)
         try:
             return await self._poll(handle, key)
         except Permanent:
@@ -323,13 +236,13 @@ class ComfyUIProvider(ProviderDefaults):
     async def cancel(self, handle: RemoteHandle) -> bool:
         """Take the prompt out of the server's queue; if it is the one running, interrupt it (an
         old server interrupts whatever runs, so only when the running one is ours)."""
-        key = _key_of(handle)
+        key = key_of(handle)
         server, prompt_id = self._location(key, handle)
         send = self._http.send
         await send(RequestKind.OTHER, "POST", f"{server}/queue", json={"delete": [prompt_id]})
         queue = (await send(RequestKind.POLL, "GET", f"{server}/queue")).body
         running = queue.get("queue_running", []) if isinstance(queue, dict) else []
-        if prompt_id in _queued_ids({"queue_running": running}):
+        if prompt_id in queued_ids({"queue_running": running}):
             await send(RequestKind.OTHER, "POST", f"{server}/interrupt", json={"prompt_id": prompt_id})
         self._release(key, server, prompt_id)
         return True
@@ -351,11 +264,11 @@ class ComfyUIProvider(ProviderDefaults):
     def progress(self, handle: RemoteHandle) -> JobProgress | None:
         if "server" not in handle or "prompt_id" not in handle:
             return None
-        return self._progress.of(*self._location(_key_of(handle), handle))
+        return self._progress.of(*self._location(key_of(handle), handle))
 
     async def aclose(self) -> None:
         await self._progress.aclose()
-        await self._http.aclose()
+        await super().aclose()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -483,7 +396,7 @@ class ComfyUIProvider(ProviderDefaults):
         `prompt_id` is the id on this server, `key` the job's own (an old server's queue echoes it
         in extra_data). Queue first, then history, then the file (§10: this order, or a prompt
         finishing between two calls looks lost). A failed execution raises Permanent."""
-        queued = _queued_ids((await self._call(server, RequestKind.POLL, "GET", "/queue")).body)
+        queued = queued_ids((await self._call(server, RequestKind.POLL, "GET", "/queue")).body)
         own = queued.get(prompt_id) or queued.get(key)
         if own is not None:
             if own != key:
@@ -503,7 +416,7 @@ class ComfyUIProvider(ProviderDefaults):
         return None
 
     def _result(self, server: str, prompt_id: str, entry: dict[str, Any]) -> Finished:
-        failed = _failure(entry)
+        failed = failure(entry)
         if failed is not None:
             raise Permanent(f"comfyui: prompt {prompt_id} failed: {failed}")
         urls = []

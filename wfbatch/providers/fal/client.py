@@ -13,36 +13,32 @@ start as a possible duplicate charge).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlsplit
-
-import httpx
+from urllib.parse import quote
 
 from wfbatch.core.models import JobSpec
 from wfbatch.providers.base import (
     Finished,
     Image,
     Pending,
-    ProviderDefaults,
     RemoteHandle,
-    RequestGate,
     RequestKind,
     Submitted,
 )
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient
 from wfbatch.providers.fal import request
 from wfbatch.providers.fal.prices import table_price
-from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
+from wfbatch.providers.fal.settings import FalSettings
+from wfbatch.providers.http import HttpAnswer
 from wfbatch.providers.http.classify import MESSAGE_LIMIT
 from wfbatch.providers.http.download import fetch_image
-from wfbatch.settings import FalSettings
+from wfbatch.providers.http.provider import HttpProvider, HttpStyle, ProviderConfigError
 
-KEY_SETTING = "WFBATCH_FAL__API_KEY"
 REQUEST_ID_HEADER = "x-fal-request-id"
 _HANDLE_URLS = ("status_url", "response_url", "cancel_url")
 _CANCEL_ACCEPTED = frozenset({"OK", "CANCELLATION_REQUESTED"})
 
 
-class FalConfigError(ValueError):
+class FalConfigError(ProviderConfigError):
     """The fal settings cannot work (no API key)."""
 
 
@@ -105,36 +101,13 @@ def classify(answer: HttpAnswer) -> ProviderError | None:
     return None
 
 
-class FalProvider(ProviderDefaults):
+class FalProvider(HttpProvider[FalSettings]):
     name = "fal"
+    config_error = FalConfigError
+    style = HttpStyle(auth_scheme="Key", request_id_header=REQUEST_ID_HEADER)
 
-    def __init__(
-        self,
-        settings: FalSettings,
-        gate: RequestGate,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        problems = settings.configuration_problems()
-        if problems or settings.api_key is None:
-            raise FalConfigError(problems[0] if problems else "not configured")
-        self._settings = settings
-        self._base = settings.base_url.rstrip("/")
-        self._authorization = f"Key {settings.api_key.get_secret_value()}"
-        self._http = HttpLayer(
-            self.name,
-            gate,
-            HttpLimits.of(settings),
-            secrets=[settings.api_key.get_secret_value()],
-            key_setting=KEY_SETTING,
-            classify=classify,
-            request_id_header=REQUEST_ID_HEADER,
-            transport=transport,
-        )
-        self.label = f"fal ({settings.model} at {urlsplit(self._base).netloc or self._base})"
-
-    def __repr__(self) -> str:
-        return f"FalProvider(model={self._settings.model!r}, base_url={self._base!r})"
+    def read_error(self, answer: HttpAnswer) -> ProviderError | None:
+        return classify(answer)
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -212,9 +185,6 @@ class FalProvider(ProviderDefaults):
 
     async def estimate(self, spec: JobSpec) -> float | None:
         return self._price(request.endpoint_of(spec, self._settings.model), spec.width, spec.height)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # -- internals ---------------------------------------------------------------------------
 

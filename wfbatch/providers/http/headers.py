@@ -28,7 +28,7 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def _finite(text: str | None) -> float | None:
+def finite(text: str | None) -> float | None:
     if text is None:
         return None
     try:
@@ -43,7 +43,7 @@ def go_duration(text: str | None) -> float | None:
     if text is None or not text.strip():
         return None
     text = text.strip()
-    plain = _finite(text)
+    plain = finite(text)
     if plain is not None:
         return plain if plain >= 0 else None
     position, total = 0, 0.0
@@ -68,13 +68,13 @@ def _http_date_delay(text: str, now: float) -> float | None:
 def retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """The server's back-off hint in seconds: `retry-after-ms`, else `Retry-After` (seconds or an
     HTTP date), in the order openai-python reads them. None when neither is there or readable."""
-    millis = _finite(header(headers, "retry-after-ms"))
+    millis = finite(header(headers, "retry-after-ms"))
     if millis is not None and millis >= 0:
         return millis / 1000.0
     raw = header(headers, "retry-after")
     if raw is None or not raw.strip():
         return None
-    seconds = _finite(raw)
+    seconds = finite(raw)
     if seconds is not None:
         return seconds if seconds >= 0 else None
     return _http_date_delay(raw.strip(), now)
@@ -104,42 +104,22 @@ RateLimitDialect = Callable[[Mapping[str, str], float], RateLimitSnapshot]
 """(headers, wall-clock now) -> snapshot."""
 
 
-def _int(headers: Mapping[str, str], name: str) -> int | None:
-    value = _finite(header(headers, name))
+def int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = finite(header(headers, name))
     return None if value is None else max(0, int(value))
 
 
-def _limit(headers: Mapping[str, str], name: str) -> int | None:
+def limit_header(headers: Mapping[str, str], name: str) -> int | None:
     """A window size: at least 1. A hostile `0` (or negative) would make a window that never opens."""
-    value = _int(headers, name)
+    value = int_header(headers, name)
     return value if value is not None and value >= 1 else None
 
 
-def wireflow_dialect(headers: Mapping[str, str], now: float) -> RateLimitSnapshot:
-    """`X-RateLimit-{Limit,Remaining}` and `X-RateLimit-Reset` as absolute Unix seconds."""
-    reset = _finite(header(headers, "x-ratelimit-reset"))
+def x_ratelimit_dialect(headers: Mapping[str, str], now: float) -> RateLimitSnapshot:
+    """`X-RateLimit-{Limit,Remaining}` and `X-RateLimit-Reset` as absolute Unix seconds (Wireflow's)."""
+    reset = finite(header(headers, "x-ratelimit-reset"))
     return RateLimitSnapshot(
-        _limit(headers, "x-ratelimit-limit"), _int(headers, "x-ratelimit-remaining"), reset
-    )
-
-
-def openai_dialect(headers: Mapping[str, str], now: float) -> RateLimitSnapshot:
-    """`x-ratelimit-{limit,remaining,reset}-requests`; the reset is a Go duration (`6m0s`)."""
-    delay = go_duration(header(headers, "x-ratelimit-reset-requests"))
-    return RateLimitSnapshot(
-        _limit(headers, "x-ratelimit-limit-requests"),
-        _int(headers, "x-ratelimit-remaining-requests"),
-        None if delay is None else now + delay,
-    )
-
-
-def replicate_dialect(headers: Mapping[str, str], now: float) -> RateLimitSnapshot:
-    """`ratelimit-remaining` and `ratelimit-reset` (seconds from now)."""
-    delay = _finite(header(headers, "ratelimit-reset"))
-    return RateLimitSnapshot(
-        _limit(headers, "ratelimit-limit"),
-        _int(headers, "ratelimit-remaining"),
-        None if delay is None or delay < 0 else now + delay,
+        limit_header(headers, "x-ratelimit-limit"), int_header(headers, "x-ratelimit-remaining"), reset
     )
 
 

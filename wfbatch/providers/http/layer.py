@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from wfbatch.providers.base import RequestGate, RequestKind
+from wfbatch.providers.config import ProviderLimits
 from wfbatch.providers.errors import Permanent, ProviderError, Transient, Unreachable
 from wfbatch.providers.http import classify as cls
 from wfbatch.providers.http.headers import RateLimitDialect, no_dialect
 from wfbatch.providers.http.scrub import Scrubber
-from wfbatch.settings import ProviderLimits
 
 USER_AGENT = "wfbatch/0.1 (+https://github.com/wfbatch)"
 REQUEST_ID_LIMIT = 200  # a request id longer than this is a hostile header, not an id

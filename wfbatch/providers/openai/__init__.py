@@ -1,7 +1,5 @@
 """OpenAI Images (providers.md §5): `client` talks to the API, `request` writes the body, `prices`
-is the default US-dollar price table. The per-model rules that parse-time validation shares live in
-`wfbatch.providers.openai_rules` (`validate_openai_entry`), importable without httpx."""
+is the default US-dollar price table, `batch` the Batch API (§6). `rules` and `validation` are the
+parse-time checks, `settings` its section: all importable without httpx.
 
-from wfbatch.providers.openai.client import OpenAIConfigError, OpenAIProvider
-
-__all__ = ["OpenAIConfigError", "OpenAIProvider"]
+Nothing is imported here: the registry reaches the settings without loading the client."""

@@ -24,7 +24,7 @@ from wfbatch.providers.http import HttpLayer
 from wfbatch.providers.http.classify import error_message
 from wfbatch.providers.openai import request
 from wfbatch.providers.openai.errors import classify_body
-from wfbatch.settings import OpenAISettings
+from wfbatch.providers.openai.settings import OpenAISettings
 
 if TYPE_CHECKING:
     from wfbatch.providers.openai.client import OpenAIProvider

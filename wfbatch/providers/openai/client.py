@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -24,23 +23,21 @@ from wfbatch.providers.base import (
     Finished,
     Image,
     Pending,
-    ProviderDefaults,
     RemoteHandle,
     RequestGate,
     RequestKind,
     Submitted,
 )
 from wfbatch.providers.errors import Permanent, ProviderError, Transient
-from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
-from wfbatch.providers.http.headers import openai_dialect
+from wfbatch.providers.http import HttpAnswer
+from wfbatch.providers.http.provider import HttpProvider, HttpStyle, ProviderConfigError
 from wfbatch.providers.media import sniff_image
 from wfbatch.providers.openai import request
 from wfbatch.providers.openai.batch import OpenAIBatchApi
 from wfbatch.providers.openai.errors import classify_body
+from wfbatch.providers.openai.headers import openai_dialect
 from wfbatch.providers.openai.prices import table_price
-from wfbatch.settings import OpenAISettings
-
-KEY_SETTING = "WFBATCH_OPENAI__API_KEY"
+from wfbatch.providers.openai.settings import OpenAISettings
 
 
 def classify(answer: HttpAnswer) -> ProviderError | None:
@@ -53,14 +50,19 @@ def batch_mode(spec: JobSpec, settings: OpenAISettings) -> bool:
     return (spec.mode or settings.mode) == "batch"
 
 
-class OpenAIConfigError(ValueError):
+class OpenAIConfigError(ProviderConfigError):
     """The OpenAI settings cannot work (no API key)."""
 
 
-class OpenAIProvider(ProviderDefaults):
+class OpenAIProvider(HttpProvider[OpenAISettings]):
     """No remote cancel (a request is the whole job), no balance (only an admin key can read costs)."""
 
     name = "openai"
+    config_error = OpenAIConfigError
+    style = HttpStyle(dialect=openai_dialect)
+
+    def read_error(self, answer: HttpAnswer) -> ProviderError | None:
+        return classify(answer)
 
     def __init__(
         self,
@@ -69,27 +71,8 @@ class OpenAIProvider(ProviderDefaults):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        problems = settings.configuration_problems()
-        if problems or settings.api_key is None:
-            raise OpenAIConfigError(problems[0] if problems else "OpenAI is not configured")
-        self._settings = settings
-        self._base = settings.base_url.rstrip("/")
-        self._authorization = f"Bearer {settings.api_key.get_secret_value()}"
-        self._http = HttpLayer(
-            self.name,
-            gate,
-            HttpLimits.of(settings),
-            secrets=[settings.api_key.get_secret_value()],
-            key_setting=KEY_SETTING,
-            classify=classify,
-            dialect=openai_dialect,
-            transport=transport,
-        )
-        self.label = f"openai ({settings.model} at {urlsplit(self._base).netloc or self._base})"
+        super().__init__(settings, gate, transport=transport)
         self._batches: OpenAIBatchApi | None = None
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(model={self._settings.model!r}, base_url={self._base!r})"
 
     async def submit(self, spec: JobSpec, idempotency_key: str) -> Submitted | Finished:
         model = request.model_of(spec, self._settings.model)
@@ -127,9 +110,6 @@ class OpenAIProvider(ProviderDefaults):
         if self._batches is None:
             self._batches = OpenAIBatchApi(self, self._http, self._settings, self._authorization)
         return self._batches
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     def price(self, model: str, quality: Any, size: str) -> float | None:
         """US dollars for one direct image: `costs` (by model, else `default`), else the table."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from wfbatch.core.models import ImageFormat, JobSpec
-from wfbatch.providers.openai_rules import MODELS, prompt_problem, validate_openai_entry
+from wfbatch.providers.openai.rules import MODELS, prompt_problem, validate_openai_entry
 
 _COMPRESSIBLE = (ImageFormat.JPEG, ImageFormat.WEBP)
 

@@ -1,7 +1,5 @@
 """Replicate's predictions API (providers.md §3): `client` talks to it, `request` writes the
 create body and matches a listed prediction against it, `prices` is the default US-dollar table.
-The size rules that parse-time validation shares live in `wfbatch.providers.replicate_rules`."""
+`rules` and `validation` are the parse-time checks, `settings` its section: importable without httpx.
 
-from wfbatch.providers.replicate.client import ReplicateConfigError, ReplicateProvider
-
-__all__ = ["ReplicateConfigError", "ReplicateProvider"]
+Nothing is imported here: the registry reaches the settings without loading the client."""

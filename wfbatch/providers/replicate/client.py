@@ -18,31 +18,27 @@ import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import httpx
-
 from wfbatch.core.models import JobSpec
 from wfbatch.providers.base import (
     Finished,
     Image,
     Pending,
-    ProviderDefaults,
     RemoteHandle,
-    RequestGate,
     RequestKind,
     Submitted,
 )
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
-from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
+from wfbatch.providers.http import HttpAnswer
 from wfbatch.providers.http import headers as hdr
 from wfbatch.providers.http.classify import error_message
 from wfbatch.providers.http.download import fetch_image
-from wfbatch.providers.http.headers import replicate_dialect
+from wfbatch.providers.http.provider import HttpProvider, HttpStyle, ProviderConfigError
 from wfbatch.providers.replicate import request
+from wfbatch.providers.replicate.headers import replicate_dialect
 from wfbatch.providers.replicate.prices import table_price
-from wfbatch.providers.replicate_rules import model_of
-from wfbatch.settings import ReplicateSettings
+from wfbatch.providers.replicate.rules import model_of
+from wfbatch.providers.replicate.settings import ReplicateSettings
 
-KEY_SETTING = "WFBATCH_REPLICATE__API_KEY"
 RUNNING = frozenset({"starting", "processing", "queued"})
 CLOCK_SKEW = 2.0
 """Seconds a listed prediction's `created_at` may precede the job's start and still be its own
@@ -50,7 +46,7 @@ CLOCK_SKEW = 2.0
 _SECONDS_IN_DETAIL = re.compile(r"~?\s*(\d+(?:\.\d+)?)\s*s\b")
 
 
-class ReplicateConfigError(ValueError):
+class ReplicateConfigError(ProviderConfigError):
     """The Replicate settings cannot work (no API key)."""
 
 
@@ -95,36 +91,13 @@ def output_urls(output: Any) -> list[str]:
     return [u.strip() for u in found if isinstance(u, str) and u.strip().startswith(("http://", "https://"))]
 
 
-class ReplicateProvider(ProviderDefaults):
+class ReplicateProvider(HttpProvider[ReplicateSettings]):
     name = "replicate"
+    config_error = ReplicateConfigError
+    style = HttpStyle(dialect=replicate_dialect)
 
-    def __init__(
-        self,
-        settings: ReplicateSettings,
-        gate: RequestGate,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        problems = settings.configuration_problems()
-        if problems or settings.api_key is None:
-            raise ReplicateConfigError(problems[0] if problems else "not configured")
-        self._settings = settings
-        self._base = settings.base_url.rstrip("/")
-        self._authorization = f"Bearer {settings.api_key.get_secret_value()}"
-        self._http = HttpLayer(
-            self.name,
-            gate,
-            HttpLimits.of(settings),
-            secrets=[settings.api_key.get_secret_value()],
-            key_setting=KEY_SETTING,
-            classify=classify,
-            dialect=replicate_dialect,
-            transport=transport,
-        )
-        self.label = f"replicate ({settings.model} at {urlsplit(self._base).netloc or self._base})"
-
-    def __repr__(self) -> str:
-        return f"ReplicateProvider(model={self._settings.model!r}, base_url={self._base!r})"
+    def read_error(self, answer: HttpAnswer) -> ProviderError | None:
+        return classify(answer)
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -195,9 +168,6 @@ class ReplicateProvider(ProviderDefaults):
 
     async def estimate(self, spec: JobSpec) -> float | None:
         return self._price(model_of(spec.model, self._settings.model))
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # -- internals ---------------------------------------------------------------------------
 

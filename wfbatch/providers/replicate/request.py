@@ -8,7 +8,7 @@ from typing import Any
 
 from wfbatch.core.models import ImageFormat, JobSpec
 from wfbatch.providers.errors import Permanent
-from wfbatch.providers.replicate_rules import SizeMode, model_of, size_input, takes_aspect_ratio
+from wfbatch.providers.replicate.rules import SizeMode, model_of, size_input, takes_aspect_ratio
 
 # flux models make webp, jpg or png; the output file is converted locally whatever comes back.
 _FORMATS = {ImageFormat.JPEG: "jpg", ImageFormat.PNG: "png", ImageFormat.WEBP: "webp"}

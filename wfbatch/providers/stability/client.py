@@ -21,7 +21,6 @@ import binascii
 import json
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,7 +29,6 @@ from wfbatch.providers.base import (
     Finished,
     Image,
     Pending,
-    ProviderDefaults,
     RemoteHandle,
     RequestGate,
     RequestKind,
@@ -44,20 +42,20 @@ from wfbatch.providers.errors import (
     RateLimited,
     Transient,
 )
-from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
+from wfbatch.providers.http import HttpAnswer
 from wfbatch.providers.http import headers as hdr
 from wfbatch.providers.http.classify import error_message
-from wfbatch.providers.media import sniff_image
+from wfbatch.providers.http.provider import HttpProvider, ProviderConfigError
+from wfbatch.providers.media import is_whole_image, sniff_image
 from wfbatch.providers.stability import request
 from wfbatch.providers.stability.prices import table_credits
-from wfbatch.providers.stability_rules import endpoint_of
-from wfbatch.settings import StabilitySettings
+from wfbatch.providers.stability.rules import endpoint_of
+from wfbatch.providers.stability.settings import StabilitySettings
 
-KEY_SETTING = "WFBATCH_STABILITY__API_KEY"
 FILTERED = "CONTENT_FILTERED"
 
 
-class StabilityConfigError(ValueError):
+class StabilityConfigError(ProviderConfigError):
     """The Stability settings cannot work (no API key)."""
 
 
@@ -77,10 +75,11 @@ def stability_message(answer: HttpAnswer) -> str:
     return error_message(body) or f"HTTP {answer.status}"
 
 
-class StabilityProvider(ProviderDefaults):
+class StabilityProvider(HttpProvider[StabilitySettings]):
     """No remote cancel (a request is the whole job); a balance from `/v1/user/balance`."""
 
     name = "stability"
+    config_error = StabilityConfigError
 
     def __init__(
         self,
@@ -90,27 +89,9 @@ class StabilityProvider(ProviderDefaults):
         transport: httpx.AsyncBaseTransport | None = None,
         monotonic: Any = time.monotonic,
     ) -> None:
-        problems = settings.configuration_problems()
-        if problems or settings.api_key is None:
-            raise StabilityConfigError(problems[0] if problems else "not configured")
-        self._settings = settings
-        self._base = settings.base_url.rstrip("/")
-        self._authorization = f"Bearer {settings.api_key.get_secret_value()}"
+        super().__init__(settings, gate, transport=transport)
         self._monotonic = monotonic
         self._locked_until = 0.0
-        self._http = HttpLayer(
-            self.name,
-            gate,
-            HttpLimits.of(settings),
-            secrets=[settings.api_key.get_secret_value()],
-            key_setting=KEY_SETTING,
-            classify=self._classify,
-            transport=transport,
-        )
-        self.label = f"stability ({settings.model} at {urlsplit(self._base).netloc or self._base})"
-
-    def __repr__(self) -> str:
-        return f"StabilityProvider(model={self._settings.model!r}, base_url={self._base!r})"
 
     async def submit(self, spec: JobSpec, idempotency_key: str) -> Submitted | Finished:
         model = request.model_of(spec, self._settings.model)
@@ -152,9 +133,6 @@ class StabilityProvider(ProviderDefaults):
     async def estimate(self, spec: JobSpec) -> float | None:
         return self._price(request.model_of(spec, self._settings.model))
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     # -- internals ---------------------------------------------------------------------------
 
     def _price(self, model: str) -> float | None:
@@ -171,7 +149,7 @@ class StabilityProvider(ProviderDefaults):
         if left > 0:
             raise RateLimited(f"stability: locked out after a 429; {left:.0f} s left", retry_after=left)
 
-    def _classify(self, answer: HttpAnswer) -> ProviderError | None:
+    def read_error(self, answer: HttpAnswer) -> ProviderError | None:
         name = error_name(answer.body)
         message = stability_message(answer)
         status, request_id = answer.status, answer.request_id
@@ -208,9 +186,9 @@ class StabilityProvider(ProviderDefaults):
     def _finished(self, spec: JobSpec, model: str, answer: HttpAnswer) -> Finished:
         data, reason, seed = self._image_of(answer)
         media_type = sniff_image(data)
-        if media_type is None:
+        if media_type is None or not is_whole_image(data):
             raise Transient(
-                "stability: the answer is not a PNG, JPEG or WebP image",
+                "stability: the answer is not a whole PNG, JPEG or WebP image",
                 status=answer.status,
                 request_id=answer.request_id,
             )

@@ -4,7 +4,7 @@ job (providers.md §4.2). Pure, no I/O."""
 from __future__ import annotations
 
 from wfbatch.core.models import JobSpec
-from wfbatch.providers.stability_rules import (
+from wfbatch.providers.stability.rules import (
     SD3_PREFIX,
     aspect_ratio_for,
     endpoint_of,

@@ -1,6 +1,4 @@
 """Wireflow (providers.md §1): `client` talks to the API, `parse` reads its answers, `bodies` writes
-what is sent."""
+what is sent, `settings` is its section (plans, label).
 
-from wfbatch.providers.wireflow.client import WireflowConfigError, WireflowProvider
-
-__all__ = ["WireflowConfigError", "WireflowProvider"]
+Nothing is imported here: the registry reaches the settings without loading the client."""

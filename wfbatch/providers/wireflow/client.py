@@ -16,7 +16,6 @@ only while a request's headers are built.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -28,32 +27,21 @@ from wfbatch.providers.base import (
     Finished,
     Image,
     Pending,
-    ProviderDefaults,
     RemoteHandle,
     RequestGate,
     RequestKind,
     Submitted,
 )
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, RateLimited, Transient
-from wfbatch.providers.http import HttpAnswer, HttpLayer, HttpLimits
-from wfbatch.providers.http.headers import wireflow_dialect
+from wfbatch.providers.http import HttpAnswer
+from wfbatch.providers.http.headers import x_ratelimit_dialect
+from wfbatch.providers.http.provider import HttpProvider, HttpStyle, ProviderConfigError
 from wfbatch.providers.wireflow import bodies, parse
-from wfbatch.settings import WireflowSettings
-
-KEY_SETTING = "WFBATCH_WIREFLOW__API_KEY"
+from wfbatch.providers.wireflow.settings import WireflowSettings
 
 
-class WireflowConfigError(ValueError):
+class WireflowConfigError(ProviderConfigError):
     """The Wireflow settings cannot work: a missing API key, workflow id or input node id."""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def classify(answer: HttpAnswer) -> ProviderError | None:
@@ -80,10 +68,13 @@ def classify(answer: HttpAnswer) -> ProviderError | None:
     return None
 
 
-class WireflowProvider(ProviderDefaults):
+class WireflowProvider(HttpProvider[WireflowSettings]):
     """No remote cancel: Wireflow documents none (`cancel` stays False)."""
 
     name = "wireflow"
+    config_error = WireflowConfigError
+    # wireflow.ai 308s to www.; POST bodies survive a 308
+    style = HttpStyle(dialect=x_ratelimit_dialect, follow_redirects=True)
 
     def __init__(
         self,
@@ -92,33 +83,14 @@ class WireflowProvider(ProviderDefaults):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        problems = settings.configuration_problems()
-        if problems or settings.api_key is None or settings.workflow_id is None:
-            raise WireflowConfigError(problems[0] if problems else "Wireflow is not configured")
-        self._settings = settings
-        self._base = settings.base_url.rstrip("/")
-        self._workflow_id = settings.workflow_id
-        self._hook_id = settings.webhook_id or settings.workflow_id  # docs: the workflow id works too
-        self._http = HttpLayer(
-            self.name,
-            gate,
-            HttpLimits.of(settings),
-            secrets=[settings.api_key.get_secret_value()],
-            key_setting=KEY_SETTING,
-            classify=classify,
-            dialect=wireflow_dialect,
-            transport=transport,
-            follow_redirects=True,  # wireflow.ai 308s to www.; POST bodies survive a 308
-        )
+        super().__init__(settings, gate, transport=transport)
+        self._workflow_id = settings.workflow_id or ""  # configuration_problems() insisted on one
+        self._hook_id = settings.webhook_id or self._workflow_id  # docs: the workflow id works too
         self._graph: dict[str, Any] | None = None
         self._graph_lock = asyncio.Lock()
-        host = urlsplit(self._base).netloc or self._base
-        where = f"workflow {self._workflow_id} at {host}"
-        if settings.mode != "execute":
-            where += f", {settings.mode} mode"
-        if _is_loopback(urlsplit(self._base).hostname or ""):
-            where += "; a local address, e.g. the wfbatch simulator"
-        self.label = f"wireflow ({where})"
+
+    def read_error(self, answer: HttpAnswer) -> ProviderError | None:
+        return classify(answer)
 
     def __repr__(self) -> str:
         return (
@@ -184,9 +156,6 @@ class WireflowProvider(ProviderDefaults):
         if finished.images:
             return list(finished.images)
         return [await self._download(url) for url in finished.urls]
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # -- credits -----------------------------------------------------------------------------
 
@@ -266,8 +235,8 @@ class WireflowProvider(ProviderDefaults):
     ) -> HttpAnswer:
         """One API request through the layer; a 2xx JSON object back, or a typed error."""
         request_headers = {"Accept": "application/json", **(headers or {})}
-        if auth and self._settings.api_key is not None:
-            request_headers["Authorization"] = f"Bearer {self._settings.api_key.get_secret_value()}"
+        if auth:
+            request_headers.update(self.auth_headers())
         answer = await self._http.send(
             kind, method, self._base + path, json=json, headers=request_headers, priority=priority
         )

@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from wfbatch.sim import views
 from wfbatch.sim.faults import HOSTILE, drop_connection, hostile_file, hostile_reply, truncate
 from wfbatch.sim.limits import WindowVerdict
 from wfbatch.sim.replies import error_reply, json_reply, number
 from wfbatch.sim.state import CreditShortfall, Execution, SimState, StartRoute, StoredReply, fingerprint
-from wfbatch.sim.workflows import (
+from wfbatch.sim.wireflow import views
+from wfbatch.sim.wireflow.workflows import (
     GENERATE_NODE_ID,
     GENERATE_NODE_LABEL,
     PROMPT_INPUT_ID,

@@ -8,7 +8,7 @@ from typing import Any
 
 from wfbatch.sim.replies import number
 from wfbatch.sim.state import Execution
-from wfbatch.sim.workflows import GENERATE_NODE_ID, GENERATE_NODE_LABEL
+from wfbatch.sim.wireflow.workflows import GENERATE_NODE_ID, GENERATE_NODE_LABEL
 
 
 def iso(ts: float | None) -> str | None:

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from wfbatch.sim.faults import drop_connection, truncate
 from wfbatch.sim.images import ImageFormat, render_image
-from wfbatch.sim.replicate_book import Prediction
+from wfbatch.sim.replicate.book import Prediction
 from wfbatch.sim.state import SimState
 
 API = "/v1"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from wfbatch.sim.images import ImageFormat
-from wfbatch.sim.openai_models import (
+from wfbatch.sim.openai.models import (
     BACKGROUNDS,
     GPT_ONLY_FIELDS,
     MODELS,

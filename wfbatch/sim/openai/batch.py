@@ -38,9 +38,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wfbatch.sim.openai_batch_book import SimBatch, SimFile
-from wfbatch.sim.openai_book import OpenAIBook
-from wfbatch.sim.openai_request import ApiError, Generation, parse_generation
+from wfbatch.sim.openai.batch_book import SimBatch, SimFile
+from wfbatch.sim.openai.book import OpenAIBook
+from wfbatch.sim.openai.request import ApiError, Generation, parse_generation
 from wfbatch.sim.replies import json_reply
 from wfbatch.sim.state import SimState
 

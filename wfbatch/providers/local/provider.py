@@ -28,9 +28,7 @@ from wfbatch.providers.base import (
     Submitted,
 )
 from wfbatch.providers.errors import Permanent, Transient
-from wfbatch.settings import LocalSettings
-
-LABEL = "local (offline renderer: placeholder pictures, not a real model)"
+from wfbatch.providers.local.settings import LABEL, LocalSettings
 
 
 class LocalProvider(ProviderDefaults):

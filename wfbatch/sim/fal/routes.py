@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wfbatch.sim.fal_book import FalRequest
+from wfbatch.sim.fal.book import FalRequest
 from wfbatch.sim.faults import drop_connection, truncate
 from wfbatch.sim.images import ImageFormat, render_image
 from wfbatch.sim.replies import json_reply

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from wfbatch.sim.comfyui_server import ComfyServer, Step, WsEvent, validation_errors
+from wfbatch.sim.comfyui.server import ComfyServer, Step, WsEvent, validation_errors
 from wfbatch.sim.replies import json_reply
 
 API = ""

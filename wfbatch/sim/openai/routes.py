@@ -27,10 +27,10 @@ from starlette.routing import Route
 from wfbatch.sim.faults import HOSTILE, drop_connection, hostile_reply, truncate
 from wfbatch.sim.images import render_image
 from wfbatch.sim.limits import WindowVerdict
-from wfbatch.sim.openai_batch import batch_routes
-from wfbatch.sim.openai_book import OpenAIBook
-from wfbatch.sim.openai_models import output_tokens
-from wfbatch.sim.openai_request import ApiError, Generation, parse_generation
+from wfbatch.sim.openai.batch import batch_routes
+from wfbatch.sim.openai.book import OpenAIBook
+from wfbatch.sim.openai.models import output_tokens
+from wfbatch.sim.openai.request import ApiError, Generation, parse_generation
 from wfbatch.sim.replies import json_reply
 from wfbatch.sim.state import SimState
 

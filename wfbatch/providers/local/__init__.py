@@ -1,0 +1,1 @@
+"""The built-in offline renderer: `provider` draws the pictures, `settings` is its section."""

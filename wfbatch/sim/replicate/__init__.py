@@ -1,0 +1,1 @@
+"""The Replicate predictions simulator: `routes`, `book` (predictions), `options` (knobs, description)."""
