@@ -8,7 +8,7 @@ ellipsis. `wide` prints every column in full, as long as the lines get (like `ku
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rich import box
@@ -145,6 +145,8 @@ def _provider_state(p: ProviderStatus) -> str:
         return "held"
     if p.blocked_for > 0:
         return f"waiting {duration(p.blocked_for)}"
+    if p.start_wait() is not None:
+        return "waiting"
     return "running" if p.in_flight else "idle"
 
 
@@ -199,6 +201,9 @@ def render_status(status: Status, wide: bool = False) -> None:
         for p in status.providers.values():
             today = f"{p.daily_executions}/{p.daily_cap}" if p.daily_cap else str(p.daily_executions)
             why = p.paused or (p.block_reason if p.blocked_for > 0 else "") or ""
+            wait = p.start_wait()
+            if not why and wait is not None:
+                why = f"next start in {duration(wait[0])}: {wait[1]}"
             rows.append([
                 p.name, f"{p.in_flight}/{p.max_in_flight}",
                 _window(p.requests_in_window, p.requests_per_minute),
@@ -219,7 +224,7 @@ def render_status(status: Status, wide: bool = False) -> None:
             line.append(f" ({'; '.join(backlog.held_reasons)})")
         out.print(line)
     if status.batches:
-        render_batches(status.batches, out, held={h.target for h in status.holds if h.scope == "batch"})
+        render_batches(status.batches, out, hold_of=status.hold_of)
     render_holds(status.holds, out, {b.id: b.name for b in status.batches})
 
 
@@ -234,11 +239,10 @@ def pipeline_line(pipeline: dict[str, int]) -> str:
 
 
 def render_batches(
-    batches: list[BatchSummary], out: Console | None = None, held: set[str | None] | None = None,
-    wide: bool = False,
+    batches: list[BatchSummary], out: Console | None = None,
+    hold_of: Callable[[BatchSummary], Hold | None] | None = None, wide: bool = False,
 ) -> None:
     out = out or console(wide)
-    held = held or set()
     ids = short_ids([b.id for b in batches])
     columns = [
         Column("batch"), Column("name", flexible=True), Column("done"), Column("failed"), Column("left"),
@@ -251,7 +255,7 @@ def render_batches(
             state = "paused"
         elif not left:
             state = "finished"
-        elif b.id in held or b.pause_reason:
+        elif b.pause_reason or (hold_of is not None and hold_of(b) is not None):
             state = "held"
         else:
             state = b.remote_progress() or "working"

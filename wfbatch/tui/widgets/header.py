@@ -57,6 +57,8 @@ def provider_parts(provider: ProviderStatus) -> list[Part]:
     elif provider.blocked_for > 0:
         why = provider.block_reason or "waiting"
         parts.append((_part(f"  ⧗ {why}, {duration(provider.blocked_for)}", "yellow"), 80))
+    elif (wait := provider.start_wait()) is not None:
+        parts.append((_part(f"  ⧗ next start in {duration(wait[0])}: {wait[1]}", "yellow"), 80))
     parts += [
         (_labelled("  req/min ", of_limit(provider.requests_in_window, provider.requests_per_minute)), 60),
         (_labelled("  exec/min ", of_limit(provider.executions_in_window, provider.executions_per_minute)),
