@@ -11,7 +11,8 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun if count == 1 else _IRREGULAR.get(noun, noun + 's')}"
 
 
-def figure(value: float) -> str:
+def figure(value: float | None) -> str:
     """A float as a person reads it: sums of prices carry binary noise (0.1 + 0.11 =
-    0.21000000000000002), so round to 6 significant digits before `g` drops the zeros."""
-    return f"{value:.6g}"
+    0.21000000000000002), so round to 6 significant digits before `g` drops the zeros. None
+    (unknown) reads as `unknown`."""
+    return "unknown" if value is None else f"{value:.6g}"
