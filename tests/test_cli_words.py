@@ -16,7 +16,8 @@ from wfbatch.core.words import figure, plural
 def _plan(tmp_path: Path, name: str, content: str, **env: str) -> tuple[int, str]:
     path = tmp_path / name
     path.write_text(content)
-    shown = CliRunner().invoke(cli_main, ["plan", str(path)], env={"WFBATCH_HOME": str(tmp_path / "h"), **env})
+    home = {"WFBATCH_HOME": str(tmp_path / "h")}
+    shown = CliRunner().invoke(cli_main, ["plan", str(path)], env={**home, **env})
     return shown.exit_code, shown.output
 
 
