@@ -140,6 +140,12 @@ def error_line(error: ErrorInfo) -> str:
     return f"{error_headline(error.http_status)}: {_flat(error.message)}"
 
 
+def error_cell(error: ErrorInfo) -> str:
+    """The provider's words first, the kind after (`NSFW content detected (execution failed)`): a
+    narrow column cut on the right keeps the part that says why, as the TUI's Failed tab does."""
+    return f"{_flat(error.message)} ({error_headline(error.http_status)})"
+
+
 def _provider_state(p: ProviderStatus) -> str:
     if p.paused:
         return "held"
@@ -283,7 +289,7 @@ def render_jobs(jobs: list[JobSummary], wide: bool = False, known_batches: Seque
     for j in jobs:
         rows.append([
             str(j.id), j.batch_id if wide else ids[j.batch_id], j.state, j.review, stage_text(j),
-            str(j.attempts), _flat(j.prompt), error_line(j.error) if j.error is not None else "",
+            str(j.attempts), _flat(j.prompt), error_cell(j.error) if j.error is not None else "",
         ])
     out.print(fitted_table(out, columns, rows))
 
