@@ -200,7 +200,7 @@ def render_status(status: Status, wide: bool = False) -> None:
     if status.providers:
         columns = [
             Column("provider"), Column("in flight"), Column("req/min"), Column("starts/min", optional=True),
-            Column("today"), Column("credits", optional=True), Column("state"),
+            Column("today"), Column("spent", optional=True), Column("state"),
             Column("why", flexible=True),
         ]
         rows: list[list[str | Text]] = []
@@ -213,7 +213,7 @@ def render_status(status: Status, wide: bool = False) -> None:
             rows.append([
                 p.name, f"{p.in_flight}/{p.max_in_flight}",
                 _window(p.requests_in_window, p.requests_per_minute),
-                _window(p.executions_in_window, p.executions_per_minute), today, f"{p.credits_used:g}",
+                _window(p.executions_in_window, p.executions_per_minute), today, f"{p.credits_used:.6g}",
                 _provider_state(p), _flat(why),
             ])
         out.print(fitted_table(out, columns, rows))

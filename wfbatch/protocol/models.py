@@ -104,6 +104,9 @@ class ProviderStatus(_Model):
     next_start_why: str | None = None
     """The limit behind that wait, e.g. "10/min request limit"; None when nothing waits."""
     balance: float | None = None
+    """What the provider says is left on the account, in its unit; None where it cannot tell."""
+    balance_at: Timestamp | None = None
+    """When that balance was read: it is refreshed every few minutes, not live."""
     jobs: dict[str, int] = Field(default_factory=dict)
     credits_used: float = 0.0
     """Credits charged for this provider's finished jobs (all batches)."""
