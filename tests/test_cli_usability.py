@@ -64,7 +64,9 @@ def test_failed_jobs_at_80_columns_keep_id_and_state_and_wide_shows_all(daemon: 
     for job in failed:
         row = next(line for line in lines if line.split()[:1] == [str(job["id"])])
         assert "failed" in row.split()[1:3]  # after the id (and the batch, when there is room)
-        assert "HTTP 422: " in row and "…" in row  # the error gets the room, cut with an ellipsis
+        # The error gets the room, the provider's words first, cut on the right with an ellipsis.
+        assert job["error"]["message"][:12] in row and "…" in row
+        assert "HTTP 422:" not in row  # the kind goes after the words: `… (HTTP 422)`
 
     for wide_flag in (["--wide"], ["-o", "wide"]):
         wide = daemon.cli("jobs", "--state", "failed", "--batch", batch_id, *wide_flag, columns=80)

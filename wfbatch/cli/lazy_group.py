@@ -6,6 +6,7 @@ pattern ("Lazily Loading Subcommands")."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,17 @@ class LazyGroup(click.Group):
         if cmd_name in self.lazy_commands:
             return self._load(cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """A mistyped command gets a suggestion: `wfbatch stauts` → did you mean `status`?"""
+        name = click.utils.make_str(args[0]) if args else ""
+        if args and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1, cutoff=0.6)
+            if close:
+                ctx.fail(f"No such command {name!r}. Did you mean {close[0]!r}?")
+        return super().resolve_command(ctx, args)
 
     def _load(self, cmd_name: str) -> click.Command:
         module_name, attribute = self.lazy_commands[cmd_name].split(":")

@@ -18,6 +18,7 @@ from wfbatch.cli.common import (
 )
 from wfbatch.cli.run_cmd import read_and_parse
 from wfbatch.core.models import ParsedBatch
+from wfbatch.core.words import figure, plural
 from wfbatch.engine.plan import PipelinePlan, Plan, make_plan
 from wfbatch.settings import Settings
 from wfbatch.store import Store
@@ -48,7 +49,7 @@ def plan_command(
     (and how many jobs have an unknown cost), estimated duration under the configured limits, and
     whether a budget, a daily cap or the balance would stop the run, and where."""
     settings = settings_from_flags(home, provider=provider)
-    prompt_files = read_and_parse(files, settings, budget=budget)
+    prompt_files = read_and_parse(files, settings, budget=budget, refused="fix these and plan again:")
     parsed = [f.parsed for f in prompt_files]
     plan = asyncio.run(_plan(settings, parsed, approve_rate))
     if as_json:
@@ -69,51 +70,58 @@ async def _plan(settings: Settings, parsed: list[ParsedBatch], approve_rate: flo
 def _print_plan(plan: Plan) -> None:
     echo = click.echo
     echo(
-        f"{plan.entries} entries → {plan.jobs} jobs, {plan.unique_jobs} unique;"
+        f"{plural(plan.entries, 'entry')} → {plural(plan.jobs, 'job')}, {plan.unique_jobs} unique;"
         f" {plan.cache_hits} from the cache, {plan.jobs_left} to generate"
     )
-    credits = "unknown" if plan.estimated_credits is None else f"{plan.estimated_credits:g}"
-    unknown = f" ({plan.unknown_cost_jobs} jobs of unknown cost)" if plan.unknown_cost_jobs else ""
+    credits = "unknown" if plan.estimated_credits is None else figure(plan.estimated_credits)
+    unknown = f" ({plural(plan.unknown_cost_jobs, 'job')} of unknown cost)" if plan.unknown_cost_jobs else ""
     echo(f"estimated credits: {credits}{unknown}")
     echo(f"estimated duration: {_duration(plan.estimated_seconds)}")
     for name, provider in plan.providers.items():
-        cost = "unknown" if provider.cost_per_image is None else f"{provider.cost_per_image:g}"
-        balance = "" if provider.balance is None else f", balance {provider.balance:g}"
+        cost = "unknown" if provider.cost_per_image is None else figure(provider.cost_per_image)
+        balance = "" if provider.balance is None else f", balance {figure(provider.balance)}"
         echo(
-            f"  {name}: {provider.jobs_left} jobs, {cost} credits each, latency {provider.latency:.1f} s"
-            f" ({provider.latency_source}){balance}"
+            f"  {name}: {plural(provider.jobs_left, 'job')}, {cost} credits each,"
+            f" latency {provider.latency:.1f} s ({provider.latency_source}){balance}"
         )
         if provider.batch_jobs:
-            echo(f"    batch mode: {provider.batch_jobs} jobs, done within {provider.completion_window}")
+            batch_jobs = plural(provider.batch_jobs, "job")
+            echo(f"    batch mode: {batch_jobs}, done within {provider.completion_window}")
             if provider.batch_cost is not None and provider.batch_direct_cost is not None:
                 saving = provider.batch_direct_cost - provider.batch_cost
                 echo(
-                    f"    price: {provider.batch_cost:g} in batch mode, {provider.batch_direct_cost:g} direct"
-                    f" (saving {saving:g})"
+                    f"    price: {figure(provider.batch_cost)} in batch mode,"
+                    f" {figure(provider.batch_direct_cost)} direct (saving {figure(saving)})"
                 )
     if plan.pipeline:
         _print_pipeline(plan.pipeline)
     if plan.stops_at:
-        echo(f"would stop after {plan.stops_at['after_jobs']} jobs: {plan.stops_at['reason']}")
+        echo(f"would stop after {plural(plan.stops_at['after_jobs'], 'job')}: {plan.stops_at['reason']}")
 
 
 def _print_pipeline(pipeline: PipelinePlan) -> None:
     echo = click.echo
     rate = f"{pipeline.approve_rate:.0%}"
     echo(
-        f"drafts → finals: {pipeline.drafts} drafts, ~{pipeline.expected_finals:g} finals at an approval"
-        f" rate of {rate} ({pipeline.approve_rate_source})"
+        f"drafts → finals: {plural(pipeline.drafts, 'draft')}, ~{figure(pipeline.expected_finals)} finals"
+        f" at an approval rate of {rate} ({pipeline.approve_rate_source})"
     )
     if pipeline.pipeline_credits is None or pipeline.straight_to_finals is None:
         echo("  credits unknown: a draft or final model has no known price (set `costs`)")
         return
     echo(
-        f"  drafts {pipeline.drafts_credits:g} + finals {pipeline.finals_credits:g}"
-        f" = {pipeline.pipeline_credits:g} credits"
+        f"  drafts {figure(pipeline.drafts_credits)} + finals {figure(pipeline.finals_credits)}"
+        f" = {figure(pipeline.pipeline_credits)} credits"
     )
     saving = pipeline.saving or 0.0
     share = f" ({saving / pipeline.straight_to_finals:.0%})" if pipeline.straight_to_finals else ""
-    echo(f"  straight to finals: {pipeline.straight_to_finals:g} credits; saving {saving:g}{share}")
+    straight = f"  straight to finals: {figure(pipeline.straight_to_finals)} credits; "
+    if saving >= 0:
+        echo(f"{straight}saving {figure(saving)}{share}")
+    else:
+        # A flat-price provider charges a draft like a final: drafting first only adds the drafts.
+        echo(f"{straight}drafting first costs {figure(-saving)} more{share.replace('-', '')}: this"
+             " provider charges a draft about as much as a final")
 
 
 def _duration(seconds: float) -> str:

@@ -8,7 +8,7 @@ ellipsis. `wide` prints every column in full, as long as the lines get (like `ku
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rich import box
@@ -144,11 +144,19 @@ def error_line(error: ErrorInfo) -> str:
     return f"{error_headline(error.http_status)}: {_flat(error.message)}"
 
 
+def error_cell(error: ErrorInfo) -> str:
+    """The provider's words first, the kind after (`NSFW content detected (execution failed)`): a
+    narrow column cut on the right keeps the part that says why, as the TUI's Failed tab does."""
+    return f"{_flat(error.message)} ({error_headline(error.http_status)})"
+
+
 def _provider_state(p: ProviderStatus) -> str:
     if p.paused:
         return "held"
     if p.blocked_for > 0:
         return f"waiting {duration(p.blocked_for)}"
+    if p.start_wait() is not None:
+        return "waiting"
     return "running" if p.in_flight else "idle"
 
 
@@ -196,17 +204,20 @@ def render_status(status: Status, wide: bool = False) -> None:
     if status.providers:
         columns = [
             Column("provider"), Column("in flight"), Column("req/min"), Column("starts/min", optional=True),
-            Column("today"), Column("credits", optional=True), Column("state"),
+            Column("today"), Column("spent", optional=True), Column("state"),
             Column("why", flexible=True),
         ]
         rows: list[list[str | Text]] = []
         for p in status.providers.values():
             today = f"{p.daily_executions}/{p.daily_cap}" if p.daily_cap else str(p.daily_executions)
             why = p.paused or (p.block_reason if p.blocked_for > 0 else "") or ""
+            wait = p.start_wait()
+            if not why and wait is not None:
+                why = f"next start in {duration(wait[0])}: {wait[1]}"
             rows.append([
                 p.name, f"{p.in_flight}/{p.max_in_flight}",
                 _window(p.requests_in_window, p.requests_per_minute),
-                _window(p.executions_in_window, p.executions_per_minute), today, f"{p.credits_used:g}",
+                _window(p.executions_in_window, p.executions_per_minute), today, f"{p.credits_used:.6g}",
                 _provider_state(p), _flat(why),
             ])
         out.print(fitted_table(out, columns, rows))
@@ -223,7 +234,7 @@ def render_status(status: Status, wide: bool = False) -> None:
             line.append(f" ({'; '.join(backlog.held_reasons)})")
         out.print(line)
     if status.batches:
-        render_batches(status.batches, out, held={h.target for h in status.holds if h.scope == "batch"})
+        render_batches(status.batches, out, hold_of=status.hold_of)
     render_holds(status.holds, out, {b.id: b.name for b in status.batches})
 
 
@@ -238,11 +249,10 @@ def pipeline_line(pipeline: dict[str, int]) -> str:
 
 
 def render_batches(
-    batches: list[BatchSummary], out: Console | None = None, held: set[str | None] | None = None,
-    wide: bool = False,
+    batches: list[BatchSummary], out: Console | None = None,
+    hold_of: Callable[[BatchSummary], Hold | None] | None = None, wide: bool = False,
 ) -> None:
     out = out or console(wide)
-    held = held or set()
     ids = short_ids([b.id for b in batches])
     columns = [
         Column("batch"), Column("name", flexible=True), Column("done"), Column("failed"), Column("left"),
@@ -255,7 +265,7 @@ def render_batches(
             state = "paused"
         elif not left:
             state = "finished"
-        elif b.id in held or b.pause_reason:
+        elif b.pause_reason or (hold_of is not None and hold_of(b) is not None):
             state = "held"
         else:
             state = b.remote_progress() or "working"
@@ -285,7 +295,7 @@ def render_jobs(jobs: list[JobSummary], wide: bool = False, known_batches: Seque
         rows.append([
             str(j.id), j.batch_id if wide else ids[j.batch_id], Text(j.state, style=STYLE.get(j.state, "")),
             j.review, stage_text(j),
-            str(j.attempts), _flat(j.prompt), error_line(j.error) if j.error is not None else "",
+            str(j.attempts), _flat(j.prompt), error_cell(j.error) if j.error is not None else "",
         ])
     out.print(fitted_table(out, columns, rows))
 

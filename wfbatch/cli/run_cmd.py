@@ -40,7 +40,8 @@ MAX_FAILURES_LISTED = 1000
 
 
 def read_and_parse(
-    paths: tuple[Path, ...], settings: Settings, *, budget: float | None = None
+    paths: tuple[Path, ...], settings: Settings, *, budget: float | None = None,
+    refused: str = "nothing was enqueued; fix these and run again:",
 ) -> list[CheckedPrompts]:
     """Read and check every file before anything is enqueued (`check_prompts`: the checks
     `Control.accept` makes of a dropped file): one bad file enqueues nothing at all. `budget` (from
@@ -58,7 +59,7 @@ def read_and_parse(
         except PromptFileError as error:
             reports.append(error.report())
     if reports:
-        fail("nothing was enqueued; fix these and run again:\n" + "\n".join(reports))
+        fail(refused + "\n" + "\n".join(reports))
     return files
 
 

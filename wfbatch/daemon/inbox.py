@@ -110,7 +110,8 @@ class Inbox:
                 try:
                     await self._watch(stop)
                 except Exception as error:  # e.g. a file name that is not UTF-8: watchfiles gives up
-                    log.warning("the inbox watcher failed (%s); restarting it, and rescanning", error)
+                    if self.layout.inbox.is_dir():
+                        log.warning("the inbox watcher failed (%s); restarting it, and rescanning", error)
                     await wait_event(stop, WATCHER_RESTART_SECONDS)  # no busy loop if it fails again
                     self.scan()
         finally:
@@ -135,6 +136,8 @@ class Inbox:
                 self.scan()
 
     def scan(self) -> None:
+        if not self._inbox_is_there():
+            return
         try:
             entries = list(os.scandir(self.layout.inbox))
         except OSError as error:
@@ -142,6 +145,24 @@ class Inbox:
             return
         for entry in sorted(entries, key=lambda e: e.name):
             self.consider(Path(entry.path))
+
+    def _inbox_is_there(self) -> bool:
+        """A deleted inbox folder (a clean-up gone too far) is made again, said once; one that
+        cannot be made is said once too, not every rescan."""
+        inbox = self.layout.inbox
+        if inbox.is_dir():
+            self._warned.discard(("inbox", "missing"))
+            return True
+        try:
+            inbox.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            if ("inbox", "missing") not in self._warned:
+                self._warned.add(("inbox", "missing"))
+                log.error("the inbox %s is gone and cannot be made again (%s): files dropped there "
+                          "are not seen until it exists", inbox, error.strerror or error)
+            return False
+        log.warning("the inbox %s was gone; made it again (drop files there as before)", inbox)
+        return True
 
     def consider(self, path: Path) -> None:
         """Start watching `path` until it is complete, then take it (once)."""

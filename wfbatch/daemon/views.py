@@ -213,6 +213,7 @@ async def provider_statuses(
             jobs=by_provider.get(name, empty_counts()),
             credits_used=credits.get(name, 0.0),
             balance=ctx.engine.pool.balances.get(name),
+            balance_at=moment_or_none(ctx.engine.pool.balance_read_at.get(name)),
             servers=[
                 ServerStatus(host=s.host, up=s.up, down_since=moment_or_none(s.down_since), jobs=s.jobs)
                 for s in ctx.engine.pool.servers(name)

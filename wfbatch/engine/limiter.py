@@ -115,6 +115,8 @@ class LimiterSnapshot:
     paused: str | None
     requests_sent: int
     rate_limited: int
+    next_start_in: float
+    next_start_why: str | None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -273,6 +275,7 @@ class ProviderLimiter:
     def snapshot(self) -> LimiterSnapshot:
         now = self._clock.monotonic()
         self._roll_day()
+        wait, why = self.next_start()
         return LimiterSnapshot(
             requests_in_window=self.requests.used(now),
             requests_per_minute=self.requests.limit,
@@ -287,6 +290,8 @@ class ProviderLimiter:
             paused=self.hold(),
             requests_sent=self.requests_sent,
             rate_limited=self.rate_limited,
+            next_start_in=round(wait, 3),
+            next_start_why=why,
         )
 
     # -- internals ----------------------------------------------------------------------------

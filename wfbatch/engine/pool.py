@@ -32,6 +32,9 @@ UNREACHABLE_BACKOFF_MIN = 5.0
 UNREACHABLE_BACKOFF_MAX = 300.0
 BALANCE_REFRESH = 600.0
 BALANCE_REFRESH_PAUSED = 15.0
+# While a provider charges for work, its balance is read this often (at most half a request a
+# minute), so the balance shown is never ten minutes behind what was spent.
+BALANCE_REFRESH_AFTER_SPEND = 120.0
 BALANCE_AT_START_WITHIN = 5.0
 
 
@@ -61,6 +64,9 @@ class ProviderPool:
         self._providers: dict[str, Provider] = {}
         self.balances: dict[str, float] = {}
         """Credit balances the providers reported (refreshed by the daemon's loop)."""
+        self.balance_read_at: dict[str, float] = {}
+        """When each balance was read (wall clock): a balance is shown with its age."""
+        self._spent_since_read: set[str] = set()
         self._unreachable_backoff: dict[str, float] = {}
         self._balance_looked: dict[str, float] = {}
 
@@ -160,9 +166,16 @@ class ProviderPool:
             if not traits(name).reports_balance:
                 continue
             paused = self.limiter(name).pause_details.get("kind") == "credits"
-            period = BALANCE_REFRESH_PAUSED if paused else BALANCE_REFRESH
+            if paused:
+                period = BALANCE_REFRESH_PAUSED
+            else:
+                period = BALANCE_REFRESH_AFTER_SPEND if name in self._spent_since_read else BALANCE_REFRESH
             if now >= self._balance_looked.get(name, -math.inf) + period:
                 await self.refresh_balance(name)
+
+    def spent_on(self, name: str) -> None:
+        """A job of this provider ended (and may have been charged): read its balance sooner."""
+        self._spent_since_read.add(name)
 
     async def refresh_balance(self, name: str) -> float | None:
         """Ask the provider for its balance (None if it has none to tell). An out-of-credits pause
@@ -184,6 +197,8 @@ class ProviderPool:
         if balance is None:
             return None
         self.balances[name] = balance
+        self.balance_read_at[name] = self._clock.wall()
+        self._spent_since_read.discard(name)
         limiter = self.limiter(name)
         required = limiter.pause_details.get("required")
         if limiter.pause_details.get("kind") == "credits" and balance >= (required or 0) and balance > 0:

@@ -397,6 +397,8 @@ class Engine:
             outcome = replace(outcome, notice=notice)
         moved = await self.store.jobs.record_outcome(job.id, outcome)
         if moved and outcome.target is not None:
+            if outcome.target in (JobState.DONE, JobState.FAILED):
+                self.pool.spent_on(job.provider)
             self.runner.emit_job(job, outcome.target)
             self.writer.mark_dirty(job.batch_id)
             if outcome.target is JobState.DONE and job.stage is not None:

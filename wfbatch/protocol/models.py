@@ -99,12 +99,27 @@ class ProviderStatus(_Model):
     """Figures behind a pause, e.g. {"kind": "credits", "required": 10, "available": 3}."""
     requests_sent: int = 0
     rate_limited: int = 0
+    next_start_in: float = 0.0
+    """Seconds until the limits let a new start out (0 when one may go now)."""
+    next_start_why: str | None = None
+    """The limit behind that wait, e.g. "10/min request limit"; None when nothing waits."""
     balance: float | None = None
+    """What the provider says is left on the account, in its unit; None where it cannot tell."""
+    balance_at: Timestamp | None = None
+    """When that balance was read: it is refreshed every few minutes, not live."""
     jobs: dict[str, int] = Field(default_factory=dict)
     credits_used: float = 0.0
     """Credits charged for this provider's finished jobs (all batches)."""
     servers: list[ServerStatus] = Field(default_factory=list)
     """Each server, for providers that spread jobs over several (empty otherwise)."""
+
+    def start_wait(self) -> tuple[float, str] | None:
+        """(seconds, limit) while queued work waits a second or more behind a limit, else None:
+        what `status`, the TUI and `run`'s bar all say as "next start in 48s: 10/min request limit"."""
+        queued = self.jobs.get("queued", 0) + self.jobs.get("retrying", 0)
+        if self.paused or not queued or self.next_start_why is None or self.next_start_in < 1.0:
+            return None
+        return self.next_start_in, self.next_start_why
 
 
 class RemoteBatchSummary(_Model):
@@ -213,6 +228,15 @@ class Status(_Model):
     eta_seconds: float | None = None
     """Until all work that can move is done, from the binding limits and observed latency; None
     when nothing can move (see `holds`)."""
+
+    def hold_of(self, batch: BatchSummary) -> Hold | None:
+        """The hold that keeps this batch from moving: everything's, its provider's, or its own."""
+        for hold in self.holds:
+            if hold.scope == "everything" or (hold.scope == "provider" and hold.target == batch.provider) or (
+                hold.scope == "batch" and hold.target == batch.id
+            ):
+                return hold
+        return None
 
 
 class JobSummary(_Model):

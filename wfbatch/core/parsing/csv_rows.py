@@ -23,7 +23,8 @@ from wfbatch.core.parsing.entries import (
     duplicate_keys_message,
     json_type_name,
 )
-from wfbatch.core.parsing.errors import ErrorSink, excerpt, plural
+from wfbatch.core.parsing.errors import ErrorSink, excerpt
+from wfbatch.core.words import plural
 
 _DELIMITERS = (",", ";", "\t")
 _QUOTE = '"'
@@ -93,6 +94,7 @@ def _guess_delimiter(text: str) -> str:
 def _records(text: str, delimiter: str, errors: ErrorSink) -> Iterator[_Record]:
     """Non-blank rows with their line span; rows the csv module cannot read become errors."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
     while True:
         first_line = reader.line_num + 1
         try:
@@ -104,8 +106,23 @@ def _records(text: str, delimiter: str, errors: ErrorSink) -> Iterator[_Record]:
             if reader.line_num < first_line:  # no progress: nothing more can be read
                 return
             continue
+        if reader.line_num >= last_line and _unclosed_quote(text, first_line, delimiter):
+            errors.add(first_line, None, 'a quoted cell opened on this line is never closed (a missing ")')
+            return
         if any(cell.strip() for cell in cells):
             yield _Record(first_line, reader.line_num, cells)
+
+
+def _unclosed_quote(text: str, first_line: int, delimiter: str) -> bool:
+    """The lenient reader takes a quote that is never closed as a cell running to the end of the
+    file, swallowing every row after it; the strict reader says so. Only the row that reaches
+    the end of the file is checked again, so this costs one row's parse."""
+    rest = "\n".join(text.split("\n")[first_line - 1:])
+    try:
+        next(csv.reader(io.StringIO(rest, newline=""), delimiter=delimiter, strict=True), None)
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _csv_error_message(exc: csv.Error) -> str:

@@ -89,9 +89,5 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     return repr(text)
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
-
-
 def _one_line(message: str) -> str:
     return message.replace("\r", "\\r").replace("\n", "\\n")

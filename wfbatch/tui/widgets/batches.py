@@ -22,16 +22,6 @@ CHROME = 2
 CELL_PADDING = 2
 
 
-def held_by(batch: BatchSummary, holds: list[Hold]) -> Hold | None:
-    """The hold that keeps this batch from moving: everything's, its provider's, or its own."""
-    for hold in holds:
-        if hold.scope == "everything" or (hold.scope == "provider" and hold.target == batch.provider) or (
-            hold.scope == "batch" and hold.target == batch.id
-        ):
-            return hold
-    return None
-
-
 def _state_text(batch: BatchSummary, hold: Hold | None) -> Text:
     open_jobs = sum(batch.counts.get(s, 0) for s in OPEN)
     if batch.paused:
@@ -117,7 +107,7 @@ class BatchesPanel(DataTable[str | Text]):
     def _rows(self, status: Status) -> dict[str, list[str | Text]]:
         rows = {ALL_KEY: self._all_row(status)}
         for batch in status.batches:
-            rows[batch.id] = self._row(batch, held_by(batch, status.holds))
+            rows[batch.id] = self._row(batch, status.hold_of(batch))
         return rows
 
     def _pick(self, values: dict[str, str | Text]) -> list[str | Text]:

@@ -8,6 +8,8 @@ first (the socket path before the pause, the 429 count before the limits).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -57,17 +59,31 @@ def provider_parts(provider: ProviderStatus) -> list[Part]:
     elif provider.blocked_for > 0:
         why = provider.block_reason or "waiting"
         parts.append((_part(f"  ⧗ {why}, {duration(provider.blocked_for)}", "yellow"), 80))
+    elif (wait := provider.start_wait()) is not None:
+        parts.append((_part(f"  ⧗ next start in {duration(wait[0])}: {wait[1]}", "yellow"), 80))
     parts += [
         (_labelled("  req/min ", of_limit(provider.requests_in_window, provider.requests_per_minute)), 60),
         (_labelled("  exec/min ", of_limit(provider.executions_in_window, provider.executions_per_minute)),
          50),
         (_labelled("  in flight ", f"{provider.in_flight}/{provider.max_in_flight}"), 70),
         (_labelled("  today ", of_limit(provider.daily_executions, provider.daily_cap)), 40),
-        (_labelled("  credits ", "—" if provider.balance is None else f"{provider.balance:g}"), 30),
+        (_labelled("  balance ", balance_text(provider)), 30),
     ]
     if provider.rate_limited:
         parts.append((_part(f"  429s {provider.rate_limited}", "yellow"), 20))
     return parts
+
+
+def balance_text(provider: ProviderStatus, now: datetime | None = None) -> str:
+    """`929 (2m ago)`: what the provider said is left, and how old that is (read every few
+    minutes, not live); an em dash where the provider cannot tell."""
+    if provider.balance is None:
+        return "—"
+    shown = f"{provider.balance:.6g}"
+    if provider.balance_at is None:
+        return shown
+    age = ((now or datetime.now(UTC)) - provider.balance_at).total_seconds()
+    return shown if age < 60 else f"{shown} ({duration(age)} ago)"
 
 
 def server_parts(provider: ProviderStatus) -> list[Part]:

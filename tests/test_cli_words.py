@@ -1,0 +1,68 @@
+"""The words a newcomer reads: a suggestion for a mistyped command, counted nouns, figures without
+float noise, a plan that says when drafting first costs more, and a CSV whose quote never closes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tests.test_drafts import PREMIUM, TEST_KEY
+from wfbatch.cli.main import main as cli_main
+from wfbatch.core.words import figure, plural
+
+
+def _plan(tmp_path: Path, name: str, content: str, **env: str) -> tuple[int, str]:
+    path = tmp_path / name
+    path.write_text(content)
+    home = {"WFBATCH_HOME": str(tmp_path / "h")}
+    shown = CliRunner().invoke(cli_main, ["plan", str(path)], env={**home, **env})
+    return shown.exit_code, shown.output
+
+
+def test_a_mistyped_command_gets_a_suggestion() -> None:
+    shown = CliRunner().invoke(cli_main, ["stauts"])
+    assert shown.exit_code == 2
+    assert "Did you mean 'status'?" in shown.output
+    unknown = CliRunner().invoke(cli_main, ["xyzzy"])
+    assert unknown.exit_code == 2 and "Did you mean" not in unknown.output
+
+
+def test_counted_nouns_and_figures() -> None:
+    assert [plural(1, "entry"), plural(2, "entry"), plural(1, "job"), plural(1200, "job")] == [
+        "1 entry", "2 entries", "1 job", "1,200 jobs"
+    ]
+    assert figure(0.1 + 0.11) == "0.21"
+    assert figure(1.0) == "1"
+
+
+def test_plan_of_one_prompt_says_one_entry_and_never_that_nothing_was_enqueued(tmp_path: Path) -> None:
+    code, output = _plan(tmp_path, "one.txt", "a red fox\n")
+    assert code == 0, output
+    assert output.startswith("1 entry → 1 job, 1 unique")
+    code, output = _plan(tmp_path, "bad.csv", 'prompt,seed\n"a fox, unterminated,1\nb,2\n')
+    assert code == 2
+    assert "enqueued" not in output
+    assert 'bad.csv:2: a quoted cell opened on this line is never closed (a missing ")' in output
+
+
+def test_a_csv_cell_over_several_lines_is_still_one_good_row(tmp_path: Path) -> None:
+    code, output = _plan(tmp_path, "ok.csv", 'prompt,seed\nfine,1\n"two\nlines",2\n')
+    assert code == 0, output
+    assert output.startswith("2 entries → 2 jobs")
+
+
+def test_plan_says_when_drafting_first_costs_more(tmp_path: Path) -> None:
+    """Drafts at a final's price: the pipeline adds the drafts' cost; say so instead of `saving -x`."""
+    spec = {
+        "name": "shoes", "prompts": [f"a shoe, take {i}" for i in range(10)],
+        "draft": {"model": PREMIUM, "width": 512, "height": 512},
+        "final": {"model": PREMIUM, "width": 1024, "height": 1024},
+    }
+    env = {"WFBATCH_PROVIDER": "replicate", "WFBATCH_REPLICATE__API_KEY": TEST_KEY,
+           "WFBATCH_REPLICATE__BASE_URL": "http://127.0.0.1:9"}
+    code, output = _plan(tmp_path, "shoes.json", json.dumps(spec), **env)
+    assert code == 0, output
+    assert "saving -" not in output
+    assert "drafting first costs" in output and "more" in output
