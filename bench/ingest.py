@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.common import append_row, report, scratch
 from wfbatch.core.parsing import parse_prompt_bytes
-from wfbatch.engine.ingest import ingest
+from wfbatch.engine.intake.ingest import ingest
 from wfbatch.home import HomeLayout
 from wfbatch.store import Reuse, Store
 from wfbatch.store.schema import MIGRATIONS

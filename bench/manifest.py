@@ -13,8 +13,8 @@ from typing import Any
 
 from bench.common import append_row, median, report, scratch
 from wfbatch.core.parsing import parse_prompt_bytes
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.writer import MIN_MANIFEST_INTERVAL, OutputWriter
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.writer import MIN_MANIFEST_INTERVAL, OutputWriter
 from wfbatch.home import HomeLayout
 from wfbatch.store import Reuse, Store
 

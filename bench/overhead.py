@@ -12,8 +12,8 @@ from typing import Any
 
 from bench.common import append_row, report, scratch
 from wfbatch.core.parsing import parse_prompt_bytes
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.settings import load_settings
 from wfbatch.store import Store

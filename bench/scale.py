@@ -27,8 +27,8 @@ from bench.ingest import COLUMNS
 from tests.daemon_harness import DaemonProcess
 from wfbatch.client.client import DaemonClient
 from wfbatch.core.parsing import parse_prompt_bytes
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.scheduler import RECONCILE_WINDOW
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.scheduler import RECONCILE_WINDOW
 from wfbatch.home import HomeLayout
 from wfbatch.store import Reuse, Store
 

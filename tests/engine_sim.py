@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from wfbatch.core.parsing import parse_prompt_bytes
-from wfbatch.engine.ingest import Ingested, ingest
-from wfbatch.engine.scheduler import Engine, StopReason
+from wfbatch.engine.intake.ingest import Ingested, ingest
+from wfbatch.engine.loop.scheduler import Engine, StopReason
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator

@@ -12,7 +12,7 @@ from tests.conftest_sim import fast_options
 from tests.engine_sim import wireflow_engine_settings
 from wfbatch.engine.clock import ManualClock
 from wfbatch.engine.events import discard
-from wfbatch.engine.pool import BALANCE_REFRESH_AFTER_SPEND, ProviderPool
+from wfbatch.engine.loop.pool import BALANCE_REFRESH_AFTER_SPEND, ProviderPool
 from wfbatch.protocol import ProviderStatus
 from wfbatch.sim import RunningSimulator
 from wfbatch.store import Store

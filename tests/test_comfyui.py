@@ -18,8 +18,8 @@ from tests.daemon_harness import jsonl, running_daemon
 from wfbatch.core.models import JobSpec
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import JobState
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.base import Pending, Submitted
 from wfbatch.providers.comfyui.answers import prompt_id_for, refusal_message

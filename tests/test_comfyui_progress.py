@@ -19,7 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from tests.conftest_sim import CountingGate, job_spec
 from tests.daemon_harness import jsonl, running_daemon
 from wfbatch.core.progress import JobProgress
-from wfbatch.engine.progress import ProgressBoard
+from wfbatch.engine.loop.progress import ProgressBoard
 from wfbatch.protocol import Event, ProgressEvent
 from wfbatch.providers.base import Finished, Pending, RemoteHandle, Submitted
 from wfbatch.providers.comfyui import progress as listener

@@ -14,11 +14,11 @@ from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_setti
 from tests.test_store import make_batch, make_jobs
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import JobState
-from wfbatch.engine.budget import Budget
 from wfbatch.engine.clock import SystemClock
-from wfbatch.engine.idle import StopReason
-from wfbatch.engine.plan import make_plan
-from wfbatch.engine.pool import credits_reason
+from wfbatch.engine.loop.budget import Budget
+from wfbatch.engine.loop.idle import StopReason
+from wfbatch.engine.loop.pool import credits_reason
+from wfbatch.engine.planning.plan import make_plan
 from wfbatch.home import HomeLayout
 from wfbatch.providers.errors import OutOfCredits
 from wfbatch.providers.local.provider import LocalProvider

@@ -20,10 +20,10 @@ from tests.conftest_sim import TEST_KEY
 from tests.daemon_harness import running_daemon
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
 from wfbatch.core.states import JobState, ReviewStatus
-from wfbatch.engine.control import Control
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.plan import make_plan
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.control import Control
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.scheduler import Engine
+from wfbatch.engine.planning.plan import make_plan
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_manifest
 from wfbatch.settings import Settings, load_settings

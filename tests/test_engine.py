@@ -10,8 +10,8 @@ from PIL import Image
 
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import JobState
-from wfbatch.engine.ingest import Ingested, ingest
-from wfbatch.engine.scheduler import Engine, StopReason
+from wfbatch.engine.intake.ingest import Ingested, ingest
+from wfbatch.engine.loop.scheduler import Engine, StopReason
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_embedded_metadata, read_manifest
 from wfbatch.settings import Settings

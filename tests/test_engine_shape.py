@@ -16,8 +16,8 @@ from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_setti
 from tests.test_fal import enqueue as enqueue_fal
 from tests.test_fal import fal_config, fal_sim, lines
 from wfbatch.core.states import Execution, JobState
-from wfbatch.engine.control import Control
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.control import Control
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.base import RequestKind
 from wfbatch.sim import RunningSimulator

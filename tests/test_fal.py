@@ -24,8 +24,8 @@ from tests.conftest_sim import TEST_KEY, CountingGate
 from wfbatch.core.models import JobSpec
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import Execution, JobState
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.base import Finished, Pending, Submitted
 from wfbatch.providers.errors import OutOfCredits, Permanent

@@ -15,9 +15,9 @@ from tests.conftest_sim import fast_options
 from tests.engine_sim import wireflow_engine_settings
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import Execution, JobState, ReviewStatus
-from wfbatch.engine.control import Control
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.control import Control
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings
 from wfbatch.sim import RunningSimulator

@@ -21,9 +21,9 @@ import pytest
 from tests.daemon_harness import jsonl
 from wfbatch.core.models import ParsedBatch, ParsedEntry, PromptEntry
 from wfbatch.daemon.inbox import TAKING_FOLDER, Inbox
-from wfbatch.engine.control import Accepted, Control
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.control import Accepted, Control
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings, load_settings
 from wfbatch.store import Reuse, Store

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from wfbatch.engine.clock import ManualClock, SystemClock
-from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused, SlidingWindow
+from wfbatch.engine.loop.limiter import ProviderLimiter, ProviderPaused, SlidingWindow
 from wfbatch.providers.base import RequestKind
 from wfbatch.settings import ProviderLimits
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest_sim import fast_options
 from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
 from wfbatch.core.states import Execution, JobState
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.sim import RunningSimulator
 from wfbatch.store import Store

@@ -17,9 +17,9 @@ from tests.conftest_sim import fast_options
 from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import Execution, JobState
-from wfbatch.engine.control import Accepted, Control, Duplicate
-from wfbatch.engine.ingest import Ingested, ingest
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.control import Accepted, Control, Duplicate
+from wfbatch.engine.intake.ingest import Ingested, ingest
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_manifest, write_manifest
 from wfbatch.settings import load_settings

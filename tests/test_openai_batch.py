@@ -24,10 +24,10 @@ from tests.daemon_harness import running_daemon
 from tests.openai_images_schema import CREATE_IMAGE_REQUEST
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
 from wfbatch.core.states import Execution, JobState
-from wfbatch.engine.acceptance import check_prompts
-from wfbatch.engine.ingest import Ingested, ingest
-from wfbatch.engine.plan import make_plan
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.acceptance import check_prompts
+from wfbatch.engine.intake.ingest import Ingested, ingest
+from wfbatch.engine.loop.scheduler import Engine
+from wfbatch.engine.planning.plan import make_plan
 from wfbatch.home import HomeLayout
 from wfbatch.providers.openai.prices import table_price
 from wfbatch.settings import Settings, load_settings

@@ -12,9 +12,9 @@ from typing import Any
 
 from PIL import Image
 
-from wfbatch.engine.acceptance import check_prompts
-from wfbatch.engine.control import Accepted, Control, Resumed
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.acceptance import check_prompts
+from wfbatch.engine.intake.control import Accepted, Control, Resumed
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_manifest
 from wfbatch.settings import load_settings

@@ -14,8 +14,8 @@ import pytest
 from tests.recorder import recorder
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
 from wfbatch.core.targets import BucketRule, TargetPolicy
-from wfbatch.engine.acceptance import check_prompts
-from wfbatch.engine.targets import Pinned, delivery_problem, pin, target_policy
+from wfbatch.engine.intake.acceptance import check_prompts
+from wfbatch.engine.outbox.targets import Pinned, delivery_problem, pin, target_policy
 from wfbatch.settings import Settings, SettingsError, load_settings
 
 

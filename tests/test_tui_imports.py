@@ -39,7 +39,7 @@ def test_the_daemon_engine_and_store_never_import_textual() -> None:
     """The other direction: a headless daemon must not pay for (or depend on) the TUI's toolkit."""
     code = (
         "import json, sys\n"
-        "import wfbatch.daemon.runner, wfbatch.engine.scheduler, wfbatch.store, wfbatch.cli.daemon_cmd\n"
+        "import wfbatch.daemon.runner, wfbatch.engine.loop.scheduler, wfbatch.store, wfbatch.cli.daemon_cmd\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'wfbatch'})))\n"
     )
     result = subprocess.run(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine_sim import enqueue, prompts
-from wfbatch.engine.writer import OutputWriter
+from wfbatch.engine.loop.writer import OutputWriter
 from wfbatch.home import HomeLayout
 from wfbatch.store import BatchRow, JobRow, Store
 

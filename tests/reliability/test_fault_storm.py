@@ -18,8 +18,8 @@ from pydantic import SecretStr
 
 from tests.reliability.support import SOAK, pick
 from wfbatch.core.parsing import parse_prompt_bytes
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.settings import load_settings
 from wfbatch.sim import RunningSimulator, SimOptions

@@ -19,7 +19,7 @@ from wfbatch.cli.common import (
 from wfbatch.cli.run_cmd import read_and_parse
 from wfbatch.core.models import ParsedBatch
 from wfbatch.core.words import figure, plural
-from wfbatch.engine.plan import PipelinePlan, Plan, make_plan
+from wfbatch.engine.planning.plan import PipelinePlan, Plan, make_plan
 from wfbatch.settings import Settings
 from wfbatch.store import Store
 

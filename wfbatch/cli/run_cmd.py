@@ -26,9 +26,9 @@ from wfbatch.cli.common import (
 )
 from wfbatch.cli.run_progress import shown_progress, wants_progress
 from wfbatch.core.parsing import PromptFileError
-from wfbatch.engine.acceptance import CheckedPrompts, check_prompts
-from wfbatch.engine.control import Accepted, Control, Resumed
-from wfbatch.engine.scheduler import Engine, StopReason
+from wfbatch.engine.intake.acceptance import CheckedPrompts, check_prompts
+from wfbatch.engine.intake.control import Accepted, Control, Resumed
+from wfbatch.engine.loop.scheduler import Engine, StopReason
 from wfbatch.home import HomeLock, HomeLocked, UnsafeLockFile
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
 from wfbatch.protocol import JobState, error_headline

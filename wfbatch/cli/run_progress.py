@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wfbatch.core.tasks import cancel_and_wait
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.protocol import JobState
 from wfbatch.store import StoreApi
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from wfbatch.daemon import routes_commands, routes_events, routes_read
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.daemon.responses import ApiProblem, problem_response
-from wfbatch.engine.control import CommandError, NotFound
+from wfbatch.engine.intake.control import CommandError, NotFound
 
 log = logging.getLogger("wfbatch.daemon")
 

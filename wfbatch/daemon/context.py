@@ -10,8 +10,8 @@ from starlette.requests import Request
 
 from wfbatch.daemon.hub import EventHub
 from wfbatch.daemon.progress import CompletionTracker
-from wfbatch.engine.control import Control
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.control import Control
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings
 from wfbatch.store import StoreApi

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 from wfbatch.core.states import UNFINISHED_STATES
 from wfbatch.daemon.context import DaemonContext
-from wfbatch.engine.forecast import estimate_seconds
-from wfbatch.engine.plan import latency_of, schedule_model
+from wfbatch.engine.planning.forecast import estimate_seconds
+from wfbatch.engine.planning.plan import latency_of, schedule_model
 from wfbatch.store import BatchRow
 
 

@@ -46,8 +46,8 @@ from wfbatch.daemon.inbox_files import (
     read_regular,
     remove_stale_journal_temps,
 )
-from wfbatch.engine.control import Accepted, Control, Duplicate, Refused
 from wfbatch.engine.events import EventSink, discard
+from wfbatch.engine.intake.control import Accepted, Control, Duplicate, Refused
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import atomic_write_bytes
 from wfbatch.protocol import InboxEvent

@@ -1,5 +1,5 @@
 """Command routes: retry, cancel, edit, pause/resume, review, submit. The rules live in
-`wfbatch.engine.control`; these handlers only translate between HTTP and it."""
+`wfbatch.engine.intake.control`; these handlers only translate between HTTP and it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from wfbatch.core.states import ReviewStatus
 from wfbatch.daemon.batch_ref import resolve_batch, resolve_optional
 from wfbatch.daemon.context import context_of
 from wfbatch.daemon.responses import model_response, path_job_id, problem_response, read_body
-from wfbatch.engine.control import Accepted, Duplicate, Refused
+from wfbatch.engine.intake.control import Accepted, Duplicate, Refused
 from wfbatch.protocol import (
     BudgetRequest,
     CancelRequest,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from wfbatch.engine.events import EventSink
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.protocol import EngineEvent
 from wfbatch.settings import Settings, SettingsError
 

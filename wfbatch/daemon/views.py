@@ -12,7 +12,7 @@ from wfbatch.core.progress import JobProgress
 from wfbatch.core.states import empty_counts
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.daemon.eta import batch_etas, overall_eta
-from wfbatch.engine.limiter import start_of_today
+from wfbatch.engine.loop.limiter import start_of_today
 from wfbatch.protocol import (
     Attempt,
     BatchSummary,

@@ -16,9 +16,9 @@ from wfbatch.daemon.hub import EventHub
 from wfbatch.daemon.inbox import Inbox
 from wfbatch.daemon.listener import BACKLOG
 from wfbatch.daemon.progress import CompletionTracker
-from wfbatch.engine.control import Control
 from wfbatch.engine.events import EventSink
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.control import Control
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.protocol import Event
 from wfbatch.settings import Settings

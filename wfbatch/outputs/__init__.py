@@ -2,7 +2,7 @@
 `manifest.json` and the contact sheet, each file written atomically.
 
 What a batch leaves on disk under `output/<YYYY-MM-DD>-<batch-name>/` is shaped here; when it is
-written is decided by the engine's writer (`wfbatch.engine.writer`). Nothing here knows about the
+written is decided by the engine's writer (`wfbatch.engine.loop.writer`). Nothing here knows about the
 store, the providers or the scheduler.
 """
 

@@ -20,24 +20,24 @@ from typing import Any
 from wfbatch.core.models import JobSpec
 from wfbatch.core.states import JobState
 from wfbatch.core.tasks import cancel_and_wait, wait_event
-from wfbatch.engine.background import Background
-from wfbatch.engine.budget import Budget, cost_key
-from wfbatch.engine.cache import ImageCache
-from wfbatch.engine.canceled import CanceledExecutions
 from wfbatch.engine.clock import Clock, SystemClock
-from wfbatch.engine.delivery import DeliveryWorker
 from wfbatch.engine.events import EventSink, discard
-from wfbatch.engine.finals import Finals
-from wfbatch.engine.holds import Holds
-from wfbatch.engine.idle import StopReason, idle_reason
-from wfbatch.engine.limiter import Slot
-from wfbatch.engine.notify import Notifier
-from wfbatch.engine.pool import ProviderPool
-from wfbatch.engine.progress import ProgressBoard
-from wfbatch.engine.remote_batches import RemoteBatches
-from wfbatch.engine.runner import JobRunner, JobServices
-from wfbatch.engine.storage import StorageHealth, is_disk_full
-from wfbatch.engine.writer import OutputWriter
+from wfbatch.engine.features.finals import Finals
+from wfbatch.engine.features.remote_batches import RemoteBatches
+from wfbatch.engine.loop.budget import Budget, cost_key
+from wfbatch.engine.loop.cache import ImageCache
+from wfbatch.engine.loop.canceled import CanceledExecutions
+from wfbatch.engine.loop.holds import Holds
+from wfbatch.engine.loop.idle import StopReason, idle_reason
+from wfbatch.engine.loop.limiter import Slot
+from wfbatch.engine.loop.pool import ProviderPool
+from wfbatch.engine.loop.progress import ProgressBoard
+from wfbatch.engine.loop.runner import JobRunner, JobServices
+from wfbatch.engine.loop.storage import StorageHealth, is_disk_full
+from wfbatch.engine.loop.writer import OutputWriter
+from wfbatch.engine.outbox.background import Background
+from wfbatch.engine.outbox.delivery import DeliveryWorker
+from wfbatch.engine.outbox.notify import Notifier
 from wfbatch.home import HomeLayout
 from wfbatch.providers.errors import Transient
 from wfbatch.settings import Settings

@@ -16,8 +16,8 @@ from wfbatch.core.expand import ExpandedJob, expand_batch
 from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
 from wfbatch.core.suggest import did_you_mean
-from wfbatch.engine.ingest import entry_problems
-from wfbatch.engine.targets import target_policy
+from wfbatch.engine.intake.ingest import entry_problems
+from wfbatch.engine.outbox.targets import target_policy
 from wfbatch.providers.registry import KNOWN_PROVIDERS, configuration_problems
 from wfbatch.settings import Settings
 

@@ -32,11 +32,11 @@ from standardwebhooks.webhooks import Webhook
 
 from wfbatch.core.states import JobState
 from wfbatch.core.tasks import wait_event
-from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.clock import Clock
-from wfbatch.engine.delivery import target_of
-from wfbatch.engine.holds import Holds
-from wfbatch.engine.targets import Resolver, pin, system_resolver, target_policy
+from wfbatch.engine.loop.backoff import retry_delay
+from wfbatch.engine.loop.holds import Holds
+from wfbatch.engine.outbox.delivery import target_of
+from wfbatch.engine.outbox.targets import Resolver, pin, system_resolver, target_policy
 from wfbatch.settings import NotifySettings, Settings
 from wfbatch.store import BatchRow, JobRow, Notice, NotificationRow, StoreApi
 

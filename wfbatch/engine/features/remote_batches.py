@@ -25,10 +25,10 @@ from dataclasses import replace
 from itertools import groupby
 
 from wfbatch.core.states import Execution, JobState
-from wfbatch.engine.budget import Admission
-from wfbatch.engine.limiter import ProviderPaused
-from wfbatch.engine.remote_results import RemoteResults
-from wfbatch.engine.runner import JobRunner, JobServices, fail
+from wfbatch.engine.features.remote_results import RemoteResults
+from wfbatch.engine.loop.budget import Admission
+from wfbatch.engine.loop.limiter import ProviderPaused
+from wfbatch.engine.loop.runner import JobRunner, JobServices, fail
 from wfbatch.protocol import BatchEvent, RemoteBatchEvent
 from wfbatch.providers.base import BatchLine, Provider, RemoteBatchApi, RemoteBatchInfo
 from wfbatch.providers.errors import (

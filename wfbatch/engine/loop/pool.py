@@ -12,7 +12,7 @@ from typing import Any
 
 from wfbatch.engine.clock import Clock
 from wfbatch.engine.events import EventSink
-from wfbatch.engine.limiter import ProviderLimiter, start_of_today
+from wfbatch.engine.loop.limiter import ProviderLimiter, start_of_today
 from wfbatch.protocol import ProviderEvent
 from wfbatch.providers.base import Provider, RequestKind, ServerState
 from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, ProviderError, Unreachable

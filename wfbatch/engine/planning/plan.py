@@ -17,9 +17,9 @@ from typing import Any
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec, ParsedBatch
-from wfbatch.engine.budget import ask_estimate
-from wfbatch.engine.forecast import ScheduleModel, estimate_seconds
-from wfbatch.engine.limiter import start_of_today
+from wfbatch.engine.loop.budget import ask_estimate
+from wfbatch.engine.loop.limiter import start_of_today
+from wfbatch.engine.planning.forecast import ScheduleModel, estimate_seconds
 from wfbatch.providers.base import Provider, UnlimitedGate
 from wfbatch.providers.errors import ProviderError
 from wfbatch.providers.registry import batch_mode, build_provider, traits

@@ -24,10 +24,10 @@ from pathlib import Path
 from wfbatch.core.delivery import S3Location, parse_s3_url
 from wfbatch.core.states import ReviewStatus
 from wfbatch.core.tasks import wait_event
-from wfbatch.engine.backoff import retry_delay
 from wfbatch.engine.clock import Clock
-from wfbatch.engine.targets import Resolver, delivery_problem, system_resolver
-from wfbatch.engine.writer import OutputWriter
+from wfbatch.engine.loop.backoff import retry_delay
+from wfbatch.engine.loop.writer import OutputWriter
+from wfbatch.engine.outbox.targets import Resolver, delivery_problem, system_resolver
 from wfbatch.outputs import make_slug
 from wfbatch.outputs.bucket import BucketRefused, Buckets, BucketTransient, Endpoint, LocalFileGone
 from wfbatch.settings import DeliverySettings, Settings

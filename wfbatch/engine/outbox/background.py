@@ -10,10 +10,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from wfbatch.engine.clock import Clock
-from wfbatch.engine.delivery import DeliveryWorker
-from wfbatch.engine.notify import Notifier
-from wfbatch.engine.pool import ProviderPool
-from wfbatch.engine.storage import StorageHealth, is_disk_full
+from wfbatch.engine.loop.pool import ProviderPool
+from wfbatch.engine.loop.storage import StorageHealth, is_disk_full
+from wfbatch.engine.outbox.delivery import DeliveryWorker
+from wfbatch.engine.outbox.notify import Notifier
 
 log = logging.getLogger("wfbatch.engine")
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfbatch.core.states import IN_FLIGHT_STATES, JobState
-from wfbatch.engine.holds import Holds
-from wfbatch.engine.pool import ProviderPool
+from wfbatch.engine.loop.holds import Holds
+from wfbatch.engine.loop.pool import ProviderPool
 from wfbatch.store import StoreApi
 
 

@@ -13,7 +13,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from wfbatch.engine.limiter import WINDOW_MARGIN
+from wfbatch.engine.loop.limiter import WINDOW_MARGIN
 
 # Beyond this many jobs the schedule is periodic: simulate this many, scale the rest.
 MAX_SIMULATED_JOBS = 5000

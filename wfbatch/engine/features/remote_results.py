@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from wfbatch.core.states import LIVE_EXECUTIONS, Execution, JobState
-from wfbatch.engine.runner import JobRunner, JobServices, fail, requeue
+from wfbatch.engine.loop.runner import JobRunner, JobServices, fail, requeue
 from wfbatch.outputs import ImageDecodeError
 from wfbatch.providers.base import Finished, Image, LineResult, RemoteBatchApi
 from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Transient

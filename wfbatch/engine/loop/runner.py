@@ -19,16 +19,16 @@ from typing import Any
 
 from wfbatch.core.hashing import idempotency_key
 from wfbatch.core.states import ErrorClass, Execution, JobState, ReviewStatus
-from wfbatch.engine.backoff import retry_delay
-from wfbatch.engine.budget import Budget
-from wfbatch.engine.cache import ImageCache
 from wfbatch.engine.clock import Clock
 from wfbatch.engine.events import EventSink
-from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused
-from wfbatch.engine.pool import ProviderPool
-from wfbatch.engine.progress import ProgressBoard
-from wfbatch.engine.storage import is_disk_full
-from wfbatch.engine.writer import OutputWriter
+from wfbatch.engine.loop.backoff import retry_delay
+from wfbatch.engine.loop.budget import Budget
+from wfbatch.engine.loop.cache import ImageCache
+from wfbatch.engine.loop.limiter import ProviderLimiter, ProviderPaused
+from wfbatch.engine.loop.pool import ProviderPool
+from wfbatch.engine.loop.progress import ProgressBoard
+from wfbatch.engine.loop.storage import is_disk_full
+from wfbatch.engine.loop.writer import OutputWriter
 from wfbatch.outputs import ImageDecodeError
 from wfbatch.protocol import BatchEvent, JobEvent, ProviderEvent
 from wfbatch.providers.base import Finished, Image, Provider, Submitted

@@ -20,10 +20,10 @@ from wfbatch.core.names import quote_name
 from wfbatch.core.parsing import LineError, PromptFileError, format_of_name
 from wfbatch.core.states import UNFINISHED_STATES, Execution, JobState, ReviewStatus
 from wfbatch.core.suggest import did_you_mean
-from wfbatch.engine.acceptance import CheckedPrompts, balance_warnings, check_prompts
 from wfbatch.engine.events import EventSink, discard
-from wfbatch.engine.ingest import ingest
-from wfbatch.engine.scheduler import Engine
+from wfbatch.engine.intake.acceptance import CheckedPrompts, balance_warnings, check_prompts
+from wfbatch.engine.intake.ingest import ingest
+from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.protocol import BatchEvent, CommandResult, EngineEvent, JobEvent, ProviderEvent
 from wfbatch.providers.registry import KNOWN_PROVIDERS

@@ -12,9 +12,9 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 
-from wfbatch.engine.budget import Budget
-from wfbatch.engine.limiter import ProviderPaused
-from wfbatch.engine.pool import ProviderPool
+from wfbatch.engine.loop.budget import Budget
+from wfbatch.engine.loop.limiter import ProviderPaused
+from wfbatch.engine.loop.pool import ProviderPool
 from wfbatch.providers.base import Finished
 from wfbatch.providers.errors import Permanent, ProviderError
 from wfbatch.providers.registry import traits

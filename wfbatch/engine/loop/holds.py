@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from wfbatch.engine.budget import Budget
-from wfbatch.engine.pool import ProviderPool
-from wfbatch.engine.storage import StorageHealth
+from wfbatch.engine.loop.budget import Budget
+from wfbatch.engine.loop.pool import ProviderPool
+from wfbatch.engine.loop.storage import StorageHealth
 from wfbatch.protocol import Hold
 from wfbatch.store import BatchRow, StoreApi
 

@@ -19,7 +19,7 @@ from wfbatch.core.models import AutoApprove
 from wfbatch.core.states import Execution, JobState, ReviewStatus
 from wfbatch.engine.events import EventSink
 from wfbatch.engine.keyed_locks import KeyedLocks
-from wfbatch.engine.writer import OutputWriter
+from wfbatch.engine.loop.writer import OutputWriter
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.protocol import JobEvent
 from wfbatch.settings import Settings

@@ -1,0 +1,1 @@
+"""Workers beside the job loop that tell the world: bucket uploads and notifications."""

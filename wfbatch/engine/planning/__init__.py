@@ -1,0 +1,1 @@
+"""What a batch would cost and take, without a paid request."""
