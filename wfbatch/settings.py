@@ -120,6 +120,12 @@ class DeliverySettings(BaseModel):
     )
     timeout: float = Field(default=60.0, gt=0, description="seconds per connect / read")
     deadline: float = Field(default=300.0, gt=0, description="seconds per whole upload; then tried again")
+    wait_at_exit: float = Field(
+        default=60.0,
+        ge=0,
+        description="seconds `wfbatch run` waits after its last job for uploads and notifications still"
+        " going out; what is left goes at the next start (the daemon or another run)",
+    )
 
 
 class NotifySettings(BaseModel):

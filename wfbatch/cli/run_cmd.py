@@ -26,6 +26,7 @@ from wfbatch.cli.common import (
 )
 from wfbatch.cli.run_progress import shown_progress, wants_progress
 from wfbatch.core.parsing import PromptFileError
+from wfbatch.core.words import plural
 from wfbatch.engine.intake.acceptance import CheckedPrompts, check_prompts
 from wfbatch.engine.intake.control import Accepted, Control, Resumed
 from wfbatch.engine.loop.scheduler import Engine, StopReason
@@ -159,8 +160,14 @@ async def _summary(
                 }
             )
     left = sum(counts[state] for state in OPEN)
+    uploads = await _uploads_left(store, batch_ids)
+    stop_reason = {"code": reason.code, "message": reason.message, **_jsonable(reason.details)}
     if left:
         exit_code = EXIT_STOPPED
+    elif uploads["pending"] or uploads["held"]:
+        # Every image is made, but not where the HOME says they go: work is left, and said.
+        exit_code = EXIT_STOPPED
+        stop_reason = {"code": "uploads_left", "message": uploads_message(uploads), **uploads}
     elif counts[JobState.FAILED]:
         exit_code = EXIT_FAILED
     else:
@@ -187,9 +194,34 @@ async def _summary(
             row.to_json() for row in await store.remote_batches.of_batches(batch_ids)
         ],
         "failures": failures,
-        "stop_reason": {"code": reason.code, "message": reason.message, **_jsonable(reason.details)},
+        "uploads": uploads,
+        "stop_reason": stop_reason,
         "exit_code": exit_code,
     }
+
+
+async def _uploads_left(store: Store, batch_ids: list[str]) -> dict[str, Any]:
+    """This run's uploads to the delivery bucket by state, and why the held ones are held."""
+    totals = {"pending": 0, "held": 0, "done": 0}
+    for batch_id in batch_ids:
+        for state, n in (await store.outbox.backlog(batch_id)).items():
+            totals[state] = totals.get(state, 0) + n
+    reasons = await store.outbox.held_reasons() if totals["held"] else []
+    return {**totals, "held_reasons": reasons}
+
+
+def uploads_message(uploads: dict[str, Any]) -> str:
+    """`3 uploads held (no credentials: ...), 4 still pending: they go at the next start ...`."""
+    parts = []
+    if uploads["held"]:
+        why = f" ({'; '.join(uploads['held_reasons'])})" if uploads["held_reasons"] else ""
+        parts.append(f"{plural(uploads['held'], 'upload')} held{why}")
+    if uploads["pending"]:
+        parts.append(f"{plural(uploads['pending'], 'upload')} still pending")
+    return (
+        ", ".join(parts) + ": every image is made and kept; the uploads go at the next start"
+        " (`wfbatch daemon`, or `wfbatch run` again)"
+    )
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
@@ -215,6 +247,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"  remote batch:  {remote['remote_id'] or '(not created)'} {remote['status'] or remote['step']},"
             f" {counts['completed']} of {remote['lines']} done, {counts['failed']} failed"
         )
+    uploads = summary["uploads"]
+    if uploads["pending"] or uploads["held"] or uploads["done"]:
+        done, pending, held = uploads["done"], uploads["pending"], uploads["held"]
+        echo(f"  uploads:       {done} uploaded, {pending} pending, {held} held")
     for failure in summary["failures"][:20]:
         echo(
             f"  failed job {failure['job_id']} (line {failure['line']}):"

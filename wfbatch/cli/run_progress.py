@@ -85,15 +85,16 @@ class RunProgress:
         if self._first_finished is None:
             self._first_finished = finished  # a resumed batch's earlier work says nothing of the pace
         total = sum(counts.values())
+        running = counts[JobState.SUBMITTING] + counts[JobState.RUNNING]
         return Frame(
             total=total,
             finished=finished,
-            running=counts[JobState.SUBMITTING] + counts[JobState.RUNNING],
+            running=running,
             retrying=counts[JobState.RETRYING],
             failed=counts[JobState.FAILED],
             queued=queued,
             eta_seconds=self._eta(finished, total),
-            waiting=self._waiting() if queued else None,
+            waiting=self._waiting() if queued else await self._uploading(running),
         )
 
     def _eta(self, finished: int, total: int) -> float | None:
@@ -103,6 +104,18 @@ class RunProgress:
         if done_here <= 0 or elapsed <= 0 or finished >= total:
             return None
         return (total - finished) * elapsed / done_here
+
+    async def _uploading(self, running: int) -> str | None:
+        """Once every job has ended, what the run still waits for: its uploads to the bucket."""
+        if running:
+            return None
+        pending = 0
+        for batch_id in self._batch_ids:
+            pending += (await self._store.outbox.backlog(batch_id))["pending"]
+        if not pending:
+            return None
+        wait = self._engine.settings.delivery.wait_at_exit
+        return f"waiting for {pending} upload{'' if pending == 1 else 's'} (at most {wait:g}s)"
 
     def _waiting(self) -> str | None:
         """The longest wait for a start among the providers, with the limit behind it."""

@@ -148,7 +148,7 @@ class Engine:
         try:
             reason = await self._loop(burst=True)
             await self.writer.flush(force=True)  # finishes batches: their manifests go up now
-            await self.background.drain()
+            await self.background.drain(self.settings.delivery.wait_at_exit)
             return reason
         finally:
             await self.background.stop()

@@ -55,10 +55,10 @@ class Background:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def drain(self) -> None:
-        """`wfbatch run` ends once its uploads are through, or after a bound: what is left is
+    async def drain(self, wait: float = DRAIN_SECONDS) -> None:
+        """`wfbatch run` ends once its uploads are through, or after `wait` seconds: what is left is
         uploaded by the next engine on this HOME (the daemon, or another run)."""
-        deadline = self._clock.monotonic() + DRAIN_SECONDS
+        deadline = self._clock.monotonic() + wait
         while self._clock.monotonic() < deadline:
             if not await self._delivery.pending() and not await self._notifier.pending():
                 return
