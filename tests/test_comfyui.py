@@ -283,6 +283,9 @@ async def test_twelve_prompts_one_failing_over_loopback(store: Store, layout: Ho
     assert (
         failed[0].error_message is not None and "simulated failure in the sampler" in failed[0].error_message
     )
+    # The failure names the prompt as ComfyUI knows it: its prompt_id is the request id.
+    assert failed[0].error_request_id is not None
+    assert failed[0].error_request_id in executions and failed[0].error_request_id in failed[0].error_message
     for job in done:
         assert job.file is not None
         with PILImage.open(folder / job.file) as image:

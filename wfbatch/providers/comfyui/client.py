@@ -418,7 +418,8 @@ class ComfyUIProvider(HttpProvider[ComfyUISettings]):
     def _result(self, server: str, prompt_id: str, entry: dict[str, Any]) -> Finished:
         failed = failure(entry)
         if failed is not None:
-            raise Permanent(f"comfyui: prompt {prompt_id} failed: {failed}")
+            # The prompt_id is what ComfyUI's own logs and /history know the run by: the request id.
+            raise Permanent(f"comfyui: prompt {prompt_id} failed: {failed}", request_id=prompt_id)
         urls = []
         outputs = entry.get("outputs")
         for output in outputs.values() if isinstance(outputs, dict) else []:
@@ -437,6 +438,7 @@ class ComfyUIProvider(HttpProvider[ComfyUISettings]):
                     urls.append(f"{server}/view?{urlencode(query)}")
         if not urls:
             raise Permanent(
-                f"comfyui: prompt {prompt_id} finished without a saved image (no SaveImage output)"
+                f"comfyui: prompt {prompt_id} finished without a saved image (no SaveImage output)",
+                request_id=prompt_id,
             )
         return Finished(remote_id=prompt_id, urls=tuple(urls), credits_used=0.0, metadata={"server": server})
