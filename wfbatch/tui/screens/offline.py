@@ -70,5 +70,6 @@ class OfflineScreen(Screen[None]):
             self.text = offline_text(
                 message.socket_path, self.home, message.reason, message.attempts, message.was_connected
             )
-        if self.is_mounted:
+        # Not while the app quits: its widgets may already be gone when a last attempt reports.
+        if self.is_mounted and self.is_attached:
             self.query_one("#offline-message", Static).update(self.text)
