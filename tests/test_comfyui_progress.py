@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from tests.conftest_sim import CountingGate, job_spec
 from tests.daemon_harness import jsonl, running_daemon
+from tests.deadlines import patience
 from wfbatch.core.progress import JobProgress
 from wfbatch.engine.progress import ProgressBoard
 from wfbatch.protocol import Event, ProgressEvent
@@ -170,11 +172,11 @@ class Hostile:
 
 
 async def wait_for(check: Any, what: str) -> None:
-    for _ in range(200):  # bounded: 10 s
-        if check():
-            return
+    deadline = time.monotonic() + patience(10)
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_hostile_frames_are_skipped_and_an_oversize_one_costs_a_reconnect(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest_sim import fast_options
+from tests.deadlines import patience
 from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
 from tests.test_fal import enqueue as enqueue_fal
 from tests.test_fal import fal_config, fal_sim, lines
@@ -58,7 +59,9 @@ def cancel_job_task_during(
     return interrupted
 
 
-async def run_until(engine: Engine, done: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+async def run_until(
+    engine: Engine, done: Callable[[], Awaitable[bool]], within: float = patience(15.0)
+) -> None:
     stop = asyncio.Event()
     running = asyncio.create_task(engine.run_forever(stop))
     deadline = asyncio.get_running_loop().time() + within
@@ -162,7 +165,7 @@ async def test_a_hand_cancel_of_a_running_job_reaches_the_provider(
             async def started() -> bool:
                 return bool(await store.job_ids(states=[JobState.RUNNING]))
 
-            deadline = asyncio.get_running_loop().time() + 10
+            deadline = asyncio.get_running_loop().time() + patience(10)
             while not await started():
                 assert asyncio.get_running_loop().time() < deadline, "the job never started"
                 await asyncio.sleep(0.02)

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from tests.deadlines import patience
 from wfbatch.engine.clock import ManualClock, SystemClock
 from wfbatch.engine.limiter import ProviderLimiter, ProviderPaused, SlidingWindow
 from wfbatch.providers.base import RequestKind
@@ -113,7 +114,7 @@ async def test_higher_priority_waiters_go_first() -> None:
     low = asyncio.create_task(take("low", 1.0))
     await asyncio.sleep(0.01)
     high = asyncio.create_task(take("high", 50.0))
-    await asyncio.wait_for(asyncio.gather(low, high), timeout=5)
+    await asyncio.wait_for(asyncio.gather(low, high), timeout=patience(5))
     assert order == ["high", "low"]
 
 

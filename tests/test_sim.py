@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.conftest_sim import fast_options
+from tests.deadlines import patience
 from wfbatch.cli.sim_cmd import sim_command
 from wfbatch.sim import AsyncRunningSimulator, RunningSimulator, SimOptions
 
@@ -39,7 +40,7 @@ def execute_body(prompt: str = "a red fox") -> dict[str, Any]:
     return {"nodes": [node], "edges": []}
 
 
-def wait_for(client: httpx.Client, exec_id: str, timeout: float = 5.0) -> dict[str, Any]:
+def wait_for(client: httpx.Client, exec_id: str, timeout: float = patience(5.0)) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body: dict[str, Any] = client.get(f"/workflows/executions/{exec_id}/poll").json()
