@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.deadlines import SLOWDOWN, SLOWDOWN_VARIABLE
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings, load_settings
 from wfbatch.store import Store, StoreApi
@@ -20,11 +21,24 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
     import os
 
     for name in list(os.environ):
-        if name.startswith("WFBATCH_"):
+        if name.startswith("WFBATCH_") and name != SLOWDOWN_VARIABLE:
             monkeypatch.delenv(name)
     monkeypatch.setenv("WFBATCH_HOME", str(tmp_path / "default-home"))
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a machine slowed down by WFBATCH_TEST_SLOWDOWN, pytest-timeout's per-test bound stretches
+    with every other deadline (a test's own `timeout` mark is stretched too)."""
+    if SLOWDOWN == 1.0:
+        return
+    configured = config.getvalue("timeout") or config.getini("timeout")
+    for item in items:
+        mark = item.get_closest_marker("timeout")
+        seconds = mark.args[0] if mark is not None and mark.args else configured
+        if seconds:
+            item.add_marker(pytest.mark.timeout(float(seconds) * SLOWDOWN), append=False)
 
 
 @pytest.fixture(autouse=True)

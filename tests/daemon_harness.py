@@ -36,11 +36,13 @@ from typing import Any
 import httpx
 from click.testing import CliRunner, Result
 
+from tests.deadlines import patience, scaled
 from wfbatch.cli.main import main as cli_main
 from wfbatch.client import DaemonClient
 
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
+START_TIMEOUT = patience(20.0)
+STOP_TIMEOUT = patience(10.0)
+"""A clean stop that takes longer is SIGKILLed: `returncode` then says -9, not 0."""
 BASE_URL = "http://wfbatch"
 
 
@@ -134,20 +136,20 @@ class DaemonProcess:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(5)
+                self.process.wait(scaled(5))
         return time.monotonic() - started
 
     def kill(self) -> None:
         """SIGKILL: a crash, as far as the daemon can tell."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
-            self.process.wait(5)
+            self.process.wait(scaled(5))
 
     def answers(self) -> bool:
         """True when `/v1/health` answers 200 (a raw probe: httpx leaks a socket when the
         connect fails, which pytest's warnings-as-errors would report)."""
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(2.0)
+        probe.settimeout(scaled(2.0))
         try:
             probe.connect(str(self.socket))
             probe.sendall(b"GET /v1/health HTTP/1.0\r\nHost: wfbatch\r\n\r\n")
@@ -168,7 +170,7 @@ class DaemonProcess:
 
     # -- talking to it ------------------------------------------------------------------------
 
-    def http(self, timeout: float = 10.0) -> httpx.Client:
+    def http(self, timeout: float = patience(10.0)) -> httpx.Client:
         """A sync HTTP client over the socket (what `curl --unix-socket` does)."""
         return httpx.Client(
             transport=httpx.HTTPTransport(uds=str(self.socket)), base_url=BASE_URL, timeout=timeout
@@ -176,7 +178,7 @@ class DaemonProcess:
 
     def client(self) -> DaemonClient:
         """The real async client: `async with daemon.client() as client`."""
-        return DaemonClient(self.socket)
+        return DaemonClient(self.socket, timeout=patience(10.0))
 
     def get(self, path: str, **params: Any) -> Any:
         with self.http() as http:
@@ -211,7 +213,9 @@ class DaemonProcess:
         return target
 
     def wait_until(self, predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-        """Poll `predicate` until it is truthy (returned), or fail with the daemon's log."""
+        """Poll `predicate` until it is truthy (returned), or fail with the daemon's log. `timeout`
+        is stretched to `patience(timeout)`: it only bounds a wait that ends when the predicate holds."""
+        timeout = patience(timeout)
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()

@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from tests.conftest_sim import CountingGate, job_spec
 from tests.daemon_harness import jsonl, running_daemon
+from tests.deadlines import patience
 from wfbatch.core.progress import JobProgress
 from wfbatch.engine.loop.progress import ProgressBoard
 from wfbatch.protocol import Event, ProgressEvent
@@ -170,11 +172,11 @@ class Hostile:
 
 
 async def wait_for(check: Any, what: str) -> None:
-    for _ in range(200):  # bounded: 10 s
-        if check():
-            return
+    deadline = time.monotonic() + patience(10)
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_hostile_frames_are_skipped_and_an_oversize_one_costs_a_reconnect(
@@ -205,9 +207,16 @@ async def test_hostile_frames_are_skipped_and_an_oversize_one_costs_a_reconnect(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def test_one_frame_at_a_time_an_error_stays_an_error() -> None:
-    feed = ServerProgress("http://127.0.0.1:1", "me", {"3": "KSampler", "8": "VAEDecode"})
-    feed._watched.add("p")  # watched without starting a socket: frames are fed by hand here
+@asynccontextmanager
+async def no_socket(_url: str) -> AsyncIterator[None]:
+    """An opener whose socket never opens: frames are fed by hand to a watched prompt."""
+    await asyncio.Event().wait()
+    yield
+
+
+async def test_one_frame_at_a_time_an_error_stays_an_error() -> None:
+    feed = ServerProgress("http://127.0.0.1:1", "me", {"3": "KSampler", "8": "VAEDecode"}, opener=no_socket)
+    feed.watch("p")
     for frame in [
         '{"type": "execution_start", "data": {"prompt_id": "p"}}',
         progress_frame("p", 20, 20),
@@ -220,14 +229,15 @@ def test_one_frame_at_a_time_an_error_stays_an_error() -> None:
     assert feed.of("p") == JobProgress(node="VAEDecode", phase="failed")
     feed.forget("p")
     assert feed.of("p") is None
+    await feed.aclose()
     assert ws_url("https://gpu.example/comfy/", "c1") == "wss://gpu.example/comfy/ws?clientId=c1"
 
 
-def test_an_older_servers_progress_without_prompt_id_counts_for_the_running_prompt() -> None:
+async def test_an_older_servers_progress_without_prompt_id_counts_for_the_running_prompt() -> None:
     # ComfyUI before progress carried prompt_id/node sent {"value", "max"} only, to the socket of
     # the running prompt's client_id; execution_start and executing did name the prompt.
-    feed = ServerProgress("http://127.0.0.1:1", "me", {"3": "KSampler"})
-    feed._watched.add("p")
+    feed = ServerProgress("http://127.0.0.1:1", "me", {"3": "KSampler"}, opener=no_socket)
+    feed.watch("p")
     feed.handle('{"type": "execution_start", "data": {"prompt_id": "p"}}')
     feed.handle('{"type": "executing", "data": {"node": "3", "prompt_id": "p"}}')
     feed.handle('{"type": "progress", "data": {"value": 4, "max": 20}}')
@@ -235,6 +245,7 @@ def test_an_older_servers_progress_without_prompt_id_counts_for_the_running_prom
     feed.handle('{"type": "executing", "data": {"node": null, "prompt_id": "p"}}')
     feed.handle('{"type": "progress", "data": {"value": 5, "max": 20}}')  # not p's: p has ended
     assert feed.of("p") == JobProgress(step=4, steps=20, phase="finished")
+    await feed.aclose()
 
 
 # -- the engine's board ----------------------------------------------------------------------------

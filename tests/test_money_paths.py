@@ -14,19 +14,22 @@ from pathlib import Path
 import pytest
 
 from tests.conftest_sim import fast_options
+from tests.deadlines import patience
 from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import Execution, JobState
+from wfbatch.engine.clock import SystemClock
 from wfbatch.engine.intake.control import Accepted, Control, Duplicate
 from wfbatch.engine.intake.ingest import Ingested, ingest
 from wfbatch.engine.loop.scheduler import Engine
+from wfbatch.engine.loop.storage import BACKOFF_MIN as PROBE_BACKOFF_MIN
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_manifest, write_manifest
 from wfbatch.settings import load_settings
 from wfbatch.sim import RunningSimulator
 from wfbatch.store import Reuse, Store, StoreApi
 
-WAIT = 15.0
+WAIT = patience(15.0)
 JOBS_ON_A_FULL_DISK = 80
 """Enough that the rows they add outgrow the free room left in the tables' pages."""
 
@@ -147,7 +150,16 @@ async def test_a_canceled_execution_that_finishes_is_charged_and_retried_for_fre
         await _until(started, "a running execution")
         (job_id,) = await any_store.jobs.job_ids(states=[JobState.RUNNING])
         await Control(engine).cancel([job_id])
-        await asyncio.sleep(0.6)  # the execution finishes at the provider meanwhile
+        canceled = await any_store.jobs.get_job(job_id)
+        assert canceled is not None and canceled.remote_id is not None
+        remote_id = canceled.remote_id
+
+        async def finished_at_the_provider() -> bool:
+            sim.state.settle()  # the simulator moves executions on when asked
+            execution = sim.state.execution(remote_id)
+            return execution is not None and execution.status != "RUNNING"
+
+        await _until(finished_at_the_provider, "the canceled execution to finish at the provider")
         assert await engine.settle_canceled_executions() == 1
         job = await any_store.jobs.get_job(job_id)
         assert job is not None and job.state is JobState.CANCELED and job.execution is Execution.FINISHED
@@ -193,7 +205,8 @@ async def test_a_full_disk_holds_the_engine_once_and_it_recovers_by_itself(
     settings = load_settings(home, provider="local", local={"max_in_flight": 4})
     batch = (await enqueue_local(store, layout, JOBS_ON_A_FULL_DISK)).batch
     await fill_the_database(store)
-    engine = Engine(store, settings, layout)
+    clock = SleepsSeen()
+    engine = Engine(store, settings, layout, clock=clock)
     stop = asyncio.Event()
     running = asyncio.create_task(engine.run_forever(stop))
 
@@ -202,15 +215,20 @@ async def test_a_full_disk_holds_the_engine_once_and_it_recovers_by_itself(
 
     await _until(held, "the disk-full hold")
     assert engine.holds.everything() is not None and "disk full" in engine.holds.everything()
-    await asyncio.sleep(1.0)
+
+    async def probed_in_vain() -> bool:  # the backoff doubled: a probe found the disk still full
+        return PROBE_BACKOFF_MIN * 2 in clock.sleeps
+
+    await _until(probed_in_vain, "a probe of the still-full disk")
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, [r.getMessage() for r in errors]  # said once, no traceback storm
-    await store.db.conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
+    async with store.transaction() as conn:  # space freed (the limit is the writer connection's)
+        await conn.execute("PRAGMA max_page_count = 1073741823")
 
     async def all_done() -> bool:
         return (await store.counters.counts([batch.id]))["done"] == JOBS_ON_A_FULL_DISK
 
-    await _until(all_done, "every job done after space came back", within=40)
+    await _until(all_done, "every job done after space came back", within=patience(40))
     assert engine.storage.problem is None
     stop.set()
     await running
@@ -253,17 +271,31 @@ async def enqueue_local(store: StoreApi, layout: HomeLayout, count: int) -> Inge
 
 
 async def fill_the_database(store: Store) -> None:
-    """A real SQLITE_FULL: cap the file at its size (SQLite's max_page_count), then fill every page."""
-    conn = store.db.conn
-    pages = (await conn.execute_fetchall("PRAGMA page_count"))[0][0]
-    await conn.execute(f"PRAGMA max_page_count = {pages + 2}")
-    await conn.execute("CREATE TABLE filler (data BLOB)")
+    """A real SQLITE_FULL: cap the file at its size (SQLite's max_page_count, a setting of the
+    store's writer connection), then fill every page, one transaction an insert."""
+    async with store.transaction() as conn:
+        pages = (await conn.execute_fetchall("PRAGMA page_count"))[0][0]
+        await conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+        await conn.execute("CREATE TABLE filler (data BLOB)")
     for size in (4096, 512, 64, 8, 1):
         for _ in range(10_000):
             try:
-                await conn.execute("INSERT INTO filler VALUES (zeroblob(?))", (size,))
+                async with store.transaction() as conn:
+                    await conn.execute("INSERT INTO filler VALUES (zeroblob(?))", (size,))
             except sqlite3.OperationalError:
                 break
+
+
+class SleepsSeen(SystemClock):
+    """The system's clock, remembering every sleep asked of it: a sentinel for "the engine has
+    gone round its loop", in place of a sleep of the test's own."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await super().sleep(seconds)
 
 
 async def test_a_wrong_key_pauses_the_provider_and_keeps_every_job_queued(

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import wfbatch.core.parsing.entries as parsing_entries
 import wfbatch.core.parsing.files as parsing_files
+from tests.deadlines import scaled
 from wfbatch.core import parsing
 from wfbatch.core.models import ImageFormat, ParsedBatch
 from wfbatch.core.parsing import (
@@ -411,10 +412,12 @@ def test_json_template_expansion_is_capped(tmp_path: Path, monkeypatch: pytest.M
 def test_json_huge_template_product_is_refused_before_expanding(tmp_path: Path) -> None:
     values = json.dumps([str(i) for i in range(1000)])
     content = f'{{"template": "{{a}}{{b}}{{c}}", "vars": {{"a": {values}, "b": {values}, "c": {values}}}}}'
-    started = time.perf_counter()
+    # This process's CPU time, not the wall clock: what a loaded machine's other processes take does
+    # not count, what expanding the product would take does.
+    started = time.process_time()
     error = only_error(tmp_path, "a.json", content)
     assert "too many prompts: 1,000,000,000" in error.message
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < scaled(2)
 
 
 # --- rules shared by every format -------------------------------------------------------------------
@@ -589,17 +592,17 @@ def test_hundred_thousand_lines_parse_in_seconds(tmp_path: Path) -> None:
     )
     txt = "\n".join(f"prompt number {i}" for i in range(count))
     for name, content in (("big.jsonl", jsonl), ("big.txt", txt)):
-        started = time.perf_counter()
+        started = time.process_time()
         batch = parse(tmp_path, name, content)
         assert len(batch.entries) == count
-        assert time.perf_counter() - started < 10
+        assert time.process_time() - started < scaled(10)
 
 
 def test_many_identical_typos_stay_fast(tmp_path: Path) -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     errors = rejected(tmp_path, "a.jsonl", "\n".join(['{"promt": "x"}'] * 20_000))
     assert len(errors) == 1001
-    assert time.perf_counter() - started < 10
+    assert time.process_time() - started < scaled(10)
 
 
 def test_max_entries_default_is_sane() -> None:

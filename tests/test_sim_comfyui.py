@@ -15,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
+from tests.deadlines import patience
 from wfbatch.sim import RunningSimulator, SimOptions
 from wfbatch.sim.comfyui.server import KNOWN_NODES
 
@@ -113,7 +114,7 @@ async def frames_until_end(socket: ClientConnection, prompt_id: str) -> list[str
     frames: list[str | bytes] = []
     for _ in range(500):
         try:
-            frame = await asyncio.wait_for(socket.recv(), 5)
+            frame = await asyncio.wait_for(socket.recv(), patience(5))
         except TimeoutError:
             break
         frames.append(frame)
@@ -168,7 +169,7 @@ async def test_ws_refuses_a_foreign_origin_and_is_absent_when_turned_off() -> No
         assert refused.value.response.status_code == 403
         same = Origin(sim.root_url)
         async with connect(f"{ws_root(sim)}/ws", proxy=None, origin=same) as socket:
-            assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "status"
+            assert json.loads(await asyncio.wait_for(socket.recv(), patience(5)))["type"] == "status"
     without = SimOptions(provider="comfyui", comfyui_ws=False)
     with RunningSimulator(without) as sim, pytest.raises(InvalidStatus):
         async with connect(f"{ws_root(sim)}/ws?clientId=x", proxy=None):
@@ -178,8 +179,8 @@ async def test_ws_refuses_a_foreign_origin_and_is_absent_when_turned_off() -> No
 async def test_a_restart_drops_the_sockets() -> None:
     with RunningSimulator(SimOptions(provider="comfyui", latency=(0.0, 0.0))) as sim:
         async with connect(f"{ws_root(sim)}/ws?clientId=x", proxy=None) as socket:
-            await asyncio.wait_for(socket.recv(), 5)  # status
+            await asyncio.wait_for(socket.recv(), patience(5))  # status
             sim.state.comfyui.restart()
             with pytest.raises(ConnectionClosed) as closed:
-                await asyncio.wait_for(socket.recv(), 5)
+                await asyncio.wait_for(socket.recv(), patience(5))
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012

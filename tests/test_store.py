@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deadlines import patience
 from wfbatch.core.models import JobSpec
 from wfbatch.core.states import Execution, IllegalTransition, JobState
 from wfbatch.store import BatchRow, NewJob, Notice, OutcomeRecord, Store, StoreApi
@@ -80,13 +81,13 @@ async def test_reads_never_see_another_coroutines_transaction_half_done(store: S
             await conn.execute("UPDATE jobs SET state = 'canceled' WHERE id = ?", (job_ids[1],))
 
     writing = asyncio.create_task(two_step_write())
-    await asyncio.wait_for(halfway.wait(), 5)
+    await asyncio.wait_for(halfway.wait(), patience(5))
     try:
         assert (await store.counters.counts(["b1"]))["queued"] == 2  # the state last committed, not 1
         assert [job.state for job in await store.jobs.jobs_for_batch("b1")] == [JobState.QUEUED] * 2
     finally:
         finish.set()
-        await asyncio.wait_for(writing, 5)
+        await asyncio.wait_for(writing, patience(5))
     assert (await store.counters.counts(["b1"]))["canceled"] == 2
 
 

@@ -21,6 +21,7 @@ from wfbatch.client.client import DaemonClient
 from wfbatch.protocol import CancelRequest, JobDetail, PauseRequest, SubmitRequest
 from wfbatch.tui import WfbatchApp
 from wfbatch.tui.messages import ConnectionTrouble
+from wfbatch.tui.screens.confirm import ConfirmScreen
 from wfbatch.tui.screens.edit import EditPromptScreen
 from wfbatch.tui.screens.main import MainScreen
 from wfbatch.tui.widgets.detail import DetailPane
@@ -55,7 +56,10 @@ async def _attached(pilot: Pilot[Any]) -> MainScreen:
 
     def ready() -> bool:
         screen = app.main_screen
-        return app.current_mode == "main" and screen.status is not None and screen.jobs.loaded
+        # Composed and mounted before anything queries it: `screen.jobs` is a query_one.
+        if app.current_mode != "main" or not screen.is_mounted:
+            return False
+        return screen.status is not None and screen.jobs.loaded
 
     await wait_until(ready, within=10)
     return app.main_screen
@@ -101,7 +105,7 @@ async def test_failures_retry_edit_and_review_from_the_keyboard(api: DaemonClien
         # R: every failed job runs again (a new attempt each; the marker makes them fail again),
         # after a confirmation naming how many.
         await pilot.press("R")
-        await pilot.pause()
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen) and app.screen.is_mounted)
         await pilot.press("y")
 
         async def ran_again() -> bool:
@@ -118,7 +122,7 @@ async def test_failures_retry_edit_and_review_from_the_keyboard(api: DaemonClien
         retried = await _by_prompt(api, batch_id)
         screen.jobs.move_cursor(row=0)
         await pilot.press("space", "space", "r")
-        await pilot.pause()
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen) and app.screen.is_mounted)
         await pilot.press("y")
 
         async def ran_third_time() -> bool:
@@ -142,7 +146,7 @@ async def test_failures_retry_edit_and_review_from_the_keyboard(api: DaemonClien
 
         # e: edit the prompt (drop the marker) and requeue; the job is done.
         await pilot.press("e")
-        await wait_until(lambda: isinstance(app.screen, EditPromptScreen))
+        await wait_until(lambda: isinstance(app.screen, EditPromptScreen) and app.screen.is_mounted)
         app.screen.query_one("#edit-input", Input).value = "red barn, fixed"
         await pilot.press("enter")
 
@@ -217,12 +221,12 @@ async def test_a_daemon_that_accepts_but_never_answers_gets_the_offline_screen()
     silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     silent.bind(str(socket_path))
     silent.listen(1)  # connections queue in the backlog; nothing ever answers them
-    client = DaemonClient(socket_path, timeout=30)
+    client = DaemonClient(socket_path, timeout=3600)  # the first attempt hangs for the whole test
     app = WfbatchApp(client, retry_interval=0.2, graphics=False, close_client=True)
     try:
         async with app.run_test(size=SIZE):
-            # Bounded below the client's timeout: the screen must come while the attempt still hangs.
-            await wait_until(lambda: app.current_mode == "offline", within=20)
+            # Bounded well below the client's timeout: the screen comes while the attempt still hangs.
+            await wait_until(lambda: app.current_mode == "offline", within=60)
             assert "connecting…" in app.offline_screen.text.plain
             assert str(socket_path) in app.offline_screen.text.plain
             assert not app.connected
@@ -268,7 +272,7 @@ async def test_a_call_that_fails_first_still_says_the_daemon_was_lost(tmp_path: 
         async with app.run_test(size=SIZE) as pilot:
             await _attached(pilot)
             daemon.stop()
-            app._connection_trouble(ConnectionTrouble("the jobs page: connection refused"))
+            app.post_message(ConnectionTrouble("the jobs page: connection refused"))
             offline = app.offline_screen
             await wait_until(lambda: app.current_mode == "offline" and "Lost" in offline.text.plain)
             assert "No wfbatch daemon" not in offline.text.plain

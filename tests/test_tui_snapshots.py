@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
-from tests.test_tui_support import FakeDaemon
+from tests.test_tui_support import FakeDaemon, wait_until
 from wfbatch.tui import WfbatchApp
+from wfbatch.tui.screens.help import HelpScreen
 from wfbatch.tui.screens.main import MainScreen
+from wfbatch.tui.tabs import JobTab
 
 SIZE = (120, 40)
 NARROW = (80, 24)
@@ -27,16 +29,44 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
+async def _showing(pilot: Pilot[Any], ready: Callable[[], bool]) -> None:
+    """Wait until the screen holds what the snapshot shows, then until the app is idle: no fixed
+    pause, which a loaded machine outruns (and a snapshot taken early differs)."""
+    await wait_until(ready)
+    await pilot.pause()
+
+
+def _main(app: WfbatchApp) -> MainScreen | None:
+    screen = app.screen
+    return screen if isinstance(screen, MainScreen) and screen.is_mounted else None
+
+
+def _failed_rows(app: WfbatchApp) -> bool:
+    screen = _main(app)
+    return screen is not None and screen.jobs.job_query.tab is JobTab.FAILED and not screen.jobs.loading \
+        and screen.jobs.row_count == 2
+
+
+def _detail_shown(app: WfbatchApp) -> bool:
+    screen = _main(app)
+    return screen is not None and bool(screen.detail.display) and screen.detail.job is not None
+
+
+def _help_shown(app: WfbatchApp) -> bool:
+    return isinstance(app.screen, HelpScreen) and app.screen.is_mounted
+
+
 async def _until_attached(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, WfbatchApp)
     app.animation_level = "none"
-    for _ in range(100):
-        await pilot.pause(0.05)
-        screen = app.screen
-        if isinstance(screen, MainScreen) and screen.status is not None and screen.jobs.loaded:
-            break
-    await pilot.pause(0.2)
+
+    def attached() -> bool:
+        screen = _main(app)
+        return screen is not None and screen.status is not None and screen.jobs.loaded \
+            and not screen.jobs.loading
+
+    await _showing(pilot, attached)
 
 
 def test_no_daemon_screen(snap_compare: Any) -> None:
@@ -45,7 +75,8 @@ def test_no_daemon_screen(snap_compare: Any) -> None:
 
     async def settle(pilot: Pilot[Any]) -> None:
         pilot.app.animation_level = "none"
-        await pilot.pause(0.3)
+        await _showing(pilot, lambda: app.current_mode == "offline" and app.offline_screen.is_mounted
+                       and "nothing answers" in app.offline_screen.text.plain)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
 
@@ -61,9 +92,9 @@ def test_failed_tab_with_detail(snap_compare: Any) -> None:
     async def failed_detail(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)
         await pilot.press("3")
-        await pilot.pause(0.2)
+        await _showing(pilot, lambda: _failed_rows(app))
         await pilot.press("enter")
-        await pilot.pause(0.3)
+        await _showing(pilot, lambda: _detail_shown(app))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=failed_detail)
 
@@ -74,7 +105,7 @@ def test_help_screen(snap_compare: Any) -> None:
     async def help_open(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        await _showing(pilot, lambda: _help_shown(app))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=help_open)
 
@@ -90,7 +121,7 @@ def test_failed_tab_at_80x24(snap_compare: Any) -> None:
     async def failed(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)
         await pilot.press("3")
-        await pilot.pause(0.3)
+        await _showing(pilot, lambda: _failed_rows(app))
 
     assert snap_compare(app, terminal_size=NARROW, run_before=failed)
 
@@ -101,9 +132,9 @@ def test_failed_detail_at_80x24(snap_compare: Any) -> None:
     async def failed_detail(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)
         await pilot.press("3")
-        await pilot.pause(0.2)
+        await _showing(pilot, lambda: _failed_rows(app))
         await pilot.press("enter")
-        await pilot.pause(0.3)
+        await _showing(pilot, lambda: _detail_shown(app))
 
     assert snap_compare(app, terminal_size=NARROW, run_before=failed_detail)
 
@@ -114,6 +145,6 @@ def test_help_screen_at_80x24(snap_compare: Any) -> None:
     async def help_open(pilot: Pilot[Any]) -> None:
         await _until_attached(pilot)
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        await _showing(pilot, lambda: _help_shown(app))
 
     assert snap_compare(app, terminal_size=NARROW, run_before=help_open)

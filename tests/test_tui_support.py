@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
+from tests.deadlines import patience, scaled
 from wfbatch.client.client import DaemonClient, DaemonUnavailable
 from wfbatch.protocol import (
     Attempt,
@@ -248,7 +249,7 @@ class DaemonProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = home.parent / f"{home.name}-daemon.log"
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = patience(15.0)) -> None:
         """Start and wait for health, from synchronous code."""
         self.spawn()
         asyncio.run(self.wait_healthy(within=timeout))
@@ -266,8 +267,8 @@ class DaemonProcess:
             )
 
     async def wait_healthy(self, within: float = 15.0) -> None:
-        deadline = time.monotonic() + within
-        async with DaemonClient(self.socket_path, timeout=2.0) as client:
+        deadline = time.monotonic() + patience(within)
+        async with DaemonClient(self.socket_path, timeout=scaled(2.0)) as client:
             while True:
                 try:
                     await client.health()
@@ -279,7 +280,7 @@ class DaemonProcess:
                         raise TimeoutError(f"daemon not healthy: {self.log.read_text()[-2000:]}") from None
                     await asyncio.sleep(0.1)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = patience(10.0)) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -287,7 +288,7 @@ class DaemonProcess:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(5)
+            self.process.wait(scaled(5))
         self.process = None
 
 
@@ -307,8 +308,9 @@ def daemon_process(home: Path, env: dict[str, str] | None = None) -> Iterator[Da
 
 
 async def wait_until(predicate: Any, within: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll an async or sync predicate until it returns something truthy, for at most `within` s."""
-    deadline = time.monotonic() + within
+    """Poll an async or sync predicate until it returns something truthy, for at most
+    `patience(within)` s (a deadline that scales with the machine)."""
+    deadline = time.monotonic() + patience(within)
     while True:
         value = predicate()
         if asyncio.iscoroutine(value):

@@ -50,8 +50,8 @@ async def api(daemon: DaemonProcess) -> AsyncIterator[DaemonClient]:
 async def _attached(pilot: Pilot[Any]) -> MainScreen:
     app = pilot.app
     assert isinstance(app, WfbatchApp)
-    await wait_until(lambda: app.current_mode == "main" and app.main_screen.status is not None
-                     and app.main_screen.jobs.loaded, within=10)
+    await wait_until(lambda: app.current_mode == "main" and app.main_screen.is_mounted  # composed: jobs
+                     and app.main_screen.status is not None and app.main_screen.jobs.loaded, within=10)
     return app.main_screen
 
 
@@ -100,12 +100,14 @@ async def test_several_jobs_are_canceled_only_after_a_confirmation(api: DaemonCl
         await wait_until(lambda: screen.jobs.row_count == 4)
         screen.jobs.move_cursor(row=0)
         await pilot.press("space", "space", "c")
-        await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen) and app.screen.is_mounted)
         await pilot.press("n")  # no: nothing happens
-        await pilot.pause(0.3)
+        # Answered, and no command running: a cancel the "no" had started would be one of them.
+        await wait_until(lambda: not isinstance(app.screen, ConfirmScreen))
+        await wait_until(lambda: not [w for w in app.workers if w.group == "commands" and w.is_running])
         assert not (await api.jobs(batch_id=batch_id, states=["canceled"])).items
         await pilot.press("c")
-        await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen) and app.screen.is_mounted)
         await pilot.press("y")
 
         async def two_canceled() -> bool:
@@ -134,9 +136,8 @@ async def test_a_refresh_keeps_the_cursor_and_the_scroll_and_g_G_jump(api: Daemo
         await pilot.pause()
         job, scroll = table.highlighted, table.scroll_y
         assert scroll > 0
-        screen.load_jobs()  # what an event or a status tick does
-        await wait_until(lambda: not table.loading)
-        await pilot.pause(0.2)
+        await screen.load_jobs().wait()  # what an event or a status tick does
+        await pilot.pause()
         assert table.highlighted == job and table.cursor_row == 70 and table.scroll_y == scroll
 
 
@@ -190,12 +191,14 @@ class FailingStatus(FakeDaemon):
         super().__init__()
         self.failures = 3
         self.health_checks = 0
+        self.status_reads = 0
 
     async def health(self) -> Health:
         self.health_checks += 1
         return await super().health()
 
     async def status(self) -> Status:
+        self.status_reads += 1
         if self.failures:
             self.failures -= 1
             raise FakeAnswer(500, "internal error in the wfbatch daemon (see its log)")
@@ -206,9 +209,11 @@ async def test_an_api_error_says_what_failed_and_keeps_the_connection() -> None:
     fake = FailingStatus()
     app = WfbatchApp(fake.client(), close_client=True, retry_interval=0.2, status_interval=0.2,
                      graphics=False)
-    async with app.run_test(size=NARROW) as pilot:
+    async with app.run_test(size=NARROW):
         await wait_until(lambda: app.current_mode == "main" and app.main_screen.status is not None)
-        await pilot.pause(0.3)
+        # Two more status ticks, not a sleep: a reconnection the errors had asked for comes first.
+        reads = fake.status_reads
+        await wait_until(lambda: fake.status_reads >= reads + 2)
         assert app.current_mode == "main" and app.connected
         assert fake.health_checks == 1  # never treated as a lost daemon: no reconnection
         messages = [n.message for n in app._notifications]
@@ -219,7 +224,7 @@ async def test_batch_names_from_the_first_paint() -> None:
     app = WfbatchApp(FakeDaemon().client(), close_client=True, graphics=False)
     async with app.run_test(size=(140, 45)) as pilot:
         screen = app.main_screen
-        await wait_until(lambda: app.current_mode == "main" and screen.jobs.loaded)
+        await wait_until(lambda: app.current_mode == "main" and screen.is_mounted and screen.jobs.loaded)
         await pilot.pause()
         cells = [str(c) for c in screen.jobs.get_row("1")]
         assert "landscapes" in cells and "b1" not in cells
@@ -230,11 +235,11 @@ async def test_cancel_of_a_running_job_asks_first() -> None:
     app = WfbatchApp(fake.client(), close_client=True, graphics=False)
     async with app.run_test(size=NARROW) as pilot:
         screen = app.main_screen
-        await wait_until(lambda: app.current_mode == "main" and screen.jobs.loaded)
+        await wait_until(lambda: app.current_mode == "main" and screen.is_mounted and screen.jobs.loaded)
         await pilot.press("2")
         await wait_until(lambda: screen.jobs.row_count == 1 and screen.jobs.job_query.tab is JobTab.RUNNING)
         await pilot.press("c")
-        await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen) and app.screen.is_mounted)
         assert fake.commands == []
         await pilot.press("y")
         await wait_until(lambda: fake.commands == [CancelRequest(job_ids=[3])])

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.daemon_harness import clean_env, short_tmpdir
+from tests.deadlines import patience
 from tests.test_tui_support import wait_until
 from wfbatch.client.client import DaemonClient
 from wfbatch.protocol import API_VERSION, routes
@@ -60,7 +61,7 @@ def daemon_of_another_version() -> Iterator[FakeDaemon]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + patience(10)
         while not server.started:
             assert thread.is_alive() and time.monotonic() < deadline, "the fake daemon did not start"
             time.sleep(0.02)

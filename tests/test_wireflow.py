@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from pydantic import SecretStr
 
 from tests.conftest_sim import TEST_KEY, CountingGate, fast_options, job_spec, wireflow_settings
+from tests.deadlines import patience
 from wfbatch.providers.base import Finished, Pending, RequestKind, Submitted
 from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, Permanent, RateLimited, Transient
 from wfbatch.providers.registry import traits
@@ -77,7 +78,7 @@ async def provider_factory() -> AsyncIterator[Callable[..., tuple[WireflowProvid
 
 
 async def finish(
-    provider: WireflowProvider, submitted: Submitted | Finished, within: float = 5.0
+    provider: WireflowProvider, submitted: Submitted | Finished, within: float = patience(5.0)
 ) -> Finished:
     if isinstance(submitted, Finished):
         return submitted

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deadlines import patience
 from tests.engine_sim import enqueue, prompts
 from wfbatch.engine.loop.writer import OutputWriter
 from wfbatch.home import HomeLayout
@@ -33,7 +34,7 @@ async def test_a_flush_cancelled_mid_write_leaves_the_batch_to_the_next_flush(
 
     monkeypatch.setattr(store.jobs, "jobs_for_batch", slow_read)
     flushing = asyncio.create_task(writer.flush(force=True))
-    await asyncio.wait_for(reading.wait(), 5)
+    await asyncio.wait_for(reading.wait(), patience(5))
     flushing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await flushing

@@ -120,7 +120,12 @@ def test_any_file_is_taken_whole_or_refused_with_the_line(
         outside.write_bytes(raw)
         link = daemon.inbox / name
         link.symlink_to(outside)
-        time.sleep(0.5)
+        # A sentinel dropped after it, refused without a job: once its error file is written, the
+        # watcher has looked at the link too (no sleep that merely gives it time).
+        sentinel = f"{name}.sentinel.md"
+        daemon.drop(sentinel, "a prompt\n")
+        error_file = daemon.home / "rejected" / f"{sentinel}.error.txt"
+        daemon.wait_until(error_file.exists, what=f"{sentinel} to be refused")
         assert link.is_symlink(), "a symlink out of the inbox was taken"
         assert total_jobs(daemon) == before
         link.unlink()

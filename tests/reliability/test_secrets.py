@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.daemon_harness import DaemonProcess, jsonl, running_daemon
+from tests.deadlines import patience
 from tests.reliability.support import SOAK, wireflow_env
 from wfbatch.cli.main import main as cli_main
 from wfbatch.client.client import DaemonClient
@@ -62,7 +63,7 @@ async def tui_screen(daemon: DaemonProcess) -> str:
 
     app = WfbatchApp(DaemonClient(daemon.socket), close_client=True, graphics=False)
     async with app.run_test(size=(140, 45)) as pilot:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + patience(20)
         while not (
             app.current_mode == "main" and app.main_screen.status is not None and app.main_screen.jobs.loaded
         ):

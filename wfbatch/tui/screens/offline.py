@@ -73,6 +73,7 @@ class OfflineScreen(Screen[None]):
                 message.socket_path, self.home, message.reason, message.attempts, message.was_connected
             )
         # The widget itself, not a query: a second message can come after this screen is mounted
-        # but before its children are (seen under load), and must not be lost or raise.
-        if self._message is not None:
+        # but before its children are (seen under load), and must not be lost or raise; and not
+        # while the app quits, when its widgets may already be gone.
+        if self._message is not None and self.is_attached:
             self._message.update(self.text)
