@@ -5,10 +5,55 @@ labels. Each provider's own section lives in its package (`providers/<name>/sett
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+DEFAULT_ACCOUNT = "default"
+"""The one account of a section that lists none: its own `api_key` and `base_url`."""
+
+ACCOUNT_LIMITS = (
+    "requests_per_minute",
+    "executions_per_minute",
+    "daily_executions",
+    "daily_credit_cap",
+    "max_in_flight",
+)
+"""The limits an account may set for itself; unset, it takes the section's."""
+
+
+class AccountSettings(BaseModel):
+    """One account of a provider (`[[<provider>.accounts]]`, WFBATCH_<PROVIDER>__ACCOUNTS__0__*): a key the
+    user is entitled to use, its endpoint and its own limits. Accounts naming the same `pool` share
+    one set of limits (two keys of one organisation); by default each account is its own pool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    api_key: SecretStr | None = None
+    base_url: str | None = Field(default=None, description="unset: the section's")
+    weight: float = Field(default=1.0, gt=0, description="preferred among accounts that can start as soon")
+    pool: str | None = Field(
+        default=None, description="accounts naming the same pool share its limits; unset: its own"
+    )
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    executions_per_minute: int | None = Field(default=None, ge=1)
+    daily_executions: int | None = Field(default=None, ge=1)
+    daily_credit_cap: float | None = Field(default=None, ge=0)
+    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as the engine uses it: its name, its quota pool, its weight, and the provider's
+    section as this account sees it (its key, endpoint and limits in place of the section's)."""
+
+    name: str
+    pool: str
+    weight: float
+    section: ProviderLimits
 
 
 class ProviderLimits(BaseModel):
@@ -17,6 +62,63 @@ class ProviderLimits(BaseModel):
     requests_per_minute: int | None = Field(default=None, ge=1)
     executions_per_minute: int | None = Field(default=None, ge=1)
     max_in_flight: int = Field(default=4, ge=1, le=1000)
+
+    accounts: list[AccountSettings] = Field(
+        default_factory=list,
+        description="several accounts of this provider, each with its own key and limits; none: the"
+        " section's own api_key is the one account, named 'default'",
+    )
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _indexed_accounts(cls, value: Any) -> Any:
+        """The environment spells a list by index (WFBATCH_<PROVIDER>__ACCOUNTS__0__API_KEY), which
+        arrives as a mapping {"0": {...}}: taken in the order of its indices."""
+        if isinstance(value, dict) and value and all(str(key).isdigit() for key in value):
+            return [value[key] for key in sorted(value, key=lambda key: int(key))]
+        return value
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_accounts(cls, value: list[AccountSettings]) -> list[AccountSettings]:
+        names = [account.name for account in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"account names must differ: {', '.join(repeated)} given more than once")
+        return value
+
+    def account_list(self) -> list[Account]:
+        """Every account of this provider, each with the section as it sees it."""
+        if not self.accounts:
+            return [Account(DEFAULT_ACCOUNT, DEFAULT_ACCOUNT, 1.0, self)]
+        found = []
+        for account in self.accounts:
+            update: dict[str, Any] = {"accounts": []}
+            for field in ("api_key", "base_url"):
+                if field in type(self).model_fields and getattr(account, field) is not None:
+                    update[field] = getattr(account, field)
+            if "api_key" in type(self).model_fields and account.api_key is None:
+                update["api_key"] = None  # never the section's: one key would count as two accounts
+            for field in ACCOUNT_LIMITS:
+                if getattr(account, field) is not None:
+                    update[field] = getattr(account, field)
+            section = self.model_copy(update=update)
+            found.append(Account(account.name, account.pool or account.name, account.weight, section))
+        return found
+
+    def account_problems(self) -> list[str]:
+        """What keeps this provider's accounts from working, each problem naming its account."""
+        if not self.accounts:
+            return self.configuration_problems()
+        problems = []
+        if "api_key" not in type(self).model_fields and any(a.api_key is not None for a in self.accounts):
+            problems.append("this provider takes no api_key: its accounts cannot set one")
+        if getattr(self, "api_key", None) is not None:
+            problems.append("api_key is set beside accounts: give each account its own api_key instead")
+        for account in self.account_list():
+            own = account.section.configuration_problems()
+            problems += [f"account {account.name!r}: {problem}" for problem in own]
+        return problems
 
     def configuration_problems(self) -> list[str]:
         """What keeps this provider from working as configured (a missing key, ...), said so a

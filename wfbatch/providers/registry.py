@@ -228,8 +228,9 @@ def batch_mode(spec_mode: str | None, provider: str, settings: ProviderSections)
 
 
 def configuration_problems(name: str, settings: ProviderSections) -> list[str]:
-    """What keeps a known provider from working as configured, without building it."""
-    return settings.provider_limits(name).configuration_problems()
+    """What keeps a known provider from working as configured (any of its accounts), without
+    building it."""
+    return settings.provider_limits(name).account_problems()
 
 
 SpecValidator = Callable[[JobSpec], list[str]]
@@ -240,8 +241,14 @@ def _load(reference: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def build_provider(name: str, settings: ProviderSections, gate: RequestGate) -> Provider:
-    provider: Provider = _load(entry(name).factory)(settings.provider_limits(name), gate)
+def build_provider(
+    name: str, settings: ProviderSections, gate: RequestGate, section: ProviderLimits | None = None
+) -> Provider:
+    """The provider's client; `section`: an account's view of it (`ProviderLimits.account_list`),
+    else the first account's."""
+    if section is None:
+        section = settings.provider_limits(name).account_list()[0].section
+    provider: Provider = _load(entry(name).factory)(section, gate)
     return provider
 
 

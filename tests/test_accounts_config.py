@@ -1,0 +1,95 @@
+"""Several accounts per provider in the configuration: the file, the environment, the one-key form
+of today, and keys that are never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wfbatch.providers.registry import configuration_problems
+from wfbatch.settings import SettingsError, load_settings
+
+TWO_ACCOUNTS = """
+[wireflow]
+workflow_id = "wf_1"
+[[wireflow.accounts]]
+name = "studio"
+api_key = "sk-studio-secret"
+executions_per_minute = 5
+weight = 2.0
+[[wireflow.accounts]]
+name = "client"
+api_key = "sk-client-secret"
+base_url = "http://127.0.0.1:9000"
+pool = "shared"
+"""
+
+
+def home_with(tmp_path: Path, text: str) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "wfbatch.toml").write_text(text)
+    return home
+
+
+def test_accounts_in_the_file_take_their_own_key_endpoint_and_limits(tmp_path: Path) -> None:
+    settings = load_settings(home_with(tmp_path, TWO_ACCOUNTS))
+    studio, client = settings.wireflow.account_list()
+    assert (studio.name, studio.pool, studio.weight) == ("studio", "studio", 2.0)
+    assert (client.name, client.pool, client.weight) == ("client", "shared", 1.0)
+    keys = [account.section.api_key for account in (studio, client)]
+    assert [k.get_secret_value() if k else None for k in keys] == ["sk-studio-secret", "sk-client-secret"]
+    assert studio.section.executions_per_minute == 5
+    assert client.section.executions_per_minute == 10  # the section's (the plan's)
+    assert client.section.base_url == "http://127.0.0.1:9000"
+    assert studio.section.base_url == settings.wireflow.base_url
+    assert configuration_problems("wireflow", settings) == []
+
+
+def test_one_api_key_is_one_account_named_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFBATCH_WIREFLOW__API_KEY", "sk-only")
+    settings = load_settings(tmp_path)
+    (only,) = settings.wireflow.account_list()
+    assert (only.name, only.pool) == ("default", "default")
+    assert only.section is settings.wireflow
+    (local,) = settings.local.account_list()
+    assert local.name == "default"
+
+
+def test_accounts_from_the_environment_by_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WFBATCH_OPENAI__ACCOUNTS__1__NAME", "second")
+    monkeypatch.setenv("WFBATCH_OPENAI__ACCOUNTS__1__API_KEY", "sk-two")
+    monkeypatch.setenv("WFBATCH_OPENAI__ACCOUNTS__0__NAME", "first")
+    monkeypatch.setenv("WFBATCH_OPENAI__ACCOUNTS__0__API_KEY", "sk-one")
+    monkeypatch.setenv("WFBATCH_OPENAI__ACCOUNTS__0__MAX_IN_FLIGHT", "7")
+    settings = load_settings(tmp_path)
+    first, second = settings.openai.account_list()
+    assert (first.name, second.name) == ("first", "second")
+    assert first.section.max_in_flight == 7 and second.section.max_in_flight == 2
+    assert second.section.api_key is not None and second.section.api_key.get_secret_value() == "sk-two"
+
+
+def test_account_keys_are_never_shown(tmp_path: Path) -> None:
+    settings = load_settings(home_with(tmp_path, TWO_ACCOUNTS))
+    for shown in (repr(settings), str(settings.masked()), repr(settings.wireflow.account_list())):
+        assert "sk-studio-secret" not in shown and "sk-client-secret" not in shown
+
+
+def test_each_account_needs_its_own_key(tmp_path: Path) -> None:
+    text = TWO_ACCOUNTS.replace('api_key = "sk-client-secret"\n', "")
+    settings = load_settings(home_with(tmp_path, text))
+    problems = configuration_problems("wireflow", settings)
+    assert len(problems) == 1 and problems[0].startswith("account 'client': Wireflow needs an API key")
+
+
+def test_a_section_key_beside_accounts_is_a_problem_not_a_silent_extra_account(tmp_path: Path) -> None:
+    text = TWO_ACCOUNTS.replace('workflow_id = "wf_1"', 'workflow_id = "wf_1"\napi_key = "sk-x"')
+    problems = configuration_problems("wireflow", load_settings(home_with(tmp_path, text)))
+    assert problems == ["api_key is set beside accounts: give each account its own api_key instead"]
+
+
+def test_account_names_must_differ(tmp_path: Path) -> None:
+    text = TWO_ACCOUNTS.replace('name = "client"', 'name = "studio"')
+    with pytest.raises(SettingsError, match="studio given more than once"):
+        load_settings(home_with(tmp_path, text))
