@@ -82,7 +82,9 @@ class JobsApi(Protocol):
 
     async def attempts_for(self, job_id: int) -> list[AttemptRow]: ...
 
-    async def starts_since(self, provider: str, since: float) -> int: ...
+    async def starts_since(
+        self, provider: str, since: float, accounts: Sequence[str] | None = None
+    ) -> int: ...
 
     async def promote_due_retries(self, now: float) -> int:
         """Retrying jobs whose `next_attempt_at` has come back to queued; how many moved."""

@@ -183,11 +183,16 @@ class SqliteJobReads(SqliteAggregate):
         rows = await self.fetchall("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
         return [AttemptRow.from_sql(r) for r in rows]
 
-    async def starts_since(self, provider: str, since: float) -> int:
-        """Execution starts the provider accepted since `since` (for the daily cap after a restart)."""
-        row = await self.fetchone(
+    async def starts_since(self, provider: str, since: float, accounts: Sequence[str] | None = None) -> int:
+        """Execution starts the provider accepted since `since` (for the daily cap after a restart);
+        `accounts`: only those of these accounts (a quota pool's)."""
+        query = (
             "SELECT COUNT(*) AS n FROM attempts a JOIN jobs j ON j.id = a.job_id"
-            " WHERE j.provider = ? AND a.kind = 'start' AND a.outcome = 'accepted' AND a.at >= ?",
-            (provider, since),
+            " WHERE j.provider = ? AND a.kind = 'start' AND a.outcome = 'accepted' AND a.at >= ?"
         )
+        args: list[Any] = [provider, since]
+        if accounts is not None:
+            query += f" AND j.account IN ({', '.join('?' for _ in accounts)})"
+            args += list(accounts)
+        row = await self.fetchone(query, tuple(args))
         return int(row["n"]) if row else 0

@@ -29,6 +29,7 @@ from wfbatch.store.sql import sql_value
 _UPDATABLE = frozenset(
     {
         "attempts",
+        "account",
         "generation",
         "next_attempt_at",
         "remote_id",

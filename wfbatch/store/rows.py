@@ -131,6 +131,8 @@ class JobRow:
     """A draft's final: what approving it queues (None: not a draft)."""
     draft_of: int | None = None
     """A final's draft (None: not a final)."""
+    account: str | None = None
+    """The provider account its last start went to (None: never started, or before accounts)."""
 
     @property
     def stage(self) -> Stage | None:
@@ -176,6 +178,7 @@ class JobRow:
             possible_duplicate_charge=row["possible_duplicate_charge"],
             final_spec=spec_from_json(row["final_spec"]) if row["final_spec"] else None,
             draft_of=row["draft_of"],
+            account=row["account"],
         )
 
 

@@ -286,6 +286,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN remote_batch INTEGER REFERENCES remote_batches(id);
     CREATE INDEX jobs_remote_batch ON jobs(remote_batch);
     """,
+    # The account a job's start went to (written with the move to submitting): once that start may
+    # have reached the provider, every poll, download and cancel of the job uses that account.
+    """
+    ALTER TABLE jobs ADD COLUMN account TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

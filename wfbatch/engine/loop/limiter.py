@@ -65,6 +65,19 @@ class SlidingWindow:
     def record(self, now: float) -> None:
         self._times.append(now)
 
+    def wait_time_after(self, ahead: int, now: float) -> float:
+        """Seconds until one more event fits once `ahead` others waiting before it have gone (an
+        estimate past the events on record: a full window each `limit` events)."""
+        if self.limit is None:
+            return 0.0
+        self._trim(now)
+        index = len(self._times) + ahead - self.limit
+        if index < 0:
+            return 0.0
+        if index < len(self._times):
+            return max(0.0, self._times[index] + self.window - now)
+        return self.window * (1 + (index - len(self._times)) // self.limit)
+
 
 class _FairQueue:
     """Waiters take turns by (priority desc, arrival): only the head may proceed; the others sleep
@@ -263,6 +276,23 @@ class ProviderLimiter:
             and self.in_flight < self.limits.max_in_flight
             and not self._daily_cap_reached()
         )
+
+    @property
+    def waiting_starts(self) -> int:
+        """Starts waiting for their turn in this limiter now."""
+        return len(self._start_queue)
+
+    def start_wait_after(self, ahead: int) -> float:
+        """Seconds until a new start could go out behind `ahead` starts already waiting."""
+        now = self._clock.monotonic()
+        waits = [
+            self._blocked_until - now,
+            self._starts_blocked_until - now,
+            self.executions.wait_time_after(ahead, now),
+        ]
+        if self.starts_count_as_requests:
+            waits.append(self.requests.wait_time_after(ahead, now))
+        return max(0.0, *waits)
 
     def blocked_for(self) -> float:
         return max(0.0, self._blocked_until - self._clock.monotonic())

@@ -15,6 +15,7 @@ from wfbatch.engine.events import EventSink
 from wfbatch.engine.loop.limiter import ProviderLimiter, start_of_today
 from wfbatch.protocol import ProviderEvent
 from wfbatch.providers.base import Provider, RequestKind, ServerState
+from wfbatch.providers.config import Account
 from wfbatch.providers.errors import AuthenticationFailed, OutOfCredits, ProviderError, Unreachable
 from wfbatch.providers.registry import (
     KNOWN_PROVIDERS,
@@ -61,7 +62,13 @@ class ProviderPool:
         self._emit = events
         self._wake = wake
         self.limiters: dict[str, ProviderLimiter] = {}
-        self._providers: dict[str, Provider] = {}
+        """One per provider: its pauses (by the user, for its configuration, or every account held)
+        and, with one account, its limits too."""
+        self.pool_limiters: dict[tuple[str, str], ProviderLimiter] = {}
+        """With several accounts: one per (provider, quota pool), the limits its accounts share."""
+        self.account_holds: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        """With several accounts: why an account starts nothing (a bad key, no credit), its details."""
+        self._providers: dict[tuple[str, str], Provider] = {}
         self.balances: dict[str, float] = {}
         """Credit balances the providers reported (refreshed by the daemon's loop)."""
         self.balance_read_at: dict[str, float] = {}
@@ -86,51 +93,129 @@ class ProviderPool:
             self.limiters[name] = limiter
         return limiter
 
-    async def get(self, name: str) -> Provider | None:
-        """The provider (built on first use), or None while its configuration cannot work."""
-        provider = self._providers.get(name)
+    def accounts(self, name: str) -> list[Account]:
+        """The provider's accounts, as configured now (one, `default`, for a single key)."""
+        return self.settings.provider_limits(name).account_list()
+
+    def account(self, name: str, account: str | None) -> Account:
+        """The named account (a job's own), else the first: a job started before accounts existed,
+        or whose account left the configuration, goes to the first."""
+        accounts = self.accounts(name)
+        return next((found for found in accounts if found.name == account), accounts[0])
+
+    def account_limiter(self, name: str, account: str | None) -> ProviderLimiter:
+        """The limiter of the account's quota pool: the provider's own when it has one account."""
+        accounts = self.accounts(name)
+        if len(accounts) == 1:
+            return self.limiter(name)
+        chosen = self.account(name, account)
+        limiter = self.pool_limiters.get((name, chosen.pool))
+        if limiter is None:
+            limiter = ProviderLimiter(
+                f"{name} pool {chosen.pool}",
+                chosen.section,
+                self._clock,
+                starts_count_as_requests=traits(name).starts_count_as_requests,
+                dialect=traits(name).rate_limit_dialect,
+            )
+            self.pool_limiters[(name, chosen.pool)] = limiter
+        return limiter
+
+    def account_hold(self, name: str, account: str) -> str | None:
+        """Why this account starts nothing now (a bad key, no credit, its pool's daily cap)."""
+        held = self.account_holds.get((name, account))
+        if held is not None:
+            return held[0]
+        return self.account_limiter(name, account).hold() if len(self.accounts(name)) > 1 else None
+
+    async def get(self, name: str, account: str | None = None) -> Provider | None:
+        """The account's client (built on first use; the first account's when none is named), or
+        None while the configuration cannot work."""
+        chosen = self.account(name, account)
+        provider = self._providers.get((name, chosen.name))
         if provider is not None:
             return provider
-        limiter = self.limiter(name)
+        limiter = self.account_limiter(name, chosen.name)
+        several = len(self.accounts(name)) > 1
+        pool_members = [a.name for a in self.accounts(name) if a.pool == chosen.pool] if several else None
         # Read before anything is built: no await between the check below and storing the provider,
         # so two jobs resumed at once cannot each build one (and leak the other's connections).
-        starts_today = await self._store.jobs.starts_since(name, start_of_today(self._clock.wall()))
-        if name in self._providers:
-            return self._providers[name]
+        since = start_of_today(self._clock.wall())
+        starts_today = await self._store.jobs.starts_since(name, since, pool_members)
+        if (name, chosen.name) in self._providers:
+            return self._providers[(name, chosen.name)]
         limiter.daily_starts = starts_today
         try:
-            provider = build_provider(name, self.settings, _Gate(limiter))
+            provider = build_provider(name, self.settings, _Gate(limiter), chosen.section)
         except ValueError as error:
             self.pause(name, f"configuration error: {error}", {"kind": "config"})
             return None
-        self._providers[name] = provider
+        self._providers[(name, chosen.name)] = provider
         return provider
 
     def servers(self, name: str) -> list[ServerState]:
         """The provider's servers where it has several (none until it is first built)."""
-        provider = self._providers.get(name)
+        provider = self._providers.get((name, self.account(name, None).name))
         return provider.servers() if provider is not None else []
 
     def pause(self, name: str, reason: str, details: dict[str, Any]) -> None:
         self.limiter(name).pause(reason, details)
         self._emit(ProviderEvent(event="paused", provider=name, reason=reason, details=details))
 
-    def pause_for_account(self, name: str, error: AuthenticationFailed | Unreachable | OutOfCredits) -> str:
-        """A bad key, no credit or an unreachable endpoint holds the whole provider, never one job
-        at a time. Returns the reason shown to people."""
+    def pause_for_account(
+        self,
+        name: str,
+        error: AuthenticationFailed | Unreachable | OutOfCredits,
+        account: str | None = None,
+    ) -> str:
+        """A bad key, no credit or an unreachable endpoint holds the whole account, never one job
+        at a time: with one account, the provider. Returns the reason shown to people."""
         if isinstance(error, OutOfCredits):
             reason = credits_reason(name, error)
-            figures = {"required": error.required, "available": error.available, "breakdown": error.breakdown}
-            self.pause(name, reason, {"kind": "credits", **figures})
-            return reason
-        if isinstance(error, AuthenticationFailed):
-            details: dict[str, Any] = {"kind": "authentication"}
+            details: dict[str, Any] = {
+                "kind": "credits", "required": error.required, "available": error.available,
+                "breakdown": error.breakdown,
+            }
+        elif isinstance(error, AuthenticationFailed):
+            # Until SIGHUP or a restart: a key does not start working by itself.
+            reason, details = error.message, {"kind": "authentication"}
         else:
-            backoff = self._unreachable_backoff.get(name, UNREACHABLE_BACKOFF_MIN)
+            backoff = self._unreachable_backoff.get(self._backoff_key(name, account), UNREACHABLE_BACKOFF_MIN)
+            reason = error.message
             details = {"kind": "unreachable", "since": self._clock.monotonic(), "backoff": backoff}
-        log.warning("%s: paused: %s", name, error.message)
-        self.pause(name, error.message, details)
-        return error.message
+        if len(self.accounts(name)) == 1:
+            if not isinstance(error, OutOfCredits):
+                log.warning("%s: paused: %s", name, error.message)
+            self.pause(name, reason, details)
+            return reason
+        chosen = self.account(name, account).name
+        log.warning("%s: account %s held: %s", name, chosen, reason)
+        self.account_holds[(name, chosen)] = (reason, details)
+        shown = f"account {chosen}: {reason}"
+        self._emit(ProviderEvent(event="paused", provider=name, reason=shown, details=details))
+        self.hold_if_every_account_is()
+        return f"account {chosen}: {reason}"
+
+    def hold_if_every_account_is(self) -> None:
+        """A provider with several accounts is held only when every one of them is (then it says
+        which and why); it is let go as soon as one of them can start again."""
+        for name in {provider for provider, _ in self.account_holds} | set(self.limiters):
+            accounts = self.accounts(name)
+            if len(accounts) == 1:
+                continue
+            limiter = self.limiter(name)
+            held = {a.name: self.account_hold(name, a.name) for a in accounts}
+            if all(held.values()):
+                if limiter.paused is None or limiter.pause_details.get("kind") == "accounts":
+                    reason = "every account held: " + "; ".join(f"{a}: {why}" for a, why in held.items())
+                    limiter.pause(reason, {"kind": "accounts"})
+            elif limiter.pause_details.get("kind") == "accounts":
+                limiter.resume()
+                self._emit(ProviderEvent(event="resumed", provider=name))
+                self._wake()
+
+    def _backoff_key(self, name: str, account: str | None) -> str:
+        return name if len(self.accounts(name)) == 1 else f"{name}/{self.account(name, account).name}"
 
     def probe_unreachable(self) -> None:
         """An unreachable provider is tried again after a backoff (5 s, doubling, at most 5 min): the
@@ -147,6 +232,16 @@ class ProviderPool:
                 self._unreachable_backoff[name] = min(UNREACHABLE_BACKOFF_MAX, backoff * 2)
                 self._emit(ProviderEvent(event="resumed", provider=name))
                 self._wake()
+        for (name, account), (reason, details) in list(self.account_holds.items()):
+            if details.get("kind") != "unreachable":
+                continue
+            backoff = float(details.get("backoff", UNREACHABLE_BACKOFF_MIN))
+            if now - float(details.get("since", now)) >= backoff:
+                log.info("%s: account %s: trying again after %.0f s (%s)", name, account, backoff, reason)
+                del self.account_holds[(name, account)]
+                self._unreachable_backoff[f"{name}/{account}"] = min(UNREACHABLE_BACKOFF_MAX, backoff * 2)
+                self.hold_if_every_account_is()
+                self._wake()
 
     async def learn_balances(self, within: float = BALANCE_AT_START_WITHIN) -> None:
         """Before prompts are accepted: the balance of every configured provider that can tell one,
@@ -162,7 +257,7 @@ class ProviderPool:
         """Every look at a balance is a request against the provider's limits: rarely, unless an
         out-of-credits pause waits for a top-up."""
         now = self._clock.monotonic()
-        for name in sorted(set(self._providers) | set(self.balances)):
+        for name in sorted({provider for provider, _ in self._providers} | set(self.balances)):
             if not traits(name).reports_balance:
                 continue
             paused = self.limiter(name).pause_details.get("kind") == "credits"
@@ -183,6 +278,8 @@ class ProviderPool:
         if not traits(name).reports_balance:
             return None
         self._balance_looked[name] = self._clock.monotonic()
+        if len(self.accounts(name)) > 1:
+            return await self._refresh_account_balances(name)
         provider = await self.get(name)
         if provider is None:
             return None
@@ -208,6 +305,41 @@ class ProviderPool:
             self._wake()
         return balance
 
+    async def _refresh_account_balances(self, name: str) -> float | None:
+        """Each account's balance (a disabled account is not asked); the provider's is their sum.
+        An account held for credit is let go once its own balance covers what its start required."""
+        total: float | None = None
+        for account in self.accounts(name):
+            held = self.account_holds.get((name, account.name))
+            if held is not None and held[1].get("kind") == "authentication":
+                continue
+            provider = await self.get(name, account.name)
+            if provider is None:
+                continue
+            try:
+                balance = await provider.balance()
+            except (AuthenticationFailed, Unreachable) as error:
+                self.pause_for_account(name, error, account.name)
+                continue
+            except ProviderError as error:
+                log.warning("%s: account %s: could not read the balance: %s", name, account.name, error)
+                continue
+            if balance is None:
+                continue
+            total = (total or 0.0) + balance
+            if held is not None and held[1].get("kind") == "credits":
+                required = held[1].get("required")
+                if balance >= (required or 0) and balance > 0:
+                    log.info("%s: account %s: balance %g covers the start", name, account.name, balance)
+                    del self.account_holds[(name, account.name)]
+                    self.hold_if_every_account_is()
+                    self._wake()
+        if total is not None:
+            self.balances[name] = total
+            self.balance_read_at[name] = self._clock.wall()
+            self._spent_since_read.discard(name)
+        return total
+
     def reload(self, settings: Settings) -> dict[str, dict[str, tuple[Any, Any]]]:
         """Each limiter takes its new limits now; returns what changed (limits only, never secrets)."""
         self.settings = settings
@@ -216,10 +348,20 @@ class ProviderPool:
             diff = limiter.reconfigure(settings.provider_limits(name))
             if diff:
                 changes[name] = diff
+        # A disabled account is tried again after a reload (its key may have been fixed).
+        self.account_holds = {
+            key: held for key, held in self.account_holds.items() if held[1].get("kind") != "authentication"
+        }
+        for (name, pool), limiter in self.pool_limiters.items():
+            members = [a for a in settings.provider_limits(name).account_list() if a.pool == pool]
+            if members:
+                limiter.reconfigure(members[0].section)
+        self.hold_if_every_account_is()
         return changes
 
     def requests_sent(self) -> int:
-        return sum(limiter.requests_sent for limiter in self.limiters.values())
+        limiters = [*self.limiters.values(), *self.pool_limiters.values()]
+        return sum(limiter.requests_sent for limiter in limiters)
 
     async def aclose(self) -> None:
         for provider in self._providers.values():

@@ -105,10 +105,14 @@ class JobRunner:
         held back by a cap, canceled meanwhile, or its provider cannot be built)."""
         s = self.s
         batch = await s.batch(job.batch_id)
-        provider = await s.pool.get(job.provider)
+        account = s.pool.account(job.provider, job.account).name
+        job = replace(job, account=account)
+        if job.state is JobState.QUEUED and s.pool.account_hold(job.provider, account) is not None:
+            return None  # its account was held since it was picked: the next round picks again
+        provider = await s.pool.get(job.provider, account)
         if provider is None:
             return None
-        limiter = s.pool.limiter(job.provider)
+        limiter = s.pool.account_limiter(job.provider, account)
         # Only a job that starts a new execution can have had its start refused outright (429,
         # 402, a paused provider): one resumed or re-sent may have an execution that charges.
         fresh = job.state is JobState.QUEUED and job.execution is Execution.NONE
@@ -144,7 +148,7 @@ class JobRunner:
         except (AuthenticationFailed, Unreachable, OutOfCredits) as error:
             # About the account, not the prompt: the provider pauses with the reason and every job
             # stays queued (an unreachable one is probed again with backoff).
-            reason = s.pool.pause_for_account(job.provider, error)
+            reason = s.pool.pause_for_account(job.provider, error, job.account)
             return requeue(job, reason, refused=fresh, error=error)
         except PaidRejection as rejection:
             return await self._rejected(job, batch, rejection)
@@ -227,6 +231,7 @@ class JobRunner:
             attempts=job.attempts + 1,
             started_at=job.started_at or s.clock.wall(),
             execution=execution,
+            account=job.account,
         ):
             if fresh:
                 await s.budget.release(job.id)

@@ -24,6 +24,7 @@ from wfbatch.engine.clock import Clock, SystemClock
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.features.finals import Finals
 from wfbatch.engine.features.remote_batches import RemoteBatches
+from wfbatch.engine.loop import accounts
 from wfbatch.engine.loop.budget import Budget, cost_key
 from wfbatch.engine.loop.cache import ImageCache
 from wfbatch.engine.loop.canceled import CanceledExecutions
@@ -290,14 +291,11 @@ class Engine:
         for name in queued:
             if await self.pool.get(name) is None or self.holds.provider(name):
                 continue
-            limiter = self.pool.limiter(name)
-            if not limiter.has_capacity() or limiter.blocked_for() > 0:
+            choices = accounts.startable(self.pool, name)
+            free = accounts.total_free(choices)
+            if free <= 0:
                 continue
-            free = limiter.limits.max_in_flight - limiter.in_flight
-            if not limiter.answered:
-                # Until the provider has answered once, one job at a time: a wrong key or a dead
-                # endpoint then costs one request, not one per slot.
-                free = min(free, 1 - limiter.in_flight)
+            pending: Counter[str] = Counter()
             candidates = await self.store.jobs.ready_jobs(
                 name,
                 free + len(self._keys_in_flight),
@@ -317,7 +315,14 @@ class Engine:
                     # Nothing to reserve for an unknown cost: jobs started side by side would all slip
                     # under the cap. One goes first; its charge tells the cost.
                     continue
-                self._spawn(job)
+                own = self.pool.account(name, job.account).name
+                choice = accounts.pick(choices, job, own, pending)
+                if choice is None:
+                    continue  # its account cannot start now (it waits for that account)
+                if await self.pool.get(name, choice.account) is None:
+                    continue
+                pending[choice.pool] += 1
+                self._spawn(replace(job, account=choice.account))
                 free -= 1
 
     def _provider_held(self, name: str) -> bool:
@@ -344,7 +349,7 @@ class Engine:
         return self.budget.capped(batch, job.provider) and not self.budget.cost_known(job.spec)
 
     def _spawn(self, job: JobRow) -> None:
-        slot = Slot(self.pool.limiter(job.provider))
+        slot = Slot(self.pool.account_limiter(job.provider, job.account))
         self._keys_in_flight.add(job.cache_key)
         self._in_flight_by_cost[cost_key(job.spec)] += 1
         task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
@@ -370,7 +375,7 @@ class Engine:
                 return
             # A bug must not kill the engine or lose the job: record it and retry later.
             log.exception("job %s: unexpected error", job.id)
-            limiter = self.pool.limiter(job.provider)
+            limiter = self.pool.account_limiter(job.provider, job.account)
             failure = self.runner.retry_or_fail(
                 job, limiter, Transient("internal error in wfbatch (see the log)")
             )

@@ -1,0 +1,149 @@
+"""Several accounts of one provider: the real engine, real SQLite, and one Wireflow simulator per
+account (its own port, its own key, its own windows) over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.conftest_sim import fast_options
+from tests.deadlines import scaled
+from tests.engine_sim import enqueue, prompts
+from wfbatch.core.hashing import idempotency_key
+from wfbatch.core.states import Execution, JobState
+from wfbatch.engine.loop.scheduler import Engine
+from wfbatch.home import HomeLayout
+from wfbatch.settings import Settings, load_settings
+from wfbatch.sim import RunningSimulator
+from wfbatch.store import Store
+
+WINDOW = 2.0
+"""Seconds of a simulated 'minute': each account starts at most 10 executions in it."""
+
+
+def account_settings(home: Path, sims: dict[str, RunningSimulator], keys: dict[str, str]) -> Settings:
+    accounts = [
+        {"name": name, "api_key": keys.get(name, f"sk-key-{name}"), "base_url": sim.base_url}
+        for name, sim in sims.items()
+    ]
+    wireflow: dict[str, Any] = {
+        "workflow_id": "wf_demo",
+        "request_timeout": 5.0,
+        "requests_per_minute": 10_000,
+        "executions_per_minute": 10,
+        "rate_window_seconds": WINDOW,
+        "daily_executions": None,
+        "max_in_flight": 10,
+        "poll_initial": 0.05,
+        "poll_max": 0.2,
+        "backoff_initial": 0.05,
+        "backoff_max": 0.2,
+        "accounts": accounts,
+    }
+    return load_settings(home, provider="wireflow", wireflow=wireflow)
+
+
+@contextlib.contextmanager
+def simulators(*names: str, **options: Any) -> Iterator[dict[str, RunningSimulator]]:
+    with contextlib.ExitStack() as stack:
+        yield {
+            name: stack.enter_context(
+                RunningSimulator(fast_options(api_key=f"sk-key-{name}", epm=10, window=WINDOW, **options))
+            )
+            for name in names
+        }
+
+
+async def test_three_accounts_share_out_a_batch_each_within_its_own_limit(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with simulators("a", "b", "c") as sims:
+        batch = (await enqueue(store, layout, prompts(60))).batch
+        engine = Engine(store, account_settings(home, sims, {}), layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = {name: sim.state.stats() for name, sim in sims.items()}
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    for name, seen in stats.items():
+        assert seen["rate_limited"] == 0, (name, seen)  # each key kept within its own window
+        assert seen["executions_created"] == sum(job.account == name for job in jobs) > 0
+    assert sum(seen["executions_created"] for seen in stats.values()) == 60  # one per prompt
+
+
+async def test_a_wrong_key_disables_its_account_and_the_others_finish(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with simulators("a", "b", "c") as sims:
+        batch = (await enqueue(store, layout, prompts(30))).batch
+        settings = account_settings(home, sims, {"b": "sk-wrong-key"})
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = {name: sim.state.stats() for name, sim in sims.items()}
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    assert {job.account for job in jobs} == {"a", "c"}
+    assert stats["b"]["executions_created"] == 0
+    assert stats["b"]["requests"]["total"] == 1  # one job probes an account until it has answered
+    assert engine.pool.account_holds[("wireflow", "b")][1]["kind"] == "authentication"
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + scaled(30.0)
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_start_that_may_exist_on_one_account_is_never_sent_on_another(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with simulators("b") as other, RunningSimulator(
+        fast_options(api_key="sk-key-a", epm=10, window=WINDOW)
+    ) as first:
+        sims = {"a": first, **other}
+        # The start reaches account a and creates the execution; its answer is lost.
+        first.state.queue_fault("lost_reset", route="execute", count=1)
+        first.state.queue_fault("reset", route="execute", count=1000)  # and it cannot be replayed
+        pinned_batch = (await enqueue(store, layout, prompts(1, "pinned"), "pinned.jsonl")).batch
+        settings = account_settings(home, sims, {})
+        engine = Engine(store, settings, layout)
+        stop = asyncio.Event()
+        running = asyncio.create_task(engine.run_forever(stop))
+        try:
+
+            async def lost_on_a() -> bool:
+                [job] = await store.jobs.jobs_for_batch(pinned_batch.id)
+                return job.account == "a" and job.execution is Execution.MAYBE and job.attempts >= 2
+
+            await _until(lost_on_a, "the start on account a to be lost")
+            first.stop()  # account a goes away: its jobs wait for it, and it is held as unreachable
+
+            async def a_held() -> bool:
+                return ("wireflow", "a") in engine.pool.account_holds
+
+            await _until(a_held, "account a to be held")
+            # Work of account b goes on meanwhile: a later batch finishes there.
+            later = (await enqueue(store, layout, prompts(3, "later"), "later.jsonl")).batch
+
+            async def later_done() -> bool:
+                return all(job.state is JobState.DONE for job in await store.jobs.jobs_for_batch(later.id))
+
+            await _until(later_done, "the later batch to finish on account b")
+        finally:
+            stop.set()
+            await running
+            await engine.shutdown()
+        stats_b = other["b"].state.stats()
+        first_stats = first.state.stats()
+    [pinned] = await store.jobs.jobs_for_batch(pinned_batch.id)
+    assert pinned.account == "a" and pinned.state is not JobState.DONE
+    assert pinned.execution is Execution.MAYBE
+    assert stats_b["executions_created"] == 3  # the later batch only: never the pinned prompt
+    assert idempotency_key(pinned.uid, pinned.generation) not in stats_b["executions_by_key"]
+    assert first_stats["executions_created"] == 1  # the one execution of the pinned prompt
