@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest_sim import fast_options
+from tests.daemon_harness import jsonl, running_daemon
 from tests.deadlines import scaled
 from tests.engine_sim import enqueue, prompts
 from wfbatch.core.hashing import idempotency_key
@@ -147,3 +148,80 @@ async def test_a_start_that_may_exist_on_one_account_is_never_sent_on_another(
     assert stats_b["executions_created"] == 3  # the later batch only: never the pinned prompt
     assert idempotency_key(pinned.uid, pinned.generation) not in stats_b["executions_by_key"]
     assert first_stats["executions_created"] == 1  # the one execution of the pinned prompt
+
+
+def test_status_lists_each_account_and_names_the_disabled_one_never_its_key() -> None:
+    with simulators("good", "bad") as sims:
+        env = {
+            "WFBATCH_PROVIDER": "wireflow",
+            "WFBATCH_WIREFLOW__WORKFLOW_ID": "wf_demo",
+            "WFBATCH_WIREFLOW__RATE_WINDOW_SECONDS": str(WINDOW),
+            "WFBATCH_WIREFLOW__POLL_INITIAL": "0.05",
+            "WFBATCH_WIREFLOW__POLL_MAX": "0.2",
+        }
+        keys = {"good": "sk-key-good", "bad": "sk-key-wrong-never-shown"}
+        for index, (name, sim) in enumerate(sims.items()):
+            prefix = f"WFBATCH_WIREFLOW__ACCOUNTS__{index}__"
+            env |= {prefix + "NAME": name, prefix + "API_KEY": keys[name], prefix + "BASE_URL": sim.base_url}
+        with running_daemon(env=env) as daemon:
+            daemon.drop("six.jsonl", jsonl("one", "two", "three", "four", "five", "six"))
+
+            def finished() -> dict[str, Any] | None:
+                wireflow = daemon.status()["providers"].get("wireflow")
+                return wireflow if wireflow and wireflow["jobs"].get("done") == 6 else None
+
+            wireflow = daemon.wait_until(finished, what="the batch done on the good account")
+            accounts = {account["name"]: account for account in wireflow["accounts"]}
+            assert accounts["good"]["state"] == "ready"
+            assert accounts["bad"]["state"] == "held" and accounts["bad"]["kind"] == "authentication"
+            assert wireflow["paused"] is None  # one account left is enough: the provider is not held
+            shown = daemon.cli("status", columns=160)
+            assert shown.exit_code == 0, shown.output
+            bad_line = next(line for line in shown.output.splitlines() if "account bad" in line)
+            assert "held" in bad_line and "Invalid API key" in bad_line
+            assert "sk-key" not in shown.output and "sk-key" not in str(daemon.status())
+
+
+async def test_a_429_blocks_only_the_pool_of_the_account_that_got_it(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with contextlib.ExitStack() as stack:
+        # Account a's server allows fewer starts than its configured limit: it answers 429.
+        sims = {
+            name: stack.enter_context(
+                RunningSimulator(fast_options(api_key=f"sk-key-{name}", epm=epm, window=WINDOW))
+            )
+            for name, epm in (("a", 2), ("b", 10))
+        }
+        batch = (await enqueue(store, layout, prompts(10))).batch
+        engine = Engine(store, account_settings(home, sims, {}), layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    assert engine.pool.account_limiter("wireflow", "a").rate_limited >= 1
+    assert engine.pool.account_limiter("wireflow", "b").rate_limited == 0
+
+
+async def test_no_credit_holds_only_that_account_and_the_others_finish(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with contextlib.ExitStack() as stack:
+        sims = {
+            name: stack.enter_context(
+                RunningSimulator(
+                    fast_options(api_key=f"sk-key-{name}", epm=10, window=WINDOW, credits=credits)
+                )
+            )
+            for name, credits in (("poor", 2.0), ("rich", None))
+        }
+        batch = (await enqueue(store, layout, prompts(12))).batch
+        engine = Engine(store, account_settings(home, sims, {}), layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        poor = sims["poor"].state.stats()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)  # no job failed for one account's credit
+    assert poor["executions_created"] == sum(job.account == "poor" for job in jobs) <= 2
+    reason_held, details = engine.pool.account_holds[("wireflow", "poor")]
+    assert details["kind"] == "credits" and "out of credits" in reason_held

@@ -32,7 +32,7 @@ EXPORTED = {
     "Problem", "JobProgress", "ProgressEvent",
     "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
     "RetryRequest", "ReviewRequest", "Hold", "ServerStatus", "Status", "error_headline", "SubmitError",
-    "SubmitRequest", "SubmitResult", "event_json", "parse_event", "routes",
+    "AccountStatus", "SubmitRequest", "SubmitResult", "event_json", "parse_event", "routes",
     "JobState", "ReviewStatus", "states",
 }
 

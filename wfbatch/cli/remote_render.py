@@ -224,6 +224,8 @@ def render_status(status: Status, wide: bool = False) -> None:
         for p in status.providers.values():
             for server in p.servers:  # one line each: several GPUs, each up or down on its own
                 out.print(f"{p.name}  {server.describe()}", soft_wrap=True)
+            for account in p.accounts:  # one line each: every account is held or runs on its own
+                out.print(f"{p.name}  account {account.describe()}", soft_wrap=True)
     if status.pipeline:
         out.print(pipeline_line(status.pipeline))
     backlog = status.delivery

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from wfbatch import __version__
 from wfbatch.core.progress import JobProgress
@@ -14,6 +14,7 @@ from wfbatch.daemon.context import DaemonContext
 from wfbatch.daemon.eta import batch_etas, overall_eta
 from wfbatch.engine.loop.limiter import start_of_today
 from wfbatch.protocol import (
+    AccountStatus,
     Attempt,
     BatchSummary,
     DeliveryBacklog,
@@ -218,8 +219,45 @@ async def provider_statuses(
                 ServerStatus(host=s.host, up=s.up, down_since=moment_or_none(s.down_since), jobs=s.jobs)
                 for s in ctx.engine.pool.servers(name)
             ],
+            accounts=account_statuses(ctx, name),
         )
     return statuses
+
+
+def account_statuses(ctx: DaemonContext, name: str) -> list[AccountStatus]:
+    """Each account of a provider that has several: its pool's use, and what holds it."""
+    pool = ctx.engine.pool
+    accounts = pool.accounts(name)
+    if len(accounts) == 1:
+        return []
+    found = []
+    for account in accounts:
+        limiter = pool.account_limiter(name, account.name)
+        snapshot = limiter.snapshot()
+        held = pool.account_holds.get((name, account.name))
+        why = pool.account_hold(name, account.name)
+        state: Literal["ready", "blocked", "held"] = "ready"
+        if why is not None:
+            state = "held"
+        elif snapshot.blocked_for > 0:
+            state, why = "blocked", snapshot.block_reason
+        found.append(
+            AccountStatus(
+                name=account.name,
+                pool=account.pool,
+                weight=account.weight,
+                state=state,
+                why=why,
+                kind=str(held[1].get("kind")) if held else ("daily_cap" if state == "held" else None),
+                requests_in_window=snapshot.requests_in_window,
+                requests_per_minute=snapshot.requests_per_minute,
+                executions_in_window=snapshot.executions_in_window,
+                executions_per_minute=snapshot.executions_per_minute,
+                in_flight=snapshot.in_flight,
+                max_in_flight=snapshot.max_in_flight,
+            )
+        )
+    return found
 
 
 async def status(ctx: DaemonContext) -> Status:

@@ -80,6 +80,35 @@ class ServerStatus(_Model):
         return f"{self.host} {state}, {self.jobs} job{'' if self.jobs == 1 else 's'}"
 
 
+class AccountStatus(_Model):
+    """One account of a provider that has several (never its key)."""
+
+    name: str
+    pool: str
+    """The quota pool whose limits it uses (its own name unless it shares one)."""
+    weight: float = 1.0
+    state: Literal["ready", "blocked", "held"] = "ready"
+    """held: starts nothing (a bad key, no credit, a cap); blocked: its pool waits out a 429."""
+    why: str | None = None
+    kind: str | None = None
+    """What holds it: authentication, credits, unreachable, daily_cap."""
+    requests_in_window: int = 0
+    requests_per_minute: int | None = None
+    executions_in_window: int = 0
+    executions_per_minute: int | None = None
+    in_flight: int = 0
+    """Its pool's executions in flight."""
+    max_in_flight: int = 0
+
+    def describe(self) -> str:
+        """`studio  4/10 starts/min, 2/4 in flight, ready` / `client  held: authentication failed`."""
+        starts = f"{self.executions_in_window}/{self.executions_per_minute or '-'} starts/min"
+        line = f"{self.name}  {starts}, {self.in_flight}/{self.max_in_flight} in flight, {self.state}"
+        if self.pool != self.name:
+            line = f"{self.name} (pool {self.pool})" + line.removeprefix(self.name)
+        return f"{line}: {self.why}" if self.why else line
+
+
 class ProviderStatus(_Model):
     name: str
     label: str
@@ -112,6 +141,8 @@ class ProviderStatus(_Model):
     """Credits charged for this provider's finished jobs (all batches)."""
     servers: list[ServerStatus] = Field(default_factory=list)
     """Each server, for providers that spread jobs over several (empty otherwise)."""
+    accounts: list[AccountStatus] = Field(default_factory=list)
+    """Each account, for a provider configured with several (empty otherwise)."""
 
     def start_wait(self) -> tuple[float, str] | None:
         """(seconds, limit) while queued work waits a second or more behind a limit, else None:

@@ -55,7 +55,7 @@ class CanceledExecutions:
         nothing is charged: the reservation stays until the provider says the execution ended)."""
         if job.handle is None or not traits(job.provider).remote_cancel:
             return
-        provider = await self._pool.get(job.provider)
+        provider = await self._pool.get(job.provider, job.account)  # the account that has it
         if provider is None:
             return
         try:
@@ -76,7 +76,7 @@ class CanceledExecutions:
         settled = 0
         given_up = await self._store.jobs.failed_live_executions(SETTLE_BATCH)
         for job in await self._store.jobs.canceled_live_executions(SETTLE_BATCH) + given_up:
-            provider = await self._pool.get(job.provider)
+            provider = await self._pool.get(job.provider, job.account)  # the account that has it
             if provider is None or job.handle is None or job.id in busy:
                 continue
             try:
