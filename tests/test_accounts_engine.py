@@ -225,3 +225,24 @@ async def test_no_credit_holds_only_that_account_and_the_others_finish(
     assert poor["executions_created"] == sum(job.account == "poor" for job in jobs) <= 2
     reason_held, details = engine.pool.account_holds[("wireflow", "poor")]
     assert details["kind"] == "credits" and "out of credits" in reason_held
+
+
+async def test_with_every_key_wrong_the_batch_is_held_naming_each_account_after_one_request_each(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with simulators("a", "b", "c") as sims:
+        batch = (await enqueue(store, layout, prompts(9))).batch
+        wrong = {name: f"sk-wrong-{name}" for name in sims}
+        engine = Engine(store, account_settings(home, sims, wrong), layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = {name: sim.state.stats() for name, sim in sims.items()}
+    assert reason.code == "paused", reason
+    assert reason.message.startswith("wireflow: every account held: ")
+    for name in ("a", "b", "c"):
+        assert f"{name}: wireflow: authentication failed (401)" in reason.message, reason
+        # One job probes each account (its cost estimate, then the workflow look-up before its
+        # start is refused), then the account is off: nothing is started, nothing more is asked.
+        assert stats[name]["requests"]["by_route"].get("execute") is None, (name, stats[name])
+        assert stats[name]["requests"]["total"] <= 2, (name, stats[name])
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert all(job.state is JobState.QUEUED for job in jobs)  # kept, not failed
