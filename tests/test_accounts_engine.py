@@ -73,6 +73,8 @@ async def test_three_accounts_share_out_a_batch_each_within_its_own_limit(
         assert seen["rate_limited"] == 0, (name, seen)  # each key kept within its own window
         assert seen["executions_created"] == sum(job.account == name for job in jobs) > 0
     assert sum(seen["executions_created"] for seen in stats.values()) == 60  # one per prompt
+    for name, seen in stats.items():  # money per account: the ledger's charges name their account
+        assert await store.ledger.charged(provider="wireflow", account=name) == seen["credits"]["charged"] > 0
 
 
 async def test_a_wrong_key_disables_its_account_and_the_others_finish(

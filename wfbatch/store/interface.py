@@ -228,7 +228,10 @@ class LedgerApi(Protocol):
 
     async def provider_exposure(self, provider: str, day: str) -> float: ...
 
-    async def charged(self, *, batch_id: str | None = None, provider: str | None = None) -> float: ...
+    async def charged(
+        self, *, batch_id: str | None = None, provider: str | None = None, account: str | None = None
+    ) -> float:
+        """Credits charged, by batch, provider and the account the charge came from."""
 
     async def reserved_total(self) -> float: ...
 

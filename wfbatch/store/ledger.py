@@ -169,8 +169,13 @@ class SqliteLedger:
         row = await self._db.fetchone(_EXPOSURE + _BY_PROVIDER_DAY, (provider, day))
         return float(row["c"]) if row else 0.0
 
-    async def charged(self, *, batch_id: str | None = None, provider: str | None = None) -> float:
+    async def charged(
+        self, *, batch_id: str | None = None, provider: str | None = None, account: str | None = None
+    ) -> float:
         where, params = ["kind = 'charge'"], []
+        if account:
+            where.append("account = ?")
+            params.append(account)
         if batch_id:
             where.append("batch_id = ?")
             params.append(batch_id)

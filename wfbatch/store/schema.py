@@ -291,6 +291,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN account TEXT;
     """,
+    # Money per account: a charge (or a release) names the account of the start it settles, which
+    # is written on the job before anything can be charged, so every path that books money gets it.
+    """
+    ALTER TABLE ledger ADD COLUMN account TEXT;
+    CREATE TRIGGER ledger_account AFTER INSERT ON ledger
+    WHEN NEW.account IS NULL AND NEW.kind IN ('charge', 'release') BEGIN
+        UPDATE ledger SET account = (SELECT account FROM jobs WHERE id = NEW.job_id) WHERE rowid = NEW.rowid;
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
