@@ -93,3 +93,9 @@ def test_account_names_must_differ(tmp_path: Path) -> None:
     text = TWO_ACCOUNTS.replace('name = "client"', 'name = "studio"')
     with pytest.raises(SettingsError, match="studio given more than once"):
         load_settings(home_with(tmp_path, text))
+
+
+def test_a_daily_credit_cap_on_an_account_is_refused_not_ignored(tmp_path: Path) -> None:
+    text = TWO_ACCOUNTS.replace("weight = 2.0", "weight = 2.0\ndaily_credit_cap = 5")
+    problems = configuration_problems("wireflow", load_settings(home_with(tmp_path, text)))
+    assert problems and "daily_credit_cap on an account is not supported yet" in problems[0]

@@ -41,7 +41,9 @@ class AccountSettings(BaseModel):
     requests_per_minute: int | None = Field(default=None, ge=1)
     executions_per_minute: int | None = Field(default=None, ge=1)
     daily_executions: int | None = Field(default=None, ge=1)
-    daily_credit_cap: float | None = Field(default=None, ge=0)
+    daily_credit_cap: float | None = Field(
+        default=None, ge=0, description="not enforced per account yet: refused as a configuration problem"
+    )
     max_in_flight: int | None = Field(default=None, ge=1, le=1000)
 
 
@@ -113,6 +115,12 @@ class ProviderLimits(BaseModel):
         problems = []
         if "api_key" not in type(self).model_fields and any(a.api_key is not None for a in self.accounts):
             problems.append("this provider takes no api_key: its accounts cannot set one")
+        if any(account.daily_credit_cap is not None for account in self.accounts):
+            # Not enforced per account yet: refused rather than silently ignored.
+            problems.append(
+                "daily_credit_cap on an account is not supported yet: set it on the section (it holds"
+                " across all its accounts)"
+            )
         if getattr(self, "api_key", None) is not None:
             problems.append("api_key is set beside accounts: give each account its own api_key instead")
         for account in self.account_list():
