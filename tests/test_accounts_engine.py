@@ -15,6 +15,9 @@ from tests.deadlines import scaled
 from tests.engine_sim import enqueue, prompts
 from wfbatch.core.hashing import idempotency_key
 from wfbatch.core.states import Execution, JobState
+from wfbatch.engine.clock import SystemClock
+from wfbatch.engine.events import discard
+from wfbatch.engine.loop.pool import ProviderPool
 from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings, load_settings
@@ -25,9 +28,11 @@ WINDOW = 2.0
 """Seconds of a simulated 'minute': each account starts at most 10 executions in it."""
 
 
-def account_settings(home: Path, sims: dict[str, RunningSimulator], keys: dict[str, str]) -> Settings:
+def account_settings(
+    home: Path, sims: dict[str, RunningSimulator], keys: dict[str, str], **account: Any
+) -> Settings:
     accounts = [
-        {"name": name, "api_key": keys.get(name, f"sk-key-{name}"), "base_url": sim.base_url}
+        {"name": name, "api_key": keys.get(name, f"sk-key-{name}"), "base_url": sim.base_url, **account}
         for name, sim in sims.items()
     ]
     wireflow: dict[str, Any] = {
@@ -248,3 +253,36 @@ async def test_with_every_key_wrong_the_batch_is_held_naming_each_account_after_
         assert stats[name]["requests"]["total"] <= 2, (name, stats[name])
     jobs = await store.jobs.jobs_for_batch(batch.id)
     assert all(job.state is JobState.QUEUED for job in jobs)  # kept, not failed
+
+
+async def test_when_every_account_reaches_its_daily_cap_the_run_stops_held_naming_them(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with simulators("a", "b") as sims:
+        batch = (await enqueue(store, layout, prompts(6))).batch
+        settings = account_settings(home, sims, {}, daily_executions=2)
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "paused", reason
+    assert "every account held" in reason.message and "daily execution cap reached" in reason.message
+    assert sum(job.state is JobState.DONE for job in jobs) == 4  # two on each account, then held
+    assert sorted(job.account for job in jobs if job.state is JobState.DONE) == ["a", "a", "b", "b"]
+
+
+async def test_accounts_naming_one_pool_share_its_limiter(store: Store, home: Path) -> None:
+    settings = load_settings(
+        home,
+        provider="wireflow",
+        wireflow={
+            "workflow_id": "wf_demo",
+            "accounts": [
+                {"name": "x", "api_key": "sk-x", "pool": "org"},
+                {"name": "y", "api_key": "sk-y", "pool": "org"},
+                {"name": "z", "api_key": "sk-z"},
+            ],
+        },
+    )
+    pool = ProviderPool(store, settings, SystemClock(), discard, lambda: None)
+    assert pool.account_limiter("wireflow", "x") is pool.account_limiter("wireflow", "y")
+    assert pool.account_limiter("wireflow", "z") is not pool.account_limiter("wireflow", "x")

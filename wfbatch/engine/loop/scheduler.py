@@ -287,6 +287,8 @@ class Engine:
         if self.holds.everything() is not None:
             return
         queued = sorted(await self.store.jobs.queued_providers(self.batch_ids))
+        # An account's pool reaches (or leaves, at midnight) its daily cap without an event.
+        self.pool.hold_if_every_account_is()
         await self.remote.tick(queued, self._provider_held, self.holds.budget_held_batches())
         for name in queued:
             if await self.pool.get(name) is None or self.holds.provider(name):
