@@ -286,3 +286,39 @@ async def test_accounts_naming_one_pool_share_its_limiter(store: Store, home: Pa
     pool = ProviderPool(store, settings, SystemClock(), discard, lambda: None)
     assert pool.account_limiter("wireflow", "x") is pool.account_limiter("wireflow", "y")
     assert pool.account_limiter("wireflow", "z") is not pool.account_limiter("wireflow", "x")
+
+
+def test_after_kill_9_a_maybe_started_job_still_waits_for_its_own_account() -> None:
+    with simulators("b") as other, RunningSimulator(
+        fast_options(api_key="sk-key-a", epm=10, window=WINDOW)
+    ) as first:
+        sims = {"a": first, **other}
+        first.state.queue_fault("lost_reset", route="execute", count=1)
+        first.state.queue_fault("reset", route="execute", count=1000)
+        env = {
+            "WFBATCH_PROVIDER": "wireflow",
+            "WFBATCH_WIREFLOW__WORKFLOW_ID": "wf_demo",
+            "WFBATCH_WIREFLOW__RATE_WINDOW_SECONDS": str(WINDOW),
+            "WFBATCH_WIREFLOW__POLL_INITIAL": "0.05",
+            "WFBATCH_WIREFLOW__BACKOFF_INITIAL": "0.05",
+            "WFBATCH_WIREFLOW__BACKOFF_MAX": "0.2",
+        }
+        for index, (name, sim) in enumerate(sims.items()):
+            prefix = f"WFBATCH_WIREFLOW__ACCOUNTS__{index}__"
+            env |= {prefix + "NAME": name, prefix + "API_KEY": f"sk-key-{name}"}
+            env[prefix + "BASE_URL"] = sim.base_url
+        with running_daemon(env=env) as daemon:
+            daemon.drop("pinned.jsonl", jsonl("pinned"))
+            daemon.wait_until(
+                lambda: first.state.stats()["requests"]["by_route"].get("execute", 0) >= 3,
+                what="the lost start re-sent on account a",
+            )
+            daemon.kill()
+            first.stop()  # account a is gone while wfbatch is down
+            daemon.start()
+            daemon.drop("later.jsonl", jsonl("later one", "later two"))
+            daemon.wait_until(lambda: daemon.status()["jobs"].get("done") == 2, what="the later jobs done")
+            assert daemon.status()["jobs"].get("done") == 2  # the pinned job is not among them
+        on_b = other["b"].state.stats()
+    assert first.state.stats()["executions_created"] == 1
+    assert on_b["executions_created"] == 2  # the later jobs only: the pinned prompt never went to b
