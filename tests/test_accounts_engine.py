@@ -98,6 +98,8 @@ async def test_a_wrong_key_disables_its_account_and_the_others_finish(
     assert stats["b"]["executions_created"] == 0
     assert stats["b"]["requests"]["total"] == 1  # one job probes an account until it has answered
     assert engine.pool.account_holds[("wireflow", "b")][1]["kind"] == "authentication"
+    engine.reload_limits(settings)  # SIGHUP: the key may have been fixed, the account is tried again
+    assert ("wireflow", "b") not in engine.pool.account_holds
 
 
 async def _until(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
