@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from wfbatch.engine.planning.plan import pooled_limits, schedule_model
 from wfbatch.providers.registry import configuration_problems
 from wfbatch.settings import SettingsError, load_settings
 
@@ -99,3 +100,17 @@ def test_a_daily_credit_cap_on_an_account_is_refused_not_ignored(tmp_path: Path)
     text = TWO_ACCOUNTS.replace("weight = 2.0", "weight = 2.0\ndaily_credit_cap = 5")
     problems = configuration_problems("wireflow", load_settings(home_with(tmp_path, text)))
     assert problems and "daily_credit_cap on an account is not supported yet" in problems[0]
+
+
+def test_plan_forecasts_with_the_sum_of_the_pools_limits(tmp_path: Path) -> None:
+    text = TWO_ACCOUNTS + '[[wireflow.accounts]]\nname = "org-2"\napi_key = "sk-org-2"\npool = "shared"\n'
+    settings = load_settings(home_with(tmp_path, text))
+    pooled = pooled_limits(settings, "wireflow")
+    # Pools: studio (5 starts/min) and shared (client and org-2: the section's 10, counted once).
+    assert pooled.executions_per_minute == 15
+    assert pooled.max_in_flight == 2 * settings.wireflow.max_in_flight
+    assert pooled.daily_executions == 2 * (settings.wireflow.daily_executions or 0)
+    model = schedule_model(settings, "wireflow", latency=1.0)
+    assert model.executions_per_minute == 15
+    single = load_settings(tmp_path / "elsewhere")
+    assert schedule_model(single, "wireflow", latency=1.0).executions_per_minute == 10

@@ -23,7 +23,7 @@ from wfbatch.engine.planning.forecast import ScheduleModel, estimate_seconds
 from wfbatch.providers.base import Provider, UnlimitedGate
 from wfbatch.providers.errors import ProviderError
 from wfbatch.providers.registry import batch_mode, build_provider, traits
-from wfbatch.settings import Settings
+from wfbatch.settings import ProviderLimits, Settings
 from wfbatch.store import StoreApi, ledger_day
 
 log = logging.getLogger("wfbatch.plan")
@@ -181,7 +181,6 @@ async def make_plan(
 async def _plan_provider(
     store: StoreApi, settings: Settings, name: str, specs: list[JobSpec]
 ) -> tuple[ProviderPlan, dict[tuple[str | None, str | None], float | None]]:
-    limits = settings.provider_limits(name)
     result = ProviderPlan(jobs_left=len(specs))
     provider: Provider | None = None
     try:
@@ -210,9 +209,10 @@ async def _plan_provider(
     known = [cost for cost in model_costs.values() if cost is not None]
     result.cost_per_image = statistics.fmean(known) if known else None
     result.latency, result.latency_source = await latency_of(store, settings, name)
-    if limits.daily_executions is not None:
+    daily = pooled_limits(settings, name).daily_executions
+    if daily is not None:
         used = await store.jobs.starts_since(name, start_of_today(time.time()))
-        result.daily_remaining = max(0, limits.daily_executions - used)
+        result.daily_remaining = max(0, daily - used)
     model = schedule_model(settings, name, result.latency)
     direct_jobs = len(specs) - len(batch_specs)
     runnable = direct_jobs if result.daily_remaining is None else min(direct_jobs, result.daily_remaining)
@@ -240,6 +240,31 @@ async def latency_of(store: StoreApi, settings: Settings, name: str) -> tuple[fl
     return traits(name).expected_latency or DEFAULT_REMOTE_LATENCY, "default"
 
 
+def pooled_limits(settings: Settings, name: str) -> ProviderLimits:
+    """The provider's limits as the sum of its quota pools' (each pool counted once, with the limits
+    of its first account): with several accounts a batch runs at their sum. A limit that is unknown
+    in any pool stays unknown."""
+    limits = settings.provider_limits(name)
+    pools: dict[str, ProviderLimits] = {}
+    for account in limits.account_list():
+        pools.setdefault(account.pool, account.section)
+    if len(pools) == 1:
+        return next(iter(pools.values()))
+
+    def total(field: str) -> int | None:
+        values = [getattr(section, field) for section in pools.values()]
+        return None if any(value is None for value in values) else sum(values)
+
+    return limits.model_copy(
+        update={
+            "requests_per_minute": total("requests_per_minute"),
+            "executions_per_minute": total("executions_per_minute"),
+            "daily_executions": total("daily_executions"),
+            "max_in_flight": sum(section.max_in_flight for section in pools.values()),
+        }
+    )
+
+
 def schedule_model(
     settings: Settings,
     name: str,
@@ -251,10 +276,11 @@ def schedule_model(
     """The forecast's model of one provider: its limits (the configured ones unless the limiter
     learned others, passed in), concurrency, poll schedule and `latency`."""
     limits = settings.provider_limits(name)
+    pools = pooled_limits(settings, name)
     return ScheduleModel(
-        requests_per_minute=requests_per_minute or limits.requests_per_minute,
-        executions_per_minute=executions_per_minute or limits.executions_per_minute,
-        max_in_flight=limits.max_in_flight,
+        requests_per_minute=requests_per_minute or pools.requests_per_minute,
+        executions_per_minute=executions_per_minute or pools.executions_per_minute,
+        max_in_flight=pools.max_in_flight,
         window=limits.rate_window_seconds,
         latency=latency,
         synchronous=traits(name).synchronous,
