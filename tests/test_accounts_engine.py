@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from tests.conftest_sim import fast_options
 from tests.daemon_harness import jsonl, running_daemon
@@ -15,6 +16,8 @@ from tests.deadlines import scaled
 from tests.engine_sim import enqueue, prompts
 from wfbatch.core.hashing import idempotency_key
 from wfbatch.core.states import Execution, JobState
+from wfbatch.daemon.context import DaemonContext
+from wfbatch.daemon.eta import provider_seconds
 from wfbatch.engine.clock import SystemClock
 from wfbatch.engine.events import discard
 from wfbatch.engine.loop.pool import ProviderPool
@@ -324,3 +327,18 @@ def test_after_kill_9_a_maybe_started_job_still_waits_for_its_own_account() -> N
         on_b = other["b"].state.stats()
     assert first.state.stats()["executions_created"] == 1
     assert on_b["executions_created"] == 2  # the later jobs only: the pinned prompt never went to b
+
+
+async def test_the_daemon_eta_counts_every_pool(store: Store, layout: HomeLayout, home: Path) -> None:
+    section: dict[str, Any] = {"workflow_id": "wf_demo", "executions_per_minute": 10, "expected_latency": 1.0}
+    one = load_settings(home, provider="wireflow", wireflow={**section, "api_key": "sk-one"})
+    accounts = [{"name": name, "api_key": f"sk-{name}"} for name in ("a", "b", "c")]
+    three = load_settings(home, provider="wireflow", wireflow={**section, "accounts": accounts})
+    seconds = []
+    for settings in (one, three):
+        engine = Engine(store, settings, layout)
+        context = cast(DaemonContext, SimpleNamespace(engine=engine, store=store, settings=settings))
+        seconds.append(await provider_seconds(context, "wireflow", 60))
+    single, pooled = seconds
+    assert single is not None and pooled is not None
+    assert pooled < single / 2  # three pools of 10 starts a minute, not one

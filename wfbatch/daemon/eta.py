@@ -27,10 +27,15 @@ async def provider_seconds(ctx: DaemonContext, name: str, jobs: int) -> float | 
     sees no end (a limit of zero: JSON has no infinity, and "never" is not an ETA)."""
     limiter = ctx.engine.pool.limiter(name)
     latency, _ = await latency_of(ctx.store, ctx.settings, name)
-    model = schedule_model(
-        ctx.settings, name, latency,
-        requests_per_minute=limiter.requests.limit, executions_per_minute=limiter.executions.limit,
-    )
+    if len(ctx.engine.pool.accounts(name)) > 1:
+        # Several accounts: the sum of their pools' configured limits (the provider's own limiter
+        # only holds its pauses, and learns nothing).
+        model = schedule_model(ctx.settings, name, latency)
+    else:
+        model = schedule_model(
+            ctx.settings, name, latency,
+            requests_per_minute=limiter.requests.limit, executions_per_minute=limiter.executions.limit,
+        )
     seconds = estimate_seconds(jobs, model)
     return seconds if math.isfinite(seconds) else None
 
