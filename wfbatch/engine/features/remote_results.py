@@ -120,7 +120,7 @@ class RemoteResults:
         s = self.s
         await asyncio.shield(s.budget.settle_finished(job, None, None))
         error = Permanent(
-            f"openai batch {row.remote_id}: {unread} of the lines it made could not be read back and"
+            f"{row.provider} batch {row.remote_id}: {unread} of the lines it made could not be read back and"
             " this job's line may be one of them, so it counts as charged; retry the job to pay for"
             " a new one"
         )
