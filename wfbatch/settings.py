@@ -146,6 +146,13 @@ class NotifySettings(BaseModel):
     )
     command: str | None = Field(default=None, description="run by the shell, the batch's facts in WFBATCH_*")
     job_failed: bool = Field(default=False, description="also tell of jobs that failed for good")
+    budget_alert: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="tell once when a batch's budget or a provider's daily cap is this share spent or"
+        " reserved (0.8: at 80 %); unset: no alert",
+    )
     job_failed_interval: float = Field(
         default=60.0, gt=0, description="at most one job.failed per batch this often; failures batched"
     )
