@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, OptionalHttpUrl, OptionalS3Url, UploadMode
+from wfbatch.core.name_template import placeholders
 from wfbatch.core.targets import AllowList, BucketAllowList
 from wfbatch.providers.config import BatchModeSettings, ProviderLimits
 from wfbatch.providers.registry import DEFAULT_PROVIDER, REGISTRY
@@ -176,6 +177,23 @@ class NotifySettings(BaseModel):
         return value
 
 
+class OutputSettings(BaseModel):
+    """How images are named inside a batch folder."""
+
+    name: str | None = Field(
+        default=None,
+        description="name template, e.g. \"{sku}/{index:05d}-{variant}\": {batch} {index} {slug} {seed}"
+        " {model} {variant} {id} {date} {stage} and any entry field; unset: {index:05d}-{slug}",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            placeholders(value)  # raises NameTemplateError (a ValueError): a clear config error
+        return value
+
+
 class _GeneralSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WFBATCH_",
@@ -211,6 +229,7 @@ class Settings(_WithProviderSections):
     drafts: DraftsSettings = Field(default_factory=DraftsSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wfbatch.core.models import STAGE_FIELDS, AutoApprove, PromptEntry, Stages
+from wfbatch.core.name_template import NameTemplateError, placeholders
 from wfbatch.core.parsing.entries import (
     FIELD_NAMES,
     EntryCollector,
@@ -48,6 +49,7 @@ from wfbatch.core.targets import TargetPolicy
 SPEC_KEYS = (
     "name", "provider", "defaults", "prompts", "template", "vars", "cache", "budget",
     "draft", "final", "auto_approve", "delivery", "notify", "budget_alert",
+    "name_template",
 )
 MAX_NAME_CHARS = 200
 _NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -64,6 +66,7 @@ class SpecSettings:
     stages: Stages | None = None
     delivery: dict[str, Any] | None = None
     notify: dict[str, Any] | None = None
+    name_template: str | None = None
 
 
 _Check = Callable[[Any], str | None]
@@ -110,6 +113,18 @@ def _check_budget_alert(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         got = excerpt(json.dumps(value))
         return f"expected a share of the budget from 0 to 1 (0.8: at 80 %), got {got}"
+    return None
+
+
+def _check_name_template(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"expected a string like \"{{index:05d}}-{{slug}}\", got {json_type_name(value)}"
+    try:
+        placeholders(value)
+    except NameTemplateError as error:
+        return str(error)
     return None
 
 
@@ -194,7 +209,9 @@ class _SpecReader:
         if isinstance(alert, int | float):
             # Kept with the batch's notify overrides: an alert is a notification like the others.
             notify = {**(notify or {}), "budget_alert": float(alert)}
+        template = self._optional(members.get("name_template"), _check_name_template)
         return SpecSettings(
+            name_template=template if isinstance(template, str) else None,
             delivery=self._override(members.get("delivery")),
             notify=notify,
             name=name.strip() if isinstance(name, str) else None,
