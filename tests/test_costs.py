@@ -10,8 +10,13 @@ from pathlib import Path
 
 from tests.conftest_sim import fast_options
 from tests.test_run_cli import EXAMPLES, run_json, wfbatch
+from tests.test_store import make_batch, make_jobs
+from wfbatch.core.states import JobState
+from wfbatch.engine.planning.costs import cost_report
 from wfbatch.outputs import read_manifest
+from wfbatch.settings import load_settings
 from wfbatch.sim import RunningSimulator
+from wfbatch.store import StoreApi
 
 WIREFLOW_PRICE = 2.0
 
@@ -94,3 +99,26 @@ def test_costs_on_a_home_never_used_says_so_without_making_one(tmp_path: Path) -
     assert not home.exists()
     bad = wfbatch(home, "costs", "--since", "yesterday")
     assert bad.returncode == 2 and "not a date" in bad.stderr
+
+
+async def test_a_possible_duplicate_charge_is_listed_apart_and_counted_in_its_group(
+    any_store: StoreApi, tmp_path: Path
+) -> None:
+    await any_store.batches.insert_batch(make_batch("b1"), make_jobs(3))
+    jobs = await any_store.jobs.jobs_for_batch("b1")
+    for job in jobs:
+        await any_store.ledger.reserve(job.id, "b1", "local", 1.5)
+        await any_store.ledger.settle_finished(job.id, None, None)  # charged the estimate
+        steps = [(JobState.QUEUED, JobState.SUBMITTING), (JobState.SUBMITTING, JobState.RUNNING),
+                 (JobState.RUNNING, JobState.DONE)]
+        for before, after in steps:
+            assert await any_store.jobs.transition(job.id, [before], after)
+    await any_store.jobs.update_job(jobs[0].id, possible_duplicate_charge="start re-sent after a reset")
+
+    report = await cost_report(any_store, load_settings(tmp_path), "provider", None, None)
+    (group,) = report.groups
+    assert (group.group, group.images, group.spent) == ("local", 3, 4.5)
+    assert (group.possible_duplicates, group.possible_duplicate_spend) == (1, 1.5)
+    (duplicate,) = report.possible_duplicates
+    assert (duplicate.job_uid, duplicate.why) == (jobs[0].uid, "start re-sent after a reset")
+    assert report.totals[0].spent == 4.5  # a possible duplicate is listed apart, not added again
