@@ -152,7 +152,10 @@ class Budget:
         if reached is None:
             if cost:
                 for hook in self.reserved_hooks:
-                    await hook(batch, job.provider, day)
+                    try:
+                        await hook(batch, job.provider, day)
+                    except Exception:  # an alert that cannot be queued must not stop the job it saw
+                        log.exception("budget alert for batch %s: not queued", batch.id)
             return Admission(reserved=estimate) if estimate else Admission()
         if reached.cap == "budget":
             reason = (
