@@ -89,6 +89,7 @@ class Engine:
         self.delivery = DeliveryWorker(store, lambda: self.settings, self.writer, self.clock)
         self.notifier = Notifier(store, lambda: self.settings, self.holds, self.clock)
         self.writer.finished_hooks += [self.delivery.batch_finished, self.notifier.batch_finished]
+        self.budget.reserved_hooks.append(self.notifier.budget_reserved)
         services = JobServices(
             store=store,
             budget=self.budget,

@@ -13,6 +13,7 @@ from typing import Literal
 from wfbatch.core.states import TERMINAL_STATES, ReviewStatus
 from wfbatch.outputs import (
     CONTACT_SHEET_FILE_NAME,
+    FILE_EXTENSIONS,
     MANIFEST_FILE_NAME,
     REVIEW_FOLDERS,
     Manifest,
@@ -22,6 +23,7 @@ from wfbatch.outputs import (
     atomic_write_bytes,
     encode_image,
     image_file_name,
+    review_path,
     write_contact_sheet,
     write_manifest,
 )
@@ -102,9 +104,14 @@ class OutputWriter:
             "batch_id": job.batch_id,
         }
         encoded = await asyncio.to_thread(encode_image, image.data, spec.format, spec.quality, metadata)
-        name = image_file_name(job.idx, spec.prompt, spec.format, final=final)
+        if spec.name is not None:  # the batch's name template, rendered (and made safe) at acceptance
+            name = f"{spec.name}.{FILE_EXTENSIONS[spec.format]}"
+        else:
+            name = image_file_name(job.idx, spec.prompt, spec.format, final=final)
+        # review_path checks again that the name stays inside the batch folder.
+        path = review_path(Path(batch.output_dir), folder, name)
         relative = f"{REVIEW_FOLDERS[folder]}/{name}"
-        await asyncio.to_thread(atomic_write_bytes, Path(batch.output_dir) / relative, encoded)
+        await asyncio.to_thread(atomic_write_bytes, path, encoded)
         self.mark_dirty(batch.id)
         return relative
 
