@@ -83,6 +83,9 @@ def test_costs_csv_totals_equal_the_manifests_per_provider(tmp_path: Path) -> No
     assert all(r["day"] == today for r in by_day)  # ISO dates, local
     assert {r["provider"] for r in by_day} == {"local", "wireflow"}  # never one sum of both
 
+    by_provider = wfbatch(home, "costs", "--csv", "--by", "provider").stdout
+    header = by_provider.splitlines()[0].split(",")
+    assert header.count("provider") == 1 and "name" not in header  # a spreadsheet's columns, once each
     as_json = json.loads(wfbatch(home, "costs", "--json", "--by", "provider").stdout)
     assert {t["provider"]: t["spent"] for t in as_json["totals"]} == spent
     assert as_json["possible_duplicates"] == []

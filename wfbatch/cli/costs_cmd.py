@@ -86,10 +86,12 @@ async def _report(settings: Settings, by: GroupBy, since: str | None, until: str
 
 def _print_csv(report: CostReport) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow((report.by if c == "group" else c) for c in CSV_COLUMNS)
+    # By provider the group is the provider: one column of it, not two with one header.
+    columns = [c for c in CSV_COLUMNS if not (report.by == "provider" and c in ("group", "name"))]
+    writer.writerow((report.by if c == "group" else c) for c in columns)
     for group in report.groups:
         row = group.to_json()
-        writer.writerow(_csv_cell(row[c]) for c in CSV_COLUMNS)
+        writer.writerow(_csv_cell(row[c]) for c in columns)
 
 
 def _csv_cell(value: object) -> object:
