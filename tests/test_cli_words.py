@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from tests.test_drafts import PREMIUM, TEST_KEY
@@ -66,3 +67,19 @@ def test_plan_says_when_drafting_first_costs_more(tmp_path: Path) -> None:
     assert code == 0, output
     assert "saving -" not in output
     assert "drafting first costs" in output and "more" in output
+
+
+def test_budget_is_one_option_with_one_range_and_jobs_review_has_help() -> None:
+    from wfbatch.cli.plan_cmd import plan_command
+    from wfbatch.cli.remote_submit import submit_command
+    from wfbatch.cli.run_cmd import run_command
+
+    def budget(command: click.Command) -> str:
+        option = next(p for p in command.params if p.name == "budget")
+        assert isinstance(option, click.Option)
+        return f"{option.type!r} {option.help}"
+
+    assert budget(submit_command) == budget(run_command) == budget(plan_command)
+    assert "x>=0" in CliRunner().invoke(cli_main, ["submit", "--help"]).output
+    shown = CliRunner().invoke(cli_main, ["jobs", "--help"]).output
+    assert "Only jobs with this review status" in shown
