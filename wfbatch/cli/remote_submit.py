@@ -12,6 +12,7 @@ from wfbatch.cli.common import EXIT_BAD_INPUT, budget_option, fail, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options
 from wfbatch.client import DaemonClient
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
+from wfbatch.core.words import plural
 from wfbatch.protocol import SubmitRequest, SubmitResult
 
 
@@ -84,7 +85,7 @@ def submit_command(
             elif result.duplicate_of:
                 click.echo(f"{path}: same content as batch {result.duplicate_of}: skipped")
             else:
-                click.echo(f"{path}: batch {result.batch_id}, {result.jobs} jobs queued")
+                click.echo(f"{path}: batch {result.batch_id}, {plural(result.jobs, 'job')} queued")
         for result in results:
             for warning in result.warnings:
                 click.echo(f"warning: {warning}", err=True)
