@@ -53,7 +53,7 @@ def test_every_provider_is_fully_described(name: str) -> None:
     assert isinstance(settings.provider_limits(name), described.settings_class)
     assert provider_label(name, settings).startswith(name)
     assert isinstance(described.traits, ProviderTraits)
-    assert described.traits.cost_unit in ("credits", "USD")
+    assert described.traits.cost_unit in ("credits", "USD", "free")
     if described.traits.remote:
         assert name in SIM_PROVIDERS, f"`wfbatch sim --provider {name}` does not serve {name}"
         assert (ROOT / "tests" / f"test_{name}.py").is_file(), f"no fidelity test module for {name}"

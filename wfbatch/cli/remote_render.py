@@ -228,14 +228,14 @@ def render_status(status: Status, wide: bool = False) -> None:
             for server in p.servers:  # one line each: several GPUs, each up or down on its own
                 out.print(f"{p.name}  {server.describe()}", soft_wrap=True)
     if status.pipeline:
-        out.print(pipeline_line(status.pipeline))
+        out.print(pipeline_line(status.pipeline), soft_wrap=True)
     backlog = status.delivery
     if backlog.pending or backlog.held or backlog.done:
         line = Text(f"delivery: {backlog.done} uploaded, {backlog.pending} pending")
         if backlog.held:
             line.append(f", {backlog.held} held", style="bold yellow")
             line.append(f" ({'; '.join(backlog.held_reasons)})")
-        out.print(line)
+        out.print(line, soft_wrap=True)  # held reasons carry bucket names and URLs: never folded
     if status.batches:
         render_batches(status.batches, out, hold_of=status.hold_of)
     render_holds(status.holds, out, {b.id: b.name for b in status.batches})

@@ -174,6 +174,9 @@ class CountersApi(Protocol):
 
     async def cache_hits(self, batch_ids: Sequence[str]) -> int: ...
 
+    async def pending_reviews(self) -> int:
+        """Images done and waiting for a review decision, over every batch."""
+
 
 class DraftsApi(Protocol):
     """Drafts and their finals."""

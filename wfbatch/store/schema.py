@@ -286,6 +286,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN remote_batch INTEGER REFERENCES remote_batches(id);
     CREATE INDEX jobs_remote_batch ON jobs(remote_batch);
     """,
+    # 11: images waiting for review, counted for every status answer (the TUI's Review tab): the
+    # partial index holds only those, so the count never walks the reviewed ones.
+    """
+    CREATE INDEX jobs_review_pending ON jobs(batch_id) WHERE state = 'done' AND review = 'pending';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -38,6 +38,10 @@ BALANCE_REFRESH_AFTER_SPEND = 120.0
 BALANCE_AT_START_WITHIN = 5.0
 
 
+SUMMARIZED = "wfbatch_summarized"
+"""A log record's attribute: what it says reaches the user anyway (`run`'s summary, `status`), so a
+one-shot `run` without -v leaves it out of stderr instead of saying it twice."""
+
 class _Gate:
     """The limiter as a provider sees it: every request waits here for its turn."""
 
@@ -128,7 +132,8 @@ class ProviderPool:
         else:
             backoff = self._unreachable_backoff.get(name, UNREACHABLE_BACKOFF_MIN)
             details = {"kind": "unreachable", "since": self._clock.monotonic(), "backoff": backoff}
-        log.warning("%s: paused: %s", name, error.message)
+        # The message names the provider already; `run` says it in its summary (SUMMARIZED).
+        log.warning("paused: %s", error.message, extra={SUMMARIZED: True})
         self.pause(name, error.message, details)
         return error.message
 

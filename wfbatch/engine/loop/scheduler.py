@@ -265,7 +265,9 @@ class Engine:
                 if next_retry is not None:
                     delay = max(0.01, min(delay, next_retry - self.clock.wall()))
                 await wait_event(self._wake, delay)
-            return StopReason("stopped", "stopped before the work was finished")
+            return StopReason(
+                "stopped", "interrupted: the same command again resumes the rest (nothing is sent twice)"
+            )
         finally:
             await cancel_and_wait(flusher)
 

@@ -52,8 +52,11 @@ def _id_or_none(job_id: int | None) -> str | None:
     return None if job_id is None else str(job_id)
 
 
-def _sheet_label(job: JobRow) -> str:
-    return f"{job.idx:05d}" + (" final" if job.draft_of is not None else "")
+def sheet_label(job: JobRow) -> str:
+    """`12: a red fox in the snow` (`12 final: ...` for a final): the index alone told nobody which
+    picture was which. The sheet cuts it to the cell's width."""
+    stage = " final" if job.draft_of is not None else ""
+    return f"{job.idx}{stage}: {' '.join(job.spec.prompt.split())}"
 
 
 def _delivered(row: DeliveryRow | None) -> ManifestDelivery | None:
@@ -168,7 +171,7 @@ class OutputWriter:
         finished = all(job.state in TERMINAL_STATES for job in jobs)
         sheet_due = self._last_sheet.get(batch_id, 0.0) + CONTACT_SHEET_INTERVAL <= time.monotonic()
         if force_sheet or finished or sheet_due:
-            items = [(_sheet_label(job), batch_dir / job.file) for job in jobs if job.file]
+            items = [(sheet_label(job), batch_dir / job.file) for job in jobs if job.file]
             await asyncio.to_thread(write_contact_sheet, batch_dir, items)
             self._last_sheet[batch_id] = time.monotonic()
         elapsed = time.monotonic() - started
