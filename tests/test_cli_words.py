@@ -103,3 +103,14 @@ def test_status_lines_are_never_cut_mid_word_at_80_columns(
     lines = capsys.readouterr().out.splitlines()
     assert any(reason in line for line in lines)  # one line: a terminal wraps it, rich does not fold it
     assert any(line.endswith("39/40 finals made") and line.startswith("drafts → finals") for line in lines)
+
+
+def test_a_run_that_made_nothing_names_no_images_folder(tmp_path: Path) -> None:
+    path = tmp_path / "broken.txt"
+    path.write_text("a BROKEN thing\n")
+    env = {"WFBATCH_HOME": str(tmp_path / "h"), "WFBATCH_PROVIDER": "local",
+           "WFBATCH_LOCAL__PERMANENT_FAIL_MARKER": "BROKEN"}
+    shown = CliRunner().invoke(cli_main, ["run", str(path)], env=env)
+    assert shown.exit_code == 1, shown.output
+    assert "images:" not in shown.output
+    assert "0 done, 1 failed" in shown.output

@@ -264,9 +264,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for output_dir, manifest, sheet in zip(
         summary["output_dirs"], summary["manifests"], summary["contact_sheets"], strict=True
     ):
-        echo(f"  images:        {output_dir}/pending-review/")
-        echo(f"  manifest:      {manifest}")
-        echo(f"  contact sheet: {sheet}")
+        # Only what exists: a run that made nothing (every job failed, or held) has no images.
+        if Path(output_dir, "pending-review").is_dir():
+            echo(f"  images:        {output_dir}/pending-review/")
+        if Path(manifest).is_file():
+            echo(f"  manifest:      {manifest}")
+        if Path(sheet).is_file():
+            echo(f"  contact sheet: {sheet}")
     for remote in summary["remote_batches"]:
         counts = remote["request_counts"]
         echo(
