@@ -69,7 +69,7 @@ def test_costs_csv_totals_equal_the_manifests_per_provider(tmp_path: Path) -> No
     spent: dict[str, float] = defaultdict(float)
     for row in rows:
         spent[row["provider"]] += float(row["spent"])  # plain numbers: no separators, no units
-        assert row["unit"] == "credits"
+        assert row["unit"] == {"local": "free", "wireflow": "credits"}[row["provider"]]
     assert spent == from_manifests
     assert {r["batch"] for r in rows} == {read_manifest(f).batch_id for f in folders}
     assert sum(int(r["images"]) for r in rows) == sum(images.values())

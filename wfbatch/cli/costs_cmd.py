@@ -122,6 +122,9 @@ def _print_text(report: CostReport) -> None:
 
 def _headline(group: CostGroup) -> str:
     name = f" {group.name}" if group.name else ""
+    if group.unit == "free":  # a provider that charges nothing: no "spent 0 free"
+        hits = plural(group.cache_hits, 'cache hit')
+        return f"{group.group}{name} [{group.provider}]: {plural(group.images, 'image')}, {hits}, free"
     saved = f", saved {figure(group.saved)} {group.unit}" if group.cache_hits else ""
     refunds = f", refunds {figure(group.refunds)}" if group.refunds else ""
     duplicates = (
