@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.simrace import Race
+from wfbatch.sim.wireflow.options import window_limits
 
 
 def completions_over_time(race: Race, title: str, path: Path) -> Path:
@@ -22,7 +23,7 @@ def completions_over_time(race: Race, title: str, path: Path) -> Path:
         ys = list(range(len(xs)))
         label = f"{side.name}: {side.images} images in {side.makespan * to_minutes:.1f} min"
         ax.step(xs, ys, style, where="post", label=label)
-    limit = race.options.executions_per_window
+    limit = window_limits(race.options).executions
     ideal_end = race.prompts / limit
     ax.plot([0, ideal_end], [0, race.prompts], ":", color="grey", label=f"limit: {limit} starts/min")
     ax.set_xlabel(f"minutes (real-API time; the run was scaled down ×{race.scale.factor:g})")

@@ -10,6 +10,7 @@ from typing import Any
 from bench.common import IMG, TimeScale, append_row, report
 from bench.plots import completions_over_time
 from bench.simrace import Race, best_makespan, binding_limit, race, start_rate
+from wfbatch.sim.wireflow.options import WireflowOptions
 from wfbatch.sim.wireflow.plans import WireflowPlan
 
 PROMPTS = 200
@@ -25,7 +26,7 @@ def figures(result: Race) -> dict[str, Any]:
     best = best_makespan(result)
     return {
         "prompts": result.prompts,
-        "plan": result.options.plan.value,
+        "plan": WireflowOptions.of(result.options).plan.value,
         "scale": f"x{SCALE.factor:g} (window {window:g} s)",
         "latency (real s)": f"{LATENCY_REAL[0]:g}-{LATENCY_REAL[1]:g}",
         "binding limit": f"{limit:g} {limit_name}",

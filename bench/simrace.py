@@ -21,6 +21,7 @@ from bench.common import (
     write_jsonl,
 )
 from wfbatch.sim import RunningSimulator, SimOptions
+from wfbatch.sim.wireflow.options import window_limits
 from wfbatch.sim.wireflow.plans import WireflowPlan
 
 
@@ -95,7 +96,7 @@ def _side(
 ) -> Side:
     """Times are counted from the first API request the simulator received."""
     stats = sim.state.stats()
-    starts = sorted(sim.state.accepted_starts)
+    starts = sorted(sim.state.book.accepted_starts)
     t0 = first[0] if first else (starts[0] if starts else 0.0)
     by_route: dict[str, int] = stats["requests"]["by_route"]
     return Side(
@@ -174,19 +175,19 @@ def best_makespan(race: Race) -> float:
     """The least time the limits allow for all images, in windows' seconds: starts can come at most
     E per window (the first E at once), every image needs at least one poll (at most R per window),
     and the last image takes at least the shortest latency after its start."""
-    o = race.options
+    o, limits = race.options, window_limits(race.options)
     n, window = race.prompts, o.window
-    by_starts = ((n - 1) // o.executions_per_window) * window
-    by_polls = ((n - 1) // o.requests_per_window) * window
+    by_starts = ((n - 1) // limits.executions) * window
+    by_polls = ((n - 1) // limits.requests) * window
     return max(by_starts, by_polls) + o.latency[0]
 
 
 def binding_limit(race: Race) -> tuple[str, float]:
     """The tighter of the two per-window limits for images (starts, or the one poll each needs)."""
-    o = race.options
-    if o.requests_per_window < o.executions_per_window:
-        return ("requests/min (one poll per image at least)", float(o.requests_per_window))
-    return ("executions/min", float(o.executions_per_window))
+    limits = window_limits(race.options)
+    if limits.requests < limits.executions:
+        return ("requests/min (one poll per image at least)", float(limits.requests))
+    return ("executions/min", float(limits.executions))
 
 
 def start_rate(side: Side, window: float) -> float:

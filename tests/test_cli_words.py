@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
+import pytest
 from click.testing import CliRunner
 
 from tests.test_drafts import PREMIUM, TEST_KEY
@@ -66,3 +68,49 @@ def test_plan_says_when_drafting_first_costs_more(tmp_path: Path) -> None:
     assert code == 0, output
     assert "saving -" not in output
     assert "drafting first costs" in output and "more" in output
+
+
+def test_budget_is_one_option_with_one_range_and_jobs_review_has_help() -> None:
+    from wfbatch.cli.plan_cmd import plan_command
+    from wfbatch.cli.remote_submit import submit_command
+    from wfbatch.cli.run_cmd import run_command
+
+    def budget(command: click.Command) -> str:
+        option = next(p for p in command.params if p.name == "budget")
+        assert isinstance(option, click.Option)
+        return f"{option.type!r} {option.help}"
+
+    assert budget(submit_command) == budget(run_command) == budget(plan_command)
+    assert "x>=0" in CliRunner().invoke(cli_main, ["submit", "--help"]).output
+    shown = CliRunner().invoke(cli_main, ["jobs", "--help"]).output
+    assert "Only jobs with this review status" in shown
+
+
+def test_status_lines_are_never_cut_mid_word_at_80_columns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wfbatch.cli.remote_render import render_status
+    from wfbatch.protocol import DeliveryBacklog, Status
+
+    monkeypatch.setenv("COLUMNS", "80")
+    reason = "NoSuchBucket: s3://wfbatch-deliveries-of-the-marketing-team-2026/renders does not exist"
+    render_status(Status(
+        version="0", jobs={"done": 3}, paused=False, providers={}, batches=[],
+        pipeline={"drafts": 120, "drafts_done": 118, "approved": 40, "rejected": 70, "finals": 40,
+                  "finals_done": 39},
+        delivery=DeliveryBacklog(done=1, held=2, held_reasons=[reason]),
+    ))
+    lines = capsys.readouterr().out.splitlines()
+    assert any(reason in line for line in lines)  # one line: a terminal wraps it, rich does not fold it
+    assert any(line.endswith("39/40 finals made") and line.startswith("drafts → finals") for line in lines)
+
+
+def test_a_run_that_made_nothing_names_no_images_folder(tmp_path: Path) -> None:
+    path = tmp_path / "broken.txt"
+    path.write_text("a BROKEN thing\n")
+    env = {"WFBATCH_HOME": str(tmp_path / "h"), "WFBATCH_PROVIDER": "local",
+           "WFBATCH_LOCAL__PERMANENT_FAIL_MARKER": "BROKEN"}
+    shown = CliRunner().invoke(cli_main, ["run", str(path)], env=env)
+    assert shown.exit_code == 1, shown.output
+    assert "images:" not in shown.output
+    assert "0 done, 1 failed" in shown.output

@@ -274,7 +274,7 @@ async def test_twelve_prompts_one_failing_over_loopback(store: Store, layout: Ho
     ]
     with comfy_sim(fail_marker=FAIL) as sim:
         jobs, folder = await run_batch(store, layout, home, section(sim), lines)
-        server = sim.state.comfyui
+        server = sim.state.book
         graphs = dict(server.graphs)
         executions = dict(server.executions_by_prompt_id)
     done = [job for job in jobs if job.state is JobState.DONE]
@@ -320,11 +320,11 @@ async def test_a_comfyui_restart_is_reconciled_and_resent_with_the_same_id() -> 
         assert isinstance(first, Submitted) and isinstance(second, Submitted)
         again = await provider.submit(spec(prompt="second"), "k2")  # a re-send after a crash: found queued
         assert isinstance(again, Submitted) and again.remote_id == second.remote_id
-        assert sim.state.comfyui.executions_by_prompt_id[second.remote_id] == 0
-        sim.state.comfyui.restart()  # what /_sim/restart does
+        assert sim.state.book.executions_by_prompt_id[second.remote_id] == 0
+        sim.state.book.restart()  # what /_sim/restart does
         polled = await provider.poll(second.handle)
         assert isinstance(polled, Pending) and "re-sent" in polled.status
-        queued = sim.state.comfyui.queue_snapshot()
+        queued = sim.state.book.queue_snapshot()
         ids = [item[1] for item in queued["queue_running"] + queued["queue_pending"]]
         assert ids == [second.remote_id]
         await provider.aclose()
@@ -341,7 +341,7 @@ async def test_an_old_server_that_ignores_prompt_id_is_followed_by_its_own(
             section(sim),
             [{"prompt": f"p{i}", "width": 512, "height": 512} for i in range(3)],
         )
-        executions = dict(sim.state.comfyui.executions_by_prompt_id)
+        executions = dict(sim.state.book.executions_by_prompt_id)
     assert all(job.state is JobState.DONE for job in jobs)
     assert sorted(executions.values()) == [1, 1, 1]
 
@@ -364,7 +364,7 @@ async def test_an_old_server_is_reconciled_by_its_own_id_so_a_failed_prompt_is_n
                 await after.poll(again.handle)
                 await asyncio.sleep(0.05)
         await after.aclose()
-        assert sim.state.comfyui.executions_by_text[f"{FAIL} behind"] == 1
+        assert sim.state.book.executions_by_text[f"{FAIL} behind"] == 1
 
 
 async def test_a_first_send_asks_nothing_before_the_prompt() -> None:
@@ -414,7 +414,7 @@ async def test_two_servers_share_the_jobs(store: Store, layout: HomeLayout, home
         jobs, _ = await run_batch(
             store, layout, home, comfy, [{"prompt": f"p{i}", "width": 512, "height": 512} for i in range(6)]
         )
-        counts = [sum(s.state.comfyui.executions_by_prompt_id.values()) for s in (one, two)]
+        counts = [sum(s.state.book.executions_by_prompt_id.values()) for s in (one, two)]
         urls = {one.base_url, two.base_url}
     assert all(job.state is JobState.DONE for job in jobs)
     assert sum(counts) == 6 and min(counts) >= 1
@@ -434,7 +434,7 @@ def test_kill_9_three_times_and_a_comfyui_restart_run_nothing_twice() -> None:
         }
         with running_daemon(env=env) as daemon:
             daemon.drop("c.jsonl", jsonl(*(f"shot {i}" for i in range(total)), size=512))
-            server = sim.state.comfyui
+            server = sim.state.book
 
             def executed() -> int:
                 return sum(server.executions_by_prompt_id.values())

@@ -49,7 +49,7 @@ def provider_for(*sims: RunningSimulator) -> ComfyUIProvider:
 def executions(*sims: RunningSimulator) -> Counter[str]:
     total: Counter[str] = Counter()
     for sim in sims:
-        total.update(sim.state.comfyui.executions_by_prompt_id)
+        total.update(sim.state.book.executions_by_prompt_id)
     return total
 
 
@@ -88,7 +88,7 @@ async def test_a_job_lost_by_a_restart_moves_to_the_free_server_and_runs_once() 
             two.base_url,
             one.base_url,
         ]
-        one.state.comfyui.restart()  # forgets "first" (running) and "third" (queued)
+        one.state.book.restart()  # forgets "first" (running) and "third" (queued)
         clock.now += RUN
         assert isinstance(await provider.poll(second.handle), Finished)  # two is free now
 
@@ -99,8 +99,8 @@ async def test_a_job_lost_by_a_restart_moves_to_the_free_server_and_runs_once() 
             == f"re-sent to {host_of(two.base_url)}: {host_of(one.base_url)} had lost it (restarted?)"
         )
         assert (
-            third.remote_id in two.state.comfyui.graphs
-            and third.remote_id not in one.state.comfyui.queue_snapshot()
+            third.remote_id in two.state.book.graphs
+            and third.remote_id not in one.state.book.queue_snapshot()
         )
 
         # wfbatch crashes: a new provider only has the stored handle, which still names server one.
@@ -137,7 +137,7 @@ async def test_an_unreachable_server_holds_its_jobs_and_a_silent_one_stops_a_res
         states = {s.host: (s.up, s.down_since is not None) for s in provider.servers()}
         assert states == {hosts[0]: (True, False), hosts[1]: (False, True)}
 
-        one.state.comfyui.restart()  # "first" is lost too, and server two cannot say it is not there
+        one.state.book.restart()  # "first" is lost too, and server two cannot say it is not there
         held = await provider.poll(first.handle)
         assert isinstance(held, Pending) and "did not answer (may have it)" in held.status
         assert executions(one) == Counter({first.remote_id: 1})  # nothing was sent again
@@ -151,9 +151,9 @@ async def test_history_is_deleted_after_download_and_the_file_still_finds_the_jo
         job = await submitted(provider, "first", "k1")
         clock.now += RUN
         finished = await provider.poll(job.handle)
-        assert isinstance(finished, Finished) and one.state.comfyui.history
+        assert isinstance(finished, Finished) and one.state.book.history
         images = await provider.download(finished)
-        assert len(images) == 1 and one.state.comfyui.history == {}
+        assert len(images) == 1 and one.state.book.history == {}
         # A crash before the image was written: the stored handle is polled again, with no history.
         await provider.aclose()
         provider = provider_for(one)
@@ -191,7 +191,7 @@ def test_status_shows_each_server_and_the_one_that_is_down() -> None:
             daemon.wait_for_jobs(lambda jobs: jobs["done"] == 3, timeout=30)
             servers = daemon.status()["providers"]["comfyui"]["servers"]
             human = daemon.cli("status", columns=100).output
-        executed = sum(one.state.comfyui.executions_by_prompt_id.values())
+        executed = sum(one.state.book.executions_by_prompt_id.values())
         up_host = host_of(one.base_url)
     assert [(s["host"], s["up"], s["jobs"]) for s in servers] == [(up_host, True, 0), (down_host, False, 0)]
     assert servers[1]["down_since"] is not None and executed == 3
@@ -216,8 +216,8 @@ def test_kill_9_twice_and_a_restart_on_two_servers_run_nothing_twice_and_leave_n
                 daemon.start()
             daemon.wait_for_jobs(lambda jobs: jobs["done"] == total, timeout=40)
         counts = executions(one, two)
-        histories = [dict(s.state.comfyui.history) for s in (one, two)]
-        cut_off = one.state.comfyui.stats()["cut_off"]  # what was executing when it restarted
+        histories = [dict(s.state.book.history) for s in (one, two)]
+        cut_off = one.state.book.stats()["cut_off"]  # what was executing when it restarted
     twice = [pid for pid, n in counts.items() if n > 1]
     assert len(counts) == total and twice in ([], cut_off), counts
     assert histories == [{}, {}]  # every entry deleted once its image was downloaded

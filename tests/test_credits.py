@@ -159,7 +159,7 @@ async def test_plan_matches_an_actual_run(any_store: StoreApi, layout: HomeLayou
         batch = (await enqueue(any_store, layout, raw)).batch
         reason, _ = await run_engine(any_store, settings, layout, [batch.id])
         charged = sim.state.stats()["credits"]["charged"]
-        executions = list(sim.state.executions.values())
+        executions = list(sim.state.book.executions.values())
     assert reason.code == "done"
     assert plan.estimated_credits is not None
     assert abs(plan.estimated_credits - charged) <= 0.1 * charged

@@ -113,6 +113,13 @@ def test_submit_jobs_show_and_paging(daemon: DaemonProcess) -> None:
     assert missing.exit_code == 2 and "no job 999999" in missing.stderr
 
 
+def test_submit_of_one_entry_counts_one_job(daemon: DaemonProcess, tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text(jsonl("just one"))
+    shown = daemon.cli("submit", str(path))
+    assert shown.exit_code == 0 and ", 1 job queued" in shown.stdout
+
+
 def test_failures_carry_the_error_and_can_be_retried_and_edited(daemon: DaemonProcess) -> None:
     submitted = _submit(daemon, "cli-fail.jsonl", jsonl(f"{MARKER} one", f"{MARKER} two"))
     batch_id = submitted["batch_id"]

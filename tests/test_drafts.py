@@ -64,7 +64,7 @@ def replicate_config(home: Path, sim: RunningSimulator, **section: Any) -> Setti
 
 def replicate_sim() -> RunningSimulator:
     return RunningSimulator(
-        SimOptions(provider="replicate", latency=(0.0, 0.01), seed=7, api_key=TEST_KEY, concurrency=8)
+        SimOptions(provider="replicate", latency=(0.0, 0.01), seed=7, api_key=TEST_KEY)
     )
 
 

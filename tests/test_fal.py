@@ -268,7 +268,7 @@ async def test_twelve_prompts_one_refused_over_loopback(store: Store, layout: Ho
     with fal_sim(moderation_marker=REFUSE, concurrency=2) as sim:
         batch_id = await enqueue(store, layout, raw)
         await Engine(store, fal_config(home, sim), layout, batch_ids=[batch_id]).run_until_idle()
-        book = sim.state.fal
+        book = sim.state.book
         stats = sim.state.stats()["fal"]
         seen = {(r.prompt, r.seed, r.width, r.height) for r in book.requests.values()}
     jobs = await store.jobs.jobs_for_batch(batch_id)

@@ -155,8 +155,8 @@ async def test_a_canceled_execution_that_finishes_is_charged_and_retried_for_fre
         remote_id = canceled.remote_id
 
         async def finished_at_the_provider() -> bool:
-            sim.state.settle()  # the simulator moves executions on when asked
-            execution = sim.state.execution(remote_id)
+            sim.state.book.settle()  # the simulator moves executions on when asked
+            execution = sim.state.book.execution(remote_id)
             return execution is not None and execution.status != "RUNNING"
 
         await _until(finished_at_the_provider, "the canceled execution to finish at the provider")

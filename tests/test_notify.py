@@ -258,3 +258,56 @@ def test_a_webhook_secret_must_be_standard_webhooks_base64() -> None:
         NotifySettings(webhook_secret="whsec_c2hvcnQ=")
     assert NotifySettings(webhook_secret=SECRET).webhook_secret is not None
     assert SECRET not in repr(NotifySettings(webhook_secret=SECRET))
+
+
+def _charging_wireflow(sim: RunningSimulator, **extra: str) -> dict[str, str]:
+    return {
+        "WFBATCH_PROVIDER": "wireflow",
+        "WFBATCH_WIREFLOW__BASE_URL": sim.base_url,
+        "WFBATCH_WIREFLOW__API_KEY": "sk-alert-test",
+        "WFBATCH_WIREFLOW__WORKFLOW_ID": "wf_demo",
+        "WFBATCH_WIREFLOW__PLAN": "enterprise",
+        "WFBATCH_WIREFLOW__POLL_INITIAL": "0.05",
+        "WFBATCH_WIREFLOW__POLL_MAX": "0.2",
+        **extra,
+    }
+
+
+def test_a_batch_budget_alert_is_sent_once_before_the_budget_is_spent(receiver: Receiver) -> None:
+    with RunningSimulator(fast_options(cost=1, credits=100)) as sim:
+        # The batch names its own receiver (allowed by the HOME) and its own alert share.
+        allowed = json.dumps([urlsplit(receiver.url).netloc])
+        env = _charging_wireflow(sim, WFBATCH_NOTIFY__ALLOWED_WEBHOOKS=allowed)
+        with running_daemon(env=env) as daemon:
+            notify = {"webhook_url": receiver.url}
+            daemon.drop("kites.json", spec("kites", 4, budget=4, budget_alert=0.5, notify=notify))
+            daemon.wait_until(lambda: receiver.messages("batch.finished"), 30, "batch.finished")
+            daemon.stop()
+    alerts = receiver.messages("budget.alert")
+    assert len(alerts) == 1, alerts  # once, although every later reservation is past 50 % too
+    alert = alerts[0]
+    assert alert["scope"] == "batch" and alert["limit"] == 4 and 2 <= alert["spent"] <= 4
+    assert "budget" in alert["reason"] and "alert at 50%" in alert["reason"]
+    assert [m["type"] for m in receiver.messages()].index("budget.alert") == 0  # before the end
+    assert not receiver.messages("batch.held")  # an alert is not a hold: all four were made
+
+
+def test_a_daily_cap_alert_from_the_home_default_comes_before_the_hold(receiver: Receiver) -> None:
+    with RunningSimulator(fast_options(cost=1, credits=100)) as sim:
+        env = _charging_wireflow(
+            sim,
+            WFBATCH_WIREFLOW__DAILY_CREDIT_CAP="5",
+            WFBATCH_WIREFLOW__MAX_IN_FLIGHT="1",
+            WFBATCH_NOTIFY__WEBHOOK_URL=receiver.url,
+            WFBATCH_NOTIFY__BUDGET_ALERT="0.8",
+        )
+        with running_daemon(env=env) as daemon:
+            daemon.drop("kites.json", spec("kites", 7, budget=100))
+            daemon.wait_until(lambda: receiver.messages("batch.held"), 30, "batch.held")
+            daemon.stop()
+    kinds = [m["type"] for m in receiver.messages()]
+    assert kinds.count("budget.alert") == 1 and kinds.index("budget.alert") < kinds.index("batch.held")
+    alert = receiver.messages("budget.alert")[0]
+    # One job in flight at a time: the alert goes with the reservation that reaches 4 of 5.
+    assert (alert["scope"], alert["spent"], alert["limit"]) == ("daily", 4, 5)
+    assert "wireflow's daily credit cap 80%" in alert["reason"]

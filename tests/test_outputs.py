@@ -328,11 +328,24 @@ def test_file_and_folder_names() -> None:
 
 
 @pytest.mark.parametrize(
-    "file_name", ["", ".", "..", "../x.png", "a/b.png", "a\\b.png", "/etc/passwd", "x\0.png"]
+    "file_name",
+    ["", ".", "..", "../x.png", "a/../../b.png", "a//b.png", "a\\b.png", "/etc/passwd", "x\0.png"],
 )
 def test_review_path_rejects_anything_but_a_plain_name(tmp_path: Path, file_name: str) -> None:
     with pytest.raises(UnsafePathError):
         review_path(tmp_path, ReviewStatus.APPROVED, file_name)
+
+
+def test_a_name_template_sub_folder_is_kept_through_review_moves(tmp_path: Path) -> None:
+    path = review_path(tmp_path, ReviewStatus.PENDING, "a1/00001-0.png")
+    assert path == tmp_path / "pending-review" / "a1" / "00001-0.png"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"png")
+    approved = move_for_review(tmp_path, "pending-review/a1/00001-0.png", ReviewStatus.APPROVED)
+    assert approved == "approved/a1/00001-0.png"
+    assert (tmp_path / approved).read_bytes() == b"png" and not path.exists()
+    stale_record = move_for_review(tmp_path, "pending-review/a1/00001-0.png", ReviewStatus.APPROVED)
+    assert stale_record == approved
 
 
 # --- atomic writes -------------------------------------------------------------------------------
@@ -585,7 +598,7 @@ def test_review_of_a_missing_or_ambiguous_file(tmp_path: Path) -> None:
         "pending-review/../../x.png",
         "/etc/passwd",
         "manifest.json",
-        "approved/a/b.png",
+        "approved/a/../../../b.png",
         "x/y.png",
     ],
 )

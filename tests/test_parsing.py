@@ -375,6 +375,8 @@ def test_json_template_errors_point_at_template_and_vars(tmp_path: Path) -> None
         ('{"prompts": ["a"], "budget": -5}', "budget: must be a positive number of credits (got -5)"),
         ('{"prompts": ["a"], "budget": true}', "budget: expected a number of credits or null"),
         ('{"prompts": ["a"], "budget": NaN}', "budget: invalid JSON: NaN is not valid JSON"),
+        ('{"prompts": ["a"], "budget_alert": 1.5}', "budget_alert: expected a share of the budget"),
+        ('{"prompts": ["a"], "notify": {"budget_alert": -1}}', "budget_alert: Input should be greater than"),
         ('{"prompts": ["a"], "name": "../etc"}', "name: '../etc' cannot name a folder"),
         ('{"prompts": ["a"], "name": ""}', "name: must not be empty"),
         ('{"prompts": ["a"], "provider": 7}', "provider: expected a provider name or null"),
@@ -390,6 +392,11 @@ def test_json_template_errors_point_at_template_and_vars(tmp_path: Path) -> None
 def test_json_spec_errors(tmp_path: Path, spec: str, expected: str) -> None:
     errors = rejected(tmp_path, "a.json", spec)
     assert any(expected in error.message for error in errors), errors
+
+
+def test_a_spec_budget_alert_is_kept_with_the_batch_notify_overrides(tmp_path: Path) -> None:
+    batch = parse(tmp_path, "a.json", '{"prompts": ["a"], "budget": 10, "budget_alert": 0.8}')
+    assert batch.notify == {"budget_alert": 0.8}
 
 
 def test_json_bad_defaults_are_reported_once_not_per_entry(tmp_path: Path) -> None:

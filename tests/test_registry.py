@@ -5,6 +5,7 @@ and nothing outside the registry branches on a provider's name."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import io
 import json
@@ -30,6 +31,7 @@ from wfbatch.providers.registry import (
     provider_label,
 )
 from wfbatch.settings import Settings
+from wfbatch.sim import SimOptions, SimState
 from wfbatch.sim.registry import SIM_PROVIDERS
 from wfbatch.store import Store
 from wfbatch.store.rows import spec_to_json
@@ -51,7 +53,7 @@ def test_every_provider_is_fully_described(name: str) -> None:
     assert isinstance(settings.provider_limits(name), described.settings_class)
     assert provider_label(name, settings).startswith(name)
     assert isinstance(described.traits, ProviderTraits)
-    assert described.traits.cost_unit in ("credits", "USD")
+    assert described.traits.cost_unit in ("credits", "USD", "free")
     if described.traits.remote:
         assert name in SIM_PROVIDERS, f"`wfbatch sim --provider {name}` does not serve {name}"
         assert (ROOT / "tests" / f"test_{name}.py").is_file(), f"no fidelity test module for {name}"
@@ -166,15 +168,24 @@ def test_a_provider_is_named_only_in_its_packages_and_the_registries(name: str) 
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not done yet: sim/state.py still holds every simulated provider's book and stats, and "
-    "sim/options.py every provider's knobs (SimOptions fields, PROVIDERS, Wireflow's plans)",
-)
 @pytest.mark.parametrize("name", [name for name, entry in REGISTRY.items() if entry.traits.remote])
 def test_a_simulated_provider_is_named_only_in_its_sim_package_and_the_sim_registry(name: str) -> None:
     found = _named_outside_its_packages(name, sorted((ROOT / "wfbatch" / "sim").rglob("*.py")))
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("name", list(SIM_PROVIDERS))
+def test_a_simulator_package_brings_its_options_and_books(name: str) -> None:
+    """Its `wfbatch sim` options set its own options' fields (or shared ones), and the shared state
+    reaches its books only through the `SimBook` protocol."""
+    sim = SIM_PROVIDERS[name]
+    shared = {f.name for f in dataclasses.fields(SimOptions)}
+    own = {f.name for f in dataclasses.fields(sim.options)}
+    assert not own & shared, f"{name}'s own options shadow shared ones"
+    assert {option.name for option in sim.cli_options} <= own | shared
+    state = SimState(SimOptions(provider=name), clock=lambda: 0.0)
+    assert isinstance(state.options.own, sim.options)
+    assert state.stats()["provider"] == name and "rate_limited" in state.stats()
 
 
 async def test_migration_gives_running_executions_their_poll_handle(tmp_path: Path) -> None:

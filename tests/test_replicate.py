@@ -271,7 +271,7 @@ async def test_twelve_prompts_one_refused_over_loopback(store: Store, layout: Ho
     with replicate_sim(moderation_marker=REFUSE) as sim:
         batch_id = await enqueue(store, layout, lines(12, refuse=4))
         await Engine(store, replicate_config(home, sim), layout, batch_ids=[batch_id]).run_until_idle()
-        book = sim.state.replicate
+        book = sim.state.book
         stats = sim.state.stats()["replicate"]
         seen = [(p.input.get("prompt"), p.input.get("seed")) for p in book.predictions.values()]
     jobs = await store.jobs.jobs_for_batch(batch_id)

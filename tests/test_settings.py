@@ -18,6 +18,7 @@ from wfbatch.settings import (
     DraftsSettings,
     InboxSettings,
     NotifySettings,
+    OutputSettings,
     Settings,
     load_settings,
 )
@@ -72,6 +73,7 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
         "comfyui": ComfyUISettings,
         "delivery": DeliverySettings,
         "notify": NotifySettings,
+        "output": OutputSettings,
     }
     for section, model in sections.items():
         for name in model.model_fields:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -22,6 +23,8 @@ from tests.conftest_sim import fast_options
 from tests.deadlines import patience
 from wfbatch.cli.sim_cmd import sim_command
 from wfbatch.sim import AsyncRunningSimulator, RunningSimulator, SimOptions
+from wfbatch.sim.fal.options import FalOptions
+from wfbatch.sim.wireflow.options import WireflowOptions, window_limits
 
 AUTH = {"Authorization": "Bearer sk-test"}
 
@@ -158,7 +161,7 @@ def test_run_and_trigger() -> None:
         assert run.status_code == 202
         data = run.json()["data"]
         assert data["status"] == "running"
-        assert sim.state.executions[data["executionId"]].seed == 5
+        assert sim.state.book.executions[data["executionId"]].seed == 5
         bad = client.post("/workflows/wf_demo/run", json={"inputs": {"node-seed": 5}})
         assert bad.status_code == 400 and "node-prompt" in bad.json()["error"]
 
@@ -166,7 +169,7 @@ def test_run_and_trigger() -> None:
         assert trigger.status_code == 202
         body = trigger.json()
         assert body["status"] == "queued" and body["message"] == "Workflow execution queued successfully"
-        assert sim.state.executions[body["executionId"]].prompt == "a dog"
+        assert sim.state.book.executions[body["executionId"]].prompt == "a dog"
         # The workflow id is accepted as a webhook id too.
         assert httpx.post(f"{sim.base_url}/workflow/wf_demo/trigger", json={}).status_code == 202
         assert wait_for(client, body["executionId"])["status"] == "COMPLETED"
@@ -201,7 +204,7 @@ def test_execution_window_is_sliding() -> None:
             if response.status_code == 429:
                 refusals.append(response)
             clock.advance(0.02)
-        accepted = sim.state.accepted_starts
+        accepted = sim.state.book.accepted_starts
         assert statuses.count(201) == len(accepted) >= 2 * limit  # the window slid on
         assert _max_in_any_window(accepted, window) <= limit
         assert refusals and sim.state.stats()["rate_limited"] == len(refusals)
@@ -394,8 +397,26 @@ def test_options_are_validated() -> None:
         SimOptions(latency=(2, 1))
     with pytest.raises(ValueError, match="unknown fault"):
         SimOptions(faults=("gremlins",))
-    assert SimOptions(plan="pro").requests_per_window == 60  # type: ignore[arg-type]
-    assert SimOptions(plan="enterprise").executions_per_day is None  # type: ignore[arg-type]
+    assert window_limits(SimOptions(plan="pro")).requests == 60
+    assert window_limits(SimOptions(plan="enterprise")).daily is None
+    assert window_limits(SimOptions(plan="enterprise", daily=5)).daily == 5
+
+
+def test_a_providers_own_options_are_its_packages() -> None:
+    """Made flat, kept apart: a keyword that is not a shared field goes to the provider's own
+    options, checked there; `replace` works the same way."""
+    fal = SimOptions(provider="fal", quota=3, concurrency=4)
+    assert fal.quota == 3 and fal.own == FalOptions(concurrency=4)
+    assert replace(fal, concurrency=6, seed=2).own == FalOptions(concurrency=6)
+    assert SimOptions().provider == "wireflow" and isinstance(SimOptions().own, WireflowOptions)
+    with pytest.raises(ValueError, match="concurrency"):
+        SimOptions(provider="fal", concurrency=0)
+    with pytest.raises(TypeError, match="has no option plan"):
+        SimOptions(provider="fal", plan="pro")
+    with pytest.raises(ValueError, match="unknown provider"):
+        SimOptions(provider="nope")
+    with pytest.raises(TypeError, match="WireflowOptions asked of options for"):
+        WireflowOptions.of(fal)
 
 
 def test_cli_refuses_remote_hosts() -> None:

@@ -62,7 +62,7 @@ def test_prompt_history_view_and_restart() -> None:
         assert image == {"filename": "t_00001_.png", "subfolder": "", "type": "output"}
         assert client.get("/view", params=image).content.startswith(b"\x89PNG")
         assert client.get("/view", params={"filename": "../x"}).status_code == 400
-        assert sim.state.comfyui.graphs["my-id"]["6"]["inputs"]["text"] == "hello"
+        assert sim.state.book.graphs["my-id"]["6"]["inputs"]["text"] == "hello"
         client.post("/_sim/restart").raise_for_status()
         assert client.get("/history/my-id").json() == {}  # forgotten, but the file stays
         assert client.get("/view", params=image).status_code == 200
@@ -180,7 +180,7 @@ async def test_a_restart_drops_the_sockets() -> None:
     with RunningSimulator(SimOptions(provider="comfyui", latency=(0.0, 0.0))) as sim:
         async with connect(f"{ws_root(sim)}/ws?clientId=x", proxy=None) as socket:
             await asyncio.wait_for(socket.recv(), patience(5))  # status
-            sim.state.comfyui.restart()
+            sim.state.book.restart()
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(socket.recv(), patience(5))
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012

@@ -33,9 +33,10 @@ def test_status_says_which_limit_holds_the_next_start_and_when() -> None:
         assert local["next_start_why"] == "2/min start limit"
         assert 1.0 <= local["next_start_in"] <= 65.0  # a minute and the window's safety margin
 
-        shown = daemon.cli("status", columns=140)
-        assert shown.exit_code == 0, shown.output
-        assert "next start in" in shown.output and "2/min start limit" in shown.output
+        for columns in (80, 140):
+            shown = daemon.cli("status", columns=columns)
+            assert shown.exit_code == 0, shown.output
+            assert "next start in" in shown.output and "2/min start limit" in shown.output
         row = next(line for line in shown.output.splitlines() if line.startswith("local"))
         assert "waiting" in row
 

@@ -132,6 +132,13 @@ async def test_the_same_content_sent_twice_at_once_makes_one_batch(any_store: St
     assert await any_store.batches.batch_ids_with_content("h1", "n.txt") == {returned[0].id}
 
 
+async def test_pending_reviews_counts_done_images_not_yet_reviewed(any_store: StoreApi) -> None:
+    placed = await one_job_in_each_state(any_store)
+    assert await any_store.counters.pending_reviews() == 1  # only the done one: the rest made nothing
+    await any_store.outbox.review(placed[JobState.DONE], "approved", "approved/1.png", None, deliver=False)
+    assert await any_store.counters.pending_reviews() == 0
+
+
 # -- jobs: every move follows the transition table ----------------------------------------------
 
 

@@ -57,7 +57,7 @@ async def test_the_edit_modal_fits_80_columns(daemon: DaemonProcess) -> None:
         main = app.main_screen
         await pilot.press("3")
         await wait_until(lambda: main.jobs.job_query.tab == JobTab.FAILED and main.jobs.row_count == 1
-                         and not main.jobs.loading)
+                         and not main.jobs.fetching)
         await pilot.press("e")
         await wait_until(lambda: isinstance(app.screen, EditPromptScreen))
         box = app.screen.query_one("#edit-box")

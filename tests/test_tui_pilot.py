@@ -66,7 +66,7 @@ async def _attached(pilot: Pilot[Any]) -> MainScreen:
 
 
 async def _rows(pilot: Pilot[Any], screen: MainScreen, count: int) -> None:
-    await wait_until(lambda: screen.jobs.loaded and not screen.jobs.loading
+    await wait_until(lambda: screen.jobs.loaded and not screen.jobs.fetching
                      and screen.jobs.row_count == count, within=10)
     await pilot.pause()
 

@@ -43,7 +43,7 @@ def _main(app: WfbatchApp) -> MainScreen | None:
 
 def _failed_rows(app: WfbatchApp) -> bool:
     screen = _main(app)
-    return screen is not None and screen.jobs.job_query.tab is JobTab.FAILED and not screen.jobs.loading \
+    return screen is not None and screen.jobs.job_query.tab is JobTab.FAILED and not screen.jobs.fetching \
         and screen.jobs.row_count == 2
 
 
@@ -64,7 +64,7 @@ async def _until_attached(pilot: Pilot[Any]) -> None:
     def attached() -> bool:
         screen = _main(app)
         return screen is not None and screen.status is not None and screen.jobs.loaded \
-            and not screen.jobs.loading
+            and not screen.jobs.fetching
 
     await _showing(pilot, attached)
 

@@ -122,7 +122,7 @@ async def test_a_refresh_keeps_the_cursor_and_the_scroll_and_g_G_jump(api: Daemo
     async with app.run_test(size=NARROW) as pilot:
         screen = await _attached(pilot)
         table = screen.jobs
-        await wait_until(lambda: table.row_count == 120 and not table.loading)
+        await wait_until(lambda: table.row_count == 120 and not table.fetching)
         table.focus()  # where a person's keys go once the screen is up
         await pilot.pause()
         await pilot.press("G")
@@ -154,7 +154,7 @@ async def test_the_failed_tab_at_80_columns_shows_each_reason(api: DaemonClient)
     async with app.run_test(size=NARROW) as pilot:
         screen = await _attached(pilot)
         await pilot.press("3")
-        await wait_until(lambda: screen.jobs.row_count == 2 and not screen.jobs.loading)
+        await wait_until(lambda: screen.jobs.row_count == 2 and not screen.jobs.fetching)
         await pilot.pause()
         shot = app.export_screenshot().replace("&#160;", " ")
         for job in (await api.jobs(states=["failed"])).items:
@@ -265,7 +265,7 @@ async def test_the_running_tab_at_80_columns_follows_a_comfyui_jobs_steps(
         async with app.run_test(size=NARROW) as pilot:
             screen = await _attached(pilot)
             await pilot.press("2")
-            await wait_until(lambda: screen.jobs.row_count == 1 and not screen.jobs.loading, within=15)
+            await wait_until(lambda: screen.jobs.row_count == 1 and not screen.jobs.fetching, within=15)
             job_id = next(iter(screen.jobs.jobs))
 
             def steps() -> str | None:

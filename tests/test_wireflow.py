@@ -115,7 +115,7 @@ async def test_execute_mode(sim: RunningSimulator, provider_factory: Any) -> Non
     assert image.media_type == "image/png" and image.metadata["url"] == finished.urls[0]
     assert_png(image.data)
 
-    execution = sim.state.executions[submitted.remote_id]
+    execution = sim.state.book.executions[submitted.remote_id]
     assert (execution.prompt, execution.negative_prompt, execution.seed) == (
         "a lighthouse in fog",
         "boats",
@@ -147,7 +147,7 @@ async def test_run_mode(sim: RunningSimulator, provider_factory: Any) -> None:
     finished = await finish(provider, submitted)
     [image] = await provider.download(finished)
     assert_png(image.data)
-    assert sim.state.executions[submitted.remote_id].seed == 5
+    assert sim.state.book.executions[submitted.remote_id].seed == 5
     assert gate.acquired[OTHER] == 0 and gate.acquired[START] == 1
 
 
@@ -218,7 +218,7 @@ async def test_resend_after_lost_answer_makes_one_execution(
     assert sim.state.stats()["executions_created"] == 1  # the paid execution exists...
     again = await provider.submit(job_spec(), "job-lost")  # ...and the re-send finds it
     assert isinstance(again, Submitted)
-    [execution_id] = sim.state.executions
+    [execution_id] = sim.state.book.executions
     assert again.remote_id == execution_id
     stats = sim.state.stats()
     assert stats["executions_by_key"] == {"job-lost": 1}
@@ -238,7 +238,7 @@ async def test_failed_execution_is_permanent(sim_factory: Any, provider_factory:
         await finish(provider, submitted)
     error = caught.value
     assert error.message.endswith(" (node Text to Image)")  # the reason first, for narrow lists
-    assert sim.state.executions[submitted.remote_id].failure in error.message
+    assert sim.state.book.executions[submitted.remote_id].failure in error.message
     assert error.request_id and error.request_id.startswith("req_")
 
 

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, OptionalHttpUrl, OptionalS3Url, UploadMode
+from wfbatch.core.name_template import placeholders
 from wfbatch.core.targets import AllowList, BucketAllowList
 from wfbatch.providers.config import BatchModeSettings, ProviderLimits
 from wfbatch.providers.registry import DEFAULT_PROVIDER, REGISTRY
@@ -146,6 +147,13 @@ class NotifySettings(BaseModel):
     )
     command: str | None = Field(default=None, description="run by the shell, the batch's facts in WFBATCH_*")
     job_failed: bool = Field(default=False, description="also tell of jobs that failed for good")
+    budget_alert: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="tell once when a batch's budget or a provider's daily cap is this share spent or"
+        " reserved (0.8: at 80 %); unset: no alert",
+    )
     job_failed_interval: float = Field(
         default=60.0, gt=0, description="at most one job.failed per batch this often; failures batched"
     )
@@ -166,6 +174,23 @@ class NotifySettings(BaseModel):
                 raise ValueError("expected whsec_ followed by base64 (Standard Webhooks)") from None
             if len(key) < 16:
                 raise ValueError("too short: use at least 16 random bytes, base64-encoded")
+        return value
+
+
+class OutputSettings(BaseModel):
+    """How images are named inside a batch folder."""
+
+    name: str | None = Field(
+        default=None,
+        description="name template, e.g. \"{sku}/{index:05d}-{variant}\": {batch} {index} {slug} {seed}"
+        " {model} {variant} {id} {date} {stage} and any entry field; unset: {index:05d}-{slug}",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            placeholders(value)  # raises NameTemplateError (a ValueError): a clear config error
         return value
 
 
@@ -204,6 +229,7 @@ class Settings(_WithProviderSections):
     drafts: DraftsSettings = Field(default_factory=DraftsSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -65,10 +65,11 @@ provider_option = click.option(
 )
 budget_option = click.option(
     "--budget",
-    type=FiniteFloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0),
     default=None,
-    help="Credits each batch may spend (overrides the file's).",
+    help="Credits each batch may spend, in its provider's unit (overrides the file's).",
 )
+"""One definition for `run`, `plan` and `submit`: the same range as `wfbatch budget` and the API."""
 
 
 def settings_from_flags(home: Path | None, **overrides: Any) -> Settings:

@@ -14,6 +14,7 @@ from wfbatch.cli.lazy_group import LazyGroup
 COMMANDS: dict[str, str] = {
     "run": "wfbatch.cli.run_cmd:run_command",
     "plan": "wfbatch.cli.plan_cmd:plan_command",
+    "costs": "wfbatch.cli.costs_cmd:costs_command",
     "sim": "wfbatch.cli.sim_cmd:sim_command",
     "config": "wfbatch.cli.config_cmd:config_command",
     "tui": "wfbatch.cli.tui_cmd:tui_command",

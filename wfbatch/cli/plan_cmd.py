@@ -73,15 +73,18 @@ def _print_plan(plan: Plan) -> None:
         f"{plural(plan.entries, 'entry')} → {plural(plan.jobs, 'job')}, {plan.unique_jobs} unique;"
         f" {plan.cache_hits} from the cache, {plan.jobs_left} to generate"
     )
-    credits = "unknown" if plan.estimated_credits is None else figure(plan.estimated_credits)
     unknown = f" ({plural(plan.unknown_cost_jobs, 'job')} of unknown cost)" if plan.unknown_cost_jobs else ""
-    echo(f"estimated credits: {credits}{unknown}")
-    echo(f"estimated duration: {_duration(plan.estimated_seconds)}")
+    total = _cost(plan.estimated_credits, plan.likely_credits, plan.unit, why=_why(plan))
+    echo(f"estimated cost: {total}{unknown}")
+    echo(f"estimated duration: {_plan_duration(plan)}")
     for name, provider in plan.providers.items():
-        cost = "unknown" if provider.cost_per_image is None else figure(provider.cost_per_image)
+        cost = _cost(
+            provider.cost_per_image, provider.likely_cost_per_image, provider.unit, why=provider.likely_why,
+            each=" each",
+        )
         balance = "" if provider.balance is None else f", balance {figure(provider.balance)}"
         echo(
-            f"  {name}: {plural(provider.jobs_left, 'job')}, {cost} credits each,"
+            f"  {name}: {plural(provider.jobs_left, 'job')}, {cost},"
             f" latency {provider.latency:.1f} s ({provider.latency_source}){balance}"
         )
         if provider.batch_jobs:
@@ -90,7 +93,7 @@ def _print_plan(plan: Plan) -> None:
             if provider.batch_cost is not None and provider.batch_direct_cost is not None:
                 saving = provider.batch_direct_cost - provider.batch_cost
                 echo(
-                    f"    price: {figure(provider.batch_cost)} in batch mode,"
+                    f"    price: {figure(provider.batch_cost)} {provider.unit} in batch mode,"
                     f" {figure(provider.batch_direct_cost)} direct (saving {figure(saving)})"
                 )
     if plan.pipeline:
@@ -122,6 +125,40 @@ def _print_pipeline(pipeline: PipelinePlan) -> None:
         # A flat-price provider charges a draft like a final: drafting first only adds the drafts.
         echo(f"{straight}drafting first costs {figure(-saving)} more{share.replace('-', '')}: this"
              " provider charges a draft about as much as a final")
+
+
+def _why(plan: Plan) -> str | None:
+    whys = sorted({p.likely_why for p in plan.providers.values() if p.likely_why})
+    return "; ".join(whys) or None
+
+
+def _cost(
+    reserve: float | None, likely: tuple[float, float] | None, unit: str | None, *, why: str | None,
+    each: str = "",
+) -> str:
+    """`0.042 USD`, `0.042–0.167 USD (quality auto: the server picks; budgets reserve 0.167)`, `free`;
+    `unit` None: providers of different units, each priced on its own line below."""
+    if unit == "free":
+        return "free"
+    if reserve is None:
+        return "unknown"
+    if likely is None or likely[0] >= likely[1]:
+        if unit is None:
+            return f"{figure(reserve)} (in each provider's unit, below)"
+        return f"{figure(reserve)} {unit}{each}"
+    span = f"{figure(likely[0])}–{figure(likely[1])}{' ' + unit if unit else ''}{each}"
+    return f"{span} ({why + '; ' if why else ''}budgets reserve {figure(reserve)})"
+
+
+def _plan_duration(plan: Plan) -> str:
+    """Minutes for the direct jobs; a batch API's window (not "0m00s") for the jobs sent in batch mode."""
+    batch = [p.completion_window for p in plan.providers.values() if p.batch_jobs and p.completion_window]
+    if not batch:
+        return _duration(plan.estimated_seconds)
+    window = f"within {batch[0]} (batch mode)"
+    if all(p.batch_jobs == p.jobs_left for p in plan.providers.values()):
+        return window
+    return f"{_duration(plan.estimated_seconds)} for the direct jobs; the batch-mode jobs {window}"
 
 
 def _duration(seconds: float) -> str:

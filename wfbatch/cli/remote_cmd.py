@@ -39,7 +39,11 @@ def _states(values: tuple[str, ...]) -> list[str]:
 )
 @click.option("--batch", "batch_id", default=None, help="Only jobs of this batch (id, prefix or name).")
 @click.option("--text", default=None, help="Only jobs whose prompt contains this text.")
-@click.option("--review", type=click.Choice([r.value for r in ReviewStatus]), default=None)
+@click.option(
+    "--review", type=click.Choice([r.value for r in ReviewStatus]), default=None,
+    help="Only jobs with this review status (pending: not approved or rejected yet; with --state"
+    " done, the images waiting for `wfbatch review`).",
+)
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
 @click.option("--cursor", default=None, help="Continue after this cursor (printed when there are more).")
 @wide_option

@@ -213,7 +213,7 @@ def render_status(status: Status, wide: bool = False) -> None:
             why = p.paused or (p.block_reason if p.blocked_for > 0 else "") or ""
             wait = p.start_wait()
             if not why and wait is not None:
-                why = f"next start in {duration(wait[0])}: {wait[1]}"
+                why = wait[1]  # when the next start goes is said whole on a line below the table
             rows.append([
                 p.name, f"{p.in_flight}/{p.max_in_flight}",
                 _window(p.requests_in_window, p.requests_per_minute),
@@ -222,19 +222,22 @@ def render_status(status: Status, wide: bool = False) -> None:
             ])
         out.print(fitted_table(out, columns, rows))
         for p in status.providers.values():
+            wait = p.start_wait()
+            if wait is not None:  # whole, on a line of its own: the why column is cut at 80 columns
+                out.print(f"{p.name}  next start in {duration(wait[0])}: {wait[1]}", soft_wrap=True)
             for server in p.servers:  # one line each: several GPUs, each up or down on its own
                 out.print(f"{p.name}  {server.describe()}", soft_wrap=True)
             for account in p.accounts:  # one line each: every account is held or runs on its own
                 out.print(f"{p.name}  account {account.describe()}", soft_wrap=True)
     if status.pipeline:
-        out.print(pipeline_line(status.pipeline))
+        out.print(pipeline_line(status.pipeline), soft_wrap=True)
     backlog = status.delivery
     if backlog.pending or backlog.held or backlog.done:
         line = Text(f"delivery: {backlog.done} uploaded, {backlog.pending} pending")
         if backlog.held:
             line.append(f", {backlog.held} held", style="bold yellow")
             line.append(f" ({'; '.join(backlog.held_reasons)})")
-        out.print(line)
+        out.print(line, soft_wrap=True)  # held reasons carry bucket names and URLs: never folded
     if status.batches:
         render_batches(status.batches, out, hold_of=status.hold_of)
     render_holds(status.holds, out, {b.id: b.name for b in status.batches})

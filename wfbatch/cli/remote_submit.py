@@ -8,10 +8,11 @@ from typing import Any
 
 import click
 
-from wfbatch.cli.common import EXIT_BAD_INPUT, FiniteFloatRange, fail, print_json
+from wfbatch.cli.common import EXIT_BAD_INPUT, budget_option, fail, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options
 from wfbatch.client import DaemonClient
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
+from wfbatch.core.words import plural
 from wfbatch.protocol import SubmitRequest, SubmitResult
 
 
@@ -55,7 +56,7 @@ async def _submit_all(client: DaemonClient, requests: list[tuple[Path, SubmitReq
 @click.command("submit")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--provider", default=None, help="Provider for entries that name none (default: config).")
-@click.option("--budget", type=FiniteFloatRange(min=0), default=None, help="Credit budget for each batch.")
+@budget_option
 @remote_options
 def submit_command(
     files: tuple[Path, ...], provider: str | None, budget: float | None,
@@ -84,7 +85,7 @@ def submit_command(
             elif result.duplicate_of:
                 click.echo(f"{path}: same content as batch {result.duplicate_of}: skipped")
             else:
-                click.echo(f"{path}: batch {result.batch_id}, {result.jobs} jobs queued")
+                click.echo(f"{path}: batch {result.batch_id}, {plural(result.jobs, 'job')} queued")
         for result in results:
             for warning in result.warnings:
                 click.echo(f"warning: {warning}", err=True)

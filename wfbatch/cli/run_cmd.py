@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ from wfbatch.core.parsing import PromptFileError
 from wfbatch.core.words import plural
 from wfbatch.engine.intake.acceptance import CheckedPrompts, check_prompts
 from wfbatch.engine.intake.control import Accepted, Control, Resumed
+from wfbatch.engine.loop.pool import SUMMARIZED
 from wfbatch.engine.loop.scheduler import Engine, StopReason
 from wfbatch.home import HomeLock, HomeLocked, UnsafeLockFile
 from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
@@ -99,6 +101,10 @@ async def _run(
     except UnsafeLockFile as error:
         fail(str(error))
     store = await Store.open(layout.db)
+    quiet = _SummarizedOut()
+    handlers = [] if _verbose() else list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(quiet)
     try:
         # An engine for this run's batches only: each joins it as the shared way in takes it.
         engine = Engine(store, settings, layout, batch_ids=[])
@@ -108,6 +114,12 @@ async def _run(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, engine.request_stop)
+        for outcome in outcomes:
+            if isinstance(outcome, Resumed):
+                batch = outcome.batch
+                counts = await store.counters.counts([batch.id])
+                left = sum(counts[state] for state in OPEN)
+                click.echo(f"resumed batch {batch.id} ({batch.name}): {plural(left, 'job')} left", err=True)
         warnings = await _balance_warnings(engine, control, prompt_files)
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
@@ -122,8 +134,22 @@ async def _run(
         summary["warnings"] = warnings
         return summary
     finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
         await store.close()
         lock.release()
+
+
+class _SummarizedOut(logging.Filter):
+    """Leaves out of stderr what the summary says anyway (a bad key's pause was printed twice)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, SUMMARIZED, False)
+
+
+def _verbose() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context is not None and context.find_root().params.get("verbose"))
 
 
 async def _balance_warnings(
@@ -238,9 +264,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for output_dir, manifest, sheet in zip(
         summary["output_dirs"], summary["manifests"], summary["contact_sheets"], strict=True
     ):
-        echo(f"  images:        {output_dir}/pending-review/")
-        echo(f"  manifest:      {manifest}")
-        echo(f"  contact sheet: {sheet}")
+        # Only what exists: a run that made nothing (every job failed, or held) has no images.
+        if Path(output_dir, "pending-review").is_dir():
+            echo(f"  images:        {output_dir}/pending-review/")
+        if Path(manifest).is_file():
+            echo(f"  manifest:      {manifest}")
+        if Path(sheet).is_file():
+            echo(f"  contact sheet: {sheet}")
     for remote in summary["remote_batches"]:
         counts = remote["request_counts"]
         echo(

@@ -183,8 +183,10 @@ def sim_command(
         raise click.UsageError(
             f"refusing to listen on {host}, which is not a loopback address; pass --allow-remote"
         )
+    others = {p.name for name, sim in SIM_PROVIDERS.items() if name != provider for p in sim.cli_options}
+    chosen = {key: value for key, value in knobs.items() if key not in others}
     try:
-        options = SimOptions(host=host, port=port, provider=provider, **knobs)
+        options = SimOptions(host=host, port=port, provider=provider, **chosen)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if servers > 1 and not SIM_PROVIDERS[provider].fleet:
@@ -250,4 +252,3 @@ def _stopped(options: SimOptions, all_stats: list[dict[str, Any]]) -> str:
     made = SIM_PROVIDERS[options.provider].made(all_stats)
     requests, limited = total(all_stats, "requests", "total"), total(all_stats, "rate_limited")
     return f"stopped: {requests} requests, {made}, {limited} rate-limited"
-

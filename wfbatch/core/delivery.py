@@ -106,3 +106,4 @@ class NotifyOverride(_Override):
 
     webhook_url: OptionalHttpUrl = None
     job_failed: bool | None = None
+    budget_alert: float | None = Field(default=None, ge=0, le=1)

@@ -68,6 +68,9 @@ def spec_json_and_cache_key(spec: JobSpec) -> tuple[str, str]:
         f'"negative_prompt":{negative},"params":{params},"prompt":{prompt},"provider":{provider},'
         f'"quality":{quality},{numbers}}}'
     )
+    if spec.name is not None:  # only then: specs stored before names existed stay byte for byte
+        stored = f'{stored[:-1]},"name":{_json_text(spec.name)}}}'
+
     return stored, sha256_hex(key)
 
 

@@ -45,6 +45,9 @@ class PromptEntry(BaseModel):
     tags: list[str] = Field(default_factory=list)
     id: str | None = Field(default=None, max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
+    fields: dict[str, str | int | float] = Field(default_factory=dict)
+    """Your own data for output names (`{sku}` in `[output] name`): never sent, not in the cache key.
+    In a CSV, a column the name template names lands here."""
     mode: Literal["direct", "batch"] | None = None
     """How the job reaches its provider: `batch` through a batch API where the provider has one
     (half price, slow); None = the provider section's `mode`."""
@@ -69,6 +72,9 @@ class JobSpec:
     # Delivery, not content: not part of the cache key (the same image either way).
     mode: str | None = None
     """`batch`, `direct`, or None (the provider section's `mode` decides)."""
+    name: str | None = None
+    """Where the image goes in its review folder, without the extension (`a1/00001-0`), from the
+    batch's name template; None: `<index>-<prompt slug>`. Output-only: not in the cache key."""
 
 
 STAGE_FIELDS: tuple[str, ...] = ("model", "provider", "width", "height", "quality", "params")
@@ -119,3 +125,5 @@ class ParsedBatch:
     different jobs, so it is part of the content's identity."""
     stages: Stages | None = None
     """The draft → final pipeline (a .json spec's `draft` / `final`), or None: one stage."""
+    name_template: str | None = None
+    """A .json spec's `name_template` for its output names; None: the HOME's `[output] name`."""

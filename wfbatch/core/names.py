@@ -33,7 +33,7 @@ def fit_name(name: str, *, prefix: str = "", number: int = 1, max_bytes: int = N
         stem, suffix, room = raw, b"", max_bytes - len(head) - len(tail)
     if room < 1:
         raise ValueError(f"no room for a name after {prefix!r} within {max_bytes} bytes")
-    return os.fsdecode(head + _cut_utf8(stem, room) + tail + suffix)
+    return os.fsdecode(head + cut_utf8(stem, room) + tail + suffix)
 
 
 def _split_suffix(raw: bytes) -> tuple[bytes, bytes]:
@@ -43,7 +43,7 @@ def _split_suffix(raw: bytes) -> tuple[bytes, bytes]:
     return raw[:dot], raw[dot:]
 
 
-def _cut_utf8(data: bytes, limit: int) -> bytes:
+def cut_utf8(data: bytes, limit: int) -> bytes:
     """At most `limit` bytes of `data`, never ending inside a UTF-8 character."""
     if len(data) <= limit:
         return data

@@ -282,6 +282,7 @@ async def status(ctx: DaemonContext) -> Status:
         providers=providers,
         batches=await batch_summaries(ctx, batches, etas),
         holds=holds,
+        review_pending=await ctx.store.counters.pending_reviews(),
         eta_seconds=overall_eta({b: eta for b, eta in etas.items() if eta != 0.0}),
         pipeline=pipeline if pipeline["drafts"] else None,
         delivery=DeliveryBacklog(

@@ -45,7 +45,7 @@ def render_contact_sheet(
     be read gets a grey cell saying so; past `max_items`, one last cell says "+N more"; with no
     items at all, the sheet is one cell saying "no images yet". `columns` defaults to the
     square root of the number of cells, rounded up. Labels are drawn in Pillow's default font,
-    ASCII only (the engine passes the 5-digit index).
+    ASCII only (the engine passes the index and the prompt's start).
     """
     if thumb < MIN_THUMB:
         raise ValueError(f"thumb must be at least {MIN_THUMB} pixels, not {thumb}")

@@ -96,11 +96,13 @@ def image_file_name(index: int, prompt: str, fmt: ImageFormat, *, final: bool = 
 
 def review_path(batch_dir: Path, status: ReviewStatus, file_name: str) -> Path:
     """Where the image `file_name` lives in `batch_dir` when its review status is `status`.
+    `file_name` may have sub-folders (`a1/00001-0.png`, from a name template), `/`-separated.
 
-    Raises `UnsafePathError` unless `file_name` is a plain file name whose path stays inside
-    `batch_dir`.
+    Raises `UnsafePathError` unless every part of `file_name` is a plain name and the path stays
+    inside `batch_dir`.
     """
-    check_plain_file_name(file_name)
+    for part in file_name.split("/"):
+        check_plain_file_name(part)
     path = batch_dir / REVIEW_FOLDERS[status] / file_name
     # Lexical check (no symlink resolution): a user may well symlink approved/ to another disk.
     inside = Path(os.path.normpath(path)).is_relative_to(os.path.normpath(batch_dir))

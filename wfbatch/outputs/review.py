@@ -22,13 +22,14 @@ def move_for_review(batch_dir: Path, relative_file: str, target: ReviewStatus) -
     is not `<review folder>/<file name>`.
     """
     given = PurePosixPath(relative_file)
-    if len(given.parts) != 2 or given.parts[0] not in REVIEW_FOLDERS.values():
+    if len(given.parts) < 2 or given.parts[0] not in REVIEW_FOLDERS.values():
         raise UnsafePathError(
             f"{relative_file!r} is not an image in a review folder "
             f"({', '.join(folder + '/' for folder in REVIEW_FOLDERS.values())})"
         )
-    file_name = given.name
-    given_path = batch_dir / given.parts[0] / file_name
+    # The name under the review folder, sub-folders of a name template included (`a1/00001-0.png`).
+    file_name = "/".join(given.parts[1:])
+    given_path = review_path(batch_dir, _status_of(given.parts[0]), file_name)
     destination = review_path(batch_dir, target, file_name)
     destination_relative = f"{REVIEW_FOLDERS[target]}/{file_name}"
 
@@ -51,3 +52,7 @@ def move_for_review(batch_dir: Path, relative_file: str, target: ReviewStatus) -
     # Same batch folder, so same filesystem: the rename is atomic.
     source.replace(destination)
     return destination_relative
+
+
+def _status_of(folder: str) -> ReviewStatus:
+    return next(status for status, name in REVIEW_FOLDERS.items() if name == folder)

@@ -256,6 +256,8 @@ class Status(_Model):
     delivery: DeliveryBacklog = Field(default_factory=DeliveryBacklog)
     holds: list[Hold] = Field(default_factory=list)
     """Every hold on everything, the providers and the batches listed, with what lifts each."""
+    review_pending: int = 0
+    """Images done and waiting for a review decision (approve or reject), over every batch."""
     eta_seconds: float | None = None
     """Until all work that can move is done, from the binding limits and observed latency; None
     when nothing can move (see `holds`)."""

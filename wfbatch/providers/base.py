@@ -17,6 +17,17 @@ from wfbatch.core.models import JobSpec
 from wfbatch.core.progress import JobProgress
 
 
+@dataclass(frozen=True)
+class LikelyCost:
+    """One image's likely charge as a range, and why it is one (`estimate()` stays the figure
+    budgets reserve: the top, so a budget is never overrun)."""
+
+    low: float
+    high: float
+    why: str
+    """e.g. "quality auto: the server picks"."""
+
+
 class RequestKind(StrEnum):
     START = "start"
     """A request that starts a (paid) execution."""
@@ -262,6 +273,12 @@ class Provider(Protocol):
         """What one image of `spec` will cost, in the provider's cost unit; None if unknown."""
         ...
 
+    def likely_cost(self, spec: JobSpec) -> LikelyCost | None:
+        """What one image of `spec` will likely be charged when that is a range rather than
+        `estimate()`'s one figure (the server picks a quality): for `wfbatch plan`. None when the
+        estimate is the charge."""
+        ...
+
     def remote_batches(self) -> RemoteBatchApi | None:
         """The provider's batch API, where it has one and the settings allow it."""
         ...
@@ -294,6 +311,9 @@ class ProviderDefaults:
         return None
 
     async def estimate(self, spec: JobSpec) -> float | None:
+        return None
+
+    def likely_cost(self, spec: JobSpec) -> LikelyCost | None:
         return None
 
     def remote_batches(self) -> RemoteBatchApi | None:

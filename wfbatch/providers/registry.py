@@ -44,7 +44,8 @@ class ProviderTraits:
     """`estimate()` asks the provider (or its price table) rather than answering None."""
     remote_cancel: bool
     """`cancel()` can stop a submitted job."""
-    cost_unit: Literal["credits", "USD"]
+    cost_unit: Literal["credits", "USD", "free"]
+    """What `estimate()`, charges and budgets count in, as `plan` and `costs` print it."""
     dialect: str
     """`module:function` reading how its answers spell rate-limit headers (see
     providers/http/headers.py); loaded when asked, so the configuration never loads the HTTP layer."""
@@ -92,7 +93,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 reports_balance=False,
                 estimates_cost=False,
                 remote_cancel=False,
-                cost_unit="credits",
+                cost_unit="free",
                 dialect=NO_DIALECT,
                 remote=False,
                 expected_latency=0.05,
@@ -195,7 +196,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 reports_balance=False,
                 estimates_cost=False,  # free
                 remote_cancel=True,  # POST /queue {delete}, then /interrupt if it is the one running
-                cost_unit="credits",
+                cost_unit="free",  # the user's own GPUs
                 dialect=NO_DIALECT,
                 remote=True,
             ),

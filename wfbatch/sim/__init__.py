@@ -1,14 +1,13 @@
-"""A local look-alike of the providers' APIs for tests and rehearsals: Wireflow (providers.md §1)
-or OpenAI Images (§5), one route set each (`SIM_PROVIDERS`), with the same routes, bodies, status
-codes and headers as the real services, plus seeded latency, failures, faults, credits or quota and
-rate limits.
+"""A local look-alike of the providers' APIs for tests and rehearsals: one package per provider
+(`SIM_PROVIDERS`), each with the same routes, bodies, status codes and headers as the real service,
+plus seeded latency, failures, faults, credits or quota and rate limits.
 
 It is deliberately independent of `wfbatch.providers`: the clients are checked against it.
 """
 
 from wfbatch.sim.app import build_app
-from wfbatch.sim.options import FAULT_GROUPS, FAULT_KINDS, PROVIDERS, SimOptions
-from wfbatch.sim.registry import SIM_PROVIDERS, SimProvider
+from wfbatch.sim.options import FAULT_GROUPS, FAULT_KINDS, SimOptions
+from wfbatch.sim.registry import PROVIDERS, SIM_PROVIDERS, SimProvider
 from wfbatch.sim.server import AsyncRunningSimulator, RunningSimulator, is_loopback, serve
 from wfbatch.sim.state import SimState
 

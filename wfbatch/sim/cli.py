@@ -1,5 +1,6 @@
 """What a simulator package declares for `wfbatch sim`: its own command-line options (each named
-after a `SimOptions` field) and how a run is described at start and summed up at stop."""
+after the field it sets, of its own options or of `SimOptions`) and how a run is described at start
+and summed up at stop."""
 
 from __future__ import annotations
 

@@ -109,6 +109,14 @@ class SqliteCounters(SqliteAggregate):
         total = float(row["s"] or 0.0) if row else 0.0
         return count, total, [max(0.0, float(r["w"])) for r in rows]
 
+    async def pending_reviews(self) -> int:
+        """Images done and waiting for a review decision (from the partial index of schema 11)."""
+        row = await self.fetchone(
+            "SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_review_pending"
+            " WHERE state = 'done' AND review = 'pending'"
+        )
+        return int(row["n"]) if row else 0
+
     async def cache_hits(self, batch_ids: Sequence[str]) -> int:
         scope, params = within("batch_id", batch_ids)
         row = await self.fetchone(f"SELECT COUNT(*) AS n FROM jobs WHERE cache_hit = 1{scope}", params)

@@ -18,12 +18,14 @@ from wfbatch.store.rows import (
     AttemptRow,
     BatchRow,
     CapReached,
+    CostLine,
     CounterCheck,
     DeliveryRow,
     JobRow,
     NewJob,
     NotificationRow,
     OutcomeRecord,
+    PossibleDuplicate,
     Reuse,
 )
 
@@ -174,6 +176,9 @@ class CountersApi(Protocol):
 
     async def cache_hits(self, batch_ids: Sequence[str]) -> int: ...
 
+    async def pending_reviews(self) -> int:
+        """Images done and waiting for a review decision, over every batch."""
+
 
 class DraftsApi(Protocol):
     """Drafts and their finals."""
@@ -237,6 +242,18 @@ class LedgerApi(Protocol):
 
     async def leaked_reservations(self) -> list[int]:
         """Jobs holding a reservation although no execution of theirs may exist."""
+
+    async def cost_lines(self, *, since: str | None = None, until: str | None = None) -> list[CostLine]:
+        """Images, cache hits, charges and refunds per (batch, provider, model, day), between two ISO
+        dates (both included; None: open)."""
+
+    async def average_charges(self) -> dict[tuple[str, str | None], float]:
+        """The average charge of one image per (provider, model), over the whole ledger."""
+
+    async def possible_duplicates(
+        self, *, since: str | None = None, until: str | None = None
+    ) -> list[PossibleDuplicate]:
+        """Jobs that may have been charged twice, on the day they finished."""
 
 
 class CacheApi(Protocol):

@@ -16,8 +16,9 @@ from typing import Any
 import aiosqlite
 
 from wfbatch.core.states import Execution
+from wfbatch.store import cost_reads
 from wfbatch.store.db import Database
-from wfbatch.store.rows import CapReached
+from wfbatch.store.rows import CapReached, CostLine, PossibleDuplicate
 
 __all__ = ["CapReached", "SqliteLedger", "ledger_day", "write_release_and_charge"]
 
@@ -201,3 +202,14 @@ class SqliteLedger:
             " AND state NOT IN ('submitting', 'running')"
         )
         return [int(r["id"]) for r in rows]
+
+    async def cost_lines(self, *, since: str | None = None, until: str | None = None) -> list[CostLine]:
+        return await cost_reads.cost_lines(self._db, since, until)
+
+    async def average_charges(self) -> dict[tuple[str, str | None], float]:
+        return await cost_reads.average_charges(self._db)
+
+    async def possible_duplicates(
+        self, *, since: str | None = None, until: str | None = None
+    ) -> list[PossibleDuplicate]:
+        return await cost_reads.possible_duplicates(self._db, since, until)

@@ -332,3 +332,35 @@ class CapReached:
     cap: Literal["budget", "daily"]
     exposure: float
     limit: float
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One (batch, provider, model, day) cell of what the ledger and the jobs say was spent and made.
+    Images and cache hits count on the day their job finished; credits on the day they were charged."""
+
+    batch_id: str
+    batch_name: str
+    provider: str
+    model: str | None
+    day: str
+    images: int = 0
+    """Images the provider made (cache hits excluded)."""
+    cache_hits: int = 0
+    charged: float = 0.0
+    """The ledger's `charge` rows: what the provider charged, or the estimate when it does not say."""
+    refunds: float = 0.0
+    """The ledger's `refund` rows, as a positive amount."""
+
+
+@dataclass(frozen=True)
+class PossibleDuplicate:
+    """A job whose start was re-sent to a provider that cannot tell a re-send: maybe paid twice."""
+
+    job_uid: str
+    batch_id: str
+    provider: str
+    model: str | None
+    day: str
+    credits: float | None
+    why: str

@@ -286,12 +286,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN remote_batch INTEGER REFERENCES remote_batches(id);
     CREATE INDEX jobs_remote_batch ON jobs(remote_batch);
     """,
-    # The account a job's start went to (written with the move to submitting): once that start may
+    # 11: images waiting for review, counted for every status answer (the TUI's Review tab): the
+    # partial index holds only those, so the count never walks the reviewed ones.
+    """
+    CREATE INDEX jobs_review_pending ON jobs(batch_id) WHERE state = 'done' AND review = 'pending';
+    """,
+    # 12: the account a job's start went to (written with the move to submitting): once that start may
     # have reached the provider, every poll, download and cancel of the job uses that account.
     """
     ALTER TABLE jobs ADD COLUMN account TEXT;
     """,
-    # Money per account: a charge (or a release) names the account of the start it settles, which
+    # 13: money per account: a charge (or a release) names the account of the start it settles, which
     # is written on the job before anything can be charged, so every path that books money gets it.
     """
     ALTER TABLE ledger ADD COLUMN account TEXT;

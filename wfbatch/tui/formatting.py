@@ -33,8 +33,9 @@ def clock(moment: datetime | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def progress_bar(done: int, failed: int, total: int, width: int = 24) -> Text:
-    """A stacked bar: done in green, failed in red, the rest dim."""
+def progress_bar(done: int, failed: int, total: int, width: int = 24, canceled: int = 0) -> Text:
+    """A stacked bar: done in green, failed in red, canceled shaded red, the rest dim. Canceled jobs
+    are finished too: without them a batch with one canceled job never showed a full bar."""
     bar = Text()
     if total <= 0:
         return bar.append("─" * width, style="dim")
@@ -42,11 +43,27 @@ def progress_bar(done: int, failed: int, total: int, width: int = 24) -> Text:
     failed_cells = min(width - done_cells, round(width * failed / total))
     if failed and not failed_cells and done_cells < width:
         failed_cells = 1  # one failure in a million still deserves a red cell
-    rest = width - done_cells - failed_cells
+    canceled_cells = min(width - done_cells - failed_cells, round(width * canceled / total))
+    if canceled and not canceled_cells and done_cells + failed_cells < width:
+        canceled_cells = 1
+    rest = width - done_cells - failed_cells - canceled_cells
     bar.append("█" * done_cells, style="green")
     bar.append("█" * failed_cells, style="red")
+    bar.append("▓" * canceled_cells, style="red")
     bar.append("░" * rest, style="grey50")
     return bar
+
+
+def finished_counts(done: int, failed: int, canceled: int, total: int) -> Text:
+    """`58/1/100`, or `58/1+2/100` with canceled jobs (as the Failed tab counts them)."""
+    counts = Text()
+    counts.append(str(done), style="green")
+    counts.append("/")
+    counts.append(str(failed), style="red" if failed else "")
+    if canceled:
+        counts.append(f"+{canceled}", style="red")
+    counts.append(f"/{total}")
+    return counts
 
 
 def of_limit(used: int, limit: int | None) -> str:

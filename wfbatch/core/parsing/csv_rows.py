@@ -28,6 +28,7 @@ from wfbatch.core.words import plural
 
 _DELIMITERS = (",", ";", "\t")
 _QUOTE = '"'
+_EXTRA = "fields."
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,16 @@ class _Source:
         return line, column
 
 
-def parse_csv(text: str, errors: ErrorSink, entries: EntryCollector) -> None:
+def parse_csv(
+    text: str, errors: ErrorSink, entries: EntryCollector, extra_columns: frozenset[str] = frozenset()
+) -> None:
     delimiter = _guess_delimiter(text)
     source = _Source(text, delimiter)
     records = _records(text, delimiter, errors)
     header = next(records, None)
     if header is None:
         return
-    columns = _read_header(header, source, errors)
+    columns = _read_header(header, source, errors, extra_columns)
     if columns is None:
         return
     reader = JsonReader()
@@ -133,14 +136,20 @@ def _csv_error_message(exc: csv.Error) -> str:
     return f"unreadable CSV row: {exc}"
 
 
-def _read_header(header: _Record, source: _Source, errors: ErrorSink) -> list[str | None] | None:
-    """Field name per column (None: ignored column); None if the header is unusable."""
+def _read_header(
+    header: _Record, source: _Source, errors: ErrorSink, extra_columns: frozenset[str]
+) -> list[str | None] | None:
+    """Field name per column (None: ignored column, `fields.<name>`: an extra column kept for the
+    name template); None if the header is unusable."""
     columns: list[str | None] = []
     problems: list[tuple[int, int | None, str, bool]] = []  # line, column, message, looks like a typo
     for index, cell in enumerate(header.cells):
         name = cell.strip().lower()
         if name in FIELD_NAMES and name not in columns:
             columns.append(name)
+            continue
+        if cell.strip() in extra_columns and _EXTRA + cell.strip() not in columns:
+            columns.append(_EXTRA + cell.strip())
             continue
         columns.append(None)
         if name:
@@ -191,7 +200,9 @@ def _row_fields(
         name = columns[index]
         if name is None:
             continue  # unknown or duplicate column: reported once, at the header
-        if name == "tags":
+        if name.startswith(_EXTRA):
+            raw.setdefault("fields", {})[name.removeprefix(_EXTRA)] = value
+        elif name == "tags":
             raw[name] = _split_tags(value)
         elif name == "params":
             params = _read_params(value, reader)

@@ -19,25 +19,33 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 _FORMATS = tuple(suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES)
 
 
-def parse_prompt_file(path: Path, targets: TargetPolicy | None = None) -> ParsedBatch:
+def parse_prompt_file(
+    path: Path, targets: TargetPolicy | None = None, extra_columns: frozenset[str] = frozenset()
+) -> ParsedBatch:
     """Read and parse one prompt file; the format comes from its suffix.
 
     Raises PromptFileError for anything wrong with the file's content, OSError if it cannot be read.
     """
     with path.open("rb") as handle:
         data = handle.read(MAX_FILE_BYTES + 1)  # one byte over the cap is enough to refuse it
-    return parse_prompt_bytes(data, path.name, targets=targets)
+    return parse_prompt_bytes(data, path.name, targets=targets, extra_columns=extra_columns)
 
 
 def parse_prompt_bytes(
-    data: bytes, source_name: str, fmt: str | None = None, *, targets: TargetPolicy | None = None
+    data: bytes,
+    source_name: str,
+    fmt: str | None = None,
+    *,
+    targets: TargetPolicy | None = None,
+    extra_columns: frozenset[str] = frozenset(),
 ) -> ParsedBatch:
     """Parse a prompt file's content. `fmt` is one of "txt", "jsonl", "csv", "json"; None = from the
     suffix of `source_name` (the name errors are reported under). `targets`: the webhook and bucket
-    endpoints the HOME lets a batch spec name (None: none at all)."""
+    endpoints the HOME lets a batch spec name (None: none at all). `extra_columns`: CSV columns that
+    are no entry field but become the entry's `fields` (those the HOME's name template names)."""
     errors = ErrorSink(MAX_ERRORS)
     with collector_paused():
-        batch = _parse(data, source_name, fmt, errors, targets)
+        batch = _parse(data, source_name, fmt, errors, targets, extra_columns)
     errors.raise_if_any(source_name)
     if batch is None:  # pragma: no cover - every path that yields no batch reports an error
         raise PromptFileError(source_name, [LineError(0, None, "could not be parsed")])
@@ -45,7 +53,12 @@ def parse_prompt_bytes(
 
 
 def _parse(
-    data: bytes, source_name: str, fmt: str | None, errors: ErrorSink, targets: TargetPolicy | None
+    data: bytes,
+    source_name: str,
+    fmt: str | None,
+    errors: ErrorSink,
+    targets: TargetPolicy | None,
+    extra_columns: frozenset[str],
 ) -> ParsedBatch | None:
     file_format = _format_of(source_name, fmt, errors)
     if file_format is None:
@@ -66,7 +79,7 @@ def _parse(
     elif file_format == "jsonl":
         parse_jsonl(text, errors, entries)
     elif file_format == "csv":
-        parse_csv(text, errors, entries)
+        parse_csv(text, errors, entries, extra_columns)
     else:
         settings = parse_json_spec(text, errors, entries, targets)
     if entries.attempted == 0 and not errors:
@@ -84,6 +97,7 @@ def _parse(
         entries=entries.entries,
         file_format=file_format,
         stages=settings.stages,
+        name_template=settings.name_template,
     )
 
 

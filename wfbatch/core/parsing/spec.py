@@ -11,7 +11,8 @@
 at the draft's fields set on top of the entry, and approving a draft queues its final at the final's;
 `auto_approve: "all"` approves every draft as it finishes. `template` × `vars` is the cartesian
 product, vars in the order given, the first varying slowest. `delivery` and `notify` override the
-HOME's sections for this batch (`overrides`: the targets they name must be allowed by the HOME).
+HOME's sections for this batch (`overrides`: the targets they name must be allowed by the HOME);
+`budget_alert` is short for `notify.budget_alert`.
 Errors point at the element, or at the key for spec-level problems and template-expanded entries
 (`json_text` finds where they are).
 """
@@ -32,6 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wfbatch.core.models import STAGE_FIELDS, AutoApprove, PromptEntry, Stages
+from wfbatch.core.name_template import NameTemplateError, placeholders
 from wfbatch.core.parsing.entries import (
     FIELD_NAMES,
     EntryCollector,
@@ -46,7 +48,8 @@ from wfbatch.core.targets import TargetPolicy
 
 SPEC_KEYS = (
     "name", "provider", "defaults", "prompts", "template", "vars", "cache", "budget",
-    "draft", "final", "auto_approve", "delivery", "notify",
+    "draft", "final", "auto_approve", "delivery", "notify", "budget_alert",
+    "name_template",
 )
 MAX_NAME_CHARS = 200
 _NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -63,6 +66,7 @@ class SpecSettings:
     stages: Stages | None = None
     delivery: dict[str, Any] | None = None
     notify: dict[str, Any] | None = None
+    name_template: str | None = None
 
 
 _Check = Callable[[Any], str | None]
@@ -100,6 +104,27 @@ def _check_budget(value: Any) -> str | None:
         return f"expected a number of credits or null, got {json_type_name(value)}"
     if not math.isfinite(value) or value <= 0:
         return f"must be a positive number of credits (got {json.dumps(value)})"
+    return None
+
+
+def _check_budget_alert(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        got = excerpt(json.dumps(value))
+        return f"expected a share of the budget from 0 to 1 (0.8: at 80 %), got {got}"
+    return None
+
+
+def _check_name_template(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"expected a string like \"{{index:05d}}-{{slug}}\", got {json_type_name(value)}"
+    try:
+        placeholders(value)
+    except NameTemplateError as error:
+        return str(error)
     return None
 
 
@@ -179,9 +204,16 @@ class _SpecReader:
         provider = self._optional(members.get("provider"), _check_provider)
         cache = self._optional(members.get("cache"), _check_cache)
         budget = self._optional(members.get("budget"), _check_budget)
+        notify = self._override(members.get("notify"))
+        alert = self._optional(members.get("budget_alert"), _check_budget_alert)
+        if isinstance(alert, int | float):
+            # Kept with the batch's notify overrides: an alert is a notification like the others.
+            notify = {**(notify or {}), "budget_alert": float(alert)}
+        template = self._optional(members.get("name_template"), _check_name_template)
         return SpecSettings(
+            name_template=template if isinstance(template, str) else None,
             delivery=self._override(members.get("delivery")),
-            notify=self._override(members.get("notify")),
+            notify=notify,
             name=name.strip() if isinstance(name, str) else None,
             provider=provider.strip() if isinstance(provider, str) else None,
             cache=cache if isinstance(cache, bool) else True,

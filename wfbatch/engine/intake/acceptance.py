@@ -9,11 +9,14 @@ sends no request.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from wfbatch.core.expand import ExpandedJob, expand_batch
 from wfbatch.core.models import JobSpec, ParsedBatch
+from wfbatch.core.name_template import RUNTIME_FIELDS, placeholders
+from wfbatch.core.output_names import name_jobs
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
 from wfbatch.core.suggest import did_you_mean
 from wfbatch.engine.intake.ingest import entry_problems
@@ -45,13 +48,19 @@ def check_prompts(
     budget: float | None = None,
 ) -> CheckedPrompts:
     """Parse and check `raw` (see the module); raises PromptFileError naming every problem."""
-    parsed = parse_prompt_bytes(raw, source_name, fmt, targets=target_policy(settings))
+    home_template = settings.output.name
+    extra = frozenset(placeholders(home_template)) - set(RUNTIME_FIELDS) if home_template else frozenset()
+    parsed = parse_prompt_bytes(raw, source_name, fmt, targets=target_policy(settings), extra_columns=extra)
     if budget is not None:
         parsed = replace(parsed, budget=budget)
     default_provider = provider or settings.provider
     problems = provider_problems(parsed, default_provider, settings)
     expanded = expand_batch(parsed, default_provider)
     problems += entry_problems(expanded)
+    template = parsed.name_template or home_template
+    if template and not problems:
+        expanded, naming = name_jobs(parsed, expanded, template, dt.date.today())
+        problems += naming
     if problems:
         raise PromptFileError(source_name, sorted(problems, key=lambda error: error.line))
     return CheckedPrompts(raw, parsed, default_provider, expanded)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,8 @@ class Budget:
         self.paused_batches: dict[str, str] = {}
         """Batches held back by their budget: id → reason with the figures."""
         self._provider_blocks: dict[str, tuple[str, str]] = {}
+        self.reserved_hooks: list[Callable[[BatchRow, str, str], Awaitable[None]]] = []
+        """Called with (batch, provider, day) after a reservation: the budget alert looks then."""
 
     async def estimate(self, spec: JobSpec, provider: Provider | None) -> float | None:
         """The provider's own estimate when it has one, else the config's, else what this kind of
@@ -147,6 +150,12 @@ class Budget:
             day=day,
         )
         if reached is None:
+            if cost:
+                for hook in self.reserved_hooks:
+                    try:
+                        await hook(batch, job.provider, day)
+                    except Exception:  # an alert that cannot be queued must not stop the job it saw
+                        log.exception("budget alert for batch %s: not queued", batch.id)
             return Admission(reserved=estimate) if estimate else Admission()
         if reached.cap == "budget":
             reason = (

@@ -39,6 +39,10 @@ BALANCE_REFRESH_AFTER_SPEND = 120.0
 BALANCE_AT_START_WITHIN = 5.0
 
 
+SUMMARIZED = "wfbatch_summarized"
+"""A log record's attribute: what it says reaches the user anyway (`run`'s summary, `status`), so a
+one-shot `run` without -v leaves it out of stderr instead of saying it twice."""
+
 class _Gate:
     """The limiter as a provider sees it: every request waits here for its turn."""
 
@@ -185,7 +189,8 @@ class ProviderPool:
             details = {"kind": "unreachable", "since": self._clock.monotonic(), "backoff": backoff}
         if len(self.accounts(name)) == 1:
             if not isinstance(error, OutOfCredits):
-                log.warning("%s: paused: %s", name, error.message)
+                # The message names the provider already; `run` says it in its summary (SUMMARIZED).
+                log.warning("paused: %s", error.message, extra={SUMMARIZED: True})
             self.pause(name, reason, details)
             return reason
         chosen = self.account(name, account).name

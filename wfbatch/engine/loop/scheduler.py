@@ -90,6 +90,7 @@ class Engine:
         self.delivery = DeliveryWorker(store, lambda: self.settings, self.writer, self.clock)
         self.notifier = Notifier(store, lambda: self.settings, self.holds, self.clock)
         self.writer.finished_hooks += [self.delivery.batch_finished, self.notifier.batch_finished]
+        self.budget.reserved_hooks.append(self.notifier.budget_reserved)
         services = JobServices(
             store=store,
             budget=self.budget,
@@ -265,7 +266,9 @@ class Engine:
                 if next_retry is not None:
                     delay = max(0.01, min(delay, next_retry - self.clock.wall()))
                 await wait_event(self._wake, delay)
-            return StopReason("stopped", "stopped before the work was finished")
+            return StopReason(
+                "stopped", "interrupted: the same command again resumes the rest (nothing is sent twice)"
+            )
         finally:
             await cancel_and_wait(flusher)
 

@@ -13,6 +13,7 @@ from typing import Literal
 from wfbatch.core.states import TERMINAL_STATES, ReviewStatus
 from wfbatch.outputs import (
     CONTACT_SHEET_FILE_NAME,
+    FILE_EXTENSIONS,
     MANIFEST_FILE_NAME,
     REVIEW_FOLDERS,
     Manifest,
@@ -22,6 +23,7 @@ from wfbatch.outputs import (
     atomic_write_bytes,
     encode_image,
     image_file_name,
+    review_path,
     write_contact_sheet,
     write_manifest,
 )
@@ -50,8 +52,11 @@ def _id_or_none(job_id: int | None) -> str | None:
     return None if job_id is None else str(job_id)
 
 
-def _sheet_label(job: JobRow) -> str:
-    return f"{job.idx:05d}" + (" final" if job.draft_of is not None else "")
+def sheet_label(job: JobRow) -> str:
+    """`12: a red fox in the snow` (`12 final: ...` for a final): the index alone told nobody which
+    picture was which. The sheet cuts it to the cell's width."""
+    stage = " final" if job.draft_of is not None else ""
+    return f"{job.idx}{stage}: {' '.join(job.spec.prompt.split())}"
 
 
 def _delivered(row: DeliveryRow | None) -> ManifestDelivery | None:
@@ -102,9 +107,14 @@ class OutputWriter:
             "batch_id": job.batch_id,
         }
         encoded = await asyncio.to_thread(encode_image, image.data, spec.format, spec.quality, metadata)
-        name = image_file_name(job.idx, spec.prompt, spec.format, final=final)
+        if spec.name is not None:  # the batch's name template, rendered (and made safe) at acceptance
+            name = f"{spec.name}.{FILE_EXTENSIONS[spec.format]}"
+        else:
+            name = image_file_name(job.idx, spec.prompt, spec.format, final=final)
+        # review_path checks again that the name stays inside the batch folder.
+        path = review_path(Path(batch.output_dir), folder, name)
         relative = f"{REVIEW_FOLDERS[folder]}/{name}"
-        await asyncio.to_thread(atomic_write_bytes, Path(batch.output_dir) / relative, encoded)
+        await asyncio.to_thread(atomic_write_bytes, path, encoded)
         self.mark_dirty(batch.id)
         return relative
 
@@ -161,7 +171,7 @@ class OutputWriter:
         finished = all(job.state in TERMINAL_STATES for job in jobs)
         sheet_due = self._last_sheet.get(batch_id, 0.0) + CONTACT_SHEET_INTERVAL <= time.monotonic()
         if force_sheet or finished or sheet_due:
-            items = [(_sheet_label(job), batch_dir / job.file) for job in jobs if job.file]
+            items = [(sheet_label(job), batch_dir / job.file) for job in jobs if job.file]
             await asyncio.to_thread(write_contact_sheet, batch_dir, items)
             self._last_sheet[batch_id] = time.monotonic()
         elapsed = time.monotonic() - started

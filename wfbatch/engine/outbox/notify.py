@@ -23,7 +23,7 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +115,43 @@ class Notifier:
         key = f"batch.finished:{batch.id}:{_digest(counts)}"
         await self._outbox.enqueue_notification(key, batch.id, "batch.finished", {"counts": counts})
         self.wake()
+
+    async def budget_reserved(self, batch: BatchRow, provider: str, day: str) -> None:
+        """After a reservation: a batch's budget or the provider's daily cap now `budget_alert` (0.8)
+        spent or reserved is told once — before the hold, while there is time to raise it. Keyed by
+        the limit (a raised budget can be told again) and, for the daily cap, by the day."""
+        settings = self._settings()
+        config = notify_config(settings, batch)
+        if config.budget_alert is None or not _active(config):
+            return
+        alerts: list[tuple[str, str, float | None, Callable[[], Awaitable[float]]]] = [
+            (
+                f"batch:{batch.id}",
+                "budget",
+                batch.budget,
+                lambda: self._store.ledger.batch_exposure(batch.id),
+            ),
+            (
+                f"daily:{provider}:{day}",
+                f"{provider}'s daily credit cap",
+                settings.provider_limits(provider).daily_credit_cap,
+                lambda: self._store.ledger.provider_exposure(provider, day),
+            ),
+        ]
+        for scope, what, limit, exposure_of in alerts:
+            if limit is None:
+                continue
+            exposure = await exposure_of()
+            if exposure < config.budget_alert * limit - 1e-9:
+                continue
+            reason = (
+                f"{what} {exposure / limit:.0%} spent or reserved: {exposure:g} of {limit:g} credits"
+                f" (alert at {config.budget_alert:.0%})"
+            )
+            payload = {"reason": reason, "scope": scope.split(":")[0], "spent": exposure, "limit": limit}
+            key = f"budget.alert:{scope}:{limit:g}"
+            if await self._outbox.enqueue_notification(key, batch.id, "budget.alert", payload):
+                self.wake()
 
     def failed_notice(self, job: JobRow, batch: BatchRow, fields: dict[str, Any]) -> Notice | None:
         """The `job.failed` notice for `job` failing with the error in `fields`, if anyone is to be
@@ -268,6 +305,8 @@ class Notifier:
             payload["delivery"] = {"url": target.url(), **backlog}
         if kind == "batch.held":
             payload["reason"] = rows[0].payload.get("reason")
+        if kind == "budget.alert":
+            payload |= rows[0].payload
         if kind == "job.failed":
             payload["jobs"] = [row.payload for row in rows[:MAX_JOBS_LISTED]]
             payload["failed_jobs"] = len(rows)

@@ -20,7 +20,7 @@ from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.engine.loop.budget import ask_estimate
 from wfbatch.engine.loop.limiter import start_of_today
 from wfbatch.engine.planning.forecast import ScheduleModel, estimate_seconds
-from wfbatch.providers.base import Provider, UnlimitedGate
+from wfbatch.providers.base import LikelyCost, Provider, UnlimitedGate
 from wfbatch.providers.errors import ProviderError
 from wfbatch.providers.registry import batch_mode, build_provider, traits
 from wfbatch.settings import ProviderLimits, Settings
@@ -31,6 +31,8 @@ log = logging.getLogger("wfbatch.plan")
 # Latency assumed when there is no history and no `expected_latency`: the local renderer is
 # near-instant; a remote image model typically needs tens of seconds.
 DEFAULT_REMOTE_LATENCY = 20.0
+ModelKey = tuple[str | None, str | None]
+"""(model, mode): what one provider's prices are known by."""
 BATCH_COMPLETION_WINDOW = "24h"
 """A batch API's promise (OpenAI Batch: within 24 hours), shown instead of a minutes estimate."""
 
@@ -39,6 +41,12 @@ BATCH_COMPLETION_WINDOW = "24h"
 class ProviderPlan:
     jobs_left: int = 0
     cost_per_image: float | None = None
+    """What budgets reserve per image (the most it can be charged)."""
+    likely_cost_per_image: tuple[float, float] | None = None
+    """(low, high) it will likely be charged, where that is a range (the server picks a quality)."""
+    likely_why: str | None = None
+    unit: str = "credits"
+    """The provider's cost unit (its registry entry): credits, USD, or free."""
     latency: float = 0.0
     latency_source: str = "default"
     estimated_seconds: float = 0.0
@@ -87,6 +95,11 @@ class Plan:
     cache_hits: int = 0
     jobs_left: int = 0
     estimated_credits: float | None = None
+    """What budgets reserve for the run (in each provider's unit: see `unit`)."""
+    likely_credits: tuple[float, float] | None = None
+    """(low, high) the run will likely be charged, where a provider prices by a range."""
+    unit: str | None = None
+    """The cost unit of every provider of the run; None when they differ."""
     unknown_cost_jobs: int = 0
     estimated_seconds: float = 0.0
     stops_at: dict[str, Any] | None = None
@@ -144,11 +157,13 @@ async def make_plan(
     plan.jobs_left = len(all_left)
 
     costs: dict[tuple[str, str | None, str | None], float | None] = {}
+    likely: dict[tuple[str, str | None, str | None], tuple[float, float]] = {}
     for name in sorted({spec.provider for spec in all_left}):
         specs = [spec for spec in all_left if spec.provider == name]
-        provider_plan, model_costs = await _plan_provider(store, settings, name, specs)
+        provider_plan, model_costs, model_likely = await _plan_provider(store, settings, name, specs)
         plan.providers[name] = provider_plan
         costs.update({(name, *key): cost for key, cost in model_costs.items()})
+        likely.update({(name, *key): (r.low, r.high) for key, r in model_likely.items()})
         plan.estimated_seconds = max(plan.estimated_seconds, provider_plan.estimated_seconds)
 
     def cost_of(spec: JobSpec) -> float | None:
@@ -157,6 +172,12 @@ async def make_plan(
     known = [c for c in map(cost_of, all_left) if c is not None]
     plan.unknown_cost_jobs = len(all_left) - len(known)
     plan.estimated_credits = round(sum(known), 6) if known or not all_left else None
+    units = {p.unit for p in plan.providers.values()}
+    plan.unit = units.pop() if len(units) == 1 else None
+    if plan.estimated_credits is not None and any(p.likely_cost_per_image for p in plan.providers.values()):
+        low = sum(likely[(s.provider, s.model, s.mode)][0] if (s.provider, s.model, s.mode) in likely
+                  else cost_of(s) or 0.0 for s in all_left)
+        plan.likely_credits = (round(low, 6), plan.estimated_credits)
     if finals:
         rate, source = await approve_rate_of(store, settings, approve_rate)
         plan.pipeline = await _price_pipeline(store, settings, all_left, finals, costs, rate, source)
@@ -180,8 +201,9 @@ async def make_plan(
 
 async def _plan_provider(
     store: StoreApi, settings: Settings, name: str, specs: list[JobSpec]
-) -> tuple[ProviderPlan, dict[tuple[str | None, str | None], float | None]]:
-    result = ProviderPlan(jobs_left=len(specs))
+) -> tuple[ProviderPlan, dict[ModelKey, float | None], dict[ModelKey, LikelyCost]]:
+    result = ProviderPlan(jobs_left=len(specs), unit=traits(name).cost_unit)
+    model_likely: dict[ModelKey, LikelyCost] = {}
     provider: Provider | None = None
     try:
         provider = build_provider(name, settings, UnlimitedGate())
@@ -194,6 +216,9 @@ async def _plan_provider(
         for spec in specs:
             if (spec.model, spec.mode) not in model_costs:
                 model_costs[(spec.model, spec.mode)] = await ask_estimate(provider, settings, spec)
+                found = provider.likely_cost(spec) if provider is not None else None
+                if found is not None:
+                    model_likely[(spec.model, spec.mode)] = found
         for spec in batch_specs:
             if spec.model not in direct_costs:
                 as_direct = replace(spec, mode="direct")
@@ -208,6 +233,12 @@ async def _plan_provider(
             await provider.aclose()
     known = [cost for cost in model_costs.values() if cost is not None]
     result.cost_per_image = statistics.fmean(known) if known else None
+    if model_likely:
+        priced = {k: c for k, c in model_costs.items() if c is not None}
+        lows = [model_likely[k].low if k in model_likely else c for k, c in priced.items()]
+        highs = [model_likely[k].high if k in model_likely else c for k, c in priced.items()]
+        result.likely_cost_per_image = (statistics.fmean(lows), statistics.fmean(highs))
+        result.likely_why = "; ".join(sorted({r.why for r in model_likely.values()}))
     result.latency, result.latency_source = await latency_of(store, settings, name)
     daily = pooled_limits(settings, name).daily_executions
     if daily is not None:
@@ -225,7 +256,7 @@ async def _plan_provider(
         if all(cost is not None for cost in at_batch + at_direct):
             result.batch_cost = round(sum(cost or 0.0 for cost in at_batch), 6)
             result.batch_direct_cost = round(sum(cost or 0.0 for cost in at_direct), 6)
-    return result, model_costs
+    return result, model_costs, model_likely
 
 
 async def latency_of(store: StoreApi, settings: Settings, name: str) -> tuple[float, str]:

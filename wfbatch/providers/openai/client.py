@@ -22,6 +22,7 @@ from wfbatch.core.models import JobSpec
 from wfbatch.providers.base import (
     Finished,
     Image,
+    LikelyCost,
     Pending,
     RemoteHandle,
     RequestGate,
@@ -36,7 +37,7 @@ from wfbatch.providers.openai import request
 from wfbatch.providers.openai.batch import OpenAIBatchApi
 from wfbatch.providers.openai.errors import classify_body
 from wfbatch.providers.openai.headers import openai_dialect
-from wfbatch.providers.openai.prices import table_price
+from wfbatch.providers.openai.prices import auto_quality_range, table_price
 from wfbatch.providers.openai.settings import OpenAISettings
 
 
@@ -104,6 +105,20 @@ class OpenAIProvider(HttpProvider[OpenAISettings]):
         if price is not None and batch_mode(spec, self._settings):
             return price * self._settings.batch_discount
         return price
+
+    def likely_cost(self, spec: JobSpec) -> LikelyCost | None:
+        """`auto` quality (the default) is priced at `high` for budgets, and mostly charged at
+        `medium`: plan shows both ends. None with a quality given or `costs` configured."""
+        quality = spec.params.get("quality")
+        model = request.model_of(spec, self._settings.model)
+        costs = self._settings.costs
+        if quality not in (None, "auto") or model in costs or "default" in costs:
+            return None
+        found = auto_quality_range(model, f"{spec.width}x{spec.height}")
+        if found is None:
+            return None
+        scale = self._settings.batch_discount if batch_mode(spec, self._settings) else 1.0
+        return LikelyCost(found[0] * scale, found[1] * scale, "quality auto: the server picks")
 
     def remote_batches(self) -> OpenAIBatchApi:
         """The Batch API on the same HTTP layer (its requests share the gate and the scrubbing)."""

@@ -48,3 +48,19 @@ def table_price(model: str, quality: str | None, size: str) -> float | None:
     if quality in (None, "auto"):
         quality = _DEFAULT_QUALITY.get(model, "high")
     return by_quality.get(quality or "", {}).get(size)
+
+
+AUTO_LIKELY = ("medium", "high")
+"""What an `auto`-quality gpt-image request is charged as, as seen: medium mostly, high at most."""
+
+
+def auto_quality_range(model: str, size: str) -> tuple[float, float] | None:
+    """(low, high) price of an `auto`-quality image, where the server picks among qualities of
+    different prices; None where `auto` has one price (dall-e: standard) or the table has none."""
+    by_quality = PRICES.get(model)
+    if by_quality is None or model in _DEFAULT_QUALITY:
+        return None
+    low, high = (by_quality.get(q, {}).get(size) for q in AUTO_LIKELY)
+    if low is None or high is None:
+        return None
+    return low, high

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from wfbatch.sim.cli import latency_text, total
-from wfbatch.sim.options import SimOptions
+from wfbatch.sim.options import ProviderOptions, SimOptions
+
+
+@dataclass(frozen=True)
+class ComfyUIOptions(ProviderOptions):
+    """ComfyUI's own knobs (providers.md §7); the shared `latency` is each run, `fail_marker` an
+    execution_error."""
+
+    checkpoints: tuple[str, ...] = ("sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors")
+    legacy_comfyui: bool = False
+    """Behave like an old ComfyUI: ignore a client's prompt_id, send `error` as a string."""
+    comfyui_ws: bool = True
+    """Serve `/ws` (progress events). False: like an old server or a proxy without WebSockets."""
 
 
 def _checkpoints(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -20,7 +33,7 @@ def _checkpoints(ctx: click.Context, param: click.Parameter, value: str) -> tupl
 CLI_OPTIONS: tuple[click.Option, ...] = (
     click.Option(
         ["--checkpoints"],
-        default=",".join(SimOptions().checkpoints),
+        default=",".join(ComfyUIOptions().checkpoints),
         show_default=True,
         callback=_checkpoints,
         metavar="NAME,...",
@@ -35,12 +48,13 @@ CLI_OPTIONS: tuple[click.Option, ...] = (
 
 
 def describe(options: SimOptions, servers: int) -> str:
+    own = ComfyUIOptions.of(options)
     parts = [
         f"{servers} server{'s' if servers > 1 else ''}, one prompt at a time each",
         f"run {latency_text(options)}",
-        f"checkpoints {', '.join(options.checkpoints)}",
+        f"checkpoints {', '.join(own.checkpoints)}",
     ]
-    if options.legacy_comfyui:
+    if own.legacy_comfyui:
         parts.append("legacy: ignores prompt_id, string errors")
     if options.fail_marker:
         parts.append(f"execution_error for {options.fail_marker!r}")

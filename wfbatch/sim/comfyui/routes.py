@@ -23,8 +23,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from wfbatch.sim.comfyui.options import ComfyUIOptions
 from wfbatch.sim.comfyui.server import ComfyServer, Step, WsEvent, validation_errors
 from wfbatch.sim.replies import json_reply
+from wfbatch.sim.state import SimState
 
 API = ""
 WS_TICK = 0.05
@@ -99,9 +101,10 @@ def _origin_refused(websocket: WebSocket) -> bool:
     return bool(origin) and urlsplit(origin).netloc != websocket.headers.get("host")
 
 
-def comfyui_routes(state: Any) -> list[BaseRoute]:
-    server: ComfyServer = state.comfyui
-    legacy = state.options.legacy_comfyui
+def comfyui_routes(state: SimState) -> list[BaseRoute]:
+    server = state.book_as(ComfyServer)
+    own = ComfyUIOptions.of(state.options)
+    legacy = own.legacy_comfyui
 
     async def body_of(request: Request) -> Any:
         try:
@@ -117,7 +120,7 @@ def comfyui_routes(state: Any) -> list[BaseRoute]:
             )
         body = await body_of(request)
         graph = body.get("prompt") if isinstance(body, dict) else None
-        error, node_errors = validation_errors(graph, state.options.checkpoints)
+        error, node_errors = validation_errors(graph, own.checkpoints)
         if error:
             server.refused += 1
             reply: dict[str, Any] = {"node_errors": node_errors}
@@ -230,7 +233,7 @@ def comfyui_routes(state: Any) -> list[BaseRoute]:
         await websocket.close()
 
     routes: list[BaseRoute] = []
-    handler = ws if state.options.comfyui_ws else no_ws
+    handler = ws if own.comfyui_ws else no_ws
     routes += [WebSocketRoute("/ws", handler), WebSocketRoute("/api/ws", handler)]
     for prefix in ("", "/api"):
         routes += [

@@ -284,6 +284,14 @@ class ComfyServer:
                 "rate_limited": 0,
             }
 
+    def report(self) -> dict[str, Any]:
+        """Its part of `/_sim/stats`."""
+        return {"rate_limited": 0, "comfyui": self.stats()}
+
+    def top_up(self, amount: float) -> float | None:
+        """A local server has no account: always unlimited."""
+        return None
+
 
 # -- reading a graph -----------------------------------------------------------------------------
 

@@ -15,8 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from wfbatch.sim.fal.options import FalOptions
 from wfbatch.sim.limits import RetryAfterBook, SlidingWindow, WindowVerdict
 from wfbatch.sim.options import SimOptions
+from wfbatch.sim.state import Clock
 
 MODERATION_MESSAGE = (
     "The content could not be processed because it contained material flagged by a content checker."
@@ -54,8 +56,10 @@ class FalRequest:
 
 
 class FalBook:
-    def __init__(self, options: SimOptions) -> None:
+    def __init__(self, options: SimOptions, clock: Clock) -> None:
         self.options = options
+        self.clock = clock
+        self.own = FalOptions.of(options)
         self._lock = threading.RLock()
         self._latency_rng = random.Random(f"fal-latency:{options.seed}")
         self._moderation_rng = random.Random(f"fal-moderation:{options.seed}")
@@ -140,7 +144,7 @@ class FalBook:
         order it would have happened."""
         with self._lock:
             while True:
-                while len(self._running) < self.options.concurrency and self._queue:
+                while len(self._running) < self.own.concurrency and self._queue:
                     request = self._queue.pop(0)
                     request.started_at = max(request.created_at, self._slot_freed_at)
                     request.status = "IN_PROGRESS"
@@ -227,3 +231,8 @@ class FalBook:
                 "max_in_queue": self.max_in_queue,
                 "credit_left": self.credit_left,
             }
+
+    def report(self) -> dict[str, Any]:
+        """Its part of `/_sim/stats`."""
+        book = self.stats(self.clock())
+        return {"rate_limited": book["rate_limited"], "fal": book}

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wfbatch.sim.fal.book import FalRequest
+from wfbatch.sim.fal.book import FalBook, FalRequest
 from wfbatch.sim.faults import drop_connection, truncate
 from wfbatch.sim.images import ImageFormat, render_image
 from wfbatch.sim.replies import json_reply
@@ -54,7 +54,7 @@ def _invalid(loc: str, msg: str, kind: str) -> Response:
 class _Queue:
     def __init__(self, state: SimState) -> None:
         self.state = state
-        self.book = state.fal
+        self.book = state.book_as(FalBook)
 
     def _urls(self, request: Request, item: FalRequest) -> dict[str, str]:
         root = f"{str(request.base_url).rstrip('/')}/{item.app}/requests/{item.id}"

@@ -39,7 +39,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from wfbatch.sim.openai.batch_book import SimBatch, SimFile
-from wfbatch.sim.openai.book import OpenAIBook
+from wfbatch.sim.openai.book import OpenAIBook, OpenAIBooks
+from wfbatch.sim.openai.options import OpenAIOptions
 from wfbatch.sim.openai.request import ApiError, Generation, parse_generation
 from wfbatch.sim.replies import json_reply
 from wfbatch.sim.state import SimState
@@ -132,8 +133,10 @@ def _parse_lines(content: bytes) -> list[dict[str, Any]] | list[dict[str, Any]] 
 class _Batches:
     def __init__(self, state: SimState, auth: AuthCheck, render: Render) -> None:
         self.state = state
-        self.book = state.openai_batches
-        self.images = state.openai
+        books = state.book_as(OpenAIBooks)
+        self.book = books.batches
+        self.images = books.images
+        self.own = OpenAIOptions.of(state.options)
         self.auth = auth
         self.render = render
 
@@ -232,7 +235,7 @@ class _Batches:
             created_at=now,
             lines=parsed if isinstance(parsed, list) else [],
         )
-        if isinstance(parsed, str) or self.state.options.batch_fail_input:
+        if isinstance(parsed, str) or self.own.batch_fail_input:
             reason = parsed if isinstance(parsed, str) else "line 1: invalid request (batch_fail_input)"
             batch.errors = [{"code": "invalid_request", "message": reason, "param": None, "line": 1}]
         self.book.add_batch(batch)
@@ -301,7 +304,7 @@ class _Batches:
         if batch.finished_at is not None or batch.finishing:
             return
         now = self.state.clock()
-        step = self.state.options.batch_step
+        step = self.own.batch_step
         if batch.errors:
             if now >= batch.created_at + step:
                 batch.status = "failed"
@@ -314,7 +317,7 @@ class _Batches:
         if phase < len(PHASES):
             batch.status = PHASES[phase]
             return
-        expire_after = self.state.options.batch_expire_after
+        expire_after = self.own.batch_expire_after
         if expire_after is not None and expire_after < len(batch.lines):
             await self._finish(batch, root, "expired", ran=expire_after)
         else:
@@ -322,7 +325,7 @@ class _Batches:
 
     def _ran_by(self, batch: SimBatch, at: float) -> int:
         """Lines run by `at`: in input order, evenly through the in_progress phase (the second)."""
-        step = self.state.options.batch_step
+        step = self.own.batch_step
         if step <= 0:
             return len(batch.lines)
         progress = (at - batch.created_at) / step - 1
@@ -379,7 +382,7 @@ class _Batches:
                     type="image_generation_user_error",
                     code="moderation_blocked",
                 ).body()
-            elif self._marked(generation.prompt, self.state.options.batch_server_error_marker):
+            elif self._marked(generation.prompt, self.own.batch_server_error_marker):
                 # The line failed on the server's side: answered 500, nothing made or charged.
                 status = 500
                 body = ApiError(
@@ -387,7 +390,7 @@ class _Batches:
                 ).body()
             else:
                 body = self._spoiled(generation.prompt, self.render(self.images, generation, now, root))
-            cut = self.state.options.batch_cut_line_marker
+            cut = self.own.batch_cut_line_marker
             out.append(
                 {
                     "id": f"batch_req_{uuid.uuid4().hex[:24]}",
@@ -405,7 +408,7 @@ class _Batches:
 
     def _spoiled(self, prompt: str, body: dict[str, Any]) -> dict[str, Any]:
         """A made (and paid) image's answer, spoiled where the options ask for a hostile line."""
-        o = self.state.options
+        o = self.own
         if o.batch_no_image_marker is not None and o.batch_no_image_marker in prompt:
             return {**body, "data": []}
         if o.batch_not_image_marker is not None and o.batch_not_image_marker in prompt:

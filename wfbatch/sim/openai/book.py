@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from wfbatch.sim.limits import SlidingWindow, WindowVerdict
+from wfbatch.sim.openai.batch_book import BatchBook
+from wfbatch.sim.openai.options import OpenAIOptions
 from wfbatch.sim.options import SimOptions
+from wfbatch.sim.state import Clock
 
 
 @dataclass(frozen=True)
@@ -27,13 +30,14 @@ class StoredFile:
 class OpenAIBook:
     def __init__(self, options: SimOptions) -> None:
         self.options = options
+        self.own = OpenAIOptions.of(options)
         self._lock = threading.RLock()
         # Own streams: turning faults on does not change latencies or moderation verdicts.
         self._latency_rng = random.Random(f"openai-latency:{options.seed}")
         self._moderation_rng = random.Random(f"openai-moderation:{options.seed}")
         self._verdict_rng = random.Random(f"openai-should-retry:{options.seed}")
         self.requests_window = SlidingWindow(options.rpm, options.window)
-        self.images_window = SlidingWindow(options.images_per_minute, options.window)
+        self.images_window = SlidingWindow(self.own.images_per_minute, options.window)
         self.quota_left: float | None = options.quota
         self._announced_until = -math.inf
         self._files: dict[str, StoredFile] = {}
@@ -127,7 +131,7 @@ class OpenAIBook:
     def server_says_final(self) -> bool:
         """Whether an injected 5xx carries `x-should-retry: false` (at `no_retry_share`)."""
         with self._lock:
-            return self._verdict_rng.random() < self.options.no_retry_share
+            return self._verdict_rng.random() < self.own.no_retry_share
 
     def draw_latency(self) -> float:
         with self._lock:
@@ -149,7 +153,7 @@ class OpenAIBook:
 
     def store_file(self, file_id: str, body: bytes, media_type: str, now: float) -> None:
         with self._lock:
-            self._files[file_id] = StoredFile(body, media_type, now + self.options.url_ttl)
+            self._files[file_id] = StoredFile(body, media_type, now + self.own.url_ttl)
 
     def file(self, file_id: str) -> StoredFile | None:
         with self._lock:
@@ -170,3 +174,18 @@ class OpenAIBook:
                 "peak_concurrency": self.peak_concurrency,
                 "quota_left": self.quota_left,
             }
+
+
+class OpenAIBooks:
+    """Both of the OpenAI simulator's books: Images and the Batch API."""
+
+    def __init__(self, options: SimOptions, clock: Clock) -> None:
+        self.images = OpenAIBook(options)
+        self.batches = BatchBook(options)
+
+    def top_up(self, amount: float) -> float | None:
+        return self.images.top_up(amount)
+
+    def report(self) -> dict[str, Any]:
+        images = self.images.stats()
+        return {"rate_limited": images["rate_limited"], "openai": images, "batch": self.batches.stats()}

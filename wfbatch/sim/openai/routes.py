@@ -28,8 +28,9 @@ from wfbatch.sim.faults import HOSTILE, drop_connection, hostile_reply, truncate
 from wfbatch.sim.images import render_image
 from wfbatch.sim.limits import WindowVerdict
 from wfbatch.sim.openai.batch import batch_routes
-from wfbatch.sim.openai.book import OpenAIBook
+from wfbatch.sim.openai.book import OpenAIBook, OpenAIBooks
 from wfbatch.sim.openai.models import output_tokens
+from wfbatch.sim.openai.options import OpenAIOptions
 from wfbatch.sim.openai.request import ApiError, Generation, parse_generation
 from wfbatch.sim.replies import json_reply
 from wfbatch.sim.state import SimState
@@ -76,7 +77,7 @@ def _error(problem: ApiError, headers: dict[str, str] | None = None) -> Response
 class _Images:
     def __init__(self, state: SimState) -> None:
         self.state = state
-        self.book = state.openai
+        self.book = state.book_as(OpenAIBooks).images
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -213,7 +214,7 @@ class _Images:
         )
 
     def _quota(self) -> ApiError:
-        if self.state.options.quota_error == "billing_hard_limit":
+        if OpenAIOptions.of(self.state.options).quota_error == "billing_hard_limit":
             return ApiError(400, "Billing hard limit has been reached", code="billing_hard_limit_reached")
         return ApiError(
             429,
@@ -299,8 +300,10 @@ def images_body(book: OpenAIBook, gen: Generation, now: float, root: str) -> dic
 
 
 def _files(state: SimState) -> Callable[[Request], Awaitable[Response]]:
+    images = state.book_as(OpenAIBooks).images
+
     async def files(request: Request) -> Response:
-        stored = state.openai.file(str(request.path_params["file_id"]))
+        stored = images.file(str(request.path_params["file_id"]))
         if stored is None:
             return Response("Not Found", status_code=404, media_type="text/plain")
         fault = state.draw_cdn_fault()

@@ -17,6 +17,8 @@ from typing import Any
 
 from wfbatch.sim.limits import RetryAfterBook, SlidingWindow, WindowVerdict
 from wfbatch.sim.options import SimOptions
+from wfbatch.sim.replicate.options import ReplicateOptions
+from wfbatch.sim.state import Clock
 
 NSFW = "NSFW content detected. Try running it again, or try a different prompt."
 
@@ -43,8 +45,10 @@ class Prediction:
 
 
 class ReplicateBook:
-    def __init__(self, options: SimOptions) -> None:
+    def __init__(self, options: SimOptions, clock: Clock) -> None:
         self.options = options
+        self.clock = clock
+        self.own = ReplicateOptions.of(options)
         self._lock = threading.RLock()
         self._latency_rng = random.Random(f"replicate-latency:{options.seed}")
         self._moderation_rng = random.Random(f"replicate-moderation:{options.seed}")
@@ -129,11 +133,7 @@ class ReplicateBook:
                 p.status, p.started_at = "processing", p.created_at + p.latency * 0.2
             if now >= p.created_at + p.latency:
                 self._end(p, p.created_at + p.latency, "failed" if p.failure else "succeeded")
-        if (
-            p.completed_at is not None
-            and not p.data_removed
-            and now >= p.completed_at + self.options.retention
-        ):
+        if p.completed_at is not None and not p.data_removed and now >= p.completed_at + self.own.retention:
             # API predictions' inputs, outputs and files are deleted after an hour (§3.3).
             p.data_removed, p.input, p.files = True, {}, {}
             self.counts["removed"] += 1
@@ -166,7 +166,7 @@ class ReplicateBook:
         with self._lock:
             self.settle(now)
             newest_first = [self.predictions[i] for i in reversed(self.order)]
-            end = offset + self.options.page_size
+            end = offset + self.own.page_size
             self.counts["list_pages"] += 1
             return newest_first[offset:end], end if end < len(newest_first) else None
 
@@ -198,3 +198,8 @@ class ReplicateBook:
                 "list_pages": self.counts["list_pages"],
                 "credit_left": self.credit_left,
             }
+
+    def report(self) -> dict[str, Any]:
+        """Its part of `/_sim/stats`."""
+        book = self.stats(self.clock())
+        return {"rate_limited": book["rate_limited"], "replicate": book}

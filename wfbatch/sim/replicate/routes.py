@@ -25,7 +25,8 @@ from starlette.routing import Route
 
 from wfbatch.sim.faults import drop_connection, truncate
 from wfbatch.sim.images import ImageFormat, render_image
-from wfbatch.sim.replicate.book import Prediction
+from wfbatch.sim.replicate.book import Prediction, ReplicateBook
+from wfbatch.sim.replicate.options import ReplicateOptions
 from wfbatch.sim.state import SimState
 
 API = "/v1"
@@ -103,7 +104,7 @@ def _parse_input(model: str, raw: Any) -> tuple[dict[str, Any], tuple[int, int],
 class _Predictions:
     def __init__(self, state: SimState) -> None:
         self.state = state
-        self.book = state.replicate
+        self.book = state.book_as(ReplicateBook)
 
     def _limit_headers(self) -> dict[str, str]:
         now = self.state.clock()
@@ -265,7 +266,7 @@ class _Predictions:
         offset = int(cursor) if cursor.isdigit() else 0
         items, following = self.book.page(offset, self.state.clock())
         base = f"{str(request.base_url).rstrip('/')}{API}/predictions"
-        previous = max(0, offset - self.state.options.page_size)
+        previous = max(0, offset - ReplicateOptions.of(self.state.options).page_size)
         return self.reply(
             {
                 "next": None if following is None else f"{base}?{urlencode({'cursor': following})}",

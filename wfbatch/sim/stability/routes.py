@@ -16,11 +16,7 @@ import base64
 import email.parser
 import email.policy
 import io
-import random
-import threading
 import uuid
-from collections import Counter
-from typing import Any
 
 from PIL import Image, ImageFilter
 from starlette.requests import Request
@@ -28,9 +24,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from wfbatch.sim.images import render_image
-from wfbatch.sim.limits import SlidingWindow
-from wfbatch.sim.options import SimOptions
 from wfbatch.sim.replies import json_reply
+from wfbatch.sim.stability.book import StabilityBook
+from wfbatch.sim.stability.options import StabilityOptions
+from wfbatch.sim.state import SimState
 
 API = ""
 ROUTE = "generate"
@@ -76,86 +73,6 @@ STYLE_PRESETS = frozenset(
     ]
 )
 _MEDIA = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-
-
-class StabilityBook:
-    """The account: credits, the request window, the lockout, and what was generated (paid)."""
-
-    def __init__(self, options: SimOptions) -> None:
-        self.options = options
-        self._lock = threading.RLock()
-        self._latency_rng = random.Random(f"stability-latency:{options.seed}")
-        self.window = SlidingWindow(options.rpm or 150, options.stability_window)
-        self.balance: float | None = options.credits
-        self.locked_until = 0.0
-        self.generations = 0
-        self.generations_by_prompt: Counter[str] = Counter()
-        self.charged = 0.0
-        self.rate_limited = 0
-        self.lockouts = 0
-        self.requests_during_lockout = 0
-        self.moderation_blocked = 0
-        self.filtered = 0
-        self.payment_refused = 0
-        self.invalid = 0
-        self.forms: list[dict[str, str]] = []
-        """Every valid form received, in order (tests check what reached the server)."""
-
-    def admit(self, now: float) -> bool:
-        """False = 429: locked out, or this request broke the window (which starts a lockout)."""
-        with self._lock:
-            if now < self.locked_until:
-                self.requests_during_lockout += 1
-                self.rate_limited += 1
-                return False
-            if not self.window.peek(now).allowed:
-                self.locked_until = now + self.options.lockout
-                self.lockouts += 1
-                self.rate_limited += 1
-                return False
-            self.window.hit(now)
-            return True
-
-    def charge(self, cost: float) -> bool:
-        with self._lock:
-            if self.balance is not None and self.balance < cost:
-                self.payment_refused += 1
-                return False
-            if self.balance is not None:
-                self.balance -= cost
-            self.charged += cost
-            return True
-
-    def made(self, prompt: str) -> None:
-        with self._lock:
-            self.generations += 1
-            self.generations_by_prompt[prompt] += 1
-
-    def latency(self) -> float:
-        with self._lock:
-            return self._latency_rng.uniform(*self.options.latency)
-
-    def top_up(self, amount: float) -> float | None:
-        with self._lock:
-            if self.balance is not None:
-                self.balance += amount
-            return self.balance
-
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "generations": self.generations,
-                "generations_by_prompt": dict(self.generations_by_prompt),
-                "charged": self.charged,
-                "balance": self.balance,
-                "rate_limited": self.rate_limited,
-                "lockouts": self.lockouts,
-                "requests_during_lockout": self.requests_during_lockout,
-                "moderation_blocked": self.moderation_blocked,
-                "filtered": self.filtered,
-                "payment_refused": self.payment_refused,
-                "invalid": self.invalid,
-            }
 
 
 def _error(status: int, name: str, *errors: str) -> Response:
@@ -213,9 +130,10 @@ def _render(fields: dict[str, str], filtered: bool) -> tuple[bytes, str]:
     return out.getvalue(), _MEDIA[fmt]
 
 
-def stability_routes(state: Any) -> list[Route]:
-    book: StabilityBook = state.stability
-    options: SimOptions = state.options
+def stability_routes(state: SimState) -> list[Route]:
+    book = state.book_as(StabilityBook)
+    options = state.options
+    own = StabilityOptions.of(options)
 
     async def generate(request: Request) -> Response:
         state.count_request(ROUTE)
@@ -225,8 +143,8 @@ def stability_routes(state: Any) -> list[Route]:
                 429,
                 "rate_limit_exceeded",
                 f"You have exceeded the rate limit of {book.window.limit} requests within a "
-                f"{options.stability_window:g} second period, and have been timed out for "
-                f"{options.lockout:g} seconds.",
+                f"{own.stability_window:g} second period, and have been timed out for "
+                f"{own.lockout:g} seconds.",
             )
         problem = state.auth_error(request.headers.get("authorization"))
         if problem is not None:
@@ -265,7 +183,7 @@ def stability_routes(state: Any) -> list[Route]:
             )
         book.forms.append(dict(fields))
         await asyncio.sleep(book.latency())
-        filtered = options.filter_marker is not None and options.filter_marker in prompt
+        filtered = own.filter_marker is not None and own.filter_marker in prompt
         data, media_type = _render(fields, filtered)
         book.made(prompt)
         if filtered:

@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from wfbatch.sim.cli import faults_text, latency_text, total
-from wfbatch.sim.options import SimOptions
-from wfbatch.sim.wireflow.plans import WireflowPlan
+from wfbatch.sim.options import ErrorStyle, ProviderOptions, SimOptions
+from wfbatch.sim.wireflow.plans import PLAN_LIMITS, WireflowPlan
+
+
+@dataclass(frozen=True)
+class WireflowOptions(ProviderOptions):
+    plan: WireflowPlan = WireflowPlan.FREE
+    """Whose rate limits apply (`rpm`, `epm`, `daily` override them one by one)."""
+    error_style: ErrorStyle = "string"
+    """`{"error": "msg"}` or the newer `{"error": {"type", "code", "message"}}` envelope."""
+    estimate_incomplete: bool = False
+    """`/estimate` answers estimateComplete false (a graph whose cost it cannot predict)."""
+    workflow_ids: tuple[str, ...] = field(default=("wf_demo",))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", WireflowPlan(self.plan))
+        if self.error_style not in ("string", "object"):
+            raise ValueError("error_style must be 'string' or 'object'")
+
+
+@dataclass(frozen=True)
+class WindowLimits:
+    """The plan's limits with the run's overrides: per window, and per simulated day (None = none)."""
+
+    requests: int
+    executions: int
+    daily: int | None
+
+
+def window_limits(options: SimOptions) -> WindowLimits:
+    requests, executions, daily = PLAN_LIMITS[WireflowOptions.of(options).plan]
+    return WindowLimits(
+        options.rpm if options.rpm is not None else requests,
+        options.epm if options.epm is not None else executions,
+        options.daily if options.daily is not None else daily,
+    )
+
 
 CLI_OPTIONS: tuple[click.Option, ...] = (
     click.Option(
@@ -29,11 +65,12 @@ CLI_OPTIONS: tuple[click.Option, ...] = (
 
 
 def describe(options: SimOptions, servers: int) -> str:
-    daily = options.executions_per_day
+    limits = window_limits(options)
+    daily = limits.daily
     credits = "unlimited" if options.credits is None else f"{options.credits:g}"
     parts = [
-        f"plan {options.plan.value}: {options.requests_per_window} req + "
-        f"{options.executions_per_window} executions per {options.window:g}s, "
+        f"plan {WireflowOptions.of(options).plan.value}: {limits.requests} req + "
+        f"{limits.executions} executions per {options.window:g}s, "
         f"{'no daily cap' if daily is None else f'{daily}/day'}",
         f"credits {credits} at {options.cost:g}/execution",
         f"latency {latency_text(options)}",
@@ -48,4 +85,4 @@ def made(all_stats: list[dict[str, Any]]) -> str:
 
 
 def env(options: SimOptions) -> dict[str, str]:
-    return {"WORKFLOW_ID": options.workflow_ids[0]}
+    return {"WORKFLOW_ID": WireflowOptions.of(options).workflow_ids[0]}

@@ -22,8 +22,17 @@ from starlette.routing import Route
 from wfbatch.sim.faults import HOSTILE, drop_connection, hostile_file, hostile_reply, truncate
 from wfbatch.sim.limits import WindowVerdict
 from wfbatch.sim.replies import error_reply, json_reply, number
-from wfbatch.sim.state import CreditShortfall, Execution, SimState, StartRoute, StoredReply, fingerprint
+from wfbatch.sim.state import SimState
 from wfbatch.sim.wireflow import views
+from wfbatch.sim.wireflow.book import (
+    CreditShortfall,
+    Execution,
+    StartRoute,
+    StoredReply,
+    WireflowBook,
+    fingerprint,
+)
+from wfbatch.sim.wireflow.options import WireflowOptions
 from wfbatch.sim.wireflow.workflows import (
     GENERATE_NODE_ID,
     GENERATE_NODE_LABEL,
@@ -79,20 +88,21 @@ def _with_limits(reply: Response, verdict: WindowVerdict) -> Response:
 class _Api:
     def __init__(self, state: SimState) -> None:
         self.state = state
-        self.style = state.options.error_style
+        self.book = state.book_as(WireflowBook)
+        self.style = WireflowOptions.of(state.options).error_style
 
     # -- the common pipeline -----------------------------------------------------------------
 
     def route(
         self, name: str, handler: Handler, *, start: StartRoute | None = None, auth: bool = True
     ) -> Callable[[Request], Awaitable[Response]]:
-        st = self.state
+        st, book = self.state, self.book
 
         async def endpoint(request: Request) -> Response:
             st.count_request(name)
             now = st.clock()
-            st.settle(now)
-            peek = st.peek_start if start else st.peek_request
+            book.settle(now)
+            peek = book.peek_start if start else book.peek_request
             if auth:
                 message = st.auth_error(request.headers.get("authorization"))
                 if message is not None:
@@ -107,12 +117,12 @@ class _Api:
                 st.record_fault(fault)
                 await asyncio.sleep(st.options.slow_seconds)
                 now = st.clock()
-                st.settle(now)
+                book.settle(now)
             body = await request.body()
             if start is not None:
                 reply = self._start(request, handler, body, now)
             else:
-                verdict, refused = st.check_request(now)
+                verdict, refused = book.check_request(now)
                 if refused is not None:
                     return self._too_many(refused, verdict)
                 reply = _with_limits(handler(Call(request, body, now, None)), verdict)
@@ -141,11 +151,11 @@ class _Api:
     def _start(self, request: Request, handler: Handler, body: bytes, now: float) -> Response:
         """Idempotency replay, then the execution windows, then the handler. Synchronous on purpose:
         nothing else runs on the loop between the checks and the creation."""
-        st = self.state
+        book = self.book
         key = request.headers.get("idempotency-key") or None
         fp = fingerprint(request.method, request.url.path, _canonical(body))
         if key is not None:
-            recalled = st.recall(key, fp, now)
+            recalled = book.recall(key, fp, now)
             if recalled == "conflict":
                 conflict = error_reply(
                     409,
@@ -153,23 +163,23 @@ class _Api:
                     self.style,
                     code="idempotency_key_reused",
                 )
-                return _with_limits(conflict, st.peek_start(now))
+                return _with_limits(conflict, book.peek_start(now))
             if isinstance(recalled, StoredReply):
                 replay = Response(
                     recalled.body,
                     status_code=recalled.status,
                     headers={**recalled.headers, "Idempotent-Replayed": "true"},
                 )
-                return _with_limits(replay, st.peek_start(now))
-        verdict, refused = st.check_start(now)
+                return _with_limits(replay, book.peek_start(now))
+        verdict, refused = book.check_start(now)
         if refused is not None:
             return self._too_many(refused, verdict)
         reply = handler(Call(request, body, now, key))
         if 200 <= reply.status_code < 300:
-            verdict = st.hit_start(now)
+            verdict = book.hit_start(now)
             if key is not None:
                 headers = {k: v for k, v in reply.headers.items() if k.lower() not in _REPLAY_SKIP_HEADERS}
-                st.remember(key, StoredReply(fp, reply.status_code, bytes(reply.body), headers, now))
+                book.remember(key, StoredReply(fp, reply.status_code, bytes(reply.body), headers, now))
         return _with_limits(reply, verdict)
 
     def _too_many(self, message: str, verdict: WindowVerdict) -> Response:
@@ -193,35 +203,35 @@ class _Api:
     # -- workflows ---------------------------------------------------------------------------
 
     def list_workflows(self, call: Call) -> Response:
-        graphs = [self.state.catalog.get(wid) or {} for wid in self.state.catalog.ids()]
+        graphs = [self.book.catalog.get(wid) or {} for wid in self.book.catalog.ids()]
         items = [{"id": g["id"], "name": g["name"], "isActive": g["isActive"]} for g in graphs]
         return json_reply({"data": items, "meta": {"total": len(items)}})
 
     def get_workflow(self, call: Call) -> Response:
-        graph = self.state.catalog.get(call.param("workflow_id"))
+        graph = self.book.catalog.get(call.param("workflow_id"))
         if graph is None:
             return self._error(404, "Workflow not found")
         return json_reply({"data": graph})
 
     def get_run_schema(self, call: Call) -> Response:
-        graph = self.state.catalog.get(call.param("workflow_id"))
+        graph = self.book.catalog.get(call.param("workflow_id"))
         if graph is None:
             return self._error(404, "Workflow not found")
         return json_reply(run_schema(graph))
 
     def estimate(self, call: Call) -> Response:
         # INVENTED shape: the client notes only say "per-node predicted credits, estimateComplete".
-        if self.state.catalog.get(call.param("workflow_id")) is None:
+        if self.book.catalog.get(call.param("workflow_id")) is None:
             return self._error(404, "Workflow not found")
         cost = number(self.state.options.cost)
         nodes = [{"nodeId": GENERATE_NODE_ID, "nodeLabel": GENERATE_NODE_LABEL, "credits": cost}]
-        complete = not self.state.options.estimate_incomplete
+        complete = not WireflowOptions.of(self.state.options).estimate_incomplete
         return json_reply({"data": {"estimateComplete": complete, "totalCredits": cost, "nodes": nodes}})
 
     # -- starts ------------------------------------------------------------------------------
 
     def _launch(self, call: Call, workflow_id: str, route: StartRoute, **fields: Any) -> Execution | Response:
-        created = self.state.create_execution(
+        created = self.book.create_execution(
             workflow_id=workflow_id, route=route, idempotency_key=call.idempotency_key, now=call.now, **fields
         )
         if isinstance(created, CreditShortfall):
@@ -240,7 +250,7 @@ class _Api:
 
     def execute(self, call: Call) -> Response:
         workflow_id = call.param("workflow_id")
-        if self.state.catalog.get(workflow_id) is None:
+        if self.book.catalog.get(workflow_id) is None:
             return self._error(404, "Workflow not found")
         data = call.json()
         if not isinstance(data, dict):
@@ -271,7 +281,7 @@ class _Api:
 
     def run(self, call: Call) -> Response:
         workflow_id = call.param("workflow_id")
-        if self.state.catalog.get(workflow_id) is None:
+        if self.book.catalog.get(workflow_id) is None:
             return self._error(404, "Workflow not found")
         data = call.json()
         if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
@@ -293,7 +303,7 @@ class _Api:
         return json_reply({"data": {"executionId": launched.id, "status": "running"}}, 202)
 
     def trigger(self, call: Call) -> Response:
-        graph = self.state.catalog.by_webhook(call.param("webhook_id"))
+        graph = self.book.catalog.by_webhook(call.param("webhook_id"))
         if graph is None:
             return self._error(404, "Webhook not found")
         data = call.json()
@@ -313,7 +323,7 @@ class _Api:
         return json_reply(body, 202)
 
     def trigger_check(self, call: Call) -> Response:
-        graph = self.state.catalog.by_webhook(call.param("webhook_id"))
+        graph = self.book.catalog.by_webhook(call.param("webhook_id"))
         if graph is None:
             return self._error(404, "Webhook not found")
         return json_reply(
@@ -328,30 +338,30 @@ class _Api:
     # -- executions and account --------------------------------------------------------------
 
     def poll(self, call: Call) -> Response:
-        execution = self.state.execution(call.param("execution_id"))
+        execution = self.book.execution(call.param("execution_id"))
         if execution is None:
             return self._error(404, "Execution not found")
         return json_reply(views.poll_body(call.root, execution))
 
     def details(self, call: Call) -> Response:
-        execution = self.state.execution(call.param("execution_id"))
+        execution = self.book.execution(call.param("execution_id"))
         if execution is None:
             return self._error(404, "Execution not found")
         return json_reply(views.details_body(call.root, execution))
 
     def usage(self, call: Call) -> Response:
         # INVENTED shape: the client notes only say this returns the credit balance.
-        st = self.state
-        available = st.available_credits()
+        book = self.book
+        available = book.available_credits()
         return json_reply(
             {
                 "data": {
-                    "balance": None if st.balance is None else number(st.balance),
+                    "balance": None if book.balance is None else number(book.balance),
                     "availableCredits": None if available is None else number(available),
-                    "heldCredits": number(st.held),
-                    "creditsUsed": number(st.charged),
-                    "plan": st.options.plan.value,
-                    "unlimited": st.balance is None,
+                    "heldCredits": number(book.held),
+                    "creditsUsed": number(book.charged),
+                    "plan": WireflowOptions.of(self.state.options).plan.value,
+                    "unlimited": book.balance is None,
                 }
             }
         )
@@ -395,12 +405,14 @@ async def _cdn(request: Request) -> Response:
 
 
 def _files(state: SimState) -> Callable[[Request], Awaitable[Response]]:
+    book = state.book_as(WireflowBook)
+
     async def files(request: Request) -> Response:
         name = str(request.path_params["name"])
         queued = state.take_queued_fault("files")
         if queued in ("endless", "trickle"):
             state.record_fault(queued)
-            first = state.image(name.removesuffix(".png")) or b""
+            first = book.image(name.removesuffix(".png")) or b""
             return hostile_file(queued, first, "image/png", state.options.trickle_seconds)
         fault = state.draw_cdn_fault()
         if fault == "cdn_503":
@@ -409,7 +421,7 @@ def _files(state: SimState) -> Callable[[Request], Awaitable[Response]]:
             return Response(b"", media_type="image/png")
         if fault == "cdn_html":
             return Response("<html><body>Access denied</body></html>", media_type="text/html")
-        png = state.image(name.removesuffix(".png")) if name.endswith(".png") else None
+        png = book.image(name.removesuffix(".png")) if name.endswith(".png") else None
         if png is None:
             return Response("Not Found", status_code=404, media_type="text/plain")
         return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})

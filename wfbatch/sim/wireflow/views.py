@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wfbatch.sim.replies import number
-from wfbatch.sim.state import Execution
+from wfbatch.sim.wireflow.book import Execution
 from wfbatch.sim.wireflow.workflows import GENERATE_NODE_ID, GENERATE_NODE_LABEL
 
 

@@ -25,6 +25,7 @@ from wfbatch.tui.tabs import TAB_SPECS, JobTab
 from wfbatch.tui.widgets.batches import BatchesPanel
 from wfbatch.tui.widgets.detail import DetailPane
 from wfbatch.tui.widgets.header import StatusHeader
+from wfbatch.tui.widgets.holds import HoldsLine
 from wfbatch.tui.widgets.jobs_table import PAGE_SIZE, JobQuery, JobsPage, JobsTable
 
 REFRESH_INTERVAL = 0.25
@@ -74,7 +75,7 @@ class LiveScreen(Screen[None]):
 
     def _flush(self) -> None:
         """Apply what changed since the last flush; nothing at all when nothing did."""
-        if not self.pending or self.status_loading or self.jobs.loading:
+        if not self.pending or self.status_loading or self.jobs.fetching:
             return
         changes = self.pending.take()
         if changes.status or changes.everything:
@@ -125,6 +126,7 @@ class LiveScreen(Screen[None]):
         self.query_one(StatusHeader).status = status
         self.batches.status = status
         self.jobs.batch_names = {b.id: b.name for b in status.batches}
+        self.query_one(HoldsLine).show(status, self.batches.scope)
         self._label_tabs(status)
         if previous is not None and previous.jobs != status.jobs:
             # Counts moved without an event reaching us (or before the stream opened): catch up.
@@ -136,7 +138,10 @@ class LiveScreen(Screen[None]):
         table = self.jobs
         query = table.job_query
         spec = TAB_SPECS[query.tab]
-        table.loading = True
+        table.fetching = True
+        # The indicator only while the table has nothing of this query to show: over rows being
+        # re-read after an event it flashed on every change.
+        table.loading = not table.loaded
         try:
             # Not after a status of its own: the batch column's names arrive with the status that
             # `_flush` loads beside this page (`JobsTable.batch_names` fills them in), and the first
@@ -163,7 +168,7 @@ class LiveScreen(Screen[None]):
         if table.next_cursor is None:
             return
         spec = TAB_SPECS[query.tab]
-        table.loading = True
+        table.fetching = True
         try:
             page = await self.client.jobs(
                 states=spec.states, review=spec.review, batch_id=query.batch_id, text=query.text,
@@ -198,6 +203,8 @@ class LiveScreen(Screen[None]):
                     label += f"+{counts[JobState.CANCELED]}"
             elif spec.review is None:
                 label += f" {sum(counts.get(s, 0) for s in spec.states)}"
+            else:
+                label += f" {status.review_pending}"
             self.query_one(f"#{spec.tab.value}", Tab).label = label
 
     # -- the detail pane ----------------------------------------------------------------------
@@ -221,5 +228,6 @@ class LiveScreen(Screen[None]):
 def _done_loading(table: JobsTable) -> None:
     """A lost connection swaps this screen for the offline one while a load is on the wire: the
     table may no longer be on any screen by the time the load ends (nothing left to draw then)."""
+    table.fetching = False
     with contextlib.suppress(NoScreen):
         table.loading = False

@@ -14,7 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.events import Resize
+from textual.events import Key, Resize
 from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
 
 from wfbatch.tui.screens.commands import CommandScreen
@@ -23,6 +23,7 @@ from wfbatch.tui.tabs import TAB_SPECS, JobTab
 from wfbatch.tui.widgets.batches import BatchesPanel
 from wfbatch.tui.widgets.detail import DetailPane
 from wfbatch.tui.widgets.header import StatusHeader
+from wfbatch.tui.widgets.holds import HoldsLine
 from wfbatch.tui.widgets.jobs_table import JobsTable
 
 NARROW = 110
@@ -54,6 +55,7 @@ class MainScreen(CommandScreen):
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
         yield BatchesPanel(id="batches")
+        yield HoldsLine("", id="holds")
         with Horizontal(id="tabs-row"):
             yield Tabs(*(Tab(f"{s.key} {s.title}", id=s.tab.value) for s in TAB_SPECS.values()), id="tabs")
             yield Static("", id="filter-label")
@@ -67,6 +69,7 @@ class MainScreen(CommandScreen):
         self.query_one(Tabs).can_focus = False
         self.query_one("#filter", Input).display = False
         self.query_one(DetailPane).display = False
+        self.query_one(HoldsLine).display = False
         self.query_one(StatusHeader).socket = str(self.client.socket_path)
         self.jobs.border_title = "Jobs"
         self.jobs.focus()
@@ -97,6 +100,7 @@ class MainScreen(CommandScreen):
         if self.batches.scope and self.batches.scope in self.batches.batches:
             title += f" of {self.batches.batches[self.batches.scope].name}"
         self.jobs.border_title = title
+        self.query_one(HoldsLine).show(self.status, self.batches.scope)
 
     @on(DataTable.RowSelected, "#batches")
     def _batch_selected(self) -> None:
@@ -157,13 +161,32 @@ class MainScreen(CommandScreen):
     def action_mark(self) -> None:
         self.jobs.toggle_mark()
 
+    def why_not(self, action: str) -> str | None:
+        """Why a command key does nothing in this tab (and where it works); None where it works."""
+        tab = self.tab
+        if action == "review" and tab is not JobTab.REVIEW:
+            return "approve (a) and reject (x) work on the Review tab: press 5"
+        if action == "edit" and tab is not JobTab.FAILED:
+            return "edit works on failed or canceled jobs: press 3 for the Failed tab"
+        if action == "retry" and tab is JobTab.REVIEW:
+            return "retry works on the other tabs; here a (approve) or x (reject)"
+        if action == "cancel" and tab not in (JobTab.QUEUED, JobTab.RUNNING):
+            return "these jobs are finished: cancel works on the Queued (1) and Running (2) tabs"
+        return None
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "review":
-            return self.tab is JobTab.REVIEW
-        if action == "edit":
-            return self.tab is JobTab.FAILED
-        if action == "retry":
-            return self.tab is not JobTab.REVIEW
-        if action == "cancel":
-            return self.tab in (JobTab.QUEUED, JobTab.RUNNING)
-        return True
+        return self.why_not(action) is None
+
+    def on_key(self, event: Key) -> None:
+        """A key bound to a command this tab has no use for: say why instead of doing nothing (the
+        binding is off here, so the key arrives as a plain key event)."""
+        if isinstance(self.focused, Input):
+            return
+        for binding in self.BINDINGS:
+            if not isinstance(binding, Binding) or event.key not in binding.key.split(","):
+                continue
+            why = self.why_not(binding.action.split("(", 1)[0])
+            if why is not None:
+                event.stop()
+                self.notify(why, severity="warning")
+                return

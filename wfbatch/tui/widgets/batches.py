@@ -15,7 +15,7 @@ from textual.widgets import DataTable
 
 from wfbatch.protocol import BatchSummary, Hold, JobState, Status
 from wfbatch.protocol.states import OPEN, STYLE
-from wfbatch.tui.formatting import duration, progress_bar
+from wfbatch.tui.formatting import duration, finished_counts, progress_bar
 
 ALL_KEY = "*"
 CHROME = 2
@@ -35,6 +35,8 @@ def _state_text(batch: BatchSummary, hold: Hold | None) -> Text:
         return Text("running", style=STYLE[JobState.RUNNING])
     if batch.counts.get(JobState.FAILED, 0):
         return Text("has failures", style="red")
+    if canceled := batch.counts.get(JobState.CANCELED, 0):
+        return Text(f"{canceled} canceled", style="red")
     return Text("finished", style="green")
 
 
@@ -119,22 +121,20 @@ class BatchesPanel(DataTable[str | Text]):
     def _row(self, batch: BatchSummary, hold: Hold | None) -> list[str | Text]:
         done = batch.counts.get(JobState.DONE, 0)
         failed = batch.counts.get(JobState.FAILED, 0)
-        counts = Text()
-        counts.append(str(done), style="green")
-        counts.append("/")
-        counts.append(str(failed), style="red" if failed else "")
-        counts.append(f"/{batch.total}")
+        canceled = batch.counts.get(JobState.CANCELED, 0)
         open_jobs = sum(batch.counts.get(s, 0) for s in OPEN)
         eta = duration(batch.eta_seconds) if open_jobs and batch.eta_seconds is not None else ""
         return self._pick({
             "name": batch.name, "provider": batch.provider,
-            "bar": progress_bar(done, failed, batch.total, self._bar_width()), "counts": counts, "eta": eta,
+            "bar": progress_bar(done, failed, batch.total, self._bar_width(), canceled),
+            "counts": finished_counts(done, failed, canceled, batch.total), "eta": eta,
             "state": _state_text(batch, hold),
         })
 
     def _all_row(self, status: Status) -> list[str | Text]:
         done = status.jobs.get(JobState.DONE, 0)
         failed = status.jobs.get(JobState.FAILED, 0)
+        canceled = status.jobs.get(JobState.CANCELED, 0)
         total = sum(status.jobs.values())
         open_jobs = sum(status.jobs.get(s, 0) for s in OPEN)
         eta = duration(status.eta_seconds) if open_jobs and status.eta_seconds is not None else ""
@@ -146,6 +146,6 @@ class BatchesPanel(DataTable[str | Text]):
             state = Text("")
         return self._pick({
             "name": Text("all batches", style="bold"), "provider": "",
-            "bar": progress_bar(done, failed, total, self._bar_width()),
-            "counts": Text(f"{done}/{failed}/{total}"), "eta": eta, "state": state,
+            "bar": progress_bar(done, failed, total, self._bar_width(), canceled),
+            "counts": finished_counts(done, failed, canceled, total), "eta": eta, "state": state,
         })

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import ClassVar
 
 from rich.text import Text
@@ -133,6 +134,13 @@ def http_cell(job: JobSummary) -> Text:
     return Text(str(status) if status is not None else "—", style="bold red")
 
 
+def file_cell(job: JobSummary) -> str:
+    """The image's file name: its folder (pending-review/, approved/) is what the tab already says,
+    and in a 16-cell column it left no room for the name."""
+    name = PurePosixPath(job.file).name if job.file else "—"
+    return name + (" (cached)" if job.cache_hit else "")
+
+
 def running_for(job: JobSummary, now: datetime) -> str:
     return duration((now - job.updated_at).total_seconds())
 
@@ -161,8 +169,9 @@ class JobsTable(DataTable[Cell]):
         self.jobs: dict[int, JobSummary] = {}
         self.marked: set[int] = set()
         self.next_cursor: str | None = None
-        self.loading = False
-        """A page is being fetched (the screen sets it)."""
+        self.fetching = False
+        """A page is being fetched (the screen sets it; `loading`, the indicator, only while the
+        table has no rows of the query yet)."""
         self.loaded = False
         """At least one page arrived for the current query (an empty table then means "no jobs")."""
         self._layout: list[tuple[ColumnSpec, int]] = []
@@ -330,7 +339,7 @@ class JobsTable(DataTable[Cell]):
 
     @on(DataTable.RowHighlighted)
     def _maybe_load_more(self, event: DataTable.RowHighlighted) -> None:
-        if self.next_cursor and not self.loading and event.cursor_row >= self.row_count - NEAR_END:
+        if self.next_cursor and not self.fetching and event.cursor_row >= self.row_count - NEAR_END:
             self.post_message(self.NeedMore())
 
     # -- cells --------------------------------------------------------------------------------
@@ -350,7 +359,7 @@ class JobsTable(DataTable[Cell]):
             "http": http_cell(job),
             "request": (job.error.request_id if job.error else None) or "—",
             "error": Text(failure_text(job), style="red"),
-            "file": (job.file or "—") + (" (cached)" if job.cache_hit else ""),
+            "file": file_cell(job),
             "final": final_marker(job),
         }
         return [values[key] for key in keys]
