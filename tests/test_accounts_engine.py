@@ -239,7 +239,7 @@ async def test_no_credit_holds_only_that_account_and_the_others_finish(
     assert details["kind"] == "credits" and "out of credits" in reason_held
 
 
-async def test_with_every_key_wrong_the_batch_is_held_naming_each_account_after_one_request_each(
+async def test_with_every_key_wrong_the_batch_is_held_naming_each_account_with_nothing_started(
     store: Store, layout: HomeLayout, home: Path
 ) -> None:
     with simulators("a", "b", "c") as sims:
