@@ -243,7 +243,8 @@ class _Batches:
         await asyncio.sleep(self.images.draw_latency())
         return json_reply(_batch_object(batch))
 
-    async def get(self, request: Request) -> Response:
+    async def _named(self, request: Request) -> SimBatch | Response:
+        """The batch the path names, moved on to now; or the answer that refuses the request."""
         self.state.count_request("batches")
         refused = self._refused(request)
         if refused is not None:
@@ -252,7 +253,11 @@ class _Batches:
         if batch is None:
             return _error(404, "No batch found with that id.", code="not_found")
         await self._advance(batch, str(request.base_url).rstrip("/"))
-        return json_reply(_batch_object(batch))
+        return batch
+
+    async def get(self, request: Request) -> Response:
+        batch = await self._named(request)
+        return batch if isinstance(batch, Response) else json_reply(_batch_object(batch))
 
     async def listing(self, request: Request) -> Response:
         self.state.count_request("batches")
@@ -283,14 +288,9 @@ class _Batches:
         )
 
     async def cancel(self, request: Request) -> Response:
-        self.state.count_request("batches")
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        batch = self.book.batches.get(str(request.path_params["batch_id"]))
-        if batch is None:
-            return _error(404, "No batch found with that id.", code="not_found")
-        await self._advance(batch, str(request.base_url).rstrip("/"))
+        batch = await self._named(request)
+        if isinstance(batch, Response):
+            return batch
         if batch.finished_at is not None:
             return _error(409, f"Cannot cancel a batch with status '{batch.status}'.")
         batch.cancelled_at = self.state.clock()
