@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from wfbatch.core.models import JobSpec
+from tests.test_store import make_jobs
 from wfbatch.core.states import (
     ALLOWED_TRANSITIONS,
     UNFINISHED_STATES,
@@ -25,7 +25,6 @@ from wfbatch.store import (
     ERROR_COLUMNS,
     BatchRow,
     JobRow,
-    NewJob,
     OutcomeRecord,
     Reuse,
     StoreApi,
@@ -48,22 +47,6 @@ def batch_row(batch_id: str = "b1", content_hash: str = "h1", *, budget: float |
     )
 
 
-def new_jobs(count: int, prefix: str = "u") -> list[NewJob]:
-    return [
-        NewJob(
-            uid=f"{prefix}{i}",
-            idx=i + 1,
-            line=i + 1,
-            user_id=None,
-            spec=JobSpec("local", f"prompt {i}", None, None, 64, 64, i, 0),
-            tags=["t"],
-            cache_key=f"k{i}",
-            priority=0,
-        )
-        for i in range(count)
-    ]
-
-
 # A path through the table from `queued` to each state, moved by `transition` (so the moves are
 # themselves the table's): where a job is put to test a move out of that state.
 _PATH_TO: dict[JobState, list[JobState]] = {
@@ -81,7 +64,7 @@ async def one_job_in_each_state(
     store: StoreApi, *, next_attempt_at: float | None = None
 ) -> dict[JobState, int]:
     """A batch with one job in every state; state → job id."""
-    await store.batches.insert_batch(batch_row(), new_jobs(len(JobState)))
+    await store.batches.insert_batch(batch_row(), make_jobs(len(JobState)))
     jobs = await store.jobs.jobs_for_batch("b1")
     placed: dict[JobState, int] = {}
     for state, job in zip(JobState, jobs, strict=True):
@@ -112,7 +95,7 @@ def moved_by_table(target: JobState, among: frozenset[JobState] | tuple[JobState
 
 
 async def test_a_batch_is_inserted_with_all_its_jobs(any_store: StoreApi) -> None:
-    assert await any_store.batches.insert_batch(batch_row(), new_jobs(3)) is None
+    assert await any_store.batches.insert_batch(batch_row(), make_jobs(3)) is None
     assert (await any_store.counters.counts())["queued"] == 3
     assert [job.idx for job in await any_store.jobs.jobs_for_batch("b1")] == [1, 2, 3]
     batch = await any_store.batches.get_batch("b1")
@@ -122,8 +105,8 @@ async def test_a_batch_is_inserted_with_all_its_jobs(any_store: StoreApi) -> Non
 
 async def test_the_same_content_sent_twice_at_once_makes_one_batch(any_store: StoreApi) -> None:
     first, second = await asyncio.gather(
-        any_store.batches.insert_batch(batch_row("b1"), new_jobs(2, "x"), reuse=Reuse.ANY),
-        any_store.batches.insert_batch(batch_row("b2"), new_jobs(2, "y"), reuse=Reuse.ANY),
+        any_store.batches.insert_batch(batch_row("b1"), make_jobs(2, "x"), reuse=Reuse.ANY),
+        any_store.batches.insert_batch(batch_row("b2"), make_jobs(2, "y"), reuse=Reuse.ANY),
     )
     inserted = [found for found in (first, second) if found is None]
     returned = [found for found in (first, second) if found is not None]
@@ -143,7 +126,7 @@ async def test_pending_reviews_counts_done_images_not_yet_reviewed(any_store: St
 
 
 async def test_a_transition_is_conditional_and_checked_against_the_table(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(), new_jobs(1))
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
     (job,) = await any_store.jobs.jobs_for_batch("b1")
     assert await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
     assert not await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
@@ -189,7 +172,7 @@ async def test_a_retry_by_hand_moves_only_what_the_table_allows(any_store: Store
 
 
 async def test_a_retry_by_hand_clears_the_error_and_resets_the_attempts(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(), new_jobs(1))
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
     (job,) = await any_store.jobs.jobs_for_batch("b1")
     assert await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING, attempts=1)
     failed = await any_store.jobs.transition(
@@ -214,7 +197,7 @@ async def test_a_retry_by_hand_clears_the_error_and_resets_the_attempts(any_stor
 async def test_cleared_error_is_every_error_column_reset(any_store: StoreApi) -> None:
     error_fields = {field.name for field in dataclasses.fields(JobRow) if field.name.startswith("error_")}
     assert set(ERROR_COLUMNS) == error_fields == set(CLEARED_ERROR)
-    await any_store.batches.insert_batch(batch_row(), new_jobs(1))
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
     (job,) = await any_store.jobs.jobs_for_batch("b1")
     failure = {"error_class": "transient", "error_status": 503, "error_message": "m", "error_request_id": "r"}
     assert await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.RETRYING, **failure)
@@ -225,7 +208,7 @@ async def test_cleared_error_is_every_error_column_reset(any_store: StoreApi) ->
 
 
 async def test_an_outcome_moves_the_job_only_from_a_working_state(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(), new_jobs(2))
+    await any_store.batches.insert_batch(batch_row(), make_jobs(2))
     running, canceled = await any_store.jobs.jobs_for_batch("b1")
     for job in (running, canceled):
         assert await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
@@ -242,7 +225,7 @@ async def test_an_outcome_moves_the_job_only_from_a_working_state(any_store: Sto
 
 
 async def test_a_budget_of_5_admits_exactly_5_reservations_at_once(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(budget=5.0), new_jobs(12))
+    await any_store.batches.insert_batch(batch_row(budget=5.0), make_jobs(12))
     jobs = await any_store.jobs.jobs_for_batch("b1")
     day = ledger_day(time.time())
     refusals = await asyncio.gather(
@@ -260,7 +243,7 @@ async def test_a_budget_of_5_admits_exactly_5_reservations_at_once(any_store: St
 
 
 async def test_a_charge_is_recorded_once_and_the_reservation_released(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(), new_jobs(1))
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
     (job,) = await any_store.jobs.jobs_for_batch("b1")
     await any_store.ledger.reserve(job.id, "b1", "local", 2.0)
     assert await any_store.ledger.settle_finished(job.id, 1.5, {"url": "u"}) == 1.5
@@ -271,7 +254,7 @@ async def test_a_charge_is_recorded_once_and_the_reservation_released(any_store:
 
 
 async def test_an_outcome_that_ends_the_execution_gives_the_reservation_back(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(), new_jobs(1))
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
     (job,) = await any_store.jobs.jobs_for_batch("b1")
     await any_store.ledger.reserve(job.id, "b1", "local", 2.0)
     assert await any_store.jobs.transition(
@@ -304,7 +287,7 @@ async def test_pauses_are_kept_by_scope(any_store: StoreApi) -> None:
 
 
 async def test_a_notification_is_queued_once_per_key(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(), new_jobs(1))
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
     assert await any_store.outbox.enqueue_notification("k1", "b1", "batch.finished", {"n": 1})
     assert not await any_store.outbox.enqueue_notification("k1", "b1", "batch.finished", {"n": 2})
     assert await any_store.outbox.pending_notifications() == 1
@@ -329,7 +312,7 @@ async def test_gathering_takes_only_queued_jobs_into_a_remote_batch(any_store: S
 
 
 async def test_a_started_remote_batch_runs_only_its_jobs_still_submitting(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(), new_jobs(2))
+    await any_store.batches.insert_batch(batch_row(), make_jobs(2))
     jobs = await any_store.jobs.jobs_for_batch("b1")
     gathered = await any_store.remote_batches.gather(
         "openai", "b1", "gpt-image-1", "tag-1", [job.id for job in jobs], time.time()
@@ -343,7 +326,7 @@ async def test_a_started_remote_batch_runs_only_its_jobs_still_submitting(any_st
 
 
 async def test_a_state_never_moves_by_update_job(any_store: StoreApi) -> None:
-    await any_store.batches.insert_batch(batch_row(), new_jobs(1))
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
     (job,) = await any_store.jobs.jobs_for_batch("b1")
     with pytest.raises(ValueError, match="transition"):
         await any_store.jobs.update_job(job.id, state=JobState.DONE)
