@@ -20,6 +20,7 @@ from wfbatch.core.names import quote_name
 from wfbatch.core.parsing import LineError, PromptFileError, format_of_name
 from wfbatch.core.states import UNFINISHED_STATES, Execution, JobState, ReviewStatus
 from wfbatch.core.suggest import did_you_mean
+from wfbatch.core.words import plural
 from wfbatch.engine.events import EventSink, discard
 from wfbatch.engine.intake.acceptance import CheckedPrompts, balance_warnings, check_prompts
 from wfbatch.engine.intake.ingest import ingest
@@ -83,10 +84,6 @@ Acceptance = Accepted | Duplicate | Refused
 def _ids(ids: Sequence[int]) -> str:
     shown = ", ".join(str(i) for i in ids[:MAX_IDS_LISTED])
     return shown + (f" and {len(ids) - MAX_IDS_LISTED} more" if len(ids) > MAX_IDS_LISTED else "")
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class Control:
@@ -193,7 +190,7 @@ class Control:
         if ingested.resumed:
             self._emit(BatchEvent(event="duplicate", batch_id=batch.id, source_name=source_name))
             return Duplicate(batch)
-        jobs = _plural(ingested.jobs, "job")
+        jobs = plural(ingested.jobs, "job")
         log.info("batch %s (%s): %s from %s", batch.id, quote_name(batch.name), jobs, quote_name(source_name))
         self._emit(
             BatchEvent(
@@ -235,7 +232,7 @@ class Control:
         await self._announce(retried, JobState.QUEUED)
         self.engine.wake()
         skipped = sorted(set(wanted) - set(retried))
-        message = f"{_plural(len(retried), 'job')} queued again"
+        message = f"{plural(len(retried), 'job')} queued again"
         if skipped:
             message += f"; not failed or canceled, left alone: {_ids(skipped)}"
         return CommandResult(job_ids=retried, message=message)
@@ -256,7 +253,7 @@ class Control:
         stopped = await self.engine.stop_canceled(canceled)
         await self._announce(canceled, JobState.CANCELED)
         skipped = sorted(set(wanted) - set(canceled))
-        message = f"{_plural(len(canceled), 'job')} canceled"
+        message = f"{plural(len(canceled), 'job')} canceled"
         if stopped:
             message += f" ({len(stopped)} stopped while in flight)"
         if skipped:
@@ -385,10 +382,10 @@ class Control:
                 finals += decided
         if problems and not moved:
             raise CommandError("; ".join(problems))
-        message = f"{_plural(len(moved), 'image')} marked {decision.value}"
+        message = f"{plural(len(moved), 'image')} marked {decision.value}"
         if finals:
             verb = "queued" if decision is ReviewStatus.APPROVED else "canceled before it started"
-            message += f"; {_plural(finals, 'final')} {verb}"
+            message += f"; {plural(finals, 'final')} {verb}"
         if problems:
             message += "; " + "; ".join(problems[:MAX_IDS_LISTED])
         return CommandResult(job_ids=moved, message=message)
