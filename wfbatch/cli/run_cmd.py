@@ -25,7 +25,7 @@ from wfbatch.cli.common import (
     settings_from_flags,
     usable_home,
 )
-from wfbatch.cli.run_progress import shown_progress, wants_progress
+from wfbatch.cli.run_progress import shown_progress, uploads_by_state, wants_progress
 from wfbatch.core.parsing import PromptFileError
 from wfbatch.core.words import plural
 from wfbatch.engine.intake.acceptance import CheckedPrompts, check_prompts
@@ -228,10 +228,7 @@ async def _summary(
 
 async def _uploads_left(store: Store, batch_ids: list[str]) -> dict[str, Any]:
     """This run's uploads to the delivery bucket by state, and why the held ones are held."""
-    totals = {"pending": 0, "held": 0, "done": 0}
-    for batch_id in batch_ids:
-        for state, n in (await store.outbox.backlog(batch_id)).items():
-            totals[state] = totals.get(state, 0) + n
+    totals = await uploads_by_state(store, batch_ids)
     reasons = await store.outbox.held_reasons() if totals["held"] else []
     return {**totals, "held_reasons": reasons}
 

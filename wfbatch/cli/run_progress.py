@@ -9,7 +9,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -65,6 +65,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+async def uploads_by_state(store: StoreApi, batch_ids: Sequence[str]) -> dict[str, int]:
+    """These batches' uploads to the delivery bucket by state (pending, held, done)."""
+    totals = {"pending": 0, "held": 0, "done": 0}
+    for batch_id in batch_ids:
+        for state, n in (await store.outbox.backlog(batch_id)).items():
+            totals[state] = totals.get(state, 0) + n
+    return totals
+
+
 class RunProgress:
     """Reads the store and the engine's limiters each frame; `frame()` is what one frame shows."""
 
@@ -109,9 +118,7 @@ class RunProgress:
         """Once every job has ended, what the run still waits for: its uploads to the bucket."""
         if running:
             return None
-        pending = 0
-        for batch_id in self._batch_ids:
-            pending += (await self._store.outbox.backlog(batch_id))["pending"]
+        pending = (await uploads_by_state(self._store, self._batch_ids))["pending"]
         if not pending:
             return None
         wait = self._engine.settings.delivery.wait_at_exit
