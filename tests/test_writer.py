@@ -11,7 +11,8 @@ import pytest
 
 from tests.deadlines import patience
 from tests.engine_sim import enqueue, prompts
-from tests.test_store_contract import batch_row, new_jobs
+from tests.test_store import make_jobs
+from tests.test_store_contract import batch_row
 from wfbatch.engine.loop.writer import OutputWriter, sheet_label
 from wfbatch.home import HomeLayout
 from wfbatch.store import BatchRow, JobRow, Store
@@ -73,7 +74,7 @@ async def test_a_finished_hook_cut_short_is_called_again_at_the_next_write(
 async def test_a_contact_sheet_label_names_the_prompt_beside_the_index(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "w.db")
     try:
-        await store.batches.insert_batch(batch_row(), new_jobs(2))
+        await store.batches.insert_batch(batch_row(), make_jobs(2))
         first, second = await store.jobs.jobs_for_batch("b1")
     finally:
         await store.close()
