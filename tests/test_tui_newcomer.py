@@ -6,6 +6,7 @@ Against a real daemon (the local provider, or Wireflow's simulator for a budget 
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path, PurePosixPath
@@ -51,9 +52,17 @@ async def api(daemon: DaemonProcess) -> AsyncIterator[DaemonClient]:
         yield client
 
 
+class _PatientToasts(WfbatchApp):
+    """Toasts live 5 s; on a loaded machine the test may look later than that and find none. They
+    stay as long as the test is willing to wait (Textual's public class setting)."""
+
+    NOTIFICATION_TIMEOUT = 600
+    CSS_PATH = str(Path(inspect.getfile(WfbatchApp)).with_name("styles.tcss"))  # not beside this test
+
+
 def _app(api: DaemonClient) -> WfbatchApp:
-    return WfbatchApp(DaemonClient(api.socket_path), retry_interval=0.2, status_interval=0.2, graphics=False,
-                      close_client=True)
+    return _PatientToasts(DaemonClient(api.socket_path), retry_interval=0.2, status_interval=0.2,
+                          graphics=False, close_client=True)
 
 
 async def _attached(pilot: Pilot[Any]) -> MainScreen:
