@@ -1,5 +1,6 @@
 """`wfbatch sim`: run the local provider simulator (any provider's contract) in the foreground; for
-ComfyUI, `--servers N` runs N independent servers (one per simulated GPU) on consecutive ports."""
+ComfyUI, `--servers N` runs N independent servers (one per simulated GPU) on consecutive ports; for
+the others, `--accounts N` (or `--api-key` given several times) serves several accounts on one port."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -24,6 +26,8 @@ from wfbatch.sim import (
     serve,
 )
 from wfbatch.sim.cli import total
+from wfbatch.sim.keys import SimKeys, generated_keys
+from wfbatch.sim.keys import label as key_label
 
 
 def _latency(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
@@ -55,6 +59,21 @@ def _exports(options: SimOptions, urls: list[str]) -> str:
     if sim.needs_key:
         values[f"{prefix}API_KEY"] = "<your --api-key>" if options.api_key else "sk-test"
     values.update({prefix + key: value for key, value in sim.settings(options).items()})
+    return "export " + " ".join(f"{key}={shlex.quote(value)}" for key, value in values.items())
+
+
+def _account_exports(options: SimOptions, url: str, *, shown: bool) -> str:
+    """The accounts' settings, one per key: the invented keys of `--accounts` are printed (they are
+    the simulator's own), keys the user gave are not."""
+    sim = SIM_PROVIDERS[options.provider]
+    prefix = f"WFBATCH_{sim.name.upper()}__"
+    values = {"WFBATCH_PROVIDER": sim.name}
+    values.update({prefix + key: value for key, value in sim.settings(options).items()})
+    for index, key in enumerate(options.api_keys):
+        account = f"{prefix}ACCOUNTS__{index}__"
+        values[account + "NAME"] = key_label(index)
+        values[account + "API_KEY"] = key if shown else f"<your --api-key #{index + 1}>"
+        values[account + "BASE_URL"] = url
     return "export " + " ".join(f"{key}={shlex.quote(value)}" for key, value in values.items())
 
 
@@ -148,7 +167,20 @@ def _provider_options(command: click.Command) -> click.Command:
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Override requests per window.")
 @click.option("--epm", type=click.IntRange(min=1), default=None, help="Override executions per window.")
 @click.option("--daily", type=click.IntRange(min=1), default=None, help="Override executions per day.")
-@click.option("--api-key", default=None, help="Accept only this key [default: any sk-… or wf_… key].")
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="Accept only this key [default: any sk-… or wf_… key]; given several times, each key is an "
+    "account with its own windows, quota, credit and stats, on this one port.",
+)
+@click.option(
+    "--accounts",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Serve this many accounts on this one port, with invented keys (printed), each with its own "
+    "windows, quota, credit and stats (GET /_sim/stats lists them as key1, key2, …).",
+)
 @click.option(
     "--quota",
     type=click.FloatRange(min=0),
@@ -176,6 +208,8 @@ def sim_command(
     allow_remote: bool,
     provider: str,
     servers: int,
+    api_keys: tuple[str, ...],
+    accounts: int | None,
     **knobs: Any,
 ) -> None:
     """Run a local provider simulator: rehearse a batch before spending credits."""
@@ -185,6 +219,14 @@ def sim_command(
         )
     others = {p.name for name, sim in SIM_PROVIDERS.items() if name != provider for p in sim.cli_options}
     chosen = {key: value for key, value in knobs.items() if key not in others}
+    if accounts is not None and api_keys:
+        raise click.UsageError("give --accounts N or --api-key several times, not both")
+    if accounts is not None:
+        chosen["api_keys"] = generated_keys(accounts)
+    elif len(api_keys) > 1:
+        chosen["api_keys"] = api_keys
+    elif api_keys:
+        chosen["api_key"] = api_keys[0]
     try:
         options = SimOptions(host=host, port=port, provider=provider, **chosen)
     except ValueError as exc:
@@ -192,6 +234,10 @@ def sim_command(
     if servers > 1 and not SIM_PROVIDERS[provider].fleet:
         fleets = ", ".join(name for name, sim in SIM_PROVIDERS.items() if sim.fleet)
         raise click.UsageError(f"--servers is for --provider {fleets} (one server per GPU)")
+    if servers > 1 and options.api_keys:
+        raise click.UsageError("--servers and several accounts do not go together")
+    if options.api_keys and not SIM_PROVIDERS[provider].needs_key:
+        raise click.UsageError(f"the {provider} simulator takes no key: it has no accounts")
     if servers > 1 and port and port + servers - 1 > 65535:
         raise click.UsageError(f"--port {port} --servers {servers} runs past port 65535")
 
@@ -199,13 +245,23 @@ def sim_command(
 
     def ready(urls: list[str]) -> None:
         described = sim.describe(options, servers)
+        if options.api_keys:
+            described += f"; {len(options.api_keys)} accounts, each its own limits and credit"
         click.echo(f"{sim.title} simulator at {', '.join(urls)} ({described}); Ctrl-C to stop")
-        click.echo(_exports(options, urls))
+        click.echo(
+            _account_exports(options, urls[0], shown=accounts is not None)
+            if options.api_keys
+            else _exports(options, urls)
+        )
         sys.stdout.flush()
 
     states: list[SimState] = []
     try:
-        if servers == 1:
+        if servers == 1 and options.api_keys:
+            keys = SimKeys(options, clock=time.time)
+            states.extend(keys.states)
+            serve(options, state=keys, on_ready=lambda url: ready([url]))
+        elif servers == 1:
             states.append(SimState(options))
             serve(options, state=states[0], on_ready=lambda url: ready([url]))
         else:

@@ -107,6 +107,9 @@ class SimOptions:
     """Executions per simulated day, where the API has such a cap; None = its default."""
     api_key: str | None = None
     """If set, the only key accepted; otherwise any key of the provider's usual form."""
+    api_keys: tuple[str, ...] = ()
+    """Several keys on one port, each an account with its own windows, quota, credit and stats
+    (see `wfbatch.sim.keys`); empty = one account, as `api_key` says."""
     own: ProviderOptions = field(default_factory=ProviderOptions)
     """The provider's own knobs (its package's `ProviderOptions` subclass)."""
 
@@ -146,6 +149,8 @@ class SimOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.api_keys and self.api_key is not None:
+            raise ValueError("give either one api_key or several api_keys, not both")
         unknown = set(self.faults) - set(FAULT_GROUPS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_GROUPS)}")

@@ -20,6 +20,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from wfbatch.sim.app import build_app
 from wfbatch.sim.faults import TRANSPORT_SCOPE_KEY
+from wfbatch.sim.keys import SimKeys, build_keyed_app
 from wfbatch.sim.options import SimOptions
 from wfbatch.sim.registry import SIM_PROVIDERS
 from wfbatch.sim.state import Clock, SimState
@@ -67,9 +68,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(state: SimState, *, quiet: bool) -> uvicorn.Server:
+def make_world(options: SimOptions, clock: Clock = time.time) -> SimState | SimKeys:
+    """One state, or one per key when the options list several keys."""
+    return SimKeys(options, clock=clock) if options.api_keys else SimState(options, clock=clock)
+
+
+def _server(world: SimState | SimKeys, *, quiet: bool) -> uvicorn.Server:
+    app = build_keyed_app(world, build_app) if isinstance(world, SimKeys) else build_app(world)
     config = uvicorn.Config(
-        build_app(state),
+        app,
         http=_TransportExposingH11,
         ws="websockets-sansio",  # ComfyUI's /ws; the sans-I/O one: the legacy one warns
         lifespan="off",
@@ -86,6 +93,23 @@ def _server(state: SimState, *, quiet: bool) -> uvicorn.Server:
 class _Urls:
     _sock: socket.socket | None
     options: SimOptions
+    world: SimState | SimKeys
+
+    @property
+    def state(self) -> SimState:
+        """The simulator's state; with several keys, the first key's (each one's: `keys.states`)."""
+        return self.world.states[0] if isinstance(self.world, SimKeys) else self.world
+
+    @property
+    def keys(self) -> SimKeys:
+        """Every key's state, when the options list several keys."""
+        if not isinstance(self.world, SimKeys):
+            raise TypeError("this simulator serves one key (SimOptions.api_keys is empty)")
+        return self.world
+
+    def stats(self) -> dict[str, Any]:
+        """What `/_sim/stats` answers (per key under `accounts`, with several keys)."""
+        return self.world.stats()
 
     @property
     def port(self) -> int:
@@ -118,7 +142,7 @@ class RunningSimulator(_Urls):
     ) -> None:
         options = options or SimOptions()
         self.options = replace(options, **overrides) if overrides else options
-        self.state = SimState(self.options, clock=clock)
+        self.world = make_world(self.options, clock)
         self._sock: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -126,7 +150,7 @@ class RunningSimulator(_Urls):
 
     def start(self) -> None:
         self._sock = _bind(self.options.host, self.options.port)
-        self._server = server = _server(self.state, quiet=True)
+        self._server = server = _server(self.world, quiet=True)
         sock = self._sock
 
         def run() -> None:
@@ -174,14 +198,14 @@ class AsyncRunningSimulator(_Urls):
     ) -> None:
         options = options or SimOptions()
         self.options = replace(options, **overrides) if overrides else options
-        self.state = SimState(self.options, clock=clock)
+        self.world = make_world(self.options, clock)
         self._sock: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> AsyncRunningSimulator:
         self._sock = _bind(self.options.host, self.options.port)
-        self._server = server = _server(self.state, quiet=True)
+        self._server = server = _server(self.world, quiet=True)
         self._task = asyncio.create_task(server.serve(sockets=[self._sock]))
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not server.started:
@@ -212,7 +236,7 @@ class AsyncRunningSimulator(_Urls):
 def serve(
     options: SimOptions,
     *,
-    state: SimState | None = None,
+    state: SimState | SimKeys | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run in the foreground until Ctrl-C (uvicorn handles the signals). `on_ready(base_url)` is
@@ -223,6 +247,6 @@ def serve(
         if on_ready is not None:
             prefix = SIM_PROVIDERS[options.provider].api_prefix
             on_ready(f"http://{host}:{sock.getsockname()[1]}{prefix}")
-        _server(state or SimState(options), quiet=True).run(sockets=[sock])
+        _server(state or make_world(options), quiet=True).run(sockets=[sock])
     finally:
         sock.close()

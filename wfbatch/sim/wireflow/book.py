@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wfbatch.sim.images import render_png
-from wfbatch.sim.limits import SlidingWindow, WindowVerdict
+from wfbatch.sim.limits import RetryAfterBook, SlidingWindow, WindowVerdict
 from wfbatch.sim.options import SimOptions
 from wfbatch.sim.state import Clock
 from wfbatch.sim.wireflow.options import WireflowOptions, window_limits
@@ -95,6 +95,8 @@ class WireflowBook:
         """Server-side times of every start admitted by the rate windows (for window checks)."""
         self.executions_by_key: Counter[str] = Counter()
         self.rate_limited = 0
+        self.retry_after = RetryAfterBook()
+        """Requests that came before a 429's Retry-After was over (a client that did not wait)."""
         self.peak_concurrency = 0
         self.replays = 0
         self.conflicts = 0
@@ -125,6 +127,15 @@ class WireflowBook:
             execution.credits_used = 0.0
 
     # -- rate windows ------------------------------------------------------------------------
+
+    def arrive(self, now: float) -> None:
+        """Every API request, on arrival: counted as early when a Retry-After still runs."""
+        with self._lock:
+            self.retry_after.arrive(now)
+
+    def announce_retry(self, until: float) -> None:
+        with self._lock:
+            self.retry_after.announce(until)
 
     def check_start(self, now: float) -> tuple[WindowVerdict, str | None]:
         """Peek the execution windows for a start. Returns the verdict to report and, when refused,
@@ -271,6 +282,7 @@ class WireflowBook:
                 "executions_by_status": dict(Counter(e.status for e in self.executions.values())),
                 "executions_by_key": dict(self.executions_by_key),
                 "rate_limited": self.rate_limited,
+                "early_retries": self.retry_after.early_retries,
                 "peak_concurrency": self.peak_concurrency,
                 "credits": {
                     "balance": self.balance,

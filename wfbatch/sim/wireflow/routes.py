@@ -102,6 +102,7 @@ class _Api:
             st.count_request(name)
             now = st.clock()
             book.settle(now)
+            book.arrive(now)
             peek = book.peek_start if start else book.peek_request
             if auth:
                 message = st.auth_error(request.headers.get("authorization"))
@@ -124,7 +125,7 @@ class _Api:
             else:
                 verdict, refused = book.check_request(now)
                 if refused is not None:
-                    return self._too_many(refused, verdict)
+                    return self._too_many(refused, verdict, now)
                 reply = _with_limits(handler(Call(request, body, now, None)), verdict)
             if fault == "malformed":
                 st.record_fault(fault)
@@ -173,7 +174,7 @@ class _Api:
                 return _with_limits(replay, book.peek_start(now))
         verdict, refused = book.check_start(now)
         if refused is not None:
-            return self._too_many(refused, verdict)
+            return self._too_many(refused, verdict, now)
         reply = handler(Call(request, body, now, key))
         if 200 <= reply.status_code < 300:
             verdict = book.hit_start(now)
@@ -182,8 +183,9 @@ class _Api:
                 book.remember(key, StoredReply(fp, reply.status_code, bytes(reply.body), headers, now))
         return _with_limits(reply, verdict)
 
-    def _too_many(self, message: str, verdict: WindowVerdict) -> Response:
+    def _too_many(self, message: str, verdict: WindowVerdict, now: float) -> Response:
         retry_after = max(1, math.ceil(verdict.retry_after))
+        self.book.announce_retry(now + retry_after)
         headers = {**verdict.headers(), "Retry-After": str(retry_after)}
         # Docs' example: the body's `retryAfter` is an epoch timestamp, unlike the header.
         return error_reply(429, message, self.style, headers=headers, retryAfter=math.ceil(verdict.reset_at))
