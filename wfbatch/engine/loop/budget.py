@@ -16,7 +16,7 @@ from wfbatch.core.models import JobSpec
 from wfbatch.core.states import LIVE_EXECUTIONS
 from wfbatch.engine.clock import Clock
 from wfbatch.providers.base import Provider
-from wfbatch.providers.errors import ProviderError
+from wfbatch.providers.errors import AuthenticationFailed, ProviderError
 from wfbatch.providers.registry import traits
 from wfbatch.settings import Settings
 from wfbatch.store import BatchRow, JobRow, StoreApi, ledger_day
@@ -39,13 +39,19 @@ async def ask_estimate(provider: Provider | None, settings: Settings, spec: JobS
 
 
 async def _asked_estimate(
-    provider: Provider | None, settings: Settings, spec: JobSpec
+    provider: Provider | None, settings: Settings, spec: JobSpec, *, refused_key: bool = False
 ) -> tuple[float | None, bool]:
     """`ask_estimate`, and whether the answer may be kept: not when the provider's estimate request
-    failed (a timeout is no reason to treat the cost as unknown for the rest of the run)."""
+    failed (a timeout is no reason to treat the cost as unknown for the rest of the run).
+    `refused_key`: a key the provider refuses is raised (`AuthenticationFailed`), not papered over."""
     if provider is not None and traits(spec.provider).estimates_cost:
         try:
             estimate = await provider.estimate(spec)
+        except AuthenticationFailed:
+            if refused_key:
+                raise
+            log.warning("%s: no cost estimate (the key was refused); using configured costs", spec.provider)
+            return configured_cost(settings, spec.provider, spec.model), False
         except ProviderError as error:
             log.warning("%s: no cost estimate (%s); using the configured costs", spec.provider, error)
             return configured_cost(settings, spec.provider, spec.model), False
@@ -85,10 +91,13 @@ class Budget:
         self.reserved_hooks: list[Callable[[BatchRow, str, str], Awaitable[None]]] = []
         """Called with (batch, provider, day) after a reservation: the budget alert looks then."""
 
-    async def estimate(self, spec: JobSpec, provider: Provider | None) -> float | None:
+    async def estimate(
+        self, spec: JobSpec, provider: Provider | None, *, refused_key: bool = False
+    ) -> float | None:
         """The provider's own estimate when it has one, else the config's, else what this kind of
         image was last charged. Asked once per (provider, model): concurrent callers wait for the
-        one request in flight instead of each sending their own."""
+        one request in flight instead of each sending their own. `refused_key`: raise
+        `AuthenticationFailed` when the key is refused (a start would be refused too)."""
         key = cost_key(spec)
         if key in self._estimates:
             return self._estimates[key]
@@ -96,7 +105,7 @@ class Budget:
         async with lock:
             if key in self._estimates:
                 return self._estimates[key]
-            estimate, settled = await _asked_estimate(provider, self.settings, spec)
+            estimate, settled = await _asked_estimate(provider, self.settings, spec, refused_key=refused_key)
             if settled:
                 self._estimates[key] = estimate
             return estimate
@@ -136,7 +145,8 @@ class Budget:
             return Admission(reserved=job.reserved)
         if job.reserved is not None:
             await self.ledger.release(job.id)  # left by a start that never went out: not an exposure
-        estimate = await self.estimate(job.spec, provider)
+        # A refused key ends here, before the start: that account's first answer is its only one.
+        estimate = await self.estimate(job.spec, provider, refused_key=True)
         cost = estimate or 0.0  # unknown: nothing to reserve (the engine then starts one at a time)
         day = ledger_day(self._clock.wall())
         # Check and reserve are one store transaction: parallel jobs cannot both slip under a cap.

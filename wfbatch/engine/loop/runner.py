@@ -217,7 +217,13 @@ class JobRunner:
     async def _start(self, job: JobRow, batch: BatchRow, provider: Provider, *, fresh: bool) -> JobRow | None:
         """Admit the job under every cap and mark it submitting; None if it must wait."""
         s = self.s
-        admission = await s.budget.admit(job, batch, provider)
+        try:
+            admission = await s.budget.admit(job, batch, provider)
+        except AuthenticationFailed as error:
+            # The cost estimate's answer refused the key: the account is disabled before anything
+            # else is sent on it, and the job, never marked as started, waits for the next pick.
+            s.pool.pause_for_account(job.provider, error, job.account)
+            return None
         if admission.refusal is not None:
             s.emit(
                 BatchEvent(event="held", batch_id=batch.id, reason=admission.refusal, provider=job.provider)

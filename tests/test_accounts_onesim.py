@@ -1,0 +1,172 @@
+"""Several accounts against one simulator port serving several keys (`wfbatch sim --accounts 3`):
+each key its own windows, credit and books, as a reference server that keeps windows per key. The
+real engine, real SQLite, real httpx clients over loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.conftest_sim import fast_options
+from tests.engine_sim import enqueue, prompts
+from wfbatch.core.hashing import idempotency_key
+from wfbatch.core.states import JobState
+from wfbatch.engine.loop.scheduler import Engine
+from wfbatch.home import HomeLayout
+from wfbatch.settings import Settings, load_settings
+from wfbatch.sim import RunningSimulator
+from wfbatch.sim.wireflow.book import WireflowBook
+from wfbatch.store import Store
+
+WINDOW = 2.0
+"""Seconds of a simulated 'minute': each key starts at most EPM executions in it."""
+EPM = 10
+KEYS = ("sk-sim-key1", "sk-sim-key2", "sk-sim-key3")
+NAMES = ("key1", "key2", "key3")
+
+
+@contextmanager
+def one_port(**options: Any) -> Iterator[RunningSimulator]:
+    with RunningSimulator(fast_options(api_keys=KEYS, epm=EPM, window=WINDOW, **options)) as sim:
+        yield sim
+
+
+def settings_for(home: Path, sim: RunningSimulator, keys: tuple[str, ...] = KEYS, **section: Any) -> Settings:
+    accounts = [
+        {"name": name, "api_key": key, "base_url": sim.base_url}
+        for name, key in zip(NAMES, keys, strict=True)
+    ]
+    wireflow: dict[str, Any] = {
+        "workflow_id": "wf_demo",
+        "request_timeout": 5.0,
+        "requests_per_minute": 10_000,
+        "executions_per_minute": EPM,
+        "rate_window_seconds": WINDOW,
+        "daily_executions": None,
+        "max_in_flight": 10,
+        "poll_initial": 0.05,
+        "poll_max": 0.2,
+        "backoff_initial": 0.05,
+        "backoff_max": 0.2,
+        "accounts": accounts,
+        **section,
+    }
+    return load_settings(home, provider="wireflow", wireflow=wireflow)
+
+
+def most_in_any_window(times: list[float], span: float) -> int:
+    """The most starts the server admitted in any span of `span` seconds."""
+    times = sorted(times)
+    most, first = 0, 0
+    for last, now in enumerate(times):
+        while times[first] <= now - span:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+async def test_three_keys_on_one_port_run_sixty_prompts_each_key_within_its_own_window(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port() as sim:
+        batch = (await enqueue(store, layout, prompts(60))).batch
+        engine = Engine(store, settings_for(home, sim), layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = sim.stats()
+        books = [state.book_as(WireflowBook) for state in sim.keys.states]
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    assert stats["requests"]["wrong_key"] == 0
+    by_key = {seen["account"]: seen for seen in stats["accounts"]}
+    for name in NAMES:
+        seen = by_key[name]
+        assert seen["early_retries"] == 0, seen  # no request inside a Retry-After
+        assert seen["rate_limited"] == 0, seen  # each key kept within its own window
+        assert seen["executions_created"] == sum(job.account == name for job in jobs) > 0
+    assert sum(seen["executions_created"] for seen in by_key.values()) == 60  # one per prompt
+    for book in books:
+        assert most_in_any_window(book.accepted_starts, WINDOW) <= EPM
+
+
+async def test_one_wrong_key_of_three_the_two_good_finish_and_no_job_fails(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port() as sim:
+        batch = (await enqueue(store, layout, prompts(30))).batch
+        keys = (KEYS[0], "sk-sim-wrong-key", KEYS[2])
+        engine = Engine(store, settings_for(home, sim, keys), layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = sim.stats()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    assert {job.account for job in jobs} == {"key1", "key3"}
+    assert stats["requests"]["wrong_key"] == 1  # the account was tried once, then disabled
+    assert engine.pool.account_holds[("wireflow", "key2")][1]["kind"] == "authentication"
+
+
+async def test_every_key_wrong_holds_the_batch_after_one_request_per_account(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port() as sim:
+        batch = (await enqueue(store, layout, prompts(9))).batch
+        wrong = ("sk-sim-wrong1", "sk-sim-wrong2", "sk-sim-wrong3")
+        engine = Engine(store, settings_for(home, sim, wrong), layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = sim.stats()
+    assert reason.code == "paused", reason
+    for name in NAMES:
+        assert f"{name}: wireflow: authentication failed (401)" in reason.message, reason
+    assert stats["requests"]["wrong_key"] <= 3, stats  # at most one request per account
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert all(job.state is JobState.QUEUED for job in jobs)  # kept, not failed
+
+
+async def test_a_lost_start_on_one_key_is_never_sent_with_another(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port() as sim:
+        first = sim.keys.states[0]
+        # The start reaches key1's account and creates the execution; its answer is lost, and
+        # every re-send of it on key1 is cut too: only key1 may ever answer for it.
+        first.queue_fault("lost_reset", route="execute", count=1)
+        first.queue_fault("reset", route="execute", count=2)
+        batch = (await enqueue(store, layout, prompts(6))).batch
+        settings = settings_for(home, sim, max_in_flight=1, executions_per_minute=1)
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = sim.stats()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    assert any(job.account == "key1" and job.attempts > 1 for job in jobs)  # the re-sent one(s)
+    for job in jobs:  # each prompt made once, on the account its job is pinned to, and nowhere else
+        key = idempotency_key(job.uid, job.generation)
+        made = {seen["account"]: seen["executions_by_key"].get(key, 0) for seen in stats["accounts"]}
+        assert made == {name: int(name == job.account) for name in NAMES}, (job.id, made)
+    total = sum(seen["executions_created"] for seen in stats["accounts"])
+    assert total == 6  # one execution per prompt in the server's books
+
+
+async def test_one_keys_credit_runs_out_its_unsent_jobs_move_and_the_batch_finishes(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port() as sim:
+        sim.keys.states[1].book_as(WireflowBook).balance = 3.0  # key2: three images
+        batch = (await enqueue(store, layout, prompts(24))).batch
+        engine = Engine(store, settings_for(home, sim), layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = sim.stats()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)  # no job failed for one key's credit
+    by_key = {seen["account"]: seen for seen in stats["accounts"]}
+    poor = by_key["key2"]
+    # Only jobs that reached key2 and were created there stayed there; the others moved.
+    assert poor["executions_created"] == sum(job.account == "key2" for job in jobs) <= 3
+    assert sum(seen["executions_created"] for seen in by_key.values()) == 24  # one per prompt
+    reason_held, details = engine.pool.account_holds[("wireflow", "key2")]
+    assert details["kind"] == "credits" and "out of credits" in reason_held
