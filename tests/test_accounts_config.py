@@ -96,10 +96,13 @@ def test_account_names_must_differ(tmp_path: Path) -> None:
         load_settings(home_with(tmp_path, text))
 
 
-def test_a_daily_credit_cap_on_an_account_is_refused_not_ignored(tmp_path: Path) -> None:
+def test_a_daily_credit_cap_on_an_account_is_its_own_not_the_sections(tmp_path: Path) -> None:
     text = TWO_ACCOUNTS.replace("weight = 2.0", "weight = 2.0\ndaily_credit_cap = 5")
-    problems = configuration_problems("wireflow", load_settings(home_with(tmp_path, text)))
-    assert problems and "daily_credit_cap on an account is not supported yet" in problems[0]
+    settings = load_settings(home_with(tmp_path, text))
+    assert configuration_problems("wireflow", settings) == []
+    limits = settings.provider_limits("wireflow")
+    assert (limits.account_credit_cap("studio"), limits.account_credit_cap("client")) == (5, None)
+    assert limits.daily_credit_cap is None  # the section's own cap is untouched
 
 
 def test_plan_forecasts_with_the_sum_of_the_pools_limits(tmp_path: Path) -> None:

@@ -33,9 +33,16 @@ def one_port(**options: Any) -> Iterator[RunningSimulator]:
         yield sim
 
 
-def settings_for(home: Path, sim: RunningSimulator, keys: tuple[str, ...] = KEYS, **section: Any) -> Settings:
+def settings_for(
+    home: Path,
+    sim: RunningSimulator,
+    keys: tuple[str, ...] = KEYS,
+    own: dict[str, dict[str, Any]] | None = None,
+    **section: Any,
+) -> Settings:
+    """Three accounts on the simulator's one port; `own`: an account's own settings, by name."""
     accounts = [
-        {"name": name, "api_key": key, "base_url": sim.base_url}
+        {"name": name, "api_key": key, "base_url": sim.base_url, **(own or {}).get(name, {})}
         for name, key in zip(NAMES, keys, strict=True)
     ]
     wireflow: dict[str, Any] = {
@@ -170,3 +177,55 @@ async def test_one_keys_credit_runs_out_its_unsent_jobs_move_and_the_batch_finis
     assert sum(seen["executions_created"] for seen in by_key.values()) == 24  # one per prompt
     reason_held, details = engine.pool.account_holds[("wireflow", "key2")]
     assert details["kind"] == "credits" and "out of credits" in reason_held
+
+
+async def test_an_accounts_daily_credit_cap_holds_it_and_the_others_finish(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port() as sim:
+        batch = (await enqueue(store, layout, prompts(12))).batch
+        own = {"key1": {"daily_credit_cap": 2}}
+        settings = settings_for(home, sim, own=own, costs={"default": 1.0})
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = sim.stats()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    assert sum(job.account == "key1" for job in jobs) == stats["accounts"][0]["executions_created"] <= 2
+    assert await store.ledger.charged(provider="wireflow", account="key1") <= 2
+    reason_held, details = engine.pool.account_holds[("wireflow", "key1")]
+    assert details["kind"] == "daily_credit_cap" and "2 of 2 credits" in reason_held
+
+
+async def test_every_accounts_daily_credit_cap_and_the_providers_stop_the_run_naming_them(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port() as sim:
+        batch = (await enqueue(store, layout, prompts(12))).batch
+        own = {name: {"daily_credit_cap": 2} for name in NAMES}
+        settings = settings_for(home, sim, own=own, costs={"default": 1.0}, daily_credit_cap=5)
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    # The provider's cap (5) binds before the three accounts' (2 each, 6 in all).
+    assert sum(job.state is JobState.DONE for job in jobs) == 5
+    assert all(job.state in (JobState.DONE, JobState.QUEUED) for job in jobs)
+    assert reason.code == "paused", reason
+    assert "daily credit cap" in reason.message, reason
+
+
+async def test_when_every_account_reaches_its_own_credit_cap_the_run_stops_naming_each(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port() as sim:
+        batch = (await enqueue(store, layout, prompts(9))).batch
+        own = {name: {"daily_credit_cap": 2} for name in NAMES}
+        settings = settings_for(home, sim, own=own, costs={"default": 1.0})
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert sum(job.state is JobState.DONE for job in jobs) == 6  # two on each account
+    assert reason.code == "paused" and "every account held" in reason.message, reason
+    for name in NAMES:
+        assert f"{name}: account daily credit cap reached" in reason.message, reason

@@ -18,10 +18,11 @@ ACCOUNT_LIMITS = (
     "requests_per_minute",
     "executions_per_minute",
     "daily_executions",
-    "daily_credit_cap",
     "max_in_flight",
 )
-"""The limits an account may set for itself; unset, it takes the section's."""
+"""The limits an account may set for itself; unset, it takes the section's. (Its own
+`daily_credit_cap` is not one of them: the section's holds across all accounts, the account's
+beside it, see `ProviderLimits.account_credit_cap`.)"""
 
 
 class AccountSettings(BaseModel):
@@ -42,7 +43,7 @@ class AccountSettings(BaseModel):
     executions_per_minute: int | None = Field(default=None, ge=1)
     daily_executions: int | None = Field(default=None, ge=1)
     daily_credit_cap: float | None = Field(
-        default=None, ge=0, description="not enforced per account yet: refused as a configuration problem"
+        default=None, ge=0, description="credits this account may spend a day (the section's cap holds too)"
     )
     max_in_flight: int | None = Field(default=None, ge=1, le=1000)
 
@@ -108,6 +109,11 @@ class ProviderLimits(BaseModel):
             found.append(Account(account.name, account.pool or account.name, account.weight, section))
         return found
 
+    def account_credit_cap(self, account: str | None) -> float | None:
+        """The account's own daily credit cap (None: none of its own; the section's still holds)."""
+        found = next((a for a in self.accounts if a.name == account), None)
+        return found.daily_credit_cap if found is not None else None
+
     def account_problems(self) -> list[str]:
         """What keeps this provider's accounts from working, each problem naming its account."""
         if not self.accounts:
@@ -115,12 +121,6 @@ class ProviderLimits(BaseModel):
         problems = []
         if "api_key" not in type(self).model_fields and any(a.api_key is not None for a in self.accounts):
             problems.append("this provider takes no api_key: its accounts cannot set one")
-        if any(account.daily_credit_cap is not None for account in self.accounts):
-            # Not enforced per account yet: refused rather than silently ignored.
-            problems.append(
-                "daily_credit_cap on an account is not supported yet: set it on the section (it holds"
-                " across all its accounts)"
-            )
         if getattr(self, "api_key", None) is not None:
             problems.append("api_key is set beside accounts: give each account its own api_key instead")
         for account in self.account_list():

@@ -213,8 +213,11 @@ class LedgerApi(Protocol):
         budget: float | None,
         daily_cap: float | None,
         day: str,
+        account: str | None = None,
+        account_cap: float | None = None,
     ) -> CapReached | None:
-        """Check the batch's budget and the provider's daily cap for `cost` and reserve it,
+        """Check the batch's budget, the provider's daily cap and the account's (`account_cap`,
+        counting the ledger rows of `account` today) for `cost` and reserve it on `account`,
         atomically against every other reservation; what refused it, or None."""
 
     async def reserve(self, job_id: int, batch_id: str, provider: str, credits: float) -> None: ...

@@ -54,6 +54,7 @@ async def write_release_and_charge(
 _EXPOSURE = "SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE "
 _BY_BATCH = "batch_id = ?"
 _BY_PROVIDER_DAY = "provider = ? AND day = ?"
+_BY_ACCOUNT_DAY = "provider = ? AND account = ? AND day = ?"
 
 
 async def _exposure(conn: aiosqlite.Connection, where: str, params: tuple[Any, ...]) -> float:
@@ -78,6 +79,8 @@ class SqliteLedger:
         budget: float | None,
         daily_cap: float | None,
         day: str,
+        account: str | None = None,
+        account_cap: float | None = None,
     ) -> CapReached | None:
         """Check the batch's budget and the provider's daily cap for `cost` and reserve it, in ONE
         transaction. Checked outside it, another job's reservation could come between the check
@@ -93,11 +96,16 @@ class SqliteLedger:
                 exposure = await _exposure(conn, _BY_PROVIDER_DAY, (provider, day))
                 if exposure + cost > daily_cap + 1e-9:
                     return CapReached("daily", exposure, daily_cap)
+            if account_cap is not None and account is not None:
+                exposure = await _exposure(conn, _BY_ACCOUNT_DAY, (provider, account, day))
+                if exposure + cost > account_cap + 1e-9:
+                    return CapReached("account_daily", exposure, account_cap)
             if cost:
+                # The account is named here: the job's own column is written only once it starts.
                 await conn.execute(
-                    "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
-                    " VALUES (?,?,?,?,'reserve',?,?)",
-                    (job_id, batch_id, provider, day, cost, now),
+                    "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at, account)"
+                    " VALUES (?,?,?,?,'reserve',?,?,?)",
+                    (job_id, batch_id, provider, day, cost, now, account),
                 )
                 await conn.execute("UPDATE jobs SET reserved = ? WHERE id = ?", (cost, job_id))
         return None

@@ -326,10 +326,11 @@ class CounterCheck:
 
 @dataclass(frozen=True)
 class CapReached:
-    """Why a reservation was refused: the batch's `budget` or the provider's `daily` cap, with the
-    exposure (charged + reserved) it would have gone past."""
+    """Why a reservation was refused: the batch's `budget`, the provider's `daily` cap or the
+    account's daily cap (`account_daily`), with the exposure (charged + reserved) it would have
+    gone past."""
 
-    cap: Literal["budget", "daily"]
+    cap: Literal["budget", "daily", "account_daily"]
     exposure: float
     limit: float
 

@@ -71,6 +71,8 @@ class Admission:
 
     refusal: str | None = None
     reserved: float | None = None
+    account_capped: bool = False
+    """The refusal is the account's own daily credit cap: that account is held, not the batch."""
 
 
 def _fmt(credits: float) -> str:
@@ -149,6 +151,7 @@ class Budget:
         estimate = await self.estimate(job.spec, provider, refused_key=True)
         cost = estimate or 0.0  # unknown: nothing to reserve (the engine then starts one at a time)
         day = ledger_day(self._clock.wall())
+        limits = self.settings.provider_limits(job.provider)
         # Check and reserve are one store transaction: parallel jobs cannot both slip under a cap.
         reached = await self.ledger.reserve_under_caps(
             job.id,
@@ -156,8 +159,10 @@ class Budget:
             job.provider,
             cost,
             budget=batch.budget,
-            daily_cap=self.settings.provider_limits(job.provider).daily_credit_cap,
+            daily_cap=limits.daily_credit_cap,
             day=day,
+            account=job.account,
+            account_cap=limits.account_credit_cap(job.account),
         )
         if reached is None:
             if cost:
@@ -173,7 +178,14 @@ class Budget:
                 f" reserved; the next job needs {_fmt(cost)}"
             )
             self.paused_batches[batch.id] = reason
-        else:
+        elif reached.cap == "account_daily" and len(limits.account_list()) > 1:
+            # Only this account stops for today: the job is picked again, for another account.
+            reason = (
+                f"account daily credit cap reached: {_fmt(reached.exposure)} of {_fmt(reached.limit)}"
+                f" credits today; the next job needs {_fmt(cost)}"
+            )
+            return Admission(refusal=reason, account_capped=True)
+        else:  # the provider's cap, or the cap of its only account: the provider waits for tomorrow
             reason = (
                 f"daily credit cap reached: {_fmt(reached.exposure)} of {_fmt(reached.limit)} credits"
                 f" today; the next job needs {_fmt(cost)}"

@@ -25,7 +25,7 @@ from wfbatch.providers.registry import (
     traits,
 )
 from wfbatch.settings import Settings
-from wfbatch.store import StoreApi
+from wfbatch.store import StoreApi, ledger_day
 
 log = logging.getLogger("wfbatch.engine")
 
@@ -128,6 +128,11 @@ class ProviderPool:
     def account_hold(self, name: str, account: str) -> str | None:
         """Why this account starts nothing now (a bad key, no credit, its pool's daily cap)."""
         held = self.account_holds.get((name, account))
+        capped = held is not None and held[1].get("kind") == "daily_credit_cap"
+        if held is not None and capped and held[1].get("day") != ledger_day(self._clock.wall()):
+            del self.account_holds[(name, account)]  # a new day: its cap starts afresh
+            self.hold_if_every_account_is()
+            held = None
         if held is not None:
             return held[0]
         return self.account_limiter(name, account).hold() if len(self.accounts(name)) > 1 else None
@@ -200,6 +205,19 @@ class ProviderPool:
         self._emit(ProviderEvent(event="paused", provider=name, reason=shown, details=details))
         self.hold_if_every_account_is()
         return f"account {chosen}: {reason}"
+
+    def hold_account_for_today(self, name: str, account: str | None, reason: str) -> None:
+        """The account's own daily credit cap is reached: it starts nothing more today; the
+        provider's other accounts go on (the provider is held once every one of them is)."""
+        chosen = self.account(name, account).name
+        details = {"kind": "daily_credit_cap", "day": ledger_day(self._clock.wall())}
+        if (name, chosen) in self.account_holds:
+            return
+        log.warning("%s: account %s held: %s", name, chosen, reason)
+        self.account_holds[(name, chosen)] = (reason, details)
+        shown = f"account {chosen}: {reason}"
+        self._emit(ProviderEvent(event="paused", provider=name, reason=shown, details=details))
+        self.hold_if_every_account_is()
 
     def hold_if_every_account_is(self) -> None:
         """A provider with several accounts is held only when every one of them is (then it says

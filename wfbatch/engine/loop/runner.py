@@ -224,6 +224,9 @@ class JobRunner:
             # else is sent on it, and the job, never marked as started, waits for the next pick.
             s.pool.pause_for_account(job.provider, error, job.account)
             return None
+        if admission.account_capped and admission.refusal is not None:
+            s.pool.hold_account_for_today(job.provider, job.account, admission.refusal)
+            return None  # stays queued: the next round picks another account
         if admission.refusal is not None:
             s.emit(
                 BatchEvent(event="held", batch_id=batch.id, reason=admission.refusal, provider=job.provider)
