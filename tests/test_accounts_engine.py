@@ -192,6 +192,13 @@ def test_status_lists_each_account_and_names_the_disabled_one_never_its_key() ->
             bad_line = next(line for line in shown.output.splitlines() if "account bad" in line)
             assert "held" in bad_line and "Invalid API key" in bad_line
             assert "sk-key" not in shown.output and "sk-key" not in str(daemon.status())
+            with daemon.http() as http:  # metrics labelled by provider and account
+                metrics = http.get("/v1/metrics").text
+            assert 'wfbatch_account_held{provider="wireflow",account="bad",pool="bad"} 1' in metrics
+            assert 'wfbatch_account_held{provider="wireflow",account="good",pool="good"} 0' in metrics
+            good = '{provider="wireflow",account="good",pool="good"}'
+            assert f"wfbatch_account_credits_used_total{good} 6" in metrics
+            assert "sk-key" not in metrics
 
 
 async def test_a_429_blocks_only_the_pool_of_the_account_that_got_it(

@@ -15,12 +15,13 @@ from wfbatch.core.hashing import idempotency_key
 from wfbatch.core.states import JobState
 from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
+from wfbatch.outputs import read_manifest
 from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator
 from wfbatch.sim.wireflow.book import WireflowBook
 from wfbatch.store import Store
 
-WINDOW = 2.0
+WINDOW = 4.0
 """Seconds of a simulated 'minute': each key starts at most EPM executions in it."""
 EPM = 10
 KEYS = ("sk-sim-key1", "sk-sim-key2", "sk-sim-key3")
@@ -96,6 +97,10 @@ async def test_three_keys_on_one_port_run_sixty_prompts_each_key_within_its_own_
     assert sum(seen["executions_created"] for seen in by_key.values()) == 60  # one per prompt
     for book in books:
         assert most_in_any_window(book.accepted_starts, WINDOW) <= EPM
+    # Each image's manifest entry names the account it was made on (never the key).
+    manifest = read_manifest(Path(batch.output_dir))
+    assert {str(job.id): job.account for job in jobs} == {e.job_id: e.account for e in manifest.entries}
+    assert not any(key in manifest.model_dump_json() for key in KEYS)
 
 
 async def test_one_wrong_key_of_three_the_two_good_finish_and_no_job_fails(

@@ -17,6 +17,7 @@ ISO 8601 with a UTC offset. Example:
       "job_id": "j_01J...", "index": 1, "user_id": null,
       "prompt": "a castle at dawn", "negative_prompt": null,
       "provider": "local", "provider_label": "local (offline placeholder renderer)",
+      "account": "default",
       "model": null, "seed": 42, "width": 1024, "height": 1024, "variant": 0,
       "params": {}, "tags": [], "format": "png",
       "file": "pending-review/00001-a-castle-at-dawn.png",
@@ -93,6 +94,9 @@ class ManifestEntry(_ManifestModel):
     """Provider name, e.g. `local`, `wireflow`."""
     provider_label: str
     """How the provider is shown to people (the `local` one says it renders placeholders)."""
+    account: str | None = None
+    """The provider account its start went to, as the config names it (`default` for a section's
+    single key); null for a job never started (a cache hit, one still queued). Never the key."""
     model: str | None
     seed: int
     width: int

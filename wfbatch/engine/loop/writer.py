@@ -216,6 +216,7 @@ class OutputWriter:
                     negative_prompt=spec.negative_prompt,
                     provider=spec.provider,
                     provider_label=self._label(spec.provider),
+                    account=job.account,
                     model=spec.model,
                     seed=spec.seed,
                     width=spec.width,
