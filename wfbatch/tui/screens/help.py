@@ -11,6 +11,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from wfbatch.protocol import Status
+
 KEYS: list[tuple[str, str]] = [
     ("1 2 3 4 5", "tabs: Queued, Running, Failed (and canceled), Done, Review"),
     ("↑ ↓ PgUp PgDn", "move; the next page loads as you near the end"),
@@ -41,6 +43,24 @@ def keys_table() -> Table:
     return table
 
 
+def accounts_table(status: Status | None) -> Table | None:
+    """Every account of each provider that has several: its pool's use and what holds it (the
+    header only counts them). None when no provider has several."""
+    rows = [
+        (name, account.describe())
+        for name, provider in (status.providers.items() if status is not None else ())
+        for account in provider.accounts
+    ]
+    if not rows:
+        return None
+    table = Table(box=None, show_header=False, pad_edge=False, title="Accounts", title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for name, line in rows:
+        table.add_row(name, line)
+    return table
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss", "Close"),
@@ -48,7 +68,14 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "dismiss", "Close", show=False),
     ]
 
+    def __init__(self, status: Status | None = None) -> None:
+        super().__init__()
+        self.status = status
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
+            accounts = accounts_table(self.status)
+            if accounts is not None:
+                yield Static(accounts, id="help-accounts")
             yield Static(keys_table())
             yield Static("The selected batch is the highlighted row of the batches panel.", classes="dim")

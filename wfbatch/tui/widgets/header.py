@@ -61,6 +61,8 @@ def provider_parts(provider: ProviderStatus) -> list[Part]:
         parts.append((_part(f"  ⧗ {why}, {duration(provider.blocked_for)}", "yellow"), 80))
     elif (wait := provider.start_wait()) is not None:
         parts.append((_part(f"  ⧗ next start in {duration(wait[0])}: {wait[1]}", "yellow"), 80))
+    if provider.accounts:
+        parts.append((_part(f"  {accounts_summary(provider)}", "cyan"), 85))
     parts += [
         (_labelled("  req/min ", of_limit(provider.requests_in_window, provider.requests_per_minute)), 60),
         (_labelled("  exec/min ", of_limit(provider.executions_in_window, provider.executions_per_minute)),
@@ -72,6 +74,31 @@ def provider_parts(provider: ProviderStatus) -> list[Part]:
     if provider.rate_limited:
         parts.append((_part(f"  429s {provider.rate_limited}", "yellow"), 20))
     return parts
+
+
+ACCOUNT_WORDS = {
+    "authentication": "disabled",
+    "credits": "no credit",
+    "unreachable": "unreachable",
+    "daily_cap": "at daily cap",
+    "daily_credit_cap": "at credit cap",
+}
+"""How the header names why an account is held (its `kind`), in the summary's counts."""
+
+
+def accounts_summary(provider: ProviderStatus) -> str:
+    """`3 accounts: 2 ok, 1 disabled`: the accounts of a provider that has several, by state (the
+    full list, one line each, is on `?`)."""
+    counts: dict[str, int] = {}
+    for account in provider.accounts:
+        if account.state == "held":
+            word = ACCOUNT_WORDS.get(account.kind or "", "held")
+        else:
+            word = "ok" if account.state == "ready" else "waiting"
+        counts[word] = counts.get(word, 0) + 1
+    order = ["ok", "waiting", *ACCOUNT_WORDS.values(), "held"]
+    shown = ", ".join(f"{counts[word]} {word}" for word in order if word in counts)
+    return f"{len(provider.accounts)} accounts: {shown}"
 
 
 def balance_text(provider: ProviderStatus, now: datetime | None = None) -> str:
