@@ -15,6 +15,7 @@ BENCHMARKS = {
     "overhead": "bench.overhead",
     "drop": "bench.drop",
     "manifest": "bench.manifest",
+    "accounts": "bench.accounts",
 }
 
 
