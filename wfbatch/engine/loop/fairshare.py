@@ -74,3 +74,45 @@ class FairShare:
     def passes(self, provider: str) -> dict[str, float]:
         """A copy of the provider's passes (for tests and status)."""
         return dict(self._passes.get(provider, {}))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A batch's claim on a provider for forecasts: its jobs left, its priority and weight."""
+
+    key: str
+    jobs: int
+    priority: int = 0
+    weight: float = 1.0
+
+
+def starts_until_done(claims: Sequence[Claim]) -> dict[str, int]:
+    """For batches sharing one provider from now on (no newcomers): how many starts the provider
+    makes, over all of them, until each one's last job has started. Every batch of a higher priority
+    goes first; one of the same priority has made `jobs * its weight / this weight` starts by then
+    (or all of its own, if fewer); lower priorities none. The provider's time for that many starts
+    is the batch's ETA under the fair share, not under the whole quota."""
+    result: dict[str, int] = {}
+    for claim in claims:
+        if claim.jobs <= 0:
+            result[claim.key] = 0
+            continue
+        total = 0.0
+        for other in claims:
+            if other.priority > claim.priority:
+                total += other.jobs
+            elif other.priority == claim.priority:
+                total += min(other.jobs, claim.jobs * other.weight / max(claim.weight, 1e-6))
+        result[claim.key] = round(total)
+    return result
+
+
+def shares(claims: Sequence[Claim]) -> dict[str, float]:
+    """The share of the provider's starts each claim with jobs gets now: its weight among the
+    claims of the highest priority there is; 0 behind a higher one."""
+    waiting = [claim for claim in claims if claim.jobs > 0]
+    if not waiting:
+        return {}
+    top = max(claim.priority for claim in waiting)
+    weights = sum(claim.weight for claim in waiting if claim.priority == top)
+    return {claim.key: (claim.weight / weights if claim.priority == top else 0.0) for claim in waiting}
