@@ -110,6 +110,7 @@ async def submit(request: Request) -> JSONResponse:
         fmt=body.format,
         provider=body.provider,
         budget=body.budget,
+        not_before=body.not_before.timestamp() if body.not_before is not None else None,
         dry_run=body.dry_run,
     )
     if isinstance(outcome, Refused):

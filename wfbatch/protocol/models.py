@@ -401,6 +401,8 @@ class SubmitRequest(_Request):
     format: Literal["txt", "jsonl", "csv", "json"] | None = None
     provider: str | None = Field(default=None, max_length=200)
     budget: Credits | None = None
+    not_before: Timestamp | None = None
+    """No job of the batch starts before this moment (replaces the file's `not_before`)."""
     dry_run: bool = False
     """Validate only: answer as a real submit would, enqueue nothing."""
 

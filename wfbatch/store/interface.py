@@ -167,6 +167,9 @@ class BatchesApi(Protocol):
 
     async def set_batch_paused(self, batch_id: str, paused: bool) -> bool: ...
 
+    async def next_not_before(self, after: float, batch_ids: Sequence[str] | None = None) -> float | None:
+        """The earliest `not_before` still ahead of `after` among unpaused batches (None: none)."""
+
     async def paused_batch_ids(self) -> set[str]: ...
 
 

@@ -106,6 +106,7 @@ class Control:
         fmt: str | None = None,
         provider: str | None = None,
         budget: float | None = None,
+        not_before: float | None = None,
         dry_run: bool = False,
         skip_duplicates: bool | None = None,
         identity: str | None = None,
@@ -116,7 +117,8 @@ class Control:
         settings = self.engine.settings
         try:
             checked = await asyncio.to_thread(
-                check_prompts, raw, source_name, settings, fmt=fmt, provider=provider, budget=budget
+                check_prompts, raw, source_name, settings, fmt=fmt, provider=provider, budget=budget,
+                not_before=not_before,
             )
         except PromptFileError as error:
             return Refused(error.errors, error.report())

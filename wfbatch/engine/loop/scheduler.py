@@ -268,6 +268,10 @@ class Engine:
                 next_retry = await self.store.jobs.next_retry_at(self.batch_ids)
                 if next_retry is not None:
                     delay = max(0.01, min(delay, next_retry - self.clock.wall()))
+                # A batch scheduled for later starts when its time comes, not up to a wake later.
+                scheduled = await self.store.batches.next_not_before(self.clock.wall(), self.batch_ids)
+                if scheduled is not None:
+                    delay = max(0.01, min(delay, scheduled - self.clock.wall()))
                 await wait_event(self._wake, delay)
             return StopReason(
                 "stopped", "interrupted: the same command again resumes the rest (nothing is sent twice)"
