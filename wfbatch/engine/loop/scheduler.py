@@ -37,6 +37,7 @@ from wfbatch.engine.loop.pool import ProviderPool
 from wfbatch.engine.loop.progress import ProgressBoard
 from wfbatch.engine.loop.runner import JobRunner, JobServices
 from wfbatch.engine.loop.storage import StorageHealth, is_disk_full
+from wfbatch.engine.loop.windows import Windows
 from wfbatch.engine.loop.writer import OutputWriter
 from wfbatch.engine.outbox.background import Background
 from wfbatch.engine.outbox.delivery import DeliveryWorker
@@ -83,7 +84,8 @@ class Engine:
         self.pool = ProviderPool(store, settings, self.clock, events, self.wake)
         self.budget = Budget(store, settings, self.clock)
         self.storage = StorageHealth(store, layout.root, self.clock, events)
-        self.holds = Holds(store, self.pool, self.budget, self.storage)
+        self.windows = Windows(lambda: self.settings, self.pool, self.clock, events)
+        self.holds = Holds(store, self.pool, self.budget, self.storage, self.windows)
         self.cache = ImageCache(layout.cache, store)
         self.writer = OutputWriter(store, self.pool.label)
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
@@ -299,11 +301,16 @@ class Engine:
         queued = sorted(await self.store.jobs.queued_providers(self.batch_ids))
         # An account's pool reaches (or leaves, at midnight) its daily cap without an event.
         self.pool.hold_if_every_account_is()
+        self.windows.observe(queued)
         await self.remote.tick(queued, self._provider_held, self.holds.budget_held_batches())
         for name in queued:
             if await self.pool.get(name) is None or self.holds.provider(name):
                 continue
-            choices = accounts.startable(self.pool, name)
+            # Outside its [schedule] windows an account starts nothing; what it has in flight goes on.
+            choices = [
+                choice for choice in accounts.startable(self.pool, name)
+                if self.windows.account_open(name, choice.account)
+            ]
             free = accounts.total_free(choices)
             if free > 0:
                 await self._start_on(name, choices, free)
