@@ -359,7 +359,10 @@ class CostLine:
     charged: float = 0.0
     """The ledger's `charge` rows: what the provider charged, or the estimate when it does not say."""
     refunds: float = 0.0
-    """The ledger's `refund` rows, as a positive amount."""
+    """The ledger's `refund` rows, as a positive amount (none are written yet: see the README)."""
+    account: str | None = None
+    """The provider account the images were made and charged on; None for cache hits (no account
+    was asked) and for jobs from before accounts."""
 
 
 @dataclass(frozen=True)
@@ -373,3 +376,4 @@ class PossibleDuplicate:
     day: str
     credits: float | None
     why: str
+    account: str | None = None
