@@ -90,6 +90,14 @@ def test_costs_csv_totals_equal_the_manifests_per_provider(tmp_path: Path) -> No
     assert {t["provider"]: t["spent"] for t in as_json["totals"]} == spent
     assert as_json["possible_duplicates"] == []
 
+    by_account = list(csv.DictReader(io.StringIO(wfbatch(home, "costs", "--csv", "--by", "account").stdout)))
+    assert next(iter(by_account[0])) == "account"
+    cells = {(r["account"], r["provider"]): r for r in by_account}
+    # One key each: the account 'default'; the cache hits asked no account.
+    assert float(cells[("default", "wireflow")]["spent"]) == 3 * WIREFLOW_PRICE
+    assert int(cells[("(none)", "wireflow")]["cache_hits"]) == 3
+    assert sum(float(r["spent"]) for r in by_account if r["provider"] == "wireflow") == spent["wireflow"]
+
     later = wfbatch(home, "costs", "--csv", "--since", "2999-01-01")
     assert later.stdout.splitlines()[1:] == []  # a window with nothing in it: the header alone
 

@@ -33,7 +33,7 @@ EXPORTED = {
     "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
     "RetryRequest", "ReviewRequest", "Hold", "ServerStatus", "Status", "error_headline", "SubmitError",
     "AccountStatus", "SubmitRequest", "SubmitResult", "event_json", "parse_event", "routes",
-    "JobState", "ReviewStatus", "states",
+    "JobState", "ReviewStatus", "states", "PriorityRequest", "WeightRequest",
 }
 
 

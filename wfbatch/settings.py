@@ -26,6 +26,7 @@ from pydantic_settings import (
 from wfbatch.core.delivery import MAX_PRESIGN_SECONDS, OptionalHttpUrl, OptionalS3Url, UploadMode
 from wfbatch.core.name_template import placeholders
 from wfbatch.core.targets import AllowList, BucketAllowList
+from wfbatch.core.windows import Schedule, parse_window, zone_of
 from wfbatch.providers.config import BatchModeSettings, ProviderLimits
 from wfbatch.providers.registry import DEFAULT_PROVIDER, REGISTRY
 
@@ -194,6 +195,48 @@ class OutputSettings(BaseModel):
         return value
 
 
+class ScheduleEntry(BaseModel):
+    """`[schedule.<provider>]`: when the provider may start work; in-flight work always finishes."""
+
+    model_config = {"extra": "forbid"}
+
+    windows: list[str] = Field(
+        default_factory=list, description="e.g. [\"22:00-06:00\"]; an end before the start runs past midnight"
+    )
+    timezone: str | None = Field(
+        default=None, description="IANA zone, e.g. \"Europe/Berlin\"; unset: local time"
+    )
+    accounts: dict[str, list[str]] = Field(
+        default_factory=dict, description="an account's own windows (replace the provider's for it)"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        zone_of(value)  # raises BadWindow (a ValueError): a clear config error
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_window(text)
+        return value
+
+    @field_validator("accounts")
+    @classmethod
+    def _account_windows(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for windows in value.values():
+            for text in windows:
+                parse_window(text)
+        return value
+
+    def schedule(self, account: str | None = None) -> Schedule:
+        """The account's schedule: its own windows if it has some, else the provider's."""
+        windows = self.accounts.get(account, self.windows) if account is not None else self.windows
+        return Schedule.parse(windows, self.timezone)
+
+
 class _GeneralSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WFBATCH_",
@@ -230,6 +273,17 @@ class Settings(_WithProviderSections):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    schedule: dict[str, ScheduleEntry] = Field(
+        default_factory=dict, description="[schedule.<provider>] windows: when it may start work"
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _scheduled_providers(cls, value: dict[str, ScheduleEntry]) -> dict[str, ScheduleEntry]:
+        unknown = sorted(set(value) - set(REGISTRY))
+        if unknown:
+            raise ValueError(f"unknown provider {unknown[0]!r} (known: {', '.join(REGISTRY)})")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import json
 import math
@@ -12,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
+from wfbatch.core.when import BadMoment, parse_at
 from wfbatch.home import HomeLayout
 from wfbatch.protocol import MAX_ID
 from wfbatch.settings import Settings, SettingsError, load_settings
@@ -70,6 +72,29 @@ budget_option = click.option(
     help="Credits each batch may spend, in its provider's unit (overrides the file's).",
 )
 """One definition for `run`, `plan` and `submit`: the same range as `wfbatch budget` and the API."""
+
+
+class MomentType(click.ParamType[dt.datetime, Any]):
+    """`--at`: HH:MM (the next such local time) or an ISO 8601 date-time (local without an offset)."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            return parse_at(str(value))
+        except BadMoment as error:
+            self.fail(str(error), param, ctx)
+
+
+at_option = click.option(
+    "--at",
+    type=MomentType(),
+    default=None,
+    help="Start no job before this time: HH:MM (the next such local time) or an ISO 8601 date-time;"
+    " the batch is accepted and counted now (overrides the file's not_before).",
+)
 
 
 def settings_from_flags(home: Path | None, **overrides: Any) -> Settings:

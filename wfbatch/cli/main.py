@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "resume": "wfbatch.cli.remote_actions:resume_command",
     "review": "wfbatch.cli.remote_actions:review_command",
     "budget": "wfbatch.cli.remote_actions:budget_command",
+    "priority": "wfbatch.cli.share_cmd:priority_command",
+    "weight": "wfbatch.cli.share_cmd:weight_command",
     "submit": "wfbatch.cli.remote_submit:submit_command",
 }
 

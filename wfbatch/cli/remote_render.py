@@ -261,7 +261,7 @@ def render_batches(
     ids = short_ids([b.id for b in batches])
     columns = [
         Column("batch"), Column("name", flexible=True), Column("done"), Column("failed"), Column("left"),
-        Column("eta"), Column("state"),
+        Column("share", optional=True), Column("eta"), Column("state"),
     ]
     rows: list[list[str | Text]] = []
     for b in batches:
@@ -270,6 +270,8 @@ def render_batches(
             state = "paused"
         elif not left:
             state = "finished"
+        elif b.not_before is not None:
+            state = f"scheduled {clock_time(b.not_before)}"
         elif b.pause_reason or (hold_of is not None and hold_of(b) is not None):
             state = "held"
         else:
@@ -278,9 +280,27 @@ def render_batches(
         rows.append([
             b.id if out.width >= WIDE else ids[b.id], _flat(b.name),
             f"{b.counts.get(JobState.DONE, 0)}/{b.total}", str(b.counts.get(JobState.FAILED, 0)), str(left),
-            eta, state,
+            share_text(b), eta, state,
         ])
     out.print(fitted_table(out, columns, rows))
+
+
+def share_text(batch: BatchSummary) -> str:
+    """`50%`, `p5 100%`, `w2 67%`: its priority and weight where not the default, and the share of
+    its provider's starts it gets now ('-' with nothing to start)."""
+    parts = [f"p{batch.priority}"] if batch.priority else []
+    if batch.weight != 1:
+        parts.append(f"w{batch.weight:g}")
+    parts.append("-" if batch.share is None else f"{batch.share:.0%}")
+    return " ".join(parts)
+
+
+def clock_time(moment: dt.datetime) -> str:
+    """A time ahead in local time: `02:00` within a day, else with its date."""
+    local = moment.astimezone()
+    if local - dt.datetime.now(local.tzinfo) < dt.timedelta(hours=23):
+        return local.strftime("%H:%M")
+    return local.strftime("%Y-%m-%d %H:%M")
 
 
 def render_jobs(jobs: list[JobSummary], wide: bool = False, known_batches: Sequence[str] = ()) -> None:

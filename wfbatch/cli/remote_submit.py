@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from wfbatch.cli.common import EXIT_BAD_INPUT, budget_option, fail, print_json
+from wfbatch.cli.common import EXIT_BAD_INPUT, at_option, budget_option, fail, print_json
 from wfbatch.cli.remote_common import call_daemon, remote_options
 from wfbatch.client import DaemonClient
 from wfbatch.core.parsing import PromptFileError, parse_prompt_bytes
@@ -17,7 +18,7 @@ from wfbatch.protocol import SubmitRequest, SubmitResult
 
 
 def _requests(
-    files: tuple[Path, ...], provider: str | None, budget: float | None
+    files: tuple[Path, ...], provider: str | None, budget: float | None, at: dt.datetime | None = None
 ) -> list[tuple[Path, SubmitRequest]]:
     requests: list[tuple[Path, SubmitRequest]] = []
     problems: list[str] = []
@@ -38,7 +39,9 @@ def _requests(
                 continue
             problems.append(f"{path}: not UTF-8 text")
             continue
-        request = SubmitRequest(name=path.name, content=content, provider=provider, budget=budget)
+        request = SubmitRequest(
+            name=path.name, content=content, provider=provider, budget=budget, not_before=at
+        )
         requests.append((path, request))
     if problems:
         fail("nothing was submitted; fix these first:\n" + "\n".join(problems))
@@ -57,16 +60,17 @@ async def _submit_all(client: DaemonClient, requests: list[tuple[Path, SubmitReq
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--provider", default=None, help="Provider for entries that name none (default: config).")
 @budget_option
+@at_option
 @remote_options
 def submit_command(
-    files: tuple[Path, ...], provider: str | None, budget: float | None,
+    files: tuple[Path, ...], provider: str | None, budget: float | None, at: dt.datetime | None,
     home: Path | None, socket_path: Path | None, as_json: bool,
 ) -> None:
     """Enqueue FILES as batches in the running daemon, validated as dropped files are.
 
     Exit codes: 0 submitted (duplicates of earlier batches are skipped and said so);
     2 a file was refused (nothing submitted) or no daemon answers."""
-    requests = _requests(files, provider, budget)
+    requests = _requests(files, provider, budget, at)
     results: list[SubmitResult] = call_daemon(home, socket_path, lambda client: _submit_all(client, requests))
     refused = any(result.errors for result in results)
     if as_json:

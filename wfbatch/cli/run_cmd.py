@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 import sys
@@ -16,6 +17,7 @@ from wfbatch.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_STOPPED,
+    at_option,
     budget_option,
     fail,
     home_option,
@@ -44,11 +46,11 @@ MAX_FAILURES_LISTED = 1000
 
 def read_and_parse(
     paths: tuple[Path, ...], settings: Settings, *, budget: float | None = None,
-    refused: str = "nothing was enqueued; fix these and run again:",
+    not_before: float | None = None, refused: str = "nothing was enqueued; fix these and run again:",
 ) -> list[CheckedPrompts]:
     """Read and check every file before anything is enqueued (`check_prompts`: the checks
     `Control.accept` makes of a dropped file): one bad file enqueues nothing at all. `budget` (from
-    --budget) replaces the files' own."""
+    --budget) and `not_before` (from --at) replace the files' own."""
     files: list[CheckedPrompts] = []
     reports: list[str] = []
     for path in paths:
@@ -58,7 +60,7 @@ def read_and_parse(
             reports.append(f"{path}: cannot read: {error.strerror or error}")
             continue
         try:
-            files.append(check_prompts(raw, path.name, settings, budget=budget))
+            files.append(check_prompts(raw, path.name, settings, budget=budget, not_before=not_before))
         except PromptFileError as error:
             reports.append(error.report())
     if reports:
@@ -70,17 +72,20 @@ def read_and_parse(
 @prompt_files_argument
 @provider_option
 @budget_option
+@at_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout.")
 @home_option
 def run_command(
-    files: tuple[Path, ...], provider: str | None, budget: float | None, as_json: bool, home: Path | None
+    files: tuple[Path, ...], provider: str | None, budget: float | None, at: dt.datetime | None,
+    as_json: bool, home: Path | None,
 ) -> None:
     """Run FILES' batches to completion in this process, then exit.
 
     Exit codes: 0 all done; 1 some failed; 2 bad input or configuration (nothing enqueued);
     3 stopped with jobs still queued (e.g. out of credits), with the reason."""
     settings = settings_from_flags(home, provider=provider)
-    prompt_files = read_and_parse(files, settings, budget=budget)
+    not_before = at.timestamp() if at is not None else None
+    prompt_files = read_and_parse(files, settings, budget=budget, not_before=not_before)
     summary = asyncio.run(_run(settings, prompt_files, show_progress=wants_progress()))
     if as_json:
         print_json(summary)

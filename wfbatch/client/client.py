@@ -30,12 +30,14 @@ from wfbatch.protocol import (
     JobSummary,
     Page,
     PauseRequest,
+    PriorityRequest,
     ResyncEvent,
     RetryRequest,
     ReviewRequest,
     Status,
     SubmitRequest,
     SubmitResult,
+    WeightRequest,
     parse_event,
     routes,
 )
@@ -241,6 +243,14 @@ class DaemonClient:
     async def set_budget(self, batch_id: str, budget: float | None) -> CommandResult:
         path = routes.BATCH_BUDGET.format(batch_id=batch_id)
         return await self._post(path, BudgetRequest(budget=budget), CommandResult)
+
+    async def set_priority(self, batch_id: str, priority: int) -> CommandResult:
+        path = routes.BATCH_PRIORITY.format(batch_id=batch_id)
+        return await self._post(path, PriorityRequest(priority=priority), CommandResult)
+
+    async def set_weight(self, batch_id: str, weight: float) -> CommandResult:
+        path = routes.BATCH_WEIGHT.format(batch_id=batch_id)
+        return await self._post(path, WeightRequest(weight=weight), CommandResult)
 
     async def review(self, request: ReviewRequest) -> CommandResult:
         return await self._post(routes.REVIEW, request, CommandResult)

@@ -127,3 +127,9 @@ class ParsedBatch:
     """The draft → final pipeline (a .json spec's `draft` / `final`), or None: one stage."""
     name_template: str | None = None
     """A .json spec's `name_template` for its output names; None: the HOME's `[output] name`."""
+    priority: int = 0
+    """A .json spec's batch `priority`: batches of a higher one start their jobs first."""
+    weight: float = 1.0
+    """A .json spec's `weight`: its share of a provider among batches of the same priority."""
+    not_before: float | None = None
+    """A .json spec's `not_before` (or `--at`), as unix seconds: no job starts before it."""

@@ -1,9 +1,10 @@
 """How long the work left will take, from what binds it: each provider's limits (as the limiter
 knows them now) and its observed latency, replayed by the forecast's model (the one `plan` uses).
 
-Jobs go out oldest batch first, so a batch finishes when its provider has worked through it and
-every older batch's jobs: its ETA is the provider's time for that many. A batch (or everything)
-that cannot move — a pause, a budget, no credit — has no ETA: "held" says more than a number.
+Batches share a provider by priority and weight (engine/loop/fairshare.py), so a batch finishes
+when its provider has made its starts and the share of every other runnable batch's meanwhile: its
+ETA is the provider's time for that many. A batch (or everything) that cannot move — a pause, a
+budget, no credit — has no ETA: "held" says more than a number.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from wfbatch.core.states import UNFINISHED_STATES
 from wfbatch.daemon.context import DaemonContext
+from wfbatch.engine.loop.fairshare import Claim, shares, starts_until_done
 from wfbatch.engine.planning.forecast import estimate_seconds
 from wfbatch.engine.planning.plan import latency_of, schedule_model
 from wfbatch.store import BatchRow
@@ -40,34 +42,61 @@ async def provider_seconds(ctx: DaemonContext, name: str, jobs: int) -> float | 
     return seconds if math.isfinite(seconds) else None
 
 
+def _waits(ctx: DaemonContext, batch: BatchRow) -> float:
+    """Seconds until the batch's `not_before` (0 once it has come)."""
+    if batch.not_before is None:
+        return 0.0
+    return max(0.0, batch.not_before - ctx.engine.clock.wall())
+
+
+def claims(
+    ctx: DaemonContext, batches: Sequence[BatchRow], counts: Mapping[str, Mapping[str, int]]
+) -> dict[str, list[Claim]]:
+    """Each provider's runnable batches as fair-share claims: not held, their time come."""
+    holds = ctx.engine.holds
+    found: dict[str, list[Claim]] = {}
+    for batch in batches:
+        if holds.everything() or holds.batch(batch) or holds.provider(batch.provider) or _waits(ctx, batch):
+            continue
+        left = _left(counts.get(batch.id, {}))
+        found.setdefault(batch.provider, []).append(Claim(batch.id, left, batch.priority, batch.weight))
+    return found
+
+
+def batch_shares(
+    ctx: DaemonContext, batches: Sequence[BatchRow], counts: Mapping[str, Mapping[str, int]]
+) -> dict[str, float]:
+    """The share of its provider's starts each runnable batch with work left gets now."""
+    groups = claims(ctx, batches, counts).values()
+    return {key: share for group in groups for key, share in shares(group).items()}
+
+
 async def batch_etas(
     ctx: DaemonContext, batches: Sequence[BatchRow], counts: Mapping[str, Mapping[str, int]]
 ) -> dict[str, float | None]:
-    """Each batch's ETA in seconds (0 when nothing is left, None when it is held)."""
-    holds = ctx.engine.holds
-    ahead: dict[str, int] = {}
+    """Each batch's ETA in seconds (0 when nothing is left, None when it is held): its provider's
+    time for the starts it makes, over every runnable batch, until this one's last job has started
+    under the fair share (`starts_until_done`). A batch scheduled for later waits until then, then
+    counts its own jobs."""
     etas: dict[str, float | None] = {}
-    queue = sorted(batches, key=lambda b: (b.created_at, b.id))  # the dispatch order, oldest first
-    held = {
-        b.id for b in queue if holds.everything() or holds.batch(b) or holds.provider(b.provider)
-    }
-    totals = {b.provider: 0 for b in queue}
-    for batch in queue:
-        if batch.id not in held:  # a held batch's jobs wait: they are ahead of nobody
-            totals[batch.provider] += _left(counts.get(batch.id, {}))
+    runnable = claims(ctx, batches, counts)
+    totals = {name: sum(claim.jobs for claim in group) for name, group in runnable.items()}
     seconds = {name: await provider_seconds(ctx, name, n) for name, n in totals.items() if n}
-    for batch in queue:
+    until = {key: n for group in runnable.values() for key, n in starts_until_done(group).items()}
+    for batch in batches:
         left = _left(counts.get(batch.id, {}))
         name = batch.provider
         if not left:
             etas[batch.id] = 0.0
-        elif batch.id in held:
-            etas[batch.id] = None
-        else:
-            ahead[name] = ahead.get(name, 0) + left
+        elif batch.id in until:
             # The model is close to linear past its first window: scale the provider's total.
-            total = seconds[name]
-            etas[batch.id] = None if total is None else round(total * ahead[name] / totals[name], 1)
+            total = seconds.get(name)
+            etas[batch.id] = None if total is None else round(total * until[batch.id] / totals[name], 1)
+        elif _waits(ctx, batch) and not ctx.engine.holds.batch(batch):
+            alone = await provider_seconds(ctx, name, left)
+            etas[batch.id] = None if alone is None else round(_waits(ctx, batch) + alone, 1)
+        else:
+            etas[batch.id] = None
     return etas
 
 

@@ -1,5 +1,5 @@
-"""Command routes: retry, cancel, edit, pause/resume, review, submit. The rules live in
-`wfbatch.engine.intake.control`; these handlers only translate between HTTP and it."""
+"""Command routes: retry, cancel, edit, budget, priority, weight, pause/resume, review, submit. The
+rules live in `wfbatch.engine.intake.control`; these handlers only translate between HTTP and it."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from wfbatch.protocol import (
     CancelRequest,
     EditRequest,
     PauseRequest,
+    PriorityRequest,
     RetryRequest,
     ReviewRequest,
     SubmitError,
     SubmitRequest,
     SubmitResult,
+    WeightRequest,
     routes,
 )
 
@@ -62,6 +64,20 @@ async def set_budget(request: Request) -> JSONResponse:
     return model_response(await ctx.control.set_budget(batch.id, body.budget))
 
 
+async def set_priority(request: Request) -> JSONResponse:
+    body = await read_body(request, PriorityRequest)
+    ctx = context_of(request)
+    batch = await resolve_batch(ctx, request.path_params["batch_id"])
+    return model_response(await ctx.control.set_priority(batch.id, body.priority))
+
+
+async def set_weight(request: Request) -> JSONResponse:
+    body = await read_body(request, WeightRequest)
+    ctx = context_of(request)
+    batch = await resolve_batch(ctx, request.path_params["batch_id"])
+    return model_response(await ctx.control.set_weight(batch.id, body.weight))
+
+
 async def _scope_target(request: Request, body: PauseRequest) -> str | None:
     """A batch scope names its batch as people type it; the engine gets the full id."""
     if body.scope == "batch":
@@ -94,6 +110,7 @@ async def submit(request: Request) -> JSONResponse:
         fmt=body.format,
         provider=body.provider,
         budget=body.budget,
+        not_before=body.not_before.timestamp() if body.not_before is not None else None,
         dry_run=body.dry_run,
     )
     if isinstance(outcome, Refused):
@@ -121,6 +138,8 @@ ROUTES = [
     Route(routes.JOBS_CANCEL, cancel, methods=["POST"]),
     Route(routes.JOB_EDIT, edit, methods=["POST"]),
     Route(routes.BATCH_BUDGET, set_budget, methods=["POST"]),
+    Route(routes.BATCH_PRIORITY, set_priority, methods=["POST"]),
+    Route(routes.BATCH_WEIGHT, set_weight, methods=["POST"]),
     Route(routes.PAUSE, pause, methods=["POST"]),
     Route(routes.RESUME, resume, methods=["POST"]),
     Route(routes.REVIEW, review, methods=["POST"]),

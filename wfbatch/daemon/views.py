@@ -11,7 +11,7 @@ from wfbatch import __version__
 from wfbatch.core.progress import JobProgress
 from wfbatch.core.states import empty_counts
 from wfbatch.daemon.context import DaemonContext
-from wfbatch.daemon.eta import batch_etas, overall_eta
+from wfbatch.daemon.eta import batch_etas, batch_shares, overall_eta
 from wfbatch.engine.loop.limiter import start_of_today
 from wfbatch.protocol import (
     AccountStatus,
@@ -139,7 +139,7 @@ def job_detail(
 
 def batch_summary(
     ctx: DaemonContext, batch: BatchRow, counts: dict[str, int], credits: float = 0.0,
-    eta_seconds: float | None = None,
+    eta_seconds: float | None = None, share: float | None = None,
 ) -> BatchSummary:
     return BatchSummary(
         id=batch.id,
@@ -155,6 +155,12 @@ def batch_summary(
         budget=batch.budget,
         pause_reason=ctx.engine.holds.batch(batch),
         credits_used=credits,
+        priority=batch.priority,
+        weight=batch.weight,
+        share=share,
+        not_before=moment_or_none(
+            batch.not_before if batch.not_before and batch.not_before > ctx.engine.clock.wall() else None
+        ),
     )
 
 
@@ -180,8 +186,11 @@ async def batch_summaries(
                 message=row.message,
             )
         )
+    share = batch_shares(ctx, batches, counts)
     summaries = [
-        batch_summary(ctx, batch, counts[batch.id], credits.get(batch.id, 0.0), etas.get(batch.id))
+        batch_summary(
+            ctx, batch, counts[batch.id], credits.get(batch.id, 0.0), etas.get(batch.id), share.get(batch.id)
+        )
         for batch in batches
     ]
     return [s.model_copy(update={"remote_batches": remote.get(s.id, [])}) for s in summaries]

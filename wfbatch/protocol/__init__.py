@@ -44,6 +44,7 @@ from wfbatch.protocol.models import (
     JobSummary,
     Page,
     PauseRequest,
+    PriorityRequest,
     Problem,
     ProviderStatus,
     RemoteBatchSummary,
@@ -54,6 +55,7 @@ from wfbatch.protocol.models import (
     SubmitError,
     SubmitRequest,
     SubmitResult,
+    WeightRequest,
     error_headline,
 )
 from wfbatch.protocol.states import JobState, ReviewStatus
@@ -87,6 +89,7 @@ __all__ = [
     "JobSummary",
     "Page",
     "PauseRequest",
+    "PriorityRequest",
     "Problem",
     "ProgressEvent",
     "ProviderEvent",
@@ -102,6 +105,7 @@ __all__ = [
     "SubmitError",
     "SubmitRequest",
     "SubmitResult",
+    "WeightRequest",
     "error_headline",
     "event_json",
     "parse_event",

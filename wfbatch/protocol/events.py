@@ -44,11 +44,12 @@ class ProgressEvent(_Event):
 
 
 class BatchEvent(_Event):
-    """A batch was created (or found to duplicate one), paused, resumed, given a budget, or held
-    back by its budget (`held`, with the `reason` and the `provider` whose job waits)."""
+    """A batch was created (or found to duplicate one), paused, resumed, given a budget, a priority
+    or a weight, or held back by its budget (`held`, with the `reason` and the `provider` whose job
+    waits)."""
 
     kind: Literal["batch"] = "batch"
-    event: Literal["created", "duplicate", "paused", "resumed", "budget", "held"]
+    event: Literal["created", "duplicate", "paused", "resumed", "budget", "held", "priority", "weight"]
     batch_id: str
     name: str | None = None
     source_name: str | None = None
@@ -56,6 +57,8 @@ class BatchEvent(_Event):
     budget: float | None = None
     reason: str | None = None
     provider: str | None = None
+    priority: int | None = None
+    weight: float | None = None
 
 
 class ProviderEvent(_Event):

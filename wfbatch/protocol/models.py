@@ -14,6 +14,8 @@ API_VERSION = 1
 MAX_PAGE = 500
 MAX_ID = 2**63 - 1
 """Job ids are SQLite rowids (signed 64-bit): no larger id can exist."""
+MAX_BATCH_PRIORITY = 1_000_000
+MAX_BATCH_WEIGHT = 1000.0
 
 JobId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Credits = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -192,6 +194,15 @@ class BatchSummary(_Model):
     credits_used: float = 0.0
     remote_batches: list[RemoteBatchSummary] = []
     """Its remote batches (batch mode), oldest first."""
+    priority: int = 0
+    """Batches of a higher priority start first (`wfbatch priority`)."""
+    weight: float = 1.0
+    """Its share of a provider among runnable batches of the same priority (`wfbatch weight`)."""
+    share: float | None = None
+    """The share of its provider's starts it gets now (weight among the runnable batches of its
+    priority; 0 behind a higher priority); None when it has nothing queued to start."""
+    not_before: Timestamp | None = None
+    """No job of it starts before this time; set while that time is still ahead (`scheduled`)."""
 
     def remote_progress(self) -> str | None:
         """`batch in_progress 12/20` for the live remote batches; None when there are none."""
@@ -368,6 +379,16 @@ class BudgetRequest(_Request):
     """Credits the batch may spend; None removes the budget."""
 
 
+class PriorityRequest(_Request):
+    priority: int = Field(ge=-MAX_BATCH_PRIORITY, le=MAX_BATCH_PRIORITY)
+    """Batches of a higher priority start their jobs first; 0 by default."""
+
+
+class WeightRequest(_Request):
+    weight: float = Field(gt=0, le=MAX_BATCH_WEIGHT, allow_inf_nan=False)
+    """The batch's share of its provider among runnable batches of its priority; 1 by default."""
+
+
 class ReviewRequest(_Request):
     job_ids: list[JobId]
     decision: Literal["approve", "reject", "pending"]
@@ -380,6 +401,8 @@ class SubmitRequest(_Request):
     format: Literal["txt", "jsonl", "csv", "json"] | None = None
     provider: str | None = Field(default=None, max_length=200)
     budget: Credits | None = None
+    not_before: Timestamp | None = None
+    """No job of the batch starts before this moment (replaces the file's `not_before`)."""
     dry_run: bool = False
     """Validate only: answer as a real submit would, enqueue nothing."""
 

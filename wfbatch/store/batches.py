@@ -12,7 +12,7 @@ from wfbatch.core.states import JobState
 from wfbatch.store.bulk import insert_new_batch_jobs
 from wfbatch.store.db import SqliteAggregate
 from wfbatch.store.rows import BatchRow, NewJob, Reuse, spec_to_json
-from wfbatch.store.sql import json_list, json_or_null
+from wfbatch.store.sql import json_list, json_or_null, within
 
 
 class SqliteBatches(SqliteAggregate):
@@ -62,8 +62,8 @@ class SqliteBatches(SqliteAggregate):
                 canonical = await cursor.fetchone() is None
             await conn.execute(
                 "INSERT INTO batches (id, name, source_name, content_hash, provider, cache_enabled, budget,"
-                " output_dir, paused, created_at, canonical, auto_approve, delivery, notify)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " output_dir, paused, created_at, canonical, auto_approve, delivery, notify,"
+                " priority, weight, not_before) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     batch.id,
                     batch.name,
@@ -79,6 +79,9 @@ class SqliteBatches(SqliteAggregate):
                     batch.auto_approve.value,
                     json_or_null(batch.delivery),
                     json_or_null(batch.notify),
+                    batch.priority,
+                    batch.weight,
+                    batch.not_before,
                 ),
             )
             await insert_new_batch_jobs(conn, batch.id, rows)
@@ -153,6 +156,20 @@ class SqliteBatches(SqliteAggregate):
 
     async def set_batch_budget(self, batch_id: str, budget: float | None) -> bool:
         return await self._write("UPDATE batches SET budget = ? WHERE id = ?", (budget, batch_id)) > 0
+
+    async def set_batch_priority(self, batch_id: str, priority: int) -> bool:
+        return await self._write("UPDATE batches SET priority = ? WHERE id = ?", (priority, batch_id)) > 0
+
+    async def set_batch_weight(self, batch_id: str, weight: float) -> bool:
+        return await self._write("UPDATE batches SET weight = ? WHERE id = ?", (weight, batch_id)) > 0
+
+    async def next_not_before(self, after: float, batch_ids: Sequence[str] | None = None) -> float | None:
+        scope, params = within("id", batch_ids)
+        row = await self.fetchone(
+            f"SELECT MIN(not_before) AS at FROM batches WHERE not_before > ? AND paused = 0{scope}",
+            [after, *params],
+        )
+        return None if row is None or row["at"] is None else float(row["at"])
 
     async def set_batch_paused(self, batch_id: str, paused: bool) -> bool:
         return await self._write("UPDATE batches SET paused = ? WHERE id = ?", (int(paused), batch_id)) > 0

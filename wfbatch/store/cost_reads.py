@@ -1,5 +1,5 @@
 """What `wfbatch costs` reads: the ledger's charges and the jobs' images, grouped to the finest cell
-(batch, provider, model, day) so any coarser grouping is a sum of cells."""
+(batch, provider, model, day, account) so any coarser grouping is a sum of cells."""
 
 from __future__ import annotations
 
@@ -33,38 +33,42 @@ async def cost_lines(db: Database, since: str | None, until: str | None) -> list
         [
             (
                 f"SELECT j.batch_id, b.name, j.provider, {_MODEL} AS model, {_JOB_DAY} AS day,"
+                " j.account AS account,"
                 " SUM(j.cache_hit = 0) AS images, SUM(j.cache_hit = 1) AS cache_hits"
                 " FROM jobs j JOIN batches b ON b.id = j.batch_id"
                 f" WHERE j.state = 'done'{job_window}"
-                " GROUP BY j.batch_id, j.provider, model, day",
+                " GROUP BY j.batch_id, j.provider, model, day, j.account",
                 job_params,
             ),
             (
                 f"SELECT l.batch_id, b.name, l.provider, {_MODEL} AS model, l.day AS day,"
+                " l.account AS account,"
                 " SUM(CASE WHEN l.kind = 'charge' THEN l.credits ELSE 0 END) AS charged,"
                 " SUM(CASE WHEN l.kind = 'refund' THEN -l.credits ELSE 0 END) AS refunds"
                 " FROM ledger l JOIN jobs j ON j.id = l.job_id JOIN batches b ON b.id = l.batch_id"
                 f" WHERE l.kind IN ('charge', 'refund'){ledger_window}"
-                " GROUP BY l.batch_id, l.provider, model, day",
+                " GROUP BY l.batch_id, l.provider, model, day, l.account",
                 ledger_params,
             ),
         ]
     )
-    cells: dict[tuple[str, str, str | None, str], dict[str, Any]] = {}
+    cells: dict[tuple[str, str, str | None, str, str | None], dict[str, Any]] = {}
     for rows, columns in ((made, ("images", "cache_hits")), (spent, ("charged", "refunds"))):
         for row in rows:
-            key = (row["batch_id"], row["provider"], row["model"], row["day"])
+            key = (row["batch_id"], row["provider"], row["model"], row["day"], row["account"])
             cell = cells.setdefault(key, {"batch_name": row["name"]})
             cell.update((column, row[column] or 0) for column in columns)
     return [
-        CostLine(batch_id, cell.pop("batch_name"), provider, model, day, **cell)
-        for (batch_id, provider, model, day), cell in sorted(cells.items(), key=lambda kv: _sort_key(kv[0]))
+        CostLine(batch_id, cell.pop("batch_name"), provider, model, day, account=account, **cell)
+        for (batch_id, provider, model, day, account), cell in sorted(
+            cells.items(), key=lambda kv: _sort_key(kv[0])
+        )
     ]
 
 
-def _sort_key(key: tuple[str, str, str | None, str]) -> tuple[str, str, str, str]:
-    batch_id, provider, model, day = key
-    return day, batch_id, provider, model or ""
+def _sort_key(key: tuple[str, str, str | None, str, str | None]) -> tuple[str, str, str, str, str]:
+    batch_id, provider, model, day, account = key
+    return day, batch_id, provider, model or "", account or ""
 
 
 async def average_charges(db: Database) -> dict[tuple[str, str | None], float]:
@@ -82,14 +86,14 @@ async def possible_duplicates(db: Database, since: str | None, until: str | None
     """Jobs that may have been paid for twice, on the day they finished (or last changed)."""
     window, params = _window(_JOB_DAY, since, until)
     rows = await db.fetchall(
-        f"SELECT j.uid, j.batch_id, j.provider, {_MODEL} AS model, {_JOB_DAY} AS day, j.credits,"
+        f"SELECT j.uid, j.batch_id, j.provider, {_MODEL} AS model, {_JOB_DAY} AS day, j.credits, j.account,"
         " j.possible_duplicate_charge AS why FROM jobs j"
         f" WHERE j.possible_duplicate_charge IS NOT NULL{window} ORDER BY day, j.id",
         params,
     )
     return [
         PossibleDuplicate(
-            r["uid"], r["batch_id"], r["provider"], r["model"], r["day"], r["credits"], r["why"]
+            r["uid"], r["batch_id"], r["provider"], r["model"], r["day"], r["credits"], r["why"], r["account"]
         )
         for r in rows
     ]

@@ -56,9 +56,17 @@ class JobsApi(Protocol):
         *,
         exclude_batch_ids: Sequence[str] = (),
         batch_mode: tuple[bool, str] | None = None,
+        now: float | None = None,
     ) -> list[JobRow]:
         """Queued jobs of a provider in unpaused batches, highest priority first, then oldest.
+        Given `now`, only of batches whose `not_before` has come.
         `exclude_batch_ids` holds back only jobs that would start a new execution."""
+
+    async def ready_batches(
+        self, provider: str, now: float, batch_ids: Sequence[str] | None = None
+    ) -> list[BatchRow]:
+        """Unpaused batches with queued jobs of a provider whose `not_before` has come, oldest first:
+        the batches that share the provider's starts in a dispatch round."""
 
     async def queued_providers(self, batch_ids: Sequence[str] | None = None) -> set[str]: ...
 
@@ -153,7 +161,14 @@ class BatchesApi(Protocol):
 
     async def set_batch_budget(self, batch_id: str, budget: float | None) -> bool: ...
 
+    async def set_batch_priority(self, batch_id: str, priority: int) -> bool: ...
+
+    async def set_batch_weight(self, batch_id: str, weight: float) -> bool: ...
+
     async def set_batch_paused(self, batch_id: str, paused: bool) -> bool: ...
+
+    async def next_not_before(self, after: float, batch_ids: Sequence[str] | None = None) -> float | None:
+        """The earliest `not_before` still ahead of `after` among unpaused batches (None: none)."""
 
     async def paused_batch_ids(self) -> set[str]: ...
 

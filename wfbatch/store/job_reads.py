@@ -7,7 +7,7 @@ from typing import Any
 
 from wfbatch.core.states import IN_FLIGHT_STATES, Execution, JobState, ReviewStatus, state_list
 from wfbatch.store.db import SqliteAggregate
-from wfbatch.store.rows import AttemptRow, JobRow
+from wfbatch.store.rows import AttemptRow, BatchRow, JobRow
 from wfbatch.store.sql import within
 
 
@@ -61,8 +61,10 @@ class SqliteJobReads(SqliteAggregate):
         *,
         exclude_batch_ids: Sequence[str] = (),
         batch_mode: tuple[bool, str] | None = None,
+        now: float | None = None,
     ) -> list[JobRow]:
         """Queued jobs of a provider in unpaused batches, highest priority first, then oldest.
+        Given `now`, only of batches whose `not_before` has come.
         `exclude_batch_ids` (batches held by their budget) holds back only jobs that would start a
         new execution: one whose execution exists (or may) spends nothing new and is never held.
         `batch_mode` = (wanted, the section's mode), for a provider with a batch API: only the jobs
@@ -81,6 +83,9 @@ class SqliteJobReads(SqliteAggregate):
             scope += f" AND NOT (j.execution = 'none' AND j.batch_id IN ({marks}))"
             excluded_params = list(exclude_batch_ids)
         params: list[Any] = [provider, *scope_params, *excluded_params]
+        if now is not None:
+            scope += " AND (b.not_before IS NULL OR b.not_before <= ?)"
+            params.append(now)
         params.append(limit)
         rows = await self.fetchall(
             "SELECT j.* FROM jobs j JOIN batches b ON b.id = j.batch_id"
@@ -89,6 +94,19 @@ class SqliteJobReads(SqliteAggregate):
             params,
         )
         return [JobRow.from_sql(r) for r in rows]
+
+    async def ready_batches(
+        self, provider: str, now: float, batch_ids: Sequence[str] | None = None
+    ) -> list[BatchRow]:
+        # From the kept counts: one row per batch and provider, never a walk over queued jobs.
+        scope, params = within("b.id", batch_ids)
+        rows = await self.fetchall(
+            "SELECT b.* FROM batches b JOIN job_counts c ON c.batch_id = b.id"
+            f" WHERE c.provider = ? AND c.state = '{JobState.QUEUED.value}' AND c.n > 0 AND b.paused = 0"
+            f" AND (b.not_before IS NULL OR b.not_before <= ?){scope} ORDER BY b.created_at, b.id",
+            [provider, now, *params],
+        )
+        return [BatchRow.from_sql(r) for r in rows]
 
     async def queued_providers(self, batch_ids: Sequence[str] | None = None) -> set[str]:
         scope, params = within("batch_id", batch_ids)

@@ -68,6 +68,12 @@ class BatchRow:
     """What the batch spec's `delivery` overrides of the HOME's [delivery] (None: nothing)."""
     notify: dict[str, Any] | None = None
     """What the batch spec's `notify` overrides of the HOME's [notify] (None: nothing)."""
+    priority: int = 0
+    """Batches of a higher priority start their jobs first (`wfbatch priority`)."""
+    weight: float = 1.0
+    """Its share of a provider among runnable batches of the same priority (`wfbatch weight`)."""
+    not_before: float | None = None
+    """No job of it starts before this time (unix seconds); None: as soon as it may."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> BatchRow:
@@ -85,6 +91,9 @@ class BatchRow:
             auto_approve=AutoApprove(row["auto_approve"]),
             delivery=json.loads(row["delivery"]) if row["delivery"] else None,
             notify=json.loads(row["notify"]) if row["notify"] else None,
+            priority=row["priority"],
+            weight=row["weight"],
+            not_before=row["not_before"],
         )
 
 
@@ -351,7 +360,10 @@ class CostLine:
     charged: float = 0.0
     """The ledger's `charge` rows: what the provider charged, or the estimate when it does not say."""
     refunds: float = 0.0
-    """The ledger's `refund` rows, as a positive amount."""
+    """The ledger's `refund` rows, as a positive amount (none are written yet: see the README)."""
+    account: str | None = None
+    """The provider account the images were made and charged on; None for cache hits (no account
+    was asked) and for jobs from before accounts."""
 
 
 @dataclass(frozen=True)
@@ -365,3 +377,4 @@ class PossibleDuplicate:
     day: str
     credits: float | None
     why: str
+    account: str | None = None

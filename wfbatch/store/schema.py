@@ -305,6 +305,16 @@ MIGRATIONS: list[str] = [
         UPDATE ledger SET account = (SELECT account FROM jobs WHERE id = NEW.job_id) WHERE rowid = NEW.rowid;
     END;
     """,
+    # 14: sharing a provider between batches: a batch's priority (higher goes first), its weight (its
+    # share among batches of the same priority) and the time before which none of its jobs starts
+    # (unix seconds; NULL: now). The index finds each runnable batch's next jobs without walking the
+    # queued jobs of the others.
+    """
+    ALTER TABLE batches ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE batches ADD COLUMN weight REAL NOT NULL DEFAULT 1;
+    ALTER TABLE batches ADD COLUMN not_before REAL;
+    CREATE INDEX jobs_batch_ready ON jobs(batch_id, state, provider, priority DESC, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,6 +33,14 @@ def clock(moment: datetime | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def clock_time(moment: datetime) -> str:
+    """A time ahead in local time: `02:00` within a day, else with its date."""
+    local = moment.astimezone()
+    if (local - datetime.now(local.tzinfo)).total_seconds() < 23 * 3600:
+        return local.strftime("%H:%M")
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
 def progress_bar(done: int, failed: int, total: int, width: int = 24, canceled: int = 0) -> Text:
     """A stacked bar: done in green, failed in red, canceled shaded red, the rest dim. Canceled jobs
     are finished too: without them a batch with one canceled job never showed a full bar."""

@@ -98,6 +98,9 @@ def _parse(
         file_format=file_format,
         stages=settings.stages,
         name_template=settings.name_template,
+        priority=settings.priority,
+        weight=settings.weight,
+        not_before=settings.not_before,
     )
 
 

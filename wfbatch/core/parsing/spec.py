@@ -12,7 +12,9 @@ at the draft's fields set on top of the entry, and approving a draft queues its 
 `auto_approve: "all"` approves every draft as it finishes. `template` × `vars` is the cartesian
 product, vars in the order given, the first varying slowest. `delivery` and `notify` override the
 HOME's sections for this batch (`overrides`: the targets they name must be allowed by the HOME);
-`budget_alert` is short for `notify.budget_alert`.
+`budget_alert` is short for `notify.budget_alert`. `priority` (a higher one starts first), `weight`
+(its share of a provider beside batches of the same priority) and `not_before` (an ISO 8601
+date-time: accepted and counted now, started then) say how the batch shares the quota.
 Errors point at the element, or at the key for spec-level problems and template-expanded entries
 (`json_text` finds where they are).
 """
@@ -32,7 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from wfbatch.core.models import STAGE_FIELDS, AutoApprove, PromptEntry, Stages
+from wfbatch.core.models import MAX_PRIORITY, STAGE_FIELDS, AutoApprove, PromptEntry, Stages
 from wfbatch.core.name_template import NameTemplateError, placeholders
 from wfbatch.core.parsing.entries import (
     FIELD_NAMES,
@@ -45,13 +47,15 @@ from wfbatch.core.parsing.errors import ErrorSink, excerpt
 from wfbatch.core.parsing.json_text import INVALID, JsonText, Member
 from wfbatch.core.parsing.overrides import given, override_problem, target_problems
 from wfbatch.core.targets import TargetPolicy
+from wfbatch.core.when import EXAMPLE, BadMoment, parse_moment
 
 SPEC_KEYS = (
     "name", "provider", "defaults", "prompts", "template", "vars", "cache", "budget",
     "draft", "final", "auto_approve", "delivery", "notify", "budget_alert",
-    "name_template",
+    "name_template", "priority", "weight", "not_before",
 )
 MAX_NAME_CHARS = 200
+MAX_WEIGHT = 1000.0
 _NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
@@ -67,6 +71,9 @@ class SpecSettings:
     delivery: dict[str, Any] | None = None
     notify: dict[str, Any] | None = None
     name_template: str | None = None
+    priority: int = 0
+    weight: float = 1.0
+    not_before: float | None = None
 
 
 _Check = Callable[[Any], str | None]
@@ -113,6 +120,35 @@ def _check_budget_alert(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         got = excerpt(json.dumps(value))
         return f"expected a share of the budget from 0 to 1 (0.8: at 80 %), got {got}"
+    return None
+
+
+def _check_priority(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PRIORITY:
+        got = excerpt(json.dumps(value))
+        return f"expected a whole number from -{MAX_PRIORITY:,} to {MAX_PRIORITY:,}, got {got}"
+    return None
+
+
+def _check_weight(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_WEIGHT:
+        return f"expected a number more than 0 and at most {MAX_WEIGHT:g}, got {excerpt(json.dumps(value))}"
+    return None
+
+
+def _check_not_before(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"expected a date-time string such as \"{EXAMPLE}\", got {json_type_name(value)}"
+    try:
+        parse_moment(value)
+    except BadMoment as error:
+        return str(error)
     return None
 
 
@@ -210,7 +246,13 @@ class _SpecReader:
             # Kept with the batch's notify overrides: an alert is a notification like the others.
             notify = {**(notify or {}), "budget_alert": float(alert)}
         template = self._optional(members.get("name_template"), _check_name_template)
+        priority = self._optional(members.get("priority"), _check_priority)
+        weight = self._optional(members.get("weight"), _check_weight)
+        not_before = self._optional(members.get("not_before"), _check_not_before)
         return SpecSettings(
+            priority=priority if isinstance(priority, int) and not isinstance(priority, bool) else 0,
+            weight=float(weight) if isinstance(weight, int | float) and not isinstance(weight, bool) else 1.0,
+            not_before=parse_moment(not_before).timestamp() if isinstance(not_before, str) else None,
             name_template=template if isinstance(template, str) else None,
             delivery=self._override(members.get("delivery")),
             notify=notify,

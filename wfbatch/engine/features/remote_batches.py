@@ -150,6 +150,7 @@ class RemoteBatches:
             self._batch_ids(),
             exclude_batch_ids=budget_held,
             batch_mode=(True, mode),
+            now=s.clock.wall(),
         )
         if not jobs:
             return

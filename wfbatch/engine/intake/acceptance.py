@@ -46,13 +46,17 @@ def check_prompts(
     fmt: str | None = None,
     provider: str | None = None,
     budget: float | None = None,
+    not_before: float | None = None,
 ) -> CheckedPrompts:
-    """Parse and check `raw` (see the module); raises PromptFileError naming every problem."""
+    """Parse and check `raw` (see the module); raises PromptFileError naming every problem.
+    `budget` and `not_before` (from --budget and --at) replace the file's own."""
     home_template = settings.output.name
     extra = frozenset(placeholders(home_template)) - set(RUNTIME_FIELDS) if home_template else frozenset()
     parsed = parse_prompt_bytes(raw, source_name, fmt, targets=target_policy(settings), extra_columns=extra)
     if budget is not None:
         parsed = replace(parsed, budget=budget)
+    if not_before is not None:
+        parsed = replace(parsed, not_before=not_before)
     default_provider = provider or settings.provider
     problems = provider_problems(parsed, default_provider, settings)
     expanded = expand_batch(parsed, default_provider)

@@ -106,6 +106,7 @@ class Control:
         fmt: str | None = None,
         provider: str | None = None,
         budget: float | None = None,
+        not_before: float | None = None,
         dry_run: bool = False,
         skip_duplicates: bool | None = None,
         identity: str | None = None,
@@ -116,7 +117,8 @@ class Control:
         settings = self.engine.settings
         try:
             checked = await asyncio.to_thread(
-                check_prompts, raw, source_name, settings, fmt=fmt, provider=provider, budget=budget
+                check_prompts, raw, source_name, settings, fmt=fmt, provider=provider, budget=budget,
+                not_before=not_before,
             )
         except PromptFileError as error:
             return Refused(error.errors, error.report())
@@ -359,6 +361,27 @@ class Control:
         self._emit(BatchEvent(event="budget", batch_id=batch_id, budget=budget))
         shown = "no budget" if budget is None else f"a budget of {budget:g} credits"
         return CommandResult(message=f"batch {batch_id} now has {shown}")
+
+    # -- sharing a provider between batches ---------------------------------------------------
+
+    async def set_priority(self, batch_id: str, priority: int) -> CommandResult:
+        """A batch of a higher priority starts its jobs before those of lower ones; the next
+        dispatch round already takes the new order."""
+        batch_id = await self._require_batch(batch_id)
+        await self.store.batches.set_batch_priority(batch_id, priority)
+        self.engine.batch_changed(batch_id)
+        self._emit(BatchEvent(event="priority", batch_id=batch_id, priority=priority))
+        return CommandResult(message=f"batch {batch_id} now has priority {priority}")
+
+    async def set_weight(self, batch_id: str, weight: float) -> CommandResult:
+        """The batch's share of its provider among runnable batches of its priority."""
+        batch_id = await self._require_batch(batch_id)
+        if not 0 < weight < float("inf"):
+            raise CommandError("a weight is a number more than 0 (1: an equal share)")
+        await self.store.batches.set_batch_weight(batch_id, weight)
+        self.engine.batch_changed(batch_id)
+        self._emit(BatchEvent(event="weight", batch_id=batch_id, weight=weight))
+        return CommandResult(message=f"batch {batch_id} now has weight {weight:g}")
 
     # -- review -------------------------------------------------------------------------------
 

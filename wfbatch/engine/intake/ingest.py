@@ -129,6 +129,9 @@ async def ingest(
         auto_approve=parsed.stages.auto_approve if parsed.stages else AutoApprove.NONE,
         delivery=parsed.delivery,
         notify=parsed.notify,
+        priority=parsed.priority,
+        weight=parsed.weight,
+        not_before=parsed.not_before,
     )
     with collector_paused():
         jobs = [new_job(index, job) for index, job in enumerate(expanded, start=1)]

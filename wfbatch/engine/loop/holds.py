@@ -2,9 +2,9 @@
 
 Holds come from the user (pause everything, a provider or a batch: persisted, so they outlive a
 restart), from the account (a bad key, no credit, an unreachable endpoint: the provider's limiter
-pause), from money (a batch budget or a daily credit cap reached) and from the machine (a full
-disk). The dispatch loop, the idle check, `status`, the views and the TUI all ask here; commands
-change holds only through here.
+pause), from money (a batch budget or a daily credit cap reached), from the clock (outside the
+provider's [schedule] windows) and from the machine (a full disk). The dispatch loop, the idle
+check, `status`, the views and the TUI all ask here; commands change holds only through here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from wfbatch.engine.loop.budget import Budget
 from wfbatch.engine.loop.pool import ProviderPool
 from wfbatch.engine.loop.storage import StorageHealth
+from wfbatch.engine.loop.windows import Windows
 from wfbatch.protocol import Hold
 from wfbatch.store import BatchRow, StoreApi
 
@@ -35,15 +36,20 @@ def _provider_lift(name: str, kind: str) -> str:
         "daily_credit_cap": (
             f"lifts at midnight, or raise daily_credit_cap under [{name}] and reload: {RELOAD}"
         ),
+        "window": f"lifts by itself when a window opens, or change [schedule.{name}] and reload: {RELOAD}",
     }.get(kind, resume)
 
 
 class Holds:
-    def __init__(self, store: StoreApi, pool: ProviderPool, budget: Budget, storage: StorageHealth) -> None:
+    def __init__(
+        self, store: StoreApi, pool: ProviderPool, budget: Budget, storage: StorageHealth,
+        windows: Windows | None = None,
+    ) -> None:
         self._store = store
         self._pool = pool
         self._budget = budget
         self.storage = storage
+        self.windows = windows
         self._user_global: str | None = None
 
     async def load(self) -> None:
@@ -61,8 +67,13 @@ class Holds:
         return self.storage.problem or self._user_global
 
     def provider(self, name: str) -> str | None:
-        """Why nothing new starts on this provider (a pause, its daily execution or credit cap)."""
-        return self._pool.limiter(name).hold() or self._budget.provider_block(name)
+        """Why nothing new starts on this provider (a pause, its daily execution or credit cap,
+        outside its [schedule] windows)."""
+        return self._pool.limiter(name).hold() or self._budget.provider_block(name) or self.window(name)
+
+    def window(self, name: str) -> str | None:
+        """Why the provider waits for its [schedule] window (a hold that lifts by itself), or None."""
+        return self.windows.why(name) if self.windows is not None else None
 
     def batch(self, batch: BatchRow) -> str | None:
         """Why nothing new of this batch starts (paused by the user, or its budget), or None."""
@@ -81,6 +92,8 @@ class Holds:
             kind, reason = "daily_cap", cap
         elif (block := self._budget.provider_block(name)) is not None:
             kind, reason = "daily_credit_cap", block
+        elif (window := self.window(name)) is not None:
+            kind, reason = "window", window
         else:
             return None
         return Hold(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,13 @@ async def idle_reason(
     providers = await store.jobs.queued_providers(batch_ids)
     if any(pool.limiter(name).blocked_for() > 0 for name in providers):
         return None  # a 429 wait: it ends by itself
+    if any(holds.window(name) for name in providers) and not any(
+        pool.limiter(name).hold() for name in providers
+    ):
+        return None  # a [schedule] window opens by itself: `run` waits for it as the daemon does
+    scheduled = await store.batches.next_not_before(time.time(), batch_ids)
+    if scheduled is not None:
+        return None  # a batch whose not_before is ahead starts then
     details: dict[str, Any] = {"counts": counts}
     for name in providers:
         limiter = pool.limiter(name)

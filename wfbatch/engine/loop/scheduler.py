@@ -1,4 +1,5 @@
-"""The engine: picks ready jobs (priority, then age) under each provider's limits and runs each one
+"""The engine: picks ready jobs under each provider's limits (batches take turns by priority and
+weight, `fairshare`; inside a batch, its entries' priority, then age) and runs each one
 (`runner.JobRunner`), recording how each run ended in one transaction.
 
 Every state change is committed before the network call that depends on it, so a crash at any point
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,7 @@ from wfbatch.engine.loop import accounts
 from wfbatch.engine.loop.budget import Budget, cost_key
 from wfbatch.engine.loop.cache import ImageCache
 from wfbatch.engine.loop.canceled import CanceledExecutions
+from wfbatch.engine.loop.fairshare import FairShare
 from wfbatch.engine.loop.holds import Holds
 from wfbatch.engine.loop.idle import StopReason, idle_reason
 from wfbatch.engine.loop.limiter import Slot
@@ -35,6 +37,7 @@ from wfbatch.engine.loop.pool import ProviderPool
 from wfbatch.engine.loop.progress import ProgressBoard
 from wfbatch.engine.loop.runner import JobRunner, JobServices
 from wfbatch.engine.loop.storage import StorageHealth, is_disk_full
+from wfbatch.engine.loop.windows import Windows
 from wfbatch.engine.loop.writer import OutputWriter
 from wfbatch.engine.outbox.background import Background
 from wfbatch.engine.outbox.delivery import DeliveryWorker
@@ -76,11 +79,13 @@ class Engine:
         self._in_flight_by_cost: Counter[tuple[str, str | None, str | None]] = Counter()
         """Jobs in flight by what their cost is known by (see `_dispatch_round`)."""
         self._batches: dict[str, BatchRow] = {}
+        self.fair = FairShare()
         self._background: set[asyncio.Task[None]] = set()
         self.pool = ProviderPool(store, settings, self.clock, events, self.wake)
         self.budget = Budget(store, settings, self.clock)
         self.storage = StorageHealth(store, layout.root, self.clock, events)
-        self.holds = Holds(store, self.pool, self.budget, self.storage)
+        self.windows = Windows(lambda: self.settings, self.pool, self.clock, events)
+        self.holds = Holds(store, self.pool, self.budget, self.storage, self.windows)
         self.cache = ImageCache(layout.cache, store)
         self.writer = OutputWriter(store, self.pool.label)
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
@@ -265,6 +270,10 @@ class Engine:
                 next_retry = await self.store.jobs.next_retry_at(self.batch_ids)
                 if next_retry is not None:
                     delay = max(0.01, min(delay, next_retry - self.clock.wall()))
+                # A batch scheduled for later starts when its time comes, not up to a wake later.
+                scheduled = await self.store.batches.next_not_before(self.clock.wall(), self.batch_ids)
+                if scheduled is not None:
+                    delay = max(0.01, min(delay, scheduled - self.clock.wall()))
                 await wait_event(self._wake, delay)
             return StopReason(
                 "stopped", "interrupted: the same command again resumes the rest (nothing is sent twice)"
@@ -292,43 +301,65 @@ class Engine:
         queued = sorted(await self.store.jobs.queued_providers(self.batch_ids))
         # An account's pool reaches (or leaves, at midnight) its daily cap without an event.
         self.pool.hold_if_every_account_is()
+        self.windows.observe(queued)
         await self.remote.tick(queued, self._provider_held, self.holds.budget_held_batches())
         for name in queued:
             if await self.pool.get(name) is None or self.holds.provider(name):
                 continue
-            choices = accounts.startable(self.pool, name)
+            # Outside its [schedule] windows an account starts nothing; what it has in flight goes on.
+            choices = [
+                choice for choice in accounts.startable(self.pool, name)
+                if self.windows.account_open(name, choice.account)
+            ]
             free = accounts.total_free(choices)
-            if free <= 0:
+            if free > 0:
+                await self._start_on(name, choices, free)
+
+    async def _start_on(self, name: str, choices: list[accounts.Choice], free: int) -> None:
+        """Start up to `free` jobs on the provider, taking turns between its runnable batches
+        (`FairShare`); inside a batch, its entries' priority, then their order."""
+        pending: Counter[str] = Counter()
+        runnable = await self.store.jobs.ready_batches(name, self.clock.wall(), self.batch_ids)
+        turns = self.fair.round(name, runnable)
+        waiting: dict[str, deque[JobRow]] = {}
+        while free > 0:
+            chosen = turns.next()
+            if chosen is None:
+                return
+            queue = waiting.get(chosen.id)
+            if queue is None:
+                queue = waiting[chosen.id] = deque(
+                    await self.store.jobs.ready_jobs(
+                        name,
+                        free + len(self._keys_in_flight),
+                        [chosen.id],
+                        exclude_batch_ids=self.holds.budget_held_batches(),
+                        batch_mode=self._direct_only(name),
+                    )
+                )
+            if not queue:
+                turns.exhausted(chosen.id)
                 continue
-            pending: Counter[str] = Counter()
-            candidates = await self.store.jobs.ready_jobs(
-                name,
-                free + len(self._keys_in_flight),
-                self.batch_ids,
-                exclude_batch_ids=self.holds.budget_held_batches(),
-                batch_mode=self._direct_only(name),
-            )
-            for job in candidates:
-                if free <= 0:
-                    break
-                if job.id in self._tasks:
-                    continue
-                batch = await self._batch(job.batch_id)
-                if batch.cache_enabled and job.cache_key in self._keys_in_flight:
-                    continue  # the same image is being made: wait, then take it from the cache
-                if self._in_flight_by_cost[cost_key(job.spec)] and self._unpriced_under_cap(job, batch):
-                    # Nothing to reserve for an unknown cost: jobs started side by side would all slip
-                    # under the cap. One goes first; its charge tells the cost.
-                    continue
-                own = self.pool.account(name, job.account).name
-                choice = accounts.pick(choices, job, own, pending)
-                if choice is None:
-                    continue  # its account cannot start now (it waits for that account)
-                if await self.pool.get(name, choice.account) is None:
-                    continue
-                pending[choice.pool] += 1
-                self._spawn(replace(job, account=choice.account))
-                free -= 1
+            job = queue.popleft()
+            if job.id in self._tasks:
+                continue
+            batch = await self._batch(job.batch_id)
+            if batch.cache_enabled and job.cache_key in self._keys_in_flight:
+                continue  # the same image is being made: wait, then take it from the cache
+            if self._in_flight_by_cost[cost_key(job.spec)] and self._unpriced_under_cap(job, batch):
+                # Nothing to reserve for an unknown cost: jobs started side by side would all slip
+                # under the cap. One goes first; its charge tells the cost.
+                continue
+            own = self.pool.account(name, job.account).name
+            choice = accounts.pick(choices, job, own, pending)
+            if choice is None:
+                continue  # its account cannot start now (it waits for that account)
+            if await self.pool.get(name, choice.account) is None:
+                continue
+            pending[choice.pool] += 1
+            self._spawn(replace(job, account=choice.account))
+            turns.started(chosen.id)
+            free -= 1
 
     def _provider_held(self, name: str) -> bool:
         return bool(self.holds.provider(name))

@@ -1,4 +1,4 @@
-"""`wfbatch costs`: what was made and spent, grouped by batch, provider, model or day.
+"""`wfbatch costs`: what was made and spent, grouped by batch, provider, model, account or day.
 
 Spend is never summed across providers: one provider bills in credits, another in USD, and two
 providers' credits are not the same money. Every group is therefore a (group, provider) pair, and the
@@ -14,10 +14,12 @@ from wfbatch.providers.registry import UnknownProvider, traits
 from wfbatch.settings import Settings
 from wfbatch.store import CostLine, PossibleDuplicate, StoreApi
 
-GroupBy = Literal["batch", "provider", "model", "day"]
-GROUPINGS: tuple[GroupBy, ...] = ("batch", "provider", "model", "day")
+GroupBy = Literal["batch", "provider", "model", "account", "day"]
+GROUPINGS: tuple[GroupBy, ...] = ("batch", "provider", "model", "account", "day")
 DEFAULT_MODEL = "(default)"
 """How the provider's default model (no `model` in the entry) is shown."""
+NO_ACCOUNT = "(none)"
+"""How images no account was asked for are grouped: cache hits, and jobs from before accounts."""
 
 
 @dataclass
@@ -113,6 +115,8 @@ def _group_of(line: CostLine | PossibleDuplicate, by: GroupBy) -> str:
         return line.provider
     if by == "model":
         return line.model or DEFAULT_MODEL
+    if by == "account":
+        return line.account or NO_ACCOUNT
     return line.day
 
 

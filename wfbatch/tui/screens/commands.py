@@ -1,5 +1,5 @@
-"""The main screen's commands: retry, cancel, edit, review, pause. Each acts on the jobs the user
-means (`_targets`), and asks first when it touches several jobs or one being executed."""
+"""The main screen's commands: retry, cancel, edit, review, pause, a batch's share. Each acts on the
+jobs the user means (`_targets`), and asks first when it touches several jobs or one being executed."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from wfbatch.tui.connection import LOST_CONNECTION, describe
 from wfbatch.tui.screens.confirm import ConfirmScreen
 from wfbatch.tui.screens.edit import EditPromptScreen
 from wfbatch.tui.screens.live import LiveScreen
+from wfbatch.tui.screens.share import Share, ShareScreen
 from wfbatch.tui.tabs import JobTab
 
 
@@ -172,3 +173,28 @@ class CommandScreen(LiveScreen):
         else:
             self.run_command("pause all", lambda: self.client.pause(request))
 
+
+    def action_share(self) -> None:
+        """`w`: the highlighted batch's priority and weight, in a small dialog."""
+        batch_id = self.batches.scope
+        if batch_id is None and (job := self.jobs.highlighted) is not None:
+            batch_id = job.batch_id
+        batch = self.batches.batches.get(batch_id) if batch_id is not None else None
+        if batch is None:
+            self.notify("select a batch first (its row in the batches panel)", severity="warning")
+            return
+        current = Share(batch.priority, batch.weight)
+
+        def apply(wanted: Share | None) -> None:
+            if wanted is None:
+                return
+            if wanted.priority != current.priority:
+                self.run_command(
+                    f"priority of {batch.name}", lambda: self.client.set_priority(batch.id, wanted.priority)
+                )
+            if wanted.weight != current.weight:
+                self.run_command(
+                    f"weight of {batch.name}", lambda: self.client.set_weight(batch.id, wanted.weight)
+                )
+
+        self.app.push_screen(ShareScreen(batch.name, current), apply)

@@ -28,6 +28,7 @@ KEYS: list[tuple[str, str]] = [
     ("a / x", "approve / reject in the Review tab (files move, manifest updates)"),
     ("p", "pause / resume the selected batch (or the highlighted job's batch)"),
     ("P", "pause / resume everything"),
+    ("w", "priority and weight of the selected batch (its share of the provider)"),
     ("/", "filter jobs by prompt text"),
     ("?", "this help"),
     ("q", "quit (the daemon keeps running)"),

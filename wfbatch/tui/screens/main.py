@@ -46,6 +46,7 @@ class MainScreen(CommandScreen):
         Binding("x", "review('reject')", "reject"),
         Binding("p", "pause_batch", "pause"),
         Binding("P", "pause_all", "pause all", show=False),
+        Binding("w", "share", "share", show=False),
         Binding("space", "mark", "select", show=False),
         Binding("slash", "filter", "filter"),
         Binding("enter", "details", "details"),

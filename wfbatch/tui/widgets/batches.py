@@ -1,5 +1,6 @@
 """The batches panel: one row per batch with a done/failed/total bar, an ETA, and its state —
-"held: budget" (or credits, pause, ...) instead of an ETA when nothing of it can move.
+"held: budget" (or credits, pause, ...) instead of an ETA when nothing of it can move, "scheduled
+02:00" before its `not_before`, "running 50%" when it shares its provider with other batches.
 
 The highlighted row is the scope of the jobs table below it (and of `p` and `R`); the first
 row, "all batches", lifts the scope. The screen sets `status`; the rows follow, keeping the
@@ -15,7 +16,7 @@ from textual.widgets import DataTable
 
 from wfbatch.protocol import BatchSummary, Hold, JobState, Status
 from wfbatch.protocol.states import OPEN, STYLE
-from wfbatch.tui.formatting import duration, finished_counts, progress_bar
+from wfbatch.tui.formatting import clock_time, duration, finished_counts, progress_bar
 
 ALL_KEY = "*"
 CHROME = 2
@@ -28,11 +29,15 @@ def _state_text(batch: BatchSummary, hold: Hold | None) -> Text:
         return Text("paused", style="bold yellow")
     if open_jobs and hold is not None:
         return Text(f"held: {hold.kind.replace('_', ' ')}", style="bold yellow")
+    if open_jobs and batch.not_before is not None:
+        return Text(f"scheduled {clock_time(batch.not_before)}", style="cyan")
     remote = batch.remote_progress()
     if remote is not None:
         return Text(remote, style="cyan")  # the remote batch's request_counts
     if open_jobs:
-        return Text("running", style=STYLE[JobState.RUNNING])
+        # Its share of the provider, when it shares it (or waits behind a higher priority).
+        shared = f" {batch.share:.0%}" if batch.share is not None and batch.share < 1 else ""
+        return Text(f"running{shared}", style=STYLE[JobState.RUNNING])
     if batch.counts.get(JobState.FAILED, 0):
         return Text("has failures", style="red")
     if canceled := batch.counts.get(JobState.CANCELED, 0):

@@ -1,0 +1,59 @@
+"""The TUI's `w` key against a real daemon: a batch's priority and weight in a small dialog, sent
+through the API and shown back in the batches panel."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from tests.test_tui_support import DaemonProcess, daemon_process, wait_until
+from wfbatch.client.client import DaemonClient
+from wfbatch.protocol import SubmitRequest
+from wfbatch.tui import WfbatchApp
+from wfbatch.tui.screens.share import Share, ShareScreen, parse_share
+
+SIZE = (120, 40)
+SLOW = {"WFBATCH_LOCAL__LATENCY_MIN": "5", "WFBATCH_LOCAL__LATENCY_MAX": "5"}  # stays running
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    with daemon_process(tmp_path / "home", SLOW) as running:
+        yield running
+
+
+def test_the_dialog_says_what_is_wrong_in_one_line() -> None:
+    assert parse_share("3", "2") == Share(3, 2.0)
+    assert parse_share("x", "1") == "priority is a whole number, not 'x'"
+    assert isinstance(parse_share("1", "0"), str) and isinstance(parse_share("1", "nan"), str)
+
+
+async def test_w_sets_the_highlighted_batchs_priority_and_weight(daemon: DaemonProcess) -> None:
+    async with DaemonClient(daemon.socket_path) as api:
+        content = "".join(json.dumps({"prompt": f"p{i}", "width": 64, "height": 64}) + "\n" for i in range(3))
+        submitted = await api.submit(SubmitRequest(name="shared.jsonl", content=content))
+        batch_id = submitted.batch_id
+        assert batch_id is not None
+        app = WfbatchApp(DaemonClient(api.socket_path), retry_interval=0.2, graphics=False, close_client=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.main_screen
+            await wait_until(lambda: screen.is_mounted and batch_id in screen.batches.batches)
+            screen.batches.focus()
+            screen.batches.move_cursor(row=screen.batches.get_row_index(batch_id))
+            await pilot.pause()
+            await pilot.press("w")
+            await wait_until(lambda: isinstance(app.screen, ShareScreen))
+            app.screen.query_one("#share-priority", Input).value = "4"
+            app.screen.query_one("#share-weight", Input).value = "2"
+            app.screen.query_one("#share-weight", Input).focus()
+            await pilot.press("enter")
+
+            async def changed() -> bool:
+                batch = await api.batch(batch_id)
+                return batch.priority == 4 and batch.weight == 2
+
+            await wait_until(changed)
