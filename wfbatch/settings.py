@@ -194,6 +194,13 @@ class OutputSettings(BaseModel):
         return value
 
 
+class WebSettings(BaseModel):
+    """The browser gallery and queue the daemon serves beside its socket (`wfbatch web`)."""
+
+    enabled: bool = Field(default=False, description="serve the web app on 127.0.0.1 (remote: ssh -L)")
+    port: int = Field(default=8765, ge=0, le=65535, description="TCP port on 127.0.0.1; 0: any free one")
+
+
 class _GeneralSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WFBATCH_",
@@ -230,6 +237,7 @@ class Settings(_WithProviderSections):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(

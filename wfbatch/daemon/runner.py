@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,11 @@ from wfbatch.store import Store
 
 log = logging.getLogger("wfbatch.daemon")
 
+Sidecar = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+"""Something else the daemon process serves while it runs (the web app, composed by the CLI so
+the daemon imports nothing above it): started once the API answers, told to stop by the event."""
+SIDECAR_STOP_TIMEOUT = 3.0
+
 
 async def run_daemon(
     settings: Settings,
@@ -37,6 +42,7 @@ async def run_daemon(
     *,
     private_socket_folder: bool,
     reload_settings: Callable[[], Settings] | None = None,
+    sidecars: Sequence[Sidecar] = (),
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code. Raises `HomeLocked` when another engine
     holds HOME and `SocketPathError` when the socket cannot be created."""
@@ -54,7 +60,7 @@ async def run_daemon(
         # API answers from the first moment; the triggers keep the counters right meanwhile.
         checking = asyncio.create_task(_check_counters(store), name="counter check")
         try:
-            return await _serve(settings, layout, store, sock, socket_path, reload_settings)
+            return await _serve(settings, layout, store, sock, socket_path, reload_settings, sidecars)
         finally:
             checking.cancel()
             await asyncio.gather(checking, return_exceptions=True)
@@ -81,6 +87,7 @@ async def _serve(
     sock: Any,
     socket_path: Path,
     reload_settings: Callable[[], Settings] | None,
+    sidecars: Sequence[Sidecar] = (),
 ) -> int:
     parts = wire(settings, layout, store)
     await parts.engine.pool.learn_balances()
@@ -102,12 +109,33 @@ async def _serve(
             socket_path,
             layout.inbox,
         )
+        extras = [asyncio.create_task(_sidecar(run, stop), name="sidecar") for run in sidecars]
         failed = False
         try:
             failed = await _until_stopped(running)
         finally:
             in_time = await shut_down(parts, running)
+            await _stop_sidecars(extras)
     return 1 if failed or not in_time else 0
+
+
+async def _sidecar(run: Sidecar, stop: asyncio.Event) -> None:
+    """A sidecar that fails is logged; the daemon's own work goes on without it."""
+    try:
+        await run(stop)
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        log.error("%s", error, exc_info=not isinstance(error, OSError))
+
+
+async def _stop_sidecars(tasks: list[asyncio.Task[None]]) -> None:
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=SIDECAR_STOP_TIMEOUT)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
 
 
 async def _until_stopped(running: Running) -> bool:
