@@ -4,6 +4,7 @@ the files stay where they were); a foreign Host is refused; only 127.0.0.1 liste
 
 from __future__ import annotations
 
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import psutil
 import pytest
 from starlette.routing import Mount, Route
 
-from tests.daemon_harness import DaemonProcess, jsonl
+from tests.daemon_harness import DaemonProcess, jsonl, running_daemon
 from tests.web_harness import WebClient, web_daemon
 from wfbatch.client import DaemonClient
 from wfbatch.web import build_web_app
@@ -195,3 +196,37 @@ def test_an_image_is_served_only_from_inside_its_batch_folder(
     assert isinstance(confined_image(str(batch / "approved" / "2.png"), str(batch), output), str)
     assert isinstance(confined_image(str(batch / "approved" / "3.txt"), str(batch), output), str)
     assert isinstance(confined_image(str(batch / "approved" / "1.png"), str(tmp_path), output), str)
+
+
+def test_wfbatch_web_starts_the_web_app_on_a_daemon_started_without_it() -> None:
+    with running_daemon(env={"WFBATCH_WEB__PORT": "0"}) as daemon:
+        assert not (daemon.home / "web" / "server.json").exists()
+        result = daemon.cli("web")
+        assert result.exit_code == 0, result.output
+        url = result.output.strip()
+        assert url.startswith("http://127.0.0.1:") and "/login?token=" in url
+        web = WebClient(daemon)
+        try:
+            assert url == web.login_url
+            web.login()
+            assert web.get("/queue", headers={"accept": "text/html"}).status_code == 200
+        finally:
+            web.close()
+        again = daemon.cli("web")  # a second time: the same server, the same URL
+        assert again.exit_code == 0 and again.output.strip() == url
+
+
+def test_a_web_port_in_use_is_one_clear_line_and_the_daemon_goes_on() -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with running_daemon(env={"WFBATCH_WEB__PORT": str(port)}) as daemon:
+            result = daemon.cli("web")
+            assert result.exit_code == 2
+            assert f"cannot listen on 127.0.0.1:{port}" in result.output
+            assert "[web] port" in result.output
+            assert daemon.status()["jobs"] is not None  # the daemon itself still answers
+    finally:
+        taken.close()

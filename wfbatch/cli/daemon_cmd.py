@@ -13,7 +13,8 @@ from wfbatch.cli.common import EXIT_BAD_INPUT, fail, home_option, settings_from_
 from wfbatch.client import socket_path_for
 from wfbatch.daemon import SocketPathError, check_socket_path, run_daemon
 from wfbatch.daemon.logs import configure_logging
-from wfbatch.daemon.runner import Sidecar, settings_reloader
+from wfbatch.daemon.runner import settings_reloader
+from wfbatch.daemon.sidecars import Sidecar
 from wfbatch.home import HomeLayout, HomeLocked, UnsafeLockFile
 from wfbatch.settings import Settings
 
@@ -37,7 +38,8 @@ from wfbatch.settings import Settings
 @click.option(
     "--web/--no-web",
     default=None,
-    help="Also serve the review gallery and queue on 127.0.0.1 ([web] enabled; login URL: `wfbatch web`).",
+    help="Serve the review gallery and queue on 127.0.0.1 from the start ([web] enabled; `wfbatch web` "
+    "starts them later too and prints the login URL).",
 )
 def daemon_command(home: Path | None, socket_path: Path | None, log_format: str, web: bool | None) -> None:
     """Run the daemon in the foreground: watch HOME/inbox/, run the jobs, serve the API.
@@ -77,10 +79,10 @@ def daemon_command(home: Path | None, socket_path: Path | None, log_format: str,
 
 
 def _sidecars(settings: Settings, socket_path: Path) -> list[Sidecar]:
-    """What the daemon process serves besides its socket: the web app when enabled. Composed
-    here, above both, so the daemon never imports the web app (it is a client of the daemon)."""
-    if not settings.web.enabled:
-        return []
+    """What the daemon process can serve besides its socket: the web app, from the start when
+    `[web] enabled`, else once `wfbatch web` asks. Composed here, above both, so the daemon never
+    imports the web app (which is one more client of the daemon)."""
     from wfbatch.web import web_sidecar
 
-    return [web_sidecar(HomeLayout(settings.home), socket_path, settings.web.port)]
+    run = web_sidecar(HomeLayout(settings.home), socket_path, settings.web.port)
+    return [Sidecar(name="web", run=run, autostart=settings.web.enabled)]

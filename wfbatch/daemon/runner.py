@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from wfbatch import __version__
 from wfbatch.daemon.connections import on_loop_exception
 from wfbatch.daemon.listener import bind_unix_socket, remove_socket
 from wfbatch.daemon.shutdown import Running, shut_down
+from wfbatch.daemon.sidecars import Sidecar, Sidecars
 from wfbatch.daemon.signals import handled_signals, reloader
 from wfbatch.daemon.wiring import wire
 from wfbatch.home import HomeLayout, HomeLock
@@ -29,11 +30,6 @@ from wfbatch.settings import Settings, load_settings
 from wfbatch.store import Store
 
 log = logging.getLogger("wfbatch.daemon")
-
-Sidecar = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
-"""Something else the daemon process serves while it runs (the web app, composed by the CLI so
-the daemon imports nothing above it): started once the API answers, told to stop by the event."""
-SIDECAR_STOP_TIMEOUT = 3.0
 
 
 async def run_daemon(
@@ -89,9 +85,10 @@ async def _serve(
     reload_settings: Callable[[], Settings] | None,
     sidecars: Sequence[Sidecar] = (),
 ) -> int:
-    parts = wire(settings, layout, store)
-    await parts.engine.pool.learn_balances()
     stop = asyncio.Event()
+    extras = Sidecars.of(sidecars, stop)
+    parts = wire(settings, layout, store, extras)
+    await parts.engine.pool.learn_balances()
     asyncio.get_running_loop().set_exception_handler(on_loop_exception(parts.guard))
     with handled_signals(stop, reloader(parts.engine, parts.sink, reload_settings)):
         running = Running(
@@ -109,33 +106,14 @@ async def _serve(
             socket_path,
             layout.inbox,
         )
-        extras = [asyncio.create_task(_sidecar(run, stop), name="sidecar") for run in sidecars]
+        extras.start_autostarted()
         failed = False
         try:
             failed = await _until_stopped(running)
         finally:
             in_time = await shut_down(parts, running)
-            await _stop_sidecars(extras)
+            await extras.stop_all()
     return 1 if failed or not in_time else 0
-
-
-async def _sidecar(run: Sidecar, stop: asyncio.Event) -> None:
-    """A sidecar that fails is logged; the daemon's own work goes on without it."""
-    try:
-        await run(stop)
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:
-        log.error("%s", error, exc_info=not isinstance(error, OSError))
-
-
-async def _stop_sidecars(tasks: list[asyncio.Task[None]]) -> None:
-    if not tasks:
-        return
-    _, late = await asyncio.wait(tasks, timeout=SIDECAR_STOP_TIMEOUT)
-    for task in late:
-        task.cancel()
-    await asyncio.gather(*late, return_exceptions=True)
 
 
 async def _until_stopped(running: Running) -> bool:

@@ -53,10 +53,10 @@ def bind_loopback(port: int) -> socket.socket:
 
 def web_sidecar(
     layout: HomeLayout, socket_path: Path, port: int
-) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
-    """The daemon's sidecar (see `wfbatch.daemon.runner.Sidecar`) serving the web app on `port`."""
+) -> Callable[[asyncio.Event, asyncio.Event], Coroutine[Any, Any, None]]:
+    """The daemon's sidecar (see `wfbatch.daemon.sidecars`) serving the web app on `port`."""
 
-    async def run(stop: asyncio.Event) -> None:
+    async def run(stop: asyncio.Event, ready: asyncio.Event) -> None:
         token = ensure_token(layout.web)
         sock = bind_loopback(port)
         client = DaemonClient(socket_path)
@@ -71,6 +71,7 @@ def web_sidecar(
         write_server_file(layout.web, pid=os.getpid(), port=ctx.port)
         log.info("web app on http://%s:%d (login URL: `wfbatch web`)", LOOPBACK, ctx.port)
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="web")
+        ready.set()  # the socket listens already: connections wait in its queue until uvicorn runs
         stopping = asyncio.create_task(stop.wait(), name="web stop")
         try:
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
