@@ -4,6 +4,7 @@ the files stay where they were); a foreign Host is refused; only 127.0.0.1 liste
 
 from __future__ import annotations
 
+import re
 import socket
 import stat
 from collections.abc import Iterator
@@ -145,6 +146,24 @@ def test_a_post_with_a_foreign_origin_or_without_the_csrf_token_changes_nothing(
     accepted = web.post_json("/api/review", body)
     assert accepted.status_code == 200, accepted.text
     assert _where(daemon, target) == ("approved", "approved")
+
+
+def test_the_gallery_filters_by_batch_state_and_text(served: Served) -> None:
+    _, web, job_ids = served
+    web.login()
+
+    def shown(query: str) -> list[int]:
+        page = web.get(f"/?{query}", headers={"accept": "text/html"})
+        assert page.status_code == 200
+        return [int(found) for found in re.findall(r'class="card"[^>]*data-id="(\d+)"', page.text)]
+
+    assert shown("state=all") == job_ids
+    assert shown("state=all&q=take+3") == [job_ids[3]]
+    assert shown("state=all&q=no+such+prompt") == []
+    batch = web.daemon.get("/v1/batches")["items"][0]["id"]
+    assert shown(f"state=all&batch={batch}") == job_ids
+    assert set(shown("state=pending")) <= set(job_ids)
+    assert all(job_id not in shown("state=rejected") for job_id in shown("state=pending"))
 
 
 def test_a_foreign_host_header_is_refused(served: Served) -> None:

@@ -186,3 +186,7 @@ def test_a_failure_shown_in_the_browser_is_retried_from_it_and_reaches_the_simul
         assert "2 jobs" in dialog.inner_text()
         dialog.get_by_role("button", name="Go ahead").click()
         daemon.wait_until(lambda: _created(sim) == created + 3, what="both retries at the simulator")
+
+        page.set_viewport_size({"width": 375, "height": 800})
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"the queue scrolls sideways at 375 px ({width} px wide)"

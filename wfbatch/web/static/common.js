@@ -38,5 +38,14 @@ window.wfb = (() => {
     });
   }
 
+  document.addEventListener("DOMContentLoaded", () => {
+    const logout = document.getElementById("logout");
+    if (logout) {
+      logout.addEventListener("click", async () => {
+        try { await post("/api/logout", {}); } finally { window.location.assign("/"); }
+      });
+    }
+  });
+
   return { post, toast, confirmDialog };
 })();
