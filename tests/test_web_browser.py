@@ -119,6 +119,18 @@ def test_gallery_shows_the_batch_and_a_and_x_move_the_files(page: Page) -> None:
         page.locator(f'.card[data-id="{second}"][data-review="rejected"]').wait_for()
         _screenshot(page, "web-gallery.png")
 
+        # Shift+arrow selects a range; `a` then approves all of it.
+        third, fourth = int(jobs[2]["id"]), int(jobs[3]["id"])
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("Shift+ArrowRight")
+        assert page.locator(".card.selected").count() == 2
+        page.keyboard.press("a")
+        page.locator(f'.card[data-id="{fourth}"][data-review="approved"]').wait_for()
+        page.locator(f'.card[data-id="{third}"][data-review="approved"]').wait_for()
+        for job in jobs[2:4]:
+            assert (output / "approved" / Path(job["file"]).name).is_file()
+        assert len(list((output / "pending-review").iterdir())) == IMAGES - 4
+
         # Full size on Enter; the page is readable at a phone's width.
         page.keyboard.press("Enter")
         page.locator("#lightbox[open]").wait_for()
@@ -190,3 +202,7 @@ def test_a_failure_shown_in_the_browser_is_retried_from_it_and_reaches_the_simul
         page.set_viewport_size({"width": 375, "height": 800})
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, f"the queue scrolls sideways at 375 px ({width} px wide)"
+
+        # A browser still following the events does not hold the daemon's stop up.
+        daemon.stop()
+        assert daemon.returncode == 0, daemon.log()
