@@ -82,7 +82,12 @@ def _sidecars(settings: Settings, socket_path: Path) -> list[Sidecar]:
     """What the daemon process can serve besides its socket: the web app, from the start when
     `[web] enabled`, else once `wfbatch web` asks. Composed here, above both, so the daemon never
     imports the web app (which is one more client of the daemon)."""
-    from wfbatch.web import web_sidecar
+    layout, port = HomeLayout(settings.home), settings.web.port
 
-    run = web_sidecar(HomeLayout(settings.home), socket_path, settings.web.port)
-    return [Sidecar(name="web", run=run, autostart=settings.web.enabled)]
+    async def web(stop: asyncio.Event, ready: asyncio.Event) -> None:
+        # Imported when first served: a daemon that never serves it does not load Jinja2.
+        from wfbatch.web import web_sidecar
+
+        await web_sidecar(layout, socket_path, port)(stop, ready)
+
+    return [Sidecar(name="web", run=web, autostart=settings.web.enabled)]
