@@ -4,6 +4,7 @@ the files stay where they were); a foreign Host is refused; only 127.0.0.1 liste
 
 from __future__ import annotations
 
+import html
 import re
 import socket
 import stat
@@ -164,6 +165,21 @@ def test_the_gallery_filters_by_batch_state_and_text(served: Served) -> None:
     assert shown(f"state=all&batch={batch}") == job_ids
     assert set(shown("state=pending")) <= set(job_ids)
     assert all(job_id not in shown("state=rejected") for job_id in shown("state=pending"))
+
+
+def test_the_queue_shows_a_hold_with_its_reason_and_what_lifts_it(served: Served) -> None:
+    daemon, web, _ = served
+    web.login()
+    assert daemon.post("/v1/pause", {"scope": "global", "reason": "lunch break"}).status_code == 200
+    try:
+        hold = daemon.status()["holds"][0]
+        live = web.get("/queue?part=live", headers={"accept": "text/html"})
+        assert live.status_code == 200
+        assert "lunch break" in live.text and html.escape(hold["lift"]) in live.text
+        assert "everything paused" in live.text
+    finally:
+        assert daemon.post("/v1/resume", {"scope": "global"}).status_code == 200
+    assert "Nothing is held." in web.get("/queue?part=live").text
 
 
 def test_a_foreign_host_header_is_refused(served: Served) -> None:
