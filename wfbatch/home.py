@@ -53,6 +53,11 @@ class HomeLayout:
         return self.root / "output"
 
     @property
+    def web(self) -> Path:
+        """The web app's login token and where it listens (both 0600, in a 0700 folder)."""
+        return self.root / "web"
+
+    @property
     def lock_file(self) -> Path:
         return self.root / "wfbatch.lock"
 

@@ -237,6 +237,13 @@ class ScheduleEntry(BaseModel):
         return Schedule.parse(windows, self.timezone)
 
 
+class WebSettings(BaseModel):
+    """The browser gallery and queue the daemon serves beside its socket (`wfbatch web`)."""
+
+    enabled: bool = Field(default=False, description="serve the web app on 127.0.0.1 (remote: ssh -L)")
+    port: int = Field(default=8765, ge=0, le=65535, description="TCP port on 127.0.0.1; 0: any free one")
+
+
 class _GeneralSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WFBATCH_",
@@ -276,6 +283,7 @@ class Settings(_WithProviderSections):
     schedule: dict[str, ScheduleEntry] = Field(
         default_factory=dict, description="[schedule.<provider>] windows: when it may start work"
     )
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("schedule")
     @classmethod

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "config": "wfbatch.cli.config_cmd:config_command",
     "tui": "wfbatch.cli.tui_cmd:tui_command",
     "daemon": "wfbatch.cli.daemon_cmd:daemon_command",
+    "web": "wfbatch.cli.web_cmd:web_command",
     "status": "wfbatch.cli.remote_cmd:status_command",
     "jobs": "wfbatch.cli.remote_cmd:jobs_command",
     "show": "wfbatch.cli.remote_cmd:show_command",

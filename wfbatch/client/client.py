@@ -255,6 +255,10 @@ class DaemonClient:
     async def review(self, request: ReviewRequest) -> CommandResult:
         return await self._post(routes.REVIEW, request, CommandResult)
 
+    async def start_sidecar(self, name: str) -> CommandResult:
+        """Have the daemon serve `name` (`web`) unless it does; returns once it serves."""
+        return await self._post(routes.SIDECAR.format(name=name), None, CommandResult)
+
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         """Submit prompts; validation errors come back in `SubmitResult.errors` (HTTP 422)."""
         try:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from wfbatch.daemon.hub import EventHub
 from wfbatch.daemon.progress import CompletionTracker
+from wfbatch.daemon.sidecars import Sidecars
 from wfbatch.engine.intake.control import Control
 from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
@@ -25,6 +26,7 @@ class DaemonContext:
     tracker: CompletionTracker
     started_at: float = field(default_factory=time.time)
     inbox_outcomes: Counter[str] = field(default_factory=Counter)
+    sidecars: Sidecars = field(default_factory=Sidecars)
 
     @property
     def store(self) -> StoreApi:

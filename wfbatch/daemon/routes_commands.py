@@ -11,10 +11,12 @@ from wfbatch.core.states import ReviewStatus
 from wfbatch.daemon.batch_ref import resolve_batch, resolve_optional
 from wfbatch.daemon.context import context_of
 from wfbatch.daemon.responses import model_response, path_job_id, problem_response, read_body
+from wfbatch.daemon.sidecars import SidecarFailed
 from wfbatch.engine.intake.control import Accepted, Duplicate, Refused
 from wfbatch.protocol import (
     BudgetRequest,
     CancelRequest,
+    CommandResult,
     EditRequest,
     PauseRequest,
     PriorityRequest,
@@ -133,7 +135,21 @@ async def submit(request: Request) -> JSONResponse:
     )
 
 
+async def start_sidecar(request: Request) -> JSONResponse:
+    ctx = context_of(request)
+    name = request.path_params["name"]
+    try:
+        started = await ctx.sidecars.ensure(name)
+    except KeyError:
+        known = ", ".join(sorted(ctx.sidecars.known)) or "none in this daemon"
+        return problem_response(404, f"no sidecar named {name!r} (known: {known})")
+    except (SidecarFailed, TimeoutError) as error:
+        return problem_response(409, str(error))
+    return model_response(CommandResult(message=f"{name}: {'started' if started else 'already running'}"))
+
+
 ROUTES = [
+    Route(routes.SIDECAR, start_sidecar, methods=["POST"]),
     Route(routes.JOBS_RETRY, retry, methods=["POST"]),
     Route(routes.JOBS_CANCEL, cancel, methods=["POST"]),
     Route(routes.JOB_EDIT, edit, methods=["POST"]),

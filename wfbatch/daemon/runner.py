@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from wfbatch import __version__
 from wfbatch.daemon.connections import on_loop_exception
 from wfbatch.daemon.listener import bind_unix_socket, remove_socket
 from wfbatch.daemon.shutdown import Running, shut_down
+from wfbatch.daemon.sidecars import Sidecar, Sidecars
 from wfbatch.daemon.signals import handled_signals, reloader
 from wfbatch.daemon.wiring import wire
 from wfbatch.home import HomeLayout, HomeLock
@@ -37,6 +38,7 @@ async def run_daemon(
     *,
     private_socket_folder: bool,
     reload_settings: Callable[[], Settings] | None = None,
+    sidecars: Sequence[Sidecar] = (),
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code. Raises `HomeLocked` when another engine
     holds HOME and `SocketPathError` when the socket cannot be created."""
@@ -54,7 +56,7 @@ async def run_daemon(
         # API answers from the first moment; the triggers keep the counters right meanwhile.
         checking = asyncio.create_task(_check_counters(store), name="counter check")
         try:
-            return await _serve(settings, layout, store, sock, socket_path, reload_settings)
+            return await _serve(settings, layout, store, sock, socket_path, reload_settings, sidecars)
         finally:
             checking.cancel()
             await asyncio.gather(checking, return_exceptions=True)
@@ -81,10 +83,12 @@ async def _serve(
     sock: Any,
     socket_path: Path,
     reload_settings: Callable[[], Settings] | None,
+    sidecars: Sequence[Sidecar] = (),
 ) -> int:
-    parts = wire(settings, layout, store)
-    await parts.engine.pool.learn_balances()
     stop = asyncio.Event()
+    extras = Sidecars.of(sidecars, stop)
+    parts = wire(settings, layout, store, extras)
+    await parts.engine.pool.learn_balances()
     asyncio.get_running_loop().set_exception_handler(on_loop_exception(parts.guard))
     with handled_signals(stop, reloader(parts.engine, parts.sink, reload_settings)):
         running = Running(
@@ -102,11 +106,13 @@ async def _serve(
             socket_path,
             layout.inbox,
         )
+        extras.start_autostarted()
         failed = False
         try:
             failed = await _until_stopped(running)
         finally:
             in_time = await shut_down(parts, running)
+            await extras.stop_all()
     return 1 if failed or not in_time else 0
 
 

@@ -16,6 +16,7 @@ from wfbatch.daemon.hub import EventHub
 from wfbatch.daemon.inbox import Inbox
 from wfbatch.daemon.listener import BACKLOG
 from wfbatch.daemon.progress import CompletionTracker
+from wfbatch.daemon.sidecars import Sidecars
 from wfbatch.engine.events import EventSink
 from wfbatch.engine.intake.control import Control
 from wfbatch.engine.loop.scheduler import Engine
@@ -47,7 +48,7 @@ class Parts:
     server: ApiServer
 
 
-def wire(settings: Settings, layout: HomeLayout, store: StoreApi) -> Parts:
+def wire(settings: Settings, layout: HomeLayout, store: StoreApi, sidecars: Sidecars | None = None) -> Parts:
     hub = EventHub()
     tracker = CompletionTracker()
 
@@ -57,7 +58,9 @@ def wire(settings: Settings, layout: HomeLayout, store: StoreApi) -> Parts:
 
     engine = Engine(store, settings, layout, events=sink)
     control = Control(engine, events=sink)
-    ctx = DaemonContext(engine=engine, control=control, hub=hub, tracker=tracker)
+    ctx = DaemonContext(
+        engine=engine, control=control, hub=hub, tracker=tracker, sidecars=sidecars or Sidecars()
+    )
     inbox = Inbox(
         layout, control, lambda: engine.settings, events=sink,
         on_outcome=lambda outcome: ctx.inbox_outcomes.update([outcome]),
