@@ -4,10 +4,13 @@ real engine, real SQLite, real httpx clients over loopback."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest_sim import fast_options
 from tests.engine_sim import enqueue, prompts
@@ -234,3 +237,63 @@ async def test_when_every_account_reaches_its_own_credit_cap_the_run_stops_namin
     assert reason.code == "paused" and "every account held" in reason.message, reason
     for name in NAMES:
         assert f"{name}: account daily credit cap reached" in reason.message, reason
+
+
+WORKFLOWS = ("wf_a", "wf_b", "wf_c")
+
+
+def _starts_by_workflow(sim: RunningSimulator) -> dict[str, list[float]]:
+    """Per workflow, the server times of the executions its key created."""
+    found: dict[str, list[float]] = {}
+    for execution in sim.keys.states[0].book_as(WireflowBook).executions.values():
+        found.setdefault(execution.workflow_id, []).append(execution.created_at)
+    return found
+
+
+async def test_one_key_with_three_workflows_starts_in_each_workflows_own_window(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    options = {"workflow_ids": WORKFLOWS, "starts_per_workflow": True}
+    with one_port(**options) as sim:
+        batch = (await enqueue(store, layout, prompts(30))).batch
+        own = {"key1": {"workflow_ids": list(WORKFLOWS)}}
+        settings = settings_for(home, sim, (KEYS[0], "sk-sim-off2", "sk-sim-off3"), own=own)
+        # Only key1 is a real account here: the other two are wrong keys, disabled at once.
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = sim.stats()
+        by_workflow = _starts_by_workflow(sim)
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    assert stats["accounts"][0]["rate_limited"] == 0  # each workflow kept within its own window
+    assert sorted(by_workflow) == list(WORKFLOWS)  # the three windows all used
+    for times in by_workflow.values():
+        assert most_in_any_window(times, WINDOW) <= EPM
+    # Each job stays on the workflow its start went to: `key1/wf_b` and so on.
+    assert {job.account for job in jobs} == {f"key1/{w}" for w in WORKFLOWS}
+
+
+async def test_a_server_that_limits_starts_per_key_is_learnt_and_said_once(
+    store: Store, layout: HomeLayout, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with one_port(workflow_ids=WORKFLOWS) as sim:  # one start window for the key
+        batch = (await enqueue(store, layout, prompts(24))).batch
+        own = {"key1": {"workflow_ids": list(WORKFLOWS)}}
+        settings = settings_for(home, sim, (KEYS[0], "sk-sim-off2", "sk-sim-off3"), own=own)
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        with caplog.at_level(logging.WARNING, logger="wfbatch.engine"):
+            reason = await engine.run_until_idle()
+        stats = sim.stats()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    learnt = [r for r in caplog.records if "limits starts per key, not per workflow" in r.getMessage()]
+    assert len(learnt) == 1, [r.getMessage() for r in caplog.records]
+    assert ("wireflow", "key1") in engine.pool.starts_per_key
+    # After the lesson the key's workflows share one window: 429s stop at the first burst's (the
+    # starts the other workflows' windows let out at once), and so do requests arriving inside its
+    # Retry-After (those already on the wire when the first 429 came); none after that.
+    first_burst = (len(WORKFLOWS) - 1) * EPM
+    assert stats["accounts"][0]["rate_limited"] <= first_burst
+    assert stats["accounts"][0]["early_retries"] <= first_burst
