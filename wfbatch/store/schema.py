@@ -305,6 +305,12 @@ MIGRATIONS: list[str] = [
         UPDATE ledger SET account = (SELECT account FROM jobs WHERE id = NEW.job_id) WHERE rowid = NEW.rowid;
     END;
     """,
+    # (accounts-r3) a remote batch (OpenAI Batch) belongs to the account its file went to: its
+    # polls, results and cancel use that account's key, after a crash too. NULL: made before there
+    # were accounts, the provider's first.
+    """
+    ALTER TABLE remote_batches ADD COLUMN account TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
