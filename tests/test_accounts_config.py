@@ -135,4 +135,4 @@ def test_a_wireflow_key_with_several_workflows_is_one_account_per_workflow(tmp_p
 def test_workflow_ids_on_an_account_of_a_provider_without_workflows_is_refused(tmp_path: Path) -> None:
     text = '[openai]\n[[openai.accounts]]\nname = "a"\napi_key = "sk-a"\nworkflow_ids = ["wf_a"]\n'
     problems = configuration_problems("openai", load_settings(home_with(tmp_path, text)))
-    assert any("workflow_ids is for Wireflow accounts" in problem for problem in problems)
+    assert any("workflow_ids is for a provider with workflows" in problem for problem in problems)

@@ -48,7 +48,7 @@ class AccountSettings(BaseModel):
     max_in_flight: int | None = Field(default=None, ge=1, le=1000)
     workflow_ids: list[str] = Field(
         default_factory=list,
-        description="Wireflow: several workflows of this key, each with its own execution-start window"
+        description="several workflows of this key (a provider with workflows), each its own start window"
         " (the key's request window is shared by them); empty: the section's workflow_id",
     )
 
@@ -152,7 +152,7 @@ class ProviderLimits(BaseModel):
         if "api_key" not in type(self).model_fields and any(a.api_key is not None for a in self.accounts):
             problems.append("this provider takes no api_key: its accounts cannot set one")
         if "workflow_id" not in type(self).model_fields and any(a.workflow_ids for a in self.accounts):
-            problems.append("workflow_ids is for Wireflow accounts: this provider has no workflows")
+            problems.append("workflow_ids is for a provider with workflows: this one has none")
         for configured in self.accounts:
             if len(set(configured.workflow_ids)) != len(configured.workflow_ids):
                 problems.append(f"account {configured.name!r}: a workflow is listed twice in workflow_ids")
