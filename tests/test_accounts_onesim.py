@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest_sim import fast_options
+from tests.daemon_harness import jsonl, running_daemon
 from tests.engine_sim import enqueue, prompts
 from wfbatch.core.hashing import idempotency_key
 from wfbatch.core.states import JobState
@@ -297,3 +298,46 @@ async def test_a_server_that_limits_starts_per_key_is_learnt_and_said_once(
     first_burst = (len(WORKFLOWS) - 1) * EPM
     assert stats["accounts"][0]["rate_limited"] <= first_burst
     assert stats["accounts"][0]["early_retries"] <= first_burst
+
+
+def test_after_kill_9_a_lost_start_on_one_key_is_still_never_sent_with_another() -> None:
+    with one_port() as sim:
+        first = sim.keys.states[0]
+        # key1 creates the pinned prompt's execution and loses the answer; its next re-sends are
+        # cut too (a few, then the replay of its idempotency key answers).
+        first.queue_fault("lost_reset", route="execute", count=1)
+        first.queue_fault("reset", route="execute", count=6)
+        env = {
+            "WFBATCH_PROVIDER": "wireflow",
+            "WFBATCH_WIREFLOW__WORKFLOW_ID": "wf_demo",
+            "WFBATCH_WIREFLOW__RATE_WINDOW_SECONDS": str(WINDOW),
+            "WFBATCH_WIREFLOW__POLL_INITIAL": "0.05",
+            "WFBATCH_WIREFLOW__BACKOFF_INITIAL": "0.05",
+            "WFBATCH_WIREFLOW__BACKOFF_MAX": "0.2",
+            "WFBATCH_WIREFLOW__MAX_ATTEMPTS": "20",
+        }
+        for index, (name, key) in enumerate(zip(NAMES[:2], KEYS[:2], strict=True)):
+            prefix = f"WFBATCH_WIREFLOW__ACCOUNTS__{index}__"
+            env |= {prefix + "NAME": name, prefix + "API_KEY": key, prefix + "BASE_URL": sim.base_url}
+        with running_daemon(env=env) as daemon:
+            daemon.drop("pinned.jsonl", jsonl("pinned"))
+            daemon.wait_until(
+                lambda: first.stats()["requests"]["by_route"].get("execute", 0) >= 3,
+                what="the lost start re-sent on key1",
+            )
+            daemon.kill()
+            daemon.start()
+            daemon.drop("later.jsonl", jsonl("later one", "later two"))
+            daemon.wait_until(lambda: daemon.status()["jobs"].get("done") == 3, what="every job done")
+        stats = sim.stats()
+        made = [
+            (name, execution.prompt)
+            for name, state in zip(NAMES, sim.keys.states, strict=False)
+            for execution in state.book_as(WireflowBook).executions.values()
+        ]
+    # One execution per prompt in the server's books; the pinned prompt's is key1's, made by its
+    # first (lost) start and replayed after: key2 never started it, before the kill or after.
+    prompts_made = sorted(prompt for _, prompt in made)
+    assert prompts_made == ["later one", "later two", "pinned"], made
+    assert ("key1", "pinned") in made
+    assert stats["accounts"][0]["replays"] >= 1
