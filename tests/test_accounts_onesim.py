@@ -134,8 +134,10 @@ async def test_every_key_wrong_holds_the_batch_after_one_request_per_account(
         reason = await engine.run_until_idle()
         stats = sim.stats()
     assert reason.code == "paused", reason
-    for name in NAMES:
+    for place, name in enumerate(NAMES):
         assert f"{name}: wireflow: authentication failed (401)" in reason.message, reason
+        # Each says which key to fix: that account's, not the section's.
+        assert f"WFBATCH_WIREFLOW__ACCOUNTS__{place}__API_KEY" in reason.message, reason
     assert stats["requests"]["wrong_key"] <= 3, stats  # at most one request per account
     jobs = await store.jobs.jobs_for_batch(batch.id)
     assert all(job.state is JobState.QUEUED for job in jobs)  # kept, not failed

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 DEFAULT_ACCOUNT = "default"
 """The one account of a section that lists none: its own `api_key` and `base_url`."""
@@ -82,6 +82,10 @@ class ProviderLimits(BaseModel):
     executions_per_minute: int | None = Field(default=None, ge=1)
     max_in_flight: int = Field(default=4, ge=1, le=1000)
 
+    _account_place: tuple[int, str] | None = PrivateAttr(default=None)
+    """On an account's copy of the section: its place in the list and its name (what a refused key
+    tells the user to check)."""
+
     accounts: list[AccountSettings] = Field(
         default_factory=list,
         description="several accounts of this provider, each with its own key and limits; none: the"
@@ -111,7 +115,7 @@ class ProviderLimits(BaseModel):
         if not self.accounts:
             return [Account(DEFAULT_ACCOUNT, DEFAULT_ACCOUNT, 1.0, self)]
         found = []
-        for account in self.accounts:
+        for place, account in enumerate(self.accounts):
             update: dict[str, Any] = {"accounts": []}
             for field in ("api_key", "base_url"):
                 if field in type(self).model_fields and getattr(account, field) is not None:
@@ -125,12 +129,21 @@ class ProviderLimits(BaseModel):
             if account.workflow_ids and "workflow_id" in type(self).model_fields:
                 for workflow in account.workflow_ids:
                     section = self.model_copy(update={**update, "workflow_id": workflow})
+                    section._account_place = (place, account.name)
                     name = f"{account.name}/{workflow}"
                     found.append(Account(name, f"{pool}/{workflow}", account.weight, section, account.name))
                 continue
             section = self.model_copy(update=update)
+            section._account_place = (place, account.name)
             found.append(Account(account.name, pool, account.weight, section))
         return found
+
+    def key_setting(self, provider: str) -> str:
+        """Where this section's key is set, as a refused key's message names it."""
+        if self._account_place is None:
+            return f"WFBATCH_{provider.upper()}__API_KEY"
+        place, name = self._account_place
+        return f"the api_key of account {name} (WFBATCH_{provider.upper()}__ACCOUNTS__{place}__API_KEY)"
 
     def key_accounts(self, account: str | None) -> list[str]:
         """The accounts sharing this one's key: itself, or every workflow of its key."""
