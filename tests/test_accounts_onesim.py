@@ -343,3 +343,16 @@ def test_after_kill_9_a_lost_start_on_one_key_is_still_never_sent_with_another()
     assert prompts_made == ["later one", "later two", "pinned"], made
     assert ("key1", "pinned") in made
     assert stats["accounts"][0]["replays"] >= 1
+
+
+async def test_each_keys_balance_is_read_on_its_own_and_shown_with_its_account(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port(credits=5.0) as sim:
+        sim.keys.states[1].book_as(WireflowBook).balance = 9.0
+        engine = Engine(store, settings_for(home, sim), layout)
+        total = await engine.pool.refresh_balance("wireflow")
+        await engine.shutdown()
+    assert total == 5.0 + 9.0 + 5.0  # the provider's: the sum of its keys'
+    balances = {account: engine.pool.account_balances[("wireflow", account)] for account in NAMES}
+    assert balances == {"key1": 5.0, "key2": 9.0, "key3": 5.0}

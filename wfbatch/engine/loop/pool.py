@@ -79,6 +79,8 @@ class ProviderPool:
         self.balances: dict[str, float] = {}
         """Credit balances the providers reported (refreshed by the daemon's loop)."""
         self.balance_read_at: dict[str, float] = {}
+        self.account_balances: dict[tuple[str, str], float] = {}
+        """With several accounts: each key's balance as its provider last reported it."""
         """When each balance was read (wall clock): a balance is shown with its age."""
         self._spent_since_read: set[str] = set()
         self.starts_per_key: set[tuple[str, str]] = set()
@@ -390,10 +392,14 @@ class ProviderPool:
         """Each account's balance (a disabled account is not asked); the provider's is their sum.
         An account held for credit is let go once its own balance covers what its start required."""
         total: float | None = None
+        keys_read: set[str] = set()
         for account in self.accounts(name):
             held = self.account_holds.get((name, account.name))
             if held is not None and held[1].get("kind") == "authentication":
                 continue
+            if account.key_account in keys_read:
+                continue  # another workflow of a key already read: one balance per key
+            keys_read.add(account.key_account)
             provider = await self.get(name, account.name)
             if provider is None:
                 continue
@@ -407,6 +413,7 @@ class ProviderPool:
                 continue
             if balance is None:
                 continue
+            self.account_balances[(name, account.key_account)] = balance
             total = (total or 0.0) + balance
             if held is not None and held[1].get("kind") == "credits":
                 required = held[1].get("required")
