@@ -117,3 +117,22 @@ def test_plan_forecasts_with_the_sum_of_the_pools_limits(tmp_path: Path) -> None
     assert model.executions_per_minute == 15
     single = load_settings(tmp_path / "elsewhere")
     assert schedule_model(single, "wireflow", latency=1.0).executions_per_minute == 10
+
+
+def test_a_wireflow_key_with_several_workflows_is_one_account_per_workflow(tmp_path: Path) -> None:
+    text = TWO_ACCOUNTS.replace('name = "studio"', 'name = "studio"\nworkflow_ids = ["wf_a", "wf_b"]')
+    settings = load_settings(home_with(tmp_path, text))
+    assert configuration_problems("wireflow", settings) == []
+    accounts = settings.provider_limits("wireflow").account_list()
+    studio = [a for a in accounts if a.key_account == "studio"]
+    assert [(a.name, a.pool, a.section.workflow_id) for a in studio] == [  # type: ignore[attr-defined]
+        ("studio/wf_a", "studio/wf_a", "wf_a"),
+        ("studio/wf_b", "studio/wf_b", "wf_b"),
+    ]
+    assert settings.provider_limits("wireflow").key_accounts("studio/wf_b") == ["studio/wf_a", "studio/wf_b"]
+
+
+def test_workflow_ids_on_an_account_of_a_provider_without_workflows_is_refused(tmp_path: Path) -> None:
+    text = '[openai]\n[[openai.accounts]]\nname = "a"\napi_key = "sk-a"\nworkflow_ids = ["wf_a"]\n'
+    problems = configuration_problems("openai", load_settings(home_with(tmp_path, text)))
+    assert any("workflow_ids is for a provider with workflows" in problem for problem in problems)

@@ -4,12 +4,16 @@ real engine, real SQLite, real httpx clients over loopback."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest_sim import fast_options
+from tests.daemon_harness import jsonl, running_daemon
 from tests.engine_sim import enqueue, prompts
 from wfbatch.core.hashing import idempotency_key
 from wfbatch.core.states import JobState
@@ -130,8 +134,10 @@ async def test_every_key_wrong_holds_the_batch_after_one_request_per_account(
         reason = await engine.run_until_idle()
         stats = sim.stats()
     assert reason.code == "paused", reason
-    for name in NAMES:
+    for place, name in enumerate(NAMES):
         assert f"{name}: wireflow: authentication failed (401)" in reason.message, reason
+        # Each says which key to fix: that account's, not the section's.
+        assert f"WFBATCH_WIREFLOW__ACCOUNTS__{place}__API_KEY" in reason.message, reason
     assert stats["requests"]["wrong_key"] <= 3, stats  # at most one request per account
     jobs = await store.jobs.jobs_for_batch(batch.id)
     assert all(job.state is JobState.QUEUED for job in jobs)  # kept, not failed
@@ -234,3 +240,119 @@ async def test_when_every_account_reaches_its_own_credit_cap_the_run_stops_namin
     assert reason.code == "paused" and "every account held" in reason.message, reason
     for name in NAMES:
         assert f"{name}: account daily credit cap reached" in reason.message, reason
+
+
+WORKFLOWS = ("wf_a", "wf_b", "wf_c")
+
+
+def _starts_by_workflow(sim: RunningSimulator) -> dict[str, list[float]]:
+    """Per workflow, the server times of the executions its key created."""
+    found: dict[str, list[float]] = {}
+    for execution in sim.keys.states[0].book_as(WireflowBook).executions.values():
+        found.setdefault(execution.workflow_id, []).append(execution.created_at)
+    return found
+
+
+async def test_one_key_with_three_workflows_starts_in_each_workflows_own_window(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    options = {"workflow_ids": WORKFLOWS, "starts_per_workflow": True}
+    with one_port(**options) as sim:
+        batch = (await enqueue(store, layout, prompts(30))).batch
+        own = {"key1": {"workflow_ids": list(WORKFLOWS)}}
+        settings = settings_for(home, sim, (KEYS[0], "sk-sim-off2", "sk-sim-off3"), own=own)
+        # Only key1 is a real account here: the other two are wrong keys, disabled at once.
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        reason = await engine.run_until_idle()
+        stats = sim.stats()
+        by_workflow = _starts_by_workflow(sim)
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    assert stats["accounts"][0]["rate_limited"] == 0  # each workflow kept within its own window
+    assert sorted(by_workflow) == list(WORKFLOWS)  # the three windows all used
+    for times in by_workflow.values():
+        assert most_in_any_window(times, WINDOW) <= EPM
+    # Each job stays on the workflow its start went to: `key1/wf_b` and so on.
+    assert {job.account for job in jobs} == {f"key1/{w}" for w in WORKFLOWS}
+
+
+async def test_a_server_that_limits_starts_per_key_is_learnt_and_said_once(
+    store: Store, layout: HomeLayout, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with one_port(workflow_ids=WORKFLOWS) as sim:  # one start window for the key
+        batch = (await enqueue(store, layout, prompts(24))).batch
+        own = {"key1": {"workflow_ids": list(WORKFLOWS)}}
+        settings = settings_for(home, sim, (KEYS[0], "sk-sim-off2", "sk-sim-off3"), own=own)
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        with caplog.at_level(logging.WARNING, logger="wfbatch.engine"):
+            reason = await engine.run_until_idle()
+        stats = sim.stats()
+    jobs = await store.jobs.jobs_for_batch(batch.id)
+    assert reason.code == "done", reason
+    assert all(job.state is JobState.DONE for job in jobs)
+    learnt = [r for r in caplog.records if "limits starts per key, not per workflow" in r.getMessage()]
+    assert len(learnt) == 1, [r.getMessage() for r in caplog.records]
+    assert ("wireflow", "key1") in engine.pool.starts_per_key
+    # After the lesson the key's workflows share one window: 429s stop at the first burst's (the
+    # starts the other workflows' windows let out at once), and so do requests arriving inside its
+    # Retry-After (those already on the wire when the first 429 came); none after that.
+    first_burst = (len(WORKFLOWS) - 1) * EPM
+    assert stats["accounts"][0]["rate_limited"] <= first_burst
+    assert stats["accounts"][0]["early_retries"] <= first_burst
+
+
+def test_after_kill_9_a_lost_start_on_one_key_is_still_never_sent_with_another() -> None:
+    with one_port() as sim:
+        first = sim.keys.states[0]
+        # key1 creates the pinned prompt's execution and loses the answer; its next re-sends are
+        # cut too (a few, then the replay of its idempotency key answers).
+        first.queue_fault("lost_reset", route="execute", count=1)
+        first.queue_fault("reset", route="execute", count=6)
+        env = {
+            "WFBATCH_PROVIDER": "wireflow",
+            "WFBATCH_WIREFLOW__WORKFLOW_ID": "wf_demo",
+            "WFBATCH_WIREFLOW__RATE_WINDOW_SECONDS": str(WINDOW),
+            "WFBATCH_WIREFLOW__POLL_INITIAL": "0.05",
+            "WFBATCH_WIREFLOW__BACKOFF_INITIAL": "0.05",
+            "WFBATCH_WIREFLOW__BACKOFF_MAX": "0.2",
+            "WFBATCH_WIREFLOW__MAX_ATTEMPTS": "20",
+        }
+        for index, (name, key) in enumerate(zip(NAMES[:2], KEYS[:2], strict=True)):
+            prefix = f"WFBATCH_WIREFLOW__ACCOUNTS__{index}__"
+            env |= {prefix + "NAME": name, prefix + "API_KEY": key, prefix + "BASE_URL": sim.base_url}
+        with running_daemon(env=env) as daemon:
+            daemon.drop("pinned.jsonl", jsonl("pinned"))
+            daemon.wait_until(
+                lambda: first.stats()["requests"]["by_route"].get("execute", 0) >= 3,
+                what="the lost start re-sent on key1",
+            )
+            daemon.kill()
+            daemon.start()
+            daemon.drop("later.jsonl", jsonl("later one", "later two"))
+            daemon.wait_until(lambda: daemon.status()["jobs"].get("done") == 3, what="every job done")
+        stats = sim.stats()
+        made = [
+            (name, execution.prompt)
+            for name, state in zip(NAMES, sim.keys.states, strict=False)
+            for execution in state.book_as(WireflowBook).executions.values()
+        ]
+    # One execution per prompt in the server's books; the pinned prompt's is key1's, made by its
+    # first (lost) start and replayed after: key2 never started it, before the kill or after.
+    prompts_made = sorted(prompt for _, prompt in made)
+    assert prompts_made == ["later one", "later two", "pinned"], made
+    assert ("key1", "pinned") in made
+    assert stats["accounts"][0]["replays"] >= 1
+
+
+async def test_each_keys_balance_is_read_on_its_own_and_shown_with_its_account(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    with one_port(credits=5.0) as sim:
+        sim.keys.states[1].book_as(WireflowBook).balance = 9.0
+        engine = Engine(store, settings_for(home, sim), layout)
+        total = await engine.pool.refresh_balance("wireflow")
+        await engine.shutdown()
+    assert total == 5.0 + 9.0 + 5.0  # the provider's: the sum of its keys'
+    balances = {account: engine.pool.account_balances[("wireflow", account)] for account in NAMES}
+    assert balances == {"key1": 5.0, "key2": 9.0, "key3": 5.0}

@@ -264,6 +264,7 @@ def account_statuses(ctx: DaemonContext, name: str) -> list[AccountStatus]:
                 executions_per_minute=snapshot.executions_per_minute,
                 in_flight=snapshot.in_flight,
                 max_in_flight=snapshot.max_in_flight,
+                balance=pool.account_balances.get((name, account.key_account)),
             )
         )
     return found

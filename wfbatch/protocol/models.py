@@ -101,11 +101,16 @@ class AccountStatus(_Model):
     in_flight: int = 0
     """Its pool's executions in flight."""
     max_in_flight: int = 0
+    balance: float | None = None
+    """What the provider last said is left on its key, where it tells one (None: not known)."""
 
     def describe(self) -> str:
         """`studio  4/10 starts/min, 2/4 in flight, ready` / `client  held: authentication failed`."""
         starts = f"{self.executions_in_window}/{self.executions_per_minute or '-'} starts/min"
-        line = f"{self.name}  {starts}, {self.in_flight}/{self.max_in_flight} in flight, {self.state}"
+        line = f"{self.name}  {starts}, {self.in_flight}/{self.max_in_flight} in flight"
+        if self.balance is not None:
+            line += f", balance {self.balance:.6g}"
+        line += f", {self.state}"
         if self.pool != self.name:
             line = f"{self.name} (pool {self.pool})" + line.removeprefix(self.name)
         return f"{line}: {self.why}" if self.why else line

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 DEFAULT_ACCOUNT = "default"
 """The one account of a section that lists none: its own `api_key` and `base_url`."""
@@ -46,17 +46,33 @@ class AccountSettings(BaseModel):
         default=None, ge=0, description="credits this account may spend a day (the section's cap holds too)"
     )
     max_in_flight: int | None = Field(default=None, ge=1, le=1000)
+    workflow_ids: list[str] = Field(
+        default_factory=list,
+        description="several workflows of this key (a provider with workflows), each its own start window"
+        " (the key's request window is shared by them); empty: the section's workflow_id",
+    )
 
 
 @dataclass(frozen=True)
 class Account:
     """An account as the engine uses it: its name, its quota pool, its weight, and the provider's
-    section as this account sees it (its key, endpoint and limits in place of the section's)."""
+    section as this account sees it (its key, endpoint and limits in place of the section's).
+
+    A Wireflow key with several `workflow_ids` is one of these per workflow, named
+    `<account>/<workflow>` (its own start window; `owner` names the key's account, whose request
+    window, holds and credit cap they share): a job pinned to one re-sends to the same workflow."""
 
     name: str
     pool: str
     weight: float
     section: ProviderLimits
+    owner: str | None = None
+    """The configured account a per-workflow one belongs to; None: this one is configured as is."""
+
+    @property
+    def key_account(self) -> str:
+        """The configured account whose key this is."""
+        return self.owner or self.name
 
 
 class ProviderLimits(BaseModel):
@@ -65,6 +81,10 @@ class ProviderLimits(BaseModel):
     requests_per_minute: int | None = Field(default=None, ge=1)
     executions_per_minute: int | None = Field(default=None, ge=1)
     max_in_flight: int = Field(default=4, ge=1, le=1000)
+
+    _account_place: tuple[int, str] | None = PrivateAttr(default=None)
+    """On an account's copy of the section: its place in the list and its name (what a refused key
+    tells the user to check)."""
 
     accounts: list[AccountSettings] = Field(
         default_factory=list,
@@ -95,7 +115,7 @@ class ProviderLimits(BaseModel):
         if not self.accounts:
             return [Account(DEFAULT_ACCOUNT, DEFAULT_ACCOUNT, 1.0, self)]
         found = []
-        for account in self.accounts:
+        for place, account in enumerate(self.accounts):
             update: dict[str, Any] = {"accounts": []}
             for field in ("api_key", "base_url"):
                 if field in type(self).model_fields and getattr(account, field) is not None:
@@ -105,13 +125,36 @@ class ProviderLimits(BaseModel):
             for field in ACCOUNT_LIMITS:
                 if getattr(account, field) is not None:
                     update[field] = getattr(account, field)
+            pool = account.pool or account.name
+            if account.workflow_ids and "workflow_id" in type(self).model_fields:
+                for workflow in account.workflow_ids:
+                    section = self.model_copy(update={**update, "workflow_id": workflow})
+                    section._account_place = (place, account.name)
+                    name = f"{account.name}/{workflow}"
+                    found.append(Account(name, f"{pool}/{workflow}", account.weight, section, account.name))
+                continue
             section = self.model_copy(update=update)
-            found.append(Account(account.name, account.pool or account.name, account.weight, section))
+            section._account_place = (place, account.name)
+            found.append(Account(account.name, pool, account.weight, section))
         return found
 
+    def key_setting(self, provider: str) -> str:
+        """Where this section's key is set, as a refused key's message names it."""
+        if self._account_place is None:
+            return f"WFBATCH_{provider.upper()}__API_KEY"
+        place, name = self._account_place
+        return f"the api_key of account {name} (WFBATCH_{provider.upper()}__ACCOUNTS__{place}__API_KEY)"
+
+    def key_accounts(self, account: str | None) -> list[str]:
+        """The accounts sharing this one's key: itself, or every workflow of its key."""
+        owner = (account or "").split("/", 1)[0]
+        return [a.name for a in self.account_list() if a.key_account == owner] or [account or DEFAULT_ACCOUNT]
+
     def account_credit_cap(self, account: str | None) -> float | None:
-        """The account's own daily credit cap (None: none of its own; the section's still holds)."""
-        found = next((a for a in self.accounts if a.name == account), None)
+        """The account's own daily credit cap (None: none of its own; the section's still holds);
+        a per-workflow account has its key's."""
+        owner = (account or "").split("/", 1)[0]
+        found = next((a for a in self.accounts if a.name == owner), None)
         return found.daily_credit_cap if found is not None else None
 
     def account_problems(self) -> list[str]:
@@ -121,6 +164,11 @@ class ProviderLimits(BaseModel):
         problems = []
         if "api_key" not in type(self).model_fields and any(a.api_key is not None for a in self.accounts):
             problems.append("this provider takes no api_key: its accounts cannot set one")
+        if "workflow_id" not in type(self).model_fields and any(a.workflow_ids for a in self.accounts):
+            problems.append("workflow_ids is for a provider with workflows: this one has none")
+        for configured in self.accounts:
+            if len(set(configured.workflow_ids)) != len(configured.workflow_ids):
+                problems.append(f"account {configured.name!r}: a workflow is listed twice in workflow_ids")
         if getattr(self, "api_key", None) is not None:
             problems.append("api_key is set beside accounts: give each account its own api_key instead")
         for account in self.account_list():

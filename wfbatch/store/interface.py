@@ -358,10 +358,18 @@ class RemoteBatchesApi(Protocol):
     """Remote batches (a provider's batch API) and their jobs."""
 
     async def gather(
-        self, provider: str, batch_id: str, model: str, tag: str, job_ids: Sequence[int], now: float
+        self,
+        provider: str,
+        batch_id: str,
+        model: str,
+        tag: str,
+        job_ids: Sequence[int],
+        now: float,
+        account: str | None = None,
     ) -> tuple[RemoteBatchRow, list[int]] | None:
         """The row and its jobs in ONE transaction: only jobs still queued and in no live remote
-        batch join, as submitting with an execution that may exist. None when none joined."""
+        batch join, as submitting with an execution that may exist, on `account` (the row's and
+        each job's: pinned to it). None when none joined."""
 
     async def get(self, row_id: int) -> RemoteBatchRow | None: ...
 
@@ -369,7 +377,7 @@ class RemoteBatchesApi(Protocol):
 
     async def of_batches(self, batch_ids: Sequence[str]) -> list[RemoteBatchRow]: ...
 
-    async def live_lines(self, provider: str, model: str) -> tuple[int, int]: ...
+    async def live_lines(self, provider: str, model: str, account: str | None = None) -> tuple[int, int]: ...
 
     async def update(self, row_id: int, **fields: Any) -> None: ...
 

@@ -54,7 +54,7 @@ async def write_release_and_charge(
 _EXPOSURE = "SELECT COALESCE(SUM(credits), 0) AS c FROM ledger WHERE "
 _BY_BATCH = "batch_id = ?"
 _BY_PROVIDER_DAY = "provider = ? AND day = ?"
-_BY_ACCOUNT_DAY = "provider = ? AND account = ? AND day = ?"
+_BY_ACCOUNT_DAY = "provider = ? AND day = ? AND (account = ? OR substr(account, 1, ?) = ?)"
 
 
 async def _exposure(conn: aiosqlite.Connection, where: str, params: tuple[Any, ...]) -> float:
@@ -97,7 +97,10 @@ class SqliteLedger:
                 if exposure + cost > daily_cap + 1e-9:
                     return CapReached("daily", exposure, daily_cap)
             if account_cap is not None and account is not None:
-                exposure = await _exposure(conn, _BY_ACCOUNT_DAY, (provider, account, day))
+                # A key's account and its per-workflow ones (`studio/wf_a`) spend one cap.
+                owner = account.split("/", 1)[0]
+                params = (provider, day, owner, len(owner) + 1, f"{owner}/")
+                exposure = await _exposure(conn, _BY_ACCOUNT_DAY, params)
                 if exposure + cost > account_cap + 1e-9:
                     return CapReached("account_daily", exposure, account_cap)
             if cost:

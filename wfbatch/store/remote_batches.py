@@ -63,6 +63,8 @@ class RemoteBatchRow:
     created_at: float
     polled_at: float | None
     closed_at: float | None
+    account: str | None = None
+    """The account its file went to (None: the provider's first)."""
 
     @classmethod
     def from_sql(cls, row: aiosqlite.Row) -> RemoteBatchRow:
@@ -87,6 +89,7 @@ class RemoteBatchRow:
             created_at=row["created_at"],
             polled_at=row["polled_at"],
             closed_at=row["closed_at"],
+            account=row["account"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -132,7 +135,14 @@ class SqliteRemoteBatches:
         self._db = db
 
     async def gather(
-        self, provider: str, batch_id: str, model: str, tag: str, job_ids: Sequence[int], now: float
+        self,
+        provider: str,
+        batch_id: str,
+        model: str,
+        tag: str,
+        job_ids: Sequence[int],
+        now: float,
+        account: str | None = None,
     ) -> tuple[RemoteBatchRow, list[int]] | None:
         """The row and its jobs in ONE transaction: every job still queued (and in no live remote
         batch) becomes `submitting` with an execution that may exist, pointing at the row. Returns
@@ -141,19 +151,21 @@ class SqliteRemoteBatches:
         joined: list[int] = []
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "INSERT INTO remote_batches (provider, batch_id, model, tag, step, lines, created_at)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (provider, batch_id, model, tag, Step.GATHERED.value, len(job_ids), now),
+                "INSERT INTO remote_batches"
+                " (provider, batch_id, model, tag, step, lines, created_at, account)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (provider, batch_id, model, tag, Step.GATHERED.value, len(job_ids), now, account),
             ) as cursor:
                 row_id = cursor.lastrowid
             for job_id in job_ids:
                 async with conn.execute(
                     f"UPDATE jobs SET state = '{JobState.SUBMITTING.value}',"
                     f" execution = '{Execution.MAYBE.value}', attempts = attempts + 1,"
-                    " started_at = COALESCE(started_at, ?), remote_batch = ?, updated_at = ?"
+                    " started_at = COALESCE(started_at, ?), remote_batch = ?, updated_at = ?,"
+                    " account = COALESCE(?, account)"
                     f" WHERE id = ? AND state IN ({_GATHERABLE}) AND remote_batch IS NULL"
                     f" AND execution <> '{Execution.FINISHED.value}'",
-                    (now, row_id, now, job_id),
+                    (now, row_id, now, account, job_id),
                 ) as cursor:
                     if cursor.rowcount:
                         joined.append(job_id)
@@ -189,12 +201,15 @@ class SqliteRemoteBatches:
         )
         return [RemoteBatchRow.from_sql(r) for r in rows]
 
-    async def live_lines(self, provider: str, model: str) -> tuple[int, int]:
-        """(live remote batches of the provider, lines of the model enqueued in them)."""
+    async def live_lines(self, provider: str, model: str, account: str | None = None) -> tuple[int, int]:
+        """(live remote batches of the provider, lines of the model enqueued in them); of one
+        account's (its own queue limits) when `account` is given."""
+        mine = " AND account IS ?" if account is not None else ""
+        params: tuple[Any, ...] = (model, provider, account) if account is not None else (model, provider)
         row = await self._db.fetchone(
             "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN model = ? THEN lines ELSE 0 END), 0) AS l"
-            f" FROM remote_batches WHERE provider = ? AND step IN ({_LIVE})",
-            (model, provider),
+            f" FROM remote_batches WHERE provider = ? AND step IN ({_LIVE}){mine}",
+            params,
         )
         return (int(row["n"]), int(row["l"])) if row else (0, 0)
 

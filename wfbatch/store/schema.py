@@ -315,6 +315,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE batches ADD COLUMN not_before REAL;
     CREATE INDEX jobs_batch_ready ON jobs(batch_id, state, provider, priority DESC, id);
     """,
+    # 15: a remote batch (OpenAI Batch) belongs to the account its file went to: its
+    # polls, results and cancel use that account's key, after a crash too. NULL: made before there
+    # were accounts, the provider's first.
+    """
+    ALTER TABLE remote_batches ADD COLUMN account TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

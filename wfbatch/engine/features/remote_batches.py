@@ -123,7 +123,7 @@ class RemoteBatches:
             await self.rows.update(row.id, cancel_requested=1)
             if row.remote_id is None:
                 continue  # not created yet: its task stops before creating it
-            api = await self._api(row.provider)
+            api = await self._api(row.provider, row.account)
             if api is None:
                 continue
             try:
@@ -138,11 +138,16 @@ class RemoteBatches:
     async def _gather(self, provider_name: str, mode: str, budget_held: Sequence[str]) -> None:
         s = self.s
         section = batch_settings(self._settings().provider_limits(provider_name))
-        provider = await s.pool.get(provider_name)
-        if section is None or provider is None:
+        if section is None:
             return
-        api = provider.remote_batches()
-        if api is None:
+        configured = s.pool.accounts(provider_name)
+        several = len(configured) > 1
+        # A remote batch goes to one account (its key uploads, creates, polls and cancels it): the
+        # lines are shared out among the accounts not held, each within its own queue limits.
+        accounts = [
+            a.name for a in configured if not several or s.pool.account_hold(provider_name, a.name) is None
+        ]
+        if not accounts:
             return
         jobs = await s.store.jobs.ready_jobs(
             provider_name,
@@ -164,32 +169,42 @@ class RemoteBatches:
             if now - min(job.updated_at for job in waiting) < section.batch_gather_seconds:
                 continue  # let the rest of the file arrive first: one remote batch, not many
             waiting = await self.results.without_sending(waiting, await s.batch(batch_id))
-            if not waiting:
-                continue
-            live, enqueued = await self.rows.live_lines(provider_name, model)
-            if live >= section.max_remote_batches:
-                return
-            room = section.batch_max_lines
-            if section.batch_queue_limit is not None:
-                room = min(room, section.batch_queue_limit - enqueued)
-            if room <= 0:
-                continue
-            await self._gather_one(provider_name, api, batch_id, model, waiting, room)
+            share = -(-len(waiting) // len(accounts))  # as even as the accounts' room allows
+            for account in accounts:
+                if not waiting:
+                    break
+                live, enqueued = await self.rows.live_lines(
+                    provider_name, model, account if several else None
+                )
+                if live >= section.max_remote_batches:
+                    continue
+                room = min(section.batch_max_lines, share)
+                if section.batch_queue_limit is not None:
+                    room = min(room, section.batch_queue_limit - enqueued)
+                if room <= 0:
+                    continue
+                api = await self._api(provider_name, account)
+                if api is None:
+                    continue
+                taken = await self._gather_one(provider_name, account, api, batch_id, model, waiting, room)
+                waiting = [job for job in waiting if job.id not in taken]
 
     async def _gather_one(
         self,
         provider_name: str,
+        account: str,
         api: RemoteBatchApi,
         batch_id: str,
         model: str,
         jobs: list[JobRow],
         room: int,
-    ) -> None:
+    ) -> set[int]:
+        """One remote batch of these jobs on `account`; the ids of the jobs that joined it."""
         s = self.s
         batch = await s.batch(batch_id)
-        provider = await s.pool.get(provider_name)
+        provider = await s.pool.get(provider_name, account)
         if provider is None:
-            return
+            return set()
         # One line per image: a key already being made (in a live remote batch or this one) waits,
         # then comes from the cache — as on the one-job path (the engine's keys in flight). Only
         # remote batches this engine drives count: `run` must not wait on one nobody drives.
@@ -209,7 +224,10 @@ class RemoteBatches:
             size += len(api.encode([line]))
             if size > api.max_file_bytes:
                 break
-            admission = await self._admit_line(job, batch, provider)
+            admission = await self._admit_line(replace(job, account=account), batch, provider)
+            if admission.account_capped and admission.refusal is not None:
+                s.pool.hold_account_for_today(provider_name, account, admission.refusal)
+                break  # this account's cap: the others may take the rest
             if admission.refusal is not None:
                 s.emit(
                     BatchEvent(
@@ -220,24 +238,28 @@ class RemoteBatches:
             chosen.append(job)
             making.add(job.cache_key)
         if not chosen:
-            return
+            return set()
         tag = f"wfbatch-{uuid.uuid4().hex}"
         gathered = await self.rows.gather(
-            provider_name, batch_id, model, tag, [j.id for j in chosen], s.clock.wall()
+            provider_name, batch_id, model, tag, [j.id for j in chosen], s.clock.wall(), account
         )
         joined = set(gathered[1]) if gathered is not None else set()
         for job in chosen:
             if job.id not in joined:
                 await s.budget.release(job.id)  # canceled meanwhile: its reservation goes back
         if gathered is None:
-            return
+            return set()
         row = gathered[0]
-        log.info("remote batch %s: %d jobs of batch %s (%s)", row.id, len(joined), batch_id, model)
+        log.info(
+            "remote batch %s: %d jobs of batch %s (%s) on account %s",
+            row.id, len(joined), batch_id, model, account,
+        )
         for job in chosen:
             if job.id in joined:
                 self.runner.emit_job(job, JobState.SUBMITTING)
         self._emit(row)
         await self.resume()
+        return joined
 
     async def _admit_line(self, job: JobRow, batch: BatchRow, provider: Provider) -> Admission:
         """Every line sent is a new paid request: reserved under the caps like any start. An earlier
@@ -261,8 +283,9 @@ class RemoteBatches:
         self._tasks.pop(row_id, None)
         self.s.wake()
 
-    async def _api(self, provider_name: str) -> RemoteBatchApi | None:
-        provider = await self.s.pool.get(provider_name)
+    async def _api(self, provider_name: str, account: str | None) -> RemoteBatchApi | None:
+        """The batch API of the account a remote batch belongs to (None: the provider's first)."""
+        provider = await self.s.pool.get(provider_name, account)
         return None if provider is None else provider.remote_batches()
 
     def _section(self, provider_name: str) -> BatchModeSettings:
@@ -277,7 +300,7 @@ class RemoteBatches:
             row = await self.rows.get(row_id)
             if row is None or row.step is Step.CLOSED:
                 return
-            api = await self._api(row.provider)
+            api = await self._api(row.provider, row.account)
             if api is None:
                 await self.s.clock.sleep(self._section(row.provider).batch_poll_interval)
                 continue
@@ -291,14 +314,15 @@ class RemoteBatches:
                     reason = (
                         error.reason
                         if isinstance(error, ProviderPaused)
-                        else self.s.pool.pause_for_account(row.provider, error)
+                        else self.s.pool.pause_for_account(row.provider, error, row.account)
                     )
                     await self.results.release_all(row, f"provider paused: {reason}")
                     return
                 wait = self._section(row.provider).batch_poll_interval
             except RateLimited as error:
                 # The files and batches endpoints have their own limits: wait as told, then go on.
-                wait = self.s.pool.limiter(row.provider).on_rate_limited(error.retry_after, error.message)
+                limiter = self.s.pool.account_limiter(row.provider, row.account)
+                wait = limiter.on_rate_limited(error.retry_after, error.message)
             except Permanent as error:
                 if row.remote_id is None:
                     await self.results.fail_all(row, error)

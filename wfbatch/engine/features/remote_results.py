@@ -99,7 +99,9 @@ class RemoteResults:
             # Answered with an error (a 5xx, a 429): nothing was made or charged, so the retry is a
             # new line with a reservation of its own, not a re-send of one that may be paid.
             error = result.error if isinstance(result.error, ProviderError) else Transient(str(result.error))
-            outcome = self.runner.retry_or_fail(job, s.pool.limiter(job.provider), error, refused=True)
+            outcome = self.runner.retry_or_fail(
+                job, s.pool.account_limiter(job.provider, job.account), error, refused=True
+            )
         await self.commit(job, replace(outcome, facts={**outcome.facts, **let_go}))
 
     async def _paid_without_image(self, job: JobRow, result: LineResult) -> None:

@@ -62,6 +62,14 @@ class SlidingWindow:
             return 0.0
         return self._times[len(self._times) - self.limit] + self.window - now
 
+    def times(self) -> list[float]:
+        """The events on record (monotonic seconds)."""
+        return list(self._times)
+
+    def reset_to(self, times: list[float]) -> None:
+        """Take these events as the record (sorted): windows merged into one."""
+        self._times = deque(sorted(times))
+
     def record(self, now: float) -> None:
         self._times.append(now)
 
@@ -260,6 +268,11 @@ class ProviderLimiter:
             self.requests.limit = max(1, used // 2) if used else max(1, (self.requests.limit or 2) // 2)
             self._last_increase = self._clock.monotonic()
         return wait
+
+    def wait_out(self, wait: float, message: str) -> None:
+        """Another pool of the same key was told to wait (a 429's Retry-After): so is this one."""
+        self._blocked_until = max(self._blocked_until, self._clock.monotonic() + wait)
+        self.block_reason = f"rate limited by the provider: {message}"
 
     def pause(self, reason: str, details: dict[str, Any] | None = None) -> None:
         self.paused = reason

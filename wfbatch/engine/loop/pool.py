@@ -46,13 +46,16 @@ one-shot `run` without -v leaves it out of stderr instead of saying it twice."""
 class _Gate:
     """The limiter as a provider sees it: every request waits here for its turn."""
 
-    def __init__(self, limiter: ProviderLimiter) -> None:
+    def __init__(self, limiter: ProviderLimiter, on_start_429: Callable[[], None] | None = None) -> None:
         self._limiter = limiter
+        self._on_start_429 = on_start_429
 
     async def acquire(self, kind: RequestKind, priority: float = 0.0) -> None:
         await self._limiter.acquire(kind, priority)
 
     def observe(self, kind: RequestKind, status: int, headers: Mapping[str, str]) -> None:
+        if kind is RequestKind.START and status == 429 and self._on_start_429 is not None:
+            self._on_start_429()
         self._limiter.observe(kind, status, headers)
 
 
@@ -76,8 +79,13 @@ class ProviderPool:
         self.balances: dict[str, float] = {}
         """Credit balances the providers reported (refreshed by the daemon's loop)."""
         self.balance_read_at: dict[str, float] = {}
+        self.account_balances: dict[tuple[str, str], float] = {}
+        """With several accounts: each key's balance as its provider last reported it."""
         """When each balance was read (wall clock): a balance is shown with its age."""
         self._spent_since_read: set[str] = set()
+        self.starts_per_key: set[tuple[str, str]] = set()
+        """(provider, account) of Wireflow keys whose server was found to limit starts per key, not
+        per workflow: their workflows share one start window."""
         self._unreachable_backoff: dict[str, float] = {}
         self._balance_looked: dict[str, float] = {}
 
@@ -123,7 +131,55 @@ class ProviderPool:
                 dialect=traits(name).rate_limit_dialect,
             )
             self.pool_limiters[(name, chosen.pool)] = limiter
+            self._share_key_windows(name, chosen, limiter)
         return limiter
+
+    def _siblings(self, name: str, account: Account) -> list[ProviderLimiter]:
+        """The limiters already made for the other workflows of this account's key."""
+        if account.owner is None:
+            return []
+        return [
+            found
+            for other in self.accounts(name)
+            if other.owner == account.owner and other.name != account.name
+            and (found := self.pool_limiters.get((name, other.pool))) is not None
+        ]
+
+    def _share_key_windows(self, name: str, account: Account, limiter: ProviderLimiter) -> None:
+        """A workflow of a key with several: the key's request window is one for all of them (and
+        its start window too, once the server showed it counts starts per key)."""
+        siblings = self._siblings(name, account)
+        if siblings:
+            limiter.requests = siblings[0].requests
+            if (name, account.key_account) in self.starts_per_key:
+                limiter.executions = siblings[0].executions
+
+    def key_told_to_wait(self, name: str, account: str | None, wait: float, message: str) -> None:
+        """A 429 on one workflow of a key: the key was told to wait, so each of its workflows
+        waits (a request of theirs inside the Retry-After would be an early retry)."""
+        for other in self._siblings(name, self.account(name, account)):
+            other.wait_out(wait, message)
+
+    def start_refused(self, name: str, account: str) -> None:
+        """A start of a per-workflow account got a 429 that its workflow's own window allowed: the
+        server limits starts per key, not per workflow. From now on the key's workflows share one
+        start window (the recent starts of all of them in it); said once in the log."""
+        chosen = self.account(name, account)
+        if chosen.owner is None or (name, chosen.owner) in self.starts_per_key:
+            return
+        self.starts_per_key.add((name, chosen.owner))
+        mine = self.account_limiter(name, chosen.name)
+        others = self._siblings(name, chosen)
+        merged = sorted(t for lim in (mine, *others) for t in lim.executions.times())
+        mine.executions.reset_to(merged)
+        for other in others:
+            other.executions = mine.executions
+        count = len(others) + 1
+        log.warning(
+            "%s: account %s: the server refused a start its workflow's own window allowed, so it"
+            " limits starts per key, not per workflow: its %d workflows now share one window of %s starts",
+            name, chosen.owner, count, mine.executions.limit if mine.executions.limit is not None else "?",
+        )
 
     def account_hold(self, name: str, account: str) -> str | None:
         """Why this account starts nothing now (a bad key, no credit, its pool's daily cap)."""
@@ -155,7 +211,8 @@ class ProviderPool:
             return self._providers[(name, chosen.name)]
         limiter.daily_starts = starts_today
         try:
-            provider = build_provider(name, self.settings, _Gate(limiter), chosen.section)
+            refused = (lambda: self.start_refused(name, chosen.name)) if chosen.owner is not None else None
+            provider = build_provider(name, self.settings, _Gate(limiter, refused), chosen.section)
         except ValueError as error:
             self.pause(name, f"configuration error: {error}", {"kind": "config"})
             return None
@@ -200,7 +257,9 @@ class ProviderPool:
             return reason
         chosen = self.account(name, account).name
         log.warning("%s: account %s held: %s", name, chosen, reason)
-        self.account_holds[(name, chosen)] = (reason, details)
+        # A key's trouble is every one of its workflows' (they share the key and its credit).
+        for sharing in self.settings.provider_limits(name).key_accounts(chosen):
+            self.account_holds[(name, sharing)] = (reason, details)
         shown = f"account {chosen}: {reason}"
         self._emit(ProviderEvent(event="paused", provider=name, reason=shown, details=details))
         self.hold_if_every_account_is()
@@ -214,7 +273,8 @@ class ProviderPool:
         if (name, chosen) in self.account_holds:
             return
         log.warning("%s: account %s held: %s", name, chosen, reason)
-        self.account_holds[(name, chosen)] = (reason, details)
+        for sharing in self.settings.provider_limits(name).key_accounts(chosen):
+            self.account_holds[(name, sharing)] = (reason, details)
         shown = f"account {chosen}: {reason}"
         self._emit(ProviderEvent(event="paused", provider=name, reason=shown, details=details))
         self.hold_if_every_account_is()
@@ -332,10 +392,14 @@ class ProviderPool:
         """Each account's balance (a disabled account is not asked); the provider's is their sum.
         An account held for credit is let go once its own balance covers what its start required."""
         total: float | None = None
+        keys_read: set[str] = set()
         for account in self.accounts(name):
             held = self.account_holds.get((name, account.name))
             if held is not None and held[1].get("kind") == "authentication":
                 continue
+            if account.key_account in keys_read:
+                continue  # another workflow of a key already read: one balance per key
+            keys_read.add(account.key_account)
             provider = await self.get(name, account.name)
             if provider is None:
                 continue
@@ -349,6 +413,7 @@ class ProviderPool:
                 continue
             if balance is None:
                 continue
+            self.account_balances[(name, account.key_account)] = balance
             total = (total or 0.0) + balance
             if held is not None and held[1].get("kind") == "credits":
                 required = held[1].get("required")

@@ -141,6 +141,7 @@ class JobRunner:
             return requeue(job, f"provider paused: {paused.reason}", refused=fresh)
         except RateLimited as error:
             wait = limiter.on_rate_limited(error.retry_after, error.message)
+            s.pool.key_told_to_wait(job.provider, job.account, wait, error.message)
             s.emit(
                 ProviderEvent(event="blocked", provider=job.provider, blocked_for=wait, reason=error.message)
             )
@@ -331,6 +332,7 @@ class JobRunner:
                 result = await provider.poll(handle, priority=running_for)
             except RateLimited as error:
                 wait = limiter.on_rate_limited(error.retry_after, error.message)
+                self.s.pool.key_told_to_wait(job.provider, job.account, wait, error.message)
                 await self._record_poll_error(job, error)
                 delay = min(wait, limits.poll_max)
                 continue

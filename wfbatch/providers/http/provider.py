@@ -67,7 +67,7 @@ class HttpProvider(ProviderDefaults, Generic[SettingsT]):
             gate,
             HttpLimits.of(settings),
             secrets=[secret] if secret else [],
-            key_setting=f"WFBATCH_{self.name.upper()}__API_KEY" if secret else None,
+            key_setting=self._key_setting(settings) if secret else None,
             classify=self.read_error,
             dialect=self.style.dialect,
             request_id_header=self.style.request_id_header,
@@ -75,6 +75,11 @@ class HttpProvider(ProviderDefaults, Generic[SettingsT]):
             follow_redirects=self.style.follow_redirects,
         )
         self.label = settings.label()
+
+    def _key_setting(self, settings: SettingsT) -> str:
+        """What a refused key's message says to check: the section's key, or the account's."""
+        named = getattr(settings, "key_setting", None)
+        return named(self.name) if callable(named) else f"WFBATCH_{self.name.upper()}__API_KEY"
 
     def read_error(self, answer: HttpAnswer) -> ProviderError | None:
         """The provider's reading of an error answer's body; None leaves it to the status mapping."""

@@ -83,6 +83,8 @@ class WireflowBook:
         limits = window_limits(options)
         self.requests_window = SlidingWindow(limits.requests, options.window)
         self.starts_window = SlidingWindow(limits.executions, options.window)
+        self._per_workflow = own.starts_per_workflow
+        self._workflow_windows: dict[str, SlidingWindow] = {}
         self.daily_window = SlidingWindow(limits.daily, options.day_seconds)
         self.executions: dict[str, Execution] = {}
         self._running: set[str] = set()
@@ -137,11 +139,21 @@ class WireflowBook:
         with self._lock:
             self.retry_after.announce(until)
 
-    def check_start(self, now: float) -> tuple[WindowVerdict, str | None]:
+    def _starts(self, workflow_id: str | None) -> SlidingWindow:
+        """The start window a start of this workflow counts in: the key's, or the workflow's own."""
+        if not self._per_workflow or workflow_id is None:
+            return self.starts_window
+        window = self._workflow_windows.get(workflow_id)
+        if window is None:
+            window = SlidingWindow(self.starts_window.limit, self.starts_window.span)
+            self._workflow_windows[workflow_id] = window
+        return window
+
+    def check_start(self, now: float, workflow_id: str | None = None) -> tuple[WindowVerdict, str | None]:
         """Peek the execution windows for a start. Returns the verdict to report and, when refused,
         the 429 message."""
         with self._lock:
-            per_minute = self.starts_window.peek(now)
+            per_minute = self._starts(workflow_id).peek(now)
             if not per_minute.allowed:
                 self.rate_limited += 1
                 return per_minute, "Too many workflow executions. Please try again later."
@@ -151,15 +163,15 @@ class WireflowBook:
                 return daily, "Daily execution limit reached for your plan. Please try again tomorrow."
             return per_minute, None
 
-    def hit_start(self, now: float) -> WindowVerdict:
+    def hit_start(self, now: float, workflow_id: str | None = None) -> WindowVerdict:
         with self._lock:
             self.daily_window.hit(now)
             self.accepted_starts.append(now)
-            return self.starts_window.hit(now)
+            return self._starts(workflow_id).hit(now)
 
-    def peek_start(self, now: float) -> WindowVerdict:
+    def peek_start(self, now: float, workflow_id: str | None = None) -> WindowVerdict:
         with self._lock:
-            return self.starts_window.peek(now)
+            return self._starts(workflow_id).peek(now)
 
     def check_request(self, now: float) -> tuple[WindowVerdict, str | None]:
         """Count one non-start API request against requests/min, unless the window is full."""

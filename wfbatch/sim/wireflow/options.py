@@ -21,6 +21,9 @@ class WireflowOptions(ProviderOptions):
     estimate_incomplete: bool = False
     """`/estimate` answers estimateComplete false (a graph whose cost it cannot predict)."""
     workflow_ids: tuple[str, ...] = field(default=("wf_demo",))
+    starts_per_workflow: bool = False
+    """Each workflow its own execution-start window (`epm` each; the key's request window and daily
+    cap stay shared), as the docs can be read; False: one start window for the key."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", WireflowPlan(self.plan))
@@ -46,6 +49,13 @@ def window_limits(options: SimOptions) -> WindowLimits:
     )
 
 
+def _workflow_ids(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    ids = tuple(w.strip() for w in value.split(",") if w.strip())
+    if not ids:
+        raise click.BadParameter("name at least one workflow, e.g. wf_a,wf_b")
+    return ids
+
+
 CLI_OPTIONS: tuple[click.Option, ...] = (
     click.Option(
         ["--plan"],
@@ -53,6 +63,18 @@ CLI_OPTIONS: tuple[click.Option, ...] = (
         default=WireflowPlan.FREE.value,
         show_default=True,
         help="Wireflow plan whose rate limits to apply.",
+    ),
+    click.Option(
+        ["--workflow-ids", "workflow_ids"],
+        default="wf_demo",
+        show_default=True,
+        callback=_workflow_ids,
+        help="Wireflow: the workflows the simulator knows, comma-separated.",
+    ),
+    click.Option(
+        ["--starts-per-workflow"],
+        is_flag=True,
+        help="Wireflow: each workflow its own execution-start window (the key's request window shared).",
     ),
     click.Option(
         ["--error-style"],
@@ -70,7 +92,8 @@ def describe(options: SimOptions, servers: int) -> str:
     credits = "unlimited" if options.credits is None else f"{options.credits:g}"
     parts = [
         f"plan {WireflowOptions.of(options).plan.value}: {limits.requests} req + "
-        f"{limits.executions} executions per {options.window:g}s, "
+        f"{limits.executions} executions per {options.window:g}s"
+        f"{' per workflow' if WireflowOptions.of(options).starts_per_workflow else ''}, "
         f"{'no daily cap' if daily is None else f'{daily}/day'}",
         f"credits {credits} at {options.cost:g}/execution",
         f"latency {latency_text(options)}",

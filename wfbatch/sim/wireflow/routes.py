@@ -172,12 +172,13 @@ class _Api:
                     headers={**recalled.headers, "Idempotent-Replayed": "true"},
                 )
                 return _with_limits(replay, book.peek_start(now))
-        verdict, refused = book.check_start(now)
+        workflow_id = request.path_params.get("workflow_id")
+        verdict, refused = book.check_start(now, workflow_id)
         if refused is not None:
             return self._too_many(refused, verdict, now)
         reply = handler(Call(request, body, now, key))
         if 200 <= reply.status_code < 300:
-            verdict = book.hit_start(now)
+            verdict = book.hit_start(now, workflow_id)
             if key is not None:
                 headers = {k: v for k, v in reply.headers.items() if k.lower() not in _REPLAY_SKIP_HEADERS}
                 book.remember(key, StoredReply(fp, reply.status_code, bytes(reply.body), headers, now))
