@@ -22,10 +22,10 @@ def _when(at: float, zone: ZoneInfo | None) -> str:
     """`22:00` today, else `Tue 22:00`, in the windows' zone (named: `22:00 CET`), else this
     machine's local time: the time the windows are written in."""
     moment = dt.datetime.fromtimestamp(at, dt.UTC)
-    local = moment.astimezone(zone) if zone is not None else moment.astimezone()
-    today = dt.datetime.now(dt.UTC).astimezone(local.tzinfo).date()
-    shown = local.strftime("%H:%M") if local.date() == today else local.strftime("%a %H:%M")
-    return f"{shown} {local.strftime('%Z')}" if zone is not None else shown
+    wall = moment.astimezone(zone) if zone is not None else moment.astimezone()
+    today = dt.datetime.now(dt.UTC).astimezone(wall.tzinfo).date()
+    shown = wall.strftime("%H:%M") if wall.date() == today else wall.strftime("%a %H:%M")
+    return f"{shown} {wall.strftime('%Z')}" if zone is not None else shown
 
 
 class Windows:
