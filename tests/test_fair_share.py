@@ -11,8 +11,10 @@ from tests.deadlines import patience
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import JobState
 from wfbatch.engine.intake.ingest import ingest
-from wfbatch.engine.loop.fairshare import FairShare
+from wfbatch.engine.loop.fairshare import Claim, FairShare, shares, starts_until_done
 from wfbatch.engine.loop.scheduler import Engine
+from wfbatch.engine.planning.forecast import estimate_seconds
+from wfbatch.engine.planning.plan import make_plan, schedule_model
 from wfbatch.home import HomeLayout
 from wfbatch.protocol import Event, JobEvent
 from wfbatch.store import BatchRow, JobRow, Reuse, Store
@@ -105,3 +107,28 @@ async def test_a_small_batch_dropped_after_a_big_one_finishes_first_with_half_th
     # While both were runnable (the small one's first start to its last), they took turns.
     big_meanwhile = started_between(big_jobs, small_starts[0], small_starts[-1])
     assert abs(big_meanwhile - len(small_starts)) <= 2, (big_meanwhile, len(small_starts))
+
+
+def test_eta_claims_count_every_batchs_share_until_the_last_start() -> None:
+    big, small = Claim("big", 300), Claim("small", 10)
+    assert starts_until_done([big, small]) == {"big": 310, "small": 20}
+    heavy = Claim("small", 10, weight=4)
+    assert starts_until_done([big, heavy])["small"] == 10 + 3  # 2.5 starts of big, rounded up
+    urgent = Claim("small", 10, priority=1)
+    assert starts_until_done([big, urgent]) == {"big": 310, "small": 10}
+    assert shares([big, urgent]) == {"big": 0.0, "small": 1.0}
+
+
+async def test_plan_counts_the_share_of_the_batches_already_queued(
+    store: Store, layout: HomeLayout, make_settings: Any
+) -> None:
+    settings = make_settings(local={"expected_latency": 1.0})
+    raw = prompts(10, "planned")
+    alone = (await make_plan(store, settings, [parse_prompt_bytes(raw, "p.jsonl")])).providers["local"]
+    assert (alone.share, alone.shared_with) == (1.0, 0)
+    await enqueue(store, layout, prompts(300, "queued"), "queued.jsonl")
+    shared = (await make_plan(store, settings, [parse_prompt_bytes(raw, "p.jsonl")])).providers["local"]
+    assert (shared.share, shared.shared_with) == (0.5, 1)
+    model = schedule_model(settings, "local", shared.latency)
+    assert shared.estimated_seconds == round(estimate_seconds(20, model), 3)  # its 10 and 10 of the other's
+    assert shared.estimated_seconds > alone.estimated_seconds

@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any
 
+from tests.daemon_harness import jsonl, running_daemon
 from tests.deadlines import patience
 from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.core.states import JobState
@@ -18,6 +19,7 @@ from wfbatch.engine.intake.ingest import ingest
 from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.protocol import Event, JobEvent, ProviderEvent
+from wfbatch.settings import ScheduleEntry
 from wfbatch.store import Reuse, Store
 
 
@@ -100,3 +102,30 @@ async def test_a_window_that_closes_mid_batch_starts_nothing_until_it_reopens_an
     started = [job.started_at for job in jobs if job.started_at is not None]
     assert all(at < closed_at or at >= reopened_at for at in started)
     assert sum(1 for at in started if at >= reopened_at) == 30 - finished_while_closed
+
+
+def test_a_provider_outside_its_window_is_held_in_status_saying_when_it_opens() -> None:
+    opens = (dt.datetime.now().astimezone() + dt.timedelta(hours=2)).replace(second=0, microsecond=0)
+    window = f"{opens:%H:%M}-{opens + dt.timedelta(hours=1):%H:%M}"
+    env = {"WFBATCH_SCHEDULE__LOCAL__WINDOWS": json.dumps([window])}
+    with running_daemon(env=env) as daemon:
+        daemon.drop("night.jsonl", jsonl("a fox", "a cat"))
+        daemon.wait_until(lambda: daemon.status()["batches"], what="the batch")
+        status = daemon.status()
+        hold = next(h for h in status["holds"] if h["kind"] == "window")
+        # `22:00` today, `Tue 01:00` past midnight: this machine's local time either way.
+        assert hold["target"] == "local" and "the next opens at" in hold["reason"]
+        assert f"{opens:%H:%M}" in hold["reason"]
+        assert "[schedule.local]" in hold["lift"]
+        assert hold["reason"] in (status["providers"]["local"]["paused"] or "")
+        text = daemon.cli("status", columns=100).output
+        assert "outside its [schedule] windows" in text, text
+
+
+def test_an_accounts_own_windows_replace_the_providers() -> None:
+    entry = ScheduleEntry(
+        windows=["22:00-06:00"], timezone="Europe/Berlin", accounts={"day": ["09:00-17:00"]}
+    )
+    noon = dt.datetime(2026, 12, 8, 11, 0, tzinfo=dt.UTC).timestamp()  # 12:00 in Berlin
+    assert not entry.schedule().is_open(noon) and not entry.schedule("night").is_open(noon)
+    assert entry.schedule("day").is_open(noon)

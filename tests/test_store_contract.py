@@ -334,3 +334,29 @@ async def test_a_state_never_moves_by_update_job(any_store: StoreApi) -> None:
     again = await any_store.jobs.get_job(job.id)
     assert again is not None
     assert (again.state, again.possible_duplicate_charge) == (JobState.QUEUED, "why")
+
+
+async def test_ready_batches_are_the_unpaused_ones_whose_time_has_come(any_store: StoreApi) -> None:
+    now = time.time()
+    first = dataclasses.replace(batch_row("b1", "h1"), created_at=now - 10)
+    later = dataclasses.replace(batch_row("b2", "h2"), created_at=now - 5, not_before=now + 30)
+    paused = dataclasses.replace(batch_row("b3", "h3"), created_at=now - 1, paused=True)
+    for batch, prefix in ((first, "a"), (later, "b"), (paused, "c")):
+        await any_store.batches.insert_batch(batch, make_jobs(2, prefix))
+    assert [b.id for b in await any_store.jobs.ready_batches("local", now)] == ["b1"]
+    assert [b.id for b in await any_store.jobs.ready_batches("local", now + 30)] == ["b1", "b2"]
+    assert [b.id for b in await any_store.jobs.ready_batches("local", now + 30, ["b2"])] == ["b2"]
+    assert await any_store.jobs.ready_batches("wireflow", now + 30) == []
+    assert await any_store.batches.next_not_before(now) == pytest.approx(now + 30)
+    assert await any_store.batches.next_not_before(now + 30) is None
+    assert await any_store.jobs.ready_jobs("local", 10, ["b2"], now=now) == []
+    assert len(await any_store.jobs.ready_jobs("local", 10, ["b2"], now=now + 30)) == 2
+
+    assert await any_store.batches.set_batch_priority("b1", -4)
+    assert await any_store.batches.set_batch_weight("b1", 2.5)
+    stored = await any_store.batches.get_batch("b1")
+    assert stored is not None and (stored.priority, stored.weight, stored.not_before) == (-4, 2.5, None)
+    assert not await any_store.batches.set_batch_weight("nope", 1.0)
+    for job in (await any_store.jobs.jobs_for_batch("b1")):
+        await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.CANCELED)
+    assert [b.id for b in await any_store.jobs.ready_batches("local", now + 30)] == ["b2"]  # nothing queued

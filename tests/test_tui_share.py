@@ -3,6 +3,7 @@ through the API and shown back in the batches panel."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,10 @@ from textual.widgets import Input
 
 from tests.test_tui_support import DaemonProcess, daemon_process, wait_until
 from wfbatch.client.client import DaemonClient
-from wfbatch.protocol import SubmitRequest
+from wfbatch.protocol import BatchSummary, SubmitRequest
 from wfbatch.tui import WfbatchApp
 from wfbatch.tui.screens.share import Share, ShareScreen, parse_share
+from wfbatch.tui.widgets.batches import _state_text
 
 SIZE = (120, 40)
 SLOW = {"WFBATCH_LOCAL__LATENCY_MIN": "5", "WFBATCH_LOCAL__LATENCY_MAX": "5"}  # stays running
@@ -57,3 +59,16 @@ async def test_w_sets_the_highlighted_batchs_priority_and_weight(daemon: DaemonP
                 return batch.priority == 4 and batch.weight == 2
 
             await wait_until(changed)
+
+
+def test_the_batches_panel_says_scheduled_with_the_time_and_a_shared_providers_share() -> None:
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    base = {"id": "b1", "name": "n", "source_name": "n.jsonl", "provider": "local",
+            "created_at": dt.datetime.now(dt.UTC), "output_dir": "/o", "paused": False,
+            "counts": {"queued": 3}, "total": 3}
+    scheduled = BatchSummary.model_validate({**base, "not_before": later})
+    assert _state_text(scheduled, None).plain == f"scheduled {later.astimezone():%H:%M}"
+    shared = BatchSummary.model_validate({**base, "share": 0.25})
+    assert _state_text(shared, None).plain == "running 25%"
+    alone = BatchSummary.model_validate({**base, "share": 1.0})
+    assert _state_text(alone, None).plain == "running"

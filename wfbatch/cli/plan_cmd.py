@@ -87,6 +87,11 @@ def _print_plan(plan: Plan) -> None:
             f"  {name}: {plural(provider.jobs_left, 'job')}, {cost},"
             f" latency {provider.latency:.1f} s ({provider.latency_source}){balance}"
         )
+        if provider.shared_with:
+            echo(
+                f"    shared with {plural(provider.shared_with, 'batch')} queued on it:"
+                f" {provider.share:.0%} of its starts (priority and weight), counted in the duration"
+            )
         if provider.batch_jobs:
             batch_jobs = plural(provider.batch_jobs, "job")
             echo(f"    batch mode: {batch_jobs}, done within {provider.completion_window}")

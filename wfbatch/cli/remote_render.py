@@ -297,10 +297,10 @@ def share_text(batch: BatchSummary) -> str:
 
 def clock_time(moment: dt.datetime) -> str:
     """A time ahead in local time: `02:00` within a day, else with its date."""
-    local = moment.astimezone()
-    if local - dt.datetime.now(local.tzinfo) < dt.timedelta(hours=23):
-        return local.strftime("%H:%M")
-    return local.strftime("%Y-%m-%d %H:%M")
+    wall = moment.astimezone()
+    if wall - dt.datetime.now(wall.tzinfo) < dt.timedelta(hours=23):
+        return wall.strftime("%H:%M")
+    return wall.strftime("%Y-%m-%d %H:%M")
 
 
 def render_jobs(jobs: list[JobSummary], wide: bool = False, known_batches: Sequence[str] = ()) -> None:

@@ -82,8 +82,8 @@ class Schedule:
     def is_open(self, at: float) -> bool:
         if not self.windows:
             return True
-        local = self._local(at)
-        minute = local.hour * 60 + local.minute + local.second / 60 + local.microsecond / 60e6
+        wall = self._local(at)
+        minute = wall.hour * 60 + wall.minute + wall.second / 60 + wall.microsecond / 60e6
         return any(window.holds(minute) for window in self.windows)
 
     def next_open(self, at: float) -> float | None:
@@ -101,8 +101,8 @@ class Schedule:
                     minutes=window.start
                 )
                 for fold in (0, 1):
-                    local = naive.replace(fold=fold)
-                    aware = local.replace(tzinfo=self.zone) if self.zone is not None else local.astimezone()
+                    wall = naive.replace(fold=fold)
+                    aware = wall.replace(tzinfo=self.zone) if self.zone is not None else wall.astimezone()
                     candidates.add(aware.timestamp())
         first = at - at % QUARTER_HOUR + QUARTER_HOUR
         candidates.update(first + step * QUARTER_HOUR for step in range(SEARCH_DAYS * 96))

@@ -35,10 +35,10 @@ def clock(moment: datetime | None) -> str:
 
 def clock_time(moment: datetime) -> str:
     """A time ahead in local time: `02:00` within a day, else with its date."""
-    local = moment.astimezone()
-    if (local - datetime.now(local.tzinfo)).total_seconds() < 23 * 3600:
-        return local.strftime("%H:%M")
-    return local.strftime("%Y-%m-%d %H:%M")
+    wall = moment.astimezone()
+    if (wall - datetime.now(wall.tzinfo)).total_seconds() < 23 * 3600:
+        return wall.strftime("%H:%M")
+    return wall.strftime("%Y-%m-%d %H:%M")
 
 
 def progress_bar(done: int, failed: int, total: int, width: int = 24, canceled: int = 0) -> Text:

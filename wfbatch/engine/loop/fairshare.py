@@ -12,6 +12,7 @@ This chooses between batches only; `accounts` chooses the account a chosen job s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -103,7 +104,7 @@ def starts_until_done(claims: Sequence[Claim]) -> dict[str, int]:
                 total += other.jobs
             elif other.priority == claim.priority:
                 total += min(other.jobs, claim.jobs * other.weight / max(claim.weight, 1e-6))
-        result[claim.key] = round(total)
+        result[claim.key] = math.ceil(total - 1e-9)  # a start begun is a start: round up
     return result
 
 

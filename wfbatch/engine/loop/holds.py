@@ -137,7 +137,7 @@ class Holds:
     def held_for_notice(self, batch: BatchRow, providers: Iterable[str]) -> str | None:
         """Why this batch's queued work cannot start, for telling someone: a full disk, its budget,
         or its provider's account (a bad key, no credit, unreachable) or caps. The user's own
-        pauses are left out: whoever paused knows."""
+        pauses and [schedule] windows are left out: whoever set them knows."""
         if self.storage.problem is not None:
             return self.storage.problem
         if batch.paused or self._user_global is not None:
@@ -149,7 +149,8 @@ class Holds:
             limiter = self._pool.limiter(name)
             if limiter.paused and limiter.pause_details.get("by") == "user":
                 continue
-            why = self.provider(name)
+            # A [schedule] window is planned, not an incident: like the user's pauses, not told.
+            why = limiter.hold() or self._budget.provider_block(name)
             if why:
                 return f"{name}: {why.removeprefix(f'{name}: ')}"
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 from wfbatch.core.windows import Schedule
 from wfbatch.engine.clock import Clock
@@ -17,12 +18,14 @@ from wfbatch.protocol import ProviderEvent
 from wfbatch.settings import Settings
 
 
-def _when(at: float) -> str:
-    """`22:00` today, else `Tue 22:00`, in this machine's local time (status shows it as is)."""
-    local = dt.datetime.fromtimestamp(at).astimezone()
-    if local.date() == dt.datetime.now().astimezone().date():
-        return local.strftime("%H:%M")
-    return local.strftime("%a %H:%M")
+def _when(at: float, zone: ZoneInfo | None) -> str:
+    """`22:00` today, else `Tue 22:00`, in the windows' zone (named: `22:00 CET`), else this
+    machine's local time: the time the windows are written in."""
+    moment = dt.datetime.fromtimestamp(at, dt.UTC)
+    wall = moment.astimezone(zone) if zone is not None else moment.astimezone()
+    today = dt.datetime.now(dt.UTC).astimezone(wall.tzinfo).date()
+    shown = wall.strftime("%H:%M") if wall.date() == today else wall.strftime("%a %H:%M")
+    return f"{shown} {wall.strftime('%Z')}" if zone is not None else shown
 
 
 class Windows:
@@ -68,7 +71,8 @@ class Windows:
         shown = entry.schedule().describe() if entry.windows else "its accounts' windows"
         if opens == float("inf"):
             return f"outside its [schedule] windows ({shown}): no window opens in the next days"
-        return f"outside its [schedule] windows ({shown}): the next opens at {_when(opens)}"
+        when = _when(opens, entry.schedule().zone)
+        return f"outside its [schedule] windows ({shown}): the next opens at {when}"
 
     def observe(self, providers: list[str]) -> None:
         """Tell of each provider that left or entered its windows since the last look."""

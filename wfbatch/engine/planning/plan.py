@@ -2,8 +2,9 @@
 
 Dedup and cache hits come from the store; costs from the provider's free estimate endpoint where it
 has one, else the config; duration from `forecast.estimate_seconds` with the latency seen in past
-runs (else the configured `expected_latency`, else a default); stops from budgets, daily caps and
-the known balance.
+runs (else the configured `expected_latency`, else a default), for the starts the provider makes
+until the planned jobs are through under the fair share beside the batches already queued on it;
+stops from budgets, daily caps and the known balance.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec, ParsedBatch
+from wfbatch.core.states import UNFINISHED_STATES
 from wfbatch.engine.loop.budget import ask_estimate
+from wfbatch.engine.loop.fairshare import Claim, shares, starts_until_done
 from wfbatch.engine.loop.limiter import start_of_today
 from wfbatch.engine.planning.forecast import ScheduleModel, estimate_seconds
 from wfbatch.providers.base import LikelyCost, Provider, UnlimitedGate
@@ -33,6 +36,8 @@ log = logging.getLogger("wfbatch.plan")
 DEFAULT_REMOTE_LATENCY = 20.0
 ModelKey = tuple[str | None, str | None]
 """(model, mode): what one provider's prices are known by."""
+PLANNED = "(planned)"
+"""The planned files' key among the fair-share claims on a provider."""
 BATCH_COMPLETION_WINDOW = "24h"
 """A batch API's promise (OpenAI Batch: within 24 hours), shown instead of a minutes estimate."""
 
@@ -60,6 +65,11 @@ class ProviderPlan:
     """...and what they would cost sent directly (the saving is the difference)."""
     completion_window: str | None = None
     """When the batch jobs are done at the latest (the batch API's window), instead of minutes."""
+    share: float = 1.0
+    """The share of the provider's starts these jobs get beside the batches already queued on it
+    (fair share by priority and weight): `estimated_seconds` counts their starts meanwhile too."""
+    shared_with: int = 0
+    """Batches already queued on the provider that it is shared with."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -158,9 +168,10 @@ async def make_plan(
 
     costs: dict[tuple[str, str | None, str | None], float | None] = {}
     likely: dict[tuple[str, str | None, str | None], tuple[float, float]] = {}
+    claim = _planned_claim(batches)
     for name in sorted({spec.provider for spec in all_left}):
         specs = [spec for spec in all_left if spec.provider == name]
-        provider_plan, model_costs, model_likely = await _plan_provider(store, settings, name, specs)
+        provider_plan, model_costs, model_likely = await _plan_provider(store, settings, name, specs, claim)
         plan.providers[name] = provider_plan
         costs.update({(name, *key): cost for key, cost in model_costs.items()})
         likely.update({(name, *key): (r.low, r.high) for key, r in model_likely.items()})
@@ -199,8 +210,27 @@ async def make_plan(
     return plan
 
 
+def _planned_claim(batches: list[ParsedBatch]) -> Claim:
+    """The planned files as one claim on a provider: the highest priority among them, with the
+    weights of the files at that priority (each file becomes a batch with its own share)."""
+    top = max((parsed.priority for parsed in batches), default=0)
+    weight = sum(parsed.weight for parsed in batches if parsed.priority == top) or 1.0
+    return Claim(PLANNED, 0, top, weight)
+
+
+async def _queued_claims(store: StoreApi, name: str) -> list[Claim]:
+    """The batches queued on the provider now (their time come, unpaused), as fair-share claims."""
+    batches = await store.jobs.ready_batches(name, time.time())
+    counts = await store.counters.counts_for_batches([batch.id for batch in batches])
+    return [
+        Claim(batch.id, sum(counts[batch.id].get(state, 0) for state in UNFINISHED_STATES),
+              batch.priority, batch.weight)
+        for batch in batches
+    ]
+
+
 async def _plan_provider(
-    store: StoreApi, settings: Settings, name: str, specs: list[JobSpec]
+    store: StoreApi, settings: Settings, name: str, specs: list[JobSpec], claim: Claim
 ) -> tuple[ProviderPlan, dict[ModelKey, float | None], dict[ModelKey, LikelyCost]]:
     result = ProviderPlan(jobs_left=len(specs), unit=traits(name).cost_unit)
     model_likely: dict[ModelKey, LikelyCost] = {}
@@ -247,7 +277,15 @@ async def _plan_provider(
     model = schedule_model(settings, name, result.latency)
     direct_jobs = len(specs) - len(batch_specs)
     runnable = direct_jobs if result.daily_remaining is None else min(direct_jobs, result.daily_remaining)
-    result.estimated_seconds = round(estimate_seconds(runnable, model), 3)
+    # Other batches queued on the provider take their share of its starts meanwhile.
+    others = [other for other in await _queued_claims(store, name) if other.jobs > 0]
+    planned = replace(claim, jobs=runnable)
+    starts = starts_until_done([*others, planned])[PLANNED] if runnable else 0
+    result.share = shares([*others, planned]).get(PLANNED, 1.0)
+    result.shared_with = len(others)
+    if daily := result.daily_remaining:
+        starts = min(starts, daily)  # the cap stops the provider, whoever's jobs they are
+    result.estimated_seconds = round(estimate_seconds(starts, model), 3)
     if batch_specs:
         result.batch_jobs = len(batch_specs)
         result.completion_window = BATCH_COMPLETION_WINDOW
