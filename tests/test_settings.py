@@ -20,6 +20,7 @@ from wfbatch.settings import (
     NotifySettings,
     OutputSettings,
     Settings,
+    StoreSettings,
     load_settings,
 )
 
@@ -74,6 +75,7 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
         "delivery": DeliverySettings,
         "notify": NotifySettings,
         "output": OutputSettings,
+        "store": StoreSettings,
     }
     for section, model in sections.items():
         for name in model.model_fields:

@@ -194,6 +194,32 @@ class OutputSettings(BaseModel):
         return value
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class StoreSettings(BaseModel):
+    """Where the queue, the ledger and the caps live: this HOME's SQLite file (the default), or a
+    PostgreSQL database that several daemons share."""
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host/dbname to share one queue between daemons"
+        " (needs `pip install 'wfbatch[postgres]'`); unset: the SQLite file in HOME",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(POSTGRES_SCHEMES):
+            # The value itself may hold a password: never repeated in the message.
+            raise ValueError("expected a postgresql:// URL (or leave it unset for the SQLite file in HOME)")
+        return value
+
+    def url(self) -> str | None:
+        """The PostgreSQL URL, unwrapped at the moment it is used; None: SQLite."""
+        return self.database_url.get_secret_value() if self.database_url is not None else None
+
+
 class _GeneralSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WFBATCH_",
@@ -230,6 +256,7 @@ class Settings(_WithProviderSections):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @classmethod
     def settings_customise_sources(

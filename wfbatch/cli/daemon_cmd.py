@@ -14,6 +14,7 @@ from wfbatch.daemon import SocketPathError, check_socket_path, run_daemon
 from wfbatch.daemon.logs import configure_logging
 from wfbatch.daemon.runner import settings_reloader
 from wfbatch.home import HomeLocked, UnsafeLockFile
+from wfbatch.store import StoreOpenError
 
 
 @click.command("daemon")
@@ -63,4 +64,6 @@ def daemon_command(home: Path | None, socket_path: Path | None, log_format: str)
         fail(str(error), EXIT_BAD_INPUT)
     except SocketPathError as error:
         fail(str(error))
+    except StoreOpenError as error:  # no driver, a schema to migrate, a server out of reach
+        fail(str(error), EXIT_BAD_INPUT)
     sys.exit(code)

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "review": "wfbatch.cli.remote_actions:review_command",
     "budget": "wfbatch.cli.remote_actions:budget_command",
     "submit": "wfbatch.cli.remote_submit:submit_command",
+    "db": "wfbatch.cli.db_cmd:db_command",
 }
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from wfbatch.core.states import Execution, JobState, ReviewStatus, state_list
 from wfbatch.store.db import SqliteAggregate
 from wfbatch.store.rows import JobRow
-from wfbatch.store.sql import within
+from wfbatch.store.sql import count_if, within
 
 
 class SqliteDrafts(SqliteAggregate):
@@ -26,12 +26,11 @@ class SqliteDrafts(SqliteAggregate):
             " SELECT ?, batch_id, idx, line, user_id, json_extract(final_spec, '$.provider'),"
             f" final_spec, prompt, tags, ?, priority, '{JobState.QUEUED.value}',"
             f" '{ReviewStatus.APPROVED.value}', id, ?, ?"
-            " FROM jobs WHERE id = ? AND final_spec IS NOT NULL",
+            " FROM jobs WHERE id = ? AND final_spec IS NOT NULL RETURNING id",
             (uid, final_cache_key, now, now, draft_id),
         ) as cursor:
-            inserted = cursor.rowcount > 0
-            final_id = cursor.lastrowid
-        return final_id if inserted else None
+            row = await cursor.fetchone()
+        return int(row[0]) if row else None
 
     async def final_of(self, draft_id: int) -> JobRow | None:
         row = await self.fetchone("SELECT * FROM jobs WHERE draft_of = ?", (draft_id,))
@@ -70,9 +69,10 @@ class SqliteDrafts(SqliteAggregate):
 
     async def draft_reviews(self) -> tuple[int, int]:
         """(approved, reviewed) drafts of every batch so far: this HOME's approval rate."""
+        approved, reviewed = ReviewStatus.APPROVED.value, ReviewStatus.PENDING.value
+        was_approved, was_reviewed = f"review = '{approved}'", f"review <> '{reviewed}'"
         row = await self.fetchone(
-            f"SELECT SUM(review = '{ReviewStatus.APPROVED.value}') AS a,"
-            f" SUM(review <> '{ReviewStatus.PENDING.value}') AS r"
+            f"SELECT {count_if(was_approved)} AS a, {count_if(was_reviewed)} AS r"
             " FROM jobs WHERE final_spec IS NOT NULL"
         )
         if row is None:
@@ -83,14 +83,20 @@ class SqliteDrafts(SqliteAggregate):
         """Drafts (all, done, approved, rejected) and finals (all, done) — zero where none."""
         scope, params = within("batch_id", batch_ids)
         done = JobState.DONE.value
+        approved, rejected = ReviewStatus.APPROVED.value, ReviewStatus.REJECTED.value
+        draft, final = "final_spec IS NOT NULL", "draft_of IS NOT NULL"
+        counted = {
+            "drafts": draft,
+            "drafts_done": f"{draft} AND state = '{done}'",
+            "approved": f"{draft} AND review = '{approved}'",
+            "rejected": f"{draft} AND review = '{rejected}'",
+            "finals": final,
+            "finals_done": f"{final} AND state = '{done}'",
+        }
+        columns = ", ".join(f"{count_if(condition)} AS {name}" for name, condition in counted.items())
         row = await self.fetchone(
-            "SELECT SUM(final_spec IS NOT NULL) AS drafts,"
-            f" SUM(final_spec IS NOT NULL AND state = '{done}') AS drafts_done,"
-            f" SUM(final_spec IS NOT NULL AND review = '{ReviewStatus.APPROVED.value}') AS approved,"
-            f" SUM(final_spec IS NOT NULL AND review = '{ReviewStatus.REJECTED.value}') AS rejected,"
-            " SUM(draft_of IS NOT NULL) AS finals,"
-            f" SUM(draft_of IS NOT NULL AND state = '{done}') AS finals_done"
-            f" FROM jobs WHERE (final_spec IS NOT NULL OR draft_of IS NOT NULL){scope}",
+            f"SELECT {columns}"
+            f" FROM jobs WHERE ({draft} OR {final}){scope}",
             params,
         )
         names = ("drafts", "drafts_done", "approved", "rejected", "finals", "finals_done")

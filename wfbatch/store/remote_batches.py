@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import aiosqlite
-
 from wfbatch.core.states import Execution, JobState, sources_of, state_list
-from wfbatch.store.db import Database
+from wfbatch.store.database import SqlDatabase
 from wfbatch.store.rows import JobRow
 
 
@@ -65,7 +63,7 @@ class RemoteBatchRow:
     closed_at: float | None
 
     @classmethod
-    def from_sql(cls, row: aiosqlite.Row) -> RemoteBatchRow:
+    def from_sql(cls, row: Any) -> RemoteBatchRow:
         return cls(
             id=row["id"],
             provider=row["provider"],
@@ -128,7 +126,7 @@ _UPDATABLE = frozenset(
 class SqliteRemoteBatches:
     """The remote-batch table on the one store (its connection, lock and transactions)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def gather(
@@ -142,10 +140,11 @@ class SqliteRemoteBatches:
         async with self._db.transaction() as conn:
             async with conn.execute(
                 "INSERT INTO remote_batches (provider, batch_id, model, tag, step, lines, created_at)"
-                " VALUES (?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?) RETURNING id",
                 (provider, batch_id, model, tag, Step.GATHERED.value, len(job_ids), now),
             ) as cursor:
-                row_id = cursor.lastrowid
+                inserted = await cursor.fetchone()
+            row_id = int(inserted[0])
             for job_id in job_ids:
                 async with conn.execute(
                     f"UPDATE jobs SET state = '{JobState.SUBMITTING.value}',"
@@ -161,7 +160,7 @@ class SqliteRemoteBatches:
                 await conn.execute("DELETE FROM remote_batches WHERE id = ?", (row_id,))
                 return None
             await conn.execute("UPDATE remote_batches SET lines = ? WHERE id = ?", (len(joined), row_id))
-        found = await self.get(int(row_id or 0))
+        found = await self.get(row_id)
         assert found is not None
         return found, joined
 

@@ -1,0 +1,225 @@
+"""The PostgreSQL backend's connections: a psycopg 3 pool, its transactions and its reads.
+
+Transactions are READ COMMITTED on a pooled connection, and run side by side (SQLite's run one at a
+time). What that changes for the SQL is handled where it matters: a read that decides a write locks
+its row (`FOR UPDATE`), a cap is a conditional `UPDATE` of a counter row (store/pg/caps.py), and an
+acceptance relies on the unique index of its content (store/batches.py). Reads outside a
+transaction take a pooled connection in autocommit mode: one statement, one snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import RowMaker
+from psycopg.types.numeric import FloatLoader
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from wfbatch.store.database import POSTGRES, Dialect, check_url, redacted_url
+from wfbatch.store.errors import StoreOpenError
+from wfbatch.store.pg.dialect import to_postgres
+from wfbatch.store.pg.migrate import migrate_postgres, schema_version
+
+log = logging.getLogger("wfbatch.store")
+
+POOL_SIZE = 8
+"""Connections per store: the engine's steps, the API's reads and the delivery worker at once."""
+
+OPEN_TIMEOUT = 30.0
+"""Seconds to wait for the first connection: a server that restarts is given time, a wrong URL fails."""
+
+PgConnectionRaw = psycopg.AsyncConnection[Any]
+
+
+class PgRow:
+    """A row by column name or by position, as SQLite's rows are read."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, values: Sequence[Any], index: dict[str, int]) -> None:
+        self._values = values
+        self._index = index
+
+    def __getitem__(self, key: Any, /) -> Any:
+        if isinstance(key, str):
+            return self._values[self._index[key]]
+        return self._values[key]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Any:
+        return iter(self._values)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+def pg_rows(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[PgRow]:
+    index = {column.name: i for i, column in enumerate(cursor.description or ())}
+
+    def make(values: Sequence[Any]) -> PgRow:
+        return PgRow(values, index)
+
+    return make
+
+
+class PgCursor:
+    """What the aggregates read of a cursor: its rows and how many rows a statement changed."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[Any]) -> None:
+        self._cursor = cursor
+
+    async def fetchone(self) -> Any:
+        return await self._cursor.fetchone() if self._cursor.description else None
+
+    async def fetchall(self) -> list[Any]:
+        return await self._cursor.fetchall() if self._cursor.description else []
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+
+class PgCall:
+    """One statement: awaited for its cursor, or entered with `async with` (aiosqlite's shape)."""
+
+    def __init__(self, conn: PgConnectionRaw, sql: str, params: Iterable[Any]) -> None:
+        self._conn, self._sql, self._params = conn, sql, list(params)
+
+    async def _run(self) -> PgCursor:
+        return PgCursor(await self._conn.execute(to_postgres(self._sql), self._params))
+
+    def __await__(self) -> Generator[Any, None, PgCursor]:
+        return self._run().__await__()
+
+    async def __aenter__(self) -> PgCursor:
+        return await self._run()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any, /) -> None:
+        return None
+
+
+class PgConnection:
+    """A pooled psycopg connection, seen as the aggregates see SQLite's."""
+
+    def __init__(self, conn: PgConnectionRaw) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, parameters: Iterable[Any] = (), /) -> PgCall:
+        return PgCall(self.raw, sql, parameters)
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]], /) -> None:
+        async with self.raw.cursor() as cursor:
+            await cursor.executemany(to_postgres(sql), [list(p) for p in parameters])
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = (), /) -> list[Any]:
+        cursor = await self.raw.execute(to_postgres(sql), list(parameters))
+        return await cursor.fetchall() if cursor.description else []
+
+
+async def _configure(conn: PgConnectionRaw) -> None:
+    # SUM() of integers is NUMERIC: read it as float, as SQLite's sums are.
+    conn.adapters.register_loader("numeric", FloatLoader)
+
+
+redacted = redacted_url
+
+
+class PostgresDatabase:
+    """`SqlDatabase` on a PostgreSQL server: a pool of connections."""
+
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, url: str, pool: AsyncConnectionPool[PgConnectionRaw]) -> None:
+        self.url = url
+        self._pool = pool
+
+    @property
+    def where(self) -> str:
+        return redacted(self.url)
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = False) -> PostgresDatabase:
+        """Connect. An empty database is given the schema; an older one is migrated only when
+        `migrate` (`wfbatch db migrate`): other daemons of the older wfbatch may still use it."""
+        check_url(url)
+        pool: AsyncConnectionPool[PgConnectionRaw] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": pg_rows},
+            configure=_configure,
+            name="wfbatch",
+        )
+        try:
+            await pool.open(wait=True, timeout=OPEN_TIMEOUT)
+        except PoolTimeout:
+            await pool.close()
+            raise StoreOpenError(
+                f"cannot connect to {redacted(url)} within {OPEN_TIMEOUT:.0f} s (is the server up,"
+                " and the URL's user, password and database right?)"
+            ) from None
+        db = cls(url, pool)
+        try:
+            async with pool.connection() as conn:
+                await migrate_postgres(conn, db.where, allow_upgrade=migrate)
+        except BaseException:
+            await pool.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def version(self) -> int | None:
+        async with self._pool.connection() as conn:
+            return await schema_version(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgConnection]:
+        async with self._pool.connection() as conn, conn.transaction():
+            yield PgConnection(conn)
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[PgConnection]:
+        async with self._pool.connection() as conn:
+            yield PgConnection(conn)
+
+    @asynccontextmanager
+    async def dedicated(self) -> AsyncIterator[PgConnectionRaw]:
+        """A connection of its own, outside the pool, for as long as the block runs: what a
+        session-level advisory lock or a LISTEN needs (a pooled connection goes back after each use)."""
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._pool.connection() as conn:
+            return await PgConnection(conn).execute_fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._pool.connection() as conn:
+            return (await PgConnection(conn).execute(sql, params)).rowcount
+
+    async def read_aside(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        # A REPEATABLE READ transaction: every query of the list sees one snapshot. PostgreSQL's
+        # readers never block its writers, so any pooled connection serves.
+        async with self._pool.connection() as conn:
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                wrapped = PgConnection(conn)
+                return [list(await wrapped.execute_fetchall(sql, params)) for sql, params in queries]
+            finally:
+                await conn.execute("ROLLBACK")
