@@ -87,6 +87,10 @@ def main(argv: list[str]) -> int:
         except NoPostgres as error:
             print(f"PostgreSQL missing: {error}", file=sys.stderr)
             return 1
+        except subprocess.CalledProcessError as error:
+            output = error.stderr.decode(errors="replace")
+            print(f"PostgreSQL would not start: {error}\n{output}", file=sys.stderr)
+            return 1
         print(url, folder)
         return 0
     if argv[:1] == ["stop"] and len(argv) == 2:

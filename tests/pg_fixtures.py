@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -70,3 +71,29 @@ def pg_database(pg_server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+# -- what the run says about PostgreSQL -----------------------------------------------------------
+# `make test` runs quietly (-q, dots only): a line at the end says how many tests ran against
+# PostgreSQL, so a run where they all skipped (or never ran) is seen, not guessed.
+
+_PG_OUTCOMES: dict[str, int] = {}
+
+
+def _on_postgres(nodeid: str) -> bool:
+    return "[postgres" in nodeid or "/test_pg_" in nodeid or nodeid.startswith("test_pg_")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not _on_postgres(report.nodeid):
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _PG_OUTCOMES[report.outcome] = _PG_OUTCOMES.get(report.outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _PG_OUTCOMES:
+        return
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_PG_OUTCOMES.items()))
+    where = f"the server of {URL_VARIABLE}" if SHARED_URL else "a private cluster per test session"
+    terminalreporter.write_line(f"PostgreSQL store backend ({where}): {counts}")

@@ -1,0 +1,68 @@
+"""`wfbatch daemon` and `wfbatch run` end to end on PostgreSQL: real subprocesses whose store is the
+test cluster's database (`WFBATCH_STORE__DATABASE_URL`), a small batch on the `local` provider."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.daemon_harness import jsonl, running_daemon
+from tests.deadlines import patience
+from tests.test_run_cli import run_json, wfbatch
+from wfbatch.home import HomeLayout
+from wfbatch.store import open_store
+
+ENV = {"WFBATCH_INBOX__STABLE_SECONDS": "0.5", "WFBATCH_LOCAL__LATENCY_MAX": "0.05"}
+
+
+async def _done_in_database(url: str) -> int:
+    store = await open_store(url, Path("/nonexistent/unused.db"))
+    try:
+        return (await store.counters.counts())["done"]
+    finally:
+        await store.close()
+
+
+def test_a_daemon_on_postgresql_runs_a_dropped_batch(pg_database: str) -> None:
+    env = {**ENV, "WFBATCH_STORE__DATABASE_URL": pg_database}
+    with running_daemon(env=env) as daemon:
+        daemon.drop("shots.jsonl", jsonl("a red fox", "a blue jay", "a green frog"))
+        daemon.wait_for_jobs(lambda jobs: jobs["done"] == 3, timeout=patience(30))
+        assert not HomeLayout(daemon.home).db.exists()  # the queue is in PostgreSQL, not in HOME
+    assert asyncio.run(_done_in_database(pg_database)) == 3
+
+
+def test_wfbatch_run_on_postgresql_runs_a_file_to_completion(pg_database: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(jsonl("a red fox", "a blue jay"))
+    env = {"WFBATCH_STORE__DATABASE_URL": pg_database, "WFBATCH_LOCAL__LATENCY_MAX": "0.05"}
+    code, summary = run_json(home, prompts, env=env)
+    assert (code, summary["done"], summary["total"]) == (0, 2, 2), summary
+    assert asyncio.run(_done_in_database(pg_database)) == 2
+    assert not HomeLayout(home).db.exists()
+
+
+def test_a_postgresql_url_without_the_driver_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    """psycopg is hidden from the subprocess (an import hook that refuses it)."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\n"
+        "class _NoPsycopg:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('psycopg', 'psycopg_pool'):\n"
+        "            raise ImportError(f'No module named {name!r}', name=name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _NoPsycopg())\n"
+    )
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red fox\n")
+    env = {
+        "WFBATCH_STORE__DATABASE_URL": "postgresql://wfbatch:secret-pw@db.invalid/wfbatch",
+        "PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parent.parent}",
+    }
+    result = wfbatch(tmp_path / "home", "run", str(prompts), env=env)
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'wfbatch[postgres]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "secret-pw" not in result.stderr
