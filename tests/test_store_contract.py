@@ -334,3 +334,27 @@ async def test_a_state_never_moves_by_update_job(any_store: StoreApi) -> None:
     again = await any_store.jobs.get_job(job.id)
     assert again is not None
     assert (again.state, again.possible_duplicate_charge) == (JobState.QUEUED, "why")
+
+
+# -- what `wfbatch costs` reads ---------------------------------------------------------------
+
+
+async def test_cost_lines_sum_images_and_charges_by_batch_provider_model_and_day(
+    any_store: StoreApi,
+) -> None:
+    await any_store.batches.insert_batch(batch_row(), make_jobs(3))
+    jobs = await any_store.jobs.jobs_for_batch("b1")
+    for job in jobs[:2]:
+        await any_store.ledger.reserve(job.id, "b1", "local", 2.0)
+        assert await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
+        assert await any_store.ledger.settle_finished(job.id, 1.5, {"url": "u"}) == 1.5
+        assert await any_store.jobs.record_outcome(job.id, OutcomeRecord(target=JobState.DONE))
+    assert await any_store.jobs.update_job(jobs[1].id, possible_duplicate_charge="a lost answer")
+    today = ledger_day(time.time())
+    (line,) = await any_store.ledger.cost_lines(since=today, until=today)
+    assert (line.batch_id, line.batch_name, line.provider, line.day) == ("b1", "n", "local", today)
+    assert (line.images, line.cache_hits, line.charged, line.refunds) == (2, 0, 3.0, 0)
+    assert await any_store.ledger.cost_lines(until="2000-01-01") == []
+    assert await any_store.ledger.average_charges() == {("local", line.model): 1.5}
+    (duplicate,) = await any_store.ledger.possible_duplicates(since=today)
+    assert (duplicate.job_uid, duplicate.day, duplicate.why) == (jobs[1].uid, today, "a lost answer")

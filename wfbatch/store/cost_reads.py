@@ -10,7 +10,7 @@ from wfbatch.store.rows import CostLine, PossibleDuplicate
 from wfbatch.store.sql import count_if
 
 # Local calendar days, like `ledger_day` and the providers' daily caps. On PostgreSQL "local" is the
-# session's TimeZone (the server's default, or `options=-c TimeZone=...` in the database URL).
+# session's TimeZone, which the store sets to this machine's (store/pg/db.py).
 _JOB_DAYS: dict[Dialect, str] = {
     SQLITE: "date(COALESCE(j.finished_at, j.updated_at), 'unixepoch', 'localtime')",
     POSTGRES: "to_char(to_timestamp(COALESCE(j.finished_at, j.updated_at)), 'YYYY-MM-DD')",

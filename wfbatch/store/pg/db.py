@@ -10,8 +10,10 @@ transaction take a pooled connection in autocommit mode: one statement, one snap
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -122,9 +124,30 @@ class PgConnection:
         return await cursor.fetchall() if cursor.description else []
 
 
+def local_zone() -> str | None:
+    """This machine's time zone by its IANA name (TZ, else the /etc/localtime link), if known."""
+    named = os.environ.get("TZ", "").lstrip(":")
+    if named and "/" in named and not named.startswith("/"):
+        return named
+    try:
+        target = str(Path("/etc/localtime").readlink())
+    except OSError:
+        return None
+    _, found, zone = target.partition("zoneinfo/")
+    return zone if found and zone else None
+
+
 async def _configure(conn: PgConnectionRaw) -> None:
     # SUM() of integers is NUMERIC: read it as float, as SQLite's sums are.
     conn.adapters.register_loader("numeric", FloatLoader)
+    # Days are local calendar days (`ledger_day`): the session's time zone is this machine's, not the
+    # server's, so `wfbatch costs` groups by the same days the ledger was written with.
+    zone = local_zone()
+    if zone:
+        try:
+            await conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
+        except psycopg.DataError:
+            log.warning("PostgreSQL does not know the time zone %s; days follow the server's", zone)
 
 
 redacted = redacted_url
