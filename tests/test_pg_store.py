@@ -191,3 +191,21 @@ async def test_an_older_schema_waits_for_db_migrate(pg_database: str, tmp_path: 
             assert (reached is not None) is refused
     finally:
         await store.close()
+
+
+async def test_a_dedicated_connection_holds_a_session_lock_until_it_is_let_go(
+    stores: list[StoreApi],
+) -> None:
+    """What account leases will build on: a connection outside the pool, whose session-level
+    advisory lock no other daemon can take while it lives."""
+    from wfbatch.store.pg.store import PostgresStore
+
+    first, second = stores[0], stores[1]
+    assert isinstance(first, PostgresStore) and isinstance(second, PostgresStore)
+    take = "SELECT pg_try_advisory_lock(42)"
+    async with first.db.dedicated() as holder:
+        assert (await (await holder.execute(take)).fetchone()) == (True,)
+        async with second.db.dedicated() as other:
+            assert (await (await other.execute(take)).fetchone()) == (False,)
+    async with second.db.dedicated() as other:
+        assert (await (await other.execute(take)).fetchone()) == (True,)
