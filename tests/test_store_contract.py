@@ -358,3 +358,19 @@ async def test_cost_lines_sum_images_and_charges_by_batch_provider_model_and_day
     assert await any_store.ledger.average_charges() == {("local", line.model): 1.5}
     (duplicate,) = await any_store.ledger.possible_duplicates(since=today)
     assert (duplicate.job_uid, duplicate.day, duplicate.why) == (jobs[1].uid, today, "a lost answer")
+
+
+async def test_a_release_never_gives_back_the_reservation_of_an_execution_that_may_exist(
+    any_store: StoreApi,
+) -> None:
+    """The start that lost a race to start the job (another daemon's, a cancel's) releases; the
+    winner's execution may charge, so its reservation stays."""
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
+    (job,) = await any_store.jobs.jobs_for_batch("b1")
+    await any_store.ledger.reserve(job.id, "b1", "local", 2.0)
+    assert await any_store.jobs.transition(
+        job.id, [JobState.QUEUED], JobState.SUBMITTING, execution=Execution.MAYBE
+    )
+    await any_store.ledger.release(job.id)
+    assert await any_store.ledger.reserved_total() == 2.0
+    assert await any_store.ledger.batch_exposure("b1") == 2.0
