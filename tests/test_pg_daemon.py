@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from tests.daemon_harness import jsonl, running_daemon
 from tests.deadlines import patience
@@ -66,3 +67,33 @@ def test_a_postgresql_url_without_the_driver_is_one_line_naming_the_extra(tmp_pa
     assert "pip install 'wfbatch[postgres]'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "secret-pw" not in result.stderr
+
+
+def test_the_same_file_dropped_into_two_daemons_inboxes_is_one_batch(pg_database: str) -> None:
+    """Two daemons (two HOMEs, one database); the same content lands in both inboxes at once."""
+    env = {**ENV, "WFBATCH_STORE__DATABASE_URL": pg_database}
+    content = jsonl("a red fox", "a blue jay", "a green frog")
+    with running_daemon(env=env) as first, running_daemon(env=env) as second:
+        for daemon in (first, second):
+            daemon.drop("same.jsonl", content)
+
+        def archived(daemon: Any) -> list[str]:
+            return sorted(p.name for p in (daemon.home / "archive").glob("*same.jsonl"))
+
+        names = [
+            daemon.wait_until(lambda d=daemon: archived(d), patience(30), "same.jsonl archived")
+            for daemon in (first, second)
+        ]
+        kinds = sorted("duplicate" if n == ["duplicate-same.jsonl"] else "batch" for n in names)
+        assert kinds == ["batch", "duplicate"], names
+        first.wait_for_jobs(lambda jobs: jobs["done"] == 3, timeout=patience(30))
+        assert sum(second.status()["jobs"].values()) == 3  # the same queue, seen from either daemon
+    assert asyncio.run(_batches_in_database(pg_database)) == 1
+
+
+async def _batches_in_database(url: str) -> int:
+    store = await open_store(url, Path("/nonexistent/unused.db"))
+    try:
+        return len(await store.batches.list_batches())
+    finally:
+        await store.close()
