@@ -97,3 +97,18 @@ async def _batches_in_database(url: str) -> int:
         return len(await store.batches.list_batches())
     finally:
         await store.close()
+
+
+def test_db_version_and_migrate_on_both_backends(pg_database: str, tmp_path: Path) -> None:
+    from wfbatch.store.schema import SCHEMA_VERSION
+
+    for env in ({}, {"WFBATCH_STORE__DATABASE_URL": pg_database}):
+        home = tmp_path / ("pg" if env else "sqlite")
+        before = wfbatch(home, "db", "version", env=env)
+        assert before.returncode == 0 and "schema version none" in before.stdout, before
+        migrated = wfbatch(home, "db", "migrate", env=env)
+        assert f"migrated from nothing to version {SCHEMA_VERSION}" in migrated.stdout, migrated
+        after = wfbatch(home, "db", "version", env=env)
+        assert f"schema version {SCHEMA_VERSION}; this wfbatch: {SCHEMA_VERSION}" in after.stdout, after
+        again = wfbatch(home, "db", "migrate", env=env)
+        assert "nothing to do" in again.stdout, again
