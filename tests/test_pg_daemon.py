@@ -4,11 +4,13 @@ test cluster's database (`WFBATCH_STORE__DATABASE_URL`), a small batch on the `l
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from tests.daemon_harness import jsonl, running_daemon
-from tests.deadlines import patience
+from tests.deadlines import patience, scaled
 from tests.test_run_cli import run_json, wfbatch
 from wfbatch.home import HomeLayout
 from wfbatch.store import open_store
@@ -112,3 +114,20 @@ def test_db_version_and_migrate_on_both_backends(pg_database: str, tmp_path: Pat
         assert f"schema version {SCHEMA_VERSION}; this wfbatch: {SCHEMA_VERSION}" in after.stdout, after
         again = wfbatch(home, "db", "migrate", env=env)
         assert "nothing to do" in again.stdout, again
+
+
+def test_the_sqlite_default_never_imports_psycopg(tmp_path: Path) -> None:
+    """A fresh interpreter opens the default store and loads the daemon's and run's modules."""
+    code = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from wfbatch.store import open_store\n"
+        "import wfbatch.daemon.runner, wfbatch.cli.run_cmd, wfbatch.cli.db_cmd\n"
+        "async def main():\n"
+        f"    await (await open_store(None, Path({str(tmp_path / 'w.db')!r}))).close()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.startswith('psycopg')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=scaled(60))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
