@@ -12,7 +12,9 @@ import pytest
 from tests.deadlines import SLOWDOWN, SLOWDOWN_VARIABLE
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings, load_settings
-from wfbatch.store import Store, StoreApi
+from wfbatch.store import Store, StoreApi, open_store
+
+pytest_plugins = ["tests.pg_fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -80,20 +82,24 @@ async def store(layout: HomeLayout) -> AsyncIterator[Store]:
         await opened.close()
 
 
-STORE_BACKENDS = ("sqlite",)
-"""Every backend of `StoreApi`: the contract tests (tests/test_store_contract.py) run against each."""
+STORE_BACKENDS = ("sqlite", "postgres")
+"""Every backend of `StoreApi`: the contract tests (tests/test_store_contract.py) and the money
+paths (tests/test_money_paths.py) run against each; pytest shows them as `[sqlite]`/`[postgres]`."""
 
 
-async def open_backend(name: str, layout: HomeLayout) -> StoreApi:
+async def open_backend(name: str, layout: HomeLayout, request: pytest.FixtureRequest) -> StoreApi:
     if name == "sqlite":
         return await Store.open(layout.db)
+    if name == "postgres":
+        url = request.getfixturevalue("pg_database")
+        return await open_store(url, layout.db)
     raise ValueError(f"no store backend {name!r}")
 
 
 @pytest.fixture(params=STORE_BACKENDS)
 async def any_store(request: pytest.FixtureRequest, layout: HomeLayout) -> AsyncIterator[StoreApi]:
     """A fresh store of each backend in turn, seen only through its interface."""
-    opened = await open_backend(request.param, layout)
+    opened = await open_backend(request.param, layout, request)
     try:
         yield opened
     finally:

@@ -28,7 +28,7 @@ from wfbatch.home import HomeLayout
 from wfbatch.outputs import read_manifest
 from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator, SimOptions
-from wfbatch.store import Reuse, Store
+from wfbatch.store import Reuse, Store, StoreApi
 
 CHEAP = "black-forest-labs/flux-schnell"
 PREMIUM = "black-forest-labs/flux-1.1-pro"
@@ -68,12 +68,12 @@ def replicate_sim() -> RunningSimulator:
     )
 
 
-async def enqueue(store: Store, layout: HomeLayout, raw: bytes) -> str:
+async def enqueue(store: StoreApi, layout: HomeLayout, raw: bytes) -> str:
     parsed = parse_prompt_bytes(raw, "shoes.json")
     return (await ingest(store, layout, parsed, raw, "replicate", reuse=Reuse.NEVER)).batch.id
 
 
-async def spent(store: Store, batch_id: str) -> float:
+async def spent(store: StoreApi, batch_id: str) -> float:
     return round(await store.ledger.batch_exposure(batch_id), 6)
 
 
@@ -127,37 +127,38 @@ def test_a_bad_stage_is_one_line_naming_it(extra: dict[str, Any], message: str) 
 
 
 async def test_approving_five_of_twenty_drafts_pays_for_five_finals_once(
-    store: Store, layout: HomeLayout, home: Path
+    any_store: StoreApi, layout: HomeLayout, home: Path
 ) -> None:
     raw = pipeline_spec(20)
     with replicate_sim() as sim:
         settings = replicate_config(home, sim)
-        plan = await make_plan(store, settings, [parse_prompt_bytes(raw, "shoes.json")], approve_rate=0.25)
-        batch_id = await enqueue(store, layout, raw)
-        engine = Engine(store, settings, layout, batch_ids=[batch_id])
+        parsed = [parse_prompt_bytes(raw, "shoes.json")]
+        plan = await make_plan(any_store, settings, parsed, approve_rate=0.25)
+        batch_id = await enqueue(any_store, layout, raw)
+        engine = Engine(any_store, settings, layout, batch_ids=[batch_id])
         await engine.run_until_idle()
-        drafts = await store.jobs.jobs_for_batch(batch_id)
+        drafts = await any_store.jobs.jobs_for_batch(batch_id)
         assert [job.state for job in drafts] == [JobState.DONE] * 20
         assert {job.stage for job in drafts} == {"draft"}
         assert all(job.file and job.file.startswith("pending-review/") for job in drafts)
         assert {(job.spec.model, job.spec.width, job.spec.height) for job in drafts} == {(CHEAP, 512, 512)}
-        assert await spent(store, batch_id) == round(20 * CHEAP_PRICE, 6)
+        assert await spent(any_store, batch_id) == round(20 * CHEAP_PRICE, 6)
 
         chosen = [job.id for job in drafts[:5]]
         result = await Control(engine).review(chosen, ReviewStatus.APPROVED)
         assert "5 finals queued" in result.message
-        await Engine(store, settings, layout, batch_ids=[batch_id]).run_until_idle()
+        await Engine(any_store, settings, layout, batch_ids=[batch_id]).run_until_idle()
 
         again = await Control(engine).review(chosen[:1], ReviewStatus.APPROVED)
         assert "final" not in again.message
-        await Engine(store, settings, layout, batch_ids=[batch_id]).run_until_idle()
+        await Engine(any_store, settings, layout, batch_ids=[batch_id]).run_until_idle()
         created = sim.state.stats()["replicate"]["executions"]
 
-    jobs = await store.jobs.jobs_for_batch(batch_id)
+    jobs = await any_store.jobs.jobs_for_batch(batch_id)
     finals = [job for job in jobs if job.stage == "final"]
     assert len(jobs) == 25 and len(finals) == 5 and created == 25
     by_id = {job.id: job for job in jobs}
-    output = Path((await store.batches.get_batch(batch_id)).output_dir)  # type: ignore[union-attr]
+    output = Path((await any_store.batches.get_batch(batch_id)).output_dir)  # type: ignore[union-attr]
     for final in finals:
         assert final.draft_of in chosen and final.state is JobState.DONE
         draft = by_id[final.draft_of]
@@ -169,7 +170,7 @@ async def test_approving_five_of_twenty_drafts_pays_for_five_finals_once(
         assert draft.file is not None and draft.file.startswith("approved/")
         assert image_size(output / draft.file) == (512, 512)
         assert final.credits == PREMIUM_PRICE
-    total = await spent(store, batch_id)
+    total = await spent(any_store, batch_id)
     assert total == round(20 * CHEAP_PRICE + 5 * PREMIUM_PRICE, 6)
     assert plan.pipeline is not None and plan.pipeline.approve_rate == 0.25
     assert plan.estimated_credits == pytest.approx(total)
@@ -188,32 +189,32 @@ async def test_approving_five_of_twenty_drafts_pays_for_five_finals_once(
 
 
 async def test_auto_approve_all_queues_every_final_and_a_rejection_costs_nothing(
-    store: Store, layout: HomeLayout, home: Path
+    any_store: StoreApi, layout: HomeLayout, home: Path
 ) -> None:
     with replicate_sim() as sim:
         settings = replicate_config(home, sim)
-        batch_id = await enqueue(store, layout, pipeline_spec(3, auto_approve="all"))
-        await Engine(store, settings, layout, batch_ids=[batch_id]).run_until_idle()
-        jobs = await store.jobs.jobs_for_batch(batch_id)
+        batch_id = await enqueue(any_store, layout, pipeline_spec(3, auto_approve="all"))
+        await Engine(any_store, settings, layout, batch_ids=[batch_id]).run_until_idle()
+        jobs = await any_store.jobs.jobs_for_batch(batch_id)
         assert sorted(job.stage or "" for job in jobs) == ["draft"] * 3 + ["final"] * 3
         assert all(job.state is JobState.DONE and job.review is ReviewStatus.APPROVED for job in jobs)
-        assert await spent(store, batch_id) == round(3 * (CHEAP_PRICE + PREMIUM_PRICE), 6)
+        assert await spent(any_store, batch_id) == round(3 * (CHEAP_PRICE + PREMIUM_PRICE), 6)
 
         # Another batch, reviewed by hand: a draft approved then rejected before its final ran.
-        other = await enqueue(store, layout, pipeline_spec(2, "a boot", name="boots"))
-        engine = Engine(store, settings, layout, batch_ids=[other])
+        other = await enqueue(any_store, layout, pipeline_spec(2, "a boot", name="boots"))
+        engine = Engine(any_store, settings, layout, batch_ids=[other])
         await engine.run_until_idle()
-        first, second = await store.jobs.jobs_for_batch(other)
+        first, second = await any_store.jobs.jobs_for_batch(other)
         control = Control(engine)
         await control.review([first.id], ReviewStatus.APPROVED)
         taken_back = await control.review([first.id], ReviewStatus.REJECTED)
         assert "1 final canceled before it started" in taken_back.message
         await control.review([second.id], ReviewStatus.REJECTED)
-        await Engine(store, settings, layout, batch_ids=[other]).run_until_idle()
-        final = await store.drafts.final_of(first.id)
+        await Engine(any_store, settings, layout, batch_ids=[other]).run_until_idle()
+        final = await any_store.drafts.final_of(first.id)
         assert final is not None and final.state is JobState.CANCELED and final.attempts == 0
-        assert await store.drafts.final_of(second.id) is None
-        assert await spent(store, other) == round(2 * CHEAP_PRICE, 6)
+        assert await any_store.drafts.final_of(second.id) is None
+        assert await spent(any_store, other) == round(2 * CHEAP_PRICE, 6)
 
 
 async def test_a_draft_can_be_removed_once_its_final_is_written(layout: HomeLayout, home: Path) -> None:

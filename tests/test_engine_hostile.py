@@ -13,7 +13,7 @@ from tests.engine_sim import TEST_KEY, enqueue, prompts, run_engine, wireflow_en
 from wfbatch.core.states import JobState
 from wfbatch.home import HomeLayout
 from wfbatch.sim import RunningSimulator
-from wfbatch.store import Store
+from wfbatch.store import Store, StoreApi
 
 
 def budgeted(count: int, budget: float) -> bytes:
@@ -34,19 +34,19 @@ def files_holding(root: Path, secret: str) -> tuple[list[str], list[str]]:
 
 @pytest.mark.parametrize("fault", ["credits_negative", "credits_nan"])
 async def test_nonsense_charges_cannot_spend_past_a_budget(
-    store: Store, layout: HomeLayout, home: Path, fault: str
+    any_store: StoreApi, layout: HomeLayout, home: Path, fault: str
 ) -> None:
     with RunningSimulator(fast_options(cost=1)) as sim:
         sim.state.queue_fault(fault, route="poll", count=1000)
-        batch = (await enqueue(store, layout, budgeted(10, 3), "capped.json")).batch
-        reason, _ = await run_engine(store, wireflow_engine_settings(home, sim), layout, [batch.id])
+        batch = (await enqueue(any_store, layout, budgeted(10, 3), "capped.json")).batch
+        reason, _ = await run_engine(any_store, wireflow_engine_settings(home, sim), layout, [batch.id])
         created = sim.state.stats()["executions_created"]
     assert created == 3
     assert reason.code == "paused" and "budget reached" in reason.message
-    counts = await store.counters.counts([batch.id])
+    counts = await any_store.counters.counts([batch.id])
     assert counts["done"] == 3 and counts["queued"] == 7
-    assert await store.ledger.charged(batch_id=batch.id) == 3.0  # the estimate, not "-50" / NaN
-    assert await store.ledger.reserved_total() == 0
+    assert await any_store.ledger.charged(batch_id=batch.id) == 3.0  # the estimate, not "-50" / NaN
+    assert await any_store.ledger.reserved_total() == 0
 
 
 async def test_an_echoed_key_never_reaches_the_disk(store: Store, layout: HomeLayout, home: Path) -> None:

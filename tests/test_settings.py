@@ -20,6 +20,7 @@ from wfbatch.settings import (
     NotifySettings,
     OutputSettings,
     Settings,
+    StoreSettings,
     WebSettings,
     load_settings,
 )
@@ -76,6 +77,7 @@ def test_the_example_config_is_valid_and_documents_every_setting() -> None:
         "notify": NotifySettings,
         "output": OutputSettings,
         "web": WebSettings,
+        "store": StoreSettings,
     }
     for section, model in sections.items():
         for name in model.model_fields:

@@ -242,6 +242,32 @@ async def test_a_budget_of_5_admits_exactly_5_reservations_at_once(any_store: St
     assert await any_store.ledger.reserved_total() == 5.0
 
 
+async def test_an_account_daily_cap_is_shared_by_its_workflows_and_leaves_other_accounts_alone(
+    any_store: StoreApi,
+) -> None:
+    """`daily_credit_cap` on an account: its per-workflow accounts (`studio/wf_a`) spend one cap,
+    another account has its own; reservations race as they would from several starts at once."""
+    await any_store.batches.insert_batch(batch_row(), make_jobs(10))
+    jobs = await any_store.jobs.jobs_for_batch("b1")
+    day = ledger_day(time.time())
+    accounts = ["studio", "studio/wf_a", "studio/wf_b"] * 2 + ["other"] * 4
+    refusals = await asyncio.gather(
+        *(
+            any_store.ledger.reserve_under_caps(
+                job.id, "b1", "wireflow", 1.0, budget=None, daily_cap=None, day=day,
+                account=account, account_cap=3.0,
+            )
+            for job, account in zip(jobs, accounts, strict=True)
+        )
+    )
+    studio = [r for r, a in zip(refusals, accounts, strict=True) if a.startswith("studio")]
+    other = [r for r, a in zip(refusals, accounts, strict=True) if a == "other"]
+    assert sum(r is None for r in studio) == 3
+    assert {r.cap for r in studio if r is not None} == {"account_daily"}
+    assert sum(r is None for r in other) == 3
+    assert await any_store.ledger.reserved_total() == 6.0
+
+
 async def test_a_charge_is_recorded_once_and_the_reservation_released(any_store: StoreApi) -> None:
     await any_store.batches.insert_batch(batch_row(), make_jobs(1))
     (job,) = await any_store.jobs.jobs_for_batch("b1")
@@ -360,3 +386,51 @@ async def test_ready_batches_are_the_unpaused_ones_whose_time_has_come(any_store
     for job in (await any_store.jobs.jobs_for_batch("b1")):
         await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.CANCELED)
     assert [b.id for b in await any_store.jobs.ready_batches("local", now + 30)] == ["b2"]  # nothing queued
+# -- what `wfbatch costs` reads ---------------------------------------------------------------
+
+
+async def test_cost_lines_sum_images_and_charges_by_batch_provider_model_and_day(
+    any_store: StoreApi,
+) -> None:
+    await any_store.batches.insert_batch(batch_row(), make_jobs(3))
+    jobs = await any_store.jobs.jobs_for_batch("b1")
+    for job in jobs[:2]:
+        await any_store.ledger.reserve(job.id, "b1", "local", 2.0)
+        assert await any_store.jobs.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
+        assert await any_store.ledger.settle_finished(job.id, 1.5, {"url": "u"}) == 1.5
+        assert await any_store.jobs.record_outcome(job.id, OutcomeRecord(target=JobState.DONE))
+    assert await any_store.jobs.update_job(jobs[1].id, possible_duplicate_charge="a lost answer")
+    today = ledger_day(time.time())
+    (line,) = await any_store.ledger.cost_lines(since=today, until=today)
+    assert (line.batch_id, line.batch_name, line.provider, line.day) == ("b1", "n", "local", today)
+    assert (line.images, line.cache_hits, line.charged, line.refunds) == (2, 0, 3.0, 0)
+    assert await any_store.ledger.cost_lines(until="2000-01-01") == []
+    assert await any_store.ledger.average_charges() == {("local", line.model): 1.5}
+    (duplicate,) = await any_store.ledger.possible_duplicates(since=today)
+    assert (duplicate.job_uid, duplicate.day, duplicate.why) == (jobs[1].uid, today, "a lost answer")
+
+
+async def test_a_release_never_gives_back_the_reservation_of_an_execution_that_may_exist(
+    any_store: StoreApi,
+) -> None:
+    """The start that lost a race to start the job (another daemon's, a cancel's) releases; the
+    winner's execution may charge, so its reservation stays."""
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
+    (job,) = await any_store.jobs.jobs_for_batch("b1")
+    await any_store.ledger.reserve(job.id, "b1", "local", 2.0)
+    assert await any_store.jobs.transition(
+        job.id, [JobState.QUEUED], JobState.SUBMITTING, execution=Execution.MAYBE
+    )
+    await any_store.ledger.release(job.id)
+    assert await any_store.ledger.reserved_total() == 2.0
+    assert await any_store.ledger.batch_exposure("b1") == 2.0
+
+
+async def test_a_large_batch_is_counted_once_per_job(any_store: StoreApi) -> None:
+    """Past the size where each backend inserts in bulk (SQLite: triggers set aside; PostgreSQL:
+    multi-row statements counted per statement), the counters still agree with the table."""
+    await any_store.batches.insert_batch(batch_row(), make_jobs(2_500))
+    await any_store.batches.insert_batch(batch_row("b2", "h2"), make_jobs(3, "other-"))
+    assert (await any_store.counters.counts())["queued"] == 2_503
+    assert (await any_store.counters.counts_for_batches(["b1", "b2"]))["b1"]["queued"] == 2_500
+    assert (await any_store.counters.check_counters()).rebuilt == ()

@@ -244,6 +244,32 @@ class WebSettings(BaseModel):
     port: int = Field(default=8765, ge=0, le=65535, description="TCP port on 127.0.0.1; 0: any free one")
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class StoreSettings(BaseModel):
+    """Where the queue, the ledger and the caps live: this HOME's SQLite file (the default), or a
+    PostgreSQL database that several daemons share."""
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host/dbname to share one queue between daemons"
+        " (needs `pip install 'wfbatch[postgres]'`); unset: the SQLite file in HOME",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(POSTGRES_SCHEMES):
+            # The value itself may hold a password: never repeated in the message.
+            raise ValueError("expected a postgresql:// URL (or leave it unset for the SQLite file in HOME)")
+        return value
+
+    def url(self) -> str | None:
+        """The PostgreSQL URL, unwrapped at the moment it is used; None: SQLite."""
+        return self.database_url.get_secret_value() if self.database_url is not None else None
+
+
 class _GeneralSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WFBATCH_",
@@ -284,6 +310,7 @@ class Settings(_WithProviderSections):
         default_factory=dict, description="[schedule.<provider>] windows: when it may start work"
     )
     web: WebSettings = Field(default_factory=WebSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @field_validator("schedule")
     @classmethod

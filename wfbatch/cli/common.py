@@ -9,7 +9,7 @@ import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -17,6 +17,9 @@ from wfbatch.core.when import BadMoment, parse_at
 from wfbatch.home import HomeLayout
 from wfbatch.protocol import MAX_ID
 from wfbatch.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from wfbatch.store import StoreApi
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -121,6 +124,20 @@ def usable_home(settings: Settings) -> HomeLayout:
             reason = "a file is in the way (HOME and its sub-folders must be folders)"
         fail(f"{settings.home}: cannot be used as wfbatch's home: {reason}")
     return layout
+
+
+async def open_configured_store(
+    settings: Settings, layout: HomeLayout, *, migrate: bool = False
+) -> StoreApi:
+    """The store `[store]` names (HOME's SQLite file by default); a store that cannot be opened as
+    it is (no driver, a schema to migrate, a server out of reach) is one line and exit code 2."""
+    # Imported here: the commands that talk to a daemon (status, jobs) never load a store.
+    from wfbatch.store import StoreOpenError, open_store
+
+    try:
+        return await open_store(settings.store.url(), layout.db, migrate=migrate)
+    except StoreOpenError as error:
+        fail(str(error))
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

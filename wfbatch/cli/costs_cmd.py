@@ -12,12 +12,11 @@ from pathlib import Path
 
 import click
 
-from wfbatch.cli.common import fail, home_option, print_json, settings_from_flags
+from wfbatch.cli.common import fail, home_option, open_configured_store, print_json, settings_from_flags
 from wfbatch.core.words import figure, plural
 from wfbatch.engine.planning.costs import GROUPINGS, CostGroup, CostReport, GroupBy, cost_report
 from wfbatch.home import HomeLayout
 from wfbatch.settings import Settings
-from wfbatch.store import Store
 
 CSV_COLUMNS = (
     "group",
@@ -75,9 +74,9 @@ def costs_command(
 
 async def _report(settings: Settings, by: GroupBy, since: str | None, until: str | None) -> CostReport:
     layout = HomeLayout(settings.home)
-    if not layout.db.exists():  # nothing was ever run here; do not create a HOME to say so
-        return CostReport(by, since, until)
-    store = await Store.open(layout.db)
+    if settings.store.url() is None and not layout.db.exists():
+        return CostReport(by, since, until)  # nothing was ever run here; do not create a HOME to say so
+    store = await open_configured_store(settings, layout)
     try:
         return await cost_report(store, settings, by, since, until)
     finally:

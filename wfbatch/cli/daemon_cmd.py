@@ -17,6 +17,7 @@ from wfbatch.daemon.runner import settings_reloader
 from wfbatch.daemon.sidecars import Sidecar
 from wfbatch.home import HomeLayout, HomeLocked, UnsafeLockFile
 from wfbatch.settings import Settings
+from wfbatch.store import StoreOpenError
 
 
 @click.command("daemon")
@@ -75,6 +76,8 @@ def daemon_command(home: Path | None, socket_path: Path | None, log_format: str,
         fail(str(error), EXIT_BAD_INPUT)
     except SocketPathError as error:
         fail(str(error))
+    except StoreOpenError as error:  # no driver, a schema to migrate, a server out of reach
+        fail(str(error), EXIT_BAD_INPUT)
     sys.exit(code)
 
 

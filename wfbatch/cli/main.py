@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "priority": "wfbatch.cli.share_cmd:priority_command",
     "weight": "wfbatch.cli.share_cmd:weight_command",
     "submit": "wfbatch.cli.remote_submit:submit_command",
+    "db": "wfbatch.cli.db_cmd:db_command",
 }
 
 

@@ -10,6 +10,7 @@ import click
 from wfbatch.cli.common import (
     budget_option,
     home_option,
+    open_configured_store,
     print_json,
     prompt_files_argument,
     provider_option,
@@ -21,7 +22,6 @@ from wfbatch.core.models import ParsedBatch
 from wfbatch.core.words import figure, plural
 from wfbatch.engine.planning.plan import PipelinePlan, Plan, make_plan
 from wfbatch.settings import Settings
-from wfbatch.store import Store
 
 
 @click.command("plan")
@@ -60,7 +60,7 @@ def plan_command(
 
 async def _plan(settings: Settings, parsed: list[ParsedBatch], approve_rate: float | None) -> Plan:
     layout = usable_home(settings)
-    store = await Store.open(layout.db)
+    store = await open_configured_store(settings, layout)
     try:
         return await make_plan(store, settings, parsed, approve_rate=approve_rate)
     finally:

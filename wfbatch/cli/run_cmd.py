@@ -21,6 +21,7 @@ from wfbatch.cli.common import (
     budget_option,
     fail,
     home_option,
+    open_configured_store,
     print_json,
     prompt_files_argument,
     provider_option,
@@ -39,7 +40,7 @@ from wfbatch.outputs import CONTACT_SHEET_FILE_NAME, MANIFEST_FILE_NAME
 from wfbatch.protocol import JobState, error_headline
 from wfbatch.protocol.states import OPEN
 from wfbatch.settings import Settings
-from wfbatch.store import Reuse, Store
+from wfbatch.store import Reuse, StoreApi
 
 MAX_FAILURES_LISTED = 1000
 
@@ -105,7 +106,7 @@ async def _run(
         fail(f"{error}. Hand the files to it with `wfbatch submit FILE...`, or stop it first.")
     except UnsafeLockFile as error:
         fail(str(error))
-    store = await Store.open(layout.db)
+    store = await open_configured_store(settings, layout)
     quiet = _SummarizedOut()
     handlers = [] if _verbose() else list(logging.getLogger().handlers)
     for handler in handlers:
@@ -168,7 +169,7 @@ async def _balance_warnings(
 
 
 async def _summary(
-    store: Store, engine: Engine, outcomes: list[Accepted | Resumed], reason: StopReason
+    store: StoreApi, engine: Engine, outcomes: list[Accepted | Resumed], reason: StopReason
 ) -> dict[str, Any]:
     batches = [outcome.batch for outcome in outcomes if outcome.batch is not None]
     batch_ids = [batch.id for batch in batches]
@@ -231,7 +232,7 @@ async def _summary(
     }
 
 
-async def _uploads_left(store: Store, batch_ids: list[str]) -> dict[str, Any]:
+async def _uploads_left(store: StoreApi, batch_ids: list[str]) -> dict[str, Any]:
     """This run's uploads to the delivery bucket by state, and why the held ones are held."""
     totals = await uploads_by_state(store, batch_ids)
     reasons = await store.outbox.held_reasons() if totals["held"] else []

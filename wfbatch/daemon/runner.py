@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from wfbatch.daemon.signals import handled_signals, reloader
 from wfbatch.daemon.wiring import wire
 from wfbatch.home import HomeLayout, HomeLock
 from wfbatch.settings import Settings, load_settings
-from wfbatch.store import Store
+from wfbatch.store import StoreApi, describe_store, open_store
 
 log = logging.getLogger("wfbatch.daemon")
 
@@ -51,10 +50,11 @@ async def run_daemon(
     try:
         sock = bind_unix_socket(socket_path, private_folder=private_socket_folder)
         inode = os.lstat(socket_path).st_ino
-        store = await Store.open(layout.db)
+        store = await open_store(settings.store.url(), layout.db)
+        where = describe_store(settings.store.url(), layout.db)
         # In the background: a full scan (3 s at a million jobs) that reads a snapshot aside, so the
         # API answers from the first moment; the triggers keep the counters right meanwhile.
-        checking = asyncio.create_task(_check_counters(store), name="counter check")
+        checking = asyncio.create_task(_check_counters(store, where), name="counter check")
         try:
             return await _serve(settings, layout, store, sock, socket_path, reload_settings, sidecars)
         finally:
@@ -66,20 +66,20 @@ async def run_daemon(
         lock.release()
 
 
-async def _check_counters(store: Store) -> None:
+async def _check_counters(store: StoreApi, where: str) -> None:
     started = time.monotonic()
     try:
         await store.counters.check_counters()
-    except sqlite3.Error:
-        log.exception("%s: the counter check at start failed", store.path)
+    except Exception:  # any backend's database error: the check is a safeguard, the daemon goes on
+        log.exception("%s: the counter check at start failed", where)
         return
-    log.info("%s: counters checked against the tables in %.1f s", store.path, time.monotonic() - started)
+    log.info("%s: counters checked against the tables in %.1f s", where, time.monotonic() - started)
 
 
 async def _serve(
     settings: Settings,
     layout: HomeLayout,
-    store: Store,
+    store: StoreApi,
     sock: Any,
     socket_path: Path,
     reload_settings: Callable[[], Settings] | None,

@@ -2,9 +2,11 @@
 
 `StoreApi` (store/interface.py) is what the rest of wfbatch uses: `store.jobs`, `store.batches`,
 `store.counters`, `store.drafts`, `store.ledger`, `store.cache`, `store.pauses`, `store.outbox`,
-`store.remote_batches`. `Store` is its SQLite implementation."""
+`store.remote_batches`. `Store` is its SQLite implementation; `open_store` opens whichever backend
+the configuration names (PostgreSQL: store/pg/, imported only then)."""
 
 from wfbatch.store.deliveries import IMAGE, MANIFEST
+from wfbatch.store.errors import BackendMissing, SchemaTooNew, SchemaTooOld, StoreOpenError
 from wfbatch.store.interface import (
     BatchesApi,
     CacheApi,
@@ -18,6 +20,7 @@ from wfbatch.store.interface import (
     StoreApi,
 )
 from wfbatch.store.ledger import ledger_day
+from wfbatch.store.opening import describe_store, open_store, schema_versions
 from wfbatch.store.remote_batches import LIVE_STEPS, RemoteBatchRow, Step
 from wfbatch.store.rows import (
     CLEARED_ERROR,
@@ -49,6 +52,7 @@ __all__ = [
     "MANIFEST",
     "AttemptRecord",
     "AttemptRow",
+    "BackendMissing",
     "BatchRow",
     "BatchesApi",
     "CacheApi",
@@ -71,10 +75,16 @@ __all__ = [
     "RemoteBatchRow",
     "RemoteBatchesApi",
     "Reuse",
+    "SchemaTooNew",
+    "SchemaTooOld",
     "Step",
     "Store",
     "StoreApi",
+    "StoreOpenError",
+    "describe_store",
     "ledger_day",
+    "open_store",
+    "schema_versions",
     "spec_from_json",
     "spec_to_json",
 ]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import aiosqlite
-
 from wfbatch.core.bulk_gc import collector_paused
 from wfbatch.core.states import JobState
 from wfbatch.store.bulk import insert_new_batch_jobs
+from wfbatch.store.database import SqlConnection
 from wfbatch.store.db import SqliteAggregate
 from wfbatch.store.rows import BatchRow, NewJob, Reuse, spec_to_json
 from wfbatch.store.sql import json_list, json_or_null, within
@@ -56,39 +55,50 @@ class SqliteBatches(SqliteAggregate):
             existing = await self._reusable_batch(conn, batch.content_hash, reuse)
             if existing is not None:
                 return existing
-            async with conn.execute(
-                "SELECT 1 FROM batches WHERE content_hash = ? AND canonical = 1", (batch.content_hash,)
-            ) as cursor:
-                canonical = await cursor.fetchone() is None
-            await conn.execute(
-                "INSERT INTO batches (id, name, source_name, content_hash, provider, cache_enabled, budget,"
-                " output_dir, paused, created_at, canonical, auto_approve, delivery, notify,"
-                " priority, weight, not_before) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    batch.id,
-                    batch.name,
-                    batch.source_name,
-                    batch.content_hash,
-                    batch.provider,
-                    int(batch.cache_enabled),
-                    batch.budget,
-                    batch.output_dir,
-                    int(batch.paused),
-                    batch.created_at,
-                    int(canonical),
-                    batch.auto_approve.value,
-                    json_or_null(batch.delivery),
-                    json_or_null(batch.notify),
-                    batch.priority,
-                    batch.weight,
-                    batch.not_before,
-                ),
-            )
-            await insert_new_batch_jobs(conn, batch.id, rows)
+            # The first batch of a content is its canonical one, and the unique index
+            # `batches_identity` lets only one in: when another acceptance of the same content
+            # committed first (another daemon on PostgreSQL, whose transactions run side by side),
+            # this insert does nothing, and that batch is reused if `reuse` allows.
+            if not await self._insert_row(conn, batch, canonical=True):
+                existing = await self._reusable_batch(conn, batch.content_hash, reuse)
+                if existing is not None:
+                    return existing
+                await self._insert_row(conn, batch, canonical=False)
+            await insert_new_batch_jobs(conn, batch.id, rows, self._db.dialect)
         return None
 
     @staticmethod
-    async def _reusable_batch(conn: aiosqlite.Connection, identity: str, reuse: Reuse) -> BatchRow | None:
+    async def _insert_row(conn: SqlConnection, batch: BatchRow, *, canonical: bool) -> bool:
+        """Insert the batch's row; False when it would be a second canonical batch of its content."""
+        async with conn.execute(
+            "INSERT INTO batches (id, name, source_name, content_hash, provider, cache_enabled, budget,"
+            " output_dir, paused, created_at, canonical, auto_approve, delivery, notify,"
+            " priority, weight, not_before) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (content_hash) WHERE canonical = 1 DO NOTHING",
+            (
+                batch.id,
+                batch.name,
+                batch.source_name,
+                batch.content_hash,
+                batch.provider,
+                int(batch.cache_enabled),
+                batch.budget,
+                batch.output_dir,
+                int(batch.paused),
+                batch.created_at,
+                int(canonical),
+                batch.auto_approve.value,
+                json_or_null(batch.delivery),
+                json_or_null(batch.notify),
+                batch.priority,
+                batch.weight,
+                batch.not_before,
+            ),
+        ) as cursor:
+            return cursor.rowcount > 0
+
+    @staticmethod
+    async def _reusable_batch(conn: SqlConnection, identity: str, reuse: Reuse) -> BatchRow | None:
         if reuse is Reuse.NEVER:
             return None
         if reuse is Reuse.ANY:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
+from wfbatch.store.database import SQLITE, Dialect, SqlConnection
 
 COUNTS_TRIGGER = "job_counts_insert"
 WAITS_TRIGGER = "wait_totals_insert"
@@ -40,17 +40,22 @@ _INSERT_JOBS = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,
 _ADD_COUNTS = (
     "INSERT INTO job_counts (batch_id, provider, state, n)"
     " SELECT batch_id, provider, state, COUNT(*) FROM jobs WHERE batch_id = ? GROUP BY provider, state"
-    " ON CONFLICT (batch_id, provider, state) DO UPDATE SET n = n + excluded.n"
+    " ON CONFLICT (batch_id, provider, state) DO UPDATE SET n = job_counts.n + excluded.n"
 )
 _ON_INSERT = re.compile(r"\bINSERT\s+ON\b", re.IGNORECASE)
 _BODY = re.compile(r"\bBEGIN\b", re.IGNORECASE)
 
 
 async def insert_new_batch_jobs(
-    conn: aiosqlite.Connection, batch_id: str, rows: Sequence[tuple[Any, ...]]
+    conn: SqlConnection, batch_id: str, rows: Sequence[tuple[Any, ...]], dialect: Dialect = SQLITE
 ) -> None:
     """Insert `rows` (in `JOB_COLUMNS` order), all jobs of the batch `batch_id` that has none yet.
-    Must run inside a write transaction (`Database.transaction`, store/db.py)."""
+    Must run inside a write transaction (`SqlDatabase.transaction`). On PostgreSQL the rows go in
+    multi-row statements instead: PostgreSQL counts them per statement (its `job_counts_insert` is a
+    statement trigger, store/pg/baseline.py), and no DDL runs on a database others share."""
+    if dialect != SQLITE:
+        await _insert_rows_at_once(conn, rows)
+        return
     triggers = await _insert_triggers(conn) if len(rows) >= BULK_MIN_JOBS else {}
     if set(triggers) != {COUNTS_TRIGGER, WAITS_TRIGGER}:
         await conn.executemany(_INSERT_JOBS, rows)
@@ -63,7 +68,21 @@ async def insert_new_batch_jobs(
         await conn.execute(sql)
 
 
-async def _insert_triggers(conn: aiosqlite.Connection) -> dict[str, str]:
+PG_ROWS_PER_STATEMENT = 1_000
+"""15 parameters a job: well under PostgreSQL's 65,535 a statement."""
+
+
+async def _insert_rows_at_once(conn: SqlConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    one = "(" + ",".join("?" * len(JOB_COLUMNS.split(","))) + ")"
+    for start in range(0, len(rows), PG_ROWS_PER_STATEMENT):
+        chunk = rows[start : start + PG_ROWS_PER_STATEMENT]
+        values = ",".join([one] * len(chunk))
+        await conn.execute(
+            f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {values}", [v for row in chunk for v in row]
+        )
+
+
+async def _insert_triggers(conn: SqlConnection) -> dict[str, str]:
     """Name → CREATE statement of every trigger that fires on an INSERT into `jobs`."""
     async with conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'jobs'"

@@ -17,7 +17,9 @@ class SqliteCache(SqliteAggregate):
 
     async def put(self, key: str, sha256: str, media_type: str) -> None:
         await self._write(
-            "INSERT OR REPLACE INTO cache_entries (key, sha256, media_type, created_at) VALUES (?,?,?,?)",
+            "INSERT INTO cache_entries (key, sha256, media_type, created_at) VALUES (?,?,?,?)"
+            " ON CONFLICT (key) DO UPDATE SET sha256 = excluded.sha256, media_type = excluded.media_type,"
+            " created_at = excluded.created_at",
             (key, sha256, media_type, time.time()),
         )
 

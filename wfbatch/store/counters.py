@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wfbatch.core.states import empty_counts
+from wfbatch.store.database import POSTGRES
 from wfbatch.store.db import SqliteAggregate
 from wfbatch.store.rows import CounterCheck
 from wfbatch.store.sql import within
@@ -23,7 +24,7 @@ class SqliteCounters(SqliteAggregate):
         counts = empty_counts()
         scope, params = within("batch_id", list(batch_ids) if batch_ids is not None else None)
         rows = await self.fetchall(
-            f"SELECT state, SUM(n) AS n FROM job_counts WHERE 1{scope} GROUP BY state", params
+            f"SELECT state, SUM(n) AS n FROM job_counts WHERE 1 = 1{scope} GROUP BY state", params
         )
         for row in rows:
             counts[row["state"]] = row["n"]
@@ -50,7 +51,8 @@ class SqliteCounters(SqliteAggregate):
             return {}
         scope, params = within(column, keys)
         rows = await self.fetchall(
-            f"SELECT {column} AS k, SUM(credits) AS c FROM charge_totals WHERE 1{scope} GROUP BY k", params
+            f"SELECT {column} AS k, SUM(credits) AS c FROM charge_totals WHERE 1 = 1{scope} GROUP BY k",
+            params,
         )
         return {r["k"]: float(r["c"] or 0.0) for r in rows}
 
@@ -61,7 +63,8 @@ class SqliteCounters(SqliteAggregate):
             return result
         scope, params = within("batch_id", batch_ids)
         rows = await self.fetchall(
-            f"SELECT batch_id, state, SUM(n) AS n FROM job_counts WHERE 1{scope} GROUP BY batch_id, state",
+            "SELECT batch_id, state, SUM(n) AS n FROM job_counts"
+            f" WHERE 1 = 1{scope} GROUP BY batch_id, state",
             params,
         )
         for row in rows:
@@ -85,6 +88,10 @@ class SqliteCounters(SqliteAggregate):
         if all(_same_totals(_keyed(kept), _keyed(counted)) for kept, counted in pairs):
             return CounterCheck(rebuilt=())
         async with self.transaction() as conn:
+            if self._db.dialect == POSTGRES:
+                # Other daemons write meanwhile (SQLite's BEGIN IMMEDIATE already shuts them out):
+                # hold their writes to the counted tables while the counters are compared and rebuilt.
+                await conn.execute("LOCK TABLE jobs, ledger IN SHARE MODE")
             stale: list[str] = []
             for name, (kept_sql, counted_sql, rebuild) in _COUNTERS.items():
                 kept = _keyed(await conn.execute_fetchall(kept_sql))
@@ -150,8 +157,9 @@ _COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "SELECT 'started', COUNT(*) FROM jobs WHERE started_at IS NOT NULL UNION ALL"
         " SELECT 'seconds', COALESCE(SUM(started_at - created_at), 0) FROM jobs WHERE started_at IS NOT NULL",
         (
-            "INSERT OR REPLACE INTO wait_totals (id, started, seconds) SELECT 1, COUNT(*),"
-            " COALESCE(SUM(started_at - created_at), 0) FROM jobs WHERE started_at IS NOT NULL",
+            "INSERT INTO wait_totals (id, started, seconds) SELECT 1, COUNT(*),"
+            " COALESCE(SUM(started_at - created_at), 0) FROM jobs WHERE started_at IS NOT NULL"
+            " ON CONFLICT (id) DO UPDATE SET started = excluded.started, seconds = excluded.seconds",
         ),
     ),
 }

@@ -13,20 +13,20 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from wfbatch.store.aside import read_aside
-from wfbatch.store.schema import MIGRATIONS, SCHEMA_VERSION
+from wfbatch.store.database import SQLITE, Dialect, SqlAggregate
+from wfbatch.store.errors import SchemaTooNew
+from wfbatch.store.schema import MIGRATIONS, SCHEMA_VERSION, step_text
+
+__all__ = ["Database", "SchemaTooNew", "SqliteAggregate"]
 
 log = logging.getLogger("wfbatch.store")
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer wfbatch than this one."""
 
 
 async def _open_reader(path: Path) -> aiosqlite.Connection:
@@ -42,8 +42,10 @@ async def _open_reader(path: Path) -> aiosqlite.Connection:
 
 
 class Database:
-    """The writer connection with its lock, and the reader connection: what every SQLite aggregate
-    (jobs, batches, ledger, ...) of one `Store` runs on."""
+    """`SqlDatabase` (store/database.py) on SQLite: the writer connection with its lock, and the
+    reader connection: what every aggregate (jobs, batches, ledger, ...) of one `Store` runs on."""
+
+    dialect: Dialect = SQLITE
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self.conn = conn
@@ -73,15 +75,17 @@ class Database:
             raise
         return db
 
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
     async def close(self) -> None:
         if self._reader is not self.conn:
             await self._reader.close()
         await self.conn.close()
 
     async def _migrate(self) -> None:
-        async with self.conn.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
+        version = await self.version()
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"{self.path} has schema version {version}; this wfbatch knows up to {SCHEMA_VERSION}. "
@@ -89,7 +93,7 @@ class Database:
             )
         for target in range(version, SCHEMA_VERSION):
             async with self.transaction():
-                for statement in _split_sql(MIGRATIONS[target]):
+                for statement in _split_sql(step_text(MIGRATIONS[target], SQLITE)):
                     await self.conn.execute(statement)
                 await self.conn.execute(f"PRAGMA user_version={target + 1}")
 
@@ -107,6 +111,17 @@ class Database:
                         await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer connection under its lock, for statements that each commit on their own."""
+        async with self.write_lock:
+            yield self.conn
+
+    async def version(self) -> int:
+        async with self.conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         """The rows of one read, as last committed (never another coroutine's open transaction).
@@ -148,28 +163,5 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
-class SqliteAggregate:
-    """Base of one aggregate's SQLite implementation: its reads, writes and transactions all go to
-    the one `Database` it shares with the others, under the same names the methods always used."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @property
-    def path(self) -> Path:
-        return self._db.path
-
-    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
-        return self._db.transaction()
-
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        return await self._db.fetchall(sql, params)
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        return await self._db.fetchone(sql, params)
-
-    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return await self._db.write(sql, params)
-
-    async def _read_aside(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
-        return await self._db.read_aside(queries)
+# The aggregates' base lives with the protocol it runs on; its old name stays importable.
+SqliteAggregate = SqlAggregate

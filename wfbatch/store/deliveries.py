@@ -7,9 +7,7 @@ import json
 import time
 from typing import Any
 
-import aiosqlite
-
-from wfbatch.store.db import Database
+from wfbatch.store.database import SqlConnection, SqlDatabase
 from wfbatch.store.rows import DeliveryRow, Notice, NotificationRow
 
 PENDING, DONE, HELD = "pending", "done", "held"
@@ -18,7 +16,7 @@ SENT, GAVE_UP = "sent", "failed"
 
 
 async def want_object(
-    conn: aiosqlite.Connection, batch_id: str, job_id: int, want: str | None, now: float
+    conn: SqlConnection, batch_id: str, job_id: int, want: str | None, now: float
 ) -> None:
     """Inside a transaction: the job's image should be at `want` in the bucket (None: nowhere).
     Anything held or tried before starts afresh: the worker compares `want` with what is there."""
@@ -39,7 +37,7 @@ async def want_object(
 
 
 
-async def queue_notice(conn: aiosqlite.Connection, batch_id: str, notice: Notice, now: float) -> bool:
+async def queue_notice(conn: SqlConnection, batch_id: str, notice: Notice, now: float) -> bool:
     """Inside a transaction: queue `notice` once per key; False when it was queued before."""
     async with conn.execute(
         "INSERT OR IGNORE INTO notifications (key, batch_id, type, payload, state, created_at)"
@@ -53,7 +51,7 @@ class SqliteOutbox:
     """Deliveries and notifications: the outbox of what must leave the machine, on the store's one
     database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     # -- what should be in the bucket ---------------------------------------------------------
@@ -246,7 +244,7 @@ class SqliteOutbox:
             )
 
 
-async def _batch_of(conn: aiosqlite.Connection, job_id: int) -> str:
+async def _batch_of(conn: SqlConnection, job_id: int) -> str:
     async with conn.execute("SELECT batch_id FROM jobs WHERE id = ?", (job_id,)) as cursor:
         row = await cursor.fetchone()
     if row is None:

@@ -6,9 +6,10 @@ import time
 from collections.abc import Sequence
 
 from wfbatch.core.states import Execution, JobState, ReviewStatus, state_list
+from wfbatch.store.database import insert_id
 from wfbatch.store.db import SqliteAggregate
 from wfbatch.store.rows import JobRow
-from wfbatch.store.sql import within
+from wfbatch.store.sql import count_if, within
 
 
 class SqliteDrafts(SqliteAggregate):
@@ -20,18 +21,18 @@ class SqliteDrafts(SqliteAggregate):
         job's id, or None when the job is no draft or its final exists already (the UNIQUE index on
         `draft_of` makes that hold even for two approvals at once: only one insert can win)."""
         now = time.time()
-        async with self.transaction() as conn, conn.execute(
-            "INSERT OR IGNORE INTO jobs (uid, batch_id, idx, line, user_id, provider, spec, prompt,"
-            " tags, cache_key, priority, state, review, draft_of, created_at, updated_at)"
-            " SELECT ?, batch_id, idx, line, user_id, json_extract(final_spec, '$.provider'),"
-            f" final_spec, prompt, tags, ?, priority, '{JobState.QUEUED.value}',"
-            f" '{ReviewStatus.APPROVED.value}', id, ?, ?"
-            " FROM jobs WHERE id = ? AND final_spec IS NOT NULL",
-            (uid, final_cache_key, now, now, draft_id),
-        ) as cursor:
-            inserted = cursor.rowcount > 0
-            final_id = cursor.lastrowid
-        return final_id if inserted else None
+        async with self.transaction() as conn:
+            return await insert_id(
+                conn,
+                self._db.dialect,
+                "INSERT OR IGNORE INTO jobs (uid, batch_id, idx, line, user_id, provider, spec, prompt,"
+                " tags, cache_key, priority, state, review, draft_of, created_at, updated_at)"
+                " SELECT ?, batch_id, idx, line, user_id, json_extract(final_spec, '$.provider'),"
+                f" final_spec, prompt, tags, ?, priority, '{JobState.QUEUED.value}',"
+                f" '{ReviewStatus.APPROVED.value}', id, ?, ?"
+                " FROM jobs WHERE id = ? AND final_spec IS NOT NULL",
+                (uid, final_cache_key, now, now, draft_id),
+            )
 
     async def final_of(self, draft_id: int) -> JobRow | None:
         row = await self.fetchone("SELECT * FROM jobs WHERE draft_of = ?", (draft_id,))
@@ -70,9 +71,10 @@ class SqliteDrafts(SqliteAggregate):
 
     async def draft_reviews(self) -> tuple[int, int]:
         """(approved, reviewed) drafts of every batch so far: this HOME's approval rate."""
+        approved, reviewed = ReviewStatus.APPROVED.value, ReviewStatus.PENDING.value
+        was_approved, was_reviewed = f"review = '{approved}'", f"review <> '{reviewed}'"
         row = await self.fetchone(
-            f"SELECT SUM(review = '{ReviewStatus.APPROVED.value}') AS a,"
-            f" SUM(review <> '{ReviewStatus.PENDING.value}') AS r"
+            f"SELECT {count_if(was_approved)} AS a, {count_if(was_reviewed)} AS r"
             " FROM jobs WHERE final_spec IS NOT NULL"
         )
         if row is None:
@@ -83,14 +85,20 @@ class SqliteDrafts(SqliteAggregate):
         """Drafts (all, done, approved, rejected) and finals (all, done) — zero where none."""
         scope, params = within("batch_id", batch_ids)
         done = JobState.DONE.value
+        approved, rejected = ReviewStatus.APPROVED.value, ReviewStatus.REJECTED.value
+        draft, final = "final_spec IS NOT NULL", "draft_of IS NOT NULL"
+        counted = {
+            "drafts": draft,
+            "drafts_done": f"{draft} AND state = '{done}'",
+            "approved": f"{draft} AND review = '{approved}'",
+            "rejected": f"{draft} AND review = '{rejected}'",
+            "finals": final,
+            "finals_done": f"{final} AND state = '{done}'",
+        }
+        columns = ", ".join(f"{count_if(condition)} AS {name}" for name, condition in counted.items())
         row = await self.fetchone(
-            "SELECT SUM(final_spec IS NOT NULL) AS drafts,"
-            f" SUM(final_spec IS NOT NULL AND state = '{done}') AS drafts_done,"
-            f" SUM(final_spec IS NOT NULL AND review = '{ReviewStatus.APPROVED.value}') AS approved,"
-            f" SUM(final_spec IS NOT NULL AND review = '{ReviewStatus.REJECTED.value}') AS rejected,"
-            " SUM(draft_of IS NOT NULL) AS finals,"
-            f" SUM(draft_of IS NOT NULL AND state = '{done}') AS finals_done"
-            f" FROM jobs WHERE (final_spec IS NOT NULL OR draft_of IS NOT NULL){scope}",
+            f"SELECT {columns}"
+            f" FROM jobs WHERE ({draft} OR {final}){scope}",
             params,
         )
         names = ("drafts", "drafts_done", "approved", "rejected", "finals", "finals_done")

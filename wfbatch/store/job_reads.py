@@ -74,7 +74,10 @@ class SqliteJobReads(SqliteAggregate):
         mode_params: list[Any] = []
         if batch_mode is not None:
             wanted, section_mode = batch_mode
-            scope += f" AND (COALESCE(json_extract(j.spec, '$.mode'), ?) = 'batch') = {int(wanted)}"
+            scope += (
+                " AND CASE WHEN COALESCE(json_extract(j.spec, '$.mode'), ?) = 'batch' THEN 1 ELSE 0 END"
+                f" = {int(wanted)}"
+            )
             mode_params = [section_mode]
         scope_params = [*scope_params, *mode_params]
         excluded_params: list[Any] = []

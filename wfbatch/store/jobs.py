@@ -7,8 +7,6 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import aiosqlite
-
 from wfbatch.core.states import (
     UNFINISHED_STATES,
     WORKING_STATES,
@@ -19,6 +17,7 @@ from wfbatch.core.states import (
     sources_of,
     state_list,
 )
+from wfbatch.store.database import SqlConnection, for_update
 from wfbatch.store.deliveries import queue_notice, want_object
 from wfbatch.store.job_reads import SqliteJobReads
 from wfbatch.store.ledger import write_release_and_charge
@@ -85,8 +84,8 @@ class SqliteJobs(SqliteJobReads):
         return await self._update(job_id, None, fields)
 
     async def _update(self, job_id: int, sources: list[JobState] | None, fields: dict[str, Any]) -> bool:
-        async with self._db.write_lock:
-            return await self._set(self._db.conn, job_id, sources, fields, time.time())
+        async with self._db.writer() as conn:
+            return await self._set(conn, job_id, sources, fields, time.time())
 
     async def record_outcome(self, job_id: int, record: OutcomeRecord) -> bool:
         """Write one outcome in ONE transaction (see `OutcomeRecord`); True if the job moved to
@@ -95,7 +94,8 @@ class SqliteJobs(SqliteJobReads):
         now = time.time()
         async with self.transaction() as conn:
             async with conn.execute(
-                "SELECT batch_id, provider, reserved, execution, remote_id, result FROM jobs WHERE id = ?",
+                "SELECT batch_id, provider, reserved, execution, remote_id, result FROM jobs WHERE id = ?"
+                + for_update(self._db),
                 (job_id,),
             ) as cursor:
                 row = await cursor.fetchone()
@@ -137,7 +137,7 @@ class SqliteJobs(SqliteJobReads):
 
     @staticmethod
     async def _set(
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         job_id: int,
         sources: Sequence[JobState] | None,
         fields: dict[str, Any],
@@ -170,7 +170,7 @@ class SqliteJobs(SqliteJobReads):
             for job_id in job_ids:
                 async with conn.execute(
                     f"UPDATE jobs SET state = '{JobState.QUEUED.value}', attempts = 0,"
-                    " generation = generation + (execution = 'ended'),"
+                    " generation = generation + CASE WHEN execution = 'ended' THEN 1 ELSE 0 END,"
                     " remote_id = CASE WHEN execution IN ('maybe', 'finished') THEN remote_id END,"
                     " handle = CASE WHEN execution IN ('maybe', 'finished') THEN handle END,"
                     " result = CASE WHEN execution IN ('maybe', 'finished') THEN result END,"

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import time
 from typing import Any
 
-import aiosqlite
-
 from wfbatch.core.states import Execution
 from wfbatch.store import cost_reads
-from wfbatch.store.db import Database
+from wfbatch.store.database import SqlConnection, SqlDatabase, for_update
 from wfbatch.store.rows import CapReached, CostLine, PossibleDuplicate
 
 __all__ = ["CapReached", "SqliteLedger", "ledger_day", "write_release_and_charge"]
@@ -29,7 +26,7 @@ def ledger_day(timestamp: float) -> str:
 
 
 async def write_release_and_charge(
-    conn: aiosqlite.Connection, job_id: int, row: sqlite3.Row, charged: float, now: float
+    conn: SqlConnection, job_id: int, row: Any, charged: float, now: float
 ) -> None:
     """Inside the caller's transaction: a `release` row for the job's reservation (`row` has its
     batch_id, provider and reserved) and a `charge` row for what it was charged, if anything."""
@@ -57,7 +54,7 @@ _BY_PROVIDER_DAY = "provider = ? AND day = ?"
 _BY_ACCOUNT_DAY = "provider = ? AND day = ? AND (account = ? OR substr(account, 1, ?) = ?)"
 
 
-async def _exposure(conn: aiosqlite.Connection, where: str, params: tuple[Any, ...]) -> float:
+async def _exposure(conn: SqlConnection, where: str, params: tuple[Any, ...]) -> float:
     async with conn.execute(_EXPOSURE + where, params) as cur:
         row = await cur.fetchone()
     return float(row["c"]) if row else 0.0
@@ -66,7 +63,7 @@ async def _exposure(conn: aiosqlite.Connection, where: str, params: tuple[Any, .
 class SqliteLedger:
     """The ledger and the caps on it, on the store's one database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def reserve_under_caps(
@@ -131,7 +128,9 @@ class SqliteLedger:
         now = time.time()
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?", (job_id,)
+                "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?"
+                + for_update(self._db),
+                (job_id,),
             ) as cur:
                 row = await cur.fetchone()
             if row is None or row["execution"] == Execution.FINISHED.value:
@@ -147,14 +146,18 @@ class SqliteLedger:
         return credits or 0.0
 
     async def release(self, job_id: int) -> None:
-        """Give back the job's reservation: its execution is known not to charge (or never began)."""
+        """Give back the job's reservation: its execution is known not to charge (or never began).
+        A job whose execution may exist keeps it: that execution may still charge (with several
+        daemons, the start that lost the race to start the job must not give back the winner's)."""
         now = time.time()
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?", (job_id,)
+                "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?"
+                + for_update(self._db),
+                (job_id,),
             ) as cur:
                 row = await cur.fetchone()
-            if row is None or row["reserved"] is None:
+            if row is None or row["reserved"] is None or row["execution"] == Execution.MAYBE.value:
                 return
             await write_release_and_charge(conn, job_id, row, 0.0, now)
             await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))
@@ -165,7 +168,7 @@ class SqliteLedger:
         now = time.time()
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?", (job_id,)
+                "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?" + for_update(self._db), (job_id,)
             ) as cur:
                 row = await cur.fetchone()
             if row is None or row["reserved"] is None:

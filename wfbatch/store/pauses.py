@@ -16,7 +16,8 @@ class SqlitePauses(SqliteAggregate):
 
     async def set_pause(self, scope: str, reason: str) -> None:
         await self._write(
-            "INSERT OR REPLACE INTO pauses (scope, reason, created_at) VALUES (?,?,?)",
+            "INSERT INTO pauses (scope, reason, created_at) VALUES (?,?,?)"
+            " ON CONFLICT (scope) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at",
             (scope, reason, time.time()),
         )
 

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import aiosqlite
-
 from wfbatch.core.states import Execution, JobState, sources_of, state_list
-from wfbatch.store.db import Database
+from wfbatch.store.database import SqlDatabase, insert_id
 from wfbatch.store.rows import JobRow
 
 
@@ -67,7 +65,7 @@ class RemoteBatchRow:
     """The account its file went to (None: the provider's first)."""
 
     @classmethod
-    def from_sql(cls, row: aiosqlite.Row) -> RemoteBatchRow:
+    def from_sql(cls, row: Any) -> RemoteBatchRow:
         return cls(
             id=row["id"],
             provider=row["provider"],
@@ -131,7 +129,7 @@ _UPDATABLE = frozenset(
 class SqliteRemoteBatches:
     """The remote-batch table on the one store (its connection, lock and transactions)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def gather(
@@ -150,13 +148,15 @@ class SqliteRemoteBatches:
         finished (its line paid) never joins: it is completed from its result, not sent again."""
         joined: list[int] = []
         async with self._db.transaction() as conn:
-            async with conn.execute(
+            row_id = await insert_id(
+                conn,
+                self._db.dialect,
                 "INSERT INTO remote_batches"
                 " (provider, batch_id, model, tag, step, lines, created_at, account)"
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (provider, batch_id, model, tag, Step.GATHERED.value, len(job_ids), now, account),
-            ) as cursor:
-                row_id = cursor.lastrowid
+            )
+            assert row_id is not None  # a plain INSERT inserts its row or raises
             for job_id in job_ids:
                 async with conn.execute(
                     f"UPDATE jobs SET state = '{JobState.SUBMITTING.value}',"
@@ -173,7 +173,7 @@ class SqliteRemoteBatches:
                 await conn.execute("DELETE FROM remote_batches WHERE id = ?", (row_id,))
                 return None
             await conn.execute("UPDATE remote_batches SET lines = ? WHERE id = ?", (len(joined), row_id))
-        found = await self.get(int(row_id or 0))
+        found = await self.get(row_id)
         assert found is not None
         return found, joined
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, NamedTuple
 
 from wfbatch.core.models import AutoApprove, ImageFormat, JobSpec
 from wfbatch.core.states import ErrorClass, Execution, JobState, ReviewStatus
+from wfbatch.store.database import SqlRow
 
 Stage = Literal["draft", "final"]
 
@@ -76,7 +76,7 @@ class BatchRow:
     """No job of it starts before this time (unix seconds); None: as soon as it may."""
 
     @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> BatchRow:
+    def from_sql(cls, row: SqlRow) -> BatchRow:
         return cls(
             id=row["id"],
             name=row["name"],
@@ -150,7 +150,7 @@ class JobRow:
         return "draft" if self.final_spec is not None else None
 
     @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> JobRow:
+    def from_sql(cls, row: SqlRow) -> JobRow:
         return cls(
             id=row["id"],
             uid=row["uid"],
@@ -251,7 +251,7 @@ class AttemptRow:
     remote_id: str | None
 
     @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> AttemptRow:
+    def from_sql(cls, row: SqlRow) -> AttemptRow:
         return cls(
             id=row["id"],
             job_id=row["job_id"],
@@ -290,7 +290,7 @@ class DeliveryRow:
     error: str | None
 
     @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> DeliveryRow:
+    def from_sql(cls, row: SqlRow) -> DeliveryRow:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
@@ -304,7 +304,7 @@ class NotificationRow:
     attempts: int
 
     @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> NotificationRow:
+    def from_sql(cls, row: SqlRow) -> NotificationRow:
         return cls(
             id=row["id"],
             key=row["key"],

@@ -1,8 +1,28 @@
-"""The schema and its migrations. `MIGRATIONS[i]` brings a database from version i to i + 1."""
+"""The schema and its migrations, for both dialects. `MIGRATIONS[i]` brings a database from version
+i to i + 1.
+
+A step is either one SQL text both databases run (write it in the common subset: `TEXT`, `INTEGER`,
+`CREATE INDEX`, `ALTER TABLE ... ADD COLUMN`, `ON CONFLICT`), or a `Dialects` pair when they must
+differ (types such as REAL, triggers, JSON functions). SQLite databases replay the whole history
+from version 0; a new PostgreSQL database starts from `PG_BASELINE` (store/pg/baseline.py: version
+13's schema in one script) and replays only the steps after it. Adding a migration: append ONE
+entry at the end of `MIGRATIONS`, neutral text or a pair.
+"""
 
 from __future__ import annotations
 
-MIGRATIONS: list[str] = [
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dialects:
+    """One migration step written twice; an empty text: nothing to do on that database."""
+
+    sqlite: str
+    postgres: str
+
+
+MIGRATIONS: list[str | Dialects] = [
     """
     CREATE TABLE batches (
         id            TEXT PRIMARY KEY,
@@ -305,22 +325,92 @@ MIGRATIONS: list[str] = [
         UPDATE ledger SET account = (SELECT account FROM jobs WHERE id = NEW.job_id) WHERE rowid = NEW.rowid;
     END;
     """,
-    # 14: sharing a provider between batches: a batch's priority (higher goes first), its weight (its
+    # 14: caps as counter rows on PostgreSQL. Several daemons reserve at once there, and READ
+    # COMMITTED lets two of them read the same SUM of the ledger and both insert (measured: 36 reserved
+    # against a cap of 30, design notes: scale.md 1.3). A reservation is instead a conditional
+    # `UPDATE cap_exposure SET exposure = exposure + cost WHERE exposure + cost <= cap` of each scope's
+    # row, in a fixed order (store/pg/caps.py); every other ledger row (release, charge, refund) is
+    # applied to the same rows by a trigger, so the rows always equal the ledger's sums. SQLite keeps
+    # its sums: its one writer at a time makes "sum, then insert" exact.
+    Dialects(
+        sqlite="",
+        postgres="""
+        CREATE TABLE cap_exposure (
+            scope     TEXT PRIMARY KEY,
+            exposure  DOUBLE PRECISION NOT NULL
+        );
+        INSERT INTO cap_exposure (scope, exposure)
+            SELECT 'batch:' || batch_id, SUM(credits) FROM ledger GROUP BY batch_id;
+        INSERT INTO cap_exposure (scope, exposure)
+            SELECT 'provider-day:' || provider || ':' || day, SUM(credits) FROM ledger GROUP BY provider, day;
+        CREATE FUNCTION cap_exposure_book() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            -- The batch's row first, then the provider-day's: the order every reservation locks them in.
+            INSERT INTO cap_exposure (scope, exposure) VALUES ('batch:' || NEW.batch_id, NEW.credits)
+                ON CONFLICT (scope) DO UPDATE SET exposure = cap_exposure.exposure + excluded.exposure;
+            INSERT INTO cap_exposure (scope, exposure)
+                VALUES ('provider-day:' || NEW.provider || ':' || NEW.day, NEW.credits)
+                ON CONFLICT (scope) DO UPDATE SET exposure = cap_exposure.exposure + excluded.exposure;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER cap_exposure_book AFTER INSERT ON ledger
+            FOR EACH ROW WHEN (NEW.kind <> 'reserve') EXECUTE FUNCTION cap_exposure_book();
+        """,
+    ),
+    # 15: sharing a provider between batches: a batch's priority (higher goes first), its weight (its
     # share among batches of the same priority) and the time before which none of its jobs starts
     # (unix seconds; NULL: now). The index finds each runnable batch's next jobs without walking the
     # queued jobs of the others.
     """
     ALTER TABLE batches ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE batches ADD COLUMN weight REAL NOT NULL DEFAULT 1;
-    ALTER TABLE batches ADD COLUMN not_before REAL;
+    ALTER TABLE batches ADD COLUMN weight DOUBLE PRECISION NOT NULL DEFAULT 1;
+    ALTER TABLE batches ADD COLUMN not_before DOUBLE PRECISION;
     CREATE INDEX jobs_batch_ready ON jobs(batch_id, state, provider, priority DESC, id);
     """,
-    # 15: a remote batch (OpenAI Batch) belongs to the account its file went to: its
+    # 16: a remote batch (OpenAI Batch) belongs to the account its file went to: its
     # polls, results and cancel use that account's key, after a crash too. NULL: made before there
     # were accounts, the provider's first.
     """
     ALTER TABLE remote_batches ADD COLUMN account TEXT;
     """,
+    # 17: an account's daily credit cap as a counter row on PostgreSQL too (the account-day scope of
+    # store/pg/caps.py): every ledger row naming an account books on `account-day:<provider>:<key's
+    # account>:<day>` (a per-workflow account `studio/wf_a` spends its key's `studio`), beside the
+    # batch's and the provider-day's rows. SQLite sums the ledger instead (nothing to do there).
+    Dialects(
+        sqlite="",
+        postgres="""
+        INSERT INTO cap_exposure (scope, exposure)
+            SELECT 'account-day:' || provider || ':' || split_part(account, '/', 1) || ':' || day,
+                   SUM(credits)
+            FROM ledger WHERE account IS NOT NULL
+            GROUP BY provider, split_part(account, '/', 1), day
+            ON CONFLICT (scope) DO UPDATE SET exposure = excluded.exposure;
+        CREATE OR REPLACE FUNCTION cap_exposure_book() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            -- The order every reservation locks them in: batch, provider-day, account-day.
+            INSERT INTO cap_exposure (scope, exposure) VALUES ('batch:' || NEW.batch_id, NEW.credits)
+                ON CONFLICT (scope) DO UPDATE SET exposure = cap_exposure.exposure + excluded.exposure;
+            INSERT INTO cap_exposure (scope, exposure)
+                VALUES ('provider-day:' || NEW.provider || ':' || NEW.day, NEW.credits)
+                ON CONFLICT (scope) DO UPDATE SET exposure = cap_exposure.exposure + excluded.exposure;
+            IF NEW.account IS NOT NULL THEN
+                INSERT INTO cap_exposure (scope, exposure)
+                    VALUES ('account-day:' || NEW.provider || ':' || split_part(NEW.account, '/', 1)
+                            || ':' || NEW.day, NEW.credits)
+                    ON CONFLICT (scope) DO UPDATE SET exposure = cap_exposure.exposure + excluded.exposure;
+            END IF;
+            RETURN NULL;
+        END $$;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def step_text(step: str | Dialects, dialect: str) -> str:
+    """The SQL of one step on `dialect` ("sqlite" or "postgres")."""
+    if isinstance(step, str):
+        return step
+    return step.sqlite if dialect == "sqlite" else step.postgres

@@ -37,3 +37,8 @@ def sql_value(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return value
+
+
+def count_if(condition: str) -> str:
+    """How many rows meet `condition`, in SQL both databases read (PostgreSQL sums no booleans)."""
+    return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"

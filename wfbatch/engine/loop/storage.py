@@ -22,8 +22,15 @@ BACKOFF_MIN = 1.0
 BACKOFF_MAX = 30.0
 
 
+DISK_FULL_SQLSTATE = "53100"
+"""PostgreSQL's disk_full: the server's disk, when the store is a PostgreSQL database."""
+
+
 def is_disk_full(error: BaseException) -> bool:
-    """True for the errors that mean "no space left": SQLite's SQLITE_FULL, ENOSPC and EDQUOT."""
+    """True for the errors that mean "no space left": SQLite's SQLITE_FULL, PostgreSQL's disk_full
+    (read from the error's `sqlstate`, so the engine never imports the driver), ENOSPC and EDQUOT."""
+    if getattr(error, "sqlstate", None) == DISK_FULL_SQLSTATE:
+        return True
     if isinstance(error, sqlite3.Error):
         return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "is full" in str(error)
     if isinstance(error, OSError):
