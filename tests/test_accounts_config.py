@@ -136,3 +136,14 @@ def test_workflow_ids_on_an_account_of_a_provider_without_workflows_is_refused(t
     text = '[openai]\n[[openai.accounts]]\nname = "a"\napi_key = "sk-a"\nworkflow_ids = ["wf_a"]\n'
     problems = configuration_problems("openai", load_settings(home_with(tmp_path, text)))
     assert any("workflow_ids is for a provider with workflows" in problem for problem in problems)
+
+
+def test_plan_counts_a_keys_workflows_starts_each_and_its_requests_once(tmp_path: Path) -> None:
+    text = (
+        '[wireflow]\nworkflow_id = "wf_1"\nrequests_per_minute = 60\nexecutions_per_minute = 10\n'
+        '[[wireflow.accounts]]\nname = "studio"\napi_key = "sk-studio"\nworkflow_ids = ["wf_a", "wf_b"]\n'
+        '[[wireflow.accounts]]\nname = "client"\napi_key = "sk-client"\n'
+    )
+    pooled = pooled_limits(load_settings(home_with(tmp_path, text)), "wireflow")
+    assert pooled.executions_per_minute == 30  # studio's two workflows and client: 10 each
+    assert pooled.requests_per_minute == 120  # two keys: 60 each, whatever their workflows

@@ -79,13 +79,13 @@ class ProviderPool:
         self.balances: dict[str, float] = {}
         """Credit balances the providers reported (refreshed by the daemon's loop)."""
         self.balance_read_at: dict[str, float] = {}
+        """When each balance was read (wall clock): a balance is shown with its age."""
         self.account_balances: dict[tuple[str, str], float] = {}
         """With several accounts: each key's balance as its provider last reported it."""
-        """When each balance was read (wall clock): a balance is shown with its age."""
         self._spent_since_read: set[str] = set()
         self.starts_per_key: set[tuple[str, str]] = set()
-        """(provider, account) of Wireflow keys whose server was found to limit starts per key, not
-        per workflow: their workflows share one start window."""
+        """(provider, account) of keys with several workflows whose server was found to limit starts
+        per key, not per workflow: their workflows share one start window."""
         self._unreachable_backoff: dict[str, float] = {}
         self._balance_looked: dict[str, float] = {}
 

@@ -315,20 +315,23 @@ def pooled_limits(settings: Settings, name: str) -> ProviderLimits:
     in any pool stays unknown."""
     limits = settings.provider_limits(name)
     pools: dict[str, ProviderLimits] = {}
+    # The workflows of one key share its request window and daily cap: those count once per key.
+    keys: dict[str, ProviderLimits] = {}
     for account in limits.account_list():
         pools.setdefault(account.pool, account.section)
+        keys.setdefault(account.owner or account.pool, account.section)
     if len(pools) == 1:
         return next(iter(pools.values()))
 
-    def total(field: str) -> int | None:
-        values = [getattr(section, field) for section in pools.values()]
+    def total(field: str, of: dict[str, ProviderLimits]) -> int | None:
+        values = [getattr(section, field) for section in of.values()]
         return None if any(value is None for value in values) else sum(values)
 
     return limits.model_copy(
         update={
-            "requests_per_minute": total("requests_per_minute"),
-            "executions_per_minute": total("executions_per_minute"),
-            "daily_executions": total("daily_executions"),
+            "requests_per_minute": total("requests_per_minute", keys),
+            "executions_per_minute": total("executions_per_minute", pools),
+            "daily_executions": total("daily_executions", keys),
             "max_in_flight": sum(section.max_in_flight for section in pools.values()),
         }
     )
