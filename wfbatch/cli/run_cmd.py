@@ -58,7 +58,8 @@ def read_and_parse(
             reports.append(f"{path}: cannot read: {error.strerror or error}")
             continue
         try:
-            files.append(check_prompts(raw, path.name, settings, budget=budget))
+            folder = path.absolute().parent  # where the file's own input pictures may be
+            files.append(check_prompts(raw, path.name, settings, budget=budget, prompt_dir=folder))
         except PromptFileError as error:
             reports.append(error.report())
     if reports:
