@@ -183,9 +183,12 @@ class CountersApi(Protocol):
 class DraftsApi(Protocol):
     """Drafts and their finals."""
 
-    async def queue_final(self, draft_id: int, uid: str, final_cache_key: str) -> int | None:
+    async def queue_final(
+        self, draft_id: int, uid: str, final_cache_key: str, spec_json: str | None = None
+    ) -> int | None:
         """The final of an approved draft as a new job, once per draft even for two approvals at
-        once; its id, or None (no draft, or its final exists)."""
+        once; its id, or None (no draft, or its final exists). `spec_json`: the final's spec when
+        it differs from the draft's stored `final_spec` (made from the draft's picture)."""
 
     async def final_of(self, draft_id: int) -> JobRow | None: ...
 

@@ -21,7 +21,8 @@ from wfbatch.core.name_template import RUNTIME_FIELDS, placeholders
 from wfbatch.core.output_names import name_jobs
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
 from wfbatch.core.suggest import did_you_mean
-from wfbatch.engine.intake.ingest import entry_problems, final_modes
+from wfbatch.engine.intake.final_modes import final_modes
+from wfbatch.engine.intake.ingest import entry_problems
 from wfbatch.engine.outbox.targets import target_policy
 from wfbatch.home import HomeLayout
 from wfbatch.providers.registry import KNOWN_PROVIDERS, configuration_problems

@@ -6,16 +6,17 @@ import datetime as dt
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from wfbatch.core.bulk_gc import collector_paused
-from wfbatch.core.expand import FROM_DRAFT_DEFAULT, ExpandedJob, expand_batch
+from wfbatch.core.expand import ExpandedJob, expand_batch
 from wfbatch.core.hashing import batch_identity, spec_json_and_cache_key
 from wfbatch.core.models import AutoApprove, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError
+from wfbatch.engine.intake.final_modes import final_modes
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import claim_batch_dir, release_batch_dir
-from wfbatch.providers.registry import KNOWN_PROVIDERS, REGISTRY
+from wfbatch.providers.registry import KNOWN_PROVIDERS
 from wfbatch.providers.validation import spec_problems
 from wfbatch.store import BatchRow, NewJob, Reuse, StoreApi
 
@@ -28,27 +29,6 @@ class UnknownProviderInFile(ValueError):
         self.problems = problems
         lines = "\n".join(f"{source_name}:{line}: unknown provider {name!r}" for line, name in problems[:50])
         super().__init__(f"{lines}\n(known providers: {', '.join(KNOWN_PROVIDERS)})")
-
-
-def final_modes(expanded: list[ExpandedJob]) -> list[ExpandedJob]:
-    """Each final that left `from_draft` to wfbatch made the way its provider does best
-    (`ProviderTraits.final_from_draft`); `regenerate` is no operation at all (today's finals, whose
-    cache keys stay as they were)."""
-    out: list[ExpandedJob] = []
-    for job in expanded:
-        final = job.final
-        if final is not None and final.operation in (FROM_DRAFT_DEFAULT, "regenerate"):
-            mode = final.operation
-            if mode == FROM_DRAFT_DEFAULT:
-                entry = REGISTRY.get(final.provider)
-                mode = entry.traits.final_from_draft if entry is not None else "regenerate"
-            if mode == "regenerate":
-                final = replace(final, operation=None)
-            else:
-                final = replace(final, operation=mode, inputs=())
-            job = job._replace(final=final)
-        out.append(job)
-    return out
 
 
 def entry_problems(expanded: Sequence[ExpandedJob]) -> list[LineError]:
