@@ -136,6 +136,8 @@ REGISTRY: dict[str, ProviderEntry] = {
                 dialect="wfbatch.providers.openai.headers:openai_dialect",
                 remote=True,
                 batch_api=True,  # providers.md §6: the Batch API, half price within 24 h
+                takes_images="gpt-image models and dall-e-2, through /images/edits",
+                final_from_draft="refine",  # no upscaler: the draft edited at the final's settings
             ),
             "wfbatch.providers.openai.validation:spec_problems",
         ),

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json as jsonlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,6 +89,8 @@ class HttpAnswer:
 
 Classify = Callable[[HttpAnswer], ProviderError | None]
 FormValue = str | tuple[str, bytes, str]
+FormFields = Mapping[str, FormValue] | Sequence[tuple[str, FormValue]]
+"""A multipart form: by name, or as (name, value) pairs where a name repeats (OpenAI's `image[]`)."""
 """A multipart field: text, or a file as (filename, bytes, content type)."""
 """A provider's reading of an error answer's body; None leaves it to the status mapping."""
 
@@ -147,7 +149,7 @@ class HttpLayer:
         check: bool = True,
         decode: bool = True,
         priority: float = 0.0,
-        form: Mapping[str, FormValue] | None = None,
+        form: FormFields | None = None,
         params: Mapping[str, str] | None = None,
     ) -> HttpAnswer:
         """One request. `kind=None` bypasses the gate (CDN downloads are not API requests). With
@@ -285,15 +287,16 @@ class HttpLayer:
         *,
         json: Any,
         headers: Mapping[str, str] | None,
-        form: Mapping[str, FormValue] | None = None,
+        form: FormFields | None = None,
         params: Mapping[str, str] | None = None,
     ) -> tuple[httpx.Response, bytes]:
         deadline = self.limits.request_deadline
         # Every field as a (None, value) file part: multipart/form-data even without a file, which is
         # what Stability requires (httpx would send plain `data` url-encoded).
+        pairs = (form.items() if isinstance(form, Mapping) else form) if form is not None else None
         files = (
-            {name: value if isinstance(value, tuple) else (None, value) for name, value in form.items()}
-            if form is not None
+            [(name, value if isinstance(value, tuple) else (None, value)) for name, value in pairs]
+            if pairs is not None
             else None
         )
         try:
