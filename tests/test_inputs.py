@@ -122,7 +122,8 @@ def test_a_provider_that_takes_no_image_is_a_line_error_naming_who_can(tmp_path:
         check_prompts(raw.encode(), "f.jsonl", settings)
     report = caught.value.report()
     assert "f.jsonl:1" not in report
-    assert "f.jsonl:2: local: local cannot take an input image; these can: stability (" in report
+    assert "f.jsonl:2: local: local cannot take an input image; these can: openai (" in report
+    assert "; stability (ultra and sd3 models" in report
     assert "f.jsonl:3: stability: core takes no image" in report
     assert "f.jsonl:4: stability: stability needs a strength" in report
 
