@@ -210,6 +210,8 @@ REGISTRY: dict[str, ProviderEntry] = {
                 cost_unit="free",  # the user's own GPUs
                 dialect=NO_DIALECT,
                 remote=True,
+                # What the user's graph does with it (img2img, upscale) is the graph's business.
+                takes_images="a workflow with a LoadImage node (the picture is uploaded first)",
             ),
             "wfbatch.providers.comfyui.validation:spec_problems",
         ),
