@@ -155,6 +155,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 cost_unit="USD",
                 dialect=NO_DIALECT,  # no rate-limit headers; a 429's Retry-After is still read
                 remote=True,
+                takes_images="image-to-image and upscale endpoints (image_url: a data URI or the fal CDN)",
             ),
         ),
         ProviderEntry(

@@ -260,13 +260,21 @@ class LedgerApi(Protocol):
 
 
 class CacheApi(Protocol):
-    """The cache index: cache key → the original's sha256 and media type."""
+    """The cache index: cache key → the original's sha256 and media type; and the input pictures
+    uploaded to a provider's storage (sha256 → URL, expiry)."""
 
     async def get(self, key: str) -> tuple[str, str] | None: ...
 
     async def put(self, key: str, sha256: str, media_type: str) -> None: ...
 
     async def cached_keys(self, keys: Sequence[str]) -> set[str]: ...
+
+    async def upload_of(self, provider: str, account: str, sha256: str) -> tuple[str, float] | None:
+        """(URL, expires at) of an input picture uploaded to the provider's storage, if recorded."""
+
+    async def remember_upload(
+        self, provider: str, account: str, sha256: str, url: str, expires_at: float
+    ) -> None: ...
 
 
 class PausesApi(Protocol):
