@@ -194,6 +194,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 cost_unit="USD",
                 dialect="wfbatch.providers.replicate.headers:replicate_dialect",
                 remote=True,
+                takes_images="models with an image input (a data URI or a file from the files API)",
             ),
             "wfbatch.providers.replicate.validation:spec_problems",
         ),
