@@ -154,3 +154,16 @@ def test_a_symlinked_inputs_file_inside_the_folder_is_taken(tmp_path: Path) -> N
     raw = json.dumps(entry)
     checked = check_prompts(raw.encode(), "f.jsonl", settings)
     assert checked.expanded[0].spec.inputs[0].location == str(target.resolve())
+
+
+def test_wireflow_takes_no_picture_and_says_who_can() -> None:
+    # providers.md §12.6: no upload, mask, strength or upscale contract is published for Wireflow.
+    from wfbatch.core.models import InputImage, JobSpec
+    from wfbatch.providers.validation import spec_problems
+
+    picture = InputImage("image", "a.png", "/x/a.png", "0" * 64, 10, 8, 8, "image/png")
+    spec = JobSpec("wireflow", "p", None, None, 1024, 1024, 1, 0, inputs=(picture,))
+    [problem] = spec_problems(spec)
+    assert problem.startswith("wireflow cannot take an input image; these can: openai (")
+    final = JobSpec("wireflow", "p", None, None, 1024, 1024, 1, 0, operation="upscale")
+    assert spec_problems(final)[0].startswith("wireflow cannot take a final made by upscale of its draft")
