@@ -28,7 +28,7 @@ EXPORTED = {
     "API_VERSION", "MAX_ID", "MAX_PAGE", "Attempt", "BatchEvent", "BatchSummary", "BudgetRequest",
     "CancelRequest", "CommandResult", "Credits", "DeliveryBacklog", "DeliveryInfo", "EditRequest",
     "EngineEvent", "ErrorInfo", "Event",
-    "Health", "InboxEvent", "JobDetail", "JobEvent", "JobId", "JobSummary", "Page", "PauseRequest",
+    "Health", "InboxEvent", "JobDetail", "JobEvent", "JobInput", "JobId", "JobSummary", "Page", "PauseRequest",
     "Problem", "JobProgress", "ProgressEvent",
     "ProviderEvent", "ProviderStatus", "RemoteBatchEvent", "RemoteBatchSummary", "ResyncEvent",
     "RetryRequest", "ReviewRequest", "Hold", "ServerStatus", "Status", "error_headline", "SubmitError",

@@ -77,6 +77,20 @@ def sheet_label(job: JobRow) -> str:
     return f"{job.idx}{stage}: {' '.join(job.spec.prompt.split())}"
 
 
+def sheet_items(jobs: list[JobRow], batch_dir: Path) -> list[tuple[str, Path]]:
+    """The contact sheet's cells: each image, preceded by the picture its job started from (the
+    entry's `image`, or a final's draft) in the cell beside it."""
+    items: list[tuple[str, Path]] = []
+    for job in jobs:
+        if not job.file:
+            continue
+        picture = job.spec.input_of("image")
+        if picture is not None and not picture.is_url:
+            items.append((f"{job.idx} input: {picture.source}", Path(picture.location)))
+        items.append((sheet_label(job), batch_dir / job.file))
+    return items
+
+
 def _delivered(row: DeliveryRow | None) -> ManifestDelivery | None:
     """The object in the bucket as last uploaded, or why there is none yet (None: nothing to say)."""
     if row is None or (row.have_url is None and row.state != "held"):
@@ -189,7 +203,7 @@ class OutputWriter:
         finished = all(job.state in TERMINAL_STATES for job in jobs)
         sheet_due = self._last_sheet.get(batch_id, 0.0) + CONTACT_SHEET_INTERVAL <= time.monotonic()
         if force_sheet or finished or sheet_due:
-            items = [(sheet_label(job), batch_dir / job.file) for job in jobs if job.file]
+            items = sheet_items(jobs, batch_dir)
             await asyncio.to_thread(write_contact_sheet, batch_dir, items)
             self._last_sheet[batch_id] = time.monotonic()
         elapsed = time.monotonic() - started
