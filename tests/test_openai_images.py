@@ -22,6 +22,7 @@ from tests.conftest_sim import TEST_KEY, CountingGate
 from tests.openai_images_schema import CREATE_IMAGE_EDIT_REQUEST
 from tests.test_openai import PNG, Recorder, openai_sim, settings
 from wfbatch.core.models import InputImage, JobSpec
+from wfbatch.core.parsing import PromptFileError
 from wfbatch.core.states import JobState, ReviewStatus
 from wfbatch.engine.intake.acceptance import check_prompts
 from wfbatch.engine.intake.control import Control
@@ -184,3 +185,11 @@ def test_the_simulator_refuses_bad_edits(fields: dict[str, str], files: list[str
     assert answer.status_code == 400, answer.text
     assert message in answer.json()["error"]["message"]
     assert stats["generations"] == 0 and stats["received_images"] == []
+
+
+def test_an_upscale_from_the_draft_on_openai_is_refused_at_parse_time(home: Path) -> None:
+    raw = json.dumps({"prompts": ["a lamp"], "final": {"from_draft": "upscale"}}).encode()
+    config = load_settings(home, provider="openai", openai={"api_key": TEST_KEY})
+    with pytest.raises(PromptFileError) as caught:
+        check_prompts(raw, "u.json", config)
+    assert "final: openai: openai has no upscaler" in caught.value.report()

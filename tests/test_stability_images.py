@@ -216,3 +216,36 @@ async def test_a_creative_upscale_is_polled_until_its_result_is_there(
     assert stats["upscales"] == {"creative": 1} and stats["charged"] == 3.0 + 60.0
     assert final.file is not None
     assert size_of((Path(batch.output_dir) / final.file).read_bytes()) == (2048, 2048)
+
+
+async def test_a_refined_final_sends_the_draft_through_image_to_image(
+    store: Store, layout: HomeLayout, home: Path
+) -> None:
+    raw = json.dumps(
+        {
+            "prompts": ["a teapot"],
+            "draft": {"model": "core"},
+            "final": {"model": "sd3.5-large", "from_draft": "refine", "strength": 0.4},
+            "auto_approve": "all",
+        }
+    ).encode()
+    with stability_sim() as sim:
+        settings = config(home, sim.base_url)
+        checked = check_prompts(raw, "tea.json", settings)
+        ingested = await ingest(
+            store, layout, checked.parsed, raw, "stability", reuse=Reuse.NEVER, expanded=checked.expanded
+        )
+        batch = ingested.batch
+        engine = Engine(store, settings, layout, batch_ids=[batch.id])
+        await engine.run_until_idle()
+        await engine.shutdown()
+        stats = sim.state.stats()["stability"]
+        forms = sim.state.book_as(StabilityBook).forms
+    draft, final = await store.jobs.jobs_for_batch(batch.id)
+    found = await store.cache.get(draft.cache_key)
+    assert found is not None and final.state is JobState.DONE
+    assert [(item["endpoint"], item["sha256"]) for item in stats["received_images"]] == [
+        ("generate/sd3", found[0])
+    ]
+    assert forms[-1]["mode"] == "image-to-image" and forms[-1]["strength"] == "0.4"
+    assert final.credits == 6.5 and stats["charged"] == 3.0 + 6.5

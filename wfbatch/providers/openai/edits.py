@@ -28,7 +28,7 @@ MAX_MASK_BYTES = 4 * 1024 * 1024
 
 
 def is_edit(spec: JobSpec) -> bool:
-    return bool(spec.inputs) or spec.operation == "refine"
+    return bool(spec.inputs) or spec.operation in ("refine", "upscale")
 
 
 def can_edit(model: str) -> bool:
@@ -48,6 +48,8 @@ def edit_problems(spec: JobSpec, model: str) -> list[str]:
         if any(key in spec.params for key in EDIT_PARAMS):
             problems.append("params.input_fidelity is for edits only (an entry with an image)")
         return problems
+    if spec.operation == "upscale":
+        return ['openai has no upscaler: use "from_draft": "refine" (an edit at the final settings)']
     if not can_edit(model):
         editors = ", ".join(name for name in MODELS if can_edit(name))
         return [f"{model} cannot edit an image: use one of {editors}"]
