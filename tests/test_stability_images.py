@@ -48,6 +48,8 @@ async def test_approving_five_of_twenty_drafts_upscales_exactly_those_drafts(
     raw = json.dumps(
         {
             "name": "shoes",
+            # JPEG: a 16-megapixel upscale is encoded in a fraction of a PNG's time (busy CI machines).
+            "defaults": {"format": "jpeg"},
             "prompts": [f"a red shoe, take {i}" for i in range(20)],
             "draft": {"model": "core", "width": 512, "height": 512},
             "final": {"width": 1024, "height": 1024, "from_draft": "upscale"},
