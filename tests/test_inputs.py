@@ -3,6 +3,7 @@ named), resolved only inside the prompt file's folder and HOME/inputs, hashed by
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from dataclasses import replace
@@ -167,3 +168,39 @@ def test_wireflow_takes_no_picture_and_says_who_can() -> None:
     assert problem.startswith("wireflow cannot take an input image; these can: openai (")
     final = JobSpec("wireflow", "p", None, None, 1024, 1024, 1, 0, operation="upscale")
     assert spec_problems(final)[0].startswith("wireflow cannot take a final made by upscale of its draft")
+
+
+def test_submit_lets_the_daemon_read_pictures_beside_the_file_and_nowhere_else(tmp_path: Path) -> None:
+    from tests.conftest_sim import TEST_KEY
+    from tests.daemon_harness import running_daemon
+    from tests.test_stability import stability_sim
+
+    shoot = tmp_path / "shoot"
+    photo = picture(shoot / "shoe.png")
+    picture(tmp_path / "outside.png")
+    good = shoot / "good.jsonl"
+    on_ultra = {"strength": 0.5, "model": "ultra"}
+    good.write_text(json.dumps({"prompt": "the shoe", "image": "shoe.png", **on_ultra}))
+    bad = shoot / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "image": "../outside.png", **on_ultra}))
+    with stability_sim() as sim:
+        env = {
+            "WFBATCH_PROVIDER": "stability",
+            "WFBATCH_STABILITY__API_KEY": TEST_KEY,
+            "WFBATCH_STABILITY__BASE_URL": sim.base_url,
+        }
+        with running_daemon(env=env) as daemon:
+            refused = daemon.cli("submit", str(bad))
+            assert refused.exit_code == 2
+            assert "bad.jsonl:1: image '../outside.png': refused: the path leads outside" in refused.output
+            accepted = daemon.cli("submit", str(good))
+            assert accepted.exit_code == 0, accepted.output
+            daemon.wait_until(lambda: daemon.status()["jobs"]["done"] == 1)
+            [job] = daemon.get("/v1/jobs")["items"]
+            detail = daemon.get(f"/v1/jobs/{job['id']}")
+        received = sim.state.stats()["stability"]["received_images"]
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert detail["inputs"] == [
+        {"role": "image", "source": "shoe.png", "path": str(photo.resolve()), "url": None, "sha256": digest}
+    ]
+    assert [item["sha256"] for item in received] == [digest]

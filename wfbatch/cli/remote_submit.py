@@ -38,7 +38,10 @@ def _requests(
                 continue
             problems.append(f"{path}: not UTF-8 text")
             continue
-        request = SubmitRequest(name=path.name, content=content, provider=provider, budget=budget)
+        folder = str(path.absolute().parent)  # where the file's own input pictures may be
+        request = SubmitRequest(
+            name=path.name, content=content, provider=provider, budget=budget, folder=folder
+        )
         requests.append((path, request))
     if problems:
         fail("nothing was submitted; fix these first:\n" + "\n".join(problems))

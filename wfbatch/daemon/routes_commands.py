@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -95,6 +97,7 @@ async def submit(request: Request) -> JSONResponse:
         provider=body.provider,
         budget=body.budget,
         dry_run=body.dry_run,
+        prompt_dir=Path(body.folder) if body.folder and Path(body.folder).is_absolute() else None,
     )
     if isinstance(outcome, Refused):
         result = SubmitResult(

@@ -396,6 +396,9 @@ class SubmitRequest(_Request):
     budget: Credits | None = None
     dry_run: bool = False
     """Validate only: answer as a real submit would, enqueue nothing."""
+    folder: str | None = Field(default=None, max_length=4096)
+    """The prompt file's folder, absolute, on the daemon's machine: where its input pictures may be
+    (besides the HOME's `inputs/`). None: only `inputs/`. The socket is the user's own (0600)."""
 
 
 class SubmitError(_Model):
