@@ -95,3 +95,32 @@ ERROR_RESPONSE: dict[str, Any] = {
         }
     },
 }
+
+CREATE_IMAGE_EDIT_REQUEST: dict[str, Any] = {
+    # `CreateImageEditRequest` (multipart/form-data), providers.md §12.1: the text fields as JSON
+    # values (a test turns the form's integers and booleans back into numbers and booleans first),
+    # the files as the names of their parts. `image` is one file or an array of up to 16.
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["image", "prompt"],
+    "properties": {
+        "image": {
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 16}]
+        },
+        "prompt": {"type": "string"},
+        "mask": {"type": "string"},
+        "background": {"enum": ["transparent", "opaque", "auto", None]},
+        "model": {"type": ["string", "null"]},
+        "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
+        "size": {"enum": ["256x256", "512x512", "1024x1024", "1536x1024", "1024x1536", "auto", None]},
+        "response_format": {"enum": ["url", "b64_json", None]},
+        "output_format": {"enum": ["png", "jpeg", "webp", None]},
+        "output_compression": {"type": ["integer", "null"]},
+        "user": {"type": "string"},
+        "input_fidelity": {"enum": ["high", "low", None]},
+        "stream": {"type": ["boolean", "null"]},
+        "partial_images": {"type": ["integer", "null"], "minimum": 0, "maximum": 3},
+        "quality": {"enum": ["standard", "low", "medium", "high", "auto", None]},
+    },
+    "additionalProperties": False,
+}

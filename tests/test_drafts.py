@@ -182,7 +182,7 @@ async def test_approving_five_of_twenty_drafts_pays_for_five_finals_once(
     linked = {e.job_id: e for e in manifest.entries}
     for final in finals:
         entry = linked[str(final.id)]
-        assert entry.stage == "final" and entry.final_mode == "regenerated"
+        assert entry.stage == "final" and entry.final_mode == "regenerate"
         assert entry.draft_job_id == str(final.draft_of)
         assert linked[str(final.draft_of)].final_job_id == str(final.id)
         assert (entry.width, entry.model) == (1024, PREMIUM)

@@ -58,6 +58,11 @@ class HomeLayout:
         return self.root / "web"
 
     @property
+    def inputs(self) -> Path:
+        """Pictures prompt files may name by a path relative to it (`"image": "shoe.png"`)."""
+        return self.root / "inputs"
+
+    @property
     def lock_file(self) -> Path:
         return self.root / "wfbatch.lock"
 

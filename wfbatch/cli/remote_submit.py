@@ -39,8 +39,9 @@ def _requests(
                 continue
             problems.append(f"{path}: not UTF-8 text")
             continue
+        folder = str(path.absolute().parent)  # where the file's own input pictures may be
         request = SubmitRequest(
-            name=path.name, content=content, provider=provider, budget=budget, not_before=at
+            name=path.name, content=content, provider=provider, budget=budget, not_before=at, folder=folder
         )
         requests.append((path, request))
     if problems:

@@ -61,7 +61,12 @@ def read_and_parse(
             reports.append(f"{path}: cannot read: {error.strerror or error}")
             continue
         try:
-            files.append(check_prompts(raw, path.name, settings, budget=budget, not_before=not_before))
+            folder = path.absolute().parent  # where the file's own input pictures may be
+            files.append(
+                check_prompts(
+                    raw, path.name, settings, budget=budget, not_before=not_before, prompt_dir=folder
+                )
+            )
         except PromptFileError as error:
             reports.append(error.report())
     if reports:

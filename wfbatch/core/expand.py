@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from wfbatch.core.bulk_gc import collector_paused
 from wfbatch.core.hashing import default_seed
-from wfbatch.core.models import DEFAULT_SIZE, ImageFormat, JobSpec, ParsedBatch, ParsedEntry, PromptEntry
+from wfbatch.core.inputs import inputs_of
+from wfbatch.core.models import (
+    DEFAULT_SIZE,
+    ImageFormat,
+    InputImage,
+    JobSpec,
+    ParsedBatch,
+    ParsedEntry,
+    PromptEntry,
+)
+
+FROM_DRAFT_DEFAULT = "default"
+"""A final spec's `operation` until the engine picks the best its provider offers (`final_modes`)."""
 
 _PNG = ImageFormat.PNG  # an enum member read from its class is a descriptor call: once, not per job
 
@@ -34,20 +47,31 @@ def _expand(batch: ParsedBatch, default_provider: str) -> list[ExpandedJob]:
     jobs: list[ExpandedJob] = []
     for parsed in batch.entries:
         entry = parsed.entry
+        inputs = inputs_of(entry, batch.inputs) if entry.image or entry.mask or entry.images else ()
         for variant in range(entry.variants):
             seed = entry.seed + variant if entry.seed is not None else default_seed(entry.prompt, variant)
             if stages is None:
-                spec = _spec(entry, {}, provider_default, seed, variant)
+                spec = _spec(entry, {}, provider_default, seed, variant, inputs)
                 jobs.append(ExpandedJob(source=parsed, spec=spec))
                 continue
-            draft = _spec(entry, stages.draft, provider_default, seed, variant)
-            final = _spec(entry, stages.final, provider_default, seed, variant)
+            draft = _spec(entry, stages.draft, provider_default, seed, variant, inputs)
+            final = _spec(entry, stages.final, provider_default, seed, variant, inputs)
+            if stages.from_draft in ("upscale", "refine"):
+                # Made from the draft's picture, known once the draft is approved (Finals.queue).
+                final = replace(final, inputs=(), operation=stages.from_draft)
+            elif stages.from_draft is None:
+                final = replace(final, operation=FROM_DRAFT_DEFAULT)
             jobs.append(ExpandedJob(source=parsed, spec=draft, final=final))
     return jobs
 
 
 def _spec(
-    entry: PromptEntry, stage: dict[str, Any], provider_default: str, seed: int, variant: int
+    entry: PromptEntry,
+    stage: dict[str, Any],
+    provider_default: str,
+    seed: int,
+    variant: int,
+    inputs: tuple[InputImage, ...] = (),
 ) -> JobSpec:
     """The entry's job spec with a stage's fields on top (a stage's params are merged into the
     entry's, the stage winning key by key: the entry may still say e.g. a style)."""
@@ -66,6 +90,8 @@ def _spec(
             format=entry.format or _PNG,
             quality=entry.quality,
             mode=entry.mode,
+            inputs=inputs,
+            strength=entry.strength,
         )
 
     def pick(name: str) -> Any:
@@ -84,4 +110,6 @@ def _spec(
         format=entry.format or ImageFormat.PNG,
         quality=pick("quality"),
         mode=pick("mode"),
+        inputs=inputs,
+        strength=pick("strength"),
     )

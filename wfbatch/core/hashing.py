@@ -6,6 +6,7 @@ machine and after every restart, which is what makes the cache and provider idem
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -62,6 +63,11 @@ def spec_json_and_cache_key(spec: JobSpec) -> tuple[str, str]:
         f'{{"height":{int(spec.height)},"model":{model},"negative_prompt":{key_negative},'
         f'"params":{params},"prompt":{key_prompt},"provider":{provider},{numbers}}}'
     )
+    if spec.inputs or spec.strength is not None or spec.operation is not None:
+        # Only then: every key made before inputs existed stays byte for byte. Inputs count by
+        # role and content (sha256), never by name or place.
+        extra = _input_key_fields(spec)
+        key = f"{key[:-1]},{extra}}}"
     quality = "null" if spec.quality is None else str(int(spec.quality))
     stored = (
         f'{{"format":{_json_text(spec.format.value)},"height":{int(spec.height)},"model":{model},'
@@ -70,8 +76,21 @@ def spec_json_and_cache_key(spec: JobSpec) -> tuple[str, str]:
     )
     if spec.name is not None:  # only then: specs stored before names existed stay byte for byte
         stored = f'{stored[:-1]},"name":{_json_text(spec.name)}}}'
+    if spec.inputs or spec.strength is not None or spec.operation is not None:
+        inputs = canonical_json([dataclasses.asdict(item) for item in spec.inputs])
+        rest = canonical_json({"strength": spec.strength, "operation": spec.operation})[1:-1]
+        stored = f'{stored[:-1]},"inputs":{inputs},{rest}}}'
 
     return stored, sha256_hex(key)
+
+
+def _input_key_fields(spec: JobSpec) -> str:
+    fields = {
+        "inputs": [[item.role, item.sha256] for item in spec.inputs],
+        "operation": spec.operation,
+        "strength": spec.strength,
+    }
+    return canonical_json(fields)[1:-1]
 
 
 def _json_text(value: str | None) -> str:

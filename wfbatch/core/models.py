@@ -51,6 +51,42 @@ class PromptEntry(BaseModel):
     mode: Literal["direct", "batch"] | None = None
     """How the job reaches its provider: `batch` through a batch API where the provider has one
     (half price, slow); None = the provider section's `mode`."""
+    image: str | None = Field(default=None, min_length=1, max_length=4096)
+    """An input picture: a path (relative to the prompt file's folder or the HOME's `inputs/`) or an
+    https:// URL; the job edits it (image-to-image) instead of starting from noise."""
+    mask: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Where the provider takes a mask: which part of `image` to change (same forms as `image`)."""
+    images: list[str] = Field(default_factory=list, max_length=16)
+    """Reference pictures (same forms as `image`), for models that take several."""
+    strength: float | None = Field(default=None, ge=0.0, le=1.0)
+    """How far the result may move from `image` (0 = keep it, 1 = ignore it), where the model takes one."""
+
+
+InputRole = Literal["image", "mask", "images"]
+FromDraft = Literal["upscale", "refine", "regenerate"]
+FROM_DRAFT_MODES: tuple[str, ...] = ("upscale", "refine", "regenerate")
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One picture a job sends, checked at parse time. `sha256` (of the bytes) is what the cache key
+    and the manifest carry: a renamed file is the same input, an edited one is not."""
+
+    role: InputRole
+    source: str
+    """As written in the prompt file (a relative path or an https:// URL), or `draft:<job id>`."""
+    location: str
+    """Where the bytes are: an absolute path on this machine (resolved, no symlink), or the URL."""
+    sha256: str
+    """Of the bytes; for a URL, of the URL text (its bytes are fetched by the provider, not here)."""
+    size: int = 0
+    width: int = 0
+    height: int = 0
+    media_type: str = ""
+
+    @property
+    def is_url(self) -> bool:
+        return self.location.startswith("https://")
 
 
 @dataclass(frozen=True)
@@ -75,9 +111,20 @@ class JobSpec:
     name: str | None = None
     """Where the image goes in its review folder, without the extension (`a1/00001-0`), from the
     batch's name template; None: `<index>-<prompt slug>`. Output-only: not in the cache key."""
+    inputs: tuple[InputImage, ...] = ()
+    """The pictures sent with the prompt (by role); in the cache key by content."""
+    strength: float | None = None
+    """How far an image-to-image result may move from its input (None: the provider's default)."""
+    operation: str | None = None
+    """What is done with `inputs`: None = generate (text-to-image, or image-to-image when an input
+    is given), `upscale`, `refine` (a final from its draft). A final spec says here how its draft
+    becomes the final (`upscale`, `refine`, or None = regenerate) before the draft is known."""
+
+    def input_of(self, role: str) -> InputImage | None:
+        return next((item for item in self.inputs if item.role == role), None)
 
 
-STAGE_FIELDS: tuple[str, ...] = ("model", "provider", "width", "height", "quality", "params")
+STAGE_FIELDS: tuple[str, ...] = ("model", "provider", "width", "height", "quality", "params", "strength")
 """The entry fields a spec's `draft` and `final` may set (what decides the price of an image)."""
 
 
@@ -96,6 +143,9 @@ class Stages:
     draft: dict[str, Any] = field(default_factory=dict)
     final: dict[str, Any] = field(default_factory=dict)
     auto_approve: AutoApprove = AutoApprove.NONE
+    from_draft: FromDraft | None = None
+    """How an approved draft becomes its final: `upscale` it, `refine` it (image-to-image at the
+    final's settings), or `regenerate` from the prompt; None = the best the final's provider offers."""
 
 
 @dataclass(frozen=True)
@@ -133,3 +183,6 @@ class ParsedBatch:
     """A .json spec's `weight`: its share of a provider among batches of the same priority."""
     not_before: float | None = None
     """A .json spec's `not_before` (or `--at`), as unix seconds: no job starts before it."""
+    inputs: dict[str, InputImage] | None = None
+    """Every input picture the entries name, checked, by the reference as written (one look at a
+    file used by 500 entries); None = not resolved yet (`core.inputs.resolve_inputs`)."""

@@ -3,6 +3,8 @@ rules live in `wfbatch.engine.intake.control`; these handlers only translate bet
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -114,6 +116,7 @@ async def submit(request: Request) -> JSONResponse:
         budget=body.budget,
         not_before=body.not_before.timestamp() if body.not_before is not None else None,
         dry_run=body.dry_run,
+        prompt_dir=Path(body.folder) if body.folder and Path(body.folder).is_absolute() else None,
     )
     if isinstance(outcome, Refused):
         result = SubmitResult(

@@ -21,6 +21,7 @@ from wfbatch.protocol import (
     DeliveryInfo,
     ErrorInfo,
     JobDetail,
+    JobInput,
     JobSummary,
     ProviderStatus,
     RemoteBatchSummary,
@@ -118,6 +119,16 @@ def job_detail(
         tags=job.tags,
         output_dir=output_dir,
         file_path=str(Path(output_dir) / job.file) if job.file and output_dir else None,
+        inputs=[
+            JobInput(
+                role=item.role,
+                source=item.source,
+                path=None if item.is_url else item.location,
+                url=item.location if item.is_url else None,
+                sha256=item.sha256,
+            )
+            for item in spec.inputs
+        ],
         next_attempt_at=moment_or_none(job.next_attempt_at),
         possible_duplicate_charge=job.possible_duplicate_charge is not None,
         possible_duplicate_charge_why=job.possible_duplicate_charge,

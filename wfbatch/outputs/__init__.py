@@ -31,6 +31,7 @@ from wfbatch.outputs.manifest import (
     ManifestDelivery,
     ManifestEntry,
     ManifestError,
+    ManifestInput,
     read_manifest,
     write_manifest,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "ManifestDelivery",
     "ManifestEntry",
     "ManifestError",
+    "ManifestInput",
     "UnsafePathError",
     "atomic_write_bytes",
     "atomic_write_text",

@@ -24,7 +24,7 @@ ISO 8601 with a UTC offset. Example:
       "status": "done", "review": "pending",
       "cache_hit": false, "cache_key": "3f2a...", "attempts": 1,
       "credits": null, "remote_id": null, "request_id": null, "error": null,
-      "stage": null, "final_job_id": null, "draft_job_id": null, "final_mode": null,
+      "stage": null, "final_job_id": null, "draft_job_id": null, "final_mode": null, "inputs": [],
       "created_at": "2025-05-01T09:30:00Z", "finished_at": "2025-05-01T09:30:02Z"
     }
   ]
@@ -49,6 +49,21 @@ MANIFEST_SCHEMA_VERSION = 1
 class _ManifestModel(BaseModel):
     # Unknown fields are ignored, so an older wfbatch can still read a newer manifest.
     model_config = ConfigDict(extra="ignore")
+
+
+class ManifestInput(_ManifestModel):
+    """One picture a job sent: what the prompt file named and the bytes' sha256."""
+
+    role: str
+    """`image`, `mask` or `images` (a reference picture)."""
+    source: str
+    """As the prompt file wrote it (a path or an https:// URL), or `draft:<job id>` for a final."""
+    path: str | None = None
+    """Where it was read from on this machine (resolved); null for a URL."""
+    url: str | None = None
+    sha256: str
+    width: int | None = None
+    height: int | None = None
 
 
 class ManifestError(_ManifestModel):
@@ -138,10 +153,13 @@ class ManifestEntry(_ManifestModel):
     """A draft's final, once the draft was approved (its own entry has the file and the charge)."""
     draft_job_id: str | None = None
     """A final's draft: same prompt, seed and variant, at the draft settings."""
-    final_mode: Literal["regenerated", "from_draft"] | None = None
-    """How a final was made: `regenerated` from the prompt and seed at the final settings, or
-    `from_draft` (the draft as the input of an image-to-image / upscale endpoint). Every provider
-    regenerates for now: from-draft inputs are not wired yet."""
+    final_mode: Literal["upscale", "refine", "regenerate", "regenerated", "from_draft"] | None = None
+    """How a final was made from its approved draft: `upscale` (the draft's picture through the
+    provider's upscaler), `refine` (the draft through image-to-image at the final settings) or
+    `regenerate` (from the prompt and seed at the final settings). Manifests written before
+    these said `regenerated` (and never `from_draft`): still read."""
+    inputs: list[ManifestInput] = []
+    """The pictures sent with the prompt (a final's draft too), by role, with their sha256."""
     delivered: ManifestDelivery | None = None
     """The uploaded object, when the batch has a delivery bucket and this image is in it."""
     created_at: AwareDatetime

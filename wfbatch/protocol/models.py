@@ -326,6 +326,18 @@ class Attempt(_Model):
     remote_id: str | None = None
 
 
+class JobInput(_Model):
+    """A picture a job sends (`image`, `mask`, `images`): as the prompt file named it, and where."""
+
+    role: str
+    source: str
+    """As written (a path or an https:// URL), or `draft:<job id>` for a final made from its draft."""
+    path: str | None = None
+    """Where it is read on the daemon's machine; None for a URL."""
+    url: str | None = None
+    sha256: str
+
+
 class JobDetail(JobSummary):
     negative_prompt: str | None = None
     model: str | None = None
@@ -339,6 +351,8 @@ class JobDetail(JobSummary):
     output_dir: str
     file_path: str | None = None
     """Absolute path of the image, when there is one."""
+    inputs: list[JobInput] = Field(default_factory=list)
+    """The pictures sent with the prompt (shown beside the result)."""
     next_attempt_at: Timestamp | None = None
     possible_duplicate_charge: bool = False
     possible_duplicate_charge_why: str | None = None
@@ -410,6 +424,9 @@ class SubmitRequest(_Request):
     """No job of the batch starts before this moment (replaces the file's `not_before`)."""
     dry_run: bool = False
     """Validate only: answer as a real submit would, enqueue nothing."""
+    folder: str | None = Field(default=None, max_length=4096)
+    """The prompt file's folder, absolute, on the daemon's machine: where its input pictures may be
+    (besides the HOME's `inputs/`). None: only `inputs/`. The socket is the user's own (0600)."""
 
 
 class SubmitError(_Model):

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from wfbatch.core.models import JobSpec
 from wfbatch.core.progress import JobProgress
+from wfbatch.providers.uploads import MemoryUploads, UploadLocks, UploadMemo
 
 
 @dataclass(frozen=True)
@@ -327,3 +328,24 @@ class ProviderDefaults:
 
     async def aclose(self) -> None:
         return None
+
+    def keep_uploads_in(self, memo: UploadMemo) -> None:
+        """Where to remember pictures uploaded to the provider's storage (the engine gives one in
+        the store); not in the `Provider` protocol: the engine offers it where a provider has it."""
+        self._upload_memo = memo
+
+    @property
+    def upload_locks(self) -> UploadLocks:
+        """One upload at a time per picture (`UploadLocks`), for this provider."""
+        locks: UploadLocks | None = getattr(self, "_upload_locks", None)
+        if locks is None:
+            locks = self._upload_locks = UploadLocks()
+        return locks
+
+    @property
+    def upload_memo(self) -> UploadMemo:
+        """The memo given by `keep_uploads_in`, else one in memory for this process."""
+        memo: UploadMemo | None = getattr(self, "_upload_memo", None)
+        if memo is None:
+            memo = self._upload_memo = MemoryUploads()
+        return memo

@@ -55,6 +55,12 @@ class ProviderTraits:
     """Seconds one image takes, for `wfbatch plan` before any history; None = the generic default."""
     batch_api: bool = False
     """Has a batch mode (`mode = "batch"`): jobs grouped into remote batches, `remote_batches()`."""
+    takes_images: str | None = None
+    """Which of its models take input pictures (`image`, `mask`, `images`, finals made from the
+    draft), said for people; None = the provider takes none (a parse-time error)."""
+    final_from_draft: Literal["upscale", "refine", "regenerate"] = "regenerate"
+    """How a final is made from its approved draft when the spec leaves `from_draft` out: the best
+    the provider offers (an upscale keeps the approved picture and costs less than a generation)."""
 
     @property
     def rate_limit_dialect(self) -> RateLimitDialect:
@@ -130,6 +136,8 @@ REGISTRY: dict[str, ProviderEntry] = {
                 dialect="wfbatch.providers.openai.headers:openai_dialect",
                 remote=True,
                 batch_api=True,  # providers.md §6: the Batch API, half price within 24 h
+                takes_images="gpt-image models and dall-e-2, through /images/edits",
+                final_from_draft="refine",  # no upscaler: the draft edited at the final's settings
             ),
             "wfbatch.providers.openai.validation:spec_problems",
         ),
@@ -147,6 +155,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 cost_unit="USD",
                 dialect=NO_DIALECT,  # no rate-limit headers; a 429's Retry-After is still read
                 remote=True,
+                takes_images="image-to-image and upscale endpoints (image_url: a data URI or the fal CDN)",
             ),
         ),
         ProviderEntry(
@@ -163,6 +172,9 @@ REGISTRY: dict[str, ProviderEntry] = {
                 cost_unit="credits",
                 dialect=NO_DIALECT,  # no rate-limit headers documented
                 remote=True,
+                takes_images="ultra and sd3 models: image-to-image; upscale fast, conservative, creative",
+                # upscale/fast: the approved picture itself, 4x, for 2 credits (providers.md §12.2)
+                final_from_draft="upscale",
             ),
             "wfbatch.providers.stability.validation:spec_problems",
         ),
@@ -182,6 +194,7 @@ REGISTRY: dict[str, ProviderEntry] = {
                 cost_unit="USD",
                 dialect="wfbatch.providers.replicate.headers:replicate_dialect",
                 remote=True,
+                takes_images="models with an image input (a data URI or a file from the files API)",
             ),
             "wfbatch.providers.replicate.validation:spec_problems",
         ),
@@ -199,6 +212,8 @@ REGISTRY: dict[str, ProviderEntry] = {
                 cost_unit="free",  # the user's own GPUs
                 dialect=NO_DIALECT,
                 remote=True,
+                # What the user's graph does with it (img2img, upscale) is the graph's business.
+                takes_images="a workflow with a LoadImage node (the picture is uploaded first)",
             ),
             "wfbatch.providers.comfyui.validation:spec_problems",
         ),
@@ -253,10 +268,24 @@ def build_provider(
     return provider
 
 
+def image_providers() -> str:
+    """'stability (ultra and ...); openai (...)': who takes input pictures, for error messages."""
+    return "; ".join(
+        f"{name} ({entry.traits.takes_images})"
+        for name, entry in REGISTRY.items()
+        if entry.traits.takes_images
+    )
+
+
 def check_spec(spec: JobSpec) -> list[str]:
     """What the provider's own rules find wrong with a job (nothing for an unknown provider)."""
     found = REGISTRY.get(spec.provider)
-    if found is None or found.validator is None:
+    if found is None:
+        return []
+    if (spec.inputs or spec.operation) and found.traits.takes_images is None:
+        what = "an input image" if spec.inputs else f"a final made by {spec.operation} of its draft"
+        return [f"{spec.provider} cannot take {what}; these can: {image_providers()}"]
+    if found.validator is None:
         return []
     validate: SpecValidator = _load(found.validator)
     return validate(spec)

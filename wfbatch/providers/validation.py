@@ -9,6 +9,8 @@ from wfbatch.providers.registry import REGISTRY, check_spec
 
 
 def spec_problems(spec: JobSpec) -> list[str]:
+    if any(not item.sha256 for item in spec.inputs):
+        return []  # a bad input: its line is reported already (core.inputs), not again per provider
     problems = check_spec(spec)
     if spec.mode == "batch" and spec.provider in REGISTRY and not REGISTRY[spec.provider].traits.batch_api:
         with_batch = ", ".join(name for name, entry in REGISTRY.items() if entry.traits.batch_api)

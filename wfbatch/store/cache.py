@@ -1,4 +1,5 @@
-"""The cache index in the SQLite store: cache key → the sha256 and media type of the original."""
+"""The cache index in the SQLite store: cache key → the sha256 and media type of the original; and
+the input pictures uploaded to a provider's storage (sha256 → URL and expiry)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,20 @@ class SqliteCache(SqliteAggregate):
             )
             found.update(r["key"] for r in rows)
         return found
+
+    async def upload_of(self, provider: str, account: str, sha256: str) -> tuple[str, float] | None:
+        row = await self.fetchone(
+            "SELECT url, expires_at FROM input_uploads WHERE provider = ? AND account = ? AND sha256 = ?",
+            (provider, account, sha256),
+        )
+        return (row["url"], float(row["expires_at"])) if row else None
+
+    async def remember_upload(
+        self, provider: str, account: str, sha256: str, url: str, expires_at: float
+    ) -> None:
+        await self._write(
+            "INSERT INTO input_uploads (provider, account, sha256, url, expires_at, created_at)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT (provider, account, sha256) DO UPDATE"
+            " SET url = excluded.url, expires_at = excluded.expires_at, created_at = excluded.created_at",
+            (provider, account, sha256, url, expires_at, time.time()),
+        )

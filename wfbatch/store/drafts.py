@@ -15,11 +15,14 @@ from wfbatch.store.sql import count_if, within
 class SqliteDrafts(SqliteAggregate):
     """`DraftsApi` on SQLite: a final is a job row with `draft_of` set."""
 
-    async def queue_final(self, draft_id: int, uid: str, final_cache_key: str) -> int | None:
-        """Queue the final of an approved draft: the draft's `final_spec` as a new job of the same
-        batch, index, line and priority, already approved, linked by `draft_of`. Returns the new
-        job's id, or None when the job is no draft or its final exists already (the UNIQUE index on
-        `draft_of` makes that hold even for two approvals at once: only one insert can win)."""
+    async def queue_final(
+        self, draft_id: int, uid: str, final_cache_key: str, spec_json: str | None = None
+    ) -> int | None:
+        """Queue the final of an approved draft: the draft's `final_spec` (or `spec_json`, the
+        final made from the draft's picture) as a new job of the same batch, index, line and
+        priority, already approved, linked by `draft_of`. Returns the new job's id, or None when
+        the job is no draft or its final exists already (the UNIQUE index on `draft_of` makes
+        that hold even for two approvals at once: only one insert can win)."""
         now = time.time()
         async with self.transaction() as conn:
             return await insert_id(
@@ -28,10 +31,10 @@ class SqliteDrafts(SqliteAggregate):
                 "INSERT OR IGNORE INTO jobs (uid, batch_id, idx, line, user_id, provider, spec, prompt,"
                 " tags, cache_key, priority, state, review, draft_of, created_at, updated_at)"
                 " SELECT ?, batch_id, idx, line, user_id, json_extract(final_spec, '$.provider'),"
-                f" final_spec, prompt, tags, ?, priority, '{JobState.QUEUED.value}',"
+                f" COALESCE(?, final_spec), prompt, tags, ?, priority, '{JobState.QUEUED.value}',"
                 f" '{ReviewStatus.APPROVED.value}', id, ?, ?"
                 " FROM jobs WHERE id = ? AND final_spec IS NOT NULL",
-                (uid, final_cache_key, now, now, draft_id),
+                (uid, spec_json, final_cache_key, now, now, draft_id),
             )
 
     async def final_of(self, draft_id: int) -> JobRow | None:

@@ -198,9 +198,12 @@ class CountersApi(Protocol):
 class DraftsApi(Protocol):
     """Drafts and their finals."""
 
-    async def queue_final(self, draft_id: int, uid: str, final_cache_key: str) -> int | None:
+    async def queue_final(
+        self, draft_id: int, uid: str, final_cache_key: str, spec_json: str | None = None
+    ) -> int | None:
         """The final of an approved draft as a new job, once per draft even for two approvals at
-        once; its id, or None (no draft, or its final exists)."""
+        once; its id, or None (no draft, or its final exists). `spec_json`: the final's spec when
+        it differs from the draft's stored `final_spec` (made from the draft's picture)."""
 
     async def final_of(self, draft_id: int) -> JobRow | None: ...
 
@@ -275,13 +278,21 @@ class LedgerApi(Protocol):
 
 
 class CacheApi(Protocol):
-    """The cache index: cache key → the original's sha256 and media type."""
+    """The cache index: cache key → the original's sha256 and media type; and the input pictures
+    uploaded to a provider's storage (sha256 → URL, expiry)."""
 
     async def get(self, key: str) -> tuple[str, str] | None: ...
 
     async def put(self, key: str, sha256: str, media_type: str) -> None: ...
 
     async def cached_keys(self, keys: Sequence[str]) -> set[str]: ...
+
+    async def upload_of(self, provider: str, account: str, sha256: str) -> tuple[str, float] | None:
+        """(URL, expires at) of an input picture uploaded to the provider's storage, if recorded."""
+
+    async def remember_upload(
+        self, provider: str, account: str, sha256: str, url: str, expires_at: float
+    ) -> None: ...
 
 
 class PausesApi(Protocol):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, NamedTuple
 
-from wfbatch.core.models import AutoApprove, ImageFormat, JobSpec
+from wfbatch.core.models import AutoApprove, ImageFormat, InputImage, JobSpec
 from wfbatch.core.states import ErrorClass, Execution, JobState, ReviewStatus
 from wfbatch.store.database import SqlRow
 
@@ -28,7 +28,8 @@ def spec_to_json(spec: JobSpec) -> str:
 
 def spec_from_json(text: str) -> JobSpec:
     data = json.loads(text)
-    return JobSpec(**{**data, "format": ImageFormat(data["format"])})
+    inputs = tuple(InputImage(**item) for item in data.get("inputs") or ())
+    return JobSpec(**{**data, "format": ImageFormat(data["format"]), "inputs": inputs})
 
 
 class NewJob(NamedTuple):

@@ -404,6 +404,20 @@ MIGRATIONS: list[str | Dialects] = [
         END $$;
         """,
     ),
+    # 18: input pictures uploaded to a provider's own storage (fal's CDN, Replicate's files
+    # API), by provider, account and the bytes' sha256, with the URL and when it expires: uploaded
+    # once, reused by every job and after a crash.
+    """
+    CREATE TABLE input_uploads (
+        provider    TEXT NOT NULL,
+        account     TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        expires_at  DOUBLE PRECISION NOT NULL,
+        created_at  DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (provider, account, sha256)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,8 +1,9 @@
 """The `.csv` format: a header row naming PromptEntry fields (a `prompt` column required), one entry a row.
 
-Cells are trimmed and an empty cell means "not given". `tags` is a ';'- or ','-separated list, `params` a
-JSON object; pydantic turns number text into ints. Lines are physical lines of the file, so a row whose
-quoted cell spans lines is reported where it starts, and errors about one cell point at that cell.
+Cells are trimmed and an empty cell means "not given". `tags` and `images` (reference pictures) are
+';'- or ','-separated lists, `params` a JSON object; pydantic turns number text into ints. Lines are
+physical lines of the file, so a row whose quoted cell spans lines is reported where it starts, and
+errors about one cell point at that cell.
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def _row_fields(
             continue  # unknown or duplicate column: reported once, at the header
         if name.startswith(_EXTRA):
             raw.setdefault("fields", {})[name.removeprefix(_EXTRA)] = value
-        elif name == "tags":
+        elif name in ("tags", "images"):
             raw[name] = _split_tags(value)
         elif name == "params":
             params = _read_params(value, reader)

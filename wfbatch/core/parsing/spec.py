@@ -30,11 +30,19 @@ import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
-from wfbatch.core.models import MAX_PRIORITY, STAGE_FIELDS, AutoApprove, PromptEntry, Stages
+from wfbatch.core.models import (
+    FROM_DRAFT_MODES,
+    MAX_PRIORITY,
+    STAGE_FIELDS,
+    AutoApprove,
+    FromDraft,
+    PromptEntry,
+    Stages,
+)
 from wfbatch.core.name_template import NameTemplateError, placeholders
 from wfbatch.core.parsing.entries import (
     FIELD_NAMES,
@@ -281,7 +289,8 @@ class _SpecReader:
     def stages(self, members: dict[str, Member]) -> Stages | None:
         """The draft → final pipeline, or None when the spec has neither `draft` nor `final`."""
         draft = self._stage(members.get("draft"))
-        final = self._stage(members.get("final"))
+        from_draft = self._from_draft(members.get("final"))
+        final = self._stage(members.get("final"), skip=("from_draft",))
         rule = self._optional(members.get("auto_approve"), _check_auto_approve)
         if "draft" not in members and "final" not in members:
             if "auto_approve" in members:
@@ -294,15 +303,33 @@ class _SpecReader:
             draft=draft or {},
             final=final or {},
             auto_approve=AutoApprove(rule) if isinstance(rule, str) else AutoApprove.NONE,
+            from_draft=from_draft,
         )
 
-    def _stage(self, member: Member | None) -> dict[str, Any] | None:
-        """A stage's fields, validated as entry fields (and only the fields a stage may set)."""
+    def _from_draft(self, member: Member | None) -> FromDraft | None:
+        """The final's `from_draft` (how an approved draft becomes it), checked; None if not given."""
+        if member is None:
+            return None
+        value, problem = self._document.read(member.value_offset)  # a problem: reported by _stage
+        if problem is not None or not isinstance(value, dict) or "from_draft" not in value:
+            return None
+        mode = value["from_draft"]
+        if mode not in FROM_DRAFT_MODES:
+            choices = ", ".join(repr(choice) for choice in FROM_DRAFT_MODES)
+            self._error_at(member.key_offset, f"final.from_draft: expected one of {choices}, got {mode!r}")
+            return None
+        return cast(FromDraft, mode)
+
+    def _stage(self, member: Member | None, skip: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """A stage's fields, validated as entry fields (and only the fields a stage may set);
+        `skip`: the stage's own keys, read elsewhere."""
         if member is None:
             return None
         value = self._value(member)
         if value is INVALID:
             return None
+        if isinstance(value, dict) and skip:
+            value = {name: item for name, item in value.items() if name not in skip}
         key = member.key
         if not isinstance(value, dict):
             self._error_at(member.key_offset, f"{key}: expected an object, got {json_type_name(value)}")
@@ -408,6 +435,8 @@ class _SpecReader:
             return
         parts = self._template_parts(template, template_member)
         placeholders = None if parts is None else list(dict.fromkeys(f for _, f in parts if f is not None))
+        if placeholders is not None:  # `{product_photo}` in a default's image/mask is filled per entry too
+            placeholders += [name for name in _input_placeholders(defaults) if name not in placeholders]
         variables = self._vars(vars_member, template_member, placeholders)
         if parts is None or variables is None:
             return
@@ -504,5 +533,35 @@ class _SpecReader:
         for combination in itertools.product(*variables.values()):
             filled = dict(zip(names, combination, strict=True))
             prompt = "".join(literal + (filled[field] if field else "") for literal, field in parts)
-            if not entries.add({**defaults, "prompt": prompt}, line, column):
+            raw = {**defaults, "prompt": prompt}
+            for name in _INPUT_FIELDS:
+                if isinstance(raw.get(name), str) and "{" in raw[name]:
+                    raw[name] = _fill(raw[name], filled)
+            if not entries.add(raw, line, column):
                 return
+
+
+_INPUT_FIELDS = ("image", "mask")
+
+
+def _input_placeholders(defaults: dict[str, Any]) -> list[str]:
+    """The `{name}`s in the defaults' `image` and `mask` (filled from `vars` like the template's)."""
+    names: list[str] = []
+    for field in _INPUT_FIELDS:
+        value = defaults.get(field)
+        if isinstance(value, str) and "{" in value:
+            try:
+                names += [name for _, name, _, _ in string.Formatter().parse(value) if name]
+            except ValueError:
+                continue  # not a template after all: the path is taken as written
+    return list(dict.fromkeys(names))
+
+
+def _fill(value: str, filled: dict[str, str]) -> str:
+    try:
+        return "".join(
+            literal + (filled.get(name, "{" + name + "}") if name else "")
+            for literal, name, _, _ in string.Formatter().parse(value)
+        )
+    except ValueError:
+        return value

@@ -1,6 +1,9 @@
 """Draft → final: an approved draft queues its final; a finished draft of an `auto_approve: "all"`
 batch is approved by itself; a finished final may take its draft's place.
 
+A final made `from_draft` (`upscale`, `refine`) takes the draft's own picture as its input, from
+the cache or the output folder: its hash is in the final's cache key and the manifest.
+
 A final is an ordinary job (limits, credits, budgets, retries, cache) inserted next to its draft
 and linked to it (`draft_of`, unique): approving a draft twice, or from two places at once, queues
 one final. Its cache key covers the final settings, so a final made before costs nothing again.
@@ -9,16 +12,21 @@ one final. Its cache key covers the final settings, so a final made before costs
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from wfbatch.core.hashing import cache_key
-from wfbatch.core.models import AutoApprove
+from PIL import Image as PILImage
+
+from wfbatch.core.hashing import cache_key, content_hash, spec_json_and_cache_key
+from wfbatch.core.models import AutoApprove, InputImage
 from wfbatch.core.states import Execution, JobState, ReviewStatus
 from wfbatch.engine.events import EventSink
 from wfbatch.engine.keyed_locks import KeyedLocks
+from wfbatch.engine.loop.cache import ImageCache
 from wfbatch.engine.loop.writer import OutputWriter
 from wfbatch.outputs import UnsafePathError, move_for_review
 from wfbatch.protocol import JobEvent
@@ -37,8 +45,10 @@ class Finals:
         *,
         emit: EventSink,
         wake: Callable[[], None],
+        cache: ImageCache | None = None,
     ) -> None:
         self._store = store
+        self._cache = cache
         self._settings = settings
         self._writer = writer
         self._emit = emit
@@ -52,8 +62,20 @@ class Finals:
         final was queued before."""
         if draft.final_spec is None:
             return None
-        final_spec_key = cache_key(draft.final_spec)
-        final_id = await self._store.drafts.queue_final(draft.id, uuid.uuid4().hex, final_spec_key)
+        final_spec, spec_json = draft.final_spec, None
+        if final_spec.operation in ("upscale", "refine"):
+            picture = await self._draft_picture(draft)
+            if picture is None:
+                log.warning(
+                    "job %s: the draft's picture is gone (cache and output); its final is regenerated"
+                    " from the prompt instead of made by %s", draft.id, final_spec.operation,
+                )
+                final_spec = replace(final_spec, operation=None)
+            else:
+                final_spec = replace(final_spec, inputs=(picture,))
+            spec_json = spec_json_and_cache_key(final_spec)[0]
+        final_spec_key = cache_key(final_spec)
+        final_id = await self._store.drafts.queue_final(draft.id, uuid.uuid4().hex, final_spec_key, spec_json)
         if final_id is None:
             return None
         log.info("job %s: draft approved, final queued as job %s", draft.id, final_id)
@@ -64,6 +86,24 @@ class Finals:
         self._writer.mark_dirty(draft.batch_id)
         self._wake()
         return final_id
+
+    async def _draft_picture(self, draft: JobRow) -> InputImage | None:
+        """The draft's picture as a final's input: the original bytes the provider sent, from the
+        cache (content-addressed, checked), else the file in the output folder; never fetched
+        from the provider again."""
+        location: Path | None = None
+        found = await self._store.cache.get(draft.cache_key) if self._cache is not None else None
+        if found is not None and self._cache is not None:
+            sha256, media_type = found
+            if await self._cache.read(sha256, media_type) is not None:
+                location = self._cache.path_of(sha256, media_type)
+        if location is None and draft.file is not None:
+            batch = await self._store.batches.get_batch(draft.batch_id)
+            if batch is not None:
+                location = Path(batch.output_dir) / draft.file
+        if location is None:
+            return None
+        return await asyncio.to_thread(_picture_at, location, draft.id)
 
     async def cancel_unstarted(self, draft: JobRow) -> int | None:
         """Cancel `draft`'s final if it has not started (so canceling it costs nothing); its id, or
@@ -135,3 +175,28 @@ class Finals:
             await self._store.jobs.update_job(draft_id, file=None)
         self._writer.mark_dirty(batch.id)
         self._emit(JobEvent(id=draft_id, batch_id=draft.batch_id, state=draft.state, review=draft.review))
+
+
+_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+def _picture_at(path: Path, draft_id: int) -> InputImage | None:
+    """The draft's picture on disk as an input (its size from the file: an upscaler checks it)."""
+    try:
+        data = path.read_bytes()
+        with PILImage.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            media_type = _MEDIA_TYPES.get(image.format or "", "image/png")
+    except (OSError, ValueError) as error:
+        log.warning("job %s: the draft's picture %s cannot be read: %s", draft_id, path, error)
+        return None
+    return InputImage(
+        role="image",
+        source=f"draft:{draft_id}",
+        location=str(path),
+        sha256=content_hash(data),
+        size=len(data),
+        width=width,
+        height=height,
+        media_type=media_type,
+    )

@@ -12,15 +12,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from wfbatch.core.expand import ExpandedJob, expand_batch
+from wfbatch.core.inputs import InputRoots, resolve_inputs
 from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.name_template import RUNTIME_FIELDS, placeholders
 from wfbatch.core.output_names import name_jobs
 from wfbatch.core.parsing import LineError, PromptFileError, parse_prompt_bytes
 from wfbatch.core.suggest import did_you_mean
+from wfbatch.engine.intake.final_modes import final_modes
 from wfbatch.engine.intake.ingest import entry_problems
 from wfbatch.engine.outbox.targets import target_policy
+from wfbatch.home import HomeLayout
 from wfbatch.providers.registry import KNOWN_PROVIDERS, configuration_problems
 from wfbatch.settings import Settings
 
@@ -47,9 +51,12 @@ def check_prompts(
     provider: str | None = None,
     budget: float | None = None,
     not_before: float | None = None,
+    prompt_dir: Path | None = None,
 ) -> CheckedPrompts:
     """Parse and check `raw` (see the module); raises PromptFileError naming every problem.
-    `budget` and `not_before` (from --budget and --at) replace the file's own."""
+    `budget` and `not_before` (from --budget and --at) replace the file's own. `prompt_dir`: the
+    prompt file's own folder, where its input pictures may be (None: only the HOME's `inputs/`; a
+    file dropped into the inbox has no folder of its own)."""
     home_template = settings.output.name
     extra = frozenset(placeholders(home_template)) - set(RUNTIME_FIELDS) if home_template else frozenset()
     parsed = parse_prompt_bytes(raw, source_name, fmt, targets=target_policy(settings), extra_columns=extra)
@@ -59,7 +66,9 @@ def check_prompts(
         parsed = replace(parsed, not_before=not_before)
     default_provider = provider or settings.provider
     problems = provider_problems(parsed, default_provider, settings)
-    expanded = expand_batch(parsed, default_provider)
+    parsed, input_problems = resolve_inputs(parsed, InputRoots(prompt_dir, HomeLayout(settings.home).inputs))
+    problems += input_problems
+    expanded = final_modes(expand_batch(parsed, default_provider))
     problems += entry_problems(expanded)
     template = parsed.name_template or home_template
     if template and not problems:

@@ -110,15 +110,24 @@ class Control:
         dry_run: bool = False,
         skip_duplicates: bool | None = None,
         identity: str | None = None,
+        prompt_dir: Path | None = None,
     ) -> Acceptance:
         """Validate prompts exactly as a dropped file is validated, then enqueue them as one batch
         (`enqueue`). `identity`: `self.identity(raw, source_name)`, when the caller hashed the file
-        already."""
+        already. `prompt_dir`: the file's own folder, where its input pictures may be (`submit`
+        sends it; a dropped file has none: only the HOME's `inputs/`)."""
         settings = self.engine.settings
         try:
             checked = await asyncio.to_thread(
-                check_prompts, raw, source_name, settings, fmt=fmt, provider=provider, budget=budget,
+                check_prompts,
+                raw,
+                source_name,
+                settings,
+                fmt=fmt,
+                provider=provider,
+                budget=budget,
                 not_before=not_before,
+                prompt_dir=prompt_dir,
             )
         except PromptFileError as error:
             return Refused(error.errors, error.report())

@@ -13,6 +13,7 @@ from wfbatch.core.expand import ExpandedJob, expand_batch
 from wfbatch.core.hashing import batch_identity, spec_json_and_cache_key
 from wfbatch.core.models import AutoApprove, ParsedBatch
 from wfbatch.core.parsing import LineError, PromptFileError
+from wfbatch.engine.intake.final_modes import final_modes
 from wfbatch.home import HomeLayout
 from wfbatch.outputs import claim_batch_dir, release_batch_dir
 from wfbatch.providers.registry import KNOWN_PROVIDERS
@@ -100,7 +101,7 @@ async def ingest(
     if identity is None:
         identity = batch_identity(raw, parsed.file_format, default_provider)
     if expanded is None:
-        expanded = expand_batch(parsed, default_provider)
+        expanded = final_modes(expand_batch(parsed, default_provider))
         problems = entry_problems(expanded)
         if problems:
             raise PromptFileError(parsed.source_name, problems)

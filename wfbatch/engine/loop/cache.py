@@ -19,6 +19,10 @@ class ImageCache:
         self.root = root
         self._store = store
 
+    def path_of(self, sha256: str, media_type: str) -> Path:
+        """Where the original of this digest is kept."""
+        return self._path(sha256, media_type)
+
     def _path(self, sha256: str, media_type: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.{_EXTENSIONS.get(media_type, 'bin')}"
 

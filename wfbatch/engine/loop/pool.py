@@ -13,6 +13,7 @@ from typing import Any
 from wfbatch.engine.clock import Clock
 from wfbatch.engine.events import EventSink
 from wfbatch.engine.loop.limiter import ProviderLimiter, start_of_today
+from wfbatch.engine.loop.uploads import StoreUploads
 from wfbatch.protocol import ProviderEvent
 from wfbatch.providers.base import Provider, RequestKind, ServerState
 from wfbatch.providers.config import Account
@@ -216,6 +217,9 @@ class ProviderPool:
         except ValueError as error:
             self.pause(name, f"configuration error: {error}", {"kind": "config"})
             return None
+        keep_uploads_in = getattr(provider, "keep_uploads_in", None)
+        if keep_uploads_in is not None:  # a provider with its own file storage remembers uploads here
+            keep_uploads_in(StoreUploads(self._store, name, chosen.name))
         self._providers[(name, chosen.name)] = provider
         return provider
 

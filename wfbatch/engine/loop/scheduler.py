@@ -90,7 +90,7 @@ class Engine:
         self.writer = OutputWriter(store, self.pool.label)
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
         self.progress = ProgressBoard(events)
-        self.finals = Finals(store, settings, self.writer, emit=events, wake=self.wake)
+        self.finals = Finals(store, settings, self.writer, emit=events, wake=self.wake, cache=self.cache)
         # Uploads and notifications: workers of their own, fed through the store.
         self.delivery = DeliveryWorker(store, lambda: self.settings, self.writer, self.clock)
         self.notifier = Notifier(store, lambda: self.settings, self.holds, self.clock)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
+from wfbatch.core.models import InputImage, JobSpec
 from wfbatch.core.states import TERMINAL_STATES, ReviewStatus
 from wfbatch.outputs import (
     CONTACT_SHEET_FILE_NAME,
@@ -20,6 +21,7 @@ from wfbatch.outputs import (
     ManifestDelivery,
     ManifestEntry,
     ManifestError,
+    ManifestInput,
     atomic_write_bytes,
     encode_image,
     image_file_name,
@@ -39,9 +41,25 @@ FinishedHook = Callable[[BatchRow, dict[str, int]], Awaitable[None]]
 """Told once a batch's jobs have all ended (again, after a retry), with its counts."""
 
 
-# How finals are made: every provider regenerates from the prompt and seed at the final settings.
-# Taking the draft as an image-to-image / upscale input needs per-provider upload work not done yet.
-FINAL_MODE: Literal["regenerated", "from_draft"] = "regenerated"
+def final_mode(spec: JobSpec) -> Literal["upscale", "refine", "regenerate"]:
+    """How a final was made from its draft, as its spec says (`JobSpec.operation`)."""
+    if spec.operation == "upscale":
+        return "upscale"
+    if spec.operation == "refine":
+        return "refine"
+    return "regenerate"
+
+
+def manifest_input(item: InputImage) -> ManifestInput:
+    return ManifestInput(
+        role=item.role,
+        source=item.source,
+        path=None if item.is_url else item.location,
+        url=item.location if item.is_url else None,
+        sha256=item.sha256,
+        width=item.width or None,
+        height=item.height or None,
+    )
 
 
 def _utc(timestamp: float) -> dt.datetime:
@@ -57,6 +75,20 @@ def sheet_label(job: JobRow) -> str:
     picture was which. The sheet cuts it to the cell's width."""
     stage = " final" if job.draft_of is not None else ""
     return f"{job.idx}{stage}: {' '.join(job.spec.prompt.split())}"
+
+
+def sheet_items(jobs: list[JobRow], batch_dir: Path) -> list[tuple[str, Path]]:
+    """The contact sheet's cells: each image, preceded by the picture its job started from (the
+    entry's `image`, or a final's draft) in the cell beside it."""
+    items: list[tuple[str, Path]] = []
+    for job in jobs:
+        if not job.file:
+            continue
+        picture = job.spec.input_of("image")
+        if picture is not None and not picture.is_url:
+            items.append((f"{job.idx} input: {picture.source}", Path(picture.location)))
+        items.append((sheet_label(job), batch_dir / job.file))
+    return items
 
 
 def _delivered(row: DeliveryRow | None) -> ManifestDelivery | None:
@@ -171,7 +203,7 @@ class OutputWriter:
         finished = all(job.state in TERMINAL_STATES for job in jobs)
         sheet_due = self._last_sheet.get(batch_id, 0.0) + CONTACT_SHEET_INTERVAL <= time.monotonic()
         if force_sheet or finished or sheet_due:
-            items = [(sheet_label(job), batch_dir / job.file) for job in jobs if job.file]
+            items = sheet_items(jobs, batch_dir)
             await asyncio.to_thread(write_contact_sheet, batch_dir, items)
             self._last_sheet[batch_id] = time.monotonic()
         elapsed = time.monotonic() - started
@@ -240,7 +272,8 @@ class OutputWriter:
                     stage=job.stage,
                     final_job_id=_id_or_none(finals.get(job.id)),
                     draft_job_id=_id_or_none(job.draft_of),
-                    final_mode=FINAL_MODE if job.draft_of is not None else None,
+                    final_mode=final_mode(spec) if job.draft_of is not None else None,
+                    inputs=[manifest_input(item) for item in spec.inputs],
                     delivered=_delivered(delivery),
                     created_at=_utc(job.created_at),
                     finished_at=_utc(job.finished_at) if job.finished_at is not None else None,

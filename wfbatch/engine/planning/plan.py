@@ -19,6 +19,7 @@ from wfbatch.core.expand import expand_batch
 from wfbatch.core.hashing import cache_key
 from wfbatch.core.models import JobSpec, ParsedBatch
 from wfbatch.core.states import UNFINISHED_STATES
+from wfbatch.engine.intake.final_modes import final_modes
 from wfbatch.engine.loop.budget import ask_estimate
 from wfbatch.engine.loop.fairshare import Claim, shares, starts_until_done
 from wfbatch.engine.loop.limiter import start_of_today
@@ -146,7 +147,7 @@ async def make_plan(
     seen: set[str] = set()
     for parsed in batches:
         plan.entries += len(parsed.entries)
-        expanded = expand_batch(parsed, settings.provider)
+        expanded = final_modes(expand_batch(parsed, settings.provider))
         specs = [job.spec for job in expanded]
         finals += [job.final for job in expanded if job.final is not None]
         plan.jobs += len(specs)

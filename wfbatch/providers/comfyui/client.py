@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from wfbatch.core.models import JobSpec
+from wfbatch.core.models import InputImage, JobSpec
 from wfbatch.core.progress import JobProgress
 from wfbatch.providers.base import (
     Finished,
@@ -62,7 +62,9 @@ from wfbatch.providers.comfyui.settings import ComfyUISettings
 from wfbatch.providers.config import host_of
 from wfbatch.providers.errors import Permanent, ProviderError, Transient, Unreachable
 from wfbatch.providers.http import HttpAnswer
+from wfbatch.providers.http.layer import FormValue
 from wfbatch.providers.http.provider import HttpProvider
+from wfbatch.providers.inputs import file_name, input_bytes
 from wfbatch.providers.media import sniff_image
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,8 @@ class ComfyUIProvider(HttpProvider[ComfyUISettings]):
         self._moved: dict[str, tuple[str, str]] = {}
         """Job key -> (server, prompt id there) for jobs followed or re-sent away from the server
         their handle names. Memory only: after a crash the search in `poll` finds them again."""
+        self._uploaded: dict[tuple[str, str], str] = {}
+        """(server, sha256) -> the name its input folder has the picture under (`_upload`)."""
         self._server_ids: dict[str, str] = {}
         """Job key -> the id an old server (one that ignores a client's prompt_id) gave it, as seen
         in `/queue`: its history is under that id, so a reconciled job is polled by it."""
@@ -133,12 +137,19 @@ class ComfyUIProvider(HttpProvider[ComfyUISettings]):
                 "comfyui workflow has no negative prompt of its own (e.g. Flux: BasicGuider or a zeroed "
                 "negative): remove negative_prompt, or set inputs.negative to a text input"
             )
+        if spec.inputs and not self._placement.takes_image:
+            raise Permanent(
+                "comfyui workflow has no picture input (a LoadImage node): use a workflow with one, or set"
+                " inputs.image to the node input that takes the uploaded file name"
+            )
         handle = self._handle(spec, idempotency_key)
         up = self._up_servers()
         if not up:
             raise Unreachable(f"comfyui: no server answers ({', '.join(map(host_of, self._servers))})")
         server = self._least_loaded(up)
-        sent_id = await self._send(server, str(handle["key"]), str(handle["prefix"]), dict(handle["values"]))
+        sent_id = await self._send(
+            server, str(handle["key"]), str(handle["prefix"]), dict(handle["values"]), handle.get("picture")
+        )
         return self._submitted(server, sent_id, handle)
 
     async def reconcile(
@@ -181,7 +192,17 @@ class ComfyUIProvider(HttpProvider[ComfyUISettings]):
             "width": spec.width,
             "height": spec.height,
         }
-        return {"prompt_id": key, "key": key, "prefix": f"wfbatch_{key}", "values": values}
+        handle: RemoteHandle = {"prompt_id": key, "key": key, "prefix": f"wfbatch_{key}", "values": values}
+        picture = spec.input_of("image")
+        if picture is not None:
+            # Uploaded to the server the prompt goes to, once per server and content (`_upload`).
+            handle["picture"] = {
+                "source": picture.source,
+                "location": picture.location,
+                "sha256": picture.sha256,
+                "media_type": picture.media_type,
+            }
+        return handle
 
     async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
         key = key_of(handle)
@@ -224,7 +245,7 @@ class ComfyUIProvider(HttpProvider[ComfyUISettings]):
             else:
                 # Every server answered without it: it never ran, or ran where its file would show.
                 target = self._least_loaded(self._up_servers() or [server])
-                sent_id = await self._send(target, key, prefix, dict(handle["values"]))
+                sent_id = await self._send(target, key, prefix, dict(handle["values"]), handle.get("picture"))
                 self._follow(key, handle, target, sent_id)
                 moved = "" if target == server else f" to {host_of(target)}"
                 return Pending(sent_id, f"re-sent{moved}: {host_of(server)} had lost it (restarted?)")
@@ -371,7 +392,44 @@ class ComfyUIProvider(HttpProvider[ComfyUISettings]):
                 error,
             )
 
-    async def _send(self, server: str, prompt_id: str, prefix: str, values: dict[str, Any]) -> str:
+    async def _upload(self, server: str, picture: dict[str, Any]) -> str:
+        """`POST /upload/image` (§12.5) of a job's picture, once per server and content: named by
+        its sha256, so the same bytes get the same name (ComfyUI keeps one copy and answers the
+        name), and a later job reuses it without sending it again. The name to give `LoadImage`."""
+        sha256 = str(picture["sha256"])
+        known = self._uploaded.get((server, sha256))
+        if known is not None:
+            return known
+        item = InputImage(
+            role="image",
+            source=str(picture["source"]),
+            location=str(picture["location"]),
+            sha256=sha256,
+            media_type=str(picture.get("media_type") or "image/png"),
+        )
+        form: dict[str, FormValue] = {
+            "image": (file_name(item), input_bytes(item), item.media_type),
+            "type": "input",
+        }
+        answer = await self._call(server, RequestKind.OTHER, "POST", "/upload/image", form=form)
+        body = answer.json_object()
+        name, subfolder = body.get("name"), body.get("subfolder")
+        if not isinstance(name, str) or not name:
+            raise Transient("comfyui: /upload/image answered no file name", status=answer.status)
+        stored = f"{subfolder}/{name}" if isinstance(subfolder, str) and subfolder else name
+        self._uploaded[(server, sha256)] = stored
+        return stored
+
+    async def _send(
+        self,
+        server: str,
+        prompt_id: str,
+        prefix: str,
+        values: dict[str, Any],
+        picture: dict[str, Any] | None = None,
+    ) -> str:
+        if picture is not None:
+            values["image"] = await self._upload(server, picture)
         self._progress.watch(server, prompt_id)  # before: its first events may beat the answer
         body = {
             "prompt": self._placement.fill(self._graph, values, prefix),

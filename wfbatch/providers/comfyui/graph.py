@@ -5,7 +5,8 @@ Located by structure, once, when the provider starts: the sampler (`KSampler`, `
 and its seed from the `noise` node's `noise_seed`); the text encoders its `positive` / `negative`
 links lead to (walking upstream through conditioning nodes; every text of a multi-text encoder such
 as `CLIPTextEncodeSDXL` or `CLIPTextEncodeFlux`); its seed; the latent (`EmptyLatentImage`,
-`EmptySD3LatentImage`, …) its `latent_image` leads to; every `SaveImage`. A widget fed by a link is
+`EmptySD3LatentImage`, …) its `latent_image` leads to; every `SaveImage`; the one `LoadImage`, where a
+job's picture goes (uploaded first; a graph without one takes no picture). A widget fed by a link is
 set on the node the link comes from. Anything ambiguous or missing is an error naming what to set in
 `inputs` (`{"prompt": "6.text", ...}`), which always wins. The negative alone may be absent: a graph
 whose negative is no text of its own (Flux's `BasicGuider`, a `ConditioningZeroOut` of the positive)
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
-SLOTS = ("prompt", "negative", "seed", "width", "height")
+SLOTS = ("prompt", "negative", "seed", "width", "height", "image")
+OPTIONAL_SLOTS = ("negative", "image")
+"""A graph may have no negative prompt of its own, and no picture input (then it takes no image)."""
 _TEXT_KEYS = ("text", "text_g", "string", "value")
 MULTI_TEXT = {
     "CLIPTextEncodeSDXL": ("text_g", "text_l"),
@@ -116,6 +119,11 @@ class Placement:
         """False when the graph has nowhere to put a negative prompt."""
         return "negative" in self.targets
 
+    @property
+    def takes_image(self) -> bool:
+        """True when the graph has a picture input (its `LoadImage`, or `inputs.image`)."""
+        return "image" in self.targets
+
     @classmethod
     def locate(cls, graph: Graph, explicit: dict[str, str]) -> Placement:
         unknown = sorted(set(explicit) - set(SLOTS))
@@ -136,6 +144,11 @@ class Placement:
             for slot in missing:
                 if slot == "negative" and found.get(slot) == NO_NEGATIVE:
                     continue
+                if slot == "image" and found.get(slot) is None:
+                    continue  # no LoadImage: a text-to-image graph
+                sized_by_picture = "image" in explicit or found.get("image") is not None
+                if slot in ("width", "height") and found.get(slot) is None and sized_by_picture:
+                    continue  # an image-to-image graph (no empty latent): the picture sets the size
                 if isinstance(found.get(slot), str):
                     raise GraphError(f'comfyui workflow: {found[slot]}; set inputs.{slot} (e.g. "6.text")')
                 target = found.get(slot)
@@ -154,7 +167,8 @@ class Placement:
     def fill(self, graph: Graph, values: dict[str, Any], prefix: str) -> Graph:
         filled = copy.deepcopy(graph)
         for slot, target in [*self.targets.items(), *self.also]:
-            filled[target.node]["inputs"][target.input] = values[slot]
+            if slot in values:  # a job without a picture keeps the graph's own LoadImage file
+                filled[target.node]["inputs"][target.input] = values[slot]
         for node_id in self.outputs:
             filled[node_id]["inputs"]["filename_prefix"] = prefix
         return filled
@@ -235,7 +249,7 @@ def _auto(graph: Graph) -> dict[str, Target | str | None]:
     if len(samplers) != 1:
         listed = ", ".join(samplers or SAMPLERS)
         why = f"several samplers ({listed})" if samplers else f"no sampler ({listed})"
-        return dict.fromkeys(SLOTS, why)
+        return {**dict.fromkeys(SLOTS, why), "image": _picture_input(graph)}
     sampler = samplers[0]
     inputs = graph[sampler]["inputs"]
     positive, negative_link, has_negative = _conditioning(graph, inputs)
@@ -250,9 +264,18 @@ def _auto(graph: Graph) -> dict[str, Target | str | None]:
         "negative": negative,
         "seed": _seed(graph, sampler),
     }
+    found["image"] = _picture_input(graph)
     latent = _link(inputs.get("latent_image"))
     if latent in graph and {"width", "height"} <= set(graph[latent]["inputs"]):
         found["width"], found["height"] = Target(latent, "width"), Target(latent, "height")
     else:
         found["width"] = found["height"] = None
     return found
+
+
+def _picture_input(graph: Graph) -> Target | str | None:
+    """The one `LoadImage` node's file name input; None: the graph takes no picture."""
+    loaders = [nid for nid, node in graph.items() if node["class_type"] == "LoadImage"]
+    if len(loaders) > 1:
+        return f"several LoadImage nodes ({', '.join(loaders)})"
+    return Target(loaders[0], "image") if loaders else None

@@ -28,6 +28,7 @@ from wfbatch.providers.errors import OutOfCredits, Permanent, ProviderError, Tra
 from wfbatch.providers.fal import request
 from wfbatch.providers.fal.prices import table_price
 from wfbatch.providers.fal.settings import FalSettings
+from wfbatch.providers.fal.storage import FalStorage
 from wfbatch.providers.http import HttpAnswer
 from wfbatch.providers.http.classify import MESSAGE_LIMIT
 from wfbatch.providers.http.download import fetch_image
@@ -113,11 +114,19 @@ class FalProvider(HttpProvider[FalSettings]):
 
     async def submit(self, spec: JobSpec, idempotency_key: str) -> Submitted | Finished:
         endpoint = request.endpoint_of(spec, self._settings.model)
+        body = request.model_input(spec)
+        if spec.inputs or spec.strength is not None:
+            storage_url = self._settings.storage_url
+            storage = FalStorage(
+                self._http, storage_url, self._authorization, self.upload_memo, self.upload_locks
+            )
+            # Params come last in the model input and win: they may rename a picture's field.
+            body = {**body, **await storage.input_fields(spec), **spec.params}
         answer = await self._api(
             RequestKind.START,
             "POST",
             f"{self._base}/{quote(endpoint, safe='/')}",
-            json=request.model_input(spec),
+            json=body,
         )
         body = answer.json_object()
         request_id = body.get("request_id")

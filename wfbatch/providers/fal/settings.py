@@ -14,6 +14,9 @@ class FalSettings(ProviderLimits):
     api_key: SecretStr | None = None
     base_url: str = "https://queue.fal.run"
     model: str = Field(default="fal-ai/flux/schnell", description="endpoint id used when an entry names none")
+    storage_url: str = Field(
+        default="https://rest.fal.ai", description="fal's REST API, where input pictures are uploaded"
+    )
     costs: dict[str, float] = Field(
         default_factory=dict,
         description="US dollars per image by endpoint id ('default' for any): overrides the price table",

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json as jsonlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,6 +89,8 @@ class HttpAnswer:
 
 Classify = Callable[[HttpAnswer], ProviderError | None]
 FormValue = str | tuple[str, bytes, str]
+FormFields = Mapping[str, FormValue] | Sequence[tuple[str, FormValue]]
+"""A multipart form: by name, or as (name, value) pairs where a name repeats (OpenAI's `image[]`)."""
 """A multipart field: text, or a file as (filename, bytes, content type)."""
 """A provider's reading of an error answer's body; None leaves it to the status mapping."""
 
@@ -147,20 +149,21 @@ class HttpLayer:
         check: bool = True,
         decode: bool = True,
         priority: float = 0.0,
-        form: Mapping[str, FormValue] | None = None,
+        form: FormFields | None = None,
         params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
     ) -> HttpAnswer:
         """One request. `kind=None` bypasses the gate (CDN downloads are not API requests). With
         `check`, a non-2xx answer raises its typed error; `decode` parses the body as JSON.
         `priority` orders requests waiting at the gate (polls: how long the execution has run).
         `form` is sent as multipart/form-data (httpx writes the boundary): a text field, or a file as
-        (filename, bytes, content type); `params` is the query."""
+        (filename, bytes, content type); `params` is the query; `content` a raw body (an upload)."""
         what = self.scrub(f"{method} {urlsplit(url).path or url}")
         if kind is not None:
             await self._gate.acquire(kind, priority)
         try:
-            response, content = await self._exchange(
-                method, url, what, json=json, headers=headers, form=form, params=params
+            response, received = await self._exchange(
+                method, url, what, json=json, headers=headers, form=form, params=params, content=content
             )
         except ProviderError as failure:
             failure.start_not_sent = kind is RequestKind.START and failure.connection_failed
@@ -171,8 +174,8 @@ class HttpLayer:
         request_id = response.headers.get(self._request_id_header)
         if request_id is not None:
             request_id = self.scrub(request_id)[:REQUEST_ID_LIMIT]
-        body = self._decode(content) if decode or not 200 <= response.status_code < 300 else None
-        answer = HttpAnswer(response.status_code, response.headers, content, body, request_id, what)
+        body = self._decode(received) if decode or not 200 <= response.status_code < 300 else None
+        answer = HttpAnswer(response.status_code, response.headers, received, body, request_id, what)
         if check and not 200 <= answer.status < 300:
             raise self.error(answer)
         return answer
@@ -285,21 +288,23 @@ class HttpLayer:
         *,
         json: Any,
         headers: Mapping[str, str] | None,
-        form: Mapping[str, FormValue] | None = None,
+        form: FormFields | None = None,
         params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
     ) -> tuple[httpx.Response, bytes]:
         deadline = self.limits.request_deadline
         # Every field as a (None, value) file part: multipart/form-data even without a file, which is
         # what Stability requires (httpx would send plain `data` url-encoded).
+        pairs = (form.items() if isinstance(form, Mapping) else form) if form is not None else None
         files = (
-            {name: value if isinstance(value, tuple) else (None, value) for name, value in form.items()}
-            if form is not None
+            [(name, value if isinstance(value, tuple) else (None, value)) for name, value in pairs]
+            if pairs is not None
             else None
         )
         try:
             async with asyncio.timeout(deadline):
                 async with self._client.stream(
-                    method, url, json=json, headers=headers, files=files, params=params
+                    method, url, json=json, headers=headers, files=files, params=params, content=content
                 ) as response:
                     return response, await self._read_capped(response, what)
         except TimeoutError as exc:

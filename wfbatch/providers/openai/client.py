@@ -1,5 +1,6 @@
-"""OpenAI Images (providers.md §5): one synchronous `POST /images/generations` per job; the answer
-carries the image (base64), so `submit` returns `Finished` with its bytes.
+"""OpenAI Images (providers.md §5): one synchronous `POST /images/generations` per job (or, for a
+job with pictures in or a final refined from its draft, a multipart `POST /images/edits`, §12.1);
+the answer carries the image (base64), so `submit` returns `Finished` with its bytes.
 
 Errors are read from the envelope's `code`, then `type`, never from the message (§5.3): a safety
 refusal is final for the prompt; `insufficient_quota` (429) and `billing_hard_limit_reached` (400)
@@ -31,9 +32,11 @@ from wfbatch.providers.base import (
 )
 from wfbatch.providers.errors import Permanent, ProviderError, Transient
 from wfbatch.providers.http import HttpAnswer
+from wfbatch.providers.http.layer import FormValue
 from wfbatch.providers.http.provider import HttpProvider, HttpStyle, ProviderConfigError
+from wfbatch.providers.inputs import file_name, input_bytes
 from wfbatch.providers.media import sniff_image
-from wfbatch.providers.openai import request
+from wfbatch.providers.openai import edits, request
 from wfbatch.providers.openai.batch import OpenAIBatchApi
 from wfbatch.providers.openai.errors import classify_body
 from wfbatch.providers.openai.headers import openai_dialect
@@ -80,14 +83,35 @@ class OpenAIProvider(HttpProvider[OpenAISettings]):
         refused = request.problems(spec, model)
         if refused:
             raise Permanent(f"openai: {'; '.join(refused)}")
-        answer = await self._http.send(
-            RequestKind.START,
-            "POST",
-            f"{self._base}/images/generations",
-            json=request.generation_body(spec, model),
-            headers={"Authorization": self._authorization, "Accept": "application/json"},
-        )
+        headers = {"Authorization": self._authorization, "Accept": "application/json"}
+        if edits.is_edit(spec):
+            answer = await self._http.send(
+                RequestKind.START, "POST", f"{self._base}/images/edits", form=self._edit_form(spec, model),
+                headers=headers,
+            )
+        else:
+            answer = await self._http.send(
+                RequestKind.START,
+                "POST",
+                f"{self._base}/images/generations",
+                json=request.generation_body(spec, model),
+                headers=headers,
+            )
         return self.finished(spec, model, answer.json_object(), answer.status, answer.request_id)
+
+    def _edit_form(self, spec: JobSpec, model: str) -> list[tuple[str, FormValue]]:
+        """The multipart edit (`edits`): its text fields, then each picture's bytes (checked
+        against the hash taken when the prompt file was accepted)."""
+        body = request.generation_body(spec, model)
+        form: list[tuple[str, FormValue]] = list(edits.edit_fields(body, spec))
+        pictures = [item for item in spec.inputs if item.role in ("image", "images")]
+        name = "image" if len(pictures) == 1 else "image[]"
+        for item in pictures:
+            form.append((name, (file_name(item), input_bytes(item), item.media_type or "image/png")))
+        mask = spec.input_of("mask")
+        if mask is not None:
+            form.append(("mask", (file_name(mask), input_bytes(mask), "image/png")))
+        return form
 
     async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
         raise Permanent("openai images are synchronous: there is nothing to poll")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from wfbatch.core.models import ImageFormat, JobSpec
-from wfbatch.providers.openai.rules import MODELS, prompt_problem, validate_openai_entry
+from wfbatch.providers.openai.edits import validate_edit
+from wfbatch.providers.openai.rules import MODELS, prompt_problem
 
 _COMPRESSIBLE = (ImageFormat.JPEG, ImageFormat.WEBP)
 
@@ -23,7 +24,7 @@ def model_of(spec: JobSpec, default_model: str) -> str:
 def problems(spec: JobSpec, model: str) -> list[str]:
     """What OpenAI would refuse (checked at parse time too; checked again so a job that got past an
     older check never costs a 400)."""
-    found = validate_openai_entry(model, spec.width, spec.height, spec.format.value, spec.params)
+    found = validate_edit(spec, model)
     too_long = prompt_problem(model, spec.prompt)
     return found + ([too_long] if too_long else [])
 
@@ -54,4 +55,6 @@ def ignored_fields(spec: JobSpec) -> list[str]:
     ignored = ["seed"]
     if spec.negative_prompt:
         ignored.append("negative_prompt")
+    if spec.strength is not None:
+        ignored.append("strength")
     return ignored

@@ -1,12 +1,14 @@
-"""OpenAI's parse-time check of a job (the registry's `validator`): sizes, params, prompt length."""
+"""OpenAI's parse-time check of a job (the registry's `validator`): sizes, params, prompt length,
+and an edit's pictures (`edits`)."""
 
 from __future__ import annotations
 
 from wfbatch.core.models import JobSpec
-from wfbatch.providers.openai.rules import prompt_problem, validate_openai_entry
+from wfbatch.providers.openai.edits import validate_edit
+from wfbatch.providers.openai.rules import DEFAULT_MODEL, prompt_problem
 
 
 def spec_problems(spec: JobSpec) -> list[str]:
-    problems = validate_openai_entry(spec.model, spec.width, spec.height, spec.format.value, spec.params)
+    problems = validate_edit(spec, spec.model or DEFAULT_MODEL)
     too_long = prompt_problem(spec.model, spec.prompt)
     return problems + ([too_long] if too_long else [])

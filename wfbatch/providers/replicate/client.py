@@ -34,6 +34,7 @@ from wfbatch.providers.http.classify import error_message
 from wfbatch.providers.http.download import fetch_image
 from wfbatch.providers.http.provider import HttpProvider, HttpStyle, ProviderConfigError
 from wfbatch.providers.replicate import request
+from wfbatch.providers.replicate.files import ReplicateFiles
 from wfbatch.providers.replicate.headers import replicate_dialect
 from wfbatch.providers.replicate.prices import table_price
 from wfbatch.providers.replicate.rules import model_of
@@ -105,6 +106,12 @@ class ReplicateProvider(HttpProvider[ReplicateSettings]):
         model = model_of(spec.model, self._settings.model)
         url, body = request.create_target(model, self._base)
         body["input"] = request.model_input(spec, self._settings.model, self._settings.size_mode)
+        if spec.inputs or spec.strength is not None:
+            files = ReplicateFiles(
+                self._http, self._base, self._authorization, self.upload_memo, self.upload_locks
+            )
+            # Params come last in the input and win: they may rename a picture's field.
+            body["input"] = {**body["input"], **await files.input_fields(spec), **spec.params}
         headers = {} if self._settings.wait is None else {"Prefer": f"wait={self._settings.wait}"}
         answer = await self._api(RequestKind.START, "POST", url, json=body, headers=headers)
         prediction = answer.json_object()

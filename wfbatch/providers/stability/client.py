@@ -1,6 +1,9 @@
-"""Stability AI v2beta (providers.md §4): one synchronous multipart `POST
+"""Stability AI v2beta (providers.md §4, §12.2): one synchronous multipart `POST
 /v2beta/stable-image/generate/{ultra|core|sd3}` per job, `accept: image/*`; the answer's body is the
-image, so `submit` returns `Finished` with its bytes (the engine writes them to cache/ first).
+image, so `submit` returns `Finished` with its bytes (the engine writes them to cache/ first). A job
+with an input picture goes to image-to-image (`generate/ultra|sd3` with `image` and `strength`) or,
+as an upscale, to `upscale/fast|conservative` (synchronous too) or `upscale/creative`, which answers
+an id: `poll` fetches `GET /v2beta/results/{id}` (202 running, 200 the image).
 
 Outcomes, by the error's `name` (never its text):
 - `content_moderation` (403) — refused and not charged: final for the prompt;
@@ -45,11 +48,12 @@ from wfbatch.providers.errors import (
 from wfbatch.providers.http import HttpAnswer
 from wfbatch.providers.http import headers as hdr
 from wfbatch.providers.http.classify import error_message
+from wfbatch.providers.http.layer import FormValue
 from wfbatch.providers.http.provider import HttpProvider, ProviderConfigError
+from wfbatch.providers.inputs import file_name, input_bytes
 from wfbatch.providers.media import is_whole_image, sniff_image
 from wfbatch.providers.stability import request
 from wfbatch.providers.stability.prices import table_credits
-from wfbatch.providers.stability.rules import endpoint_of
 from wfbatch.providers.stability.settings import StabilitySettings
 
 FILTERED = "CONTENT_FILTERED"
@@ -98,19 +102,52 @@ class StabilityProvider(HttpProvider[StabilitySettings]):
         refused = request.problems(spec, model)
         if refused:
             raise Permanent(f"stability: {'; '.join(refused)}")
+        form: dict[str, FormValue] = dict(request.form_fields(spec, model))
+        image = spec.input_of("image")
+        if image is not None:
+            form["image"] = (file_name(image), input_bytes(image), image.media_type or "image/png")
         self._obey_lockout()
+        path = request.path_of(spec, model)
+        asynchronous = path == "upscale/creative"
         answer = await self._http.send(
             RequestKind.START,
             "POST",
-            f"{self._base}/v2beta/stable-image/generate/{endpoint_of(model)}",
-            form=request.form_fields(spec, model),
-            headers={"Authorization": self._authorization, "Accept": "image/*"},
-            decode=False,
+            f"{self._base}/v2beta/stable-image/{path}",
+            form=form,
+            headers={
+                "Authorization": self._authorization,
+                "Accept": "application/json" if asynchronous else "image/*",
+            },
+            decode=asynchronous,
         )
+        if asynchronous:
+            # Creative upscale answers `{"id"}` and is fetched from /v2beta/results/{id} (§12.2).
+            remote_id = answer.json_object().get("id")
+            if not isinstance(remote_id, str) or not remote_id:
+                raise Transient("stability: the creative upscale's answer has no id", status=answer.status)
+            handle = {"id": remote_id, "model": model, "price": request.price_key(spec, model)}
+            return Submitted(remote_id, handle, answer.status, answer.request_id)
         return self._finished(spec, model, answer)
 
     async def poll(self, handle: RemoteHandle, *, priority: float = 0.0) -> Pending | Finished:
-        raise Permanent("stability is synchronous: there is nothing to poll")
+        """A creative upscale's result: `202` still running, `200` the image (§12.2)."""
+        remote_id = handle.get("id")
+        if not isinstance(remote_id, str):
+            raise Permanent("stability: only a creative upscale has anything to poll")
+        self._obey_lockout()
+        answer = await self._http.send(
+            RequestKind.POLL,
+            "GET",
+            f"{self._base}/v2beta/results/{remote_id}",
+            headers={"Authorization": self._authorization, "Accept": "image/*"},
+            decode=False,
+            priority=priority,
+        )
+        if answer.status == 202:
+            return Pending(remote_id, "IN_PROGRESS", answer.status, answer.request_id)
+        price = handle.get("price")
+        credits = self._price(price) if isinstance(price, str) else None
+        return self._finished_image(answer, str(handle.get("model") or ""), {}, credits, remote_id)
 
     async def download(self, finished: Finished) -> list[Image]:
         if finished.images:
@@ -131,7 +168,7 @@ class StabilityProvider(HttpProvider[StabilitySettings]):
         return None
 
     async def estimate(self, spec: JobSpec) -> float | None:
-        return self._price(request.model_of(spec, self._settings.model))
+        return self._price(request.price_key(spec, request.model_of(spec, self._settings.model)))
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -184,6 +221,25 @@ class StabilityProvider(HttpProvider[StabilitySettings]):
         return None
 
     def _finished(self, spec: JobSpec, model: str, answer: HttpAnswer) -> Finished:
+        form = request.form_fields(spec, model)
+        asked = {
+            "model": model if not request.is_upscale(spec) else None,
+            "endpoint": request.path_of(spec, model),
+            "aspect_ratio": form.get("aspect_ratio"),
+            "output_format": form["output_format"],
+            "strength": form.get("strength"),
+        }
+        credits = self._price(request.price_key(spec, model))
+        return self._finished_image(answer, model, asked, credits, None)
+
+    def _finished_image(
+        self,
+        answer: HttpAnswer,
+        model: str,
+        asked: dict[str, Any],
+        credits: float | None,
+        remote_id: str | None,
+    ) -> Finished:
         data, reason, seed = self._image_of(answer)
         media_type = sniff_image(data)
         if media_type is None or not is_whole_image(data):
@@ -192,17 +248,9 @@ class StabilityProvider(HttpProvider[StabilitySettings]):
                 status=answer.status,
                 request_id=answer.request_id,
             )
-        form = request.form_fields(spec, model)
-        metadata: dict[str, Any] = {
-            "model": model,
-            "aspect_ratio": form.get("aspect_ratio"),
-            "output_format": form["output_format"],
-            "finish_reason": reason,
-            "seed": seed,
-        }
+        metadata: dict[str, Any] = {**asked, "finish_reason": reason, "seed": seed}
         metadata = {k: v for k, v in metadata.items() if v is not None}
         image = Image(data=data, media_type=media_type, metadata=metadata)
-        credits = self._price(model)
         if reason == FILTERED:
             raise PaidRejection(
                 "stability: the image was blurred by the content filter (finish-reason CONTENT_FILTERED);"
@@ -213,7 +261,7 @@ class StabilityProvider(HttpProvider[StabilitySettings]):
                 request_id=answer.request_id,
             )
         return Finished(
-            remote_id=None,
+            remote_id=remote_id,
             images=(image,),
             credits_used=credits,
             http_status=answer.status,

@@ -15,6 +15,10 @@ CREDITS: dict[str, float] = {
     "sd3.5-large": 6.5,
     "sd3.5-large-turbo": 4.0,
     "sd3.5-medium": 3.5,
+    # The upscalers (providers.md §12.2, "doc" via the v2beta OpenAPI copy): priced per request.
+    "upscale-fast": 2.0,
+    "upscale-conservative": 40.0,
+    "upscale-creative": 60.0,
 }
 
 

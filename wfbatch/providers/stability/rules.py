@@ -58,7 +58,10 @@ OUTPUT_FORMATS = ("png", "jpeg", "webp")
 SD3_OUTPUT_FORMATS = ("png", "jpeg")
 MAX_SEED = 4_294_967_294
 MAX_PROMPT = 10_000
-PARAMS = ("fit", "aspect_ratio", "style_preset", "output_format", "negative_prompt", "cfg_scale")
+PARAMS = (
+    "fit", "aspect_ratio", "style_preset", "output_format", "negative_prompt", "cfg_scale",
+    "upscaler", "creativity",
+)
 FIT_CHOICES = ("aspect_ratio",)
 
 
@@ -133,9 +136,18 @@ def output_format_for(model: str, fmt: str, params: Mapping[str, Any]) -> tuple[
 
 
 def validate_stability_entry(
-    model: str, width: int, height: int, fmt: str, seed: int | None, prompt: str, params: Mapping[str, Any]
+    model: str,
+    width: int,
+    height: int,
+    fmt: str,
+    seed: int | None,
+    prompt: str,
+    params: Mapping[str, Any],
+    *,
+    sized_by_input: bool = False,
 ) -> list[str]:
-    """Every reason Stability would refuse this entry (empty = fine)."""
+    """Every reason Stability would refuse this entry (empty = fine). `sized_by_input`: the picture
+    takes its shape from an input (image-to-image, upscale), so no aspect ratio is asked for."""
     problems: list[str] = []
     bad_model = model_problem(model)
     if bad_model:
@@ -145,7 +157,7 @@ def validate_stability_entry(
         problems.append(f"Stability does not take params {', '.join(unknown)}; it takes {', '.join(PARAMS)}")
     if params.get("fit") is not None and params.get("fit") not in FIT_CHOICES:
         problems.append(f'params.fit {params.get("fit")!r}: the only choice is "aspect_ratio"')
-    _, ratio_problem = aspect_ratio_for(width, height, params)
+    _, ratio_problem = (None, None) if sized_by_input else aspect_ratio_for(width, height, params)
     if ratio_problem:
         problems.append(ratio_problem)
     _, format_problem = output_format_for(model, fmt, params)

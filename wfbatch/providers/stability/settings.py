@@ -29,6 +29,9 @@ class StabilitySettings(ProviderLimits):
         description="credits per image by model name ('default' for any): overrides the built-in table",
     )
     request_deadline: float = Field(default=180.0, gt=0, description="Ultra can take a while")
+    # Only a creative upscale is polled: Stability asks for its result at most every 10 s (§12.2).
+    poll_initial: float = Field(default=10.0, gt=0, description="seconds between creative-upscale polls")
+    poll_max: float = Field(default=30.0, gt=0)
 
     def configuration_problems(self) -> list[str]:
         return missing_key(self.api_key, "Stability", "stability")

@@ -1,6 +1,7 @@
 """ComfyUI's raw server routes (providers.md §7): `/prompt`, `/queue`, `/history`, `/view`,
-`/interrupt`, `/system_stats`, each also under `/api`, plus `/_sim/restart` (forget queue and history
-like a real restart) and `/_sim/graphs` (the graph received per prompt_id). No key, no limits.
+`/upload/image` (`uploads`, §12.5), `/interrupt`, `/system_stats`, each also under `/api`, plus
+`/_sim/restart` (forget queue and history like a real restart) and `/_sim/graphs` (the graph
+received per prompt_id). No key, no limits.
 
 `WS /ws?clientId=…` (unless `comfyui_ws` is off, like an old server or a proxy without WebSockets)
 speaks §7.5: `status` on connect, then each prompt's events routed by the client_id it was sent
@@ -25,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from wfbatch.sim.comfyui.options import ComfyUIOptions
 from wfbatch.sim.comfyui.server import ComfyServer, Step, WsEvent, validation_errors
+from wfbatch.sim.comfyui.uploads import upload_handler
 from wfbatch.sim.replies import json_reply
 from wfbatch.sim.state import SimState
 
@@ -120,7 +122,7 @@ def comfyui_routes(state: SimState) -> list[BaseRoute]:
             )
         body = await body_of(request)
         graph = body.get("prompt") if isinstance(body, dict) else None
-        error, node_errors = validation_errors(graph, own.checkpoints)
+        error, node_errors = validation_errors(graph, own.checkpoints, server.inputs)
         if error:
             server.refused += 1
             reply: dict[str, Any] = {"node_errors": node_errors}
@@ -242,6 +244,7 @@ def comfyui_routes(state: SimState) -> list[BaseRoute]:
             Route(f"{prefix}/history/{{prompt_id}}", history_one, methods=["GET"]),
             Route(f"{prefix}/history", history, methods=["GET", "POST"]),
             Route(f"{prefix}/view", view, methods=["GET"]),
+            Route(f"{prefix}/upload/image", upload_handler(server), methods=["POST"]),
             Route(f"{prefix}/interrupt", interrupt, methods=["POST"]),
             Route(f"{prefix}/system_stats", system_stats, methods=["GET"]),
         ]

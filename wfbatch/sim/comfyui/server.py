@@ -33,7 +33,10 @@ KNOWN_NODES = frozenset(
         "CLIPTextEncode",
         "ConditioningCombine",
         "VAEDecode",
+        "VAEEncode",
         "VAELoader",
+        "LoadImage",
+        "ImageScale",
         "LoraLoader",
         "PrimitiveNode",
         *OUTPUT_NODES,
@@ -93,6 +96,10 @@ class ComfyServer:
     """Output folder: file name -> PNG bytes. Survives a restart."""
     graphs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """prompt_id -> the graph last received for it (tests check the prompt and seed reached it)."""
+    inputs: dict[str, bytes] = field(default_factory=dict)
+    """The input folder (`/upload/image`): `subfolder/name` -> bytes. Survives a restart."""
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+    """Every upload: the name stored, the bytes' sha256, whether it was written (`uploads`)."""
     executions_by_prompt_id: Counter[str] = field(default_factory=Counter)
     executions_by_text: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
@@ -282,6 +289,7 @@ class ComfyServer:
                 "interrupted": self.interrupted,
                 "refused": self.refused,
                 "rate_limited": 0,
+                "uploads": list(self.uploads),
             }
 
     def report(self) -> dict[str, Any]:
@@ -338,8 +346,11 @@ def latent_size(graph: dict[str, Any]) -> tuple[int, int]:
     return (width if isinstance(width, int) else 512, height if isinstance(height, int) else 512)
 
 
-def validation_errors(graph: Any, checkpoints: tuple[str, ...]) -> tuple[dict[str, str], dict[str, Any]]:
-    """(error, node_errors) as ComfyUI's `validate_prompt` would report them; ({}, {}) if valid."""
+def validation_errors(
+    graph: Any, checkpoints: tuple[str, ...], folder: dict[str, bytes] | None = None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """(error, node_errors) as ComfyUI's `validate_prompt` would report them; ({}, {}) if valid.
+    `folder`: the input folder a `LoadImage` reads from."""
     if not isinstance(graph, dict) or not graph:
         return {"type": "no_prompt", "message": "No prompt provided"}, {}
     for node in graph.values():
@@ -352,6 +363,7 @@ def validation_errors(graph: Any, checkpoints: tuple[str, ...]) -> tuple[dict[st
     if not any(node["class_type"] in OUTPUT_NODES for node in graph.values()):
         return {"type": "prompt_no_outputs", "message": "Prompt has no outputs"}, {}
     node_errors: dict[str, Any] = {}
+    inputs_folder = folder or {}
     for node_id, node in graph.items():
         errors = []
         inputs = node.get("inputs", {}) if isinstance(node.get("inputs"), dict) else {}
@@ -366,6 +378,14 @@ def validation_errors(graph: Any, checkpoints: tuple[str, ...]) -> tuple[dict[st
                     "type": "value_not_in_list",
                     "message": "Value not in list",
                     "details": f"ckpt_name: '{inputs.get('ckpt_name')}' not in {list(checkpoints)}",
+                }
+            )
+        if node["class_type"] == "LoadImage" and not _loadable(inputs.get("image"), inputs_folder):
+            errors.append(
+                {
+                    "type": "custom_validation_failed",
+                    "message": "Custom validation failed for node",
+                    "details": f"image - Invalid image file: {inputs.get('image')}",
                 }
             )
         if node["class_type"] == "EmptyLatentImage":
@@ -391,3 +411,20 @@ def validation_errors(graph: Any, checkpoints: tuple[str, ...]) -> tuple[dict[st
             "message": "Prompt outputs failed validation",
         }, node_errors
     return {}, {}
+
+
+def _loadable(name: Any, folder: dict[str, bytes]) -> bool:
+    """A `LoadImage` name the input folder has (` [input]` may be said; other folders are not kept)."""
+    if not isinstance(name, str):
+        return False
+    return name.removesuffix(" [input]") in folder
+
+
+def loaded_images(graph: dict[str, Any], folder: dict[str, bytes]) -> list[bytes]:
+    """The pictures a graph's `LoadImage` nodes read (for rendering from them)."""
+    found = []
+    for node in graph.values():
+        name = node.get("inputs", {}).get("image") if node.get("class_type") == "LoadImage" else None
+        if isinstance(name, str) and name.removesuffix(" [input]") in folder:
+            found.append(folder[name.removesuffix(" [input]")])
+    return found

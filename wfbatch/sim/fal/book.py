@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfbatch.sim.fal.options import FalOptions
+from wfbatch.sim.fal.storage import FalStorage
 from wfbatch.sim.limits import RetryAfterBook, SlidingWindow, WindowVerdict
 from wfbatch.sim.options import SimOptions
 from wfbatch.sim.state import Clock
@@ -79,6 +80,7 @@ class FalBook:
         self.canceled = 0
         self.peak_in_progress = 0
         self.max_in_queue = 0
+        self.storage = FalStorage()
 
     # -- arrival -----------------------------------------------------------------------------
 
@@ -230,6 +232,8 @@ class FalBook:
                 "peak_in_progress": self.peak_in_progress,
                 "max_in_queue": self.max_in_queue,
                 "credit_left": self.credit_left,
+                "uploads": list(self.storage.uploads),
+                "received_images": list(self.storage.received),
             }
 
     def report(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 `GET …/requests/{id}/status` reports IN_QUEUE (with `queue_position`), IN_PROGRESS or COMPLETED
 (which may carry `error` / `error_type`); `GET …/requests/{id}` is the result (422
 `content_policy_violation` for a refused prompt); `PUT …/requests/{id}/cancel`. Images are served
-from `/_sim/fal-files/…` (fal's CDN). Every answer carries `x-fal-request-id`.
+from `/_sim/fal-files/…` (fal's CDN). Every answer carries `x-fal-request-id`. Input pictures
+(`image_url`...) and the storage upload are `storage`'s.
 
 A submit goes: early-retry bookkeeping → auth → submits/min (429 + Retry-After, when `rpm` is set)
 → injected fault → input validation (422 with a `detail` list) → credit (403 "User is locked") →
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from wfbatch.sim.fal.book import FalBook, FalRequest
+from wfbatch.sim.fal.storage import picture_problem, storage_routes
 from wfbatch.sim.faults import drop_connection, truncate
 from wfbatch.sim.images import ImageFormat, render_image
 from wfbatch.sim.replies import json_reply
@@ -97,6 +99,9 @@ class _Queue:
         parsed = _parse_input(body)
         if isinstance(parsed, Response):
             return parsed
+        bad_picture = picture_problem(body, self.book.storage, str(request.base_url).rstrip("/"))
+        if bad_picture is not None:
+            return _invalid(bad_picture[0], bad_picture[1], "image_load_error")
         prompt, seed, size, output_format, num_images = parsed
         item = self.book.submit(
             endpoint=endpoint,
@@ -261,6 +266,7 @@ def _parse_input(body: Any) -> tuple[str, int | None, tuple[int, int], str, int]
 def fal_routes(state: SimState) -> list[Route]:
     queue = _Queue(state)
     return [
+        *storage_routes(queue.book.storage, queue._auth),
         Route(FILES + "/{rid}/{name}", queue.file, methods=["GET"]),
         Route("/{app:path}/requests/{rid}/status", queue.status, methods=["GET"]),
         Route("/{app:path}/requests/{rid}/cancel", queue.cancel, methods=["PUT"]),

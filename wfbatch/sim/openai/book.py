@@ -51,6 +51,7 @@ class OpenAIBook:
         self.moderation_blocked = 0
         self.invalid = 0
         self.early_retries = 0
+        self.received: list[dict[str, Any]] = []
 
     # -- Retry-After windows -----------------------------------------------------------------
 
@@ -151,6 +152,11 @@ class OpenAIBook:
             self.generations += count
             self.generations_by_prompt[prompt] += count
 
+    def received_images(self, seen: list[dict[str, Any]]) -> None:
+        """The pictures of a valid edit (endpoint, field, sha256), in order."""
+        with self._lock:
+            self.received.extend(seen)
+
     def store_file(self, file_id: str, body: bytes, media_type: str, now: float) -> None:
         with self._lock:
             self._files[file_id] = StoredFile(body, media_type, now + self.own.url_ttl)
@@ -173,6 +179,7 @@ class OpenAIBook:
                 "early_retries": self.early_retries,
                 "peak_concurrency": self.peak_concurrency,
                 "quota_left": self.quota_left,
+                "received_images": list(self.received),
             }
 
 

@@ -1,5 +1,6 @@
-"""OpenAI's Images route set (providers.md §5): `POST /v1/images/generations`, synchronous (the
-answer waits out the simulated latency), plus `/_sim/files/{id}` serving dall-e `url` answers.
+"""OpenAI's Images route set (providers.md §5): `POST /v1/images/generations` and the multipart
+`POST /v1/images/edits` (§12.1, read by `edits`), synchronous (the answer waits out the simulated
+latency), plus `/_sim/files/{id}` serving dall-e `url` answers.
 
 The Batch API's routes (files, batches) are in `openai_batch`.
 
@@ -29,6 +30,7 @@ from wfbatch.sim.images import render_image
 from wfbatch.sim.limits import WindowVerdict
 from wfbatch.sim.openai.batch import batch_routes
 from wfbatch.sim.openai.book import OpenAIBook, OpenAIBooks
+from wfbatch.sim.openai.edits import parse_edit
 from wfbatch.sim.openai.models import output_tokens
 from wfbatch.sim.openai.options import OpenAIOptions
 from wfbatch.sim.openai.request import ApiError, Generation, parse_generation
@@ -37,6 +39,7 @@ from wfbatch.sim.state import SimState
 
 API = "/v1"
 ROUTE = "generations"
+EDITS_ROUTE = "edits"
 FILES = "/_sim/files"
 _MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _RATE_MESSAGES = {
@@ -45,6 +48,9 @@ _RATE_MESSAGES = {
     "images": "Rate limit exceeded for images per minute in organization org-sim: "
     "Limit {limit}, Requested {n}. Please try again in {wait}.",
 }
+
+
+_Reader = Callable[[Request], Awaitable[Generation | ApiError]]
 
 
 def go_duration(seconds: float) -> str:
@@ -82,14 +88,31 @@ class _Images:
     # -- the pipeline ------------------------------------------------------------------------
 
     async def generations(self, request: Request) -> Response:
+        return await self._serve(request, ROUTE, self._read_generation)
+
+    async def edits(self, request: Request) -> Response:
+        """`POST /v1/images/edits` (multipart, §12.1): the same pipeline, another reader."""
+        return await self._serve(request, EDITS_ROUTE, self._read_edit)
+
+    async def _read_generation(self, request: Request) -> Generation | ApiError:
+        return parse_generation(await request.body())
+
+    async def _read_edit(self, request: Request) -> Generation | ApiError:
+        edit = parse_edit(request.headers.get("content-type", ""), await request.body())
+        if isinstance(edit, ApiError):
+            return edit
+        self.book.received_images(edit.received)
+        return edit.generation
+
+    async def _serve(self, request: Request, route: str, read: _Reader) -> Response:
         started = time.monotonic()
         st = self.state
-        st.count_request(ROUTE)
+        st.count_request(route)
         now = st.clock()
         self.book.arrive(now)
         self.book.begin()
         try:
-            reply = await self._answer(request, now)
+            reply = await self._answer(request, now, read)
         finally:
             self.book.end()
         reply.headers.update(self._limit_headers(st.clock()))
@@ -97,7 +120,7 @@ class _Images:
         reply.headers["openai-version"] = "2020-10-01"
         return reply
 
-    async def _answer(self, request: Request, now: float) -> Response:
+    async def _answer(self, request: Request, now: float, read: _Reader) -> Response:
         st, book = self.state, self.book
         problem = self._auth_error(request.headers.get("authorization"))
         if problem is not None:
@@ -115,7 +138,7 @@ class _Images:
             st.record_fault(fault)
             await asyncio.sleep(st.options.slow_seconds)
             now = st.clock()
-        generation = parse_generation(await request.body())
+        generation = await read(request)
         if isinstance(generation, ApiError):
             book.count_invalid()
             return _error(generation)
@@ -327,6 +350,7 @@ def openai_routes(state: SimState) -> list[Route]:
     images = _Images(state)
     return [
         Route(f"{API}/images/generations", images.generations, methods=["POST"]),
+        Route(f"{API}/images/edits", images.edits, methods=["POST"]),
         Route(FILES + "/{file_id}", _files(state), methods=["GET"]),
         *batch_routes(state, images.auth_error, images_body),
     ]

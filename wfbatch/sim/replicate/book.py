@@ -17,6 +17,7 @@ from typing import Any
 
 from wfbatch.sim.limits import RetryAfterBook, SlidingWindow, WindowVerdict
 from wfbatch.sim.options import SimOptions
+from wfbatch.sim.replicate.files import ReplicateFiles
 from wfbatch.sim.replicate.options import ReplicateOptions
 from wfbatch.sim.state import Clock
 
@@ -61,6 +62,7 @@ class ReplicateBook:
         """Prediction ids, oldest first (the list answers newest first)."""
         self.executions_by_prompt: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
+        self.files = ReplicateFiles()
 
     def arrive(self, now: float) -> None:
         with self._lock:
@@ -197,6 +199,8 @@ class ReplicateBook:
                 "expired_downloads": self.counts["expired_downloads"],
                 "list_pages": self.counts["list_pages"],
                 "credit_left": self.credit_left,
+                "uploads": list(self.files.uploads),
+                "received_images": list(self.files.received),
             }
 
     def report(self) -> dict[str, Any]:

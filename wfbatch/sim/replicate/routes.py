@@ -26,6 +26,7 @@ from starlette.routing import Route
 from wfbatch.sim.faults import drop_connection, truncate
 from wfbatch.sim.images import ImageFormat, render_image
 from wfbatch.sim.replicate.book import Prediction, ReplicateBook
+from wfbatch.sim.replicate.files import file_routes, picture_problem
 from wfbatch.sim.replicate.options import ReplicateOptions
 from wfbatch.sim.state import SimState
 
@@ -198,6 +199,10 @@ class _Predictions:
         parsed = _parse_input(model, data.get("input"))
         if isinstance(parsed, Response):
             return parsed
+        root = f"{str(request.base_url).rstrip('/')}{API}"
+        bad_picture = picture_problem(parsed[0], book.files, root)
+        if bad_picture is not None:
+            return problem(422, "Input validation failed", bad_picture)
         model_input, size, output_format, outputs = parsed
         prediction = book.create(
             model=model,
@@ -308,6 +313,7 @@ def _prefer_wait(header: str | None) -> int | None:
 def replicate_routes(state: SimState) -> list[Route]:
     predictions = _Predictions(state)
     return [
+        *file_routes(predictions.book.files, predictions._auth, state.clock, API),
         Route(f"{API}/models/{{owner}}/{{name}}/predictions", predictions.create_for_model, methods=["POST"]),
         Route(f"{API}/predictions", predictions.create, methods=["POST"]),
         Route(f"{API}/predictions", predictions.list, methods=["GET"]),

@@ -3,6 +3,7 @@ window and lockout, and what was generated (and so paid). No I/O; thread-safe li
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 from collections import Counter
@@ -37,6 +38,10 @@ class StabilityBook:
         self.invalid = 0
         self.forms: list[dict[str, str]] = []
         """Every valid form received, in order (tests check what reached the server)."""
+        self.received: list[dict[str, Any]] = []
+        """Every image part of a valid request: endpoint, field, sha256, bytes (in order)."""
+        self.upscales: Counter[str] = Counter()
+        self._results: dict[str, tuple[str, float, bytes, str]] = {}
 
     def admit(self, now: float) -> bool:
         """False = 429: locked out, or this request broke the window (which starts a lockout)."""
@@ -68,6 +73,32 @@ class StabilityBook:
             self.generations += 1
             self.generations_by_prompt[prompt] += 1
 
+    def received_files(self, endpoint: str, files: dict[str, bytes]) -> None:
+        with self._lock:
+            for name, data in files.items():
+                digest = hashlib.sha256(data).hexdigest()
+                seen = {"endpoint": endpoint, "field": name, "sha256": digest, "bytes": len(data)}
+                self.received.append(seen)
+
+    def upscaled(self, kind: str) -> None:
+        with self._lock:
+            self.upscales[kind] += 1
+
+    def start_result(self, result_id: str, key: str, ready_at: float, data: bytes, media_type: str) -> None:
+        """A creative upscale, fetched from /v2beta/results/{id} by the key that started it."""
+        with self._lock:
+            self._results[result_id] = (key, ready_at, data, media_type)
+
+    def result(self, result_id: str, key: str, now: float) -> tuple[bytes, str] | str | None:
+        """The image, "running", or None (no such id for this key)."""
+        with self._lock:
+            found = self._results.get(result_id)
+            if found is None or found[0] != key:
+                return None
+            if now < found[1]:
+                return "running"
+            return found[2], found[3]
+
     def latency(self) -> float:
         with self._lock:
             return self._latency_rng.uniform(*self.options.latency)
@@ -92,6 +123,8 @@ class StabilityBook:
                 "filtered": self.filtered,
                 "payment_refused": self.payment_refused,
                 "invalid": self.invalid,
+                "received_images": list(self.received),
+                "upscales": dict(self.upscales),
             }
 
     def report(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Stability AI's v2beta route set (providers.md §4): `POST /v2beta/stable-image/generate/{ultra|core|
-sd3}` (multipart in, image bytes out, synchronous) and `GET /v1/user/balance`.
+sd3}` (multipart in, image bytes out, synchronous; with an `image` part: image-to-image, §12.2),
+the upscalers and their results (`images_in`) and `GET /v1/user/balance`.
 
 One request goes: lockout → 150 requests / 10 s window → auth → multipart validation → moderation
 (`moderation_marker`: 403 `content_moderation`, not charged) → credits (402 `payment_required`) →
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.parser
-import email.policy
 import io
 import uuid
 
@@ -26,6 +25,13 @@ from starlette.routing import Route
 from wfbatch.sim.images import render_image
 from wfbatch.sim.replies import json_reply
 from wfbatch.sim.stability.book import StabilityBook
+from wfbatch.sim.stability.images_in import (
+    MAX_REQUEST_BYTES,
+    image_to_image_problem,
+    parse_form,
+    render_from,
+    upscale_routes,
+)
 from wfbatch.sim.stability.options import StabilityOptions
 from wfbatch.sim.state import SimState
 
@@ -81,19 +87,8 @@ def _error(status: int, name: str, *errors: str) -> Response:
 
 def parse_multipart(content_type: str, body: bytes) -> dict[str, str] | None:
     """The form's text fields; None when the body is not multipart/form-data."""
-    if not content_type.lower().startswith("multipart/form-data"):
-        return None
-    parser = email.parser.BytesParser(policy=email.policy.HTTP)
-    message = parser.parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
-    if not message.is_multipart():
-        return None
-    fields: dict[str, str] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if isinstance(name, str) and isinstance(payload, bytes):
-            fields[name] = payload.decode("utf-8", "replace")
-    return fields
+    form = parse_form(content_type, body)
+    return None if form is None else form[0]
 
 
 def validate(endpoint: str, fields: dict[str, str]) -> str | None:
@@ -155,11 +150,16 @@ def stability_routes(state: SimState) -> list[Route]:
         if not (accept.startswith("image/") or accept.startswith("application/json")):
             book.invalid += 1
             return _error(400, "invalid_accept_header", "accept: must be image/* or application/json")
-        fields = parse_multipart(request.headers.get("content-type", ""), await request.body())
-        if fields is None:
+        body = await request.body()
+        if len(body) > MAX_REQUEST_BYTES:
+            book.invalid += 1
+            return _error(413, "payload_too_large", "the request must be at most 10 MiB")
+        form = parse_form(request.headers.get("content-type", ""), body)
+        if form is None:
             book.invalid += 1
             return _error(400, "bad_request", "content-type: must be multipart/form-data")
-        invalid = validate(endpoint, fields)
+        fields, files = form
+        invalid = validate(endpoint, fields) or image_to_image_problem(endpoint, fields, files)
         if invalid is not None:
             book.invalid += 1
             return _error(400, "invalid_parameters", invalid)
@@ -182,17 +182,21 @@ def stability_routes(state: SimState) -> list[Route]:
                 "https://platform.stability.ai/account/credits and try again.",
             )
         book.forms.append(dict(fields))
+        book.received_files(f"generate/{endpoint}", files)
         await asyncio.sleep(book.latency())
         filtered = own.filter_marker is not None and own.filter_marker in prompt
-        data, media_type = _render(fields, filtered)
+        if "image" in files:
+            data, media_type = render_from(files["image"], fields, filtered)
+        else:
+            data, media_type = _render(fields, filtered)
         book.made(prompt)
         if filtered:
             book.filtered += 1
         reason = "CONTENT_FILTERED" if filtered else "SUCCESS"
         seed = fields.get("seed", "0")
         if accept.startswith("application/json"):
-            body = {"image": base64.b64encode(data).decode(), "finish_reason": reason, "seed": int(seed)}
-            return json_reply(body, 200, {"content-type": f"application/json; type={media_type}"})
+            answer = {"image": base64.b64encode(data).decode(), "finish_reason": reason, "seed": int(seed)}
+            return json_reply(answer, 200, {"content-type": f"application/json; type={media_type}"})
         return Response(data, 200, {"finish-reason": reason, "seed": seed}, media_type=media_type)
 
     async def balance(request: Request) -> Response:
@@ -205,6 +209,7 @@ def stability_routes(state: SimState) -> list[Route]:
 
     return [
         Route("/v2beta/stable-image/generate/{endpoint}", generate, methods=["POST"]),
+        *upscale_routes(state, book, _error),
         Route("/v1/user/balance", balance, methods=["GET"]),
     ]
 

@@ -1,4 +1,5 @@
-"""The detail pane: one job's prompt, parameters, every attempt, and its image."""
+"""The detail pane: one job's prompt, parameters, every attempt, and its image (beside the picture
+it started from, when it had one)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from pathlib import Path
 
 from rich.text import Text
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Static
 
@@ -67,6 +68,9 @@ def describe_job(job: JobDetail) -> Text:
         head.append(f"\nnext attempt at {clock(job.next_attempt_at)}", style="yellow")
     if job.file_path:
         head.append(f"\nfile {job.file_path}", style="dim")
+    for item in job.inputs:
+        head.append(f"\ninput {item.role}  ", style="bold")
+        head.append(f"{item.source}  sha256 {item.sha256[:12]}", style="dim")
     if job.delivery is not None:
         delivery = job.delivery
         held = delivery.state == "held"
@@ -101,14 +105,29 @@ class DetailPane(VerticalScroll):
         self.query_one("#detail-text", Static).update(describe_job(job))
         attempts = Text("attempts\n", style="bold").append_text(attempts_text(job))
         self.query_one("#detail-attempts", Static).update(attempts)
-        if self._picture_of == job.file_path and self.query(".picture, .image-missing"):
+        shown = self._picture_key(job)
+        if self._picture_of == shown and self.query(".picture, .image-missing, .pictures"):
             return
-        self._picture_of = job.file_path
-        await self.query(".picture, .image-missing").remove()
-        if job.file_path:
+        self._picture_of = shown
+        await self.query(".pictures, .picture, .image-missing").remove()
+        first_input = next((item.path for item in job.inputs if item.path and item.role == "image"), None)
+        if job.file_path and first_input:
+            # The picture the job started from beside what it made: was the edit what was asked?
+            pair = Horizontal(
+                image_widget(Path(first_input), graphics=self.graphics),
+                image_widget(Path(job.file_path), graphics=self.graphics),
+                classes="pictures",
+            )
+            await self.mount(pair, before="#detail-attempts")
+        elif job.file_path or first_input:
             # The picture sits between the description and the (possibly long) attempt list.
-            picture = image_widget(Path(job.file_path), graphics=self.graphics)
+            picture = image_widget(Path(job.file_path or first_input or ""), graphics=self.graphics)
             await self.mount(picture, before="#detail-attempts")
+
+    @staticmethod
+    def _picture_key(job: JobDetail) -> str | None:
+        inputs = ",".join(item.path or "" for item in job.inputs)
+        return f"{job.file_path}|{inputs}" if job.file_path or inputs.strip(",") else None
 
     async def watch_note(self, note: str | None) -> None:
         if note is None:
