@@ -254,7 +254,7 @@ async def test_an_account_daily_cap_is_shared_by_its_workflows_and_leaves_other_
     refusals = await asyncio.gather(
         *(
             any_store.ledger.reserve_under_caps(
-                job.id, "b1", "wireflow", 1.0, budget=None, daily_cap=None, day=day,
+                job.id, "b1", "local", 1.0, budget=None, daily_cap=None, day=day,
                 account=account, account_cap=3.0,
             )
             for job, account in zip(jobs, accounts, strict=True)
@@ -266,6 +266,23 @@ async def test_an_account_daily_cap_is_shared_by_its_workflows_and_leaves_other_
     assert {r.cap for r in studio if r is not None} == {"account_daily"}
     assert sum(r is None for r in other) == 3
     assert await any_store.ledger.reserved_total() == 6.0
+
+    # A reservation given back before its start left (the job's own account column never written)
+    # gives the account's day back what it took: another job of that key fits again.
+    given_back = next(
+        job for job, account, r in zip(jobs, accounts, refusals, strict=True)
+        if account.startswith("studio") and r is None
+    )
+    await any_store.ledger.release(given_back.id)
+    refused_before = next(
+        job for job, account, r in zip(jobs, accounts, refusals, strict=True)
+        if account.startswith("studio") and r is not None
+    )
+    again = await any_store.ledger.reserve_under_caps(
+        refused_before.id, "b1", "local", 1.0, budget=None, daily_cap=None, day=day,
+        account="studio/wf_b", account_cap=3.0,
+    )
+    assert again is None
 
 
 async def test_a_charge_is_recorded_once_and_the_reservation_released(any_store: StoreApi) -> None:

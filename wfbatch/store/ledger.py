@@ -33,10 +33,19 @@ async def write_release_and_charge(
     batch_id, provider, reserved = row["batch_id"], row["provider"], row["reserved"]
     day = ledger_day(now)
     if reserved is not None:
+        # The release names the account its reservation named: the job's own column may still be
+        # unset (refused before it started) or name the account of an earlier start that never left,
+        # and an account's daily cap must get back exactly what was taken from it.
+        async with conn.execute(
+            "SELECT account FROM ledger WHERE job_id = ? AND kind = 'reserve' ORDER BY id DESC LIMIT 1",
+            (job_id,),
+        ) as cur:
+            reservation = await cur.fetchone()
+        account = reservation["account"] if reservation is not None else None
         await conn.execute(
-            "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at)"
-            " VALUES (?,?,?,?,'release',?,?)",
-            (job_id, batch_id, provider, day, -reserved, now),
+            "INSERT INTO ledger (job_id, batch_id, provider, day, kind, credits, at, account)"
+            " VALUES (?,?,?,?,'release',?,?,?)",
+            (job_id, batch_id, provider, day, -reserved, now, account),
         )
     if charged:
         await conn.execute(
