@@ -171,11 +171,16 @@ async def test_an_older_schema_waits_for_db_migrate(pg_database: str, tmp_path: 
     import psycopg
 
     await (await open_store(pg_database, tmp_path / "x.db")).close()
-    # Back to version 13: migration 14 (the cap counter rows) undone by hand.
+    # Back to version 13: migration 14 (the cap counter rows) undone by hand,
     async with await psycopg.AsyncConnection.connect(pg_database, autocommit=True) as conn:
         await conn.execute("DROP TRIGGER cap_exposure_book ON ledger")
         await conn.execute("DROP FUNCTION cap_exposure_book()")
         await conn.execute("DROP TABLE cap_exposure")
+        # and migration 15 (the daemons' leases and the jobs' owner stamp)
+        await conn.execute("DROP TRIGGER jobs_notify_queued ON jobs")
+        await conn.execute("DROP FUNCTION jobs_notify_queued()")
+        await conn.execute("DROP TABLE daemons, account_leases")
+        await conn.execute("ALTER TABLE jobs DROP COLUMN owner, DROP COLUMN owner_epoch")
     await _set_version(pg_database, 13)
     with pytest.raises(SchemaTooOld, match=rf"version 13; this wfbatch needs {SCHEMA_VERSION}.*db migrate"):
         await open_store(pg_database, tmp_path / "x.db")

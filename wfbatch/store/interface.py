@@ -33,6 +33,10 @@ from wfbatch.store.rows import (
 class JobsApi(Protocol):
     """Jobs, their state changes and their attempts."""
 
+    def fence(self, owner: str | None) -> None:
+        """Fence the engine's writes about jobs on `owner` and its leases (store/fleet.py)."""
+        ...
+
     async def get_job(self, job_id: int) -> JobRow | None: ...
 
     async def jobs_for_batch(self, batch_id: str) -> list[JobRow]: ...

@@ -28,6 +28,7 @@ from wfbatch.engine.loop import accounts
 from wfbatch.engine.loop.budget import Budget, cost_key
 from wfbatch.engine.loop.cache import ImageCache
 from wfbatch.engine.loop.canceled import CanceledExecutions
+from wfbatch.engine.loop.fleet import Fleet, SoloFleet
 from wfbatch.engine.loop.holds import Holds
 from wfbatch.engine.loop.idle import StopReason, idle_reason
 from wfbatch.engine.loop.limiter import Slot
@@ -62,8 +63,12 @@ class Engine:
         events: EventSink = discard,
         batch_ids: Sequence[str] | None = None,
         rng: random.Random | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.store = store
+        self.fleet: Fleet = fleet or SoloFleet()
+        self._adopt_due = False
+        """Accounts were taken over from a daemon that vanished: adopt their jobs in flight."""
         self.settings = settings
         self.layout = layout
         self.clock = clock or SystemClock()
@@ -103,6 +108,7 @@ class Engine:
             wake=self.wake,
             batch=self._batch,
             progress=self.progress,
+            claim=self.fleet.claim_fields,
         )
         self.runner = JobRunner(services)
         self.background = Background(
@@ -137,6 +143,7 @@ class Engine:
         if released:
             log.info("released %d credit reservations left behind by a crash", released)
         await self.writer.reconcile(self.clock.wall() - RECONCILE_WINDOW)
+        await self.fleet.start(self._accounts_taken, self._wanted_accounts)
         await self._adopt_in_flight()
         # A held delivery is tried once more per start: the bucket may exist by now.
         await self.store.outbox.release_held()
@@ -178,6 +185,7 @@ class Engine:
         await self.progress.aclose()
         await self.writer.flush(force=True)
         await self.pool.aclose()
+        await self.fleet.stop()
 
     def wake(self) -> None:
         self._wake.set()
@@ -234,8 +242,22 @@ class Engine:
         for job in await self.store.jobs.in_flight_jobs():
             if job.id in self._tasks or (self.batch_ids is not None and job.batch_id not in self.batch_ids):
                 continue
+            if not self.fleet.adoptable(job):
+                continue  # another daemon's: it serves that account (store/fleet.py)
             log.info("resuming job %s (%s, remote id %s)", job.id, job.state, job.remote_id)
             self._spawn(job)
+
+    def _accounts_taken(self) -> None:
+        self._adopt_due = True
+        self.wake()
+
+    async def _wanted_accounts(self) -> set[tuple[str, str]]:
+        """The accounts of every provider with queued work: the ones this engine asks to serve."""
+        wanted: set[tuple[str, str]] = set()
+        for name in await self.store.jobs.queued_providers(self.batch_ids):
+            if await self.pool.get(name) is not None:
+                wanted.update((name, account.name) for account in self.pool.accounts(name))
+        return wanted
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -244,6 +266,9 @@ class Engine:
         try:
             while not self._stopping:
                 self._wake.clear()
+                if self._adopt_due and self.storage.problem is None:
+                    self._adopt_due = False
+                    await self._adopt_in_flight()
                 if self.storage.problem is not None:
                     if burst:
                         return StopReason("paused", self.storage.problem)
@@ -296,7 +321,7 @@ class Engine:
         for name in queued:
             if await self.pool.get(name) is None or self.holds.provider(name):
                 continue
-            choices = accounts.startable(self.pool, name)
+            choices = [c for c in accounts.startable(self.pool, name) if self.fleet.holds(name, c.account)]
             free = accounts.total_free(choices)
             if free <= 0:
                 continue
