@@ -9,7 +9,9 @@ every prompt ends done, and the simulator's books show ONE execution per prompt.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -81,3 +83,85 @@ def test_kill_9_of_the_daemon_serving_the_account_hands_its_jobs_to_the_other(pg
         assert final["executions_created"] == total, final
         assert set(final["executions_by_key"].values()) == {1}, final["executions_by_key"]
         assert "adopted" in other.log()
+
+
+def two_account_env(sims: dict[str, RunningSimulator], url: str) -> dict[str, str]:
+    env = {
+        "WFBATCH_PROVIDER": "wireflow",
+        "WFBATCH_WIREFLOW__WORKFLOW_ID": "wf_demo",
+        "WFBATCH_WIREFLOW__PLAN": "enterprise",
+        "WFBATCH_WIREFLOW__MAX_IN_FLIGHT": "3",
+        "WFBATCH_WIREFLOW__POLL_INITIAL": "0.1",
+        "WFBATCH_WIREFLOW__POLL_MAX": "0.3",
+        "WFBATCH_STORE__DATABASE_URL": url,
+        "WFBATCH_STORE__LEASE_TIMEOUT": LEASE_TIMEOUT,
+    }
+    for index, (name, sim) in enumerate(sims.items()):
+        prefix = f"WFBATCH_WIREFLOW__ACCOUNTS__{index}__"
+        env |= {prefix + "NAME": name, prefix + "API_KEY": f"sk-key-{name}"}
+        env[prefix + "BASE_URL"] = sim.base_url
+    return env
+
+
+def batch_exposure(url: str) -> float:
+    """Credits spent or reserved by every daemon, as the shared ledger has them."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT COALESCE(SUM(credits), 0) FROM ledger").fetchone()
+    return float(row[0]) if row else 0.0
+
+
+def test_one_budget_holds_across_two_daemons_on_two_accounts_after_a_kill_too(
+    pg_database: str, tmp_path: Path
+) -> None:
+    budget, total = 30, 40
+    with contextlib.ExitStack() as stack:
+        sims = {
+            name: stack.enter_context(
+                RunningSimulator(fast_options(api_key=f"sk-key-{name}", cost=1, latency=(0.3, 0.6)))
+            )
+            for name in ("a", "b")
+        }
+        first, second = stack.enter_context(two_daemons(two_account_env(sims, pg_database)))
+
+        def executions() -> int:
+            return sum(int(sim.state.stats()["executions_created"]) for sim in sims.values())
+
+        prompts = tmp_path / "forty.jsonl"
+        prompts.write_text(jsonl(*(f"budgeted {i}" for i in range(total))))
+        submitted = first.cli("submit", str(prompts), "--budget", str(budget), "--json")
+        assert submitted.exit_code == 0, submitted.output
+        batch_id = json.loads(submitted.stdout)[0]["batch_id"]
+        # Each daemon serves one account (a fair share of two).
+        def both_serving() -> dict[str, tuple[str, int]] | None:
+            found = lease_holders(pg_database)
+            return found if len({daemon for daemon, _ in found.values()}) == 2 else None
+
+        holders = first.wait_until(
+            both_serving,
+            patience(20),
+            "each daemon serving an account",
+        )
+        first.wait_until(lambda: executions() >= 8, patience(30), "executions on both accounts")
+        by_pid = {first.pid: first, second.pid: second}
+        victim = by_pid[daemon_pid(holders["wireflow/a"][0])]
+        survivor = second if victim is first else first
+        victim.kill()
+
+        def held_by_budget() -> dict[str, Any] | None:
+            batch = next(b for b in survivor.status()["batches"] if b["id"] == batch_id)
+            return batch if "budget reached" in str(batch.get("pause_reason")) else None
+
+        survivor.wait_until(
+            lambda: lease_holders(pg_database)["wireflow/a"][1] == holders["wireflow/a"][1] + 1,
+            patience(30),
+            "the takeover of account a",
+        )
+        survivor.wait_until(held_by_budget, patience(60), "the budget to hold the batch")
+        survivor.wait_for_jobs(lambda jobs: jobs["running"] == 0 and jobs["submitting"] == 0, 30)
+        # Spent or reserved: exactly the budget, never more. A reservation the victim made just
+        # before the kill, for a start it never sent, is given back once older than the lease
+        # timeout: then the budget's last credit goes to an image too.
+        assert batch_exposure(pg_database) == budget
+        survivor.wait_for_jobs(lambda jobs: jobs["done"] == budget, 30)
+        assert executions() == budget
+        assert batch_exposure(pg_database) == budget

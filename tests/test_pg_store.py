@@ -181,6 +181,7 @@ async def test_an_older_schema_waits_for_db_migrate(pg_database: str, tmp_path: 
         await conn.execute("DROP FUNCTION jobs_notify_queued()")
         await conn.execute("DROP TABLE daemons, account_leases")
         await conn.execute("ALTER TABLE jobs DROP COLUMN owner, DROP COLUMN owner_epoch")
+        await conn.execute("DROP INDEX ledger_job")
     await _set_version(pg_database, 13)
     with pytest.raises(SchemaTooOld, match=rf"version 13; this wfbatch needs {SCHEMA_VERSION}.*db migrate"):
         await open_store(pg_database, tmp_path / "x.db")

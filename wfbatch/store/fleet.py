@@ -49,6 +49,15 @@ class Fleet(Protocol):
 
     async def stop(self) -> None: ...
 
+    async def members(self) -> tuple[str | None, list[DaemonRow]]:
+        """(this daemon's id, every daemon registered on the database); (None, []) alone."""
+        ...
+
+    def leaks_before(self, now: float) -> float | None:
+        """Reservations made before this with no execution started are leaked (a crash between the
+        two); None: any such reservation is (one daemon: none of it is being started right now)."""
+        ...
+
 
 @dataclass(frozen=True)
 class DaemonRow:
@@ -167,9 +176,10 @@ class FleetRecords:
         """Stamp the account's jobs in flight (whoever ran them) with the new owner and epoch; how
         many. From now on the previous owner's writes about them match nothing (the fence)."""
         states = ",".join(f"'{s.value}'" for s in ADOPTED_STATES)
+        # And canceled or failed jobs whose execution may still charge: settling them is the owner's.
         return await self._db.write(
             f"UPDATE jobs SET owner = ?, owner_epoch = ? WHERE provider = ? AND account = ?"
-            f" AND state IN ({states})",
+            f" AND (state IN ({states}) OR execution = 'maybe')",
             (me, epoch, provider, account),
         )
 

@@ -244,7 +244,7 @@ class LedgerApi(Protocol):
 
     async def reserved_total(self) -> float: ...
 
-    async def leaked_reservations(self) -> list[int]:
+    async def leaked_reservations(self, reserved_before: float | None = None) -> list[int]:
         """Jobs holding a reservation although no execution of theirs may exist."""
 
     async def cost_lines(self, *, since: str | None = None, until: str | None = None) -> list[CostLine]:

@@ -191,14 +191,24 @@ class SqliteLedger:
         row = await self._db.fetchone("SELECT COALESCE(SUM(reserved), 0) AS c FROM jobs")
         return float(row["c"]) if row else 0.0
 
-    async def leaked_reservations(self) -> list[int]:
+    async def leaked_reservations(self, reserved_before: float | None = None) -> list[int]:
         """Jobs holding a reservation although no execution of theirs may exist (a crash between the
         reservation and the start): the engine releases them at start. A job whose execution may
         exist keeps its reservation whatever its state — canceled and failed ones included — until
-        the provider says it ended: that execution may still charge."""
+        the provider says it ended: that execution may still charge. `reserved_before`: only
+        reservations older than that (several daemons: a younger one is another daemon's start
+        in progress, between its reservation and its move to submitting)."""
+        age, params = "", []
+        if reserved_before is not None:
+            age = (
+                " AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.job_id = jobs.id AND l.kind = 'reserve'"
+                " AND l.at >= ?)"
+            )
+            params.append(reserved_before)
         rows = await self._db.fetchall(
             "SELECT id FROM jobs WHERE reserved IS NOT NULL AND execution <> 'maybe'"
-            " AND state NOT IN ('submitting', 'running')"
+            " AND state NOT IN ('submitting', 'running')" + age,
+            params,
         )
         return [int(r["id"]) for r in rows]
 

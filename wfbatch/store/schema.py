@@ -362,6 +362,7 @@ MIGRATIONS: list[str | Dialects] = [
     # takeover adds one). A job in flight names its owner and the epoch it was claimed or adopted
     # under, and every write of the engine about it is fenced on both (store/jobs.py). On
     # PostgreSQL a job becoming queued wakes the other daemons (`pg_notify('wfbatch', provider)`).
+    # `ledger_job`: the age of a job's reservation (a leaked one is released only when old).
     Dialects(
         sqlite="""
         CREATE TABLE daemons (
@@ -381,6 +382,7 @@ MIGRATIONS: list[str | Dialects] = [
         );
         ALTER TABLE jobs ADD COLUMN owner TEXT;
         ALTER TABLE jobs ADD COLUMN owner_epoch INTEGER;
+        CREATE INDEX ledger_job ON ledger(job_id);
         """,
         postgres="""
         CREATE TABLE daemons (
@@ -400,6 +402,7 @@ MIGRATIONS: list[str | Dialects] = [
         );
         ALTER TABLE jobs ADD COLUMN owner TEXT;
         ALTER TABLE jobs ADD COLUMN owner_epoch BIGINT;
+        CREATE INDEX ledger_job ON ledger(job_id);
         CREATE FUNCTION jobs_notify_queued() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             -- One notice per provider and transaction (PostgreSQL folds identical ones).

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from wfbatch.store import Fleet, JobRow, Wanted
+from wfbatch.store import DaemonRow, Fleet, JobRow, Wanted
 
 
 class SoloFleet:
@@ -34,6 +34,12 @@ class SoloFleet:
 
     async def stop(self) -> None:
         return None
+
+    def leaks_before(self, now: float) -> float | None:
+        return None
+
+    async def members(self) -> tuple[str | None, list[DaemonRow]]:
+        return None, []
 
 
 __all__ = ["Fleet", "SoloFleet", "Wanted"]

@@ -69,6 +69,7 @@ class Engine:
         self.fleet: Fleet = fleet or SoloFleet()
         self._adopt_due = False
         """Accounts were taken over from a daemon that vanished: adopt their jobs in flight."""
+        self._next_leak_check = 0.0
         self.settings = settings
         self.layout = layout
         self.clock = clock or SystemClock()
@@ -139,9 +140,7 @@ class Engine:
     async def start(self) -> None:
         """Load the user's pauses and resume what a previous process left in flight."""
         await self.holds.load()
-        released = await self.budget.release_leaked()
-        if released:
-            log.info("released %d credit reservations left behind by a crash", released)
+        await self._release_leaked()
         await self.writer.reconcile(self.clock.wall() - RECONCILE_WINDOW)
         await self.fleet.start(self._accounts_taken, self._wanted_accounts)
         await self._adopt_in_flight()
@@ -234,7 +233,7 @@ class Engine:
         return stopped
 
     async def settle_canceled_executions(self) -> int:
-        return await self.canceled.settle(set(self._tasks))
+        return await self.canceled.settle(set(self._tasks), self.fleet.adoptable)
 
     async def _adopt_in_flight(self) -> None:
         """Resume jobs left in flight with no task driving them: after a crash, or writes that
@@ -246,6 +245,22 @@ class Engine:
                 continue  # another daemon's: it serves that account (store/fleet.py)
             log.info("resuming job %s (%s, remote id %s)", job.id, job.state, job.remote_id)
             self._spawn(job)
+
+    async def _release_leaked(self) -> None:
+        now = self.clock.wall()
+        before = self.fleet.leaks_before(now)
+        released = await self.budget.release_leaked(before)
+        if released:
+            log.info("released %d credit reservations left behind by a crash", released)
+            self.budget.paused_batches.clear()  # credits came back: a batch held by its budget tries again
+        if before is not None:
+            # Several daemons: one that vanished between a reservation and its start leaves it
+            # behind at any time, not only before this start; looked for again once it is old enough.
+            self._next_leak_check = now + (now - before)
+
+    async def _release_leaked_when_due(self) -> None:
+        if self._next_leak_check and self.clock.wall() >= self._next_leak_check:
+            await self._release_leaked()
 
     def _accounts_taken(self) -> None:
         self._adopt_due = True
@@ -268,7 +283,9 @@ class Engine:
                 self._wake.clear()
                 if self._adopt_due and self.storage.problem is None:
                     self._adopt_due = False
+                    await self._release_leaked()  # a vanished daemon's, reserved but never started
                     await self._adopt_in_flight()
+                await self._release_leaked_when_due()
                 if self.storage.problem is not None:
                     if burst:
                         return StopReason("paused", self.storage.problem)

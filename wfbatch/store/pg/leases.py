@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 from wfbatch.store import JobRow
-from wfbatch.store.fleet import FleetRecords
+from wfbatch.store.fleet import DaemonRow, FleetRecords
 from wfbatch.store.pg.db import PostgresDatabase
 
 log = logging.getLogger("wfbatch.fleet")
@@ -71,6 +71,14 @@ class PgFleet:
         # Taking an account stamps its jobs in flight with this daemon (`adopt_in_flight`): holding
         # the account is owning them.
         return job.account is not None and self.holds(job.provider, job.account)
+
+    def leaks_before(self, now: float) -> float | None:
+        # A daemon moves a job to submitting right after reserving for it; one that stopped for a
+        # whole lease timeout in between has been taken over.
+        return now - self.lease_timeout
+
+    async def members(self) -> tuple[str | None, list[DaemonRow]]:
+        return self.id, await self.records.daemons()
 
     def held(self) -> dict[tuple[str, str], int]:
         return dict(self._held)
@@ -145,8 +153,14 @@ class PgFleet:
         wanted = await self._wanted() if self._wanted is not None else set()
         wanted |= await self.records.accounts_in_flight()
         wanted |= {(lease.provider, lease.account) for lease in await self.records.leases()}
+        # A fair share of the accounts, so that several daemons add capacity; an account whose daemon
+        # vanished counts that daemon out, so the survivors take it. (What one holds, it keeps.)
+        live = sum(1 for d in await self.records.daemons() if d.heartbeat_at >= now - self.lease_timeout)
+        share = -(-len(wanted) // max(1, live))
         taken = False
         for key in sorted(wanted - set(self._held)):
+            if len(self._held) >= share:
+                break
             taken |= await self._try_take(conn, key, now)
         if taken:
             self._taken()
