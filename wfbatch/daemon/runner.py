@@ -19,6 +19,7 @@ from typing import Any
 
 from wfbatch import __version__
 from wfbatch.daemon.connections import on_loop_exception
+from wfbatch.daemon.fleet_files import check_fleet_files
 from wfbatch.daemon.listener import bind_unix_socket, remove_socket
 from wfbatch.daemon.shutdown import Running, shut_down
 from wfbatch.daemon.signals import handled_signals, reloader
@@ -83,6 +84,7 @@ async def _serve(
     reload_settings: Callable[[], Settings] | None,
 ) -> int:
     parts = wire(settings, layout, store)
+    check_fleet_files(settings, layout)
     await parts.engine.pool.learn_balances()
     stop = asyncio.Event()
     asyncio.get_running_loop().set_exception_handler(on_loop_exception(parts.guard))
