@@ -93,6 +93,9 @@ def two_account_env(sims: dict[str, RunningSimulator], url: str) -> dict[str, st
         "WFBATCH_WIREFLOW__MAX_IN_FLIGHT": "3",
         "WFBATCH_WIREFLOW__POLL_INITIAL": "0.1",
         "WFBATCH_WIREFLOW__POLL_MAX": "0.3",
+        "WFBATCH_WIREFLOW__REQUESTS_PER_MINUTE": "10000",
+        "WFBATCH_WIREFLOW__EXECUTIONS_PER_MINUTE": "10000",
+        "WFBATCH_WIREFLOW__DAILY_EXECUTIONS": "100000",
         "WFBATCH_STORE__DATABASE_URL": url,
         "WFBATCH_STORE__LEASE_TIMEOUT": LEASE_TIMEOUT,
     }
@@ -131,6 +134,7 @@ def test_one_budget_holds_across_two_daemons_on_two_accounts_after_a_kill_too(
         submitted = first.cli("submit", str(prompts), "--budget", str(budget), "--json")
         assert submitted.exit_code == 0, submitted.output
         batch_id = json.loads(submitted.stdout)[0]["batch_id"]
+
         # Each daemon serves one account (a fair share of two).
         def both_serving() -> dict[str, tuple[str, int]] | None:
             found = lease_holders(pg_database)
@@ -142,6 +146,13 @@ def test_one_budget_holds_across_two_daemons_on_two_accounts_after_a_kill_too(
             "each daemon serving an account",
         )
         first.wait_until(lambda: executions() >= 8, patience(30), "executions on both accounts")
+        # `status` on either daemon lists both, with the account each serves.
+        listed = second.status()["daemons"]
+        assert sorted(d["pid"] for d in listed) == sorted([first.pid, second.pid])
+        assert sorted(a for d in listed for a in d["accounts"]) == ["wireflow/a", "wireflow/b"]
+        assert [d["pid"] for d in listed if d["this"]] == [second.pid]
+        shown = first.cli("status", columns=160)
+        assert f"pid {second.pid}" in shown.output and "serves wireflow/" in shown.output, shown.output
         by_pid = {first.pid: first, second.pid: second}
         victim = by_pid[daemon_pid(holders["wireflow/a"][0])]
         survivor = second if victim is first else first

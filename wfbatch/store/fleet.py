@@ -49,6 +49,10 @@ class Fleet(Protocol):
 
     async def stop(self) -> None: ...
 
+    async def claim(self, job: JobRow) -> bool:
+        """Make a queued job this engine's to admit and start (False: another daemon's)."""
+        ...
+
     async def members(self) -> tuple[str | None, list[DaemonRow]]:
         """(this daemon's id, every daemon registered on the database); (None, []) alone."""
         ...
@@ -171,6 +175,20 @@ class FleetRecords:
             "DELETE FROM account_leases WHERE provider = ? AND account = ? AND daemon_id = ?",
             (provider, account, me),
         )
+
+    async def claim(self, job_id: int, me: str, stale_before: float) -> bool:
+        """Make a queued job this daemon's before it reserves credits for it and starts it: one
+        daemon's admission per job, so two daemons never reserve twice for one image. A job already
+        claimed by a daemon that still heart-beats is left to it; one holding a reservation from
+        another daemon (an admission under way, or one left behind by a crash and not yet given back
+        by `leaked_reservations`) too. The row lock of the UPDATE makes two claims one."""
+        changed = await self._db.write(
+            "UPDATE jobs SET owner = ? WHERE id = ? AND state = 'queued' AND (owner IS NULL OR owner = ?"
+            " OR (reserved IS NULL AND NOT EXISTS (SELECT 1 FROM daemons d WHERE d.id = jobs.owner"
+            " AND d.heartbeat_at >= ?)))",
+            (me, job_id, me, stale_before),
+        )
+        return changed > 0
 
     async def adopt_in_flight(self, provider: str, account: str, me: str, epoch: int) -> int:
         """Stamp the account's jobs in flight (whoever ran them) with the new owner and epoch; how

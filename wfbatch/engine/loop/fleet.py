@@ -38,6 +38,9 @@ class SoloFleet:
     def leaks_before(self, now: float) -> float | None:
         return None
 
+    async def claim(self, job: JobRow) -> bool:
+        return True
+
     async def members(self) -> tuple[str | None, list[DaemonRow]]:
         return None, []
 

@@ -368,6 +368,8 @@ class Engine:
                     continue  # its account cannot start now (it waits for that account)
                 if await self.pool.get(name, choice.account) is None:
                     continue
+                if not await self.fleet.claim(job):
+                    continue  # another daemon's to start (several daemons on one database)
                 pending[choice.pool] += 1
                 self._spawn(replace(job, account=choice.account))
                 free -= 1

@@ -77,6 +77,9 @@ class PgFleet:
         # whole lease timeout in between has been taken over.
         return now - self.lease_timeout
 
+    async def claim(self, job: JobRow) -> bool:
+        return await self.records.claim(job.id, self.id, time.time() - self.lease_timeout)
+
     async def members(self) -> tuple[str | None, list[DaemonRow]]:
         return self.id, await self.records.daemons()
 
