@@ -15,7 +15,7 @@ from wfbatch.core.parsing import parse_prompt_bytes
 from wfbatch.engine.intake.ingest import ingest
 from wfbatch.home import HomeLayout
 from wfbatch.store import Reuse, Store
-from wfbatch.store.schema import MIGRATIONS
+from wfbatch.store.schema import MIGRATIONS, step_text
 
 LINES = 100_000
 COLUMNS = (
@@ -82,8 +82,8 @@ def raw_executemany(source_db: Path, target_db: Path, *, triggers: bool = True) 
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        for script in MIGRATIONS:
-            db.executescript(script)
+        for step in MIGRATIONS:
+            db.executescript(step_text(step, "sqlite"))
         if not triggers:  # what the counters cost: the same insert without them
             for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
                 db.execute(f"DROP TRIGGER {name}")

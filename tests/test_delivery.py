@@ -319,11 +319,11 @@ def test_delivery_settings_refuse_a_bad_url() -> None:
 
 def test_the_database_stores_no_secret_in_the_delivery_tables(tmp_path: Path) -> None:
     # Migration 7 adds no column that could hold a credential.
-    from wfbatch.store.schema import MIGRATIONS
+    from wfbatch.store.schema import MIGRATIONS, step_text
 
     db = sqlite3.connect(tmp_path / "x.db")
-    for script in MIGRATIONS:
-        db.executescript(script)
+    for step in MIGRATIONS:
+        db.executescript(step_text(step, "sqlite"))
     columns = {
         row[1]
         for table in ("deliveries", "notifications")

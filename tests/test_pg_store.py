@@ -197,3 +197,62 @@ async def test_an_older_schema_waits_for_db_migrate(pg_database: str, tmp_path: 
             assert (reached is not None) is refused
     finally:
         await store.close()
+
+
+async def test_a_dedicated_connection_holds_a_session_lock_until_it_is_let_go(
+    stores: list[StoreApi],
+) -> None:
+    """What account leases will build on: a connection outside the pool, whose session-level
+    advisory lock no other daemon can take while it lives."""
+    from wfbatch.store.pg.store import PostgresStore
+
+    first, second = stores[0], stores[1]
+    assert isinstance(first, PostgresStore) and isinstance(second, PostgresStore)
+    take = "SELECT pg_try_advisory_lock(42)"
+    async with first.db.dedicated() as holder:
+        assert (await (await holder.execute(take)).fetchone()) == (True,)
+        async with second.db.dedicated() as other:
+            assert (await (await other.execute(take)).fetchone()) == (False,)
+    async with second.db.dedicated() as other:
+        assert (await (await other.execute(take)).fetchone()) == (True,)
+
+
+async def test_two_engines_on_one_database_spend_exactly_a_budget_of_30_on_40_prompts(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """Two daemons' engines (two HOMEs, two stores, one database) run one batch with a budget of 30
+    one-credit prompts out of 40 at the same time: 30 executions, 30 credits, never more."""
+    from tests.conftest_sim import fast_options
+    from tests.engine_sim import enqueue, prompts, run_engine, wireflow_engine_settings
+    from wfbatch.sim import RunningSimulator
+
+    raw = prompts(40)
+    stores: list[StoreApi] = []
+    try:
+        with RunningSimulator(fast_options(cost=1)) as sim:
+            runs = []
+            batch_id = ""
+            for name in ("a", "b"):
+                home = tmp_path / f"home-{name}"
+                home.mkdir()
+                layout = HomeLayout(home)
+                layout.ensure()
+                store = await open_store(pg_database, layout.db)
+                stores.append(store)
+                if not batch_id:
+                    batch = (await enqueue(store, layout, raw, "capped.jsonl")).batch
+                    batch_id = batch.id
+                    assert await store.batches.set_batch_budget(batch_id, 30.0)
+                runs.append(run_engine(store, wireflow_engine_settings(home, sim), layout, [batch_id]))
+            await asyncio.gather(*runs)
+            stats = sim.state.stats()
+        assert stats["executions_created"] == 30
+        assert stats["credits"]["charged"] == 30
+        for store in stores:
+            assert await store.ledger.charged(batch_id=batch_id) == 30
+            assert await store.ledger.batch_exposure(batch_id) == 30
+            counts = await store.counters.counts([batch_id])
+            assert (counts["done"], counts["queued"]) == (30, 10)
+    finally:
+        for store in stores:
+            await store.close()

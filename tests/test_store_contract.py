@@ -358,3 +358,29 @@ async def test_cost_lines_sum_images_and_charges_by_batch_provider_model_and_day
     assert await any_store.ledger.average_charges() == {("local", line.model): 1.5}
     (duplicate,) = await any_store.ledger.possible_duplicates(since=today)
     assert (duplicate.job_uid, duplicate.day, duplicate.why) == (jobs[1].uid, today, "a lost answer")
+
+
+async def test_a_release_never_gives_back_the_reservation_of_an_execution_that_may_exist(
+    any_store: StoreApi,
+) -> None:
+    """The start that lost a race to start the job (another daemon's, a cancel's) releases; the
+    winner's execution may charge, so its reservation stays."""
+    await any_store.batches.insert_batch(batch_row(), make_jobs(1))
+    (job,) = await any_store.jobs.jobs_for_batch("b1")
+    await any_store.ledger.reserve(job.id, "b1", "local", 2.0)
+    assert await any_store.jobs.transition(
+        job.id, [JobState.QUEUED], JobState.SUBMITTING, execution=Execution.MAYBE
+    )
+    await any_store.ledger.release(job.id)
+    assert await any_store.ledger.reserved_total() == 2.0
+    assert await any_store.ledger.batch_exposure("b1") == 2.0
+
+
+async def test_a_large_batch_is_counted_once_per_job(any_store: StoreApi) -> None:
+    """Past the size where each backend inserts in bulk (SQLite: triggers set aside; PostgreSQL:
+    multi-row statements counted per statement), the counters still agree with the table."""
+    await any_store.batches.insert_batch(batch_row(), make_jobs(2_500))
+    await any_store.batches.insert_batch(batch_row("b2", "h2"), make_jobs(3, "other-"))
+    assert (await any_store.counters.counts())["queued"] == 2_503
+    assert (await any_store.counters.counts_for_batches(["b1", "b2"]))["b1"]["queued"] == 2_500
+    assert (await any_store.counters.check_counters()).rebuilt == ()

@@ -51,9 +51,12 @@ async def insert_new_batch_jobs(
 ) -> None:
     """Insert `rows` (in `JOB_COLUMNS` order), all jobs of the batch `batch_id` that has none yet.
     Must run inside a write transaction (`SqlDatabase.transaction`). On PostgreSQL the rows go in
-    one pipelined `executemany` with the triggers firing per row (no DDL in a shared database)."""
-    bulk = dialect == SQLITE and len(rows) >= BULK_MIN_JOBS
-    triggers = await _insert_triggers(conn) if bulk else {}
+    multi-row statements instead: PostgreSQL counts them per statement (its `job_counts_insert` is a
+    statement trigger, store/pg/baseline.py), and no DDL runs on a database others share."""
+    if dialect != SQLITE:
+        await _insert_rows_at_once(conn, rows)
+        return
+    triggers = await _insert_triggers(conn) if len(rows) >= BULK_MIN_JOBS else {}
     if set(triggers) != {COUNTS_TRIGGER, WAITS_TRIGGER}:
         await conn.executemany(_INSERT_JOBS, rows)
         return
@@ -63,6 +66,20 @@ async def insert_new_batch_jobs(
     await conn.execute(_ADD_COUNTS, (batch_id,))
     for sql in triggers.values():
         await conn.execute(sql)
+
+
+PG_ROWS_PER_STATEMENT = 1_000
+"""15 parameters a job: well under PostgreSQL's 65,535 a statement."""
+
+
+async def _insert_rows_at_once(conn: SqlConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    one = "(" + ",".join("?" * len(JOB_COLUMNS.split(","))) + ")"
+    for start in range(0, len(rows), PG_ROWS_PER_STATEMENT):
+        chunk = rows[start : start + PG_ROWS_PER_STATEMENT]
+        values = ",".join([one] * len(chunk))
+        await conn.execute(
+            f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {values}", [v for row in chunk for v in row]
+        )
 
 
 async def _insert_triggers(conn: SqlConnection) -> dict[str, str]:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wfbatch.core.states import empty_counts
+from wfbatch.store.database import POSTGRES
 from wfbatch.store.db import SqliteAggregate
 from wfbatch.store.rows import CounterCheck
 from wfbatch.store.sql import within
@@ -87,6 +88,10 @@ class SqliteCounters(SqliteAggregate):
         if all(_same_totals(_keyed(kept), _keyed(counted)) for kept, counted in pairs):
             return CounterCheck(rebuilt=())
         async with self.transaction() as conn:
+            if self._db.dialect == POSTGRES:
+                # Other daemons write meanwhile (SQLite's BEGIN IMMEDIATE already shuts them out):
+                # hold their writes to the counted tables while the counters are compared and rebuilt.
+                await conn.execute("LOCK TABLE jobs, ledger IN SHARE MODE")
             stale: list[str] = []
             for name, (kept_sql, counted_sql, rebuild) in _COUNTERS.items():
                 kept = _keyed(await conn.execute_fetchall(kept_sql))

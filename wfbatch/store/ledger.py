@@ -135,14 +135,18 @@ class SqliteLedger:
         return credits or 0.0
 
     async def release(self, job_id: int) -> None:
-        """Give back the job's reservation: its execution is known not to charge (or never began)."""
+        """Give back the job's reservation: its execution is known not to charge (or never began).
+        A job whose execution may exist keeps it: that execution may still charge (with several
+        daemons, the start that lost the race to start the job must not give back the winner's)."""
         now = time.time()
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?" + for_update(self._db), (job_id,)
+                "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?"
+                + for_update(self._db),
+                (job_id,),
             ) as cur:
                 row = await cur.fetchone()
-            if row is None or row["reserved"] is None:
+            if row is None or row["reserved"] is None or row["execution"] == Execution.MAYBE.value:
                 return
             await write_release_and_charge(conn, job_id, row, 0.0, now)
             await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))

@@ -1,9 +1,13 @@
 """The SQLite store: one object per aggregate on one shared database.
 
 `Store` implements `StoreApi` (store/interface.py), the interface the engine and the daemon use:
-`store.jobs`, `store.batches`, `store.ledger`, ... Each aggregate's SQLite implementation lives in
-a module of its own; all of them run on one `Database` (store/db.py): one writer connection whose
-transactions are `BEGIN IMMEDIATE` under one asyncio lock, and a reader connection of its own.
+`store.jobs`, `store.batches`, `store.ledger`, ... Each aggregate lives in a module of its own; all
+of them run on one `Database` (store/db.py): one writer connection whose transactions are
+`BEGIN IMMEDIATE` under one asyncio lock, and a reader connection of its own.
+
+The aggregate classes keep their `Sqlite` names, but their SQL is written for any `SqlDatabase`
+(store/database.py): `PostgresStore` (store/pg/store.py) runs the same classes on PostgreSQL, with
+its own ledger reservations (store/pg/caps.py).
 """
 
 from __future__ import annotations

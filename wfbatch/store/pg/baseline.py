@@ -198,11 +198,19 @@ CREATE FUNCTION job_counts_add(b TEXT, p TEXT, s TEXT, delta INTEGER) RETURNS vo
     INSERT INTO job_counts (batch_id, provider, state, n) VALUES (b, p, s, delta)
         ON CONFLICT (batch_id, provider, state) DO UPDATE SET n = job_counts.n + excluded.n;
 $$;
+-- Inserts are counted once per statement, from the rows it inserted (a new batch's thousands of
+-- jobs go in a few multi-row statements: store/bulk.py), in key order like every other move.
+CREATE FUNCTION job_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_counts (batch_id, provider, state, n)
+        SELECT batch_id, provider, state, COUNT(*) FROM inserted
+        GROUP BY batch_id, provider, state ORDER BY batch_id, provider, state
+        ON CONFLICT (batch_id, provider, state) DO UPDATE SET n = job_counts.n + excluded.n;
+    RETURN NULL;
+END $$;
 CREATE FUNCTION job_counts_move() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM job_counts_add(NEW.batch_id, NEW.provider, NEW.state, 1);
-    ELSIF TG_OP = 'DELETE' THEN
+    IF TG_OP = 'DELETE' THEN
         PERFORM job_counts_add(OLD.batch_id, OLD.provider, OLD.state, -1);
     ELSIF (OLD.batch_id, OLD.provider, OLD.state) < (NEW.batch_id, NEW.provider, NEW.state) THEN
         PERFORM job_counts_add(OLD.batch_id, OLD.provider, OLD.state, -1);
@@ -213,7 +221,8 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
-CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION job_counts_move();
+CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION job_counts_inserted();
 CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs FOR EACH ROW EXECUTE FUNCTION job_counts_move();
 CREATE TRIGGER job_counts_update AFTER UPDATE OF state, batch_id, provider ON jobs FOR EACH ROW
     WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.batch_id IS DISTINCT FROM NEW.batch_id

@@ -60,6 +60,15 @@ class PostgresLedger(SqliteLedger):
         )
         try:
             async with self._db.transaction() as conn:
+                # The job's row first (the order every settlement takes too): another daemon may have
+                # reserved for this job since it was read; then that reservation is the job's, and
+                # a second would count its cost twice.
+                async with conn.execute(
+                    "SELECT reserved FROM jobs WHERE id = ? FOR UPDATE", (job_id,)
+                ) as cursor:
+                    job = await cursor.fetchone()
+                if job is not None and job[0] is not None:
+                    return None
                 for scope, cap, kind in scopes:
                     # Every reservation adds to the rows, capped or not: they equal the ledger's sums.
                     await conn.execute(_ENSURE, (scope,))

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import RowMaker
 from psycopg.types.numeric import FloatLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from wfbatch.store.database import POSTGRES, Dialect, check_url, redacted_url
 from wfbatch.store.errors import StoreOpenError
-from wfbatch.store.pg.dialect import to_postgres
+from wfbatch.store.pg.connection import PgConnection, PgConnectionRaw, pg_rows
 from wfbatch.store.pg.migrate import migrate_postgres, schema_version
 
 log = logging.getLogger("wfbatch.store")
@@ -33,96 +32,6 @@ POOL_SIZE = 8
 
 OPEN_TIMEOUT = 30.0
 """Seconds to wait for the first connection: a server that restarts is given time, a wrong URL fails."""
-
-PgConnectionRaw = psycopg.AsyncConnection[Any]
-
-
-class PgRow:
-    """A row by column name or by position, as SQLite's rows are read."""
-
-    __slots__ = ("_index", "_values")
-
-    def __init__(self, values: Sequence[Any], index: dict[str, int]) -> None:
-        self._values = values
-        self._index = index
-
-    def __getitem__(self, key: Any, /) -> Any:
-        if isinstance(key, str):
-            return self._values[self._index[key]]
-        return self._values[key]
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __iter__(self) -> Any:
-        return iter(self._values)
-
-    def keys(self) -> list[str]:
-        return list(self._index)
-
-
-def pg_rows(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[PgRow]:
-    index = {column.name: i for i, column in enumerate(cursor.description or ())}
-
-    def make(values: Sequence[Any]) -> PgRow:
-        return PgRow(values, index)
-
-    return make
-
-
-class PgCursor:
-    """What the aggregates read of a cursor: its rows and how many rows a statement changed."""
-
-    def __init__(self, cursor: psycopg.AsyncCursor[Any]) -> None:
-        self._cursor = cursor
-
-    async def fetchone(self) -> Any:
-        return await self._cursor.fetchone() if self._cursor.description else None
-
-    async def fetchall(self) -> list[Any]:
-        return await self._cursor.fetchall() if self._cursor.description else []
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-
-class PgCall:
-    """One statement: awaited for its cursor, or entered with `async with` (aiosqlite's shape)."""
-
-    def __init__(self, conn: PgConnectionRaw, sql: str, params: Iterable[Any]) -> None:
-        self._conn, self._sql, self._params = conn, sql, list(params)
-
-    async def _run(self) -> PgCursor:
-        return PgCursor(await self._conn.execute(to_postgres(self._sql), self._params))
-
-    def __await__(self) -> Generator[Any, None, PgCursor]:
-        return self._run().__await__()
-
-    async def __aenter__(self) -> PgCursor:
-        return await self._run()
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any, /) -> None:
-        return None
-
-
-class PgConnection:
-    """A pooled psycopg connection, seen as the aggregates see SQLite's."""
-
-    def __init__(self, conn: PgConnectionRaw) -> None:
-        self.raw = conn
-
-    def execute(self, sql: str, parameters: Iterable[Any] = (), /) -> PgCall:
-        return PgCall(self.raw, sql, parameters)
-
-    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]], /) -> None:
-        async with self.raw.cursor() as cursor:
-            await cursor.executemany(to_postgres(sql), [list(p) for p in parameters])
-
-    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] = (), /) -> list[Any]:
-        cursor = await self.raw.execute(to_postgres(sql), list(parameters))
-        return await cursor.fetchall() if cursor.description else []
-
 
 def local_zone() -> str | None:
     """This machine's time zone by its IANA name (TZ, else the /etc/localtime link), if known."""
@@ -150,9 +59,6 @@ async def _configure(conn: PgConnectionRaw) -> None:
             log.warning("PostgreSQL does not know the time zone %s; days follow the server's", zone)
 
 
-redacted = redacted_url
-
-
 class PostgresDatabase:
     """`SqlDatabase` on a PostgreSQL server: a pool of connections."""
 
@@ -164,7 +70,7 @@ class PostgresDatabase:
 
     @property
     def where(self) -> str:
-        return redacted(self.url)
+        return redacted_url(self.url)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = False) -> PostgresDatabase:
@@ -185,7 +91,7 @@ class PostgresDatabase:
         except PoolTimeout:
             await pool.close()
             raise StoreOpenError(
-                f"cannot connect to {redacted(url)} within {OPEN_TIMEOUT:.0f} s (is the server up,"
+                f"cannot connect to {redacted_url(url)} within {OPEN_TIMEOUT:.0f} s (is the server up,"
                 " and the URL's user, password and database right?)"
             ) from None
         db = cls(url, pool)

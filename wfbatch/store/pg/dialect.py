@@ -27,8 +27,21 @@ _LIKE = re.compile(r"(?<![\w.])LIKE\b")
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=2048)
+CACHED_UP_TO = 4096
+"""Longer statements (a new batch's multi-row inserts, store/bulk.py) are translated each time: kept,
+a few hundred of them would hold megabytes."""
+
+
 def to_postgres(sql: str) -> str:
+    return _cached(sql) if len(sql) <= CACHED_UP_TO else _translate(sql)
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached(sql: str) -> str:
+    return _translate(sql)
+
+
+def _translate(sql: str) -> str:
     text = _JSON_EXTRACT.sub(r"(\1::jsonb ->> '\2')", sql)
     text = _INDEXED_BY.sub("", text)
     text = _IS_PARAM.sub("IS NOT DISTINCT FROM ?", text)
