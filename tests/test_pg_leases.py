@@ -109,3 +109,13 @@ async def test_a_broken_lock_connection_drops_every_account_at_once(
         assert fleet.held() == {ACCOUNT: 1}
     finally:
         await fleet.stop()
+
+
+async def test_a_long_silent_daemon_serving_nothing_is_no_longer_listed(two: list[StoreApi]) -> None:
+    fleet = fleet_of(two[0], asyncio.Event())
+    records = fleet.records
+    await records.register("gone:1:a", "gone", 1, 100.0)
+    await records.register("holder:2:b", "holder", 2, 100.0)
+    assert await records.take_lease("local", "other", "holder:2:b", 100.0, 0.0) == 1
+    assert await records.prune(silent_before=1000.0) == 1
+    assert [d.id for d in await records.daemons()] == ["holder:2:b"]  # still serves an account

@@ -105,6 +105,15 @@ class FleetRecords:
             await conn.execute("DELETE FROM account_leases WHERE daemon_id = ?", (daemon_id,))
             await conn.execute("DELETE FROM daemons WHERE id = ?", (daemon_id,))
 
+    async def prune(self, silent_before: float) -> int:
+        """Forget daemons silent since before `silent_before` that serve nothing any more (killed,
+        their accounts taken over): `status` stops listing them. How many."""
+        return await self._db.write(
+            "DELETE FROM daemons WHERE heartbeat_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM account_leases l WHERE l.daemon_id = daemons.id)",
+            (silent_before,),
+        )
+
     async def daemons(self) -> list[DaemonRow]:
         rows = await self._db.fetchall("SELECT * FROM daemons ORDER BY started_at, id")
         leases = await self.leases()

@@ -34,6 +34,9 @@ from wfbatch.store.pg.db import PostgresDatabase
 
 log = logging.getLogger("wfbatch.fleet")
 
+PRUNE_AFTER = 10
+"""Lease timeouts of silence after which a daemon that serves nothing is no longer listed."""
+
 LOCK_SPACE = 0x77666200
 """The first key of every account lock (`pg_try_advisory_lock(int, int)`): wfbatch's own space."""
 
@@ -168,6 +171,7 @@ class PgFleet:
         if taken:
             self._taken()
             self._wake()
+        await self.records.prune(now - PRUNE_AFTER * self.lease_timeout)
 
     async def _try_take(self, conn: psycopg.AsyncConnection[Any], key: tuple[str, str], now: float) -> bool:
         provider, account = key
