@@ -208,7 +208,7 @@ class StoreSettings(BaseModel):
     )
 
     lease_timeout: float = Field(
-        default=90.0,
+        default=60.0,
         ge=0.5,
         description="seconds without a heartbeat after which another daemon on the same PostgreSQL"
         " database takes over this daemon's provider accounts (and adopts their jobs in flight)",

@@ -141,7 +141,20 @@ class PgFleet:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             self._held.clear()  # locks die with their connection
-            self._conn = await psycopg.AsyncConnection.connect(self._db.url, autocommit=True)
+            # TCP keepalives both ways (ignored on a Unix socket): a machine that dies without closing
+            # its connection loses its locks within about half a lease timeout, not after the
+            # system's two hours; and this side notices a dead server or network as soon.
+            idle, interval = max(1, int(self.lease_timeout / 4)), max(1, int(self.lease_timeout / 12))
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._db.url,
+                autocommit=True,
+                keepalives=1,
+                keepalives_idle=idle,
+                keepalives_interval=interval,
+                keepalives_count=3,
+            )
+            for setting, value in (("idle", idle), ("interval", interval), ("count", 3)):
+                await self._conn.execute(f"SET tcp_keepalives_{setting} = {int(value)}")
             await self._conn.execute(f"LISTEN {CHANNEL}")
         return self._conn
 
