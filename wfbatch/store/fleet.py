@@ -190,11 +190,14 @@ class FleetRecords:
         daemon's admission per job, so two daemons never reserve twice for one image. A job already
         claimed by a daemon that still heart-beats is left to it; one holding a reservation from
         another daemon (an admission under way, or one left behind by a crash and not yet given back
-        by `leaked_reservations`) too. The row lock of the UPDATE makes two claims one."""
+        by `leaked_reservations`) too. The row lock makes two claims one."""
+        # PostgreSQL: SKIP LOCKED, so a row another daemon is claiming or starting right now is
+        # passed over at once rather than waited for (it is that daemon's anyway).
+        skip = " FOR UPDATE SKIP LOCKED" if for_update(self._db) else ""
         changed = await self._db.write(
-            "UPDATE jobs SET owner = ? WHERE id = ? AND state = 'queued' AND (owner IS NULL OR owner = ?"
-            " OR (reserved IS NULL AND NOT EXISTS (SELECT 1 FROM daemons d WHERE d.id = jobs.owner"
-            " AND d.heartbeat_at >= ?)))",
+            "UPDATE jobs SET owner = ? WHERE id IN (SELECT j.id FROM jobs j WHERE j.id = ?"
+            " AND j.state = 'queued' AND (j.owner IS NULL OR j.owner = ? OR (j.reserved IS NULL AND NOT"
+            " EXISTS (SELECT 1 FROM daemons d WHERE d.id = j.owner AND d.heartbeat_at >= ?)))" + skip + ")",
             (me, job_id, me, stale_before),
         )
         return changed > 0

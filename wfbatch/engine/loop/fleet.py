@@ -1,5 +1,5 @@
 """Which provider accounts this engine serves, as the engine asks it: one code path for one daemon
-on SQLite (`SoloFleet`: every account, constant epoch) and several on PostgreSQL (store/pg/leases.py:
+on SQLite (`SoloFleet`: every account, no lease rows) and several on PostgreSQL (store/pg/leases.py:
 an account only while this daemon holds its advisory lock and its lease row).
 
 The engine starts a job only on an account it holds, stamps the job with `claim_fields` as it moves
