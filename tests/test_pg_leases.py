@@ -119,3 +119,17 @@ async def test_a_long_silent_daemon_serving_nothing_is_no_longer_listed(two: lis
     assert await records.take_lease("local", "other", "holder:2:b", 100.0, 0.0) == 1
     assert await records.prune(silent_before=1000.0) == 1
     assert [d.id for d in await records.daemons()] == ["holder:2:b"]  # still serves an account
+
+
+async def test_new_work_from_another_daemon_wakes_this_one(two: list[StoreApi]) -> None:
+    """LISTEN/NOTIFY: jobs queued through one store wake the other daemon's engine at once (the
+    polling stays as the fallback)."""
+    woken = asyncio.Event()
+    fleet = fleet_of(two[0], woken, lease_timeout=30.0)  # its own rounds are far apart
+    await fleet.start(lambda: None, wanted)
+    try:
+        woken.clear()
+        await two[1].batches.insert_batch(batch_row(), make_jobs(3))
+        await asyncio.wait_for(woken.wait(), patience(10))
+    finally:
+        await fleet.stop()
