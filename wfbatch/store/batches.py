@@ -74,7 +74,7 @@ class SqliteBatches(SqliteAggregate):
             "INSERT INTO batches (id, name, source_name, content_hash, provider, cache_enabled, budget,"
             " output_dir, paused, created_at, canonical, auto_approve, delivery, notify)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT (content_hash) WHERE canonical = 1 DO NOTHING RETURNING id",
+            " ON CONFLICT (content_hash) WHERE canonical = 1 DO NOTHING",
             (
                 batch.id,
                 batch.name,
@@ -92,7 +92,7 @@ class SqliteBatches(SqliteAggregate):
                 json_or_null(batch.notify),
             ),
         ) as cursor:
-            return await cursor.fetchone() is not None
+            return cursor.rowcount > 0
 
     @staticmethod
     async def _reusable_batch(conn: SqlConnection, identity: str, reuse: Reuse) -> BatchRow | None:

@@ -125,6 +125,19 @@ def check_url(url: str) -> None:
         ) from None
 
 
+async def insert_id(conn: SqlConnection, dialect: Dialect, sql: str, params: Sequence[Any]) -> int | None:
+    """Run an INSERT of at most one row: the new row's id, or None when it inserted nothing (an
+    `INSERT OR IGNORE` that met its unique index). PostgreSQL tells the id by `RETURNING id`;
+    SQLite by the cursor's `lastrowid` (its RETURNING needs SQLite 3.35, newer than the library
+    some systems' Python is linked with)."""
+    if dialect == POSTGRES:
+        async with conn.execute(sql + " RETURNING id", params) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else None
+    async with conn.execute(sql, params) as cursor:
+        return int(getattr(cursor, "lastrowid", 0) or 0) if cursor.rowcount > 0 else None
+
+
 def for_update(db: SqlDatabase) -> str:
     """What a read that decides a write appends: ` FOR UPDATE` on PostgreSQL, where another
     transaction could otherwise change the row between the read and the write (READ COMMITTED);

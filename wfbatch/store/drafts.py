@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from wfbatch.core.states import Execution, JobState, ReviewStatus, state_list
+from wfbatch.store.database import insert_id
 from wfbatch.store.db import SqliteAggregate
 from wfbatch.store.rows import JobRow
 from wfbatch.store.sql import count_if, within
@@ -20,17 +21,18 @@ class SqliteDrafts(SqliteAggregate):
         job's id, or None when the job is no draft or its final exists already (the UNIQUE index on
         `draft_of` makes that hold even for two approvals at once: only one insert can win)."""
         now = time.time()
-        async with self.transaction() as conn, conn.execute(
-            "INSERT OR IGNORE INTO jobs (uid, batch_id, idx, line, user_id, provider, spec, prompt,"
-            " tags, cache_key, priority, state, review, draft_of, created_at, updated_at)"
-            " SELECT ?, batch_id, idx, line, user_id, json_extract(final_spec, '$.provider'),"
-            f" final_spec, prompt, tags, ?, priority, '{JobState.QUEUED.value}',"
-            f" '{ReviewStatus.APPROVED.value}', id, ?, ?"
-            " FROM jobs WHERE id = ? AND final_spec IS NOT NULL RETURNING id",
-            (uid, final_cache_key, now, now, draft_id),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else None
+        async with self.transaction() as conn:
+            return await insert_id(
+                conn,
+                self._db.dialect,
+                "INSERT OR IGNORE INTO jobs (uid, batch_id, idx, line, user_id, provider, spec, prompt,"
+                " tags, cache_key, priority, state, review, draft_of, created_at, updated_at)"
+                " SELECT ?, batch_id, idx, line, user_id, json_extract(final_spec, '$.provider'),"
+                f" final_spec, prompt, tags, ?, priority, '{JobState.QUEUED.value}',"
+                f" '{ReviewStatus.APPROVED.value}', id, ?, ?"
+                " FROM jobs WHERE id = ? AND final_spec IS NOT NULL",
+                (uid, final_cache_key, now, now, draft_id),
+            )
 
     async def final_of(self, draft_id: int) -> JobRow | None:
         row = await self.fetchone("SELECT * FROM jobs WHERE draft_of = ?", (draft_id,))

@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from wfbatch.core.states import Execution, JobState, sources_of, state_list
-from wfbatch.store.database import SqlDatabase
+from wfbatch.store.database import SqlDatabase, insert_id
 from wfbatch.store.rows import JobRow
 
 
@@ -138,13 +138,14 @@ class SqliteRemoteBatches:
         finished (its line paid) never joins: it is completed from its result, not sent again."""
         joined: list[int] = []
         async with self._db.transaction() as conn:
-            async with conn.execute(
+            row_id = await insert_id(
+                conn,
+                self._db.dialect,
                 "INSERT INTO remote_batches (provider, batch_id, model, tag, step, lines, created_at)"
-                " VALUES (?,?,?,?,?,?,?) RETURNING id",
+                " VALUES (?,?,?,?,?,?,?)",
                 (provider, batch_id, model, tag, Step.GATHERED.value, len(job_ids), now),
-            ) as cursor:
-                inserted = await cursor.fetchone()
-            row_id = int(inserted[0])
+            )
+            assert row_id is not None  # a plain INSERT inserts its row or raises
             for job_id in job_ids:
                 async with conn.execute(
                     f"UPDATE jobs SET state = '{JobState.SUBMITTING.value}',"
