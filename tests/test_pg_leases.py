@@ -133,3 +133,19 @@ async def test_new_work_from_another_daemon_wakes_this_one(two: list[StoreApi]) 
         await asyncio.wait_for(woken.wait(), patience(10))
     finally:
         await fleet.stop()
+
+
+async def test_a_job_waiting_again_with_nothing_started_is_anyones(two: list[StoreApi]) -> None:
+    first_store, second_store = two
+    await first_store.batches.insert_batch(batch_row(), make_jobs(1))
+    (job,) = await first_store.jobs.jobs_for_batch("b1")
+    first, second = fleet_of(first_store, asyncio.Event()), fleet_of(second_store, asyncio.Event())
+    await first.start(lambda: None, wanted)
+    await second.start(lambda: None, wanted)
+    try:
+        assert await first.claim(job) and not await second.claim(job)
+        await first.unclaim(job)  # its run ended with the job queued (held back), nothing reserved
+        assert await second.claim(job)
+    finally:
+        await second.stop()
+        await first.stop()

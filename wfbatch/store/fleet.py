@@ -53,6 +53,10 @@ class Fleet(Protocol):
         """Make a queued job this engine's to admit and start (False: another daemon's)."""
         ...
 
+    async def unclaim(self, job: JobRow) -> None:
+        """This engine's run of the job ended with it waiting again: let any daemon take it."""
+        ...
+
     async def members(self) -> tuple[str | None, list[DaemonRow]]:
         """(this daemon's id, every daemon registered on the database); (None, []) alone."""
         ...
@@ -201,6 +205,16 @@ class FleetRecords:
             (me, job_id, me, stale_before),
         )
         return changed > 0
+
+    async def unclaim(self, job_id: int, me: str) -> None:
+        """The daemon's run of a job ended with the job waiting again (held back, a retry later)
+        and nothing of it started: any daemon may take it now. A job whose execution exists or
+        may stays with the account that has it (engine/loop/accounts.py `pinned`)."""
+        await self._db.write(
+            "UPDATE jobs SET owner = NULL WHERE id = ? AND owner = ? AND state IN ('queued', 'retrying')"
+            " AND reserved IS NULL AND execution = 'none'",
+            (job_id, me),
+        )
 
     async def adopt_in_flight(self, provider: str, account: str, me: str, epoch: int) -> int:
         """Stamp the account's jobs in flight (whoever ran them) with the new owner and epoch; how

@@ -41,6 +41,9 @@ class SoloFleet:
     async def claim(self, job: JobRow) -> bool:
         return True
 
+    async def unclaim(self, job: JobRow) -> None:
+        return None
+
     async def members(self) -> tuple[str | None, list[DaemonRow]]:
         return None, []
 

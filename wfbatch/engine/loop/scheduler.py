@@ -436,10 +436,16 @@ class Engine:
                 else:
                     log.exception("job %s: could not record the error", job.id)
         finally:
-            self._keys_in_flight.discard(job.cache_key)
-            self._in_flight_by_cost[cost_key(job.spec)] -= 1
-            self._tasks.pop(job.id, None)
-            self.wake()
+            try:
+                # While the job is still this engine's task, so that no new run of it here races
+                # the release. A claim left behind (an error) only waits for this daemon.
+                with contextlib.suppress(Exception):
+                    await self.fleet.unclaim(job)
+            finally:
+                self._keys_in_flight.discard(job.cache_key)
+                self._in_flight_by_cost[cost_key(job.spec)] -= 1
+                self._tasks.pop(job.id, None)
+                self.wake()
 
     async def _record(self, job: JobRow, outcome: OutcomeRecord) -> None:
         """How this run of the job ended, in one transaction; then told."""

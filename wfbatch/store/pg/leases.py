@@ -83,6 +83,9 @@ class PgFleet:
     async def claim(self, job: JobRow) -> bool:
         return await self.records.claim(job.id, self.id, time.time() - self.lease_timeout)
 
+    async def unclaim(self, job: JobRow) -> None:
+        await self.records.unclaim(job.id, self.id)
+
     async def members(self) -> tuple[str | None, list[DaemonRow]]:
         return self.id, await self.records.daemons()
 
