@@ -81,6 +81,10 @@ async def test_a_takeover_moves_the_epoch_on_and_fences_the_old_owner(two: list[
         assert await second_store.jobs.transition(job.id, [JobState.SUBMITTING], JobState.RUNNING)
         after = await second_store.jobs.get_job(job.id)
         assert after is not None and after.state is JobState.RUNNING and after.remote_id is None
+        # Money too: the old owner's charge is refused, the new owner's recorded (once).
+        assert await first_store.ledger.settle_finished(job.id, 1.0, None) is None
+        assert await second_store.ledger.settle_finished(job.id, 1.0, None) == 1.0
+        assert await second_store.ledger.charged(batch_id="b1") == 1.0
         # A queued job the vanished daemon had claimed is free once its heartbeat is stale.
         assert await first.claim(other)  # (its store still answers: only its fleet stopped)
         assert await second.claim(other)

@@ -21,6 +21,15 @@ from wfbatch.core.states import JobState
 from wfbatch.store.database import SqlDatabase, for_update
 from wfbatch.store.rows import JobRow
 
+# A write of the engine about a job (store/jobs.py) or its money (store/ledger.py) matches only
+# while the job is this daemon's under the epoch of the lease it holds now. A queued job (nobody's
+# yet) and one never stamped (the SQLite daemon's, older rows) are anyone's.
+JOB_FENCE = (
+    f" AND (owner IS NULL OR state = '{JobState.QUEUED.value}' OR (owner = ? AND owner_epoch ="
+    " (SELECT l.epoch FROM account_leases l WHERE l.provider = jobs.provider AND l.account = jobs.account"
+    " AND l.daemon_id = ?)))"
+)
+
 ADOPTED_STATES = (JobState.SUBMITTING, JobState.RUNNING, JobState.RETRYING)
 """What a new owner of an account takes with it: jobs whose execution exists or may."""
 

@@ -207,6 +207,10 @@ class DraftsApi(Protocol):
 class LedgerApi(Protocol):
     """The credit ledger and the caps checked on it."""
 
+    def fence(self, owner: str | None) -> None:
+        """Fence the settling of jobs' money on `owner` and its leases (store/fleet.py)."""
+        ...
+
     async def reserve_under_caps(
         self,
         job_id: int,

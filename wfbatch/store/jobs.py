@@ -19,6 +19,7 @@ from wfbatch.core.states import (
 )
 from wfbatch.store.database import SqlConnection, for_update
 from wfbatch.store.deliveries import queue_notice, want_object
+from wfbatch.store.fleet import JOB_FENCE
 from wfbatch.store.job_reads import SqliteJobReads
 from wfbatch.store.ledger import write_release_and_charge
 from wfbatch.store.rows import CLEARED_ERROR, ERROR_COLUMNS, OutcomeRecord
@@ -52,14 +53,6 @@ _UPDATABLE = frozenset(
     }
 )
 
-# Several daemons on one database (store/fleet.py): a write of the engine about a job matches only
-# while the job is this daemon's under the epoch of the lease it holds now. A queued job (nobody's
-# yet) and one never stamped (the SQLite daemon's, older rows) are anyone's.
-_FENCE = (
-    f" AND (owner IS NULL OR state = '{JobState.QUEUED.value}' OR (owner = ? AND owner_epoch ="
-    " (SELECT l.epoch FROM account_leases l WHERE l.provider = jobs.provider AND l.account = jobs.account"
-    " AND l.daemon_id = ?)))"
-)
 
 
 _CLEAR_ERROR = ", ".join(f"{column} = NULL" for column in CLEARED_ERROR)
@@ -80,7 +73,7 @@ class SqliteJobs(SqliteJobReads):
     def _fence(self) -> tuple[str, list[Any]]:
         if self._owner is None:
             return "", []
-        return _FENCE, [self._owner, self._owner]
+        return JOB_FENCE, [self._owner, self._owner]
 
     async def promote_due_retries(self, now: float) -> int:
         sources = state_list(sources_of(JobState.QUEUED, (JobState.RETRYING,)))

@@ -15,6 +15,7 @@ from typing import Any
 from wfbatch.core.states import Execution
 from wfbatch.store import cost_reads
 from wfbatch.store.database import SqlConnection, SqlDatabase, for_update
+from wfbatch.store.fleet import JOB_FENCE
 from wfbatch.store.rows import CapReached, CostLine, PossibleDuplicate
 
 __all__ = ["CapReached", "SqliteLedger", "ledger_day", "write_release_and_charge"]
@@ -64,6 +65,15 @@ class SqliteLedger:
 
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
+        self._owner: str | None = None
+
+    def fence(self, owner: str | None) -> None:
+        """Settling a job's money (a charge, a release) needs the job to be `owner`'s under its
+        current lease epoch, as the jobs' writes do (store/fleet.py); None: no fence."""
+        self._owner = owner
+
+    def _fence(self) -> tuple[str, tuple[Any, ...]]:
+        return ("", ()) if self._owner is None else (JOB_FENCE, (self._owner, self._owner))
 
     async def reserve_under_caps(
         self,
@@ -115,11 +125,13 @@ class SqliteLedger:
         Returns the credits recorded, or None if it was recorded before (a resumed job): a charge
         is never recorded twice."""
         now = time.time()
+        fence, fenced = self._fence()
         async with self._db.transaction() as conn:
             async with conn.execute(
                 "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?"
+                + fence
                 + for_update(self._db),
-                (job_id,),
+                (job_id, *fenced),
             ) as cur:
                 row = await cur.fetchone()
             if row is None or row["execution"] == Execution.FINISHED.value:
@@ -139,11 +151,13 @@ class SqliteLedger:
         A job whose execution may exist keeps it: that execution may still charge (with several
         daemons, the start that lost the race to start the job must not give back the winner's)."""
         now = time.time()
+        fence, fenced = self._fence()
         async with self._db.transaction() as conn:
             async with conn.execute(
                 "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?"
+                + fence
                 + for_update(self._db),
-                (job_id,),
+                (job_id, *fenced),
             ) as cur:
                 row = await cur.fetchone()
             if row is None or row["reserved"] is None or row["execution"] == Execution.MAYBE.value:
@@ -155,9 +169,11 @@ class SqliteLedger:
         """An execution that may still charge is abandoned (its job got a new prompt): its
         reservation becomes a charge, so a budget never counts on money that may be spent."""
         now = time.time()
+        fence, fenced = self._fence()
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?" + for_update(self._db), (job_id,)
+                "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?" + fence + for_update(self._db),
+                (job_id, *fenced),
             ) as cur:
                 row = await cur.fetchone()
             if row is None or row["reserved"] is None:

@@ -45,6 +45,7 @@ def fleet_for(store: StoreApi, lease_timeout: float, wake: Callable[[], None]) -
         return None
     fleet = PgFleet(store.db, lease_timeout=lease_timeout, wake=wake)
     store.jobs.fence(fleet.id)
+    store.ledger.fence(fleet.id)
     return fleet
 
 
