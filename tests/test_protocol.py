@@ -27,7 +27,7 @@ from wfbatch.tui.changes import ChangeSet
 EXPORTED = {
     "API_VERSION", "MAX_ID", "MAX_PAGE", "Attempt", "BatchEvent", "BatchSummary", "BudgetRequest",
     "CancelRequest", "CommandResult", "Credits", "DeliveryBacklog", "DeliveryInfo", "EditRequest",
-    "EngineEvent", "ErrorInfo", "Event",
+    "EngineEvent", "ErrorInfo", "Event", "DaemonInfo",
     "Health", "InboxEvent", "JobDetail", "JobEvent", "JobInput", "JobId", "JobSummary", "Page",
     "PauseRequest",
     "Problem", "JobProgress", "ProgressEvent",

@@ -257,6 +257,13 @@ class StoreSettings(BaseModel):
         " (needs `pip install 'wfbatch[postgres]'`); unset: the SQLite file in HOME",
     )
 
+    lease_timeout: float = Field(
+        default=60.0,
+        ge=0.5,
+        description="seconds without a heartbeat after which another daemon on the same PostgreSQL"
+        " database takes over this daemon's provider accounts (and adopts their jobs in flight)",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:

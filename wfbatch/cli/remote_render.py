@@ -18,6 +18,7 @@ from rich.text import Text
 
 from wfbatch.protocol import (
     BatchSummary,
+    DaemonInfo,
     DeliveryInfo,
     ErrorInfo,
     Hold,
@@ -229,6 +230,8 @@ def render_status(status: Status, wide: bool = False) -> None:
                 out.print(f"{p.name}  {server.describe()}", soft_wrap=True)
             for account in p.accounts:  # one line each: every account is held or runs on its own
                 out.print(f"{p.name}  account {account.describe()}", soft_wrap=True)
+    for daemon in status.daemons:  # several daemons on one PostgreSQL queue: who serves what
+        out.print(daemon_line(daemon), soft_wrap=True)
     if status.pipeline:
         out.print(pipeline_line(status.pipeline), soft_wrap=True)
     backlog = status.delivery
@@ -241,6 +244,16 @@ def render_status(status: Status, wide: bool = False) -> None:
     if status.batches:
         render_batches(status.batches, out, hold_of=status.hold_of)
     render_holds(status.holds, out, {b.id: b.name for b in status.batches})
+
+
+def daemon_line(daemon: DaemonInfo) -> str:
+    """One daemon of several: where it runs, how fresh its heartbeat is, which accounts it serves."""
+    accounts = ", ".join(daemon.accounts) or "no account"
+    mark = " (this one)" if daemon.this else ""
+    return (
+        f"daemon {daemon.host} pid {daemon.pid}{mark}: heartbeat {duration(daemon.heartbeat_age)} ago,"
+        f" serves {accounts}"
+    )
 
 
 def pipeline_line(pipeline: dict[str, int]) -> str:

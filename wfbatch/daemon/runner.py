@@ -19,6 +19,7 @@ from typing import Any
 
 from wfbatch import __version__
 from wfbatch.daemon.connections import on_loop_exception
+from wfbatch.daemon.fleet_files import check_fleet_files
 from wfbatch.daemon.listener import bind_unix_socket, remove_socket
 from wfbatch.daemon.shutdown import Running, shut_down
 from wfbatch.daemon.sidecars import Sidecar, Sidecars
@@ -88,6 +89,7 @@ async def _serve(
     stop = asyncio.Event()
     extras = Sidecars.of(sidecars, stop)
     parts = wire(settings, layout, store, extras)
+    check_fleet_files(settings, layout)
     await parts.engine.pool.learn_balances()
     asyncio.get_running_loop().set_exception_handler(on_loop_exception(parts.guard))
     with handled_signals(stop, reloader(parts.engine, parts.sink, reload_settings)):

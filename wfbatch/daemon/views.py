@@ -17,6 +17,7 @@ from wfbatch.protocol import (
     AccountStatus,
     Attempt,
     BatchSummary,
+    DaemonInfo,
     DeliveryBacklog,
     DeliveryInfo,
     ErrorInfo,
@@ -281,6 +282,23 @@ def account_statuses(ctx: DaemonContext, name: str) -> list[AccountStatus]:
     return found
 
 
+async def daemons(ctx: DaemonContext) -> list[DaemonInfo]:
+    """The daemons sharing the queue (PostgreSQL): each one's host, pid, heartbeat and accounts."""
+    me, rows = await ctx.engine.fleet.members()
+    now = time.time()
+    return [
+        DaemonInfo(
+            id=row.id,
+            host=row.host,
+            pid=row.pid,
+            heartbeat_age=max(0.0, now - row.heartbeat_at),
+            accounts=list(row.accounts),
+            this=row.id == me,
+        )
+        for row in rows
+    ]
+
+
 async def status(ctx: DaemonContext) -> Status:
     """Whole-table counting is the cost at a million jobs: one pass by (provider, state) gives both
     the totals and the per-provider counts; batches are counted only for the recent ones shown."""
@@ -306,6 +324,7 @@ async def status(ctx: DaemonContext) -> Status:
         review_pending=await ctx.store.counters.pending_reviews(),
         eta_seconds=overall_eta({b: eta for b, eta in etas.items() if eta != 0.0}),
         pipeline=pipeline if pipeline["drafts"] else None,
+        daemons=await daemons(ctx),
         delivery=DeliveryBacklog(
             **await ctx.store.outbox.backlog(),
             held_reasons=await ctx.store.outbox.held_reasons(),

@@ -23,7 +23,7 @@ from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.protocol import Event
 from wfbatch.settings import Settings
-from wfbatch.store import StoreApi
+from wfbatch.store import StoreApi, fleet_for
 
 SERVER_STOP_TIMEOUT = 2.0
 """Seconds the API has to close its connections at shutdown."""
@@ -56,7 +56,8 @@ def wire(settings: Settings, layout: HomeLayout, store: StoreApi, sidecars: Side
         tracker.observe(event)
         hub.publish(event)
 
-    engine = Engine(store, settings, layout, events=sink)
+    fleet = fleet_for(store, settings.store.lease_timeout, lambda: engine.wake())
+    engine = Engine(store, settings, layout, events=sink, fleet=fleet)
     control = Control(engine, events=sink)
     ctx = DaemonContext(
         engine=engine, control=control, hub=hub, tracker=tracker, sidecars=sidecars or Sidecars()

@@ -257,6 +257,20 @@ class Hold(_Model):
     """What lifts it, for people: usually a command (`wfbatch resume --provider wireflow`)."""
 
 
+class DaemonInfo(_Model):
+    """One of several daemons sharing a PostgreSQL database, and the provider accounts it serves."""
+
+    id: str
+    host: str
+    pid: int
+    heartbeat_age: float
+    """Seconds since it last said it runs (past the lease timeout, its accounts go to another)."""
+    accounts: list[str] = Field(default_factory=list)
+    """"provider/account" of each account it serves."""
+    this: bool = False
+    """The daemon answering this request."""
+
+
 class Status(_Model):
     version: str
     jobs: dict[str, int]
@@ -277,6 +291,8 @@ class Status(_Model):
     eta_seconds: float | None = None
     """Until all work that can move is done, from the binding limits and observed latency; None
     when nothing can move (see `holds`)."""
+    daemons: list[DaemonInfo] = Field(default_factory=list)
+    """The daemons sharing this queue (PostgreSQL); empty for the one daemon of a SQLite HOME."""
 
     def hold_of(self, batch: BatchSummary) -> Hold | None:
         """The hold that keeps this batch from moving: everything's, its provider's, or its own."""

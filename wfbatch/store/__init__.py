@@ -7,6 +7,7 @@ the configuration names (PostgreSQL: store/pg/, imported only then)."""
 
 from wfbatch.store.deliveries import IMAGE, MANIFEST
 from wfbatch.store.errors import BackendMissing, SchemaTooNew, SchemaTooOld, StoreOpenError
+from wfbatch.store.fleet import DaemonRow, Fleet, FleetRecords, Wanted
 from wfbatch.store.interface import (
     BatchesApi,
     CacheApi,
@@ -20,7 +21,7 @@ from wfbatch.store.interface import (
     StoreApi,
 )
 from wfbatch.store.ledger import ledger_day
-from wfbatch.store.opening import describe_store, open_store, schema_versions
+from wfbatch.store.opening import describe_store, fleet_for, open_store, schema_versions
 from wfbatch.store.remote_batches import LIVE_STEPS, RemoteBatchRow, Step
 from wfbatch.store.rows import (
     CLEARED_ERROR,
@@ -60,8 +61,11 @@ __all__ = [
     "CostLine",
     "CounterCheck",
     "CountersApi",
+    "DaemonRow",
     "DeliveryRow",
     "DraftsApi",
+    "Fleet",
+    "FleetRecords",
     "JobRow",
     "JobsApi",
     "LedgerApi",
@@ -81,7 +85,9 @@ __all__ = [
     "Store",
     "StoreApi",
     "StoreOpenError",
+    "Wanted",
     "describe_store",
+    "fleet_for",
     "ledger_day",
     "open_store",
     "schema_versions",

@@ -33,6 +33,10 @@ from wfbatch.store.rows import (
 class JobsApi(Protocol):
     """Jobs, their state changes and their attempts."""
 
+    def fence(self, owner: str | None) -> None:
+        """Fence the engine's writes about jobs on `owner` and its leases (store/fleet.py)."""
+        ...
+
     async def get_job(self, job_id: int) -> JobRow | None: ...
 
     async def jobs_for_batch(self, batch_id: str) -> list[JobRow]: ...
@@ -221,6 +225,10 @@ class DraftsApi(Protocol):
 class LedgerApi(Protocol):
     """The credit ledger and the caps checked on it."""
 
+    def fence(self, owner: str | None) -> None:
+        """Fence the settling of jobs' money on `owner` and its leases (store/fleet.py)."""
+        ...
+
     async def reserve_under_caps(
         self,
         job_id: int,
@@ -261,7 +269,7 @@ class LedgerApi(Protocol):
 
     async def reserved_total(self) -> float: ...
 
-    async def leaked_reservations(self) -> list[int]:
+    async def leaked_reservations(self, reserved_before: float | None = None) -> list[int]:
         """Jobs holding a reservation although no execution of theirs may exist."""
 
     async def cost_lines(self, *, since: str | None = None, until: str | None = None) -> list[CostLine]:

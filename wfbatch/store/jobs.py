@@ -19,6 +19,7 @@ from wfbatch.core.states import (
 )
 from wfbatch.store.database import SqlConnection, for_update
 from wfbatch.store.deliveries import queue_notice, want_object
+from wfbatch.store.fleet import JOB_FENCE
 from wfbatch.store.job_reads import SqliteJobReads
 from wfbatch.store.ledger import write_release_and_charge
 from wfbatch.store.rows import CLEARED_ERROR, ERROR_COLUMNS, OutcomeRecord
@@ -47,8 +48,11 @@ _UPDATABLE = frozenset(
         "execution",
         "possible_duplicate_charge",
         "remote_batch",
+        "owner",
+        "owner_epoch",
     }
 )
+
 
 
 _CLEAR_ERROR = ", ".join(f"{column} = NULL" for column in CLEARED_ERROR)
@@ -57,6 +61,19 @@ _RETRYABLE_BY_HAND = state_list(sources_of(JobState.QUEUED, (JobState.FAILED, Jo
 
 class SqliteJobs(SqliteJobReads):
     """The jobs aggregate: `SqliteJobReads`' queries, and the writes."""
+
+    _owner: str | None = None
+
+    def fence(self, owner: str | None) -> None:
+        """From now on the engine's writes about a job (`transition`, `update_job`,
+        `record_outcome`) need it to be `owner`'s under its current lease epoch (None: no fence,
+        the one daemon of a SQLite HOME). A daemon whose account was taken over writes nothing more."""
+        self._owner = owner
+
+    def _fence(self) -> tuple[str, list[Any]]:
+        if self._owner is None:
+            return "", []
+        return JOB_FENCE, [self._owner, self._owner]
 
     async def promote_due_retries(self, now: float) -> int:
         sources = state_list(sources_of(JobState.QUEUED, (JobState.RETRYING,)))
@@ -92,11 +109,13 @@ class SqliteJobs(SqliteJobReads):
         `record.target` (False: it was moved elsewhere first, e.g. canceled; the attempt, the facts
         and what is known of the execution are written all the same)."""
         now = time.time()
+        fence, fence_params = self._fence()
         async with self.transaction() as conn:
             async with conn.execute(
                 "SELECT batch_id, provider, reserved, execution, remote_id, result FROM jobs WHERE id = ?"
+                + fence
                 + for_update(self._db),
-                (job_id,),
+                (job_id, *fence_params),
             ) as cursor:
                 row = await cursor.fetchone()
             if row is None:
@@ -135,8 +154,8 @@ class SqliteJobs(SqliteJobReads):
                 await conn.execute("UPDATE jobs SET reserved = NULL WHERE id = ?", (job_id,))
         return moved
 
-    @staticmethod
     async def _set(
+        self,
         conn: SqlConnection,
         job_id: int,
         sources: Sequence[JobState] | None,
@@ -154,6 +173,9 @@ class SqliteJobs(SqliteJobReads):
         if sources is not None:
             where += f" AND state IN ({','.join('?' * len(sources))})"
             params.extend(s.value for s in sources)
+        fence, fence_params = self._fence()
+        where += fence
+        params.extend(fence_params)
         async with conn.execute(
             f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE {where}", params
         ) as cursor:

@@ -15,6 +15,7 @@ from typing import Any
 from wfbatch.core.states import Execution
 from wfbatch.store import cost_reads
 from wfbatch.store.database import SqlConnection, SqlDatabase, for_update
+from wfbatch.store.fleet import JOB_FENCE
 from wfbatch.store.rows import CapReached, CostLine, PossibleDuplicate
 
 __all__ = ["CapReached", "SqliteLedger", "ledger_day", "write_release_and_charge"]
@@ -74,6 +75,15 @@ class SqliteLedger:
 
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
+        self._owner: str | None = None
+
+    def fence(self, owner: str | None) -> None:
+        """Settling a job's money (a charge, a release) needs the job to be `owner`'s under its
+        current lease epoch, as the jobs' writes do (store/fleet.py); None: no fence."""
+        self._owner = owner
+
+    def _fence(self) -> tuple[str, tuple[Any, ...]]:
+        return ("", ()) if self._owner is None else (JOB_FENCE, (self._owner, self._owner))
 
     async def reserve_under_caps(
         self,
@@ -135,11 +145,13 @@ class SqliteLedger:
         Returns the credits recorded, or None if it was recorded before (a resumed job): a charge
         is never recorded twice."""
         now = time.time()
+        fence, fenced = self._fence()
         async with self._db.transaction() as conn:
             async with conn.execute(
                 "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?"
+                + fence
                 + for_update(self._db),
-                (job_id,),
+                (job_id, *fenced),
             ) as cur:
                 row = await cur.fetchone()
             if row is None or row["execution"] == Execution.FINISHED.value:
@@ -159,11 +171,13 @@ class SqliteLedger:
         A job whose execution may exist keeps it: that execution may still charge (with several
         daemons, the start that lost the race to start the job must not give back the winner's)."""
         now = time.time()
+        fence, fenced = self._fence()
         async with self._db.transaction() as conn:
             async with conn.execute(
                 "SELECT batch_id, provider, reserved, execution FROM jobs WHERE id = ?"
+                + fence
                 + for_update(self._db),
-                (job_id,),
+                (job_id, *fenced),
             ) as cur:
                 row = await cur.fetchone()
             if row is None or row["reserved"] is None or row["execution"] == Execution.MAYBE.value:
@@ -175,9 +189,11 @@ class SqliteLedger:
         """An execution that may still charge is abandoned (its job got a new prompt): its
         reservation becomes a charge, so a budget never counts on money that may be spent."""
         now = time.time()
+        fence, fenced = self._fence()
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?" + for_update(self._db), (job_id,)
+                "SELECT batch_id, provider, reserved FROM jobs WHERE id = ?" + fence + for_update(self._db),
+                (job_id, *fenced),
             ) as cur:
                 row = await cur.fetchone()
             if row is None or row["reserved"] is None:
@@ -215,14 +231,24 @@ class SqliteLedger:
         row = await self._db.fetchone("SELECT COALESCE(SUM(reserved), 0) AS c FROM jobs")
         return float(row["c"]) if row else 0.0
 
-    async def leaked_reservations(self) -> list[int]:
+    async def leaked_reservations(self, reserved_before: float | None = None) -> list[int]:
         """Jobs holding a reservation although no execution of theirs may exist (a crash between the
         reservation and the start): the engine releases them at start. A job whose execution may
         exist keeps its reservation whatever its state — canceled and failed ones included — until
-        the provider says it ended: that execution may still charge."""
+        the provider says it ended: that execution may still charge. `reserved_before`: only
+        reservations older than that (several daemons: a younger one is another daemon's start
+        in progress, between its reservation and its move to submitting)."""
+        age, params = "", []
+        if reserved_before is not None:
+            age = (
+                " AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.job_id = jobs.id AND l.kind = 'reserve'"
+                " AND l.at >= ?)"
+            )
+            params.append(reserved_before)
         rows = await self._db.fetchall(
             "SELECT id FROM jobs WHERE reserved IS NOT NULL AND execution <> 'maybe'"
-            " AND state NOT IN ('submitting', 'running')"
+            " AND state NOT IN ('submitting', 'running')" + age,
+            params,
         )
         return [int(r["id"]) for r in rows]
 

@@ -6,10 +6,12 @@ neither needs nor loads it (`pip install 'wfbatch[postgres]'` adds it)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from wfbatch.store.database import check_url, redacted_url
 from wfbatch.store.errors import BackendMissing, StoreOpenError
+from wfbatch.store.fleet import Fleet
 from wfbatch.store.interface import StoreApi
 from wfbatch.store.store import Store
 
@@ -29,6 +31,22 @@ async def open_store(database_url: str | None, sqlite_path: Path, *, migrate: bo
             f" {INSTALL_HINT}"
         ) from None
     return await PostgresStore.connect(database_url, migrate=migrate)
+
+
+def fleet_for(store: StoreApi, lease_timeout: float, wake: Callable[[], None]) -> Fleet | None:
+    """On PostgreSQL, this daemon among others (store/pg/leases.py): the accounts it serves, and its
+    writes about jobs fenced on them. None on SQLite: the one daemon of the HOME serves everything."""
+    if isinstance(store, Store):
+        return None
+    from wfbatch.store.pg.leases import PgFleet
+    from wfbatch.store.pg.store import PostgresStore
+
+    if not isinstance(store, PostgresStore):
+        return None
+    fleet = PgFleet(store.db, lease_timeout=lease_timeout, wake=wake)
+    store.jobs.fence(fleet.id)
+    store.ledger.fence(fleet.id)
+    return fleet
 
 
 def describe_store(database_url: str | None, sqlite_path: Path) -> str:

@@ -418,6 +418,62 @@ MIGRATIONS: list[str | Dialects] = [
         PRIMARY KEY (provider, account, sha256)
     );
     """,
+    # 19: several daemons on one database (store/fleet.py). `daemons`: who runs, and when each last
+    # said so. `account_leases`: which daemon serves each provider account, under which epoch (a
+    # takeover adds one). A job in flight names its owner and the epoch it was claimed or adopted
+    # under, and every write of the engine about it is fenced on both (store/jobs.py). On
+    # PostgreSQL a job becoming queued wakes the other daemons (`pg_notify('wfbatch', provider)`).
+    # `ledger_job`: the age of a job's reservation (a leaked one is released only when old).
+    Dialects(
+        sqlite="""
+        CREATE TABLE daemons (
+            id            TEXT PRIMARY KEY,
+            host          TEXT NOT NULL,
+            pid           INTEGER NOT NULL,
+            started_at    REAL NOT NULL,
+            heartbeat_at  REAL NOT NULL
+        );
+        CREATE TABLE account_leases (
+            provider    TEXT NOT NULL,
+            account     TEXT NOT NULL,
+            daemon_id   TEXT NOT NULL,
+            epoch       INTEGER NOT NULL,
+            renewed_at  REAL NOT NULL,
+            PRIMARY KEY (provider, account)
+        );
+        ALTER TABLE jobs ADD COLUMN owner TEXT;
+        ALTER TABLE jobs ADD COLUMN owner_epoch INTEGER;
+        CREATE INDEX ledger_job ON ledger(job_id);
+        """,
+        postgres="""
+        CREATE TABLE daemons (
+            id            TEXT PRIMARY KEY,
+            host          TEXT NOT NULL,
+            pid           BIGINT NOT NULL,
+            started_at    DOUBLE PRECISION NOT NULL,
+            heartbeat_at  DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE account_leases (
+            provider    TEXT NOT NULL,
+            account     TEXT NOT NULL,
+            daemon_id   TEXT NOT NULL,
+            epoch       BIGINT NOT NULL,
+            renewed_at  DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (provider, account)
+        );
+        ALTER TABLE jobs ADD COLUMN owner TEXT;
+        ALTER TABLE jobs ADD COLUMN owner_epoch BIGINT;
+        CREATE INDEX ledger_job ON ledger(job_id);
+        CREATE FUNCTION jobs_notify_queued() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            -- One notice per provider and transaction (PostgreSQL folds identical ones).
+            PERFORM pg_notify('wfbatch', NEW.provider);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER jobs_notify_queued AFTER INSERT OR UPDATE OF state ON jobs
+            FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION jobs_notify_queued();
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

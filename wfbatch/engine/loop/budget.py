@@ -213,8 +213,8 @@ class Budget:
     async def release(self, job_id: int) -> None:
         await self.ledger.release(job_id)
 
-    async def release_leaked(self) -> int:
-        leaked = await self.ledger.leaked_reservations()
+    async def release_leaked(self, reserved_before: float | None = None) -> int:
+        leaked = await self.ledger.leaked_reservations(reserved_before)
         for job_id in leaked:
             await self.ledger.release(job_id)
         return len(leaked)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from wfbatch.engine.loop.budget import Budget
 from wfbatch.engine.loop.limiter import ProviderPaused
@@ -68,7 +68,7 @@ class CanceledExecutions:
         )
         await self._store.jobs.record_outcome(job.id, OutcomeRecord(attempt=attempt))
 
-    async def settle(self, busy: set[int]) -> int:
+    async def settle(self, busy: set[int], serves: Callable[[JobRow], bool] = lambda job: True) -> int:
         """Ask about each execution of a canceled or failed job that may still charge (skipping
         jobs in `busy`, which a retry is already driving). Finished → its charge is recorded and its
         result kept, so a retry downloads it without paying again; ended → the reservation goes
@@ -77,8 +77,8 @@ class CanceledExecutions:
         given_up = await self._store.jobs.failed_live_executions(SETTLE_BATCH)
         for job in await self._store.jobs.canceled_live_executions(SETTLE_BATCH) + given_up:
             provider = await self._pool.get(job.provider, job.account)  # the account that has it
-            if provider is None or job.handle is None or job.id in busy:
-                continue
+            if provider is None or job.handle is None or job.id in busy or not serves(job):
+                continue  # (not `serves`: its account is another daemon's, which settles it)
             try:
                 outcome = await provider.poll(job.handle)
             except Permanent as error:

@@ -82,6 +82,8 @@ class JobServices:
     batch: Callable[[str], Awaitable[BatchRow]]
     latencies: dict[str, deque[float]] = field(default_factory=dict)
     progress: ProgressBoard = field(default_factory=ProgressBoard)
+    claim: Callable[[str, str], dict[str, Any]] = lambda provider, account: {}
+    """The owner stamp of a job's move to `submitting` (engine/loop/fleet.py)."""
 
     def expected_latency(self, provider: str) -> float:
         """Median time to finish of recent executions: no point polling much before it."""
@@ -242,6 +244,7 @@ class JobRunner:
             started_at=job.started_at or s.clock.wall(),
             execution=execution,
             account=job.account,
+            **s.claim(job.provider, job.account or ""),
         ):
             if fresh:
                 await s.budget.release(job.id)

@@ -30,6 +30,7 @@ from wfbatch.engine.loop.budget import Budget, cost_key
 from wfbatch.engine.loop.cache import ImageCache
 from wfbatch.engine.loop.canceled import CanceledExecutions
 from wfbatch.engine.loop.fairshare import FairShare
+from wfbatch.engine.loop.fleet import Fleet, SoloFleet
 from wfbatch.engine.loop.holds import Holds
 from wfbatch.engine.loop.idle import StopReason, idle_reason
 from wfbatch.engine.loop.limiter import Slot
@@ -65,8 +66,13 @@ class Engine:
         events: EventSink = discard,
         batch_ids: Sequence[str] | None = None,
         rng: random.Random | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.store = store
+        self.fleet: Fleet = fleet or SoloFleet()
+        self._adopt_due = False
+        """Accounts were taken over from a daemon that vanished: adopt their jobs in flight."""
+        self._next_leak_check = 0.0
         self.settings = settings
         self.layout = layout
         self.clock = clock or SystemClock()
@@ -108,6 +114,7 @@ class Engine:
             wake=self.wake,
             batch=self._batch,
             progress=self.progress,
+            claim=self.fleet.claim_fields,
         )
         self.runner = JobRunner(services)
         self.background = Background(
@@ -138,10 +145,9 @@ class Engine:
     async def start(self) -> None:
         """Load the user's pauses and resume what a previous process left in flight."""
         await self.holds.load()
-        released = await self.budget.release_leaked()
-        if released:
-            log.info("released %d credit reservations left behind by a crash", released)
+        await self._release_leaked()
         await self.writer.reconcile(self.clock.wall() - RECONCILE_WINDOW)
+        await self.fleet.start(self._accounts_taken, self._wanted_accounts)
         await self._adopt_in_flight()
         # A held delivery is tried once more per start: the bucket may exist by now.
         await self.store.outbox.release_held()
@@ -183,6 +189,7 @@ class Engine:
         await self.progress.aclose()
         await self.writer.flush(force=True)
         await self.pool.aclose()
+        await self.fleet.stop()
 
     def wake(self) -> None:
         self._wake.set()
@@ -231,7 +238,7 @@ class Engine:
         return stopped
 
     async def settle_canceled_executions(self) -> int:
-        return await self.canceled.settle(set(self._tasks))
+        return await self.canceled.settle(set(self._tasks), self.fleet.adoptable)
 
     async def _adopt_in_flight(self) -> None:
         """Resume jobs left in flight with no task driving them: after a crash, or writes that
@@ -239,8 +246,38 @@ class Engine:
         for job in await self.store.jobs.in_flight_jobs():
             if job.id in self._tasks or (self.batch_ids is not None and job.batch_id not in self.batch_ids):
                 continue
+            if not self.fleet.adoptable(job):
+                continue  # another daemon's: it serves that account (store/fleet.py)
             log.info("resuming job %s (%s, remote id %s)", job.id, job.state, job.remote_id)
             self._spawn(job)
+
+    async def _release_leaked(self) -> None:
+        now = self.clock.wall()
+        before = self.fleet.leaks_before(now)
+        released = await self.budget.release_leaked(before)
+        if released:
+            log.info("released %d credit reservations left behind by a crash", released)
+            self.budget.paused_batches.clear()  # credits came back: a batch held by its budget tries again
+        if before is not None:
+            # Several daemons: one that vanished between a reservation and its start leaves it
+            # behind at any time, not only before this start; looked for again once it is old enough.
+            self._next_leak_check = now + (now - before)
+
+    async def _release_leaked_when_due(self) -> None:
+        if self._next_leak_check and self.clock.wall() >= self._next_leak_check:
+            await self._release_leaked()
+
+    def _accounts_taken(self) -> None:
+        self._adopt_due = True
+        self.wake()
+
+    async def _wanted_accounts(self) -> set[tuple[str, str]]:
+        """The accounts of every provider with queued work: the ones this engine asks to serve."""
+        wanted: set[tuple[str, str]] = set()
+        for name in await self.store.jobs.queued_providers(self.batch_ids):
+            if await self.pool.get(name) is not None:
+                wanted.update((name, account.name) for account in self.pool.accounts(name))
+        return wanted
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -249,6 +286,11 @@ class Engine:
         try:
             while not self._stopping:
                 self._wake.clear()
+                if self._adopt_due and self.storage.problem is None:
+                    self._adopt_due = False
+                    await self._release_leaked()  # a vanished daemon's, reserved but never started
+                    await self._adopt_in_flight()
+                await self._release_leaked_when_due()
                 if self.storage.problem is not None:
                     if burst:
                         return StopReason("paused", self.storage.problem)
@@ -307,9 +349,10 @@ class Engine:
             if await self.pool.get(name) is None or self.holds.provider(name):
                 continue
             # Outside its [schedule] windows an account starts nothing; what it has in flight goes on.
+            # With several daemons on one database, only the accounts this daemon holds.
             choices = [
                 choice for choice in accounts.startable(self.pool, name)
-                if self.windows.account_open(name, choice.account)
+                if self.windows.account_open(name, choice.account) and self.fleet.holds(name, choice.account)
             ]
             free = accounts.total_free(choices)
             if free > 0:
@@ -356,6 +399,8 @@ class Engine:
                 continue  # its account cannot start now (it waits for that account)
             if await self.pool.get(name, choice.account) is None:
                 continue
+            if not await self.fleet.claim(job):
+                continue  # another daemon's to start (several daemons on one database)
             pending[choice.pool] += 1
             self._spawn(replace(job, account=choice.account))
             turns.started(chosen.id)
@@ -423,10 +468,16 @@ class Engine:
                 else:
                     log.exception("job %s: could not record the error", job.id)
         finally:
-            self._keys_in_flight.discard(job.cache_key)
-            self._in_flight_by_cost[cost_key(job.spec)] -= 1
-            self._tasks.pop(job.id, None)
-            self.wake()
+            try:
+                # While the job is still this engine's task, so that no new run of it here races
+                # the release. A claim left behind (an error) only waits for this daemon.
+                with contextlib.suppress(Exception):
+                    await self.fleet.unclaim(job)
+            finally:
+                self._keys_in_flight.discard(job.cache_key)
+                self._in_flight_by_cost[cost_key(job.spec)] -= 1
+                self._tasks.pop(job.id, None)
+                self.wake()
 
     async def _record(self, job: JobRow, outcome: OutcomeRecord) -> None:
         """How this run of the job ended, in one transaction; then told."""
