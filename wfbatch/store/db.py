@@ -35,6 +35,10 @@ async def _open_reader(path: Path) -> aiosqlite.Connection:
         reader.row_factory = aiosqlite.Row
         await reader.execute("PRAGMA query_only=ON")
         await reader.execute("PRAGMA busy_timeout=10000")
+        # One read now opens every file it will need (the database, its -wal and -shm): opened at
+        # its first real query instead, a burst of API connections that has used up the process's
+        # descriptors could make that query fail and stop the engine ("unable to open database file").
+        await reader.execute_fetchall("SELECT count(*) FROM sqlite_master")
     except BaseException:
         await reader.close()
         raise
