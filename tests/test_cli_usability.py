@@ -98,8 +98,14 @@ def test_a_batch_is_named_by_a_unique_prefix_or_its_name(daemon: DaemonProcess) 
     second = _submit(daemon, "prefix-b.jsonl", jsonl("prefix b"))
     _settled(daemon, first)
     _settled(daemon, second)
+    # `common` is shared by both; `unique` is the shortest prefix of `first` no other batch of this
+    # (module-wide) daemon shares. A prefix one character past `common` is not enough: ids begin
+    # with the second they were made in, so when the two came a second apart it is that second,
+    # which an earlier test's batch made in it shares too.
+    others = [b["id"] for b in daemon.get("/v1/batches", limit=500)["items"] if b["id"] != first]
+    assert second in others
+    unique = first[: 1 + max(len(os.path.commonprefix([first, other])) for other in others)]  # noqa: RUF071 (ids)
     common = os.path.commonprefix([first, second])  # noqa: RUF071 (ids, not paths)
-    unique = first[: len(common) + 1]
 
     by_prefix = _json_of(daemon.cli("jobs", "--batch", unique, "--json"))
     assert {j["batch_id"] for j in by_prefix} == {first}

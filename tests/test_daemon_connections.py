@@ -19,6 +19,10 @@ ENV = {"WFBATCH_INBOX__STABLE_SECONDS": "0.2", "WFBATCH_LOCAL__LATENCY_MAX": "0.
 IDLE = 300
 HALF_SENT = 300  # together past MAX_CONNECTIONS: the oldest idle ones make room
 assert IDLE + HALF_SENT > MAX_CONNECTIONS
+JOBS = 100
+PAGES = 60
+"""A page of JOBS jobs is ~37 KB on the wire: PAGES of them are ~2 MB, ten times a default socket
+send buffer (net.core.wmem_default, 208 KB), so a client that reads none of them stays stuck."""
 
 
 def _connect(path: str, patience: float = 5.0) -> socket.socket:
@@ -114,21 +118,22 @@ def test_idle_half_sent_and_trickling_connections_are_closed_and_the_daemon_keep
 
 def test_clients_that_never_read_do_not_hold_the_daemon(daemon: DaemonProcess) -> None:
     with _sockets() as sockets:
-        # An event stream never read: the engine never waits for it, the batch finishes.
+        # An event stream never read: the engine never waits for it, the batch finishes. Short
+        # prompts: 2 KB ones made each job several times dearer (300 of them outlasted a 60 s wait
+        # under load) and added nothing here, as no event carries a prompt.
         events = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sockets.append(events)
         events.connect(str(daemon.socket))
         events.sendall(b"GET /v1/events HTTP/1.1\r\nHost: wfbatch\r\n\r\n")
-        prompts = [f"never read {i} " + "x" * 2000 for i in range(300)]
-        daemon.drop("flood.jsonl", jsonl(*prompts))
-        daemon.wait_for_jobs(lambda jobs: jobs["done"] >= 300, timeout=60)
+        daemon.drop("flood.jsonl", jsonl(*(f"never read {i}" for i in range(JOBS))))
+        daemon.wait_for_jobs(lambda jobs: jobs["done"] >= JOBS, timeout=60)
 
         # Pages of jobs asked for again and again, never read: the send buffer fills and stays
         # full; the connection is dropped once it has been stuck for WRITE_STALL_TIMEOUT.
         pages = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sockets.append(pages)
         pages.connect(str(daemon.socket))
-        pages.sendall(b"GET /v1/jobs?limit=500 HTTP/1.1\r\nHost: wfbatch\r\n\r\n" * 20)
+        pages.sendall(b"GET /v1/jobs?limit=500 HTTP/1.1\r\nHost: wfbatch\r\n\r\n" * PAGES)
         assert daemon.answers()
         daemon.wait_until(
             lambda: "not reading" in daemon.log(), WRITE_STALL_TIMEOUT + 20, "the stuck client to be dropped"

@@ -9,6 +9,7 @@ from wfbatch.engine.clock import ManualClock
 from wfbatch.engine.loop.limiter import ProviderLimiter, ProviderPaused, SlidingWindow
 from wfbatch.providers.base import RequestKind
 from wfbatch.settings import ProviderLimits
+from wfbatch.sim.limits import SlidingWindow as ServerWindow
 
 
 def test_sliding_window_never_allows_more_than_limit_in_any_span() -> None:
@@ -33,6 +34,24 @@ def test_unlimited_window_never_waits() -> None:
     for t in range(100):
         window.record(float(t) / 1000)
     assert window.wait_time(0.1) == 0.0
+
+
+async def test_a_request_slow_to_arrive_does_not_let_the_next_window_in_early() -> None:
+    """The server counts starts by arrival. The first of every other window arrives late (a new
+    connection, a busy machine), the rest at once: measured from the send alone, the start a
+    window later would land inside the server's window (once 1 in 60 under `-n 4`). Re-dated to
+    their answers, none does."""
+    clock = ManualClock()
+    limits = ProviderLimits(requests_per_minute=10_000, executions_per_minute=10, rate_window_seconds=2.0)
+    limiter = ProviderLimiter("wf", limits, clock)
+    server = ServerWindow(limit=10, span=2.0)
+    for i in range(40):
+        await limiter.acquire(RequestKind.START)
+        clock.advance(0.3 if i % 20 == 0 else 0.0)  # on its way: longer than the 2 % margin
+        verdict = server.peek(clock.wall())
+        assert verdict.allowed, (i, verdict)
+        server.hit(clock.wall())
+        limiter.observe(RequestKind.START, 201, {})  # answered as it arrived
 
 
 async def test_limiter_counts_requests_and_honours_blocks() -> None:

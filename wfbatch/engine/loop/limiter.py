@@ -24,6 +24,8 @@ from wfbatch.settings import ProviderLimits
 
 # Requests are sent slightly further apart than the window: a server counting by arrival time
 # must never see N+1 in its window because one request travelled faster than the one before it.
+# A relative margin alone cannot cover that (40 ms of a 2 s window; a loaded machine delays a
+# request by more), so an answered request is also re-dated to its answer: see SlidingWindow.
 WINDOW_MARGIN = 0.02
 # A sleeping waiter wakes at least this often to notice blocks and pauses set meanwhile.
 MAX_NAP = 0.5
@@ -38,16 +40,29 @@ class ProviderPaused(Exception):
 
 
 class SlidingWindow:
-    """At most `limit` events in any span of `window` seconds; `limit=None` means no limit."""
+    """At most `limit` events in any span of `window` seconds; `limit=None` means no limit.
+
+    An event is dated when it is let through, before it is sent; the server dates it when it
+    arrives, later by a delay that varies (a new connection, a busy server or client). Measured
+    from the send alone, a request delayed more than the one a window after it is let through could
+    reach the server inside the same window. So once a request is answered its event is re-dated to
+    the answer: the server saw it before answering, so a window measured from there has passed on
+    the server's clock too. Answers carry no event of their own: the earliest unanswered event is
+    re-dated, which gives the same dates whichever request each answer belonged to."""
 
     def __init__(self, limit: int | None, window: float) -> None:
         self.limit = limit
         self.window = window * (1 + WINDOW_MARGIN)
         self._times: deque[float] = deque()
+        self._unanswered: deque[float] = deque()
+        """The dates in `_times` still those of the send (a subset, sorted too)."""
 
     def _trim(self, now: float) -> None:
         while self._times and self._times[0] <= now - self.window:
             self._times.popleft()
+        # The same rule, so every date left here is still in `_times`.
+        while self._unanswered and self._unanswered[0] <= now - self.window:
+            self._unanswered.popleft()
 
     def used(self, now: float) -> int:
         self._trim(now)
@@ -67,11 +82,23 @@ class SlidingWindow:
         return list(self._times)
 
     def reset_to(self, times: list[float]) -> None:
-        """Take these events as the record (sorted): windows merged into one."""
+        """Take these events as the record (sorted): windows merged into one. Their answers are
+        no longer matched to them: each keeps the date it has."""
         self._times = deque(sorted(times))
+        self._unanswered.clear()
 
     def record(self, now: float) -> None:
         self._times.append(now)
+        self._unanswered.append(now)
+
+    def answered(self, now: float) -> None:
+        """A request this window let through was answered at `now`: re-date the earliest event
+        still dated by its send (none left: an answer to a request not counted here, ignored)."""
+        self._trim(now)
+        if not self._unanswered:
+            return
+        self._times.remove(self._unanswered.popleft())
+        self._times.append(now)  # the latest date: `_times` stays sorted
 
     def wait_time_after(self, ahead: int, now: float) -> float:
         """Seconds until one more event fits once `ahead` others waiting before it have gone (an
@@ -203,9 +230,15 @@ class ProviderLimiter:
     def observe(self, kind: RequestKind, status: int, headers: Mapping[str, str]) -> None:
         """Server headers override the local estimate: none left means wait for the reset; an
         advertised limit replaces an unknown one. On a start's answer (where starts have a limit of
-        their own) the headers describe the execution window, so only starts wait."""
+        their own) the headers describe the execution window, so only starts wait. Any answer, an
+        error too, re-dates its request in the windows it was counted in (see SlidingWindow)."""
         if 200 <= status < 300:
             self.answered = True
+        now = self._clock.monotonic()
+        if kind is RequestKind.START:
+            self.executions.answered(now)
+        if kind is not RequestKind.START or self.starts_count_as_requests:
+            self.requests.answered(now)
         counts_starts = kind is RequestKind.START and not self.starts_count_as_requests
         window = self.executions if counts_starts else self.requests
         configured = self.limits.executions_per_minute if counts_starts else self.limits.requests_per_minute
@@ -216,7 +249,6 @@ class ProviderLimiter:
             if not counts_starts:
                 self._learned_limit = False
         remaining, reset = snapshot.remaining, snapshot.reset_at
-        now = self._clock.monotonic()
         if remaining is not None and remaining <= 0 and reset is not None and window.wait_time(now) <= 0:
             # The server says none left while our own window thinks there is room (someone else
             # shares the account, or the limit is unknown): wait for its reset. When our window is
