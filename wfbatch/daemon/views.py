@@ -12,6 +12,7 @@ from wfbatch.core.progress import JobProgress
 from wfbatch.core.states import empty_counts
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.daemon.eta import batch_etas, batch_shares, overall_eta
+from wfbatch.daemon.pooled import pooled_snapshot
 from wfbatch.engine.loop.limiter import start_of_today
 from wfbatch.protocol import (
     AccountStatus,
@@ -222,6 +223,8 @@ async def provider_statuses(
     for name in await provider_names(ctx, by_provider):
         limiter = ctx.engine.pool.limiter(name)
         snapshot = limiter.snapshot().to_json()
+        pools = [ctx.engine.pool.account_limiter(name, a.name) for a in ctx.engine.pool.accounts(name)]
+        snapshot = pooled_snapshot(snapshot, pools)
         snapshot["paused"] = ctx.engine.holds.provider(name)
         # From the store, not the limiter's memory: that one counts starts that were refused and
         # starts afresh at a restart, so "today" jumped (160, 150, 154) for one true count.
