@@ -25,6 +25,7 @@ from wfbatch.engine.loop.pool import ProviderPool
 from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.providers.base import RequestKind
+from wfbatch.providers.registry import provider_label
 from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator
 from wfbatch.store import Store
@@ -383,3 +384,14 @@ async def test_the_providers_status_line_sums_its_pools(store: Store, home: Path
     assert shown["requests_in_window"] == 1  # wireflow's starts are not requests; the poll is
     single = pool.limiter("wireflow").snapshot().to_json()
     assert pooled_snapshot(single, [pool.limiter("wireflow")]) == single
+
+
+def test_the_label_names_where_the_accounts_go_not_the_unused_section_url(home: Path) -> None:
+    # Seen in a rehearsal against `wfbatch sim --accounts 3`: status and the TUI header said
+    # "at www.wireflow.ai" while every account talked to the simulator.
+    accounts = [{"name": n, "api_key": f"sk-{n}", "base_url": "http://127.0.0.1:8801/api/v1"} for n in "ab"]
+    same = load_settings(home, provider="wireflow", wireflow={"workflow_id": "wf_demo", "accounts": accounts})
+    assert "127.0.0.1:8801" in provider_label("wireflow", same)
+    apart = [accounts[0], {"name": "c", "api_key": "sk-c"}]
+    mixed = load_settings(home, provider="wireflow", wireflow={"workflow_id": "wf_demo", "accounts": apart})
+    assert provider_label("wireflow", mixed) == mixed.provider_limits("wireflow").label()
