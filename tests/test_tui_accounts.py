@@ -35,6 +35,15 @@ def test_the_header_summarises_the_accounts_on_one_line_of_80_columns() -> None:
     assert "3 accounts: 2 ok, 1 disabled" in line.plain
 
 
+def test_the_header_counts_an_account_outside_its_window_as_such() -> None:
+    wireflow = _wireflow()
+    wireflow.accounts[0] = wireflow.accounts[0].model_copy(
+        update={"state": "held", "kind": "window", "why": "outside its [schedule] windows (03:00-04:00)"}
+    )
+    line = fit_line(provider_parts(wireflow), 80)
+    assert "3 accounts: 1 ok, 1 disabled, 1 outside window" in line.plain, line.plain
+
+
 async def test_question_mark_lists_every_account_and_why_it_is_held() -> None:
     status = Status(version="t", jobs={}, paused=False, providers={"wireflow": _wireflow()}, batches=[])
 

@@ -260,8 +260,14 @@ def account_statuses(ctx: DaemonContext, name: str) -> list[AccountStatus]:
         held = pool.account_holds.get((name, account.name))
         why = pool.account_hold(name, account.name)
         state: Literal["ready", "blocked", "held"] = "ready"
+        # What holds it, by name: a recorded hold's kind, else its pool's daily execution cap (the
+        # only other hold an account's own limiter has); outside its windows it starts nothing too.
+        kind = (str(held[1].get("kind")) if held else "daily_cap") if why is not None else None
+        outside = ctx.engine.windows.account_why(name, account.name)
         if why is not None:
             state = "held"
+        elif outside is not None:
+            state, why, kind = "held", outside, "window"
         elif snapshot.blocked_for > 0:
             state, why = "blocked", snapshot.block_reason
         found.append(
@@ -271,7 +277,7 @@ def account_statuses(ctx: DaemonContext, name: str) -> list[AccountStatus]:
                 weight=account.weight,
                 state=state,
                 why=why,
-                kind=str(held[1].get("kind")) if held else ("daily_cap" if state == "held" else None),
+                kind=kind,
                 requests_in_window=snapshot.requests_in_window,
                 requests_per_minute=snapshot.requests_per_minute,
                 executions_in_window=snapshot.executions_in_window,

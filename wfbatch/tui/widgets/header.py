@@ -82,6 +82,7 @@ ACCOUNT_WORDS = {
     "unreachable": "unreachable",
     "daily_cap": "at daily cap",
     "daily_credit_cap": "at credit cap",
+    "window": "outside window",
 }
 """How the header names why an account is held (its `kind`), in the summary's counts."""
 
