@@ -61,3 +61,24 @@ async def test_question_mark_lists_every_account_and_why_it_is_held() -> None:
     for name in ("studio", "client-a", "client-b"):
         assert name in text
     assert "7/10 starts/min" in text and "held: wireflow: authentication failed (401)" in text
+
+
+async def test_question_mark_shows_a_reason_with_brackets_as_written() -> None:
+    # "[schedule]" in a window hold's reason was read as Rich markup and vanished.
+    wireflow = _wireflow()
+    reason = "outside its [schedule] windows (03:00-04:00): opens at 03:00"
+    held = {"state": "held", "kind": "window", "why": reason}
+    wireflow.accounts[0] = wireflow.accounts[0].model_copy(update=held)
+    status = Status(version="t", jobs={}, paused=False, providers={"wireflow": wireflow}, batches=[])
+
+    class Shown(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(HelpScreen(status))
+
+    app = Shown()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#help-accounts", Static).content
+    console = Console(width=200, record=True)
+    console.print(table)
+    assert reason in console.export_text()

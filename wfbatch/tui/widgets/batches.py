@@ -118,7 +118,9 @@ class BatchesPanel(DataTable[str | Text]):
         return rows
 
     def _pick(self, values: dict[str, str | Text]) -> list[str | Text]:
-        return [values[key] for key, _, _ in self._columns]
+        # As plain text, not markup: a batch named "shoes [v2]" showed as "shoes".
+        picked = (values[key] for key, _, _ in self._columns)
+        return [Text(value) if isinstance(value, str) else value for value in picked]
 
     def _bar_width(self) -> int:
         return next((w for key, _, w in self._columns if key == "bar"), 10)
