@@ -82,3 +82,13 @@ async def test_question_mark_shows_a_reason_with_brackets_as_written() -> None:
     console = Console(width=200, record=True)
     console.print(table)
     assert reason in console.export_text()
+
+
+def test_a_provider_held_by_a_long_reason_still_says_so_at_80_columns() -> None:
+    # Seen in a rehearsal: every account outside its window, and the header line read only
+    # "wireflow": the hold, longer than the line, was dropped with everything else.
+    reason = "outside its [schedule] windows (03:00-04:00 Europe/Berlin): the next opens at Tue 03:00 CET"
+    held = _wireflow().model_copy(update={"paused": reason})
+    line = fit_line(provider_parts(held), 80)
+    assert line.cell_len <= 80 and line.plain.startswith("wireflow  ⏸ outside its [schedule] windows")
+    assert line.plain.endswith("…")
