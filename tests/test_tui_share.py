@@ -72,3 +72,18 @@ def test_the_batches_panel_says_scheduled_with_the_time_and_a_shared_providers_s
     assert _state_text(shared, None).plain == "running 25%"
     alone = BatchSummary.model_validate({**base, "share": 1.0})
     assert _state_text(alone, None).plain == "running"
+
+
+async def test_the_dialog_names_a_batch_with_brackets_as_written() -> None:
+    from textual.app import App
+    from textual.widgets import Label
+
+    class Shown(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(ShareScreen("shoes [v2]", Share(0, 1.0)))
+
+    app = Shown()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        first = app.screen.query(Label).first()
+        assert "Batch shoes [v2]:" in str(first.render())
