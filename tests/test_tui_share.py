@@ -87,3 +87,21 @@ async def test_the_dialog_names_a_batch_with_brackets_as_written() -> None:
         await pilot.pause()
         first = app.screen.query(Label).first()
         assert "Batch shoes [v2]:" in str(first.render())
+
+
+async def test_the_edit_dialog_quotes_the_providers_error_as_it_came() -> None:
+    from textual.app import App
+    from textual.widgets import Label
+
+    from wfbatch.tui.screens.edit import EditPromptScreen
+
+    error = "400: the part [image] is not a PNG"
+
+    class Shown(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(EditPromptScreen(7, "a fox", error))
+
+    app = Shown()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert error in str(app.screen.query_one("#edit-error", Label).render())
