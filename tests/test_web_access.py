@@ -282,3 +282,5 @@ def test_the_queue_says_a_batch_is_scheduled_not_just_a_long_eta() -> None:
     row = batch_row(batch)
     assert row["eta"] == f"scheduled {at.astimezone():%H:%M} (2h 00m)"
     assert batch_row(batch.model_copy(update={"not_before": None}))["eta"] == "2h 00m"
+    held = batch.model_copy(update={"eta_seconds": None, "pause_reason": "outside its [schedule] windows"})
+    assert batch_row(held)["eta"] == f"scheduled {at.astimezone():%H:%M}"  # its own time, as status says

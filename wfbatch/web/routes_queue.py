@@ -25,9 +25,10 @@ def batch_row(batch: BatchSummary) -> dict[str, Any]:
     unfinished = finished < batch.total
     held = batch.paused or batch.pause_reason is not None or (batch.eta_seconds is None and unfinished)
     eta = "held" if held else ("finished" if finished >= batch.total else duration(batch.eta_seconds))
-    if unfinished and not held and batch.not_before is not None:
+    if unfinished and not batch.paused and batch.not_before is not None:
         # As `status` and the TUI say it: a bare "7h 17m" read as a slow batch, not a later one.
-        eta = f"scheduled {clock_time(batch.not_before)} ({eta})"
+        later = f" ({eta})" if batch.eta_seconds is not None else ""
+        eta = f"scheduled {clock_time(batch.not_before)}{later}"
     return {
         "id": batch.id,
         "name": batch.name,

@@ -27,10 +27,12 @@ def _state_text(batch: BatchSummary, hold: Hold | None) -> Text:
     open_jobs = sum(batch.counts.get(s, 0) for s in OPEN)
     if batch.paused:
         return Text("paused", style="bold yellow")
-    if open_jobs and hold is not None:
-        return Text(f"held: {hold.kind.replace('_', ' ')}", style="bold yellow")
+    # Its own time first, as `status` says it: "held: window" hid when it was set to start; a hold
+    # that outlasts that time is on the line under the batches either way.
     if open_jobs and batch.not_before is not None:
         return Text(f"scheduled {clock_time(batch.not_before)}", style="cyan")
+    if open_jobs and hold is not None:
+        return Text(f"held: {hold.kind.replace('_', ' ')}", style="bold yellow")
     remote = batch.remote_progress()
     if remote is not None:
         return Text(remote, style="cyan")  # the remote batch's request_counts
