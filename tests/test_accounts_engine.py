@@ -18,11 +18,14 @@ from wfbatch.core.hashing import idempotency_key
 from wfbatch.core.states import Execution, JobState
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.daemon.eta import provider_seconds
+from wfbatch.daemon.pooled import pooled_snapshot
 from wfbatch.engine.clock import SystemClock
 from wfbatch.engine.events import discard
 from wfbatch.engine.loop.pool import ProviderPool
 from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
+from wfbatch.providers.base import RequestKind
+from wfbatch.providers.registry import provider_label
 from wfbatch.settings import Settings, load_settings
 from wfbatch.sim import RunningSimulator
 from wfbatch.store import Store
@@ -349,3 +352,46 @@ async def test_the_daemon_eta_counts_every_pool(store: Store, layout: HomeLayout
     single, pooled = seconds
     assert single is not None and pooled is not None
     assert pooled < single / 2  # three pools of 10 starts a minute, not one
+
+
+async def test_the_providers_status_line_sums_its_pools(store: Store, home: Path) -> None:
+    # Seen in a rehearsal: three busy accounts, and the provider's line said "0/10 starts, 0/4 in
+    # flight, idle" because with accounts its own limiter is never used.
+    settings = load_settings(
+        home,
+        provider="wireflow",
+        wireflow={
+            "workflow_id": "wf_demo",
+            "executions_per_minute": 10,
+            "max_in_flight": 4,
+            "accounts": [
+                {"name": "x", "api_key": "sk-x", "pool": "org"},
+                {"name": "y", "api_key": "sk-y", "pool": "org"},
+                {"name": "z", "api_key": "sk-z"},
+            ],
+        },
+    )
+    pool = ProviderPool(store, settings, SystemClock(), discard, lambda: None)
+    org, own = pool.account_limiter("wireflow", "x"), pool.account_limiter("wireflow", "z")
+    await org.acquire(RequestKind.START)
+    await own.acquire(RequestKind.START)
+    await own.acquire(RequestKind.POLL)
+    org.in_flight, own.in_flight = 2, 1
+    limiters = [pool.account_limiter("wireflow", name) for name in ("x", "y", "z")]
+    shown = pooled_snapshot(pool.limiter("wireflow").snapshot().to_json(), limiters)
+    assert (shown["executions_in_window"], shown["executions_per_minute"]) == (2, 20)  # org counted once
+    assert (shown["in_flight"], shown["max_in_flight"]) == (3, 8)
+    assert shown["requests_in_window"] == 1  # wireflow's starts are not requests; the poll is
+    single = pool.limiter("wireflow").snapshot().to_json()
+    assert pooled_snapshot(single, [pool.limiter("wireflow")]) == single
+
+
+def test_the_label_names_where_the_accounts_go_not_the_unused_section_url(home: Path) -> None:
+    # Seen in a rehearsal against `wfbatch sim --accounts 3`: status and the TUI header said
+    # "at www.wireflow.ai" while every account talked to the simulator.
+    accounts = [{"name": n, "api_key": f"sk-{n}", "base_url": "http://127.0.0.1:8801/api/v1"} for n in "ab"]
+    same = load_settings(home, provider="wireflow", wireflow={"workflow_id": "wf_demo", "accounts": accounts})
+    assert "127.0.0.1:8801" in provider_label("wireflow", same)
+    apart = [accounts[0], {"name": "c", "api_key": "sk-c"}]
+    mixed = load_settings(home, provider="wireflow", wireflow={"workflow_id": "wf_demo", "accounts": apart})
+    assert provider_label("wireflow", mixed) == mixed.provider_limits("wireflow").label()

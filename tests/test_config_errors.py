@@ -89,3 +89,13 @@ def test_sighup_with_a_broken_config_keeps_the_settings_and_logs_one_line() -> N
         errors = [line for line in log.splitlines() if "SIGHUP" in line]
         assert len(errors) == 2, errors
         assert f"{config}:3:15: Expected '='" in errors[0]
+
+
+def test_a_bad_schedule_window_is_said_plainly() -> None:
+    # Seen in a rehearsal: "schedule.wireflow.windows: Value error, expected a window ...".
+    home = _home_with('[schedule.wireflow]\nwindows = ["22:00-6:00x"]\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(home)
+    where = f"{home / 'wfbatch.toml'}: schedule.wireflow.windows"
+    expected = f'{where}: expected a window such as "22:00-06:00"'
+    assert str(caught.value).startswith(expected), caught.value

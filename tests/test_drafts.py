@@ -305,8 +305,9 @@ def test_plan_prints_the_pipeline_beside_straight_to_finals(tmp_path: Path) -> N
     shown = CliRunner().invoke(cli_main, ["plan", str(spec), "--approve-rate", "0.25"], env=env)
     assert shown.exit_code == 0, shown.output
     assert "20 drafts, ~5 finals at an approval rate of 25% (--approve-rate)" in shown.output
-    assert "drafts 0.06 + finals 0.2 = 0.26 credits" in shown.output
-    assert "straight to finals: 0.8 credits; saving 0.54 (68%)" in shown.output
+    # In Replicate's unit, as the estimated cost above them says (they read "credits").
+    assert "drafts 0.06 + finals 0.2 = 0.26 USD" in shown.output
+    assert "straight to finals: 0.8 USD; saving 0.54 (68%)" in shown.output
     default = CliRunner().invoke(cli_main, ["plan", str(spec), "--json"], env=env)
     pipeline = json.loads(default.output)["pipeline"]
     assert (pipeline["approve_rate"], pipeline["pipeline_credits"]) == (0.3, 0.3)

@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any
 
+from tests.conftest_sim import fast_options
 from tests.daemon_harness import jsonl, running_daemon
 from tests.deadlines import patience
 from wfbatch.core.parsing import parse_prompt_bytes
@@ -20,6 +21,7 @@ from wfbatch.engine.loop.scheduler import Engine
 from wfbatch.home import HomeLayout
 from wfbatch.protocol import Event, JobEvent, ProviderEvent
 from wfbatch.settings import ScheduleEntry
+from wfbatch.sim import RunningSimulator
 from wfbatch.store import Reuse, Store
 
 
@@ -129,3 +131,39 @@ def test_an_accounts_own_windows_replace_the_providers() -> None:
     noon = dt.datetime(2026, 12, 8, 11, 0, tzinfo=dt.UTC).timestamp()  # 12:00 in Berlin
     assert not entry.schedule().is_open(noon) and not entry.schedule("night").is_open(noon)
     assert entry.schedule("day").is_open(noon)
+
+
+def test_an_account_outside_its_own_window_is_shown_held_saying_when_it_opens() -> None:
+    # Seen in a rehearsal: an account outside its window started nothing yet `status` called it
+    # `ready`, with no reason, beside its busy siblings.
+    opens = (dt.datetime.now().astimezone() + dt.timedelta(hours=2)).replace(second=0, microsecond=0)
+    window = f"{opens:%H:%M}-{opens + dt.timedelta(hours=1):%H:%M}"
+    with RunningSimulator(fast_options(api_keys=("sk-day", "sk-night"))) as sim:
+        env = {
+            "WFBATCH_PROVIDER": "wireflow",
+            "WFBATCH_WIREFLOW__WORKFLOW_ID": "wf_demo",
+            "WFBATCH_WIREFLOW__POLL_INITIAL": "0.05",
+            "WFBATCH_WIREFLOW__POLL_MAX": "0.2",
+            "WFBATCH_SCHEDULE__WIREFLOW__ACCOUNTS": json.dumps({"night": [window]}),
+        }
+        for index, name in enumerate(("day", "night")):
+            prefix = f"WFBATCH_WIREFLOW__ACCOUNTS__{index}__"
+            env |= {prefix + "NAME": name, prefix + "API_KEY": f"sk-{name}"}
+            env[prefix + "BASE_URL"] = sim.base_url
+        with running_daemon(env=env) as daemon:
+            daemon.drop("two.jsonl", jsonl("a fox", "a cat"))
+
+            def finished() -> dict[str, Any] | None:
+                wireflow = daemon.status()["providers"].get("wireflow")
+                return wireflow if wireflow and wireflow["jobs"].get("done") == 2 else None
+
+            wireflow = daemon.wait_until(finished, what="the batch done on the day account")
+            accounts = {account["name"]: account for account in wireflow["accounts"]}
+            assert accounts["day"]["state"] == "ready"
+            night = accounts["night"]
+            assert night["state"] == "held" and night["kind"] == "window", night
+            assert "outside its [schedule] windows" in night["why"] and f"{opens:%H:%M}" in night["why"]
+            assert wireflow["paused"] is None  # the day account is open: the provider is not held
+            shown = daemon.cli("status", columns=160).output
+            line = next(x for x in shown.splitlines() if "account night" in x)
+            assert "held: outside its [schedule] windows" in line, line

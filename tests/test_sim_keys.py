@@ -82,10 +82,13 @@ def test_credit_is_per_key_and_topped_up_per_key() -> None:
 
 
 def test_sim_accounts_prints_one_account_per_key_on_one_port() -> None:
-    with sim_process("--provider", "wireflow", "--accounts", "3", "--window", "5") as (process, lines):
+    flags = ("--provider", "wireflow", "--plan", "pro", "--accounts", "3", "--window", "5")
+    with sim_process(*flags) as (process, lines):
         title, export = lines
         assert "3 accounts" in title
         env = exported(export)
+        # Pasted, the client paces itself by the simulator's plan and window.
+        assert env["WFBATCH_WIREFLOW__PLAN"] == "pro" and env["WFBATCH_WIREFLOW__RATE_WINDOW_SECONDS"] == "5"
         urls = {env[f"WFBATCH_WIREFLOW__ACCOUNTS__{i}__BASE_URL"] for i in range(3)}
         assert len(urls) == 1  # one port
         names = [env[f"WFBATCH_WIREFLOW__ACCOUNTS__{i}__NAME"] for i in range(3)]

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Tab
 
@@ -31,6 +32,7 @@ from wfbatch.sim import RunningSimulator, SimOptions
 from wfbatch.tui import WfbatchApp
 from wfbatch.tui.screens.main import MainScreen
 from wfbatch.tui.tabs import JobTab
+from wfbatch.tui.widgets.batches import BatchesPanel
 from wfbatch.tui.widgets.holds import HoldsLine, holds_in_view
 
 NARROW = (80, 24)
@@ -208,3 +210,23 @@ async def test_a_budget_hold_shows_its_figures_and_the_command_that_lifts_it(
             text = str(line.render())
             assert hold.reason in text and f"wfbatch budget {submitted.batch_id}" in text
             assert "1 of 1 credits" in text  # the figures, not just "held: budget"
+
+
+async def test_brackets_in_a_prompt_or_a_batch_name_show_as_written(api: DaemonClient) -> None:
+    # Seen in a rehearsal: a batch named "shoes [v2]" showed as "shoes", and "[red]" in a prompt
+    # was taken for Rich markup: a DataTable reads a str cell as markup.
+    spec = {"name": "shoes [v2]", "prompts": ["a cat [in the style of Monet]"]}
+    spec["defaults"] = {"width": 64, "height": 64}
+    accepted = await api.submit(SubmitRequest(name="br.json", content=json.dumps(spec)))
+    await _done(api, 1)
+    app = _app(api)
+    async with app.run_test(size=NARROW) as pilot:
+        screen = await _attached(pilot)
+        await pilot.press("4")
+        await wait_until(lambda: screen.tab is JobTab.DONE and screen.jobs.row_count == 1
+                         and not screen.jobs.fetching)
+        prompt = screen.jobs.get_cell(str(next(iter(screen.jobs.jobs))), "prompt")
+        assert isinstance(prompt, Text) and prompt.plain == "a cat [in the style of Monet]"
+        assert accepted.batch_id is not None
+        name = screen.query_one("#batches", BatchesPanel).get_cell(accepted.batch_id, "name")
+        assert isinstance(name, Text) and name.plain == "shoes [v2]"

@@ -13,7 +13,7 @@ from textual.widgets import Input
 
 from tests.test_tui_support import DaemonProcess, daemon_process, wait_until
 from wfbatch.client.client import DaemonClient
-from wfbatch.protocol import BatchSummary, SubmitRequest
+from wfbatch.protocol import BatchSummary, Hold, SubmitRequest
 from wfbatch.tui import WfbatchApp
 from wfbatch.tui.screens.share import Share, ShareScreen, parse_share
 from wfbatch.tui.widgets.batches import _state_text
@@ -68,7 +68,44 @@ def test_the_batches_panel_says_scheduled_with_the_time_and_a_shared_providers_s
             "counts": {"queued": 3}, "total": 3}
     scheduled = BatchSummary.model_validate({**base, "not_before": later})
     assert _state_text(scheduled, None).plain == f"scheduled {later.astimezone():%H:%M}"
+    # Its own time wins over its provider's window (the hold is on the line under the batches).
+    window = Hold(kind="window", scope="provider", target="local", reason="outside", lift="wait")
+    assert _state_text(scheduled, window).plain == f"scheduled {later.astimezone():%H:%M}"
+    assert _state_text(BatchSummary.model_validate(base), window).plain == "held: window"
     shared = BatchSummary.model_validate({**base, "share": 0.25})
     assert _state_text(shared, None).plain == "running 25%"
     alone = BatchSummary.model_validate({**base, "share": 1.0})
     assert _state_text(alone, None).plain == "running"
+
+
+async def test_the_dialog_names_a_batch_with_brackets_as_written() -> None:
+    from textual.app import App
+    from textual.widgets import Label
+
+    class Shown(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(ShareScreen("shoes [v2]", Share(0, 1.0)))
+
+    app = Shown()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        first = app.screen.query(Label).first()
+        assert "Batch shoes [v2]:" in str(first.render())
+
+
+async def test_the_edit_dialog_quotes_the_providers_error_as_it_came() -> None:
+    from textual.app import App
+    from textual.widgets import Label
+
+    from wfbatch.tui.screens.edit import EditPromptScreen
+
+    error = "400: the part [image] is not a PNG"
+
+    class Shown(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(EditPromptScreen(7, "a fox", error))
+
+    app = Shown()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert error in str(app.screen.query_one("#edit-error", Label).render())

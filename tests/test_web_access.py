@@ -4,6 +4,7 @@ the files stay where they were); a foreign Host is refused; only 127.0.0.1 liste
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 import socket
@@ -18,8 +19,10 @@ from starlette.routing import Mount, Route
 from tests.daemon_harness import DaemonProcess, jsonl, running_daemon
 from tests.web_harness import WebClient, web_daemon
 from wfbatch.client import DaemonClient
+from wfbatch.protocol import BatchSummary
 from wfbatch.web import build_web_app
 from wfbatch.web.routes_actions import confined_image
+from wfbatch.web.routes_queue import batch_row
 
 JOBS = 4
 Served = tuple[DaemonProcess, WebClient, list[int]]
@@ -265,3 +268,19 @@ def test_a_web_port_in_use_is_one_clear_line_and_the_daemon_goes_on() -> None:
             assert daemon.status()["jobs"] is not None  # the daemon itself still answers
     finally:
         taken.close()
+
+
+def test_the_queue_says_a_batch_is_scheduled_not_just_a_long_eta() -> None:
+    # Seen in a rehearsal: a batch submitted `--at 02:00` showed only "7h 17m" on /queue, where
+    # `status` and the TUI say "scheduled 02:00".
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).replace(second=0, microsecond=0)
+    batch = BatchSummary(
+        id="b1", name="nightly", source_name="nightly.json", provider="local",
+        created_at=dt.datetime.now(dt.UTC), output_dir="/tmp/x", paused=False, counts={"queued": 2},
+        total=2, eta_seconds=7200.0, not_before=at,
+    )
+    row = batch_row(batch)
+    assert row["eta"] == f"scheduled {at.astimezone():%H:%M} (2h 00m)"
+    assert batch_row(batch.model_copy(update={"not_before": None}))["eta"] == "2h 00m"
+    held = batch.model_copy(update={"eta_seconds": None, "pause_reason": "outside its [schedule] windows"})
+    assert batch_row(held)["eta"] == f"scheduled {at.astimezone():%H:%M}"  # its own time, as status says

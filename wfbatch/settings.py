@@ -393,6 +393,8 @@ def _validation_problems(config_file: Path, error: ValidationError) -> str:
     file_data = _read_toml_quietly(config_file)
     problems = []
     for item in error.errors():
+        # "Value error, " is pydantic's wrapping of our own validators' messages: noise to a reader.
+        item["msg"] = str(item["msg"]).removeprefix("Value error, ")
         loc = tuple(str(part) for part in item["loc"])
         field = ".".join(loc) or "settings"
         env_name = "WFBATCH_" + "__".join(loc).upper()

@@ -102,13 +102,16 @@ def _print_plan(plan: Plan) -> None:
                     f" {figure(provider.batch_direct_cost)} direct (saving {figure(saving)})"
                 )
     if plan.pipeline:
-        _print_pipeline(plan.pipeline)
+        _print_pipeline(plan.pipeline, plan.unit)
     if plan.stops_at:
         echo(f"would stop after {plural(plan.stops_at['after_jobs'], 'job')}: {plan.stops_at['reason']}")
 
 
-def _print_pipeline(pipeline: PipelinePlan) -> None:
+def _print_pipeline(pipeline: PipelinePlan, unit: str | None) -> None:
+    """`unit`: the run's cost unit, as the estimate above says it (USD for Replicate: the figures
+    read "0.26 credits" under "estimated cost: 0.26 USD"); "credits" when providers differ."""
     echo = click.echo
+    unit = unit if unit not in (None, "free") else "credits"
     rate = f"{pipeline.approve_rate:.0%}"
     echo(
         f"drafts → finals: {plural(pipeline.drafts, 'draft')}, ~{figure(pipeline.expected_finals)} finals"
@@ -119,11 +122,11 @@ def _print_pipeline(pipeline: PipelinePlan) -> None:
         return
     echo(
         f"  drafts {figure(pipeline.drafts_credits)} + finals {figure(pipeline.finals_credits)}"
-        f" = {figure(pipeline.pipeline_credits)} credits"
+        f" = {figure(pipeline.pipeline_credits)} {unit}"
     )
     saving = pipeline.saving or 0.0
     share = f" ({saving / pipeline.straight_to_finals:.0%})" if pipeline.straight_to_finals else ""
-    straight = f"  straight to finals: {figure(pipeline.straight_to_finals)} credits; "
+    straight = f"  straight to finals: {figure(pipeline.straight_to_finals)} {unit}; "
     if saving >= 0:
         echo(f"{straight}saving {figure(saving)}{share}")
     else:

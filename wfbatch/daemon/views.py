@@ -12,6 +12,7 @@ from wfbatch.core.progress import JobProgress
 from wfbatch.core.states import empty_counts
 from wfbatch.daemon.context import DaemonContext
 from wfbatch.daemon.eta import batch_etas, batch_shares, overall_eta
+from wfbatch.daemon.pooled import pooled_snapshot
 from wfbatch.engine.loop.limiter import start_of_today
 from wfbatch.protocol import (
     AccountStatus,
@@ -223,6 +224,8 @@ async def provider_statuses(
     for name in await provider_names(ctx, by_provider):
         limiter = ctx.engine.pool.limiter(name)
         snapshot = limiter.snapshot().to_json()
+        pools = [ctx.engine.pool.account_limiter(name, a.name) for a in ctx.engine.pool.accounts(name)]
+        snapshot = pooled_snapshot(snapshot, pools)
         snapshot["paused"] = ctx.engine.holds.provider(name)
         # From the store, not the limiter's memory: that one counts starts that were refused and
         # starts afresh at a restart, so "today" jumped (160, 150, 154) for one true count.
@@ -258,8 +261,14 @@ def account_statuses(ctx: DaemonContext, name: str) -> list[AccountStatus]:
         held = pool.account_holds.get((name, account.name))
         why = pool.account_hold(name, account.name)
         state: Literal["ready", "blocked", "held"] = "ready"
+        # What holds it, by name: a recorded hold's kind, else its pool's daily execution cap (the
+        # only other hold an account's own limiter has); outside its windows it starts nothing too.
+        kind = (str(held[1].get("kind")) if held else "daily_cap") if why is not None else None
+        outside = ctx.engine.windows.account_why(name, account.name)
         if why is not None:
             state = "held"
+        elif outside is not None:
+            state, why, kind = "held", outside, "window"
         elif snapshot.blocked_for > 0:
             state, why = "blocked", snapshot.block_reason
         found.append(
@@ -269,7 +278,7 @@ def account_statuses(ctx: DaemonContext, name: str) -> list[AccountStatus]:
                 weight=account.weight,
                 state=state,
                 why=why,
-                kind=str(held[1].get("kind")) if held else ("daily_cap" if state == "held" else None),
+                kind=kind,
                 requests_in_window=snapshot.requests_in_window,
                 requests_per_minute=snapshot.requests_per_minute,
                 executions_in_window=snapshot.executions_in_window,

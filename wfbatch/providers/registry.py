@@ -292,5 +292,11 @@ def check_spec(spec: JobSpec) -> list[str]:
 
 
 def provider_label(name: str, settings: ProviderSections) -> str:
-    """How results of a provider are labelled for people, without building the provider."""
-    return settings.provider_limits(name).label() if name in REGISTRY else name
+    """How results of a provider are labelled for people, without building the provider. With
+    accounts that all go to one place (each with its own `base_url`, as against the simulator),
+    that place: the section's own URL, unused then, named a host nobody was talking to."""
+    if name not in REGISTRY:
+        return name
+    section = settings.provider_limits(name)
+    labels = {account.section.label() for account in section.account_list()}
+    return labels.pop() if len(labels) == 1 else section.label()

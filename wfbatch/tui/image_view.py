@@ -29,7 +29,7 @@ def image_widget(path: Path, *, graphics: bool) -> Widget:
             opened.load()
             picture = opened.copy()
     except (OSError, ValueError) as error:
-        return Static(f"(cannot show {path.name}: {error})", classes="image-missing")
+        return Static(f"(cannot show {path.name}: {error})", classes="image-missing", markup=False)
     use_best = graphics and BestRenderable not in (HalfcellRenderable, UnicodeRenderable)
     if use_best:
         widget: Widget = BestImage(picture, classes="picture")

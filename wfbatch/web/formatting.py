@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 
 def duration(seconds: float | None) -> str:
     """`3h 05m`, `4m 10s`, `12s`; an em dash when unknown."""
@@ -15,6 +17,14 @@ def duration(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m {secs:02d}s"
     return f"{secs}s"
+
+
+def clock_time(moment: datetime) -> str:
+    """A time ahead in local time: `02:00` within a day, else with its date (as `status` says)."""
+    wall = moment.astimezone()
+    if wall - datetime.now(wall.tzinfo) < timedelta(hours=23):
+        return wall.strftime("%H:%M")
+    return wall.strftime("%Y-%m-%d %H:%M")
 
 
 def credits(value: float | None) -> str:

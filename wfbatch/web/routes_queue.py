@@ -12,18 +12,23 @@ from starlette.routing import Route
 from wfbatch.protocol import BatchSummary, Status
 from wfbatch.web.context import csrf_of, web_context
 from wfbatch.web.daemon_calls import details, jobs_in
-from wfbatch.web.formatting import credits, duration, of_limit, percent
+from wfbatch.web.formatting import clock_time, credits, duration, of_limit, percent
 
 LIST_SIZE = 50
 ACTIVE_STATES = ("queued", "submitting", "running", "retrying")
 
 
-def _batch_row(batch: BatchSummary) -> dict[str, Any]:
+def batch_row(batch: BatchSummary) -> dict[str, Any]:
     counts = batch.counts
     done, failed, canceled = counts.get("done", 0), counts.get("failed", 0), counts.get("canceled", 0)
     finished = done + failed + canceled
     unfinished = finished < batch.total
     held = batch.paused or batch.pause_reason is not None or (batch.eta_seconds is None and unfinished)
+    eta = "held" if held else ("finished" if finished >= batch.total else duration(batch.eta_seconds))
+    if unfinished and not batch.paused and batch.not_before is not None:
+        # As `status` and the TUI say it: a bare "7h 17m" read as a slow batch, not a later one.
+        later = f" ({eta})" if batch.eta_seconds is not None else ""
+        eta = f"scheduled {clock_time(batch.not_before)}{later}"
     return {
         "id": batch.id,
         "name": batch.name,
@@ -33,7 +38,7 @@ def _batch_row(batch: BatchSummary) -> dict[str, Any]:
         "canceled": canceled,
         "total": batch.total,
         "percent": percent(finished, batch.total),
-        "eta": "held" if held else ("finished" if finished >= batch.total else duration(batch.eta_seconds)),
+        "eta": eta,
         "spent": credits(batch.credits_used),
         "budget": credits(batch.budget) if batch.budget is not None else "none",
     }
@@ -78,7 +83,7 @@ async def _context(request: Request) -> dict[str, Any]:
         "page": "queue",
         "status": status,
         "eta": duration(status.eta_seconds),
-        "batches": [_batch_row(batch) for batch in status.batches],
+        "batches": [batch_row(batch) for batch in status.batches],
         "holds": status.holds,
         "providers": _providers(status),
         "failed": [failed_details[job.id] for job in failed if job.id in failed_details],

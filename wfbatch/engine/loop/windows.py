@@ -46,6 +46,21 @@ class Windows:
         schedule = self._schedule(provider, account)
         return schedule is None or schedule.is_open(self._clock.wall())
 
+    def account_why(self, provider: str, account: str) -> str | None:
+        """Why this account starts nothing now by its windows (None: it may), for its line in
+        `status`: it sat there as `ready` while it started nothing."""
+        schedule = self._schedule(provider, account)
+        now = self._clock.wall()
+        if schedule is None or schedule.is_open(now):
+            return None
+        opening = schedule.next_open(now)
+        when = (
+            "no window opens in the next days"
+            if opening is None
+            else f"opens at {_when(opening, schedule.zone)}"
+        )
+        return f"outside its [schedule] windows ({schedule.describe()}): {when}"
+
     def opens_at(self, provider: str) -> float | None:
         """When the provider may start work next, while every account of it is outside its
         windows; None while one may start now (or it has no windows)."""

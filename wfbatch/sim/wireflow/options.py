@@ -108,4 +108,12 @@ def made(all_stats: list[dict[str, Any]]) -> str:
 
 
 def env(options: SimOptions) -> dict[str, str]:
-    return {"WORKFLOW_ID": WireflowOptions.of(options).workflow_ids[0]}
+    """The plan and the window too: pasted without them, wfbatch paced a `--plan pro` simulator at
+    the free plan's limits, and a `--window 5` one by 60-second windows."""
+    found = {
+        "WORKFLOW_ID": WireflowOptions.of(options).workflow_ids[0],
+        "PLAN": WireflowOptions.of(options).plan.value,
+    }
+    if options.window != 60.0:
+        found["RATE_WINDOW_SECONDS"] = f"{options.window:g}"
+    return found

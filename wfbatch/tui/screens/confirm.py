@@ -23,7 +23,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
-            yield Static(self.question, id="confirm-question")
+            yield Static(self.question, id="confirm-question", markup=False)  # it may quote a prompt
             yield Static("y / enter: yes     n / escape: no", classes="dim")
 
     def action_answer(self, yes: bool) -> None:

@@ -25,7 +25,8 @@ class EditPromptScreen(ModalScreen[str | None]):
         with Vertical(id="edit-box"):
             yield Label(f"Edit the prompt of job {self.job_id}; enter requeues it, escape cancels.")
             if self.error:
-                yield Label(f"It failed with: {self.error}", id="edit-error")
+                # The provider's words as they came, not read as markup.
+                yield Label(f"It failed with: {self.error}", id="edit-error", markup=False)
             yield Input(value=self.prompt, id="edit-input")
 
     @on(Input.Submitted)

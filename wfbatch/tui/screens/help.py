@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -58,7 +59,7 @@ def accounts_table(status: Status | None) -> Table | None:
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for name, line in rows:
-        table.add_row(name, line)
+        table.add_row(Text(name), Text(line))  # not markup: "[schedule]" in a reason vanished
     return table
 
 

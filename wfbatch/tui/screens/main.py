@@ -59,7 +59,7 @@ class MainScreen(CommandScreen):
         yield HoldsLine("", id="holds")
         with Horizontal(id="tabs-row"):
             yield Tabs(*(Tab(f"{s.key} {s.title}", id=s.tab.value) for s in TAB_SPECS.values()), id="tabs")
-            yield Static("", id="filter-label")
+            yield Static("", id="filter-label", markup=False)  # shows the filter as typed
         yield Input(placeholder="filter prompts by text, enter applies, escape clears", id="filter")
         with Horizontal(id="work"):
             yield JobsTable(id="jobs")

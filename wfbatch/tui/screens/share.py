@@ -52,7 +52,8 @@ class ShareScreen(ModalScreen[Share | None]):
         with Vertical(id="edit-box"):
             yield Label(
                 f"Batch {self.batch_name}: a higher priority starts first; batches of one priority"
-                " share their provider by weight. Enter applies, escape cancels."
+                " share their provider by weight. Enter applies, escape cancels.",
+                markup=False,  # the batch's name as written: "shoes [v2]" lost its "[v2]"
             )
             yield Label("", id="edit-error")
             yield Label("priority")

@@ -27,10 +27,12 @@ def _state_text(batch: BatchSummary, hold: Hold | None) -> Text:
     open_jobs = sum(batch.counts.get(s, 0) for s in OPEN)
     if batch.paused:
         return Text("paused", style="bold yellow")
-    if open_jobs and hold is not None:
-        return Text(f"held: {hold.kind.replace('_', ' ')}", style="bold yellow")
+    # Its own time first, as `status` says it: "held: window" hid when it was set to start; a hold
+    # that outlasts that time is on the line under the batches either way.
     if open_jobs and batch.not_before is not None:
         return Text(f"scheduled {clock_time(batch.not_before)}", style="cyan")
+    if open_jobs and hold is not None:
+        return Text(f"held: {hold.kind.replace('_', ' ')}", style="bold yellow")
     remote = batch.remote_progress()
     if remote is not None:
         return Text(remote, style="cyan")  # the remote batch's request_counts
@@ -118,7 +120,9 @@ class BatchesPanel(DataTable[str | Text]):
         return rows
 
     def _pick(self, values: dict[str, str | Text]) -> list[str | Text]:
-        return [values[key] for key, _, _ in self._columns]
+        # As plain text, not markup: a batch named "shoes [v2]" showed as "shoes".
+        picked = (values[key] for key, _, _ in self._columns)
+        return [Text(value) if isinstance(value, str) else value for value in picked]
 
     def _bar_width(self) -> int:
         return next((w for key, _, w in self._columns if key == "bar"), 10)

@@ -27,9 +27,11 @@ Part = tuple[Text, int]
 
 def fit_line(parts: list[Part], width: int) -> Text:
     """The parts that fit in `width` cells, in their order, dropping the lowest-ranked first; the
-    last one left is cut with an ellipsis if even it is too long."""
+    two ranked highest stay, the line cut with an ellipsis if even they are too long. (Dropping down
+    to one left a held provider at 80 columns as a bare "wireflow": its hold, longer than the
+    line, went with everything else.)"""
     kept = list(parts)
-    while len(kept) > 1 and sum(t.cell_len for t, _ in kept) > width:
+    while len(kept) > 2 and sum(t.cell_len for t, _ in kept) > width:
         kept.remove(min(kept, key=lambda part: part[1]))
     line = Text(no_wrap=True, overflow="ellipsis")
     for text, _ in kept:
@@ -82,6 +84,7 @@ ACCOUNT_WORDS = {
     "unreachable": "unreachable",
     "daily_cap": "at daily cap",
     "daily_credit_cap": "at credit cap",
+    "window": "outside window",
 }
 """How the header names why an account is held (its `kind`), in the summary's counts."""
 

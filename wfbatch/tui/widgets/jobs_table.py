@@ -362,5 +362,7 @@ class JobsTable(DataTable[Cell]):
             "file": file_cell(job),
             "final": final_marker(job),
         }
-        return [values[key] for key in keys]
+        # A DataTable reads a str cell as Rich markup: a prompt "a cat [in the style of Monet]"
+        # lost its bracket, and "[red]" coloured it. Plain text shows what was written.
+        return [Text(value) if isinstance(value, str) else value for value in (values[key] for key in keys)]
 
