@@ -172,7 +172,10 @@ REGISTRY: dict[str, ProviderEntry] = {
                 cost_unit="credits",
                 dialect=NO_DIALECT,  # no rate-limit headers documented
                 remote=True,
-                takes_images="ultra and sd3 models: image-to-image; upscale fast, conservative, creative",
+                takes_images=(
+                    "ultra and sd3 models: image-to-image; upscale fast, conservative, creative;"
+                    " edit/inpaint with a mask"
+                ),
                 # upscale/fast: the approved picture itself, 4x, for 2 credits (providers.md §12.2)
                 final_from_draft="upscale",
             ),

@@ -1,9 +1,10 @@
 """Stability AI v2beta (providers.md §4, §12.2): one synchronous multipart `POST
 /v2beta/stable-image/generate/{ultra|core|sd3}` per job, `accept: image/*`; the answer's body is the
 image, so `submit` returns `Finished` with its bytes (the engine writes them to cache/ first). A job
-with an input picture goes to image-to-image (`generate/ultra|sd3` with `image` and `strength`) or,
-as an upscale, to `upscale/fast|conservative` (synchronous too) or `upscale/creative`, which answers
-an id: `poll` fetches `GET /v2beta/results/{id}` (202 running, 200 the image).
+with an input picture goes to image-to-image (`generate/ultra|sd3` with `image` and `strength`), with
+a mask to `edit/inpaint` (`image`, `mask`), or, as an upscale, to `upscale/fast|conservative`
+(synchronous too) or `upscale/creative`, which answers an id: `poll` fetches
+`GET /v2beta/results/{id}` (202 running, 200 the image).
 
 Outcomes, by the error's `name` (never its text):
 - `content_moderation` (403) — refused and not charged: final for the prompt;
@@ -106,6 +107,9 @@ class StabilityProvider(HttpProvider[StabilitySettings]):
         image = spec.input_of("image")
         if image is not None:
             form["image"] = (file_name(image), input_bytes(image), image.media_type or "image/png")
+        mask = spec.input_of("mask")
+        if mask is not None and request.is_inpaint(spec):
+            form["mask"] = (file_name(mask), input_bytes(mask), mask.media_type or "image/png")
         self._obey_lockout()
         path = request.path_of(spec, model)
         asynchronous = path == "upscale/creative"
@@ -223,7 +227,7 @@ class StabilityProvider(HttpProvider[StabilitySettings]):
     def _finished(self, spec: JobSpec, model: str, answer: HttpAnswer) -> Finished:
         form = request.form_fields(spec, model)
         asked = {
-            "model": model if not request.is_upscale(spec) else None,
+            "model": model if request.takes_model(spec) else None,
             "endpoint": request.path_of(spec, model),
             "aspect_ratio": form.get("aspect_ratio"),
             "output_format": form["output_format"],

@@ -8,7 +8,8 @@ Choices (documented in the README):
   REFINE_STRENGTH);
 - a final `from_draft: "upscale"` uses `params.upscaler` (`fast` by default: 4x the approved
   picture for 2 credits; `conservative` 40; `creative` 60, asynchronous);
-- masks and reference images (`images`) are not taken by these endpoints: refused at parse time.
+- an entry's `image` + `mask` (or `params.mode = "inpaint"`) goes to edit/inpaint (inpaint.py);
+  a mask on an upscale or a refined final, and reference images (`images`), are refused at parse time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wfbatch.core.models import InputImage, JobSpec
+from wfbatch.providers.stability.inpaint import GROW_MASK, MODE, inpaint_problems, is_inpaint
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 """A request over 10 MiB is answered 413 (§12.2): the image is nearly all of it."""
@@ -25,7 +27,7 @@ UPSCALE_CREDITS = {"fast": 2.0, "conservative": 40.0, "creative": 60.0}
 REFINE_STRENGTH = 0.35
 """A refine keeps the approved picture's composition and redraws its detail at the final's model."""
 CREATIVITY = (0.2, 0.5)
-IMAGE_PARAMS = ("upscaler", "creativity")
+IMAGE_PARAMS = ("upscaler", "creativity", "mode", "grow_mask")
 
 
 def upscaler_of(params: Mapping[str, Any]) -> str:
@@ -69,10 +71,20 @@ def image_problems(spec: JobSpec, model: str) -> list[str]:
         or not CREATIVITY[0] <= creativity <= CREATIVITY[1]
     ):
         problems.append(f"params.creativity must be a number from {CREATIVITY[0]} to {CREATIVITY[1]}")
-    if spec.input_of("mask") is not None:
-        problems.append("stability's generate and upscale endpoints take no mask (edit/inpaint is not sent)")
+    mode = params.get("mode")
+    if mode is not None and mode != MODE:
+        problems.append(f'params.mode {mode!r}: the only choice is "{MODE}" (edit/inpaint)')
     if spec.input_of("images") is not None:
         problems.append("stability takes one image, not reference images (images)")
+    if is_inpaint(spec):
+        return problems + inpaint_problems(spec)
+    if spec.input_of("mask") is not None:
+        problems.append(
+            "stability takes a mask only with an entry's own image (edit/inpaint), not on upscale or refine"
+        )
+    if params.get("grow_mask") is not None:
+        low, high = GROW_MASK
+        problems.append(f"params.grow_mask ({low} to {high}) is for an inpaint: an image with a mask")
     image = spec.input_of("image")
     if spec.operation == "upscale":
         if image is not None and image.width:

@@ -19,6 +19,9 @@ CREDITS: dict[str, float] = {
     "upscale-fast": 2.0,
     "upscale-conservative": 40.0,
     "upscale-creative": 60.0,
+    # edit/inpaint: providers.md §12.2 names the endpoint but lists no credits; 3 per request is the
+    # public pricing page's figure (assumed, not in the OpenAPI copy).
+    "inpaint": 3.0,
 }
 
 

@@ -1,9 +1,10 @@
-"""The multipart form wfbatch sends `POST /v2beta/stable-image/generate/{ultra|core|sd3}` for one
-job (providers.md §4.2). Pure, no I/O."""
+"""The multipart form wfbatch sends `POST /v2beta/stable-image/generate/{ultra|core|sd3}` (or the
+upscale and edit/inpaint endpoints) for one job (providers.md §4.2, §12.2). Pure, no I/O."""
 
 from __future__ import annotations
 
 from wfbatch.core.models import JobSpec
+from wfbatch.providers.stability import inpaint
 from wfbatch.providers.stability.image_rules import REFINE_STRENGTH, image_problems, takes_image, upscaler_of
 from wfbatch.providers.stability.rules import (
     SD3_PREFIX,
@@ -27,19 +28,32 @@ def is_upscale(spec: JobSpec) -> bool:
     return spec.operation == "upscale"
 
 
+def is_inpaint(spec: JobSpec) -> bool:
+    return inpaint.is_inpaint(spec)
+
+
+def takes_model(spec: JobSpec) -> bool:
+    """Whether the endpoint is a model's (generate/*), not an upscaler or edit/inpaint."""
+    return not is_upscale(spec) and not is_inpaint(spec)
+
+
 def is_image_to_image(spec: JobSpec) -> bool:
-    return not is_upscale(spec) and (spec.input_of("image") is not None or spec.operation == "refine")
+    return takes_model(spec) and (spec.input_of("image") is not None or spec.operation == "refine")
 
 
 def path_of(spec: JobSpec, model: str) -> str:
     """Where under `/v2beta/stable-image/` the job goes."""
     if is_upscale(spec):
         return f"upscale/{upscaler_of(spec.params)}"
+    if is_inpaint(spec):
+        return inpaint.PATH
     return f"generate/{endpoint_of(model)}"
 
 
 def price_key(spec: JobSpec, model: str) -> str:
-    """What the job is priced as: `upscale-fast` etc. for an upscale, else its model."""
+    """What the job is priced as: `upscale-fast` etc. for an upscale, `inpaint`, else its model."""
+    if is_inpaint(spec):
+        return inpaint.PRICE_KEY
     return f"upscale-{upscaler_of(spec.params)}" if is_upscale(spec) else model
 
 
@@ -47,8 +61,9 @@ def problems(spec: JobSpec, model: str) -> list[str]:
     """What Stability would refuse (checked at parse time; again here, so a job that got past an
     older check never costs a 400)."""
     sized_by_input = bool(spec.inputs) or spec.operation is not None
+    rules_model = inpaint.RULES_MODEL if is_inpaint(spec) else model
     return validate_stability_entry(
-        model, spec.width, spec.height, spec.format.value, spec.seed, spec.prompt, spec.params,
+        rules_model, spec.width, spec.height, spec.format.value, spec.seed, spec.prompt, spec.params,
         sized_by_input=sized_by_input,
     ) + image_problems(spec, model)
 
@@ -57,6 +72,8 @@ def form_fields(spec: JobSpec, model: str) -> dict[str, str]:
     """The text fields (the image file part is added by the client, which reads it)."""
     if is_upscale(spec):
         return _upscale_fields(spec, model)
+    if is_inpaint(spec):
+        return inpaint.inpaint_fields(spec)
     if is_image_to_image(spec):
         return _image_to_image_fields(spec, model)
     return _generate_fields(spec, model)

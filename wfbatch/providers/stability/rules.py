@@ -60,7 +60,7 @@ MAX_SEED = 4_294_967_294
 MAX_PROMPT = 10_000
 PARAMS = (
     "fit", "aspect_ratio", "style_preset", "output_format", "negative_prompt", "cfg_scale",
-    "upscaler", "creativity",
+    "upscaler", "creativity", "mode", "grow_mask",
 )
 FIT_CHOICES = ("aspect_ratio",)
 

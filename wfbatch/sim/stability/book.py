@@ -41,6 +41,7 @@ class StabilityBook:
         self.received: list[dict[str, Any]] = []
         """Every image part of a valid request: endpoint, field, sha256, bytes (in order)."""
         self.upscales: Counter[str] = Counter()
+        self.inpaints = 0
         self._results: dict[str, tuple[str, float, bytes, str]] = {}
 
     def admit(self, now: float) -> bool:
@@ -84,6 +85,10 @@ class StabilityBook:
         with self._lock:
             self.upscales[kind] += 1
 
+    def inpainted(self) -> None:
+        with self._lock:
+            self.inpaints += 1
+
     def start_result(self, result_id: str, key: str, ready_at: float, data: bytes, media_type: str) -> None:
         """A creative upscale, fetched from /v2beta/results/{id} by the key that started it."""
         with self._lock:
@@ -125,6 +130,7 @@ class StabilityBook:
                 "invalid": self.invalid,
                 "received_images": list(self.received),
                 "upscales": dict(self.upscales),
+                "inpaints": self.inpaints,
             }
 
     def report(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Stability AI's v2beta route set (providers.md §4): `POST /v2beta/stable-image/generate/{ultra|core|
 sd3}` (multipart in, image bytes out, synchronous; with an `image` part: image-to-image, §12.2),
-the upscalers and their results (`images_in`) and `GET /v1/user/balance`.
+the upscalers and their results (`images_in`), edit/inpaint (`inpaint`) and `GET /v1/user/balance`.
 
 One request goes: lockout → 150 requests / 10 s window → auth → multipart validation → moderation
 (`moderation_marker`: 403 `content_moderation`, not charged) → credits (402 `payment_required`) →
@@ -32,6 +32,7 @@ from wfbatch.sim.stability.images_in import (
     render_from,
     upscale_routes,
 )
+from wfbatch.sim.stability.inpaint import inpaint_routes
 from wfbatch.sim.stability.options import StabilityOptions
 from wfbatch.sim.state import SimState
 
@@ -210,6 +211,7 @@ def stability_routes(state: SimState) -> list[Route]:
     return [
         Route("/v2beta/stable-image/generate/{endpoint}", generate, methods=["POST"]),
         *upscale_routes(state, book, _error),
+        *inpaint_routes(state, book, _error, STYLE_PRESETS),
         Route("/v1/user/balance", balance, methods=["GET"]),
     ]
 
