@@ -153,3 +153,44 @@ async def test_a_job_waiting_again_with_nothing_started_is_anyones(two: list[Sto
     finally:
         await second.stop()
         await first.stop()
+
+
+async def changed_of(fleet: PgFleet, batch_id: str) -> bool:
+    """Whether `fleet` is told of `batch_id` among the batches it writes with changes: asked until
+    its next look (it looks every `tick`), bounded."""
+    deadline = time.monotonic() + patience(10)
+    while time.monotonic() < deadline:
+        if batch_id in await fleet.manifests_changed():
+            return True
+        await asyncio.sleep(fleet.tick / 2)
+    return False
+
+
+async def test_a_batch_manifest_has_one_writer_and_is_taken_over_when_it_is_gone(
+    two: list[StoreApi],
+) -> None:
+    first_store, second_store = two
+    await first_store.batches.insert_batch(batch_row(), make_jobs(2))
+    first, second = fleet_of(first_store, asyncio.Event()), fleet_of(second_store, asyncio.Event())
+    await first.start(lambda: None, wanted)
+    await second.start(lambda: None, wanted)
+    try:
+        # Two daemons taking a batch nobody writes yet, at once: one winner.
+        won = await asyncio.gather(first.writes_manifest("b1"), second.writes_manifest("b1"))
+        assert sorted(won) == [False, True]
+        writer, other = (first, second) if won[0] else (second, first)
+        assert await writer.writes_manifest("b1") and not await other.writes_manifest("b1")
+        # The writer is told of the batch's changes (any daemon's); the other, at its first look,
+        # not: the batch has a live writer.
+        assert "b1" not in await other.manifests_changed()
+        assert await changed_of(writer, "b1")
+        # The writer gone (a clean stop forgets its row, as a prune does): the other, told of the
+        # batch's next change, takes it.
+        await writer.stop()
+        job = (await second_store.jobs.jobs_for_batch("b1"))[0]
+        assert await second_store.jobs.update_job(job.id, attempts=1)
+        assert await changed_of(other, "b1")
+        assert await other.writes_manifest("b1")
+    finally:
+        await first.stop()
+        await second.stop()

@@ -70,6 +70,16 @@ class Fleet(Protocol):
         """(this daemon's id, every daemon registered on the database); (None, []) alone."""
         ...
 
+    async def writes_manifest(self, batch_id: str) -> bool:
+        """Whether this engine writes the batch's manifest (and contact sheet) now: one writer per
+        batch across daemons sharing an output folder. Takes it over from a daemon that vanished."""
+        ...
+
+    async def manifests_changed(self) -> set[str]:
+        """Batches whose manifest this engine writes whose jobs another daemon changed since it
+        last asked (this engine's own changes too); empty alone: it knows its own changes."""
+        ...
+
     def leaks_before(self, now: float) -> float | None:
         """Reservations made before this with no execution started are leaked (a crash between the
         two); None: any such reservation is (one daemon: none of it is being started right now)."""
@@ -235,6 +245,39 @@ class FleetRecords:
             f" AND (state IN ({states}) OR execution = 'maybe')",
             (me, epoch, provider, account),
         )
+
+    async def take_manifest(self, batch_id: str, me: str, stale_before: float) -> tuple[bool, str | None]:
+        """Whether `me` writes the batch's manifest now, and whose it was before. A batch nobody
+        writes yet becomes `me`'s; one whose daemon stopped heart-beating before `stale_before` (or
+        is gone) is taken over. The UPDATE's condition makes two daemons taking it at once one."""
+        row = await self._db.fetchone("SELECT owner_daemon FROM batches WHERE id = ?", (batch_id,))
+        if row is None:
+            return False, None
+        before: str | None = row["owner_daemon"]
+        if before == me:
+            return True, before  # no write: the common case, once per manifest refresh
+        changed = await self._db.write(
+            "UPDATE batches SET owner_daemon = ? WHERE id = ? AND (owner_daemon IS NULL OR owner_daemon = ?"
+            " OR NOT EXISTS (SELECT 1 FROM daemons d WHERE d.id = batches.owner_daemon"
+            " AND d.heartbeat_at >= ?))",
+            (me, batch_id, me, stale_before),
+        )
+        if changed > 0:
+            return True, before
+        row = await self._db.fetchone("SELECT owner_daemon FROM batches WHERE id = ?", (batch_id,))
+        return False, None if row is None else row["owner_daemon"]
+
+    async def manifests_changed(self, me: str, since: float, stale_before: float) -> set[str]:
+        """Batches with a job changed (by any daemon) since `since` whose manifest `me` writes, or
+        nobody alive does: another daemon's work reaches the manifest only through this, and a
+        manifest its vanished writer left behind is taken over even when nothing changes after."""
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT j.batch_id FROM jobs j JOIN batches b ON b.id = j.batch_id"
+            " WHERE j.updated_at >= ? AND (b.owner_daemon IS NULL OR b.owner_daemon = ? OR NOT EXISTS"
+            " (SELECT 1 FROM daemons d WHERE d.id = b.owner_daemon AND d.heartbeat_at >= ?))",
+            (since, me, stale_before),
+        )
+        return {r["batch_id"] for r in rows}
 
     async def accounts_in_flight(self) -> set[tuple[str, str]]:
         """(provider, account) of every job whose execution exists or may: accounts that someone

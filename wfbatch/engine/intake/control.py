@@ -209,6 +209,9 @@ class Control:
                 jobs=ingested.jobs,
             )
         )
+        # The daemon that accepted a batch writes its manifest (several daemons on one database:
+        # one writer; another takes over only once this one is gone).
+        await self.engine.fleet.writes_manifest(batch.id)
         self.engine.include(batch.id)
         self.engine.wake()
         return Accepted(batch, ingested.jobs, warnings)

@@ -35,6 +35,12 @@ class SoloFleet:
     async def stop(self) -> None:
         return None
 
+    async def writes_manifest(self, batch_id: str) -> bool:
+        return True
+
+    async def manifests_changed(self) -> set[str]:
+        return set()
+
     def leaks_before(self, now: float) -> float | None:
         return None
 

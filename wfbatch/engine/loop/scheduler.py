@@ -93,7 +93,12 @@ class Engine:
         self.windows = Windows(lambda: self.settings, self.pool, self.clock, events)
         self.holds = Holds(store, self.pool, self.budget, self.storage, self.windows)
         self.cache = ImageCache(layout.cache, store)
-        self.writer = OutputWriter(store, self.pool.label)
+        self.writer = OutputWriter(
+            store,
+            self.pool.label,
+            writes=self.fleet.writes_manifest,
+            changed_elsewhere=self.fleet.manifests_changed,
+        )
         self.canceled = CanceledExecutions(store, self.budget, self.pool)
         self.progress = ProgressBoard(events)
         self.finals = Finals(store, settings, self.writer, emit=events, wake=self.wake, cache=self.cache)

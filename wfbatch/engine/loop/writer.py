@@ -40,6 +40,20 @@ CONTACT_SHEET_INTERVAL = 30.0
 FinishedHook = Callable[[BatchRow, dict[str, int]], Awaitable[None]]
 """Told once a batch's jobs have all ended (again, after a retry), with its counts."""
 
+WritesManifest = Callable[[str], Awaitable[bool]]
+"""Whether this engine writes the batch's files now (engine/loop/fleet.py `writes_manifest`)."""
+
+ChangedElsewhere = Callable[[], Awaitable[set[str]]]
+"""Batches this engine writes whose jobs changed, another daemon's changes included."""
+
+
+async def _always(batch_id: str) -> bool:
+    return True
+
+
+async def _nothing_else() -> set[str]:
+    return set()
+
 
 def final_mode(spec: JobSpec) -> Literal["upscale", "refine", "regenerate"]:
     """How a final was made from its draft, as its spec says (`JobSpec.operation`)."""
@@ -107,9 +121,21 @@ def _delivered(row: DeliveryRow | None) -> ManifestDelivery | None:
 
 
 class OutputWriter:
-    def __init__(self, store: StoreApi, provider_label: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        store: StoreApi,
+        provider_label: Callable[[str], str],
+        *,
+        writes: WritesManifest = _always,
+        changed_elsewhere: ChangedElsewhere = _nothing_else,
+    ) -> None:
         self._store = store
         self._label = provider_label
+        # Several daemons on one database share the output folder: one of them writes each batch's
+        # manifest and contact sheet, from the database (so with every daemon's images), and the
+        # others leave them alone, or two views would overwrite each other.
+        self._writes = writes
+        self._changed_elsewhere = changed_elsewhere
         self._dirty: set[str] = set()
         self._last_manifest: dict[str, float] = {}
         self._interval: dict[str, float] = {}
@@ -174,6 +200,7 @@ class OutputWriter:
     async def flush(self, *, force: bool = False) -> None:
         """Rewrite the manifests (and, less often, contact sheets) of batches that changed."""
         async with self._lock:
+            self._dirty |= await self._changed_elsewhere()
             now = time.monotonic()
             for batch_id in sorted(self._dirty):
                 due = self._last_manifest.get(batch_id, 0.0) + self._interval.get(
@@ -193,8 +220,8 @@ class OutputWriter:
 
     async def write_batch_files(self, batch_id: str, *, force_sheet: bool = True) -> None:
         batch = await self._store.batches.get_batch(batch_id)
-        if batch is None:
-            return
+        if batch is None or not await self._writes(batch_id):
+            return  # another daemon writes it (and tells the finished hooks)
         started = time.monotonic()
         jobs = await self._store.jobs.jobs_for_batch(batch_id)
         manifest = self._manifest(batch, jobs, await self._store.outbox.for_batch(batch_id))

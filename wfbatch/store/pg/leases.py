@@ -61,6 +61,10 @@ class PgFleet:
         self._task: asyncio.Task[None] | None = None
         self._taken: Callable[[], None] = lambda: None
         self._wanted: Callable[[], Awaitable[set[tuple[str, str]]]] | None = None
+        self._told_writer: dict[str, str | None] = {}
+        """Batches whose manifest another daemon writes, as last logged."""
+        self._next_follow = 0.0
+        self._followed_at: float | None = None
 
     # -- what the engine asks ------------------------------------------------------------------
 
@@ -88,6 +92,29 @@ class PgFleet:
 
     async def members(self) -> tuple[str | None, list[DaemonRow]]:
         return self.id, await self.records.daemons()
+
+    async def writes_manifest(self, batch_id: str) -> bool:
+        mine, before = await self.records.take_manifest(batch_id, self.id, time.time() - self.lease_timeout)
+        if mine and before is not None and before != self.id:
+            log.info("batch %s: its manifest is written here now (its writer %s is gone)", batch_id, before)
+        elif not mine and self._told_writer.get(batch_id) != before:
+            # Once per batch and writer: a manifest refresh is asked for after every job.
+            self._told_writer[batch_id] = before
+            log.info("batch %s: its manifest is written by daemon %s, not this one", batch_id, before)
+        return mine
+
+    async def manifests_changed(self) -> set[str]:
+        now = time.monotonic()
+        if now < self._next_follow:
+            return set()
+        self._next_follow = now + self.tick
+        wall = time.time()
+        # Looked back two lease timeouts more than since the last look: a writer that vanished right
+        # after a change is seen gone only a lease timeout later, and its last changes must still be
+        # in the window then (other machines' clocks too). Rewriting a manifest again is harmless.
+        since = (self._followed_at or wall) - 2 * self.lease_timeout
+        self._followed_at = wall
+        return await self.records.manifests_changed(self.id, since, wall - self.lease_timeout)
 
     def held(self) -> dict[tuple[str, str], int]:
         return dict(self._held)
