@@ -474,7 +474,7 @@ MIGRATIONS: list[str | Dialects] = [
             FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION jobs_notify_queued();
         """,
     ),
-    # Several daemons on one database: the daemon that writes a batch's manifest (store/fleet.py
+    # 20: several daemons on one database: the daemon that writes a batch's manifest (store/fleet.py
     # `take_manifest`); NULL on SQLite, where the one daemon writes every manifest.
     "ALTER TABLE batches ADD COLUMN owner_daemon TEXT;",
 ]
