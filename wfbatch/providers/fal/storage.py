@@ -15,57 +15,32 @@ rename or replace any of them."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import ClassVar
 
-from wfbatch.core.models import InputImage, JobSpec
+from wfbatch.core.models import InputImage
 from wfbatch.providers.base import RequestKind
 from wfbatch.providers.errors import Transient
 from wfbatch.providers.http.layer import HttpLayer
-from wfbatch.providers.inputs import file_name, input_bytes
-from wfbatch.providers.uploads import DATA_URI_MAX_BYTES, UploadLocks, UploadMemo, data_uri
+from wfbatch.providers.input_uploader import InputUploader
+from wfbatch.providers.inputs import file_name
+from wfbatch.providers.uploads import UploadLocks, UploadMemo
 
 KEPT_SECONDS = 7 * 86400
-_FIELDS = {"image": "image_url", "mask": "mask_url"}
 
 
-class FalStorage:
+class FalStorage(InputUploader):
+    FIELDS: ClassVar[dict[str, str]] = {"image": "image_url", "mask": "mask_url"}
+    STRENGTH_FIELD = "strength"
+
     def __init__(
         self, http: HttpLayer, storage_url: str, authorization: str, memo: UploadMemo, locks: UploadLocks
     ) -> None:
+        super().__init__(memo, locks)
         self._http = http
         self._storage = storage_url.rstrip("/")
         self._authorization = authorization
-        self._memo = memo
-        self._locks = locks
 
-    async def input_fields(self, spec: JobSpec) -> dict[str, Any]:
-        """The model-input fields carrying the job's pictures (and its strength)."""
-        fields: dict[str, Any] = {}
-        for item in spec.inputs:
-            url = await self.url_of(item)
-            if item.role == "images":
-                fields.setdefault("image_urls", []).append(url)
-            else:
-                fields[_FIELDS[item.role]] = url
-        if spec.strength is not None:
-            fields["strength"] = spec.strength
-        return fields
-
-    async def url_of(self, item: InputImage) -> str:
-        if item.is_url:
-            return item.location
-        data = input_bytes(item)
-        if len(data) <= DATA_URI_MAX_BYTES:
-            return data_uri(item, data)
-        async with self._locks.hold(item.sha256):
-            known = await self._memo.recall(item.sha256)
-            if known is not None:
-                return known
-            url = await self._upload(item, data)
-            await self._memo.remember(item.sha256, url, time.time() + KEPT_SECONDS)
-            return url
-
-    async def _upload(self, item: InputImage, data: bytes) -> str:
+    async def _upload(self, item: InputImage, data: bytes) -> tuple[str, float]:
         token = await self._http.send(
             RequestKind.OTHER,
             "POST",
@@ -93,4 +68,4 @@ class FalStorage:
         url = answer.json_object().get("access_url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise Transient("fal: the upload answer has no access_url")
-        return url
+        return url, time.time() + KEPT_SECONDS

@@ -11,56 +11,32 @@ pictures; an entry's `params` come last and may rename or replace any of them.""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import ClassVar
 
-from wfbatch.core.models import InputImage, JobSpec
+from wfbatch.core.models import InputImage
 from wfbatch.providers.base import RequestKind
 from wfbatch.providers.errors import Transient
 from wfbatch.providers.http.layer import FormValue, HttpLayer
-from wfbatch.providers.inputs import file_name, input_bytes
+from wfbatch.providers.input_uploader import InputUploader
+from wfbatch.providers.inputs import file_name
 from wfbatch.providers.replicate.request import parse_time
-from wfbatch.providers.uploads import DATA_URI_MAX_BYTES, UploadLocks, UploadMemo, data_uri
+from wfbatch.providers.uploads import UploadLocks, UploadMemo
 
 KEPT_SECONDS = 24 * 3600.0
 """Replicate's recorded lifetime of an upload (client), when the answer gives no `expires_at`."""
-_FIELDS = {"image": "image", "mask": "mask"}
 
 
-class ReplicateFiles:
+class ReplicateFiles(InputUploader):
+    FIELDS: ClassVar[dict[str, str]] = {"image": "image", "mask": "mask"}
+    STRENGTH_FIELD = "prompt_strength"
+
     def __init__(
         self, http: HttpLayer, base: str, authorization: str, memo: UploadMemo, locks: UploadLocks
     ) -> None:
+        super().__init__(memo, locks)
         self._http = http
         self._base = base.rstrip("/")
         self._authorization = authorization
-        self._memo = memo
-        self._locks = locks
-
-    async def input_fields(self, spec: JobSpec) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
-        for item in spec.inputs:
-            value = await self.value_of(item)
-            if item.role == "images":
-                fields.setdefault("image_urls", []).append(value)
-            else:
-                fields[_FIELDS[item.role]] = value
-        if spec.strength is not None:
-            fields["prompt_strength"] = spec.strength
-        return fields
-
-    async def value_of(self, item: InputImage) -> str:
-        if item.is_url:
-            return item.location
-        data = input_bytes(item)
-        if len(data) <= DATA_URI_MAX_BYTES:
-            return data_uri(item, data)
-        async with self._locks.hold(item.sha256):
-            known = await self._memo.recall(item.sha256)
-            if known is not None:
-                return known
-            url, expires_at = await self._upload(item, data)
-            await self._memo.remember(item.sha256, url, expires_at)
-            return url
 
     async def _upload(self, item: InputImage, data: bytes) -> tuple[str, float]:
         name = file_name(item)
