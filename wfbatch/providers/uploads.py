@@ -67,4 +67,3 @@ class UploadLocks:
             self._users[sha256] -= 1
             if not self._users[sha256]:  # nobody waits: forget it (no lock kept per picture forever)
                 del self._users[sha256], self._locks[sha256]
-
