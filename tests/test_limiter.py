@@ -6,7 +6,13 @@ import pytest
 
 from tests.deadlines import patience
 from wfbatch.engine.clock import ManualClock
-from wfbatch.engine.loop.limiter import ProviderLimiter, ProviderPaused, SlidingWindow
+from wfbatch.engine.loop.limiter import (
+    ARRIVAL_ALLOWANCE,
+    WINDOW_MARGIN,
+    ProviderLimiter,
+    ProviderPaused,
+    SlidingWindow,
+)
 from wfbatch.providers.base import RequestKind
 from wfbatch.settings import ProviderLimits
 from wfbatch.sim.limits import SlidingWindow as ServerWindow
@@ -52,6 +58,22 @@ async def test_a_request_slow_to_arrive_does_not_let_the_next_window_in_early() 
         assert verdict.allowed, (i, verdict)
         server.hit(clock.wall())
         limiter.observe(RequestKind.START, 201, {})  # answered as it arrived
+
+
+async def test_a_slow_answer_does_not_push_the_next_window_back_by_its_wait() -> None:
+    """A synchronous generation answers 30 s after it was sent; it arrived at once. Re-dated to
+    its answer it would hold its place in the window 30 s too long: at 2 a minute the third start
+    would wait 90 s, not 60 s plus the arrival allowance and margin."""
+    clock = ManualClock()
+    limiter = ProviderLimiter("oa", ProviderLimits(requests_per_minute=2), clock)
+    first = clock.monotonic()
+    for _ in range(2):
+        await limiter.acquire(RequestKind.START)
+    clock.advance(30.0)
+    limiter.observe(RequestKind.START, 200, {})
+    limiter.observe(RequestKind.START, 200, {})
+    await limiter.acquire(RequestKind.START)
+    assert clock.monotonic() - first <= 60.0 * (1 + WINDOW_MARGIN) + ARRIVAL_ALLOWANCE
 
 
 async def test_limiter_counts_requests_and_honours_blocks() -> None:

@@ -8,6 +8,7 @@ the bottleneck, polls of the executions most likely to be finished go first.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 import heapq
 import itertools
@@ -27,6 +28,11 @@ from wfbatch.settings import ProviderLimits
 # A relative margin alone cannot cover that (40 ms of a 2 s window; a loaded machine delays a
 # request by more), so an answered request is also re-dated to its answer: see SlidingWindow.
 WINDOW_MARGIN = 0.02
+# How late after its send a request is taken to have arrived, at most, when it is re-dated to its
+# answer: a synchronous generation answers after tens of seconds, but it arrived long before, and
+# counting it from its answer would lose that much of every window (a quarter of an OpenAI key's
+# 5 images a minute at 20 s a picture).
+ARRIVAL_ALLOWANCE = 2.0
 # A sleeping waiter wakes at least this often to notice blocks and pauses set meanwhile.
 MAX_NAP = 0.5
 
@@ -46,9 +52,10 @@ class SlidingWindow:
     arrives, later by a delay that varies (a new connection, a busy server or client). Measured
     from the send alone, a request delayed more than the one a window after it is let through could
     reach the server inside the same window. So once a request is answered its event is re-dated to
-    the answer: the server saw it before answering, so a window measured from there has passed on
-    the server's clock too. Answers carry no event of their own: the earliest unanswered event is
-    re-dated, which gives the same dates whichever request each answer belonged to."""
+    the answer (at most ARRIVAL_ALLOWANCE after its send): the server saw it before answering, so a
+    window measured from there has passed on the server's clock too. Answers carry no event of
+    their own: the earliest unanswered event is re-dated, which gives the same dates whichever
+    request each answer belonged to."""
 
     def __init__(self, limit: int | None, window: float) -> None:
         self.limit = limit
@@ -97,8 +104,9 @@ class SlidingWindow:
         self._trim(now)
         if not self._unanswered:
             return
-        self._times.remove(self._unanswered.popleft())
-        self._times.append(now)  # the latest date: `_times` stays sorted
+        sent = self._unanswered.popleft()
+        self._times.remove(sent)
+        bisect.insort(self._times, min(now, sent + ARRIVAL_ALLOWANCE))
 
     def wait_time_after(self, ahead: int, now: float) -> float:
         """Seconds until one more event fits once `ahead` others waiting before it have gone (an
