@@ -59,6 +59,27 @@ def parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str
     return fields, files
 
 
+async def read_form(
+    request: Request, book: StabilityBook, error: ErrorReply, *, any_accept: bool = False
+) -> tuple[dict[str, str], dict[str, bytes]] | Response:
+    """The multipart form of an image endpoint, or the refusal the API gives: an Accept it does not
+    answer (`*/*` too where `any_accept`), a body over 10 MiB, a body that is not multipart."""
+    accept = request.headers.get("accept", "image/*")
+    if not (accept.startswith(("image/", "application/json")) or (any_accept and accept == "*/*")):
+        book.invalid += 1
+        allowed = "image/*, */* or application/json" if any_accept else "image/* or application/json"
+        return error(400, "invalid_accept_header", f"accept: must be {allowed}")
+    body = await request.body()
+    if len(body) > MAX_REQUEST_BYTES:
+        book.invalid += 1
+        return error(413, "payload_too_large", "the request must be at most 10 MiB")
+    form = parse_form(request.headers.get("content-type", ""), body)
+    if form is None:
+        book.invalid += 1
+        return error(400, "bad_request", "content-type: must be multipart/form-data")
+    return form
+
+
 def image_size(data: bytes) -> tuple[int, int] | str:
     """(width, height) of a PNG/JPEG/WebP Stability takes, or what is wrong with it."""
     try:
@@ -191,18 +212,9 @@ def upscale_routes(state: SimState, book: StabilityBook, error: ErrorReply) -> l
             return error(401, "unauthorized", problem)
         if kind not in UPSCALE_CREDITS:
             return error(404, "not_found", f"no upscaler {kind}")
-        accept = request.headers.get("accept", "image/*")
-        if not (accept.startswith("image/") or accept.startswith("application/json") or accept == "*/*"):
-            book.invalid += 1
-            return error(400, "invalid_accept_header", "accept: must be image/*, */* or application/json")
-        body = await request.body()
-        if len(body) > MAX_REQUEST_BYTES:
-            book.invalid += 1
-            return error(413, "payload_too_large", "the request must be at most 10 MiB")
-        form = parse_form(request.headers.get("content-type", ""), body)
-        if form is None:
-            book.invalid += 1
-            return error(400, "bad_request", "content-type: must be multipart/form-data")
+        form = await read_form(request, book, error, any_accept=True)
+        if isinstance(form, Response):
+            return form
         fields, files = form
         invalid = upscale_problem(kind, fields, files)
         if invalid is not None:

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from wfbatch.sim.replies import json_reply
 from wfbatch.sim.stability.book import StabilityBook
-from wfbatch.sim.stability.images_in import MAX_REQUEST_BYTES, image_size, parse_form
+from wfbatch.sim.stability.images_in import image_size, read_form
 from wfbatch.sim.state import SimState
 
 PATH = "edit/inpaint"
@@ -111,18 +111,9 @@ def inpaint_routes(
         problem = state.auth_error(request.headers.get("authorization"))
         if problem is not None:
             return error(401, "unauthorized", problem)
-        accept = request.headers.get("accept", "image/*")
-        if not (accept.startswith("image/") or accept.startswith("application/json")):
-            book.invalid += 1
-            return error(400, "invalid_accept_header", "accept: must be image/* or application/json")
-        body = await request.body()
-        if len(body) > MAX_REQUEST_BYTES:
-            book.invalid += 1
-            return error(413, "payload_too_large", "the request must be at most 10 MiB")
-        form = parse_form(request.headers.get("content-type", ""), body)
-        if form is None:
-            book.invalid += 1
-            return error(400, "bad_request", "content-type: must be multipart/form-data")
+        form = await read_form(request, book, error)
+        if isinstance(form, Response):
+            return form
         fields, files = form
         invalid = inpaint_problem(fields, files, styles)
         if invalid is not None:
@@ -141,7 +132,7 @@ def inpaint_routes(
         await asyncio.sleep(book.latency())
         data, media_type = painted(files["image"], files.get("mask"), fields.get("output_format", "png"))
         seed = fields.get("seed", "0")
-        if accept.startswith("application/json"):
+        if request.headers.get("accept", "image/*").startswith("application/json"):
             answer = {"image": base64.b64encode(data).decode(), "finish_reason": "SUCCESS", "seed": int(seed)}
             return json_reply(answer, 200, {"content-type": f"application/json; type={media_type}"})
         return Response(data, 200, {"finish-reason": "SUCCESS", "seed": seed}, media_type=media_type)
