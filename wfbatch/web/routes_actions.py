@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -21,6 +21,7 @@ from wfbatch.web.context import web_context
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 MAX_BODY = 64 * 1024
+Model = TypeVar("Model", bound=BaseModel)
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -36,35 +37,31 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
+async def _command(request: Request, model: type[Model], what: str) -> Model:
+    """The request's JSON body as the daemon's command `model`; a bad one is a 400 naming `what`."""
+    try:
+        return model.model_validate(await _body(request))
+    except ValidationError as error:
+        raise ApiError(400, f"bad {what} request: {error.errors()[0]['msg']}") from None
+
+
 def _result(result: CommandResult) -> JSONResponse:
     return JSONResponse(result.model_dump(mode="json"))
 
 
 async def review(request: Request) -> Response:
-    ctx = web_context(request)
-    try:
-        command = ReviewRequest.model_validate(await _body(request))
-    except ValidationError as error:
-        raise ApiError(400, f"bad review request: {error.errors()[0]['msg']}") from None
-    return _result(await ctx.client.review(command))
+    command = await _command(request, ReviewRequest, "review")
+    return _result(await web_context(request).client.review(command))
 
 
 async def retry(request: Request) -> Response:
-    ctx = web_context(request)
-    try:
-        command = RetryRequest.model_validate(await _body(request))
-    except ValidationError as error:
-        raise ApiError(400, f"bad retry request: {error.errors()[0]['msg']}") from None
-    return _result(await ctx.client.retry(command))
+    command = await _command(request, RetryRequest, "retry")
+    return _result(await web_context(request).client.retry(command))
 
 
 async def cancel(request: Request) -> Response:
-    ctx = web_context(request)
-    try:
-        command = CancelRequest.model_validate(await _body(request))
-    except ValidationError as error:
-        raise ApiError(400, f"bad cancel request: {error.errors()[0]['msg']}") from None
-    return _result(await ctx.client.cancel(command))
+    command = await _command(request, CancelRequest, "cancel")
+    return _result(await web_context(request).client.cancel(command))
 
 
 def confined_image(file_path: str, batch_dir: str, output_root: Path) -> tuple[Path, str] | str:
