@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
+from wfbatch.core.accounts import key_account_of, workflow_account
+
 DEFAULT_ACCOUNT = "default"
 """The one account of a section that lists none: its own `api_key` and `base_url`."""
 
@@ -130,7 +132,7 @@ class ProviderLimits(BaseModel):
                 for workflow in account.workflow_ids:
                     section = self.model_copy(update={**update, "workflow_id": workflow})
                     section._account_place = (place, account.name)
-                    name = f"{account.name}/{workflow}"
+                    name = workflow_account(account.name, workflow)
                     found.append(Account(name, f"{pool}/{workflow}", account.weight, section, account.name))
                 continue
             section = self.model_copy(update=update)
@@ -147,13 +149,13 @@ class ProviderLimits(BaseModel):
 
     def key_accounts(self, account: str | None) -> list[str]:
         """The accounts sharing this one's key: itself, or every workflow of its key."""
-        owner = (account or "").split("/", 1)[0]
+        owner = key_account_of(account or "")
         return [a.name for a in self.account_list() if a.key_account == owner] or [account or DEFAULT_ACCOUNT]
 
     def account_credit_cap(self, account: str | None) -> float | None:
         """The account's own daily credit cap (None: none of its own; the section's still holds);
         a per-workflow account has its key's."""
-        owner = (account or "").split("/", 1)[0]
+        owner = key_account_of(account or "")
         found = next((a for a in self.accounts if a.name == owner), None)
         return found.daily_credit_cap if found is not None else None
 

@@ -12,6 +12,7 @@ import json
 import time
 from typing import Any
 
+from wfbatch.core.accounts import key_account_of
 from wfbatch.core.states import Execution
 from wfbatch.store import cost_reads
 from wfbatch.store.database import SqlConnection, SqlDatabase, for_update
@@ -114,7 +115,7 @@ class SqliteLedger:
                     return CapReached("daily", exposure, daily_cap)
             if account_cap is not None and account is not None:
                 # A key's account and its per-workflow ones (`studio/wf_a`) spend one cap.
-                owner = account.split("/", 1)[0]
+                owner = key_account_of(account)
                 params = (provider, day, owner, len(owner) + 1, f"{owner}/")
                 exposure = await _exposure(conn, _BY_ACCOUNT_DAY, params)
                 if exposure + cost > account_cap + 1e-9:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+from wfbatch.core.accounts import key_account_of
 from wfbatch.store.ledger import SqliteLedger
 from wfbatch.store.rows import CapReached
 
@@ -33,7 +34,7 @@ _TAKE = (
 
 def account_day_scope(provider: str, account: str, day: str) -> str:
     """The counter row of an account's day; the same text as migration 17's trigger builds."""
-    return f"account-day:{provider}:{account.split('/', 1)[0]}:{day}"
+    return f"account-day:{provider}:{key_account_of(account)}:{day}"
 
 
 class _Refused(Exception):
